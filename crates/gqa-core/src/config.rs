@@ -1,0 +1,332 @@
+//! Model options (SPEC section 1), their defaults, validation and sizes.
+//!
+//! Source: `Edifice.Attention.GQA.build/1` options (the seed in `shared/seed/`), with the
+//! stricter rules of SPEC section 1 (e.g. `hiddenSize` must divide by `numHeads`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{check_f32_buffer, Error, Result};
+
+/// What the model returns from the final hidden states `h: [B, T, H]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputMode {
+    /// `h[:, T-1, :]` (or `h[b, L_b-1, :]` with lengths): `[B, H]`. Edifice's default.
+    #[default]
+    LastTimestep,
+    /// Every position: `[B, T, H]`, zeros at padded positions.
+    All,
+    /// Mean over the (unpadded) positions: `[B, H]`.
+    MeanPool,
+}
+
+impl OutputMode {
+    /// The option string (`"last_timestep"`, `"all"`, `"mean_pool"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputMode::LastTimestep => "last_timestep",
+            OutputMode::All => "all",
+            OutputMode::MeanPool => "mean_pool",
+        }
+    }
+}
+
+/// Every option of the GQA model, with Edifice's defaults.
+///
+/// Serialises to/from JSON with the TypeScript (camelCase) names; this JSON is what the
+/// bindings pass in and what a saved safetensors file carries in its metadata (key `gqa_config`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GqaConfig {
+    /// Input features per timestep `E` (`:embed_dim`). Required, >= 1.
+    pub embed_dim: usize,
+    /// Model width `H` (`:hidden_size`), default 256; divisible by `num_heads`.
+    #[serde(default = "d_hidden")]
+    pub hidden_size: usize,
+    /// Query heads `NH` (`:num_heads`), default 8.
+    #[serde(default = "d_heads")]
+    pub num_heads: usize,
+    /// Key/value heads `NKV` (`:num_kv_heads`), default 2; divides `num_heads`
+    /// (1 = multi-query, `num_heads` = multi-head attention).
+    #[serde(default = "d_kv_heads")]
+    pub num_kv_heads: usize,
+    /// Pre-norm blocks (`:num_layers`), default 4.
+    #[serde(default = "d_layers")]
+    pub num_layers: usize,
+    /// Dropout probability, default 0.1, `0 <= p < 1`; active only in training.
+    #[serde(default = "d_dropout")]
+    pub dropout: f64,
+    /// Rotary position embedding on Q and K (half-rotation, base 10000).
+    #[serde(default)]
+    pub rope: bool,
+    /// Edifice's YaRN-named frequency scaling (SPEC section 5); implies rotary.
+    #[serde(default)]
+    pub yarn: bool,
+    /// YaRN scale `s` (> 0), default 8.
+    #[serde(default = "d_yarn_scale")]
+    pub yarn_scale: f64,
+    /// Original context length of the YaRN ramp (>= 1), default 2048.
+    #[serde(default = "d_yarn_orig")]
+    pub yarn_original_max_position: usize,
+    /// Expected sequence length (a sizing hint only; any length >= 1 works), default 60.
+    #[serde(default = "d_window")]
+    pub window_size: usize,
+    /// Output mode, default `last_timestep`.
+    #[serde(default)]
+    pub output_mode: OutputMode,
+    /// Initialisation seed; the same seed gives bitwise the same weights on every backend.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn d_hidden() -> usize {
+    256
+}
+fn d_heads() -> usize {
+    8
+}
+fn d_kv_heads() -> usize {
+    2
+}
+fn d_layers() -> usize {
+    4
+}
+fn d_dropout() -> f64 {
+    0.1
+}
+fn d_yarn_scale() -> f64 {
+    8.0
+}
+fn d_yarn_orig() -> usize {
+    2048
+}
+fn d_window() -> usize {
+    60
+}
+
+/// The options of `recommendedDefaults()` (SPEC section 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecommendedDefaults {
+    /// 256
+    pub hidden_size: usize,
+    /// 8
+    pub num_heads: usize,
+    /// 2
+    pub num_kv_heads: usize,
+    /// 4
+    pub num_layers: usize,
+    /// 60
+    pub window_size: usize,
+    /// 0.1
+    pub dropout: f64,
+}
+
+/// Edifice's `recommended_defaults/0`.
+pub fn recommended_defaults() -> RecommendedDefaults {
+    RecommendedDefaults { hidden_size: 256, num_heads: 8, num_kv_heads: 2, num_layers: 4, window_size: 60, dropout: 0.1 }
+}
+
+impl GqaConfig {
+    /// A config with `embed_dim` and every other option at its default.
+    pub fn new(embed_dim: usize) -> Self {
+        GqaConfig {
+            embed_dim,
+            hidden_size: d_hidden(),
+            num_heads: d_heads(),
+            num_kv_heads: d_kv_heads(),
+            num_layers: d_layers(),
+            dropout: d_dropout(),
+            rope: false,
+            yarn: false,
+            yarn_scale: d_yarn_scale(),
+            yarn_original_max_position: d_yarn_orig(),
+            window_size: d_window(),
+            output_mode: OutputMode::LastTimestep,
+            seed: 0,
+        }
+    }
+
+    /// Parses options from JSON (TypeScript names) and validates them.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for a missing `embedDim`, an unknown option, a value of the
+    /// wrong type, or any rule of [`GqaConfig::validate`].
+    pub fn from_json(json: &str) -> Result<Self> {
+        let de = &mut serde_json::Deserializer::from_str(json);
+        let cfg: GqaConfig = serde_path_to_error::deserialize(de).map_err(|e| json_option_error(&e))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The options as JSON with TypeScript names (every option written out).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("config serialises")
+    }
+
+    /// Checks every rule of SPEC section 1.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] naming the option, the rule and the value found;
+    /// [`Error::OutOfMemory`] when the parameters would not fit in one buffer.
+    pub fn validate(&self) -> Result<()> {
+        if self.embed_dim < 1 {
+            return Err(Error::option("embedDim", "an integer >= 1", self.embed_dim));
+        }
+        if self.hidden_size < 1 {
+            return Err(Error::option("hiddenSize", "an integer >= 1", self.hidden_size));
+        }
+        if self.num_heads < 1 {
+            return Err(Error::option("numHeads", "an integer >= 1", self.num_heads));
+        }
+        if self.num_kv_heads < 1 {
+            return Err(Error::option("numKvHeads", "an integer >= 1", self.num_kv_heads));
+        }
+        if self.num_layers < 1 {
+            return Err(Error::option("numLayers", "an integer >= 1", self.num_layers));
+        }
+        if self.hidden_size % self.num_heads != 0 {
+            return Err(Error::option(
+                "hiddenSize",
+                format!("a multiple of numHeads={}", self.num_heads),
+                self.hidden_size,
+            ));
+        }
+        if self.num_heads % self.num_kv_heads != 0 {
+            return Err(Error::option(
+                "numKvHeads",
+                format!("a divisor of numHeads={}", self.num_heads),
+                self.num_kv_heads,
+            ));
+        }
+        if !(self.dropout >= 0.0 && self.dropout < 1.0) {
+            return Err(Error::option("dropout", "a probability 0 <= p < 1", self.dropout));
+        }
+        if !(self.yarn_scale > 0.0 && self.yarn_scale.is_finite()) {
+            return Err(Error::option("yarnScale", "a finite number > 0", self.yarn_scale));
+        }
+        if self.yarn_original_max_position < 1 {
+            return Err(Error::option("yarnOriginalMaxPosition", "an integer >= 1", self.yarn_original_max_position));
+        }
+        if self.window_size < 1 {
+            return Err(Error::option("windowSize", "an integer >= 1", self.window_size));
+        }
+        if self.uses_rotary() && self.head_dim() % 2 != 0 {
+            return Err(Error::option(
+                "hiddenSize",
+                format!(
+                    "an even headDim (hiddenSize / numHeads) when rope or yarn is on (numHeads={})",
+                    self.num_heads
+                ),
+                format!("{} (headDim={})", self.hidden_size, self.head_dim()),
+            ));
+        }
+        // Largest single weight and the whole parameter set must be addressable.
+        check_f32_buffer("ffn_up.weight", &[4, self.hidden_size, self.hidden_size])?;
+        check_f32_buffer("input_projection.weight", &[self.hidden_size, self.embed_dim])?;
+        let bytes = self.param_count_exact_u128() * 4;
+        if bytes > crate::error::MAX_BUFFER_BYTES as u128 {
+            return Err(Error::OutOfMemory {
+                what: "parameters".into(),
+                requested: u64::try_from(bytes).unwrap_or(u64::MAX),
+                limit: crate::error::MAX_BUFFER_BYTES,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether rotary embeddings are applied (`rope || yarn`).
+    pub fn uses_rotary(&self) -> bool {
+        self.rope || self.yarn
+    }
+
+    /// `headDim = hiddenSize / numHeads`.
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_heads
+    }
+
+    /// `qDim = numHeads * headDim`.
+    pub fn q_dim(&self) -> usize {
+        self.num_heads * self.head_dim()
+    }
+
+    /// `kvDim = numKvHeads * headDim`.
+    pub fn kv_dim(&self) -> usize {
+        self.num_kv_heads * self.head_dim()
+    }
+
+    /// Query heads per KV head: `group = numHeads / numKvHeads`.
+    pub fn group(&self) -> usize {
+        self.num_heads / self.num_kv_heads
+    }
+
+    /// Whether the model has an input projection (`embedDim != hiddenSize`).
+    pub fn has_input_projection(&self) -> bool {
+        self.embed_dim != self.hidden_size
+    }
+
+    /// Edifice's `output_size/1`: `hiddenSize` (last dimension of the output).
+    pub fn output_size(&self) -> usize {
+        self.hidden_size
+    }
+
+    /// Edifice's approximate `param_count/1`: projection matrices only, no biases or norms:
+    /// `inputProj + numLayers * (2*H*qDim + 2*H*kvDim + 8*H*H)`, `inputProj = embedDim*H` when
+    /// `embedDim != H`.
+    pub fn param_count(&self) -> u64 {
+        let h = self.hidden_size as u64;
+        let input = if self.has_input_projection() { self.embed_dim as u64 * h } else { 0 };
+        let per_layer = 2 * h * self.q_dim() as u64 + 2 * h * self.kv_dim() as u64 + 8 * h * h;
+        input + self.num_layers as u64 * per_layer
+    }
+
+    /// Every parameter (weights, biases, LayerNorm gamma and beta), as listed in SPEC section 3.
+    pub fn param_count_exact(&self) -> u64 {
+        u64::try_from(self.param_count_exact_u128()).unwrap_or(u64::MAX)
+    }
+
+    fn param_count_exact_u128(&self) -> u128 {
+        let h = self.hidden_size as u128;
+        let e = self.embed_dim as u128;
+        let q = self.q_dim() as u128;
+        let kv = self.kv_dim() as u128;
+        let input = if self.has_input_projection() { e * h + h } else { 0 };
+        let per_layer = 2 * h // attn_norm
+            + (h * q + q) // q_proj
+            + 2 * (h * kv + kv) // k_proj, v_proj
+            + (q * h + h) // out_proj
+            + 2 * h // ffn_norm
+            + (h * 4 * h + 4 * h) // ffn_up
+            + (4 * h * h + h); // ffn_down
+        input + self.num_layers as u128 * per_layer + 2 * h
+    }
+
+    /// KV-cache bytes per cached token (F32): `2 * numLayers * numKvHeads * headDim * 4`
+    /// (SPEC section 4).
+    pub fn kv_cache_bytes_per_token(&self) -> u64 {
+        2 * self.num_layers as u64 * self.num_kv_heads as u64 * self.head_dim() as u64 * 4
+    }
+}
+
+/// Maps a serde error on the options JSON to [`Error::InvalidOption`], naming the field.
+fn json_option_error(e: &serde_path_to_error::Error<serde_json::Error>) -> Error {
+    let path = e.path().to_string();
+    let msg = e.inner().to_string();
+    // Messages look like "unknown field `foo`, expected one of ...", "missing field `embedDim`"
+    // or "invalid type: string \"a\", expected usize at line 1 column 20".
+    let quoted = msg.split('`').nth(1).map(str::to_string);
+    let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+    if msg.starts_with("missing field") {
+        Error::option(&quoted.unwrap_or(path), "a value (this option is required)", "nothing")
+    } else if msg.starts_with("unknown field") {
+        Error::option(&quoted.unwrap_or(path), "a known option (see SPEC section 1)", "an unknown option")
+    } else if path == "." {
+        Error::option("options", "a JSON object of options", msg)
+    } else {
+        let (expected, found) = match msg.split_once(", expected ") {
+            Some((found, expected)) => (expected.to_string(), found.trim_start_matches("invalid type: ").trim_start_matches("invalid value: ").to_string()),
+            None => ("a valid value".to_string(), msg.clone()),
+        };
+        Error::option(&path, expected, found)
+    }
+}

@@ -1,0 +1,192 @@
+//! The one error type of the crate.
+//!
+//! Every variant names the thing that was wrong (an option, a tensor, an input), what was
+//! expected and what was found. [`Error::code`] gives a stable string that both bindings and the
+//! TypeScript API expose unchanged (`GqaError.code`), so callers can branch on it.
+
+/// Result alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every way a public entry point of `gqa-core` can fail.
+///
+/// Nothing in the crate panics on user input: bad options, bad shapes, bad files and sizes
+/// that would not fit in memory all come back as one of these variants.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// A model option broke its rule (SPEC section 1), e.g. `numHeads=7` with `numKvHeads=2`.
+    #[error("invalid option `{option}`: expected {expected}, found {found}")]
+    InvalidOption {
+        /// The option's TypeScript name (`numKvHeads`, `hiddenSize`, ...).
+        option: String,
+        /// The rule it must satisfy.
+        expected: String,
+        /// The value given.
+        found: String,
+    },
+
+    /// An input buffer, its dims or its per-sequence lengths do not fit the model.
+    #[error("invalid input `{what}`: expected {expected}, found {found}")]
+    InvalidInput {
+        /// Which input (`input`, `dims`, `lengths[2]`, ...).
+        what: String,
+        /// What the model needs.
+        expected: String,
+        /// What was given.
+        found: String,
+    },
+
+    /// A weight tensor has the wrong shape or dtype.
+    #[error("tensor `{name}` has the wrong {field}: expected {expected}, found {found}")]
+    TensorMismatch {
+        /// The tensor's name as found in the file.
+        name: String,
+        /// `shape` or `dtype`.
+        field: String,
+        /// The expected shape or dtype.
+        expected: String,
+        /// The shape or dtype in the file.
+        found: String,
+    },
+
+    /// A model parameter is not in the weight file.
+    #[error("missing parameter `{name}` (looked for {looked_for})")]
+    MissingParameter {
+        /// Canonical name of the parameter.
+        name: String,
+        /// The key(s) searched for, with prefix and naming scheme applied.
+        looked_for: String,
+    },
+
+    /// Strict loading found a tensor that is not a model parameter.
+    #[error("unexpected tensor `{name}` under strict loading: expected only model parameters")]
+    UnexpectedParameter {
+        /// The tensor's key in the file.
+        name: String,
+    },
+
+    /// A weight holds NaN or infinity.
+    #[error("tensor `{name}` holds a non-finite value at flat index {index}: expected finite values, found {value}")]
+    NonFiniteWeight {
+        /// The tensor's name.
+        name: String,
+        /// Flat index of the first bad value.
+        index: usize,
+        /// The value, printed (`NaN`, `inf`, `-inf`).
+        value: String,
+    },
+
+    /// The bytes are not a readable safetensors file (truncated, bad header, bad JSON...).
+    #[error("malformed safetensors file: {reason}")]
+    MalformedFile {
+        /// What the parser reported.
+        reason: String,
+    },
+
+    /// A file without config metadata was loaded without a config from the caller.
+    #[error("missing config: {reason}")]
+    MissingConfig {
+        /// Why the config is needed and how to pass it.
+        reason: String,
+    },
+
+    /// A buffer the request needs would exceed the allowed size.
+    #[error("out of memory for `{what}`: needs {requested} bytes, limit is {limit} bytes")]
+    OutOfMemory {
+        /// The buffer (`parameters`, `attention scores`, `kv cache`...).
+        what: String,
+        /// Bytes it would take (saturated at `u64::MAX` on overflow).
+        requested: u64,
+        /// The limit it broke.
+        limit: u64,
+    },
+
+    /// A KV-cache session has no room for the pushed positions.
+    #[error("kv cache full for `{what}`: capacity {capacity} positions, cached {cached}, pushed {pushed}")]
+    CacheFull {
+        /// Which sequence (row) overflowed.
+        what: String,
+        /// Capacity in positions (`maxLen`).
+        capacity: usize,
+        /// Positions already cached.
+        cached: usize,
+        /// Positions in the rejected chunk.
+        pushed: usize,
+    },
+
+    /// An error raised by the tensor backend (candle).
+    #[error("backend error: {0}")]
+    Backend(String),
+
+    /// A bug: a panic caught at a binding boundary, or an invariant that failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Stable code for the variant, shared by the bindings and the TypeScript `GqaError.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidOption { .. } => "INVALID_OPTION",
+            Error::InvalidInput { .. } => "INVALID_INPUT",
+            Error::TensorMismatch { .. } => "TENSOR_MISMATCH",
+            Error::MissingParameter { .. } => "MISSING_PARAMETER",
+            Error::UnexpectedParameter { .. } => "UNEXPECTED_PARAMETER",
+            Error::NonFiniteWeight { .. } => "NON_FINITE_WEIGHT",
+            Error::MalformedFile { .. } => "MALFORMED_FILE",
+            Error::MissingConfig { .. } => "MISSING_CONFIG",
+            Error::OutOfMemory { .. } => "OUT_OF_MEMORY",
+            Error::CacheFull { .. } => "CACHE_FULL",
+            Error::Backend(_) => "BACKEND",
+            Error::Internal(_) => "INTERNAL",
+        }
+    }
+
+    /// Shorthand for [`Error::InvalidOption`].
+    pub fn option(option: &str, expected: impl Into<String>, found: impl ToString) -> Self {
+        Error::InvalidOption { option: option.into(), expected: expected.into(), found: found.to_string() }
+    }
+
+    /// Shorthand for [`Error::InvalidInput`].
+    pub fn input(what: impl Into<String>, expected: impl Into<String>, found: impl ToString) -> Self {
+        Error::InvalidInput { what: what.into(), expected: expected.into(), found: found.to_string() }
+    }
+
+    /// Turns a caught panic payload (from `std::panic::catch_unwind`) into [`Error::Internal`].
+    pub fn from_panic(payload: Box<dyn std::any::Any + Send>) -> Self {
+        let msg = if let Some(s) = payload.downcast_ref::<&str>() {
+            (*s).to_string()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "unknown panic".to_string()
+        };
+        Error::Internal(format!("panic caught at the binding boundary: {msg}"))
+    }
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Backend(e.to_string())
+    }
+}
+
+/// Largest single buffer (in bytes) the crate will allocate; requests above it fail with
+/// [`Error::OutOfMemory`] instead of aborting the process. 4 GiB fits wasm32's address space
+/// limit and guards native hosts against absurd option values.
+pub const MAX_BUFFER_BYTES: u64 = 4 << 30;
+
+/// Checks that `elements` f32 values fit under [`MAX_BUFFER_BYTES`].
+///
+/// # Errors
+/// [`Error::OutOfMemory`] naming `what` when the product overflows or exceeds the limit.
+pub fn check_f32_buffer(what: &str, dims: &[usize]) -> Result<usize> {
+    let mut n: u64 = 1;
+    for &d in dims {
+        n = n.checked_mul(d as u64).unwrap_or(u64::MAX);
+    }
+    let bytes = n.checked_mul(4).unwrap_or(u64::MAX);
+    if bytes > MAX_BUFFER_BYTES {
+        return Err(Error::OutOfMemory { what: what.into(), requested: bytes, limit: MAX_BUFFER_BYTES });
+    }
+    Ok(n as usize)
+}
