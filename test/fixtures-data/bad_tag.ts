@@ -1,0 +1,5 @@
+@problemName BadTag
+@dimensions two
+@classLabel true x
+@data
+1:x

@@ -1,0 +1,3 @@
+@problemName NoData
+@dimensions 2
+@classLabel true x y
