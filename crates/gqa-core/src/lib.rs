@@ -9,8 +9,26 @@
 
 #![warn(missing_docs)]
 
+pub mod attention;
+pub mod block;
 pub mod config;
+pub mod dropout;
 pub mod error;
+pub mod init;
+mod input;
+pub mod kernels;
+pub mod model;
+pub mod nn;
+pub mod params;
+pub mod rope;
+pub mod weights;
 
+pub use attention::{AttentionConfig, AttnMask, GqaAttention};
+pub use block::GqaBlock;
 pub use config::{recommended_defaults, GqaConfig, OutputMode, RecommendedDefaults};
+pub use dropout::Dropout;
 pub use error::{Error, Result};
+pub use model::GqaModel;
+pub use params::ParamStore;
+pub use rope::Rotary;
+pub use weights::{read_metadata, read_tensors, LoadOptions};

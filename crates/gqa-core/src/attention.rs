@@ -1,0 +1,349 @@
+//! The grouped-query attention layer (SPEC section 2, step 2; `buildGqaAttention` on its own).
+//!
+//! `q = a Wq^T + bq: [B,T,qDim]`, `k = a Wk^T + bk`, `v = a Wv^T + bv: [B,T,kvDim]`, heads
+//! `q: [B,NH,T,D]`, `k,v: [B,NKV,T,D]`, optional rotary on q and k, query head `i` reads KV
+//! head `i / group`, causal mask plus per-sequence key lengths, `o Wo^T + bo: [B,T,H]`.
+//! The split [`GqaAttention::qkv`] / [`GqaAttention::attend`] is the KV-cache seam: a session
+//! appends the `k`, `v` of new positions (rotated with `offset` = cache length) to its cache
+//! and calls `attend` with the whole cached K/V and an [`AttnMask`] built with that offset.
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::config::GqaConfig;
+use crate::error::{Error, Result};
+use crate::input::{check_dims, valid_mask, zero_padded};
+use crate::kernels::reference;
+use crate::nn::Linear;
+use crate::params::ParamStore;
+use crate::rope::{inv_freq_for, Rotary};
+
+/// Options of the attention layer alone (`buildGqaAttention`), TypeScript names, Edifice's
+/// defaults (same rules as the model's options of the same names, SPEC section 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AttentionConfig {
+    /// Width `H` of input and output, default 256; divisible by `num_heads`.
+    #[serde(default = "d_hidden")]
+    pub hidden_size: usize,
+    /// Query heads `NH`, default 8.
+    #[serde(default = "d_heads")]
+    pub num_heads: usize,
+    /// KV heads `NKV`, default 2; divides `num_heads`.
+    #[serde(default = "d_kv_heads")]
+    pub num_kv_heads: usize,
+    /// Rotary position embedding on q and k.
+    #[serde(default)]
+    pub rope: bool,
+    /// Edifice's YaRN-named frequency scaling (implies rotary).
+    #[serde(default)]
+    pub yarn: bool,
+    /// YaRN scale (> 0), default 8.
+    #[serde(default = "d_yarn_scale")]
+    pub yarn_scale: f64,
+    /// YaRN original context (>= 1), default 2048.
+    #[serde(default = "d_yarn_orig")]
+    pub yarn_original_max_position: usize,
+    /// Initialisation seed, default 0.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn d_hidden() -> usize {
+    256
+}
+fn d_heads() -> usize {
+    8
+}
+fn d_kv_heads() -> usize {
+    2
+}
+fn d_yarn_scale() -> f64 {
+    8.0
+}
+fn d_yarn_orig() -> usize {
+    2048
+}
+
+impl Default for AttentionConfig {
+    fn default() -> Self {
+        AttentionConfig {
+            hidden_size: d_hidden(),
+            num_heads: d_heads(),
+            num_kv_heads: d_kv_heads(),
+            rope: false,
+            yarn: false,
+            yarn_scale: d_yarn_scale(),
+            yarn_original_max_position: d_yarn_orig(),
+            seed: 0,
+        }
+    }
+}
+
+impl AttentionConfig {
+    /// The attention options of a model config (its blocks' attention).
+    pub fn from_model(cfg: &GqaConfig) -> Self {
+        AttentionConfig {
+            hidden_size: cfg.hidden_size,
+            num_heads: cfg.num_heads,
+            num_kv_heads: cfg.num_kv_heads,
+            rope: cfg.rope,
+            yarn: cfg.yarn,
+            yarn_scale: cfg.yarn_scale,
+            yarn_original_max_position: cfg.yarn_original_max_position,
+            seed: cfg.seed,
+        }
+    }
+
+    /// Parses options from JSON (TypeScript names) and validates them.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] naming the option (unknown, wrong type, or a broken rule).
+    pub fn from_json(json: &str) -> Result<Self> {
+        let de = &mut serde_json::Deserializer::from_str(json);
+        let cfg: AttentionConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let msg = e.inner().to_string();
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+            let name = msg.split('`').nth(1).map(str::to_string).unwrap_or(path);
+            Error::option(&name, "a valid attention option (SPEC section 1)", msg)
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The options as JSON (TypeScript names, every option written).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("config serialises")
+    }
+
+    /// Checks the rules of SPEC section 1 for these options.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] naming the option, rule and value.
+    pub fn validate(&self) -> Result<()> {
+        let mut m = GqaConfig::new(self.hidden_size.max(1));
+        m.hidden_size = self.hidden_size;
+        m.num_heads = self.num_heads;
+        m.num_kv_heads = self.num_kv_heads;
+        m.num_layers = 1;
+        m.rope = self.rope;
+        m.yarn = self.yarn;
+        m.yarn_scale = self.yarn_scale;
+        m.yarn_original_max_position = self.yarn_original_max_position;
+        m.validate()
+    }
+
+    /// `headDim = hiddenSize / numHeads`.
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_heads
+    }
+
+    /// The rotary `inv_freq` `[headDim/2]` or `None` without rotary (SPEC section 5).
+    pub fn inv_freq(&self) -> Option<Vec<f32>> {
+        inv_freq_for(self.head_dim(), self.rope, self.yarn, self.yarn_scale, self.yarn_original_max_position)
+    }
+}
+
+/// Additive attention mask `[MB, Tq, Tk]` (0 = attend, `-inf` = masked), `MB` = 1 or B.
+///
+/// Query `i` sits at absolute position `offset + i` and may read key `j` when
+/// `j <= offset + i` (causal) and `j < L_b` (per-sequence length). Key 0 is always readable.
+#[derive(Debug, Clone)]
+pub struct AttnMask {
+    bias: Tensor,
+}
+
+impl AttnMask {
+    /// Causal mask for `q_len` queries at positions `offset..offset+q_len` over `k_len` keys,
+    /// with optional per-sequence lengths (`B` values, each >= 1).
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`] when `[B, Tq, Tk]` exceeds the buffer limit; candle errors.
+    pub fn causal(batch: usize, q_len: usize, k_len: usize, offset: usize, lengths: Option<&[usize]>, device: &Device) -> Result<Self> {
+        let mb = if lengths.is_some() { batch } else { 1 };
+        let n = crate::error::check_f32_buffer("attention mask", &[mb, q_len, k_len])?;
+        let mut m = Vec::with_capacity(n);
+        for bi in 0..mb {
+            let len = lengths.map_or(k_len, |ls| ls[bi]);
+            for i in 0..q_len {
+                for j in 0..k_len {
+                    m.push(if j <= offset + i && j < len { 0f32 } else { f32::NEG_INFINITY });
+                }
+            }
+        }
+        Ok(AttnMask { bias: Tensor::from_vec(m, (mb, q_len, k_len), device)? })
+    }
+
+    /// The additive bias `[MB, Tq, Tk]`.
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+}
+
+/// The attention layer: `q_proj [qDim,H]`, `k_proj`, `v_proj [kvDim,H]`, `out_proj [H,qDim]`
+/// (each with a bias), shared with the model's [`ParamStore`] when part of a model.
+#[derive(Debug, Clone)]
+pub struct GqaAttention {
+    cfg: AttentionConfig,
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    out_proj: Linear,
+    inv_freq: Option<Vec<f32>>,
+    params: ParamStore,
+    device: Device,
+}
+
+/// The attention parameter names relative to the layer, in canonical order.
+pub const ATTENTION_PARAM_NAMES: [&str; 8] = [
+    "q_proj.weight",
+    "q_proj.bias",
+    "k_proj.weight",
+    "k_proj.bias",
+    "v_proj.weight",
+    "v_proj.bias",
+    "out_proj.weight",
+    "out_proj.bias",
+];
+
+impl GqaAttention {
+    /// A standalone attention layer, initialised from `cfg.seed` (streams 0..8 in the order of
+    /// [`ATTENTION_PARAM_NAMES`]) on the CPU.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] from [`AttentionConfig::validate`].
+    pub fn new(cfg: AttentionConfig) -> Result<Self> {
+        cfg.validate()?;
+        Self::init(cfg, 0, &Device::Cpu)
+    }
+
+    /// Builds the layer with parameters drawn from streams `first_stream..first_stream+8`.
+    pub(crate) fn init(cfg: AttentionConfig, first_stream: u64, device: &Device) -> Result<Self> {
+        let h = cfg.hidden_size;
+        let d = cfg.head_dim();
+        let (qd, kvd) = (cfg.num_heads * d, cfg.num_kv_heads * d);
+        let s = first_stream;
+        let q_proj = Linear::init(cfg.seed, s, qd, h, device)?;
+        let k_proj = Linear::init(cfg.seed, s + 2, kvd, h, device)?;
+        let v_proj = Linear::init(cfg.seed, s + 4, kvd, h, device)?;
+        let out_proj = Linear::init(cfg.seed, s + 6, h, qd, device)?;
+        let mut params = ParamStore::new();
+        for (name, lin) in [("q_proj", &q_proj), ("k_proj", &k_proj), ("v_proj", &v_proj), ("out_proj", &out_proj)] {
+            params.push(format!("{name}.weight"), lin.weight.clone())?;
+            params.push(format!("{name}.bias"), lin.bias.clone())?;
+        }
+        let inv_freq = cfg.inv_freq();
+        Ok(GqaAttention { cfg, q_proj, k_proj, v_proj, out_proj, inv_freq, params, device: device.clone() })
+    }
+
+    /// The options.
+    pub fn config(&self) -> &AttentionConfig {
+        &self.cfg
+    }
+
+    /// Parameters with names relative to the layer (`q_proj.weight`, ...).
+    pub fn params(&self) -> &ParamStore {
+        &self.params
+    }
+
+    /// The device the parameters live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// FNV-1a digest of the parameters (see [`ParamStore::digest`]).
+    ///
+    /// # Errors
+    /// [`Error::Backend`] from candle.
+    pub fn weights_digest(&self) -> Result<u64> {
+        self.params.digest()
+    }
+
+    /// Rotary tables for `positions` positions, or `None` without rotary.
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`] / [`Error::Backend`] from [`Rotary::new`].
+    pub fn rotary(&self, positions: usize) -> Result<Option<Rotary>> {
+        self.inv_freq.as_ref().map(|f| Rotary::new(f, positions, &self.device)).transpose()
+    }
+
+    /// Projections and rotary: `x: [B,T,H]` -> `q: [B,NH,T,D]`, `k, v: [B,NKV,T,D]`
+    /// (contiguous), rotary applied at positions `offset..offset+T` when `rotary` is given.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] on a wrong input width; rotary errors.
+    pub fn qkv(&self, x: &Tensor, rotary: Option<&Rotary>, offset: usize, track: bool) -> Result<(Tensor, Tensor, Tensor)> {
+        let (b, t, _) = x.dims3()?;
+        let d = self.cfg.head_dim();
+        let heads = |y: Tensor, n: usize| -> Result<Tensor> { Ok(y.reshape((b, t, n, d))?.transpose(1, 2)?.contiguous()?) };
+        let mut q = heads(self.q_proj.forward(x, track)?, self.cfg.num_heads)?;
+        let mut k = heads(self.k_proj.forward(x, track)?, self.cfg.num_kv_heads)?;
+        let v = heads(self.v_proj.forward(x, track)?, self.cfg.num_kv_heads)?;
+        if let Some(r) = rotary {
+            q = r.apply(&q, offset)?;
+            k = r.apply(&k, offset)?;
+        }
+        Ok((q, k, v))
+    }
+
+    /// Attention core plus output projection: `q: [B,NH,Tq,D]`, `k, v: [B,NKV,Tk,D]`,
+    /// `mask` `[MB,Tq,Tk]` -> `[B,Tq,H]`. Scale `1/sqrt(D)`.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] on inconsistent shapes; [`Error::Backend`].
+    pub fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, track: bool) -> Result<Tensor> {
+        let (b, nh, tq, d) = q.dims4()?;
+        let o = reference::attention(q, k, v, mask.bias(), 1.0 / (d as f64).sqrt())?;
+        let o = o.transpose(1, 2)?.contiguous()?.reshape((b, tq, nh * d))?;
+        self.out_proj.forward(&o, track)
+    }
+
+    /// Full layer `x: [B,T,H]` -> `[B,T,H]` at positions `0..T`, differentiable through the
+    /// parameters (`track = true`). `rotary` must cover `T` positions when the config uses
+    /// rotary (see [`GqaAttention::rotary`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when rotary is configured but not given; backend errors.
+    pub fn forward(&self, x: &Tensor, mask: &AttnMask, rotary: Option<&Rotary>) -> Result<Tensor> {
+        self.forward_t(x, mask, rotary, true)
+    }
+
+    /// [`GqaAttention::forward`] with a choice of graph tracking (`false` for inference).
+    ///
+    /// # Errors
+    /// As [`GqaAttention::forward`].
+    pub fn forward_t(&self, x: &Tensor, mask: &AttnMask, rotary: Option<&Rotary>, track: bool) -> Result<Tensor> {
+        if self.inv_freq.is_some() && rotary.is_none() {
+            return Err(Error::input("rotary", "rotary tables (the config has rope or yarn)", "none"));
+        }
+        let rotary = if self.inv_freq.is_some() { rotary } else { None };
+        let (q, k, v) = self.qkv(x, rotary, 0, track)?;
+        self.attend(&q, &k, &v, mask, track)
+    }
+
+    /// Inference entry point for the bindings: `data` is `x: [B,T,H]` row-major f32 with
+    /// `dims = [B,T,H]`, optional lengths (`1..=T` each). Padded input positions are ignored
+    /// (NaN allowed); padded output positions are 0. Returns `(data, [B,T,H])`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for dims/length/lengths problems (T = 0 names `dims`),
+    /// [`Error::OutOfMemory`] for score buffers over the limit.
+    pub fn forward_f32(&self, data: &[f32], dims: &[usize], lengths: Option<&[usize]>) -> Result<(Vec<f32>, Vec<usize>)> {
+        let h = self.cfg.hidden_size;
+        let (b, t) = check_dims(data.len(), dims, h, "hiddenSize", lengths)?;
+        if b == 0 {
+            return Ok((Vec::new(), vec![0, t, h]));
+        }
+        crate::error::check_f32_buffer("attention scores", &[b, self.cfg.num_heads, t, t])?;
+        let x = Tensor::from_slice(data, (b, t, h), &self.device)?;
+        let x = zero_padded(&x, lengths)?;
+        let mask = AttnMask::causal(b, t, t, 0, lengths, &self.device)?;
+        let rot = self.rotary(t)?;
+        let mut y = self.forward_t(&x, &mask, rot.as_ref(), false)?;
+        if let Some(ls) = lengths {
+            y = y.broadcast_mul(&valid_mask(b, t, ls, &self.device)?)?;
+        }
+        Ok((y.flatten_all()?.to_vec1::<f32>()?, vec![b, t, h]))
+    }
+}

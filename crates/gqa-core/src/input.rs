@@ -1,0 +1,74 @@
+//! Validation and preparation of user inputs shared by the model and the attention layer.
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::error::{check_f32_buffer, Error, Result};
+
+/// Checks `dims = [B, T, F]` against `data_len` and the expected feature size `feat` (named
+/// `feat_name`), and `lengths` (`B` values in `1..=T`). Returns `(B, T)`.
+pub(crate) fn check_dims(data_len: usize, dims: &[usize], feat: usize, feat_name: &str, lengths: Option<&[usize]>) -> Result<(usize, usize)> {
+    if dims.len() != 3 {
+        return Err(Error::input("dims", "3 dims [batch, seq, features]", format!("{} dims {:?}", dims.len(), dims)));
+    }
+    let (b, t, f) = (dims[0], dims[1], dims[2]);
+    if f != feat {
+        return Err(Error::input("dims", format!("dims[2] = {feat_name} = {feat}"), format!("{f} (dims {dims:?})")));
+    }
+    if t == 0 && b > 0 {
+        return Err(Error::input("dims", "a sequence length dims[1] >= 1", format!("0 (dims {dims:?})")));
+    }
+    let n = check_f32_buffer("input", dims)?;
+    if data_len != n {
+        return Err(Error::input("input", format!("B*T*{feat_name} = {b}*{t}*{f} = {n} values"), format!("{data_len} values")));
+    }
+    check_lengths(b, t, lengths)?;
+    Ok((b, t))
+}
+
+/// Checks per-sequence lengths: `B` values, each in `1..=T`.
+pub(crate) fn check_lengths(b: usize, t: usize, lengths: Option<&[usize]>) -> Result<()> {
+    if let Some(ls) = lengths {
+        if ls.len() != b {
+            return Err(Error::input("lengths", format!("{b} lengths (one per sequence)"), format!("{} lengths", ls.len())));
+        }
+        for (i, &l) in ls.iter().enumerate() {
+            if l < 1 || l > t {
+                return Err(Error::input(format!("lengths[{i}]"), format!("a length in 1..={t}"), l));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether `lengths` leaves any position padded.
+pub(crate) fn has_padding(t: usize, lengths: Option<&[usize]>) -> bool {
+    lengths.is_some_and(|ls| ls.iter().any(|&l| l < t))
+}
+
+/// Replaces `x[b, t, :]` for `t >= L_b` by 0 (`where`, not a product, so NaN there vanishes).
+pub(crate) fn zero_padded(x: &Tensor, lengths: Option<&[usize]>) -> Result<Tensor> {
+    let (b, t, f) = x.dims3()?;
+    let Some(ls) = lengths else { return Ok(x.clone()) };
+    if !has_padding(t, lengths) {
+        return Ok(x.clone());
+    }
+    let mut keep = Vec::with_capacity(b * t * f);
+    for &l in ls {
+        for p in 0..t {
+            keep.extend(std::iter::repeat_n(u8::from(p < l), f));
+        }
+    }
+    let keep = Tensor::from_vec(keep, (b, t, f), x.device())?;
+    Ok(keep.where_cond(x, &x.zeros_like()?)?)
+}
+
+/// `[B, T, 1]` f32 with 1 at valid positions (`t < L_b`) and 0 at padded ones.
+pub(crate) fn valid_mask(b: usize, t: usize, lengths: &[usize], device: &Device) -> Result<Tensor> {
+    let mut m = Vec::with_capacity(b * t);
+    for &l in lengths {
+        for p in 0..t {
+            m.push(if p < l { 1f32 } else { 0f32 });
+        }
+    }
+    Ok(Tensor::from_vec(m, (b, t, 1), device)?.to_dtype(DType::F32)?)
+}

@@ -1,0 +1,212 @@
+//! The GQA transformer model (SPEC section 2): optional input projection, `numLayers`
+//! pre-norm blocks, final LayerNorm, output mode.
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::attention::{AttentionConfig, AttnMask};
+use crate::block::{GqaBlock, BLOCK_PARAM_NAMES};
+use crate::config::{GqaConfig, OutputMode};
+use crate::dropout::Dropout;
+use crate::error::{check_f32_buffer, Error, Result};
+use crate::input::{check_dims, check_lengths, has_padding, valid_mask, zero_padded};
+use crate::nn::{LayerNorm, Linear};
+use crate::params::ParamStore;
+use crate::rope::Rotary;
+
+/// The model: parameters (canonical order, SPEC section 3) as candle `Var`s plus the layers
+/// that read them.
+#[derive(Debug, Clone)]
+pub struct GqaModel {
+    cfg: GqaConfig,
+    params: ParamStore,
+    device: Device,
+    input_projection: Option<Linear>,
+    blocks: Vec<GqaBlock>,
+    final_norm: LayerNorm,
+    inv_freq: Option<Vec<f32>>,
+}
+
+impl GqaModel {
+    /// Validates `cfg` and initialises every parameter from `cfg.seed` on the CPU
+    /// (Glorot-uniform kernels, zero biases, LayerNorm 1/0; stream = canonical index).
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] / [`Error::OutOfMemory`] from [`GqaConfig::validate`].
+    pub fn new(cfg: GqaConfig) -> Result<Self> {
+        Self::new_on(cfg, &Device::Cpu)
+    }
+
+    /// [`GqaModel::new`] on a given candle device.
+    ///
+    /// # Errors
+    /// As [`GqaModel::new`]; [`Error::Backend`] from the device.
+    pub fn new_on(cfg: GqaConfig, device: &Device) -> Result<Self> {
+        cfg.validate()?;
+        let mut params = ParamStore::new();
+        let mut stream = 0u64;
+        let input_projection = if cfg.has_input_projection() {
+            let lin = Linear::init(cfg.seed, 0, cfg.hidden_size, cfg.embed_dim, device)?;
+            params.push("input_projection.weight", lin.weight.clone())?;
+            params.push("input_projection.bias", lin.bias.clone())?;
+            stream = 2;
+            Some(lin)
+        } else {
+            None
+        };
+        let acfg = AttentionConfig::from_model(&cfg);
+        let mut blocks = Vec::with_capacity(cfg.num_layers);
+        for l in 0..cfg.num_layers {
+            blocks.push(GqaBlock::init(&acfg, stream, &format!("blocks.{l}."), &mut params, device)?);
+            stream += BLOCK_PARAM_NAMES.len() as u64;
+        }
+        let final_norm = LayerNorm::init(cfg.hidden_size, device)?;
+        params.push("final_norm.weight", final_norm.weight.clone())?;
+        params.push("final_norm.bias", final_norm.bias.clone())?;
+        let inv_freq = acfg.inv_freq();
+        Ok(GqaModel { cfg, params, device: device.clone(), input_projection, blocks, final_norm, inv_freq })
+    }
+
+    /// The options.
+    pub fn config(&self) -> &GqaConfig {
+        &self.cfg
+    }
+
+    /// The parameters in canonical order.
+    pub fn params(&self) -> &ParamStore {
+        &self.params
+    }
+
+    /// The device the parameters live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The blocks (for inspection and the KV-cache session).
+    pub fn blocks(&self) -> &[GqaBlock] {
+        &self.blocks
+    }
+
+    /// FNV-1a (64-bit) over the f32 bits (little-endian bytes) of every parameter in canonical
+    /// order; equal digests across builds (native, wasm) mean bitwise-equal weights.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] from candle.
+    pub fn weights_digest(&self) -> Result<u64> {
+        self.params.digest()
+    }
+
+    /// Rotary tables for positions `0..positions`, or `None` when the config has no rotary.
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`] / [`Error::Backend`].
+    pub fn rotary(&self, positions: usize) -> Result<Option<Rotary>> {
+        self.inv_freq.as_ref().map(|f| Rotary::new(f, positions, &self.device)).transpose()
+    }
+
+    /// Forward pass `x: [B,T,E]` (f32) -> `[B,H]` (`last_timestep`, `mean_pool`) or `[B,T,H]`
+    /// (`all`), per SPEC section 2, differentiable through the parameters (candle autograd).
+    ///
+    /// `lengths`: optional per-sequence lengths (`B` values in `1..=T`); padded input positions
+    /// may hold anything (NaN included). `dropout`: `Some` in training (applied after attention
+    /// and after the FFN, before each residual add); `None` = inference. Edifice's extra
+    /// between-block dropout (rate passed explicitly, 0 by default) is not applied.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a rank other than 3, a wrong `E`, `T = 0` (names `dims`) or
+    /// bad lengths; [`Error::OutOfMemory`] when the score buffer `[B,NH,T,T]` is too large.
+    pub fn forward_t(&self, x: &Tensor, lengths: Option<&[usize]>, dropout: Option<&mut Dropout>) -> Result<Tensor> {
+        self.forward_impl(x, lengths, dropout, true)
+    }
+
+    /// Inference forward (no dropout, no autograd graph). Same shapes and errors as
+    /// [`GqaModel::forward_t`].
+    ///
+    /// # Errors
+    /// As [`GqaModel::forward_t`].
+    pub fn forward(&self, x: &Tensor, lengths: Option<&[usize]>) -> Result<Tensor> {
+        self.forward_impl(x, lengths, None, false)
+    }
+
+    fn forward_impl(&self, x: &Tensor, lengths: Option<&[usize]>, mut dropout: Option<&mut Dropout>, track: bool) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        if dims.len() != 3 {
+            return Err(Error::input("dims", "3 dims [batch, seq, embedDim]", format!("{} dims {:?}", dims.len(), dims)));
+        }
+        let (b, t, e) = (dims[0], dims[1], dims[2]);
+        let h_dim = self.cfg.hidden_size;
+        if e != self.cfg.embed_dim {
+            return Err(Error::input("dims", format!("dims[2] = embedDim = {}", self.cfg.embed_dim), format!("{e} (dims {dims:?})")));
+        }
+        if t == 0 && b > 0 {
+            return Err(Error::input("dims", "a sequence length dims[1] >= 1", format!("0 (dims {dims:?})")));
+        }
+        check_lengths(b, t, lengths)?;
+        if b == 0 {
+            let shape = if self.cfg.output_mode == OutputMode::All { vec![0, t, h_dim] } else { vec![0, h_dim] };
+            return Ok(Tensor::zeros(shape, DType::F32, &self.device)?);
+        }
+        check_f32_buffer("attention scores", &[b, self.cfg.num_heads, t, t])?;
+        check_f32_buffer("ffn activations", &[b, t, 4 * h_dim])?;
+        let x = if x.dtype() == DType::F32 { x.clone() } else { x.to_dtype(DType::F32)? };
+        let lengths = if has_padding(t, lengths) { lengths } else { None };
+        let x = zero_padded(&x, lengths)?;
+        let mut h = match &self.input_projection {
+            Some(p) => p.forward(&x, track)?,
+            None => x,
+        };
+        let mask = AttnMask::causal(b, t, t, 0, lengths, &self.device)?;
+        let rot = self.rotary(t)?;
+        for block in &self.blocks {
+            h = block.forward(&h, &mask, rot.as_ref(), dropout.as_deref_mut(), track)?;
+        }
+        let h = self.final_norm.forward(&h, track)?;
+        self.output(&h, lengths)
+    }
+
+    /// Applies the output mode to final hidden states `h: [B,T,H]`.
+    fn output(&self, h: &Tensor, lengths: Option<&[usize]>) -> Result<Tensor> {
+        let (b, t, hd) = h.dims3()?;
+        Ok(match (self.cfg.output_mode, lengths) {
+            (OutputMode::All, None) => h.clone(),
+            (OutputMode::All, Some(ls)) => h.broadcast_mul(&valid_mask(b, t, ls, &self.device)?)?,
+            (OutputMode::LastTimestep, None) => h.narrow(1, t - 1, 1)?.squeeze(1)?,
+            (OutputMode::LastTimestep, Some(ls)) => {
+                let ids: Vec<u32> = ls.iter().enumerate().map(|(i, &l)| (i * t + l - 1) as u32).collect();
+                let ids = Tensor::from_vec(ids, b, &self.device)?;
+                h.reshape((b * t, hd))?.index_select(&ids, 0)?
+            }
+            (OutputMode::MeanPool, None) => h.mean(1)?,
+            (OutputMode::MeanPool, Some(ls)) => {
+                let mut w = Vec::with_capacity(b * t);
+                for &l in ls {
+                    for p in 0..t {
+                        w.push(if p < l { 1.0 / l as f32 } else { 0.0 });
+                    }
+                }
+                let w = Tensor::from_vec(w, (b, 1, t), &self.device)?;
+                w.matmul(h)?.squeeze(1)?
+            }
+        })
+    }
+
+    /// Entry point of the bindings: `data` = `x: [B,T,E]` row-major f32, `dims = [B,T,E]`,
+    /// optional lengths. Returns `(values, dims)` with dims `[B,H]` or `[B,T,H]` (`all`).
+    /// `B = 0` returns no values and dims `[0,H]` (`[0,T,H]` for `all`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`]: `dims` not of length 3, `dims[2] != embedDim`, `T = 0`
+    /// (names `dims`), `data.len() != B*T*E` (names `input`), lengths count or values outside
+    /// `1..=T` (names `lengths[i]`); [`Error::OutOfMemory`] for buffers over the limit.
+    pub fn forward_f32(&self, data: &[f32], dims: &[usize], lengths: Option<&[usize]>) -> Result<(Vec<f32>, Vec<usize>)> {
+        let (b, t) = check_dims(data.len(), dims, self.cfg.embed_dim, "embedDim", lengths)?;
+        let h = self.cfg.hidden_size;
+        let out_dims = if self.cfg.output_mode == OutputMode::All { vec![b, t, h] } else { vec![b, h] };
+        if b == 0 {
+            return Ok((Vec::new(), out_dims));
+        }
+        check_f32_buffer("attention scores", &[b, self.cfg.num_heads, t, t])?;
+        let x = Tensor::from_slice(data, (b, t, self.cfg.embed_dim), &self.device)?;
+        let y = self.forward(&x, lengths)?;
+        Ok((y.flatten_all()?.to_vec1::<f32>()?, out_dims))
+    }
+}

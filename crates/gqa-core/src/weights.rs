@@ -1,0 +1,388 @@
+//! safetensors loading and saving (SPEC section 3).
+//!
+//! Loading detects the naming scheme (canonical PyTorch names or Edifice/Axon names, whose
+//! kernels are `[in, out]` and get transposed) and a common key prefix (`model.`, `weight.`,
+//! ...), accepts F32/F16/BF16 (converted to f32), checks every shape, rejects NaN/Inf, ignores
+//! non-model tensors unless strict, and replaces the weights only when every check passed.
+//! Saving writes canonical names, F32, and the options as metadata (`gqa_config`).
+
+use std::collections::{HashMap, HashSet};
+
+use candle_core::{DType, Device, Tensor};
+use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+
+use crate::attention::{AttentionConfig, GqaAttention};
+use crate::config::GqaConfig;
+use crate::error::{Error, Result};
+use crate::model::GqaModel;
+use crate::params::ParamStore;
+
+/// Metadata key holding the model options (JSON, TypeScript names).
+pub const CONFIG_METADATA_KEY: &str = "gqa_config";
+/// Metadata key holding the options of a standalone attention layer.
+pub const ATTENTION_CONFIG_METADATA_KEY: &str = "gqa_attention_config";
+
+/// How to load a weight file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct LoadOptions {
+    /// Model options; needed for files without `gqa_config` metadata (PyTorch or Edifice
+    /// exports). When given, it takes precedence over the file's metadata.
+    pub config: Option<GqaConfig>,
+    /// Reject tensors that are not model parameters ([`Error::UnexpectedParameter`]).
+    pub strict: bool,
+    /// Key prefix of every model tensor (e.g. `model.`); detected when `None`.
+    pub prefix: Option<String>,
+}
+
+fn malformed(e: impl std::fmt::Display) -> Error {
+    Error::MalformedFile { reason: e.to_string() }
+}
+
+/// Parses the safetensors header (bad length, bad JSON, truncated data -> MalformedFile).
+pub(crate) fn parse(bytes: &[u8]) -> Result<SafeTensors<'_>> {
+    SafeTensors::deserialize(bytes).map_err(malformed)
+}
+
+/// The `__metadata__` string map of a safetensors file (empty when absent).
+///
+/// # Errors
+/// [`Error::MalformedFile`] when the header cannot be read.
+pub fn read_metadata(bytes: &[u8]) -> Result<HashMap<String, String>> {
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(malformed)?;
+    Ok(meta.metadata().clone().unwrap_or_default())
+}
+
+fn shape_str(s: &[usize]) -> String {
+    format!("{s:?}")
+}
+
+/// Converts a float view (F32, F16, BF16) to f32 values.
+fn view_f32(name: &str, dtype: Dtype, data: &[u8]) -> Result<Vec<f32>> {
+    Ok(match dtype {
+        Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        Dtype::F16 => data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        Dtype::BF16 => data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        other => {
+            return Err(Error::TensorMismatch {
+                name: name.into(),
+                field: "dtype".into(),
+                expected: "F32, F16 or BF16".into(),
+                found: format!("{other:?}"),
+            })
+        }
+    })
+}
+
+/// Every tensor of a file as candle tensors on the CPU, plus the metadata. F32/F16/BF16 become
+/// F32, F64 stays F64, I64/U32/U8 keep their type, BOOL becomes U8.
+///
+/// # Errors
+/// [`Error::MalformedFile`] for unreadable bytes; [`Error::TensorMismatch`] (`dtype`) for a
+/// dtype candle cannot hold.
+pub fn read_tensors(bytes: &[u8]) -> Result<(Vec<(String, Tensor)>, HashMap<String, String>)> {
+    let st = parse(bytes)?;
+    let meta = read_metadata(bytes)?;
+    let dev = Device::Cpu;
+    let mut out = Vec::new();
+    let mut names: Vec<&str> = st.names();
+    names.sort_unstable();
+    for name in names {
+        let v = st.tensor(name).map_err(malformed)?;
+        let shape = v.shape().to_vec();
+        let d = v.data();
+        let t = match v.dtype() {
+            Dtype::F32 | Dtype::F16 | Dtype::BF16 => Tensor::from_vec(view_f32(name, v.dtype(), d)?, shape, &dev)?,
+            Dtype::F64 => {
+                let x: Vec<f64> = d.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
+                Tensor::from_vec(x, shape, &dev)?
+            }
+            Dtype::I64 => {
+                let x: Vec<i64> = d.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
+                Tensor::from_vec(x, shape, &dev)?
+            }
+            Dtype::U32 => {
+                let x: Vec<u32> = d.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+                Tensor::from_vec(x, shape, &dev)?
+            }
+            Dtype::U8 | Dtype::BOOL => Tensor::from_vec(d.to_vec(), shape, &dev)?,
+            other => {
+                return Err(Error::TensorMismatch {
+                    name: name.into(),
+                    field: "dtype".into(),
+                    expected: "F32, F16, BF16, F64, I64, U32, U8 or BOOL".into(),
+                    found: format!("{other:?}"),
+                })
+            }
+        };
+        out.push((name.to_string(), t));
+    }
+    Ok((out, meta))
+}
+
+/// The Edifice/Axon name of a canonical parameter name (SPEC section 3), if it has one:
+/// `blocks.{l}.attn.q_proj.weight` -> `gqa_block_{l+1}_attn_q_proj.kernel`,
+/// `blocks.{l}.attn_norm.weight` -> `gqa_block_{l+1}_attn_norm.gamma`, `final_norm.bias` ->
+/// `final_norm.beta`, `input_projection.weight` -> `input_projection.kernel`; standalone
+/// attention names map `q_proj.weight` -> `q_proj.kernel`.
+pub fn axon_name(canonical: &str) -> Option<String> {
+    let (layer, rest) = match canonical.strip_prefix("blocks.") {
+        Some(r) => {
+            let (l, rest) = r.split_once('.')?;
+            (Some(l.parse::<usize>().ok()?), rest)
+        }
+        None => (None, canonical),
+    };
+    let (module, param) = rest.rsplit_once('.')?;
+    let is_norm = module.ends_with("_norm");
+    let param = match (param, is_norm) {
+        ("weight", true) => "gamma",
+        ("bias", true) => "beta",
+        ("weight", false) => "kernel",
+        ("bias", false) => "bias",
+        _ => return None,
+    };
+    let module = module.replace('.', "_");
+    Some(match layer {
+        Some(l) => format!("gqa_block_{}_{module}.{param}", l + 1),
+        None => format!("{module}.{param}"),
+    })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Scheme {
+    Canonical,
+    Axon,
+}
+
+fn scheme_name(scheme: Scheme, canonical: &str) -> Option<String> {
+    match scheme {
+        Scheme::Canonical => Some(canonical.to_string()),
+        Scheme::Axon => axon_name(canonical),
+    }
+}
+
+/// Reads every parameter of `params` from the file into new tensors (checked), then sets them.
+/// On any error nothing is changed.
+pub(crate) fn load_into(params: &ParamStore, st: &SafeTensors<'_>, strict: bool, prefix: Option<&str>) -> Result<()> {
+    let names = params.names();
+    let keys: HashSet<&str> = st.names().into_iter().collect();
+    let count = |scheme: Scheme, pre: &str| names.iter().filter(|n| scheme_name(scheme, n).is_some_and(|k| keys.contains(format!("{pre}{k}").as_str()))).count();
+    // Candidates: the given prefix, or every prefix under which some parameter name occurs.
+    let mut best: Option<(Scheme, String, usize)> = None;
+    for scheme in [Scheme::Canonical, Scheme::Axon] {
+        let mut prefixes: Vec<String> = Vec::new();
+        match prefix {
+            Some(p) => prefixes.push(p.to_string()),
+            None => {
+                for n in &names {
+                    let Some(k) = scheme_name(scheme, n) else { continue };
+                    for key in &keys {
+                        if let Some(p) = key.strip_suffix(k.as_str()) {
+                            if !prefixes.iter().any(|q| q == p) {
+                                prefixes.push(p.to_string());
+                            }
+                        }
+                    }
+                }
+                prefixes.sort_by_key(|p| p.len());
+            }
+        }
+        for p in prefixes {
+            let c = count(scheme, &p);
+            if best.as_ref().is_none_or(|b| c > b.2) {
+                best = Some((scheme, p, c));
+            }
+        }
+    }
+    let (scheme, pre) = match best {
+        Some((s, p, c)) if c > 0 => (s, p),
+        _ => {
+            let first = names.first().copied().unwrap_or("");
+            let pre = prefix.unwrap_or("");
+            return Err(Error::MissingParameter {
+                name: first.to_string(),
+                looked_for: format!(
+                    "`{pre}{first}` or `{pre}{}` (no model parameter found under canonical or Axon names{})",
+                    axon_name(first).unwrap_or_default(),
+                    if prefix.is_some() { " with the given prefix" } else { " with any prefix" }
+                ),
+            });
+        }
+    };
+    let mut used: HashSet<String> = HashSet::new();
+    let mut loaded: Vec<Tensor> = Vec::with_capacity(names.len());
+    for (name, var) in params.iter() {
+        let key = format!("{pre}{}", scheme_name(scheme, name).unwrap_or_else(|| name.to_string()));
+        let view = st.tensor(&key).map_err(|_| Error::MissingParameter {
+            name: name.to_string(),
+            looked_for: format!("`{key}`"),
+        })?;
+        let want: Vec<usize> = var.dims().to_vec();
+        let transposed = scheme == Scheme::Axon && want.len() == 2;
+        let want_file: Vec<usize> = if transposed { vec![want[1], want[0]] } else { want.clone() };
+        if view.shape() != want_file.as_slice() {
+            return Err(Error::TensorMismatch {
+                name: key,
+                field: "shape".into(),
+                expected: shape_str(&want_file),
+                found: shape_str(view.shape()),
+            });
+        }
+        let vals = view_f32(&key, view.dtype(), view.data())?;
+        if let Some((i, v)) = vals.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::NonFiniteWeight { name: key, index: i, value: v.to_string() });
+        }
+        let mut t = Tensor::from_vec(vals, want_file, var.device())?;
+        if transposed {
+            t = t.t()?.contiguous()?;
+        }
+        loaded.push(t);
+        used.insert(key);
+    }
+    if strict {
+        let mut extra: Vec<&str> = keys.iter().copied().filter(|k| !used.contains(*k)).collect();
+        extra.sort_unstable();
+        if let Some(k) = extra.first() {
+            return Err(Error::UnexpectedParameter { name: k.to_string() });
+        }
+    }
+    for ((_, var), t) in params.iter().zip(loaded) {
+        var.set(&t)?;
+    }
+    Ok(())
+}
+
+/// Serialises `params` (canonical names, F32) plus extra tensors and metadata.
+pub(crate) fn save(params: &ParamStore, extra_tensors: &[(String, Tensor)], metadata: HashMap<String, String>) -> Result<Vec<u8>> {
+    let mut items: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut seen = HashSet::new();
+    let all = params.tensors().into_iter().chain(extra_tensors.iter().cloned());
+    for (name, t) in all {
+        if !seen.insert(name.clone()) {
+            return Err(Error::input("extra_tensors", "names distinct from each other and from the model parameters", name));
+        }
+        let t = t.flatten_all()?;
+        let (dtype, bytes): (Dtype, Vec<u8>) = match t.dtype() {
+            DType::I64 => (Dtype::I64, t.to_vec1::<i64>()?.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            DType::U32 => (Dtype::U32, t.to_vec1::<u32>()?.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            DType::U8 => (Dtype::U8, t.to_vec1::<u8>()?),
+            _ => (Dtype::F32, t.to_dtype(DType::F32)?.to_vec1::<f32>()?.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        };
+        items.push((name, dtype, Vec::new(), bytes));
+    }
+    // Shapes (flatten_all lost them): take them again.
+    let shapes: Vec<Vec<usize>> = params.iter().map(|(_, v)| v.dims().to_vec()).chain(extra_tensors.iter().map(|(_, t)| t.dims().to_vec())).collect();
+    for (item, s) in items.iter_mut().zip(shapes) {
+        item.2 = s;
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = items
+        .iter()
+        .map(|(n, d, s, b)| Ok((n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).map_err(|e| Error::Internal(e.to_string()))?)))
+        .collect::<Result<_>>()?;
+    safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Internal(format!("safetensors serialisation failed: {e}")))
+}
+
+impl GqaModel {
+    /// Builds a model from a safetensors file: options from `opts.config`, else from the
+    /// file's `gqa_config` metadata; then [`GqaModel::load_weights`].
+    ///
+    /// # Errors
+    /// [`Error::MalformedFile`] (unreadable bytes), [`Error::MissingConfig`] (no options in
+    /// the file or the call), [`Error::InvalidOption`] (bad options), and every error of
+    /// [`GqaModel::load_weights`].
+    pub fn from_safetensors(bytes: &[u8], opts: &LoadOptions) -> Result<Self> {
+        let st = parse(bytes)?;
+        let cfg = match &opts.config {
+            Some(c) => c.clone(),
+            None => {
+                let meta = read_metadata(bytes)?;
+                match meta.get(CONFIG_METADATA_KEY) {
+                    Some(json) => GqaConfig::from_json(json)?,
+                    None => {
+                        return Err(Error::MissingConfig {
+                            reason: format!(
+                                "the file has no `{CONFIG_METADATA_KEY}` metadata (a PyTorch or Edifice export?) and no config was passed; \
+                                 numHeads cannot be inferred from shapes: pass the options (GQA.load(bytes, {{config: {{...}}}}) / LoadOptions.config)"
+                            ),
+                        })
+                    }
+                }
+            }
+        };
+        let model = GqaModel::new(cfg)?;
+        load_into(model.params(), &st, opts.strict, opts.prefix.as_deref())?;
+        Ok(model)
+    }
+
+    /// Replaces this model's weights with those in the file (canonical or Axon names, any
+    /// common prefix); `opts.config` is ignored. Nothing changes when an error is returned.
+    ///
+    /// # Errors
+    /// [`Error::MalformedFile`], [`Error::MissingParameter`] (names the parameter and the key
+    /// looked for), [`Error::TensorMismatch`] (names the tensor, expected and found shape or
+    /// dtype), [`Error::NonFiniteWeight`], [`Error::UnexpectedParameter`] (strict only).
+    pub fn load_weights(&mut self, bytes: &[u8], opts: &LoadOptions) -> Result<()> {
+        let st = parse(bytes)?;
+        load_into(self.params(), &st, opts.strict, opts.prefix.as_deref())
+    }
+
+    /// The model as safetensors bytes: canonical names, F32, metadata `gqa_config`.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] if serialisation fails.
+    pub fn to_safetensors(&self) -> Result<Vec<u8>> {
+        self.to_safetensors_with(&[], &[])
+    }
+
+    /// [`GqaModel::to_safetensors`] plus extra tensors (e.g. `head.weight`; float tensors are
+    /// written as F32, I64/U32/U8 as they are) and extra metadata entries (e.g. `gqa_head`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when an extra tensor reuses a name; [`Error::Internal`].
+    pub fn to_safetensors_with(&self, extra_tensors: &[(String, Tensor)], extra_metadata: &[(String, String)]) -> Result<Vec<u8>> {
+        let mut meta: HashMap<String, String> = extra_metadata.iter().cloned().collect();
+        meta.insert(CONFIG_METADATA_KEY.into(), self.config().to_json());
+        save(self.params(), extra_tensors, meta)
+    }
+}
+
+impl GqaAttention {
+    /// Builds a standalone attention layer from a file with names `q_proj.weight`, ...:
+    /// options from `config`, else the file's `gqa_attention_config` metadata, else
+    /// `opts.config` (its attention options).
+    ///
+    /// # Errors
+    /// As [`GqaModel::from_safetensors`].
+    pub fn from_safetensors(bytes: &[u8], config: Option<AttentionConfig>, opts: &LoadOptions) -> Result<Self> {
+        let st = parse(bytes)?;
+        let cfg = match config {
+            Some(c) => c,
+            None => match read_metadata(bytes)?.get(ATTENTION_CONFIG_METADATA_KEY) {
+                Some(json) => AttentionConfig::from_json(json)?,
+                None => match &opts.config {
+                    Some(c) => AttentionConfig::from_model(c),
+                    None => {
+                        return Err(Error::MissingConfig {
+                            reason: format!("the file has no `{ATTENTION_CONFIG_METADATA_KEY}` metadata and no attention config was passed"),
+                        })
+                    }
+                },
+            },
+        };
+        let layer = GqaAttention::new(cfg)?;
+        load_into(layer.params(), &st, opts.strict, opts.prefix.as_deref())?;
+        Ok(layer)
+    }
+
+    /// The layer as safetensors bytes: names `q_proj.weight`, ..., F32, metadata
+    /// `gqa_attention_config`.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] if serialisation fails.
+    pub fn to_safetensors(&self) -> Result<Vec<u8>> {
+        let meta = HashMap::from([(ATTENTION_CONFIG_METADATA_KEY.to_string(), self.config().to_json())]);
+        save(self.params(), &[], meta)
+    }
+}
