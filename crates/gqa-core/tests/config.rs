@@ -1,0 +1,105 @@
+//! Option validation (SPEC section 1) and parameter counts (SPEC section 3).
+
+use gqa_core::{Error, GqaConfig, GqaModel};
+
+fn option_err(json: &str) -> (String, String) {
+    match GqaConfig::from_json(json) {
+        Err(e @ Error::InvalidOption { .. }) => {
+            let Error::InvalidOption { ref option, .. } = e else { unreachable!() };
+            (option.clone(), e.to_string())
+        }
+        other => panic!("{json}: expected InvalidOption, got {other:?}"),
+    }
+}
+
+#[test]
+fn heads_not_divisible_by_kv_heads_names_both() {
+    let (opt, msg) = option_err(r#"{"embedDim":4,"hiddenSize":28,"numHeads":7,"numKvHeads":2}"#);
+    assert_eq!(opt, "numKvHeads");
+    assert!(msg.contains("numHeads=7") && msg.contains("found 2"), "{msg}");
+}
+
+#[test]
+fn hidden_not_divisible_by_heads() {
+    let (opt, msg) = option_err(r#"{"embedDim":4,"hiddenSize":30,"numHeads":4,"numKvHeads":2}"#);
+    assert_eq!(opt, "hiddenSize");
+    assert!(msg.contains("numHeads=4") && msg.contains("found 30"), "{msg}");
+}
+
+#[test]
+fn each_rule_names_its_option() {
+    let cases = [
+        (r#"{"hiddenSize":16}"#, "embedDim"),
+        (r#"{"embedDim":0}"#, "embedDim"),
+        (r#"{"embedDim":4,"numHeads":0}"#, "numHeads"),
+        (r#"{"embedDim":4,"numKvHeads":0}"#, "numKvHeads"),
+        (r#"{"embedDim":4,"numLayers":0}"#, "numLayers"),
+        (r#"{"embedDim":4,"dropout":1.0}"#, "dropout"),
+        (r#"{"embedDim":4,"dropout":-0.1}"#, "dropout"),
+        (r#"{"embedDim":4,"yarnScale":0}"#, "yarnScale"),
+        (r#"{"embedDim":4,"yarnOriginalMaxPosition":0}"#, "yarnOriginalMaxPosition"),
+        (r#"{"embedDim":4,"windowSize":0}"#, "windowSize"),
+        (r#"{"embedDim":4,"hiddenSize":12,"numHeads":4,"numKvHeads":2,"rope":true}"#, "hiddenSize"),
+        (r#"{"embedDim":4,"hiddenSize":12,"numHeads":4,"numKvHeads":2,"yarn":true}"#, "hiddenSize"),
+        (r#"{"embedDim":4,"numHedas":8}"#, "numHedas"),
+        (r#"{"embedDim":"four"}"#, "embedDim"),
+    ];
+    for (json, want) in cases {
+        let (opt, _) = option_err(json);
+        assert_eq!(opt, want, "{json}");
+    }
+    // Odd headDim is fine without rotary.
+    assert!(GqaConfig::from_json(r#"{"embedDim":4,"hiddenSize":12,"numHeads":4,"numKvHeads":2}"#).is_ok());
+}
+
+#[test]
+fn model_new_validates() {
+    let mut cfg = GqaConfig::new(8);
+    cfg.num_heads = 7;
+    let err = GqaModel::new(cfg).unwrap_err();
+    assert_eq!(err.code(), "INVALID_OPTION");
+}
+
+#[test]
+fn approximate_param_count_is_edifice_formula() {
+    // Defaults with embedDim 287: H=256, qDim=256, kvDim=64, 4 layers.
+    let cfg = GqaConfig::new(287);
+    let per_layer = 2 * 256 * 256 + 2 * 256 * 64 + 8 * 256 * 256; // 688128
+    assert_eq!(cfg.param_count(), 287 * 256 + 4 * per_layer);
+    assert_eq!(cfg.param_count(), 2_825_984);
+    // No input projection when embedDim == hiddenSize.
+    assert_eq!(GqaConfig::new(256).param_count(), 4 * per_layer as u64);
+}
+
+#[test]
+fn exact_param_count_matches_the_param_store() {
+    for (e, h, nh, nkv, l) in [(287, 256, 8, 2, 4), (16, 16, 4, 1, 2), (7, 24, 6, 3, 3)] {
+        let mut cfg = GqaConfig::new(e);
+        cfg.hidden_size = h;
+        cfg.num_heads = nh;
+        cfg.num_kv_heads = nkv;
+        cfg.num_layers = l;
+        let model = GqaModel::new(cfg.clone()).unwrap();
+        let counted: usize = model.params().iter().map(|(_, v)| v.elem_count()).sum();
+        assert_eq!(model.params().total_elements(), counted);
+        assert_eq!(cfg.param_count_exact(), counted as u64, "{cfg:?}");
+        // Independent hand count.
+        let d = h / nh;
+        let (q, kv) = (nh * d, nkv * d);
+        let input = if e != h { e * h + h } else { 0 };
+        let layer = 2 * h + (h * q + q) + 2 * (h * kv + kv) + (q * h + h) + 2 * h + (4 * h * h + 4 * h) + (4 * h * h + h);
+        assert_eq!(counted, input + l * layer + 2 * h);
+        // Tensor count: 2 (input proj) + 16 per layer + 2 (final norm).
+        assert_eq!(model.params().len(), if e != h { 2 } else { 0 } + 16 * l + 2);
+    }
+}
+
+#[test]
+fn config_json_round_trip_writes_every_option() {
+    let cfg = GqaConfig::from_json(r#"{"embedDim":5,"rope":true,"outputMode":"mean_pool","seed":42}"#).unwrap();
+    let json = cfg.to_json();
+    for key in ["embedDim", "hiddenSize", "numHeads", "numKvHeads", "numLayers", "dropout", "rope", "yarn", "yarnScale", "yarnOriginalMaxPosition", "windowSize", "outputMode", "seed"] {
+        assert!(json.contains(&format!("\"{key}\"")), "{key} missing in {json}");
+    }
+    assert_eq!(GqaConfig::from_json(&json).unwrap(), cfg);
+}

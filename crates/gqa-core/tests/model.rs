@@ -1,0 +1,305 @@
+//! Model behaviour: KV-head sharing, padding, init, determinism, forward errors, autograd.
+
+use candle_core::{Device, Tensor};
+use gqa_core::init::{glorot_bound, glorot_uniform};
+use gqa_core::{AttentionConfig, AttnMask, Dropout, Error, GqaAttention, GqaConfig, GqaModel, OutputMode};
+
+fn pseudo(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2654435761).wrapping_add(12345);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+            (s >> 8) as f32 / 8_388_608.0 - 1.0
+        })
+        .collect()
+}
+
+fn small_cfg(mode: OutputMode) -> GqaConfig {
+    let mut c = GqaConfig::new(6);
+    c.hidden_size = 16;
+    c.num_heads = 4;
+    c.num_kv_heads = 2;
+    c.num_layers = 2;
+    c.rope = true;
+    c.output_mode = mode;
+    c.seed = 3;
+    c
+}
+
+fn set(layer: &GqaAttention, name: &str, values: Vec<f32>) {
+    let var = layer.params().get(name).unwrap();
+    var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap()).unwrap();
+}
+
+#[test]
+fn query_head_i_reads_kv_head_i_over_group() {
+    // NH=4, NKV=2 (group 2), D=4, H=16. q = 0 (uniform attention), v = bias only: KV head j
+    // holds (j+1)*10 + c in slot c. out_proj = identity. Head i's output then reveals its KV head.
+    for (nh, nkv) in [(4usize, 2usize), (4, 1), (8, 2), (4, 4)] {
+        let h = 4 * nh; // D = 4
+        let cfg = AttentionConfig { hidden_size: h, num_heads: nh, num_kv_heads: nkv, ..Default::default() };
+        let layer = GqaAttention::new(cfg).unwrap();
+        let d = 4;
+        set(&layer, "q_proj.weight", vec![0.0; nh * d * h]);
+        set(&layer, "k_proj.weight", pseudo(nkv * d * h, 1));
+        set(&layer, "v_proj.weight", vec![0.0; nkv * d * h]);
+        set(&layer, "v_proj.bias", (0..nkv * d).map(|i| ((i / d + 1) * 10 + i % d) as f32).collect());
+        let mut eye = vec![0.0; h * h];
+        for i in 0..h {
+            eye[i * h + i] = 1.0;
+        }
+        set(&layer, "out_proj.weight", eye);
+        let (b, t) = (2, 3);
+        let (out, dims) = layer.forward_f32(&pseudo(b * t * h, 2), &[b, t, h], None).unwrap();
+        assert_eq!(dims, vec![b, t, h]);
+        let group = nh / nkv;
+        for row in out.chunks(h) {
+            for i in 0..nh {
+                for c in 0..d {
+                    let want = ((i / group + 1) * 10 + c) as f32;
+                    assert!((row[i * d + c] - want).abs() < 1e-4, "NH={nh} NKV={nkv} head {i}: {} vs {want}", row[i * d + c]);
+                    if nkv > 1 && i / group != i % nkv {
+                        let wrong = ((i % nkv + 1) * 10 + c) as f32;
+                        assert!((row[i * d + c] - wrong).abs() > 1.0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn causal_mask_blocks_future_keys() {
+    // Changing x at the last position changes nothing at earlier positions.
+    let cfg = small_cfg(OutputMode::All);
+    let model = GqaModel::new(cfg).unwrap();
+    let (b, t, e) = (1, 5, 6);
+    let x = pseudo(b * t * e, 9);
+    let mut x2 = x.clone();
+    for v in &mut x2[(t - 1) * e..] {
+        *v += 3.0;
+    }
+    let (y1, _) = model.forward_f32(&x, &[b, t, e], None).unwrap();
+    let (y2, _) = model.forward_f32(&x2, &[b, t, e], None).unwrap();
+    let h = 16;
+    assert_eq!(&y1[..(t - 1) * h], &y2[..(t - 1) * h]);
+    assert!(y1[(t - 1) * h..].iter().zip(&y2[(t - 1) * h..]).any(|(a, c)| (a - c).abs() > 1e-3));
+}
+
+#[test]
+fn padded_sequences_equal_their_unpadded_runs_with_nan_padding() {
+    for mode in [OutputMode::LastTimestep, OutputMode::MeanPool, OutputMode::All] {
+        let model = GqaModel::new(small_cfg(mode)).unwrap();
+        let (b, t, e, h) = (3usize, 7usize, 6usize, 16usize);
+        let lengths = [4usize, 7, 1];
+        let mut x = pseudo(b * t * e, 5);
+        for (bi, &l) in lengths.iter().enumerate() {
+            for p in l..t {
+                for c in 0..e {
+                    x[(bi * t + p) * e + c] = f32::NAN;
+                }
+            }
+        }
+        let (y, dims) = model.forward_f32(&x, &[b, t, e], Some(&lengths)).unwrap();
+        assert!(y.iter().all(|v| v.is_finite()), "{mode:?}: NaN leaked");
+        for (bi, &l) in lengths.iter().enumerate() {
+            let xs = &x[bi * t * e..(bi * t + l) * e];
+            let (ys, _) = model.forward_f32(xs, &[1, l, e], None).unwrap();
+            let got: &[f32] = match mode {
+                OutputMode::All => &y[bi * t * h..(bi * t + l) * h],
+                _ => &y[bi * h..(bi + 1) * h],
+            };
+            assert_eq!(got.len(), ys.len());
+            let err = got.iter().zip(&ys).map(|(a, c)| (a - c).abs()).fold(0f32, f32::max);
+            assert!(err < 1e-5, "{mode:?} seq {bi}: err {err}");
+            if mode == OutputMode::All {
+                assert!(y[(bi * t + l) * h..(bi + 1) * t * h].iter().all(|&v| v == 0.0), "padded outputs not zero");
+                assert_eq!(dims, vec![b, t, h]);
+            }
+        }
+    }
+}
+
+#[test]
+fn init_statistics_follow_glorot_uniform() {
+    let model = GqaModel::new(GqaConfig::new(287)).unwrap();
+    for (name, var) in model.params().iter() {
+        let v = var.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let n = v.len() as f64;
+        if name.ends_with(".weight") && !name.contains("norm") {
+            let (out, inp) = var.dims2().unwrap();
+            let b = glorot_bound(out, inp) as f64;
+            assert!((b - (6.0 / (out + inp) as f64).sqrt()).abs() < 1e-6);
+            assert!(v.iter().all(|&x| (x as f64) >= -b && (x as f64) < b), "{name}: value outside [-b, b)");
+            let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+            let msq = v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / n;
+            // U(-b,b): mean 0 (sd b/sqrt(3n)), E[x^2] = b^2/3 (sd b^2*sqrt(4/45/n)); 6 sigma.
+            assert!(mean.abs() < 6.0 * b / (3.0 * n).sqrt(), "{name}: mean {mean}");
+            assert!((msq - b * b / 3.0).abs() < 6.0 * b * b * (4.0 / 45.0 / n).sqrt(), "{name}: E[x^2] {msq} vs {}", b * b / 3.0);
+        } else if name.ends_with("norm.weight") {
+            assert!(v.iter().all(|&x| x == 1.0), "{name}");
+        } else {
+            assert!(v.iter().all(|&x| x == 0.0), "{name}");
+        }
+    }
+}
+
+#[test]
+fn same_seed_gives_bitwise_same_weights() {
+    let a = GqaModel::new(small_cfg(OutputMode::All)).unwrap();
+    let b = GqaModel::new(small_cfg(OutputMode::All)).unwrap();
+    for ((na, va), (nb, vb)) in a.params().iter().zip(b.params().iter()) {
+        assert_eq!(na, nb);
+        let x: Vec<u32> = va.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|f| f.to_bits()).collect();
+        let y: Vec<u32> = vb.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|f| f.to_bits()).collect();
+        assert_eq!(x, y, "{na}");
+    }
+    assert_eq!(a.weights_digest().unwrap(), b.weights_digest().unwrap());
+    let mut other = small_cfg(OutputMode::All);
+    other.seed = 4;
+    let c = GqaModel::new(other).unwrap();
+    assert_ne!(a.weights_digest().unwrap(), c.weights_digest().unwrap());
+    // The stream is the canonical index: input_projection.weight is stream 0 and
+    // blocks.0.attn.q_proj.weight (index 4) is stream 4.
+    let q = a.params().get("blocks.0.attn.q_proj.weight").unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(q, glorot_uniform(3, 4, 16, 16));
+    let w = a.params().get("input_projection.weight").unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(w, glorot_uniform(3, 0, 16, 6));
+    assert_ne!(glorot_uniform(3, 4, 16, 16), glorot_uniform(3, 6, 16, 16));
+}
+
+#[test]
+fn glorot_uniform_value_rule() {
+    // u = (next_u32 >> 8) * 2^-24 in [0,1) and value = -b + 2b*u: every value is -b + k*(2b/2^24).
+    let v = glorot_uniform(0, 0, 64, 64);
+    let b = (6.0f32 / 128.0).sqrt();
+    for &x in &v {
+        let k = ((x + b) / (2.0 * b) * 16_777_216.0) as f64;
+        assert!((k - k.round()).abs() < 2.0, "{x} is not on the 24-bit grid");
+    }
+    assert_eq!(v.len(), 64 * 64);
+}
+
+#[test]
+fn forward_f32_errors_name_the_input() {
+    let model = GqaModel::new(small_cfg(OutputMode::LastTimestep)).unwrap();
+    let e = 6;
+    let what = |r: gqa_core::Result<(Vec<f32>, Vec<usize>)>| match r {
+        Err(Error::InvalidInput { what, .. }) => what,
+        other => panic!("expected InvalidInput, got {other:?}"),
+    };
+    assert_eq!(what(model.forward_f32(&[0.0; 12], &[2, 6], None)), "dims");
+    assert_eq!(what(model.forward_f32(&[0.0; 14], &[2, 1, 7], None)), "dims");
+    assert_eq!(what(model.forward_f32(&[], &[2, 0, e], None)), "dims");
+    assert_eq!(what(model.forward_f32(&[0.0; 11], &[2, 1, e], None)), "input");
+    assert_eq!(what(model.forward_f32(&[0.0; 24], &[2, 2, e], Some(&[1]))), "lengths");
+    assert_eq!(what(model.forward_f32(&[0.0; 24], &[2, 2, e], Some(&[1, 0]))), "lengths[1]");
+    assert_eq!(what(model.forward_f32(&[0.0; 24], &[2, 2, e], Some(&[3, 1]))), "lengths[0]");
+    let msg = model.forward_f32(&[0.0; 11], &[2, 1, e], None).unwrap_err().to_string();
+    assert!(msg.contains("12") && msg.contains("11"), "{msg}");
+    // Scores [1, 4, 40000, 40000] f32 = 25.6 GB: refused before allocating.
+    let big = vec![0.0f32; 40_000 * e];
+    match model.forward_f32(&big, &[1, 40_000, e], None) {
+        Err(Error::OutOfMemory { what, .. }) => assert_eq!(what, "attention scores"),
+        other => panic!("expected OutOfMemory, got {other:?}"),
+    }
+    // Tensor API: wrong rank and T = 0.
+    let x = Tensor::zeros((2, 6), candle_core::DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(model.forward(&x, None).unwrap_err().code(), "INVALID_INPUT");
+    let x = Tensor::zeros((2, 0, 6), candle_core::DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(model.forward(&x, None).unwrap_err().code(), "INVALID_INPUT");
+}
+
+#[test]
+fn batch_zero_returns_empty_of_the_right_shape() {
+    let model = GqaModel::new(small_cfg(OutputMode::LastTimestep)).unwrap();
+    assert_eq!(model.forward_f32(&[], &[0, 5, 6], None).unwrap(), (vec![], vec![0, 16]));
+    let all = GqaModel::new(small_cfg(OutputMode::All)).unwrap();
+    assert_eq!(all.forward_f32(&[], &[0, 5, 6], None).unwrap(), (vec![], vec![0, 5, 16]));
+    let x = Tensor::zeros((0, 5, 6), candle_core::DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(model.forward(&x, None).unwrap().dims(), &[0, 16]);
+}
+
+#[test]
+fn output_modes_relate_to_all() {
+    let (b, t, e, h) = (2, 5, 6, 16);
+    let x = pseudo(b * t * e, 11);
+    let (all, _) = GqaModel::new(small_cfg(OutputMode::All)).unwrap().forward_f32(&x, &[b, t, e], None).unwrap();
+    let (last, _) = GqaModel::new(small_cfg(OutputMode::LastTimestep)).unwrap().forward_f32(&x, &[b, t, e], None).unwrap();
+    let (mean, _) = GqaModel::new(small_cfg(OutputMode::MeanPool)).unwrap().forward_f32(&x, &[b, t, e], None).unwrap();
+    for bi in 0..b {
+        for c in 0..h {
+            assert_eq!(last[bi * h + c], all[(bi * t + t - 1) * h + c]);
+            let m: f32 = (0..t).map(|p| all[(bi * t + p) * h + c]).sum::<f32>() / t as f32;
+            assert!((mean[bi * h + c] - m).abs() < 1e-5);
+        }
+    }
+}
+
+#[test]
+fn dropout_is_seeded_inverted_and_inactive_at_inference() {
+    let x = Tensor::ones((1000,), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let mut d1 = Dropout::new(0.25, 7).unwrap();
+    let mut d2 = Dropout::new(0.25, 7).unwrap();
+    let a = d1.apply(&x).unwrap().to_vec1::<f32>().unwrap();
+    let b = d2.apply(&x).unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(a, b);
+    let kept = a.iter().filter(|&&v| v != 0.0).count();
+    assert!(a.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6));
+    assert!((kept as f64 - 750.0).abs() < 5.0 * (1000.0f64 * 0.25 * 0.75).sqrt(), "kept {kept}");
+    assert!(Dropout::new(1.0, 0).is_err());
+    // Model: forward_t with dropout differs from inference; forward_t with None equals forward.
+    let model = GqaModel::new(small_cfg(OutputMode::LastTimestep)).unwrap();
+    let xt = Tensor::from_vec(pseudo(2 * 4 * 6, 1), (2, 4, 6), &Device::Cpu).unwrap();
+    let inf = model.forward(&xt, None).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let t0 = model.forward_t(&xt, None, None).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(inf, t0);
+    let mut d = Dropout::new(0.5, 1).unwrap();
+    let td = model.forward_t(&xt, None, Some(&mut d)).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(td.iter().zip(&inf).any(|(a, b)| (a - b).abs() > 1e-3));
+}
+
+#[test]
+fn forward_t_gradients_match_finite_differences() {
+    let mut cfg = small_cfg(OutputMode::MeanPool);
+    cfg.num_layers = 1;
+    let model = GqaModel::new(cfg).unwrap();
+    let x = Tensor::from_vec(pseudo(2 * 4 * 6, 3), (2, 4, 6), &Device::Cpu).unwrap();
+    let lengths = [4usize, 2];
+    let target = Tensor::from_vec(pseudo(2 * 16, 4), (2, 16), &Device::Cpu).unwrap();
+    let loss = |m: &GqaModel| -> Tensor { (m.forward_t(&x, Some(&lengths), None).unwrap() * &target).unwrap().sum_all().unwrap() };
+    let grads = loss(&model).backward().unwrap();
+    for name in ["blocks.0.attn.k_proj.weight", "blocks.0.ffn_up.bias", "blocks.0.attn_norm.weight", "input_projection.weight"] {
+        let var = model.params().get(name).unwrap();
+        let g = grads.get(var).unwrap_or_else(|| panic!("no gradient for {name}")).flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let orig = var.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for idx in [0usize, 5] {
+            let eps = 1e-2f32;
+            let mut p = orig.clone();
+            p[idx] += eps;
+            var.set(&Tensor::from_vec(p.clone(), var.shape(), &Device::Cpu).unwrap()).unwrap();
+            let lp = loss(&model).to_scalar::<f32>().unwrap();
+            p[idx] -= 2.0 * eps;
+            var.set(&Tensor::from_vec(p, var.shape(), &Device::Cpu).unwrap()).unwrap();
+            let lm = loss(&model).to_scalar::<f32>().unwrap();
+            var.set(&Tensor::from_vec(orig.clone(), var.shape(), &Device::Cpu).unwrap()).unwrap();
+            let fd = (lp - lm) / (2.0 * eps);
+            assert!((fd - g[idx]).abs() < 2e-2 * (1.0 + g[idx].abs()), "{name}[{idx}]: fd {fd} vs grad {}", g[idx]);
+        }
+    }
+}
+
+#[test]
+fn attention_mask_keeps_key_zero_and_respects_lengths() {
+    let m = AttnMask::causal(2, 3, 3, 0, Some(&[2, 1]), &Device::Cpu).unwrap();
+    let v = m.bias().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let open: Vec<bool> = v.iter().map(|x| *x == 0.0).collect();
+    #[rustfmt::skip]
+    let want = [true, false, false,  true, true, false,  true, true, false,
+                true, false, false,  true, false, false, true, false, false];
+    assert_eq!(open, want);
+    // With an offset (KV cache): query 0 at position 2 sees keys 0..=2.
+    let m = AttnMask::causal(1, 1, 4, 2, None, &Device::Cpu).unwrap();
+    let v = m.bias().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(v.iter().map(|x| *x == 0.0).collect::<Vec<_>>(), [true, true, true, false]);
+}
