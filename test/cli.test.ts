@@ -1,0 +1,266 @@
+// The `gqa` CLI, run as a child process from the built package (dist/cli/index.js), on the backend
+// named by GQA_BACKEND (scripts/test.sh runs this suite once per backend).
+import { spawnSync } from "node:child_process";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { GQA } from "gqa";
+import { beforeAll, describe, expect, it } from "vitest";
+import { readCliMetadata, readMetadata, setMetadata, withCliMetadata, type CliMetadata } from "../ts/cli/model-file.js";
+import { trainingAvailable as probeTraining } from "../ts/cli/model-api.js";
+import { trainingCurveSvg } from "../ts/cli/plot.js";
+import { classificationMetrics } from "../ts/cli/metrics.js";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const cli = join(root, "dist", "cli", "index.js");
+const fx = (name: string) => join(root, "test", "fixtures-data", name);
+const tmp = mkdtempSync(join(tmpdir(), "gqa-cli-test-"));
+const backendEnv = process.env.GQA_BACKEND;
+
+await GQA.init();
+// TEMPORARY: the training API (model.fit / predict with a classification head) is being added;
+// the train/eval/predict end-to-end tests below are skipped until it exists. Remove the skipIf then.
+const trainingAvailable = await probeTraining();
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+function gqa(...args: string[]): Run {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: "utf8", cwd: root, env: { ...process.env }, timeout: 600_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+beforeAll(() => {
+  if (!existsSync(cli)) {
+    const r = spawnSync(join(root, "node_modules", ".bin", "tsc"), ["-p", "tsconfig.build.json"], { cwd: root, encoding: "utf8" });
+    if (!existsSync(cli)) throw new Error(`could not build ${cli}: ${r.stdout}${r.stderr}`);
+  }
+});
+
+describe("gqa info", () => {
+  it("prints the architecture summary and the backend that ran", () => {
+    const r = gqa("info", "--embed-dim", "12");
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/^backend: (native|wasm)/m);
+    if (backendEnv === "native" || backendEnv === "wasm") expect(r.stderr).toMatch(new RegExp(`^backend: ${backendEnv}`, "m"));
+    expect(r.stdout).toContain("num_kv_heads 2 (group 4), head_dim 32");
+    expect(r.stdout).toContain("attn.k_proj.weight");
+    expect(r.stdout).toMatch(/\[64, 256\]\s+16,384/);
+    expect(r.stdout).not.toContain("MISMATCH");
+  });
+
+  it("--json: counts, FLOPs and KV bytes agree with formulas computed here", () => {
+    const [E, H, NH, NKV, L, T] = [6, 96, 12, 3, 3, 50];
+    const r = gqa("info", "--embed-dim", `${E}`, "--hidden-size", `${H}`, "--num-heads", `${NH}`, "--num-kv-heads", `${NKV}`, "--num-layers", `${L}`, "--seq-len", `${T}`, "--rope", "--json");
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    const D = H / NH, qDim = NH * D, kvDim = NKV * D;
+    // Edifice's approximate formula (SPEC section 3).
+    expect(j.paramCount.approximate).toBe(E * H + L * (2 * H * qDim + 2 * H * kvDim + 8 * H * H));
+    // Exact: every weight, bias and LayerNorm parameter, counted by hand from the SPEC layout.
+    const perBlock = 2 * H + (qDim * H + qDim) + 2 * (kvDim * H + kvDim) + (H * qDim + H) + 2 * H + (4 * H * H + 4 * H) + (H * 4 * H + H);
+    const exact = E * H + H + L * perBlock + 2 * H;
+    expect(j.paramCount.exact).toBe(exact);
+    expect(j.paramCount.table).toBe(exact);
+    expect(j.params.length).toBe(2 + 16 * L + 2);
+    expect(j.params.find((p: { name: string }) => p.name === "blocks.2.attn.v_proj.weight").shape).toEqual([kvDim, H]);
+    // FLOPs per token = 2 * matmul weights + L * 4 * T * H.
+    const matmulWeights = E * H + L * (qDim * H + 2 * kvDim * H + H * qDim + 8 * H * H);
+    expect(j.flopsPerToken.total).toBe(2 * matmulWeights + L * 4 * T * H);
+    expect(j.flopsPerToken.seqLen).toBe(T);
+    // KV cache: 2 * L * NKV * D * 4 bytes; MHA twin NKV = NH, MQA twin NKV = 1.
+    expect(j.kvCacheBytesPerToken).toEqual({ model: 2 * L * NKV * D * 4, core: 2 * L * NKV * D * 4, mha: 2 * L * NH * D * 4, mqa: 2 * L * 1 * D * 4 });
+    expect(j.config.rotary).toBe("rope");
+    expect(j.config.group).toBe(4);
+  });
+
+  it("no input projection when embed-dim equals hidden-size", () => {
+    const j = JSON.parse(gqa("info", "--embed-dim", "64", "--hidden-size", "64", "--num-heads", "4", "--json").stdout);
+    expect(j.params.some((p: { name: string }) => p.name.startsWith("input_projection"))).toBe(false);
+    expect(j.paramCount.exact).toBe(j.paramCount.table);
+  });
+
+  it("bad options exit with code 2 and name the option", () => {
+    const a = gqa("info", "--embed-dim", "12", "--hidden-size", "100", "--num-heads", "8");
+    expect(a.code).toBe(2);
+    expect(a.stderr).toMatch(/error: INVALID_OPTION: .*hidden/i);
+    const b = gqa("info", "--embed-dim", "12", "--num-heads", "x");
+    expect(b.code).toBe(2);
+    expect(b.stderr).toMatch(/--num-heads.*expected an integer, found 'x'/);
+    const c = gqa("info");
+    expect(c.code).toBe(2);
+    expect(c.stderr).toMatch(/--embed-dim/);
+    const d = gqa("info", "--embed-dim", "4", "--backend", "gpu");
+    expect(d.code).toBe(2);
+    expect(d.stderr).toMatch(/--backend/);
+  });
+
+  it("every command and option has help text", () => {
+    for (const cmd of ["info", "train", "eval", "predict"]) {
+      const r = gqa(cmd, "--help");
+      expect(r.code).toBe(0);
+      const opts = r.stdout.split("\n").filter((l) => /^\s+(-\w, )?--[a-z]/.test(l));
+      expect(opts.length).toBeGreaterThan(2);
+      // An option line is "  --flag <arg>   description": no option without a description.
+      for (const l of opts) expect(l.trim()).toMatch(/^\S.*\S\s{2,}\S/);
+      expect(r.stdout).toMatch(/--backend/);
+    }
+    expect(gqa("info", "--help").stdout).toMatch(/FLOPs\/token = 2 \* N_matmul \+ num_layers \* 4 \* T \* hidden_size/);
+  });
+});
+
+describe("gqa error paths", () => {
+  it("a malformed .ts file: error: <file>:<line>: <problem>, exit 2", () => {
+    copyFileSync(fx("missing_channel.ts"), join(tmp, "Bad_TRAIN.ts"));
+    copyFileSync(fx("good_small.ts"), join(tmp, "Bad_TEST.ts"));
+    const r = gqa("train", "--data", join(tmp, "Bad"), "--epochs", "1");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`error: ${join(tmp, "Bad_TRAIN.ts")}:10: expected 3 channels, found 2`);
+  });
+
+  it("a missing dataset or file exits 2 with a clear message", () => {
+    const a = gqa("train", "--data", join(tmp, "nothing-here"));
+    expect(a.code).toBe(2);
+    expect(a.stderr).toMatch(/error: .*nothing-here: not a shipped dataset \(japanese-vowels, basic-motions\)/);
+    const b = gqa("eval", "--model", join(tmp, "absent.safetensors"), "--data", "basic-motions");
+    expect(b.code).toBe(2);
+    expect(b.stderr).toContain(`error: ${join(tmp, "absent.safetensors")}: no such file`);
+    const c = gqa("predict", "--model", join(tmp, "absent.safetensors"), "--input", join(tmp, "absent.csv"));
+    expect(c.code).toBe(2);
+    expect(c.stderr).toContain(`error: ${join(tmp, "absent.csv")}: no such file`);
+  });
+
+  it("malformed predict inputs and model files exit 2", async () => {
+    const csv = join(tmp, "ragged.csv");
+    writeFileSync(csv, "a,b\n1,2\n3\n");
+    const a = gqa("predict", "--model", join(tmp, "absent.safetensors"), "--input", csv);
+    expect(a.code).toBe(2);
+    expect(a.stderr).toContain(`error: ${csv}:3: expected 2 columns, found 1`);
+    const ok = join(tmp, "ok.csv");
+    writeFileSync(ok, "1,2\n3,4\n");
+    const junk = join(tmp, "junk.safetensors");
+    writeFileSync(junk, "not a model");
+    const b = gqa("predict", "--model", junk, "--input", ok);
+    expect(b.code).toBe(2);
+    expect(b.stderr).toMatch(/error: .*junk\.safetensors: not a safetensors file/);
+    // A plain model (no gqa train metadata) is refused with a message that says why.
+    const m = await GQA.build({ embedDim: 2, hiddenSize: 8, numHeads: 2, numKvHeads: 1, numLayers: 1 });
+    const plain = join(tmp, "plain.safetensors");
+    writeFileSync(plain, await m.save());
+    m.dispose();
+    const c = gqa("predict", "--model", plain, "--input", ok);
+    expect(c.code).toBe(2);
+    expect(c.stderr).toMatch(/no 'gqa_cli' metadata: this model was not written by `gqa train`/);
+    const d = gqa("predict", "--model", plain, "--input", fx("i4_T2_C2.npy"));
+    expect(d.code).toBe(2);
+    expect(d.stderr).toMatch(/i4_T2_C2\.npy: unsupported dtype '<i4'/);
+  });
+});
+
+describe("model file metadata", () => {
+  it("adding gqa_cli metadata keeps every tensor and the core still loads the file", async () => {
+    const m = await GQA.build({ embedDim: 3, hiddenSize: 8, numHeads: 4, numKvHeads: 2, numLayers: 2, seed: 5 });
+    const bytes = await m.save();
+    const meta: CliMetadata = { version: 1, task: "classification", dataset: "x", classLabels: ["a", "b"], channels: 3, standardize: { mean: [1, 2, 3], std: [1, 0.5, 2] } };
+    const withMeta = withCliMetadata(bytes, meta);
+    expect(readCliMetadata(withMeta, "m")).toEqual(meta);
+    // Existing metadata (the core's config) is kept.
+    const before = readMetadata(bytes);
+    const after = readMetadata(withMeta);
+    for (const [k, v] of Object.entries(before)) expect(after[k]).toBe(v);
+    // Header length stays a multiple of 8 (data alignment) and the data section is unchanged.
+    const hlen = Number(new DataView(withMeta.buffer, withMeta.byteOffset).getBigUint64(0, true));
+    expect((8 + hlen) % 8).toBe(0);
+    const oldLen = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
+    expect(Buffer.from(withMeta.subarray(8 + hlen)).equals(Buffer.from(bytes.subarray(8 + oldLen)))).toBe(true);
+    const m2 = await GQA.load(withMeta);
+    expect(m2.weightsDigest()).toBe(m.weightsDigest());
+    m.dispose();
+    m2.dispose();
+    expect(() => setMetadata(new Uint8Array(4), "k", "v", "f")).toThrow(/not a safetensors file/);
+  });
+});
+
+describe("metrics and plot helpers", () => {
+  it("confusion matrix and per-class accuracy", () => {
+    const m = classificationMetrics([0, 0, 1, 1, 2], [0, 1, 1, 1, 0], 4);
+    expect(m.accuracy).toBeCloseTo(3 / 5, 12);
+    expect(m.confusion).toEqual([[1, 1, 0, 0], [0, 2, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]);
+    expect(m.perClass).toEqual([0.5, 1, 0, null]);
+  });
+
+  it("the training curve is a well-formed SVG with one point per epoch", () => {
+    const svg = trainingCurveSvg([{ epoch: 1, trainLoss: 2, trainAccuracy: 0.2 }, { epoch: 2, trainLoss: 1, trainAccuracy: 0.6, testAccuracy: 0.5 }], "t<1>");
+    expect(svg.startsWith("<svg")).toBe(true);
+    expect(svg.trim().endsWith("</svg>")).toBe(true);
+    expect(svg).toContain("<title>t&lt;1&gt;</title>");
+    expect(svg.match(/<circle/g)!.length).toBe(2 + 2 + 1);
+  });
+});
+
+describe.skipIf(!trainingAvailable)("gqa train / eval / predict (needs the training API)", () => {
+  const out = join(tmp, "run");
+  let trainOut: Run;
+
+  beforeAll(() => {
+    trainOut = gqa("train", "--data", "basic-motions", "--hidden-size", "32", "--num-heads", "4", "--num-kv-heads", "2", "--num-layers", "2", "--dropout", "0", "--epochs", "40", "--batch-size", "8", "--lr", "3e-3", "--seed", "1", "--out", out);
+  }, 600_000);
+
+  it("train writes the model, metrics and plot and reports test accuracy", () => {
+    expect(trainOut.stderr).toMatch(/^backend: (native|wasm)/m);
+    expect(trainOut.code).toBe(0);
+    for (const f of ["model.safetensors", "metrics.json", "training-curve.svg"]) expect(existsSync(join(out, f))).toBe(true);
+    const metrics = JSON.parse(readFileSync(join(out, "metrics.json"), "utf8"));
+    expect(metrics.history.length).toBe(40);
+    expect(metrics.test.count).toBe(40);
+    // Chance is 25% on BasicMotions' 4 balanced classes.
+    expect(metrics.test.accuracy).toBeGreaterThan(0.6);
+    expect(metrics.history[39].trainLoss).toBeLessThan(metrics.history[0].trainLoss);
+    expect(trainOut.stdout).toContain(`accuracy: ${(100 * metrics.test.accuracy).toFixed(2)}%`);
+    expect(readFileSync(join(out, "training-curve.svg"), "utf8")).toMatch(/^<svg/);
+  });
+
+  it("eval reproduces the test accuracy and confusion matrix of train", () => {
+    const metrics = JSON.parse(readFileSync(join(out, "metrics.json"), "utf8"));
+    const r = gqa("eval", "--model", join(out, "model.safetensors"), "--data", "basic-motions", "--json");
+    expect(r.code).toBe(0);
+    const e = JSON.parse(r.stdout);
+    expect(e.accuracy).toBe(metrics.test.accuracy);
+    expect(e.confusion).toEqual(metrics.test.confusion);
+    const text = gqa("eval", "--model", join(out, "model.safetensors"), "--data", "BasicMotions");
+    expect(text.stdout).toContain("confusion matrix");
+  });
+
+  it("predict on .ts, CSV and .npy inputs agrees with eval", () => {
+    const model = join(out, "model.safetensors");
+    const test = join(root, "data", "BasicMotions", "BasicMotions_TEST.ts");
+    const r = gqa("predict", "--model", model, "--input", test);
+    expect(r.code).toBe(0);
+    const p = JSON.parse(r.stdout);
+    expect(p.predictions.length).toBe(40);
+    for (const q of p.predictions) expect(Object.values(q.probabilities as Record<string, number>).reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
+    const e = JSON.parse(gqa("eval", "--model", model, "--data", "basic-motions", "--json").stdout);
+    const labels: string[] = e.classLabels;
+    const truth = readFileSync(test, "utf8").trim().split("\n").filter((l) => !/^[#@]/.test(l)).map((l) => l.split(":").pop()!.trim());
+    const correct = p.predictions.filter((q: { label: string }, i: number) => q.label === truth[i]).length;
+    expect(correct / 40).toBe(e.accuracy);
+    // First test case as CSV (rows = steps) gives the same prediction as the .ts input.
+    const first = readFileSync(test, "utf8").split("\n").find((l) => l && !/^[#@]/.test(l))!;
+    const chans = first.split(":").slice(0, 6).map((c) => c.split(",").map(Number));
+    const csv = join(tmp, "case0.csv");
+    writeFileSync(csv, ["x,y,z,gx,gy,gz", ...chans[0]!.map((_, t) => chans.map((c) => c[t]).join(","))].join("\n"));
+    const c = gqa("predict", "--model", model, "--input", csv, "--format", "csv");
+    expect(c.code).toBe(0);
+    const [head, row] = c.stdout.trim().split("\n");
+    expect(head).toBe(["index", "length", "label", ...labels.map((l) => `p_${l}`)].join(","));
+    expect(row!.split(",")[2]).toBe(p.predictions[0].label);
+    expect(row!.split(",")[1]).toBe("100");
+    // Wrong channel count is refused.
+    const bad = gqa("predict", "--model", model, "--input", fx("f4_T4_C3.npy"));
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/expected 6 channels \(the model's\), found 3/);
+  });
+});

@@ -1,0 +1,159 @@
+/**
+ * Shared pieces of the `gqa` subcommands: option parsers, the model and backend flags, backend
+ * start-up, and the mapping of errors to messages and exit codes.
+ *
+ * Exit codes: 0 success; 2 bad input (malformed or missing file, bad option value, usage error);
+ * 1 any other failure (backend or internal error).
+ */
+import { InvalidArgumentError, Option, type Command } from "commander";
+import { GQA, GqaError, type GqaOptions } from "../index.js";
+import { DataFormatError, DataNotFoundError } from "../data/errors.js";
+
+/** Exit code for bad input: malformed/missing files, invalid options, usage errors. */
+export const EXIT_BAD_INPUT = 2;
+/** Exit code for any other failure. */
+export const EXIT_FAILURE = 1;
+
+/** Commander parser for an integer `>= min`. */
+export function intArg(min: number): (v: string) => number {
+  return (v: string) => {
+    if (!/^[+-]?\d+$/.test(v.trim())) throw new InvalidArgumentError(`expected an integer, found '${v}'`);
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer >= ${min}, found ${v}`);
+    return n;
+  };
+}
+
+/** Commander parser for a finite number in `[min, max)` (or `[min, max]` when `inclusiveMax`). */
+export function numArg(min: number, max = Infinity, inclusiveMax = false): (v: string) => number {
+  return (v: string) => {
+    const n = Number(v);
+    if (v.trim() === "" || !Number.isFinite(n)) throw new InvalidArgumentError(`expected a number, found '${v}'`);
+    if (n < min || (inclusiveMax ? n > max : n >= max)) {
+      throw new InvalidArgumentError(`expected a number in [${min}, ${max}${inclusiveMax ? "]" : ")"}, found ${v}`);
+    }
+    return n;
+  };
+}
+
+/** Adds `--backend auto|native|wasm` (default: env `GQA_BACKEND`, else `auto`). */
+export function addBackendOption(cmd: Command): Command {
+  return cmd.addOption(
+    new Option("--backend <backend>", "compute backend: native (napi addon), wasm (WebAssembly), or auto (native, else wasm); default: env GQA_BACKEND, else auto")
+      .choices(["auto", "native", "wasm"]),
+  );
+}
+
+/**
+ * Adds the model-architecture flags shared by `info` and `train`. Values not given are left to the
+ * core's defaults (SPEC section 1: hidden 256, heads 8, KV heads 2, layers 4, dropout 0.1, seed 0).
+ */
+export function addModelOptions(cmd: Command): Command {
+  return cmd
+    .option("--hidden-size <n>", "model width H (divisible by --num-heads); default 256", intArg(1))
+    .option("--num-heads <n>", "query heads NH; default 8", intArg(1))
+    .option("--num-kv-heads <n>", "key/value heads NKV, dividing --num-heads (1 = MQA, = num-heads = MHA); default 2", intArg(1))
+    .option("--num-layers <n>", "pre-norm transformer blocks; default 4", intArg(1))
+    .option("--dropout <p>", "dropout probability in [0, 1), used only in training; default 0.1", numArg(0, 1))
+    .option("--rope", "rotary position embedding on Q and K (half rotation, base 10000)")
+    .option("--yarn", "Edifice's YaRN-named rotary frequency scaling (implies rotary)")
+    .option("--yarn-scale <s>", "YaRN scale (> 0); default 8", numArg(Number.MIN_VALUE))
+    .option("--window-size <n>", "expected sequence length (a sizing hint only); default 60", intArg(1))
+    .addOption(
+      new Option("--output-mode <mode>", "how the sequence becomes one vector: last_timestep, mean_pool (all is for the API only); default last_timestep")
+        .choices(["last_timestep", "mean_pool"]),
+    )
+    .option("--seed <n>", "seed of the weight initialisation, dropout and batch order; default 0", intArg(0));
+}
+
+/** The raw commander values of {@link addModelOptions}. */
+export interface ModelFlags {
+  hiddenSize?: number;
+  numHeads?: number;
+  numKvHeads?: number;
+  numLayers?: number;
+  dropout?: number;
+  rope?: boolean;
+  yarn?: boolean;
+  yarnScale?: number;
+  windowSize?: number;
+  outputMode?: "last_timestep" | "mean_pool";
+  seed?: number;
+  backend?: "auto" | "native" | "wasm";
+}
+
+/** Turns the flags into `GqaOptions` (only the given ones; the core fills in defaults). */
+export function modelOptions(flags: ModelFlags, embedDim: number): GqaOptions {
+  const o: GqaOptions = { embedDim };
+  if (flags.hiddenSize !== undefined) o.hiddenSize = flags.hiddenSize;
+  if (flags.numHeads !== undefined) o.numHeads = flags.numHeads;
+  if (flags.numKvHeads !== undefined) o.numKvHeads = flags.numKvHeads;
+  if (flags.numLayers !== undefined) o.numLayers = flags.numLayers;
+  if (flags.dropout !== undefined) o.dropout = flags.dropout;
+  if (flags.rope) o.rope = true;
+  if (flags.yarn) o.yarn = true;
+  if (flags.yarnScale !== undefined) o.yarnScale = flags.yarnScale;
+  if (flags.windowSize !== undefined) o.windowSize = flags.windowSize;
+  if (flags.outputMode !== undefined) o.outputMode = flags.outputMode;
+  if (flags.seed !== undefined) o.seed = flags.seed;
+  return o;
+}
+
+/** Where progress and status lines go (stderr, so that stdout stays machine-readable). */
+export function status(line: string): void {
+  process.stderr.write(line + "\n");
+}
+
+/**
+ * Starts the requested backend and prints `backend: <name> (<file>)` to stderr.
+ * @returns the backend that runs.
+ */
+export async function startBackend(choice: ModelFlags["backend"]): Promise<string> {
+  const name = await GQA.init(choice === undefined ? {} : { backend: choice });
+  status(`backend: ${name}${GQA.backendFile ? ` (${GQA.backendFile})` : ""}`);
+  return name;
+}
+
+const BAD_INPUT_CODES = new Set([
+  "INVALID_OPTION",
+  "INVALID_INPUT",
+  "MALFORMED_FILE",
+  "MISSING_CONFIG",
+  "TENSOR_MISMATCH",
+  "MISSING_PARAMETER",
+  "UNEXPECTED_PARAMETER",
+  "NON_FINITE_WEIGHT",
+  "NOT_FOUND",
+]);
+
+/**
+ * Formats an error for the terminal and picks the exit code:
+ * `error: <file>:<line>: <problem>` for malformed data (exit 2), `error: <file>: <problem>` for a
+ * missing file (exit 2), `error: <CODE>: <message>` for gqa errors (exit 2 for input/option
+ * codes, 1 otherwise).
+ */
+export function describeError(e: unknown): { message: string; exitCode: number } {
+  if (e instanceof DataFormatError) return { message: `error: ${e.message}`, exitCode: EXIT_BAD_INPUT };
+  if (e instanceof DataNotFoundError) return { message: `error: ${e.message}`, exitCode: EXIT_BAD_INPUT };
+  if (e instanceof GqaError) {
+    return { message: `error: ${e.code}: ${e.message}`, exitCode: BAD_INPUT_CODES.has(e.code) ? EXIT_BAD_INPUT : EXIT_FAILURE };
+  }
+  if (e instanceof Error) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && BAD_INPUT_CODES.has(code)) return { message: `error: ${e.message}`, exitCode: EXIT_BAD_INPUT };
+    return { message: `error: ${e.message}`, exitCode: EXIT_FAILURE };
+  }
+  return { message: `error: ${String(e)}`, exitCode: EXIT_FAILURE };
+}
+
+/** Formats a number with thousands separators (`1,234,567`). */
+export function fmtInt(n: number): string {
+  return Math.round(n).toLocaleString("en-US");
+}
+
+/** Formats a byte count as `N B (x KiB/MiB)`. */
+export function fmtBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${fmtInt(n)} B (${(n / 1024).toFixed(1)} KiB)`;
+  return `${fmtInt(n)} B (${(n / 1024 / 1024).toFixed(1)} MiB)`;
+}

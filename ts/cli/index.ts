@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+/**
+ * The `gqa` command (package.json `bin`): `gqa info | train | eval | predict`.
+ *
+ * Exit codes: 0 success; 2 bad input (malformed or missing file, invalid option, usage error), with
+ * `error: <file>:<line>: <problem>` for malformed data; 1 any other failure.
+ */
+import { readFileSync } from "node:fs";
+import { Command, CommanderError } from "commander";
+import { describeError, EXIT_BAD_INPUT } from "./common.js";
+import { registerEval } from "./eval.js";
+import { registerInfo } from "./info.js";
+import { registerPredict } from "./predict.js";
+import { registerTrain } from "./train.js";
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version?: string };
+    return pkg.version ?? "0.0.0";
+  } catch {
+    return "0.0.0";
+  }
+}
+
+/** Builds the command tree. */
+function buildProgram(): Command {
+  const program = new Command("gqa")
+    .description("Grouped-query-attention transformers for multichannel time series: inspect, train, evaluate, predict.")
+    .version(packageVersion(), "-V, --version", "print the gqa version")
+    .helpOption("-h, --help", "show help for a command")
+    .showHelpAfterError("(run with --help for usage)")
+    .exitOverride();
+  registerInfo(program);
+  registerTrain(program);
+  registerEval(program);
+  registerPredict(program);
+  return program;
+}
+
+async function main(argv: string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync(argv);
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : EXIT_BAD_INPUT;
+    const { message, exitCode } = describeError(e);
+    process.stderr.write(message + "\n");
+    if (process.env.GQA_DEBUG && e instanceof Error && e.stack) process.stderr.write(e.stack + "\n");
+    return exitCode;
+  }
+}
+
+process.exitCode = await main(process.argv);

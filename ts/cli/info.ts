@@ -1,0 +1,122 @@
+/**
+ * `gqa info`: the architecture summary of a model configuration, without building it.
+ */
+import type { Command } from "commander";
+import { GQA } from "../index.js";
+import { allParams, blockParams, derived, exactParamCount, flopsPerToken, inputParams, kvBytesPerToken, type ResolvedArch } from "./arch.js";
+import { addBackendOption, addModelOptions, fmtBytes, fmtInt, intArg, modelOptions, startBackend, type ModelFlags } from "./common.js";
+
+interface InfoFlags extends ModelFlags {
+  embedDim: number;
+  seqLen?: number;
+  json?: boolean;
+}
+
+/** Registers `gqa info` on `program`. */
+export function registerInfo(program: Command): void {
+  const cmd = program
+    .command("info")
+    .summary("print the architecture summary of a model configuration")
+    .description(
+      [
+        "Print the architecture of a GQA model configuration without building it: parameter tensors",
+        "and their shapes per layer, the parameter counts (Edifice's approximate formula and the exact",
+        "count), forward FLOPs per token, and KV-cache bytes per token for this model and for its",
+        "MHA (num-kv-heads = num-heads) and MQA (num-kv-heads = 1) twins.",
+        "\n\n",
+        "FLOPs/token = 2 * N_matmul + num_layers * 4 * T * hidden_size, where N_matmul counts the",
+        "weights of all matrix products (input projection, q/k/v/out projections, FFN up/down) and",
+        "T = --seq-len; the second term is q k^T and softmax(s) v over all T keys (a causal mask",
+        "halves it on average). KV bytes/token = 2 * num_layers * num_kv_heads * head_dim * 4 (F32).",
+      ].join(" ").replace(/ ?\n ?/g, "\n"),
+    )
+    .requiredOption("--embed-dim <n>", "input features per time step E (required)", intArg(1))
+    .option("--seq-len <n>", "sequence length T for the attention FLOPs; default: the window size (60)", intArg(1))
+    .option("--json", "print the summary as JSON instead of text");
+  addModelOptions(cmd);
+  addBackendOption(cmd);
+  cmd.action(async (flags: InfoFlags) => {
+    await runInfo(flags);
+  });
+}
+
+async function runInfo(flags: InfoFlags): Promise<void> {
+  const backend = await startBackend(flags.backend);
+  const opts = modelOptions(flags, flags.embedDim);
+  GQA.validate(opts);
+  const defaults = GQA.recommendedDefaults();
+  const a: ResolvedArch = {
+    embedDim: flags.embedDim,
+    hiddenSize: opts.hiddenSize ?? defaults.hiddenSize,
+    numHeads: opts.numHeads ?? defaults.numHeads,
+    numKvHeads: opts.numKvHeads ?? defaults.numKvHeads,
+    numLayers: opts.numLayers ?? defaults.numLayers,
+  };
+  const seqLen = flags.seqLen ?? opts.windowSize ?? defaults.windowSize;
+  const d = derived(a);
+  const approx = GQA.paramCount(opts);
+  const exact = GQA.paramCount(opts, { exact: true });
+  const tableExact = exactParamCount(a);
+  const flops = flopsPerToken(a, seqLen);
+  const kv = {
+    model: kvBytesPerToken(a),
+    core: GQA.kvCacheBytesPerToken(opts),
+    mha: kvBytesPerToken(a, a.numHeads),
+    mqa: kvBytesPerToken(a, 1),
+  };
+  const rotary = opts.yarn ? "yarn (Edifice)" : opts.rope ? "rope" : "none";
+  const outputMode = opts.outputMode ?? "last_timestep";
+
+  if (flags.json) {
+    process.stdout.write(
+      JSON.stringify(
+        {
+          backend,
+          config: { ...a, ...d, dropout: opts.dropout ?? defaults.dropout, rotary, outputMode, seed: opts.seed ?? 0 },
+          params: allParams(a).map(({ name, shape, count }) => ({ name, shape, count })),
+          paramCount: { approximate: approx, exact, table: tableExact },
+          flopsPerToken: { seqLen, ...flops },
+          kvCacheBytesPerToken: kv,
+        },
+        null,
+        2,
+      ) + "\n",
+    );
+    return;
+  }
+
+  const out: string[] = [];
+  const row = (name: string, shape: number[] | string, count?: number) =>
+    out.push(`  ${name.padEnd(34)} ${(Array.isArray(shape) ? `[${shape.join(", ")}]` : shape).padEnd(16)} ${count === undefined ? "" : fmtInt(count).padStart(12)}`);
+  out.push(
+    `GQA model: embed_dim ${a.embedDim}, hidden_size ${a.hiddenSize}, num_heads ${a.numHeads}, num_kv_heads ${a.numKvHeads} ` +
+      `(group ${d.group}${a.numKvHeads === 1 ? ", MQA" : a.numKvHeads === a.numHeads ? ", MHA" : ""}), head_dim ${d.headDim}, ` +
+      `num_layers ${a.numLayers}, ffn ${d.ffnDim}, rotary ${rotary}, dropout ${opts.dropout ?? defaults.dropout}, output ${outputMode}`,
+  );
+  out.push("");
+  out.push(`  ${"layer / parameter".padEnd(34)} ${"shape".padEnd(16)} ${"params".padStart(12)}`);
+  row("input", "[B, T, " + a.embedDim + "]");
+  const ip = inputParams(a);
+  if (ip.length) for (const r of ip) row(r.name, r.shape, r.count);
+  else row("input_projection", "identity (E = H)");
+  const b0 = blockParams(a, 0);
+  const perBlock = b0.reduce((s, r) => s + r.count, 0);
+  out.push(`  blocks.0 .. blocks.${a.numLayers - 1} (${a.numLayers} x ${fmtInt(perBlock)} params; shapes of each block:)`);
+  for (const r of b0) row(r.name.replace(/^blocks\.0\./, "  "), r.shape, r.count);
+  row("  attention (per block)", `Q [B, ${a.numHeads}, T, ${d.headDim}]`);
+  row("", `K,V [B, ${a.numKvHeads}, T, ${d.headDim}]`);
+  row("final_norm.weight / .bias", [a.hiddenSize], 2 * a.hiddenSize);
+  row("output", outputMode === "last_timestep" || outputMode === "mean_pool" ? `[B, ${a.hiddenSize}]` : `[B, T, ${a.hiddenSize}]`);
+  out.push("");
+  out.push(`parameters (exact, core):                ${fmtInt(exact)}${exact === tableExact ? "" : `  (table above sums to ${fmtInt(tableExact)}: MISMATCH)`}`);
+  out.push(`parameters (Edifice approximate formula: projection matrices only): ${fmtInt(approx)}`);
+  out.push(
+    `FLOPs per token (forward, T = ${seqLen}):  ${fmtInt(flops.total)}  = 2 * ${fmtInt(flops.matmul / 2)} matmul weights + ${a.numLayers} * 4 * ${seqLen} * ${a.hiddenSize} attention`,
+  );
+  out.push(`KV cache per token (F32, 2 * layers * kv_heads * head_dim * 4):`);
+  out.push(`  this model (${a.numKvHeads} KV heads):  ${fmtBytes(kv.model)}`);
+  out.push(`  MHA twin (${a.numHeads} KV heads):   ${fmtBytes(kv.mha)}  (${(kv.mha / kv.model).toFixed(2)}x)`);
+  out.push(`  MQA twin (1 KV head):     ${fmtBytes(kv.mqa)}  (${(kv.mqa / kv.model).toFixed(2)}x)`);
+  if (kv.core !== kv.model) out.push(`  (core reports ${fmtInt(kv.core)} B: MISMATCH)`);
+  process.stdout.write(out.join("\n") + "\n");
+}

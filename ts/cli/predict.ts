@@ -1,0 +1,77 @@
+/**
+ * `gqa predict`: class predictions of a trained model for series read from CSV, `.npy` or `.ts`.
+ */
+import type { Command } from "commander";
+import { Option } from "commander";
+import { DataFormatError, readFileOrThrow } from "../data/errors.js";
+import { readSeriesInput } from "../data/input.js";
+import { standardize } from "../data/standardize.js";
+import { addBackendOption, startBackend, type ModelFlags } from "./common.js";
+import { softmaxRows } from "./metrics.js";
+import { loadClassifier, logitsForSeries } from "./model-api.js";
+import { readCliMetadata } from "./model-file.js";
+
+interface PredictFlags {
+  model: string;
+  input: string;
+  format: "json" | "csv";
+  backend?: ModelFlags["backend"];
+}
+
+/** Registers `gqa predict` on `program`. */
+export function registerPredict(program: Command): void {
+  const cmd = program
+    .command("predict")
+    .summary("predict classes for series in a CSV, .npy or .ts file")
+    .description(
+      [
+        "Predict the class of each series in --input with a model written by `gqa train`.",
+        "Input formats (by extension): .csv = one series, rows are time steps, columns are channels,",
+        "optional header; .npy = float32/float64 of shape [T, C] (one series) or [B, T, C]; .ts = a",
+        "UEA file (every case). C must equal the model's channels. Output (stdout): per series the",
+        "predicted label and the softmax probability of every class.",
+      ].join(" ").replace(/ ?\n ?/g, "\n"),
+    )
+    .requiredOption("--model <file>", "model.safetensors written by gqa train")
+    .requiredOption("--input <file>", "series to classify: .csv, .npy or .ts")
+    .addOption(new Option("--format <format>", "output format").choices(["json", "csv"]).default("json"));
+  addBackendOption(cmd);
+  cmd.action(async (flags: PredictFlags) => {
+    await runPredict(flags);
+  });
+}
+
+const csvField = (s: string) => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
+
+async function runPredict(flags: PredictFlags): Promise<void> {
+  const backend = await startBackend(flags.backend);
+  const input = await readSeriesInput(flags.input);
+  const bytes = new Uint8Array(await readFileOrThrow(flags.model));
+  const meta = readCliMetadata(bytes, flags.model);
+  const c = input.dims[2];
+  if (c !== meta.channels) {
+    throw new DataFormatError(
+      flags.input,
+      input.format === "npy" ? undefined : 1,
+      `expected ${meta.channels} channels (the model's), found ${c}${input.format === "csv" ? " columns" : ""}`,
+    );
+  }
+  const K = meta.classLabels.length;
+  const clf = await loadClassifier(bytes, K);
+  const probs = softmaxRows(await logitsForSeries(clf, standardize(input.series, meta.standardize), meta.channels), K);
+  clf.dispose();
+  const rows = probs.map((p, i) => {
+    let best = 0;
+    p.forEach((v, k) => {
+      if (v > p[best]!) best = k;
+    });
+    return { index: i, length: input.lengths[i]!, label: meta.classLabels[best]!, probabilities: Object.fromEntries(meta.classLabels.map((l, k) => [l, p[k]!])) };
+  });
+  if (flags.format === "csv") {
+    const head = ["index", "length", "label", ...meta.classLabels.map((l) => `p_${l}`)].map(csvField).join(",");
+    const lines = rows.map((r, i) => [String(r.index), String(r.length), csvField(r.label), ...probs[i]!.map((v) => v.toPrecision(6))].join(","));
+    process.stdout.write([head, ...lines].join("\n") + "\n");
+  } else {
+    process.stdout.write(JSON.stringify({ backend, model: flags.model, input: flags.input, classLabels: meta.classLabels, predictions: rows }, null, 2) + "\n");
+  }
+}
