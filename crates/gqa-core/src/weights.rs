@@ -34,6 +34,10 @@ pub struct LoadOptions {
     pub strict: bool,
     /// Key prefix of every model tensor (e.g. `model.`); detected when `None`.
     pub prefix: Option<String>,
+    /// Keys strict loading accepts besides the model's own (set by callers that read those
+    /// tensors themselves, such as a task head's `head.weight`/`head.bias`).
+    #[serde(skip)]
+    pub allow_extra: Vec<String>,
 }
 
 fn malformed(e: impl std::fmt::Display) -> Error {
@@ -165,7 +169,8 @@ fn scheme_name(scheme: Scheme, canonical: &str) -> Option<String> {
 
 /// Reads every parameter of `params` from the file into new tensors (checked), then sets them.
 /// On any error nothing is changed.
-pub(crate) fn load_into(params: &ParamStore, st: &SafeTensors<'_>, strict: bool, prefix: Option<&str>) -> Result<()> {
+pub(crate) fn load_into(params: &ParamStore, st: &SafeTensors<'_>, opts: &LoadOptions) -> Result<()> {
+    let (strict, prefix, allow_extra) = (opts.strict, opts.prefix.as_deref(), &opts.allow_extra);
     let names = params.names();
     let keys: HashSet<&str> = st.names().into_iter().collect();
     let count = |scheme: Scheme, pre: &str| names.iter().filter(|n| scheme_name(scheme, n).is_some_and(|k| keys.contains(format!("{pre}{k}").as_str()))).count();
@@ -242,7 +247,8 @@ pub(crate) fn load_into(params: &ParamStore, st: &SafeTensors<'_>, strict: bool,
         used.insert(key);
     }
     if strict {
-        let mut extra: Vec<&str> = keys.iter().copied().filter(|k| !used.contains(*k)).collect();
+        let mut extra: Vec<&str> =
+            keys.iter().copied().filter(|k| !used.contains(*k) && !allow_extra.iter().any(|a| a == k)).collect();
         extra.sort_unstable();
         if let Some(k) = extra.first() {
             return Err(Error::UnexpectedParameter { name: k.to_string() });
@@ -312,7 +318,7 @@ impl GqaModel {
             }
         };
         let model = GqaModel::new(cfg)?;
-        load_into(model.params(), &st, opts.strict, opts.prefix.as_deref())?;
+        load_into(model.params(), &st, opts)?;
         Ok(model)
     }
 
@@ -325,7 +331,7 @@ impl GqaModel {
     /// dtype), [`Error::NonFiniteWeight`], [`Error::UnexpectedParameter`] (strict only).
     pub fn load_weights(&mut self, bytes: &[u8], opts: &LoadOptions) -> Result<()> {
         let st = parse(bytes)?;
-        load_into(self.params(), &st, opts.strict, opts.prefix.as_deref())
+        load_into(self.params(), &st, opts)
     }
 
     /// The model as safetensors bytes: canonical names, F32, metadata `gqa_config`.
@@ -372,7 +378,7 @@ impl GqaAttention {
             },
         };
         let layer = GqaAttention::new(cfg)?;
-        load_into(layer.params(), &st, opts.strict, opts.prefix.as_deref())?;
+        load_into(layer.params(), &st, opts)?;
         Ok(layer)
     }
 

@@ -1,0 +1,118 @@
+//! AdamW with decoupled weight decay, and gradient clipping by global norm.
+
+use candle_core::{backprop::GradStore, Tensor, Var};
+
+use crate::error::{Error, Result};
+
+/// AdamW hyper-parameters (PyTorch `torch.optim.AdamW` defaults except `weight_decay`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamWConfig {
+    /// Learning rate (overridden per step by a schedule through [`AdamW::step`]'s `lr`).
+    pub lr: f64,
+    /// `beta1`, default 0.9.
+    pub beta1: f64,
+    /// `beta2`, default 0.999.
+    pub beta2: f64,
+    /// `eps`, default 1e-8.
+    pub eps: f64,
+    /// Decoupled weight decay, default 0.01.
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        AdamWConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }
+    }
+}
+
+/// AdamW (Loshchilov & Hutter, 2019, "Decoupled Weight Decay Regularization"), step for step
+/// the update of `torch.optim.AdamW` (single-tensor path):
+///
+/// ```text
+/// p <- p * (1 - lr*wd)
+/// m <- b1 m + (1-b1) g ;  v <- b2 v + (1-b2) g^2
+/// p <- p - (lr / (1-b1^t)) * m / (sqrt(v) / sqrt(1-b2^t) + eps)
+/// ```
+#[derive(Debug)]
+pub struct AdamW {
+    cfg: AdamWConfig,
+    vars: Vec<Var>,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    t: u64,
+}
+
+impl AdamW {
+    /// An optimiser over `vars` (order fixed: state is kept per position).
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for `lr < 0`, betas outside `[0, 1)`, `eps <= 0`, `weightDecay < 0`.
+    pub fn new(vars: Vec<Var>, cfg: AdamWConfig) -> Result<Self> {
+        if !(cfg.lr >= 0.0 && cfg.lr.is_finite()) {
+            return Err(Error::option("lr", "a finite number >= 0", cfg.lr));
+        }
+        for (name, b) in [("beta1", cfg.beta1), ("beta2", cfg.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return Err(Error::option(name, "a number in [0, 1)", b));
+            }
+        }
+        if !(cfg.eps > 0.0) {
+            return Err(Error::option("eps", "a number > 0", cfg.eps));
+        }
+        if !(cfg.weight_decay >= 0.0 && cfg.weight_decay.is_finite()) {
+            return Err(Error::option("weightDecay", "a finite number >= 0", cfg.weight_decay));
+        }
+        let m = vars.iter().map(|v| v.as_tensor().zeros_like()).collect::<candle_core::Result<Vec<_>>>()?;
+        let v = m.clone();
+        Ok(AdamW { cfg, vars, m, v, t: 0 })
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.t
+    }
+
+    /// One update at learning rate `lr` from `grads` (a var without a gradient is left as is,
+    /// as PyTorch skips parameters whose `.grad` is `None`).
+    pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
+        self.t += 1;
+        let c = self.cfg;
+        let bc1 = 1.0 - c.beta1.powi(self.t as i32);
+        let bc2_sqrt = (1.0 - c.beta2.powi(self.t as i32)).sqrt();
+        let step_size = lr / bc1;
+        for (i, var) in self.vars.iter().enumerate() {
+            let Some(g) = grads.get(var.as_tensor()) else { continue };
+            let p = var.as_tensor().affine(1.0 - lr * c.weight_decay, 0.0)?;
+            let m = ((&self.m[i] * c.beta1)? + (g * (1.0 - c.beta1))?)?;
+            let v = ((&self.v[i] * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+            let denom = ((v.sqrt()? / bc2_sqrt)? + c.eps)?;
+            let p = (p - (m.div(&denom)? * step_size)?)?;
+            var.set(&p)?;
+            self.m[i] = m;
+            self.v[i] = v;
+        }
+        Ok(())
+    }
+}
+
+/// Scales every gradient by `min(1, max_norm / (norm + 1e-6))` where `norm` is the global L2
+/// norm over all of them (PyTorch `torch.nn.utils.clip_grad_norm_`). Returns the norm before
+/// clipping.
+pub fn clip_grad_norm(vars: &[Var], grads: &mut GradStore, max_norm: f64) -> Result<f64> {
+    let mut sq = 0f64;
+    for var in vars {
+        if let Some(g) = grads.get(var.as_tensor()) {
+            sq += super::loss::scalar(&g.sqr()?.sum_all()?)?;
+        }
+    }
+    let norm = sq.sqrt();
+    let coef = (max_norm / (norm + 1e-6)).min(1.0);
+    if coef < 1.0 {
+        for var in vars {
+            if let Some(g) = grads.remove(var.as_tensor()) {
+                grads.insert(var.as_tensor(), (g * coef)?);
+            }
+        }
+    }
+    Ok(norm)
+}

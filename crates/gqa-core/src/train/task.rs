@@ -1,0 +1,153 @@
+//! A model with an optional task head: what the bindings hold, train, save and load.
+
+use candle_core::{Tensor, Var};
+
+use crate::config::{GqaConfig, OutputMode};
+use crate::dropout::Dropout;
+use crate::error::{Error, Result};
+use crate::model::GqaModel;
+use crate::weights::{read_tensors, LoadOptions};
+
+use super::head::{Head, HeadConfig, HEAD_BIAS, HEAD_METADATA_KEY, HEAD_WEIGHT};
+
+/// [`GqaModel`] plus an optional [`Head`] (classification or regression).
+///
+/// Saved as one safetensors file: the model's canonical tensors, `head.weight`, `head.bias`,
+/// and the metadata keys `gqa_config` and `gqa_head`.
+#[derive(Debug)]
+pub struct TaskModel {
+    /// The backbone.
+    pub model: GqaModel,
+    /// The head, if the model was built or loaded with one.
+    pub head: Option<Head>,
+}
+
+impl TaskModel {
+    /// A freshly initialised model (from `cfg.seed`) and head. The head's weights use the same
+    /// seed on the stream after the model's last parameter, so they never repeat its values.
+    ///
+    /// # Errors
+    /// Option errors of the model or the head; [`Error::InvalidOption`] naming `outputMode`
+    /// when a head is asked for on `outputMode: "all"` (a head needs `[B, H]`).
+    pub fn new(cfg: GqaConfig, head: Option<HeadConfig>) -> Result<Self> {
+        let model = GqaModel::new(cfg)?;
+        let head = match head {
+            None => None,
+            Some(h) => Some(Self::new_head(&model, h)?),
+        };
+        Ok(TaskModel { model, head })
+    }
+
+    fn new_head(model: &GqaModel, head: HeadConfig) -> Result<Head> {
+        let cfg = model.config();
+        if cfg.output_mode == OutputMode::All {
+            return Err(Error::option("outputMode", "\"last_timestep\" or \"mean_pool\" when a head is attached", "\"all\""));
+        }
+        let stream = model.params().len() as u64;
+        Head::new(head, cfg.hidden_size, cfg.seed, stream, model.device())
+    }
+
+    /// Loads a model (and its head, when the file has `gqa_head` metadata) from safetensors bytes.
+    ///
+    /// # Errors
+    /// Everything [`GqaModel::from_safetensors`] returns; [`Error::MissingParameter`] for
+    /// `head.weight`/`head.bias` when the metadata names a head; [`Error::UnexpectedParameter`]
+    /// under strict loading for head tensors without head metadata.
+    pub fn from_safetensors(bytes: &[u8], opts: &LoadOptions) -> Result<Self> {
+        let (tensors, meta) = read_tensors(bytes)?;
+        // Model tensors are checked by the model loader; head tensors are ours, so strict
+        // loading of the backbone must not see them.
+        let head_cfg = match meta.get(HEAD_METADATA_KEY) {
+            Some(json) => Some(HeadConfig::from_json(json)?),
+            None => None,
+        };
+        let find = |name: &str| {
+            let prefixed = opts.prefix.as_deref().map(|p| format!("{p}{name}"));
+            tensors.iter().find(|(k, _)| k == name || prefixed.as_deref() == Some(k.as_str())).map(|(_, t)| t.clone())
+        };
+        let model = if head_cfg.is_some() {
+            let mut o = opts.clone();
+            for name in [HEAD_WEIGHT, HEAD_BIAS] {
+                o.allow_extra.push(name.to_string());
+                if let Some(p) = &opts.prefix {
+                    o.allow_extra.push(format!("{p}{name}"));
+                }
+            }
+            GqaModel::from_safetensors(bytes, &o)?
+        } else {
+            GqaModel::from_safetensors(bytes, opts)?
+        };
+        let head = match head_cfg {
+            None => None,
+            Some(h) => {
+                let missing = |n: &str| Error::MissingParameter { name: n.into(), looked_for: format!("`{n}` (the file's gqa_head metadata names a head)") };
+                let w = find(HEAD_WEIGHT).ok_or_else(|| missing(HEAD_WEIGHT))?;
+                let b = find(HEAD_BIAS).ok_or_else(|| missing(HEAD_BIAS))?;
+                Some(Head::from_tensors(h, model.config().hidden_size, &w, &b)?)
+            }
+        };
+        Ok(TaskModel { model, head })
+    }
+
+    /// The model and head as safetensors bytes (canonical names, F32, config metadata).
+    pub fn to_safetensors(&self) -> Result<Vec<u8>> {
+        match &self.head {
+            None => self.model.to_safetensors(),
+            Some(h) => {
+                let extra: Vec<(String, Tensor)> = h.vars().into_iter().map(|(n, v)| (n, v.as_tensor().clone())).collect();
+                self.model.to_safetensors_with(&extra, &[(HEAD_METADATA_KEY.to_string(), h.cfg.to_json())])
+            }
+        }
+    }
+
+    /// Every trainable variable: the model's in canonical order, then `head.weight`, `head.bias`.
+    pub fn vars(&self) -> Vec<(String, Var)> {
+        let mut v: Vec<(String, Var)> = self.model.params().iter().map(|(n, v)| (n.to_string(), v.clone())).collect();
+        if let Some(h) = &self.head {
+            v.extend(h.vars());
+        }
+        v
+    }
+
+    /// The head, or an error naming what needs one.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] naming `head` when the model has none.
+    pub fn head(&self, what: &str) -> Result<&Head> {
+        self.head.as_ref().ok_or_else(|| Error::option("head", format!("a task head for {what} (build with a head option)"), "no head"))
+    }
+
+    /// Head outputs (logits or regression values), optionally in train mode with dropout.
+    ///
+    /// # Shapes
+    /// `x: [B, T, E]`, `lengths: [B]` -> `[B, K]`.
+    pub fn head_forward(&self, x: &Tensor, lengths: Option<&[usize]>, dropout: Option<&mut Dropout>) -> Result<Tensor> {
+        let head = self.head("a head forward")?;
+        let h = self.model.forward_t(x, lengths, dropout)?;
+        head.forward(&h)
+    }
+
+    /// Predictions for a flat input: class probabilities (softmax of the logits) for a
+    /// classification head, values for a regression head.
+    ///
+    /// # Shapes
+    /// `data: [B*T*E]` with `dims = [B, T, E]` -> data of `[B, K]`.
+    ///
+    /// # Errors
+    /// Input errors of [`GqaModel::forward_f32`]; no head.
+    pub fn predict_f32(&self, data: &[f32], dims: &[usize], lengths: Option<&[usize]>) -> Result<(Vec<f32>, Vec<usize>)> {
+        let head = self.head("predict")?;
+        let (h, hdims) = self.model.forward_f32(data, dims, lengths)?;
+        let b = hdims[0];
+        let k = head.cfg.out_dim();
+        if b == 0 {
+            return Ok((Vec::new(), vec![0, k]));
+        }
+        let h = Tensor::from_vec(h, (b, hdims[1]), self.model.device())?;
+        let mut y = head.forward(&h)?;
+        if matches!(head.cfg, HeadConfig::Classification { .. }) {
+            y = super::loss::log_softmax(&y)?.exp()?;
+        }
+        Ok((y.flatten_all()?.to_vec1()?, vec![b, k]))
+    }
+}
