@@ -1,0 +1,103 @@
+//! The standalone attention layer (mirrors `gqa_core::attention`). Shapes: `[B,T,H] -> [B,T,H]`.
+
+use std::sync::Arc;
+
+use gqa_core::{AttentionConfig, GqaAttention};
+use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array, Uint8Array};
+use napi_derive::napi;
+
+use crate::error::guard;
+use crate::model::{load_options, ForwardTask};
+use crate::tensor::{to_output, to_usize, to_usize_opt, ForwardOutput};
+
+/// A GQA attention layer (`q_proj`, `k_proj`, `v_proj`, `out_proj`) in native memory.
+#[napi]
+pub struct Attention {
+    inner: Option<Arc<GqaAttention>>,
+}
+
+impl Attention {
+    fn get(&self) -> napi::Result<Arc<GqaAttention>> {
+        self.inner.clone().ok_or_else(|| napi::Error::from_reason("DISPOSED: the attention layer was freed"))
+    }
+}
+
+#[napi]
+impl Attention {
+    /// Builds the layer from attention options JSON. Errors: `INVALID_OPTION`.
+    #[napi(factory)]
+    pub fn build(json: String) -> napi::Result<Attention> {
+        guard(|| GqaAttention::new(AttentionConfig::from_json(&json)?)).map(|a| Attention { inner: Some(Arc::new(a)) })
+    }
+
+    /// Loads the layer from safetensors bytes (`q_proj.weight`, ...) and `LoadOptions` JSON whose
+    /// `config` (if any) holds attention options.
+    #[napi(factory)]
+    pub fn load(bytes: Uint8Array, options_json: String) -> napi::Result<Attention> {
+        guard(|| {
+            let (cfg, opts) = split_attention_options(&options_json)?;
+            GqaAttention::from_safetensors(&bytes, cfg, &opts)
+        })
+        .map(|a| Attention { inner: Some(Arc::new(a)) })
+    }
+
+    /// Forward pass on the calling thread. `dims = [B,T,H]`.
+    #[napi]
+    pub fn forward(&self, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<ForwardOutput> {
+        let a = self.get()?;
+        let (dims, lengths) = (to_usize(&dims), to_usize_opt(&lengths));
+        guard(|| a.forward_f32(&data, &dims, lengths.as_deref())).map(to_output)
+    }
+
+    /// Forward pass on the libuv thread pool.
+    #[napi(ts_return_type = "Promise<ForwardOutput>")]
+    pub fn forward_async(&self, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<AsyncTask<ForwardTask>> {
+        let a = self.get()?;
+        Ok(AsyncTask::new(ForwardTask { run: Box::new(move || a.forward_f32(&data, &to_usize(&dims), to_usize_opt(&lengths).as_deref())) }))
+    }
+
+    /// The weights as safetensors bytes (`gqa_attention_config` metadata).
+    #[napi]
+    pub fn save(&self) -> napi::Result<Uint8Array> {
+        let a = self.get()?;
+        guard(|| a.to_safetensors()).map(Uint8Array::new)
+    }
+
+    /// Every option as JSON.
+    #[napi]
+    pub fn config(&self) -> napi::Result<String> {
+        Ok(self.get()?.config().to_json())
+    }
+
+    /// Exact parameter count.
+    #[napi]
+    pub fn param_count(&self) -> napi::Result<f64> {
+        Ok(self.get()?.params().total_elements() as f64)
+    }
+
+    /// FNV-1a 64-bit digest of every weight (16 hex digits).
+    #[napi]
+    pub fn weights_digest(&self) -> napi::Result<String> {
+        let a = self.get()?;
+        guard(|| a.weights_digest()).map(|d| format!("{d:016x}"))
+    }
+
+    /// Drops this handle's reference to the weights.
+    #[napi]
+    pub fn free(&mut self) {
+        self.inner = None;
+    }
+}
+
+/// Attention `LoadOptions` JSON: `{config?: AttentionOptions, strict?, prefix?}` -> the core's
+/// `(Option<AttentionConfig>, LoadOptions)`.
+pub(crate) fn split_attention_options(json: &str) -> gqa_core::Result<(Option<AttentionConfig>, gqa_core::LoadOptions)> {
+    let json = if json.trim().is_empty() { "{}" } else { json };
+    let mut v: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| gqa_core::Error::option("loadOptions", "{config?, strict?, prefix?}", e))?;
+    let cfg = match v.as_object_mut().and_then(|o| o.remove("config")) {
+        Some(c) if !c.is_null() => Some(AttentionConfig::from_json(&c.to_string())?),
+        _ => None,
+    };
+    Ok((cfg, load_options(&v.to_string())?))
+}

@@ -1,0 +1,46 @@
+//! Options (mirrors `gqa_core::config`): validation and sizes, as pure functions of the
+//! options JSON (TypeScript names, SPEC section 1).
+
+use gqa_core::GqaConfig;
+use napi_derive::napi;
+
+use crate::error::guard;
+
+/// Parses and validates options; returns the normalised options JSON (every option written).
+///
+/// Errors: `INVALID_OPTION: ...` or `OUT_OF_MEMORY: ...` (see `GqaConfig::validate`).
+#[napi(js_name = "validateConfig")]
+pub fn validate_config(json: String) -> napi::Result<String> {
+    guard(|| GqaConfig::from_json(&json).map(|c| c.to_json()))
+}
+
+/// Edifice's `output_size/1` (= `hiddenSize`). Errors as [`validate_config`].
+#[napi(js_name = "outputSize")]
+pub fn output_size(json: String) -> napi::Result<u32> {
+    guard(|| GqaConfig::from_json(&json).map(|c| c.output_size() as u32))
+}
+
+/// Parameter count: Edifice's approximate formula, or every parameter when `exact`.
+/// Returned as a double (exact below 2^53). Errors as [`validate_config`].
+#[napi(js_name = "paramCount")]
+pub fn param_count(json: String, exact: bool) -> napi::Result<f64> {
+    guard(|| GqaConfig::from_json(&json).map(|c| if exact { c.param_count_exact() } else { c.param_count() } as f64))
+}
+
+/// KV-cache bytes per cached token (F32), SPEC section 4. Errors as [`validate_config`].
+#[napi(js_name = "kvCacheBytesPerToken")]
+pub fn kv_cache_bytes_per_token(json: String) -> napi::Result<f64> {
+    guard(|| GqaConfig::from_json(&json).map(|c| c.kv_cache_bytes_per_token() as f64))
+}
+
+/// Edifice's `recommended_defaults/0` as JSON.
+#[napi(js_name = "recommendedDefaults")]
+pub fn recommended_defaults() -> String {
+    serde_json::to_string(&gqa_core::recommended_defaults()).expect("defaults serialise")
+}
+
+/// The binding's crate version (for diagnostics).
+#[napi]
+pub fn version() -> String {
+    env!("CARGO_PKG_VERSION").to_string()
+}

@@ -1,0 +1,120 @@
+//! The model (mirrors `gqa_core::model` + `gqa_core::weights`): build, load, forward (sync and
+//! off the main thread), save, config, digest.
+
+use std::sync::Arc;
+
+use gqa_core::{GqaConfig, GqaModel, LoadOptions};
+use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array, Uint8Array};
+use napi::{Env, Task};
+use napi_derive::napi;
+
+use crate::error::{guard, to_napi};
+use crate::tensor::{to_output, to_usize, to_usize_opt, ForwardOutput};
+
+/// Parses `LoadOptions` JSON (`{config?, strict?, prefix?}`, TypeScript names).
+pub(crate) fn load_options(json: &str) -> gqa_core::Result<LoadOptions> {
+    let json = if json.trim().is_empty() { "{}" } else { json };
+    serde_json::from_str(json).map_err(|e| gqa_core::Error::option("loadOptions", "{config?, strict?, prefix?}", e))
+}
+
+/// A GQA model in native memory. Shapes: input `[B,T,E]`, output `[B,H]` or `[B,T,H]` (`all`).
+#[napi]
+pub struct Model {
+    inner: Option<Arc<GqaModel>>,
+}
+
+impl Model {
+    fn get(&self) -> napi::Result<Arc<GqaModel>> {
+        self.inner.clone().ok_or_else(|| napi::Error::from_reason("DISPOSED: the model was freed"))
+    }
+}
+
+#[napi]
+impl Model {
+    /// Builds a model from options JSON (weights from `seed`). Errors: `INVALID_OPTION`, `OUT_OF_MEMORY`.
+    #[napi(factory)]
+    pub fn build(json: String) -> napi::Result<Model> {
+        guard(|| GqaModel::new(GqaConfig::from_json(&json)?)).map(|m| Model { inner: Some(Arc::new(m)) })
+    }
+
+    /// Loads a model from safetensors bytes and `LoadOptions` JSON. Errors: `MALFORMED_FILE`,
+    /// `MISSING_CONFIG`, `TENSOR_MISMATCH`, `MISSING_PARAMETER`, `UNEXPECTED_PARAMETER`, `NON_FINITE_WEIGHT`.
+    #[napi(factory)]
+    pub fn load(bytes: Uint8Array, options_json: String) -> napi::Result<Model> {
+        guard(|| GqaModel::from_safetensors(&bytes, &load_options(&options_json)?)).map(|m| Model { inner: Some(Arc::new(m)) })
+    }
+
+    /// Forward pass on the calling thread. `dims = [B,T,E]`; `lengths` one per batch row.
+    #[napi]
+    pub fn forward(&self, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<ForwardOutput> {
+        let m = self.get()?;
+        let (dims, lengths) = (to_usize(&dims), to_usize_opt(&lengths));
+        guard(|| m.forward_f32(&data, &dims, lengths.as_deref())).map(to_output)
+    }
+
+    /// Forward pass on the libuv thread pool (same arguments and result as `forward`).
+    /// The caller must not modify `data` until the promise settles.
+    #[napi(ts_return_type = "Promise<ForwardOutput>")]
+    pub fn forward_async(&self, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<AsyncTask<ForwardTask>> {
+        let m = self.get()?;
+        Ok(AsyncTask::new(ForwardTask { run: Box::new(move || m.forward_f32(&data, &to_usize(&dims), to_usize_opt(&lengths).as_deref())) }))
+    }
+
+    /// The weights as safetensors bytes (canonical names, F32, `gqa_config` metadata).
+    #[napi]
+    pub fn save(&self) -> napi::Result<Uint8Array> {
+        let m = self.get()?;
+        guard(|| m.to_safetensors()).map(Uint8Array::new)
+    }
+
+    /// Every option as JSON (TypeScript names).
+    #[napi]
+    pub fn config(&self) -> napi::Result<String> {
+        Ok(self.get()?.config().to_json())
+    }
+
+    /// Exact parameter count.
+    #[napi]
+    pub fn param_count(&self) -> napi::Result<f64> {
+        Ok(self.get()?.params().total_elements() as f64)
+    }
+
+    /// FNV-1a 64-bit digest of every weight (16 hex digits).
+    #[napi]
+    pub fn weights_digest(&self) -> napi::Result<String> {
+        let m = self.get()?;
+        guard(|| m.weights_digest()).map(|d| format!("{d:016x}"))
+    }
+
+    /// Drops this handle's reference to the weights (running async forwards keep theirs).
+    #[napi]
+    pub fn free(&mut self) {
+        self.inner = None;
+    }
+}
+
+/// A forward pass run by napi on the libuv thread pool; panics are caught (`INTERNAL`).
+pub struct ForwardTask {
+    pub(crate) run: Box<dyn FnOnce() -> gqa_core::Result<(Vec<f32>, Vec<usize>)> + Send>,
+}
+
+impl Task for ForwardTask {
+    type Output = (Vec<f32>, Vec<usize>);
+    type JsValue = ForwardOutput;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        let run = std::mem::replace(&mut self.run, Box::new(|| Err(gqa_core::Error::Internal("forward task ran twice".into()))));
+        guard(run)
+    }
+
+    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<ForwardOutput> {
+        Ok(to_output(output))
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<GqaModel>();
+    let _ = to_napi;
+}

@@ -1,0 +1,16 @@
+//! # gqa-wasm
+//!
+//! The WebAssembly binding of `gqa-core` (wasm-bindgen, `--target web`). A thin layer: every
+//! function converts its arguments, calls the core, and converts the result or the error.
+//! No model logic and no validation live here; the modules mirror the core's modules.
+//!
+//! Errors cross the boundary as a JS `Error` whose message is `"<CODE>: <message>"`
+//! ([`error::to_js`]); the TypeScript layer (`ts/errors.ts`) turns it into `GqaError`.
+//! A panic inside wasm traps (`WebAssembly.RuntimeError`); the TypeScript layer maps that to
+//! code `INTERNAL`.
+
+pub mod config;
+pub mod error;
+pub mod attention;
+pub mod model;
+pub mod tensor;

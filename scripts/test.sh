@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite (what `npm test` and .ci/run run). Brings the build up to date first
+# (scripts/setup.sh is idempotent), then:
+#   1. cargo test            (gqa-core: unit, integration and fixture tests)
+#   2. vitest with GQA_BACKEND=native, then GQA_BACKEND=wasm (every suite in test/ runs per backend)
+#   3. the built package: `import { GQA } from "gqa"` (package self-reference -> dist/) on both backends
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+START=$SECONDS
+log() { printf '\n[test %4ds] %s\n' "$((SECONDS - START))" "$*"; }
+
+log "setup (build up to date)"
+bash scripts/setup.sh
+export PATH="$(pwd)/node_modules/.bin:$HOME/.cargo/bin:$PATH"
+
+log "cargo test (gqa-core)"
+cargo test
+
+for backend in native wasm; do
+  log "vitest, GQA_BACKEND=$backend"
+  GQA_BACKEND=$backend vitest run
+done
+
+log "package self-reference (dist/) on both backends"
+for backend in native wasm; do
+  GQA_BACKEND=$backend node scripts/smoke.mjs
+done
+log "all tests passed in $((SECONDS - START)) s"

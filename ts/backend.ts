@@ -1,0 +1,328 @@
+/**
+ * Backend choice and loading: environment detection (Node, Deno, browser), the ordered list of
+ * backends, loading each binding, and the error when loading fails.
+ *
+ * Two backends implement the same {@link Binding} surface:
+ * - `native`: the napi-rs addon (`bindings/node`, Node only), built by `scripts/setup.sh`;
+ * - `wasm`: the wasm-bindgen package (`bindings/wasm/pkg`, `--target web`), everywhere.
+ *
+ * Selection: `GQA.init({ backend })`, else the environment variable `GQA_BACKEND`
+ * (`auto` | `native` | `wasm`), else `auto` = native when its addon loads, else wasm.
+ * A forced backend that cannot load throws `GqaError("BACKEND_LOAD_FAILED")` naming the file
+ * tried and the reason. Overrides for the files (Node/Deno): `GQA_NATIVE_PATH` (path of a `.node`
+ * addon, or of the napi-rs loader `index.js`) and `GQA_WASM_PATH` (path of the `.wasm` file; its
+ * JS glue `gqa_wasm.js` must sit next to it).
+ */
+
+import { GqaError } from "./errors.js";
+
+/** A backend name. */
+export type BackendName = "native" | "wasm";
+/** What `GQA.init` accepts: a backend name or `"auto"`. */
+export type BackendChoice = BackendName | "auto";
+/** The JavaScript host. */
+export type Environment = "node" | "deno" | "browser" | "unknown";
+
+/** Output of a binding's forward: row-major values and their dims. */
+export interface RawTensor {
+  data: Float32Array;
+  dims: number[];
+}
+
+/**
+ * A model (or attention layer) living in native or wasm memory. Both bindings expose these
+ * methods; `backend.ts` adapts their small differences so `model.ts` sees one shape.
+ */
+export interface ModelHandle {
+  /** Forward pass. `dims = [B, T, E]` (model) or `[B, T, H]` (attention); `lengths` per sequence. */
+  forward(data: Float32Array, dims: number[], lengths?: number[]): RawTensor;
+  /** Same, off the main thread where the backend can (native); wasm runs it synchronously. */
+  forwardAsync(data: Float32Array, dims: number[], lengths?: number[]): Promise<RawTensor>;
+  /** safetensors bytes (canonical names, F32, config metadata). */
+  save(): Uint8Array;
+  /** Every option as JSON (TypeScript names). */
+  config(): string;
+  /** Exact parameter count. */
+  paramCount(): number;
+  /** FNV-1a 64-bit digest of every weight's bytes in canonical order (hex). */
+  weightsDigest(): string;
+  /** Frees the backend memory (idempotent). */
+  free(): void;
+}
+
+/** The surface both bindings provide to the TypeScript layer. */
+export interface Binding {
+  /** Validates options JSON; returns normalised options JSON. Throws `"<CODE>: <message>"`. */
+  validateConfig(json: string): string;
+  /** Edifice `output_size/1`. */
+  outputSize(json: string): number;
+  /** Edifice `param_count/1` (approximate) or every parameter when `exact`. */
+  paramCount(json: string, exact: boolean): number;
+  /** KV-cache bytes per cached token. */
+  kvCacheBytesPerToken(json: string): number;
+  /** Edifice `recommended_defaults/0` as JSON. */
+  recommendedDefaults(): string;
+  /** The binding crate's version. */
+  version(): string;
+  /** Builds a model from options JSON (undefined while the core has no model). */
+  buildModel?(json: string): ModelHandle;
+  /** Loads a model from safetensors bytes and `LoadOptions` JSON. */
+  loadModel?(bytes: Uint8Array, optionsJson: string): ModelHandle;
+  /** Builds a standalone attention layer from its options JSON. */
+  buildAttention?(json: string): ModelHandle;
+  /** Loads a standalone attention layer from safetensors bytes and `LoadOptions` JSON. */
+  loadAttention?(bytes: Uint8Array, optionsJson: string): ModelHandle;
+}
+
+/** A loaded backend: its name, its binding and the file it came from. */
+export interface LoadedBackend {
+  name: BackendName;
+  binding: Binding;
+  /** The addon / wasm file that was loaded (path or URL). */
+  file: string;
+}
+
+/** Detects the JavaScript host. */
+export function detectEnvironment(): Environment {
+  const g = globalThis as Record<string, unknown>;
+  if (typeof g.Deno === "object" && g.Deno !== null) return "deno";
+  const proc = g.process as { versions?: { node?: string } } | undefined;
+  if (proc?.versions?.node) return "node";
+  if (typeof g.window === "object" || typeof g.importScripts === "function" || typeof g.document === "object") {
+    return "browser";
+  }
+  return "unknown";
+}
+
+/** Reads an environment variable in Node or Deno (undefined elsewhere or when not permitted). */
+export function envVar(name: string): string | undefined {
+  const g = globalThis as Record<string, any>;
+  try {
+    if (g.process?.env) return g.process.env[name] ?? undefined;
+    if (g.Deno?.env) return g.Deno.env.get(name) ?? undefined;
+  } catch {
+    /* Deno without --allow-env */
+  }
+  return undefined;
+}
+
+/** Resolves the requested backend from an explicit choice, `GQA_BACKEND`, or `"auto"`. */
+export function requestedBackend(choice?: BackendChoice): BackendChoice {
+  const raw = choice ?? (envVar("GQA_BACKEND") as BackendChoice | undefined) ?? "auto";
+  if (raw !== "auto" && raw !== "native" && raw !== "wasm") {
+    throw new GqaError(
+      "BACKEND_LOAD_FAILED",
+      `unknown backend "${String(raw)}" (from ${choice ? "GQA.init({backend})" : "GQA_BACKEND"}): expected "auto", "native" or "wasm"`,
+    );
+  }
+  return raw;
+}
+
+/** The default locations, relative to this module (`ts/` and `dist/` are both one level deep). */
+const NATIVE_LOADER_URL = new URL("../bindings/node/index.js", import.meta.url);
+const WASM_JS_URL = new URL("../bindings/wasm/pkg/gqa_wasm.js", import.meta.url);
+const WASM_BIN_URL = new URL("../bindings/wasm/pkg/gqa_wasm_bg.wasm", import.meta.url);
+
+async function nodeModules() {
+  const [fs, url, module, path] = await Promise.all([
+    import("node:fs"),
+    import("node:url"),
+    import("node:module"),
+    import("node:path"),
+  ]);
+  return { fs, url, module, path };
+}
+
+function reason(e: unknown): string {
+  return e instanceof Error ? e.message.split("\n")[0]! : String(e);
+}
+
+/** Loads the napi-rs addon (Node only). */
+export async function loadNative(): Promise<LoadedBackend> {
+  const env = detectEnvironment();
+  if (env !== "node") {
+    throw new GqaError("BACKEND_LOAD_FAILED", `native backend: needs Node.js (this host is ${env}); use backend "wasm"`);
+  }
+  const { fs, url, module, path } = await nodeModules();
+  const override = envVar("GQA_NATIVE_PATH");
+  const file = override ? path.resolve(override) : url.fileURLToPath(NATIVE_LOADER_URL);
+  if (!fs.existsSync(file)) {
+    throw new GqaError(
+      "BACKEND_LOAD_FAILED",
+      `native backend: cannot load ${file}: file not found` +
+        (override ? " (from GQA_NATIVE_PATH)" : " (run `bash scripts/setup.sh` to build the addon)"),
+    );
+  }
+  let raw: any;
+  try {
+    raw = module.createRequire(import.meta.url)(file);
+  } catch (e) {
+    throw new GqaError("BACKEND_LOAD_FAILED", `native backend: cannot load ${file}: ${reason(e)}`, { cause: e });
+  }
+  if (typeof raw?.validateConfig !== "function") {
+    throw new GqaError("BACKEND_LOAD_FAILED", `native backend: ${file} is not the gqa addon (no validateConfig export)`);
+  }
+  return { name: "native", binding: adaptNative(raw), file };
+}
+
+/** Loads the wasm-bindgen package: `initSync` with the file's bytes in Node/Deno, `init(url)` in browsers. */
+export async function loadWasm(): Promise<LoadedBackend> {
+  const env = detectEnvironment();
+  const override = envVar("GQA_WASM_PATH");
+  let jsUrl = WASM_JS_URL;
+  let binUrl = WASM_BIN_URL;
+  if (override) {
+    if (env === "node") {
+      const { url, path } = await nodeModules();
+      binUrl = url.pathToFileURL(path.resolve(override));
+    } else {
+      binUrl = new URL(override, import.meta.url);
+    }
+    jsUrl = new URL("gqa_wasm.js", binUrl);
+  }
+  let file = binUrl.href;
+  let glue: any;
+  try {
+    if (env === "node") {
+      const { fs, url } = await nodeModules();
+      file = url.fileURLToPath(binUrl);
+      if (!fs.existsSync(file)) {
+        throw new Error("file not found" + (override ? " (from GQA_WASM_PATH)" : " (run `bash scripts/setup.sh` to build the wasm package)"));
+      }
+      glue = await import(/* @vite-ignore */ jsUrl.href);
+      glue.initSync({ module: fs.readFileSync(file) });
+    } else if (env === "deno") {
+      glue = await import(/* @vite-ignore */ jsUrl.href);
+      const g = globalThis as any;
+      const bytes: Uint8Array = binUrl.protocol === "file:" ? await g.Deno.readFile(binUrl) : new Uint8Array(await (await fetch(binUrl)).arrayBuffer());
+      glue.initSync({ module: bytes });
+    } else {
+      glue = await import(/* @vite-ignore */ jsUrl.href);
+      await glue.default({ module_or_path: binUrl });
+    }
+  } catch (e) {
+    throw new GqaError("BACKEND_LOAD_FAILED", `wasm backend: cannot load ${file}: ${reason(e)}`, { cause: e });
+  }
+  return { name: "wasm", binding: adaptWasm(glue), file };
+}
+
+/**
+ * Loads the requested backend. `auto` tries native (Node only), then wasm; when both fail the
+ * error lists each attempt.
+ */
+export async function loadBackend(choice?: BackendChoice): Promise<LoadedBackend> {
+  const req = requestedBackend(choice);
+  if (req === "native") return loadNative();
+  if (req === "wasm") return loadWasm();
+  const failures: string[] = [];
+  if (detectEnvironment() === "node") {
+    try {
+      return await loadNative();
+    } catch (e) {
+      failures.push(reason(e));
+    }
+  }
+  try {
+    return await loadWasm();
+  } catch (e) {
+    failures.push(reason(e));
+  }
+  throw new GqaError("BACKEND_LOAD_FAILED", `no backend could be loaded:\n  ${failures.join("\n  ")}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Adapters: the two bindings differ only in how they pass arrays and async work.
+
+function toU32(xs: readonly number[] | undefined): Uint32Array | undefined {
+  return xs === undefined ? undefined : Uint32Array.from(xs);
+}
+
+/** napi-rs addon -> {@link Binding}. */
+function adaptNative(raw: any): Binding {
+  const wrap = (h: any): ModelHandle => {
+    let freed = false;
+    return {
+      forward: (data, dims, lengths) => {
+        const out = h.forward(data, toU32(dims), toU32(lengths));
+        return { data: out.data, dims: Array.from(out.dims as ArrayLike<number>) };
+      },
+      forwardAsync: async (data, dims, lengths) => {
+        const out = await h.forwardAsync(data, toU32(dims), toU32(lengths));
+        return { data: out.data, dims: Array.from(out.dims as ArrayLike<number>) };
+      },
+      save: () => h.save(),
+      config: () => h.config(),
+      paramCount: () => h.paramCount(),
+      weightsDigest: () => h.weightsDigest(),
+      free: () => {
+        if (!freed) {
+          freed = true;
+          h.free?.();
+        }
+      },
+    };
+  };
+  const b: Binding = {
+    validateConfig: (j) => raw.validateConfig(j),
+    outputSize: (j) => raw.outputSize(j),
+    paramCount: (j, e) => raw.paramCount(j, e),
+    kvCacheBytesPerToken: (j) => raw.kvCacheBytesPerToken(j),
+    recommendedDefaults: () => raw.recommendedDefaults(),
+    version: () => raw.version(),
+  };
+  if (raw.Model) {
+    b.buildModel = (j) => wrap(raw.Model.build(j));
+    b.loadModel = (bytes, o) => wrap(raw.Model.load(bytes, o));
+  }
+  if (raw.Attention) {
+    b.buildAttention = (j) => wrap(raw.Attention.build(j));
+    b.loadAttention = (bytes, o) => wrap(raw.Attention.load(bytes, o));
+  }
+  return b;
+}
+
+/** wasm-bindgen package -> {@link Binding}. */
+function adaptWasm(glue: any): Binding {
+  const wrap = (h: any): ModelHandle => {
+    let freed = false;
+    const forward = (data: Float32Array, dims: number[], lengths?: number[]): RawTensor => {
+      const out = h.forward(data, toU32(dims), toU32(lengths));
+      try {
+        return { data: out.takeData(), dims: Array.from(out.dims() as ArrayLike<number>) };
+      } finally {
+        out.free();
+      }
+    };
+    return {
+      forward,
+      forwardAsync: async (data, dims, lengths) => forward(data, dims, lengths),
+      save: () => h.save(),
+      config: () => h.config(),
+      paramCount: () => h.paramCount(),
+      weightsDigest: () => h.weightsDigest(),
+      free: () => {
+        if (!freed) {
+          freed = true;
+          h.free();
+        }
+      },
+    };
+  };
+  const b: Binding = {
+    validateConfig: (j) => glue.validateConfig(j),
+    outputSize: (j) => glue.outputSize(j),
+    paramCount: (j, e) => glue.paramCount(j, e),
+    kvCacheBytesPerToken: (j) => glue.kvCacheBytesPerToken(j),
+    recommendedDefaults: () => glue.recommendedDefaults(),
+    version: () => glue.version(),
+  };
+  if (glue.Model) {
+    b.buildModel = (j) => wrap(glue.Model.build(j));
+    b.loadModel = (bytes, o) => wrap(glue.Model.load(bytes, o));
+  }
+  if (glue.Attention) {
+    b.buildAttention = (j) => wrap(glue.Attention.build(j));
+    b.loadAttention = (bytes, o) => wrap(glue.Attention.load(bytes, o));
+  }
+  return b;
+}

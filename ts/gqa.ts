@@ -1,0 +1,254 @@
+/**
+ * `GQA`: the entry point. Initialises a backend, answers pure questions about options, and
+ * builds or loads models.
+ */
+
+import { type BackendChoice, type BackendName, type Binding, detectEnvironment, loadBackend, type LoadedBackend } from "./backend.js";
+import { callBinding, GqaError } from "./errors.js";
+import { GqaAttention, Model } from "./model.js";
+
+/** Output mode: `[B, H]` last (unpadded) position, `[B, T, H]` every position, or `[B, H]` mean. */
+export type OutputMode = "last_timestep" | "all" | "mean_pool";
+
+/**
+ * Model options (SPEC section 1; Edifice names in brackets). Only `embedDim` is required.
+ * Validation lives in the core: a bad value throws `GqaError` code `INVALID_OPTION` naming it.
+ */
+export interface GqaOptions {
+  /** Input features per timestep `E` [`:embed_dim`]; integer >= 1. */
+  embedDim: number;
+  /** Model width `H` [`:hidden_size`], default 256; divisible by `numHeads`. */
+  hiddenSize?: number;
+  /** Query heads `NH` [`:num_heads`], default 8. */
+  numHeads?: number;
+  /** Key/value heads `NKV` [`:num_kv_heads`], default 2; divides `numHeads` (1 = MQA, = numHeads = MHA). */
+  numKvHeads?: number;
+  /** Pre-norm blocks [`:num_layers`], default 4. */
+  numLayers?: number;
+  /** Dropout probability `0 <= p < 1`, default 0.1; active only in training. */
+  dropout?: number;
+  /** Rotary position embedding on Q and K (half-rotation, base 10000), default false. */
+  rope?: boolean;
+  /** Edifice's YaRN-named frequency scaling (SPEC section 5); implies rotary. Default false. */
+  yarn?: boolean;
+  /** YaRN scale (> 0), default 8. */
+  yarnScale?: number;
+  /** Original context length of the YaRN ramp (>= 1), default 2048. */
+  yarnOriginalMaxPosition?: number;
+  /** Expected sequence length (a sizing hint only), default 60. */
+  windowSize?: number;
+  /** Output mode, default `"last_timestep"`. */
+  outputMode?: OutputMode;
+  /** Initialisation seed, default 0: same seed, bitwise the same weights on every backend. */
+  seed?: number;
+}
+
+/** Every model option with its value (what `model.config` returns). */
+export type ModelConfig = Required<GqaOptions>;
+
+/** Options of the standalone attention layer (`GQA.buildGqaAttention`). */
+export interface AttentionOptions {
+  /** Model width `H`; divisible by `numHeads`. */
+  hiddenSize: number;
+  /** Query heads, default 8. */
+  numHeads?: number;
+  /** Key/value heads, default 2; divides `numHeads`. */
+  numKvHeads?: number;
+  /** Rotary position embedding, default false. */
+  rope?: boolean;
+  /** Edifice YaRN-named scaling, default false. */
+  yarn?: boolean;
+  /** YaRN scale, default 8. */
+  yarnScale?: number;
+  /** YaRN original context length, default 2048. */
+  yarnOriginalMaxPosition?: number;
+  /** Initialisation seed, default 0. */
+  seed?: number;
+}
+
+/** Every attention option with its value. */
+export type AttentionConfig = Required<AttentionOptions>;
+
+/** Edifice's `recommended_defaults/0`. */
+export interface RecommendedDefaults {
+  hiddenSize: number;
+  numHeads: number;
+  numKvHeads: number;
+  numLayers: number;
+  windowSize: number;
+  dropout: number;
+}
+
+/** Options of {@link GQA.init}. */
+export interface InitOptions {
+  /** `"native"`, `"wasm"` or `"auto"` (default: env `GQA_BACKEND`, else `"auto"`). */
+  backend?: BackendChoice;
+}
+
+/** Options of {@link GQA.load} (the core's `LoadOptions`). */
+export interface LoadOptions<C = GqaOptions> {
+  /** Options for a file without `gqa_config` metadata (PyTorch/Edifice exports); overrides the metadata. */
+  config?: C;
+  /** Reject tensors that are not model parameters (`UNEXPECTED_PARAMETER`). Default false. */
+  strict?: boolean;
+  /** Key prefix of the model tensors (e.g. `"model."`); detected when omitted. */
+  prefix?: string;
+}
+
+let loaded: LoadedBackend | null = null;
+let loading: Promise<LoadedBackend> | null = null;
+
+function binding(): Binding {
+  if (!loaded) throw new GqaError("NOT_INITIALIZED", "call `await GQA.init()` (or GQA.build/GQA.load) before this function");
+  return loaded.binding;
+}
+
+async function ensure(): Promise<LoadedBackend> {
+  if (loaded) return loaded;
+  await GQA.init();
+  return loaded!;
+}
+
+function optionsJson(opts: unknown): string {
+  if (typeof opts !== "object" || opts === null || Array.isArray(opts)) {
+    throw new GqaError("INVALID_OPTION", `invalid option \`options\`: expected an object of options, found ${opts === null ? "null" : Array.isArray(opts) ? "an array" : typeof opts}`);
+  }
+  return JSON.stringify(opts);
+}
+
+function need<K extends keyof Binding>(b: Binding, k: K): NonNullable<Binding[K]> {
+  const f = b[k];
+  if (!f) throw new GqaError("INTERNAL", `the ${loaded?.name} backend was built without \`${String(k)}\`; rebuild with \`bash scripts/setup.sh\``);
+  return f as NonNullable<Binding[K]>;
+}
+
+async function readBytes(src: Uint8Array | string): Promise<Uint8Array> {
+  if (src instanceof Uint8Array) return src;
+  if (typeof src !== "string") {
+    throw new GqaError("INVALID_INPUT", `invalid input \`source\`: expected a Uint8Array or a file path, found ${typeof src}`);
+  }
+  const g = globalThis as any;
+  try {
+    if (g.Deno?.readFile) return await g.Deno.readFile(src);
+    if (detectEnvironment() !== "node") throw new Error("reading a path needs Node or Deno; pass the bytes instead");
+    const fs = await import("node:fs/promises");
+    return new Uint8Array(await fs.readFile(src));
+  } catch (e) {
+    throw new GqaError("INVALID_INPUT", `invalid input \`source\`: cannot read ${src}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+}
+
+/** The gqa API: backend, option questions, model construction. */
+export const GQA = {
+  /**
+   * Loads a backend (idempotent: later calls return the first choice unless a different backend
+   * is asked for explicitly, which switches; models already built keep their own backend).
+   * @throws GqaError `BACKEND_LOAD_FAILED` naming the file tried and the reason
+   */
+  async init(options: InitOptions = {}): Promise<BackendName> {
+    if (loaded && (options.backend === undefined || options.backend === "auto" || options.backend === loaded.name)) {
+      return loaded.name;
+    }
+    if (loading && options.backend === undefined) return (await loading).name;
+    const p = loadBackend(options.backend);
+    loading = p;
+    try {
+      loaded = await p;
+    } finally {
+      if (loading === p) loading = null;
+    }
+    return loaded.name;
+  },
+
+  /** The backend `init` chose, or `null` before `init`. */
+  get backend(): BackendName | null {
+    return loaded?.name ?? null;
+  },
+
+  /** The file the backend was loaded from (addon or `.wasm`), or `null` before `init`. */
+  get backendFile(): string | null {
+    return loaded?.file ?? null;
+  },
+
+  /** Validates options (SPEC section 1). @throws GqaError `INVALID_OPTION`, `OUT_OF_MEMORY`, `NOT_INITIALIZED` */
+  validate(opts: GqaOptions): void {
+    const b = binding();
+    const json = optionsJson(opts);
+    callBinding(() => b.validateConfig(json));
+  },
+
+  /** Edifice `output_size/1`: the last dimension of the output (`hiddenSize`). */
+  outputSize(opts: GqaOptions): number {
+    const b = binding();
+    const json = optionsJson(opts);
+    return callBinding(() => b.outputSize(json));
+  },
+
+  /**
+   * Parameter count. Default: Edifice's approximate formula (projection matrices only:
+   * `inputProj + numLayers * (2*H*qDim + 2*H*kvDim + 8*H*H)`); `{exact: true}`: every parameter.
+   */
+  paramCount(opts: GqaOptions, options: { exact?: boolean } = {}): number {
+    const b = binding();
+    const json = optionsJson(opts);
+    return callBinding(() => b.paramCount(json, options.exact === true));
+  },
+
+  /** KV-cache bytes per cached token (F32): `2 * numLayers * numKvHeads * headDim * 4`. */
+  kvCacheBytesPerToken(opts: GqaOptions): number {
+    const b = binding();
+    const json = optionsJson(opts);
+    return callBinding(() => b.kvCacheBytesPerToken(json));
+  },
+
+  /** Edifice's `recommended_defaults/0`. */
+  recommendedDefaults(): RecommendedDefaults {
+    const b = binding();
+    return JSON.parse(callBinding(() => b.recommendedDefaults())) as RecommendedDefaults;
+  },
+
+  /** Builds a model with weights initialised from `opts.seed` (initialises the backend if needed). */
+  async build(opts: GqaOptions): Promise<Model> {
+    const be = await ensure();
+    const json = optionsJson(opts);
+    const f = need(be.binding, "buildModel");
+    return new Model(be.name, callBinding(() => f(json)));
+  },
+
+  /** Builds a standalone GQA attention layer. */
+  async buildGqaAttention(opts: AttentionOptions): Promise<GqaAttention> {
+    const be = await ensure();
+    const json = optionsJson(opts);
+    const f = need(be.binding, "buildAttention");
+    return new GqaAttention(be.name, callBinding(() => f(json)));
+  },
+
+  /**
+   * Loads a model from safetensors bytes or a file path (Node/Deno). Canonical and Axon names,
+   * a common key prefix, F32/F16/BF16 are accepted (SPEC section 3).
+   * @throws GqaError `MALFORMED_FILE`, `MISSING_CONFIG`, `TENSOR_MISMATCH`, `MISSING_PARAMETER`,
+   *   `UNEXPECTED_PARAMETER`, `NON_FINITE_WEIGHT`
+   */
+  async load(source: Uint8Array | string, options: LoadOptions = {}): Promise<Model> {
+    const be = await ensure();
+    const bytes = await readBytes(source);
+    const json = JSON.stringify(options);
+    const f = need(be.binding, "loadModel");
+    return new Model(be.name, callBinding(() => f(bytes, json)));
+  },
+
+  /** Loads a standalone attention layer from safetensors bytes or a path. */
+  async loadGqaAttention(source: Uint8Array | string, options: LoadOptions<AttentionOptions> = {}): Promise<GqaAttention> {
+    const be = await ensure();
+    const bytes = await readBytes(source);
+    const json = JSON.stringify(options);
+    const f = need(be.binding, "loadAttention");
+    return new GqaAttention(be.name, callBinding(() => f(bytes, json)));
+  },
+
+  /** Forgets the loaded backend (tests use it to switch backends). Existing models keep working. */
+  reset(): void {
+    loaded = null;
+    loading = null;
+  },
+} as const;

@@ -1,0 +1,13 @@
+/**
+ * gqa: grouped-query-attention transformer (Edifice.Attention.GQA) for Node, Deno and browsers.
+ * Public exports only.
+ */
+export { GQA } from "./gqa.js";
+export type { AttentionConfig, AttentionOptions, GqaOptions, InitOptions, LoadOptions, ModelConfig, OutputMode, RecommendedDefaults } from "./gqa.js";
+export { GqaAttention, Model } from "./model.js";
+export type { ForwardOptions } from "./model.js";
+export { Tensor } from "./tensor.js";
+export { GqaError } from "./errors.js";
+export type { CoreErrorCode, GqaErrorCode, TsErrorCode } from "./errors.js";
+export type { BackendChoice, BackendName as Backend, BackendName, Environment } from "./backend.js";
+export { detectEnvironment } from "./backend.js";

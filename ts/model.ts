@@ -1,0 +1,131 @@
+/**
+ * `Model` and `GqaAttention`: thin wrappers over a backend handle (native or wasm memory).
+ */
+
+import type { BackendName, ModelHandle, RawTensor } from "./backend.js";
+import { callBinding, callBindingAsync, GqaError } from "./errors.js";
+import type { AttentionConfig, ModelConfig } from "./gqa.js";
+import { Tensor } from "./tensor.js";
+
+/** Options of a forward pass. */
+export interface ForwardOptions {
+  /**
+   * Per-sequence lengths `L_b` (`1 <= L_b <= T`, one per batch row): sequences are left-aligned,
+   * keys at `j >= L_b` are masked and padded input values do not matter (SPEC section 2).
+   */
+  lengths?: number[];
+}
+
+function checkData(data: Float32Array): void {
+  if (!(data instanceof Float32Array)) {
+    throw new GqaError("INVALID_INPUT", `invalid input \`input\`: expected a Float32Array, found ${Object.prototype.toString.call(data)}`);
+  }
+}
+
+function checkDims(dims: readonly number[], what: string): void {
+  if (!Array.isArray(dims) || dims.some((d) => !Number.isInteger(d) || d < 0 || d > 0xffffffff)) {
+    throw new GqaError("INVALID_INPUT", `invalid input \`${what}\`: expected an array of integers in 0..2^32-1, found ${JSON.stringify(dims)}`);
+  }
+}
+
+function toTensor(raw: RawTensor): Tensor {
+  return new Tensor(raw.data, raw.dims);
+}
+
+/** Shared behaviour of {@link Model} and {@link GqaAttention}. */
+abstract class Layer<Options> {
+  /** The backend that holds this layer's weights. */
+  readonly backend: BackendName;
+  #handle: ModelHandle | null;
+  #config: Options | undefined;
+
+  /** @internal use `GQA.build`, `GQA.load` or `GQA.buildGqaAttention`. */
+  constructor(backend: BackendName, handle: ModelHandle) {
+    this.backend = backend;
+    this.#handle = handle;
+  }
+
+  /** The live handle, or `DISPOSED`. */
+  protected get handle(): ModelHandle {
+    if (this.#handle === null) {
+      throw new GqaError("DISPOSED", `this ${this.constructor.name} was disposed; build or load a new one`);
+    }
+    return this.#handle;
+  }
+
+  /** Every option (defaults filled in), as the core validated them. */
+  get config(): Options {
+    if (this.#config === undefined) this.#config = JSON.parse(callBinding(() => this.handle.config())) as Options;
+    return this.#config;
+  }
+
+  /** Exact number of parameters (weights, biases, LayerNorm gamma/beta). */
+  get paramCount(): number {
+    return callBinding(() => this.handle.paramCount());
+  }
+
+  /**
+   * Forward pass, off the main thread on the native backend (napi `AsyncTask`); the wasm backend
+   * computes synchronously and resolves.
+   *
+   * Shapes: model input `dims = [B, T, E]` -> `[B, H]` (`last_timestep`, `mean_pool`) or `[B, T, H]`
+   * (`all`); attention input `[B, T, H]` -> `[B, T, H]`. `B = 0` gives an empty tensor.
+   * Do not modify `data` until the promise settles.
+   *
+   * @throws GqaError `INVALID_INPUT` (dims/length/lengths), `OUT_OF_MEMORY`, `DISPOSED`
+   */
+  async forward(data: Float32Array, dims: number[], options: ForwardOptions = {}): Promise<Tensor> {
+    checkData(data);
+    checkDims(dims, "dims");
+    if (options.lengths !== undefined) checkDims(options.lengths, "lengths");
+    const h = this.handle;
+    return toTensor(await callBindingAsync(() => h.forwardAsync(data, dims, options.lengths)));
+  }
+
+  /** Same as {@link forward}, blocking the calling thread. */
+  forwardSync(data: Float32Array, dims: number[], options: ForwardOptions = {}): Tensor {
+    checkData(data);
+    checkDims(dims, "dims");
+    if (options.lengths !== undefined) checkDims(options.lengths, "lengths");
+    return toTensor(callBinding(() => this.handle.forward(data, dims, options.lengths)));
+  }
+
+  /** The weights as safetensors bytes: canonical names, F32, config in metadata. */
+  async save(): Promise<Uint8Array> {
+    return callBinding(() => this.handle.save());
+  }
+
+  /** Writes {@link save}'s bytes to a file (Node and Deno only). */
+  async saveFile(path: string): Promise<void> {
+    const bytes = await this.save();
+    const g = globalThis as any;
+    if (g.Deno?.writeFile) {
+      await g.Deno.writeFile(path, bytes);
+      return;
+    }
+    const fs = await import("node:fs/promises");
+    await fs.writeFile(path, bytes);
+  }
+
+  /** FNV-1a 64-bit digest (hex) of every weight's F32 bytes in canonical order: equal digests = bitwise equal weights. */
+  weightsDigest(): string {
+    return callBinding(() => this.handle.weightsDigest());
+  }
+
+  /** Frees the backend memory. Later calls throw `GqaError` code `DISPOSED`. Idempotent. */
+  dispose(): void {
+    this.#handle?.free();
+    this.#handle = null;
+  }
+
+  /** Whether {@link dispose} was called. */
+  get disposed(): boolean {
+    return this.#handle === null;
+  }
+}
+
+/** The GQA transformer model (SPEC section 2). Create with `GQA.build` or `GQA.load`. */
+export class Model extends Layer<ModelConfig> {}
+
+/** A standalone GQA attention layer (`q_proj`, `k_proj`, `v_proj`, `out_proj`). Create with `GQA.buildGqaAttention`. */
+export class GqaAttention extends Layer<AttentionConfig> {}
