@@ -93,7 +93,17 @@ impl GqaBlock {
             attn = d.apply(&attn)?;
         }
         let h = (h + attn)?;
-        let f = self.ffn_norm.forward(&h, track)?;
+        self.ffn_residual(&h, dropout, track)
+    }
+
+    /// Second half of the block: `h + dropout(ffn_down(GELU(ffn_up(LayerNorm(h)))))`,
+    /// `h: [B,T,H]`. A KV-cache session runs the attention half itself (with
+    /// [`GqaAttention::qkv`] / [`GqaAttention::attend`]) and then calls this.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub fn ffn_residual(&self, h: &Tensor, dropout: Option<&mut Dropout>, track: bool) -> Result<Tensor> {
+        let f = self.ffn_norm.forward(h, track)?;
         let f = self.ffn_up.forward(&f, track)?.gelu_erf()?;
         let mut f = self.ffn_down.forward(&f, track)?;
         if let Some(d) = dropout {

@@ -22,7 +22,7 @@ impl Dropout {
     /// # Errors
     /// [`Error::InvalidOption`] (`dropout`) when `p` is outside `[0, 1)` or not finite.
     pub fn new(p: f32, seed: u64) -> Result<Self> {
-        if !(p >= 0.0 && p < 1.0) {
+        if !(0.0..1.0).contains(&p) {
             return Err(Error::option("dropout", "a probability 0 <= p < 1", p));
         }
         Ok(Dropout { p, rng: ChaCha8Rng::seed_from_u64(seed) })

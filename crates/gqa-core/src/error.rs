@@ -182,9 +182,9 @@ pub const MAX_BUFFER_BYTES: u64 = 4 << 30;
 pub fn check_f32_buffer(what: &str, dims: &[usize]) -> Result<usize> {
     let mut n: u64 = 1;
     for &d in dims {
-        n = n.checked_mul(d as u64).unwrap_or(u64::MAX);
+        n = n.saturating_mul(d as u64);
     }
-    let bytes = n.checked_mul(4).unwrap_or(u64::MAX);
+    let bytes = n.saturating_mul(4);
     if bytes > MAX_BUFFER_BYTES {
         return Err(Error::OutOfMemory { what: what.into(), requested: bytes, limit: MAX_BUFFER_BYTES });
     }

@@ -23,6 +23,8 @@ pub mod params;
 pub mod rope;
 pub mod weights;
 
+/// The tensor crate the model is built on (re-exported so callers use the same version).
+pub use candle_core;
 pub use attention::{AttentionConfig, AttnMask, GqaAttention};
 pub use block::GqaBlock;
 pub use config::{recommended_defaults, GqaConfig, OutputMode, RecommendedDefaults};

@@ -150,10 +150,7 @@ impl GqaModel {
         let x = if x.dtype() == DType::F32 { x.clone() } else { x.to_dtype(DType::F32)? };
         let lengths = if has_padding(t, lengths) { lengths } else { None };
         let x = zero_padded(&x, lengths)?;
-        let mut h = match &self.input_projection {
-            Some(p) => p.forward(&x, track)?,
-            None => x,
-        };
+        let mut h = self.project_input(&x, track)?;
         let mask = AttnMask::causal(b, t, t, 0, lengths, &self.device)?;
         let rot = self.rotary(t)?;
         for block in &self.blocks {
@@ -161,6 +158,26 @@ impl GqaModel {
         }
         let h = self.final_norm.forward(&h, track)?;
         self.output(&h, lengths)
+    }
+
+    /// Step 1 of SPEC section 2: `x: [B,T,E]` -> `h: [B,T,H]` through `input_projection`
+    /// when `E != H`, else `x` itself. (Padded positions must already be finite.)
+    ///
+    /// # Errors
+    /// Backend errors (wrong `E`).
+    pub fn project_input(&self, x: &Tensor, track: bool) -> Result<Tensor> {
+        match &self.input_projection {
+            Some(p) => p.forward(x, track),
+            None => Ok(x.clone()),
+        }
+    }
+
+    /// Step 3 of SPEC section 2: `final_norm` LayerNorm on `h: [..., H]`.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub fn final_norm(&self, h: &Tensor, track: bool) -> Result<Tensor> {
+        self.final_norm.forward(h, track)
     }
 
     /// Applies the output mode to final hidden states `h: [B,T,H]`.

@@ -79,13 +79,16 @@ fn view_f32(name: &str, dtype: Dtype, data: &[u8]) -> Result<Vec<f32>> {
     })
 }
 
+/// `(name, tensor)` pairs.
+pub type NamedTensors = Vec<(String, Tensor)>;
+
 /// Every tensor of a file as candle tensors on the CPU, plus the metadata. F32/F16/BF16 become
 /// F32, F64 stays F64, I64/U32/U8 keep their type, BOOL becomes U8.
 ///
 /// # Errors
 /// [`Error::MalformedFile`] for unreadable bytes; [`Error::TensorMismatch`] (`dtype`) for a
 /// dtype candle cannot hold.
-pub fn read_tensors(bytes: &[u8]) -> Result<(Vec<(String, Tensor)>, HashMap<String, String>)> {
+pub fn read_tensors(bytes: &[u8]) -> Result<(NamedTensors, HashMap<String, String>)> {
     let st = parse(bytes)?;
     let meta = read_metadata(bytes)?;
     let dev = Device::Cpu;

@@ -68,7 +68,7 @@ fn approximate_param_count_is_edifice_formula() {
     assert_eq!(cfg.param_count(), 287 * 256 + 4 * per_layer);
     assert_eq!(cfg.param_count(), 2_825_984);
     // No input projection when embedDim == hiddenSize.
-    assert_eq!(GqaConfig::new(256).param_count(), 4 * per_layer as u64);
+    assert_eq!(GqaConfig::new(256).param_count(), 4 * per_layer);
 }
 
 #[test]
