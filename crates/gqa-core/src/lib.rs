@@ -21,6 +21,7 @@ pub mod model;
 pub mod nn;
 pub mod params;
 pub mod rope;
+pub mod train;
 pub mod weights;
 
 /// The tensor crate the model is built on (re-exported so callers use the same version).
