@@ -56,7 +56,7 @@ impl AdamW {
                 return Err(Error::option(name, "a number in [0, 1)", b));
             }
         }
-        if !(cfg.eps > 0.0) {
+        if cfg.eps.is_nan() || cfg.eps <= 0.0 {
             return Err(Error::option("eps", "a number > 0", cfg.eps));
         }
         if !(cfg.weight_decay >= 0.0 && cfg.weight_decay.is_finite()) {
