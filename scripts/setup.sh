@@ -65,11 +65,12 @@ fi
 fi # GQA_BUILD_ONLY
 export PATH="$ROOT/node_modules/.bin:$PATH"
 
-# Digest of everything a Rust build depends on (sources, manifests, lockfile, this script's flags).
+# Digest of everything a binding's library build depends on: library sources (src/, build.rs),
+# manifests, the lockfile and this script's flags (tests and benches of the core do not count).
 rust_sum() {
-  { find crates bindings/"$1" -type f \( -name '*.rs' -o -name 'Cargo.toml' -o -name 'build.rs' -o -name 'package.json' \) \
-      -not -path '*/pkg/*' -not -path '*/node_modules/*' -print0 | sort -z | xargs -0 sha256sum
-    sha256sum Cargo.toml Cargo.lock
+  { find crates/*/src bindings/"$1"/src -type f -print0 | sort -z | xargs -0 sha256sum
+    sha256sum Cargo.toml Cargo.lock crates/*/Cargo.toml bindings/"$1"/Cargo.toml
+    for f in crates/*/build.rs bindings/"$1"/build.rs bindings/"$1"/package.json; do [ -f "$f" ] && sha256sum "$f"; done
     echo "$2"
   } | sha256sum | cut -d' ' -f1
 }
