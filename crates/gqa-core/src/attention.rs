@@ -287,6 +287,16 @@ impl GqaAttention {
         Ok((q, k, v))
     }
 
+    /// `out_proj` alone: `o: [B,Tq,qDim]` (heads concatenated) -> `[B,Tq,H]`. The KV-cache
+    /// session ([`crate::session::Session`]) runs its own attention core over cache views and
+    /// then calls this.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] on a wrong width.
+    pub fn project_output(&self, o: &Tensor, track: bool) -> Result<Tensor> {
+        self.out_proj.forward(o, track)
+    }
+
     /// Attention core plus output projection: `q: [B,NH,Tq,D]`, `k, v: [B,NKV,Tk,D]`,
     /// `mask` `[MB,Tq,Tk]` -> `[B,Tq,H]`. Scale `1/sqrt(D)`.
     ///

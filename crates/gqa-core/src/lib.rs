@@ -21,6 +21,7 @@ pub mod model;
 pub mod nn;
 pub mod params;
 pub mod rope;
+pub mod session;
 pub mod train;
 pub mod weights;
 
@@ -34,4 +35,5 @@ pub use error::{Error, Result};
 pub use model::GqaModel;
 pub use params::ParamStore;
 pub use rope::Rotary;
+pub use session::Session;
 pub use weights::{read_metadata, read_tensors, LoadOptions};

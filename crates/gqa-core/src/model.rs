@@ -95,6 +95,15 @@ impl GqaModel {
         self.params.digest()
     }
 
+    /// A KV-cache streaming session for `batch` sequences of up to `max_len` positions each
+    /// (SPEC section 4); see [`crate::session::Session::new`].
+    ///
+    /// # Errors
+    /// As [`crate::session::Session::new`].
+    pub fn session(&self, batch: usize, max_len: usize) -> Result<crate::session::Session> {
+        crate::session::Session::new(self, batch, max_len)
+    }
+
     /// Rotary tables for positions `0..positions`, or `None` when the config has no rotary.
     ///
     /// # Errors

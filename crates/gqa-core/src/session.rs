@@ -1,0 +1,433 @@
+//! Streaming inference with a grouped-query KV cache (SPEC section 4): prefill and decode.
+//!
+//! A [`Session`] holds, per layer, K (after rotary) and V of every position pushed so far, for
+//! the `NKV` KV heads only: `[B, NKV, maxLen, D]` f32 each, preallocated, so a cached token
+//! costs `2 * numLayers * numKvHeads * headDim * 4` bytes (`group = NH/NKV` times less than
+//! multi-head attention). [`Session::push`] runs only the new positions of a chunk:
+//!
+//! - rotary positions continue from each row's cache length (per-row offsets);
+//! - new position `i` of row `b` attends to the cached keys `0..len_b` and the new keys
+//!   `len_b..=len_b+i` (the causal mask of the full sequence, aligned to the cache);
+//! - cache slots at or beyond a row's length are never read: attention multiplies with views
+//!   narrowed to the used length (when rows differ in length, each row is attended separately
+//!   over its own length), so stale or NaN values there cannot reach an output (a `-inf`
+//!   score times a NaN value would still give NaN in a matmul, hence no masking of unused
+//!   slots is relied on).
+//!
+//! After each push the outputs equal [`GqaModel::forward`] over the prefix pushed so far
+//! (within float rounding: the cached path multiplies smaller matrices than the full pass).
+//!
+//! A session belongs to the model it was created from: [`Session::push`] takes that model and
+//! checks that its config (and device) match; the cache holds K/V computed with the weights at
+//! the time of each push, so changing the weights between pushes leaves the cache stale
+//! (call [`Session::reset`]).
+
+use candle_core::{DType, Device, Tensor, D};
+
+use crate::config::{GqaConfig, OutputMode};
+use crate::error::{check_f32_buffer, Error, Result};
+use crate::input::zero_padded;
+use crate::model::GqaModel;
+use crate::rope::Rotary;
+
+/// A batched KV-cache session: `B` sequences (rows) of up to `capacity` positions each, with
+/// independent lengths.
+///
+/// Not `Clone`: the cache tensors are written in place (a shallow copy would alias them).
+#[derive(Debug)]
+pub struct Session {
+    cfg: GqaConfig,
+    device: Device,
+    batch: usize,
+    capacity: usize,
+    /// Cached positions per row.
+    lengths: Vec<usize>,
+    /// Per layer: K after rotary `[B, NKV, capacity, D]` f32.
+    k: Vec<Tensor>,
+    /// Per layer: V `[B, NKV, capacity, D]` f32.
+    v: Vec<Tensor>,
+    /// Rotary tables for positions `0..capacity` (None without rope/yarn).
+    rotary: Option<Rotary>,
+    /// `[B*H]`: final hidden state (after `final_norm`) at each row's newest position.
+    last: Vec<f32>,
+    /// `[B*H]`: running sum over all positions of each row of the final hidden states
+    /// (`mean_pool`), in f64.
+    sum: Vec<f64>,
+}
+
+impl Session {
+    /// Allocates a session for `batch` rows of up to `max_len` positions on `model`'s device:
+    /// per layer K and V caches `[batch, numKvHeads, max_len, headDim]` f32 (zeros) and rotary
+    /// tables for positions `0..max_len`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] (`maxLen`) when `max_len = 0`; [`Error::OutOfMemory`] (`kv
+    /// cache`) when `2 * numLayers * batch * numKvHeads * max_len * headDim` f32 values exceed
+    /// [`crate::error::MAX_BUFFER_BYTES`] (or the rotary tables do); [`Error::Backend`].
+    pub fn new(model: &GqaModel, batch: usize, max_len: usize) -> Result<Self> {
+        let cfg = model.config().clone();
+        if max_len == 0 {
+            return Err(Error::input("maxLen", "a capacity of at least 1 position", 0));
+        }
+        let (nkv, d, layers) = (cfg.num_kv_heads, cfg.head_dim(), cfg.num_layers);
+        check_f32_buffer("kv cache", &[2, layers, batch, nkv, max_len, d])?;
+        let device = model.device().clone();
+        let rotary = model.rotary(max_len)?;
+        let mut k = Vec::with_capacity(layers);
+        let mut v = Vec::with_capacity(layers);
+        for _ in 0..layers {
+            k.push(Tensor::zeros((batch, nkv, max_len, d), DType::F32, &device)?);
+            v.push(Tensor::zeros((batch, nkv, max_len, d), DType::F32, &device)?);
+        }
+        let h = cfg.hidden_size;
+        Ok(Session {
+            cfg,
+            device,
+            batch,
+            capacity: max_len,
+            lengths: vec![0; batch],
+            k,
+            v,
+            rotary,
+            last: vec![0.0; batch * h],
+            sum: vec![0.0; batch * h],
+        })
+    }
+
+    /// Number of rows `B`.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Capacity per row in positions (`maxLen`).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Cached positions of each row (`B` values in `0..=capacity`).
+    pub fn lengths(&self) -> &[usize] {
+        &self.lengths
+    }
+
+    /// The longest row's cached length (0 for an empty session).
+    pub fn len(&self) -> usize {
+        self.lengths.iter().copied().max().unwrap_or(0)
+    }
+
+    /// Whether no row has a cached position.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The config of the model this session belongs to.
+    pub fn config(&self) -> &GqaConfig {
+        &self.cfg
+    }
+
+    /// Bytes allocated for the K and V caches of all layers (f32 elements of every cache
+    /// tensor times 4) = `B * capacity * kv_cache_bytes_per_token()`.
+    pub fn kv_cache_bytes(&self) -> u64 {
+        self.k.iter().chain(&self.v).map(|t| t.elem_count() as u64 * 4).sum()
+    }
+
+    /// Cache bytes per cached token and row: `2 * numLayers * numKvHeads * headDim * 4`
+    /// (SPEC section 4).
+    pub fn kv_cache_bytes_per_token(&self) -> u64 {
+        self.cfg.kv_cache_bytes_per_token()
+    }
+
+    /// Forgets every cached position (lengths, last outputs and running sums to 0); the
+    /// allocation is kept.
+    pub fn reset(&mut self) {
+        self.lengths.iter_mut().for_each(|l| *l = 0);
+        self.last.iter_mut().for_each(|x| *x = 0.0);
+        self.sum.iter_mut().for_each(|x| *x = 0.0);
+    }
+
+    /// Benchmark helper: shortens every row to at most `len` cached positions. The
+    /// newest-position output and the `mean_pool` running sum are not rolled back, so the
+    /// outputs of the next push are only meaningful in `last_timestep`/`all` mode with at least
+    /// one new position per row.
+    #[doc(hidden)]
+    pub fn truncate(&mut self, len: usize) {
+        self.lengths.iter_mut().for_each(|l| *l = (*l).min(len));
+    }
+
+    /// Test helper: fills every unused cache slot (positions `>= len_b` of row `b`, every
+    /// layer, K and V) with NaN, to show that unused slots never reach an output.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] from candle.
+    #[doc(hidden)]
+    pub fn poison_unused(&mut self) -> Result<()> {
+        let (nkv, d) = (self.cfg.num_kv_heads, self.cfg.head_dim());
+        for (b, &len) in self.lengths.iter().enumerate() {
+            let free = self.capacity - len;
+            if free == 0 {
+                continue;
+            }
+            let nan = Tensor::full(f32::NAN, (1, nkv, free, d), &self.device)?;
+            for t in self.k.iter().chain(&self.v) {
+                t.narrow(0, b, 1)?.slice_set(&nan, 2, len)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Pushes a chunk of new positions for every row and returns the model's output after it.
+    ///
+    /// - `chunk`: `x: [B, t, E]` row-major f32, `dims = [B, t, E]` (`B` = the session's batch,
+    ///   `E = embedDim`, `t >= 1`).
+    /// - `row_lengths`: new valid positions per row (`B` values in `0..=t`, default `t`):
+    ///   row `b` appends `x[b, 0..n_b]`; positions `>= n_b` of the chunk are ignored (NaN
+    ///   allowed there).
+    /// - Returns `(values, dims)`:
+    ///   - `all_positions = false`: the output mode at each row's newest position, as
+    ///     [`GqaModel::forward`] over the whole prefix would give it: `last_timestep` ->
+    ///     `[B, H]` final hidden state at the newest position; `mean_pool` -> `[B, H]` mean
+    ///     over all cached positions (a running f64 sum per row); `all` -> `[B, t, H]` final
+    ///     hidden states of the new positions (zeros at positions `>= n_b`). A row with no
+    ///     cached position gives zeros.
+    ///   - `all_positions = true`: `[B, t, H]` where `[b, i]` is the output mode at new
+    ///     position `i` (what a full forward over the prefix ending there gives: the hidden
+    ///     state for `last_timestep`/`all`, the running mean for `mean_pool`), zeros at
+    ///     positions `>= n_b`.
+    ///
+    /// Everything is validated before the session changes; on error the session is unchanged
+    /// and usable.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`]: `model` has another config or device (`model`), `dims` not
+    /// `[B, t>=1, embedDim]` (`dims`), `chunk.len() != B*t*E` (`input`), `row_lengths` count or
+    /// a value above `t` (`row_lengths[i]`); [`Error::CacheFull`] naming the first row whose
+    /// cached plus pushed positions exceed the capacity; [`Error::OutOfMemory`] for score or
+    /// FFN buffers over the limit; [`Error::Backend`].
+    pub fn push(&mut self, model: &GqaModel, chunk: &[f32], dims: &[usize], row_lengths: Option<&[usize]>, all_positions: bool) -> Result<(Vec<f32>, Vec<usize>)> {
+        let cfg = &self.cfg;
+        if model.config() != cfg || !model.device().same_device(&self.device) {
+            return Err(Error::input(
+                "model",
+                "the model this session was created from (same config and device)",
+                "a model with a different config or device",
+            ));
+        }
+        if dims.len() != 3 {
+            return Err(Error::input("dims", "3 dims [batch, chunk, embedDim]", format!("{} dims {:?}", dims.len(), dims)));
+        }
+        let (b, t, e) = (dims[0], dims[1], dims[2]);
+        if b != self.batch {
+            return Err(Error::input("dims", format!("dims[0] = session batch = {}", self.batch), format!("{b} (dims {dims:?})")));
+        }
+        if e != cfg.embed_dim {
+            return Err(Error::input("dims", format!("dims[2] = embedDim = {}", cfg.embed_dim), format!("{e} (dims {dims:?})")));
+        }
+        if t == 0 {
+            return Err(Error::input("dims", "a chunk length dims[1] >= 1", format!("0 (dims {dims:?})")));
+        }
+        let n = check_f32_buffer("input", dims)?;
+        if chunk.len() != n {
+            return Err(Error::input("input", format!("B*t*embedDim = {b}*{t}*{e} = {n} values"), format!("{} values", chunk.len())));
+        }
+        let ns: Vec<usize> = match row_lengths {
+            None => vec![t; b],
+            Some(ls) => {
+                if ls.len() != b {
+                    return Err(Error::input("row_lengths", format!("{b} values (one per row)"), format!("{} values", ls.len())));
+                }
+                for (i, &l) in ls.iter().enumerate() {
+                    if l > t {
+                        return Err(Error::input(format!("row_lengths[{i}]"), format!("a count of new positions in 0..={t}"), l));
+                    }
+                }
+                ls.to_vec()
+            }
+        };
+        for (row, (&len, &add)) in self.lengths.iter().zip(&ns).enumerate() {
+            if len + add > self.capacity {
+                return Err(Error::CacheFull { what: format!("row {row}"), capacity: self.capacity, cached: len, pushed: add });
+            }
+        }
+        let totals: Vec<usize> = self.lengths.iter().zip(&ns).map(|(l, n)| l + n).collect();
+        let lmax = totals.iter().copied().max().unwrap_or(0);
+        let h_dim = cfg.hidden_size;
+        check_f32_buffer("attention scores", &[b, cfg.num_heads, t, lmax])?;
+        check_f32_buffer("ffn activations", &[b, t, 4 * h_dim])?;
+        let per_position = all_positions || cfg.output_mode == OutputMode::All;
+        let out_dims = if per_position { vec![b, t, h_dim] } else { vec![b, h_dim] };
+        if b == 0 {
+            return Ok((Vec::new(), out_dims));
+        }
+        let hidden = if ns.iter().any(|&c| c > 0) { self.run(model, chunk, t, &ns, &totals)? } else { Vec::new() };
+
+        // Outputs on the host (validated above; nothing below can fail).
+        let mode = cfg.output_mode;
+        let mut out = vec![0f32; if per_position { b * t * h_dim } else { b * h_dim }];
+        for row in 0..b {
+            let last = &mut self.last[row * h_dim..(row + 1) * h_dim];
+            let sum = &mut self.sum[row * h_dim..(row + 1) * h_dim];
+            for i in 0..ns[row] {
+                let hv = &hidden[(row * t + i) * h_dim..(row * t + i + 1) * h_dim];
+                last.copy_from_slice(hv);
+                for (s, &x) in sum.iter_mut().zip(hv) {
+                    *s += f64::from(x);
+                }
+                if per_position {
+                    let o = &mut out[(row * t + i) * h_dim..(row * t + i + 1) * h_dim];
+                    if mode == OutputMode::MeanPool && all_positions {
+                        let count = (self.lengths[row] + i + 1) as f64;
+                        o.iter_mut().zip(sum.iter()).for_each(|(o, s)| *o = (s / count) as f32);
+                    } else {
+                        o.copy_from_slice(hv);
+                    }
+                }
+            }
+            if !per_position && totals[row] > 0 {
+                let o = &mut out[row * h_dim..(row + 1) * h_dim];
+                match mode {
+                    OutputMode::MeanPool => o.iter_mut().zip(sum.iter()).for_each(|(o, s)| *o = (s / totals[row] as f64) as f32),
+                    _ => o.copy_from_slice(last),
+                }
+            }
+        }
+        self.lengths = totals;
+        Ok((out, out_dims))
+    }
+
+    /// Runs the new positions through every layer, writing their K/V into the cache at
+    /// `lengths[b]..totals[b]` (the lengths themselves are not changed here). Returns the final
+    /// hidden states `[B, t, H]` (after `final_norm`) row-major; entries at positions
+    /// `>= ns[b]` are meaningless.
+    fn run(&self, model: &GqaModel, chunk: &[f32], t: usize, ns: &[usize], totals: &[usize]) -> Result<Vec<f32>> {
+        let cfg = &self.cfg;
+        let (b, e) = (self.batch, cfg.embed_dim);
+        let x = Tensor::from_slice(chunk, (b, t, e), &self.device)?;
+        let x = if ns.iter().any(|&c| c < t) { zero_padded(&x, Some(ns))? } else { x };
+        let mut h = model.project_input(&x, false)?;
+        // Per-row rotary tables [B, 1, t, D/2] for positions lengths[b] + i (clamped for the
+        // ignored positions i >= ns[b], whose positions may lie past the capacity).
+        let rot = match &self.rotary {
+            Some(r) => {
+                let mut idx = Vec::with_capacity(b * t);
+                for &len in &self.lengths {
+                    idx.extend((0..t).map(|i| (len + i).min(self.capacity - 1) as u32));
+                }
+                let idx = Tensor::from_vec(idx, b * t, &self.device)?;
+                let half = cfg.head_dim() / 2;
+                let cos = r.cos().index_select(&idx, 0)?.reshape((b, 1, t, half))?;
+                let sin = r.sin().index_select(&idx, 0)?.reshape((b, 1, t, half))?;
+                Some((cos, sin))
+            }
+            None => None,
+        };
+        let equal = totals.iter().all(|&l| l == totals[0]);
+        let scale = 1.0 / (cfg.head_dim() as f64).sqrt();
+        // Masks do not depend on the layer: build them once.
+        let batch_mask = if equal { causal_bias(&self.lengths, ns, totals, t, &self.device)? } else { None };
+        let mut row_masks = Vec::new();
+        if !equal {
+            for row in 0..b {
+                row_masks.push(causal_bias(&self.lengths[row..=row], &ns[row..=row], &totals[row..=row], t, &self.device)?);
+            }
+        }
+        for (layer, block) in model.blocks().iter().enumerate() {
+            let a = block.attn_norm.forward(&h, false)?;
+            let (q, k, v) = block.attn.qkv(&a, None, 0, false)?;
+            let (q, k) = match &rot {
+                Some((cos, sin)) => (rotate(&q, cos, sin)?, rotate(&k, cos, sin)?),
+                None => (q, k),
+            };
+            for row in 0..b {
+                if ns[row] == 0 {
+                    continue;
+                }
+                for (src, cache) in [(&k, &self.k[layer]), (&v, &self.v[layer])] {
+                    let s = src.narrow(0, row, 1)?.narrow(2, 0, ns[row])?.contiguous()?;
+                    cache.narrow(0, row, 1)?.slice_set(&s, 2, self.lengths[row])?;
+                }
+            }
+            let o = if equal {
+                let l = totals[0];
+                let kc = self.k[layer].narrow(2, 0, l)?;
+                let vc = self.v[layer].narrow(2, 0, l)?;
+                attention_over_cache(&q, &kc, &vc, batch_mask.as_ref(), scale)?
+            } else {
+                let mut rows = Vec::with_capacity(b);
+                for row in 0..b {
+                    let l = totals[row];
+                    if l == 0 {
+                        rows.push(Tensor::zeros((1, t, cfg.q_dim()), DType::F32, &self.device)?);
+                        continue;
+                    }
+                    let kc = self.k[layer].narrow(0, row, 1)?.narrow(2, 0, l)?;
+                    let vc = self.v[layer].narrow(0, row, 1)?.narrow(2, 0, l)?;
+                    rows.push(attention_over_cache(&q.narrow(0, row, 1)?, &kc, &vc, row_masks[row].as_ref(), scale)?);
+                }
+                Tensor::cat(&rows, 0)?
+            };
+            let attn = block.attn.project_output(&o, false)?;
+            h = (h + attn)?;
+            h = block.ffn_residual(&h, None, false)?;
+        }
+        let h = model.final_norm(&h, false)?;
+        Ok(h.flatten_all()?.to_vec1::<f32>()?)
+    }
+}
+
+/// Additive causal bias `[MB, t, L]` (0 or `-inf`, `L = max(totals)`) aligned to the cache: new
+/// position `i < ns[b]` of row `b` sees keys `0..=lengths[b]+i`; ignored positions `i >= ns[b]`
+/// see the row's `totals[b]` keys. `None` when nothing is masked (e.g. one new position per row
+/// of equal lengths). `MB = 1` when all rows share `(length, ns)`.
+fn causal_bias(lengths: &[usize], ns: &[usize], totals: &[usize], t: usize, device: &Device) -> Result<Option<Tensor>> {
+    let l = totals.iter().copied().max().unwrap_or(0);
+    let shared = lengths.iter().zip(ns).all(|p| p == (&lengths[0], &ns[0]));
+    let rows = if shared { 1 } else { lengths.len() };
+    let mut m = Vec::with_capacity(rows * t * l);
+    let mut any = false;
+    for row in 0..rows {
+        for i in 0..t {
+            let visible = if i < ns[row] { lengths[row] + i + 1 } else { totals[row] };
+            for j in 0..l {
+                let keep = j < visible;
+                any |= !keep;
+                m.push(if keep { 0f32 } else { f32::NEG_INFINITY });
+            }
+        }
+    }
+    if !any {
+        return Ok(None);
+    }
+    Ok(Some(Tensor::from_vec(m, (rows, t, l), device)?))
+}
+
+/// Rotary on `x: [B, N, t, D]` with per-row tables `cos, sin: [B, 1, t, D/2]`, the same f32
+/// operations as [`Rotary::apply`] (SPEC section 5, rotate_half).
+fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let half = x.dim(3)? / 2;
+    let x1 = x.narrow(3, 0, half)?;
+    let x2 = x.narrow(3, half, half)?;
+    let r1 = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
+    let r2 = (x1.broadcast_mul(sin)? + x2.broadcast_mul(cos)?)?;
+    Ok(Tensor::cat(&[&r1, &r2], 3)?)
+}
+
+/// `softmax(q k^T * scale + bias) v` with query head `i` reading KV head `i / group`, as in
+/// [`crate::kernels::reference::attention`], but over cache views `k, v: [B, NKV, L, D]` that
+/// are narrowed (strided) and multiplied in place, without a contiguous copy of the cache.
+/// `q: [B, NH, t, D]`, `bias: [MB, t, L]`. Returns `o: [B, t, NH*D]`.
+fn attention_over_cache(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>, scale: f64) -> Result<Tensor> {
+    let (b, nh, t, d) = q.dims4()?;
+    let (_, nkv, l, _) = k.dims4()?;
+    let g = nh / nkv;
+    let q = q.affine(scale, 0.0)?.reshape((b, nkv, g * t, d))?;
+    let mut s = q.matmul(&k.t()?)?;
+    if let Some(bias) = bias {
+        let mb = bias.dim(0)?;
+        s = s.reshape((b, nkv, g, t, l))?.broadcast_add(&bias.reshape((mb, 1, 1, t, l))?)?;
+    }
+    let m = s.max_keepdim(D::Minus1)?;
+    let ex = s.broadcast_sub(&m)?.exp()?;
+    let z = ex.sum_keepdim(D::Minus1)?;
+    let p = ex.broadcast_div(&z)?.reshape((b, nkv, g * t, l))?;
+    let o = p.matmul(v)?.reshape((b, nh, t, d))?;
+    Ok(o.transpose(1, 2)?.contiguous()?.reshape((b, t, nh * d))?)
+}
