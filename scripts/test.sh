@@ -4,6 +4,7 @@
 #   1. cargo test            (gqa-core: unit, integration and fixture tests)
 #   2. vitest with GQA_BACKEND=native, then GQA_BACKEND=wasm (every suite in test/ runs per backend)
 #   3. the built package: `import { GQA } from "gqa"` (package self-reference -> dist/) on both backends
+#   4. the browser entry (dist/browser.js, wasm) in headless chromium, compared with Node
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 START=$SECONDS
@@ -25,4 +26,7 @@ log "package self-reference (dist/) on both backends"
 for backend in native wasm; do
   GQA_BACKEND=$backend node scripts/smoke.mjs
 done
+log "browser entry (dist/browser.js) in headless chromium vs Node"
+node scripts/browser-smoke.mjs
+
 log "all tests passed in $((SECONDS - START)) s"
