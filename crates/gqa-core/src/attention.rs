@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::GqaConfig;
 use crate::error::{Error, Result};
 use crate::input::{check_dims, valid_mask, zero_padded};
-use crate::kernels::reference;
+use crate::kernels::{fused, reference};
 use crate::nn::Linear;
 use crate::params::ParamStore;
 use crate::rope::{inv_freq_for, Rotary};
@@ -152,6 +152,10 @@ impl AttentionConfig {
 #[derive(Debug, Clone)]
 pub struct AttnMask {
     bias: Tensor,
+    /// Position of query 0 (the structured form the fused kernels use).
+    offset: usize,
+    /// Per-sequence key lengths, if any.
+    lengths: Option<Vec<usize>>,
 }
 
 impl AttnMask {
@@ -172,7 +176,7 @@ impl AttnMask {
                 }
             }
         }
-        Ok(AttnMask { bias: Tensor::from_vec(m, (mb, q_len, k_len), device)? })
+        Ok(AttnMask { bias: Tensor::from_vec(m, (mb, q_len, k_len), device)?, offset, lengths: lengths.map(<[usize]>::to_vec) })
     }
 
     /// The additive bias `[MB, Tq, Tk]`.
@@ -304,6 +308,11 @@ impl GqaAttention {
     /// [`Error::Internal`] on inconsistent shapes; [`Error::Backend`].
     pub fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, track: bool) -> Result<Tensor> {
         let (b, nh, tq, d) = q.dims4()?;
+        let (_, mq, mk) = mask.bias.dims3()?;
+        if !track && fused::fused_ok(q) && (mq, mk) == (tq, k.dim(2)?) {
+            let o = fused::attention(q, k, v, 1.0 / (d as f64).sqrt(), &[mask.offset], mask.lengths.as_deref(), true)?;
+            return self.out_proj.forward(&o, false);
+        }
         let o = reference::attention(q, k, v, mask.bias(), 1.0 / (d as f64).sqrt())?;
         let o = o.transpose(1, 2)?.contiguous()?.reshape((b, tq, nh * d))?;
         self.out_proj.forward(&o, track)
@@ -328,8 +337,33 @@ impl GqaAttention {
             return Err(Error::input("rotary", "rotary tables (the config has rope or yarn)", "none"));
         }
         let rotary = if self.inv_freq.is_some() { rotary } else { None };
+        if !track && fused::fused_ok(x) {
+            return self.forward_fused(x, mask, rotary);
+        }
         let (q, k, v) = self.qkv(x, rotary, 0, track)?;
         self.attend(&q, &k, &v, mask, track)
+    }
+
+    /// Inference on the fused CPU kernels: projections with folded biases, rotary in place on
+    /// `[B,T,N,D]`, attention reading the projections through strides and writing `[B,T,qDim]`
+    /// for `out_proj` (no head transposes or copies).
+    fn forward_fused(&self, x: &Tensor, mask: &AttnMask, rotary: Option<&Rotary>) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (nh, nkv, d) = (self.cfg.num_heads, self.cfg.num_kv_heads, self.cfg.head_dim());
+        let q = self.q_proj.forward(x, false)?;
+        let k = self.k_proj.forward(x, false)?;
+        let v = self.v_proj.forward(x, false)?;
+        let (_, mq, mk) = mask.bias.dims3()?;
+        if (mq, mk) != (t, t) {
+            return Err(Error::Internal(format!("attention mask [{mq}, {mk}] for {t} positions")));
+        }
+        if let Some(r) = rotary {
+            fused::rotary_in_place(&q, nh, d, r.cos(), r.sin(), 0)?;
+            fused::rotary_in_place(&k, nkv, d, r.cos(), r.sin(), 0)?;
+        }
+        let heads = |y: &Tensor, n: usize| -> Result<Tensor> { Ok(y.reshape((b, t, n, d))?.transpose(1, 2)?) };
+        let o = fused::attention(&heads(&q, nh)?, &heads(&k, nkv)?, &heads(&v, nkv)?, 1.0 / (d as f64).sqrt(), &[mask.offset], mask.lengths.as_deref(), true)?;
+        self.out_proj.forward(&o, false)
     }
 
     /// Inference entry point for the bindings: `data` is `x: [B,T,H]` row-major f32 with

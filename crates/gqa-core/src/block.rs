@@ -104,11 +104,10 @@ impl GqaBlock {
     /// Backend errors.
     pub fn ffn_residual(&self, h: &Tensor, dropout: Option<&mut Dropout>, track: bool) -> Result<Tensor> {
         let f = self.ffn_norm.forward(h, track)?;
-        let f = self.ffn_up.forward(&f, track)?.gelu_erf()?;
-        let mut f = self.ffn_down.forward(&f, track)?;
-        if let Some(d) = dropout {
-            f = d.apply(&f)?;
+        let f = self.ffn_up.forward_gelu(&f, track)?;
+        match dropout {
+            Some(d) => Ok((h + d.apply(&self.ffn_down.forward(&f, track)?)?)?),
+            None => self.ffn_down.forward_residual(&f, h, track),
         }
-        Ok((h + f)?)
     }
 }

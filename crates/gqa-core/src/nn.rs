@@ -8,6 +8,7 @@ use candle_core::{DType, Device, Tensor, Var, D};
 
 use crate::error::Result;
 use crate::init::glorot_uniform;
+use crate::kernels::fused;
 
 /// The tensor of a `Var`, attached to the graph (`track`) or detached.
 pub(crate) fn value(v: &Var, track: bool) -> Tensor {
@@ -47,12 +48,39 @@ impl Linear {
     pub fn forward(&self, x: &Tensor, track: bool) -> Result<Tensor> {
         let w = value(&self.weight, track);
         let b = value(&self.bias, track);
+        if !track && fused::fused_ok(x) {
+            return fused::linear(x, &w, &b, None, false);
+        }
         let (out, inp) = w.dims2()?;
         let mut dims = x.dims().to_vec();
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let y = x.reshape((rows, inp))?.matmul(&w.t()?)?.broadcast_add(&b)?;
         *dims.last_mut().expect("rank >= 1") = out;
         Ok(y.reshape(dims)?)
+    }
+
+    /// `GELU(x W^T + b)` with the exact GELU `x * 0.5 * (1 + erf(x / sqrt(2)))`: candle's
+    /// `gelu_erf` when `track`, else (CPU, f32) one fused bias + GELU pass after the matmul.
+    ///
+    /// # Errors
+    /// As [`Linear::forward`].
+    pub fn forward_gelu(&self, x: &Tensor, track: bool) -> Result<Tensor> {
+        if !track && fused::fused_ok(x) {
+            return fused::linear(x, &value(&self.weight, false), &value(&self.bias, false), None, true);
+        }
+        Ok(self.forward(x, track)?.gelu_erf()?)
+    }
+
+    /// `residual + (x W^T + b)` (`residual: [..., out]`): the bias and the residual add are one
+    /// in-place pass after the matmul when not tracking (CPU, f32).
+    ///
+    /// # Errors
+    /// As [`Linear::forward`]; shape mismatch of `residual`.
+    pub fn forward_residual(&self, x: &Tensor, residual: &Tensor, track: bool) -> Result<Tensor> {
+        if !track && fused::fused_ok(x) {
+            return fused::linear(x, &value(&self.weight, false), &value(&self.bias, false), Some(residual), false);
+        }
+        Ok((residual + self.forward(x, track)?)?)
     }
 }
 
@@ -85,6 +113,9 @@ impl LayerNorm {
     pub fn forward(&self, x: &Tensor, track: bool) -> Result<Tensor> {
         let g = value(&self.weight, track);
         let b = value(&self.bias, track);
+        if !track && fused::fused_ok(x) {
+            return fused::layer_norm(x, &g, &b, LAYER_NORM_EPS);
+        }
         let mean = x.mean_keepdim(D::Minus1)?;
         let xc = x.broadcast_sub(&mean)?;
         let var = xc.sqr()?.mean_keepdim(D::Minus1)?;

@@ -253,7 +253,10 @@ fn dropout_is_seeded_inverted_and_inactive_at_inference() {
     let xt = Tensor::from_vec(pseudo(2 * 4 * 6, 1), (2, 4, 6), &Device::Cpu).unwrap();
     let inf = model.forward(&xt, None).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let t0 = model.forward_t(&xt, None, None).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    assert_eq!(inf, t0);
+    // Inference runs the fused CPU kernels, training the differentiable candle ops: equal to
+    // f32 rounding (kernels.rs checks the kernels themselves).
+    let worst = inf.iter().zip(&t0).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(worst <= 1e-5, "forward vs forward_t(None): max abs diff {worst}");
     let mut d = Dropout::new(0.5, 1).unwrap();
     let td = model.forward_t(&xt, None, Some(&mut d)).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert!(td.iter().zip(&inf).any(|(a, b)| (a - b).abs() > 1e-3));

@@ -205,7 +205,11 @@ fn dropout_eval_is_deterministic_train_changes_outputs_and_keeps_expectation() {
     let lengths = vec![12, 8, 5, 12];
     let eval1 = vec_f32(&task.model.forward(&x, Some(&lengths)).unwrap());
     let eval2 = vec_f32(&task.model.forward_t(&x, Some(&lengths), None).unwrap());
-    assert_eq!(eval1, eval2, "eval mode is deterministic and equals the inference forward");
+    assert_eq!(eval1, vec_f32(&task.model.forward(&x, Some(&lengths)).unwrap()), "eval mode is deterministic");
+    // forward runs the fused CPU kernels, forward_t the differentiable candle ops: equal to
+    // f32 rounding.
+    let worst = eval1.iter().zip(&eval2).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(worst <= 1e-5, "eval forward_t equals the inference forward: max abs diff {worst}");
     let mut d = Dropout::new(0.3, 5).unwrap();
     let train = vec_f32(&task.model.forward_t(&x, Some(&lengths), Some(&mut d)).unwrap());
     assert!(rel_err(&train, &eval1) > 1e-3, "train mode with p=0.3 changes outputs");

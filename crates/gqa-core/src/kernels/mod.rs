@@ -1,4 +1,39 @@
-//! Attention kernels behind one small interface, so faster ones (fused CPU, CUDA) can be added
-//! and checked against [`reference`].
+//! Attention and layer kernels behind one small interface, so faster ones (fused CPU, CUDA) can
+//! be added and checked against [`reference`].
+//!
+//! - [`reference`]: differentiable candle ops (training, every device).
+//! - [`cpu`]: fused f32 slice kernels (inference on the CPU; also compiled for wasm32).
+//! - [`fused`]: candle-level wrappers of [`cpu`] used by the inference path.
+//!
+//! The inference path uses the fused kernels unless [`reference_kernels`] is true: set the
+//! environment variable `GQA_REFERENCE_KERNELS=1` (read once) or call
+//! [`set_reference_kernels`] (benchmarks and equivalence tests compare the two).
 
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::OnceLock;
+
+pub mod cpu;
+pub mod fused;
 pub mod reference;
+
+/// 0 = follow the environment, 1 = reference forced, 2 = fused forced.
+static FORCE: AtomicU8 = AtomicU8::new(0);
+
+/// Forces the reference (`true`) or fused (`false`) inference kernels for the whole process,
+/// overriding `GQA_REFERENCE_KERNELS`.
+pub fn set_reference_kernels(on: bool) {
+    FORCE.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+/// Whether the inference path uses the reference candle ops instead of the fused kernels:
+/// [`set_reference_kernels`] if called, else `GQA_REFERENCE_KERNELS` is `1` or `true`.
+pub fn reference_kernels() -> bool {
+    match FORCE.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            static ENV: OnceLock<bool> = OnceLock::new();
+            *ENV.get_or_init(|| std::env::var("GQA_REFERENCE_KERNELS").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")))
+        }
+    }
+}
