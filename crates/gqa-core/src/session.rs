@@ -8,11 +8,13 @@
 //! - rotary positions continue from each row's cache length (per-row offsets);
 //! - new position `i` of row `b` attends to the cached keys `0..len_b` and the new keys
 //!   `len_b..=len_b+i` (the causal mask of the full sequence, aligned to the cache);
-//! - cache slots at or beyond a row's length are never read: attention multiplies with views
-//!   narrowed to the used length (when rows differ in length, each row is attended separately
-//!   over its own length), so stale or NaN values there cannot reach an output (a `-inf`
-//!   score times a NaN value would still give NaN in a matmul, hence no masking of unused
-//!   slots is relied on).
+//! - cache slots at or beyond a row's length are never read, so stale or NaN values there
+//!   cannot reach an output (a `-inf` score times a NaN value would still give NaN in a
+//!   matmul, hence no masking of unused slots is relied on). On the CPU (f32) the fused
+//!   kernel ([`crate::kernels::fused::attention`]) takes per-row query offsets and key lengths
+//!   and stops at each row's length; otherwise (other devices, `GQA_REFERENCE_KERNELS=1`)
+//!   candle ops multiply with views narrowed to the used length (when rows differ in length,
+//!   each row is attended separately over its own length).
 //!
 //! After each push the outputs equal [`GqaModel::forward`] over the prefix pushed so far
 //! (within float rounding: the cached path multiplies smaller matrices than the full pass).
@@ -27,6 +29,7 @@ use candle_core::{DType, Device, Tensor, D};
 use crate::config::{GqaConfig, OutputMode};
 use crate::error::{check_f32_buffer, Error, Result};
 use crate::input::zero_padded;
+use crate::kernels::fused;
 use crate::model::GqaModel;
 use crate::rope::Rotary;
 
@@ -319,12 +322,16 @@ impl Session {
             }
             None => None,
         };
+        let lmax = totals.iter().copied().max().unwrap_or(0);
+        // CPU f32: the fused kernel reads the narrowed cache views through strides, with per-row
+        // query offsets and key lengths, and never reads a key at or beyond a row's length.
+        let use_fused = fused::fused_ok(&h);
         let equal = totals.iter().all(|&l| l == totals[0]);
         let scale = 1.0 / (cfg.head_dim() as f64).sqrt();
-        // Masks do not depend on the layer: build them once.
-        let batch_mask = if equal { causal_bias(&self.lengths, ns, totals, t, &self.device)? } else { None };
+        // Masks (candle-ops path) do not depend on the layer: build them once.
+        let batch_mask = if equal && !use_fused { causal_bias(&self.lengths, ns, totals, t, &self.device)? } else { None };
         let mut row_masks = Vec::new();
-        if !equal {
+        if !equal && !use_fused {
             for row in 0..b {
                 row_masks.push(causal_bias(&self.lengths[row..=row], &ns[row..=row], &totals[row..=row], t, &self.device)?);
             }
@@ -345,7 +352,11 @@ impl Session {
                     cache.narrow(0, row, 1)?.slice_set(&s, 2, self.lengths[row])?;
                 }
             }
-            let o = if equal {
+            let o = if use_fused {
+                let kc = self.k[layer].narrow(2, 0, lmax)?;
+                let vc = self.v[layer].narrow(2, 0, lmax)?;
+                fused::attention(&q, &kc, &vc, scale, &self.lengths, Some(totals), true)?
+            } else if equal {
                 let l = totals[0];
                 let kc = self.k[layer].narrow(2, 0, l)?;
                 let vc = self.v[layer].narrow(2, 0, l)?;

@@ -1,6 +1,7 @@
 //! KV-cache sessions (SPEC section 4): chunked pushes equal the full forward over the prefix,
 //! per-row lengths, unused slots never read, cache size formula, CacheFull, input errors.
 
+use gqa_core::kernels::set_reference_kernels;
 use gqa_core::{Error, GqaConfig, GqaModel, OutputMode, Session};
 
 const TOL: f32 = 1e-5;
@@ -94,8 +95,23 @@ fn patterns() -> Vec<(&'static str, Vec<usize>)> {
     vec![("1+1+...", vec![1; 64]), ("3+2+1+...", cyc), ("7+57", vec![7, 57]), ("64", vec![64])]
 }
 
+/// Both attention paths of a session: the fused CPU kernel (default) and the candle ops
+/// (`GQA_REFERENCE_KERNELS=1`, other devices). The switch is process-wide; every test in this
+/// file is valid on either path.
+fn on_both_kernel_paths(f: impl Fn(&str)) {
+    for reference in [false, true] {
+        set_reference_kernels(reference);
+        f(if reference { "reference kernels" } else { "fused kernels" });
+    }
+    set_reference_kernels(false);
+}
+
 #[test]
 fn chunked_pushes_equal_full_forward_over_prefix() {
+    on_both_kernel_paths(chunked_pushes);
+}
+
+fn chunked_pushes(path: &str) {
     let (b, t) = (2, 64);
     let mut worst = 0f32;
     for rot in [Rot::None, Rot::Rope, Rot::Yarn] {
@@ -130,19 +146,19 @@ fn chunked_pushes_equal_full_forward_over_prefix() {
                                 assert_eq!(dims, vec![b, h]);
                                 max_abs(&y, &refs[end])
                             };
-                            assert!(err <= TOL, "{rot:?} {nh}/{nkv} {mode:?} pattern {name} all_positions={all_positions} push {start}..{end}: max abs {err}");
+                            assert!(err <= TOL, "{path}: {rot:?} {nh}/{nkv} {mode:?} pattern {name} all_positions={all_positions} push {start}..{end}: max abs {err}");
                             case_worst = case_worst.max(err);
                             start = end;
                         }
                         assert_eq!(s.lengths(), &[t, t]);
                     }
                 }
-                println!("{rot:?} {nh}/{nkv} {mode:?}: max abs {case_worst:.3e}");
+                println!("{path}: {rot:?} {nh}/{nkv} {mode:?}: max abs {case_worst:.3e}");
                 worst = worst.max(case_worst);
             }
         }
     }
-    println!("chunked vs full forward, worst max abs over all cases: {worst:.3e}");
+    println!("{path}: chunked vs full forward, worst max abs over all cases: {worst:.3e}");
 }
 
 /// Rows of different lengths (0 new positions allowed) in one batched session, unused slots
@@ -150,6 +166,10 @@ fn chunked_pushes_equal_full_forward_over_prefix() {
 /// that row alone over its own prefix.
 #[test]
 fn batched_rows_with_different_lengths_equal_each_row_alone() {
+    on_both_kernel_paths(batched_rows);
+}
+
+fn batched_rows(path: &str) {
     let schedule: [[usize; 3]; 6] = [[5, 2, 0], [3, 5, 1], [5, 0, 4], [2, 3, 2], [5, 3, 0], [0, 0, 5]];
     let totals = [20usize, 13, 12];
     let (b, t, e) = (3, 5, 6);
@@ -182,7 +202,7 @@ fn batched_rows_with_different_lengths_equal_each_row_alone() {
                                 if i < ns[r] {
                                     let want = expected_position(mode, &refs[r], 0, lens[r] + i, h);
                                     let err = max_abs(got, &want);
-                                    assert!(err <= TOL, "{rot:?} {mode:?} row {r} pos {}: {err}", lens[r] + i);
+                                    assert!(err <= TOL, "{path}: {rot:?} {mode:?} row {r} pos {}: {err}", lens[r] + i);
                                     worst = worst.max(err);
                                 } else {
                                     assert!(got.iter().all(|&v| v == 0.0), "ignored position not zero");
@@ -195,7 +215,7 @@ fn batched_rows_with_different_lengths_equal_each_row_alone() {
                                 assert!(got.iter().all(|&v| v == 0.0), "empty row not zero");
                             } else {
                                 let err = max_abs(got, &refs[r][total]);
-                                assert!(err <= TOL, "{rot:?} {mode:?} row {r} len {total}: {err}");
+                                assert!(err <= TOL, "{path}: {rot:?} {mode:?} row {r} len {total}: {err}");
                                 worst = worst.max(err);
                             }
                         }
@@ -207,7 +227,7 @@ fn batched_rows_with_different_lengths_equal_each_row_alone() {
             }
         }
     }
-    println!("batched rows of different lengths vs each row alone: max abs {worst:.3e}");
+    println!("{path}: batched rows of different lengths vs each row alone: max abs {worst:.3e}");
 }
 
 #[test]
