@@ -343,13 +343,13 @@ impl Session {
                 Some((cos, sin)) => (rotate(&q, cos, sin)?, rotate(&k, cos, sin)?),
                 None => (q, k),
             };
-            for row in 0..b {
-                if ns[row] == 0 {
+            for (row, (&n, &len)) in ns.iter().zip(&self.lengths).enumerate() {
+                if n == 0 {
                     continue;
                 }
                 for (src, cache) in [(&k, &self.k[layer]), (&v, &self.v[layer])] {
-                    let s = src.narrow(0, row, 1)?.narrow(2, 0, ns[row])?.contiguous()?;
-                    cache.narrow(0, row, 1)?.slice_set(&s, 2, self.lengths[row])?;
+                    let s = src.narrow(0, row, 1)?.narrow(2, 0, n)?.contiguous()?;
+                    cache.narrow(0, row, 1)?.slice_set(&s, 2, len)?;
                 }
             }
             let o = if use_fused {
