@@ -48,6 +48,33 @@ export interface ModelHandle {
   weightsDigest(): string;
   /** Frees the backend memory (idempotent). */
   free(): void;
+  /** Models only: head outputs `[B, K]` (class probabilities or regression values). */
+  predict?(data: Float32Array, dims: number[], lengths?: number[]): RawTensor;
+  /** Models only: same, off the main thread on native. */
+  predictAsync?(data: Float32Array, dims: number[], lengths?: number[]): Promise<RawTensor>;
+  /** Models only: the head's options JSON, or null without a head. */
+  headConfig?(): string | null;
+  /** Models only: starts a training run (see {@link TrainerHandle}); exactly one of `classes`/`targets`. */
+  createTrainer?(x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, fitOptionsJson: string): TrainerHandle;
+  /** Models only: `EvalReport` JSON (`{loss, accuracy, predictions, count}`), off the main thread on native. */
+  evaluateAsync?(x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, batchSize: number): Promise<string>;
+}
+
+/**
+ * One training run in native or wasm memory (the core's `Trainer`). `stepAsync` runs a step on
+ * the libuv thread pool (native) or yields to the event loop and then steps synchronously (wasm).
+ */
+export interface TrainerHandle {
+  /** Next optimisation step; the core's `StepReport` as JSON. */
+  stepAsync(): Promise<string>;
+  /** Steps per epoch, `ceil(N / batchSize)`. */
+  readonly stepsPerEpoch: number;
+  /** Steps of the whole run. */
+  readonly totalSteps: number;
+  /** Whether every step has been taken. */
+  readonly done: boolean;
+  /** Frees the trainer's memory (optimiser state, data copy); idempotent. */
+  free(): void;
 }
 
 /** The surface both bindings provide to the TypeScript layer. */
@@ -64,8 +91,8 @@ export interface Binding {
   recommendedDefaults(): string;
   /** The binding crate's version. */
   version(): string;
-  /** Builds a model from options JSON (undefined while the core has no model). */
-  buildModel?(json: string): ModelHandle;
+  /** Builds a model from options JSON and an optional head JSON (undefined while the core has no model). */
+  buildModel?(json: string, headJson?: string): ModelHandle;
   /** Loads a model from safetensors bytes and `LoadOptions` JSON. */
   loadModel?(bytes: Uint8Array, optionsJson: string): ModelHandle;
   /** Builds a standalone attention layer from its options JSON. */
@@ -241,7 +268,31 @@ function toU32(xs: readonly number[] | undefined): Uint32Array | undefined {
 function adaptNative(raw: any): Binding {
   const wrap = (h: any): ModelHandle => {
     let freed = false;
+    const out = (o: any): RawTensor => ({ data: o.data, dims: Array.from(o.dims as ArrayLike<number>) });
     return {
+      ...(typeof h.predict === "function" && {
+        predict: (data: Float32Array, dims: number[], lengths?: number[]) => out(h.predict(data, toU32(dims), toU32(lengths))),
+        predictAsync: async (data: Float32Array, dims: number[], lengths?: number[]) => out(await h.predictAsync(data, toU32(dims), toU32(lengths))),
+        headConfig: () => h.headConfig() ?? null,
+        createTrainer: (x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, json: string): TrainerHandle => {
+          const t = new raw.Trainer(h, x, toU32(dims), lengths, classes, targets, json);
+          return {
+            stepAsync: () => t.stepAsync(),
+            get stepsPerEpoch() {
+              return t.stepsPerEpoch;
+            },
+            get totalSteps() {
+              return t.totalSteps;
+            },
+            get done() {
+              return t.done;
+            },
+            free: () => {},
+          };
+        },
+        evaluateAsync: (x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, batchSize: number) =>
+          h.evaluateAsync(x, toU32(dims), lengths, classes, targets, batchSize),
+      }),
       forward: (data, dims, lengths) => {
         const out = h.forward(data, toU32(dims), toU32(lengths));
         return { data: out.data, dims: Array.from(out.dims as ArrayLike<number>) };
@@ -271,7 +322,7 @@ function adaptNative(raw: any): Binding {
     version: () => raw.version(),
   };
   if (raw.Model) {
-    b.buildModel = (j) => wrap(raw.Model.build(j));
+    b.buildModel = (j, head) => wrap(raw.Model.build(j, head));
     b.loadModel = (bytes, o) => wrap(raw.Model.load(bytes, o));
   }
   if (raw.Attention) {
@@ -293,7 +344,48 @@ function adaptWasm(glue: any): Binding {
         out.free();
       }
     };
+    const predict = (data: Float32Array, dims: number[], lengths?: number[]): RawTensor => {
+      const out = h.predict(data, toU32(dims), toU32(lengths));
+      try {
+        return { data: out.takeData(), dims: Array.from(out.dims() as ArrayLike<number>) };
+      } finally {
+        out.free();
+      }
+    };
     return {
+      ...(typeof h.predict === "function" && {
+        predict,
+        predictAsync: async (data: Float32Array, dims: number[], lengths?: number[]) => predict(data, dims, lengths),
+        headConfig: () => h.headConfig() ?? null,
+        createTrainer: (x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, json: string): TrainerHandle => {
+          const t = new glue.Trainer(h, x, toU32(dims), lengths, classes, targets, json);
+          let tFreed = false;
+          return {
+            // Yield to the event loop first so timers, I/O and UI updates run between steps.
+            stepAsync: async () => {
+              await new Promise((r) => setTimeout(r, 0));
+              return t.step() as string;
+            },
+            get stepsPerEpoch() {
+              return t.stepsPerEpoch;
+            },
+            get totalSteps() {
+              return t.totalSteps;
+            },
+            get done() {
+              return t.done;
+            },
+            free: () => {
+              if (!tFreed) {
+                tFreed = true;
+                t.free();
+              }
+            },
+          };
+        },
+        evaluateAsync: async (x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, batchSize: number) =>
+          h.evaluate(x, toU32(dims), lengths, classes, targets, batchSize) as string,
+      }),
       forward,
       forwardAsync: async (data, dims, lengths) => forward(data, dims, lengths),
       save: () => h.save(),
@@ -317,7 +409,7 @@ function adaptWasm(glue: any): Binding {
     version: () => glue.version(),
   };
   if (glue.Model) {
-    b.buildModel = (j) => wrap(glue.Model.build(j));
+    b.buildModel = (j, head) => wrap(glue.Model.build(j, head));
     b.loadModel = (bytes, o) => wrap(glue.Model.load(bytes, o));
   }
   if (glue.Attention) {

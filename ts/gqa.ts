@@ -6,6 +6,7 @@
 import { type BackendChoice, type BackendName, type Binding, detectEnvironment, loadBackend, type LoadedBackend } from "./backend.js";
 import { callBinding, GqaError } from "./errors.js";
 import { GqaAttention, Model } from "./model.js";
+import type { HeadOptions } from "./train.js";
 
 /** Output mode: `[B, H]` last (unpadded) position, `[B, T, H]` every position, or `[B, H]` mean. */
 export type OutputMode = "last_timestep" | "all" | "mean_pool";
@@ -41,6 +42,12 @@ export interface GqaOptions {
   outputMode?: OutputMode;
   /** Initialisation seed, default 0: same seed, bitwise the same weights on every backend. */
   seed?: number;
+}
+
+/** Options of {@link GQA.build}: model options plus an optional task head for `fit`/`evaluate`/`predict`. */
+export interface BuildOptions extends GqaOptions {
+  /** Classification (`{type: "classification", numClasses, classWeights?}`) or regression (`{type: "regression", outDim, loss?, huberDelta?}`) head. */
+  head?: HeadOptions;
 }
 
 /** Every model option with its value (what `model.config` returns). */
@@ -207,12 +214,19 @@ export const GQA = {
     return JSON.parse(callBinding(() => b.recommendedDefaults())) as RecommendedDefaults;
   },
 
-  /** Builds a model with weights initialised from `opts.seed` (initialises the backend if needed). */
-  async build(opts: GqaOptions): Promise<Model> {
+  /**
+   * Builds a model with weights initialised from `opts.seed` (initialises the backend if needed);
+   * `opts.head` attaches a classification or regression head (its weights continue the seed's
+   * stream). @throws GqaError `INVALID_OPTION` (model or head option), `OUT_OF_MEMORY`
+   */
+  async build(opts: BuildOptions): Promise<Model> {
     const be = await ensure();
-    const json = optionsJson(opts);
+    optionsJson(opts);
+    const { head, ...model } = opts;
+    const json = optionsJson(model);
+    const headJson = head === undefined ? undefined : JSON.stringify(head);
     const f = need(be.binding, "buildModel");
-    return new Model(be.name, callBinding(() => f(json)));
+    return new Model(be.name, callBinding(() => f(json, headJson)));
   },
 
   /** Builds a standalone GQA attention layer. */

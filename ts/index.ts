@@ -3,10 +3,11 @@
  * Public exports only.
  */
 export { GQA } from "./gqa.js";
-export type { AttentionConfig, AttentionOptions, GqaOptions, InitOptions, LoadOptions, ModelConfig, OutputMode, RecommendedDefaults } from "./gqa.js";
+export type { AttentionConfig, AttentionOptions, BuildOptions, GqaOptions, InitOptions, LoadOptions, ModelConfig, OutputMode, RecommendedDefaults } from "./gqa.js";
 export { GqaAttention, Model } from "./model.js";
 export type { ForwardOptions } from "./model.js";
 export { Tensor } from "./tensor.js";
+export type { ClassificationHead, EpochSummary, EvalResult, EvaluateOptions, FitHistory, FitOptions, HeadOptions, RegressionHead, StepReport, TrainingData } from "./train.js";
 export { GqaError } from "./errors.js";
 export type { CoreErrorCode, GqaErrorCode, TsErrorCode } from "./errors.js";
 export type { BackendChoice, BackendName as Backend, BackendName, Environment } from "./backend.js";

@@ -6,6 +6,7 @@ import type { BackendName, ModelHandle, RawTensor } from "./backend.js";
 import { callBinding, callBindingAsync, GqaError } from "./errors.js";
 import type { AttentionConfig, ModelConfig } from "./gqa.js";
 import { Tensor } from "./tensor.js";
+import { evaluateModel, fitModel, headOf, predictModel, type EvalResult, type EvaluateOptions, type FitHistory, type FitOptions, type HeadOptions, type TrainingData } from "./train.js";
 
 /** Options of a forward pass. */
 export interface ForwardOptions {
@@ -124,8 +125,57 @@ abstract class Layer<Options> {
   }
 }
 
-/** The GQA transformer model (SPEC section 2). Create with `GQA.build` or `GQA.load`. */
-export class Model extends Layer<ModelConfig> {}
+/**
+ * The GQA transformer model (SPEC section 2), optionally with a task head (classification or
+ * regression) for `fit`, `evaluate` and `predict`. Create with `GQA.build` or `GQA.load`.
+ */
+export class Model extends Layer<ModelConfig> {
+  /** The task head's options (`GQA.build({..., head})` or the file's `gqa_head` metadata), or null. */
+  get head(): HeadOptions | null {
+    return headOf(this.handle);
+  }
+
+  /** Whether the model has a task head. */
+  get hasHead(): boolean {
+    return this.head !== null;
+  }
+
+  /**
+   * Trains the model and its head in place (AdamW, warmup + cosine schedule, global-norm
+   * clipping, dropout in train mode; see {@link FitOptions}). Native: each step runs off the
+   * main thread; wasm: the loop yields to the event loop between steps. Same `seed` on the same
+   * backend: the same loss curve.
+   *
+   * Shapes: `data.x: [N, T, E]`, `data.labels: [N]` class indices or `[N, K]` targets.
+   * @returns per-epoch mean loss, accuracy, optional validation figures, seconds; step count
+   * @throws GqaError `INVALID_OPTION` (no head, bad fit option), `INVALID_INPUT` (sizes, lengths,
+   *   labels out of range or of the wrong kind), `INTERNAL` (loss became non-finite), `DISPOSED`
+   */
+  async fit(data: TrainingData, options: FitOptions = {}): Promise<FitHistory> {
+    return fitModel(this.handle, this.backend, data, options);
+  }
+
+  /**
+   * Loss, accuracy and predicted classes in eval mode (no dropout).
+   * @throws GqaError `INVALID_OPTION` (no head, batchSize), `INVALID_INPUT`, `DISPOSED`
+   */
+  async evaluate(data: TrainingData, options: EvaluateOptions = {}): Promise<EvalResult> {
+    return evaluateModel(this.handle, this.backend, data, options);
+  }
+
+  /**
+   * Head outputs for a batch `[B, T, E]`: class PROBABILITIES `[B, C]` (softmax of the logits;
+   * rows sum to 1) for a classification head, values `[B, K]` for a regression head. Off the main
+   * thread on native. Do not modify `input` until the promise settles.
+   * @throws GqaError `INVALID_OPTION` (no head), `INVALID_INPUT`, `DISPOSED`
+   */
+  async predict(input: Float32Array, dims: number[], options: ForwardOptions = {}): Promise<Tensor> {
+    checkData(input);
+    checkDims(dims, "dims");
+    if (options.lengths !== undefined) checkDims(options.lengths, "lengths");
+    return predictModel(this.handle, this.backend, input, dims, options.lengths);
+  }
+}
 
 /** A standalone GQA attention layer (`q_proj`, `k_proj`, `v_proj`, `out_proj`). Create with `GQA.buildGqaAttention`. */
 export class GqaAttention extends Layer<AttentionConfig> {}

@@ -14,3 +14,4 @@ pub mod error;
 pub mod attention;
 pub mod model;
 pub mod tensor;
+pub mod train;

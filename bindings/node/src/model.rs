@@ -1,8 +1,10 @@
-//! The model (mirrors `gqa_core::model` + `gqa_core::weights`): build, load, forward (sync and
-//! off the main thread), save, config, digest.
+//! The model (mirrors `gqa_core::model` + `gqa_core::weights` + `gqa_core::train::TaskModel`):
+//! build (optionally with a task head), load, forward and predict (sync and off the main thread),
+//! save, config, digest. Training and evaluation live in [`crate::train`].
 
 use std::sync::Arc;
 
+use gqa_core::train::{HeadConfig, TaskModel};
 use gqa_core::{GqaConfig, GqaModel, LoadOptions};
 use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array, Uint8Array};
 use napi::{Env, Task};
@@ -17,31 +19,41 @@ pub(crate) fn load_options(json: &str) -> gqa_core::Result<LoadOptions> {
     serde_json::from_str(json).map_err(|e| gqa_core::Error::option("loadOptions", "{config?, strict?, prefix?}", e))
 }
 
-/// A GQA model in native memory. Shapes: input `[B,T,E]`, output `[B,H]` or `[B,T,H]` (`all`).
+/// A GQA model (a `gqa_core::train::TaskModel`: the backbone plus an optional classification or
+/// regression head) in native memory. Shapes: input `[B,T,E]`, output `[B,H]` or `[B,T,H]`
+/// (`all`); head output `[B,K]`.
 #[napi]
 pub struct Model {
-    inner: Option<Arc<GqaModel>>,
+    inner: Option<Arc<TaskModel>>,
 }
 
 impl Model {
-    fn get(&self) -> napi::Result<Arc<GqaModel>> {
+    /// The shared model, or `DISPOSED`.
+    pub(crate) fn get(&self) -> napi::Result<Arc<TaskModel>> {
         self.inner.clone().ok_or_else(|| napi::Error::from_reason("DISPOSED: the model was freed"))
     }
 }
 
 #[napi]
 impl Model {
-    /// Builds a model from options JSON (weights from `seed`). Errors: `INVALID_OPTION`, `OUT_OF_MEMORY`.
+    /// Builds a model from options JSON (weights from `seed`) and an optional head JSON
+    /// (`{"type":"classification","numClasses":C}` or `{"type":"regression","outDim":K,...}`).
+    /// Errors: `INVALID_OPTION`, `OUT_OF_MEMORY`.
     #[napi(factory)]
-    pub fn build(json: String) -> napi::Result<Model> {
-        guard(|| GqaModel::new(GqaConfig::from_json(&json)?)).map(|m| Model { inner: Some(Arc::new(m)) })
+    pub fn build(json: String, head_json: Option<String>) -> napi::Result<Model> {
+        guard(|| {
+            let head = head_json.as_deref().map(HeadConfig::from_json).transpose()?;
+            TaskModel::new(GqaConfig::from_json(&json)?, head)
+        })
+        .map(|m| Model { inner: Some(Arc::new(m)) })
     }
 
-    /// Loads a model from safetensors bytes and `LoadOptions` JSON. Errors: `MALFORMED_FILE`,
-    /// `MISSING_CONFIG`, `TENSOR_MISMATCH`, `MISSING_PARAMETER`, `UNEXPECTED_PARAMETER`, `NON_FINITE_WEIGHT`.
+    /// Loads a model (and its head, from `gqa_head` metadata) from safetensors bytes and
+    /// `LoadOptions` JSON. Errors: `MALFORMED_FILE`, `MISSING_CONFIG`, `TENSOR_MISMATCH`,
+    /// `MISSING_PARAMETER`, `UNEXPECTED_PARAMETER`, `NON_FINITE_WEIGHT`.
     #[napi(factory)]
     pub fn load(bytes: Uint8Array, options_json: String) -> napi::Result<Model> {
-        guard(|| GqaModel::from_safetensors(&bytes, &load_options(&options_json)?)).map(|m| Model { inner: Some(Arc::new(m)) })
+        guard(|| TaskModel::from_safetensors(&bytes, &load_options(&options_json)?)).map(|m| Model { inner: Some(Arc::new(m)) })
     }
 
     /// Forward pass on the calling thread. `dims = [B,T,E]`; `lengths` one per batch row.
@@ -49,7 +61,7 @@ impl Model {
     pub fn forward(&self, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<ForwardOutput> {
         let m = self.get()?;
         let (dims, lengths) = (to_usize(&dims), to_usize_opt(&lengths));
-        guard(|| m.forward_f32(&data, &dims, lengths.as_deref())).map(to_output)
+        guard(|| m.model.forward_f32(&data, &dims, lengths.as_deref())).map(to_output)
     }
 
     /// Forward pass on the libuv thread pool (same arguments and result as `forward`).
@@ -57,10 +69,39 @@ impl Model {
     #[napi(ts_return_type = "Promise<ForwardOutput>")]
     pub fn forward_async(&self, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<AsyncTask<ForwardTask>> {
         let m = self.get()?;
-        Ok(AsyncTask::new(ForwardTask { run: Box::new(move || m.forward_f32(&data, &to_usize(&dims), to_usize_opt(&lengths).as_deref())) }))
+        Ok(AsyncTask::new(ForwardTask { run: Box::new(move || m.model.forward_f32(&data, &to_usize(&dims), to_usize_opt(&lengths).as_deref())) }))
     }
 
-    /// The weights as safetensors bytes (canonical names, F32, `gqa_config` metadata).
+    /// Head outputs `[B,K]`: class probabilities (classification) or values (regression), on
+    /// the calling thread. `dims = [B,T,E]`. Errors: `INVALID_OPTION` (no head), `INVALID_INPUT`.
+    #[napi]
+    pub fn predict(&self, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<ForwardOutput> {
+        let m = self.get()?;
+        let (dims, lengths) = (to_usize(&dims), to_usize_opt(&lengths));
+        guard(|| m.predict_f32(&data, &dims, lengths.as_deref())).map(to_output)
+    }
+
+    /// `predict` on the libuv thread pool. Do not modify `data` until the promise settles.
+    #[napi(ts_return_type = "Promise<ForwardOutput>")]
+    pub fn predict_async(&self, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<AsyncTask<ForwardTask>> {
+        let m = self.get()?;
+        Ok(AsyncTask::new(ForwardTask { run: Box::new(move || m.predict_f32(&data, &to_usize(&dims), to_usize_opt(&lengths).as_deref())) }))
+    }
+
+    /// Whether the model has a task head.
+    #[napi]
+    pub fn has_head(&self) -> napi::Result<bool> {
+        Ok(self.get()?.head.is_some())
+    }
+
+    /// The head's options as JSON (what `gqa_head` metadata holds), or `null` without a head.
+    #[napi]
+    pub fn head_config(&self) -> napi::Result<Option<String>> {
+        Ok(self.get()?.head.as_ref().map(|h| h.cfg.to_json()))
+    }
+
+    /// The weights as safetensors bytes (canonical names, F32, `gqa_config` metadata; with a
+    /// head also `head.weight`, `head.bias` and `gqa_head` metadata).
     #[napi]
     pub fn save(&self) -> napi::Result<Uint8Array> {
         let m = self.get()?;
@@ -70,20 +111,20 @@ impl Model {
     /// Every option as JSON (TypeScript names).
     #[napi]
     pub fn config(&self) -> napi::Result<String> {
-        Ok(self.get()?.config().to_json())
+        Ok(self.get()?.model.config().to_json())
     }
 
-    /// Exact parameter count.
+    /// Exact parameter count, the head's included.
     #[napi]
     pub fn param_count(&self) -> napi::Result<f64> {
-        Ok(self.get()?.params().total_elements() as f64)
+        Ok(self.get()?.vars().iter().map(|(_, v)| v.elem_count()).sum::<usize>() as f64)
     }
 
-    /// FNV-1a 64-bit digest of every weight (16 hex digits).
+    /// FNV-1a 64-bit digest of every backbone weight (16 hex digits; the head is not included).
     #[napi]
     pub fn weights_digest(&self) -> napi::Result<String> {
         let m = self.get()?;
-        guard(|| m.weights_digest()).map(|d| format!("{d:016x}"))
+        guard(|| m.model.weights_digest()).map(|d| format!("{d:016x}"))
     }
 
     /// Drops this handle's reference to the weights (running async forwards keep theirs).
@@ -116,5 +157,6 @@ impl Task for ForwardTask {
 fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<GqaModel>();
+    is::<TaskModel>();
     let _ = to_napi;
 }

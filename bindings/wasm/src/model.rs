@@ -1,7 +1,12 @@
-//! The model (mirrors `gqa_core::model` + `gqa_core::weights`): build, load, forward, save,
-//! config, digest. Shapes: input `[B,T,E]`, output `[B,H]` or `[B,T,H]` (`all`).
+//! The model (mirrors `gqa_core::model` + `gqa_core::weights` + `gqa_core::train::TaskModel`):
+//! build (optionally with a task head), load, forward, predict, save, config, digest. Shapes:
+//! input `[B,T,E]`, output `[B,H]` or `[B,T,H]` (`all`), head output `[B,K]`. Training and
+//! evaluation live in [`crate::train`].
 
-use gqa_core::{GqaConfig, GqaModel, LoadOptions};
+use std::rc::Rc;
+
+use gqa_core::train::{HeadConfig, TaskModel};
+use gqa_core::{GqaConfig, LoadOptions};
 use wasm_bindgen::prelude::*;
 
 use crate::error::{wrap, JsResult};
@@ -13,49 +18,77 @@ pub(crate) fn load_options(json: &str) -> gqa_core::Result<LoadOptions> {
     serde_json::from_str(json).map_err(|e| gqa_core::Error::option("loadOptions", "{config?, strict?, prefix?}", e))
 }
 
-/// A GQA model in wasm memory (call `free()` to release it).
+/// A GQA model (backbone plus optional head: a `gqa_core::train::TaskModel`) in wasm memory
+/// (call `free()` to release it; a `Trainer` keeps its own reference).
 #[wasm_bindgen]
 pub struct Model {
-    inner: GqaModel,
+    pub(crate) inner: Rc<TaskModel>,
 }
 
 #[wasm_bindgen]
 impl Model {
-    /// Builds a model from options JSON (weights from `seed`). Errors: `INVALID_OPTION`, `OUT_OF_MEMORY`.
-    pub fn build(json: &str) -> JsResult<Model> {
-        wrap(GqaConfig::from_json(json).and_then(GqaModel::new)).map(|inner| Model { inner })
+    /// Builds a model from options JSON (weights from `seed`) and an optional head JSON
+    /// (`{"type":"classification","numClasses":C}` or `{"type":"regression","outDim":K,...}`).
+    /// Errors: `INVALID_OPTION`, `OUT_OF_MEMORY`.
+    pub fn build(json: &str, head_json: Option<String>) -> JsResult<Model> {
+        let r = (|| {
+            let head = head_json.as_deref().map(HeadConfig::from_json).transpose()?;
+            TaskModel::new(GqaConfig::from_json(json)?, head)
+        })();
+        wrap(r).map(|m| Model { inner: Rc::new(m) })
     }
 
-    /// Loads a model from safetensors bytes and `LoadOptions` JSON.
+    /// Loads a model (and its head, from `gqa_head` metadata) from safetensors bytes and
+    /// `LoadOptions` JSON.
     pub fn load(bytes: &[u8], options_json: &str) -> JsResult<Model> {
-        wrap(load_options(options_json).and_then(|o| GqaModel::from_safetensors(bytes, &o))).map(|inner| Model { inner })
+        wrap(load_options(options_json).and_then(|o| TaskModel::from_safetensors(bytes, &o))).map(|m| Model { inner: Rc::new(m) })
     }
 
     /// Forward pass. `dims = [B,T,E]`; `lengths` one per batch row.
     pub fn forward(&self, data: &[f32], dims: &[u32], lengths: Option<Vec<u32>>) -> JsResult<ForwardOutput> {
         let lengths = lengths.map(|l| to_usize(&l));
-        wrap(self.inner.forward_f32(data, &to_usize(dims), lengths.as_deref())).map(to_output)
+        wrap(self.inner.model.forward_f32(data, &to_usize(dims), lengths.as_deref())).map(to_output)
     }
 
-    /// The weights as safetensors bytes (canonical names, F32, `gqa_config` metadata).
+    /// Head outputs `[B,K]`: class probabilities (classification) or values (regression).
+    /// `dims = [B,T,E]`. Errors: `INVALID_OPTION` (no head), `INVALID_INPUT`.
+    pub fn predict(&self, data: &[f32], dims: &[u32], lengths: Option<Vec<u32>>) -> JsResult<ForwardOutput> {
+        let lengths = lengths.map(|l| to_usize(&l));
+        wrap(self.inner.predict_f32(data, &to_usize(dims), lengths.as_deref())).map(to_output)
+    }
+
+    /// Whether the model has a task head.
+    #[wasm_bindgen(js_name = hasHead)]
+    pub fn has_head(&self) -> bool {
+        self.inner.head.is_some()
+    }
+
+    /// The head's options as JSON (what `gqa_head` metadata holds), or `undefined` without a head.
+    #[wasm_bindgen(js_name = headConfig)]
+    pub fn head_config(&self) -> Option<String> {
+        self.inner.head.as_ref().map(|h| h.cfg.to_json())
+    }
+
+    /// The weights as safetensors bytes (canonical names, F32, `gqa_config` metadata; with a
+    /// head also `head.weight`, `head.bias` and `gqa_head` metadata).
     pub fn save(&self) -> JsResult<Vec<u8>> {
         wrap(self.inner.to_safetensors())
     }
 
     /// Every option as JSON (TypeScript names).
     pub fn config(&self) -> String {
-        self.inner.config().to_json()
+        self.inner.model.config().to_json()
     }
 
-    /// Exact parameter count.
+    /// Exact parameter count, the head's included.
     #[wasm_bindgen(js_name = paramCount)]
     pub fn param_count(&self) -> f64 {
-        self.inner.params().total_elements() as f64
+        self.inner.vars().iter().map(|(_, v)| v.elem_count()).sum::<usize>() as f64
     }
 
-    /// FNV-1a 64-bit digest of every weight (16 hex digits).
+    /// FNV-1a 64-bit digest of every backbone weight (16 hex digits; the head is not included).
     #[wasm_bindgen(js_name = weightsDigest)]
     pub fn weights_digest(&self) -> JsResult<String> {
-        wrap(self.inner.weights_digest()).map(|d| format!("{d:016x}"))
+        wrap(self.inner.model.weights_digest()).map(|d| format!("{d:016x}"))
     }
 }

@@ -1,0 +1,162 @@
+//! Training and evaluation (mirrors `gqa_core::train`): a [`Trainer`] over a model with a head,
+//! stepped on the calling thread or on the libuv thread pool, and [`Model::evaluate`].
+//!
+//! Sharing: the trainer holds the model as `Arc<TaskModel>` (the JS `Model` may be freed while
+//! the trainer lives) and its state as `Arc<Mutex<Trainer>>`, so an async step owns what it needs;
+//! concurrent steps of one trainer run one after the other.
+
+use std::sync::{Arc, Mutex};
+
+use gqa_core::train::{evaluate, EvalReport, FitOptions, Labels, StepReport, TaskModel, TrainData, Trainer as CoreTrainer};
+use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array};
+use napi::{Env, Task};
+use napi_derive::napi;
+
+use crate::error::guard;
+use crate::model::Model;
+use crate::tensor::{to_usize, to_usize_opt};
+
+/// The labels argument pair -> the core's [`Labels`]: exactly one of class indices `[N]` or
+/// regression targets `[N*K]`.
+fn labels(classes: Option<Uint32Array>, values: Option<Float32Array>) -> gqa_core::Result<Labels> {
+    match (classes, values) {
+        (Some(c), None) => Ok(Labels::Classes(c.to_vec())),
+        (None, Some(v)) => Ok(Labels::Values(v.to_vec())),
+        (Some(_), Some(_)) => Err(gqa_core::Error::input("labels", "class indices or regression targets, not both", "both")),
+        (None, None) => Err(gqa_core::Error::input("labels", "class indices (Uint32Array) or regression targets (Float32Array)", "neither")),
+    }
+}
+
+/// A dataset `x: [N*T*E]` with `dims = [N,T,E]`, `lengths: [N]` and labels -> [`TrainData`].
+fn train_data(x: &Float32Array, dims: &Uint32Array, lengths: &Option<Uint32Array>, classes: Option<Uint32Array>, values: Option<Float32Array>) -> gqa_core::Result<TrainData> {
+    TrainData::new(x.to_vec(), &to_usize(dims), to_usize_opt(lengths), labels(classes, values)?)
+}
+
+fn ser_err(e: serde_json::Error) -> gqa_core::Error {
+    gqa_core::Error::Internal(format!("report serialisation: {e}"))
+}
+
+fn step_json(r: StepReport) -> gqa_core::Result<String> {
+    serde_json::to_string(&r).map_err(ser_err)
+}
+
+/// One training run over a model with a head (the core's `Trainer`).
+#[napi]
+pub struct Trainer {
+    model: Arc<TaskModel>,
+    state: Arc<Mutex<CoreTrainer>>,
+}
+
+fn step_shared(model: &TaskModel, state: &Mutex<CoreTrainer>) -> gqa_core::Result<StepReport> {
+    let mut t = state.lock().map_err(|_| gqa_core::Error::Internal("a previous training step panicked; start a new Trainer".into()))?;
+    t.step(model)
+}
+
+#[napi]
+impl Trainer {
+    /// Starts a run on `model`. `x: [N*T*E]` row-major with `dims = [N,T,E]`, sequences
+    /// left-aligned with `lengths[n]` valid steps (default all `T`); exactly one of `classLabels`
+    /// (`[N]`, for a classification head) or `targets` (`[N*K]`, regression); `fitOptionsJson` =
+    /// the core's `FitOptions` (camelCase). The data is copied.
+    /// Errors: `INVALID_OPTION` (fit options, no head), `INVALID_INPUT` (sizes, lengths, labels), `DISPOSED`.
+    #[napi(constructor)]
+    pub fn new(
+        model: &Model,
+        x: Float32Array,
+        dims: Uint32Array,
+        lengths: Option<Uint32Array>,
+        class_labels: Option<Uint32Array>,
+        targets: Option<Float32Array>,
+        fit_options_json: String,
+    ) -> napi::Result<Trainer> {
+        let m = model.get()?;
+        let t = guard(|| {
+            let opts = FitOptions::from_json(if fit_options_json.trim().is_empty() { "{}" } else { &fit_options_json })?;
+            CoreTrainer::new(&m, train_data(&x, &dims, &lengths, class_labels, targets)?, opts)
+        })?;
+        Ok(Trainer { model: m, state: Arc::new(Mutex::new(t)) })
+    }
+
+    /// Takes the next step on the calling thread; returns the `StepReport` as JSON (camelCase).
+    /// Errors: `INVALID_INPUT` once the run is done; `INTERNAL` for a non-finite loss.
+    #[napi]
+    pub fn step(&self) -> napi::Result<String> {
+        guard(|| step_json(step_shared(&self.model, &self.state)?))
+    }
+
+    /// `step` on the libuv thread pool (the JS thread stays free).
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn step_async(&self) -> AsyncTask<JsonTask> {
+        let (m, s) = (self.model.clone(), self.state.clone());
+        AsyncTask::new(JsonTask { run: Some(Box::new(move || step_json(step_shared(&m, &s)?))) })
+    }
+
+    /// Steps per epoch, `ceil(N / batchSize)`.
+    #[napi(getter)]
+    pub fn steps_per_epoch(&self) -> napi::Result<u32> {
+        guard(|| Ok(self.lock()?.steps_per_epoch() as u32))
+    }
+
+    /// Steps of the whole run, `stepsPerEpoch * epochs`.
+    #[napi(getter)]
+    pub fn total_steps(&self) -> napi::Result<u32> {
+        guard(|| Ok(self.lock()?.total_steps() as u32))
+    }
+
+    /// Whether every step has been taken.
+    #[napi(getter)]
+    pub fn done(&self) -> napi::Result<bool> {
+        guard(|| Ok(self.lock()?.done()))
+    }
+}
+
+impl Trainer {
+    fn lock(&self) -> gqa_core::Result<std::sync::MutexGuard<'_, CoreTrainer>> {
+        self.state.lock().map_err(|_| gqa_core::Error::Internal("a previous training step panicked; start a new Trainer".into()))
+    }
+}
+
+#[napi]
+impl Model {
+    /// Evaluates in eval mode (no dropout) in batches of `batchSize` on the calling thread;
+    /// returns the `EvalReport` as JSON (`{loss, accuracy, predictions, count}`). Arguments as
+    /// [`Trainer::new`]. Errors: `INVALID_OPTION` (no head, batchSize 0), `INVALID_INPUT`.
+    #[napi]
+    pub fn evaluate(&self, x: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>, class_labels: Option<Uint32Array>, targets: Option<Float32Array>, batch_size: u32) -> napi::Result<String> {
+        let m = self.get()?;
+        guard(|| eval_json(&m, train_data(&x, &dims, &lengths, class_labels, targets)?, batch_size))
+    }
+
+    /// `evaluate` on the libuv thread pool.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn evaluate_async(&self, x: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>, class_labels: Option<Uint32Array>, targets: Option<Float32Array>, batch_size: u32) -> napi::Result<AsyncTask<JsonTask>> {
+        let m = self.get()?;
+        // Labels and data are checked on the calling thread (cheap); the forward passes run on the pool.
+        let data = guard(|| train_data(&x, &dims, &lengths, class_labels, targets))?;
+        Ok(AsyncTask::new(JsonTask { run: Some(Box::new(move || eval_json(&m, data, batch_size))) }))
+    }
+}
+
+fn eval_json(m: &TaskModel, data: TrainData, batch_size: u32) -> gqa_core::Result<String> {
+    let r: EvalReport = evaluate(m, &data, batch_size as usize)?;
+    serde_json::to_string(&r).map_err(ser_err)
+}
+
+/// Work that returns JSON, run by napi on the libuv thread pool; panics are caught (`INTERNAL`).
+pub struct JsonTask {
+    run: Option<Box<dyn FnOnce() -> gqa_core::Result<String> + Send>>,
+}
+
+impl Task for JsonTask {
+    type Output = String;
+    type JsValue = String;
+
+    fn compute(&mut self) -> napi::Result<String> {
+        let run = self.run.take();
+        guard(|| run.ok_or_else(|| gqa_core::Error::Internal("task ran twice".into()))?())
+    }
+
+    fn resolve(&mut self, _env: Env, output: String) -> napi::Result<String> {
+        Ok(output)
+    }
+}

@@ -1,0 +1,109 @@
+//! Training and evaluation (mirrors `gqa_core::train`): a [`Trainer`] over a model with a head,
+//! stepped synchronously (the TypeScript layer yields to the event loop between steps), and
+//! [`Model::evaluate`].
+
+use std::rc::Rc;
+
+use gqa_core::train::{evaluate, FitOptions, Labels, TaskModel, TrainData, Trainer as CoreTrainer};
+use wasm_bindgen::prelude::*;
+
+use crate::error::{wrap, JsResult};
+use crate::model::Model;
+use crate::tensor::to_usize;
+
+/// The labels argument pair -> the core's [`Labels`]: exactly one of class indices `[N]` or
+/// regression targets `[N*K]`.
+fn labels(classes: Option<Vec<u32>>, values: Option<Vec<f32>>) -> gqa_core::Result<Labels> {
+    match (classes, values) {
+        (Some(c), None) => Ok(Labels::Classes(c)),
+        (None, Some(v)) => Ok(Labels::Values(v)),
+        (Some(_), Some(_)) => Err(gqa_core::Error::input("labels", "class indices or regression targets, not both", "both")),
+        (None, None) => Err(gqa_core::Error::input("labels", "class indices (Uint32Array) or regression targets (Float32Array)", "neither")),
+    }
+}
+
+/// A dataset `x: [N*T*E]` with `dims = [N,T,E]`, `lengths: [N]` and labels -> [`TrainData`].
+fn train_data(x: Vec<f32>, dims: &[u32], lengths: Option<Vec<u32>>, classes: Option<Vec<u32>>, values: Option<Vec<f32>>) -> gqa_core::Result<TrainData> {
+    TrainData::new(x, &to_usize(dims), lengths.map(|l| to_usize(&l)), labels(classes, values)?)
+}
+
+fn ser_err(e: serde_json::Error) -> gqa_core::Error {
+    gqa_core::Error::Internal(format!("report serialisation: {e}"))
+}
+
+/// One training run over a model with a head (the core's `Trainer`). Holds its own reference to
+/// the model, so freeing the JS `Model` does not end the run.
+#[wasm_bindgen]
+pub struct Trainer {
+    model: Rc<TaskModel>,
+    inner: CoreTrainer,
+}
+
+#[wasm_bindgen]
+impl Trainer {
+    /// Starts a run on `model`. `x: [N*T*E]` row-major with `dims = [N,T,E]`, sequences
+    /// left-aligned with `lengths[n]` valid steps (default all `T`); exactly one of `classLabels`
+    /// (`[N]`, classification head) or `targets` (`[N*K]`, regression); `fitOptionsJson` = the
+    /// core's `FitOptions` (camelCase).
+    /// Errors: `INVALID_OPTION` (fit options, no head), `INVALID_INPUT` (sizes, lengths, labels).
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        model: &Model,
+        x: Vec<f32>,
+        dims: &[u32],
+        lengths: Option<Vec<u32>>,
+        class_labels: Option<Vec<u32>>,
+        targets: Option<Vec<f32>>,
+        fit_options_json: &str,
+    ) -> JsResult<Trainer> {
+        let m = model.inner.clone();
+        let json = if fit_options_json.trim().is_empty() { "{}" } else { fit_options_json };
+        let r = FitOptions::from_json(json).and_then(|opts| CoreTrainer::new(&m, train_data(x, dims, lengths, class_labels, targets)?, opts));
+        wrap(r).map(|inner| Trainer { model: m, inner })
+    }
+
+    /// Takes the next step; returns the `StepReport` as JSON (camelCase).
+    /// Errors: `INVALID_INPUT` once the run is done; `INTERNAL` for a non-finite loss.
+    pub fn step(&mut self) -> JsResult<String> {
+        wrap(self.inner.step(&self.model).and_then(|r| serde_json::to_string(&r).map_err(ser_err)))
+    }
+
+    /// Steps per epoch, `ceil(N / batchSize)`.
+    #[wasm_bindgen(getter, js_name = stepsPerEpoch)]
+    pub fn steps_per_epoch(&self) -> u32 {
+        self.inner.steps_per_epoch() as u32
+    }
+
+    /// Steps of the whole run, `stepsPerEpoch * epochs`.
+    #[wasm_bindgen(getter, js_name = totalSteps)]
+    pub fn total_steps(&self) -> u32 {
+        self.inner.total_steps() as u32
+    }
+
+    /// Whether every step has been taken.
+    #[wasm_bindgen(getter)]
+    pub fn done(&self) -> bool {
+        self.inner.done()
+    }
+}
+
+#[wasm_bindgen]
+impl Model {
+    /// Evaluates in eval mode (no dropout) in batches of `batchSize`; returns the `EvalReport`
+    /// as JSON (`{loss, accuracy, predictions, count}`). Arguments as [`Trainer::new`].
+    /// Errors: `INVALID_OPTION` (no head, batchSize 0), `INVALID_INPUT`.
+    pub fn evaluate(
+        &self,
+        x: Vec<f32>,
+        dims: &[u32],
+        lengths: Option<Vec<u32>>,
+        class_labels: Option<Vec<u32>>,
+        targets: Option<Vec<f32>>,
+        batch_size: u32,
+    ) -> JsResult<String> {
+        let r = train_data(x, dims, lengths, class_labels, targets)
+            .and_then(|d| evaluate(&self.inner, &d, batch_size as usize))
+            .and_then(|r| serde_json::to_string(&r).map_err(ser_err));
+        wrap(r)
+    }
+}

@@ -1,0 +1,277 @@
+/**
+ * Training, evaluation and prediction with a task head (`GQA.build({...opts, head})`).
+ *
+ * The maths lives in the Rust core (`gqa_core::train`: heads, cross-entropy/MSE/Huber, AdamW,
+ * global-norm clipping, warmup + cosine schedule, seeded shuffling and dropout); this module
+ * converts data, drives the core's `Trainer` one step at a time and aggregates reports.
+ * Native: every step runs on the libuv thread pool (the JS thread stays free); wasm: the loop
+ * yields to the event loop (`setTimeout(0)`) before each step. The same `seed`, data and model
+ * options give the same loss curve on a given backend.
+ */
+
+import type { BackendName, ModelHandle, TrainerHandle } from "./backend.js";
+import { callBinding, callBindingAsync, GqaError } from "./errors.js";
+import { Tensor } from "./tensor.js";
+
+/** A classification head: `logits = h W^T + b : [B, numClasses]`, softmax cross-entropy. */
+export interface ClassificationHead {
+  type: "classification";
+  /** Number of classes `C` (>= 2). */
+  numClasses: number;
+  /** Optional per-class loss weights `[C]` (PyTorch `cross_entropy(weight=...)` semantics). */
+  classWeights?: number[];
+}
+
+/** A regression head: `y = h W^T + b : [B, outDim]`, MSE (default) or Huber loss. */
+export interface RegressionHead {
+  type: "regression";
+  /** Output width `K` (>= 1). */
+  outDim: number;
+  /** Loss: `"mse"` (default) or `"huber"` (PyTorch `F.huber_loss`). */
+  loss?: "mse" | "huber";
+  /** Huber threshold `delta` (> 0), default 1. */
+  huberDelta?: number;
+}
+
+/** A task head on the model output `[B, H]` (needs `outputMode` `last_timestep` or `mean_pool`). */
+export type HeadOptions = ClassificationHead | RegressionHead;
+
+/**
+ * A labelled dataset of padded sequences.
+ * - `x`: `[N, T, E]` row-major float32; sequence `n` is left-aligned with `lengths[n]` valid steps
+ *   (padding values do not matter);
+ * - `labels`: class indices `[N]` (classification head) or targets `[N, K]` flattened row-major
+ *   (regression head; nested rows are flattened).
+ */
+export interface TrainingData {
+  x: Float32Array;
+  dims: [number, number, number] | number[];
+  lengths?: number[] | Uint32Array;
+  labels: number[] | number[][] | Uint32Array | Float32Array;
+}
+
+/** One optimisation step (the core's `StepReport`; `epoch`, `stepInEpoch`, `globalStep` 0-based). */
+export interface StepReport {
+  epoch: number;
+  stepInEpoch: number;
+  stepsPerEpoch: number;
+  globalStep: number;
+  /** Loss of the batch before the update. */
+  loss: number;
+  /** Correct predictions in the batch (classification; 0 for regression). */
+  correct: number;
+  /** Sequences in the batch. */
+  count: number;
+  /** Valid (unpadded) positions in the batch. */
+  tokens: number;
+  /** Learning rate used. */
+  lr: number;
+  /** Global gradient L2 norm before clipping (null when clipping is off). */
+  gradNorm: number | null;
+}
+
+/** What {@link FitOptions.onEpochEnd} receives and the history records, per epoch. */
+export interface EpochSummary {
+  /** 1-based epoch number. */
+  epoch: number;
+  /** Mean training loss over the epoch's sequences (batch losses weighted by batch size). */
+  loss: number;
+  /** Training accuracy over the epoch (classification; null for regression). */
+  accuracy: number | null;
+  /** Validation loss (when `validation` data was given). */
+  valLoss?: number;
+  /** Validation accuracy (classification with `validation` data). */
+  valAccuracy?: number | null;
+  /** Valid positions processed per second of wall time in this epoch. */
+  tokensPerSecond: number;
+  /** Wall time of the epoch (training steps only) in seconds. */
+  seconds: number;
+}
+
+/**
+ * Options of `model.fit` (the core's `FitOptions`, defaults in brackets) plus callbacks:
+ * epochs [10], batchSize [32], lr (peak) [1e-3], minLr [0], weightDecay (AdamW, decoupled) [0.01],
+ * beta1 [0.9], beta2 [0.999], eps [1e-8], warmupRatio (linear warmup fraction, then cosine decay)
+ * [0.1], clipNorm (global L2; null = off) [1], seed (shuffling and dropout) [0], shuffle [true].
+ * Unknown names are refused (`INVALID_OPTION`).
+ */
+export interface FitOptions {
+  epochs?: number;
+  batchSize?: number;
+  lr?: number;
+  minLr?: number;
+  weightDecay?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  warmupRatio?: number;
+  clipNorm?: number | null;
+  seed?: number;
+  shuffle?: boolean;
+  /** Called after every step, in order (may return a promise, which is awaited). */
+  onStep?: (report: StepReport) => void | Promise<void>;
+  /** Called after every epoch (after validation), in order. */
+  onEpochEnd?: (summary: EpochSummary) => void | Promise<void>;
+  /** Data evaluated (eval mode, no dropout) at the end of every epoch. */
+  validation?: TrainingData;
+}
+
+/** What `model.fit` returns. */
+export interface FitHistory {
+  /** One entry per epoch. */
+  epochs: EpochSummary[];
+  /** Optimisation steps taken. */
+  steps: number;
+}
+
+/** What `model.evaluate` returns (the core's `EvalReport`). */
+export interface EvalResult {
+  /** Mean loss over the data (class weights applied as in training). */
+  loss: number;
+  /** Fraction correct (classification), null for regression. */
+  accuracy: number | null;
+  /** Predicted class (argmax) per sequence (classification), empty for regression. */
+  predictions: number[];
+  /** Sequences evaluated. */
+  count: number;
+}
+
+/** Options of `model.evaluate`. */
+export interface EvaluateOptions {
+  /** Sequences per forward pass, default 64 (does not change the result). */
+  batchSize?: number;
+}
+
+const CALLBACK_KEYS = new Set(["onStep", "onEpochEnd", "validation"]);
+
+function invalidInput(what: string, expected: string, found: string): GqaError {
+  return new GqaError("INVALID_INPUT", `invalid input \`${what}\`: expected ${expected}, found ${found}`);
+}
+
+/** The head options of a model handle, or null. */
+export function headOf(handle: ModelHandle): HeadOptions | null {
+  const f = handle.headConfig;
+  if (!f) return null;
+  const json = callBinding(() => f.call(handle));
+  return json ? (JSON.parse(json) as HeadOptions) : null;
+}
+
+interface RawData {
+  x: Float32Array;
+  dims: number[];
+  lengths: Uint32Array | undefined;
+  classes: Uint32Array | undefined;
+  targets: Float32Array | undefined;
+}
+
+/**
+ * Converts a {@link TrainingData} for the binding: labels become class indices (`Uint32Array`)
+ * for a classification head (or no head: the core then reports the missing head) and targets
+ * (`Float32Array`) for a regression head. Sizes are checked by the core.
+ */
+function rawData(data: TrainingData, head: HeadOptions | null, what: string): RawData {
+  if (typeof data !== "object" || data === null) throw invalidInput(what, "{x, dims, lengths?, labels}", String(data));
+  if (!(data.x instanceof Float32Array)) throw invalidInput(`${what}.x`, "a Float32Array", Object.prototype.toString.call(data.x));
+  const dims = Array.from(data.dims ?? []);
+  if (dims.length !== 3 || dims.some((d) => !Number.isInteger(d) || d < 0 || d > 0xffffffff)) {
+    throw invalidInput(`${what}.dims`, "[N, T, E] (3 non-negative integers)", JSON.stringify(data.dims));
+  }
+  let lengths: Uint32Array | undefined;
+  if (data.lengths !== undefined) {
+    const l = Array.from(data.lengths);
+    const bad = l.findIndex((v) => !Number.isInteger(v) || v < 0 || v > 0xffffffff);
+    if (bad >= 0) throw invalidInput(`${what}.lengths[${bad}]`, "an integer length", String(l[bad]));
+    lengths = Uint32Array.from(l);
+  }
+  const raw = data.labels;
+  if (raw === undefined || raw === null || typeof (raw as ArrayLike<unknown>).length !== "number") {
+    throw invalidInput(`${what}.labels`, "an array of labels", String(raw));
+  }
+  const flat: ArrayLike<number> = Array.isArray(raw) && raw.some((r) => Array.isArray(r)) ? (raw as number[][]).flat() : (raw as ArrayLike<number>);
+  if (head?.type === "regression") {
+    return { x: data.x, dims, lengths, classes: undefined, targets: flat instanceof Float32Array ? flat : Float32Array.from(flat) };
+  }
+  if (!(flat instanceof Uint32Array)) {
+    for (let i = 0; i < flat.length; i++) {
+      const v = flat[i]!;
+      if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw invalidInput(`${what}.labels[${i}]`, "a class index (integer >= 0)", String(v));
+    }
+  }
+  return { x: data.x, dims, lengths, classes: flat instanceof Uint32Array ? flat : Uint32Array.from(flat), targets: undefined };
+}
+
+function need<K extends keyof ModelHandle>(handle: ModelHandle, k: K, backend: BackendName): NonNullable<ModelHandle[K]> {
+  const f = handle[k];
+  if (!f) throw new GqaError("INTERNAL", `the ${backend} backend was built without training support (\`${String(k)}\`); rebuild with \`bash scripts/setup.sh\``);
+  return (f as (...a: unknown[]) => unknown).bind(handle) as NonNullable<ModelHandle[K]>;
+}
+
+/** `model.fit`: see {@link FitOptions}. @internal called by `Model.fit`. */
+export async function fitModel(handle: ModelHandle, backend: BackendName, data: TrainingData, options: FitOptions = {}): Promise<FitHistory> {
+  if (typeof options !== "object" || options === null) throw new GqaError("INVALID_OPTION", `invalid option \`fit options\`: expected an object, found ${String(options)}`);
+  const head = headOf(handle);
+  const d = rawData(data, head, "data");
+  const core = Object.fromEntries(Object.entries(options).filter(([k, v]) => !CALLBACK_KEYS.has(k) && v !== undefined));
+  const val = options.validation === undefined ? undefined : rawData(options.validation, head, "validation");
+  const create = need(handle, "createTrainer", backend);
+  const evaluate = need(handle, "evaluateAsync", backend);
+  const trainer: TrainerHandle = callBinding(() => create(d.x, d.dims, d.lengths, d.classes, d.targets, JSON.stringify(core)));
+  const history: FitHistory = { epochs: [], steps: 0 };
+  const classification = head?.type !== "regression";
+  try {
+    const total = trainer.totalSteps;
+    let ep = { loss: 0, correct: 0, count: 0, tokens: 0, start: performance.now() };
+    for (let s = 0; s < total; s++) {
+      const r = JSON.parse(await callBindingAsync(() => trainer.stepAsync())) as StepReport;
+      history.steps++;
+      ep.loss += r.loss * r.count;
+      ep.correct += r.correct;
+      ep.count += r.count;
+      ep.tokens += r.tokens;
+      if (options.onStep) await options.onStep(r);
+      if (r.stepInEpoch === r.stepsPerEpoch - 1) {
+        const seconds = (performance.now() - ep.start) / 1000;
+        const summary: EpochSummary = {
+          epoch: r.epoch + 1,
+          loss: ep.loss / ep.count,
+          accuracy: classification ? ep.correct / ep.count : null,
+          tokensPerSecond: ep.tokens / Math.max(seconds, 1e-9),
+          seconds,
+        };
+        if (val) {
+          const e = JSON.parse(
+            await callBindingAsync(() => evaluate(val.x, val.dims, val.lengths, val.classes, val.targets, Math.max(1, options.batchSize ?? 64))),
+          ) as EvalResult;
+          summary.valLoss = e.loss;
+          summary.valAccuracy = e.accuracy;
+        }
+        history.epochs.push(summary);
+        if (options.onEpochEnd) await options.onEpochEnd(summary);
+        ep = { loss: 0, correct: 0, count: 0, tokens: 0, start: performance.now() };
+      }
+    }
+  } finally {
+    trainer.free();
+  }
+  return history;
+}
+
+/** `model.evaluate`. @internal called by `Model.evaluate`. */
+export async function evaluateModel(handle: ModelHandle, backend: BackendName, data: TrainingData, options: EvaluateOptions = {}): Promise<EvalResult> {
+  const d = rawData(data, headOf(handle), "data");
+  const batchSize = options.batchSize ?? 64;
+  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 0xffffffff) {
+    throw new GqaError("INVALID_OPTION", `invalid option \`batchSize\`: expected an integer >= 1, found ${String(batchSize)}`);
+  }
+  const evaluate = need(handle, "evaluateAsync", backend);
+  const r = JSON.parse(await callBindingAsync(() => evaluate(d.x, d.dims, d.lengths, d.classes, d.targets, batchSize))) as EvalResult;
+  if (r.loss === null) r.loss = NaN; // JSON has no NaN (empty data)
+  return r;
+}
+
+/** `model.predict`. @internal called by `Model.predict`. */
+export async function predictModel(handle: ModelHandle, backend: BackendName, input: Float32Array, dims: number[], lengths?: number[]): Promise<Tensor> {
+  const predict = need(handle, "predictAsync", backend);
+  const r = await callBindingAsync(() => predict(input, dims, lengths));
+  return new Tensor(r.data, r.dims);
+}
