@@ -15,3 +15,4 @@ pub mod attention;
 pub mod model;
 pub mod tensor;
 pub mod train;
+pub mod session;

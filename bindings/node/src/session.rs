@@ -1,0 +1,133 @@
+//! Streaming inference with the KV cache (mirrors `gqa_core::session`): [`Model::session`]
+//! creates a [`Session`]; `push` runs new positions (prefill or decode) on the calling thread,
+//! `pushAsync` on the libuv thread pool.
+//!
+//! Sharing: the session holds the model as `Arc<TaskModel>` (freeing the JS `Model` does not
+//! affect a live session; the weights are released when both are gone) and the cache as
+//! `Arc<Mutex<gqa_core::Session>>`, because `push` mutates it: an async push owns clones of
+//! both, and pushes to one session run one after the other (the TypeScript layer also queues
+//! them in call order). Other methods lock the same mutex, so on the JS thread they wait for a
+//! running push to finish.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use gqa_core::session::Session as CoreSession;
+use gqa_core::train::TaskModel;
+use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array};
+use napi_derive::napi;
+
+use crate::error::guard;
+use crate::model::{ForwardTask, Model};
+use crate::tensor::{to_output, to_usize, to_usize_opt, ForwardOutput};
+
+type Shared = Arc<Mutex<CoreSession>>;
+
+fn lock(s: &Mutex<CoreSession>) -> gqa_core::Result<MutexGuard<'_, CoreSession>> {
+    s.lock().map_err(|_| gqa_core::Error::Internal("a previous push panicked; create a new session".into()))
+}
+
+/// One push: `x: [B,t,E]` into the session's cache, output as the core's `Session::push`.
+fn push_shared(model: &TaskModel, s: &Mutex<CoreSession>, data: &[f32], dims: &[usize], lengths: Option<&[usize]>, all_positions: bool) -> gqa_core::Result<(Vec<f32>, Vec<usize>)> {
+    lock(s)?.push(&model.model, data, dims, lengths, all_positions)
+}
+
+/// A batched KV-cache session (`gqa_core::session::Session`): per layer K/V caches
+/// `[B, NKV, maxLen, D]` f32 in native memory, rows with independent lengths.
+#[napi]
+pub struct Session {
+    model: Arc<TaskModel>,
+    inner: Option<Shared>,
+}
+
+impl Session {
+    fn get(&self) -> napi::Result<Shared> {
+        self.inner.clone().ok_or_else(|| napi::Error::from_reason("DISPOSED: the session was freed"))
+    }
+}
+
+#[napi]
+impl Model {
+    /// Creates a KV-cache session for `batch` rows of up to `maxLen` positions each.
+    /// Errors: `INVALID_INPUT` (`maxLen` 0), `OUT_OF_MEMORY` (cache over the buffer limit), `DISPOSED`.
+    #[napi]
+    pub fn session(&self, batch: u32, max_len: u32) -> napi::Result<Session> {
+        let m = self.get()?;
+        let s = guard(|| m.model.session(batch as usize, max_len as usize))?;
+        Ok(Session { model: m, inner: Some(Arc::new(Mutex::new(s))) })
+    }
+}
+
+#[napi]
+impl Session {
+    /// Pushes a chunk `data: [B,t,E]` (`dims = [B,t,E]`) on the calling thread; `lengths` = new
+    /// valid positions per row (default `t`). Returns the output mode at each row's newest
+    /// position (`[B,H]`, or `[B,t,H]` for `all`), or at every new position (`[B,t,H]`) when
+    /// `allPositions`. Errors: `INVALID_INPUT`, `CACHE_FULL` (session unchanged), `DISPOSED`.
+    #[napi]
+    pub fn push(&self, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>, all_positions: bool) -> napi::Result<ForwardOutput> {
+        let s = self.get()?;
+        let (dims, lengths) = (to_usize(&dims), to_usize_opt(&lengths));
+        guard(|| push_shared(&self.model, &s, &data, &dims, lengths.as_deref(), all_positions)).map(to_output)
+    }
+
+    /// `push` on the libuv thread pool. Do not modify `data` until the promise settles.
+    #[napi(ts_return_type = "Promise<ForwardOutput>")]
+    pub fn push_async(&self, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>, all_positions: bool) -> napi::Result<AsyncTask<ForwardTask>> {
+        let s = self.get()?;
+        let m = self.model.clone();
+        Ok(AsyncTask::new(ForwardTask {
+            run: Box::new(move || push_shared(&m, &s, &data, &to_usize(&dims), to_usize_opt(&lengths).as_deref(), all_positions)),
+        }))
+    }
+
+    /// Cached positions of each row (`B` values).
+    #[napi]
+    pub fn lengths(&self) -> napi::Result<Vec<u32>> {
+        let s = self.get()?;
+        guard(|| Ok(lock(&s)?.lengths().iter().map(|&l| l as u32).collect()))
+    }
+
+    /// Capacity per row in positions (`maxLen`).
+    #[napi(getter)]
+    pub fn capacity(&self) -> napi::Result<u32> {
+        let s = self.get()?;
+        guard(|| Ok(lock(&s)?.capacity() as u32))
+    }
+
+    /// Number of rows `B`.
+    #[napi(getter)]
+    pub fn batch(&self) -> napi::Result<u32> {
+        let s = self.get()?;
+        guard(|| Ok(lock(&s)?.batch() as u32))
+    }
+
+    /// Forgets every cached position (the allocation is kept).
+    #[napi]
+    pub fn reset(&self) -> napi::Result<()> {
+        let s = self.get()?;
+        guard(|| {
+            lock(&s)?.reset();
+            Ok(())
+        })
+    }
+
+    /// Bytes allocated for the K and V caches of all layers: `B * maxLen * kvCacheBytesPerToken`.
+    #[napi]
+    pub fn kv_cache_bytes(&self) -> napi::Result<f64> {
+        let s = self.get()?;
+        guard(|| Ok(lock(&s)?.kv_cache_bytes() as f64))
+    }
+
+    /// Cache bytes per cached token and row: `2 * numLayers * numKvHeads * headDim * 4` (SPEC section 4).
+    #[napi]
+    pub fn kv_cache_bytes_per_token(&self) -> napi::Result<f64> {
+        let s = self.get()?;
+        guard(|| Ok(lock(&s)?.kv_cache_bytes_per_token() as f64))
+    }
+
+    /// Drops this handle's reference to the cache (a running async push keeps its own).
+    #[napi]
+    pub fn free(&mut self) {
+        self.inner = None;
+    }
+}

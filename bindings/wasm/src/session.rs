@@ -1,0 +1,79 @@
+//! Streaming inference with the KV cache (mirrors `gqa_core::session`): [`Model::session`]
+//! creates a [`Session`] whose `push` runs new positions (prefill or decode) synchronously.
+//!
+//! The session holds its own reference (`Rc`) to the model, so freeing the JS `Model` does not
+//! affect a live session; the weights are released when both are freed.
+
+use std::rc::Rc;
+
+use gqa_core::session::Session as CoreSession;
+use gqa_core::train::TaskModel;
+use wasm_bindgen::prelude::*;
+
+use crate::error::{wrap, JsResult};
+use crate::model::Model;
+use crate::tensor::{to_output, to_usize, ForwardOutput};
+
+/// A batched KV-cache session (`gqa_core::session::Session`): per layer K/V caches
+/// `[B, NKV, maxLen, D]` f32 in wasm memory, rows with independent lengths (call `free()`).
+#[wasm_bindgen]
+pub struct Session {
+    model: Rc<TaskModel>,
+    inner: CoreSession,
+}
+
+#[wasm_bindgen]
+impl Model {
+    /// Creates a KV-cache session for `batch` rows of up to `maxLen` positions each.
+    /// Errors: `INVALID_INPUT` (`maxLen` 0), `OUT_OF_MEMORY` (cache over the buffer limit).
+    pub fn session(&self, batch: u32, max_len: u32) -> JsResult<Session> {
+        let model = self.inner.clone();
+        wrap(model.model.session(batch as usize, max_len as usize)).map(|inner| Session { model, inner })
+    }
+}
+
+#[wasm_bindgen]
+impl Session {
+    /// Pushes a chunk `data: [B,t,E]` (`dims = [B,t,E]`); `lengths` = new valid positions per
+    /// row (default `t`). Returns the output mode at each row's newest position (`[B,H]`, or
+    /// `[B,t,H]` for `all`), or at every new position (`[B,t,H]`) when `allPositions`.
+    /// Errors: `INVALID_INPUT`, `CACHE_FULL` (the session is unchanged).
+    pub fn push(&mut self, data: &[f32], dims: &[u32], lengths: Option<Vec<u32>>, all_positions: bool) -> JsResult<ForwardOutput> {
+        let lengths = lengths.map(|l| to_usize(&l));
+        wrap(self.inner.push(&self.model.model, data, &to_usize(dims), lengths.as_deref(), all_positions)).map(to_output)
+    }
+
+    /// Cached positions of each row (`B` values).
+    pub fn lengths(&self) -> Vec<u32> {
+        self.inner.lengths().iter().map(|&l| l as u32).collect()
+    }
+
+    /// Capacity per row in positions (`maxLen`).
+    #[wasm_bindgen(getter)]
+    pub fn capacity(&self) -> u32 {
+        self.inner.capacity() as u32
+    }
+
+    /// Number of rows `B`.
+    #[wasm_bindgen(getter)]
+    pub fn batch(&self) -> u32 {
+        self.inner.batch() as u32
+    }
+
+    /// Forgets every cached position (the allocation is kept).
+    pub fn reset(&mut self) {
+        self.inner.reset();
+    }
+
+    /// Bytes allocated for the K and V caches of all layers: `B * maxLen * kvCacheBytesPerToken`.
+    #[wasm_bindgen(js_name = kvCacheBytes)]
+    pub fn kv_cache_bytes(&self) -> f64 {
+        self.inner.kv_cache_bytes() as f64
+    }
+
+    /// Cache bytes per cached token and row: `2 * numLayers * numKvHeads * headDim * 4` (SPEC section 4).
+    #[wasm_bindgen(js_name = kvCacheBytesPerToken)]
+    pub fn kv_cache_bytes_per_token(&self) -> f64 {
+        self.inner.kv_cache_bytes_per_token() as f64
+    }
+}
