@@ -15,6 +15,7 @@ pub mod config;
 pub mod dropout;
 pub mod error;
 pub mod init;
+pub mod inspect;
 mod input;
 pub mod kernels;
 pub mod model;
