@@ -15,6 +15,7 @@
  */
 
 import { GqaError } from "./errors.js";
+import { adaptNativeSession, adaptWasmSession, type SessionHandle } from "./session.js";
 
 /** A backend name. */
 export type BackendName = "native" | "wasm";
@@ -56,6 +57,8 @@ export interface ModelHandle {
   headConfig?(): string | null;
   /** Models only: starts a training run (see {@link TrainerHandle}); exactly one of `classes`/`targets`. */
   createTrainer?(x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, fitOptionsJson: string): TrainerHandle;
+  /** Models only: a KV-cache session of `batch` rows and `maxLen` positions (see `ts/session.ts`). */
+  createSession?(batch: number, maxLen: number): SessionHandle;
   /** Models only: `EvalReport` JSON (`{loss, accuracy, predictions, count}`), off the main thread on native. */
   evaluateAsync?(x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, batchSize: number): Promise<string>;
 }
@@ -293,6 +296,7 @@ function adaptNative(raw: any): Binding {
         evaluateAsync: (x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, batchSize: number) =>
           h.evaluateAsync(x, toU32(dims), lengths, classes, targets, batchSize),
       }),
+      ...(typeof h.session === "function" && { createSession: (batch: number, maxLen: number) => adaptNativeSession(h.session(batch, maxLen)) }),
       forward: (data, dims, lengths) => {
         const out = h.forward(data, toU32(dims), toU32(lengths));
         return { data: out.data, dims: Array.from(out.dims as ArrayLike<number>) };
@@ -386,6 +390,7 @@ function adaptWasm(glue: any): Binding {
         evaluateAsync: async (x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, batchSize: number) =>
           h.evaluate(x, toU32(dims), lengths, classes, targets, batchSize) as string,
       }),
+      ...(typeof h.session === "function" && { createSession: (batch: number, maxLen: number) => adaptWasmSession(h.session(batch, maxLen)) }),
       forward,
       forwardAsync: async (data, dims, lengths) => forward(data, dims, lengths),
       save: () => h.save(),

@@ -7,6 +7,8 @@ export type { AttentionConfig, AttentionOptions, BuildOptions, GqaOptions, InitO
 export { GqaAttention, Model } from "./model.js";
 export type { ForwardOptions } from "./model.js";
 export { Tensor } from "./tensor.js";
+export { Session } from "./session.js";
+export type { PushOptions, SessionOptions } from "./session.js";
 export type { ClassificationHead, EpochSummary, EvalResult, EvaluateOptions, FitHistory, FitOptions, HeadOptions, RegressionHead, StepReport, TrainingData } from "./train.js";
 export { GqaError } from "./errors.js";
 export type { CoreErrorCode, GqaErrorCode, TsErrorCode } from "./errors.js";

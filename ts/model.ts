@@ -6,6 +6,7 @@ import type { BackendName, ModelHandle, RawTensor } from "./backend.js";
 import { callBinding, callBindingAsync, GqaError } from "./errors.js";
 import type { AttentionConfig, ModelConfig } from "./gqa.js";
 import { Tensor } from "./tensor.js";
+import { createSession, type Session, type SessionOptions } from "./session.js";
 import { evaluateModel, fitModel, headOf, predictModel, type EvalResult, type EvaluateOptions, type FitHistory, type FitOptions, type HeadOptions, type TrainingData } from "./train.js";
 
 /** Options of a forward pass. */
@@ -133,6 +134,17 @@ export class Model extends Layer<ModelConfig> {
   /** The task head's options (`GQA.build({..., head})` or the file's `gqa_head` metadata), or null. */
   get head(): HeadOptions | null {
     return headOf(this.handle);
+  }
+
+  /**
+   * Creates a KV-cache session for streaming inference (prefill + decode; see {@link Session}):
+   * `batch` rows (default 1) of up to `maxLen` positions. The session keeps its own reference to
+   * the weights, so disposing the model later does not affect it.
+   * @throws GqaError `INVALID_INPUT` (`maxLen`, `batch`), `OUT_OF_MEMORY` (cache too large), `DISPOSED`
+   */
+  async session(options: SessionOptions): Promise<Session> {
+    const h = this.handle;
+    return createSession(this.backend, h.createSession, options);
   }
 
   /** Whether the model has a task head. */

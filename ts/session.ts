@@ -1,0 +1,263 @@
+/**
+ * Streaming inference with the grouped-query KV cache (SPEC section 4): `model.session()` creates
+ * a {@link Session}; `push` appends new positions (a prefill chunk or one decode step) and returns
+ * the model's output as a full forward over the prefix would, computing only the new positions.
+ */
+
+import type { BackendName, RawTensor } from "./backend.js";
+import { callBinding, callBindingAsync, GqaError } from "./errors.js";
+import { Tensor } from "./tensor.js";
+
+/** Options of `model.session()`. */
+export interface SessionOptions {
+  /** Capacity per row in positions (the cache is preallocated for `batch * maxLen` tokens); integer >= 1. */
+  maxLen: number;
+  /** Rows (independent sequences) `B`, default 1. */
+  batch?: number;
+}
+
+/** Options of {@link Session.push}. */
+export interface PushOptions {
+  /**
+   * New valid positions per row (`B` values in `0..=t`, default `t` each): row `b` appends
+   * `chunk[b, 0..lengths[b]]`; later positions of the chunk are ignored (any values, NaN included).
+   */
+  lengths?: number[];
+  /**
+   * Return the output at every new position (`[B, t, H]`, zeros at ignored positions) instead of
+   * the output at the newest one. Default false.
+   */
+  allPositions?: boolean;
+}
+
+/** A session in native or wasm memory; both bindings are adapted to this shape. @internal */
+export interface SessionHandle {
+  push(data: Float32Array, dims: number[], lengths: number[] | undefined, allPositions: boolean): RawTensor;
+  pushAsync(data: Float32Array, dims: number[], lengths: number[] | undefined, allPositions: boolean): Promise<RawTensor>;
+  lengths(): number[];
+  readonly capacity: number;
+  readonly batch: number;
+  reset(): void;
+  kvCacheBytes(): number;
+  kvCacheBytesPerToken(): number;
+  free(): void;
+}
+
+const u32 = (xs: readonly number[] | undefined): Uint32Array | undefined => (xs === undefined ? undefined : Uint32Array.from(xs));
+const dimsOf = (d: ArrayLike<number>): number[] => Array.from(d);
+
+/** napi-rs `Session` -> {@link SessionHandle}. @internal */
+export function adaptNativeSession(s: any): SessionHandle {
+  return {
+    push: (data, dims, lengths, all) => {
+      const o = s.push(data, u32(dims), u32(lengths), all);
+      return { data: o.data, dims: dimsOf(o.dims) };
+    },
+    pushAsync: async (data, dims, lengths, all) => {
+      const o = await s.pushAsync(data, u32(dims), u32(lengths), all);
+      return { data: o.data, dims: dimsOf(o.dims) };
+    },
+    lengths: () => dimsOf(s.lengths()),
+    get capacity() {
+      return s.capacity as number;
+    },
+    get batch() {
+      return s.batch as number;
+    },
+    reset: () => s.reset(),
+    kvCacheBytes: () => s.kvCacheBytes(),
+    kvCacheBytesPerToken: () => s.kvCacheBytesPerToken(),
+    free: () => s.free(),
+  };
+}
+
+/** wasm-bindgen `Session` -> {@link SessionHandle} (`pushAsync` computes synchronously). @internal */
+export function adaptWasmSession(s: any): SessionHandle {
+  const push = (data: Float32Array, dims: number[], lengths: number[] | undefined, all: boolean): RawTensor => {
+    const o = s.push(data, u32(dims), u32(lengths), all);
+    try {
+      return { data: o.takeData(), dims: dimsOf(o.dims()) };
+    } finally {
+      o.free();
+    }
+  };
+  return {
+    push,
+    pushAsync: async (data, dims, lengths, all) => push(data, dims, lengths, all),
+    lengths: () => dimsOf(s.lengths()),
+    get capacity() {
+      return s.capacity as number;
+    },
+    get batch() {
+      return s.batch as number;
+    },
+    reset: () => s.reset(),
+    kvCacheBytes: () => s.kvCacheBytes(),
+    kvCacheBytesPerToken: () => s.kvCacheBytesPerToken(),
+    free: () => s.free(),
+  };
+}
+
+function checkCount(x: unknown, what: string, min: number): number {
+  if (typeof x !== "number" || !Number.isInteger(x) || x < min || x > 0xffffffff) {
+    throw new GqaError("INVALID_INPUT", `invalid input \`${what}\`: expected an integer in ${min}..2^32-1, found ${JSON.stringify(x)}`);
+  }
+  return x;
+}
+
+function checkPush(chunk: Float32Array, dims: readonly number[], options: PushOptions): void {
+  if (!(chunk instanceof Float32Array)) {
+    throw new GqaError("INVALID_INPUT", `invalid input \`input\`: expected a Float32Array, found ${Object.prototype.toString.call(chunk)}`);
+  }
+  for (const [what, xs] of [["dims", dims], ["lengths", options.lengths]] as const) {
+    if (xs === undefined && what === "lengths") continue;
+    if (!Array.isArray(xs) || xs.some((d) => !Number.isInteger(d) || d < 0 || d > 0xffffffff)) {
+      throw new GqaError("INVALID_INPUT", `invalid input \`${what}\`: expected an array of integers in 0..2^32-1, found ${JSON.stringify(xs)}`);
+    }
+  }
+}
+
+/**
+ * Creates a session on a model handle (used by `Model.session`). @internal
+ * @throws GqaError `INVALID_INPUT` (`maxLen`, `batch`), `OUT_OF_MEMORY`, `DISPOSED`
+ */
+export function createSession(backend: BackendName, create: ((batch: number, maxLen: number) => SessionHandle) | undefined, options: SessionOptions): Session {
+  if (!create) throw new GqaError("INTERNAL", `the ${backend} backend was built without sessions; rebuild with \`bash scripts/setup.sh\``);
+  if (typeof options !== "object" || options === null) {
+    throw new GqaError("INVALID_INPUT", `invalid input \`options\`: expected {maxLen, batch?}, found ${JSON.stringify(options)}`);
+  }
+  const maxLen = checkCount(options.maxLen, "maxLen", 1);
+  const batch = checkCount(options.batch ?? 1, "batch", 0);
+  return new Session(backend, callBinding(() => create(batch, maxLen)));
+}
+
+/**
+ * A KV-cache session over one model: `B` rows (sequences) of up to `capacity` positions each,
+ * with independent lengths. Per layer it caches K (after RoPE/YaRN) and V for the `numKvHeads`
+ * KV heads only: `kvCacheBytesPerToken = 2 * numLayers * numKvHeads * headDim * 4` bytes, `numHeads /
+ * numKvHeads` times less than multi-head attention; the whole cache (`kvCacheBytes`) is allocated
+ * when the session is created.
+ *
+ * After each push the output equals `model.forward` over the prefix pushed so far (within float
+ * rounding, about 1e-6): rotary positions continue from each row's length and new positions
+ * attend causally to the cached ones.
+ *
+ * Lifetime: the session holds its own reference to the model's weights, so `model.dispose()`
+ * while a session exists is safe: the session keeps working and the weights are freed once the
+ * session is disposed too. Call {@link dispose} to free the cache. Training the model
+ * (`model.fit`) changes its weights but not the cached K/V: call {@link reset} afterwards.
+ *
+ * Concurrency: `push` calls run one after the other in call order (native: each off the main
+ * thread). `pushSync`, `reset` and the getters act at once; on native they wait for a push that
+ * is running at that moment.
+ */
+export class Session {
+  /** The backend that holds this session's cache (the model's backend). */
+  readonly backend: BackendName;
+  #handle: SessionHandle | null;
+  #tail: Promise<unknown> = Promise.resolve();
+
+  /** @internal use `model.session()`. */
+  constructor(backend: BackendName, handle: SessionHandle) {
+    this.backend = backend;
+    this.#handle = handle;
+  }
+
+  get #h(): SessionHandle {
+    if (this.#handle === null) throw new GqaError("DISPOSED", "this Session was disposed; create a new one with model.session()");
+    return this.#handle;
+  }
+
+  /**
+   * Appends a chunk of new positions to every row and returns the model's output after it.
+   *
+   * - `chunk: [B, t, E]` row-major (`dims = [B, t, E]`, `B = batch`, `t >= 1`, `E = embedDim`).
+   * - Result (`H = hiddenSize`): `[B, H]` = the output mode at each row's newest position, as
+   *   `model.forward` over the row's whole prefix gives it (`last_timestep`: the final hidden
+   *   state; `mean_pool`: the mean over every cached position); `outputMode: "all"`: `[B, t, H]`
+   *   the hidden states of the new positions. With `allPositions: true`: `[B, t, H]`, the output
+   *   mode at each new position. Ignored positions (`>= lengths[b]`) give zeros; a row that has
+   *   never received a position gives zeros.
+   *
+   * Off the main thread on native (do not modify `chunk` until the promise settles); wasm
+   * computes synchronously. Pushes are queued in call order.
+   *
+   * @throws GqaError `CACHE_FULL` when a row's cached plus new positions exceed `capacity` (the
+   *   session is left unchanged and usable), `INVALID_INPUT` (dims, chunk size, lengths),
+   *   `OUT_OF_MEMORY`, `DISPOSED`
+   */
+  push(chunk: Float32Array, dims: number[], options: PushOptions = {}): Promise<Tensor> {
+    const run = async (): Promise<Tensor> => {
+      checkPush(chunk, dims, options);
+      const h = this.#h;
+      const raw = await callBindingAsync(() => h.pushAsync(chunk, dims, options.lengths, options.allPositions === true));
+      return new Tensor(raw.data, raw.dims);
+    };
+    const p = this.#tail.then(run, run);
+    this.#tail = p.catch(() => undefined);
+    return p;
+  }
+
+  /** Same as {@link push}, blocking the calling thread (not queued behind pending async pushes). */
+  pushSync(chunk: Float32Array, dims: number[], options: PushOptions = {}): Tensor {
+    checkPush(chunk, dims, options);
+    const h = this.#h;
+    const raw = callBinding(() => h.push(chunk, dims, options.lengths, options.allPositions === true));
+    return new Tensor(raw.data, raw.dims);
+  }
+
+  /** Cached positions per row (`B` values in `0..=capacity`). */
+  get lengths(): number[] {
+    const h = this.#h;
+    return callBinding(() => h.lengths());
+  }
+
+  /**
+   * The longest row's cached length (0 when empty): for the usual `batch = 1` session, the
+   * number of positions pushed so far. See {@link lengths} for every row.
+   */
+  get length(): number {
+    return Math.max(0, ...this.lengths);
+  }
+
+  /** Capacity per row in positions (`maxLen`). */
+  get capacity(): number {
+    const h = this.#h;
+    return callBinding(() => h.capacity);
+  }
+
+  /** Rows `B`. */
+  get batch(): number {
+    const h = this.#h;
+    return callBinding(() => h.batch);
+  }
+
+  /** Bytes allocated for the K and V caches of all layers: `batch * capacity * kvCacheBytesPerToken`. */
+  get kvCacheBytes(): number {
+    const h = this.#h;
+    return callBinding(() => h.kvCacheBytes());
+  }
+
+  /** Cache bytes per cached token and row (F32): `2 * numLayers * numKvHeads * headDim * 4` (SPEC section 4). */
+  get kvCacheBytesPerToken(): number {
+    const h = this.#h;
+    return callBinding(() => h.kvCacheBytesPerToken());
+  }
+
+  /** Forgets every cached position (all rows back to length 0); the allocation is kept. */
+  reset(): void {
+    const h = this.#h;
+    callBinding(() => h.reset());
+  }
+
+  /** Frees the cache. Later calls throw `GqaError` code `DISPOSED`; a running push completes. Idempotent. */
+  dispose(): void {
+    this.#handle?.free();
+    this.#handle = null;
+  }
+
+  /** Whether {@link dispose} was called. */
+  get disposed(): boolean {
+    return this.#handle === null;
+  }
+}
