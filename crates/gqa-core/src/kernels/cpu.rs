@@ -37,12 +37,21 @@ const LANES: usize = 8;
 // ---------------------------------------------------------------------------------------------
 // SIMD dispatch
 
-/// Whether the x86_64 AVX2+FMA variants can run here (detected once).
+/// When set, the x86_64 AVX2+FMA variants are not used (tests of the portable code).
+static PORTABLE_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Forces the portable kernels (`true`) or allows the run-time selected AVX2+FMA variants
+/// (`false`, the default) on x86_64; no effect elsewhere. For tests and benchmarks.
+pub fn set_portable_only(on: bool) {
+    PORTABLE_ONLY.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether the x86_64 AVX2+FMA variants can run here (detected once) and are allowed.
 #[cfg(target_arch = "x86_64")]
 fn has_avx2_fma() -> bool {
     use std::sync::OnceLock;
     static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) && !PORTABLE_ONLY.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Defines `$name(args)` that runs `$imp::<true>(args)` compiled with AVX2+FMA when available
@@ -146,7 +155,7 @@ fn par_rows_mut(data: &mut [f32], width: usize, min_values: usize, f: impl Fn(us
 #[inline(always)]
 fn exp_f32<const FMA: bool>(x: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
-    let xc = x.clamp(-87.336_54, 88.722_83);
+    let xc = if x < -87.336_54 { -87.336_54 } else if x > 88.722_83 { 88.722_83 } else { x };
     let t = fmadd::<FMA>(xc, std::f32::consts::LOG2_E, MAGIC);
     let n = t - MAGIC;
     let r = fmadd::<FMA>(n, -0.693_359_4, xc);
@@ -160,10 +169,11 @@ fn exp_f32<const FMA: bool>(x: f32) -> f32 {
     let y = fmadd::<FMA>(p * r, r, r) + 1.0;
     let ni = t.to_bits().wrapping_sub(MAGIC.to_bits()) as i32;
     let scale = f32::from_bits(((ni + 127) as u32) << 23);
+    let res = y * scale;
     if x < -87.336_54 {
         0.0
     } else {
-        y * scale
+        res
     }
 }
 
@@ -574,14 +584,15 @@ fn attn_job_impl<const FMA: bool>(a: &AttnArgs<'_>, job: AttnJob, kt: &mut Vec<f
                 let valid = lims[rr].saturating_sub(j0);
                 let row = &mut s[rr];
                 let mut mx = [f32::NEG_INFINITY; LANES];
-                for (c, x) in row.iter_mut().enumerate() {
-                    if c >= valid {
-                        *x = f32::NEG_INFINITY;
+                for (ci, chunk) in row.chunks_exact_mut(LANES).enumerate() {
+                    for l in 0..LANES {
+                        let x = if ci * LANES + l < valid { chunk[l] } else { f32::NEG_INFINITY };
+                        chunk[l] = x;
+                        mx[l] = if x > mx[l] { x } else { mx[l] };
                     }
-                    mx[c % LANES] = mx[c % LANES].max(*x);
                 }
-                let bm = mx.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let m_new = m[rr].max(bm);
+                let bm = mx.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+                let m_new = if bm > m[rr] { bm } else { m[rr] };
                 if m_new == f32::NEG_INFINITY {
                     // Row has no key in this block (only possible past its limit): p = 0.
                     row.fill(0.0);
@@ -589,13 +600,10 @@ fn attn_job_impl<const FMA: bool>(a: &AttnArgs<'_>, job: AttnJob, kt: &mut Vec<f
                 }
                 alpha[rr] = exp_f32::<FMA>(m[rr] - m_new);
                 m[rr] = m_new;
-                let mut sum = [0f32; LANES];
-                for (c, x) in row.iter_mut().enumerate() {
-                    let p = exp_f32::<FMA>(*x - m_new);
-                    *x = p;
-                    sum[c % LANES] += p;
+                for x in row.iter_mut() {
+                    *x = exp_f32::<FMA>(*x - m_new);
                 }
-                l[rr] = l[rr] * alpha[rr] + sum.iter().sum::<f32>();
+                l[rr] = l[rr] * alpha[rr] + sum_lanes(row);
             }
             for rr in 0..ROWS {
                 if alpha[rr] != 1.0 {
@@ -604,14 +612,25 @@ fn attn_job_impl<const FMA: bool>(a: &AttnArgs<'_>, job: AttnJob, kt: &mut Vec<f
                     }
                 }
             }
-            // o += P V for the block.
-            for c in 0..bk {
-                let vrow = &a.v[a.vl.at(b, kvh, j0 + c)..][..d];
-                for rr in 0..ROWS {
-                    let p = s[rr][c];
-                    for (x, &y) in o[rr * d..(rr + 1) * d].iter_mut().zip(vrow) {
-                        *x = fmadd::<FMA>(p, y, *x);
-                    }
+            // o += P V for the block: pairs of rows times W-wide slices of D, accumulators in
+            // registers across the block's keys.
+            let vb0 = a.vl.at(b, kvh, j0);
+            for rp in (0..ROWS).step_by(2) {
+                let (o01, _) = o[rp * d..].split_at_mut(2 * d);
+                let (o0, o1) = o01.split_at_mut(d);
+                let (p0, p1) = (&s[rp][..bk], &s[rp + 1][..bk]);
+                let mut d0 = 0;
+                while d0 + 32 <= d {
+                    pv_slice::<FMA, 32>(o0, o1, p0, p1, a.v, vb0, a.vl.row, d0);
+                    d0 += 32;
+                }
+                while d0 + 8 <= d {
+                    pv_slice::<FMA, 8>(o0, o1, p0, p1, a.v, vb0, a.vl.row, d0);
+                    d0 += 8;
+                }
+                while d0 < d {
+                    pv_slice::<FMA, 1>(o0, o1, p0, p1, a.v, vb0, a.vl.row, d0);
+                    d0 += 1;
                 }
             }
         }
@@ -626,6 +645,24 @@ fn attn_job_impl<const FMA: bool>(a: &AttnArgs<'_>, job: AttnJob, kt: &mut Vec<f
             }
         }
     }
+}
+
+/// `o0[d0..d0+W] += sum_c p0[c] * v[c, d0..d0+W]` and the same for `o1`/`p1`, `v` row `c` at
+/// `vb0 + c * vrs`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn pv_slice<const FMA: bool, const W: usize>(o0: &mut [f32], o1: &mut [f32], p0: &[f32], p1: &[f32], v: &[f32], vb0: usize, vrs: usize, d0: usize) {
+    let mut a0: [f32; W] = o0[d0..d0 + W].try_into().expect("slice");
+    let mut a1: [f32; W] = o1[d0..d0 + W].try_into().expect("slice");
+    for (c, (&x0, &x1)) in p0.iter().zip(p1).enumerate() {
+        let vv: &[f32; W] = v[vb0 + c * vrs + d0..][..W].try_into().expect("slice");
+        for w in 0..W {
+            a0[w] = fmadd::<FMA>(x0, vv[w], a0[w]);
+            a1[w] = fmadd::<FMA>(x1, vv[w], a1[w]);
+        }
+    }
+    o0[d0..d0 + W].copy_from_slice(&a0);
+    o1[d0..d0 + W].copy_from_slice(&a1);
 }
 
 dispatch!(fn attn_job / attn_job_avx2 => attn_job_impl(a: &AttnArgs<'_>, job: AttnJob, kt: &mut Vec<f32>, o: &mut Vec<f32>));
