@@ -9,7 +9,7 @@
 #  5. wasm package: wasm-pack build --target web (Debian toolchain, -Zbuild-std, +simd128) -> bindings/wasm/pkg/
 #  6. TypeScript: tsc -> dist/
 #
-# Environment: GQA_WASM_OPT (wasm-opt level, default -O1); GQA_BUILD_ONLY=1 skips steps 1-3 (`npm run build`); GQA_SKIP_NATIVE=1 / GQA_SKIP_WASM=1 skip a build; GQA_FORCE_BUILD=1 ignores the stamps.
+# Environment: GQA_WASM_OPT (wasm-opt level, default -O1, `none` to skip); GQA_BUILD_ONLY=1 skips steps 1-3 (`npm run build`); GQA_SKIP_NATIVE=1 / GQA_SKIP_WASM=1 skip a build; GQA_FORCE_BUILD=1 ignores the stamps.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$(pwd)"
@@ -109,8 +109,11 @@ else
       wasm-pack --log-level warn build bindings/wasm --release --target web --mode force --out-dir pkg --no-opt \
       -- -Zbuild-std=std,panic_abort --config 'profile.release.panic="abort"'
     # wasm-opt from node_modules/.bin (npm binaryen), run here so the level is ours to choose:
-    # -O1 takes ~12 s on these 2 cores (module 4 % larger than -O3, which takes ~90 s).
-    if command -v wasm-opt >/dev/null; then
+    # it is binaryen compiled to wasm (slow): -O1 takes 12-90 s here depending on load, -O3 several
+    # times that for a module ~4 % smaller. GQA_WASM_OPT=none skips it.
+    if [ "${GQA_WASM_OPT:-}" = none ]; then
+      log "wasm-opt skipped (GQA_WASM_OPT=none)"
+    elif command -v wasm-opt >/dev/null; then
       log "wasm-opt ${GQA_WASM_OPT:--O1} bindings/wasm/pkg/gqa_wasm_bg.wasm"
       wasm-opt "${GQA_WASM_OPT:--O1}" --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
         --enable-mutable-globals --enable-reference-types --enable-multivalue \
