@@ -156,7 +156,7 @@ describe(`KV-cache sessions on backend=${BACKEND}`, () => {
   });
 
   it("batched rows with different lengths equal each row pushed alone (ignored positions hold NaN)", async () => {
-    for (const cfg of [CONFIGS.rope!, { ...CONFIGS.yarn!, outputMode: "last_timestep" as const }, CONFIGS.none!]) {
+    for (const [name, cfg] of [["rope", CONFIGS.rope!], ["yarn", { ...CONFIGS.yarn!, outputMode: "last_timestep" as const }], ["none", CONFIGS.none!]] as const) {
       const model = await GQA.build(cfg);
       const { embedDim: e, hiddenSize: h } = model.config;
       const B = 3;
@@ -200,7 +200,7 @@ describe(`KV-cache sessions on backend=${BACKEND}`, () => {
           expect(batched.length).toBe(Math.max(...used));
         }
       }
-      worstByCase[`batched-vs-alone/${cfg.outputMode}`] = worst;
+      worstByCase[`batched-vs-alone/${name}/${cfg.outputMode}`] = worst;
       expect(worst).toBeLessThanOrEqual(TOL);
       model.dispose();
     }
