@@ -59,6 +59,8 @@ export interface ModelHandle {
   createTrainer?(x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, fitOptionsJson: string): TrainerHandle;
   /** Models only: a KV-cache session of `batch` rows and `maxLen` positions (see `ts/session.ts`). */
   createSession?(batch: number, maxLen: number): SessionHandle;
+  /** Models only: attention probabilities `[L, B, NH, T, T]` (`gqa_core::inspect::attention_maps`). */
+  attentionMaps?(data: Float32Array, dims: number[], lengths?: number[]): RawTensor;
   /** Models only: `EvalReport` JSON (`{loss, accuracy, predictions, count}`), off the main thread on native. */
   evaluateAsync?(x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, batchSize: number): Promise<string>;
 }
@@ -297,6 +299,12 @@ function adaptNative(raw: any): Binding {
           h.evaluateAsync(x, toU32(dims), lengths, classes, targets, batchSize),
       }),
       ...(typeof h.session === "function" && { createSession: (batch: number, maxLen: number) => adaptNativeSession(h.session(batch, maxLen)) }),
+      ...(typeof h.attentionMaps === "function" && {
+        attentionMaps: (data: Float32Array, dims: number[], lengths?: number[]) => {
+          const o = h.attentionMaps(data, toU32(dims), toU32(lengths));
+          return { data: o.data, dims: Array.from(o.dims as ArrayLike<number>) };
+        },
+      }),
       forward: (data, dims, lengths) => {
         const out = h.forward(data, toU32(dims), toU32(lengths));
         return { data: out.data, dims: Array.from(out.dims as ArrayLike<number>) };
@@ -391,6 +399,16 @@ function adaptWasm(glue: any): Binding {
           h.evaluate(x, toU32(dims), lengths, classes, targets, batchSize) as string,
       }),
       ...(typeof h.session === "function" && { createSession: (batch: number, maxLen: number) => adaptWasmSession(h.session(batch, maxLen)) }),
+      ...(typeof h.attentionMaps === "function" && {
+        attentionMaps: (data: Float32Array, dims: number[], lengths?: number[]): RawTensor => {
+          const o = h.attentionMaps(data, toU32(dims), toU32(lengths));
+          try {
+            return { data: o.takeData(), dims: Array.from(o.dims() as ArrayLike<number>) };
+          } finally {
+            o.free();
+          }
+        },
+      }),
       forward,
       forwardAsync: async (data, dims, lengths) => forward(data, dims, lengths),
       save: () => h.save(),

@@ -147,6 +147,25 @@ export class Model extends Layer<ModelConfig> {
     return createSession(this.backend, h.createSession, options);
   }
 
+  /**
+   * Attention probabilities of every layer and query head (for inspection and visualisation):
+   * input `dims = [B, T, E]` (optional `lengths` as in {@link forward}) -> `Tensor [L, B, NH, T, T]`
+   * where `[l, b, i, q, k]` is how much query position `q` of head `i` in layer `l` attends to key
+   * `k`. Query head `i` reads KV head `floor(i / (NH / NKV))`. Rows sum to 1; keys `k > q`
+   * (causal) and `k >= lengths[b]` are 0. Computed with the core's reference attention ops
+   * (`gqa_core::inspect::attention_maps`), synchronously on both backends.
+   * @throws GqaError `INVALID_INPUT` (dims/length/lengths), `OUT_OF_MEMORY`, `DISPOSED`
+   */
+  async attentionMaps(data: Float32Array, dims: number[], options: ForwardOptions = {}): Promise<Tensor> {
+    checkData(data);
+    checkDims(dims, "dims");
+    if (options.lengths !== undefined) checkDims(options.lengths, "lengths");
+    const h = this.handle;
+    const f = h.attentionMaps;
+    if (!f) throw new GqaError("INTERNAL", `the ${this.backend} backend was built without \`attentionMaps\`; rebuild with \`bash scripts/setup.sh\``);
+    return toTensor(callBinding(() => f.call(h, data, dims, options.lengths)));
+  }
+
   /** Whether the model has a task head. */
   get hasHead(): boolean {
     return this.head !== null;

@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod error;
+pub mod inspect;
 pub mod attention;
 pub mod model;
 pub mod tensor;
