@@ -3,7 +3,8 @@
  * backends, loading each binding, and the error when loading fails.
  *
  * Two backends implement the same {@link Binding} surface:
- * - `native`: the napi-rs addon (`bindings/node`, Node only), built by `scripts/setup.sh`;
+ * - `native`: the napi-rs addon (`bindings/node`), built by `scripts/setup.sh`; Node, and Deno
+ *   when the `ffi` permission is granted (`--allow-ffi`; Deno loads Node-API addons);
  * - `wasm`: the wasm-bindgen package (`bindings/wasm/pkg`, `--target web`), everywhere.
  *
  * Selection: `GQA.init({ backend })`, else the environment variable `GQA_BACKEND`
@@ -169,11 +170,23 @@ function reason(e: unknown): string {
   return e instanceof Error ? e.message.split("\n")[0]! : String(e);
 }
 
-/** Loads the napi-rs addon (Node only). */
+/** Whether Deno has granted the `ffi` permission (needed to load a Node-API addon); false elsewhere. */
+function denoFfiGranted(): boolean {
+  try {
+    return (globalThis as any).Deno?.permissions?.querySync?.({ name: "ffi" })?.state === "granted";
+  } catch {
+    return false;
+  }
+}
+
+/** Loads the napi-rs addon (Node; Deno with `--allow-ffi`, through `node:module`'s `createRequire`). */
 export async function loadNative(): Promise<LoadedBackend> {
   const env = detectEnvironment();
-  if (env !== "node") {
-    throw new GqaError("BACKEND_LOAD_FAILED", `native backend: needs Node.js (this host is ${env}); use backend "wasm"`);
+  if (env !== "node" && env !== "deno") {
+    throw new GqaError("BACKEND_LOAD_FAILED", `native backend: needs Node.js or Deno (this host is ${env}); use backend "wasm"`);
+  }
+  if (env === "deno" && !denoFfiGranted()) {
+    throw new GqaError("BACKEND_LOAD_FAILED", `native backend: Deno needs the ffi permission to load the Node-API addon (run with --allow-ffi), or use backend "wasm"`);
   }
   const { fs, url, module, path } = await nodeModules();
   const override = envVar("GQA_NATIVE_PATH");
@@ -239,7 +252,8 @@ export async function loadWasm(): Promise<LoadedBackend> {
 }
 
 /**
- * Loads the requested backend. `auto` tries native (Node only), then wasm; when both fail the
+ * Loads the requested backend. `auto` tries native (Node; Deno only when `--allow-ffi` was
+ * granted, so that no permission prompt appears), then wasm; when both fail the
  * error lists each attempt.
  */
 export async function loadBackend(choice?: BackendChoice): Promise<LoadedBackend> {
@@ -247,7 +261,8 @@ export async function loadBackend(choice?: BackendChoice): Promise<LoadedBackend
   if (req === "native") return loadNative();
   if (req === "wasm") return loadWasm();
   const failures: string[] = [];
-  if (detectEnvironment() === "node") {
+  const env = detectEnvironment();
+  if (env === "node" || (env === "deno" && denoFfiGranted())) {
     try {
       return await loadNative();
     } catch (e) {
