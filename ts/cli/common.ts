@@ -44,18 +44,35 @@ export function addBackendOption(cmd: Command): Command {
   );
 }
 
+/** Defaults shown in the model flags' help (and applied by the command that passes them). */
+export interface ModelDefaults {
+  hiddenSize: number;
+  numHeads: number;
+  numKvHeads: number;
+  numLayers: number;
+  dropout: number;
+  rope: boolean;
+}
+
+/** The core's defaults (SPEC section 1), used by `gqa info`. */
+export const CORE_DEFAULTS: ModelDefaults = { hiddenSize: 256, numHeads: 8, numKvHeads: 2, numLayers: 4, dropout: 0.1, rope: false };
+
 /**
- * Adds the model-architecture flags shared by `info` and `train`. Values not given are left to the
- * core's defaults (SPEC section 1: hidden 256, heads 8, KV heads 2, layers 4, dropout 0.1, seed 0).
+ * Adds the model-architecture flags shared by `info` and `train`. Values not given are left to
+ * `defaults` (the core's defaults unless the command bakes in others, as `train` does; SPEC
+ * section 1: hidden 256, heads 8, KV heads 2, layers 4, dropout 0.1, seed 0). When
+ * `defaults.rope` is true, `--no-rope` turns rotary embeddings off.
  */
-export function addModelOptions(cmd: Command): Command {
+export function addModelOptions(cmd: Command, defaults: ModelDefaults = CORE_DEFAULTS): Command {
+  cmd
+    .option("--hidden-size <n>", `model width H (divisible by --num-heads); default ${defaults.hiddenSize}`, intArg(1))
+    .option("--num-heads <n>", `query heads NH; default ${defaults.numHeads}`, intArg(1))
+    .option("--num-kv-heads <n>", `key/value heads NKV, dividing --num-heads (1 = MQA, = num-heads = MHA); default ${defaults.numKvHeads}`, intArg(1))
+    .option("--num-layers <n>", `pre-norm transformer blocks; default ${defaults.numLayers}`, intArg(1))
+    .option("--dropout <p>", `dropout probability in [0, 1), used only in training; default ${defaults.dropout}`, numArg(0, 1))
+    .option("--rope", `rotary position embedding on Q and K (half rotation, base 10000)${defaults.rope ? "; on by default" : ""}`);
+  if (defaults.rope) cmd.option("--no-rope", "no rotary position embedding");
   return cmd
-    .option("--hidden-size <n>", "model width H (divisible by --num-heads); default 256", intArg(1))
-    .option("--num-heads <n>", "query heads NH; default 8", intArg(1))
-    .option("--num-kv-heads <n>", "key/value heads NKV, dividing --num-heads (1 = MQA, = num-heads = MHA); default 2", intArg(1))
-    .option("--num-layers <n>", "pre-norm transformer blocks; default 4", intArg(1))
-    .option("--dropout <p>", "dropout probability in [0, 1), used only in training; default 0.1", numArg(0, 1))
-    .option("--rope", "rotary position embedding on Q and K (half rotation, base 10000)")
     .option("--yarn", "Edifice's YaRN-named rotary frequency scaling (implies rotary)")
     .option("--yarn-scale <s>", "YaRN scale (> 0); default 8", numArg(Number.MIN_VALUE))
     .option("--window-size <n>", "expected sequence length (a sizing hint only); default 60", intArg(1))
@@ -82,15 +99,26 @@ export interface ModelFlags {
   backend?: "auto" | "native" | "wasm";
 }
 
-/** Turns the flags into `GqaOptions` (only the given ones; the core fills in defaults). */
-export function modelOptions(flags: ModelFlags, embedDim: number): GqaOptions {
+/**
+ * Turns the flags into `GqaOptions`: the given ones, else `defaults` when a command bakes some in,
+ * else nothing (the core fills in its defaults).
+ */
+export function modelOptions(flags: ModelFlags, embedDim: number, defaults?: ModelDefaults): GqaOptions {
   const o: GqaOptions = { embedDim };
+  if (defaults) {
+    o.hiddenSize = defaults.hiddenSize;
+    o.numHeads = defaults.numHeads;
+    o.numKvHeads = defaults.numKvHeads;
+    o.numLayers = defaults.numLayers;
+    o.dropout = defaults.dropout;
+    o.rope = defaults.rope;
+  }
   if (flags.hiddenSize !== undefined) o.hiddenSize = flags.hiddenSize;
   if (flags.numHeads !== undefined) o.numHeads = flags.numHeads;
   if (flags.numKvHeads !== undefined) o.numKvHeads = flags.numKvHeads;
   if (flags.numLayers !== undefined) o.numLayers = flags.numLayers;
   if (flags.dropout !== undefined) o.dropout = flags.dropout;
-  if (flags.rope) o.rope = true;
+  if (flags.rope !== undefined) o.rope = flags.rope;
   if (flags.yarn) o.yarn = true;
   if (flags.yarnScale !== undefined) o.yarnScale = flags.yarnScale;
   if (flags.windowSize !== undefined) o.windowSize = flags.windowSize;

@@ -7,8 +7,7 @@ import { DataFormatError, readFileOrThrow } from "../data/errors.js";
 import { readSeriesInput } from "../data/input.js";
 import { standardize } from "../data/standardize.js";
 import { addBackendOption, startBackend, type ModelFlags } from "./common.js";
-import { softmaxRows } from "./metrics.js";
-import { loadClassifier, logitsForSeries } from "./model-api.js";
+import { loadClassifier, probabilitiesForSeries } from "./model-api.js";
 import { readCliMetadata } from "./model-file.js";
 
 interface PredictFlags {
@@ -57,9 +56,11 @@ async function runPredict(flags: PredictFlags): Promise<void> {
     );
   }
   const K = meta.classLabels.length;
-  const clf = await loadClassifier(bytes, K);
-  const probs = softmaxRows(await logitsForSeries(clf, standardize(input.series, meta.standardize), meta.channels), K);
+  const clf = await loadClassifier(bytes, K, flags.model);
+  // model.predict returns class probabilities (the core's softmax); rows as float64 numbers.
+  const flat = await probabilitiesForSeries(clf, standardize(input.series, meta.standardize), meta.channels);
   clf.dispose();
+  const probs = Array.from({ length: flat.length / K }, (_, i) => Array.from(flat.subarray(i * K, (i + 1) * K)));
   const rows = probs.map((p, i) => {
     let best = 0;
     p.forEach((v, k) => {
