@@ -8,6 +8,7 @@
 #  4. native addon: napi build --platform --release (rustup toolchain)  -> bindings/node/gqa.<triple>.node + index.js
 #  5. wasm package: wasm-pack build --target web (Debian toolchain, -Zbuild-std, +simd128) -> bindings/wasm/pkg/
 #  6. TypeScript: tsc -> dist/
+#  7. browser demo: vite build --config demo/vite.config.ts -> demo/dist/ (static files)
 #
 # Environment: GQA_WASM_OPT (wasm-opt level, default -O1, `none` to skip); GQA_BUILD_ONLY=1 skips steps 1-3 (`npm run build`); GQA_SKIP_NATIVE=1 / GQA_SKIP_WASM=1 skip a build; GQA_FORCE_BUILD=1 ignores the stamps.
 set -euo pipefail
@@ -131,4 +132,8 @@ log "tsc -p tsconfig.build.json -> dist/"
 rm -rf dist
 tsc -p tsconfig.build.json
 [ -f dist/cli/index.js ] && chmod +x dist/cli/index.js
+
+# --- 7. browser demo -> demo/dist/ (static; ~2 s) -------------------------------------------------
+log "vite build --config demo/vite.config.ts -> demo/dist/"
+vite build --config demo/vite.config.ts --logLevel error
 log "done in $((SECONDS - START)) s"

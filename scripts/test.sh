@@ -5,6 +5,9 @@
 #   2. vitest with GQA_BACKEND=native, then GQA_BACKEND=wasm (every suite in test/ runs per backend)
 #   3. the built package: `import { GQA } from "gqa"` (package self-reference -> dist/) on both backends
 #   4. the browser entry (dist/browser.js, wasm) in headless chromium, compared with Node
+#   5. the demo (demo/dist) in chromium via playwright-core vs Node native, README worker snippet;
+#      screenshot -> test-artifacts/demo.png
+#   6. Deno: test/deno (wasm and, with --allow-ffi, the native addon) vs fixtures and Node native
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 START=$SECONDS
@@ -28,5 +31,9 @@ for backend in native wasm; do
 done
 log "browser entry (dist/browser.js) in headless chromium vs Node"
 node scripts/browser-smoke.mjs
+log "demo end-to-end (playwright-core + chromium) vs Node native"
+node test/browser/demo-e2e.mjs
+log "deno test (test/deno, npm deno binary $(deno --version | head -1 | cut -d' ' -f2))"
+deno test --config test/deno/deno.json --allow-read --allow-write --allow-env --allow-run=node --allow-ffi test/deno/
 
 log "all tests passed in $((SECONDS - START)) s"

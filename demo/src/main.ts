@@ -38,7 +38,8 @@ worker.onmessage = (ev: MessageEvent<Reply>) => {
   pending.delete(ev.data.id);
 };
 worker.onerror = (ev) => fail(`worker: ${ev.message}`);
-function call(req: Omit<Request, "id">, transfer: Transferable[] = []): Promise<Reply> {
+type WithoutId<T> = T extends unknown ? Omit<T, "id"> : never;
+function call(req: WithoutId<Request>, transfer: Transferable[] = []): Promise<Reply> {
   const id = nextId++;
   return new Promise((resolve, reject) => {
     pending.set(id, (r) => (r.type === "error" ? reject(Object.assign(new Error(r.message), { code: r.code })) : resolve(r)));

@@ -9,13 +9,17 @@
 //   - the maps are laid out by KV head (NKV boxes per layer, NH/NKV heads each),
 //   - loading the model through <input type=file> gives the same result,
 //   - no console error, page error or failed request,
+//   - the README's Web Worker snippet (gqa-worker.js + main.js, extracted from README.md, built
+//     with Vite like the demo) gives the same probabilities as Node native for its zero input,
 // and saves a screenshot to test-artifacts/demo.png. Usage: node test/browser/demo-e2e.mjs
-import { createReadStream, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { copyFileSync, createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { createServer } from "node:http";
 import { extname, join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { chromium } from "playwright-core";
+import { build } from "vite";
 
 import { readCliMetadata } from "../../dist/cli/model-file.js";
 import { readUea, standardize } from "../../dist/data/index.js";
@@ -33,15 +37,42 @@ if (!existsSync(join(SITE, "index.html"))) throw new Error(`${SITE}/index.html m
 
 // --- a plain static file server (what any static host does) ----------------------------------
 const TYPES = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".wasm": "application/wasm", ".json": "application/json", ".safetensors": "application/octet-stream", ".ts": "text/plain" };
+// The README's worker snippet, built with Vite into a temporary directory, served under /readme/.
+const SNIPPET_DIR = mkdtempSync(join(tmpdir(), "gqa-readme-"));
+const SNIPPET_OUT = join(SNIPPET_DIR, "dist");
 const server = createServer((req, res) => {
-  const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
-  const file = normalize(join(SITE, path === "/" ? "index.html" : path));
-  if (!file.startsWith(SITE) || !existsSync(file) || !statSync(file).isFile()) return void res.writeHead(404).end();
+  let path = decodeURIComponent(new URL(req.url, "http://x").pathname);
+  let site = SITE;
+  if (path.startsWith("/readme/")) [site, path] = [SNIPPET_OUT, path.slice("/readme".length)];
+  const file = normalize(join(site, path.endsWith("/") ? path + "index.html" : path));
+  if (!file.startsWith(site) || !existsSync(file) || !statSync(file).isFile()) return void res.writeHead(404).end();
   res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream" });
   createReadStream(file).pipe(res);
 });
 await new Promise((r) => server.listen(0, "127.0.0.1", r));
 const url = `http://127.0.0.1:${server.address().port}/`;
+
+// Extract the two README blocks, add a page and one reporting line, build with Vite (gqa -> dist/browser.js).
+const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+const block = (name) => {
+  const m = new RegExp(`<!-- browser-snippet:${name.replace(".", "\\.")} -->\\s*\`\`\`js\\n([\\s\\S]*?)\`\`\``).exec(readme);
+  if (!m) throw new Error(`README.md has no <!-- browser-snippet:${name} --> js block`);
+  return m[1];
+};
+writeFileSync(join(SNIPPET_DIR, "gqa-worker.js"), block("gqa-worker.js"));
+writeFileSync(join(SNIPPET_DIR, "main.js"), block("main.js") + "\nwindow.snippetResult = { probs: Array.from(probs), dims: [1, T, config.embedDim] };\n");
+writeFileSync(join(SNIPPET_DIR, "index.html"), `<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><script type="module" src="./main.js"></script>`);
+mkdirSync(join(SNIPPET_DIR, "public"));
+copyFileSync(MODEL, join(SNIPPET_DIR, "public/model.safetensors"));
+await build({
+  root: SNIPPET_DIR,
+  base: "./",
+  logLevel: "error",
+  configFile: false,
+  resolve: { alias: { gqa: join(ROOT, "dist/browser.js") } },
+  worker: { format: "es" },
+  build: { outDir: SNIPPET_OUT, target: "es2022" },
+});
 
 const failures = [];
 const check = (ok, what) => {
@@ -55,7 +86,7 @@ const browser = await chromium.launch({
   headless: true,
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
 });
-let last, lastFromFile, kvShown, layout, consoleErrors = [], pageErrors = [], failedRequests = [];
+let last, lastFromFile, snippet, kvShown, layout, consoleErrors = [], pageErrors = [], failedRequests = [];
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
   page.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
@@ -94,7 +125,13 @@ try {
   await page.click("#predict");
   await waitState("done");
   lastFromFile = await grab();
+
+  // The README snippet.
+  await page.goto(url + "readme/");
+  await page.waitForFunction(() => window.snippetResult, null, { timeout: 60_000 });
+  snippet = await page.evaluate(() => window.snippetResult);
 } finally {
+  rmSync(SNIPPET_DIR, { recursive: true, force: true });
   await browser.close();
   server.close();
 }
@@ -131,6 +168,9 @@ const kvFormula = [cfg.numKvHeads, cfg.numHeads, 1].map((n) => [n, 2 * cfg.numLa
 check(JSON.stringify(kvShown) === JSON.stringify(kvWant) && JSON.stringify(kvWant) === JSON.stringify(kvFormula), `KV panel ${JSON.stringify(kvShown)} = native kvCacheBytesPerToken = 2*L*NKV*D*4`);
 const fErr = maxDiff(lastFromFile.probs, probs);
 check(fErr <= TOL && lastFromFile.caseIndex === CASE, `model via <input type=file>: max |diff| ${fErr.toExponential(2)}`);
+const zeros = await model.predict(new Float32Array(snippet.dims.reduce((a, b) => a * b)), snippet.dims);
+const sErr = maxDiff(snippet.probs, Array.from(zeros.data));
+check(sErr <= TOL, `README worker snippet (Vite build) vs Node native: max |diff| ${sErr.toExponential(2)} [${snippet.probs.map((p) => p.toFixed(4))}]`);
 check(consoleErrors.length === 0, `no console errors${consoleErrors.length ? ": " + consoleErrors.join(" | ") : ""}`);
 check(pageErrors.length === 0, `no page errors${pageErrors.length ? ": " + pageErrors.join(" | ") : ""}`);
 check(failedRequests.length === 0, `no failed requests${failedRequests.length ? ": " + failedRequests.join(" | ") : ""}`);
