@@ -338,7 +338,7 @@ impl GqaAttention {
         }
         let rotary = if self.inv_freq.is_some() { rotary } else { None };
         if !track && fused::fused_ok(x) {
-            return self.forward_fused(x, mask, rotary);
+            return self.forward_fused(x, mask, rotary, None);
         }
         let (q, k, v) = self.qkv(x, rotary, 0, track)?;
         self.attend(&q, &k, &v, mask, track)
@@ -347,7 +347,9 @@ impl GqaAttention {
     /// Inference on the fused CPU kernels: projections with folded biases, rotary in place on
     /// `[B,T,N,D]`, attention reading the projections through strides and writing `[B,T,qDim]`
     /// for `out_proj` (no head transposes or copies).
-    fn forward_fused(&self, x: &Tensor, mask: &AttnMask, rotary: Option<&Rotary>) -> Result<Tensor> {
+    /// `residual`: when given, returns `residual + attn(x)` (the add folded into `out_proj`'s
+    /// bias pass).
+    fn forward_fused(&self, x: &Tensor, mask: &AttnMask, rotary: Option<&Rotary>, residual: Option<&Tensor>) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (nh, nkv, d) = (self.cfg.num_heads, self.cfg.num_kv_heads, self.cfg.head_dim());
         let q = self.q_proj.forward(x, false)?;
@@ -363,7 +365,27 @@ impl GqaAttention {
         }
         let heads = |y: &Tensor, n: usize| -> Result<Tensor> { Ok(y.reshape((b, t, n, d))?.transpose(1, 2)?) };
         let o = fused::attention(&heads(&q, nh)?, &heads(&k, nkv)?, &heads(&v, nkv)?, 1.0 / (d as f64).sqrt(), &[mask.offset], mask.lengths.as_deref(), true)?;
-        self.out_proj.forward(&o, false)
+        match residual {
+            Some(r) => self.out_proj.forward_residual(&o, r, false),
+            None => self.out_proj.forward(&o, false),
+        }
+    }
+
+    /// Inference `h + attn(a)` on the fused CPU kernels (no dropout, no graph), or `None` when
+    /// they do not apply (other device/dtype, reference kernels forced). Used by
+    /// [`crate::block::GqaBlock::forward`].
+    ///
+    /// # Errors
+    /// As [`GqaAttention::forward_t`].
+    pub(crate) fn forward_fused_residual(&self, a: &Tensor, h: &Tensor, mask: &AttnMask, rotary: Option<&Rotary>) -> Result<Option<Tensor>> {
+        if !fused::fused_ok(a) {
+            return Ok(None);
+        }
+        if self.inv_freq.is_some() && rotary.is_none() {
+            return Err(Error::input("rotary", "rotary tables (the config has rope or yarn)", "none"));
+        }
+        let rotary = if self.inv_freq.is_some() { rotary } else { None };
+        self.forward_fused(a, mask, rotary, Some(h)).map(Some)
     }
 
     /// Inference entry point for the bindings: `data` is `x: [B,T,H]` row-major f32 with

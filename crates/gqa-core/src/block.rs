@@ -88,6 +88,11 @@ impl GqaBlock {
     /// Backend and rotary errors.
     pub fn forward(&self, h: &Tensor, mask: &AttnMask, rotary: Option<&Rotary>, mut dropout: Option<&mut Dropout>, track: bool) -> Result<Tensor> {
         let a = self.attn_norm.forward(h, track)?;
+        if !track && dropout.is_none() {
+            if let Some(h) = self.attn.forward_fused_residual(&a, h, mask, rotary)? {
+                return self.ffn_residual(&h, None, false);
+            }
+        }
         let mut attn = self.attn.forward_t(&a, mask, rotary, track)?;
         if let Some(d) = dropout.as_deref_mut() {
             attn = d.apply(&attn)?;
