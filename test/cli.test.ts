@@ -8,7 +8,6 @@ import { fileURLToPath } from "node:url";
 import { GQA } from "gqa";
 import { beforeAll, describe, expect, it } from "vitest";
 import { readCliMetadata, readMetadata, setMetadata, withCliMetadata, type CliMetadata } from "../ts/cli/model-file.js";
-import { trainingAvailable as probeTraining } from "../ts/cli/model-api.js";
 import { trainingCurveSvg } from "../ts/cli/plot.js";
 import { classificationMetrics } from "../ts/cli/metrics.js";
 
@@ -19,9 +18,6 @@ const tmp = mkdtempSync(join(tmpdir(), "gqa-cli-test-"));
 const backendEnv = process.env.GQA_BACKEND;
 
 await GQA.init();
-// TEMPORARY: the training API (model.fit / predict with a classification head) is being added;
-// the train/eval/predict end-to-end tests below are skipped until it exists. Remove the skipIf then.
-const trainingAvailable = await probeTraining();
 
 interface Run {
   code: number | null;
@@ -201,12 +197,13 @@ describe("metrics and plot helpers", () => {
   });
 });
 
-describe.skipIf(!trainingAvailable)("gqa train / eval / predict (needs the training API)", () => {
+describe("gqa train / eval / predict", () => {
   const out = join(tmp, "run");
   let trainOut: Run;
 
   beforeAll(() => {
-    trainOut = gqa("train", "--data", "basic-motions", "--hidden-size", "32", "--num-heads", "4", "--num-kv-heads", "2", "--num-layers", "2", "--dropout", "0", "--epochs", "40", "--batch-size", "8", "--lr", "3e-3", "--seed", "1", "--out", out);
+    // A tiny model and few epochs keep this fast; basic-motions' preset adds mean pooling.
+    trainOut = gqa("train", "--data", "basic-motions", "--hidden-size", "32", "--num-heads", "4", "--num-kv-heads", "2", "--num-layers", "1", "--dropout", "0", "--epochs", "20", "--batch-size", "8", "--lr", "3e-3", "--seed", "1", "--out", out);
   }, 600_000);
 
   it("train writes the model, metrics and plot and reports test accuracy", () => {
@@ -214,11 +211,18 @@ describe.skipIf(!trainingAvailable)("gqa train / eval / predict (needs the train
     expect(trainOut.code).toBe(0);
     for (const f of ["model.safetensors", "metrics.json", "training-curve.svg"]) expect(existsSync(join(out, f))).toBe(true);
     const metrics = JSON.parse(readFileSync(join(out, "metrics.json"), "utf8"));
-    expect(metrics.history.length).toBe(40);
+    expect(metrics.history.length).toBe(20);
     expect(metrics.test.count).toBe(40);
+    expect(metrics.config.outputMode).toBe("mean_pool");
+    expect(metrics.config.numLayers).toBe(1);
+    expect(metrics.training.batchSize).toBe(8);
     // Chance is 25% on BasicMotions' 4 balanced classes.
-    expect(metrics.test.accuracy).toBeGreaterThan(0.6);
-    expect(metrics.history[39].trainLoss).toBeLessThan(metrics.history[0].trainLoss);
+    expect(metrics.test.accuracy).toBeGreaterThan(0.75);
+    expect(metrics.history[19].trainLoss).toBeLessThan(0.5 * metrics.history[0].trainLoss);
+    // The head is in the file: 4 classes on 32 features.
+    const meta = readMetadata(new Uint8Array(readFileSync(join(out, "model.safetensors"))));
+    expect(JSON.parse(meta.gqa_head!)).toEqual({ type: "classification", numClasses: 4 });
+    expect(metrics.paramCount).toBeGreaterThan(4 * 32 + 4);
     expect(trainOut.stdout).toContain(`accuracy: ${(100 * metrics.test.accuracy).toFixed(2)}%`);
     expect(readFileSync(join(out, "training-curve.svg"), "utf8")).toMatch(/^<svg/);
   });
@@ -262,5 +266,51 @@ describe.skipIf(!trainingAvailable)("gqa train / eval / predict (needs the train
     const bad = gqa("predict", "--model", model, "--input", fx("f4_T4_C3.npy"));
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/expected 6 channels \(the model's\), found 3/);
+  });
+
+  it("native and wasm give the same predictions for the saved model", () => {
+    const model = join(out, "model.safetensors");
+    const test = join(root, "data", "BasicMotions", "BasicMotions_TEST.ts");
+    const runs = (["native", "wasm"] as const).map((b) => {
+      const r = gqa("predict", "--model", model, "--input", test, "--backend", b);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(new RegExp(`^backend: ${b}`, "m"));
+      return JSON.parse(r.stdout) as { backend: string; predictions: { label: string; probabilities: Record<string, number> }[] };
+    });
+    const [n, w] = runs as [(typeof runs)[0], (typeof runs)[0]];
+    expect(n.backend).toBe("native");
+    expect(w.backend).toBe("wasm");
+    expect(w.predictions.map((p) => p.label)).toEqual(n.predictions.map((p) => p.label));
+    let maxDiff = 0;
+    n.predictions.forEach((p, i) => {
+      for (const [k, v] of Object.entries(p.probabilities)) maxDiff = Math.max(maxDiff, Math.abs(v - w.predictions[i]!.probabilities[k]!));
+    });
+    expect(maxDiff).toBeLessThan(1e-5);
+    const e = gqa("eval", "--model", model, "--data", "basic-motions", "--json", "--backend", "wasm");
+    expect(JSON.parse(e.stdout).accuracy).toBe(JSON.parse(readFileSync(join(out, "metrics.json"), "utf8")).test.accuracy);
+  });
+
+  it("a model file from another configuration or dataset exits 2 with a clear message", () => {
+    const model = join(out, "model.safetensors");
+    const bytes = new Uint8Array(readFileSync(model));
+    // Another dataset: 12 channels against the model's 6.
+    const a = gqa("eval", "--model", model, "--data", "japanese-vowels");
+    expect(a.code).toBe(2);
+    expect(a.stderr).toMatch(/error: .*JapaneseVowels_TEST\.ts:1: the model expects 6 channels, the data has 12/);
+    // The stored options disagree with the tensors (hiddenSize 32 -> 64).
+    const meta = readMetadata(bytes);
+    const cfg = JSON.parse(meta.gqa_config!);
+    const wrongCfg = join(tmp, "wrong-config.safetensors");
+    writeFileSync(wrongCfg, setMetadata(bytes, "gqa_config", JSON.stringify({ ...cfg, hiddenSize: 64 })));
+    const b = gqa("eval", "--model", wrongCfg, "--data", "basic-motions");
+    expect(b.code).toBe(2);
+    expect(b.stderr).toMatch(/error: TENSOR_MISMATCH: .*(shape|\[)/);
+    // The CLI record names 3 classes, the head has 4.
+    const cli = readCliMetadata(bytes, model);
+    const wrongHead = join(tmp, "wrong-head.safetensors");
+    writeFileSync(wrongHead, withCliMetadata(bytes, { ...cli, classLabels: cli.classLabels.slice(0, 3) }));
+    const c = gqa("predict", "--model", wrongHead, "--input", join(root, "data", "BasicMotions", "BasicMotions_TEST.ts"));
+    expect(c.code).toBe(2);
+    expect(c.stderr).toMatch(/error: INVALID_INPUT: .*wrong-head\.safetensors: expected a classification head with 3 classes .*found 4 classes/);
   });
 });
