@@ -134,9 +134,12 @@ impl Model {
     }
 }
 
+/// Work that produces `(values, dims)`, sent to the thread pool.
+pub(crate) type ForwardFn = Box<dyn FnOnce() -> gqa_core::Result<(Vec<f32>, Vec<usize>)> + Send>;
+
 /// A forward pass run by napi on the libuv thread pool; panics are caught (`INTERNAL`).
 pub struct ForwardTask {
-    pub(crate) run: Box<dyn FnOnce() -> gqa_core::Result<(Vec<f32>, Vec<usize>)> + Send>,
+    pub(crate) run: ForwardFn,
 }
 
 impl Task for ForwardTask {
