@@ -13,25 +13,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GQA, GqaError, type GqaOptions, type Model, Tensor } from "gqa";
 import { toGqaError } from "../ts/errors.js";
 import { maxAbsDiff, randomData, readSafetensors } from "./helpers/safetensors.js";
+import { expectCode, BACKEND, OTHER } from "./helpers/expect.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
-const BACKEND = (process.env.GQA_BACKEND ?? "auto") as "native" | "wasm" | "auto";
-const OTHER = BACKEND === "wasm" ? "native" : "wasm";
 
-/** Expects `f` to throw (or reject with) a GqaError with `code` whose message matches `re`. */
-async function expectCode(f: () => unknown, code: string, re?: RegExp): Promise<GqaError> {
-  let err: unknown;
-  try {
-    await f();
-  } catch (e) {
-    err = e;
-  }
-  expect(err, `expected GqaError ${code}`).toBeInstanceOf(GqaError);
-  const g = err as GqaError;
-  expect(g.code, g.message).toBe(code);
-  if (re) expect(g.message).toMatch(re);
-  return g;
-}
 
 /** SPEC section 3 approximate count (Edifice param_count/1), computed independently. */
 function approxCount(o: Required<Pick<GqaOptions, "embedDim" | "hiddenSize" | "numHeads" | "numKvHeads" | "numLayers">>): number {

@@ -8,25 +8,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { GQA, GqaError, type GqaOptions, type Model, type Session, type Tensor } from "gqa";
 import { maxAbsDiff, randomData } from "./helpers/safetensors.js";
+import { expectCode, BACKEND, OTHER } from "./helpers/expect.js";
 
-const BACKEND = (process.env.GQA_BACKEND ?? "auto") as "native" | "wasm" | "auto";
-const OTHER = BACKEND === "wasm" ? "native" : "wasm";
 const TOL = 1e-5;
 const T = 64;
 
-async function expectCode(f: () => unknown, code: string, re?: RegExp): Promise<GqaError> {
-  let err: unknown;
-  try {
-    await f();
-  } catch (e) {
-    err = e;
-  }
-  expect(err, `expected GqaError ${code}`).toBeInstanceOf(GqaError);
-  const g = err as GqaError;
-  expect(g.code, g.message).toBe(code);
-  if (re) expect(g.message).toMatch(re);
-  return g;
-}
 
 /** Positional none / RoPE / YaRN, with GQA, MQA and MHA head maps and the three output modes. */
 const CONFIGS: Record<string, GqaOptions> = {

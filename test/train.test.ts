@@ -7,9 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { GQA, GqaError, type BuildOptions, type Model, type StepReport } from "gqa";
+import { expectCode, BACKEND, OTHER } from "./helpers/expect.js";
 
-const BACKEND = (process.env.GQA_BACKEND ?? "auto") as "native" | "wasm" | "auto";
-const OTHER = BACKEND === "wasm" ? "native" : "wasm";
 
 /** mulberry32: a small seeded generator, so the data is the same on every run. */
 function rng(seed: number): () => number {
@@ -75,19 +74,6 @@ const TINY: BuildOptions = {
 };
 const FIT = { epochs: 12, batchSize: 16, lr: 1e-2, seed: 5 };
 
-async function expectCode(f: () => unknown, code: string, re?: RegExp): Promise<GqaError> {
-  let err: unknown;
-  try {
-    await f();
-  } catch (e) {
-    err = e;
-  }
-  expect(err, `expected GqaError ${code}`).toBeInstanceOf(GqaError);
-  const g = err as GqaError;
-  expect(g.code, g.message).toBe(code);
-  if (re) expect(g.message).toMatch(re);
-  return g;
-}
 
 describe(`training on backend=${BACKEND}`, () => {
   const train = twoChannelTask(192, 1);
