@@ -4,6 +4,7 @@
 #   1. cargo test            (gqa-core: unit, integration and fixture tests)
 #   2. vitest with GQA_BACKEND=native, then GQA_BACKEND=wasm (every suite in test/ runs per backend)
 #   3. the built package: `import { GQA } from "gqa"` (package self-reference -> dist/) on both backends
+#   3b. memory: 10,000 x (build, forward, dispose) per backend leave RSS / wasm memory flat
 #   4. the browser entry (dist/browser.js, wasm) in headless chromium, compared with Node
 #   5. the demo (demo/dist) in chromium via playwright-core vs Node native, README worker snippet;
 #      screenshot -> test-artifacts/demo.png
@@ -28,6 +29,10 @@ done
 log "package self-reference (dist/) on both backends"
 for backend in native wasm; do
   GQA_BACKEND=$backend node scripts/smoke.mjs
+done
+log "memory: 10,000 x (build, forward, dispose) leave native RSS and wasm memory flat"
+for backend in native wasm; do
+  node --expose-gc scripts/leak-check.mjs "$backend"
 done
 log "browser entry (dist/browser.js) in headless chromium vs Node"
 node scripts/browser-smoke.mjs
