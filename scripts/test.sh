@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite (what `npm test` and .ci/run run). Brings the build up to date first
 # (scripts/setup.sh is idempotent), then:
-#   1. cargo test            (gqa-core: unit, integration and fixture tests)
+#   1. cargo test --release  (gqa-core: unit, integration and fixture tests)
 #   2. vitest with GQA_BACKEND=native, then GQA_BACKEND=wasm (every suite in test/ runs per backend)
 #   3. the built package: `import { GQA } from "gqa"` (package self-reference -> dist/) on both backends
 #   3b. memory: 10,000 x (build, forward, dispose) per backend leave RSS / wasm memory flat
@@ -18,8 +18,10 @@ log "setup (build up to date)"
 bash scripts/setup.sh
 export PATH="$(pwd)/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 
-log "cargo test (gqa-core)"
-cargo test
+log "cargo test --release (gqa-core)"
+# --release reuses the dependencies the native addon's release build just compiled (candle, gemm):
+# a debug test build would compile them a second time (~10-20 min on 2 cores).
+cargo test --release
 
 for backend in native wasm; do
   log "vitest, GQA_BACKEND=$backend"
