@@ -4,7 +4,8 @@
 // same weights and input. Prints median ms per forward (of --reps runs), tokens/s, the ratio
 // of each to PyTorch, and the max abs difference of each output to PyTorch's.
 //
-//   node bench/forward-peers.mjs [--reps 7] [--cases defaults,vowels,long] [--no-wasm]
+//   node bench/forward-peers.mjs [--reps 7] [--rounds 3] [--cases vowels,defaults,long] [--no-wasm]
+//   (RAYON_NUM_THREADS / TORCH_THREADS set the compute threads of gqa native / PyTorch)
 //
 // Run `bash scripts/setup.sh` first. Python with torch, numpy and safetensors must be on PATH
 // as python3 (scripts/requirements-fixtures.txt pins them).
@@ -20,11 +21,13 @@ const here = dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
   options: {
     reps: { type: "string", default: "7" },
+    rounds: { type: "string", default: "3" },
     cases: { type: "string", default: "vowels,defaults" },
     "no-wasm": { type: "boolean", default: false },
   },
 });
 const reps = Number(args.reps);
+const rounds = Number(args.rounds);
 
 // Named workloads: the main job's model, Edifice's recommended defaults, a long context.
 const CASES = {
@@ -69,26 +72,44 @@ for (const name of args.cases.split(",")) {
   writeFileSync(inputPath, Buffer.from(x.buffer));
 
   const backends = args["no-wasm"] ? ["native"] : ["native", "wasm"];
-  const results = {};
-  for (const backend of backends) {
-    GQA.reset?.();
-    await GQA.init({ backend });
-    const model = await GQA.build({ ...c.opts, dropout: 0, seed: 1 });
-    if (backend === "native") writeFileSync(modelPath, await model.save());
-    let out;
-    const ms = timeIt(() => { out = model.forwardSync(x, dims); });
-    results[backend] = { ms, out: out.data };
-    model.dispose();
+  // Rounds of (gqa backends, then PyTorch) so that every implementation sees the same spells of
+  // machine load; the table reports the median over rounds of each median time and of each ratio.
+  const per = { torch: [], ...Object.fromEntries(backends.map((b) => [b, []])) };
+  const ratios = Object.fromEntries(backends.map((b) => [b, []]));
+  const outs = {};
+  let peerName = "";
+  let torchOut;
+  for (let round = 0; round < rounds; round++) {
+    const ms = {};
+    for (const backend of backends) {
+      GQA.reset?.();
+      await GQA.init({ backend });
+      const model = await GQA.build({ ...c.opts, dropout: 0, seed: 1 });
+      if (backend === "native" && round === 0) writeFileSync(modelPath, await model.save());
+      let out;
+      ms[backend] = timeIt(() => { out = model.forwardSync(x, dims); });
+      outs[backend] = out.data;
+      model.dispose();
+    }
+    const py = JSON.parse(execFileSync("python3", [join(here, "torch_gqa.py"), modelPath, inputPath, String(c.B), String(c.T), String(reps)], { encoding: "utf8", maxBuffer: 1 << 28 }));
+    peerName = py.peer;
+    torchOut = py.out;
+    per.torch.push(py.median_ms);
+    for (const b of backends) {
+      per[b].push(ms[b]);
+      ratios[b].push(py.median_ms / ms[b]);
+    }
   }
-  const py = JSON.parse(execFileSync("python3", [join(here, "torch_gqa.py"), modelPath, inputPath, String(c.B), String(c.T), String(reps)], { encoding: "utf8", maxBuffer: 1 << 28 }));
   const tokens = c.B * c.T;
-  rows.push({ case: name, impl: py.peer, ms: py.median_ms, tokS: tokens / (py.median_ms / 1e3), vsTorch: 1, diff: 0 });
-  for (const [b, r] of Object.entries(results)) {
-    rows.push({ case: name, impl: `gqa ${b}`, ms: r.ms, tokS: tokens / (r.ms / 1e3), vsTorch: py.median_ms / r.ms, diff: maxAbs(r.out, py.out) });
+  const tms = median(per.torch);
+  rows.push({ case: name, impl: peerName, ms: tms, tokS: tokens / (tms / 1e3), vsTorch: 1, diff: 0 });
+  for (const b of backends) {
+    const m = median(per[b]);
+    rows.push({ case: name, impl: `gqa ${b}`, ms: m, tokS: tokens / (m / 1e3), vsTorch: median(ratios[b]), diff: maxAbs(outs[b], torchOut) });
   }
 }
 
-console.log(`forward pass, median of ${reps} runs (speed-up = PyTorch time / this time; >1 is faster than PyTorch)`);
+console.log(`forward pass: median over ${rounds} rounds of the median of ${reps} runs (speed-up = PyTorch time / this time, median of the per-round ratios; >1 is faster than PyTorch)`);
 console.log("| case | implementation | ms / forward | tokens/s | speed-up vs PyTorch | max abs diff vs PyTorch |");
 console.log("|---|---|---:|---:|---:|---:|");
 for (const r of rows) {
