@@ -1,6 +1,6 @@
 //! Model options (SPEC section 1), their defaults, validation and sizes.
 //!
-//! Source: `Edifice.Attention.GQA.build/1` options (the seed in `shared/seed/`), with the
+//! Source: `Edifice.Attention.GQA.build/1` options (the seed: Edifice's documentation of `Edifice.Attention.GQA`), with the
 //! stricter rules of SPEC section 1 (e.g. `hiddenSize` must divide by `numHeads`).
 
 use serde::{Deserialize, Serialize};
