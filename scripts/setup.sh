@@ -122,6 +122,9 @@ else
     else
       log "wasm-opt not found: module left unoptimised by binaryen"
     fi
+    # wasm-pack writes pkg/.gitignore ("*"), which would also keep pkg/ out of `npm pack`; the
+    # repository's own .gitignore already ignores pkg/.
+    rm -f bindings/wasm/pkg/.gitignore
     echo "$wasm_sum" > "$STAMPS/wasm"
     log "wasm package built: $(du -h bindings/wasm/pkg/gqa_wasm_bg.wasm | cut -f1) bindings/wasm/pkg/gqa_wasm_bg.wasm"
   fi
