@@ -354,6 +354,9 @@ describe(`gqa API on backend=${BACKEND}`, () => {
           const b = await other.forward(x, [3, 7, c.embedDim], opts);
           expect(b.dims).toEqual(a.dims);
           expect(maxAbsDiff(a.data, b.data)).toBeLessThanOrEqual(1e-5);
+          // Lengths may come as a typed array (as `fit` data often carries them): same result.
+          const typed = await mine[i]!.forward(x, [3, 7, c.embedDim], { lengths: Uint32Array.from(opts.lengths) });
+          expect(Array.from(typed.data)).toEqual(Array.from(a.data));
         }
         const attnOther = await GQA.buildGqaAttention({ hiddenSize: 16, numHeads: 4, numKvHeads: 1, rope: true, seed: 9 });
         expect(attnOther.weightsDigest()).toBe(attn.weightsDigest());

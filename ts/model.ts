@@ -15,7 +15,7 @@ export interface ForwardOptions {
    * Per-sequence lengths `L_b` (`1 <= L_b <= T`, one per batch row): sequences are left-aligned,
    * keys at `j >= L_b` are masked and padded input values do not matter (SPEC section 2).
    */
-  lengths?: number[];
+  lengths?: ArrayLike<number>;
 }
 
 function checkData(data: Float32Array): void {
@@ -28,6 +28,14 @@ function checkDims(dims: readonly number[], what: string): void {
   if (!Array.isArray(dims) || dims.some((d) => !Number.isInteger(d) || d < 0 || d > 0xffffffff)) {
     throw new GqaError("INVALID_INPUT", `invalid input \`${what}\`: expected an array of integers in 0..2^32-1, found ${JSON.stringify(dims)}`);
   }
+}
+
+/** `options.lengths` as a checked plain array (callers may pass `number[]` or a typed array). */
+function lengthsOf(options: ForwardOptions): number[] | undefined {
+  if (options.lengths === undefined) return undefined;
+  const lengths = Array.from(options.lengths);
+  checkDims(lengths, "lengths");
+  return lengths;
 }
 
 function toTensor(raw: RawTensor): Tensor {
@@ -79,17 +87,17 @@ abstract class Layer<Options> {
   async forward(data: Float32Array, dims: number[], options: ForwardOptions = {}): Promise<Tensor> {
     checkData(data);
     checkDims(dims, "dims");
-    if (options.lengths !== undefined) checkDims(options.lengths, "lengths");
+    const lengths = lengthsOf(options);
     const h = this.handle;
-    return toTensor(await callBindingAsync(() => h.forwardAsync(data, dims, options.lengths)));
+    return toTensor(await callBindingAsync(() => h.forwardAsync(data, dims, lengths)));
   }
 
   /** Same as {@link forward}, blocking the calling thread. */
   forwardSync(data: Float32Array, dims: number[], options: ForwardOptions = {}): Tensor {
     checkData(data);
     checkDims(dims, "dims");
-    if (options.lengths !== undefined) checkDims(options.lengths, "lengths");
-    return toTensor(callBinding(() => this.handle.forward(data, dims, options.lengths)));
+    const lengths = lengthsOf(options);
+    return toTensor(callBinding(() => this.handle.forward(data, dims, lengths)));
   }
 
   /** The weights as safetensors bytes: canonical names, F32, config in metadata. */
@@ -159,11 +167,11 @@ export class Model extends Layer<ModelConfig> {
   async attentionMaps(data: Float32Array, dims: number[], options: ForwardOptions = {}): Promise<Tensor> {
     checkData(data);
     checkDims(dims, "dims");
-    if (options.lengths !== undefined) checkDims(options.lengths, "lengths");
+    const lengths = lengthsOf(options);
     const h = this.handle;
     const f = h.attentionMaps;
     if (!f) throw new GqaError("INTERNAL", `the ${this.backend} backend was built without \`attentionMaps\`; rebuild with \`bash scripts/setup.sh\``);
-    return toTensor(callBinding(() => f.call(h, data, dims, options.lengths)));
+    return toTensor(callBinding(() => f.call(h, data, dims, lengths)));
   }
 
   /** Whether the model has a task head. */
@@ -203,8 +211,7 @@ export class Model extends Layer<ModelConfig> {
   async predict(input: Float32Array, dims: number[], options: ForwardOptions = {}): Promise<Tensor> {
     checkData(input);
     checkDims(dims, "dims");
-    if (options.lengths !== undefined) checkDims(options.lengths, "lengths");
-    return predictModel(this.handle, this.backend, input, dims, options.lengths);
+    return predictModel(this.handle, this.backend, input, dims, lengthsOf(options));
   }
 }
 
