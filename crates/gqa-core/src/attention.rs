@@ -322,6 +322,12 @@ impl GqaAttention {
     /// parameters (`track = true`). `rotary` must cover `T` positions when the config uses
     /// rotary (see [`GqaAttention::rotary`]).
     ///
+    /// # Shapes
+    /// - `x`: `[B, T, H]`; `mask`: `[1|B, T, T]` additive; `rotary`: tables for `T` positions
+    /// - inside: `q: [B, NH, T, D]`, `k, v: [B, NKV, T, D]` (query head `i` reads KV head
+    ///   `i / (NH/NKV)`)
+    /// - output: `[B, T, H]`
+    ///
     /// # Errors
     /// [`Error::InvalidInput`] when rotary is configured but not given; backend errors.
     pub fn forward(&self, x: &Tensor, mask: &AttnMask, rotary: Option<&Rotary>) -> Result<Tensor> {

@@ -84,6 +84,9 @@ impl GqaBlock {
     /// `h: [B,T,H]` -> `[B,T,H]`. `dropout` (training) is applied to the attention and FFN
     /// outputs before each residual add; `None` = inference. `track` builds the autograd graph.
     ///
+    /// # Shapes
+    /// - `h`: `[B, T, H]`; `mask`: `[1|B, T, T]`; output `[B, T, H]`
+    ///
     /// # Errors
     /// Backend and rotary errors.
     pub fn forward(&self, h: &Tensor, mask: &AttnMask, rotary: Option<&Rotary>, mut dropout: Option<&mut Dropout>, track: bool) -> Result<Tensor> {

@@ -120,6 +120,13 @@ impl GqaModel {
     /// and after the FFN, before each residual add); `None` = inference. Edifice's extra
     /// between-block dropout (rate passed explicitly, 0 by default) is not applied.
     ///
+    /// # Shapes
+    /// - `x`: `[B, T, E]` f32; `lengths`: `B` values in `1..=T`
+    /// - output: `[B, H]` (`last_timestep`, `mean_pool`) or `[B, T, H]` (`all`)
+    ///
+    /// Dimensions: `B` batch, `T` positions, `E` embedDim, `H` hiddenSize, `NH` query heads,
+    /// `NKV` KV heads, `D` headDim.
+    ///
     /// # Errors
     /// [`Error::InvalidInput`] for a rank other than 3, a wrong `E`, `T = 0` (names `dims`) or
     /// bad lengths; [`Error::OutOfMemory`] when the score buffer `[B,NH,T,T]` is too large.
@@ -218,6 +225,10 @@ impl GqaModel {
     /// Entry point of the bindings: `data` = `x: [B,T,E]` row-major f32, `dims = [B,T,E]`,
     /// optional lengths. Returns `(values, dims)` with dims `[B,H]` or `[B,T,H]` (`all`).
     /// `B = 0` returns no values and dims `[0,H]` (`[0,T,H]` for `all`).
+    ///
+    /// # Shapes
+    /// - `data`: `B*T*E` f32 values of `[B, T, E]`, `dims = [B, T, E]`; `lengths`: `B` values
+    /// - returns: values of `[B, H]` (or `[B, T, H]` for `all`) and those dims
     ///
     /// # Errors
     /// [`Error::InvalidInput`]: `dims` not of length 3, `dims[2] != embedDim`, `T = 0`

@@ -199,6 +199,11 @@ impl Session {
     /// Everything is validated before the session changes; on error the session is unchanged
     /// and usable.
     ///
+    /// # Shapes
+    /// - `chunk`: `[B, t, E]` (`t` new positions per row, `row_lengths[b] <= t` of them valid)
+    /// - output: `[B, H]` (`last_timestep`, `mean_pool`), `[B, t, H]` (`all`, or `all_positions`)
+    /// - cache per layer: K and V `[B, NKV, capacity, D]` f32
+    ///
     /// # Errors
     /// [`Error::InvalidInput`]: `model` has another config or device (`model`), `dims` not
     /// `[B, t>=1, embedDim]` (`dims`), `chunk.len() != B*t*E` (`input`), `row_lengths` count or
