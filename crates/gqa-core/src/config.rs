@@ -153,8 +153,7 @@ impl GqaConfig {
     /// [`Error::InvalidOption`] for a missing `embedDim`, an unknown option, a value of the
     /// wrong type, or any rule of [`GqaConfig::validate`].
     pub fn from_json(json: &str) -> Result<Self> {
-        let de = &mut serde_json::Deserializer::from_str(json);
-        let cfg: GqaConfig = serde_path_to_error::deserialize(de).map_err(|e| json_option_error(&e))?;
+        let cfg: GqaConfig = parse_json(json, "options", "", "a known option (see SPEC section 1)")?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -308,25 +307,35 @@ impl GqaConfig {
     }
 }
 
-/// Maps a serde error on the options JSON to [`Error::InvalidOption`], naming the field.
-fn json_option_error(e: &serde_path_to_error::Error<serde_json::Error>) -> Error {
+/// Parses an options object from JSON, mapping serde's errors to [`Error::InvalidOption`] that
+/// name the field (`prefix` + its name, e.g. `head.numClasses`), the expectation and the value
+/// (`what` names the whole object when it is not an object at all; `known` is the hint for an
+/// unknown field). Used for model, head, fit and load options alike.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(json: &str, what: &str, prefix: &str, known: &str) -> Result<T> {
+    let de = &mut serde_json::Deserializer::from_str(json);
+    serde_path_to_error::deserialize(de).map_err(|e| json_option_error(&e, what, prefix, known))
+}
+
+/// Maps a serde error on an options JSON to [`Error::InvalidOption`], naming the field.
+fn json_option_error(e: &serde_path_to_error::Error<serde_json::Error>, what: &str, prefix: &str, known: &str) -> Error {
     let path = e.path().to_string();
     let msg = e.inner().to_string();
     // Messages look like "unknown field `foo`, expected one of ...", "missing field `embedDim`"
     // or "invalid type: string \"a\", expected usize at line 1 column 20".
     let quoted = msg.split('`').nth(1).map(str::to_string);
     let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+    let name = |n: String| format!("{prefix}{n}");
     if msg.starts_with("missing field") {
-        Error::option(&quoted.unwrap_or(path), "a value (this option is required)", "nothing")
+        Error::option(&name(quoted.unwrap_or(path)), "a value (this option is required)", "nothing")
     } else if msg.starts_with("unknown field") {
-        Error::option(&quoted.unwrap_or(path), "a known option (see SPEC section 1)", "an unknown option")
+        Error::option(&name(quoted.unwrap_or(path)), known, "an unknown option")
     } else if path == "." {
-        Error::option("options", "a JSON object of options", msg)
+        Error::option(what, format!("a JSON object of {what}"), msg)
     } else {
         let (expected, found) = match msg.split_once(", expected ") {
             Some((found, expected)) => (expected.to_string(), found.trim_start_matches("invalid type: ").trim_start_matches("invalid value: ").to_string()),
             None => ("a valid value".to_string(), msg.clone()),
         };
-        Error::option(&path, expected, found)
+        Error::option(&name(path), expected, found)
     }
 }

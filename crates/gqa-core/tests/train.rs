@@ -257,3 +257,15 @@ fn training_errors_name_the_problem() {
     let e = bare.predict_f32(&[0.0; 2], &[1, 1, 2], None).unwrap_err();
     assert!(e.to_string().contains("head"), "{e}");
 }
+
+#[test]
+fn option_json_errors_name_the_field_without_parser_positions() {
+    let e = FitOptions::from_json(r#"{"learningRate": 0.1}"#).unwrap_err();
+    assert_eq!(e.code(), "INVALID_OPTION");
+    let msg = e.to_string();
+    assert!(msg.contains("`learningRate`") && msg.contains("batchSize") && !msg.contains("line 1"), "{msg}");
+    let e = FitOptions::from_json(r#"{"epochs": "ten"}"#).unwrap_err();
+    assert!(e.to_string().contains("`epochs`") && !e.to_string().contains("column"), "{e}");
+    let e = HeadConfig::from_json(r#"{"type":"classification"}"#).unwrap_err();
+    assert!(e.to_string().contains("head.numClasses"), "{e}");
+}

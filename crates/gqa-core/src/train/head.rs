@@ -54,8 +54,12 @@ impl HeadConfig {
     /// # Errors
     /// [`Error::InvalidOption`] naming `head` or the bad field.
     pub fn from_json(json: &str) -> Result<Self> {
-        let cfg: HeadConfig = serde_json::from_str(json)
-            .map_err(|e| Error::option("head", "{type: \"classification\", numClasses} or {type: \"regression\", outDim, loss?, huberDelta?}", e))?;
+        let cfg: HeadConfig = crate::config::parse_json(
+            json,
+            "head",
+            "head.",
+            "a head field: {type: \"classification\", numClasses, classWeights?} or {type: \"regression\", outDim, loss?, huberDelta?}",
+        )?;
         cfg.validate()?;
         Ok(cfg)
     }

@@ -159,7 +159,12 @@ impl FitOptions {
     /// # Errors
     /// [`Error::InvalidOption`] naming the option for unknown names, wrong types or bad values.
     pub fn from_json(json: &str) -> Result<Self> {
-        let o: FitOptions = serde_json::from_str(json).map_err(|e| Error::option("fit options", "a JSON object of fit options (epochs, batchSize, lr, ...)", e))?;
+        let o: FitOptions = crate::config::parse_json(
+            json,
+            "fit options",
+            "",
+            "a known fit option (epochs, batchSize, lr, minLr, weightDecay, beta1, beta2, eps, warmupRatio, clipNorm, seed, shuffle)",
+        )?;
         o.validate()?;
         Ok(o)
     }
