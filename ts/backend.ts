@@ -340,23 +340,7 @@ function adaptNative(raw: any): Binding {
       },
     };
   };
-  const b: Binding = {
-    validateConfig: (j) => raw.validateConfig(j),
-    outputSize: (j) => raw.outputSize(j),
-    paramCount: (j, e) => raw.paramCount(j, e),
-    kvCacheBytesPerToken: (j) => raw.kvCacheBytesPerToken(j),
-    recommendedDefaults: () => raw.recommendedDefaults(),
-    version: () => raw.version(),
-  };
-  if (raw.Model) {
-    b.buildModel = (j, head) => wrap(raw.Model.build(j, head));
-    b.loadModel = (bytes, o) => wrap(raw.Model.load(bytes, o));
-  }
-  if (raw.Attention) {
-    b.buildAttention = (j) => wrap(raw.Attention.build(j));
-    b.loadAttention = (bytes, o) => wrap(raw.Attention.load(bytes, o));
-  }
-  return b;
+  return bindingOf(raw, wrap);
 }
 
 /** wasm-bindgen package -> {@link Binding}. */
@@ -438,21 +422,29 @@ function adaptWasm(glue: any): Binding {
       },
     };
   };
+  return bindingOf(glue, wrap);
+}
+
+/**
+ * The functions both bindings export under the same names (option questions, model and attention
+ * factories), with each factory's raw handle adapted by the backend's `wrap`.
+ */
+function bindingOf(m: any, wrap: (h: any) => ModelHandle): Binding {
   const b: Binding = {
-    validateConfig: (j) => glue.validateConfig(j),
-    outputSize: (j) => glue.outputSize(j),
-    paramCount: (j, e) => glue.paramCount(j, e),
-    kvCacheBytesPerToken: (j) => glue.kvCacheBytesPerToken(j),
-    recommendedDefaults: () => glue.recommendedDefaults(),
-    version: () => glue.version(),
+    validateConfig: (j) => m.validateConfig(j),
+    outputSize: (j) => m.outputSize(j),
+    paramCount: (j, e) => m.paramCount(j, e),
+    kvCacheBytesPerToken: (j) => m.kvCacheBytesPerToken(j),
+    recommendedDefaults: () => m.recommendedDefaults(),
+    version: () => m.version(),
   };
-  if (glue.Model) {
-    b.buildModel = (j, head) => wrap(glue.Model.build(j, head));
-    b.loadModel = (bytes, o) => wrap(glue.Model.load(bytes, o));
+  if (m.Model) {
+    b.buildModel = (j, head) => wrap(m.Model.build(j, head));
+    b.loadModel = (bytes, o) => wrap(m.Model.load(bytes, o));
   }
-  if (glue.Attention) {
-    b.buildAttention = (j) => wrap(glue.Attention.build(j));
-    b.loadAttention = (bytes, o) => wrap(glue.Attention.load(bytes, o));
+  if (m.Attention) {
+    b.buildAttention = (j) => wrap(m.Attention.build(j));
+    b.loadAttention = (bytes, o) => wrap(m.Attention.load(bytes, o));
   }
   return b;
 }
