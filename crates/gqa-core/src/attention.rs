@@ -49,21 +49,8 @@ pub struct AttentionConfig {
     pub seed: u64,
 }
 
-fn d_hidden() -> usize {
-    256
-}
-fn d_heads() -> usize {
-    8
-}
-fn d_kv_heads() -> usize {
-    2
-}
-fn d_yarn_scale() -> f64 {
-    8.0
-}
-fn d_yarn_orig() -> usize {
-    2048
-}
+// The attention layer's defaults are the model's (one place: config.rs).
+use crate::config::{d_heads, d_hidden, d_kv_heads, d_yarn_orig, d_yarn_scale};
 
 impl Default for AttentionConfig {
     fn default() -> Self {

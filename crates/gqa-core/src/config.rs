@@ -79,13 +79,13 @@ pub struct GqaConfig {
     pub seed: u64,
 }
 
-fn d_hidden() -> usize {
+pub(crate) fn d_hidden() -> usize {
     256
 }
-fn d_heads() -> usize {
+pub(crate) fn d_heads() -> usize {
     8
 }
-fn d_kv_heads() -> usize {
+pub(crate) fn d_kv_heads() -> usize {
     2
 }
 fn d_layers() -> usize {
@@ -94,10 +94,10 @@ fn d_layers() -> usize {
 fn d_dropout() -> f64 {
     0.1
 }
-fn d_yarn_scale() -> f64 {
+pub(crate) fn d_yarn_scale() -> f64 {
     8.0
 }
-fn d_yarn_orig() -> usize {
+pub(crate) fn d_yarn_orig() -> usize {
     2048
 }
 fn d_window() -> usize {
