@@ -83,21 +83,15 @@ export function addModelOptions(cmd: Command, defaults: ModelDefaults = CORE_DEF
     .option("--seed <n>", "seed of the weight initialisation, dropout and batch order; default 0", intArg(0));
 }
 
-/** The raw commander values of {@link addModelOptions}. */
-export interface ModelFlags {
-  hiddenSize?: number;
-  numHeads?: number;
-  numKvHeads?: number;
-  numLayers?: number;
-  dropout?: number;
-  rope?: boolean;
-  yarn?: boolean;
-  yarnScale?: number;
-  windowSize?: number;
+/** The raw commander values of {@link addModelOptions}: the model options the CLI exposes (typed by `GqaOptions`), plus the backend. */
+export type ModelFlags = Pick<
+  GqaOptions,
+  "hiddenSize" | "numHeads" | "numKvHeads" | "numLayers" | "dropout" | "rope" | "yarn" | "yarnScale" | "windowSize" | "seed"
+> & {
+  /** A head needs `[B, H]`, so the CLI offers only these two modes. */
   outputMode?: "last_timestep" | "mean_pool";
-  seed?: number;
   backend?: "auto" | "native" | "wasm";
-}
+};
 
 /**
  * Turns the flags into `GqaOptions`: the given ones, else `defaults` when a command bakes some in,
