@@ -1,12 +1,31 @@
-"""Peer for the forward-pass benchmark: the GQA model as a PyTorch user would write it.
+"""Peer for the benchmarks: the GQA model as a PyTorch user would write it.
 
 Idiomatic PyTorch (nn.Linear, nn.LayerNorm, exact-erf GELU, F.scaled_dot_product_attention with
-is_causal=True and enable_gqa=True, no repeat of K/V), float32, inference_mode, all CPU threads.
-It loads the weights from a gqa safetensors file (canonical names, config in metadata), runs the
-same input as the Node side, and prints one JSON line: the median time and the output, so the
+is_causal=True and enable_gqa=True, no repeat of K/V), float32, inference_mode, all CPU threads
+(or TORCH_THREADS). It loads the weights from a gqa safetensors file (canonical names, config in
+metadata), runs the same input as the Node side, and reports the time and the output, so the
 caller can both time it and check that both compute the same numbers.
 
-Usage: python3 bench/torch_gqa.py MODEL.safetensors INPUT.f32 B T REPS
+Usage:
+  python3 bench/torch_gqa.py MODEL.safetensors INPUT.f32 B T REPS
+      one forward benchmark (bench/forward-peers.mjs): prints one JSON line with the median time
+      and the output
+  python3 bench/torch_gqa.py --serve
+      a worker for bench/run.mjs (`npm run bench`): reads one JSON request per line on stdin and
+      answers one JSON line on stdout, so that rounds can alternate between implementations
+      without paying for `import torch` each time. Requests:
+        {"cmd": "info"}
+        {"cmd": "load", "key": K, "model": PATH}                      forward model
+        {"cmd": "forward", "key": K, "input": PATH, "dims": [B,T,E], "reps": N, "out": PATH|null}
+        {"cmd": "train_setup", "key": K, "model": PATH, "input": PATH, "dims": [B,T,E],
+         "labels": [...], "lr": 1e-3, "weight_decay": 0.01, "clip": 1.0}
+        {"cmd": "train", "key": K, "reps": N}                          N optimisation steps
+        {"cmd": "free", "key": K}
+      Answers carry "times" (ms per run/step) and, for train, "losses" (loss before each update);
+      errors come back as {"error": "..."} and the worker keeps serving.
+
+Training step (the bench's "train" workload): a linear head on the model's [B, H] output,
+F.cross_entropy, backward, clip_grad_norm_ (global L2 norm), torch.optim.AdamW; dropout 0.
 """
 
 import json
@@ -95,14 +114,102 @@ class Model(nn.Module):
         return h[:, -1] if mode == "last_timestep" else h.mean(1) if mode == "mean_pool" else h
 
 
-def main():
-    path, inp, B, T, reps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-    torch.set_num_threads(int(os.environ.get("TORCH_THREADS", torch.get_num_threads())))
+def load_model(path):
     with safe_open(path, "pt") as f:
         cfg = json.loads(f.metadata()["gqa_config"])
         state = {k: f.get_tensor(k) for k in f.keys()}
-    model = Model(cfg).eval()
-    model.load_state_dict(state, strict=False)
+    model = Model(cfg)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing:
+        raise ValueError(f"missing parameters in {path}: {missing}")
+    # the task head, if the file has one: the tensors that are not model parameters
+    head = {k: v for k, v in state.items() if k in unexpected}
+    return cfg, model, head
+
+
+def read_input(path, dims):
+    return torch.from_numpy(np.fromfile(path, dtype=np.float32).reshape(*dims))
+
+
+def serve():
+    models = {}
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            req = json.loads(line)
+            cmd = req["cmd"]
+            if cmd == "info":
+                cap = torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else "unknown"
+                ans = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_capability": cap,
+                       "mkldnn": torch.backends.mkldnn.is_available()}
+            elif cmd == "load":
+                cfg, model, _ = load_model(req["model"])
+                models[req["key"]] = {"model": model.eval(), "cfg": cfg}
+                ans = {"ok": True}
+            elif cmd == "forward":
+                m = models[req["key"]]["model"]
+                x = read_input(req["input"], req["dims"])
+                times = []
+                with torch.inference_mode():
+                    for _ in range(int(req["reps"])):
+                        t0 = time.perf_counter()
+                        y = m(x)
+                        times.append((time.perf_counter() - t0) * 1e3)
+                if req.get("out"):
+                    y.contiguous().numpy().astype(np.float32).tofile(req["out"])
+                ans = {"times": times}
+            elif cmd == "train_setup":
+                cfg, model, head_state = load_model(req["model"])
+                H = cfg["hiddenSize"]
+                w = next((v for k, v in head_state.items() if v.dim() == 2 and v.shape[1] == H), None)
+                b = next((v for k, v in head_state.items() if v.dim() == 1 and w is not None and v.shape[0] == w.shape[0]), None)
+                if w is None or b is None:
+                    raise ValueError(f"no head weight [C, {H}] and bias [C] in the file (found {list(head_state)})")
+                head = nn.Linear(H, w.shape[0])
+                with torch.no_grad():
+                    head.weight.copy_(w)
+                    head.bias.copy_(b)
+                net = nn.Sequential(model, head).train()
+                params = [p for p in net.parameters()]
+                opt = torch.optim.AdamW(params, lr=req["lr"], weight_decay=req["weight_decay"])
+                x = read_input(req["input"], req["dims"])
+                y = torch.tensor(req["labels"], dtype=torch.long)
+                models[req["key"]] = {"net": net, "opt": opt, "x": x, "y": y, "clip": req["clip"], "params": params}
+                ans = {"ok": True, "head": list(head_state)}
+            elif cmd == "train":
+                m = models[req["key"]]
+                times, losses = [], []
+                for _ in range(int(req["reps"])):
+                    t0 = time.perf_counter()
+                    m["opt"].zero_grad(set_to_none=True)
+                    loss = F.cross_entropy(m["net"](m["x"]), m["y"])
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(m["params"], m["clip"])
+                    m["opt"].step()
+                    times.append((time.perf_counter() - t0) * 1e3)
+                    losses.append(loss.item())
+                ans = {"times": times, "losses": losses}
+            elif cmd == "free":
+                models.pop(req["key"], None)
+                ans = {"ok": True}
+            else:
+                ans = {"error": f"unknown cmd {cmd}"}
+        except Exception as e:  # report and keep serving
+            ans = {"error": f"{type(e).__name__}: {e}"}
+        sys.stdout.write(json.dumps(ans) + "\n")
+        sys.stdout.flush()
+
+
+def main():
+    torch.set_num_threads(int(os.environ.get("TORCH_THREADS", torch.get_num_threads())))
+    if sys.argv[1:] == ["--serve"]:
+        serve()
+        return
+    path, inp, B, T, reps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+    cfg, model, _ = load_model(path)
+    model = model.eval()
     x = torch.from_numpy(np.fromfile(inp, dtype=np.float32).reshape(B, T, cfg["embedDim"]))
     times = []
     with torch.inference_mode():
