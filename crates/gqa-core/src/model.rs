@@ -143,6 +143,64 @@ impl GqaModel {
         self.forward_impl(x, lengths, None, false)
     }
 
+    /// Whether inference runs on the fused CPU engine ([`crate::kernels::engine`]): parameters
+    /// on the CPU in f32 and the reference kernels not forced.
+    fn engine_applies(&self) -> bool {
+        self.device.is_cpu() && !crate::kernels::reference_kernels() && self.params.iter().all(|(_, v)| v.dtype() == DType::F32)
+    }
+
+    /// Inference on the fused CPU engine: `x: [B,T,E]` row-major, validated lengths.
+    fn engine_forward(&self, x: &[f32], b: usize, t: usize, lengths: Option<&[usize]>) -> Result<Vec<f32>> {
+        use crate::kernels::engine::{self, BlockRef, EngineDims, EngineOutput, LinearRef, NormRef, RopeRef, WeightsRef};
+        let cfg = &self.cfg;
+        let tensors: Vec<Tensor> = self.params.iter().map(|(_, v)| v.as_detached_tensor()).collect();
+        let rot = self.rotary(t)?;
+        let rot_t: Vec<Tensor> = rot.iter().flat_map(|r| [r.cos().clone(), r.sin().clone()]).collect();
+        let dims = EngineDims {
+            embed: cfg.embed_dim,
+            hidden: cfg.hidden_size,
+            heads: cfg.num_heads,
+            kv_heads: cfg.num_kv_heads,
+            head_dim: cfg.head_dim(),
+            ffn: 4 * cfg.hidden_size,
+        };
+        let out = match cfg.output_mode {
+            OutputMode::All => EngineOutput::All,
+            OutputMode::LastTimestep => EngineOutput::Last,
+            OutputMode::MeanPool => EngineOutput::Mean,
+        };
+        let has_input = self.input_projection.is_some();
+        crate::kernels::fused::with_slices(&tensors, |p| {
+            crate::kernels::fused::with_slices(&rot_t, |r| {
+                let lin = |i: usize| LinearRef { w: p[i], b: p[i + 1] };
+                let norm = |i: usize| NormRef { g: p[i], b: p[i + 1] };
+                let first = if has_input { 2 } else { 0 };
+                let blocks = (0..cfg.num_layers)
+                    .map(|l| {
+                        let s = first + l * BLOCK_PARAM_NAMES.len();
+                        BlockRef {
+                            attn_norm: norm(s),
+                            q: lin(s + 2),
+                            k: lin(s + 4),
+                            v: lin(s + 6),
+                            out: lin(s + 8),
+                            ffn_norm: norm(s + 10),
+                            up: lin(s + 12),
+                            down: lin(s + 14),
+                        }
+                    })
+                    .collect();
+                let w = WeightsRef {
+                    input: has_input.then(|| lin(0)),
+                    blocks,
+                    final_norm: norm(first + cfg.num_layers * BLOCK_PARAM_NAMES.len()),
+                };
+                let rope = (r.len() == 2).then(|| RopeRef { cos: r[0], sin: r[1] });
+                crate::kernels::threads::install(|| engine::forward(dims, &w, rope, x, b, t, lengths, out))
+            })
+        })
+    }
+
     fn forward_impl(&self, x: &Tensor, lengths: Option<&[usize]>, mut dropout: Option<&mut Dropout>, track: bool) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         if dims.len() != 3 {
@@ -161,10 +219,16 @@ impl GqaModel {
             let shape = if self.cfg.output_mode == OutputMode::All { vec![0, t, h_dim] } else { vec![0, h_dim] };
             return Ok(Tensor::zeros(shape, DType::F32, &self.device)?);
         }
-        check_f32_buffer("attention scores", &[b, self.cfg.num_heads, t, t])?;
         check_f32_buffer("ffn activations", &[b, t, 4 * h_dim])?;
         let x = if x.dtype() == DType::F32 { x.clone() } else { x.to_dtype(DType::F32)? };
         let lengths = if has_padding(t, lengths) { lengths } else { None };
+        if !track && dropout.is_none() && x.device().is_cpu() && self.engine_applies() {
+            let data = x.flatten_all()?.to_vec1::<f32>()?;
+            let y = self.engine_forward(&data, b, t, lengths)?;
+            let shape = if self.cfg.output_mode == OutputMode::All { vec![b, t, h_dim] } else { vec![b, h_dim] };
+            return Ok(Tensor::from_vec(y, shape, &self.device)?);
+        }
+        check_f32_buffer("attention scores", &[b, self.cfg.num_heads, t, t])?;
         let x = zero_padded(&x, lengths)?;
         let mut h = self.project_input(&x, track)?;
         let mask = AttnMask::causal(b, t, t, 0, lengths, &self.device)?;
@@ -240,6 +304,11 @@ impl GqaModel {
         let out_dims = if self.cfg.output_mode == OutputMode::All { vec![b, t, h] } else { vec![b, h] };
         if b == 0 {
             return Ok((Vec::new(), out_dims));
+        }
+        check_f32_buffer("ffn activations", &[b, t, 4 * h])?;
+        if self.engine_applies() {
+            let lengths = if has_padding(t, lengths) { lengths } else { None };
+            return Ok((self.engine_forward(data, b, t, lengths)?, out_dims));
         }
         check_f32_buffer("attention scores", &[b, self.cfg.num_heads, t, t])?;
         let x = Tensor::from_slice(data, (b, t, self.cfg.embed_dim), &self.device)?;

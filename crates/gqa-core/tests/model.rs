@@ -197,11 +197,16 @@ fn forward_f32_errors_name_the_input() {
     assert_eq!(what(model.forward_f32(&[0.0; 24], &[2, 2, e], Some(&[3, 1]))), "lengths[0]");
     let msg = model.forward_f32(&[0.0; 11], &[2, 1, e], None).unwrap_err().to_string();
     assert!(msg.contains("12") && msg.contains("11"), "{msg}");
-    // Scores [1, 4, 40000, 40000] f32 = 25.6 GB: refused before allocating.
-    let big = vec![0.0f32; 40_000 * e];
-    match model.forward_f32(&big, &[1, 40_000, e], None) {
-        Err(Error::OutOfMemory { what, .. }) => assert_eq!(what, "attention scores"),
-        other => panic!("expected OutOfMemory, got {other:?}"),
+    // Buffers that would really be allocated are refused before allocating: the FFN activations
+    // [B, T, 4H] of 2^24 rows at H = 16 need 4 GiB + 4 MiB (the input is 64 MiB).
+    let mut tiny = small_cfg(OutputMode::LastTimestep);
+    tiny.embed_dim = 1;
+    let tiny = GqaModel::new(tiny).unwrap();
+    let rows = (1usize << 24) + (1 << 16);
+    let big = vec![0.0f32; rows];
+    match tiny.forward_f32(&big, &[1, rows, 1], None) {
+        Err(Error::OutOfMemory { what, .. }) => assert_eq!(what, "ffn activations"),
+        other => panic!("expected OutOfMemory, got {:?}", other.map(|(_, d)| d)),
     }
     // Tensor API: wrong rank and T = 0.
     let x = Tensor::zeros((2, 6), candle_core::DType::F32, &Device::Cpu).unwrap();
@@ -229,7 +234,9 @@ fn output_modes_relate_to_all() {
     let (mean, _) = GqaModel::new(small_cfg(OutputMode::MeanPool)).unwrap().forward_f32(&x, &[b, t, e], None).unwrap();
     for bi in 0..b {
         for c in 0..h {
-            assert_eq!(last[bi * h + c], all[(bi * t + t - 1) * h + c]);
+            // last_timestep skips the work only other positions need (query, out_proj, FFN of
+            // the last block elsewhere): equal to `all` up to float reassociation.
+            assert!((last[bi * h + c] - all[(bi * t + t - 1) * h + c]).abs() <= 1e-6, "{} vs {}", last[bi * h + c], all[(bi * t + t - 1) * h + c]);
             let m: f32 = (0..t).map(|p| all[(bi * t + p) * h + c]).sum::<f32>() / t as f32;
             assert!((mean[bi * h + c] - m).abs() < 1e-5);
         }

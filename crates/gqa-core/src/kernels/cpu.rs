@@ -25,10 +25,6 @@
 
 use crate::error::{Error, Result};
 
-/// Query rows processed together by the attention kernel (the heads of a group share keys).
-const ROWS: usize = 4;
-/// Keys per inner score chunk (accumulators stay in registers).
-const KEY_CHUNK: usize = 16;
 /// Keys per online-softmax block.
 pub const KEY_BLOCK: usize = 64;
 /// Lanes of the portable reductions.
@@ -37,25 +33,93 @@ const LANES: usize = 8;
 // ---------------------------------------------------------------------------------------------
 // SIMD dispatch
 
-/// When set, the x86_64 AVX2+FMA variants are not used (tests of the portable code).
-static PORTABLE_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Highest SIMD level the kernels may use (see [`SimdLevel`]); `u8::MAX` = whatever the CPU has.
+static MAX_LEVEL: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(u8::MAX);
+
+/// The instruction-set variants of the hot kernels, in increasing order. On x86_64 the
+/// portable code is compiled three times (plain, `avx2,fma`, `avx512f,avx2,fma`) and the best
+/// one the CPU supports is chosen at run time; elsewhere only `Portable` exists (which is
+/// simd128 on a wasm32 build with that feature, NEON on aarch64, by auto-vectorisation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SimdLevel {
+    /// Portable Rust (the target's baseline vector ISA).
+    Portable = 0,
+    /// x86_64 AVX2 + FMA (256-bit).
+    Avx2Fma = 1,
+    /// x86_64 AVX-512F (512-bit), with AVX2 and FMA.
+    Avx512 = 2,
+}
 
 /// Forces the portable kernels (`true`) or allows the run-time selected AVX2+FMA variants
 /// (`false`, the default) on x86_64; no effect elsewhere. For tests and benchmarks.
 pub fn set_portable_only(on: bool) {
-    PORTABLE_ONLY.store(on, std::sync::atomic::Ordering::Relaxed);
+    set_max_simd(if on { Some(SimdLevel::Portable) } else { None });
 }
 
-/// Whether the x86_64 AVX2+FMA variants can run here (detected once) and are allowed.
-#[cfg(target_arch = "x86_64")]
-fn has_avx2_fma() -> bool {
-    use std::sync::OnceLock;
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) && !PORTABLE_ONLY.load(std::sync::atomic::Ordering::Relaxed)
+/// Caps the SIMD level of the fused kernels (`None` = the best the CPU supports). For tests and
+/// benchmarks (e.g. the AVX2 path on an AVX-512 machine). The GEMM (the `gemm` crate) keeps its
+/// own run-time choice.
+pub fn set_max_simd(level: Option<SimdLevel>) {
+    MAX_LEVEL.store(level.map_or(u8::MAX, |l| l as u8), std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Defines `$name(args)` that runs `$imp::<true>(args)` compiled with AVX2+FMA when available
-/// and `$imp::<false>(args)` (portable) otherwise.
+/// The SIMD level the fused kernels use now: the best the CPU supports, capped by
+/// [`set_max_simd`].
+pub fn simd_level() -> SimdLevel {
+    let cap = MAX_LEVEL.load(std::sync::atomic::Ordering::Relaxed);
+    let hw = detected_level();
+    if (hw as u8) <= cap {
+        hw
+    } else if cap >= SimdLevel::Avx2Fma as u8 {
+        SimdLevel::Avx2Fma
+    } else {
+        SimdLevel::Portable
+    }
+}
+
+/// A name for [`simd_level`]: `"avx512f"`, `"avx2+fma"`, or on other targets the baseline
+/// (`"simd128"` on wasm32 built with it, `"neon"` on aarch64, else `"portable"`).
+pub fn simd_name() -> &'static str {
+    match simd_level() {
+        SimdLevel::Avx512 => "avx512f",
+        SimdLevel::Avx2Fma => "avx2+fma",
+        SimdLevel::Portable => {
+            if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
+                "simd128"
+            } else if cfg!(target_arch = "aarch64") {
+                "neon"
+            } else {
+                "portable"
+            }
+        }
+    }
+}
+
+/// The best level this CPU supports (detected once).
+fn detected_level() -> SimdLevel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static HW: OnceLock<SimdLevel> = OnceLock::new();
+        *HW.get_or_init(|| {
+            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+            if avx2 && is_x86_feature_detected!("avx512f") {
+                SimdLevel::Avx512
+            } else if avx2 {
+                SimdLevel::Avx2Fma
+            } else {
+                SimdLevel::Portable
+            }
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        SimdLevel::Portable
+    }
+}
+
+/// Defines `$name(args)` that runs `$imp::<true>(args)` compiled with AVX-512F or AVX2+FMA when
+/// available and `$imp::<false>(args)` (portable) otherwise.
 macro_rules! dispatch {
     ($(#[$m:meta])* $vis:vis fn $name:ident / $avx:ident => $imp:ident ($($a:ident : $t:ty),* $(,)?)) => {
         #[cfg(target_arch = "x86_64")]
@@ -67,9 +131,16 @@ macro_rules! dispatch {
         $vis fn $name($($a: $t),*) {
             #[cfg(target_arch = "x86_64")]
             {
-                if has_avx2_fma() {
-                    // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-                    return unsafe { $avx($($a),*) };
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn avx512($($a: $t),*) {
+                    $imp::<true>($($a),*)
+                }
+                match simd_level() {
+                    // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (detected).
+                    SimdLevel::Avx512 => return unsafe { avx512($($a),*) },
+                    // SAFETY: the CPU supports AVX2 and FMA (detected).
+                    SimdLevel::Avx2Fma => return unsafe { $avx($($a),*) },
+                    SimdLevel::Portable => {}
                 }
             }
             $imp::<false>($($a),*)
@@ -358,6 +429,30 @@ fn rotary_impl<const FMA: bool>(x: &mut [f32], n: usize, d: usize, cos: &[f32], 
 }
 dispatch!(fn rotary_seq / rotary_avx2 => rotary_impl(x: &mut [f32], n: usize, d: usize, cos: &[f32], sin: &[f32], t0: usize));
 
+#[inline(always)]
+fn rotary_row_impl<const FMA: bool>(x: &mut [f32], n: usize, d: usize, cos: &[f32], sin: &[f32]) {
+    let half = d / 2;
+    for head in x.chunks_exact_mut(d).take(n) {
+        let (x1, x2) = head.split_at_mut(half);
+        for i in 0..half {
+            let (a, b) = (x1[i], x2[i]);
+            x1[i] = a * cos[i] - b * sin[i];
+            x2[i] = a * sin[i] + b * cos[i];
+        }
+    }
+}
+dispatch!(
+    /// Rotary (rotate_half) on one position's `n` heads of width `d` (`x: [n*d]`), with that
+    /// position's `cos, sin: [d/2]` (same maths as [`rotary_rows`]).
+    pub(crate) fn rotary_row / rotary_row_avx2 => rotary_row_impl(x: &mut [f32], n: usize, d: usize, cos: &[f32], sin: &[f32])
+);
+
+/// Rows of width `width` of `data` in parallel chunks of at least `min_values` values:
+/// `f(first_row, chunk)` (see [`par_rows_mut`]).
+pub(crate) fn par_rows(data: &mut [f32], width: usize, min_values: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    par_rows_mut(data, width, min_values, f);
+}
+
 /// Rotary embedding (rotate_half, SPEC section 5) in place on `x: [B, T, N, D]` (contiguous,
 /// N heads), position of token `t` = `offset + t`: `x1 = x[..D/2]`, `x2 = x[D/2..]`,
 /// `x1' = x1*cos - x2*sin`, `x2' = x1*sin + x2*cos`. `cos, sin: [P, D/2]` tables (row `p` for
@@ -500,7 +595,7 @@ struct AttnJob {
 }
 
 #[inline(always)]
-fn attn_job_impl<const FMA: bool>(a: &AttnArgs<'_>, job: AttnJob, kt: &mut Vec<f32>, o: &mut Vec<f32>) {
+fn attn_job_impl<const FMA: bool, const X512: bool, const ROWS: usize, const KEY_CHUNK: usize, const W: usize>(a: &AttnArgs<'_>, job: AttnJob, kt: &mut Vec<f32>, o: &mut Vec<f32>) {
     let AttnJob { b, kvh, i0, i1 } = job;
     let dims = a.dims;
     let d = dims.head_dim;
@@ -566,6 +661,14 @@ fn attn_job_impl<const FMA: bool>(a: &AttnArgs<'_>, job: AttnJob, kt: &mut Vec<f
             let bk = KEY_BLOCK.min(tile_lim - j0);
             // Scores for the block, KEY_CHUNK keys at a time (accumulators in registers).
             for c0 in (0..bk).step_by(KEY_CHUNK) {
+                #[cfg(target_arch = "x86_64")]
+                if X512 {
+                    // SAFETY: X512 is only instantiated inside an `avx512f` function (detected);
+                    // `kt` holds D rows of `ldk` (a multiple of 32) values and
+                    // j0 + c0 + 32 <= ldk; `qloc` holds ROWS * D values; c0 + 32 <= KEY_BLOCK.
+                    unsafe { qk_tile_512::<ROWS>(&qloc, d, kt, ldk, j0 + c0, &mut s, c0) };
+                    continue;
+                }
                 let mut acc = [[0f32; KEY_CHUNK]; ROWS];
                 for dd in 0..d {
                     let krow: &[f32; KEY_CHUNK] = kt[dd * ldk + j0 + c0..][..KEY_CHUNK].try_into().expect("chunk");
@@ -614,26 +717,31 @@ fn attn_job_impl<const FMA: bool>(a: &AttnArgs<'_>, job: AttnJob, kt: &mut Vec<f
                     }
                 }
             }
-            // o += P V for the block: pairs of rows times W-wide slices of D, accumulators in
-            // registers across the block's keys.
+            // o += P V for the block: all ROWS rows times W-wide slices of D, accumulators in
+            // registers across the block's keys (V read once per slice).
             let vb0 = a.vl.at(b, kvh, j0);
-            for rp in (0..ROWS).step_by(2) {
-                let (o01, _) = o[rp * d..].split_at_mut(2 * d);
-                let (o0, o1) = o01.split_at_mut(d);
-                let (p0, p1) = (&s[rp][..bk], &s[rp + 1][..bk]);
-                let mut d0 = 0;
+            let mut d0 = 0;
+            #[cfg(target_arch = "x86_64")]
+            if X512 {
                 while d0 + 32 <= d {
-                    pv_slice::<FMA, 32>(o0, o1, p0, p1, a.v, vb0, a.vl.row, d0);
+                    // SAFETY: avx512f detected (see above); rows vb0 + c * vrs + d0 .. + 32 for
+                    // c < bk lie inside V's extent (checked by `attention_cpu_strided`); `o`
+                    // holds ROWS * D values.
+                    unsafe { pv_tile_512::<ROWS>(o, d, &s, bk, a.v, vb0, a.vl.row, d0) };
                     d0 += 32;
                 }
-                while d0 + 8 <= d {
-                    pv_slice::<FMA, 8>(o0, o1, p0, p1, a.v, vb0, a.vl.row, d0);
-                    d0 += 8;
-                }
-                while d0 < d {
-                    pv_slice::<FMA, 1>(o0, o1, p0, p1, a.v, vb0, a.vl.row, d0);
-                    d0 += 1;
-                }
+            }
+            while d0 + W <= d {
+                pv_rows::<FMA, ROWS, W>(o, d, &s, bk, a.v, vb0, a.vl.row, d0);
+                d0 += W;
+            }
+            while d0 + 8 <= d {
+                pv_rows::<FMA, ROWS, 8>(o, d, &s, bk, a.v, vb0, a.vl.row, d0);
+                d0 += 8;
+            }
+            while d0 < d {
+                pv_rows::<FMA, ROWS, 1>(o, d, &s, bk, a.v, vb0, a.vl.row, d0);
+                d0 += 1;
             }
         }
         for rr in 0..ROWS {
@@ -649,25 +757,117 @@ fn attn_job_impl<const FMA: bool>(a: &AttnArgs<'_>, job: AttnJob, kt: &mut Vec<f
     }
 }
 
-/// `o0[d0..d0+W] += sum_c p0[c] * v[c, d0..d0+W]` and the same for `o1`/`p1`, `v` row `c` at
-/// `vb0 + c * vrs`.
+/// `o[r, d0..d0+W] += sum_{c < bk} p[r][c] * v[c, d0..d0+W]` for the `R` rows of `o` (row
+/// stride `d`), `v` row `c` at `vb0 + c * vrs`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn pv_slice<const FMA: bool, const W: usize>(o0: &mut [f32], o1: &mut [f32], p0: &[f32], p1: &[f32], v: &[f32], vb0: usize, vrs: usize, d0: usize) {
-    let mut a0: [f32; W] = o0[d0..d0 + W].try_into().expect("slice");
-    let mut a1: [f32; W] = o1[d0..d0 + W].try_into().expect("slice");
-    for (c, (&x0, &x1)) in p0.iter().zip(p1).enumerate() {
+fn pv_rows<const FMA: bool, const R: usize, const W: usize>(o: &mut [f32], d: usize, p: &[[f32; KEY_BLOCK]; R], bk: usize, v: &[f32], vb0: usize, vrs: usize, d0: usize) {
+    let mut acc = [[0f32; W]; R];
+    for r in 0..R {
+        acc[r].copy_from_slice(&o[r * d + d0..r * d + d0 + W]);
+    }
+    for c in 0..bk {
         let vv: &[f32; W] = v[vb0 + c * vrs + d0..][..W].try_into().expect("slice");
-        for w in 0..W {
-            a0[w] = fmadd::<FMA>(x0, vv[w], a0[w]);
-            a1[w] = fmadd::<FMA>(x1, vv[w], a1[w]);
+        for r in 0..R {
+            let x = p[r][c];
+            for w in 0..W {
+                acc[r][w] = fmadd::<FMA>(x, vv[w], acc[r][w]);
+            }
         }
     }
-    o0[d0..d0 + W].copy_from_slice(&a0);
-    o1[d0..d0 + W].copy_from_slice(&a1);
+    for r in 0..R {
+        o[r * d + d0..r * d + d0 + W].copy_from_slice(&acc[r]);
+    }
 }
 
-dispatch!(fn attn_job / attn_job_avx2 => attn_job_impl(a: &AttnArgs<'_>, job: AttnJob, kt: &mut Vec<f32>, o: &mut Vec<f32>));
+/// AVX-512 score tile: `s[r][c0..c0+32] = sum_dd q[r, dd] * kt[dd, col..col+32]` for the `R`
+/// rows of `q: [R, D]` (2R zmm accumulators).
+///
+/// # Safety
+/// The CPU must support AVX-512F; `kt.len() >= (d - 1) * ldk + col + 32`, `q.len() >= R * d`,
+/// `c0 + 32 <= KEY_BLOCK`.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn qk_tile_512<const R: usize>(q: &[f32], d: usize, kt: &[f32], ldk: usize, col: usize, s: &mut [[f32; KEY_BLOCK]; R], c0: usize) {
+    use std::arch::x86_64::*;
+    debug_assert!(kt.len() >= (d - 1) * ldk + col + 32 && q.len() >= R * d && c0 + 32 <= KEY_BLOCK);
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    for dd in 0..d {
+        let kp = kt.as_ptr().add(dd * ldk + col);
+        let k0 = _mm512_loadu_ps(kp);
+        let k1 = _mm512_loadu_ps(kp.add(16));
+        for r in 0..R {
+            let qb = _mm512_set1_ps(*q.get_unchecked(r * d + dd));
+            acc[r][0] = _mm512_fmadd_ps(qb, k0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(qb, k1, acc[r][1]);
+        }
+    }
+    for r in 0..R {
+        _mm512_storeu_ps(s[r].as_mut_ptr().add(c0), acc[r][0]);
+        _mm512_storeu_ps(s[r].as_mut_ptr().add(c0 + 16), acc[r][1]);
+    }
+}
+
+/// AVX-512 `o[r, d0..d0+32] += sum_{c < bk} p[r][c] * v[vb0 + c*vrs + d0 ..][..32]` for `R` rows
+/// of `o` (row stride `d`), 2R zmm accumulators.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `v.len() >= vb0 + (bk - 1) * vrs + d0 + 32` when `bk > 0`,
+/// `o.len() >= (R - 1) * d + d0 + 32`, `bk <= KEY_BLOCK`.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pv_tile_512<const R: usize>(o: &mut [f32], d: usize, p: &[[f32; KEY_BLOCK]; R], bk: usize, v: &[f32], vb0: usize, vrs: usize, d0: usize) {
+    use std::arch::x86_64::*;
+    debug_assert!(bk <= KEY_BLOCK && o.len() >= (R - 1) * d + d0 + 32 && (bk == 0 || v.len() >= vb0 + (bk - 1) * vrs + d0 + 32));
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    for r in 0..R {
+        let op = o.as_ptr().add(r * d + d0);
+        acc[r][0] = _mm512_loadu_ps(op);
+        acc[r][1] = _mm512_loadu_ps(op.add(16));
+    }
+    for c in 0..bk {
+        let vp = v.as_ptr().add(vb0 + c * vrs + d0);
+        let v0 = _mm512_loadu_ps(vp);
+        let v1 = _mm512_loadu_ps(vp.add(16));
+        for r in 0..R {
+            let pb = _mm512_set1_ps(*p.get_unchecked(r).get_unchecked(c));
+            acc[r][0] = _mm512_fmadd_ps(pb, v0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(pb, v1, acc[r][1]);
+        }
+    }
+    for r in 0..R {
+        let op = o.as_mut_ptr().add(r * d + d0);
+        _mm512_storeu_ps(op, acc[r][0]);
+        _mm512_storeu_ps(op.add(16), acc[r][1]);
+    }
+}
+
+/// The attention job on the best SIMD level: 8 rows x 32 keys (16 zmm accumulators) with
+/// AVX-512, 4 x 16 with AVX2+FMA and in portable code.
+fn attn_job(a: &AttnArgs<'_>, job: AttnJob, kt: &mut Vec<f32>, o: &mut Vec<f32>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        unsafe fn avx512(a: &AttnArgs<'_>, job: AttnJob, kt: &mut Vec<f32>, o: &mut Vec<f32>) {
+            attn_job_impl::<true, true, 8, 32, 32>(a, job, kt, o)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(a: &AttnArgs<'_>, job: AttnJob, kt: &mut Vec<f32>, o: &mut Vec<f32>) {
+            attn_job_impl::<true, false, 4, 16, 16>(a, job, kt, o)
+        }
+        match simd_level() {
+            // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (detected).
+            SimdLevel::Avx512 => return unsafe { avx512(a, job, kt, o) },
+            // SAFETY: the CPU supports AVX2 and FMA (detected).
+            SimdLevel::Avx2Fma => return unsafe { avx2(a, job, kt, o) },
+            SimdLevel::Portable => {}
+        }
+    }
+    attn_job_impl::<false, false, 4, 16, 16>(a, job, kt, o)
+}
 
 /// Fused causal grouped-query attention `softmax(q k^T * scale + mask) v` over strided head
 /// tensors (see [`HeadLayout`]): `q: [B, NH, Tq, D]`, `k, v: [B, NKV, Tk, D]`, `out: [B, NH, Tq,

@@ -14,6 +14,26 @@ pub fn fused_ok(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == DType::F32 && !super::reference_kernels()
 }
 
+/// Runs `f` on the contiguous f32 values of each tensor in `ts` (all f32, contiguous, CPU: the
+/// model's parameters), all borrowed at once.
+///
+/// # Errors
+/// [`Error::Internal`] when a tensor is not a contiguous f32 CPU tensor.
+pub fn with_slices<R>(ts: &[Tensor], f: impl FnOnce(&[&[f32]]) -> Result<R>) -> Result<R> {
+    let guards: Vec<_> = ts.iter().map(|t| t.storage_and_layout()).collect();
+    let mut slices: Vec<&[f32]> = Vec::with_capacity(ts.len());
+    for ((st, layout), t) in guards.iter().zip(ts) {
+        let (a, b) = layout
+            .contiguous_offsets()
+            .ok_or_else(|| Error::Internal(format!("fused kernel: parameter {:?} is not contiguous", t.dims())))?;
+        match &**st {
+            Storage::Cpu(CpuStorage::F32(data)) => slices.push(&data[a..b]),
+            _ => return Err(Error::Internal(format!("fused kernel: expected an f32 CPU tensor, found {:?} on {:?}", t.dtype(), t.device()))),
+        }
+    }
+    f(&slices)
+}
+
 /// Runs `f` on the whole f32 storage slice of `t` and its layout.
 fn with_storage<R>(t: &Tensor, f: impl FnOnce(&[f32], &Layout) -> Result<R>) -> Result<R> {
     let (st, layout) = t.storage_and_layout();

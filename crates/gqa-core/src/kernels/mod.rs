@@ -13,8 +13,11 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
 
 pub mod cpu;
+pub mod engine;
 pub mod fused;
+pub mod gemm;
 pub mod reference;
+pub mod threads;
 
 /// 0 = follow the environment, 1 = reference forced, 2 = fused forced.
 static FORCE: AtomicU8 = AtomicU8::new(0);

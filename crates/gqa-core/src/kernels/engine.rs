@@ -1,0 +1,405 @@
+//! The fused CPU inference engine: the whole forward pass of SPEC section 2 on f32 slices, with
+//! no candle tensor per op.
+//!
+//! Per block, on `M = B*T` rows of width `H` held in one reusable buffer:
+//! 1. `a = LayerNorm(h)` (one pass per row);
+//! 2. `qkv = a [Wq; Wk; Wv]^T + [bq; bk; bv]`: the three projections write column slices of one
+//!    `[M, qDim + 2 kvDim]` buffer (filled with the biases first, the GEMM accumulates onto
+//!    them), so q, k and v share one row layout and need no transposes;
+//! 3. rotary in place on the q and k columns (rotate_half, SPEC section 5);
+//! 4. causal GQA attention ([`super::cpu::attention_cpu_strided`], FlashAttention-style online
+//!    softmax, no `[T, T]` scores or mask tensor: the mask is the causal limit plus per-sequence
+//!    key lengths) reading q, k, v from the `qkv` buffer through strides, writing `o: [M, qDim]`;
+//! 5. `h += o Wo^T + bo` (bias added to `h`, then the GEMM accumulates onto `h`);
+//! 6. `h += GELU(LayerNorm(h) Wup^T + bup) Wdown^T + bdown` (bias + exact GELU fused in one pass).
+//!
+//! With `last_timestep` output the last block computes K and V for every position but the
+//! query, `out_proj`, FFN and final LayerNorm only at each sequence's last valid position (what
+//! the output can see). Buffers come from a per-thread workspace reused across calls (no page
+//! zeroing on every call); the GEMMs and row kernels run on gqa's thread pool
+//! ([`super::threads`]).
+//!
+//! Reference: the candle-ops path ([`super::reference`], forced with `GQA_REFERENCE_KERNELS=1`)
+//! computes the same maths op by op; `tests/engine.rs` compares the two.
+
+use std::cell::RefCell;
+
+use super::cpu::{self, AttentionDims, CausalMask, HeadLayout};
+use super::gemm;
+use crate::error::{Error, Result};
+
+/// `nn.Linear` parameters: `w: [out, in]` row-major, `b: [out]`.
+#[derive(Debug, Clone, Copy)]
+pub struct LinearRef<'a> {
+    /// Weight `[out, in]`.
+    pub w: &'a [f32],
+    /// Bias `[out]`.
+    pub b: &'a [f32],
+}
+
+/// LayerNorm parameters `gamma, beta: [W]`.
+#[derive(Debug, Clone, Copy)]
+pub struct NormRef<'a> {
+    /// gamma `[W]`.
+    pub g: &'a [f32],
+    /// beta `[W]`.
+    pub b: &'a [f32],
+}
+
+/// One block's parameters (SPEC section 3 names).
+#[derive(Debug, Clone, Copy)]
+pub struct BlockRef<'a> {
+    /// `attn_norm`.
+    pub attn_norm: NormRef<'a>,
+    /// `attn.q_proj` `[qDim, H]`.
+    pub q: LinearRef<'a>,
+    /// `attn.k_proj` `[kvDim, H]`.
+    pub k: LinearRef<'a>,
+    /// `attn.v_proj` `[kvDim, H]`.
+    pub v: LinearRef<'a>,
+    /// `attn.out_proj` `[H, qDim]`.
+    pub out: LinearRef<'a>,
+    /// `ffn_norm`.
+    pub ffn_norm: NormRef<'a>,
+    /// `ffn_up` `[F, H]`.
+    pub up: LinearRef<'a>,
+    /// `ffn_down` `[H, F]`.
+    pub down: LinearRef<'a>,
+}
+
+/// The model's parameters as slices.
+#[derive(Debug, Clone)]
+pub struct WeightsRef<'a> {
+    /// `input_projection` `[H, E]` when `E != H`.
+    pub input: Option<LinearRef<'a>>,
+    /// The blocks in order.
+    pub blocks: Vec<BlockRef<'a>>,
+    /// `final_norm`.
+    pub final_norm: NormRef<'a>,
+}
+
+/// Sizes: `E` embedDim, `H` hiddenSize, `NH`, `NKV`, `D` headDim, `F` FFN inner size (`4H`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineDims {
+    /// `E`.
+    pub embed: usize,
+    /// `H`.
+    pub hidden: usize,
+    /// `NH`.
+    pub heads: usize,
+    /// `NKV`.
+    pub kv_heads: usize,
+    /// `D`.
+    pub head_dim: usize,
+    /// `F`.
+    pub ffn: usize,
+}
+
+/// Rotary tables `cos, sin: [P, D/2]` (row `p` for position `p`).
+#[derive(Debug, Clone, Copy)]
+pub struct RopeRef<'a> {
+    /// cos `[P, D/2]`.
+    pub cos: &'a [f32],
+    /// sin `[P, D/2]`.
+    pub sin: &'a [f32],
+}
+
+/// Which positions the caller reads (SPEC section 2, output modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineOutput {
+    /// `[B, T, H]`, padded positions zero.
+    All,
+    /// `[B, H]` at position `len_b - 1`.
+    Last,
+    /// `[B, H]` mean over the valid positions.
+    Mean,
+}
+
+/// LayerNorm epsilon (PyTorch / Axon default).
+const EPS: f32 = 1e-5;
+/// Bytes of workspace a thread keeps between calls; larger buffers are freed after the call.
+const KEEP_BYTES: usize = 64 << 20;
+
+thread_local! {
+    static WORKSPACE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A buffer of exactly `len` values from this thread's workspace. Its contents are unspecified
+/// (stale values of an earlier call, or zeros): every user writes it fully before reading.
+fn take(len: usize) -> Vec<f32> {
+    WORKSPACE.with(|w| {
+        let mut w = w.borrow_mut();
+        // Smallest cached buffer that is large enough.
+        let best = w.iter().enumerate().filter(|(_, v)| v.capacity() >= len).min_by_key(|(_, v)| v.capacity()).map(|(i, _)| i);
+        match best {
+            Some(i) => {
+                let mut v = w.swap_remove(i);
+                if v.len() >= len {
+                    v.truncate(len);
+                } else {
+                    v.resize(len, 0.0);
+                }
+                v
+            }
+            None => vec![0.0; len],
+        }
+    })
+}
+
+/// Returns buffers to this thread's workspace (keeping at most [`KEEP_BYTES`] in all).
+fn give(bufs: impl IntoIterator<Item = Vec<f32>>) {
+    WORKSPACE.with(|w| {
+        let mut w = w.borrow_mut();
+        for b in bufs {
+            w.push(b);
+        }
+        w.sort_by_key(|v| std::cmp::Reverse(v.capacity()));
+        let mut kept = 0usize;
+        w.retain(|v| {
+            kept += v.capacity() * 4;
+            kept <= KEEP_BYTES
+        });
+    });
+}
+
+/// Writes `bias` into columns `col..col+bias.len()` of every row of `y` (row stride `ld`).
+fn fill_bias(y: &mut [f32], ld: usize, col: usize, bias: &[f32]) {
+    for row in y.chunks_mut(ld) {
+        row[col..col + bias.len()].copy_from_slice(bias);
+    }
+}
+
+/// Rows of `x` (row stride `ld`, `rows` rows) in parallel chunks: `f(first_row, chunk)`.
+fn rows_mut(x: &mut [f32], ld: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    cpu::par_rows(x, ld, 1 << 14, f);
+}
+
+/// Rotary on `n` heads of width `d` starting at column `col` of each row (row stride `ld`);
+/// row `r` is at position `pos(r)`.
+fn rotary(x: &mut [f32], ld: usize, col: usize, n: usize, d: usize, rope: RopeRef<'_>, pos: impl Fn(usize) -> usize + Sync + Send) -> Result<()> {
+    let half = d / 2;
+    let rows = x.len() / ld;
+    if let Some(maxp) = (0..rows).map(&pos).max() {
+        if (maxp + 1) * half > rope.cos.len() || rope.sin.len() != rope.cos.len() {
+            return Err(Error::input("rotary positions", format!("at most {} positions", rope.cos.len() / half.max(1)), maxp + 1));
+        }
+    }
+    rows_mut(x, ld, |r0, chunk| {
+        for (i, row) in chunk.chunks_mut(ld).enumerate() {
+            let p = pos(r0 + i);
+            cpu::rotary_row(&mut row[col..col + n * d], n, d, &rope.cos[p * half..(p + 1) * half], &rope.sin[p * half..(p + 1) * half]);
+        }
+    });
+    Ok(())
+}
+
+/// The forward pass of SPEC section 2 for `x: [B, T, E]` (row-major), optional per-sequence
+/// lengths (`B` values in `1..=T`; padded input positions are ignored, NaN included).
+///
+/// # Shapes
+/// - `x`: `B*T*E` values; `lengths`: `B` values
+/// - returns `[B, T, H]` ([`EngineOutput::All`], padded positions 0) or `[B, H]`
+///
+/// # Errors
+/// [`Error::Internal`] for parameter slices of the wrong size; [`Error::InvalidInput`] when the
+/// rotary tables are too short.
+#[allow(clippy::too_many_arguments)]
+pub fn forward(dims: EngineDims, w: &WeightsRef<'_>, rope: Option<RopeRef<'_>>, x: &[f32], b: usize, t: usize, lengths: Option<&[usize]>, out: EngineOutput) -> Result<Vec<f32>> {
+    let EngineDims { embed: e, hidden: h, heads: nh, kv_heads: nkv, head_dim: d, ffn } = dims;
+    let (qd, kvd) = (nh * d, nkv * d);
+    let m = b * t;
+    if x.len() != m * e {
+        return Err(Error::Internal(format!("engine: x has {} values, [{b}, {t}, {e}] needs {}", x.len(), m * e)));
+    }
+    check_weights(dims, w)?;
+    if m == 0 {
+        return Ok(Vec::new());
+    }
+    let len_of = |bi: usize| lengths.map_or(t, |l| l[bi]);
+    let scale = 1.0 / (d as f32).sqrt();
+    let mut bufs: Vec<Vec<f32>> = Vec::new();
+
+    // Step 1: input projection (or the input itself); padded rows = projection of zeros.
+    let mut hs = take(m * h);
+    match &w.input {
+        Some(p) => {
+            fill_bias(&mut hs, h, 0, p.b);
+            gemm::linear(m, h, e, x, e, p.w, &mut hs, h, true)?;
+        }
+        None => hs.copy_from_slice(x),
+    }
+    if let Some(ls) = lengths {
+        for (bi, &l) in ls.iter().enumerate() {
+            for r in l..t {
+                let row = &mut hs[(bi * t + r) * h..(bi * t + r + 1) * h];
+                match &w.input {
+                    Some(p) => row.copy_from_slice(p.b),
+                    None => row.fill(0.0),
+                }
+            }
+        }
+    }
+
+    let mut a = take(m * h);
+    let nblocks = w.blocks.len();
+    let mut rows_now = m; // rows of `hs` (M, or B after the last-position block)
+    for (li, blk) in w.blocks.iter().enumerate() {
+        let last_only = out == EngineOutput::Last && li + 1 == nblocks;
+        cpu::layer_norm_rows(&hs[..m * h], blk.attn_norm.g, blk.attn_norm.b, EPS, &mut a[..m * h])?;
+        if !last_only {
+            let wd = qd + 2 * kvd;
+            let mut qkv = take(m * wd);
+            fill_bias(&mut qkv, wd, 0, blk.q.b);
+            fill_bias(&mut qkv, wd, qd, blk.k.b);
+            fill_bias(&mut qkv, wd, qd + kvd, blk.v.b);
+            gemm::linear(m, qd, h, &a, h, blk.q.w, &mut qkv, wd, true)?;
+            gemm::linear(m, kvd, h, &a, h, blk.k.w, &mut qkv[qd..], wd, true)?;
+            gemm::linear(m, kvd, h, &a, h, blk.v.w, &mut qkv[qd + kvd..], wd, true)?;
+            if let Some(r) = rope {
+                rotary(&mut qkv, wd, 0, nh, d, r, |row| row % t)?;
+                rotary(&mut qkv, wd, qd, nkv, d, r, |row| row % t)?;
+            }
+            let mut o = take(m * qd);
+            let lay = |off: usize| HeadLayout { offset: off, batch: t * wd, head: d, row: wd };
+            let adims = AttentionDims { batch: b, num_heads: nh, num_kv_heads: nkv, q_len: t, k_len: t, head_dim: d };
+            cpu::attention_cpu_strided(&qkv, lay(0), &qkv, lay(qd), &qkv, lay(qd + kvd), &mut o, HeadLayout::btnd(nh, t, d), adims, scale, CausalMask { q_offsets: &[0], key_lengths: lengths })?;
+            bufs.push(qkv);
+            cpu::bias_add_rows(&mut hs[..m * h], blk.out.b, None)?;
+            gemm::linear(m, h, qd, &o, qd, blk.out.w, &mut hs, h, true)?;
+            bufs.push(o);
+            ffn_residual(blk, &mut hs[..m * h], &mut a[..m * h], m, h, ffn, &mut bufs)?;
+        } else {
+            // K and V for every position; everything else at the last valid position only.
+            let wd = 2 * kvd;
+            let mut kv = take(m * wd);
+            fill_bias(&mut kv, wd, 0, blk.k.b);
+            fill_bias(&mut kv, wd, kvd, blk.v.b);
+            gemm::linear(m, kvd, h, &a, h, blk.k.w, &mut kv, wd, true)?;
+            gemm::linear(m, kvd, h, &a, h, blk.v.w, &mut kv[kvd..], wd, true)?;
+            let mut al = take(b * h);
+            let mut hl = take(b * h);
+            for bi in 0..b {
+                let src = (bi * t + len_of(bi) - 1) * h;
+                al[bi * h..(bi + 1) * h].copy_from_slice(&a[src..src + h]);
+                hl[bi * h..(bi + 1) * h].copy_from_slice(&hs[src..src + h]);
+            }
+            let mut q = take(b * qd);
+            fill_bias(&mut q, qd, 0, blk.q.b);
+            gemm::linear(b, qd, h, &al, h, blk.q.w, &mut q, qd, true)?;
+            if let Some(r) = rope {
+                rotary(&mut kv, wd, 0, nkv, d, r, |row| row % t)?;
+                rotary(&mut q, qd, 0, nh, d, r, |bi| len_of(bi) - 1)?;
+            }
+            let offsets: Vec<usize> = (0..b).map(|bi| len_of(bi) - 1).collect();
+            let mut o = take(b * qd);
+            let ql = HeadLayout { offset: 0, batch: qd, head: d, row: qd };
+            let kl = |off: usize| HeadLayout { offset: off, batch: t * wd, head: d, row: wd };
+            let adims = AttentionDims { batch: b, num_heads: nh, num_kv_heads: nkv, q_len: 1, k_len: t, head_dim: d };
+            cpu::attention_cpu_strided(&q, ql, &kv, kl(0), &kv, kl(kvd), &mut o, ql, adims, scale, CausalMask { q_offsets: &offsets, key_lengths: lengths })?;
+            cpu::bias_add_rows(&mut hl, blk.out.b, None)?;
+            gemm::linear(b, h, qd, &o, qd, blk.out.w, &mut hl, h, true)?;
+            let mut al2 = take(b * h);
+            ffn_residual(blk, &mut hl, &mut al2, b, h, ffn, &mut bufs)?;
+            bufs.extend([kv, al, q, o, al2]);
+            hs[..b * h].copy_from_slice(&hl);
+            bufs.push(hl);
+            rows_now = b;
+        }
+    }
+
+    // Step 3: final LayerNorm, then the output mode.
+    let mut fin = take(rows_now * h);
+    cpu::layer_norm_rows(&hs[..rows_now * h], w.final_norm.g, w.final_norm.b, EPS, &mut fin)?;
+    let result = match out {
+        EngineOutput::Last if rows_now == b => fin[..b * h].to_vec(),
+        EngineOutput::Last => {
+            let mut y = vec![0f32; b * h];
+            for bi in 0..b {
+                let src = (bi * t + len_of(bi) - 1) * h;
+                y[bi * h..(bi + 1) * h].copy_from_slice(&fin[src..src + h]);
+            }
+            y
+        }
+        EngineOutput::All => {
+            let mut y = fin[..m * h].to_vec();
+            if let Some(ls) = lengths {
+                for (bi, &l) in ls.iter().enumerate() {
+                    y[(bi * t + l) * h..(bi + 1) * t * h].fill(0.0);
+                }
+            }
+            y
+        }
+        EngineOutput::Mean => {
+            let mut y = vec![0f32; b * h];
+            let mut acc = vec![0f64; h];
+            for bi in 0..b {
+                let l = len_of(bi);
+                acc.iter_mut().for_each(|s| *s = 0.0);
+                for r in 0..l {
+                    for (s, &v) in acc.iter_mut().zip(&fin[(bi * t + r) * h..(bi * t + r + 1) * h]) {
+                        *s += f64::from(v);
+                    }
+                }
+                for (o, s) in y[bi * h..(bi + 1) * h].iter_mut().zip(&acc) {
+                    *o = (s / l as f64) as f32;
+                }
+            }
+            y
+        }
+    };
+    bufs.extend([hs, a, fin]);
+    give(bufs);
+    Ok(result)
+}
+
+/// `h += GELU(LayerNorm(h) Wup^T + bup) Wdown^T + bdown` on `rows` rows; `a` is scratch `[rows, H]`.
+fn ffn_residual(blk: &BlockRef<'_>, hs: &mut [f32], a: &mut [f32], rows: usize, h: usize, ffn: usize, bufs: &mut Vec<Vec<f32>>) -> Result<()> {
+    cpu::layer_norm_rows(hs, blk.ffn_norm.g, blk.ffn_norm.b, EPS, a)?;
+    let mut u = take(rows * ffn);
+    gemm::linear(rows, ffn, h, a, h, blk.up.w, &mut u, ffn, false)?;
+    cpu::bias_gelu_rows(&mut u, blk.up.b)?;
+    cpu::bias_add_rows(hs, blk.down.b, None)?;
+    gemm::linear(rows, h, ffn, &u, ffn, blk.down.w, hs, h, true)?;
+    bufs.push(u);
+    Ok(())
+}
+
+fn check_weights(dims: EngineDims, w: &WeightsRef<'_>) -> Result<()> {
+    let EngineDims { embed: e, hidden: h, heads: nh, kv_heads: nkv, head_dim: d, ffn } = dims;
+    let (qd, kvd) = (nh * d, nkv * d);
+    let bad = |what: &str, want: usize, got: usize| Error::Internal(format!("engine: {what} has {got} values, expected {want}"));
+    let lin = |what: &str, l: &LinearRef<'_>, out: usize, inp: usize| -> Result<()> {
+        if l.w.len() != out * inp {
+            return Err(bad(&format!("{what}.weight"), out * inp, l.w.len()));
+        }
+        if l.b.len() != out {
+            return Err(bad(&format!("{what}.bias"), out, l.b.len()));
+        }
+        Ok(())
+    };
+    let norm = |what: &str, n: &NormRef<'_>| -> Result<()> {
+        if n.g.len() != h || n.b.len() != h {
+            return Err(bad(what, h, n.g.len().min(n.b.len())));
+        }
+        Ok(())
+    };
+    if nkv == 0 || nh % nkv != 0 {
+        return Err(Error::Internal(format!("engine: {nh} heads / {nkv} KV heads")));
+    }
+    match &w.input {
+        Some(p) => lin("input_projection", p, h, e)?,
+        None if e != h => return Err(Error::Internal(format!("engine: no input projection for E {e} != H {h}"))),
+        None => {}
+    }
+    for blk in &w.blocks {
+        norm("attn_norm", &blk.attn_norm)?;
+        lin("q_proj", &blk.q, qd, h)?;
+        lin("k_proj", &blk.k, kvd, h)?;
+        lin("v_proj", &blk.v, kvd, h)?;
+        lin("out_proj", &blk.out, h, qd)?;
+        norm("ffn_norm", &blk.ffn_norm)?;
+        lin("ffn_up", &blk.up, ffn, h)?;
+        lin("ffn_down", &blk.down, h, ffn)?;
+    }
+    norm("final_norm", &w.final_norm)
+}

@@ -1,0 +1,104 @@
+//! Dense-layer GEMM on f32 slices through the `gemm` crate (the same GEMM candle's CPU matmul
+//! uses, called directly so that the output goes into a caller's buffer, possibly a column
+//! slice of a wider one, and can accumulate onto it: bias and residual become free epilogues).
+//!
+//! The `gemm` crate picks its micro-kernel at run time: AVX-512F where the CPU has it (gqa-core
+//! turns on gemm's `x86-v4` feature, which candle leaves off), else AVX2+FMA, else scalar on
+//! x86_64; NEON on aarch64; simd128 on wasm32 when built with it. Work is split over output
+//! blocks on the current rayon pool (gqa's own, see [`super::threads`]), never over the
+//! reduction axis, so the result does not depend on the thread count.
+
+use crate::error::{Error, Result};
+
+/// `y[i, c] (+)= sum_k x[i, k] * w[c, k]` for `i < m`, `c < n`: a PyTorch `nn.Linear` product
+/// `x W^T` with `x: [m, k]` (row stride `ldx`), `W: [n, k]` row-major (the parameter layout),
+/// `y: [m, n]` (row stride `ldy`, so `y` may be a column slice of a wider buffer). With
+/// `accumulate`, `y` is added to (`y = y + x W^T`: bias or residual already in `y`); otherwise it
+/// is overwritten.
+///
+/// # Errors
+/// [`Error::Internal`] when a slice is too short for its shape and stride.
+#[allow(clippy::too_many_arguments)]
+pub fn linear(m: usize, n: usize, k: usize, x: &[f32], ldx: usize, w: &[f32], y: &mut [f32], ldy: usize, accumulate: bool) -> Result<()> {
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let need = |rows: usize, ld: usize, cols: usize| (rows - 1) * ld + cols;
+    if ldx < k || ldy < n || x.len() < need(m, ldx, k) || w.len() < n * k || y.len() < need(m, ldy, n) {
+        return Err(Error::Internal(format!(
+            "gemm::linear: m {m}, n {n}, k {k}, x {} (ld {ldx}), w {}, y {} (ld {ldy})",
+            x.len(),
+            w.len(),
+            y.len()
+        )));
+    }
+    if k == 0 {
+        if !accumulate {
+            for r in 0..m {
+                y[r * ldy..r * ldy + n].fill(0.0);
+            }
+        }
+        return Ok(());
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    let par = if m * n * k >= 1 << 15 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    #[cfg(target_arch = "wasm32")]
+    let par = gemm::Parallelism::None;
+    // SAFETY: the extents of x ([m, k] at row stride ldx), W^T (element (kk, c) at c*k + kk) and
+    // y ([m, n] at row stride ldy) were checked above; y does not alias x or w (&mut).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            y.as_mut_ptr(),
+            1,
+            ldy as isize,
+            accumulate,
+            x.as_ptr(),
+            1,
+            ldx as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+    Ok(())
+}
+
+/// The GEMM micro-kernel family the `gemm` crate runs on this CPU (`"avx512f"`, `"avx2+fma"`,
+/// `"scalar"` on x86_64; `"neon"`, `"simd128"` or `"scalar"` elsewhere).
+pub fn gemm_path() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            "avx512f"
+        } else if std::arch::is_x86_feature_detected!("fma") {
+            "avx2+fma"
+        } else {
+            "scalar"
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        "neon"
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        if cfg!(target_feature = "simd128") {
+            "simd128"
+        } else {
+            "scalar"
+        }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "wasm32")))]
+    {
+        "scalar"
+    }
+}
