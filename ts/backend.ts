@@ -97,6 +97,12 @@ export interface Binding {
   recommendedDefaults(): string;
   /** The binding crate's version. */
   version(): string;
+  /** Sets the compute threads (native: gqa's own pool; wasm: 1 in the single-threaded module). */
+  setThreads?(n: number): void;
+  /** The compute threads calls use now. */
+  threads?(): number;
+  /** SIMD paths as JSON `{"kernels", "gemm"}`. */
+  simdInfo?(): string;
   /** Builds a model from options JSON and an optional head JSON (undefined while the core has no model). */
   buildModel?(json: string, headJson?: string): ModelHandle;
   /** Loads a model from safetensors bytes and `LoadOptions` JSON. */
@@ -438,6 +444,11 @@ function bindingOf(m: any, wrap: (h: any) => ModelHandle): Binding {
     recommendedDefaults: () => m.recommendedDefaults(),
     version: () => m.version(),
   };
+  if (typeof m.setThreads === "function") {
+    b.setThreads = (n) => m.setThreads(n);
+    b.threads = () => m.threads();
+    b.simdInfo = () => m.simdInfo();
+  }
   if (m.Model) {
     b.buildModel = (j, head) => wrap(m.Model.build(j, head));
     b.loadModel = (bytes, o) => wrap(m.Model.load(bytes, o));

@@ -90,6 +90,21 @@ export interface RecommendedDefaults {
 export interface InitOptions {
   /** `"native"`, `"wasm"` or `"auto"` (default: env `GQA_BACKEND`, else `"auto"`). */
   backend?: BackendChoice;
+  /**
+   * Compute threads (integer >= 1). Native: gqa's own thread pool (a host's global rayon pool
+   * is left alone), default env `GQA_THREADS`, else the available cores. The single-threaded
+   * wasm module accepts it and runs on one thread. Applies to calls started afterwards; results
+   * are bitwise the same for any count.
+   */
+  threads?: number;
+}
+
+/** The SIMD paths the backend runs on this CPU ({@link GQA.simd}). */
+export interface SimdInfo {
+  /** gqa's own kernels (attention, LayerNorm, GELU, rotary): `"avx512f"`, `"avx2+fma"`, `"portable"`, `"simd128"`, `"neon"`. */
+  kernels: string;
+  /** The GEMM micro-kernel family (the `gemm` crate): `"avx512f"`, `"avx2+fma"`, `"scalar"`, `"simd128"`, `"neon"`. */
+  gemm: string;
 }
 
 /** Options of {@link GQA.load} (the core's `LoadOptions`). */
@@ -153,10 +168,18 @@ export const GQA = {
    * @throws GqaError `BACKEND_LOAD_FAILED` naming the file tried and the reason
    */
   async init(options: InitOptions = {}): Promise<BackendName> {
-    if (loaded && (options.backend === undefined || options.backend === "auto" || options.backend === loaded.name)) {
-      return loaded.name;
+    const threads = options.threads;
+    if (threads !== undefined && (typeof threads !== "number" || !Number.isInteger(threads) || threads < 1 || threads > 1024)) {
+      throw new GqaError("INVALID_OPTION", `invalid option \`threads\`: expected an integer in 1..=1024, found ${String(threads)}`);
     }
-    if (loading && options.backend === undefined) return (await loading).name;
+    const apply = (b: LoadedBackend) => {
+      if (threads !== undefined) callBinding(() => need(b.binding, "setThreads")(threads));
+      return b.name;
+    };
+    if (loaded && (options.backend === undefined || options.backend === "auto" || options.backend === loaded.name)) {
+      return apply(loaded);
+    }
+    if (loading && options.backend === undefined) return apply(await loading);
     const p = loadBackend(options.backend);
     loading = p;
     try {
@@ -164,7 +187,18 @@ export const GQA = {
     } finally {
       if (loading === p) loading = null;
     }
-    return loaded.name;
+    return apply(loaded);
+  },
+
+  /** The compute threads of the loaded backend (see {@link InitOptions.threads}), or `null` before `init`. */
+  get threads(): number | null {
+    return loaded?.binding.threads?.() ?? null;
+  },
+
+  /** The SIMD paths the loaded backend runs on this CPU, or `null` before `init`. */
+  get simd(): SimdInfo | null {
+    const s = loaded?.binding.simdInfo?.();
+    return s ? (JSON.parse(s) as SimdInfo) : null;
   },
 
   /** The backend `init` chose, or `null` before `init`. */

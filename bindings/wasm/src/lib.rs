@@ -12,6 +12,7 @@
 pub mod config;
 pub mod error;
 pub mod inspect;
+pub mod kernels;
 pub mod attention;
 pub mod model;
 pub mod tensor;

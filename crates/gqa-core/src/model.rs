@@ -145,16 +145,32 @@ impl GqaModel {
 
     /// Whether inference runs on the fused CPU engine ([`crate::kernels::engine`]): parameters
     /// on the CPU in f32 and the reference kernels not forced.
-    fn engine_applies(&self) -> bool {
+    pub(crate) fn engine_applies(&self) -> bool {
         self.device.is_cpu() && !crate::kernels::reference_kernels() && self.params.iter().all(|(_, v)| v.dtype() == DType::F32)
     }
 
     /// Inference on the fused CPU engine: `x: [B,T,E]` row-major, validated lengths.
     fn engine_forward(&self, x: &[f32], b: usize, t: usize, lengths: Option<&[usize]>) -> Result<Vec<f32>> {
-        use crate::kernels::engine::{self, BlockRef, EngineDims, EngineOutput, LinearRef, NormRef, RopeRef, WeightsRef};
+        use crate::kernels::engine::{self, EngineOutput};
+        let out = match self.cfg.output_mode {
+            OutputMode::All => EngineOutput::All,
+            OutputMode::LastTimestep => EngineOutput::Last,
+            OutputMode::MeanPool => EngineOutput::Mean,
+        };
+        let rot = self.rotary(t)?;
+        self.with_engine(rot.as_ref(), |dims, w, rope| crate::kernels::threads::install(|| engine::forward(dims, w, rope, x, b, t, lengths, out)))
+    }
+
+    /// Runs `f` with the parameters (and `rot`'s tables) as slices for the fused CPU engine
+    /// (call only when [`GqaModel::engine_applies`]).
+    pub(crate) fn with_engine<R>(
+        &self,
+        rot: Option<&Rotary>,
+        f: impl FnOnce(crate::kernels::engine::EngineDims, &crate::kernels::engine::WeightsRef<'_>, Option<crate::kernels::engine::RopeRef<'_>>) -> Result<R>,
+    ) -> Result<R> {
+        use crate::kernels::engine::{BlockRef, EngineDims, LinearRef, NormRef, RopeRef, WeightsRef};
         let cfg = &self.cfg;
         let tensors: Vec<Tensor> = self.params.iter().map(|(_, v)| v.as_detached_tensor()).collect();
-        let rot = self.rotary(t)?;
         let rot_t: Vec<Tensor> = rot.iter().flat_map(|r| [r.cos().clone(), r.sin().clone()]).collect();
         let dims = EngineDims {
             embed: cfg.embed_dim,
@@ -163,11 +179,6 @@ impl GqaModel {
             kv_heads: cfg.num_kv_heads,
             head_dim: cfg.head_dim(),
             ffn: 4 * cfg.hidden_size,
-        };
-        let out = match cfg.output_mode {
-            OutputMode::All => EngineOutput::All,
-            OutputMode::LastTimestep => EngineOutput::Last,
-            OutputMode::MeanPool => EngineOutput::Mean,
         };
         let has_input = self.input_projection.is_some();
         crate::kernels::fused::with_slices(&tensors, |p| {
@@ -196,7 +207,7 @@ impl GqaModel {
                     final_norm: norm(first + cfg.num_layers * BLOCK_PARAM_NAMES.len()),
                 };
                 let rope = (r.len() == 2).then(|| RopeRef { cos: r[0], sin: r[1] });
-                crate::kernels::threads::install(|| engine::forward(dims, &w, rope, x, b, t, lengths, out))
+                f(dims, &w, rope)
             })
         })
     }

@@ -49,6 +49,9 @@ pub struct Session {
     k: Vec<Tensor>,
     /// Per layer: V `[B, NKV, capacity, D]` f32.
     v: Vec<Tensor>,
+    /// The cache of the fused CPU engine (K and V per layer, `[B, NKV, C, D]` f32 on the host),
+    /// used instead of `k`/`v` when the model runs on the engine at creation.
+    host: Option<(Vec<Vec<f32>>, Vec<Vec<f32>>)>,
     /// Rotary tables for positions `0..capacity` (None without rope/yarn).
     rotary: Option<Rotary>,
     /// `[B*H]`: final hidden state (after `final_norm`) at each row's newest position.
@@ -78,10 +81,16 @@ impl Session {
         let rotary = model.rotary(max_len)?;
         let mut k = Vec::with_capacity(layers);
         let mut v = Vec::with_capacity(layers);
-        for _ in 0..layers {
-            k.push(Tensor::zeros((batch, nkv, max_len, d), DType::F32, &device)?);
-            v.push(Tensor::zeros((batch, nkv, max_len, d), DType::F32, &device)?);
-        }
+        let host = if model.engine_applies() {
+            let n = batch * nkv * max_len * d;
+            Some(((0..layers).map(|_| vec![0f32; n]).collect(), (0..layers).map(|_| vec![0f32; n]).collect()))
+        } else {
+            for _ in 0..layers {
+                k.push(Tensor::zeros((batch, nkv, max_len, d), DType::F32, &device)?);
+                v.push(Tensor::zeros((batch, nkv, max_len, d), DType::F32, &device)?);
+            }
+            None
+        };
         let h = cfg.hidden_size;
         Ok(Session {
             cfg,
@@ -91,6 +100,7 @@ impl Session {
             lengths: vec![0; batch],
             k,
             v,
+            host,
             rotary,
             last: vec![0.0; batch * h],
             sum: vec![0.0; batch * h],
@@ -130,7 +140,10 @@ impl Session {
     /// Bytes allocated for the K and V caches of all layers (f32 elements of every cache
     /// tensor times 4) = `B * capacity * kv_cache_bytes_per_token()`.
     pub fn kv_cache_bytes(&self) -> u64 {
-        self.k.iter().chain(&self.v).map(|t| t.elem_count() as u64 * 4).sum()
+        match &self.host {
+            Some((k, v)) => k.iter().chain(v).map(|c| c.len() as u64 * 4).sum(),
+            None => self.k.iter().chain(&self.v).map(|t| t.elem_count() as u64 * 4).sum(),
+        }
     }
 
     /// Cache bytes per cached token and row: `2 * numLayers * numKvHeads * headDim * 4`
@@ -167,6 +180,16 @@ impl Session {
         for (b, &len) in self.lengths.iter().enumerate() {
             let free = self.capacity - len;
             if free == 0 {
+                continue;
+            }
+            if let Some((k, v)) = &mut self.host {
+                let cap = self.capacity;
+                for layer in k.iter_mut().chain(v.iter_mut()) {
+                    for kh in 0..nkv {
+                        let base = ((b * nkv + kh) * cap + len) * d;
+                        layer[base..base + free * d].fill(f32::NAN);
+                    }
+                }
                 continue;
             }
             let nan = Tensor::full(f32::NAN, (1, nkv, free, d), &self.device)?;
@@ -211,7 +234,8 @@ impl Session {
     /// cached plus pushed positions exceed the capacity; [`Error::OutOfMemory`] for score or
     /// FFN buffers over the limit; [`Error::Backend`].
     pub fn push(&mut self, model: &GqaModel, chunk: &[f32], dims: &[usize], row_lengths: Option<&[usize]>, all_positions: bool) -> Result<(Vec<f32>, Vec<usize>)> {
-        let cfg = &self.cfg;
+        let cfg = self.cfg.clone();
+        let cfg = &cfg;
         if model.config() != cfg || !model.device().same_device(&self.device) {
             return Err(Error::input(
                 "model",
@@ -258,14 +282,22 @@ impl Session {
         let totals: Vec<usize> = self.lengths.iter().zip(&ns).map(|(l, n)| l + n).collect();
         let lmax = totals.iter().copied().max().unwrap_or(0);
         let h_dim = cfg.hidden_size;
-        check_f32_buffer("attention scores", &[b, cfg.num_heads, t, lmax])?;
+        if self.host.is_none() {
+            check_f32_buffer("attention scores", &[b, cfg.num_heads, t, lmax])?;
+        }
         check_f32_buffer("ffn activations", &[b, t, 4 * h_dim])?;
         let per_position = all_positions || cfg.output_mode == OutputMode::All;
         let out_dims = if per_position { vec![b, t, h_dim] } else { vec![b, h_dim] };
         if b == 0 {
             return Ok((Vec::new(), out_dims));
         }
-        let hidden = if ns.iter().any(|&c| c > 0) { self.run(model, chunk, t, &ns, &totals)? } else { Vec::new() };
+        let hidden = if !ns.iter().any(|&c| c > 0) {
+            Vec::new()
+        } else if self.host.is_some() {
+            self.run_engine(model, chunk, t, &ns)?
+        } else {
+            self.run(model, chunk, t, &ns, &totals)?
+        };
 
         // Outputs on the host (validated above; nothing below can fail).
         let mode = cfg.output_mode;
@@ -305,6 +337,21 @@ impl Session {
     /// `lengths[b]..totals[b]` (the lengths themselves are not changed here). Returns the final
     /// hidden states `[B, t, H]` (after `final_norm`) row-major; entries at positions
     /// `>= ns[b]` are meaningless.
+    /// One push on the fused CPU engine ([`crate::kernels::engine::cached_step`]): no candle
+    /// tensor per op, K/V written straight into the host cache.
+    fn run_engine(&mut self, model: &GqaModel, chunk: &[f32], t: usize, ns: &[usize]) -> Result<Vec<f32>> {
+        let (b, cap) = (self.batch, self.capacity);
+        let cached = self.lengths.clone();
+        let Some((k, v)) = self.host.as_mut() else {
+            return Err(Error::Internal("session: no host cache".into()));
+        };
+        model.with_engine(self.rotary.as_ref(), |dims, w, rope| {
+            crate::kernels::threads::install(|| {
+                crate::kernels::engine::cached_step(dims, w, rope, chunk, b, t, ns, &cached, crate::kernels::engine::KvCache { k, v, capacity: cap })
+            })
+        })
+    }
+
     fn run(&self, model: &GqaModel, chunk: &[f32], t: usize, ns: &[usize], totals: &[usize]) -> Result<Vec<f32>> {
         let cfg = &self.cfg;
         let (b, e) = (self.batch, cfg.embed_dim);

@@ -352,6 +352,112 @@ pub fn forward(dims: EngineDims, w: &WeightsRef<'_>, rope: Option<RopeRef<'_>>, 
     Ok(result)
 }
 
+/// A KV cache held by the engine: per layer, K (after rotary) and V as `[B, NKV, C, D]` f32
+/// (`C` = capacity), row-major.
+#[derive(Debug)]
+pub struct KvCache<'a> {
+    /// K per layer.
+    pub k: &'a mut [Vec<f32>],
+    /// V per layer.
+    pub v: &'a mut [Vec<f32>],
+    /// `C`, positions per sequence.
+    pub capacity: usize,
+}
+
+/// One KV-cache step (prefill chunk or decode step, SPEC section 4): `x: [B, t, E]`, row `b`
+/// brings `new[b]` new positions (later ones are ignored) after `cached[b]` cached ones. K and V
+/// of the new positions are written into `cache` at `cached[b]..cached[b]+new[b]`; position `i`
+/// of row `b` attends to keys `0..=cached[b]+i`. Returns the final-LayerNorm hidden states
+/// `[B, t, H]` (rows `i >= new[b]` unspecified).
+///
+/// # Shapes
+/// - `x`: `B*t*E`; `new`, `cached`: `B` values with `cached[b] + new[b] <= C`
+/// - returns `B*t*H` values
+///
+/// # Errors
+/// [`Error::Internal`] for inconsistent sizes (the session checks the user's input first).
+#[allow(clippy::too_many_arguments)]
+pub fn cached_step(dims: EngineDims, w: &WeightsRef<'_>, rope: Option<RopeRef<'_>>, x: &[f32], b: usize, t: usize, new: &[usize], cached: &[usize], cache: KvCache<'_>) -> Result<Vec<f32>> {
+    let EngineDims { embed: e, hidden: h, heads: nh, kv_heads: nkv, head_dim: d, ffn } = dims;
+    let (qd, kvd) = (nh * d, nkv * d);
+    let m = b * t;
+    let cap = cache.capacity;
+    let totals: Vec<usize> = cached.iter().zip(new).map(|(c, n)| c + n).collect();
+    if x.len() != m * e || new.len() != b || cached.len() != b || totals.iter().any(|&l| l > cap) || cache.k.len() != w.blocks.len() || cache.v.len() != w.blocks.len() {
+        return Err(Error::Internal(format!("engine::cached_step: x {} for [{b}, {t}, {e}], new {new:?}, cached {cached:?}, capacity {cap}", x.len())));
+    }
+    let layer_len = b * nkv * cap * d;
+    if cache.k.iter().chain(cache.v.iter()).any(|c| c.len() != layer_len) {
+        return Err(Error::Internal("engine::cached_step: cache layer of the wrong size".into()));
+    }
+    check_weights(dims, w)?;
+    if m == 0 {
+        return Ok(Vec::new());
+    }
+    let scale = 1.0 / (d as f32).sqrt();
+    let mut bufs: Vec<Vec<f32>> = Vec::new();
+    // Input (ignored positions zeroed, as the full forward zeroes padding) and projection.
+    let mut xin = take(m * e);
+    xin.copy_from_slice(x);
+    for bi in 0..b {
+        xin[(bi * t + new[bi]) * e..(bi + 1) * t * e].fill(0.0);
+    }
+    let mut hs = take(m * h);
+    match &w.input {
+        Some(p) => {
+            fill_bias(&mut hs, h, 0, p.b);
+            gemm::linear(m, h, e, &xin, e, p.w, &mut hs, h, true)?;
+        }
+        None => hs.copy_from_slice(&xin),
+    }
+    bufs.push(xin);
+    let mut a = take(m * h);
+    let wd = qd + 2 * kvd;
+    let pos = |row: usize| (cached[row / t] + row % t).min(cap - 1);
+    let lmax = totals.iter().copied().max().unwrap_or(0);
+    let cl = HeadLayout { offset: 0, batch: nkv * cap * d, head: cap * d, row: d };
+    for (li, blk) in w.blocks.iter().enumerate() {
+        cpu::layer_norm_rows(&hs, blk.attn_norm.g, blk.attn_norm.b, EPS, &mut a)?;
+        let mut qkv = take(m * wd);
+        fill_bias(&mut qkv, wd, 0, blk.q.b);
+        fill_bias(&mut qkv, wd, qd, blk.k.b);
+        fill_bias(&mut qkv, wd, qd + kvd, blk.v.b);
+        gemm::linear(m, qd, h, &a, h, blk.q.w, &mut qkv, wd, true)?;
+        gemm::linear(m, kvd, h, &a, h, blk.k.w, &mut qkv[qd..], wd, true)?;
+        gemm::linear(m, kvd, h, &a, h, blk.v.w, &mut qkv[qd + kvd..], wd, true)?;
+        if let Some(r) = rope {
+            rotary(&mut qkv, wd, 0, nh, d, r, pos)?;
+            rotary(&mut qkv, wd, qd, nkv, d, r, pos)?;
+        }
+        let (kc, vc) = (&mut cache.k[li], &mut cache.v[li]);
+        for bi in 0..b {
+            for i in 0..new[bi] {
+                let row = &qkv[(bi * t + i) * wd..(bi * t + i + 1) * wd];
+                let p = cached[bi] + i;
+                for kh in 0..nkv {
+                    let dst = ((bi * nkv + kh) * cap + p) * d;
+                    kc[dst..dst + d].copy_from_slice(&row[qd + kh * d..qd + (kh + 1) * d]);
+                    vc[dst..dst + d].copy_from_slice(&row[qd + kvd + kh * d..qd + kvd + (kh + 1) * d]);
+                }
+            }
+        }
+        let mut o = take(m * qd);
+        let ql = HeadLayout { offset: 0, batch: t * wd, head: d, row: wd };
+        let adims = AttentionDims { batch: b, num_heads: nh, num_kv_heads: nkv, q_len: t, k_len: lmax, head_dim: d };
+        cpu::attention_cpu_strided(&qkv, ql, kc, cl, vc, cl, &mut o, HeadLayout::btnd(nh, t, d), adims, scale, CausalMask { q_offsets: cached, key_lengths: Some(&totals) })?;
+        bufs.push(qkv);
+        cpu::bias_add_rows(&mut hs, blk.out.b, None)?;
+        gemm::linear(m, h, qd, &o, qd, blk.out.w, &mut hs, h, true)?;
+        bufs.push(o);
+        ffn_residual(blk, &mut hs, &mut a, m, h, ffn, &mut bufs)?;
+    }
+    let mut fin = vec![0f32; m * h];
+    cpu::layer_norm_rows(&hs, w.final_norm.g, w.final_norm.b, EPS, &mut fin)?;
+    bufs.extend([hs, a]);
+    give(bufs);
+    Ok(fin)
+}
+
 /// `h += GELU(LayerNorm(h) Wup^T + bup) Wdown^T + bdown` on `rows` rows; `a` is scratch `[rows, H]`.
 fn ffn_residual(blk: &BlockRef<'_>, hs: &mut [f32], a: &mut [f32], rows: usize, h: usize, ffn: usize, bufs: &mut Vec<Vec<f32>>) -> Result<()> {
     cpu::layer_norm_rows(hs, blk.ffn_norm.g, blk.ffn_norm.b, EPS, a)?;

@@ -307,6 +307,11 @@ impl Trainer {
     /// # Errors
     /// [`Error::InvalidInput`] naming `step` when the run is already done; backend errors.
     pub fn step(&mut self, task: &TaskModel) -> Result<StepReport> {
+        // On gqa's compute pool (GQA.init({ threads })): candle's ops and GEMMs inherit it.
+        crate::kernels::threads::install(|| self.step_inner(task))
+    }
+
+    fn step_inner(&mut self, task: &TaskModel) -> Result<StepReport> {
         if self.done() {
             return Err(Error::input("step", format!("at most {} steps", self.total_steps()), self.global_step + 1));
         }
@@ -390,6 +395,10 @@ pub struct EvalReport {
 /// # Errors
 /// No head; label/head mismatch; backend errors.
 pub fn evaluate(task: &TaskModel, data: &TrainData, batch_size: usize) -> Result<EvalReport> {
+    crate::kernels::threads::install(|| evaluate_inner(task, data, batch_size))
+}
+
+fn evaluate_inner(task: &TaskModel, data: &TrainData, batch_size: usize) -> Result<EvalReport> {
     if batch_size == 0 {
         return Err(Error::option("batchSize", "an integer >= 1", 0));
     }

@@ -1,0 +1,26 @@
+//! Compute settings (mirrors `gqa_core::kernels::{threads, cpu, gemm}`): thread count and the
+//! SIMD paths chosen at run time.
+
+use napi_derive::napi;
+
+use crate::error::guard;
+
+/// Sets the native compute threads for calls that start from now on (`n >= 1`); gqa's own pool,
+/// the host's global rayon pool is left alone. Errors: `INVALID_OPTION` naming `threads`.
+#[napi(js_name = "setThreads")]
+pub fn set_threads(n: u32) -> napi::Result<()> {
+    guard(|| gqa_core::kernels::threads::set_threads(n as usize))
+}
+
+/// The compute threads the next call uses (`setThreads`, else env `GQA_THREADS`, else the cores).
+#[napi(js_name = "threads")]
+pub fn threads() -> u32 {
+    gqa_core::kernels::threads::threads() as u32
+}
+
+/// The SIMD paths that run on this CPU as JSON `{"kernels": "avx512f", "gemm": "avx512f"}`
+/// (kernels: `avx512f`, `avx2+fma`, `portable`; gemm: the `gemm` crate's micro-kernel family).
+#[napi(js_name = "simdInfo")]
+pub fn simd_info() -> String {
+    serde_json::json!({ "kernels": gqa_core::kernels::cpu::simd_name(), "gemm": gqa_core::kernels::gemm::gemm_path() }).to_string()
+}

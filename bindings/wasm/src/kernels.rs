@@ -1,0 +1,25 @@
+//! Compute settings (mirrors `gqa_core::kernels::{threads, cpu, gemm}`): thread count and the
+//! SIMD paths of this build.
+
+use wasm_bindgen::prelude::*;
+
+use crate::error::{wrap, JsResult};
+
+/// Sets the compute threads (`n >= 1`). This single-threaded module runs everything on the
+/// calling thread whatever the count. Errors: `INVALID_OPTION` naming `threads`.
+#[wasm_bindgen(js_name = setThreads)]
+pub fn set_threads(n: u32) -> JsResult<()> {
+    wrap(gqa_core::kernels::threads::set_threads(n as usize))
+}
+
+/// The compute threads calls use (1 in this single-threaded module).
+#[wasm_bindgen(js_name = threads)]
+pub fn threads() -> u32 {
+    gqa_core::kernels::threads::threads() as u32
+}
+
+/// The SIMD paths of this module as JSON `{"kernels": "simd128", "gemm": "simd128"}`.
+#[wasm_bindgen(js_name = simdInfo)]
+pub fn simd_info() -> String {
+    serde_json::json!({ "kernels": gqa_core::kernels::cpu::simd_name(), "gemm": gqa_core::kernels::gemm::gemm_path() }).to_string()
+}
