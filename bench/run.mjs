@@ -564,6 +564,9 @@ function printForward(name, w, flops, rows, machine) {
       : [r.label, String(r.threads), r.simd, `**${r.status}**`, "", "", "", fmtDiff(r.maxDiff), "", "", r.reason ?? ""],
   );
   console.log(table(headers, body, ["l", "r", "l", "r", "r", "r", "r", "r", "r", "r", "l"]));
+  if (T >= 1024) {
+    console.log("(the count is the full T x T attention; gqa and PyTorch's SDPA skip the masked half, the ONNX graph and TensorFlow.js compute it all, so a causal kernel can show more than 100% of the GEMM peak)");
+  }
   if (opts.outputMode === "last_timestep") {
     console.log("(last_timestep: gqa native and wasm compute the last block's queries, out_proj and FFN at the last position only, so their GFLOP/s on the common count above is an effective figure; the `all` workload compares the kernels like for like)");
   }
