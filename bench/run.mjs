@@ -248,20 +248,23 @@ function summary(runs) {
 
 let GQA; // the gqa API (dist/)
 const THREADS = Number(args.threads);
-const ctx = { simd: {}, versions: {}, notes: [] };
+const ctx = { simd: {}, threads: {}, notes: [] };
 
 async function initGqa(backend) {
   GQA.reset?.();
   try {
-    await GQA.init({ backend, threads: backend === "native" ? THREADS : undefined });
+    await GQA.init({ backend, threads: THREADS }); // the wasm module accepts it and runs one thread
   } catch (e) {
-    // an older API without the `threads` option: the environment variables carry it
+    // an older API that refuses the `threads` option: the environment variables carry it
     if (!/thread/i.test(errText(e))) throw e;
     GQA.reset?.();
     await GQA.init({ backend });
   }
-  ctx.simd[`gqa-${backend}`] = typeof GQA.simd === "string" ? GQA.simd : "unknown";
-  if (GQA.threads !== undefined) ctx.versions[`gqa-${backend}-threads`] = GQA.threads;
+  // GQA.simd: {kernels, gemm} (a plain string in early builds); GQA.threads: the pool's size
+  const s = GQA.simd;
+  ctx.simd[`gqa-${backend}`] = typeof s === "string" ? s
+    : s && typeof s === "object" ? (s.kernels === s.gemm ? s.kernels : `${s.kernels}, gemm ${s.gemm}`) : "unknown";
+  ctx.threads[`gqa-${backend}`] = typeof GQA.threads === "number" ? GQA.threads : backend === "native" ? THREADS : 1;
 }
 
 /** A persistent PyTorch worker (bench/torch_gqa.py --serve). */
@@ -430,6 +433,7 @@ async function forwardWorkload(name, w, peers, machine, dir) {
     try {
       await initGqa(backend);
       row.simd = ctx.simd[key];
+      row.threads = ctx.threads[key];
       const model = await GQA.load(bytes);
       impl.output = async () => model.forwardSync(x, dims).data;
       impl.timeRun = (reps) => timeLoop(() => model.forwardSync(x, dims), reps);
@@ -600,6 +604,7 @@ async function decodeWorkload(machine, dir) {
     try {
       await initGqa(backend);
       row.simd = ctx.simd[key];
+      row.threads = ctx.threads[key];
       impl.model = await GQA.load(bytes);
       impl.session = await impl.model.session({ maxLen: capacity });
     } catch (e) {
@@ -728,6 +733,7 @@ async function trainWorkload(peers, machine, dir) {
     try {
       await initGqa(backend);
       row.simd = ctx.simd[key];
+      row.threads = ctx.threads[key];
       const model = await GQA.load(bytes);
       // `reps` steps: fit over `reps + 1` one-batch epochs; per-step times from the onStep
       // timestamps, the first interval (trainer creation) dropped
