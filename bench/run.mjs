@@ -40,7 +40,9 @@
 // KV cache once at the memory bandwidth measured in the same process (a large copy on n
 // threads). "train" times one optimisation step of (a) with a 9-class head (cross-entropy, clip
 // 1.0, AdamW lr 1e-3 wd 0.01, dropout 0) against PyTorch. Results: a table per workload per
-// thread count on stdout, a summary at the end, JSON in bench/results/latest.json.
+// thread count on stdout, a summary at the end, JSON in bench/results/latest.json. Exit status 1
+// when a child process died or an output disagreed beyond 1e-4 (peers that are missing or cannot
+// run are reported, not errors), so `--quick` doubles as a CI smoke test.
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { freemem, tmpdir } from "node:os";
@@ -216,7 +218,10 @@ async function parent() {
   mkdirSync(dirname(args.out), { recursive: true });
   writeFileSync(args.out, JSON.stringify(result, null, 1) + "\n");
   console.log(`\nJSON: ${relative(process.cwd(), args.out)}; total ${seconds.toFixed(0)} s`);
-  if (runs.some((r) => r.failed)) process.exitCode = 1;
+  // exit 1 when a child died or an output disagreed (a peer that is missing or cannot run is not an error)
+  const mismatches = runs.flatMap((r) => (r.workloads ?? []).flatMap((w) => (w.rows ?? []).filter((x) => x.status === "mismatch").map((x) => `${w.name} ${x.label} (threads ${r.threads})`)));
+  if (mismatches.length) console.log(`output mismatches (> ${TOL}): ${mismatches.join("; ")}`);
+  if (runs.some((r) => r.failed) || mismatches.length) process.exitCode = 1;
 }
 
 function summary(runs) {
