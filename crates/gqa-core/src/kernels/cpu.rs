@@ -594,6 +594,9 @@ struct AttnJob {
     i1: usize,
 }
 
+/// Query-row groups per tile: K/V blocks are read once per `TILE_GROUPS * ROWS` query rows.
+const TILE_GROUPS: usize = 8;
+
 #[inline(always)]
 fn attn_job_impl<const FMA: bool, const X512: bool, const ROWS: usize, const KEY_CHUNK: usize, const W: usize>(a: &AttnArgs<'_>, job: AttnJob, kt: &mut Vec<f32>, o: &mut Vec<f32>) {
     let AttnJob { b, kvh, i0, i1 } = job;
@@ -620,138 +623,171 @@ fn attn_job_impl<const FMA: bool, const X512: bool, const ROWS: usize, const KEY
             None => dst.fill(0.0),
         }
     };
-    let max_lim = lim(i1 - 1);
-    if max_lim == 0 {
-        for row in 0..n_rows {
-            write_row(row, None, 0.0);
-        }
-        return;
-    }
-    // K transposed to [D, ldk] (zero pad up to a multiple of KEY_CHUNK).
-    let ldk = max_lim.div_ceil(KEY_CHUNK) * KEY_CHUNK;
+    // K transposed once per job into block panels [nblocks][D][KEY_BLOCK] (each 8 KiB at D = 32,
+    // contiguous: no cache-set aliasing from a long row stride), zero padded.
+    // With few query rows (a decode step) each block is used once: transpose it on the fly into
+    // one L1-resident panel instead (K is then read once, never written back).
+    let max_lim = if n_rows == 0 { 0 } else { lim(i1 - 1) };
+    let on_the_fly = n_rows <= 2 * ROWS;
+    let nblocks = if on_the_fly { 1 } else { max_lim.div_ceil(KEY_BLOCK) };
+    let panel = d * KEY_BLOCK;
     kt.clear();
-    kt.resize(d * ldk, 0.0);
-    for j in 0..max_lim {
+    kt.resize(nblocks * panel, 0.0);
+    for j in 0..if on_the_fly { 0 } else { max_lim } {
         let src = &a.k[a.kl.at(b, kvh, j)..][..d];
+        let dst = &mut kt[(j / KEY_BLOCK) * panel + j % KEY_BLOCK..];
         for (dd, &x) in src.iter().enumerate() {
-            kt[dd * ldk + j] = x;
+            dst[dd * KEY_BLOCK] = x;
         }
     }
+    let tile_rows = TILE_GROUPS * ROWS;
     o.clear();
-    o.resize(ROWS * d, 0.0);
-    let mut qloc = vec![0f32; ROWS * d];
+    o.resize(tile_rows * d, 0.0);
+    let mut qloc = vec![0f32; tile_rows * d];
     let mut s = [[0f32; KEY_BLOCK]; ROWS];
-    for r0 in (0..n_rows).step_by(ROWS) {
-        let mut lims = [0usize; ROWS];
-        for rr in 0..ROWS {
-            let row = (r0 + rr).min(n_rows - 1);
-            let i = i0 + row / g;
-            let h = kvh * g + row % g;
-            let src = &a.q[a.ql.at(b, h, i)..][..d];
-            for (x, &y) in qloc[rr * d..(rr + 1) * d].iter_mut().zip(src) {
-                *x = y * a.scale;
+    for t0 in (0..n_rows).step_by(tile_rows) {
+        let groups = (n_rows - t0).min(tile_rows).div_ceil(ROWS);
+        let mut lims = [[0usize; ROWS]; TILE_GROUPS];
+        let mut glim = [0usize; TILE_GROUPS];
+        for gi in 0..groups {
+            for rr in 0..ROWS {
+                let row = (t0 + gi * ROWS + rr).min(n_rows - 1);
+                let i = i0 + row / g;
+                let h = kvh * g + row % g;
+                let src = &a.q[a.ql.at(b, h, i)..][..d];
+                let q = &mut qloc[(gi * ROWS + rr) * d..(gi * ROWS + rr + 1) * d];
+                for (x, &y) in q.iter_mut().zip(src) {
+                    *x = y * a.scale;
+                }
+                lims[gi][rr] = lim(i);
             }
-            lims[rr] = lim(i);
+            glim[gi] = lims[gi].iter().copied().max().unwrap_or(0);
         }
-        let tile_lim = lims.iter().copied().max().unwrap_or(0);
-        let mut m = [f32::NEG_INFINITY; ROWS];
-        let mut l = [0f32; ROWS];
-        o.fill(0.0);
+        let tile_lim = glim[..groups].iter().copied().max().unwrap_or(0);
+        let mut m = [[f32::NEG_INFINITY; ROWS]; TILE_GROUPS];
+        let mut l = [[0f32; ROWS]; TILE_GROUPS];
+        o[..groups * ROWS * d].fill(0.0);
         for j0 in (0..tile_lim).step_by(KEY_BLOCK) {
             let bk = KEY_BLOCK.min(tile_lim - j0);
-            // Scores for the block, KEY_CHUNK keys at a time (accumulators in registers).
-            for c0 in (0..bk).step_by(KEY_CHUNK) {
-                #[cfg(target_arch = "x86_64")]
-                if X512 {
-                    // SAFETY: X512 is only instantiated inside an `avx512f` function (detected);
-                    // `kt` holds D rows of `ldk` (a multiple of 32) values and
-                    // j0 + c0 + 32 <= ldk; `qloc` holds ROWS * D values; c0 + 32 <= KEY_BLOCK.
-                    unsafe { qk_tile_512::<ROWS>(&qloc, d, kt, ldk, j0 + c0, &mut s, c0) };
-                    continue;
+            if on_the_fly {
+                for j in 0..bk {
+                    let src = &a.k[a.kl.at(b, kvh, j0 + j)..][..d];
+                    for (dd, &x) in src.iter().enumerate() {
+                        kt[dd * KEY_BLOCK + j] = x;
+                    }
                 }
-                let mut acc = [[0f32; KEY_CHUNK]; ROWS];
-                for dd in 0..d {
-                    let krow: &[f32; KEY_CHUNK] = kt[dd * ldk + j0 + c0..][..KEY_CHUNK].try_into().expect("chunk");
+                if bk < KEY_BLOCK {
+                    for dd in 0..d {
+                        kt[dd * KEY_BLOCK + bk..(dd + 1) * KEY_BLOCK].fill(0.0);
+                    }
+                }
+            }
+            let kp = if on_the_fly { &kt[..panel] } else { &kt[(j0 / KEY_BLOCK) * panel..][..panel] };
+            let vb0 = a.vl.at(b, kvh, j0);
+            for gi in 0..groups {
+                if glim[gi] <= j0 {
+                    continue; // every row of the group is past its limit
+                }
+                let gbk = bk.min(glim[gi] - j0);
+                let qg = &qloc[gi * ROWS * d..(gi + 1) * ROWS * d];
+                // Scores for the block, KEY_CHUNK keys at a time (accumulators in registers).
+                for c0 in (0..gbk).step_by(KEY_CHUNK) {
+                    #[cfg(target_arch = "x86_64")]
+                    if X512 {
+                        // SAFETY: X512 is only instantiated inside an `avx512f` function
+                        // (detected); `kp` holds D rows of KEY_BLOCK values and
+                        // c0 + 32 <= KEY_BLOCK; `qg` holds ROWS * D values.
+                        unsafe { qk_tile_512::<ROWS>(qg, d, kp, KEY_BLOCK, c0, &mut s, c0) };
+                        continue;
+                    }
+                    let mut acc = [[0f32; KEY_CHUNK]; ROWS];
+                    for dd in 0..d {
+                        let krow: &[f32; KEY_CHUNK] = kp[dd * KEY_BLOCK + c0..][..KEY_CHUNK].try_into().expect("chunk");
+                        for rr in 0..ROWS {
+                            let qv = qg[rr * d + dd];
+                            for c in 0..KEY_CHUNK {
+                                acc[rr][c] = fmadd::<FMA>(qv, krow[c], acc[rr][c]);
+                            }
+                        }
+                    }
                     for rr in 0..ROWS {
-                        let qv = qloc[rr * d + dd];
-                        for c in 0..KEY_CHUNK {
-                            acc[rr][c] = fmadd::<FMA>(qv, krow[c], acc[rr][c]);
+                        s[rr][c0..c0 + KEY_CHUNK].copy_from_slice(&acc[rr]);
+                    }
+                }
+                // Online softmax update per row.
+                let mut alpha = [1f32; ROWS];
+                for rr in 0..ROWS {
+                    let valid = lims[gi][rr].saturating_sub(j0);
+                    let row = &mut s[rr];
+                    let mut mx = [f32::NEG_INFINITY; LANES];
+                    for (ci, chunk) in row.chunks_exact_mut(LANES).enumerate() {
+                        for ln in 0..LANES {
+                            let x = if ci * LANES + ln < valid { chunk[ln] } else { f32::NEG_INFINITY };
+                            chunk[ln] = x;
+                            mx[ln] = if x > mx[ln] { x } else { mx[ln] };
+                        }
+                    }
+                    let bm = mx.iter().fold(f32::NEG_INFINITY, |acc, &v| if v > acc { v } else { acc });
+                    let mrow = m[gi][rr];
+                    let m_new = if bm > mrow { bm } else { mrow };
+                    if m_new == f32::NEG_INFINITY {
+                        // Row has no key in this block (only possible past its limit): p = 0.
+                        row.fill(0.0);
+                        continue;
+                    }
+                    alpha[rr] = exp_f32::<FMA>(mrow - m_new);
+                    m[gi][rr] = m_new;
+                    for x in row.iter_mut() {
+                        *x = exp_f32::<FMA>(*x - m_new);
+                    }
+                    l[gi][rr] = l[gi][rr] * alpha[rr] + sum_lanes(row);
+                }
+                let og = &mut o[gi * ROWS * d..(gi + 1) * ROWS * d];
+                for rr in 0..ROWS {
+                    if alpha[rr] != 1.0 {
+                        for x in &mut og[rr * d..(rr + 1) * d] {
+                            *x *= alpha[rr];
                         }
                     }
                 }
-                for rr in 0..ROWS {
-                    s[rr][c0..c0 + KEY_CHUNK].copy_from_slice(&acc[rr]);
-                }
-            }
-            // Online softmax update per row.
-            let mut alpha = [1f32; ROWS];
-            for rr in 0..ROWS {
-                let valid = lims[rr].saturating_sub(j0);
-                let row = &mut s[rr];
-                let mut mx = [f32::NEG_INFINITY; LANES];
-                for (ci, chunk) in row.chunks_exact_mut(LANES).enumerate() {
-                    for l in 0..LANES {
-                        let x = if ci * LANES + l < valid { chunk[l] } else { f32::NEG_INFINITY };
-                        chunk[l] = x;
-                        mx[l] = if x > mx[l] { x } else { mx[l] };
+                // o += P V for the block: all ROWS rows times W-wide slices of D, accumulators
+                // in registers across the block's keys (V read once per slice).
+                let mut d0 = 0;
+                #[cfg(target_arch = "x86_64")]
+                if X512 {
+                    while d0 + 32 <= d {
+                        // SAFETY: avx512f detected (see above); rows vb0 + c * vrs + d0 .. + 32
+                        // for c < gbk lie inside V's extent (checked by
+                        // `attention_cpu_strided`); `og` holds ROWS * D values.
+                        unsafe { pv_tile_512::<ROWS>(og, d, &s, gbk, a.v, vb0, a.vl.row, d0) };
+                        d0 += 32;
                     }
                 }
-                let bm = mx.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
-                let m_new = if bm > m[rr] { bm } else { m[rr] };
-                if m_new == f32::NEG_INFINITY {
-                    // Row has no key in this block (only possible past its limit): p = 0.
-                    row.fill(0.0);
-                    continue;
+                while d0 + W <= d {
+                    pv_rows::<FMA, ROWS, W>(og, d, &s, gbk, a.v, vb0, a.vl.row, d0);
+                    d0 += W;
                 }
-                alpha[rr] = exp_f32::<FMA>(m[rr] - m_new);
-                m[rr] = m_new;
-                for x in row.iter_mut() {
-                    *x = exp_f32::<FMA>(*x - m_new);
+                while d0 + 8 <= d {
+                    pv_rows::<FMA, ROWS, 8>(og, d, &s, gbk, a.v, vb0, a.vl.row, d0);
+                    d0 += 8;
                 }
-                l[rr] = l[rr] * alpha[rr] + sum_lanes(row);
-            }
-            for rr in 0..ROWS {
-                if alpha[rr] != 1.0 {
-                    for x in &mut o[rr * d..(rr + 1) * d] {
-                        *x *= alpha[rr];
-                    }
+                while d0 < d {
+                    pv_rows::<FMA, ROWS, 1>(og, d, &s, gbk, a.v, vb0, a.vl.row, d0);
+                    d0 += 1;
                 }
-            }
-            // o += P V for the block: all ROWS rows times W-wide slices of D, accumulators in
-            // registers across the block's keys (V read once per slice).
-            let vb0 = a.vl.at(b, kvh, j0);
-            let mut d0 = 0;
-            #[cfg(target_arch = "x86_64")]
-            if X512 {
-                while d0 + 32 <= d {
-                    // SAFETY: avx512f detected (see above); rows vb0 + c * vrs + d0 .. + 32 for
-                    // c < bk lie inside V's extent (checked by `attention_cpu_strided`); `o`
-                    // holds ROWS * D values.
-                    unsafe { pv_tile_512::<ROWS>(o, d, &s, bk, a.v, vb0, a.vl.row, d0) };
-                    d0 += 32;
-                }
-            }
-            while d0 + W <= d {
-                pv_rows::<FMA, ROWS, W>(o, d, &s, bk, a.v, vb0, a.vl.row, d0);
-                d0 += W;
-            }
-            while d0 + 8 <= d {
-                pv_rows::<FMA, ROWS, 8>(o, d, &s, bk, a.v, vb0, a.vl.row, d0);
-                d0 += 8;
-            }
-            while d0 < d {
-                pv_rows::<FMA, ROWS, 1>(o, d, &s, bk, a.v, vb0, a.vl.row, d0);
-                d0 += 1;
             }
         }
-        for rr in 0..ROWS {
-            if r0 + rr >= n_rows {
-                break;
-            }
-            if lims[rr] == 0 {
-                write_row(r0 + rr, None, 0.0);
-            } else {
-                write_row(r0 + rr, Some(&o[rr * d..(rr + 1) * d]), 1.0 / l[rr]);
+        for gi in 0..groups {
+            for rr in 0..ROWS {
+                let row = t0 + gi * ROWS + rr;
+                if row >= n_rows {
+                    break;
+                }
+                if lims[gi][rr] == 0 {
+                    write_row(row, None, 0.0);
+                } else {
+                    write_row(row, Some(&o[(gi * ROWS + rr) * d..(gi * ROWS + rr + 1) * d]), 1.0 / l[gi][rr]);
+                }
             }
         }
     }
