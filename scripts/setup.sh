@@ -60,7 +60,9 @@ if [ -d node_modules ] && [ "$(cat node_modules/.gqa-stamp 2>/dev/null)" = "$loc
   log "node_modules up to date with package-lock.json"
 else
   log "npm ci"
-  npm ci --no-audit --no-fund
+  # onnxruntime-node (a bench peer) would try to download CUDA binaries in a postinstall script:
+  # package.json's allowScripts blocks it on npm >= 11.16, this variable on older npm.
+  ONNXRUNTIME_NODE_INSTALL=skip ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm ci --no-audit --no-fund
   echo "$lock_sum" > node_modules/.gqa-stamp
 fi
 fi # GQA_BUILD_ONLY

@@ -8,7 +8,8 @@
 #   4. the browser entry (dist/browser.js, wasm) in headless chromium, compared with Node
 #   5. the demo (demo/dist) in chromium via playwright-core vs Node native, README worker snippet;
 #      screenshot -> test-artifacts/demo.png
-#   6. Deno: test/deno (wasm and, with --allow-ffi, the native addon) vs fixtures and Node native
+#   6. bench smoke: `npm run bench -- --quick` (tiny sizes: every peer runs, outputs agree <= 1e-4)
+#   7. Deno: test/deno (wasm and, with --allow-ffi, the native addon) vs fixtures and Node native
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 START=$SECONDS
@@ -40,6 +41,9 @@ log "browser entry (dist/browser.js) in headless chromium vs Node"
 node scripts/browser-smoke.mjs
 log "demo end-to-end (playwright-core + chromium) vs Node native"
 node test/browser/demo-e2e.mjs
+log "bench smoke: npm run bench -- --quick (tiny sizes, every peer and code path, outputs checked; not a measurement)"
+node bench/run.mjs --quick --out test-artifacts/bench-quick.json
+
 log "deno test (test/deno, npm deno binary $(deno --version | head -1 | cut -d' ' -f2))"
 deno test --config test/deno/deno.json --allow-read --allow-write --allow-env --allow-run=node --allow-ffi test/deno/
 

@@ -7,11 +7,12 @@
  */
 import { readFileSync } from "node:fs";
 
-// One compute thread unless the user says otherwise (RAYON_NUM_THREADS is read by the native
-// backend's thread pool when it starts). The CLI's models are small: on 2 shared cores one thread
-// trained JapaneseVowels 2.7x faster (wall) and with 6x less CPU time than two threads. Set here,
-// before any backend is loaded.
-process.env.RAYON_NUM_THREADS ??= "1";
+// One compute thread unless the user says otherwise (GQA_THREADS sizes the native backend's own
+// thread pool; RAYON_NUM_THREADS, read by candle inside it, follows). The CLI's models are small:
+// on 2 shared cores one thread trained JapaneseVowels 2.7x faster (wall) and with 6x less CPU
+// time than two threads. Set here, before any backend is loaded.
+process.env.GQA_THREADS ??= process.env.RAYON_NUM_THREADS ?? "1";
+process.env.RAYON_NUM_THREADS ??= process.env.GQA_THREADS;
 import { Command, CommanderError } from "commander";
 import { describeError, EXIT_BAD_INPUT } from "./common.js";
 import { registerEval } from "./eval.js";
