@@ -447,6 +447,71 @@ dispatch!(
     pub(crate) fn rotary_row / rotary_row_avx2 => rotary_row_impl(x: &mut [f32], n: usize, d: usize, cos: &[f32], sin: &[f32])
 );
 
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn gemv_impl<const FMA: bool>(m: usize, k: usize, x: &[f32], ldx: usize, w: &[f32], n0: usize, y: &mut [f32], ldy: usize, accumulate: bool) {
+    const L: usize = 16;
+    for i in 0..m {
+        let xr = &x[i * ldx..i * ldx + k];
+        for (c, wr) in w[n0 * k..].chunks_exact(k).take(ldy).enumerate() {
+            let mut acc = [0f32; L];
+            let mut xc = xr.chunks_exact(L);
+            let mut wc = wr.chunks_exact(L);
+            for (a, b) in (&mut xc).zip(&mut wc) {
+                for l in 0..L {
+                    acc[l] = fmadd::<FMA>(a[l], b[l], acc[l]);
+                }
+            }
+            let mut sum = 0f32;
+            for (a, b) in xc.remainder().iter().zip(wc.remainder()) {
+                sum = fmadd::<FMA>(*a, *b, sum);
+            }
+            for a in acc {
+                sum += a;
+            }
+            let dst = &mut y[i * ldy + c];
+            *dst = if accumulate { *dst + sum } else { sum };
+        }
+    }
+}
+dispatch!(
+    #[allow(clippy::too_many_arguments)]
+    fn gemv_seq / gemv_avx2 => gemv_impl(m: usize, k: usize, x: &[f32], ldx: usize, w: &[f32], n0: usize, y: &mut [f32], ldy: usize, accumulate: bool)
+);
+
+/// `y[i, c] (+)= x[i, :] . w[c, :]` for a few rows `i < m` (a decode step): a dot product per
+/// output against the contiguous rows of `w: [n, k]` (the `nn.Linear` layout), which streams the
+/// weights once instead of packing them as a GEMM would; outputs split over threads in column
+/// ranges. `x: [m, k]` (row stride `ldx`), `y: [m, n]` (row stride `ldy`); sizes are checked by
+/// the caller ([`super::gemm::linear`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemv_rows(m: usize, n: usize, k: usize, x: &[f32], ldx: usize, w: &[f32], y: &mut [f32], ldy: usize, accumulate: bool) {
+    let chunk = if n * k >= 1 << 16 { n.div_ceil(4 * threads()).max(16) } else { n };
+    let jobs = n.div_ceil(chunk);
+    let ptr = OutPtr(y.as_mut_ptr());
+    let ylen = y.len();
+    par_for(jobs, jobs > 1, move |j| {
+        let n0 = j * chunk;
+        let n1 = ((j + 1) * chunk).min(n);
+        let p = ptr;
+        let cols = n1 - n0;
+        let mut tmp = vec![0f32; m * cols];
+        // SAFETY: job j owns columns n0..n1 of each of the m rows (disjoint from every other
+        // job); row i's columns lie inside y (the caller checked (m-1)*ldy + n <= y.len()).
+        let row = |i: usize| unsafe { std::slice::from_raw_parts_mut(p.0.add(i * ldy + n0), cols) };
+        debug_assert!(m == 0 || (m - 1) * ldy + n1 <= ylen);
+        if accumulate {
+            for i in 0..m {
+                tmp[i * cols..(i + 1) * cols].copy_from_slice(row(i));
+            }
+        }
+        gemv_seq(m, k, x, ldx, &w[..n1 * k], n0, &mut tmp, cols, accumulate);
+        for i in 0..m {
+            row(i).copy_from_slice(&tmp[i * cols..(i + 1) * cols]);
+        }
+    });
+}
+
 /// Rows of width `width` of `data` in parallel chunks of at least `min_values` values:
 /// `f(first_row, chunk)` (see [`par_rows_mut`]).
 pub(crate) fn par_rows(data: &mut [f32], width: usize, min_values: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {

@@ -40,6 +40,11 @@ pub fn linear(m: usize, n: usize, k: usize, x: &[f32], ldx: usize, w: &[f32], y:
         }
         return Ok(());
     }
+    if m <= 4 {
+        // A decode step: stream W once (dot products over its contiguous rows).
+        super::cpu::gemv_rows(m, n, k, x, ldx, w, y, ldy, accumulate);
+        return Ok(());
+    }
     #[cfg(not(target_arch = "wasm32"))]
     let par = if m * n * k >= 1 << 15 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
     #[cfg(target_arch = "wasm32")]
