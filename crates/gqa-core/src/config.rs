@@ -184,14 +184,14 @@ impl GqaConfig {
         if self.num_layers < 1 {
             return Err(Error::option("numLayers", "an integer >= 1", self.num_layers));
         }
-        if self.hidden_size % self.num_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_heads) {
             return Err(Error::option(
                 "hiddenSize",
                 format!("a multiple of numHeads={}", self.num_heads),
                 self.hidden_size,
             ));
         }
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return Err(Error::option(
                 "numKvHeads",
                 format!("a divisor of numHeads={}", self.num_heads),
@@ -210,7 +210,7 @@ impl GqaConfig {
         if self.window_size < 1 {
             return Err(Error::option("windowSize", "an integer >= 1", self.window_size));
         }
-        if self.uses_rotary() && self.head_dim() % 2 != 0 {
+        if self.uses_rotary() && !self.head_dim().is_multiple_of(2) {
             return Err(Error::option(
                 "hiddenSize",
                 format!(

@@ -33,6 +33,9 @@ use crate::kernels::fused;
 use crate::model::GqaModel;
 use crate::rope::Rotary;
 
+/// K and V per layer, `[B, NKV, C, D]` f32 each (the fused engine's cache).
+type HostCache = (Vec<Vec<f32>>, Vec<Vec<f32>>);
+
 /// A batched KV-cache session: `B` sequences (rows) of up to `capacity` positions each, with
 /// independent lengths.
 ///
@@ -51,7 +54,7 @@ pub struct Session {
     v: Vec<Tensor>,
     /// The cache of the fused CPU engine (K and V per layer, `[B, NKV, C, D]` f32 on the host),
     /// used instead of `k`/`v` when the model runs on the engine at creation.
-    host: Option<(Vec<Vec<f32>>, Vec<Vec<f32>>)>,
+    host: Option<HostCache>,
     /// Rotary tables for positions `0..capacity` (None without rope/yarn).
     rotary: Option<Rotary>,
     /// `[B*H]`: final hidden state (after `final_norm`) at each row's newest position.

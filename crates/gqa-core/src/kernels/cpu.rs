@@ -124,6 +124,7 @@ macro_rules! dispatch {
     ($(#[$m:meta])* $vis:vis fn $name:ident / $avx:ident => $imp:ident ($($a:ident : $t:ty),* $(,)?)) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2,fma")]
+        #[allow(clippy::too_many_arguments)]
         unsafe fn $avx($($a: $t),*) {
             $imp::<true>($($a),*)
         }
@@ -132,6 +133,7 @@ macro_rules! dispatch {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn avx512($($a: $t),*) {
                     $imp::<true>($($a),*)
                 }
@@ -528,7 +530,7 @@ pub(crate) fn par_rows(data: &mut [f32], width: usize, min_values: usize, f: imp
 #[allow(clippy::too_many_arguments)]
 pub fn rotary_rows(x: &mut [f32], b: usize, t: usize, n: usize, d: usize, cos: &[f32], sin: &[f32], offset: usize) -> Result<()> {
     let half = d / 2;
-    if d % 2 != 0 || x.len() != b * t * n * d || cos.len() < (offset + t) * half || sin.len() != cos.len() {
+    if !d.is_multiple_of(2) || x.len() != b * t * n * d || cos.len() < (offset + t) * half || sin.len() != cos.len() {
         return Err(Error::Internal(format!(
             "rotary: x {} for [{b},{t},{n},{d}], tables {}/{} for {} positions",
             x.len(),
@@ -559,7 +561,7 @@ pub fn rotary_rows(x: &mut [f32], b: usize, t: usize, n: usize, d: usize, cos: &
 }
 
 fn check_rows(what: &str, len: usize, width: usize) -> Result<()> {
-    if width == 0 || len % width != 0 {
+    if width == 0 || !len.is_multiple_of(width) {
         return Err(Error::Internal(format!("{what}: {len} values are not rows of width {width}")));
     }
     Ok(())
@@ -890,6 +892,7 @@ fn pv_rows<const FMA: bool, const R: usize, const W: usize>(o: &mut [f32], d: us
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx512f")]
+#[allow(clippy::needless_range_loop)]
 unsafe fn qk_tile_512<const R: usize>(q: &[f32], d: usize, kt: &[f32], ldk: usize, col: usize, s: &mut [[f32; KEY_BLOCK]; R], c0: usize) {
     use std::arch::x86_64::*;
     debug_assert!(kt.len() >= (d - 1) * ldk + col + 32 && q.len() >= R * d && c0 + 32 <= KEY_BLOCK);
@@ -919,7 +922,7 @@ unsafe fn qk_tile_512<const R: usize>(q: &[f32], d: usize, kt: &[f32], ldk: usiz
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 unsafe fn pv_tile_512<const R: usize>(o: &mut [f32], d: usize, p: &[[f32; KEY_BLOCK]; R], bk: usize, v: &[f32], vb0: usize, vrs: usize, d0: usize) {
     use std::arch::x86_64::*;
     debug_assert!(bk <= KEY_BLOCK && o.len() >= (R - 1) * d + d0 + 32 && (bk == 0 || v.len() >= vb0 + (bk - 1) * vrs + d0 + 32));
