@@ -200,7 +200,7 @@ unsafe impl Sync for OutPtr {}
 
 /// Splits `rows` rows of `width` values into at most `4 * threads` chunks of whole rows (at least
 /// `min_rows` rows each) and runs `f(first_row, rows_slice)` on each, in parallel when worth it.
-fn par_rows_mut(data: &mut [f32], width: usize, min_values: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+pub(crate) fn par_rows_mut(data: &mut [f32], width: usize, min_values: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
     if width == 0 || data.is_empty() {
         return;
     }
@@ -418,15 +418,7 @@ fn rotary_impl<const FMA: bool>(x: &mut [f32], n: usize, d: usize, cos: &[f32], 
     let half = d / 2;
     for (r, tok) in x.chunks_exact_mut(n * d).enumerate() {
         let p = t0 + r;
-        let (c, s) = (&cos[p * half..(p + 1) * half], &sin[p * half..(p + 1) * half]);
-        for head in tok.chunks_exact_mut(d) {
-            let (x1, x2) = head.split_at_mut(half);
-            for i in 0..half {
-                let (a, b) = (x1[i], x2[i]);
-                x1[i] = a * c[i] - b * s[i];
-                x2[i] = a * s[i] + b * c[i];
-            }
-        }
+        rotary_row_impl::<FMA>(tok, n, d, &cos[p * half..(p + 1) * half], &sin[p * half..(p + 1) * half]);
     }
 }
 dispatch!(fn rotary_seq / rotary_avx2 => rotary_impl(x: &mut [f32], n: usize, d: usize, cos: &[f32], sin: &[f32], t0: usize));
@@ -512,12 +504,6 @@ pub(crate) fn gemv_rows(m: usize, n: usize, k: usize, x: &[f32], ldx: usize, w: 
             row(i).copy_from_slice(&tmp[i * cols..(i + 1) * cols]);
         }
     });
-}
-
-/// Rows of width `width` of `data` in parallel chunks of at least `min_values` values:
-/// `f(first_row, chunk)` (see [`par_rows_mut`]).
-pub(crate) fn par_rows(data: &mut [f32], width: usize, min_values: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
-    par_rows_mut(data, width, min_values, f);
 }
 
 /// Rotary embedding (rotate_half, SPEC section 5) in place on `x: [B, T, N, D]` (contiguous,

@@ -169,11 +169,6 @@ fn fill_bias(y: &mut [f32], ld: usize, col: usize, bias: &[f32]) {
     }
 }
 
-/// Rows of `x` (row stride `ld`, `rows` rows) in parallel chunks: `f(first_row, chunk)`.
-fn rows_mut(x: &mut [f32], ld: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
-    cpu::par_rows(x, ld, 1 << 14, f);
-}
-
 /// Rotary on `n` heads of width `d` starting at column `col` of each row (row stride `ld`);
 /// row `r` is at position `pos(r)`.
 fn rotary(x: &mut [f32], ld: usize, col: usize, n: usize, d: usize, rope: RopeRef<'_>, pos: impl Fn(usize) -> usize + Sync + Send) -> Result<()> {
@@ -184,13 +179,47 @@ fn rotary(x: &mut [f32], ld: usize, col: usize, n: usize, d: usize, rope: RopeRe
             return Err(Error::input("rotary positions", format!("at most {} positions", rope.cos.len() / half.max(1)), maxp + 1));
         }
     }
-    rows_mut(x, ld, |r0, chunk| {
+    cpu::par_rows_mut(x, ld, 1 << 14, |r0, chunk| {
         for (i, row) in chunk.chunks_mut(ld).enumerate() {
             let p = pos(r0 + i);
             cpu::rotary_row(&mut row[col..col + n * d], n, d, &rope.cos[p * half..(p + 1) * half], &rope.sin[p * half..(p + 1) * half]);
         }
     });
     Ok(())
+}
+
+/// Step 1 of SPEC section 2 on `m` rows: `x [m, E] -> h [m, H]` through `input_projection`
+/// (bias first, the GEMM accumulates onto it), or a copy of `x` when `E == H`.
+fn project_input(w: &WeightsRef<'_>, x: &[f32], m: usize, e: usize, h: usize) -> Result<Vec<f32>> {
+    let mut hs = take(m * h);
+    match &w.input {
+        Some(p) => {
+            fill_bias(&mut hs, h, 0, p.b);
+            gemm::linear(m, h, e, x, e, p.w, &mut hs, h, true)?;
+        }
+        None => hs.copy_from_slice(x),
+    }
+    Ok(hs)
+}
+
+/// `qkv = a [Wq; Wk; Wv]^T + [bq; bk; bv]` as one `[m, qDim + 2 kvDim]` buffer, with rotary on
+/// the q and k columns, row `r` at position `pos(r)`.
+fn qkv_projection(blk: &BlockRef<'_>, a: &[f32], m: usize, dims: EngineDims, rope: Option<RopeRef<'_>>, pos: impl Fn(usize) -> usize + Sync + Send + Copy) -> Result<Vec<f32>> {
+    let EngineDims { hidden: h, heads: nh, kv_heads: nkv, head_dim: d, .. } = dims;
+    let (qd, kvd) = (nh * d, nkv * d);
+    let wd = qd + 2 * kvd;
+    let mut qkv = take(m * wd);
+    fill_bias(&mut qkv, wd, 0, blk.q.b);
+    fill_bias(&mut qkv, wd, qd, blk.k.b);
+    fill_bias(&mut qkv, wd, qd + kvd, blk.v.b);
+    gemm::linear(m, qd, h, a, h, blk.q.w, &mut qkv, wd, true)?;
+    gemm::linear(m, kvd, h, a, h, blk.k.w, &mut qkv[qd..], wd, true)?;
+    gemm::linear(m, kvd, h, a, h, blk.v.w, &mut qkv[qd + kvd..], wd, true)?;
+    if let Some(r) = rope {
+        rotary(&mut qkv, wd, 0, nh, d, r, pos)?;
+        rotary(&mut qkv, wd, qd, nkv, d, r, pos)?;
+    }
+    Ok(qkv)
 }
 
 /// The forward pass of SPEC section 2 for `x: [B, T, E]` (row-major), optional per-sequence
@@ -220,14 +249,7 @@ pub fn forward(dims: EngineDims, w: &WeightsRef<'_>, rope: Option<RopeRef<'_>>, 
     let mut bufs: Vec<Vec<f32>> = Vec::new();
 
     // Step 1: input projection (or the input itself); padded rows = projection of zeros.
-    let mut hs = take(m * h);
-    match &w.input {
-        Some(p) => {
-            fill_bias(&mut hs, h, 0, p.b);
-            gemm::linear(m, h, e, x, e, p.w, &mut hs, h, true)?;
-        }
-        None => hs.copy_from_slice(x),
-    }
+    let mut hs = project_input(w, x, m, e, h)?;
     if let Some(ls) = lengths {
         for (bi, &l) in ls.iter().enumerate() {
             for r in l..t {
@@ -248,17 +270,7 @@ pub fn forward(dims: EngineDims, w: &WeightsRef<'_>, rope: Option<RopeRef<'_>>, 
         cpu::layer_norm_rows(&hs[..m * h], blk.attn_norm.g, blk.attn_norm.b, EPS, &mut a[..m * h])?;
         if !last_only {
             let wd = qd + 2 * kvd;
-            let mut qkv = take(m * wd);
-            fill_bias(&mut qkv, wd, 0, blk.q.b);
-            fill_bias(&mut qkv, wd, qd, blk.k.b);
-            fill_bias(&mut qkv, wd, qd + kvd, blk.v.b);
-            gemm::linear(m, qd, h, &a, h, blk.q.w, &mut qkv, wd, true)?;
-            gemm::linear(m, kvd, h, &a, h, blk.k.w, &mut qkv[qd..], wd, true)?;
-            gemm::linear(m, kvd, h, &a, h, blk.v.w, &mut qkv[qd + kvd..], wd, true)?;
-            if let Some(r) = rope {
-                rotary(&mut qkv, wd, 0, nh, d, r, |row| row % t)?;
-                rotary(&mut qkv, wd, qd, nkv, d, r, |row| row % t)?;
-            }
+            let qkv = qkv_projection(blk, &a, m, dims, rope, |row| row % t)?;
             let mut o = take(m * qd);
             let lay = |off: usize| HeadLayout { offset: off, batch: t * wd, head: d, row: wd };
             let adims = AttentionDims { batch: b, num_heads: nh, num_kv_heads: nkv, q_len: t, k_len: t, head_dim: d };
@@ -402,14 +414,7 @@ pub fn cached_step(dims: EngineDims, w: &WeightsRef<'_>, rope: Option<RopeRef<'_
     for bi in 0..b {
         xin[(bi * t + new[bi]) * e..(bi + 1) * t * e].fill(0.0);
     }
-    let mut hs = take(m * h);
-    match &w.input {
-        Some(p) => {
-            fill_bias(&mut hs, h, 0, p.b);
-            gemm::linear(m, h, e, &xin, e, p.w, &mut hs, h, true)?;
-        }
-        None => hs.copy_from_slice(&xin),
-    }
+    let mut hs = project_input(w, &xin, m, e, h)?;
     bufs.push(xin);
     let mut a = take(m * h);
     let wd = qd + 2 * kvd;
@@ -418,17 +423,7 @@ pub fn cached_step(dims: EngineDims, w: &WeightsRef<'_>, rope: Option<RopeRef<'_
     let cl = HeadLayout { offset: 0, batch: nkv * cap * d, head: cap * d, row: d };
     for (li, blk) in w.blocks.iter().enumerate() {
         cpu::layer_norm_rows(&hs, blk.attn_norm.g, blk.attn_norm.b, EPS, &mut a)?;
-        let mut qkv = take(m * wd);
-        fill_bias(&mut qkv, wd, 0, blk.q.b);
-        fill_bias(&mut qkv, wd, qd, blk.k.b);
-        fill_bias(&mut qkv, wd, qd + kvd, blk.v.b);
-        gemm::linear(m, qd, h, &a, h, blk.q.w, &mut qkv, wd, true)?;
-        gemm::linear(m, kvd, h, &a, h, blk.k.w, &mut qkv[qd..], wd, true)?;
-        gemm::linear(m, kvd, h, &a, h, blk.v.w, &mut qkv[qd + kvd..], wd, true)?;
-        if let Some(r) = rope {
-            rotary(&mut qkv, wd, 0, nh, d, r, pos)?;
-            rotary(&mut qkv, wd, qd, nkv, d, r, pos)?;
-        }
+        let qkv = qkv_projection(blk, &a, m, dims, rope, pos)?;
         let (kc, vc) = (&mut cache.k[li], &mut cache.v[li]);
         for bi in 0..b {
             for i in 0..new[bi] {
