@@ -450,6 +450,20 @@ async function forwardWorkload(name, w, peers, machine, dir) {
     impls.push(impl);
   }
 
+  // onnxruntime (node or web) on this workload's ONNX graph: session options per package.
+  async function ortImpl(impl, row, ort, options) {
+    try {
+      const session = await ort.InferenceSession.create(peers.onnx(cfg, tensors), options);
+      const feeds = { x: new ort.Tensor("float32", x, dims) };
+      impl.output = async () => (await session.run(feeds)).y.data;
+      impl.timeRun = (reps) => timeLoop(() => session.run(feeds), reps);
+      impl.dispose = () => session.release();
+    } catch (e) {
+      row.status = "failed";
+      row.reason = errText(e);
+    }
+  }
+
   if (IMPLS.has("ort-node")) {
     const v = peers.ortNode?.env?.versions;
     const row = newRow("ort-node", `onnxruntime-node ${v?.node ?? v?.common ?? ""}`.trim(), "MLAS (auto)", THREADS);
@@ -460,19 +474,9 @@ async function forwardWorkload(name, w, peers, machine, dir) {
       row.status = "failed";
       row.reason = skip;
     } else {
-      try {
-        const ort = peers.ortNode;
-        const session = await ort.InferenceSession.create(peers.onnx(cfg, tensors), {
-          graphOptimizationLevel: "all", intraOpNumThreads: THREADS, interOpNumThreads: 1, executionMode: "sequential", executionProviders: ["cpu"],
-        });
-        const feeds = { x: new ort.Tensor("float32", x, dims) };
-        impl.output = async () => (await session.run(feeds)).y.data;
-        impl.timeRun = (reps) => timeLoop(() => session.run(feeds), reps);
-        impl.dispose = () => session.release();
-      } catch (e) {
-        row.status = "failed";
-        row.reason = errText(e);
-      }
+      await ortImpl(impl, row, peers.ortNode, {
+        graphOptimizationLevel: "all", intraOpNumThreads: THREADS, interOpNumThreads: 1, executionMode: "sequential", executionProviders: ["cpu"],
+      });
     }
   }
 
@@ -485,17 +489,7 @@ async function forwardWorkload(name, w, peers, machine, dir) {
       row.status = "failed";
       row.reason = skip;
     } else {
-      try {
-        const ort = peers.ortWeb;
-        const session = await ort.InferenceSession.create(peers.onnx(cfg, tensors), { graphOptimizationLevel: "all", executionProviders: ["wasm"] });
-        const feeds = { x: new ort.Tensor("float32", x, dims) };
-        impl.output = async () => (await session.run(feeds)).y.data;
-        impl.timeRun = (reps) => timeLoop(() => session.run(feeds), reps);
-        impl.dispose = () => session.release();
-      } catch (e) {
-        row.status = "failed";
-        row.reason = errText(e);
-      }
+      await ortImpl(impl, row, peers.ortWeb, { graphOptimizationLevel: "all", executionProviders: ["wasm"] });
     }
   }
 
