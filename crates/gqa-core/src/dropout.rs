@@ -33,6 +33,21 @@ impl Dropout {
         self.p
     }
 
+    /// Draws the next `out.len()` mask values into `out` (`0` or `1/(1-p)`, the same values, in
+    /// the same order, as [`Dropout::apply`] on a tensor of that many elements), or returns
+    /// `false` and draws nothing when `p == 0`. The fused training path uses this.
+    pub fn fill_mask(&mut self, out: &mut [f32]) -> bool {
+        if self.p == 0.0 {
+            return false;
+        }
+        let scale = 1.0 / (1.0 - self.p);
+        for m in out.iter_mut() {
+            let u = (self.rng.next_u32() >> 8) as f32 * (1.0 / 16_777_216.0);
+            *m = if u < self.p { 0.0 } else { scale };
+        }
+        true
+    }
+
     /// Applies dropout to `x` (any shape, f32). With `p == 0` returns `x` unchanged (and draws
     /// nothing). Differentiable in `x` (a multiplication by a constant mask).
     ///

@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 /// Keys per online-softmax block.
 pub const KEY_BLOCK: usize = 64;
 /// Lanes of the portable reductions.
-const LANES: usize = 8;
+pub(crate) const LANES: usize = 8;
 
 // ---------------------------------------------------------------------------------------------
 // SIMD dispatch
@@ -149,11 +149,12 @@ macro_rules! dispatch {
         }
     };
 }
+pub(crate) use dispatch;
 
 /// `a * b + c`, fused when `FMA` (only instantiated with `true` under the `fma` target feature,
 /// where `mul_add` is one instruction; the portable path never calls the libm `fmaf`).
 #[inline(always)]
-fn fmadd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+pub(crate) fn fmadd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FMA {
         a.mul_add(b, c)
     } else {
@@ -165,7 +166,7 @@ fn fmadd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
 // Row parallelism
 
 /// Runs `f(i)` for `i in 0..n`, on rayon's pool on native targets when `parallel`.
-fn par_for(n: usize, parallel: bool, f: impl Fn(usize) + Sync + Send) {
+pub(crate) fn par_for(n: usize, parallel: bool, f: impl Fn(usize) + Sync + Send) {
     #[cfg(not(target_arch = "wasm32"))]
     {
         if parallel && n > 1 {
@@ -179,7 +180,7 @@ fn par_for(n: usize, parallel: bool, f: impl Fn(usize) + Sync + Send) {
 }
 
 /// Number of worker threads the row loops may use.
-fn threads() -> usize {
+pub(crate) fn threads() -> usize {
     #[cfg(not(target_arch = "wasm32"))]
     {
         rayon::current_num_threads().max(1)
@@ -192,7 +193,7 @@ fn threads() -> usize {
 
 /// A raw output pointer shared by jobs that write disjoint elements.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+pub(crate) struct OutPtr(pub(crate) *mut f32);
 // SAFETY: every job writes a disjoint set of elements (documented at each use).
 unsafe impl Send for OutPtr {}
 // SAFETY: as above.
@@ -226,7 +227,7 @@ pub(crate) fn par_rows_mut(data: &mut [f32], width: usize, min_values: usize, f:
 /// vectorises; `x < -87.33` returns 0 (`-inf` included), `x > 88.72` saturates. NaN in, garbage
 /// out (never called with NaN here).
 #[inline(always)]
-fn exp_f32<const FMA: bool>(x: f32) -> f32 {
+pub(crate) fn exp_f32<const FMA: bool>(x: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
     // An explicit select rather than `f32::clamp` (whose NaN handling is not needed here).
     #[allow(clippy::manual_clamp)]
@@ -254,7 +255,7 @@ fn exp_f32<const FMA: bool>(x: f32) -> f32 {
 
 /// `erfc(z)` for `z >= 0` (Numerical Recipes `erfcc`, fractional error < 1.2e-7).
 #[inline(always)]
-fn erfc_pos<const FMA: bool>(a: f32) -> f32 {
+pub(crate) fn erfc_pos<const FMA: bool>(a: f32) -> f32 {
     let t = 1.0 / fmadd::<FMA>(0.5, a, 1.0);
     let mut p = 0.170_872_77f32;
     p = fmadd::<FMA>(p, t, -0.822_152_23);
@@ -352,7 +353,7 @@ pub fn bias_add_rows(y: &mut [f32], bias: &[f32], residual: Option<&[f32]>) -> R
 }
 
 #[inline(always)]
-fn sum_lanes(x: &[f32]) -> f32 {
+pub(crate) fn sum_lanes(x: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let mut it = x.chunks_exact(LANES);
     for c in &mut it {

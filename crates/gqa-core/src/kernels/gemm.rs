@@ -77,6 +77,109 @@ pub fn linear(m: usize, n: usize, k: usize, x: &[f32], ldx: usize, w: &[f32], y:
     Ok(())
 }
 
+/// A matrix operand: `data[i * rs + j * cs]` is element `(i, j)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Mat<'a> {
+    /// The values.
+    pub data: &'a [f32],
+    /// Row stride.
+    pub rs: usize,
+    /// Column stride.
+    pub cs: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// Row-major `[rows, cols]` with row stride `ld`.
+    pub fn rows(data: &'a [f32], ld: usize) -> Self {
+        Mat { data, rs: ld, cs: 1 }
+    }
+
+    /// The transpose of a row-major matrix with row stride `ld`.
+    pub fn transposed(data: &'a [f32], ld: usize) -> Self {
+        Mat { data, rs: 1, cs: ld }
+    }
+
+    /// Whether a `[rows, cols]` view fits in `data`.
+    fn fits(&self, rows: usize, cols: usize) -> bool {
+        rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// General `y[i, j] (+)= sum_k a[i, k] * b[k, j]` for `a: [m, k]`, `b: [k, n]` with any
+/// strides, `y: [m, n]` row-major with row stride `ldy`. The backward pass's products
+/// (`dX = dY W`, `dW = dY^T X`) are this with transposed views. Split over output blocks on the
+/// current rayon pool, never over `k`, so the result does not depend on the thread count.
+///
+/// # Errors
+/// [`Error::Internal`] when an operand is too short for its shape and strides.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(m: usize, n: usize, k: usize, a: Mat<'_>, b: Mat<'_>, y: &mut [f32], ldy: usize, accumulate: bool) -> Result<()> {
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if ldy < n || y.len() < (m - 1) * ldy + n || !a.fits(m, k) || !b.fits(k, n) {
+        return Err(Error::Internal(format!("gemm::matmul: m {m}, n {n}, k {k}, a {} ({}, {}), b {} ({}, {}), y {} (ld {ldy})", a.data.len(), a.rs, a.cs, b.data.len(), b.rs, b.cs, y.len())));
+    }
+    if k == 0 {
+        if !accumulate {
+            for r in 0..m {
+                y[r * ldy..r * ldy + n].fill(0.0);
+            }
+        }
+        return Ok(());
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    let par = if m * n * k >= 1 << 15 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    #[cfg(target_arch = "wasm32")]
+    let par = gemm::Parallelism::None;
+    // SAFETY: every element the GEMM reads lies inside a and b (checked by `fits`), y's
+    // [m, n] extent at row stride ldy was checked; y does not alias a or b (&mut).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            y.as_mut_ptr(),
+            1,
+            ldy as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+    Ok(())
+}
+
+/// Input gradient of `y = x W^T`: `dx[m, in] (+)= dy[m, out] W[out, in]` (`dy` row stride
+/// `lddy`, `dx` row stride `lddx`).
+///
+/// # Errors
+/// As [`matmul`].
+#[allow(clippy::too_many_arguments)]
+pub fn linear_dx(m: usize, out: usize, inp: usize, dy: &[f32], lddy: usize, w: &[f32], dx: &mut [f32], lddx: usize, accumulate: bool) -> Result<()> {
+    matmul(m, inp, out, Mat::rows(dy, lddy), Mat::rows(w, inp), dx, lddx, accumulate)
+}
+
+/// Weight gradient of `y = x W^T`: `dW[out, in] += dy[m, out]^T x[m, in]` (row strides `lddy`,
+/// `ldx`), accumulated onto `dw`.
+///
+/// # Errors
+/// As [`matmul`].
+#[allow(clippy::too_many_arguments)]
+pub fn linear_dw(m: usize, out: usize, inp: usize, dy: &[f32], lddy: usize, x: &[f32], ldx: usize, dw: &mut [f32]) -> Result<()> {
+    matmul(out, inp, m, Mat::transposed(dy, lddy), Mat::rows(x, ldx), dw, inp, true)
+}
+
 /// The GEMM micro-kernel family the `gemm` crate runs on this CPU (`"avx512f"`, `"avx2+fma"`,
 /// `"scalar"` on x86_64; `"neon"`, `"simd128"` or `"scalar"` elsewhere).
 pub fn gemm_path() -> &'static str {

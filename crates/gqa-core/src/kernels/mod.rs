@@ -4,6 +4,8 @@
 //! - [`reference`]: differentiable candle ops (training, every device).
 //! - [`cpu`]: fused f32 slice kernels (inference on the CPU; also compiled for wasm32).
 //! - [`fused`]: candle-level wrappers of [`cpu`] used by the inference path.
+//! - [`engine`]: the fused inference engine; [`training`] (with [`backward`]): the fused training
+//!   step (forward with saved activations, backward, on the same GEMM).
 //!
 //! The inference path uses the fused kernels unless [`reference_kernels`] is true: set the
 //! environment variable `GQA_REFERENCE_KERNELS=1` (read once) or call
@@ -12,12 +14,14 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
 
+pub mod backward;
 pub mod cpu;
 pub mod engine;
 pub mod fused;
 pub mod gemm;
 pub mod reference;
 pub mod threads;
+pub mod training;
 
 /// 0 = follow the environment, 1 = reference forced, 2 = fused forced.
 static FORCE: AtomicU8 = AtomicU8::new(0);

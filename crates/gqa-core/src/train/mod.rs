@@ -1,7 +1,9 @@
 //! Training: task heads, losses, AdamW, schedules and the training loop (issue: training).
 //!
-//! Gradients come from candle's autograd over the same differentiable forward as inference
-//! ([`crate::GqaModel::forward_t`]), so training and inference cannot drift apart.
+//! On the CPU in f32 a step runs the fused training kernels ([`crate::kernels::training`]: forward
+//! with saved activations, hand-written backward, in-place AdamW). Elsewhere (other devices, or
+//! `GQA_REFERENCE_KERNELS=1`) gradients come from candle's autograd over the same differentiable
+//! forward as inference ([`crate::GqaModel::forward_t`]); tests hold the two paths together.
 
 pub mod head;
 pub mod loss;
@@ -14,4 +16,5 @@ pub use head::{Head, HeadConfig, RegressionLoss};
 pub use optim::{AdamW, AdamWConfig};
 pub use schedule::WarmupCosine;
 pub use task::TaskModel;
-pub use trainer::{evaluate, EvalReport, FitOptions, Labels, StepReport, TrainData, Trainer};
+pub use crate::kernels::training::{StepLoss, TrainWorkspace};
+pub use trainer::{evaluate, fused_gradients, EvalReport, FitOptions, Labels, StepReport, TrainData, Trainer};

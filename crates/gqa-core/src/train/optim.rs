@@ -1,6 +1,8 @@
 //! AdamW with decoupled weight decay, and gradient clipping by global norm.
 
-use candle_core::{backprop::GradStore, Tensor, Var};
+use std::cell::RefCell;
+
+use candle_core::{backprop::GradStore, CpuStorage, InplaceOp1, Layout, Tensor, Var};
 
 use crate::error::{Error, Result};
 
@@ -22,6 +24,31 @@ pub struct AdamWConfig {
 impl Default for AdamWConfig {
     fn default() -> Self {
         AdamWConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }
+    }
+}
+
+impl AdamWConfig {
+    /// Checks the hyper-parameters.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for `lr < 0`, betas outside `[0, 1)`, `eps <= 0`, `weightDecay < 0`.
+    pub fn validate(&self) -> Result<()> {
+        let cfg = self;
+        if !(cfg.lr >= 0.0 && cfg.lr.is_finite()) {
+            return Err(Error::option("lr", "a finite number >= 0", cfg.lr));
+        }
+        for (name, b) in [("beta1", cfg.beta1), ("beta2", cfg.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return Err(Error::option(name, "a number in [0, 1)", b));
+            }
+        }
+        if cfg.eps.is_nan() || cfg.eps <= 0.0 {
+            return Err(Error::option("eps", "a number > 0", cfg.eps));
+        }
+        if !(cfg.weight_decay >= 0.0 && cfg.weight_decay.is_finite()) {
+            return Err(Error::option("weightDecay", "a finite number >= 0", cfg.weight_decay));
+        }
+        Ok(())
     }
 }
 
@@ -48,20 +75,7 @@ impl AdamW {
     /// # Errors
     /// [`Error::InvalidOption`] for `lr < 0`, betas outside `[0, 1)`, `eps <= 0`, `weightDecay < 0`.
     pub fn new(vars: Vec<Var>, cfg: AdamWConfig) -> Result<Self> {
-        if !(cfg.lr >= 0.0 && cfg.lr.is_finite()) {
-            return Err(Error::option("lr", "a finite number >= 0", cfg.lr));
-        }
-        for (name, b) in [("beta1", cfg.beta1), ("beta2", cfg.beta2)] {
-            if !(0.0..1.0).contains(&b) {
-                return Err(Error::option(name, "a number in [0, 1)", b));
-            }
-        }
-        if cfg.eps.is_nan() || cfg.eps <= 0.0 {
-            return Err(Error::option("eps", "a number > 0", cfg.eps));
-        }
-        if !(cfg.weight_decay >= 0.0 && cfg.weight_decay.is_finite()) {
-            return Err(Error::option("weightDecay", "a finite number >= 0", cfg.weight_decay));
-        }
+        cfg.validate()?;
         let m = vars.iter().map(|v| v.as_tensor().zeros_like()).collect::<candle_core::Result<Vec<_>>>()?;
         let v = m.clone();
         Ok(AdamW { cfg, vars, m, v, t: 0 })
@@ -115,4 +129,115 @@ pub fn clip_grad_norm(vars: &[Var], grads: &mut GradStore, max_norm: f64) -> Res
         }
     }
     Ok(norm)
+}
+
+/// AdamW over plain f32 buffers for the fused training path: the same update as [`AdamW`],
+/// operation for operation in f32 (so the two paths agree bitwise for equal gradients), one
+/// pass per tensor writing the parameter in place (no new tensors), with global-norm clipping
+/// folded in as a gradient scale.
+#[derive(Debug)]
+pub struct FusedAdamW {
+    cfg: AdamWConfig,
+    m: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    t: u64,
+}
+
+/// The in-place update of one parameter (see [`FusedAdamW::step`]).
+struct AdamWUpdate<'a> {
+    g: &'a [f32],
+    state: RefCell<(&'a mut [f32], &'a mut [f32])>,
+    grad_scale: Option<f32>,
+    decay: f32,
+    b1: f32,
+    b2: f32,
+    one_minus_b1: f32,
+    one_minus_b2: f32,
+    inv_bc2: f32,
+    eps: f32,
+    step_size: f32,
+}
+
+impl InplaceOp1 for AdamWUpdate<'_> {
+    fn name(&self) -> &'static str {
+        "gqa-adamw"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("gqa-adamw: expected an f32 parameter");
+        };
+        let Some((a, b)) = layout.contiguous_offsets() else {
+            candle_core::bail!("gqa-adamw: expected a contiguous parameter");
+        };
+        let p = &mut data[a..b];
+        let mut st = self.state.borrow_mut();
+        let (m, v) = &mut *st;
+        if p.len() != self.g.len() || m.len() != p.len() || v.len() != p.len() {
+            candle_core::bail!("gqa-adamw: parameter {} values, gradient {}, state {}", p.len(), self.g.len(), m.len());
+        }
+        for (((p, &g), m), v) in p.iter_mut().zip(self.g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let g = match self.grad_scale {
+                Some(c) => g * c,
+                None => g,
+            };
+            let pd = *p * self.decay;
+            *m = *m * self.b1 + g * self.one_minus_b1;
+            *v = *v * self.b2 + (g * g) * self.one_minus_b2;
+            let denom = v.sqrt() * self.inv_bc2 + self.eps;
+            *p = pd - (*m / denom) * self.step_size;
+        }
+        Ok(())
+    }
+}
+
+impl FusedAdamW {
+    /// State for parameters of the given sizes (values each).
+    ///
+    /// # Errors
+    /// As [`AdamWConfig::validate`].
+    pub fn new(sizes: &[usize], cfg: AdamWConfig) -> Result<Self> {
+        cfg.validate()?;
+        let m: Vec<Vec<f32>> = sizes.iter().map(|&n| vec![0f32; n]).collect();
+        Ok(FusedAdamW { v: m.clone(), m, cfg, t: 0 })
+    }
+
+    /// One update of every var at learning rate `lr` from `grads` (same order and sizes as the
+    /// vars), each gradient multiplied by `grad_scale` first when given (clipping).
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when a var's size does not match its gradient; backend errors.
+    pub fn step(&mut self, vars: &[Var], grads: &[Vec<f32>], grad_scale: Option<f32>, lr: f64) -> Result<()> {
+        if vars.len() != grads.len() || vars.len() != self.m.len() {
+            return Err(Error::Internal(format!("FusedAdamW: {} vars, {} gradients, {} states", vars.len(), grads.len(), self.m.len())));
+        }
+        self.t += 1;
+        let c = self.cfg;
+        let bc1 = 1.0 - c.beta1.powi(self.t as i32);
+        let bc2_sqrt = (1.0 - c.beta2.powi(self.t as i32)).sqrt();
+        for ((var, g), (m, v)) in vars.iter().zip(grads).zip(self.m.iter_mut().zip(self.v.iter_mut())) {
+            let op = AdamWUpdate {
+                g,
+                state: RefCell::new((m, v)),
+                grad_scale,
+                decay: (1.0 - lr * c.weight_decay) as f32,
+                b1: c.beta1 as f32,
+                b2: c.beta2 as f32,
+                one_minus_b1: (1.0 - c.beta1) as f32,
+                one_minus_b2: (1.0 - c.beta2) as f32,
+                inv_bc2: (1.0 / bc2_sqrt) as f32,
+                eps: c.eps as f32,
+                step_size: (lr / bc1) as f32,
+            };
+            var.as_tensor().inplace_op1(&op)?;
+        }
+        Ok(())
+    }
+}
+
+/// The global L2 norm of `grads` (sum of squares in f64), for clipping as
+/// `torch.nn.utils.clip_grad_norm_`: the gradients are then scaled by
+/// `min(1, max_norm / (norm + 1e-6))`.
+pub fn global_norm(grads: &[Vec<f32>]) -> f64 {
+    grads.iter().flat_map(|g| g.iter()).map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt()
 }

@@ -6,12 +6,15 @@ use rand::{seq::SliceRandom, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::config::OutputMode;
 use crate::dropout::Dropout;
+use crate::kernels::engine::EngineOutput;
+use crate::kernels::training::{train_step, HeadRef, Objective, StepLoss, TrainWorkspace};
 use crate::error::{Error, Result};
 
 use super::head::{HeadConfig, RegressionLoss};
 use super::loss::{correct_count, cross_entropy, huber, mse, scalar, targets};
-use super::optim::{clip_grad_norm, AdamW, AdamWConfig};
+use super::optim::{clip_grad_norm, global_norm, AdamW, AdamWConfig, FusedAdamW};
 use super::schedule::WarmupCosine;
 use super::task::TaskModel;
 
@@ -86,6 +89,12 @@ impl TrainData {
     /// Gathers the rows `idx` into a batch trimmed to its longest sequence.
     /// Returns `x: [b, Tb, E]`, lengths, and the batch's labels.
     fn batch(&self, idx: &[usize], device: &candle_core::Device) -> Result<(Tensor, Vec<usize>, Labels)> {
+        let (x, tb, lengths, labels) = self.batch_values(idx);
+        Ok((Tensor::from_vec(x, (idx.len(), tb, self.e), device)?, lengths, labels))
+    }
+
+    /// [`TrainData::batch`] as plain values: `x` (`[b, Tb, E]` row-major), `Tb`, lengths, labels.
+    fn batch_values(&self, idx: &[usize]) -> (Vec<f32>, usize, Vec<usize>, Labels) {
         let tb = idx.iter().map(|&i| self.lengths[i]).max().unwrap_or(1);
         let mut x = Vec::with_capacity(idx.len() * tb * self.e);
         for &i in idx {
@@ -100,7 +109,7 @@ impl TrainData {
                 Labels::Values(idx.iter().flat_map(|&i| v[i * k..(i + 1) * k].iter().copied()).collect())
             }
         };
-        Ok((Tensor::from_vec(x, (idx.len(), tb, self.e), device)?, lengths, labels))
+        (x, tb, lengths, labels)
     }
 }
 
@@ -229,7 +238,7 @@ pub struct StepReport {
 pub struct Trainer {
     opts: FitOptions,
     data: TrainData,
-    opt: AdamW,
+    opt: Optimiser,
     vars: Vec<candle_core::Var>,
     schedule: WarmupCosine,
     order: Vec<usize>,
@@ -265,10 +274,17 @@ impl Trainer {
             return Err(Error::input("data", "at least one sequence", 0));
         }
         let vars: Vec<_> = task.vars().into_iter().map(|(_, v)| v).collect();
-        let opt = AdamW::new(
-            vars.clone(),
-            AdamWConfig { lr: opts.lr, beta1: opts.beta1, beta2: opts.beta2, eps: opts.eps, weight_decay: opts.weight_decay },
-        )?;
+        let acfg = AdamWConfig { lr: opts.lr, beta1: opts.beta1, beta2: opts.beta2, eps: opts.eps, weight_decay: opts.weight_decay };
+        let opt = if task.model.engine_applies() {
+            let sizes: Vec<usize> = vars.iter().map(|v| v.elem_count()).collect();
+            Optimiser::Fused(Box::new(FusedState {
+                opt: FusedAdamW::new(&sizes, acfg)?,
+                grads: sizes.iter().map(|&n| vec![0f32; n]).collect(),
+                ws: TrainWorkspace::default(),
+            }))
+        } else {
+            Optimiser::Candle(AdamW::new(vars.clone(), acfg)?)
+        };
         let steps_per_epoch = data.n.div_ceil(opts.batch_size);
         let total = steps_per_epoch * opts.epochs;
         let warmup = (opts.warmup_ratio * total as f64).round() as usize;
@@ -325,20 +341,38 @@ impl Trainer {
         let lo = step_in_epoch * self.opts.batch_size;
         let hi = (lo + self.opts.batch_size).min(self.data.n);
         let idx = self.order[lo..hi].to_vec();
-        let (x, lengths, labels) = self.data.batch(&idx, task.model.device())?;
-        let out = task.head_forward(&x, Some(&lengths), Some(&mut self.dropout))?;
-        let (loss, correct) = batch_loss(task, &out, &labels)?;
-        let loss_value = scalar(&loss)?;
-        if !loss_value.is_finite() {
-            return Err(Error::Internal(format!("training loss became {loss_value} at step {}", self.global_step)));
-        }
-        let mut grads = loss.backward()?;
-        let grad_norm = match self.opts.clip_norm {
-            Some(c) => clip_grad_norm(&self.vars, &mut grads, c)?,
-            None => f64::NAN,
-        };
         let lr = self.schedule.lr(self.global_step);
-        self.opt.step(&grads, lr)?;
+        let (loss_value, correct, grad_norm, lengths) = match &mut self.opt {
+            Optimiser::Fused(st) => {
+                let (x, tb, lengths, labels) = self.data.batch_values(&idx);
+                let sl = fused_gradients(task, &x, tb, &lengths, &labels, Some(&mut self.dropout), &mut st.grads, &mut st.ws)?;
+                check_loss(sl.loss, self.global_step)?;
+                let (norm, scale) = match self.opts.clip_norm {
+                    Some(c) => {
+                        let norm = global_norm(&st.grads);
+                        let coef = (c / (norm + 1e-6)).min(1.0);
+                        (norm, (coef < 1.0).then_some(coef as f32))
+                    }
+                    None => (f64::NAN, None),
+                };
+                st.opt.step(&self.vars, &st.grads, scale, lr)?;
+                (sl.loss, sl.correct, norm, lengths)
+            }
+            Optimiser::Candle(opt) => {
+                let (x, lengths, labels) = self.data.batch(&idx, task.model.device())?;
+                let out = task.head_forward(&x, Some(&lengths), Some(&mut self.dropout))?;
+                let (loss, correct) = batch_loss(task, &out, &labels)?;
+                let loss_value = scalar(&loss)?;
+                check_loss(loss_value, self.global_step)?;
+                let mut grads = loss.backward()?;
+                let grad_norm = match self.opts.clip_norm {
+                    Some(c) => clip_grad_norm(&self.vars, &mut grads, c)?,
+                    None => f64::NAN,
+                };
+                opt.step(&grads, lr)?;
+                (loss_value, correct, grad_norm, lengths)
+            }
+        };
         self.global_step += 1;
         Ok(StepReport {
             epoch,
@@ -353,6 +387,71 @@ impl Trainer {
             grad_norm,
         })
     }
+}
+
+/// The optimiser of a run: candle's autograd and [`AdamW`] (other devices, reference kernels),
+/// or the fused CPU training step with [`FusedAdamW`].
+#[derive(Debug)]
+enum Optimiser {
+    Candle(AdamW),
+    Fused(Box<FusedState>),
+}
+
+/// Gradient buffers, optimiser state and activation workspace of the fused path.
+#[derive(Debug)]
+struct FusedState {
+    opt: FusedAdamW,
+    grads: Vec<Vec<f32>>,
+    ws: TrainWorkspace,
+}
+
+fn check_loss(loss: f64, step: usize) -> Result<()> {
+    if !loss.is_finite() {
+        return Err(Error::Internal(format!("training loss became {loss} at step {step}")));
+    }
+    Ok(())
+}
+
+/// The fused CPU training step's loss and gradients for one batch (`x: [B, T, E]` row-major,
+/// `lengths: [B]`): the gradient of every var of [`TaskModel::vars`] (same order) is written
+/// into `grads` (resized as needed). `dropout`: masks drawn exactly as the candle path draws
+/// them. Only for a model where [`crate::GqaModel`]'s fused engine applies (CPU, f32).
+///
+/// # Shapes
+/// `x`: `B*T*E`; `lengths`: `B`; labels `[B]` or `[B, K]`.
+///
+/// # Errors
+/// No head; labels of the wrong kind or size; [`Error::InvalidOption`] naming `outputMode` for
+/// `all`; kernel errors.
+#[allow(clippy::too_many_arguments)]
+pub fn fused_gradients(task: &TaskModel, x: &[f32], t: usize, lengths: &[usize], labels: &Labels, dropout: Option<&mut Dropout>, grads: &mut Vec<Vec<f32>>, ws: &mut TrainWorkspace) -> Result<StepLoss> {
+    let head = task.head("training")?;
+    let b = lengths.len();
+    let objective = match (&head.cfg, labels) {
+        (HeadConfig::Classification { class_weights, .. }, Labels::Classes(y)) => Objective::Classes { labels: y, weights: class_weights.as_deref() },
+        (HeadConfig::Regression { loss: RegressionLoss::Mse, .. }, Labels::Values(v)) => Objective::Mse { targets: v },
+        (HeadConfig::Regression { loss: RegressionLoss::Huber, huber_delta, .. }, Labels::Values(v)) => Objective::Huber { targets: v, delta: *huber_delta as f32 },
+        _ => return Err(Error::input("labels", "labels of the head's kind", "labels of the other kind")),
+    };
+    let out = match task.model.config().output_mode {
+        OutputMode::All => EngineOutput::All,
+        OutputMode::LastTimestep => EngineOutput::Last,
+        OutputMode::MeanPool => EngineOutput::Mean,
+    };
+    let vars = task.vars();
+    grads.resize_with(vars.len(), Vec::new);
+    for (g, (_, v)) in grads.iter_mut().zip(&vars) {
+        g.clear();
+        g.resize(v.elem_count(), 0.0);
+    }
+    let rot = task.model.rotary(t)?;
+    let head_t = [head.weight.as_detached_tensor(), head.bias.as_detached_tensor()];
+    let lengths = if lengths.iter().all(|&l| l == t) { None } else { Some(lengths) };
+    task.model.with_engine(rot.as_ref(), |dims, w, rope| {
+        crate::kernels::fused::with_slices(&head_t, |hs| {
+            crate::kernels::threads::install(|| train_step(dims, w, HeadRef { w: hs[0], b: hs[1] }, rope, x, b, t, lengths, out, objective, dropout, grads, ws))
+        })
+    })
 }
 
 /// Loss of a batch and its correct count (classification).

@@ -1,0 +1,519 @@
+//! Row and attention kernels of the fused training path ([`super::training`]): forwards that
+//! save what the backward pass needs, and the backward passes themselves, on f32 slices.
+//!
+//! - LayerNorm forward saving `(mean, rstd)` per row, and its backward
+//!   `dx = rstd * (g*dy - mean(g*dy) - xhat * mean(g*dy*xhat))`, `dgamma = sum dy*xhat`,
+//!   `dbeta = sum dy` (the standard derivation, as in PyTorch's `native_layer_norm_backward`).
+//! - Exact GELU forward saving its input, and its derivative
+//!   `GELU'(u) = Phi(u) + u * phi(u)`, `phi(u) = exp(-u^2/2) / sqrt(2 pi)`.
+//! - Causal GQA attention forward saving the log-sum-exp of each query row, and its backward
+//!   FlashAttention-2 style (Dao, 2023, "FlashAttention-2", Algorithm 2): the probabilities are
+//!   recomputed per query row from the saved log-sum-exp, `dS = P * (dP - rowsum(dO * O))`, and
+//!   dK, dV are summed over the query heads of each KV group inside one job, so no
+//!   `[B, NH, T, T]` tensor and no repeated K/V ever exist.
+//!
+//! Every parameter-gradient reduction (over rows) runs in fixed chunks of [`ROW_CHUNK`] rows whose
+//! partial sums are added in order, and attention jobs are whole (batch, KV head) pairs, so the
+//! gradients do not depend on the thread count.
+
+use super::cpu::{dispatch, erfc_pos, exp_f32, fmadd, par_for, simd_level, sum_lanes, OutPtr, SimdLevel, LANES};
+use crate::error::{Error, Result};
+
+/// Rows per partial sum of a parameter-gradient reduction.
+pub const ROW_CHUNK: usize = 32;
+
+// ---------------------------------------------------------------------------------------------
+// LayerNorm
+
+#[inline(always)]
+fn ln_fwd_impl<const FMA: bool>(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32], stats: &mut [f32]) {
+    let w = gamma.len();
+    for ((row, o), st) in x.chunks_exact(w).zip(out.chunks_exact_mut(w)).zip(stats.chunks_exact_mut(2)) {
+        let mean = sum_lanes(row) / w as f32;
+        let mut acc = [0f32; LANES];
+        let mut it = row.chunks_exact(LANES);
+        for c in &mut it {
+            for l in 0..LANES {
+                let d = c[l] - mean;
+                acc[l] = fmadd::<FMA>(d, d, acc[l]);
+            }
+        }
+        let mut ss: f32 = it.remainder().iter().map(|v| (v - mean) * (v - mean)).sum();
+        for a in acc {
+            ss += a;
+        }
+        let inv = 1.0 / (ss / w as f32 + eps).sqrt();
+        for (((o, &v), &g), &b) in o.iter_mut().zip(row).zip(gamma).zip(beta) {
+            *o = fmadd::<FMA>((v - mean) * inv, g, b);
+        }
+        st[0] = mean;
+        st[1] = inv;
+    }
+}
+dispatch!(fn ln_fwd_seq / ln_fwd_avx2 => ln_fwd_impl(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32], stats: &mut [f32]));
+
+/// LayerNorm over rows of width `W = gamma.len()` (same maths as
+/// [`super::cpu::layer_norm_rows`]) that also writes `stats[2r] = mean`, `stats[2r+1] = rstd`
+/// of each row for [`layer_norm_backward`].
+///
+/// # Shapes
+/// `x, out: [rows, W]`, `stats: [rows, 2]`.
+///
+/// # Errors
+/// [`Error::Internal`] when the lengths do not fit.
+pub fn layer_norm_forward(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32], stats: &mut [f32]) -> Result<()> {
+    let w = gamma.len();
+    if w == 0 || beta.len() != w || x.len() % w != 0 || out.len() != x.len() || stats.len() != 2 * (x.len() / w) {
+        return Err(Error::Internal(format!("layer_norm_forward: gamma {w}, beta {}, x {}, out {}, stats {}", beta.len(), x.len(), out.len(), stats.len())));
+    }
+    let rows = x.len() / w;
+    let (op, sp) = (OutPtr(out.as_mut_ptr()), OutPtr(stats.as_mut_ptr()));
+    par_for(rows.div_ceil(ROW_CHUNK), rows * w >= 1 << 14, move |c| {
+        let (r0, r1) = (c * ROW_CHUNK, ((c + 1) * ROW_CHUNK).min(rows));
+        let (op, sp) = (op, sp);
+        // SAFETY: chunk c writes rows r0..r1 of out and stats only (disjoint across chunks,
+        // inside the buffers checked above).
+        let (o, s) = unsafe { (std::slice::from_raw_parts_mut(op.0.add(r0 * w), (r1 - r0) * w), std::slice::from_raw_parts_mut(sp.0.add(2 * r0), 2 * (r1 - r0))) };
+        ln_fwd_seq(&x[r0 * w..r1 * w], gamma, beta, eps, o, s);
+    });
+    Ok(())
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn ln_bwd_impl<const FMA: bool>(dy: &[f32], x: &[f32], stats: &[f32], gamma: &[f32], dx: &mut [f32], dg: &mut [f32], db: &mut [f32], xhat: &mut [f32]) {
+    let w = gamma.len();
+    let inv_w = 1.0 / w as f32;
+    for (((dyr, xr), st), dxr) in dy.chunks_exact(w).zip(x.chunks_exact(w)).zip(stats.chunks_exact(2)).zip(dx.chunks_exact_mut(w)) {
+        let (mean, rstd) = (st[0], st[1]);
+        let mut s1 = 0f32;
+        let mut s2 = 0f32;
+        for ((xh, &xv), (&d, &g)) in xhat.iter_mut().zip(xr).zip(dyr.iter().zip(gamma)) {
+            *xh = (xv - mean) * rstd;
+            let gy = d * g;
+            s1 += gy;
+            s2 = fmadd::<FMA>(gy, *xh, s2);
+        }
+        let (c1, c2) = (s1 * inv_w, s2 * inv_w);
+        for (((o, &xh), &d), &g) in dxr.iter_mut().zip(xhat.iter()).zip(dyr).zip(gamma) {
+            *o += rstd * (d * g - c1 - xh * c2);
+        }
+        for (((a, b), &d), &xh) in dg.iter_mut().zip(db.iter_mut()).zip(dyr).zip(xhat.iter()) {
+            *a = fmadd::<FMA>(d, xh, *a);
+            *b += d;
+        }
+    }
+}
+dispatch!(
+    #[allow(clippy::too_many_arguments)]
+    fn ln_bwd_seq / ln_bwd_avx2 => ln_bwd_impl(dy: &[f32], x: &[f32], stats: &[f32], gamma: &[f32], dx: &mut [f32], dg: &mut [f32], db: &mut [f32], xhat: &mut [f32])
+);
+
+/// LayerNorm backward over rows of width `W`: `dx += rstd * (g*dy - mean(g*dy) - xhat *
+/// mean(g*dy*xhat))` with `xhat = (x - mean) * rstd` from the saved `stats`, and
+/// `dgamma += sum_rows dy * xhat`, `dbeta += sum_rows dy`.
+///
+/// # Shapes
+/// `dy, x, dx: [rows, W]`, `stats: [rows, 2]` (from [`layer_norm_forward`]), `dgamma, dbeta: [W]`.
+///
+/// # Errors
+/// [`Error::Internal`] when the lengths do not fit.
+pub fn layer_norm_backward(dy: &[f32], x: &[f32], stats: &[f32], gamma: &[f32], dx: &mut [f32], dgamma: &mut [f32], dbeta: &mut [f32]) -> Result<()> {
+    let w = gamma.len();
+    if w == 0 || dy.len() % w != 0 || x.len() != dy.len() || dx.len() != dy.len() || stats.len() != 2 * (dy.len() / w) || dgamma.len() != w || dbeta.len() != w {
+        return Err(Error::Internal(format!("layer_norm_backward: W {w}, dy {}, x {}, dx {}, stats {}", dy.len(), x.len(), dx.len(), stats.len())));
+    }
+    let rows = dy.len() / w;
+    let chunks = rows.div_ceil(ROW_CHUNK);
+    let mut partial = vec![0f32; chunks * 2 * w];
+    let (xp, pp) = (OutPtr(dx.as_mut_ptr()), OutPtr(partial.as_mut_ptr()));
+    par_for(chunks, rows * w >= 1 << 14, move |c| {
+        let (r0, r1) = (c * ROW_CHUNK, ((c + 1) * ROW_CHUNK).min(rows));
+        let (xp, pp) = (xp, pp);
+        // SAFETY: chunk c writes rows r0..r1 of dx and its own 2W partial sums (disjoint).
+        let (d, p) = unsafe { (std::slice::from_raw_parts_mut(xp.0.add(r0 * w), (r1 - r0) * w), std::slice::from_raw_parts_mut(pp.0.add(c * 2 * w), 2 * w)) };
+        let (pg, pb) = p.split_at_mut(w);
+        let mut xhat = vec![0f32; w];
+        ln_bwd_seq(&dy[r0 * w..r1 * w], &x[r0 * w..r1 * w], &stats[2 * r0..2 * r1], gamma, d, pg, pb, &mut xhat);
+    });
+    for p in partial.chunks_exact(2 * w) {
+        for (a, v) in dgamma.iter_mut().zip(&p[..w]) {
+            *a += v;
+        }
+        for (a, v) in dbeta.iter_mut().zip(&p[w..]) {
+            *a += v;
+        }
+    }
+    Ok(())
+}
+
+/// `out[c] += sum_r y[r * ld + col + c]` for `c < width`, `r < rows` (a bias gradient), in fixed
+/// row chunks.
+///
+/// # Errors
+/// [`Error::Internal`] when `y` is too short.
+pub fn column_sums(y: &[f32], rows: usize, ld: usize, col: usize, out: &mut [f32]) -> Result<()> {
+    let w = out.len();
+    if rows == 0 || w == 0 {
+        return Ok(());
+    }
+    if col + w > ld || y.len() < (rows - 1) * ld + col + w {
+        return Err(Error::Internal(format!("column_sums: rows {rows}, ld {ld}, col {col}, width {w}, y {}", y.len())));
+    }
+    let chunks = rows.div_ceil(ROW_CHUNK);
+    let mut partial = vec![0f32; chunks * w];
+    let pp = OutPtr(partial.as_mut_ptr());
+    par_for(chunks, rows * w >= 1 << 15, move |c| {
+        let pp = pp;
+        // SAFETY: chunk c writes its own w partial sums.
+        let p = unsafe { std::slice::from_raw_parts_mut(pp.0.add(c * w), w) };
+        for r in c * ROW_CHUNK..((c + 1) * ROW_CHUNK).min(rows) {
+            for (a, v) in p.iter_mut().zip(&y[r * ld + col..r * ld + col + w]) {
+                *a += v;
+            }
+        }
+    });
+    for p in partial.chunks_exact(w) {
+        for (a, v) in out.iter_mut().zip(p) {
+            *a += v;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// GELU
+
+#[inline(always)]
+fn phi2<const FMA: bool>(x: f32) -> f32 {
+    let z = x * std::f32::consts::FRAC_1_SQRT_2;
+    let e = erfc_pos::<FMA>(z.abs());
+    if z >= 0.0 {
+        2.0 - e
+    } else {
+        e
+    }
+}
+
+#[inline(always)]
+fn bias_gelu_save_impl<const FMA: bool>(u: &mut [f32], bias: &[f32], g: &mut [f32]) {
+    for (ur, gr) in u.chunks_exact_mut(bias.len()).zip(g.chunks_exact_mut(bias.len())) {
+        for ((v, o), &b) in ur.iter_mut().zip(gr.iter_mut()).zip(bias) {
+            let x = *v + b;
+            *v = x;
+            *o = x * 0.5 * phi2::<FMA>(x);
+        }
+    }
+}
+dispatch!(fn bias_gelu_save_seq / bias_gelu_save_avx2 => bias_gelu_save_impl(u: &mut [f32], bias: &[f32], g: &mut [f32]));
+
+/// `u += bias` (the pre-activation, kept for the backward pass) and `g = GELU(u)` (exact GELU,
+/// same maths as [`super::cpu::bias_gelu_rows`]), over rows of width `bias.len()`.
+///
+/// # Errors
+/// [`Error::Internal`] when the lengths do not fit.
+pub fn bias_gelu_save(u: &mut [f32], bias: &[f32], g: &mut [f32]) -> Result<()> {
+    let w = bias.len();
+    if w == 0 || u.len() % w != 0 || g.len() != u.len() {
+        return Err(Error::Internal(format!("bias_gelu_save: bias {w}, u {}, g {}", u.len(), g.len())));
+    }
+    let gp = OutPtr(g.as_mut_ptr());
+    super::cpu::par_rows_mut(u, w, 1 << 14, move |r0, rows| {
+        let gp = gp;
+        // SAFETY: the rows r0.. of g matching this chunk of u (disjoint across chunks).
+        let g = unsafe { std::slice::from_raw_parts_mut(gp.0.add(r0 * w), rows.len()) };
+        bias_gelu_save_seq(rows, bias, g);
+    });
+    Ok(())
+}
+
+#[inline(always)]
+fn gelu_bwd_impl<const FMA: bool>(dg: &mut [f32], u: &[f32]) {
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+    for (d, &x) in dg.iter_mut().zip(u) {
+        let pdf = INV_SQRT_2PI * exp_f32::<FMA>(-0.5 * x * x);
+        *d *= fmadd::<FMA>(x, pdf, 0.5 * phi2::<FMA>(x));
+    }
+}
+dispatch!(fn gelu_bwd_seq / gelu_bwd_avx2 => gelu_bwd_impl(dg: &mut [f32], u: &[f32]));
+
+/// `dg *= GELU'(u)` elementwise: `GELU'(u) = Phi(u) + u * phi(u)`.
+///
+/// # Errors
+/// [`Error::Internal`] when the lengths differ.
+pub fn gelu_backward(dg: &mut [f32], u: &[f32]) -> Result<()> {
+    if dg.len() != u.len() {
+        return Err(Error::Internal(format!("gelu_backward: dg {}, u {}", dg.len(), u.len())));
+    }
+    super::cpu::par_rows_mut(dg, 1, 1 << 14, move |r0, d| gelu_bwd_seq(d, &u[r0..r0 + d.len()]));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention
+
+/// Sizes and layout of the attention of one block on the `[M, qDim + 2 kvDim]` projection
+/// buffer (`M = B*T` rows; q heads at columns `h*D`, K head `kh` at `qDim + kh*D`, V head `kh`
+/// at `qDim + kvDim + kh*D`).
+#[derive(Debug, Clone, Copy)]
+pub struct AttnShape<'a> {
+    /// `B`.
+    pub batch: usize,
+    /// `T`.
+    pub seq: usize,
+    /// `NH`.
+    pub heads: usize,
+    /// `NKV`.
+    pub kv_heads: usize,
+    /// `D`.
+    pub head_dim: usize,
+    /// Valid positions per sequence (`B` values in `1..=T`), or all `T`.
+    pub lengths: Option<&'a [usize]>,
+}
+
+impl AttnShape<'_> {
+    fn qd(&self) -> usize {
+        self.heads * self.head_dim
+    }
+    fn kvd(&self) -> usize {
+        self.kv_heads * self.head_dim
+    }
+    fn wd(&self) -> usize {
+        self.qd() + 2 * self.kvd()
+    }
+    fn len(&self, b: usize) -> usize {
+        self.lengths.map_or(self.seq, |l| l[b])
+    }
+    fn check(&self, qkv: usize, o: usize, lse: usize) -> Result<()> {
+        let m = self.batch * self.seq;
+        if self.kv_heads == 0 || self.heads % self.kv_heads != 0 || qkv != m * self.wd() || o != m * self.qd() || lse != m * self.heads || self.lengths.is_some_and(|l| l.len() != self.batch || l.iter().any(|&x| x < 1 || x > self.seq)) {
+            return Err(Error::Internal(format!("attention (training): {self:?}, qkv {qkv}, o {o}, lse {lse}")));
+        }
+        Ok(())
+    }
+}
+
+/// `kt[dd * n + j] = src[(row0 + j) * ld + col + dd]` for `j < n`, `dd < d`.
+fn transpose_into(kt: &mut Vec<f32>, src: &[f32], row0: usize, n: usize, ld: usize, col: usize, d: usize) {
+    kt.clear();
+    kt.resize(d * n, 0.0);
+    for j in 0..n {
+        let r = &src[(row0 + j) * ld + col..(row0 + j) * ld + col + d];
+        for (dd, &v) in r.iter().enumerate() {
+            kt[dd * n + j] = v;
+        }
+    }
+}
+
+/// `s[j] = scale * sum_dd q[dd] * kt[dd * ld + j]` for `j < n` (vectorised over keys).
+#[inline(always)]
+fn scores<const FMA: bool>(s: &mut [f32], q: &[f32], kt: &[f32], ld: usize, n: usize, scale: f32) {
+    s[..n].fill(0.0);
+    for (dd, &qv) in q.iter().enumerate() {
+        let qs = qv * scale;
+        for (sv, &kv) in s[..n].iter_mut().zip(&kt[dd * ld..dd * ld + n]) {
+            *sv = fmadd::<FMA>(qs, kv, *sv);
+        }
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn attn_fwd_job_impl<const FMA: bool>(qkv: &[f32], sh: &AttnShape<'_>, b: usize, kh: usize, scale: f32, o: OutPtr, lse: OutPtr, kt: &mut Vec<f32>) {
+    let (t, d, wd, qd, kvd) = (sh.seq, sh.head_dim, sh.wd(), sh.qd(), sh.kvd());
+    let group = sh.heads / sh.kv_heads;
+    let l = sh.len(b);
+    let base = b * t;
+    transpose_into(kt, qkv, base, l, wd, qd + kh * d, d);
+    let vcol = qd + kvd + kh * d;
+    let mut s = vec![0f32; l];
+    let mut acc = vec![0f32; d];
+    for h in kh * group..(kh + 1) * group {
+        for i in 0..t {
+            // SAFETY: this job's own elements (see `attention_forward`), inside the checked buffers.
+            let orow = unsafe { std::slice::from_raw_parts_mut(o.0.add((base + i) * qd + h * d), d) };
+            let lse_i = unsafe { &mut *lse.0.add((b * sh.heads + h) * t + i) };
+            if i >= l {
+                orow.fill(0.0);
+                *lse_i = 0.0;
+                continue;
+            }
+            let n = i + 1;
+            let q = &qkv[(base + i) * wd + h * d..(base + i) * wd + (h + 1) * d];
+            scores::<FMA>(&mut s, q, kt, l, n, scale);
+            let mx = s[..n].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f32;
+            for v in &mut s[..n] {
+                *v = exp_f32::<FMA>(*v - mx);
+                sum += *v;
+            }
+            acc.fill(0.0);
+            for (j, &p) in s[..n].iter().enumerate() {
+                let v = &qkv[(base + j) * wd + vcol..(base + j) * wd + vcol + d];
+                for (a, &vv) in acc.iter_mut().zip(v) {
+                    *a = fmadd::<FMA>(p, vv, *a);
+                }
+            }
+            let inv = 1.0 / sum;
+            for (ov, a) in orow.iter_mut().zip(&acc) {
+                *ov = a * inv;
+            }
+            *lse_i = mx + sum.ln();
+        }
+    }
+}
+dispatch!(
+    #[allow(clippy::too_many_arguments)]
+    fn attn_fwd_job / attn_fwd_job_avx2 => attn_fwd_job_impl(qkv: &[f32], sh: &AttnShape<'_>, b: usize, kh: usize, scale: f32, o: OutPtr, lse: OutPtr, kt: &mut Vec<f32>)
+);
+
+/// Causal GQA attention (SPEC section 2) on the projection buffer, saving the log-sum-exp of
+/// every query row: `o[r, h*D..] = softmax(scale * q k^T) v` over keys `j <= i`, `j < L_b`
+/// (query head `h` reads KV head `h / (NH/NKV)`), `lse[(b*NH + h)*T + i] = log sum_j exp(s_ij)`.
+/// Padded query rows (`i >= L_b`) get `o = 0`, `lse = 0`: nothing valid reads them.
+///
+/// # Shapes
+/// `qkv: [B*T, qDim + 2 kvDim]`, `o: [B*T, qDim]`, `lse: [B, NH, T]`.
+///
+/// # Errors
+/// [`Error::Internal`] when the sizes do not fit `sh`.
+pub fn attention_forward(qkv: &[f32], sh: AttnShape<'_>, scale: f32, o: &mut [f32], lse: &mut [f32]) -> Result<()> {
+    sh.check(qkv.len(), o.len(), lse.len())?;
+    // Job (b, kh) writes only the o columns of the query heads of KV head kh in rows of
+    // sequence b, and the lse entries of those heads and sequence: disjoint across jobs.
+    let (op, lp) = (OutPtr(o.as_mut_ptr()), OutPtr(lse.as_mut_ptr()));
+    let jobs = sh.batch * sh.kv_heads;
+    par_for(jobs, jobs > 1, move |job| {
+        let mut kt = Vec::new();
+        attn_fwd_job(qkv, &sh, job / sh.kv_heads, job % sh.kv_heads, scale, op, lp, &mut kt);
+    });
+    Ok(())
+}
+
+/// Scratch of one backward job.
+#[derive(Default)]
+struct BwdScratch {
+    kt: Vec<f32>,
+    vt: Vec<f32>,
+    dkt: Vec<f32>,
+    dvt: Vec<f32>,
+    s: Vec<f32>,
+    dp: Vec<f32>,
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn attn_bwd_job_impl<const FMA: bool>(qkv: &[f32], o: &[f32], lse: &[f32], dout: &[f32], sh: &AttnShape<'_>, b: usize, kh: usize, scale: f32, dqkv: OutPtr, sc: &mut BwdScratch) {
+    let (t, d, wd, qd, kvd) = (sh.seq, sh.head_dim, sh.wd(), sh.qd(), sh.kvd());
+    let group = sh.heads / sh.kv_heads;
+    let l = sh.len(b);
+    let base = b * t;
+    let (kcol, vcol) = (qd + kh * d, qd + kvd + kh * d);
+    transpose_into(&mut sc.kt, qkv, base, l, wd, kcol, d);
+    transpose_into(&mut sc.vt, qkv, base, l, wd, vcol, d);
+    for buf in [&mut sc.dkt, &mut sc.dvt] {
+        buf.clear();
+        buf.resize(d * l, 0.0);
+    }
+    sc.s.resize(l, 0.0);
+    sc.dp.resize(l, 0.0);
+    let BwdScratch { kt, vt, dkt, dvt, s, dp } = sc;
+    for h in kh * group..(kh + 1) * group {
+        for i in 0..t {
+            let row = base + i;
+            // SAFETY: this job's own dq columns (see `attention_backward`), inside the buffer.
+            let dq = unsafe { std::slice::from_raw_parts_mut(dqkv.0.add(row * wd + h * d), d) };
+            if i >= l {
+                dq.fill(0.0);
+                continue;
+            }
+            let n = i + 1;
+            let q = &qkv[row * wd + h * d..row * wd + (h + 1) * d];
+            let dor = &dout[row * qd + h * d..row * qd + (h + 1) * d];
+            let orow = &o[row * qd + h * d..row * qd + (h + 1) * d];
+            let mut di = 0f32;
+            for (&a, &c) in dor.iter().zip(orow) {
+                di = fmadd::<FMA>(a, c, di);
+            }
+            let lse_i = lse[(b * sh.heads + h) * t + i];
+            scores::<FMA>(s, q, kt, l, n, scale);
+            for v in &mut s[..n] {
+                *v = exp_f32::<FMA>(*v - lse_i);
+            }
+            // dP = dO V^T over the keys, then dS = P (dP - D_i) scaled once for dQ and dK.
+            scores::<FMA>(dp, dor, vt, l, n, 1.0);
+            for (g, &p) in dp[..n].iter_mut().zip(s[..n].iter()) {
+                *g = p * (*g - di) * scale;
+            }
+            for (dd, dqv) in dq.iter_mut().enumerate() {
+                let kr = &kt[dd * l..dd * l + n];
+                let mut acc = [0f32; LANES];
+                let mut ic = dp[..n].chunks_exact(LANES);
+                let mut kc = kr.chunks_exact(LANES);
+                for (a, c) in (&mut ic).zip(&mut kc) {
+                    for x in 0..LANES {
+                        acc[x] = fmadd::<FMA>(a[x], c[x], acc[x]);
+                    }
+                }
+                let mut sum = 0f32;
+                for (a, c) in ic.remainder().iter().zip(kc.remainder()) {
+                    sum = fmadd::<FMA>(*a, *c, sum);
+                }
+                for a in acc {
+                    sum += a;
+                }
+                *dqv = sum;
+            }
+            for dd in 0..d {
+                let (qv, gv) = (q[dd], dor[dd]);
+                for (a, &g) in dkt[dd * l..dd * l + n].iter_mut().zip(&dp[..n]) {
+                    *a = fmadd::<FMA>(qv, g, *a);
+                }
+                for (a, &p) in dvt[dd * l..dd * l + n].iter_mut().zip(&s[..n]) {
+                    *a = fmadd::<FMA>(gv, p, *a);
+                }
+            }
+        }
+    }
+    for j in 0..t {
+        let row = base + j;
+        // SAFETY: this job's own dk and dv columns (disjoint ranges), inside the buffer.
+        let dk = unsafe { std::slice::from_raw_parts_mut(dqkv.0.add(row * wd + kcol), d) };
+        let dv = unsafe { std::slice::from_raw_parts_mut(dqkv.0.add(row * wd + vcol), d) };
+        for dd in 0..d {
+            dk[dd] = if j < l { dkt[dd * l + j] } else { 0.0 };
+            dv[dd] = if j < l { dvt[dd * l + j] } else { 0.0 };
+        }
+    }
+}
+dispatch!(
+    #[allow(clippy::too_many_arguments)]
+    fn attn_bwd_job / attn_bwd_job_avx2 => attn_bwd_job_impl(qkv: &[f32], o: &[f32], lse: &[f32], dout: &[f32], sh: &AttnShape<'_>, b: usize, kh: usize, scale: f32, dqkv: OutPtr, sc: &mut BwdScratch)
+);
+
+/// Backward of [`attention_forward`]: from `dout = dL/do` writes `dqkv = dL/d(q, k, v)` (the
+/// gradients with respect to the rotated q and k and to v, in the projection buffer's layout;
+/// padded rows 0). One job per (sequence, KV head) owns the dK, dV of that head and the dQ of
+/// its query heads.
+///
+/// # Shapes
+/// `qkv, dqkv: [B*T, qDim + 2 kvDim]`, `o, dout: [B*T, qDim]`, `lse: [B, NH, T]`.
+///
+/// # Errors
+/// [`Error::Internal`] when the sizes do not fit `sh`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward(qkv: &[f32], o: &[f32], lse: &[f32], dout: &[f32], sh: AttnShape<'_>, scale: f32, dqkv: &mut [f32]) -> Result<()> {
+    sh.check(qkv.len(), o.len(), lse.len())?;
+    if dout.len() != o.len() || dqkv.len() != qkv.len() {
+        return Err(Error::Internal(format!("attention_backward: dout {}, dqkv {}", dout.len(), dqkv.len())));
+    }
+    // Job (b, kh) writes only the dq columns of the query heads of KV head kh and the dk/dv
+    // columns of kh, in rows of sequence b: disjoint across jobs.
+    let dp = OutPtr(dqkv.as_mut_ptr());
+    let jobs = sh.batch * sh.kv_heads;
+    par_for(jobs, jobs > 1, move |job| {
+        let mut sc = BwdScratch::default();
+        attn_bwd_job(qkv, o, lse, dout, &sh, job / sh.kv_heads, job % sh.kv_heads, scale, dp, &mut sc);
+    });
+    Ok(())
+}
