@@ -32,6 +32,10 @@ Training fixtures (kind "train"): a head ``logits = out @ head.weight.T + head.b
 ``F.huber_loss(delta)``; ``grad.<name>`` = d loss / d param (float64 autograd), ``adamw.<name>`` =
 the parameter after one ``torch.optim.AdamW`` step (lr 1e-2, betas (0.9, 0.999), eps 1e-8,
 weight_decay 0.01, a single parameter group, so biases and norms are decayed too). Dropout is 0.
+The long fixture ``train_cls_long`` (T=130, hidden 256) is kept small: its parameters are rounded
+to float16-representable values before the float64 computation and stored as F16 (exact), and it
+has no ``adamw.*`` tensors and no ``grad.*`` of the FFN weights (see ``build_train_fixture``'s
+``opts``).
 
 Self-checks run before anything is written (the script exits non-zero if one fails):
 1. GQA via repeat_interleave == an explicit per-head loop (kv head i // group, no
@@ -380,6 +384,15 @@ TRAIN_FIXTURES = [
      dict(embedDim=6, hiddenSize=16, numHeads=4, numKvHeads=1, numLayers=2, rope=False, dropout=0.0,
           outputMode="last_timestep"), 3, 5, None,
      {"type": "regression", "outDim": 2, "loss": "huber", "huberDelta": 1.0}),
+    ("train_cls_long", "training step at length: classification (9 classes, class weights), 1 layer, GQA 8/2 (headDim 32), "
+                       "rope, hidden 256, embedDim 12, B=3, T=130, lengths [130,77,101], head on last_timestep output; "
+                       "parameters float16-exact and stored as F16; no adamw.* tensors and no FFN weight gradients",
+     dict(embedDim=12, hiddenSize=256, numHeads=8, numKvHeads=2, numLayers=1, rope=True, dropout=0.0,
+          outputMode="last_timestep"), 3, 130, [130, 77, 101],
+     {"type": "classification", "numClasses": 9},
+     dict(labels=[4, 8, 1], class_weights=[0.5, 2.0, 1.25, 0.75, 1.5, 1.0, 0.6, 1.8, 0.9],
+          f16_params=True, store_adamw=False,
+          skip_grads=["blocks.0.ffn_up.weight", "blocks.0.ffn_down.weight"])),
 ]
 
 
@@ -509,7 +522,19 @@ def build_attention_fixture(name, desc, over, B, T):
     return tensors, meta, cfg, f"B={B} T={T} out={list(ref.shape)}"
 
 
-def build_train_fixture(name, desc, over, B, T, lengths, head_cfg):
+def f16(t):
+    """Round a float64 tensor to float16-representable values, keep float64 dtype."""
+    return t.to(torch.float16).to(torch.float64)
+
+
+def build_train_fixture(name, desc, over, B, T, lengths, head_cfg, opts=None):
+    """``opts`` (only for fixtures that must stay small; the defaults reproduce the others):
+    ``labels`` / ``class_weights`` (classification; default ``[0,2,1,2][:B]`` and
+    ``[0.5, 2.0, 1.25]``), ``f16_params`` (round every parameter to a float16-representable value
+    before the float64 computation and store the parameters as F16: the maths stays exact),
+    ``store_adamw`` (default True), ``skip_grads`` (parameter names whose ``grad.*`` is not stored).
+    """
+    opts = opts or {}
     seed = seed_for(name, 0)
     cfg = full_config(**{**over, "seed": seed})
     gen = torch.Generator().manual_seed(seed)
@@ -523,14 +548,19 @@ def build_train_fixture(name, desc, over, B, T, lengths, head_cfg):
 
     params = dict(model.named_parameters())
     params.update({f"head.{k}": v for k, v in head.named_parameters()})
+    if opts.get("f16_params"):
+        with torch.no_grad():
+            for p in params.values():
+                p.copy_(f16(p))
     init = {k: v.detach().clone() for k, v in params.items()}
 
     out = model(x, lengths)  # [B,H] (last_timestep)
     logits = out @ head.weight.T + head.bias
     extra = {}
     if head_cfg["type"] == "classification":
-        labels = torch.tensor([0, 2, 1, 2][:B], dtype=torch.int64)
-        w = f32(torch.tensor([0.5, 2.0, 1.25]))
+        labels = torch.tensor(opts.get("labels", [0, 2, 1, 2][:B]), dtype=torch.int64)
+        w = f32(torch.tensor(opts.get("class_weights", [0.5, 2.0, 1.25])))
+        assert labels.shape == (B,) and w.shape == (C,) and int(labels.max()) < C
         loss = F.cross_entropy(logits, labels, weight=w)
         # independent formulation of the weighted mean
         nll = -torch.log_softmax(logits, -1)[torch.arange(B), labels]
@@ -564,8 +594,11 @@ def build_train_fixture(name, desc, over, B, T, lengths, head_cfg):
                 return float(F.cross_entropy(lg, extra["input.labels"], weight=w))
             return float(F.huber_loss(lg, labels, delta=head_cfg["huberDelta"]))
     worst = 0.0
-    for pname in ["blocks.0.attn.q_proj.weight", "blocks.0.attn.k_proj.bias", "blocks.1.attn_norm.weight",
-                  "input_projection.weight", "head.weight"]:
+    picks = [n for n in ["blocks.0.attn.q_proj.weight", "blocks.0.attn.k_proj.bias", "blocks.1.attn_norm.weight",
+                         "blocks.0.attn_norm.weight", "input_projection.weight", "head.weight"] if n in params]
+    if "blocks.1.attn_norm.weight" in picks:  # the historical pick list of the 2-layer fixtures
+        picks.remove("blocks.0.attn_norm.weight")
+    for pname in picks:
         p = params[pname]
         flat_idx = [0, p.numel() // 2, p.numel() - 1]
         for fi in flat_idx:
@@ -580,7 +613,7 @@ def build_train_fixture(name, desc, over, B, T, lengths, head_cfg):
                 p[idx] = orig
             fd = (lp - lm) / (2 * eps)
             worst = max(worst, abs(fd - grads[pname][idx].item()))
-    check(f"{name}: autograd == central finite differences (15 entries)", worst < 1e-7, f"max|diff| = {worst:.2e}")
+    check(f"{name}: autograd == central finite differences ({3 * len(picks)} entries)", worst < 1e-7, f"max|diff| = {worst:.2e}")
 
     opt = torch.optim.AdamW(list(params.values()), lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
     opt.step()
@@ -592,9 +625,16 @@ def build_train_fixture(name, desc, over, B, T, lengths, head_cfg):
         worst = max(worst, maxdiff(exp, p.detach()))
     check(f"{name}: AdamW step == closed-form first step", worst <= 1e-12, f"max|diff| = {worst:.2e}")
 
-    tensors = {k: to_f32_np(v) for k, v in init.items()}
-    tensors.update({f"grad.{k}": to_f32_np(v) for k, v in grads.items()})
-    tensors.update({f"adamw.{k}": to_f32_np(v) for k, v in params.items()})
+    if opts.get("f16_params"):
+        tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in init.items()}
+        assert all(torch.equal(v.to(torch.float64), init[k]) for k, v in tensors.items())  # exact
+    else:
+        tensors = {k: to_f32_np(v) for k, v in init.items()}
+    skip = set(opts.get("skip_grads", []))
+    assert skip <= set(grads), skip - set(grads)
+    tensors.update({f"grad.{k}": to_f32_np(v) for k, v in grads.items() if k not in skip})
+    if opts.get("store_adamw", True):
+        tensors.update({f"adamw.{k}": to_f32_np(v) for k, v in params.items()})
     tensors["input.x"] = to_f32_np(x)
     if lengths is not None:
         tensors["input.lengths"] = torch.tensor(lengths, dtype=torch.int64)
@@ -655,7 +695,7 @@ def main():
         assert md["gqa_fixture"]["name"] == name
         assert set(arrs) == set(tensors)
         for k, v in arrs.items():
-            want = np.int64 if tensors[k].dtype == torch.int64 else np.float32
+            want = {torch.int64: np.int64, torch.float16: np.float16}.get(tensors[k].dtype, np.float32)
             assert v.dtype == want and list(v.shape) == list(tensors[k].shape), (name, k, v.dtype, v.shape)
             if k != "input.x":
                 assert np.isfinite(v).all(), (name, k)

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use gqa_core::train::{
-    evaluate, loss, optim::AdamW, AdamWConfig, FitOptions, HeadConfig, Labels, TaskModel, TrainData, Trainer,
+    evaluate, fused_gradients, loss, optim::AdamW, AdamWConfig, FitOptions, HeadConfig, Labels, StepLoss, TaskModel, TrainData,
+    TrainWorkspace, Trainer,
 };
 use gqa_core::weights::{read_tensors, LoadOptions};
 use gqa_core::{Dropout, GqaConfig};
@@ -52,63 +53,169 @@ fn fixture_loss(task: &TaskModel, t: &HashMap<String, Tensor>) -> Tensor {
     }
 }
 
-fn check_grads_and_adamw(name: &str) {
-    let (task, t) = fixture(name);
-    let loss = fixture_loss(&task, &t);
-    let want_loss = vec_f32(&t["expected.loss"])[0];
-    let got_loss = loss.to_scalar::<f32>().unwrap();
-    assert!((got_loss - want_loss).abs() <= 1e-5 * want_loss.abs().max(1.0), "{name}: loss {got_loss} vs torch {want_loss}");
-    let mut grads = loss.backward().unwrap();
+/// What [`check_grads_and_adamw`] compared.
+struct Checked {
+    /// Parameters without a `grad.<name>` tensor in the fixture (not compared with torch).
+    missing_grads: Vec<String>,
+    /// Parameters without an `adamw.<name>` tensor in the fixture.
+    missing_adamw: Vec<String>,
+}
+
+/// Compares one gradient with a reference: relative error `max|a-b| / max|b| <= 1e-4`, or, when
+/// the reference is mathematically zero (`max|b| < 1e-6`, e.g. k_proj.bias without rotary:
+/// softmax is invariant to a per-query constant, so torch's float64 value is rounding noise and
+/// no relative error exists), `max|a| <= 1e-5`. `Ok(relative error)` (0 for a zero reference),
+/// or what is wrong.
+fn grad_err(got: &[f32], want: &[f32]) -> Result<f64, String> {
+    if got.len() != want.len() {
+        return Err(format!("{} values, reference {}", got.len(), want.len()));
+    }
+    let scale = want.iter().map(|v| v.abs()).fold(0.0f32, f32::max);
+    if scale < 1e-6 {
+        let g = got.iter().map(|v| v.abs()).fold(0.0f32, f32::max);
+        return if g <= 1e-5 { Ok(0.0) } else { Err(format!("should vanish, found max {g:e}")) };
+    }
+    let e = rel_err(got, want);
+    if e <= 1e-4 {
+        Ok(e)
+    } else {
+        Err(format!("relative error {e:.3e} (max|ref| {scale:.3e})"))
+    }
+}
+
+/// Compares with the fixture's torch results: the loss and every `grad.*` tensor present, from
+/// candle's autograd AND from the fused CPU training step ([`fused_gradients`]); then one AdamW
+/// step against every `adamw.*` tensor present. Fixtures may leave out `grad.*`/`adamw.*`
+/// tensors (the long fixture does, to stay small); the caller asserts which may be missing.
+fn check_grads_and_adamw(name: &str) -> Checked {
+    let (mut task, t) = fixture(name);
     let vars = task.vars();
-    assert_eq!(vars.len(), t.keys().filter(|k| k.starts_with("grad.")).count(), "{name}: one torch gradient per parameter");
+    for k in t.keys().filter_map(|k| k.strip_prefix("grad.").or_else(|| k.strip_prefix("adamw."))) {
+        assert!(vars.iter().any(|(n, _)| n == k), "{name}: fixture tensor for {k}, which the model does not have");
+    }
+    let torch_grad = |pname: &str| t.get(&format!("grad.{pname}")).map(vec_f32);
+    let missing_grads: Vec<String> = vars.iter().filter(|(n, _)| !t.contains_key(&format!("grad.{n}"))).map(|(n, _)| n.clone()).collect();
+    let missing_adamw: Vec<String> = vars.iter().filter(|(n, _)| !t.contains_key(&format!("adamw.{n}"))).map(|(n, _)| n.clone()).collect();
+    assert!(missing_grads.len() < vars.len(), "{name}: no grad.* tensors at all");
+    let want_loss = vec_f32(&t["expected.loss"])[0];
+    let loss_tol = 1e-5 * want_loss.abs().max(1.0);
+
+    // Candle autograd.
+    let loss = fixture_loss(&task, &t);
+    let got_loss = loss.to_scalar::<f32>().unwrap();
+    assert!((got_loss - want_loss).abs() <= loss_tol, "{name}: candle loss {got_loss} vs torch {want_loss}");
+    let mut grads = loss.backward().unwrap();
+    let mut candle: HashMap<String, Vec<f32>> = HashMap::new();
     let mut worst = (0.0, String::new());
     for (pname, var) in &vars {
-        let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name}: no gradient for {pname}"));
-        let want = vec_f32(&t[&format!("grad.{pname}")]);
-        let scale = want.iter().map(|v| v.abs()).fold(0.0f32, f32::max);
-        if scale < 1e-6 {
-            // Mathematically zero (e.g. k_proj.bias without rotary: softmax is invariant to a
-            // per-query constant): torch's float64 value is rounding noise, so no relative
-            // error exists; require the float32 result to be zero to float32 rounding.
-            let got = vec_f32(g).iter().map(|v| v.abs()).fold(0.0f32, f32::max);
-            assert!(got <= 1e-5, "{name}: gradient of {pname} should vanish, found max {got:e}");
-            continue;
+        let g = vec_f32(grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{name}: no candle gradient for {pname}")));
+        if let Some(want) = torch_grad(pname) {
+            let e = grad_err(&g, &want).unwrap_or_else(|m| panic!("{name}: candle gradient of {pname} differs from torch: {m}"));
+            if e > worst.0 {
+                worst = (e, pname.clone());
+            }
         }
-        let e = rel_err(&vec_f32(g), &want);
-        assert!(e <= 1e-4, "{name}: gradient of {pname} differs from torch by {e:e} (relative)");
-        if e > worst.0 {
-            worst = (e, pname.clone());
+        candle.insert(pname.clone(), g);
+    }
+    eprintln!("{name}: candle loss {got_loss} (torch {want_loss}); worst relative gradient error {:.2e} at {}", worst.0, worst.1);
+
+    // Fused CPU training step. Its class weights come from the head config; the fixture's head
+    // metadata has none (they are in `input.class_weights`), so put them there.
+    if let Some(w) = t.get("input.class_weights").map(vec_f32) {
+        let head = task.head.as_mut().unwrap();
+        let HeadConfig::Classification { num_classes, .. } = head.cfg else { panic!("{name}: class weights on a regression head") };
+        head.cfg = HeadConfig::Classification { num_classes, class_weights: Some(w) };
+    }
+    let dims = t["input.x"].dims().to_vec();
+    let (b, tt) = (dims[0], dims[1]);
+    let x = vec_f32(&t["input.x"]);
+    let lengths = t.get("input.lengths").map(usizes).unwrap_or_else(|| vec![tt; b]);
+    let labels = match &task.head.as_ref().unwrap().cfg {
+        HeadConfig::Classification { .. } => Labels::Classes(usizes(&t["input.labels"]).into_iter().map(|v| v as u32).collect()),
+        HeadConfig::Regression { .. } => Labels::Values(vec_f32(&t["input.labels"])),
+    };
+    let mut fused = Vec::new();
+    let mut ws = TrainWorkspace::default();
+    let StepLoss { loss: fused_loss, .. } = fused_gradients(&task, &x, tt, &lengths, &labels, None, &mut fused, &mut ws).unwrap_or_else(|e| panic!("{name}: fused_gradients: {e}"));
+    assert_eq!(fused.len(), vars.len(), "{name}: one fused gradient per var");
+    let mut worst = (0.0, String::new());
+    let mut worst_vs_candle = (0.0, String::new());
+    let mut failures = Vec::new();
+    for ((pname, var), g) in vars.iter().zip(&fused) {
+        assert_eq!(g.len(), var.elem_count(), "{name}: fused gradient of {pname} has the wrong size");
+        let (reference, against) = match torch_grad(pname) {
+            Some(want) => (want, "torch"),
+            // Not in the fixture (FFN weights of the long fixture): hold the fused path to the
+            // candle path instead, which the small fixtures tie to torch.
+            None => (candle[pname].clone(), "candle"),
+        };
+        match grad_err(g, &reference) {
+            Ok(e) if against == "torch" && e > worst.0 => worst = (e, pname.clone()),
+            Ok(e) if against == "candle" && e > worst_vs_candle.0 => worst_vs_candle = (e, pname.clone()),
+            Ok(_) => {}
+            Err(m) => failures.push(format!("{pname} (vs {against}): {m}")),
         }
     }
-    eprintln!("{name}: loss {got_loss} (torch {want_loss}); worst relative gradient error {:.2e} at {}", worst.0, worst.1);
+    let absent = if missing_grads.is_empty() { String::new() } else { format!("; {:.2e} at {} vs candle (gradients absent from the fixture)", worst_vs_candle.0, worst_vs_candle.1) };
+    eprintln!("{name}: fused loss {fused_loss} (torch {want_loss}); worst relative gradient error {:.2e} at {} vs torch{absent}", worst.0, worst.1);
+    assert!((fused_loss - f64::from(want_loss)).abs() <= f64::from(loss_tol), "{name}: fused loss {fused_loss} vs torch {want_loss}");
+    assert!(failures.is_empty(), "{name}: fused gradients differ: {failures:?}");
+
     // One AdamW step equals torch.optim.AdamW's. It is fed torch's own gradients so that it
     // tests the optimiser alone (a mathematically zero gradient's rounding noise decides the
-    // sign of Adam's first step, so our float32 gradients would not do).
-    for (pname, var) in &vars {
-        grads.insert(var.as_tensor(), t[&format!("grad.{pname}")].clone());
+    // sign of Adam's first step, so our float32 gradients would not do). Only parameters with
+    // both a torch gradient and an AdamW result are compared.
+    let compared: Vec<&String> = vars.iter().map(|(n, _)| n).filter(|n| !missing_grads.contains(n) && !missing_adamw.contains(n)).collect();
+    if !compared.is_empty() {
+        for (pname, var) in &vars {
+            if let Some(g) = t.get(&format!("grad.{pname}")) {
+                grads.insert(var.as_tensor(), g.to_dtype(DType::F32).unwrap());
+            }
+        }
+        let mut opt = AdamW::new(
+            vars.iter().map(|(_, v)| v.clone()).collect(),
+            AdamWConfig { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 },
+        )
+        .unwrap();
+        opt.step(&grads, 1e-2).unwrap();
+        for (pname, var) in vars.iter().filter(|(n, _)| compared.contains(&n)) {
+            let got = vec_f32(var.as_tensor());
+            let want = vec_f32(&t[&format!("adamw.{pname}")]);
+            let max = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(max <= 1e-5, "{name}: AdamW result for {pname} differs from torch by {max:e}");
+        }
     }
-    let mut opt = AdamW::new(
-        vars.iter().map(|(_, v)| v.clone()).collect(),
-        AdamWConfig { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 },
-    )
-    .unwrap();
-    opt.step(&grads, 1e-2).unwrap();
-    for (pname, var) in &vars {
-        let got = vec_f32(var.as_tensor());
-        let want = vec_f32(&t[&format!("adamw.{pname}")]);
-        let max = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-        assert!(max <= 1e-5, "{name}: AdamW result for {pname} differs from torch by {max:e}");
-    }
+    Checked { missing_grads, missing_adamw }
 }
 
 #[test]
 fn classification_gradients_and_adamw_match_torch() {
-    check_grads_and_adamw("train_cls");
+    let c = check_grads_and_adamw("train_cls");
+    assert!(c.missing_grads.is_empty() && c.missing_adamw.is_empty(), "train_cls covers every parameter");
 }
 
 #[test]
 fn huber_regression_gradients_and_adamw_match_torch() {
-    check_grads_and_adamw("train_reg_huber");
+    let c = check_grads_and_adamw("train_reg_huber");
+    assert!(c.missing_grads.is_empty() && c.missing_adamw.is_empty(), "train_reg_huber covers every parameter");
+}
+
+#[test]
+fn long_padded_rope_gqa_gradients_match_torch() {
+    // T=130, lengths [130, 77, 101], hidden 256, GQA 8/2 (headDim 32), rope, embedDim 12, 9
+    // weighted classes; F16-stored (float16-exact) parameters. The fixture leaves out adamw.*
+    // and the FFN weight gradients (size); everything else must be compared with torch.
+    let c = check_grads_and_adamw("train_cls_long");
+    let (task, _) = fixture("train_cls_long");
+    let names: Vec<String> = task.vars().into_iter().map(|(n, _)| n).collect();
+    assert!(names.iter().any(|n| n.starts_with("input_projection.")), "embedDim 12 != hiddenSize 256: input projection present");
+    for n in &names {
+        let must = n.contains(".attn.") || n.contains("norm.") || n.starts_with("head.") || n.starts_with("input_projection.");
+        assert!(!(must && c.missing_grads.contains(n)), "train_cls_long must hold grad.{n}");
+    }
+    assert!(c.missing_grads.iter().all(|n| n.starts_with("blocks.0.ffn_") && n.ends_with(".weight")), "only FFN weight gradients may be absent: {:?}", c.missing_grads);
+    assert_eq!(c.missing_grads.len(), 2);
+    assert_eq!(c.missing_adamw.len(), names.len(), "no adamw.* in train_cls_long");
 }
 
 #[test]

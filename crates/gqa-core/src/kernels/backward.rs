@@ -269,6 +269,10 @@ pub struct AttnShape<'a> {
     pub head_dim: usize,
     /// Valid positions per sequence (`B` values in `1..=T`), or all `T`.
     pub lengths: Option<&'a [usize]>,
+    /// Only the last valid query row of each sequence (`i = L_b - 1`) is computed (the last
+    /// block under `last_timestep` output): the forward writes `o` and `lse` of those rows only,
+    /// the backward reads `dout` of those rows only and writes `dq = 0` elsewhere.
+    pub last_only: bool,
 }
 
 impl AttnShape<'_> {
@@ -293,28 +297,60 @@ impl AttnShape<'_> {
     }
 }
 
-/// `kt[dd * n + j] = src[(row0 + j) * ld + col + dd]` for `j < n`, `dd < d`.
-fn transpose_into(kt: &mut Vec<f32>, src: &[f32], row0: usize, n: usize, ld: usize, col: usize, d: usize) {
+/// Key-axis vector width of the attention kernels: score rows are padded to a multiple of it
+/// (zeros in the transposed K/V panels, masked scores), so every loop runs whole vectors.
+const W: usize = 16;
+
+/// `kt[dd * ldt + j] = src[(row0 + j) * ld + col + dd]` for `j < n`, `dd < d`, zeros for
+/// `n <= j < ldt` (`ldt = n` rounded up to [`W`]). Returns `ldt`.
+fn transpose_into(kt: &mut Vec<f32>, src: &[f32], row0: usize, n: usize, ld: usize, col: usize, d: usize) -> usize {
+    let ldt = n.next_multiple_of(W);
     kt.clear();
-    kt.resize(d * n, 0.0);
+    kt.resize(d * ldt, 0.0);
     for j in 0..n {
         let r = &src[(row0 + j) * ld + col..(row0 + j) * ld + col + d];
         for (dd, &v) in r.iter().enumerate() {
-            kt[dd * n + j] = v;
+            kt[dd * ldt + j] = v;
         }
+    }
+    ldt
+}
+
+/// `y[..] += a * x[..]` over whole [`W`]-vectors.
+#[inline(always)]
+fn axpy<const FMA: bool>(y: &mut [f32], a: f32, x: &[f32]) {
+    let (yc, _) = y.as_chunks_mut::<W>();
+    let (xc, _) = x.as_chunks::<W>();
+    for (yv, xv) in yc.iter_mut().zip(xc) {
+        *yv = std::array::from_fn(|l| fmadd::<FMA>(a, xv[l], yv[l]));
     }
 }
 
-/// `s[j] = scale * sum_dd q[dd] * kt[dd * ld + j]` for `j < n` (vectorised over keys).
+/// `x . y` over whole [`W`]-vectors (lane partial sums added in order).
 #[inline(always)]
-fn scores<const FMA: bool>(s: &mut [f32], q: &[f32], kt: &[f32], ld: usize, n: usize, scale: f32) {
-    s[..n].fill(0.0);
-    for (dd, &qv) in q.iter().enumerate() {
-        let qs = qv * scale;
-        for (sv, &kv) in s[..n].iter_mut().zip(&kt[dd * ld..dd * ld + n]) {
-            *sv = fmadd::<FMA>(qs, kv, *sv);
-        }
+fn dot<const FMA: bool>(x: &[f32], y: &[f32]) -> f32 {
+    let mut acc = [0f32; W];
+    let (xc, _) = x.as_chunks::<W>();
+    let (yc, _) = y.as_chunks::<W>();
+    for (xv, yv) in xc.iter().zip(yc) {
+        acc = std::array::from_fn(|l| fmadd::<FMA>(xv[l], yv[l], acc[l]));
     }
+    acc.iter().sum()
+}
+
+/// `s[j] = scale * sum_dd q[dd] * kt[dd * ldt + j]` for `j < n` (vectorised over keys), and
+/// `s[j] = -inf` for `n <= j < n.next_multiple_of(W)` (masked: exp gives 0). Returns that
+/// padded length.
+#[inline(always)]
+fn scores<const FMA: bool>(s: &mut [f32], q: &[f32], kt: &[f32], ldt: usize, n: usize, scale: f32) -> usize {
+    let np = n.next_multiple_of(W);
+    let s = &mut s[..np];
+    s.fill(0.0);
+    for (dd, &qv) in q.iter().enumerate() {
+        axpy::<FMA>(s, qv * scale, &kt[dd * ldt..dd * ldt + np]);
+    }
+    s[n..].fill(f32::NEG_INFINITY);
+    np
 }
 
 #[inline(always)]
@@ -324,15 +360,18 @@ fn attn_fwd_job_impl<const FMA: bool>(qkv: &[f32], sh: &AttnShape<'_>, b: usize,
     let group = sh.heads / sh.kv_heads;
     let l = sh.len(b);
     let base = b * t;
-    transpose_into(kt, qkv, base, l, wd, qd + kh * d, d);
+    let ldt = transpose_into(kt, qkv, base, l, wd, qd + kh * d, d);
     let vcol = qd + kvd + kh * d;
-    let mut s = vec![0f32; l];
+    let mut s = vec![0f32; ldt];
     let mut acc = vec![0f32; d];
     for h in kh * group..(kh + 1) * group {
         for i in 0..t {
             // SAFETY: this job's own elements (see `attention_forward`), inside the checked buffers.
             let orow = unsafe { std::slice::from_raw_parts_mut(o.0.add((base + i) * qd + h * d), d) };
             let lse_i = unsafe { &mut *lse.0.add((b * sh.heads + h) * t + i) };
+            if sh.last_only && i + 1 != l {
+                continue;
+            }
             if i >= l {
                 orow.fill(0.0);
                 *lse_i = 0.0;
@@ -340,13 +379,16 @@ fn attn_fwd_job_impl<const FMA: bool>(qkv: &[f32], sh: &AttnShape<'_>, b: usize,
             }
             let n = i + 1;
             let q = &qkv[(base + i) * wd + h * d..(base + i) * wd + (h + 1) * d];
-            scores::<FMA>(&mut s, q, kt, l, n, scale);
+            let np = scores::<FMA>(&mut s, q, kt, ldt, n, scale);
             let mx = s[..n].iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for v in &mut s[..n] {
-                *v = exp_f32::<FMA>(*v - mx);
-                sum += *v;
+            let mut part = [0f32; W];
+            for c in s[..np].chunks_exact_mut(W) {
+                for x in 0..W {
+                    c[x] = exp_f32::<FMA>(c[x] - mx);
+                    part[x] += c[x];
+                }
             }
+            let sum: f32 = part.iter().sum();
             acc.fill(0.0);
             for (j, &p) in s[..n].iter().enumerate() {
                 let v = &qkv[(base + j) * wd + vcol..(base + j) * wd + vcol + d];
@@ -409,21 +451,21 @@ fn attn_bwd_job_impl<const FMA: bool>(qkv: &[f32], o: &[f32], lse: &[f32], dout:
     let l = sh.len(b);
     let base = b * t;
     let (kcol, vcol) = (qd + kh * d, qd + kvd + kh * d);
-    transpose_into(&mut sc.kt, qkv, base, l, wd, kcol, d);
+    let ldt = transpose_into(&mut sc.kt, qkv, base, l, wd, kcol, d);
     transpose_into(&mut sc.vt, qkv, base, l, wd, vcol, d);
     for buf in [&mut sc.dkt, &mut sc.dvt] {
         buf.clear();
-        buf.resize(d * l, 0.0);
+        buf.resize(d * ldt, 0.0);
     }
-    sc.s.resize(l, 0.0);
-    sc.dp.resize(l, 0.0);
+    sc.s.resize(ldt, 0.0);
+    sc.dp.resize(ldt, 0.0);
     let BwdScratch { kt, vt, dkt, dvt, s, dp } = sc;
     for h in kh * group..(kh + 1) * group {
         for i in 0..t {
             let row = base + i;
             // SAFETY: this job's own dq columns (see `attention_backward`), inside the buffer.
             let dq = unsafe { std::slice::from_raw_parts_mut(dqkv.0.add(row * wd + h * d), d) };
-            if i >= l {
+            if i >= l || (sh.last_only && i + 1 != l) {
                 dq.fill(0.0);
                 continue;
             }
@@ -436,42 +478,30 @@ fn attn_bwd_job_impl<const FMA: bool>(qkv: &[f32], o: &[f32], lse: &[f32], dout:
                 di = fmadd::<FMA>(a, c, di);
             }
             let lse_i = lse[(b * sh.heads + h) * t + i];
-            scores::<FMA>(s, q, kt, l, n, scale);
-            for v in &mut s[..n] {
-                *v = exp_f32::<FMA>(*v - lse_i);
+            let np = scores::<FMA>(s, q, kt, ldt, n, scale);
+            for c in s[..np].chunks_exact_mut(W) {
+                for x in 0..W {
+                    c[x] = exp_f32::<FMA>(c[x] - lse_i);
+                }
             }
-            // dP = dO V^T over the keys, then dS = P (dP - D_i) scaled once for dQ and dK.
-            scores::<FMA>(dp, dor, vt, l, n, 1.0);
-            for (g, &p) in dp[..n].iter_mut().zip(s[..n].iter()) {
-                *g = p * (*g - di) * scale;
+            // dP = dO V^T over the keys, then dS = P (dP - D_i) scaled once for dQ and dK
+            // (masked keys: P = 0, so dS = 0 there).
+            let dp = &mut dp[..np];
+            dp.fill(0.0);
+            for (dd, &g) in dor.iter().enumerate() {
+                axpy::<FMA>(dp, g, &vt[dd * ldt..dd * ldt + np]);
+            }
+            for (c, pc) in dp.chunks_exact_mut(W).zip(s[..np].chunks_exact(W)) {
+                for x in 0..W {
+                    c[x] = pc[x] * (c[x] - di) * scale;
+                }
             }
             for (dd, dqv) in dq.iter_mut().enumerate() {
-                let kr = &kt[dd * l..dd * l + n];
-                let mut acc = [0f32; LANES];
-                let mut ic = dp[..n].chunks_exact(LANES);
-                let mut kc = kr.chunks_exact(LANES);
-                for (a, c) in (&mut ic).zip(&mut kc) {
-                    for x in 0..LANES {
-                        acc[x] = fmadd::<FMA>(a[x], c[x], acc[x]);
-                    }
-                }
-                let mut sum = 0f32;
-                for (a, c) in ic.remainder().iter().zip(kc.remainder()) {
-                    sum = fmadd::<FMA>(*a, *c, sum);
-                }
-                for a in acc {
-                    sum += a;
-                }
-                *dqv = sum;
+                *dqv = dot::<FMA>(dp, &kt[dd * ldt..dd * ldt + np]);
             }
             for dd in 0..d {
-                let (qv, gv) = (q[dd], dor[dd]);
-                for (a, &g) in dkt[dd * l..dd * l + n].iter_mut().zip(&dp[..n]) {
-                    *a = fmadd::<FMA>(qv, g, *a);
-                }
-                for (a, &p) in dvt[dd * l..dd * l + n].iter_mut().zip(&s[..n]) {
-                    *a = fmadd::<FMA>(gv, p, *a);
-                }
+                axpy::<FMA>(&mut dkt[dd * ldt..dd * ldt + np], q[dd], dp);
+                axpy::<FMA>(&mut dvt[dd * ldt..dd * ldt + np], dor[dd], &s[..np]);
             }
         }
     }
@@ -481,8 +511,8 @@ fn attn_bwd_job_impl<const FMA: bool>(qkv: &[f32], o: &[f32], lse: &[f32], dout:
         let dk = unsafe { std::slice::from_raw_parts_mut(dqkv.0.add(row * wd + kcol), d) };
         let dv = unsafe { std::slice::from_raw_parts_mut(dqkv.0.add(row * wd + vcol), d) };
         for dd in 0..d {
-            dk[dd] = if j < l { dkt[dd * l + j] } else { 0.0 };
-            dv[dd] = if j < l { dvt[dd * l + j] } else { 0.0 };
+            dk[dd] = if j < l { dkt[dd * ldt + j] } else { 0.0 };
+            dv[dd] = if j < l { dvt[dd * ldt + j] } else { 0.0 };
         }
     }
 }

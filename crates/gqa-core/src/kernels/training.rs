@@ -93,6 +93,8 @@ struct LayerSaves {
     qkv: Vec<f32>,
     lse: Vec<f32>,
     o: Vec<f32>,
+    /// `o` at the last rows (the compacted last block).
+    oc: Vec<f32>,
     mask1: Vec<f32>,
     h_mid: Vec<f32>,
     st2: Vec<f32>,
@@ -175,12 +177,13 @@ fn residual_linear(m: usize, lin: LinearRef<'_>, x: &[f32], inp: usize, h: &mut 
 }
 
 /// Rotary (or its inverse, with `sin` negated) on `n` heads at column `col` of every row, row
-/// `r` at position `r % t`.
-fn rotary_cols(x: &mut [f32], ld: usize, col: usize, n: usize, d: usize, t: usize, cos: &[f32], sin: &[f32]) {
+/// `r` at position `pos(r)`.
+#[allow(clippy::too_many_arguments)]
+fn rotary_cols(x: &mut [f32], ld: usize, col: usize, n: usize, d: usize, _t: usize, cos: &[f32], sin: &[f32], pos: impl Fn(usize) -> usize + Sync + Send) {
     let half = d / 2;
     cpu::par_rows_mut(x, ld, 1 << 14, |r0, chunk| {
         for (i, row) in chunk.chunks_mut(ld).enumerate() {
-            let p = (r0 + i) % t;
+            let p = pos(r0 + i);
             cpu::rotary_row(&mut row[col..col + n * d], n, d, &cos[p * half..(p + 1) * half], &sin[p * half..(p + 1) * half]);
         }
     });
@@ -231,13 +234,13 @@ pub fn train_step(
     if out == EngineOutput::All {
         return Err(Error::option("outputMode", "\"last_timestep\" or \"mean_pool\" when a head is attached", "\"all\""));
     }
-    if x.len() != m * e || b == 0 || t == 0 || head.w.len() != kout * h || grads.len() != n_params {
+    if x.len() != m * e || b == 0 || t == 0 || nl == 0 || head.w.len() != kout * h || grads.len() != n_params {
         return Err(Error::Internal(format!("train_step: x {} for [{b}, {t}, {e}], head {}x{h}, {} gradient buffers for {n_params} parameters", x.len(), head.w.len(), grads.len())));
     }
     crate::error::check_f32_buffer("training activations", &[nl.max(1), m, 6 * h + wd + 2 * qd + 2 * ffn])?;
     let len_of = |bi: usize| lengths.map_or(t, |l| l[bi]);
     let scale = 1.0 / (d as f32).sqrt();
-    let sh = AttnShape { batch: b, seq: t, heads: nh, kv_heads: nkv, head_dim: d, lengths };
+    let sh = AttnShape { batch: b, seq: t, heads: nh, kv_heads: nkv, head_dim: d, lengths, last_only: false };
     if ws.layers.len() < nl {
         ws.layers.resize_with(nl, LayerSaves::default);
     }
@@ -252,6 +255,10 @@ pub fn train_step(
     }
 
     // ---- forward ------------------------------------------------------------------------
+    // Under `last_timestep` output the last block needs K and V at every position but
+    // everything else only at each sequence's last valid row (`last_rows`): its query,
+    // attention, out_proj, FFN and the final LayerNorm run on those B rows alone, compacted.
+    let last_rows: Vec<usize> = (0..b).map(|bi| bi * t + len_of(bi) - 1).collect();
     let x0 = sized(&mut ws.x0, m * e);
     x0.copy_from_slice(x);
     for bi in 0..b {
@@ -262,46 +269,73 @@ pub fn train_step(
         Some(p) => linear_bias(m, *p, x0, e, e, hs, h, 0)?,
         None => hs.copy_from_slice(x0),
     }
-    for (blk, s) in w.blocks.iter().zip(ws.layers.iter_mut()) {
+    for (li, (blk, s)) in w.blocks.iter().zip(ws.layers.iter_mut()).enumerate() {
+        let sel = (out == EngineOutput::Last && li + 1 == nl).then_some(&last_rows[..]);
+        let mr = sel.map_or(m, <[usize]>::len);
         sized(&mut s.h_in, m * h).copy_from_slice(hs);
         backward::layer_norm_forward(hs, blk.attn_norm.g, blk.attn_norm.b, EPS, sized(&mut s.a1, m * h), sized(&mut s.st1, 2 * m))?;
         let qkv = sized(&mut s.qkv, m * wd);
-        linear_bias(m, blk.q, &s.a1, h, h, qkv, wd, 0)?;
         linear_bias(m, blk.k, &s.a1, h, h, qkv, wd, qd)?;
         linear_bias(m, blk.v, &s.a1, h, h, qkv, wd, qd + kvd)?;
         if let Some(r) = rope {
-            rotary_cols(qkv, wd, 0, nh, d, t, r.cos, r.sin);
-            rotary_cols(qkv, wd, qd, nkv, d, t, r.cos, r.sin);
+            rotary_cols(qkv, wd, qd, nkv, d, t, r.cos, r.sin, |row| row % t);
         }
-        backward::attention_forward(&s.qkv, sh, scale, sized(&mut s.o, m * qd), sized(&mut s.lse, m * nh))?;
+        match sel {
+            None => {
+                linear_bias(m, blk.q, &s.a1, h, h, qkv, wd, 0)?;
+                if let Some(r) = rope {
+                    rotary_cols(qkv, wd, 0, nh, d, t, r.cos, r.sin, |row| row % t);
+                }
+            }
+            Some(rows) => {
+                let al = gather(&s.a1, h, rows, &mut ws.tmp);
+                let ql = sized(&mut ws.dqk, mr * qd);
+                linear_bias(mr, blk.q, al, h, h, ql, qd, 0)?;
+                if let Some(r) = rope {
+                    rotary_cols(ql, qd, 0, nh, d, t, r.cos, r.sin, |i| rows[i] % t);
+                }
+                for (i, &r) in rows.iter().enumerate() {
+                    qkv[r * wd..r * wd + qd].copy_from_slice(&ql[i * qd..(i + 1) * qd]);
+                }
+            }
+        }
+        let shl = AttnShape { last_only: sel.is_some(), ..sh };
+        backward::attention_forward(&s.qkv, shl, scale, sized(&mut s.o, m * qd), sized(&mut s.lse, m * nh))?;
         s.dropout = match dropout.as_deref_mut() {
             Some(dr) => dr.fill_mask(sized(&mut s.mask1, m * h)),
             None => false,
         };
-        residual_linear(m, blk.out, &s.o, qd, hs, s.dropout.then_some(&s.mask1[..]), &mut ws.tmp)?;
-        sized(&mut s.h_mid, m * h).copy_from_slice(hs);
-        backward::layer_norm_forward(hs, blk.ffn_norm.g, blk.ffn_norm.b, EPS, sized(&mut s.a2, m * h), sized(&mut s.st2, 2 * m))?;
-        let u = sized(&mut s.u, m * ffn);
-        gemm::linear(m, ffn, h, &s.a2, h, blk.up.w, u, ffn, false)?;
-        backward::bias_gelu_save(u, blk.up.b, sized(&mut s.g, m * ffn))?;
+        if let Some(rows) = sel {
+            compact(hs, h, rows);
+            if s.dropout {
+                compact(&mut s.mask1, h, rows);
+            }
+            gather(&s.o, qd, rows, &mut s.oc);
+        }
+        let o_post: &[f32] = if sel.is_some() { &s.oc } else { &s.o };
+        let hs = &mut hs[..mr * h];
+        residual_linear(mr, blk.out, o_post, qd, hs, s.dropout.then(|| &s.mask1[..mr * h]), &mut ws.tmp)?;
+        sized(&mut s.h_mid, mr * h).copy_from_slice(hs);
+        backward::layer_norm_forward(hs, blk.ffn_norm.g, blk.ffn_norm.b, EPS, sized(&mut s.a2, mr * h), sized(&mut s.st2, 2 * mr))?;
+        let u = sized(&mut s.u, mr * ffn);
+        gemm::linear(mr, ffn, h, &s.a2, h, blk.up.w, u, ffn, false)?;
+        backward::bias_gelu_save(u, blk.up.b, sized(&mut s.g, mr * ffn))?;
         if s.dropout {
             if let Some(dr) = dropout.as_deref_mut() {
                 dr.fill_mask(sized(&mut s.mask2, m * h));
             }
+            if let Some(rows) = sel {
+                compact(&mut s.mask2, h, rows);
+            }
         }
-        residual_linear(m, blk.down, &s.g, ffn, hs, s.dropout.then_some(&s.mask2[..]), &mut ws.tmp)?;
+        residual_linear(mr, blk.down, &s.g, ffn, hs, s.dropout.then(|| &s.mask2[..mr * h]), &mut ws.tmp)?;
     }
 
-    // Final LayerNorm on the rows the output reads, then the output mode.
-    let rows: Vec<usize> = match out {
-        EngineOutput::Last => (0..b).map(|bi| bi * t + len_of(bi) - 1).collect(),
-        _ => (0..m).collect(),
-    };
-    let nr = rows.len();
+    // Final LayerNorm on the rows the output reads (already compacted to B rows under
+    // `last_timestep`), then the output mode.
+    let nr = if out == EngineOutput::Last { b } else { m };
     let fin_in = sized(&mut ws.fin_in, nr * h);
-    for (i, &r) in rows.iter().enumerate() {
-        fin_in[i * h..(i + 1) * h].copy_from_slice(&hs[r * h..(r + 1) * h]);
-    }
+    fin_in.copy_from_slice(&hs[..nr * h]);
     backward::layer_norm_forward(&ws.fin_in, w.final_norm.g, w.final_norm.b, EPS, sized(&mut ws.fin, nr * h), sized(&mut ws.fin_st, 2 * nr))?;
     let hout = sized(&mut ws.hout, b * h);
     if out == EngineOutput::Last {
@@ -351,69 +385,111 @@ pub fn train_step(
             }
         }
     }
+    // dh: [B, H] (compacted last rows) under `last_timestep`, else [M, H].
     let dh = zeroed(&mut ws.dh, m * h);
     {
         let fi = n_params - 4;
         let (gg, gb) = pair(grads, fi);
-        let dx = zeroed(&mut ws.da, nr * h);
-        backward::layer_norm_backward(&ws.dfin, &ws.fin_in, &ws.fin_st, w.final_norm.g, dx, gg, gb)?;
-        for (i, &r) in rows.iter().enumerate() {
-            dh[r * h..(r + 1) * h].copy_from_slice(&dx[i * h..(i + 1) * h]);
-        }
+        backward::layer_norm_backward(&ws.dfin, &ws.fin_in, &ws.fin_st, w.final_norm.g, &mut dh[..nr * h], gg, gb)?;
     }
     for (li, (blk, s)) in w.blocks.iter().zip(ws.layers.iter()).enumerate().rev() {
         let gi = first + li * PER_BLOCK;
+        let sel = (out == EngineOutput::Last && li + 1 == nl).then_some(&last_rows[..]);
+        let mr = sel.map_or(m, <[usize]>::len);
+        let dhp = &mut dh[..mr * h];
         // FFN half: h_out = h_mid + mask2 * (g Wdown^T + bdown).
-        let dy = sized(&mut ws.dy, m * h);
-        dy.copy_from_slice(dh);
+        let dy = sized(&mut ws.dy, mr * h);
+        dy.copy_from_slice(dhp);
         if s.dropout {
             dy.iter_mut().zip(&s.mask2).for_each(|(a, &k)| *a *= k);
         }
         {
             let (gw, gb) = pair(grads, gi + DOWN);
-            gemm::linear_dw(m, h, ffn, dy, h, &s.g, ffn, gw)?;
-            backward::column_sums(dy, m, h, 0, gb)?;
+            gemm::linear_dw(mr, h, ffn, dy, h, &s.g, ffn, gw)?;
+            backward::column_sums(dy, mr, h, 0, gb)?;
         }
-        let du = sized(&mut ws.dffn, m * ffn);
-        gemm::linear_dx(m, h, ffn, dy, h, blk.down.w, du, ffn, false)?;
+        let du = sized(&mut ws.dffn, mr * ffn);
+        gemm::linear_dx(mr, h, ffn, dy, h, blk.down.w, du, ffn, false)?;
         backward::gelu_backward(du, &s.u)?;
         {
             let (gw, gb) = pair(grads, gi + UP);
-            gemm::linear_dw(m, ffn, h, du, ffn, &s.a2, h, gw)?;
-            backward::column_sums(du, m, ffn, 0, gb)?;
+            gemm::linear_dw(mr, ffn, h, du, ffn, &s.a2, h, gw)?;
+            backward::column_sums(du, mr, ffn, 0, gb)?;
         }
-        let da = sized(&mut ws.da, m * h);
-        gemm::linear_dx(m, ffn, h, du, ffn, blk.up.w, da, h, false)?;
+        let da = sized(&mut ws.da, mr * h);
+        gemm::linear_dx(mr, ffn, h, du, ffn, blk.up.w, da, h, false)?;
         {
             let (gg, gb) = pair(grads, gi + FFN_NORM);
-            backward::layer_norm_backward(da, &s.h_mid, &s.st2, blk.ffn_norm.g, dh, gg, gb)?;
+            backward::layer_norm_backward(da, &s.h_mid, &s.st2, blk.ffn_norm.g, dhp, gg, gb)?;
         }
         // Attention half: h_mid = h_in + mask1 * (o Wo^T + bo).
-        dy.copy_from_slice(dh);
+        dy.copy_from_slice(dhp);
         if s.dropout {
             dy.iter_mut().zip(&s.mask1).for_each(|(a, &k)| *a *= k);
         }
+        let o_post: &[f32] = if sel.is_some() { &s.oc } else { &s.o };
         {
             let (gw, gb) = pair(grads, gi + OUT);
-            gemm::linear_dw(m, h, qd, dy, h, &s.o, qd, gw)?;
-            backward::column_sums(dy, m, h, 0, gb)?;
+            gemm::linear_dw(mr, h, qd, dy, h, o_post, qd, gw)?;
+            backward::column_sums(dy, mr, h, 0, gb)?;
         }
         let dout = sized(&mut ws.dqk, m * qd);
-        gemm::linear_dx(m, h, qd, dy, h, blk.out.w, dout, qd, false)?;
-        let dqkv = sized(&mut ws.dqkv, m * wd);
-        backward::attention_backward(&s.qkv, &s.o, &s.lse, dout, sh, scale, dqkv)?;
-        if let Some(r) = rope {
-            rotary_cols(dqkv, wd, 0, nh, d, t, r.cos, &ws.neg_sin);
-            rotary_cols(dqkv, wd, qd, nkv, d, t, r.cos, &ws.neg_sin);
+        match sel {
+            None => gemm::linear_dx(m, h, qd, dy, h, blk.out.w, dout, qd, false)?,
+            Some(rows) => {
+                let dl = sized(&mut ws.tmp, mr * qd);
+                gemm::linear_dx(mr, h, qd, dy, h, blk.out.w, dl, qd, false)?;
+                for (i, &r) in rows.iter().enumerate() {
+                    dout[r * qd..(r + 1) * qd].copy_from_slice(&dl[i * qd..(i + 1) * qd]);
+                }
+            }
         }
-        for (j, col, n) in [(Q, 0, qd), (K, qd, kvd), (V, qd + kvd, kvd)] {
+        let dqkv = sized(&mut ws.dqkv, m * wd);
+        backward::attention_backward(&s.qkv, &s.o, &s.lse, dout, AttnShape { last_only: sel.is_some(), ..sh }, scale, dqkv)?;
+        if let Some(r) = rope {
+            rotary_cols(dqkv, wd, qd, nkv, d, t, r.cos, &ws.neg_sin, |row| row % t);
+        }
+        let da = sized(&mut ws.da, m * h);
+        // K and V: every row.
+        for (j, col, n) in [(K, qd, kvd), (V, qd + kvd, kvd)] {
             let (gw, gb) = pair(grads, gi + j);
             gemm::linear_dw(m, n, h, &dqkv[col..], wd, &s.a1, h, gw)?;
             backward::column_sums(dqkv, m, wd, col, gb)?;
         }
-        gemm::linear_dx(m, qd, h, dqkv, wd, blk.q.w, da, h, false)?;
-        gemm::linear_dx(m, kvd, h, &dqkv[qd..], wd, blk.k.w, da, h, true)?;
+        gemm::linear_dx(m, kvd, h, &dqkv[qd..], wd, blk.k.w, da, h, false)?;
         gemm::linear_dx(m, kvd, h, &dqkv[qd + kvd..], wd, blk.v.w, da, h, true)?;
+        // Q: every row, or the last rows alone; dh back to [M, H] for the LayerNorm.
+        let (gw, gb) = pair(grads, gi + Q);
+        match sel {
+            None => {
+                if let Some(r) = rope {
+                    rotary_cols(dqkv, wd, 0, nh, d, t, r.cos, &ws.neg_sin, |row| row % t);
+                }
+                gemm::linear_dw(m, qd, h, dqkv, wd, &s.a1, h, gw)?;
+                backward::column_sums(dqkv, m, wd, 0, gb)?;
+                gemm::linear_dx(m, qd, h, dqkv, wd, blk.q.w, da, h, true)?;
+            }
+            Some(rows) => {
+                let dql = sized(&mut ws.dffn, mr * qd);
+                for (i, &r) in rows.iter().enumerate() {
+                    dql[i * qd..(i + 1) * qd].copy_from_slice(&dqkv[r * wd..r * wd + qd]);
+                }
+                if let Some(rp) = rope {
+                    rotary_cols(dql, qd, 0, nh, d, t, rp.cos, &ws.neg_sin, |i| rows[i] % t);
+                }
+                let al = gather(&s.a1, h, rows, &mut ws.tmp);
+                gemm::linear_dw(mr, qd, h, dql, qd, al, h, gw)?;
+                backward::column_sums(dql, mr, qd, 0, gb)?;
+                let dal = sized(&mut ws.dy, mr * h);
+                gemm::linear_dx(mr, qd, h, dql, qd, blk.q.w, dal, h, false)?;
+                for (i, &r) in rows.iter().enumerate() {
+                    for (a, &v) in da[r * h..(r + 1) * h].iter_mut().zip(&dal[i * h..(i + 1) * h]) {
+                        *a += v;
+                    }
+                }
+                expand(dh, h, rows);
+            }
+        }
         let (gg, gb) = pair(grads, gi + ATTN_NORM);
         backward::layer_norm_backward(da, &s.h_in, &s.st1, blk.attn_norm.g, dh, gg, gb)?;
     }
@@ -423,6 +499,41 @@ pub fn train_step(
         backward::column_sums(dh, m, h, 0, gb)?;
     }
     Ok(result)
+}
+
+/// Rows `rows` of `src` (row width `w`) gathered into `buf`, returned as `[rows.len(), w]`.
+fn gather<'a>(src: &[f32], w: usize, rows: &[usize], buf: &'a mut Vec<f32>) -> &'a [f32] {
+    let out = sized(buf, rows.len() * w);
+    for (i, &r) in rows.iter().enumerate() {
+        out[i * w..(i + 1) * w].copy_from_slice(&src[r * w..(r + 1) * w]);
+    }
+    out
+}
+
+/// In place: row `rows[i]` moves to row `i` (`rows` increasing with `rows[i] >= i`, so no
+/// source is overwritten before it is read).
+fn compact(x: &mut [f32], w: usize, rows: &[usize]) {
+    for (i, &r) in rows.iter().enumerate() {
+        if r != i {
+            x.copy_within(r * w..(r + 1) * w, i * w);
+        }
+    }
+}
+
+/// The inverse of [`compact`] on a buffer of `M` rows: row `i` moves to row `rows[i]`, every
+/// other row becomes 0.
+fn expand(x: &mut [f32], w: usize, rows: &[usize]) {
+    for (i, &r) in rows.iter().enumerate().rev() {
+        if r != i {
+            x.copy_within(i * w..(i + 1) * w, r * w);
+        }
+    }
+    let mut next = 0;
+    for &r in rows {
+        x[next * w..r * w].fill(0.0);
+        next = r + 1;
+    }
+    x[next * w..].fill(0.0);
 }
 
 /// The objective's loss on `y: [B, K]`, and `dL/dy` written over `y`.
