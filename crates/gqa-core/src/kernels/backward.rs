@@ -316,97 +316,190 @@ fn transpose_into(kt: &mut Vec<f32>, src: &[f32], row0: usize, n: usize, ld: usi
     ldt
 }
 
-/// `y[..] += a * x[..]` over whole [`W`]-vectors.
+/// Query rows per attention tile: the (position, query head) pairs of one KV group, position
+/// major, so the rows of a tile share their causal limit up to a few keys.
+const R: usize = 8;
+
+type Lanes = [f32; W];
+
+/// The rows of a tile: `(position i, query head h)` for pairs `p0..p0+nr` of a KV group of
+/// `group` heads starting at head `h0`, over the positions `pos`.
 #[inline(always)]
-fn axpy<const FMA: bool>(y: &mut [f32], a: f32, x: &[f32]) {
-    let (yc, _) = y.as_chunks_mut::<W>();
-    let (xc, _) = x.as_chunks::<W>();
-    for (yv, xv) in yc.iter_mut().zip(xc) {
-        *yv = std::array::from_fn(|l| fmadd::<FMA>(a, xv[l], yv[l]));
+fn tile_row(pos: &[usize], group: usize, h0: usize, p: usize) -> (usize, usize) {
+    (pos[p / group], h0 + p % group)
+}
+
+/// `acc + a * x` lane by lane.
+#[inline(always)]
+fn fma_lanes<const FMA: bool>(a: f32, x: &Lanes, acc: Lanes) -> Lanes {
+    let mut out = [0f32; W];
+    for l in 0..W {
+        out[l] = fmadd::<FMA>(a, x[l], acc[l]);
+    }
+    out
+}
+
+/// `acc + a * x` lane by lane, `a` a vector.
+#[inline(always)]
+fn mul_add_lanes<const FMA: bool>(a: &Lanes, x: &Lanes, acc: Lanes) -> Lanes {
+    let mut out = [0f32; W];
+    for l in 0..W {
+        out[l] = fmadd::<FMA>(a[l], x[l], acc[l]);
+    }
+    out
+}
+
+/// `acc[r][x] = sum_dd a[r * d + dd] * bt[dd * ldt + c * W + x]` for the `R` rows of a tile,
+/// one [`W`]-chunk `c` of the key axis (register-blocked: each chunk of `bt` is loaded once for
+/// all rows).
+#[inline(always)]
+fn tile_chunk<const FMA: bool>(a: &[f32], d: usize, bt: &[f32], ldt: usize, c: usize) -> [Lanes; R] {
+    let mut acc = [[0f32; W]; R];
+    for dd in 0..d {
+        let kc: &Lanes = bt[dd * ldt + c * W..dd * ldt + (c + 1) * W].try_into().expect("W lanes");
+        for r in 0..R {
+            acc[r] = fma_lanes::<FMA>(a[r * d + dd], kc, acc[r]);
+        }
+    }
+    acc
+}
+
+/// `out[r * d + dd] = sum_j p[r * np + j] * bt[dd * ldt + j]` over whole chunks (`np` a
+/// multiple of [`W`]).
+#[inline(always)]
+fn tile_dots<const FMA: bool>(p: &[f32], np: usize, bt: &[f32], ldt: usize, d: usize, out: &mut [f32]) {
+    for dd in 0..d {
+        let mut acc = [[0f32; W]; R];
+        for c in 0..np / W {
+            let kc: &Lanes = bt[dd * ldt + c * W..dd * ldt + (c + 1) * W].try_into().expect("W lanes");
+            for r in 0..R {
+                let pc: &Lanes = p[r * np + c * W..r * np + (c + 1) * W].try_into().expect("W lanes");
+                acc[r] = mul_add_lanes::<FMA>(pc, kc, acc[r]);
+            }
+        }
+        for (r, ar) in acc.iter().enumerate() {
+            out[r * d + dd] = ar.iter().sum();
+        }
     }
 }
 
-/// `x . y` over whole [`W`]-vectors (lane partial sums added in order).
-#[inline(always)]
-fn dot<const FMA: bool>(x: &[f32], y: &[f32]) -> f32 {
-    let mut acc = [0f32; W];
-    let (xc, _) = x.as_chunks::<W>();
-    let (yc, _) = y.as_chunks::<W>();
-    for (xv, yv) in xc.iter().zip(yc) {
-        acc = std::array::from_fn(|l| fmadd::<FMA>(xv[l], yv[l], acc[l]));
-    }
-    acc.iter().sum()
+/// Scratch of one attention job.
+#[derive(Default)]
+struct AttnScratch {
+    kt: Vec<f32>,
+    vt: Vec<f32>,
+    dkt: Vec<f32>,
+    dvt: Vec<f32>,
+    /// `[R, np]` probabilities.
+    p: Vec<f32>,
+    /// `[R, np]` score gradients.
+    ds: Vec<f32>,
+    /// `[R, D]` tile rows: scaled q, raw q, dO, dQ or O.
+    qs: Vec<f32>,
+    qr: Vec<f32>,
+    gr: Vec<f32>,
+    out: Vec<f32>,
 }
 
-/// `s[j] = scale * sum_dd q[dd] * kt[dd * ldt + j]` for `j < n` (vectorised over keys), and
-/// `s[j] = -inf` for `n <= j < n.next_multiple_of(W)` (masked: exp gives 0). Returns that
-/// padded length.
-#[inline(always)]
-fn scores<const FMA: bool>(s: &mut [f32], q: &[f32], kt: &[f32], ldt: usize, n: usize, scale: f32) -> usize {
-    let np = n.next_multiple_of(W);
-    let s = &mut s[..np];
-    s.fill(0.0);
-    for (dd, &qv) in q.iter().enumerate() {
-        axpy::<FMA>(s, qv * scale, &kt[dd * ldt..dd * ldt + np]);
+impl AttnScratch {
+    fn rows(&mut self, d: usize, np: usize) {
+        for v in [&mut self.qs, &mut self.qr, &mut self.gr, &mut self.out] {
+            v.clear();
+            v.resize(R * d, 0.0);
+        }
+        for v in [&mut self.p, &mut self.ds] {
+            v.clear();
+            v.resize(R * np, 0.0);
+        }
     }
-    s[n..].fill(f32::NEG_INFINITY);
-    np
+}
+
+/// Query positions a job computes for sequence `b`: `0..L_b`, or `L_b - 1` alone.
+fn positions(sh: &AttnShape<'_>, l: usize) -> Vec<usize> {
+    if sh.last_only {
+        vec![l - 1]
+    } else {
+        (0..l).collect()
+    }
 }
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn attn_fwd_job_impl<const FMA: bool>(qkv: &[f32], sh: &AttnShape<'_>, b: usize, kh: usize, scale: f32, o: OutPtr, lse: OutPtr, kt: &mut Vec<f32>) {
+fn attn_fwd_job_impl<const FMA: bool>(qkv: &[f32], sh: &AttnShape<'_>, b: usize, kh: usize, scale: f32, o: OutPtr, lse: OutPtr, sc: &mut AttnScratch) {
     let (t, d, wd, qd, kvd) = (sh.seq, sh.head_dim, sh.wd(), sh.qd(), sh.kvd());
     let group = sh.heads / sh.kv_heads;
     let l = sh.len(b);
     let base = b * t;
-    let ldt = transpose_into(kt, qkv, base, l, wd, qd + kh * d, d);
-    let vcol = qd + kvd + kh * d;
-    let mut s = vec![0f32; ldt];
-    let mut acc = vec![0f32; d];
-    for h in kh * group..(kh + 1) * group {
-        for i in 0..t {
-            // SAFETY: this job's own elements (see `attention_forward`), inside the checked buffers.
-            let orow = unsafe { std::slice::from_raw_parts_mut(o.0.add((base + i) * qd + h * d), d) };
-            let lse_i = unsafe { &mut *lse.0.add((b * sh.heads + h) * t + i) };
-            if sh.last_only && i + 1 != l {
-                continue;
+    let ldt = transpose_into(&mut sc.kt, qkv, base, l, wd, qd + kh * d, d);
+    transpose_into(&mut sc.vt, qkv, base, l, wd, qd + kvd + kh * d, d);
+    // SAFETY (every write below): this job's own elements (see `attention_forward`), inside
+    // the checked buffers.
+    let orow = |i: usize, h: usize| unsafe { std::slice::from_raw_parts_mut(o.0.add((base + i) * qd + h * d), d) };
+    let lse_at = |i: usize, h: usize| unsafe { &mut *lse.0.add((b * sh.heads + h) * t + i) };
+    if !sh.last_only {
+        for i in l..t {
+            for h in kh * group..(kh + 1) * group {
+                orow(i, h).fill(0.0);
+                *lse_at(i, h) = 0.0;
             }
-            if i >= l {
-                orow.fill(0.0);
-                *lse_i = 0.0;
-                continue;
-            }
-            let n = i + 1;
+        }
+    }
+    let pos = positions(sh, l);
+    let pairs = pos.len() * group;
+    for p0 in (0..pairs).step_by(R) {
+        let nr = R.min(pairs - p0);
+        let imax = tile_row(&pos, group, kh * group, p0 + nr - 1).0;
+        let np = (imax + 1).next_multiple_of(W);
+        sc.rows(d, np);
+        let mut lim = [0usize; R];
+        for r in 0..nr {
+            let (i, h) = tile_row(&pos, group, kh * group, p0 + r);
+            lim[r] = i + 1;
             let q = &qkv[(base + i) * wd + h * d..(base + i) * wd + (h + 1) * d];
-            let np = scores::<FMA>(&mut s, q, kt, ldt, n, scale);
-            let mx = s[..n].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            for (a, &v) in sc.qs[r * d..(r + 1) * d].iter_mut().zip(q) {
+                *a = v * scale;
+            }
+        }
+        for c in 0..np / W {
+            let acc = tile_chunk::<FMA>(&sc.qs, d, &sc.kt, ldt, c);
+            for (r, ar) in acc.iter().enumerate() {
+                for (x, &v) in ar.iter().enumerate() {
+                    sc.p[r * np + c * W + x] = if c * W + x < lim[r] { v } else { f32::NEG_INFINITY };
+                }
+            }
+        }
+        let mut sums = [1f32; R];
+        let mut maxs = [0f32; R];
+        for r in 0..nr {
+            let row = &mut sc.p[r * np..(r + 1) * np];
+            let mx = row[..lim[r]].iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut part = [0f32; W];
-            for c in s[..np].chunks_exact_mut(W) {
+            for cv in row.chunks_exact_mut(W) {
                 for x in 0..W {
-                    c[x] = exp_f32::<FMA>(c[x] - mx);
-                    part[x] += c[x];
+                    cv[x] = exp_f32::<FMA>(cv[x] - mx);
+                    part[x] += cv[x];
                 }
             }
-            let sum: f32 = part.iter().sum();
-            acc.fill(0.0);
-            for (j, &p) in s[..n].iter().enumerate() {
-                let v = &qkv[(base + j) * wd + vcol..(base + j) * wd + vcol + d];
-                for (a, &vv) in acc.iter_mut().zip(v) {
-                    *a = fmadd::<FMA>(p, vv, *a);
-                }
-            }
-            let inv = 1.0 / sum;
-            for (ov, a) in orow.iter_mut().zip(&acc) {
+            sums[r] = part.iter().sum();
+            maxs[r] = mx;
+        }
+        for r in nr..R {
+            sc.p[r * np..(r + 1) * np].fill(0.0);
+        }
+        tile_dots::<FMA>(&sc.p, np, &sc.vt, ldt, d, &mut sc.out);
+        for r in 0..nr {
+            let (i, h) = tile_row(&pos, group, kh * group, p0 + r);
+            let inv = 1.0 / sums[r];
+            for (ov, &a) in orow(i, h).iter_mut().zip(&sc.out[r * d..(r + 1) * d]) {
                 *ov = a * inv;
             }
-            *lse_i = mx + sum.ln();
+            *lse_at(i, h) = maxs[r] + sums[r].ln();
         }
     }
 }
 dispatch!(
     #[allow(clippy::too_many_arguments)]
-    fn attn_fwd_job / attn_fwd_job_avx2 => attn_fwd_job_impl(qkv: &[f32], sh: &AttnShape<'_>, b: usize, kh: usize, scale: f32, o: OutPtr, lse: OutPtr, kt: &mut Vec<f32>)
+    fn attn_fwd_job / attn_fwd_job_avx2 => attn_fwd_job_impl(qkv: &[f32], sh: &AttnShape<'_>, b: usize, kh: usize, scale: f32, o: OutPtr, lse: OutPtr, sc: &mut AttnScratch)
 );
 
 /// Causal GQA attention (SPEC section 2) on the projection buffer, saving the log-sum-exp of
@@ -426,26 +519,15 @@ pub fn attention_forward(qkv: &[f32], sh: AttnShape<'_>, scale: f32, o: &mut [f3
     let (op, lp) = (OutPtr(o.as_mut_ptr()), OutPtr(lse.as_mut_ptr()));
     let jobs = sh.batch * sh.kv_heads;
     par_for(jobs, jobs > 1, move |job| {
-        let mut kt = Vec::new();
-        attn_fwd_job(qkv, &sh, job / sh.kv_heads, job % sh.kv_heads, scale, op, lp, &mut kt);
+        let mut sc = AttnScratch::default();
+        attn_fwd_job(qkv, &sh, job / sh.kv_heads, job % sh.kv_heads, scale, op, lp, &mut sc);
     });
     Ok(())
 }
 
-/// Scratch of one backward job.
-#[derive(Default)]
-struct BwdScratch {
-    kt: Vec<f32>,
-    vt: Vec<f32>,
-    dkt: Vec<f32>,
-    dvt: Vec<f32>,
-    s: Vec<f32>,
-    dp: Vec<f32>,
-}
-
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn attn_bwd_job_impl<const FMA: bool>(qkv: &[f32], o: &[f32], lse: &[f32], dout: &[f32], sh: &AttnShape<'_>, b: usize, kh: usize, scale: f32, dqkv: OutPtr, sc: &mut BwdScratch) {
+fn attn_bwd_job_impl<const FMA: bool>(qkv: &[f32], o: &[f32], lse: &[f32], dout: &[f32], sh: &AttnShape<'_>, b: usize, kh: usize, scale: f32, dqkv: OutPtr, sc: &mut AttnScratch) {
     let (t, d, wd, qd, kvd) = (sh.seq, sh.head_dim, sh.wd(), sh.qd(), sh.kvd());
     let group = sh.heads / sh.kv_heads;
     let l = sh.len(b);
@@ -457,51 +539,71 @@ fn attn_bwd_job_impl<const FMA: bool>(qkv: &[f32], o: &[f32], lse: &[f32], dout:
         buf.clear();
         buf.resize(d * ldt, 0.0);
     }
-    sc.s.resize(ldt, 0.0);
-    sc.dp.resize(ldt, 0.0);
-    let BwdScratch { kt, vt, dkt, dvt, s, dp } = sc;
-    for h in kh * group..(kh + 1) * group {
-        for i in 0..t {
+    // SAFETY (every write below): this job's own dq, dk, dv columns (see
+    // `attention_backward`), inside the buffer.
+    let dq_row = |row: usize, h: usize| unsafe { std::slice::from_raw_parts_mut(dqkv.0.add(row * wd + h * d), d) };
+    for i in 0..t {
+        for h in kh * group..(kh + 1) * group {
+            dq_row(base + i, h).fill(0.0);
+        }
+    }
+    let pos = positions(sh, l);
+    let pairs = pos.len() * group;
+    for p0 in (0..pairs).step_by(R) {
+        let nr = R.min(pairs - p0);
+        let imax = tile_row(&pos, group, kh * group, p0 + nr - 1).0;
+        let np = (imax + 1).next_multiple_of(W);
+        sc.rows(d, np);
+        let mut lim = [0usize; R];
+        let mut lse_r = [0f32; R];
+        let mut di = [0f32; R];
+        for r in 0..nr {
+            let (i, h) = tile_row(&pos, group, kh * group, p0 + r);
             let row = base + i;
-            // SAFETY: this job's own dq columns (see `attention_backward`), inside the buffer.
-            let dq = unsafe { std::slice::from_raw_parts_mut(dqkv.0.add(row * wd + h * d), d) };
-            if i >= l || (sh.last_only && i + 1 != l) {
-                dq.fill(0.0);
-                continue;
-            }
-            let n = i + 1;
+            lim[r] = i + 1;
+            lse_r[r] = lse[(b * sh.heads + h) * t + i];
             let q = &qkv[row * wd + h * d..row * wd + (h + 1) * d];
-            let dor = &dout[row * qd + h * d..row * qd + (h + 1) * d];
+            let g = &dout[row * qd + h * d..row * qd + (h + 1) * d];
             let orow = &o[row * qd + h * d..row * qd + (h + 1) * d];
-            let mut di = 0f32;
-            for (&a, &c) in dor.iter().zip(orow) {
-                di = fmadd::<FMA>(a, c, di);
+            sc.qr[r * d..(r + 1) * d].copy_from_slice(q);
+            sc.gr[r * d..(r + 1) * d].copy_from_slice(g);
+            for (a, &v) in sc.qs[r * d..(r + 1) * d].iter_mut().zip(q) {
+                *a = v * scale;
             }
-            let lse_i = lse[(b * sh.heads + h) * t + i];
-            let np = scores::<FMA>(s, q, kt, ldt, n, scale);
-            for c in s[..np].chunks_exact_mut(W) {
+            di[r] = g.iter().zip(orow).fold(0f32, |s, (&a, &c)| fmadd::<FMA>(a, c, s));
+        }
+        // P recomputed from the saved log-sum-exp; dS = P (dO V^T - D_i) * scale. Masked keys
+        // and the tile's unused rows have P = 0, hence dS = 0.
+        for c in 0..np / W {
+            let sacc = tile_chunk::<FMA>(&sc.qs, d, &sc.kt, ldt, c);
+            let gacc = tile_chunk::<FMA>(&sc.gr, d, &sc.vt, ldt, c);
+            for r in 0..R {
                 for x in 0..W {
-                    c[x] = exp_f32::<FMA>(c[x] - lse_i);
+                    let j = c * W + x;
+                    let p = if r < nr && j < lim[r] { exp_f32::<FMA>(sacc[r][x] - lse_r[r]) } else { 0.0 };
+                    sc.p[r * np + j] = p;
+                    sc.ds[r * np + j] = p * (gacc[r][x] - di[r]) * scale;
                 }
             }
-            // dP = dO V^T over the keys, then dS = P (dP - D_i) scaled once for dQ and dK
-            // (masked keys: P = 0, so dS = 0 there).
-            let dp = &mut dp[..np];
-            dp.fill(0.0);
-            for (dd, &g) in dor.iter().enumerate() {
-                axpy::<FMA>(dp, g, &vt[dd * ldt..dd * ldt + np]);
-            }
-            for (c, pc) in dp.chunks_exact_mut(W).zip(s[..np].chunks_exact(W)) {
-                for x in 0..W {
-                    c[x] = pc[x] * (c[x] - di) * scale;
+        }
+        tile_dots::<FMA>(&sc.ds, np, &sc.kt, ldt, d, &mut sc.out);
+        for r in 0..nr {
+            let (i, h) = tile_row(&pos, group, kh * group, p0 + r);
+            dq_row(base + i, h).copy_from_slice(&sc.out[r * d..(r + 1) * d]);
+        }
+        for dd in 0..d {
+            for c in 0..np / W {
+                let off = dd * ldt + c * W;
+                let mut ak: Lanes = sc.dkt[off..off + W].try_into().expect("W lanes");
+                let mut av: Lanes = sc.dvt[off..off + W].try_into().expect("W lanes");
+                for r in 0..R {
+                    let dsr: &Lanes = sc.ds[r * np + c * W..r * np + (c + 1) * W].try_into().expect("W lanes");
+                    let pr: &Lanes = sc.p[r * np + c * W..r * np + (c + 1) * W].try_into().expect("W lanes");
+                    ak = fma_lanes::<FMA>(sc.qr[r * d + dd], dsr, ak);
+                    av = fma_lanes::<FMA>(sc.gr[r * d + dd], pr, av);
                 }
-            }
-            for (dd, dqv) in dq.iter_mut().enumerate() {
-                *dqv = dot::<FMA>(dp, &kt[dd * ldt..dd * ldt + np]);
-            }
-            for dd in 0..d {
-                axpy::<FMA>(&mut dkt[dd * ldt..dd * ldt + np], q[dd], dp);
-                axpy::<FMA>(&mut dvt[dd * ldt..dd * ldt + np], dor[dd], &s[..np]);
+                sc.dkt[off..off + W].copy_from_slice(&ak);
+                sc.dvt[off..off + W].copy_from_slice(&av);
             }
         }
     }
@@ -511,14 +613,14 @@ fn attn_bwd_job_impl<const FMA: bool>(qkv: &[f32], o: &[f32], lse: &[f32], dout:
         let dk = unsafe { std::slice::from_raw_parts_mut(dqkv.0.add(row * wd + kcol), d) };
         let dv = unsafe { std::slice::from_raw_parts_mut(dqkv.0.add(row * wd + vcol), d) };
         for dd in 0..d {
-            dk[dd] = if j < l { dkt[dd * ldt + j] } else { 0.0 };
-            dv[dd] = if j < l { dvt[dd * ldt + j] } else { 0.0 };
+            dk[dd] = if j < l { sc.dkt[dd * ldt + j] } else { 0.0 };
+            dv[dd] = if j < l { sc.dvt[dd * ldt + j] } else { 0.0 };
         }
     }
 }
 dispatch!(
     #[allow(clippy::too_many_arguments)]
-    fn attn_bwd_job / attn_bwd_job_avx2 => attn_bwd_job_impl(qkv: &[f32], o: &[f32], lse: &[f32], dout: &[f32], sh: &AttnShape<'_>, b: usize, kh: usize, scale: f32, dqkv: OutPtr, sc: &mut BwdScratch)
+    fn attn_bwd_job / attn_bwd_job_avx2 => attn_bwd_job_impl(qkv: &[f32], o: &[f32], lse: &[f32], dout: &[f32], sh: &AttnShape<'_>, b: usize, kh: usize, scale: f32, dqkv: OutPtr, sc: &mut AttnScratch)
 );
 
 /// Backward of [`attention_forward`]: from `dout = dL/do` writes `dqkv = dL/d(q, k, v)` (the
@@ -542,7 +644,7 @@ pub fn attention_backward(qkv: &[f32], o: &[f32], lse: &[f32], dout: &[f32], sh:
     let dp = OutPtr(dqkv.as_mut_ptr());
     let jobs = sh.batch * sh.kv_heads;
     par_for(jobs, jobs > 1, move |job| {
-        let mut sc = BwdScratch::default();
+        let mut sc = AttnScratch::default();
         attn_bwd_job(qkv, o, lse, dout, &sh, job / sh.kv_heads, job % sh.kv_heads, scale, dp, &mut sc);
     });
     Ok(())
