@@ -54,6 +54,7 @@ fn cases() -> Vec<Case> {
         Case { name: "mha mean_pool dropout", embed: 16, hidden: 16, heads: 4, kv: 4, layers: 2, rope: false, yarn: false, mode: OutputMode::MeanPool, dropout: 0.1, head: cls(3, None), lengths: vec![9, 4, 9], t: 9 },
         Case { name: "mqa yarn huber", embed: 5, hidden: 32, heads: 4, kv: 1, layers: 1, rope: false, yarn: true, mode: OutputMode::LastTimestep, dropout: 0.0, head: HeadConfig::Regression { out_dim: 2, loss: RegressionLoss::Huber, huber_delta: 0.05 }, lengths: vec![70, 70], t: 70 },
         Case { name: "gqa4/2 mse mean_pool rope dropout padded", embed: 3, hidden: 32, heads: 4, kv: 2, layers: 3, rope: true, yarn: false, mode: OutputMode::MeanPool, dropout: 0.2, head: HeadConfig::Regression { out_dim: 3, loss: RegressionLoss::Mse, huber_delta: 1.0 }, lengths: vec![1, 13, 40, 2], t: 40 },
+        Case { name: "gqa4/2 last_timestep dropout padded rope", embed: 6, hidden: 32, heads: 4, kv: 2, layers: 2, rope: true, yarn: false, mode: OutputMode::LastTimestep, dropout: 0.15, head: cls(5, None), lengths: vec![17, 3, 1, 12], t: 17 },
         Case { name: "long T=130 gqa8/2 rope", embed: 8, hidden: 64, heads: 8, kv: 2, layers: 1, rope: true, yarn: false, mode: OutputMode::LastTimestep, dropout: 0.0, head: cls(4, None), lengths: vec![130, 65], t: 130 },
     ]
 }

@@ -1,10 +1,11 @@
 //! AdamW with decoupled weight decay, and gradient clipping by global norm.
 
-use std::cell::RefCell;
+use std::sync::Mutex;
 
 use candle_core::{backprop::GradStore, CpuStorage, InplaceOp1, Layout, Tensor, Var};
 
 use crate::error::{Error, Result};
+use crate::kernels::cpu::{par_for, OutPtr};
 
 /// AdamW hyper-parameters (PyTorch `torch.optim.AdamW` defaults except `weight_decay`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -146,7 +147,7 @@ pub struct FusedAdamW {
 /// The in-place update of one parameter (see [`FusedAdamW::step`]).
 struct AdamWUpdate<'a> {
     g: &'a [f32],
-    state: RefCell<(&'a mut [f32], &'a mut [f32])>,
+    state: Mutex<(&'a mut [f32], &'a mut [f32])>,
     grad_scale: Option<f32>,
     decay: f32,
     b1: f32,
@@ -156,6 +157,23 @@ struct AdamWUpdate<'a> {
     inv_bc2: f32,
     eps: f32,
     step_size: f32,
+}
+
+impl AdamWUpdate<'_> {
+    /// The update of one chunk (the f32 operation order of [`AdamW::step`]).
+    fn update(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let g = match self.grad_scale {
+                Some(c) => g * c,
+                None => g,
+            };
+            let pd = *p * self.decay;
+            *m = *m * self.b1 + g * self.one_minus_b1;
+            *v = *v * self.b2 + (g * g) * self.one_minus_b2;
+            let denom = v.sqrt() * self.inv_bc2 + self.eps;
+            *p = pd - (*m / denom) * self.step_size;
+        }
+    }
 }
 
 impl InplaceOp1 for AdamWUpdate<'_> {
@@ -171,22 +189,29 @@ impl InplaceOp1 for AdamWUpdate<'_> {
             candle_core::bail!("gqa-adamw: expected a contiguous parameter");
         };
         let p = &mut data[a..b];
-        let mut st = self.state.borrow_mut();
+        let mut st = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (m, v) = &mut *st;
         if p.len() != self.g.len() || m.len() != p.len() || v.len() != p.len() {
             candle_core::bail!("gqa-adamw: parameter {} values, gradient {}, state {}", p.len(), self.g.len(), m.len());
         }
-        for (((p, &g), m), v) in p.iter_mut().zip(self.g).zip(m.iter_mut()).zip(v.iter_mut()) {
-            let g = match self.grad_scale {
-                Some(c) => g * c,
-                None => g,
+        // Elementwise, so chunks run in parallel with results independent of the split.
+        const CHUNK: usize = 1 << 14;
+        let n = p.len();
+        let (pp, mp, vp) = (OutPtr(p.as_mut_ptr()), OutPtr(m.as_mut_ptr()), OutPtr(v.as_mut_ptr()));
+        par_for(n.div_ceil(CHUNK), n >= 2 * CHUNK, move |c| {
+            let (pp, mp, vp) = (pp, mp, vp);
+            let (lo, hi) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
+            // SAFETY: chunk c covers elements lo..hi of p, m and v (same length n, checked
+            // above), disjoint from every other chunk.
+            let (p, m, v) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(pp.0.add(lo), hi - lo),
+                    std::slice::from_raw_parts_mut(mp.0.add(lo), hi - lo),
+                    std::slice::from_raw_parts_mut(vp.0.add(lo), hi - lo),
+                )
             };
-            let pd = *p * self.decay;
-            *m = *m * self.b1 + g * self.one_minus_b1;
-            *v = *v * self.b2 + (g * g) * self.one_minus_b2;
-            let denom = v.sqrt() * self.inv_bc2 + self.eps;
-            *p = pd - (*m / denom) * self.step_size;
-        }
+            self.update(p, &self.g[lo..hi], m, v);
+        });
         Ok(())
     }
 }
@@ -218,7 +243,7 @@ impl FusedAdamW {
         for ((var, g), (m, v)) in vars.iter().zip(grads).zip(self.m.iter_mut().zip(self.v.iter_mut())) {
             let op = AdamWUpdate {
                 g,
-                state: RefCell::new((m, v)),
+                state: Mutex::new((m, v)),
                 grad_scale,
                 decay: (1.0 - lr * c.weight_decay) as f32,
                 b1: c.beta1 as f32,
@@ -239,5 +264,14 @@ impl FusedAdamW {
 /// `torch.nn.utils.clip_grad_norm_`: the gradients are then scaled by
 /// `min(1, max_norm / (norm + 1e-6))`.
 pub fn global_norm(grads: &[Vec<f32>]) -> f64 {
-    grads.iter().flat_map(|g| g.iter()).map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt()
+    // Per-tensor sums in parallel, added in tensor order: the same value for any thread count.
+    let mut sums = vec![0f64; grads.len()];
+    let sp = OutPtr(sums.as_mut_ptr().cast());
+    par_for(grads.len(), true, move |i| {
+        let sp = sp;
+        let s: f64 = grads[i].iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+        // SAFETY: job i writes element i of `sums` only (an f64 slot).
+        unsafe { *sp.0.cast::<f64>().add(i) = s };
+    });
+    sums.iter().sum::<f64>().sqrt()
 }

@@ -505,7 +505,9 @@ fn evaluate_inner(task: &TaskModel, data: &TrainData, batch_size: usize) -> Resu
     let order: Vec<usize> = (0..data.n).collect();
     for idx in order.chunks(batch_size) {
         let (x, lengths, _) = data.batch(idx, task.model.device())?;
-        outs.push(task.head_forward(&x, Some(&lengths), None)?);
+        // Inference forward (the fused engine on the CPU): no autograd graph.
+        let h = task.model.forward(&x, Some(&lengths))?;
+        outs.push(task.head("evaluation")?.forward(&h)?);
     }
     if outs.is_empty() {
         return Ok(EvalReport { loss: f64::NAN, accuracy: None, predictions: vec![], count: 0 });
