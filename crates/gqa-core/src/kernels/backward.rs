@@ -63,7 +63,7 @@ dispatch!(fn ln_fwd_seq / ln_fwd_avx2 => ln_fwd_impl(x: &[f32], gamma: &[f32], b
 /// [`Error::Internal`] when the lengths do not fit.
 pub fn layer_norm_forward(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32], stats: &mut [f32]) -> Result<()> {
     let w = gamma.len();
-    if w == 0 || beta.len() != w || x.len() % w != 0 || out.len() != x.len() || stats.len() != 2 * (x.len() / w) {
+    if w == 0 || beta.len() != w || !x.len().is_multiple_of(w) || out.len() != x.len() || stats.len() != 2 * (x.len() / w) {
         return Err(Error::Internal(format!("layer_norm_forward: gamma {w}, beta {}, x {}, out {}, stats {}", beta.len(), x.len(), out.len(), stats.len())));
     }
     let rows = x.len() / w;
@@ -120,7 +120,7 @@ dispatch!(
 /// [`Error::Internal`] when the lengths do not fit.
 pub fn layer_norm_backward(dy: &[f32], x: &[f32], stats: &[f32], gamma: &[f32], dx: &mut [f32], dgamma: &mut [f32], dbeta: &mut [f32]) -> Result<()> {
     let w = gamma.len();
-    if w == 0 || dy.len() % w != 0 || x.len() != dy.len() || dx.len() != dy.len() || stats.len() != 2 * (dy.len() / w) || dgamma.len() != w || dbeta.len() != w {
+    if w == 0 || !dy.len().is_multiple_of(w) || x.len() != dy.len() || dx.len() != dy.len() || stats.len() != 2 * (dy.len() / w) || dgamma.len() != w || dbeta.len() != w {
         return Err(Error::Internal(format!("layer_norm_backward: W {w}, dy {}, x {}, dx {}, stats {}", dy.len(), x.len(), dx.len(), stats.len())));
     }
     let rows = dy.len() / w;
@@ -214,7 +214,7 @@ dispatch!(fn bias_gelu_save_seq / bias_gelu_save_avx2 => bias_gelu_save_impl(u: 
 /// [`Error::Internal`] when the lengths do not fit.
 pub fn bias_gelu_save(u: &mut [f32], bias: &[f32], g: &mut [f32]) -> Result<()> {
     let w = bias.len();
-    if w == 0 || u.len() % w != 0 || g.len() != u.len() {
+    if w == 0 || !u.len().is_multiple_of(w) || g.len() != u.len() {
         return Err(Error::Internal(format!("bias_gelu_save: bias {w}, u {}, g {}", u.len(), g.len())));
     }
     let gp = OutPtr(g.as_mut_ptr());
@@ -290,7 +290,7 @@ impl AttnShape<'_> {
     }
     fn check(&self, qkv: usize, o: usize, lse: usize) -> Result<()> {
         let m = self.batch * self.seq;
-        if self.kv_heads == 0 || self.heads % self.kv_heads != 0 || qkv != m * self.wd() || o != m * self.qd() || lse != m * self.heads || self.lengths.is_some_and(|l| l.len() != self.batch || l.iter().any(|&x| x < 1 || x > self.seq)) {
+        if self.kv_heads == 0 || !self.heads.is_multiple_of(self.kv_heads) || qkv != m * self.wd() || o != m * self.qd() || lse != m * self.heads || self.lengths.is_some_and(|l| l.len() != self.batch || l.iter().any(|&x| x < 1 || x > self.seq)) {
             return Err(Error::Internal(format!("attention (training): {self:?}, qkv {qkv}, o {o}, lse {lse}")));
         }
         Ok(())
@@ -452,9 +452,9 @@ fn attn_fwd_job_impl<const FMA: bool>(qkv: &[f32], sh: &AttnShape<'_>, b: usize,
         let np = (imax + 1).next_multiple_of(W);
         sc.rows(d, np);
         let mut lim = [0usize; R];
-        for r in 0..nr {
+        for (r, lr) in lim.iter_mut().enumerate().take(nr) {
             let (i, h) = tile_row(&pos, group, kh * group, p0 + r);
-            lim[r] = i + 1;
+            *lr = i + 1;
             let q = &qkv[(base + i) * wd + h * d..(base + i) * wd + (h + 1) * d];
             for (a, &v) in sc.qs[r * d..(r + 1) * d].iter_mut().zip(q) {
                 *a = v * scale;

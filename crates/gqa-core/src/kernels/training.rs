@@ -147,12 +147,12 @@ fn pair(g: &mut [Vec<f32>], i: usize) -> (&mut [f32], &mut [f32]) {
 }
 
 /// `y (+)= x W^T + b` with the bias written first (`accumulate = false`) or added.
-fn linear_bias(m: usize, lin: LinearRef<'_>, x: &[f32], ldx: usize, inp: usize, y: &mut [f32], ldy: usize, col: usize) -> Result<()> {
+fn linear_bias(m: usize, lin: LinearRef<'_>, x: &[f32], inp: usize, y: &mut [f32], ldy: usize, col: usize) -> Result<()> {
     let out = lin.b.len();
     for row in y.chunks_mut(ldy).take(m) {
         row[col..col + out].copy_from_slice(lin.b);
     }
-    gemm::linear(m, out, inp, x, ldx, lin.w, &mut y[col..], ldy, true)
+    gemm::linear(m, out, inp, x, inp, lin.w, &mut y[col..], ldy, true)
 }
 
 /// `h += mask * (x W^T + b)` (dropout on a dense layer's output before a residual add), or
@@ -167,7 +167,7 @@ fn residual_linear(m: usize, lin: LinearRef<'_>, x: &[f32], inp: usize, h: &mut 
         }
         Some(mask) => {
             let y = sized(tmp, m * out);
-            linear_bias(m, lin, x, inp, inp, y, out, 0)?;
+            linear_bias(m, lin, x, inp, y, out, 0)?;
             for ((hv, &yv), &mv) in h.iter_mut().zip(y.iter()).zip(mask) {
                 *hv += yv * mv;
             }
@@ -266,7 +266,7 @@ pub fn train_step(
     }
     let hs = sized(&mut ws.h, m * h);
     match &w.input {
-        Some(p) => linear_bias(m, *p, x0, e, e, hs, h, 0)?,
+        Some(p) => linear_bias(m, *p, x0, e, hs, h, 0)?,
         None => hs.copy_from_slice(x0),
     }
     for (li, (blk, s)) in w.blocks.iter().zip(ws.layers.iter_mut()).enumerate() {
@@ -275,14 +275,14 @@ pub fn train_step(
         sized(&mut s.h_in, m * h).copy_from_slice(hs);
         backward::layer_norm_forward(hs, blk.attn_norm.g, blk.attn_norm.b, EPS, sized(&mut s.a1, m * h), sized(&mut s.st1, 2 * m))?;
         let qkv = sized(&mut s.qkv, m * wd);
-        linear_bias(m, blk.k, &s.a1, h, h, qkv, wd, qd)?;
-        linear_bias(m, blk.v, &s.a1, h, h, qkv, wd, qd + kvd)?;
+        linear_bias(m, blk.k, &s.a1, h, qkv, wd, qd)?;
+        linear_bias(m, blk.v, &s.a1, h, qkv, wd, qd + kvd)?;
         if let Some(r) = rope {
             rotary_cols(qkv, wd, qd, nkv, d, t, r.cos, r.sin, |row| row % t);
         }
         match sel {
             None => {
-                linear_bias(m, blk.q, &s.a1, h, h, qkv, wd, 0)?;
+                linear_bias(m, blk.q, &s.a1, h, qkv, wd, 0)?;
                 if let Some(r) = rope {
                     rotary_cols(qkv, wd, 0, nh, d, t, r.cos, r.sin, |row| row % t);
                 }
@@ -290,7 +290,7 @@ pub fn train_step(
             Some(rows) => {
                 let al = gather(&s.a1, h, rows, &mut ws.tmp);
                 let ql = sized(&mut ws.dqk, mr * qd);
-                linear_bias(mr, blk.q, al, h, h, ql, qd, 0)?;
+                linear_bias(mr, blk.q, al, h, ql, qd, 0)?;
                 if let Some(r) = rope {
                     rotary_cols(ql, qd, 0, nh, d, t, r.cos, r.sin, |i| rows[i] % t);
                 }
@@ -355,7 +355,7 @@ pub fn train_step(
         }
     }
     let logits = sized(&mut ws.logits, b * kout);
-    linear_bias(b, LinearRef { w: head.w, b: head.b }, &ws.hout, h, h, logits, kout, 0)?;
+    linear_bias(b, LinearRef { w: head.w, b: head.b }, &ws.hout, h, logits, kout, 0)?;
 
     // ---- loss and its gradient (written over the logits) -----------------------------------
     let result = loss_and_grad(logits, b, kout, objective)?;
