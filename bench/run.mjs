@@ -3,7 +3,7 @@
 //
 //   npm run bench                       full run (every workload, threads 1 and 2, 3 rounds)
 //   npm run bench -- --quick            tiny sizes, 1 round: a smoke test of every code path (CI)
-//   npm run bench -- --workloads a,a-all,b2048,b4096,b16384,decode,train
+//   npm run bench -- --workloads a,a-all,b2048,b4096,b16384,decode,train,train-main
 //                    --threads 1,2  --rounds 3  --reps N (fixed timed runs per round; default adaptive)
 //                    --impls gqa-native,gqa-wasm,ort-node,ort-web,tfjs-wasm,pytorch
 //                    --decode-lengths 2048,8192,32768  --out bench/results/latest.json
@@ -39,7 +39,11 @@
 // for gqa wasm. "decode" times one KV-cache push at cache length L against the time to read the
 // KV cache once at the memory bandwidth measured in the same process (a large copy on n
 // threads). "train" times one optimisation step of (a) with a 9-class head (cross-entropy, clip
-// 1.0, AdamW lr 1e-3 wd 0.01, dropout 0) against PyTorch. Results: a table per workload per
+// 1.0, AdamW lr 1e-3 wd 0.01, dropout 0) against PyTorch; "train-main" the same step for the
+// model of `npm run main` (ts/cli/train.ts TRAIN_DEFAULTS: embedDim 12, hidden 64, 4/2 heads,
+// 2 layers, rope, last_timestep; dropout 0 here, not its 0.1, so that both do the same work) on
+// a padded batch B=32, T=29 with per-sequence lengths 7 + (i*5) % 23 (PyTorch: additive key
+// mask in SDPA, output read at length-1). Results: a table per workload per
 // thread count on stdout, a summary at the end, JSON in bench/results/latest.json. Exit status 1
 // when a child process died or an output disagreed beyond 1e-4 (peers that are missing or cannot
 // run are reported, not errors), so `--quick` doubles as a CI smoke test.
@@ -60,7 +64,7 @@ const TOL = 1e-4;
 const { values: args } = parseArgs({
   options: {
     quick: { type: "boolean", default: false },
-    workloads: { type: "string", default: "a,a-all,b2048,b4096,b16384,decode,train" },
+    workloads: { type: "string", default: "a,a-all,b2048,b4096,b16384,decode,train,train-main" },
     threads: { type: "string", default: "1,2" },
     rounds: { type: "string" },
     reps: { type: "string" },
@@ -110,11 +114,24 @@ const DECODE = {
   opts: { ...BOPTS, outputMode: "last_timestep" },
   lengths: (args["decode-lengths"] ?? (QUICK ? "32,64,128" : "2048,8192,32768")).split(",").map(Number),
 };
-const TRAIN = {
-  title: "train: one optimisation step of (a), 9-class head, cross-entropy, clip 1.0, AdamW lr 1e-3 wd 0.01, dropout 0",
-  B: A.B, T: A.T, opts: { ...A.opts, outputMode: "last_timestep" }, classes: 9,
+// Training workloads: one optimisation step (AdamW lr 1e-3 wd 0.01, clip 1.0, cross-entropy on a
+// `classes`-way linear head). `lengths`: per-sequence lengths [B] (padding), or null for none.
+// --quick shrinks train-main to B=4, T=8 (lengths 3 + (i*5) % 6), like every other workload.
+const TRAIN_MAIN = QUICK ? { B: 4, T: 8, minLen: 3 } : { B: 32, T: 29, minLen: 7 };
+const TRAINS = {
+  train: {
+    title: "train: one optimisation step of (a), 9-class head, cross-entropy, clip 1.0, AdamW lr 1e-3 wd 0.01, dropout 0",
+    B: A.B, T: A.T, opts: { ...A.opts, rope: false, outputMode: "last_timestep" }, classes: 9, lengths: null,
+  },
+  "train-main": {
+    title: `train-main: one optimisation step of the \`npm run main\` model (rope, last_timestep), padded batch with lengths ${TRAIN_MAIN.minLen} + (i*5) % ${TRAIN_MAIN.T - TRAIN_MAIN.minLen + 1}, 9-class head, cross-entropy, clip 1.0, AdamW lr 1e-3 wd 0.01, dropout 0 (main uses 0.1)`,
+    B: TRAIN_MAIN.B, T: TRAIN_MAIN.T,
+    opts: { embedDim: 12, hiddenSize: 64, numHeads: 4, numKvHeads: 2, numLayers: 2, rope: true, outputMode: "last_timestep" },
+    classes: 9,
+    lengths: Array.from({ length: TRAIN_MAIN.B }, (_, i) => TRAIN_MAIN.minLen + ((i * 5) % (TRAIN_MAIN.T - TRAIN_MAIN.minLen + 1))),
+  },
 };
-const KNOWN = [...Object.keys(FORWARD), "decode", "train"];
+const KNOWN = [...Object.keys(FORWARD), "decode", ...Object.keys(TRAINS)];
 for (const w of WORKLOADS) if (!KNOWN.includes(w)) throw new Error(`unknown workload ${w}; known: ${KNOWN.join(", ")}`);
 
 /** PEERS.md: 2*B*T*((E != H ? E*H : 0) + L*(H*NH*D*2 + 2*H*NKV*D + 8*H*H)) + L*4*B*NH*T*T*D. */
@@ -704,24 +721,25 @@ async function decodeWorkload(machine, dir) {
 
 // --- train -------------------------------------------------------------------------------------
 
-async function trainWorkload(peers, machine, dir) {
-  const { B, T, opts, classes } = TRAIN;
+/** One training workload `name` of TRAINS (config `w`: B, T, opts, classes, lengths, title). */
+async function trainWorkload(name, w, peers, machine, dir) {
+  const { B, T, opts, classes, lengths } = w;
   const E = opts.embedDim;
   const dims = [B, T, E];
-  log(`\n[train] ${TRAIN.title}`);
+  log(`\n[${name}] ${w.title}`);
   const x = makeInput(B * T * E, 1);
   const labels = Array.from({ length: B }, (_, i) => i % classes);
-  const inputPath = join(dir, "train.f32");
+  const inputPath = join(dir, `${name}.f32`);
   writeFileSync(inputPath, Buffer.from(x.buffer, x.byteOffset, x.byteLength));
   const head = { type: "classification", numClasses: classes };
   await initGqa("native");
-  const built = await GQA.build({ ...opts, dropout: 0, seed: 1, rope: false, head });
+  const built = await GQA.build({ ...opts, dropout: 0, seed: 1, head });
   const bytes = await built.save();
   built.dispose();
-  const modelPath = join(dir, "train.safetensors");
+  const modelPath = join(dir, `${name}.safetensors`);
   writeFileSync(modelPath, bytes);
   const fitOpts = { batchSize: B, lr: 1e-3, minLr: 1e-3, warmupRatio: 0, weightDecay: 0.01, clipNorm: 1, shuffle: false, seed: 0 };
-  const data = { x, dims, labels };
+  const data = lengths ? { x, dims, labels, lengths } : { x, dims, labels };
 
   const impls = [];
   for (const backend of ["native", "wasm"]) {
@@ -758,9 +776,9 @@ async function trainWorkload(peers, machine, dir) {
       row.reason = peers.torchSkip;
     } else {
       try {
-        await peers.torch.call({ cmd: "train_setup", key: "train", model: modelPath, input: inputPath, dims, labels, lr: 1e-3, weight_decay: 0.01, clip: 1.0 });
-        impl.steps = async (reps) => peers.torch.call({ cmd: "train", key: "train", reps });
-        impl.dispose = () => peers.torch.call({ cmd: "free", key: "train" });
+        await peers.torch.call({ cmd: "train_setup", key: name, model: modelPath, input: inputPath, dims, labels, lengths, lr: 1e-3, weight_decay: 0.01, clip: 1.0 });
+        impl.steps = async (reps) => peers.torch.call({ cmd: "train", key: name, reps });
+        impl.dispose = () => peers.torch.call({ cmd: "free", key: name });
       } catch (e) {
         row.status = "failed";
         row.reason = errText(e);
@@ -810,8 +828,9 @@ async function trainWorkload(peers, machine, dir) {
     if (ref && impl !== ref && ref.row.status === "ok") row.vsNative = median(row.roundMs.map((ms, k) => ref.row.roundMs[k] / ms));
   }
   const rows = impls.map((i) => i.row);
-  console.log(`\n### [train] ${TRAIN.title} · threads ${THREADS}`);
-  console.log(`B=${B} T=${T} embedDim=${E} hiddenSize=${opts.hiddenSize} heads ${opts.numHeads}/${opts.numKvHeads} layers ${opts.numLayers}; GFLOP per step counted as 3 x the forward formula (forward + backward) = ${(flops / 1e9).toFixed(2)}; reported, no target`);
+  console.log(`\n### [${name}] ${w.title} · threads ${THREADS}`);
+  const lenText = lengths ? `; lengths ${Math.min(...lengths)}..${Math.max(...lengths)} (${lengths.reduce((a, b) => a + b, 0)} of ${B * T} positions valid; tokens/s and GFLOP count all B*T)` : "";
+  console.log(`B=${B} T=${T} embedDim=${E} hiddenSize=${opts.hiddenSize} heads ${opts.numHeads}/${opts.numKvHeads} layers ${opts.numLayers}${opts.rope ? " rope" : ""}${lenText}; GFLOP per step counted as 3 x the forward formula (forward + backward) = ${(flops / 1e9).toFixed(flops < 1e8 ? 4 : 2)}; reported, no target`);
   const headers = ["implementation", "threads", "SIMD", "ms / step", "tokens/s", "GFLOP/s", "% peak", "first-step loss", "abs diff vs native", "gqa native/peer", "runs"];
   const body = rows.map((r) =>
     r.status === "ok"
@@ -819,7 +838,7 @@ async function trainWorkload(peers, machine, dir) {
       : [r.label, String(r.threads), r.simd, `**${r.status}**`, "", "", "", "", "", "", r.reason ?? ""],
   );
   console.log(table(headers, body, ["l", "r", "l", "r", "r", "r", "r", "r", "r", "r", "l"]));
-  return { name: "train", title: TRAIN.title, B, T, opts, flops, rows };
+  return { name, title: w.title, B, T, opts, lengths, flops, rows };
 }
 
 // --- child main --------------------------------------------------------------------------------
@@ -864,7 +883,7 @@ async function child() {
     }
   }
   const py = pythonHas("torch, numpy, safetensors");
-  const needTorch = IMPLS.has("pytorch") && (WORKLOADS.some((w) => FORWARD[w]) || WORKLOADS.includes("train"));
+  const needTorch = IMPLS.has("pytorch") && WORKLOADS.some((w) => FORWARD[w] || TRAINS[w]);
   if (needTorch) {
     if (py.ok) {
       try {
@@ -908,7 +927,7 @@ async function child() {
     try {
       if (FORWARD[w]) workloads.push(await forwardWorkload(w, FORWARD[w], peers, machine, dir));
       else if (w === "decode") workloads.push(await decodeWorkload(machine, dir));
-      else if (w === "train") workloads.push(await trainWorkload(peers, machine, dir));
+      else if (TRAINS[w]) workloads.push(await trainWorkload(w, TRAINS[w], peers, machine, dir));
     } catch (e) {
       console.log(`\n### [${w}] threads ${THREADS}: failed: ${errText(e)}`);
       workloads.push({ name: w, failed: errText(e), rows: [] });

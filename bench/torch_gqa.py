@@ -18,14 +18,21 @@ Usage:
         {"cmd": "load", "key": K, "model": PATH}                      forward model
         {"cmd": "forward", "key": K, "input": PATH, "dims": [B,T,E], "reps": N, "out": PATH|null}
         {"cmd": "train_setup", "key": K, "model": PATH, "input": PATH, "dims": [B,T,E],
-         "labels": [...], "lr": 1e-3, "weight_decay": 0.01, "clip": 1.0}
+         "labels": [...], "lengths": [...]|null, "lr": 1e-3, "weight_decay": 0.01, "clip": 1.0}
         {"cmd": "train", "key": K, "reps": N}                          N optimisation steps
         {"cmd": "free", "key": K}
       Answers carry "times" (ms per run/step) and, for train, "losses" (loss before each update);
       errors come back as {"error": "..."} and the worker keeps serving.
 
-Training step (the bench's "train" workload): a linear head on the model's [B, H] output,
-F.cross_entropy, backward, clip_grad_norm_ (global L2 norm), torch.optim.AdamW; dropout 0.
+Training step (the bench's "train" and "train-main" workloads): a linear head on the model's
+[B, H] output, F.cross_entropy, backward, clip_grad_norm_ (global L2 norm), torch.optim.AdamW;
+dropout 0.
+
+Padding (optional per-sequence lengths L_b, SPEC section 2): sequences are left-aligned; the
+standard PyTorch way, one additive mask [B, 1, T, T] (0 where key j <= query i and j < L_b, -inf
+elsewhere) passed to F.scaled_dot_product_attention as attn_mask instead of is_causal, and
+last_timestep reads h[b, L_b - 1] (mean_pool averages positions < L_b; all zeroes positions >= L_b).
+Padded input values must be finite here (NaN x 0 weight is NaN), which the bench inputs are.
 """
 
 import json
@@ -61,7 +68,7 @@ class Attention(nn.Module):
                 low, high = orig / 1, orig / 4
                 ramp = ((wav - high) / (low - high)).clamp(0, 1)
                 inv = inv * (ramp / s + (1 - ramp))
-            self.register_buffer("inv_freq", inv.float())
+            self.register_buffer("inv_freq", inv.float(), persistent=False)  # derived, not in the file
 
     def rope(self, x):
         T = x.shape[-2]
@@ -70,14 +77,17 @@ class Attention(nn.Module):
         x1, x2 = x.chunk(2, dim=-1)
         return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
-    def forward(self, a):
+    def forward(self, a, mask=None):
         B, T, _ = a.shape
         q = self.q_proj(a).view(B, T, self.nh, self.d).transpose(1, 2)
         k = self.k_proj(a).view(B, T, self.nkv, self.d).transpose(1, 2)
         v = self.v_proj(a).view(B, T, self.nkv, self.d).transpose(1, 2)
         if self.rotary:
             q, k = self.rope(q), self.rope(k)
-        o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        if mask is None:
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        else:
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
         return self.out_proj(o.transpose(1, 2).reshape(B, T, -1))
 
 
@@ -91,8 +101,8 @@ class Block(nn.Module):
         self.ffn_up = nn.Linear(H, 4 * H)
         self.ffn_down = nn.Linear(4 * H, H)
 
-    def forward(self, h):
-        h = h + self.attn(self.attn_norm(h))
+    def forward(self, h, mask=None):
+        h = h + self.attn(self.attn_norm(h), mask)
         return h + self.ffn_down(F.gelu(self.ffn_up(self.ffn_norm(h))))
 
 
@@ -105,13 +115,38 @@ class Model(nn.Module):
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg["numLayers"])])
         self.final_norm = nn.LayerNorm(H, eps=1e-5)
 
-    def forward(self, x):
+    def forward(self, x, lengths=None):
+        """x: [B, T, E]; lengths: None or a LongTensor [B] of valid steps (1 <= L_b <= T)."""
+        B, T, _ = x.shape
+        mask = None
+        if lengths is not None:
+            pos = torch.arange(T)
+            keep = (pos[None, :] <= pos[:, None])[None] & (pos[None, None, :] < lengths[:, None, None])  # [B, T, T]
+            mask = torch.zeros(B, 1, T, T, dtype=x.dtype).masked_fill_(~keep[:, None], float("-inf"))
         h = self.input_projection(x) if self.input_projection is not None else x
         for b in self.blocks:
-            h = b(h)
+            h = b(h, mask)
         h = self.final_norm(h)
         mode = self.cfg["outputMode"]
-        return h[:, -1] if mode == "last_timestep" else h.mean(1) if mode == "mean_pool" else h
+        if lengths is None:
+            return h[:, -1] if mode == "last_timestep" else h.mean(1) if mode == "mean_pool" else h
+        valid = (torch.arange(T)[None, :] < lengths[:, None]).to(h.dtype)  # [B, T]
+        if mode == "last_timestep":
+            return h[torch.arange(B), lengths - 1]
+        if mode == "mean_pool":
+            return (h * valid[:, :, None]).sum(1) / lengths[:, None].to(h.dtype)
+        return h * valid[:, :, None]
+
+
+class Classifier(nn.Module):
+    """The model and a linear head on its [B, H] output (parameters: model's, then head's)."""
+
+    def __init__(self, model, head):
+        super().__init__()
+        self.model, self.head = model, head
+
+    def forward(self, x, lengths=None):
+        return self.head(self.model(x, lengths))
 
 
 def load_model(path):
@@ -171,12 +206,17 @@ def serve():
                 with torch.no_grad():
                     head.weight.copy_(w)
                     head.bias.copy_(b)
-                net = nn.Sequential(model, head).train()
+                net = Classifier(model, head).train()
                 params = [p for p in net.parameters()]
                 opt = torch.optim.AdamW(params, lr=req["lr"], weight_decay=req["weight_decay"])
                 x = read_input(req["input"], req["dims"])
                 y = torch.tensor(req["labels"], dtype=torch.long)
-                models[req["key"]] = {"net": net, "opt": opt, "x": x, "y": y, "clip": req["clip"], "params": params}
+                lengths = req.get("lengths")
+                if lengths is not None:
+                    lengths = torch.tensor(lengths, dtype=torch.long)
+                    if lengths.shape != (x.shape[0],) or int(lengths.min()) < 1 or int(lengths.max()) > x.shape[1]:
+                        raise ValueError(f"lengths must be [B] integers in 1..T, found {req['lengths']}")
+                models[req["key"]] = {"net": net, "opt": opt, "x": x, "y": y, "lengths": lengths, "clip": req["clip"], "params": params}
                 ans = {"ok": True, "head": list(head_state)}
             elif cmd == "train":
                 m = models[req["key"]]
@@ -184,7 +224,7 @@ def serve():
                 for _ in range(int(req["reps"])):
                     t0 = time.perf_counter()
                     m["opt"].zero_grad(set_to_none=True)
-                    loss = F.cross_entropy(m["net"](m["x"]), m["y"])
+                    loss = F.cross_entropy(m["net"](m["x"], m["lengths"]), m["y"])
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(m["params"], m["clip"])
                     m["opt"].step()
