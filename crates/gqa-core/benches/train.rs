@@ -17,17 +17,9 @@ use gqa_core::kernels::{cpu, gemm, set_reference_kernels, threads};
 use gqa_core::train::{FitOptions, HeadConfig, Labels, TaskModel, TrainData, Trainer};
 use gqa_core::GqaConfig;
 
-fn pseudo(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::pseudo;
 
 struct Case {
     name: &'static str,

@@ -11,6 +11,9 @@ use gqa_core::train::{
 use gqa_core::weights::{read_tensors, LoadOptions};
 use gqa_core::{Dropout, GqaConfig};
 
+mod common;
+use common::rel_err;
+
 fn fixture(name: &str) -> (TaskModel, HashMap<String, Tensor>) {
     let path = format!("{}/../../fixtures/{name}.safetensors", env!("CARGO_MANIFEST_DIR"));
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -25,14 +28,6 @@ fn vec_f32(t: &Tensor) -> Vec<f32> {
 
 fn usizes(t: &Tensor) -> Vec<usize> {
     t.to_dtype(DType::I64).unwrap().to_vec1::<i64>().unwrap().into_iter().map(|v| v as usize).collect()
-}
-
-/// max |a-b| / max |b|: the relative error of a whole tensor.
-fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let num = a.iter().zip(b).map(|(x, y)| (x - y).abs() as f64).fold(0.0, f64::max);
-    let den = b.iter().map(|y| y.abs() as f64).fold(0.0, f64::max).max(1e-12);
-    num / den
 }
 
 /// Loss of the fixture batch, built exactly as the trainer does.

@@ -7,29 +7,8 @@ use candle_core::{Device, Tensor};
 use gqa_core::train::{fused_gradients, loss, FitOptions, HeadConfig, Labels, RegressionLoss, TaskModel, TrainData, TrainWorkspace, Trainer};
 use gqa_core::{Dropout, GqaConfig, OutputMode};
 
-/// Deterministic values in [-1, 1) (xorshift).
-fn pseudo(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-/// max |a-b| / max |b|.
-fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let num = a.iter().zip(b).map(|(x, y)| (x - y).abs() as f64).fold(0.0, f64::max);
-    let den = b.iter().map(|y| y.abs() as f64).fold(0.0, f64::max);
-    if den < 1e-6 {
-        return num;
-    }
-    num / den
-}
+mod common;
+use common::{pseudo, rel_err};
 
 struct Case {
     name: &'static str,

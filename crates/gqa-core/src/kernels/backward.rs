@@ -16,7 +16,7 @@
 //! partial sums are added in order, and attention jobs are whole (batch, KV head) pairs, so the
 //! gradients do not depend on the thread count.
 
-use super::cpu::{dispatch, erfc_pos, exp_f32, fmadd, par_for, simd_level, sum_lanes, OutPtr, SimdLevel, LANES};
+use super::cpu::{dispatch, erfc_pos, exp_f32, fmadd, layer_norm_seq, par_for, simd_level, OutPtr, SimdLevel};
 use crate::error::{Error, Result};
 
 /// Rows per partial sum of a parameter-gradient reduction.
@@ -25,34 +25,7 @@ pub const ROW_CHUNK: usize = 32;
 // ---------------------------------------------------------------------------------------------
 // LayerNorm
 
-#[inline(always)]
-fn ln_fwd_impl<const FMA: bool>(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32], stats: &mut [f32]) {
-    let w = gamma.len();
-    for ((row, o), st) in x.chunks_exact(w).zip(out.chunks_exact_mut(w)).zip(stats.chunks_exact_mut(2)) {
-        let mean = sum_lanes(row) / w as f32;
-        let mut acc = [0f32; LANES];
-        let mut it = row.chunks_exact(LANES);
-        for c in &mut it {
-            for l in 0..LANES {
-                let d = c[l] - mean;
-                acc[l] = fmadd::<FMA>(d, d, acc[l]);
-            }
-        }
-        let mut ss: f32 = it.remainder().iter().map(|v| (v - mean) * (v - mean)).sum();
-        for a in acc {
-            ss += a;
-        }
-        let inv = 1.0 / (ss / w as f32 + eps).sqrt();
-        for (((o, &v), &g), &b) in o.iter_mut().zip(row).zip(gamma).zip(beta) {
-            *o = fmadd::<FMA>((v - mean) * inv, g, b);
-        }
-        st[0] = mean;
-        st[1] = inv;
-    }
-}
-dispatch!(fn ln_fwd_seq / ln_fwd_avx2 => ln_fwd_impl(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32], stats: &mut [f32]));
-
-/// LayerNorm over rows of width `W = gamma.len()` (same maths as
+/// LayerNorm over rows of width `W = gamma.len()` (the kernel of
 /// [`super::cpu::layer_norm_rows`]) that also writes `stats[2r] = mean`, `stats[2r+1] = rstd`
 /// of each row for [`layer_norm_backward`].
 ///
@@ -74,7 +47,7 @@ pub fn layer_norm_forward(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out:
         // SAFETY: chunk c writes rows r0..r1 of out and stats only (disjoint across chunks,
         // inside the buffers checked above).
         let (o, s) = unsafe { (std::slice::from_raw_parts_mut(op.0.add(r0 * w), (r1 - r0) * w), std::slice::from_raw_parts_mut(sp.0.add(2 * r0), 2 * (r1 - r0))) };
-        ln_fwd_seq(&x[r0 * w..r1 * w], gamma, beta, eps, o, s);
+        layer_norm_seq(&x[r0 * w..r1 * w], gamma, beta, eps, o, s);
     });
     Ok(())
 }
@@ -322,11 +295,38 @@ const R: usize = 8;
 
 type Lanes = [f32; W];
 
-/// The rows of a tile: `(position i, query head h)` for pairs `p0..p0+nr` of a KV group of
-/// `group` heads starting at head `h0`, over the positions `pos`.
-#[inline(always)]
-fn tile_row(pos: &[usize], group: usize, h0: usize, p: usize) -> (usize, usize) {
-    (pos[p / group], h0 + p % group)
+/// The rows of one attention job: `(position i, query head h)` pairs over the job's query
+/// positions and the `group` query heads of its KV head (from `h0`), position-major, in tiles of
+/// [`R`] rows.
+struct TileRows {
+    pos: Vec<usize>,
+    group: usize,
+    h0: usize,
+}
+
+impl TileRows {
+    /// The rows of job (sequence of length `l`, KV head `kh`): positions `0..l`, or `l - 1`
+    /// alone under `last_only`.
+    fn new(sh: &AttnShape<'_>, l: usize, kh: usize) -> Self {
+        let group = sh.heads / sh.kv_heads;
+        let pos = if sh.last_only { vec![l - 1] } else { (0..l).collect() };
+        TileRows { pos, group, h0: kh * group }
+    }
+
+    /// Row `p` as `(i, h)`.
+    fn row(&self, p: usize) -> (usize, usize) {
+        (self.pos[p / self.group], self.h0 + p % self.group)
+    }
+
+    /// Tiles as `(first row, rows, key span)`: the key span covers the tile's last (largest)
+    /// causal limit, rounded up to whole [`W`]-vectors.
+    fn tiles(&self) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        let pairs = self.pos.len() * self.group;
+        (0..pairs).step_by(R).map(move |p0| {
+            let nr = R.min(pairs - p0);
+            (p0, nr, (self.row(p0 + nr - 1).0 + 1).next_multiple_of(W))
+        })
+    }
 }
 
 /// `acc + a * x` lane by lane.
@@ -414,15 +414,6 @@ impl AttnScratch {
     }
 }
 
-/// Query positions a job computes for sequence `b`: `0..L_b`, or `L_b - 1` alone.
-fn positions(sh: &AttnShape<'_>, l: usize) -> Vec<usize> {
-    if sh.last_only {
-        vec![l - 1]
-    } else {
-        (0..l).collect()
-    }
-}
-
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn attn_fwd_job_impl<const FMA: bool>(qkv: &[f32], sh: &AttnShape<'_>, b: usize, kh: usize, scale: f32, o: OutPtr, lse: OutPtr, sc: &mut AttnScratch) {
@@ -444,16 +435,12 @@ fn attn_fwd_job_impl<const FMA: bool>(qkv: &[f32], sh: &AttnShape<'_>, b: usize,
             }
         }
     }
-    let pos = positions(sh, l);
-    let pairs = pos.len() * group;
-    for p0 in (0..pairs).step_by(R) {
-        let nr = R.min(pairs - p0);
-        let imax = tile_row(&pos, group, kh * group, p0 + nr - 1).0;
-        let np = (imax + 1).next_multiple_of(W);
+    let rows = TileRows::new(sh, l, kh);
+    for (p0, nr, np) in rows.tiles() {
         sc.rows(d, np);
         let mut lim = [0usize; R];
         for (r, lr) in lim.iter_mut().enumerate().take(nr) {
-            let (i, h) = tile_row(&pos, group, kh * group, p0 + r);
+            let (i, h) = rows.row(p0 + r);
             *lr = i + 1;
             let q = &qkv[(base + i) * wd + h * d..(base + i) * wd + (h + 1) * d];
             for (a, &v) in sc.qs[r * d..(r + 1) * d].iter_mut().zip(q) {
@@ -488,7 +475,7 @@ fn attn_fwd_job_impl<const FMA: bool>(qkv: &[f32], sh: &AttnShape<'_>, b: usize,
         }
         tile_dots::<FMA>(&sc.p, np, &sc.vt, ldt, d, &mut sc.out);
         for r in 0..nr {
-            let (i, h) = tile_row(&pos, group, kh * group, p0 + r);
+            let (i, h) = rows.row(p0 + r);
             let inv = 1.0 / sums[r];
             for (ov, &a) in orow(i, h).iter_mut().zip(&sc.out[r * d..(r + 1) * d]) {
                 *ov = a * inv;
@@ -547,18 +534,14 @@ fn attn_bwd_job_impl<const FMA: bool>(qkv: &[f32], o: &[f32], lse: &[f32], dout:
             dq_row(base + i, h).fill(0.0);
         }
     }
-    let pos = positions(sh, l);
-    let pairs = pos.len() * group;
-    for p0 in (0..pairs).step_by(R) {
-        let nr = R.min(pairs - p0);
-        let imax = tile_row(&pos, group, kh * group, p0 + nr - 1).0;
-        let np = (imax + 1).next_multiple_of(W);
+    let rows = TileRows::new(sh, l, kh);
+    for (p0, nr, np) in rows.tiles() {
         sc.rows(d, np);
         let mut lim = [0usize; R];
         let mut lse_r = [0f32; R];
         let mut di = [0f32; R];
         for r in 0..nr {
-            let (i, h) = tile_row(&pos, group, kh * group, p0 + r);
+            let (i, h) = rows.row(p0 + r);
             let row = base + i;
             lim[r] = i + 1;
             lse_r[r] = lse[(b * sh.heads + h) * t + i];
@@ -588,7 +571,7 @@ fn attn_bwd_job_impl<const FMA: bool>(qkv: &[f32], o: &[f32], lse: &[f32], dout:
         }
         tile_dots::<FMA>(&sc.ds, np, &sc.kt, ldt, d, &mut sc.out);
         for r in 0..nr {
-            let (i, h) = tile_row(&pos, group, kh * group, p0 + r);
+            let (i, h) = rows.row(p0 + r);
             dq_row(base + i, h).copy_from_slice(&sc.out[r * d..(r + 1) * d]);
         }
         for dd in 0..d {

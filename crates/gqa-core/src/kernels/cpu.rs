@@ -368,10 +368,12 @@ pub(crate) fn sum_lanes(x: &[f32]) -> f32 {
     s
 }
 
+/// LayerNorm of the rows of `x` into `out`; when `stats` is not empty it receives each row's
+/// `(mean, rstd)` (the training path's saved statistics).
 #[inline(always)]
-fn layer_norm_impl<const FMA: bool>(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) {
+fn layer_norm_impl<const FMA: bool>(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32], stats: &mut [f32]) {
     let w = gamma.len();
-    for (row, o) in x.chunks_exact(w).zip(out.chunks_exact_mut(w)) {
+    for (r, (row, o)) in x.chunks_exact(w).zip(out.chunks_exact_mut(w)).enumerate() {
         let mean = sum_lanes(row) / w as f32;
         let mut acc = [0f32; LANES];
         let mut it = row.chunks_exact(LANES);
@@ -389,9 +391,13 @@ fn layer_norm_impl<const FMA: bool>(x: &[f32], gamma: &[f32], beta: &[f32], eps:
         for (((o, &v), &g), &b) in o.iter_mut().zip(row).zip(gamma).zip(beta) {
             *o = fmadd::<FMA>((v - mean) * inv, g, b);
         }
+        if let Some(st) = stats.get_mut(2 * r..2 * r + 2) {
+            st[0] = mean;
+            st[1] = inv;
+        }
     }
 }
-dispatch!(fn layer_norm_seq / layer_norm_avx2 => layer_norm_impl(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]));
+dispatch!(pub(crate) fn layer_norm_seq / layer_norm_avx2 => layer_norm_impl(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32], stats: &mut [f32]));
 
 /// LayerNorm over rows of width `W = gamma.len()`: `out = (x - mean) / sqrt(var + eps) * gamma +
 /// beta` with the biased variance (PyTorch `nn.LayerNorm`). `x, out: [rows, W]`.
@@ -410,7 +416,7 @@ pub fn layer_norm_rows(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &m
         )));
     }
     let w = gamma.len();
-    par_rows_mut(out, w, 1 << 14, |r0, o| layer_norm_seq(&x[r0 * w..r0 * w + o.len()], gamma, beta, eps, o));
+    par_rows_mut(out, w, 1 << 14, |r0, o| layer_norm_seq(&x[r0 * w..r0 * w + o.len()], gamma, beta, eps, o, &mut []));
     Ok(())
 }
 

@@ -45,36 +45,8 @@ pub fn linear(m: usize, n: usize, k: usize, x: &[f32], ldx: usize, w: &[f32], y:
         super::cpu::gemv_rows(m, n, k, x, ldx, w, y, ldy, accumulate);
         return Ok(());
     }
-    #[cfg(not(target_arch = "wasm32"))]
-    let par = if m * n * k >= 1 << 15 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
-    #[cfg(target_arch = "wasm32")]
-    let par = gemm::Parallelism::None;
-    // SAFETY: the extents of x ([m, k] at row stride ldx), W^T (element (kk, c) at c*k + kk) and
-    // y ([m, n] at row stride ldy) were checked above; y does not alias x or w (&mut).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            y.as_mut_ptr(),
-            1,
-            ldy as isize,
-            accumulate,
-            x.as_ptr(),
-            1,
-            ldx as isize,
-            w.as_ptr(),
-            k as isize,
-            1,
-            1.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            par,
-        );
-    }
-    Ok(())
+    // W^T: element (kk, c) at c * k + kk.
+    matmul(m, n, k, Mat::rows(x, ldx), Mat::transposed(w, k), y, ldy, accumulate)
 }
 
 /// A matrix operand: `data[i * rs + j * cs]` is element `(i, j)`.
