@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use gqa_core::train::{
-    evaluate, fused_gradients, loss, optim::AdamW, AdamWConfig, FitOptions, HeadConfig, Labels, StepLoss, TaskModel, TrainData,
+    evaluate, fused_gradients, loss, optim::{AdamW, FusedAdamW}, AdamWConfig, FitOptions, HeadConfig, Labels, StepLoss, TaskModel, TrainData,
     TrainWorkspace, Trainer,
 };
 use gqa_core::weights::{read_tensors, LoadOptions};
@@ -167,11 +167,19 @@ fn check_grads_and_adamw(name: &str) -> Checked {
                 grads.insert(var.as_tensor(), g.to_dtype(DType::F32).unwrap());
             }
         }
-        let mut opt = AdamW::new(
-            vars.iter().map(|(_, v)| v.clone()).collect(),
-            AdamWConfig { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 },
-        )
-        .unwrap();
+        let cfg = AdamWConfig { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 };
+        // The fused path's AdamW (in place, one pass per tensor) on copies of the parameters.
+        let copies: Vec<Var> = vars.iter().map(|(_, v)| Var::from_tensor(&v.as_tensor().copy().unwrap()).unwrap()).collect();
+        let tg: Vec<Vec<f32>> = vars.iter().map(|(n, v)| t.get(&format!("grad.{n}")).map_or_else(|| vec![0.0; v.elem_count()], vec_f32)).collect();
+        let sizes: Vec<usize> = tg.iter().map(Vec::len).collect();
+        FusedAdamW::new(&sizes, cfg).unwrap().step(&copies, &tg, None, 1e-2).unwrap();
+        for ((pname, _), var) in vars.iter().zip(&copies).filter(|((n, _), _)| compared.contains(&n)) {
+            let got = vec_f32(var.as_tensor());
+            let want = vec_f32(&t[&format!("adamw.{pname}")]);
+            let max = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(max <= 1e-5, "{name}: fused AdamW result for {pname} differs from torch by {max:e}");
+        }
+        let mut opt = AdamW::new(vars.iter().map(|(_, v)| v.clone()).collect(), cfg).unwrap();
         opt.step(&grads, 1e-2).unwrap();
         for (pname, var) in vars.iter().filter(|(n, _)| compared.contains(&n)) {
             let got = vec_f32(var.as_tensor());
