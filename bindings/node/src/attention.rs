@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::handle::Handle;
+
 use gqa_core::{AttentionConfig, GqaAttention};
 use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array, Uint8Array};
 use napi_derive::napi;
@@ -13,12 +15,12 @@ use crate::tensor::{to_output, to_usize, to_usize_opt, ForwardOutput};
 /// A GQA attention layer (`q_proj`, `k_proj`, `v_proj`, `out_proj`) in native memory.
 #[napi]
 pub struct Attention {
-    inner: Option<Arc<GqaAttention>>,
+    inner: Handle<GqaAttention>,
 }
 
 impl Attention {
     fn get(&self) -> napi::Result<Arc<GqaAttention>> {
-        self.inner.clone().ok_or_else(|| napi::Error::from_reason("DISPOSED: the attention layer was freed"))
+        self.inner.get("attention layer")
     }
 }
 
@@ -27,7 +29,7 @@ impl Attention {
     /// Builds the layer from attention options JSON. Errors: `INVALID_OPTION`.
     #[napi(factory)]
     pub fn build(json: String) -> napi::Result<Attention> {
-        guard(|| GqaAttention::new(AttentionConfig::from_json(&json)?)).map(|a| Attention { inner: Some(Arc::new(a)) })
+        guard(|| GqaAttention::new(AttentionConfig::from_json(&json)?)).map(|a| Attention { inner: Handle::new(a) })
     }
 
     /// Loads the layer from safetensors bytes (`q_proj.weight`, ...) and `LoadOptions` JSON whose
@@ -38,7 +40,7 @@ impl Attention {
             let (cfg, opts) = split_attention_options(&options_json)?;
             GqaAttention::from_safetensors(&bytes, cfg, &opts)
         })
-        .map(|a| Attention { inner: Some(Arc::new(a)) })
+        .map(|a| Attention { inner: Handle::new(a) })
     }
 
     /// Forward pass on the calling thread. `dims = [B,T,H]`.
@@ -84,8 +86,8 @@ impl Attention {
 
     /// Drops this handle's reference to the weights.
     #[napi]
-    pub fn free(&mut self) {
-        self.inner = None;
+    pub fn free(&self) {
+        self.inner.free();
     }
 }
 

@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod error;
+mod handle;
 pub mod inspect;
 pub mod kernels;
 pub mod attention;

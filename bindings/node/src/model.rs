@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use crate::handle::Handle;
+
 use gqa_core::train::{HeadConfig, TaskModel};
 use gqa_core::{GqaConfig, GqaModel, LoadOptions};
 use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array, Uint8Array};
@@ -24,13 +26,13 @@ pub(crate) fn load_options(json: &str) -> gqa_core::Result<LoadOptions> {
 /// (`all`); head output `[B,K]`.
 #[napi]
 pub struct Model {
-    inner: Option<Arc<TaskModel>>,
+    inner: Handle<TaskModel>,
 }
 
 impl Model {
     /// The shared model, or `DISPOSED`.
     pub(crate) fn get(&self) -> napi::Result<Arc<TaskModel>> {
-        self.inner.clone().ok_or_else(|| napi::Error::from_reason("DISPOSED: the model was freed"))
+        self.inner.get("model")
     }
 }
 
@@ -45,7 +47,7 @@ impl Model {
             let head = head_json.as_deref().map(HeadConfig::from_json).transpose()?;
             TaskModel::new(GqaConfig::from_json(&json)?, head)
         })
-        .map(|m| Model { inner: Some(Arc::new(m)) })
+        .map(|m| Model { inner: Handle::new(m) })
     }
 
     /// Loads a model (and its head, from `gqa_head` metadata) from safetensors bytes and
@@ -53,7 +55,7 @@ impl Model {
     /// `MISSING_PARAMETER`, `UNEXPECTED_PARAMETER`, `NON_FINITE_WEIGHT`.
     #[napi(factory)]
     pub fn load(bytes: Uint8Array, options_json: String) -> napi::Result<Model> {
-        guard(|| TaskModel::from_safetensors(&bytes, &load_options(&options_json)?)).map(|m| Model { inner: Some(Arc::new(m)) })
+        guard(|| TaskModel::from_safetensors(&bytes, &load_options(&options_json)?)).map(|m| Model { inner: Handle::new(m) })
     }
 
     /// Forward pass on the calling thread. `dims = [B,T,E]`; `lengths` one per batch row.
@@ -129,8 +131,8 @@ impl Model {
 
     /// Drops this handle's reference to the weights (running async forwards keep theirs).
     #[napi]
-    pub fn free(&mut self) {
-        self.inner = None;
+    pub fn free(&self) {
+        self.inner.free();
     }
 }
 

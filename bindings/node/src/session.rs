@@ -11,6 +11,8 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::handle::Handle;
+
 use gqa_core::session::Session as CoreSession;
 use gqa_core::train::TaskModel;
 use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array};
@@ -36,12 +38,12 @@ fn push_shared(model: &TaskModel, s: &Mutex<CoreSession>, data: &[f32], dims: &[
 #[napi]
 pub struct Session {
     model: Arc<TaskModel>,
-    inner: Option<Shared>,
+    inner: Handle<Mutex<CoreSession>>,
 }
 
 impl Session {
     fn get(&self) -> napi::Result<Shared> {
-        self.inner.clone().ok_or_else(|| napi::Error::from_reason("DISPOSED: the session was freed"))
+        self.inner.get("session")
     }
 }
 
@@ -53,7 +55,7 @@ impl Model {
     pub fn session(&self, batch: u32, max_len: u32) -> napi::Result<Session> {
         let m = self.get()?;
         let s = guard(|| m.model.session(batch as usize, max_len as usize))?;
-        Ok(Session { model: m, inner: Some(Arc::new(Mutex::new(s))) })
+        Ok(Session { model: m, inner: Handle::new(Mutex::new(s)) })
     }
 }
 
@@ -127,7 +129,7 @@ impl Session {
 
     /// Drops this handle's reference to the cache (a running async push keeps its own).
     #[napi]
-    pub fn free(&mut self) {
-        self.inner = None;
+    pub fn free(&self) {
+        self.inner.free();
     }
 }
