@@ -61,9 +61,10 @@ export const CORE_DEFAULTS: ModelDefaults = { hiddenSize: 256, numHeads: 8, numK
  * Adds the model-architecture flags shared by `info` and `train`. Values not given are left to
  * `defaults` (the core's defaults unless the command bakes in others, as `train` does; SPEC
  * section 1: hidden 256, heads 8, KV heads 2, layers 4, dropout 0.1, seed 0). When
- * `defaults.rope` is true, `--no-rope` turns rotary embeddings off.
+ * `defaults.rope` is true, `--no-rope` turns rotary embeddings off. `training`: the command trains
+ * (the seed then also drives dropout and the batch order).
  */
-export function addModelOptions(cmd: Command, defaults: ModelDefaults = CORE_DEFAULTS): Command {
+export function addModelOptions(cmd: Command, defaults: ModelDefaults = CORE_DEFAULTS, training = false): Command {
   cmd
     .option("--hidden-size <n>", `model width H (divisible by --num-heads); default ${defaults.hiddenSize}`, intArg(1))
     .option("--num-heads <n>", `query heads NH; default ${defaults.numHeads}`, intArg(1))
@@ -80,7 +81,7 @@ export function addModelOptions(cmd: Command, defaults: ModelDefaults = CORE_DEF
       new Option("--output-mode <mode>", "how the sequence becomes one vector: last_timestep, mean_pool (all is for the API only); default last_timestep")
         .choices(["last_timestep", "mean_pool"]),
     )
-    .option("--seed <n>", "seed of the weight initialisation, dropout and batch order; default 0", intArg(0));
+    .option("--seed <n>", training ? "seed of the weight initialisation, dropout and batch order; default 0" : "seed of the weight initialisation; default 0", intArg(0));
 }
 
 /** The raw commander values of {@link addModelOptions}: the model options the CLI exposes (typed by `GqaOptions`), plus the backend. */

@@ -68,7 +68,7 @@ export function registerTrain(program: Command): void {
     .option("--weight-decay <x>", "AdamW decoupled weight decay", numArg(0), 0.01)
     .option("--out <dir>", "output directory (created if missing)", "runs/latest")
     .option("--no-progress", "no progress bar (one line per epoch instead)");
-  addModelOptions(cmd, TRAIN_DEFAULTS);
+  addModelOptions(cmd, TRAIN_DEFAULTS, true);
   addBackendOption(cmd);
   cmd.action(async (flags: TrainFlags) => {
     await runTrain(flags);
@@ -86,7 +86,8 @@ async function runTrain(flags: TrainFlags): Promise<void> {
   const ztrain = standardize(train.series, stats);
   const ztest = standardize(test.series, stats);
   const batch = padBatch(ztrain, C);
-  status(`data: ${ds.name}: ${train.series.length} train / ${test.series.length} test cases, ${C} channels, ${K} classes, T <= ${batch.dims[1]}`);
+  const longest = Math.max(batch.dims[1]!, ...test.series.map((s) => s.length / C));
+  status(`data: ${ds.name}: ${train.series.length} train / ${test.series.length} test cases, ${C} channels, ${K} classes, T <= ${longest} (both splits)`);
 
   const preset = DATASET_PRESETS[ds.name] ?? {};
   flags = { ...flags, batchSize: flags.batchSize ?? preset.batchSize ?? DEFAULT_BATCH_SIZE };
