@@ -105,6 +105,9 @@ describe("gqa info", () => {
       expect(r.stdout).toMatch(/--backend/);
     }
     expect(gqa("info", "--help").stdout).toMatch(/FLOPs\/token = 2 \* N_matmul \+ num_layers \* 4 \* T \* hidden_size/);
+    // info builds no trainer: its --seed drives the weights only.
+    expect(gqa("info", "--help").stdout).toMatch(/--seed <n>\s+seed of the weight initialisation; default 0/);
+    expect(gqa("train", "--help").stdout).toMatch(/--seed <n>\s+seed of the weight initialisation, dropout\s+and\s+batch\s+order/);
   });
 });
 
@@ -208,6 +211,8 @@ describe("gqa train / eval / predict", () => {
 
   it("train writes the model, metrics and plot and reports test accuracy", () => {
     expect(trainOut.stderr).toMatch(/^backend: (native|wasm)/m);
+    // BasicMotions: every series has 100 steps, in both splits.
+    expect(trainOut.stderr).toMatch(/data: basic-motions: 40 train \/ 40 test cases, 6 channels, 4 classes, T <= 100 \(both splits\)/);
     expect(trainOut.code).toBe(0);
     for (const f of ["model.safetensors", "metrics.json", "training-curve.svg"]) expect(existsSync(join(out, f))).toBe(true);
     const metrics = JSON.parse(readFileSync(join(out, "metrics.json"), "utf8"));
