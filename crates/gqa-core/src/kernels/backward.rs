@@ -16,7 +16,10 @@
 //! partial sums are added in order, and attention jobs are whole (batch, KV head) pairs, so the
 //! gradients do not depend on the thread count.
 
-use super::cpu::{dispatch, erfc_pos, exp_f32, fmadd, layer_norm_seq, par_for, simd_level, OutPtr, SimdLevel};
+use super::cpu::{dispatch, erfc_pos, exp_f32, fmadd, layer_norm_seq, par_for, OutPtr};
+// The dispatch macro's run-time selection (x86_64 only).
+#[cfg(target_arch = "x86_64")]
+use super::cpu::{simd_level, SimdLevel};
 use crate::error::{Error, Result};
 
 /// Rows per partial sum of a parameter-gradient reduction.
