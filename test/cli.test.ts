@@ -83,6 +83,11 @@ describe("gqa info", () => {
     const a = gqa("info", "--embed-dim", "12", "--hidden-size", "100", "--num-heads", "8");
     expect(a.code).toBe(2);
     expect(a.stderr).toMatch(/error: INVALID_OPTION: .*hidden/i);
+    // The core's option names come back as the flags that set them.
+    const a2 = gqa("info", "--embed-dim", "12", "--num-heads", "8", "--num-kv-heads", "3");
+    expect(a2.code).toBe(2);
+    expect(a2.stderr).toMatch(/error: INVALID_OPTION: invalid option `--num-kv-heads`: expected a divisor of --num-heads=8, found 3/);
+    expect(a.stderr).toMatch(/`--hidden-size`/);
     const b = gqa("info", "--embed-dim", "12", "--num-heads", "x");
     expect(b.code).toBe(2);
     expect(b.stderr).toMatch(/--num-heads.*expected an integer, found 'x'/);

@@ -149,6 +149,28 @@ const BAD_INPUT_CODES = new Set([
   "NOT_FOUND",
 ]);
 
+/** API options the CLI sets from a flag of the same name in kebab case (`numKvHeads` <- `--num-kv-heads`). */
+const FLAG_OPTIONS = new Set([
+  "embedDim", "hiddenSize", "numHeads", "numKvHeads", "numLayers", "dropout", "yarnScale", "windowSize", "outputMode", "seed",
+  "epochs", "batchSize", "lr", "weightDecay",
+]);
+
+/** `numKvHeads` -> `--num-kv-heads`. */
+function flagOf(option: string): string {
+  return "--" + option.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
+}
+
+/**
+ * An option error from the core in the CLI's terms: each option the CLI sets from a flag, quoted
+ * (`` `numKvHeads` ``) or as `name=value`, is named by its flag (`` `--num-kv-heads` ``,
+ * `--num-heads=8`).
+ */
+export function withFlagNames(message: string): string {
+  return message
+    .replace(/`(\w+)`/g, (m, n: string) => (FLAG_OPTIONS.has(n) ? `\`${flagOf(n)}\`` : m))
+    .replace(/\b(\w+)=/g, (m, n: string) => (FLAG_OPTIONS.has(n) ? `${flagOf(n)}=` : m));
+}
+
 /**
  * Formats an error for the terminal and picks the exit code:
  * `error: <file>:<line>: <problem>` for malformed data (exit 2), `error: <file>: <problem>` for a
@@ -159,7 +181,8 @@ export function describeError(e: unknown): { message: string; exitCode: number }
   if (e instanceof DataFormatError) return { message: `error: ${e.message}`, exitCode: EXIT_BAD_INPUT };
   if (e instanceof DataNotFoundError) return { message: `error: ${e.message}`, exitCode: EXIT_BAD_INPUT };
   if (e instanceof GqaError) {
-    return { message: `error: ${e.code}: ${e.message}`, exitCode: BAD_INPUT_CODES.has(e.code) ? EXIT_BAD_INPUT : EXIT_FAILURE };
+    const text = e.code === "INVALID_OPTION" ? withFlagNames(e.message) : e.message;
+    return { message: `error: ${e.code}: ${text}`, exitCode: BAD_INPUT_CODES.has(e.code) ? EXIT_BAD_INPUT : EXIT_FAILURE };
   }
   if (e instanceof Error) {
     const code = (e as { code?: unknown }).code;
