@@ -103,13 +103,13 @@ async function runTrain(flags: TrainFlags): Promise<void> {
   const useBar = flags.progress && process.stderr.isTTY === true;
   const bar = new SingleBar(
     {
-      format: "epoch {ep}/{epochs} |{bar}| step {value}/{total} | loss {loss} | acc {acc} | {tps} tok/s | ETA {eta_formatted}",
+      format: "epoch {ep}/{epochs} |{bar}| step {s}/{spe} | loss {loss} | acc {acc} | {tps} tok/s | ETA {eta_formatted}",
       stream: process.stderr,
       hideCursor: true,
       etaBuffer: 50,
     },
   );
-  if (useBar) bar.start(total, 0, { ep: 1, epochs: flags.epochs, loss: "-", acc: "-", tps: "-" });
+  if (useBar) bar.start(total, 0, { ep: 1, epochs: flags.epochs, s: 0, spe: stepsPerEpoch, loss: "-", acc: "-", tps: "-" });
   const history: CurvePoint[] = [];
   let ep = { loss: 0, correct: 0, count: 0, tokens: 0, start: performance.now() };
   const t0 = performance.now();
@@ -125,6 +125,8 @@ async function runTrain(flags: TrainFlags): Promise<void> {
       bar.update(r.globalStep + 1, {
         ep: r.epoch + 1,
         epochs: flags.epochs,
+        s: r.stepInEpoch + 1,
+        spe: r.stepsPerEpoch,
         loss: (ep.loss / ep.count).toFixed(4),
         acc: (ep.correct / ep.count).toFixed(3),
         tps: secs > 0 ? Math.round(tokensAll / secs).toLocaleString("en-US") : "-",
