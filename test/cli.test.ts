@@ -237,6 +237,32 @@ describe("gqa train / eval / predict", () => {
     expect(readFileSync(join(out, "training-curve.svg"), "utf8")).toMatch(/^<svg/);
   });
 
+  it("--val-split holds out part of each class, scores it every epoch and plots it", () => {
+    const vout = join(tmp, "run-val");
+    const r = gqa("train", "--data", "basic-motions", "--hidden-size", "16", "--num-heads", "4", "--num-kv-heads", "2", "--num-layers", "1", "--epochs", "4", "--val-split", "0.25", "--no-progress", "--seed", "2", "--out", vout);
+    expect(r.code).toBe(0);
+    // 4 classes x 10 cases: round(0.25 * 10) = 3 per class.
+    expect(r.stderr).toMatch(/validation: 12 of the 40 training cases held out \(--val-split 0.25\); training on 28/);
+    expect(r.stderr).toMatch(/^epoch 4\/4: loss [\d.]+, acc [\d.]+, val acc [\d.]+, /m);
+    const m = JSON.parse(readFileSync(join(vout, "metrics.json"), "utf8"));
+    expect(m.training).toMatchObject({ valSplit: 0.25, trainCount: 28, valCount: 12 });
+    expect(m.train.count).toBe(28);
+    expect(m.history.length).toBe(4);
+    for (const h of m.history) {
+      expect(h.valAccuracy * 12).toBeCloseTo(Math.round(h.valAccuracy * 12), 9); // a count out of 12
+      expect(h.valLoss).toBeGreaterThan(0);
+    }
+    const svg = readFileSync(join(vout, "training-curve.svg"), "utf8");
+    expect(svg).toContain("val accuracy");
+    expect(svg).toContain("val loss");
+    // Legends sit below the plot areas (y > 260), clear of the lines.
+    for (const y of [...svg.matchAll(/<text x="[\d.]+" y="([\d.]+)" font-size="11">(train|val|test) /g)].map((t) => Number(t[1]))) expect(y).toBeGreaterThan(260);
+    // The split is the same for a seed and keeps every class on both sides.
+    const again = gqa("train", "--data", "basic-motions", "--hidden-size", "16", "--num-heads", "4", "--num-kv-heads", "2", "--num-layers", "1", "--epochs", "4", "--val-split", "0.25", "--no-progress", "--seed", "2", "--out", vout + "2");
+    expect(JSON.parse(readFileSync(join(vout + "2", "metrics.json"), "utf8")).history).toEqual(m.history);
+    expect(again.code).toBe(0);
+  });
+
   it("eval reproduces the test accuracy and confusion matrix of train", () => {
     const metrics = JSON.parse(readFileSync(join(out, "metrics.json"), "utf8"));
     const r = gqa("eval", "--model", join(out, "model.safetensors"), "--data", "basic-motions", "--json");

@@ -32,6 +32,10 @@ export interface FitConfig {
   seed: number;
   /** Called after every step, in order. */
   onStep?: (r: StepReport) => void;
+  /** Data scored (eval mode) at the end of every epoch. */
+  validation?: LabelledData;
+  /** Called after every epoch, after validation: validation loss and accuracy when given. */
+  onEpochEnd?: (e: { epoch: number; valLoss?: number; valAccuracy?: number | null }) => void;
 }
 
 /** A GQA model with a classification head, as the CLI sees it. */
@@ -62,8 +66,9 @@ function wrap(m: Model, numClasses: number): Classifier {
     },
     numClasses,
     async fit(train, cfg) {
-      const { onStep, ...opts } = cfg;
-      await m.fit({ x: train.data, dims: train.dims, lengths: train.lengths, labels: train.labels }, onStep ? { ...opts, onStep } : opts);
+      const { validation, ...opts } = cfg;
+      const data = (d: LabelledData) => ({ x: d.data, dims: d.dims, lengths: d.lengths, labels: d.labels });
+      await m.fit(data(train), validation ? { ...opts, validation: data(validation) } : opts);
     },
     async probabilities(data, dims, lengths) {
       const t = await m.predict(data, dims, { lengths });

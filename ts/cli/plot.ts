@@ -3,7 +3,8 @@
  * the npm chart libraries that render SVG in Node without a browser, such as vega or echarts'
  * server-side renderer, are several MB of dependencies for two line charts).
  *
- * Left panel: training loss per epoch. Right panel: training and test accuracy per epoch (0..1).
+ * Left panel: training (and validation) loss per epoch. Right panel: training, validation and
+ * test accuracy per epoch (0..1). Legends sit in a row under each panel, clear of the lines.
  */
 
 /** One epoch of the training history. */
@@ -11,6 +12,9 @@ export interface CurvePoint {
   epoch: number;
   trainLoss: number;
   trainAccuracy: number;
+  /** With `--val-split`: loss and accuracy on the held-out part of the training split. */
+  valLoss?: number;
+  valAccuracy?: number;
   testAccuracy?: number;
 }
 
@@ -52,27 +56,33 @@ function panel(x0: number, title: string, yLabel: string, series: Series[], yRan
   }
   parts.push(`<text x="${x0 + left + pw / 2}" y="${top + ph + 32}" text-anchor="middle" font-size="12">epoch</text>`);
   parts.push(`<text transform="translate(${x0 + 14},${top + ph / 2}) rotate(-90)" text-anchor="middle" font-size="12">${esc(yLabel)}</text>`);
-  series.forEach((s, i) => {
-    if (s.points.length === 0) return;
+  series.filter((s) => s.points.length > 0).forEach((s, i) => {
     const d = s.points.map(([e, v], j) => `${j ? "L" : "M"}${sx(e).toFixed(1)},${sy(v).toFixed(1)}`).join(" ");
     parts.push(`<path d="${d}" fill="none" stroke="${s.color}" stroke-width="2"/>`);
     for (const [e, v] of s.points) parts.push(`<circle cx="${sx(e).toFixed(1)}" cy="${sy(v).toFixed(1)}" r="2.5" fill="${s.color}"/>`);
-    const ly = top + 12 + 16 * i;
-    parts.push(`<line x1="${x0 + left + 8}" x2="${x0 + left + 26}" y1="${ly}" y2="${ly}" stroke="${s.color}" stroke-width="2"/>`);
-    parts.push(`<text x="${x0 + left + 30}" y="${ly + 4}" font-size="11">${esc(s.name)}</text>`);
+    const lx = x0 + left + 105 * i;
+    const ly = h + 12;
+    parts.push(`<line x1="${lx}" x2="${lx + 18}" y1="${ly}" y2="${ly}" stroke="${s.color}" stroke-width="2"/>`);
+    parts.push(`<text x="${lx + 22}" y="${ly + 4}" font-size="11">${esc(s.name)}</text>`);
   });
   return parts.join("\n");
 }
 
 /**
- * Renders the training curves as an SVG document (760 x 260 px).
+ * Renders the training curves as an SVG document (760 x 285 px).
  * @param title shown above nothing; used as the document `<title>`.
  */
 export function trainingCurveSvg(history: readonly CurvePoint[], title: string): string {
   const epochs = history.length ? Math.max(...history.map((h) => h.epoch)) : 1;
-  const loss: Series = { name: "train loss", color: "#1f77b4", points: history.map((h) => [h.epoch, h.trainLoss]) };
+  const val = (f: (h: CurvePoint) => number | undefined): [number, number][] =>
+    history.filter((h) => f(h) !== undefined).map((h) => [h.epoch, f(h)!]);
+  const loss: Series[] = [
+    { name: "train loss", color: "#1f77b4", points: history.map((h) => [h.epoch, h.trainLoss]) },
+    { name: "val loss", color: "#ff7f0e", points: val((h) => h.valLoss) },
+  ];
   const acc: Series[] = [
     { name: "train accuracy", color: "#1f77b4", points: history.map((h) => [h.epoch, h.trainAccuracy]) },
+    { name: "val accuracy", color: "#ff7f0e", points: val((h) => h.valAccuracy) },
     {
       name: "test accuracy",
       color: "#d62728",
@@ -80,10 +90,10 @@ export function trainingCurveSvg(history: readonly CurvePoint[], title: string):
     },
   ];
   return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="760" height="260" viewBox="0 0 760 260" font-family="sans-serif">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="760" height="285" viewBox="0 0 760 285" font-family="sans-serif">`,
     `<title>${esc(title)}</title>`,
-    `<rect width="760" height="260" fill="white"/>`,
-    panel(0, "loss", "cross-entropy", [loss], undefined, epochs),
+    `<rect width="760" height="285" fill="white"/>`,
+    panel(0, "loss", "cross-entropy", loss, undefined, epochs),
     panel(380, "accuracy", "accuracy", acc, [0, 1], epochs),
     `</svg>`,
     "",
