@@ -26,25 +26,48 @@ pub fn log_softmax(logits: &Tensor) -> Result<Tensor> {
 /// length is not `B`.
 pub fn cross_entropy(logits: &Tensor, labels: &[u32], class_weights: Option<&[f32]>) -> Result<Tensor> {
     let (b, c) = logits.dims2()?;
+    let total_w = label_weight_total(labels, b, c, class_weights)?;
+    let mut onehot = vec![0f32; b * c];
+    for (i, &y) in labels.iter().enumerate() {
+        onehot[i * c + y as usize] = class_weights.map_or(1.0, |w| w[y as usize]);
+    }
+    let onehot = Tensor::from_vec(onehot, (b, c), logits.device())?;
+    let nll = (log_softmax(logits)? * onehot)?.sum_all()?.neg()?;
+    Ok(nll.affine(1.0 / total_w, 0.0)?)
+}
+
+/// Checks `B` class labels against `C` classes and returns the batch's total label weight
+/// `sum_b w[y_b]` (`B` without class weights), the denominator of [`cross_entropy`].
+///
+/// # Errors
+/// [`Error::InvalidInput`] naming `labels` (not `B` of them), `labels[i]` (a class `>= C`) or
+/// `classWeights` (a total weight that is not positive).
+pub fn label_weight_total(labels: &[u32], b: usize, c: usize, class_weights: Option<&[f32]>) -> Result<f64> {
     if labels.len() != b {
         return Err(Error::input("labels", format!("{b} labels (one per sequence)"), format!("{} labels", labels.len())));
     }
-    let mut onehot = vec![0f32; b * c];
     let mut total_w = 0f64;
     for (i, &y) in labels.iter().enumerate() {
         if y as usize >= c {
             return Err(Error::input(format!("labels[{i}]"), format!("a class index in 0..{c}"), y));
         }
-        let w = class_weights.map_or(1.0, |w| w[y as usize]);
-        onehot[i * c + y as usize] = w;
-        total_w += w as f64;
+        total_w += f64::from(class_weights.map_or(1.0, |w| w[y as usize]));
     }
     if total_w <= 0.0 {
         return Err(Error::input("classWeights", "a positive total weight over the batch's labels", total_w));
     }
-    let onehot = Tensor::from_vec(onehot, (b, c), logits.device())?;
-    let nll = (log_softmax(logits)? * onehot)?.sum_all()?.neg()?;
-    Ok(nll.affine(1.0 / total_w, 0.0)?)
+    Ok(total_w)
+}
+
+/// Checks that `values` holds `[B, K]` regression targets.
+///
+/// # Errors
+/// [`Error::InvalidInput`] naming `targets`.
+pub fn check_targets(values: &[f32], b: usize, k: usize) -> Result<()> {
+    if values.len() != b * k {
+        return Err(Error::input("targets", format!("{} values ([{b}, {k}])", b * k), format!("{} values", values.len())));
+    }
+    Ok(())
 }
 
 /// Mean squared error, `mean((pred - target)^2)` over every element (`F.mse_loss`).
@@ -85,8 +108,6 @@ pub(crate) fn scalar(t: &Tensor) -> Result<f64> {
 
 /// A `[B, K]` F32 target tensor from a flat slice.
 pub(crate) fn targets(values: &[f32], b: usize, k: usize, device: &Device) -> Result<Tensor> {
-    if values.len() != b * k {
-        return Err(Error::input("targets", format!("{} values ([{b}, {k}])", b * k), format!("{} values", values.len())));
-    }
+    check_targets(values, b, k)?;
     Ok(Tensor::from_slice(values, (b, k), device)?)
 }
