@@ -16,7 +16,7 @@
 //! partial sums are added in order, and attention jobs are whole (batch, KV head) pairs, so the
 //! gradients do not depend on the thread count.
 
-use super::cpu::{dispatch, erfc_pos, exp_f32, fmadd, layer_norm_seq, par_for, OutPtr};
+use super::cpu::{dispatch, exp_f32, fmadd, layer_norm_seq, par_for, two_phi, OutPtr};
 // The dispatch macro's run-time selection (x86_64 only).
 #[cfg(target_arch = "x86_64")]
 use super::cpu::{simd_level, SimdLevel};
@@ -161,23 +161,12 @@ pub fn column_sums(y: &[f32], rows: usize, ld: usize, col: usize, out: &mut [f32
 // GELU
 
 #[inline(always)]
-fn phi2<const FMA: bool>(x: f32) -> f32 {
-    let z = x * std::f32::consts::FRAC_1_SQRT_2;
-    let e = erfc_pos::<FMA>(z.abs());
-    if z >= 0.0 {
-        2.0 - e
-    } else {
-        e
-    }
-}
-
-#[inline(always)]
 fn bias_gelu_save_impl<const FMA: bool>(u: &mut [f32], bias: &[f32], g: &mut [f32]) {
     for (ur, gr) in u.chunks_exact_mut(bias.len()).zip(g.chunks_exact_mut(bias.len())) {
         for ((v, o), &b) in ur.iter_mut().zip(gr.iter_mut()).zip(bias) {
             let x = *v + b;
             *v = x;
-            *o = x * 0.5 * phi2::<FMA>(x);
+            *o = x * 0.5 * two_phi::<FMA>(x);
         }
     }
 }
@@ -208,7 +197,7 @@ fn gelu_bwd_impl<const FMA: bool>(dg: &mut [f32], u: &[f32]) {
     const INV_SQRT_2PI: f32 = 0.398_942_3;
     for (d, &x) in dg.iter_mut().zip(u) {
         let pdf = INV_SQRT_2PI * exp_f32::<FMA>(-0.5 * x * x);
-        *d *= fmadd::<FMA>(x, pdf, 0.5 * phi2::<FMA>(x));
+        *d *= fmadd::<FMA>(x, pdf, 0.5 * two_phi::<FMA>(x));
     }
 }
 dispatch!(fn gelu_bwd_seq / gelu_bwd_avx2 => gelu_bwd_impl(dg: &mut [f32], u: &[f32]));

@@ -273,10 +273,19 @@ pub(crate) fn erfc_pos<const FMA: bool>(a: f32) -> f32 {
 /// Exact GELU `x * Phi(x)`, `Phi(x) = 0.5 * erfc(-x / sqrt(2))` (Hendrycks & Gimpel, 2016).
 #[inline(always)]
 fn gelu_f32<const FMA: bool>(x: f32) -> f32 {
+    x * 0.5 * two_phi::<FMA>(x)
+}
+
+/// `2 * Phi(x) = erfc(-x / sqrt(2))`, the standard normal CDF doubled (GELU and its derivative).
+#[inline(always)]
+pub(crate) fn two_phi<const FMA: bool>(x: f32) -> f32 {
     let z = x * std::f32::consts::FRAC_1_SQRT_2;
     let e = erfc_pos::<FMA>(z.abs());
-    let phi2 = if z >= 0.0 { 2.0 - e } else { e };
-    x * 0.5 * phi2
+    if z >= 0.0 {
+        2.0 - e
+    } else {
+        e
+    }
 }
 
 #[inline(always)]

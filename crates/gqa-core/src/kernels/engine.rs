@@ -163,7 +163,7 @@ fn give(bufs: impl IntoIterator<Item = Vec<f32>>) {
 }
 
 /// Writes `bias` into columns `col..col+bias.len()` of every row of `y` (row stride `ld`).
-fn fill_bias(y: &mut [f32], ld: usize, col: usize, bias: &[f32]) {
+pub(super) fn fill_bias(y: &mut [f32], ld: usize, col: usize, bias: &[f32]) {
     for row in y.chunks_mut(ld) {
         row[col..col + bias.len()].copy_from_slice(bias);
     }
@@ -171,7 +171,7 @@ fn fill_bias(y: &mut [f32], ld: usize, col: usize, bias: &[f32]) {
 
 /// Rotary on `n` heads of width `d` starting at column `col` of each row (row stride `ld`);
 /// row `r` is at position `pos(r)`.
-fn rotary(x: &mut [f32], ld: usize, col: usize, n: usize, d: usize, rope: RopeRef<'_>, pos: impl Fn(usize) -> usize + Sync + Send) -> Result<()> {
+pub(super) fn rotary(x: &mut [f32], ld: usize, col: usize, n: usize, d: usize, rope: RopeRef<'_>, pos: impl Fn(usize) -> usize + Sync + Send) -> Result<()> {
     let half = d / 2;
     let rows = x.len() / ld;
     if let Some(maxp) = (0..rows).map(&pos).max() {

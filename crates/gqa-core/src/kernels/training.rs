@@ -22,10 +22,11 @@
 //! compares the two, and `tests/fixtures.rs` compares both with PyTorch's autograd.
 
 use super::backward::{self, AttnShape};
-use super::engine::{EngineDims, EngineOutput, LinearRef, RopeRef, WeightsRef};
+use super::engine::{fill_bias, rotary, EngineDims, EngineOutput, LinearRef, RopeRef, WeightsRef};
 use super::{cpu, gemm};
 use crate::dropout::Dropout;
 use crate::error::{Error, Result};
+use crate::train::loss::{check_targets, label_weight_total};
 
 /// LayerNorm epsilon (PyTorch / Axon default).
 const EPS: f32 = 1e-5;
@@ -41,15 +42,6 @@ const OUT: usize = 8;
 const FFN_NORM: usize = 10;
 const UP: usize = 12;
 const DOWN: usize = 14;
-
-/// The task head `y = x W^T + b`: `w: [K, H]`, `b: [K]`.
-#[derive(Debug, Clone, Copy)]
-pub struct HeadRef<'a> {
-    /// `head.weight` `[K, H]`.
-    pub w: &'a [f32],
-    /// `head.bias` `[K]`.
-    pub b: &'a [f32],
-}
 
 /// What the head's output is scored against.
 #[derive(Debug, Clone, Copy)]
@@ -111,7 +103,6 @@ pub struct TrainWorkspace {
     layers: Vec<LayerSaves>,
     x0: Vec<f32>,
     h: Vec<f32>,
-    fin_in: Vec<f32>,
     fin: Vec<f32>,
     fin_st: Vec<f32>,
     hout: Vec<f32>,
@@ -148,11 +139,8 @@ fn pair(g: &mut [Vec<f32>], i: usize) -> (&mut [f32], &mut [f32]) {
 
 /// `y (+)= x W^T + b` with the bias written first (`accumulate = false`) or added.
 fn linear_bias(m: usize, lin: LinearRef<'_>, x: &[f32], inp: usize, y: &mut [f32], ldy: usize, col: usize) -> Result<()> {
-    let out = lin.b.len();
-    for row in y.chunks_mut(ldy).take(m) {
-        row[col..col + out].copy_from_slice(lin.b);
-    }
-    gemm::linear(m, out, inp, x, inp, lin.w, &mut y[col..], ldy, true)
+    fill_bias(&mut y[..m * ldy], ldy, col, lin.b);
+    gemm::linear(m, lin.b.len(), inp, x, inp, lin.w, &mut y[col..], ldy, true)
 }
 
 /// `h += mask * (x W^T + b)` (dropout on a dense layer's output before a residual add), or
@@ -174,19 +162,6 @@ fn residual_linear(m: usize, lin: LinearRef<'_>, x: &[f32], inp: usize, h: &mut 
             Ok(())
         }
     }
-}
-
-/// Rotary (or its inverse, with `sin` negated) on `n` heads at column `col` of every row, row
-/// `r` at position `pos(r)`.
-#[allow(clippy::too_many_arguments)]
-fn rotary_cols(x: &mut [f32], ld: usize, col: usize, n: usize, d: usize, _t: usize, cos: &[f32], sin: &[f32], pos: impl Fn(usize) -> usize + Sync + Send) {
-    let half = d / 2;
-    cpu::par_rows_mut(x, ld, 1 << 14, |r0, chunk| {
-        for (i, row) in chunk.chunks_mut(ld).enumerate() {
-            let p = pos(r0 + i);
-            cpu::rotary_row(&mut row[col..col + n * d], n, d, &cos[p * half..(p + 1) * half], &sin[p * half..(p + 1) * half]);
-        }
-    });
 }
 
 /// One training step's forward and backward pass: the head's loss on `x: [B, T, E]` and the
@@ -211,7 +186,7 @@ fn rotary_cols(x: &mut [f32], ld: usize, col: usize, n: usize, d: usize, _t: usi
 pub fn train_step(
     dims: EngineDims,
     w: &WeightsRef<'_>,
-    head: HeadRef<'_>,
+    head: LinearRef<'_>,
     rope: Option<RopeRef<'_>>,
     x: &[f32],
     b: usize,
@@ -244,13 +219,11 @@ pub fn train_step(
     if ws.layers.len() < nl {
         ws.layers.resize_with(nl, LayerSaves::default);
     }
+    // The inverse rotation (rotary's backward) is rotary with sin negated.
     if let Some(r) = rope {
         let ns = sized(&mut ws.neg_sin, r.sin.len());
         for (o, &s) in ns.iter_mut().zip(r.sin) {
             *o = -s;
-        }
-        if t * (d / 2) > r.cos.len() {
-            return Err(Error::input("rotary positions", format!("at most {} positions", r.cos.len() / (d / 2).max(1)), t));
         }
     }
 
@@ -278,13 +251,13 @@ pub fn train_step(
         linear_bias(m, blk.k, &s.a1, h, qkv, wd, qd)?;
         linear_bias(m, blk.v, &s.a1, h, qkv, wd, qd + kvd)?;
         if let Some(r) = rope {
-            rotary_cols(qkv, wd, qd, nkv, d, t, r.cos, r.sin, |row| row % t);
+            rotary(qkv, wd, qd, nkv, d, r, |row| row % t)?;
         }
         match sel {
             None => {
                 linear_bias(m, blk.q, &s.a1, h, qkv, wd, 0)?;
                 if let Some(r) = rope {
-                    rotary_cols(qkv, wd, 0, nh, d, t, r.cos, r.sin, |row| row % t);
+                    rotary(qkv, wd, 0, nh, d, r, |row| row % t)?;
                 }
             }
             Some(rows) => {
@@ -292,7 +265,7 @@ pub fn train_step(
                 let ql = sized(&mut ws.dqk, mr * qd);
                 linear_bias(mr, blk.q, al, h, ql, qd, 0)?;
                 if let Some(r) = rope {
-                    rotary_cols(ql, qd, 0, nh, d, t, r.cos, r.sin, |i| rows[i] % t);
+                    rotary(ql, qd, 0, nh, d, r, |i| rows[i] % t)?;
                 }
                 for (i, &r) in rows.iter().enumerate() {
                     qkv[r * wd..r * wd + qd].copy_from_slice(&ql[i * qd..(i + 1) * qd]);
@@ -334,9 +307,7 @@ pub fn train_step(
     // Final LayerNorm on the rows the output reads (already compacted to B rows under
     // `last_timestep`), then the output mode.
     let nr = if out == EngineOutput::Last { b } else { m };
-    let fin_in = sized(&mut ws.fin_in, nr * h);
-    fin_in.copy_from_slice(&hs[..nr * h]);
-    backward::layer_norm_forward(&ws.fin_in, w.final_norm.g, w.final_norm.b, EPS, sized(&mut ws.fin, nr * h), sized(&mut ws.fin_st, 2 * nr))?;
+    backward::layer_norm_forward(&hs[..nr * h], w.final_norm.g, w.final_norm.b, EPS, sized(&mut ws.fin, nr * h), sized(&mut ws.fin_st, 2 * nr))?;
     let hout = sized(&mut ws.hout, b * h);
     if out == EngineOutput::Last {
         hout.copy_from_slice(&ws.fin);
@@ -355,7 +326,7 @@ pub fn train_step(
         }
     }
     let logits = sized(&mut ws.logits, b * kout);
-    linear_bias(b, LinearRef { w: head.w, b: head.b }, &ws.hout, h, logits, kout, 0)?;
+    linear_bias(b, head, &ws.hout, h, logits, kout, 0)?;
 
     // ---- loss and its gradient (written over the logits) -----------------------------------
     let result = loss_and_grad(logits, b, kout, objective)?;
@@ -390,7 +361,7 @@ pub fn train_step(
     {
         let fi = n_params - 4;
         let (gg, gb) = pair(grads, fi);
-        backward::layer_norm_backward(&ws.dfin, &ws.fin_in, &ws.fin_st, w.final_norm.g, &mut dh[..nr * h], gg, gb)?;
+        backward::layer_norm_backward(&ws.dfin, &ws.h[..nr * h], &ws.fin_st, w.final_norm.g, &mut dh[..nr * h], gg, gb)?;
     }
     for (li, (blk, s)) in w.blocks.iter().zip(ws.layers.iter()).enumerate().rev() {
         let gi = first + li * PER_BLOCK;
@@ -447,7 +418,7 @@ pub fn train_step(
         let dqkv = sized(&mut ws.dqkv, m * wd);
         backward::attention_backward(&s.qkv, &s.o, &s.lse, dout, AttnShape { last_only: sel.is_some(), ..sh }, scale, dqkv)?;
         if let Some(r) = rope {
-            rotary_cols(dqkv, wd, qd, nkv, d, t, r.cos, &ws.neg_sin, |row| row % t);
+            rotary(dqkv, wd, qd, nkv, d, RopeRef { cos: r.cos, sin: &ws.neg_sin }, |row| row % t)?;
         }
         let da = sized(&mut ws.da, m * h);
         // K and V: every row.
@@ -463,7 +434,7 @@ pub fn train_step(
         match sel {
             None => {
                 if let Some(r) = rope {
-                    rotary_cols(dqkv, wd, 0, nh, d, t, r.cos, &ws.neg_sin, |row| row % t);
+                    rotary(dqkv, wd, 0, nh, d, RopeRef { cos: r.cos, sin: &ws.neg_sin }, |row| row % t)?;
                 }
                 gemm::linear_dw(m, qd, h, dqkv, wd, &s.a1, h, gw)?;
                 backward::column_sums(dqkv, m, wd, 0, gb)?;
@@ -475,7 +446,7 @@ pub fn train_step(
                     dql[i * qd..(i + 1) * qd].copy_from_slice(&dqkv[r * wd..r * wd + qd]);
                 }
                 if let Some(rp) = rope {
-                    rotary_cols(dql, qd, 0, nh, d, t, rp.cos, &ws.neg_sin, |i| rows[i] % t);
+                    rotary(dql, qd, 0, nh, d, RopeRef { cos: rp.cos, sin: &ws.neg_sin }, |i| rows[i] % t)?;
                 }
                 let al = gather(&s.a1, h, rows, &mut ws.tmp);
                 gemm::linear_dw(mr, qd, h, dql, qd, al, h, gw)?;
@@ -540,19 +511,7 @@ fn expand(x: &mut [f32], w: usize, rows: &[usize]) {
 fn loss_and_grad(y: &mut [f32], b: usize, k: usize, objective: Objective<'_>) -> Result<StepLoss> {
     match objective {
         Objective::Classes { labels, weights } => {
-            if labels.len() != b {
-                return Err(Error::input("labels", format!("{b} labels (one per sequence)"), format!("{} labels", labels.len())));
-            }
-            let mut total_w = 0f64;
-            for (i, &c) in labels.iter().enumerate() {
-                if c as usize >= k {
-                    return Err(Error::input(format!("labels[{i}]"), format!("a class index in 0..{k}"), c));
-                }
-                total_w += f64::from(weights.map_or(1.0, |w| w[c as usize]));
-            }
-            if total_w <= 0.0 {
-                return Err(Error::input("classWeights", "a positive total weight over the batch's labels", total_w));
-            }
+            let total_w = label_weight_total(labels, b, k, weights)?;
             let mut loss = 0f64;
             let mut correct = 0;
             for (row, &c) in y.chunks_exact_mut(k).zip(labels) {
@@ -578,9 +537,7 @@ fn loss_and_grad(y: &mut [f32], b: usize, k: usize, objective: Objective<'_>) ->
             Ok(StepLoss { loss: loss / total_w, correct })
         }
         Objective::Mse { targets } | Objective::Huber { targets, .. } => {
-            if targets.len() != b * k {
-                return Err(Error::input("targets", format!("{} values ([{b}, {k}])", b * k), format!("{} values", targets.len())));
-            }
+            check_targets(targets, b, k)?;
             let n = (b * k) as f32;
             let mut loss = 0f64;
             for (v, &tg) in y.iter_mut().zip(targets) {

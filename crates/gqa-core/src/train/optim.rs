@@ -121,7 +121,7 @@ pub fn clip_grad_norm(vars: &[Var], grads: &mut GradStore, max_norm: f64) -> Res
         }
     }
     let norm = sq.sqrt();
-    let coef = (max_norm / (norm + 1e-6)).min(1.0);
+    let coef = clip_coefficient(norm, max_norm);
     if coef < 1.0 {
         for var in vars {
             if let Some(g) = grads.remove(var.as_tensor()) {
@@ -258,6 +258,11 @@ impl FusedAdamW {
         }
         Ok(())
     }
+}
+
+/// The factor `clip_grad_norm_` scales every gradient by: `min(1, max_norm / (norm + 1e-6))`.
+pub fn clip_coefficient(norm: f64, max_norm: f64) -> f64 {
+    (max_norm / (norm + 1e-6)).min(1.0)
 }
 
 /// The global L2 norm of `grads` (sum of squares in f64), for clipping as

@@ -9,12 +9,13 @@ use serde::{Deserialize, Serialize};
 use crate::config::OutputMode;
 use crate::dropout::Dropout;
 use crate::kernels::engine::EngineOutput;
-use crate::kernels::training::{train_step, HeadRef, Objective, StepLoss, TrainWorkspace};
+use crate::kernels::engine::LinearRef;
+use crate::kernels::training::{train_step, Objective, StepLoss, TrainWorkspace};
 use crate::error::{Error, Result};
 
 use super::head::{HeadConfig, RegressionLoss};
 use super::loss::{correct_count, cross_entropy, huber, mse, scalar, targets};
-use super::optim::{clip_grad_norm, global_norm, AdamW, AdamWConfig, FusedAdamW};
+use super::optim::{clip_coefficient, clip_grad_norm, global_norm, AdamW, AdamWConfig, FusedAdamW};
 use super::schedule::WarmupCosine;
 use super::task::TaskModel;
 
@@ -350,7 +351,7 @@ impl Trainer {
                 let (norm, scale) = match self.opts.clip_norm {
                     Some(c) => {
                         let norm = global_norm(&st.grads);
-                        let coef = (c / (norm + 1e-6)).min(1.0);
+                        let coef = clip_coefficient(norm, c);
                         (norm, (coef < 1.0).then_some(coef as f32))
                     }
                     None => (f64::NAN, None),
@@ -449,7 +450,7 @@ pub fn fused_gradients(task: &TaskModel, x: &[f32], t: usize, lengths: &[usize],
     let lengths = if lengths.iter().all(|&l| l == t) { None } else { Some(lengths) };
     task.model.with_engine(rot.as_ref(), |dims, w, rope| {
         crate::kernels::fused::with_slices(&head_t, |hs| {
-            crate::kernels::threads::install(|| train_step(dims, w, HeadRef { w: hs[0], b: hs[1] }, rope, x, b, t, lengths, out, objective, dropout, grads, ws))
+            crate::kernels::threads::install(|| train_step(dims, w, LinearRef { w: hs[0], b: hs[1] }, rope, x, b, t, lengths, out, objective, dropout, grads, ws))
         })
     })
 }
