@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Memory check (issue: bindings): 10,000 x (build a model, forward, dispose) must leave native RSS
 // and the wasm linear memory flat. Run with `node --expose-gc scripts/leak-check.mjs native|wasm`
-// (scripts/test.sh runs both). Prints the figures; exits 1 when memory grows past the bounds.
+// (scripts/test.sh runs native and both wasm modules: GQA_THREADS=1 loads the single-threaded
+// one, GQA_THREADS=2 the threaded one, whose shared memory is checked the same way). Prints the figures; exits 1 when memory grows past the bounds.
 // A warm-up of the same 10,000 iterations runs first: glibc gives each libuv worker thread its own
 // malloc arena, and those arenas grow to their steady size over the first ~10-15k async forwards
 // (measured: 70.6 MiB at 5k, 83.8 at 10k, then 85.7-86.6 MiB from 15k to 40k). Then:
@@ -9,6 +10,7 @@
 //   wasm:   linear memory after the measured 10,000 equal to its size after the warm-up
 //           (wasm memory never shrinks, so any leak of a freed model would show as growth).
 import { readFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
 import { GQA } from "gqa";
 
 const backend = process.argv[2] ?? "native";
@@ -19,9 +21,9 @@ await GQA.init({ backend });
 let wasmMemory = () => 0;
 if (backend === "wasm") {
   // The backend imported this same module URL; initSync on an initialised module returns its exports.
-  const glueUrl = new URL("../bindings/wasm/pkg/gqa_wasm.js", import.meta.url);
+  const glueUrl = new URL("gqa_wasm.js", pathToFileURL(GQA.backendFile));
   const glue = await import(glueUrl.href);
-  const exports = glue.initSync({ module: readFileSync(new URL("gqa_wasm_bg.wasm", glueUrl)) });
+  const exports = glue.initSync({ module: readFileSync(GQA.backendFile) });
   wasmMemory = () => exports.memory.buffer.byteLength;
 }
 
@@ -44,7 +46,7 @@ for (let i = 1; i <= WARMUP + N; i++) {
 globalThis.gc?.();
 const end = { rss: process.memoryUsage().rss, wasm: wasmMemory() };
 const secs = ((performance.now() - t0) / 1e3).toFixed(1);
-console.log(`leak-check ${backend}: ${WARMUP} warm-up + ${N} measured x (build, forward, dispose) in ${secs} s; RSS ${mib(base.rss)} -> ${mib(end.rss)} MiB` +
+console.log(`leak-check ${GQA.variant} (${GQA.threads} thread${GQA.threads > 1 ? "s" : ""}): ${WARMUP} warm-up + ${N} measured x (build, forward, dispose) in ${secs} s; RSS ${mib(base.rss)} -> ${mib(end.rss)} MiB` +
   (backend === "wasm" ? `; wasm memory ${mib(base.wasm)} -> ${mib(end.wasm)} MiB` : ""));
 const rssGrowth = end.rss - base.rss;
 if (backend === "native" && rssGrowth > 8 * 2 ** 20) {

@@ -6,7 +6,8 @@
 #  2. wasm-bindgen-cli 0.2.130 and wasm-pack 0.15.1 (cargo install from crates.io)
 #  3. npm ci (package-lock.json)
 #  4. native addon: napi build --platform --release (rustup toolchain)  -> bindings/node/gqa.<triple>.node + index.js
-#  5. wasm package: wasm-pack build --target web (Debian toolchain, -Zbuild-std, +simd128) -> bindings/wasm/pkg/
+#  5. wasm packages: wasm-pack build --target web (Debian toolchain, -Zbuild-std): +simd128 -> bindings/wasm/pkg/,
+#     threaded (+atomics, shared memory, wasm-bindgen-rayon) -> bindings/wasm/pkg-threads/
 #  6. TypeScript: tsc -> dist/
 #  7. browser demo: vite build --config demo/vite.config.ts -> demo/dist/ (static files)
 #
@@ -94,42 +95,69 @@ else
   fi
 fi
 
-# --- 5. wasm package (wasm-pack, Debian toolchain) ----------------------------------------------
+# --- 5. wasm packages (wasm-pack, Debian toolchain) ---------------------------------------------
+# Two modules from the same crate:
+#   pkg/          single-threaded (+simd128): runs everywhere;
+#   pkg-threads/  threaded (+atomics, shared memory, feature `threads`): rayon on Web Workers /
+#                 worker_threads; the TypeScript layer loads it where the host allows threads.
 WASM_RUSTFLAGS='-C target-feature=+simd128 --cfg getrandom_backend="wasm_js"'
-if [ "${GQA_SKIP_WASM:-0}" = 1 ]; then
-  log "wasm package: skipped (GQA_SKIP_WASM=1)"
-else
-  wasm_sum="$(rust_sum wasm "wasm-pack web release $WASM_RUSTFLAGS wasm-opt ${GQA_WASM_OPT:--O1}")"
-  if [ "${GQA_FORCE_BUILD:-0}" != 1 ] && [ -f bindings/wasm/pkg/gqa_wasm_bg.wasm ] && [ -f bindings/wasm/pkg/gqa_wasm.js ] \
-      && [ "$(cat "$STAMPS/wasm" 2>/dev/null)" = "$wasm_sum" ]; then
-    log "wasm package up to date (bindings/wasm/pkg)"
-  else
-    log "wasm package: wasm-pack build --release --target web --mode force --no-opt (bindings/wasm)"
-    # Debian's rustc/cargo first on PATH (rustup's proxies in ~/.cargo/bin would shadow them);
-    # wasm-bindgen from ~/.cargo/bin. panic=abort for wasm only (the workspace release profile
-    # keeps unwind for the napi addon).
-    PATH="/usr/bin:$PATH" RUSTC_BOOTSTRAP=1 RUSTFLAGS="$WASM_RUSTFLAGS" CARGO_TARGET_DIR="$ROOT/target/wasm" \
-      wasm-pack --log-level warn build bindings/wasm --release --target web --mode force --out-dir pkg --no-opt \
-      -- -Zbuild-std=std,panic_abort --config 'profile.release.panic="abort"'
-    # wasm-opt from node_modules/.bin (npm binaryen), run here so the level is ours to choose:
-    # it is binaryen compiled to wasm (slow): -O1 takes 12-90 s here depending on load, -O3 several
-    # times that for a module ~4 % smaller. GQA_WASM_OPT=none skips it.
-    if [ "${GQA_WASM_OPT:-}" = none ]; then
-      log "wasm-opt skipped (GQA_WASM_OPT=none)"
-    elif command -v wasm-opt >/dev/null; then
-      log "wasm-opt ${GQA_WASM_OPT:--O1} bindings/wasm/pkg/gqa_wasm_bg.wasm"
-      wasm-opt "${GQA_WASM_OPT:--O1}" --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-        --enable-mutable-globals --enable-reference-types --enable-multivalue \
-        bindings/wasm/pkg/gqa_wasm_bg.wasm -o bindings/wasm/pkg/gqa_wasm_bg.wasm
-    else
-      log "wasm-opt not found: module left unoptimised by binaryen"
-    fi
-    # wasm-pack writes pkg/.gitignore ("*"), which would also keep pkg/ out of `npm pack`; the
-    # repository's own .gitignore already ignores pkg/.
-    rm -f bindings/wasm/pkg/.gitignore
-    echo "$wasm_sum" > "$STAMPS/wasm"
-    log "wasm package built: $(du -h bindings/wasm/pkg/gqa_wasm_bg.wasm | cut -f1) bindings/wasm/pkg/gqa_wasm_bg.wasm"
+# rustc adds no shared-memory link arguments for +atomics: without them the module would be
+# silently single-threaded (../shared/TOOLCHAIN.md). --max-memory: 4 GiB, the wasm32 maximum.
+WASM_MT_RUSTFLAGS='-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128 --cfg getrandom_backend="wasm_js"'
+WASM_MT_RUSTFLAGS+=' -C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--max-memory=4294967296'
+WASM_MT_RUSTFLAGS+=' -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size'
+WASM_MT_RUSTFLAGS+=' -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base'
+
+# build_wasm <stamp name> <out dir> <RUSTFLAGS> [cargo args...]
+build_wasm() {
+  local name="$1" out="$2" flags="$3"; shift 3
+  local sum
+  sum="$(rust_sum wasm "wasm-pack web release $flags $* wasm-opt ${GQA_WASM_OPT:--O1} $(sha256sum bindings/wasm/js/*.js | sha256sum)")"
+  if [ "${GQA_FORCE_BUILD:-0}" != 1 ] && [ -f "bindings/wasm/$out/gqa_wasm_bg.wasm" ] && [ -f "bindings/wasm/$out/gqa_wasm.js" ] \
+      && [ "$(cat "$STAMPS/$name" 2>/dev/null)" = "$sum" ]; then
+    log "wasm package up to date (bindings/wasm/$out)"
+    return
   fi
+  log "wasm package: wasm-pack build --release --target web --mode force --no-opt $* (bindings/wasm/$out)"
+  # Debian's rustc/cargo first on PATH (rustup's proxies in ~/.cargo/bin would shadow them);
+  # wasm-bindgen from ~/.cargo/bin. panic=abort for wasm only (the workspace release profile
+  # keeps unwind for the napi addon). Each module has its own target dir (different RUSTFLAGS).
+  PATH="/usr/bin:$PATH" RUSTC_BOOTSTRAP=1 RUSTFLAGS="$flags" CARGO_TARGET_DIR="$ROOT/target/$name" \
+    wasm-pack --log-level warn build bindings/wasm --release --target web --mode force --out-dir "$out" --no-opt \
+    -- -Zbuild-std=std,panic_abort --config 'profile.release.panic="abort"' "$@"
+  # wasm-opt from node_modules/.bin (npm binaryen), run here so the level is ours to choose:
+  # it is binaryen compiled to wasm (slow): -O1 takes 12-90 s here depending on load, -O3 several
+  # times that for a module ~4 % smaller. GQA_WASM_OPT=none skips it.
+  if [ "${GQA_WASM_OPT:-}" = none ]; then
+    log "wasm-opt skipped (GQA_WASM_OPT=none)"
+  elif command -v wasm-opt >/dev/null; then
+    log "wasm-opt ${GQA_WASM_OPT:--O1} bindings/wasm/$out/gqa_wasm_bg.wasm"
+    wasm-opt "${GQA_WASM_OPT:--O1}" --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+      --enable-mutable-globals --enable-reference-types --enable-multivalue --enable-threads \
+      "bindings/wasm/$out/gqa_wasm_bg.wasm" -o "bindings/wasm/$out/gqa_wasm_bg.wasm"
+  else
+    log "wasm-opt not found: module left unoptimised by binaryen"
+  fi
+  # wasm-pack writes <out>/.gitignore ("*"), which would also keep it out of `npm pack`; the
+  # repository's own .gitignore already ignores pkg/ and pkg-threads/.
+  rm -f "bindings/wasm/$out/.gitignore"
+  echo "$sum" > "$STAMPS/$name"
+  log "wasm package built: $(du -h "bindings/wasm/$out/gqa_wasm_bg.wasm" | cut -f1) bindings/wasm/$out/gqa_wasm_bg.wasm"
+}
+
+if [ "${GQA_SKIP_WASM:-0}" = 1 ]; then
+  log "wasm packages: skipped (GQA_SKIP_WASM=1)"
+else
+  build_wasm wasm pkg "$WASM_RUSTFLAGS"
+  build_wasm wasm-threads pkg-threads "$WASM_MT_RUSTFLAGS" --features threads
+  # The threaded package's worker helper: the project's own (Node worker_threads support), in
+  # place of wasm-bindgen-rayon's, at the exact path the glue imports.
+  helpers=(bindings/wasm/pkg-threads/snippets/wasm-bindgen-rayon-*/src/workerHelpers.no-bundler.js)
+  if [ ${#helpers[@]} != 1 ] || [ ! -f "${helpers[0]}" ]; then
+    echo "setup: expected one wasm-bindgen-rayon helper in bindings/wasm/pkg-threads/snippets, found: ${helpers[*]}" >&2
+    exit 1
+  fi
+  cp bindings/wasm/js/workerHelpers.no-bundler.js "${helpers[0]}"
 fi
 
 # --- 6. TypeScript -> dist/ ---------------------------------------------------------------------

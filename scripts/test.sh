@@ -2,9 +2,10 @@
 # The whole test suite (what `npm test` and .ci/run run). Brings the build up to date first
 # (scripts/setup.sh is idempotent), then:
 #   1. cargo test --release  (gqa-core: unit, integration and fixture tests)
-#   2. vitest with GQA_BACKEND=native, then GQA_BACKEND=wasm (every suite in test/ runs per backend)
+#   2. vitest with GQA_BACKEND=native, then GQA_BACKEND=wasm with GQA_THREADS=1 (single-threaded
+#      module) and GQA_THREADS=2 (threaded module): every suite in test/ runs per backend/module
 #   3. the built package: `import { GQA } from "gqa"` (package self-reference -> dist/) on both backends
-#   3b. memory: 10,000 x (build, forward, dispose) per backend leave RSS / wasm memory flat
+#   3b. memory: 10,000 x (build, forward, dispose) per backend and wasm module leave RSS / wasm memory flat
 #   4. the browser entry (dist/browser.js, wasm) in headless chromium, compared with Node
 #   5. the demo (demo/dist) in chromium via playwright-core vs Node native, README worker snippet;
 #      screenshot -> test-artifacts/demo.png
@@ -24,9 +25,15 @@ log "cargo test --release (gqa-core)"
 # a debug test build would compile them a second time (~10-20 min on 2 cores).
 cargo test --release
 
-for backend in native wasm; do
-  log "vitest, GQA_BACKEND=$backend"
-  GQA_BACKEND=$backend vitest run
+for run in native wasm:1 wasm:2; do
+  backend=${run%%:*} threads=${run#*:}
+  if [ "$backend" = native ]; then
+    log "vitest, GQA_BACKEND=native"
+    GQA_BACKEND=native vitest run
+  else
+    log "vitest, GQA_BACKEND=wasm GQA_THREADS=$threads ($([ "$threads" = 1 ] && echo single-threaded || echo threaded) module)"
+    GQA_BACKEND=wasm GQA_THREADS=$threads vitest run
+  fi
 done
 
 log "package self-reference (dist/) on both backends"
@@ -34,9 +41,9 @@ for backend in native wasm; do
   GQA_BACKEND=$backend node scripts/smoke.mjs
 done
 log "memory: 10,000 x (build, forward, dispose) leave native RSS and wasm memory flat"
-for backend in native wasm; do
-  node --expose-gc scripts/leak-check.mjs "$backend"
-done
+node --expose-gc scripts/leak-check.mjs native
+GQA_THREADS=1 node --expose-gc scripts/leak-check.mjs wasm
+GQA_THREADS=2 node --expose-gc scripts/leak-check.mjs wasm
 log "browser entry (dist/browser.js) in headless chromium vs Node"
 node scripts/browser-smoke.mjs
 log "demo end-to-end (playwright-core + chromium) vs Node native"

@@ -33,7 +33,7 @@ describe(`threads and SIMD paths (${BACKEND})`, () => {
     await GQA.init({ threads: 1 });
     expect(GQA.threads).toBe(1);
     await GQA.init({ threads: 2 });
-    expect(GQA.threads).toBe(GQA.backend === "wasm" ? 1 : 2);
+    expect(GQA.threads).toBe(GQA.variant === "wasm" ? 1 : 2);
     for (const bad of [0, -1, 1.5, 5000, Number.NaN, "2" as unknown as number]) {
       await expectCode(() => GQA.init({ threads: bad }), "INVALID_OPTION", /`threads`/);
     }

@@ -5,14 +5,18 @@
  * Two backends implement the same {@link Binding} surface:
  * - `native`: the napi-rs addon (`bindings/node`), built by `scripts/setup.sh`; Node, and Deno
  *   when the `ffi` permission is granted (`--allow-ffi`; Deno loads Node-API addons);
- * - `wasm`: the wasm-bindgen package (`bindings/wasm/pkg`, `--target web`), everywhere.
+ * - `wasm`: the wasm-bindgen packages (`--target web`), everywhere, in two variants:
+ *   `bindings/wasm/pkg-threads` (threaded: shared memory, a rayon pool on worker_threads in Node
+ *   and on Web Workers in Deno and browsers) where the host can run it (Node, Deno, browsers
+ *   whose page is `crossOriginIsolated`) and more than one thread is asked for, else
+ *   `bindings/wasm/pkg` (single-threaded). Both give bitwise the same results.
  *
  * Selection: `GQA.init({ backend })`, else the environment variable `GQA_BACKEND`
  * (`auto` | `native` | `wasm`), else `auto` = native when its addon loads, else wasm.
  * A forced backend that cannot load throws `GqaError("BACKEND_LOAD_FAILED")` naming the file
  * tried and the reason. Overrides for the files (Node/Deno): `GQA_NATIVE_PATH` (path of a `.node`
  * addon, or of the napi-rs loader `index.js`) and `GQA_WASM_PATH` (path of the `.wasm` file; its
- * JS glue `gqa_wasm.js` must sit next to it).
+ * JS glue `gqa_wasm.js` must sit next to it; a glue that exports `initThreadPool` is run threaded).
  */
 
 import { GqaError } from "./errors.js";
@@ -113,9 +117,14 @@ export interface Binding {
   loadAttention?(bytes: Uint8Array, optionsJson: string): ModelHandle;
 }
 
+/** The module a backend runs: the native addon, or one of the two wasm modules. */
+export type BackendVariant = "native" | "wasm" | "wasm-threads";
+
 /** A loaded backend: its name, its binding and the file it came from. */
 export interface LoadedBackend {
   name: BackendName;
+  /** Which module: `"wasm-threads"` is the threaded wasm module. */
+  variant: BackendVariant;
   binding: Binding;
   /** The addon / wasm file that was loaded (path or URL). */
   file: string;
@@ -161,6 +170,8 @@ export function requestedBackend(choice?: BackendChoice): BackendChoice {
 const NATIVE_LOADER_URL = new URL("../bindings/node/index.js", import.meta.url);
 const WASM_JS_URL = new URL("../bindings/wasm/pkg/gqa_wasm.js", import.meta.url);
 const WASM_BIN_URL = new URL("../bindings/wasm/pkg/gqa_wasm_bg.wasm", import.meta.url);
+const WASM_MT_JS_URL = new URL("../bindings/wasm/pkg-threads/gqa_wasm.js", import.meta.url);
+const WASM_MT_BIN_URL = new URL("../bindings/wasm/pkg-threads/gqa_wasm_bg.wasm", import.meta.url);
 
 async function nodeModules() {
   const [fs, url, module, path] = await Promise.all([
@@ -213,15 +224,50 @@ export async function loadNative(): Promise<LoadedBackend> {
   if (typeof raw?.validateConfig !== "function") {
     throw new GqaError("BACKEND_LOAD_FAILED", `native backend: ${file} is not the gqa addon (no validateConfig export)`);
   }
-  return { name: "native", binding: adaptNative(raw), file };
+  return { name: "native", variant: "native", binding: adaptNative(raw), file };
 }
 
-/** Loads the wasm-bindgen package: `initSync` with the file's bytes in Node/Deno, `init(url)` in browsers. */
-export async function loadWasm(): Promise<LoadedBackend> {
+/**
+ * Whether this host can run the threaded wasm module: Node (worker_threads), Deno (Workers),
+ * browsers and Web Workers whose context is `crossOriginIsolated` (served with
+ * `Cross-Origin-Opener-Policy: same-origin` and `Cross-Origin-Embedder-Policy: require-corp`,
+ * which shared memory needs). `false` where `SharedArrayBuffer` is missing.
+ */
+export function wasmThreadsAvailable(): boolean {
+  const g = globalThis as any;
+  if (typeof g.SharedArrayBuffer !== "function" || typeof g.Atomics !== "object") return false;
+  const env = detectEnvironment();
+  if (env === "node" || env === "deno") return true;
+  return g.crossOriginIsolated === true && typeof g.Worker === "function";
+}
+
+/** The default wasm thread count: `GQA_THREADS` (Node/Deno), else the available cores. */
+async function defaultWasmThreads(): Promise<number> {
+  const fromEnv = Number(envVar("GQA_THREADS"));
+  if (Number.isInteger(fromEnv) && fromEnv >= 1 && fromEnv <= 1024) return fromEnv;
+  if (detectEnvironment() === "node") {
+    const os = await import("node:os");
+    return typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length;
+  }
+  const n = (globalThis as any).navigator?.hardwareConcurrency;
+  return Number.isInteger(n) && n >= 1 ? Math.min(n, 1024) : 1;
+}
+
+/** Pool sizes of threaded glue modules already started (an instance's pool starts only once). */
+const wasmPools = new Map<string, number>();
+
+/**
+ * Loads a wasm-bindgen package: `initSync` with the file's bytes in Node/Deno, `init(url)` in
+ * browsers. `threads` (default {@link defaultWasmThreads}): more than 1 picks the threaded module
+ * where {@link wasmThreadsAvailable}, whose worker pool then starts with that many workers.
+ */
+export async function loadWasm(threads?: number): Promise<LoadedBackend> {
   const env = detectEnvironment();
   const override = envVar("GQA_WASM_PATH");
-  let jsUrl = WASM_JS_URL;
-  let binUrl = WASM_BIN_URL;
+  const wanted = threads ?? (await defaultWasmThreads());
+  const threaded = wanted > 1 && wasmThreadsAvailable();
+  let jsUrl = threaded ? WASM_MT_JS_URL : WASM_JS_URL;
+  let binUrl = threaded ? WASM_MT_BIN_URL : WASM_BIN_URL;
   if (override) {
     if (env === "node") {
       const { url, path } = await nodeModules();
@@ -231,15 +277,14 @@ export async function loadWasm(): Promise<LoadedBackend> {
     }
     jsUrl = new URL("gqa_wasm.js", binUrl);
   }
+  const hint = override ? " (from GQA_WASM_PATH)" : " (run `bash scripts/setup.sh` to build the wasm packages)";
   let file = binUrl.href;
   let glue: any;
   try {
     if (env === "node") {
       const { fs, url } = await nodeModules();
       file = url.fileURLToPath(binUrl);
-      if (!fs.existsSync(file)) {
-        throw new Error("file not found" + (override ? " (from GQA_WASM_PATH)" : " (run `bash scripts/setup.sh` to build the wasm package)"));
-      }
+      if (!fs.existsSync(file)) throw new Error("file not found" + hint);
       glue = await import(/* @vite-ignore */ jsUrl.href);
       glue.initSync({ module: fs.readFileSync(file) });
     } else if (env === "deno") {
@@ -254,7 +299,20 @@ export async function loadWasm(): Promise<LoadedBackend> {
   } catch (e) {
     throw new GqaError("BACKEND_LOAD_FAILED", `wasm backend: cannot load ${file}: ${reason(e)}`, { cause: e });
   }
-  return { name: "wasm", binding: adaptWasm(glue), file };
+  const isThreaded = typeof glue.initThreadPool === "function";
+  if (isThreaded && !wasmPools.has(jsUrl.href)) {
+    try {
+      await glue.initThreadPool(Math.max(2, wanted));
+    } catch (e) {
+      throw new GqaError(
+        "BACKEND_LOAD_FAILED",
+        `wasm backend: ${file}: cannot start ${Math.max(2, wanted)} worker threads: ${reason(e)} (GQA.init({ threads: 1 }) loads the single-threaded module)`,
+        { cause: e },
+      );
+    }
+    wasmPools.set(jsUrl.href, Math.max(2, wanted));
+  }
+  return { name: "wasm", variant: isThreaded ? "wasm-threads" : "wasm", binding: adaptWasm(glue), file };
 }
 
 /**
@@ -262,10 +320,10 @@ export async function loadWasm(): Promise<LoadedBackend> {
  * granted, so that no permission prompt appears), then wasm; when both fail the
  * error lists each attempt.
  */
-export async function loadBackend(choice?: BackendChoice): Promise<LoadedBackend> {
+export async function loadBackend(choice?: BackendChoice, threads?: number): Promise<LoadedBackend> {
   const req = requestedBackend(choice);
   if (req === "native") return loadNative();
-  if (req === "wasm") return loadWasm();
+  if (req === "wasm") return loadWasm(threads);
   const failures: string[] = [];
   const env = detectEnvironment();
   if (env === "node" || (env === "deno" && denoFfiGranted())) {
@@ -276,7 +334,7 @@ export async function loadBackend(choice?: BackendChoice): Promise<LoadedBackend
     }
   }
   try {
-    return await loadWasm();
+    return await loadWasm(threads);
   } catch (e) {
     failures.push(reason(e));
   }

@@ -3,7 +3,7 @@
  * builds or loads models.
  */
 
-import { type BackendChoice, type BackendName, type Binding, detectEnvironment, loadBackend, type LoadedBackend } from "./backend.js";
+import { type BackendChoice, type BackendName, type BackendVariant, type Binding, detectEnvironment, loadBackend, type LoadedBackend } from "./backend.js";
 import { callBinding, GqaError } from "./errors.js";
 import { GqaAttention, Model } from "./model.js";
 import type { HeadOptions } from "./train.js";
@@ -92,9 +92,12 @@ export interface InitOptions {
   backend?: BackendChoice;
   /**
    * Compute threads (integer >= 1). Native: gqa's own thread pool (a host's global rayon pool
-   * is left alone), default env `GQA_THREADS`, else the available cores. The single-threaded
-   * wasm module accepts it and runs on one thread. Applies to calls started afterwards; results
-   * are bitwise the same for any count.
+   * is left alone), default env `GQA_THREADS`, else the available cores. Wasm: when the backend
+   * loads, a count above 1 (default as native) picks the threaded module where the host can run
+   * it (Node, Deno, `crossOriginIsolated` pages; see {@link GQA.variant}) and starts that many
+   * workers; later calls may set any count up to that pool's size (`INVALID_OPTION` above it).
+   * The single-threaded wasm module accepts any count and runs on one thread. Applies to calls
+   * started afterwards; results are bitwise the same for any count.
    */
   threads?: number;
 }
@@ -180,7 +183,7 @@ export const GQA = {
       return apply(loaded);
     }
     if (loading && options.backend === undefined) return apply(await loading);
-    const p = loadBackend(options.backend);
+    const p = loadBackend(options.backend, threads);
     loading = p;
     try {
       loaded = await p;
@@ -204,6 +207,14 @@ export const GQA = {
   /** The backend `init` chose, or `null` before `init`. */
   get backend(): BackendName | null {
     return loaded?.name ?? null;
+  },
+
+  /**
+   * The module the backend runs, or `null` before `init`: `"native"`, `"wasm"` (single-threaded)
+   * or `"wasm-threads"` (shared memory and a worker pool of {@link GQA.threads} threads).
+   */
+  get variant(): BackendVariant | null {
+    return loaded?.variant ?? null;
   },
 
   /** The file the backend was loaded from (addon or `.wasm`), or `null` before `init`. */

@@ -5,14 +5,15 @@ use wasm_bindgen::prelude::*;
 
 use crate::error::{wrap, JsResult};
 
-/// Sets the compute threads (`n >= 1`). This single-threaded module runs everything on the
-/// calling thread whatever the count. Errors: `INVALID_OPTION` naming `threads`.
+/// Sets the compute threads (`n >= 1`). The single-threaded module runs everything on the
+/// calling thread whatever the count; the threaded module caps each call at `n` of its pool's
+/// workers. Errors: `INVALID_OPTION` naming `threads` (threaded module: above the pool's size).
 #[wasm_bindgen(js_name = setThreads)]
 pub fn set_threads(n: u32) -> JsResult<()> {
     wrap(gqa_core::kernels::threads::set_threads(n as usize))
 }
 
-/// The compute threads calls use (1 in this single-threaded module).
+/// The compute threads calls use (1 in the single-threaded module).
 #[wasm_bindgen(js_name = threads)]
 pub fn threads() -> u32 {
     gqa_core::kernels::threads::threads() as u32
@@ -23,3 +24,9 @@ pub fn threads() -> u32 {
 pub fn simd_info() -> String {
     serde_json::json!({ "kernels": gqa_core::kernels::cpu::simd_name(), "gemm": gqa_core::kernels::gemm::gemm_path() }).to_string()
 }
+
+/// Threaded module only: `initThreadPool(n)` (async in JS) starts rayon's global pool of `n`
+/// workers on Web Workers / worker_threads. Call once per module instance, before any model
+/// call; the TypeScript layer does it when it loads this module (`GQA.init`).
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;

@@ -165,13 +165,22 @@ pub(crate) fn fmadd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
 // ---------------------------------------------------------------------------------------------
 // Row parallelism
 
-/// Runs `f(i)` for `i in 0..n`, on rayon's pool on native targets when `parallel`.
+/// Runs `f(i)` for `i in 0..n`, on rayon's pool where the target has threads and `parallel`.
+///
+/// On the threaded wasm module, where the pool cannot be resized, a cap below the pool's size
+/// ([`super::threads::set_threads`]) runs `threads()` contiguous groups of jobs in parallel.
+/// Which thread runs a job never changes its result.
 pub(crate) fn par_for(n: usize, parallel: bool, f: impl Fn(usize) + Sync + Send) {
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(gqa_threads)]
     {
-        if parallel && n > 1 {
+        let t = threads();
+        if parallel && n > 1 && t > 1 {
             use rayon::prelude::*;
-            (0..n).into_par_iter().for_each(f);
+            if cfg!(target_arch = "wasm32") && t < rayon::current_num_threads() && t < n {
+                (0..t).into_par_iter().for_each(|g| (g * n / t..(g + 1) * n / t).for_each(&f));
+            } else {
+                (0..n).into_par_iter().for_each(f);
+            }
             return;
         }
     }
@@ -179,13 +188,17 @@ pub(crate) fn par_for(n: usize, parallel: bool, f: impl Fn(usize) + Sync + Send)
     (0..n).for_each(f);
 }
 
-/// Number of worker threads the row loops may use.
+/// Number of worker threads the row loops may use (1 where the target has no threads).
 pub(crate) fn threads() -> usize {
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(all(gqa_threads, not(target_arch = "wasm32")))]
     {
         rayon::current_num_threads().max(1)
     }
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(all(gqa_threads, target_arch = "wasm32"))]
+    {
+        super::threads::threads()
+    }
+    #[cfg(not(gqa_threads))]
     {
         1
     }

@@ -100,10 +100,8 @@ pub fn matmul(m: usize, n: usize, k: usize, a: Mat<'_>, b: Mat<'_>, y: &mut [f32
         }
         return Ok(());
     }
-    #[cfg(not(target_arch = "wasm32"))]
-    let par = if m * n * k >= 1 << 15 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
-    #[cfg(target_arch = "wasm32")]
-    let par = gemm::Parallelism::None;
+    let threads = super::cpu::threads();
+    let par = if threads > 1 && m * n * k >= 1 << 15 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     // SAFETY: every element the GEMM reads lies inside a and b (checked by `fits`), y's
     // [m, n] extent at row stride ldy was checked; y does not alias a or b (&mut).
     unsafe {

@@ -6,7 +6,13 @@
 //! variable `GQA_THREADS`, else the number of available cores
 //! (`std::thread::available_parallelism`). The pool is built on first use; changing the count
 //! later builds a new pool for the calls that start afterwards (running calls finish on the old
-//! one). On wasm32 there is no pool here: everything runs on the calling thread.
+//! one).
+//!
+//! On wasm32 the single-threaded module (no `+atomics`) runs everything on the calling thread.
+//! The threaded module (`+atomics`, `cfg(gqa_threads)`) uses rayon's global pool, whose workers
+//! the host starts once (wasm-bindgen-rayon's `initThreadPool(n)`, called by the TypeScript
+//! layer when it loads the module); [`set_threads`] then caps the threads a call uses at any
+//! count from 1 to that pool's size.
 //!
 //! Results do not depend on the thread count: every kernel splits work over output rows or
 //! (batch, KV head, query range) tiles, never over a reduction, and the GEMM splits over output
@@ -25,22 +31,41 @@ pub const MAX_THREADS: usize = 1024;
 
 /// Sets the number of compute threads for calls that start from now on (`n >= 1`).
 ///
+/// On the single-threaded wasm module any valid count is accepted and calls still run on one
+/// thread; on the threaded wasm module the count is at most the worker pool's size.
+///
 /// # Errors
-/// [`Error::InvalidOption`] naming `threads` for 0 or more than [`MAX_THREADS`].
+/// [`Error::InvalidOption`] naming `threads` for 0 or more than [`MAX_THREADS`] (threaded wasm:
+/// more than the pool's size).
 pub fn set_threads(n: usize) -> Result<()> {
-    if n == 0 || n > MAX_THREADS {
-        return Err(Error::option("threads", format!("an integer in 1..={MAX_THREADS}"), n));
+    let max = if cfg!(all(target_arch = "wasm32", gqa_threads)) { wasm_pool_size() } else { MAX_THREADS };
+    if n == 0 || n > max {
+        let expected = if max == MAX_THREADS {
+            format!("an integer in 1..={MAX_THREADS}")
+        } else {
+            format!("an integer in 1..={max} (the wasm worker pool's size, fixed when the module was loaded)")
+        };
+        return Err(Error::option("threads", expected, n));
     }
     REQUESTED.store(n, Ordering::Relaxed);
     Ok(())
 }
 
 /// The thread count the next call will use: [`set_threads`], else `GQA_THREADS` (a positive
-/// integer), else the available cores (1 on wasm32).
+/// integer), else the available cores. Single-threaded wasm: 1. Threaded wasm: [`set_threads`]
+/// capped at the worker pool's size, else the pool's size.
 pub fn threads() -> usize {
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(all(target_arch = "wasm32", not(gqa_threads)))]
     {
         1
+    }
+    #[cfg(all(target_arch = "wasm32", gqa_threads))]
+    {
+        let pool = wasm_pool_size();
+        match REQUESTED.load(Ordering::Relaxed) {
+            0 => pool,
+            n => n.min(pool),
+        }
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
@@ -48,6 +73,18 @@ pub fn threads() -> usize {
             0 => default_threads(),
             n => n,
         }
+    }
+}
+
+/// Threaded wasm: the size of rayon's global pool (the workers `initThreadPool` started).
+fn wasm_pool_size() -> usize {
+    #[cfg(all(target_arch = "wasm32", gqa_threads))]
+    {
+        rayon::current_num_threads().max(1)
+    }
+    #[cfg(not(all(target_arch = "wasm32", gqa_threads)))]
+    {
+        MAX_THREADS
     }
 }
 
@@ -64,7 +101,8 @@ fn default_threads() -> usize {
     })
 }
 
-/// Runs `f` on gqa's compute pool (sized by [`threads`]); on wasm32 runs it directly.
+/// Runs `f` on gqa's compute pool (sized by [`threads`]); on wasm32 runs it directly (the
+/// threaded module's kernels use the global pool, capped at [`threads`]).
 ///
 /// Nested calls (from inside the pool) run directly on the current pool.
 pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {

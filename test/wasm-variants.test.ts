@@ -1,0 +1,86 @@
+/**
+ * The two wasm modules (`bindings/wasm/pkg`, single-threaded; `bindings/wasm/pkg-threads`,
+ * shared memory and a rayon pool on worker_threads): which one `GQA.init` loads, the thread
+ * counts each accepts, and bitwise-equal results between them (forward, all positions, padded
+ * lengths, KV-cache session, predict, training steps). Runs in the wasm pass of the suite.
+ */
+import { describe, expect, it } from "vitest";
+
+import { GQA, type BuildOptions } from "gqa";
+import { randomData } from "./helpers/safetensors.js";
+import { expectCode, BACKEND } from "./helpers/expect.js";
+
+const OPTS: BuildOptions = { embedDim: 23, hiddenSize: 64, numHeads: 8, numKvHeads: 2, numLayers: 2, rope: true, seed: 9 };
+
+/** Everything one module computes for the same inputs. */
+async function run() {
+  const dims = [4, 41, 23];
+  const x = randomData(4 * 41 * 23, 3);
+  const lengths = [41, 7, 30, 1];
+  const model = await GQA.build({ ...OPTS, head: { type: "classification", numClasses: 3 } } as BuildOptions);
+  const last = (await model.forward(x, dims, { lengths })).data;
+  const all = await GQA.build({ ...OPTS, outputMode: "all" });
+  const allOut = (await all.forward(x, dims, { lengths })).data;
+  const s = await all.session({ maxLen: 64, batch: 4 });
+  await s.push(x, dims);
+  const push = (await s.push(x.subarray(0, 4 * 23), [4, 1, 23])).data;
+  s.dispose();
+  all.dispose();
+  const probs = (await model.predict(x, dims, { lengths })).data;
+  const losses: number[] = [];
+  await model.fit(
+    { x, dims: dims as [number, number, number], lengths, labels: [0, 1, 2, 1] },
+    { epochs: 3, batchSize: 2, lr: 1e-3, seed: 5, onStep: (r) => void losses.push(r.loss) },
+  );
+  const digest = model.weightsDigest();
+  model.dispose();
+  return { last, allOut, push, probs, losses, digest };
+}
+
+const same = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
+
+describe.skipIf(BACKEND !== "wasm")("wasm modules: single-threaded and threaded", () => {
+  it("threads: 1 loads the single-threaded module, more loads the threaded one (Node)", async () => {
+    GQA.reset();
+    await GQA.init({ backend: "wasm", threads: 1 });
+    expect(GQA.variant).toBe("wasm");
+    expect(GQA.backendFile).toMatch(/[/\\]pkg[/\\]gqa_wasm_bg\.wasm$/);
+    expect(GQA.threads).toBe(1);
+    GQA.reset();
+    await GQA.init({ backend: "wasm", threads: 2 });
+    expect(GQA.variant).toBe("wasm-threads");
+    expect(GQA.backendFile).toMatch(/[/\\]pkg-threads[/\\]gqa_wasm_bg\.wasm$/);
+    expect(GQA.threads).toBe(2);
+    await GQA.init({ threads: 1 });
+    expect(GQA.threads).toBe(1);
+    await GQA.init({ threads: 2 });
+    // The pool's size is fixed when the module starts: more threads than workers is refused.
+    await expectCode(() => GQA.init({ threads: 3 }), "INVALID_OPTION", /`threads`.*1\.\.=2/);
+    expect(GQA.threads).toBe(2);
+    GQA.reset();
+  });
+
+  it("both modules, and 1 or 2 threads of the threaded one, give bitwise the same results", async () => {
+    GQA.reset();
+    await GQA.init({ backend: "wasm", threads: 1 });
+    const single = await run();
+    GQA.reset();
+    await GQA.init({ backend: "wasm", threads: 2 });
+    expect(GQA.variant).toBe("wasm-threads");
+    const threaded = await run();
+    await GQA.init({ threads: 1 });
+    const threadedOne = await run();
+    await GQA.init({ threads: 2 });
+    GQA.reset();
+    expect(single.last.some((v) => v !== 0)).toBe(true);
+    expect(single.losses.length).toBe(6);
+    for (const other of [threaded, threadedOne]) {
+      expect(same(other.last, single.last)).toBe(true);
+      expect(same(other.allOut, single.allOut)).toBe(true);
+      expect(same(other.push, single.push)).toBe(true);
+      expect(same(other.probs, single.probs)).toBe(true);
+      expect(other.losses).toEqual(single.losses);
+      expect(other.digest).toBe(single.digest);
+    }
+  });
+});
