@@ -20,7 +20,8 @@
 // that every implementation in it gets n threads: gqa native also gets GQA.init({threads: n});
 // onnxruntime-node intraOpNumThreads n; onnxruntime-web ort.env.wasm.numThreads = n (worker
 // threads); TensorFlow.js wasm setThreadsCount(n) (its threaded build does not load in Node, so
-// it runs 1 thread: the table says so); gqa wasm is single-threaded; PyTorch
+// it runs 1 thread: the table says so); gqa wasm runs its threaded module (shared memory, a rayon
+// pool on worker_threads) with n workers at n > 1 and its single-threaded module at n = 1; PyTorch
 // torch.set_num_threads(n) in a persistent worker (bench/torch_gqa.py --serve). Within a child
 // every workload is run on the same weights (gqa's, seed 1, saved as safetensors and read by
 // every peer: bench/onnx-graph.mjs builds the ONNX graph, bench/tfjs-gqa.mjs the tf.js twin) and
@@ -275,7 +276,7 @@ const ctx = { simd: {}, threads: {}, notes: [] };
 async function initGqa(backend) {
   GQA.reset?.();
   try {
-    await GQA.init({ backend, threads: THREADS }); // the wasm module accepts it and runs one thread
+    await GQA.init({ backend, threads: THREADS }); // wasm: threads > 1 loads the threaded module
   } catch (e) {
     // an older API that refuses the `threads` option: the environment variables carry it
     if (!/thread/i.test(errText(e))) throw e;
@@ -287,6 +288,12 @@ async function initGqa(backend) {
   ctx.simd[`gqa-${backend}`] = typeof s === "string" ? s
     : s && typeof s === "object" ? (s.kernels === s.gemm ? s.kernels : `${s.kernels}, gemm ${s.gemm}`) : "unknown";
   ctx.threads[`gqa-${backend}`] = typeof GQA.threads === "number" ? GQA.threads : backend === "native" ? THREADS : 1;
+  ctx.variant = { ...ctx.variant, [`gqa-${backend}`]: GQA.variant ?? backend };
+}
+
+/** "gqa native", "gqa wasm" (single-threaded module) or "gqa wasm (threaded)" (the threaded module). */
+function gqaLabel(key) {
+  return ctx.variant?.[key] === "wasm-threads" ? "gqa wasm (threaded)" : key.replace("-", " ");
 }
 
 /** A persistent PyTorch worker (bench/torch_gqa.py --serve). */
@@ -456,6 +463,7 @@ async function forwardWorkload(name, w, peers, machine, dir) {
       await initGqa(backend);
       row.simd = ctx.simd[key];
       row.threads = ctx.threads[key];
+      row.label = gqaLabel(key);
       const model = await GQA.load(bytes);
       impl.output = async () => model.forwardSync(x, dims).data;
       impl.timeRun = (reps) => timeLoop(() => model.forwardSync(x, dims), reps);
@@ -621,6 +629,7 @@ async function decodeWorkload(machine, dir) {
       await initGqa(backend);
       row.simd = ctx.simd[key];
       row.threads = ctx.threads[key];
+      row.label = gqaLabel(key);
       impl.model = await GQA.load(bytes);
       impl.session = await impl.model.session({ maxLen: capacity });
     } catch (e) {
@@ -751,6 +760,7 @@ async function trainWorkload(name, w, peers, machine, dir) {
       await initGqa(backend);
       row.simd = ctx.simd[key];
       row.threads = ctx.threads[key];
+      row.label = gqaLabel(key);
       const model = await GQA.load(bytes);
       // `reps` steps: fit over `reps + 1` one-batch epochs; per-step times from the onStep
       // timestamps, the first interval (trainer creation) dropped

@@ -112,7 +112,7 @@ WASM_MT_RUSTFLAGS+=' -C link-arg=--export=__tls_align -C link-arg=--export=__tls
 build_wasm() {
   local name="$1" out="$2" flags="$3"; shift 3
   local sum
-  sum="$(rust_sum wasm "wasm-pack web release $flags $* wasm-opt ${GQA_WASM_OPT:--O1} $(sha256sum bindings/wasm/js/*.js | sha256sum)")"
+  sum="$(rust_sum wasm "wasm-pack web release $flags $* wasm-opt ${GQA_WASM_OPT:--O1}")"
   if [ "${GQA_FORCE_BUILD:-0}" != 1 ] && [ -f "bindings/wasm/$out/gqa_wasm_bg.wasm" ] && [ -f "bindings/wasm/$out/gqa_wasm.js" ] \
       && [ "$(cat "$STAMPS/$name" 2>/dev/null)" = "$sum" ]; then
     log "wasm package up to date (bindings/wasm/$out)"
@@ -122,6 +122,8 @@ build_wasm() {
   # Debian's rustc/cargo first on PATH (rustup's proxies in ~/.cargo/bin would shadow them);
   # wasm-bindgen from ~/.cargo/bin. panic=abort for wasm only (the workspace release profile
   # keeps unwind for the napi addon). Each module has its own target dir (different RUSTFLAGS).
+  # (Fat LTO with one codegen unit was tried: workload (a) 410-413 ms vs 410-417 ms single-threaded,
+  # +1 min of build per module; not kept.)
   PATH="/usr/bin:$PATH" RUSTC_BOOTSTRAP=1 RUSTFLAGS="$flags" CARGO_TARGET_DIR="$ROOT/target/$name" \
     wasm-pack --log-level warn build bindings/wasm --release --target web --mode force --out-dir "$out" --no-opt \
     -- -Zbuild-std=std,panic_abort --config 'profile.release.panic="abort"' "$@"
@@ -150,14 +152,9 @@ if [ "${GQA_SKIP_WASM:-0}" = 1 ]; then
 else
   build_wasm wasm pkg "$WASM_RUSTFLAGS"
   build_wasm wasm-threads pkg-threads "$WASM_MT_RUSTFLAGS" --features threads
-  # The threaded package's worker helper: the project's own (Node worker_threads support), in
-  # place of wasm-bindgen-rayon's, at the exact path the glue imports.
-  helpers=(bindings/wasm/pkg-threads/snippets/wasm-bindgen-rayon-*/src/workerHelpers.no-bundler.js)
-  if [ ${#helpers[@]} != 1 ] || [ ! -f "${helpers[0]}" ]; then
-    echo "setup: expected one wasm-bindgen-rayon helper in bindings/wasm/pkg-threads/snippets, found: ${helpers[*]}" >&2
-    exit 1
-  fi
-  cp bindings/wasm/js/workerHelpers.no-bundler.js "${helpers[0]}"
+  # The threaded package's worker pool: the project's own startWorkers (Node worker_threads,
+  # inline Web Worker source) inlined into the glue in place of wasm-bindgen-rayon's helper file.
+  node scripts/inline-worker-helper.mjs bindings/wasm/pkg-threads
 fi
 
 # --- 6. TypeScript -> dist/ ---------------------------------------------------------------------

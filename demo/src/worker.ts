@@ -1,4 +1,5 @@
-// The model runs here, off the page's main thread: GQA (wasm backend) loads the safetensors
+// The model runs here, off the page's main thread: GQA (wasm backend; the threaded module with a
+// pool of Web Workers when the page is crossOriginIsolated, see vite.config.ts) loads the safetensors
 // bytes, then each "run" computes the head's class probabilities (model.predict), the backbone
 // output (model.forward) and the attention maps of every layer and head (model.attentionMaps).
 import { GQA, type Model } from "gqa";
@@ -21,7 +22,7 @@ self.onmessage = async (ev: MessageEvent<Request>) => {
       model = next;
       const config = model.config;
       const kv = (numKvHeads: number) => GQA.kvCacheBytesPerToken({ ...config, numKvHeads });
-      post({ id: msg.id, type: "loaded", backend: GQA.backend ?? "?", config, head: model.head, paramCount: model.paramCount, kv: { model: kv(config.numKvHeads), mha: kv(config.numHeads), mqa: kv(1) } });
+      post({ id: msg.id, type: "loaded", backend: GQA.backend ?? "?", variant: GQA.variant ?? "?", threads: GQA.threads ?? 1, config, head: model.head, paramCount: model.paramCount, kv: { model: kv(config.numKvHeads), mha: kv(config.numHeads), mqa: kv(1) } });
     } else {
       if (!model) throw Object.assign(new Error("no model loaded"), { code: "NOT_INITIALIZED" });
       const t0 = performance.now();

@@ -46,7 +46,9 @@ const server = createServer((req, res) => {
   if (path.startsWith("/readme/")) [site, path] = [SNIPPET_OUT, path.slice("/readme".length)];
   const file = normalize(join(site, path.endsWith("/") ? path + "index.html" : path));
   if (!file.startsWith(site) || !existsSync(file) || !statSync(file).isFile()) return void res.writeHead(404).end();
-  res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream" });
+  // COOP/COEP as the demo's vite dev/preview servers send them: the page is crossOriginIsolated
+  // and gqa runs the threaded wasm module in the demo's worker.
+  res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream", "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp" });
   createReadStream(file).pipe(res);
 });
 await new Promise((r) => server.listen(0, "127.0.0.1", r));
@@ -106,7 +108,7 @@ try {
   const grab = () =>
     page.evaluate(() => {
       const l = window.gqaDemo.last;
-      return { ...l, maps: Array.from(l.maps), backend: window.gqaDemo.backend, config: window.gqaDemo.config };
+      return { ...l, maps: Array.from(l.maps), backend: window.gqaDemo.backend, variant: window.gqaDemo.variant, threads: window.gqaDemo.threads, config: window.gqaDemo.config };
     });
   last = await grab();
   kvShown = await page.$$eval("#kv-table tr[data-kv-heads]", (rows) => rows.map((r) => [Number(r.dataset.kvHeads), Number(r.children[1].textContent)]));
@@ -149,8 +151,9 @@ const maps = await model.attentionMaps(x, dims);
 const cfg = model.config;
 const D = cfg.hiddenSize / cfg.numHeads;
 
-console.log(`demo e2e: chromium ${browser.version()} page backend ${last.backend}, case ${CASE} (true ${ds.classLabels[ds.labels[CASE]]}), page -> ${last.predicted} in ${last.ms.toFixed(1)} ms (${last.frames} frames painted meanwhile)`);
+console.log(`demo e2e: chromium ${browser.version()} page backend ${last.variant} (${last.threads} threads), case ${CASE} (true ${ds.classLabels[ds.labels[CASE]]}), page -> ${last.predicted} in ${last.ms.toFixed(1)} ms (${last.frames} frames painted meanwhile)`);
 check(last.backend === "wasm", `page backend is wasm (got ${last.backend})`);
+check(last.variant === "wasm-threads" && last.threads > 1, `COOP/COEP page: the demo's worker runs the threaded wasm module (got ${last.variant}, ${last.threads} threads)`);
 check(JSON.stringify(last.dims) === JSON.stringify(dims) && maxDiff(last.input, Array.from(x)) === 0, `page input = Node preprocessing of case ${CASE} (dims ${dims})`);
 const pErr = maxDiff(last.probs, probs);
 check(pErr <= TOL, `probabilities page(wasm) vs Node(native): max |diff| ${pErr.toExponential(2)} <= ${TOL} [${probs.map((p) => p.toFixed(4))}]`);

@@ -67,6 +67,9 @@ for (const backend of BACKENDS) {
   const init = async () => {
     await GQA.init({ backend });
     assert(GQA.backend === backend, `GQA.backend ${GQA.backend}`);
+    // Deno runs the threaded wasm module (a pool of module Workers) wherever it has 2+ cores.
+    const want = backend === "native" ? "native" : navigator.hardwareConcurrency > 1 ? "wasm-threads" : "wasm";
+    assert(GQA.variant === want, `GQA.variant ${GQA.variant}, expected ${want}`);
   };
 
   Deno.test({ name: name("build, forward, paramCount, errors"), ignore }, async () => {
@@ -174,6 +177,23 @@ Deno.test({ name: "native vs wasm in Deno (<= 1e-5)", ignore: !ffi }, async () =
     m.dispose();
   }
   assert(maxDiff(out[0]!, out[1]!) <= 1e-5, `native vs wasm ${maxDiff(out[0]!, out[1]!)}`);
+});
+
+Deno.test("wasm: threaded and single-threaded modules give bitwise the same outputs", async () => {
+  const out: { variant: string | null; threads: number | null; data: Float32Array }[] = [];
+  for (const threads of [2, 1]) {
+    GQA.reset();
+    await GQA.init({ backend: "wasm", threads });
+    const m = await GQA.build(OPTS);
+    const x = Float32Array.from({ length: 3 * 50 * 6 }, (_, i) => Math.cos(i * 0.11));
+    out.push({ variant: GQA.variant, threads: GQA.threads, data: (await m.forward(x, [3, 50, 6], { lengths: [50, 9, 33] })).data });
+    m.dispose();
+  }
+  GQA.reset();
+  assert(out[0]!.variant === "wasm-threads" && out[0]!.threads === 2, `threads: 2 -> ${out[0]!.variant} with ${out[0]!.threads}`);
+  assert(out[1]!.variant === "wasm" && out[1]!.threads === 1, `threads: 1 -> ${out[1]!.variant} with ${out[1]!.threads}`);
+  assert(out[0]!.data.every((v, i) => Object.is(v, out[1]!.data[i])), "bitwise equal outputs");
+  console.log(`    deno: wasm-threads (2 threads) and wasm (1 thread) bitwise equal`);
 });
 
 Deno.test("README Deno snippet runs (extracted from README.md)", async () => {

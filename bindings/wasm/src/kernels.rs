@@ -30,3 +30,15 @@ pub fn simd_info() -> String {
 /// call; the TypeScript layer does it when it loads this module (`GQA.init`).
 #[cfg(feature = "threads")]
 pub use wasm_bindgen_rayon::init_thread_pool;
+
+/// Threaded module only: one `rayon::join` from the calling thread onto the pool, returning the
+/// pool's size. The module's worker starter (bindings/wasm/js/start-workers.js) calls it once,
+/// right after building the pool: it proves the workers answer, and it makes sure the calling
+/// thread has decided how rayon's locks wait (wasm_sync: `Atomics.wait` where no `Window` global
+/// is seen, else a busy spin; decided once per thread), which the starter arranges for Deno.
+#[cfg(feature = "threads")]
+#[wasm_bindgen(js_name = poolHandshake)]
+pub fn pool_handshake() -> u32 {
+    let (a, b) = rayon::join(rayon::current_num_threads, rayon::current_num_threads);
+    a.max(b) as u32
+}
