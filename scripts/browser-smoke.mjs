@@ -4,7 +4,8 @@
 // twice: with `Cross-Origin-Opener-Policy: same-origin` + `Cross-Origin-Embedder-Policy:
 // require-corp` it must be crossOriginIsolated and run the threaded wasm module (variant
 // "wasm-threads", more than one thread, read from the page); without them it must fall back to
-// the single-threaded module. Both runs: same digest and outputs, no console or page errors, no
+// the single-threaded module (Chromium validates relaxed SIMD: both are the relaxed-SIMD builds,
+// GQA.simd.gemm "relaxed-simd", checked). Both runs: same digest and outputs, no console or page errors, no
 // failed requests. Usage: node scripts/browser-smoke.mjs
 import { createReadStream, existsSync, statSync } from "node:fs";
 import { createServer } from "node:http";
@@ -27,7 +28,7 @@ try {
   await GQA.init();
   const m = await GQA.build(${JSON.stringify(OPTS)});
   const y = await m.forward(new Float32Array(${JSON.stringify(X)}), ${JSON.stringify(DIMS)});
-  window.result = { isolated: self.crossOriginIsolated, backend: GQA.backend, variant: GQA.variant, threads: GQA.threads, file: GQA.backendFile,
+  window.result = { isolated: self.crossOriginIsolated, backend: GQA.backend, variant: GQA.variant, threads: GQA.threads, file: GQA.backendFile, gemm: GQA.simd.gemm,
     cores: navigator.hardwareConcurrency, dims: y.dims, digest: m.weightsDigest(), data: Array.from(y.data) };
 } catch (e) {
   window.result = { error: (e.code ?? "") + " " + e.message };
@@ -80,13 +81,14 @@ try {
     const wantVariant = isolated && got.cores > 1 ? "wasm-threads" : "wasm";
     if (got.isolated !== isolated) throw new Error(`${name}: crossOriginIsolated ${got.isolated}, expected ${isolated}`);
     if (got.variant !== wantVariant) throw new Error(`${name}: variant ${got.variant} (${got.file}), expected ${wantVariant}`);
+    if (got.gemm !== "relaxed-simd") throw new Error(`${name}: GEMM ${got.gemm}, expected relaxed-simd (Chromium validates relaxed SIMD)`);
     if (wantVariant === "wasm-threads" && !(got.threads > 1)) throw new Error(`${name}: ${got.threads} thread(s) on the threaded module`);
     if (got.digest !== ref.weightsDigest()) throw new Error(`${name}: weights digest ${got.digest}, node/${GQA.backend} ${ref.weightsDigest()}`);
     if (JSON.stringify(got.dims) !== JSON.stringify(want.dims)) throw new Error(`${name}: dims ${got.dims}, node ${want.dims}`);
     const err = Math.max(...got.data.map((v, i) => Math.abs(v - want.data[i])));
     if (!(err <= 1e-5)) throw new Error(`${name}: browser vs node/${GQA.backend}: max |diff| ${err}`);
     results[name] = got;
-    console.log(`browser smoke ok (${name}): chromium ${browser.version()}, crossOriginIsolated ${got.isolated}, ${got.variant} with ${got.threads} thread(s), digest ${got.digest} = node/${GQA.backend}, max |diff| ${err.toExponential(2)}`);
+    console.log(`browser smoke ok (${name}): chromium ${browser.version()}, crossOriginIsolated ${got.isolated}, ${got.variant} with ${got.threads} thread(s), GEMM ${got.gemm} (${got.file.replace(/^.*\/bindings\//, "")}), digest ${got.digest} = node/${GQA.backend}, max |diff| ${err.toExponential(2)}`);
   }
 } finally {
   await browser.close();

@@ -7,7 +7,8 @@
 #  3. npm ci (package-lock.json)
 #  4. native addon: napi build --platform --release (rustup toolchain)  -> bindings/node/gqa.<triple>.node + index.js
 #  5. wasm packages: wasm-pack build --target web (Debian toolchain, -Zbuild-std): +simd128 -> bindings/wasm/pkg/,
-#     threaded (+atomics, shared memory, wasm-bindgen-rayon) -> bindings/wasm/pkg-threads/
+#     threaded (+atomics, shared memory, wasm-bindgen-rayon) -> bindings/wasm/pkg-threads/, and both
+#     again with +relaxed-simd -> bindings/wasm/pkg-relaxed/, bindings/wasm/pkg-threads-relaxed/
 #  6. TypeScript: tsc -> dist/
 #  7. browser demo: vite build --config demo/vite.config.ts -> demo/dist/ (static files)
 #
@@ -96,10 +97,11 @@ else
 fi
 
 # --- 5. wasm packages (wasm-pack, Debian toolchain) ---------------------------------------------
-# Two modules from the same crate:
+# Four modules from the same crate:
 #   pkg/          single-threaded (+simd128): runs everywhere;
 #   pkg-threads/  threaded (+atomics, shared memory, feature `threads`): rayon on Web Workers /
-#                 worker_threads; the TypeScript layer loads it where the host allows threads.
+#                 worker_threads; the TypeScript layer loads it where the host allows threads;
+#   pkg-relaxed/, pkg-threads-relaxed/: the same with +relaxed-simd, where the engine has it.
 WASM_RUSTFLAGS='-C target-feature=+simd128 --cfg getrandom_backend="wasm_js"'
 # rustc adds no shared-memory link arguments for +atomics: without them the module would be
 # silently single-threaded (../shared/TOOLCHAIN.md). --max-memory: 4 GiB, the wasm32 maximum.
@@ -150,11 +152,17 @@ build_wasm() {
 if [ "${GQA_SKIP_WASM:-0}" = 1 ]; then
   log "wasm packages: skipped (GQA_SKIP_WASM=1)"
 else
+  # Each module also comes with +relaxed-simd (its GEMM's multiply-add is f32x4.relaxed_madd,
+  # a fused multiply-add where the engine has one), loaded where WebAssembly.validate accepts it.
+  RELAXED=',+relaxed-simd'
   build_wasm wasm pkg "$WASM_RUSTFLAGS"
   build_wasm wasm-threads pkg-threads "$WASM_MT_RUSTFLAGS" --features threads
-  # The threaded package's worker pool: the project's own startWorkers (Node worker_threads,
+  build_wasm wasm-relaxed pkg-relaxed "${WASM_RUSTFLAGS/+simd128/+simd128$RELAXED}"
+  build_wasm wasm-threads-relaxed pkg-threads-relaxed "${WASM_MT_RUSTFLAGS/+simd128/+simd128$RELAXED}" --features threads
+  # The threaded packages' worker pool: the project's own startWorkers (Node worker_threads,
   # inline Web Worker source) inlined into the glue in place of wasm-bindgen-rayon's helper file.
   node scripts/inline-worker-helper.mjs bindings/wasm/pkg-threads
+  node scripts/inline-worker-helper.mjs bindings/wasm/pkg-threads-relaxed
 fi
 
 # --- 6. TypeScript -> dist/ ---------------------------------------------------------------------

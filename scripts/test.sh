@@ -52,6 +52,6 @@ log "bench smoke: npm run bench -- --quick (tiny sizes, every peer and code path
 node bench/run.mjs --quick --out test-artifacts/bench-quick.json
 
 log "deno test (test/deno, npm deno binary $(deno --version | head -1 | cut -d' ' -f2))"
-deno test --config test/deno/deno.json --allow-read --allow-write --allow-env --allow-run=node --allow-ffi test/deno/
+deno test --config test/deno/deno.json --allow-read --allow-write --allow-env --allow-run=node,deno --allow-ffi test/deno/
 
 log "all tests passed in $((SECONDS - START)) s"

@@ -2,8 +2,12 @@
  * The two wasm modules (`bindings/wasm/pkg`, single-threaded; `bindings/wasm/pkg-threads`,
  * shared memory and a rayon pool on worker_threads): which one `GQA.init` loads, the thread
  * counts each accepts, and bitwise-equal results between them (forward, all positions, padded
- * lengths, KV-cache session, predict, training steps). Runs in the wasm pass of the suite.
+ * lengths, KV-cache session, predict, training steps), and a Node process that used the threaded
+ * module exiting on its own. Runs in the wasm pass of the suite.
  */
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
 import { describe, expect, it } from "vitest";
 
 import { GQA, type BuildOptions } from "gqa";
@@ -82,5 +86,59 @@ describe.skipIf(BACKEND !== "wasm")("wasm modules: single-threaded and threaded"
       expect(other.losses).toEqual(single.losses);
       expect(other.digest).toBe(single.digest);
     }
+  });
+
+  it("a Node process that ran the threaded module exits on its own (workers unref'd)", () => {
+    const dist = new URL("../dist/index.js", import.meta.url).href;
+    const script = `
+      const { GQA } = await import(${JSON.stringify(dist)});
+      await GQA.init({ backend: "wasm", threads: 2 });
+      const m = await GQA.build({ embedDim: 6, hiddenSize: 16, numHeads: 4, numKvHeads: 2, numLayers: 1 });
+      const y = await m.forward(new Float32Array(2 * 30 * 6).fill(0.5), [2, 30, 6]);
+      m.dispose();
+      console.log(GQA.variant, GQA.threads, y.dims.join("x"));`;
+    const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8", timeout: 60_000, cwd: fileURLToPath(new URL("..", import.meta.url)) });
+    expect(r.error, "the process did not exit within 60 s").toBeUndefined();
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe("wasm-threads 2 2x16");
+  });
+
+  it("relaxed-SIMD modules (Node with --experimental-wasm-relaxed-simd): picked when validated, within 1e-5 of plain simd128, threaded = single bitwise", () => {
+    const dist = new URL("../dist/index.js", import.meta.url).href;
+    // One child process with V8's relaxed-SIMD flag (Node 20 ships it off): each module in turn.
+    const script = `
+      const { GQA } = await import(${JSON.stringify(dist)});
+      const { wasmRelaxedSimdAvailable } = await import(${JSON.stringify(new URL("../dist/backend.js", import.meta.url).href)});
+      const x = Float32Array.from({ length: 3 * 70 * 19 }, (_, i) => Math.sin(i * 0.7));
+      const out = { probe: wasmRelaxedSimdAvailable() };
+      for (const [name, threads, relaxedSimd] of [["plain", 1, false], ["relaxed", 1, undefined], ["relaxedThreads", 2, undefined]]) {
+        GQA.reset();
+        await GQA.init({ backend: "wasm", threads, relaxedSimd });
+        const m = await GQA.build({ embedDim: 19, hiddenSize: 64, numHeads: 8, numKvHeads: 2, numLayers: 2, rope: true, outputMode: "all", seed: 3 });
+        out[name] = { variant: GQA.variant, gemm: GQA.simd.gemm, data: Array.from((await m.forward(x, [3, 70, 19], { lengths: [70, 12, 41] })).data) };
+        m.dispose();
+      }
+      console.log(JSON.stringify(out));`;
+    const r = spawnSync(process.execPath, ["--experimental-wasm-relaxed-simd", "--input-type=module", "-e", script], { encoding: "utf8", timeout: 120_000, maxBuffer: 1 << 26 });
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.probe).toBe(true);
+    expect([out.plain.variant, out.plain.gemm]).toEqual(["wasm", "simd128"]);
+    expect([out.relaxed.variant, out.relaxed.gemm]).toEqual(["wasm", "relaxed-simd"]);
+    expect([out.relaxedThreads.variant, out.relaxedThreads.gemm]).toEqual(["wasm-threads", "relaxed-simd"]);
+    const plain: number[] = out.plain.data;
+    const relaxed: number[] = out.relaxed.data;
+    expect(plain.length).toBe(3 * 70 * 64);
+    const diff = Math.max(...relaxed.map((v, i) => Math.abs(v - plain[i]!)));
+    expect(diff).toBeLessThanOrEqual(1e-5);
+    expect(out.relaxedThreads.data.every((v: number, i: number) => Object.is(v, relaxed[i]))).toBe(true);
+  });
+
+  it("without relaxed SIMD in the engine (Node 20 default) the plain simd128 modules load", async () => {
+    const { wasmRelaxedSimdAvailable } = await import("../ts/backend.js");
+    GQA.reset();
+    await GQA.init({ backend: "wasm", threads: 1 });
+    expect(GQA.simd!.gemm).toBe(wasmRelaxedSimdAvailable() ? "relaxed-simd" : "simd128");
+    GQA.reset();
   });
 });

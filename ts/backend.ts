@@ -9,7 +9,11 @@
  *   `bindings/wasm/pkg-threads` (threaded: shared memory, a rayon pool on worker_threads in Node
  *   and on Web Workers in Deno and browsers) where the host can run it (Node, Deno, browsers
  *   whose page is `crossOriginIsolated`) and more than one thread is asked for, else
- *   `bindings/wasm/pkg` (single-threaded). Both give bitwise the same results.
+ *   `bindings/wasm/pkg` (single-threaded). Both give bitwise the same results. Each also exists
+ *   built with relaxed SIMD (`pkg-relaxed`, `pkg-threads-relaxed`: the GEMM's multiply-add is a
+ *   fused `f32x4.relaxed_madd`), loaded where the engine validates relaxed SIMD (Chromium 114+,
+ *   Deno, Firefox 145+; not Node 20 or Safari) unless `GQA.init({ relaxedSimd: false })` or
+ *   `GQA_WASM_RELAXED_SIMD=0`; results then differ from the plain module's in the last bits.
  *
  * Selection: `GQA.init({ backend })`, else the environment variable `GQA_BACKEND`
  * (`auto` | `native` | `wasm`), else `auto` = native when its addon loads, else wasm.
@@ -172,6 +176,39 @@ const WASM_JS_URL = new URL("../bindings/wasm/pkg/gqa_wasm.js", import.meta.url)
 const WASM_BIN_URL = new URL("../bindings/wasm/pkg/gqa_wasm_bg.wasm", import.meta.url);
 const WASM_MT_JS_URL = new URL("../bindings/wasm/pkg-threads/gqa_wasm.js", import.meta.url);
 const WASM_MT_BIN_URL = new URL("../bindings/wasm/pkg-threads/gqa_wasm_bg.wasm", import.meta.url);
+const WASM_RX_JS_URL = new URL("../bindings/wasm/pkg-relaxed/gqa_wasm.js", import.meta.url);
+const WASM_RX_BIN_URL = new URL("../bindings/wasm/pkg-relaxed/gqa_wasm_bg.wasm", import.meta.url);
+const WASM_MT_RX_JS_URL = new URL("../bindings/wasm/pkg-threads-relaxed/gqa_wasm.js", import.meta.url);
+const WASM_MT_RX_BIN_URL = new URL("../bindings/wasm/pkg-threads-relaxed/gqa_wasm_bg.wasm", import.meta.url);
+/** [glue, .wasm] of each module, by [threaded][relaxed] (literal URLs: bundlers emit each as an asset). */
+const WASM_MODULES: [URL, URL][][] = [
+  [[WASM_JS_URL, WASM_BIN_URL], [WASM_RX_JS_URL, WASM_RX_BIN_URL]],
+  [[WASM_MT_JS_URL, WASM_MT_BIN_URL], [WASM_MT_RX_JS_URL, WASM_MT_RX_BIN_URL]],
+];
+
+/**
+ * A 45-byte module whose one function is `f32x4.relaxed_madd` of three splats: it validates
+ * exactly where the engine implements relaxed SIMD (the feature-detection approach of
+ * wasm-feature-detect; bytes written by hand from the WebAssembly 3.0 binary format).
+ */
+const RELAXED_SIMD_PROBE = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, // magic, version 1
+  1, 5, 1, 96, 0, 1, 123, // type section: () -> v128
+  3, 2, 1, 0, // function section: one function of type 0
+  10, 19, 1, 17, 0, // code section: one body of 17 bytes, no locals
+  65, 1, 253, 15, 65, 2, 253, 15, 65, 3, 253, 15, // (i8x16.splat (i32.const 1..3)) x 3
+  253, 133, 2, // f32x4.relaxed_madd (0xfd 0x105)
+  11, // end
+]);
+
+/** Whether this engine implements relaxed SIMD (`WebAssembly.validate` of a one-instruction probe). */
+export function wasmRelaxedSimdAvailable(): boolean {
+  try {
+    return WebAssembly.validate(RELAXED_SIMD_PROBE);
+  } catch {
+    return false;
+  }
+}
 
 async function nodeModules() {
   const [fs, url, module, path] = await Promise.all([
@@ -256,18 +293,26 @@ async function defaultWasmThreads(): Promise<number> {
 /** Pool sizes of threaded glue modules already started (an instance's pool starts only once). */
 const wasmPools = new Map<string, number>();
 
+/** Options of {@link loadWasm}. */
+export interface WasmLoadOptions {
+  /** Worker threads (default {@link defaultWasmThreads}); above 1 picks the threaded module where {@link wasmThreadsAvailable}. */
+  threads?: number;
+  /** The relaxed-SIMD module (default: env `GQA_WASM_RELAXED_SIMD` `0`/`1`, else {@link wasmRelaxedSimdAvailable}). */
+  relaxedSimd?: boolean;
+}
+
 /**
  * Loads a wasm-bindgen package: `initSync` with the file's bytes in Node/Deno, `init(url)` in
- * browsers. `threads` (default {@link defaultWasmThreads}): more than 1 picks the threaded module
- * where {@link wasmThreadsAvailable}, whose worker pool then starts with that many workers.
+ * browsers; the threaded module's worker pool then starts with `threads` workers.
  */
-export async function loadWasm(threads?: number): Promise<LoadedBackend> {
+export async function loadWasm(options: WasmLoadOptions = {}): Promise<LoadedBackend> {
   const env = detectEnvironment();
   const override = envVar("GQA_WASM_PATH");
-  const wanted = threads ?? (await defaultWasmThreads());
+  const wanted = options.threads ?? (await defaultWasmThreads());
   const threaded = wanted > 1 && wasmThreadsAvailable();
-  let jsUrl = threaded ? WASM_MT_JS_URL : WASM_JS_URL;
-  let binUrl = threaded ? WASM_MT_BIN_URL : WASM_BIN_URL;
+  const relaxedEnv = envVar("GQA_WASM_RELAXED_SIMD");
+  const relaxed = options.relaxedSimd ?? (relaxedEnv === "0" ? false : relaxedEnv === "1" ? true : wasmRelaxedSimdAvailable());
+  let [jsUrl, binUrl] = WASM_MODULES[threaded ? 1 : 0]![relaxed ? 1 : 0]!;
   if (override) {
     if (env === "node") {
       const { url, path } = await nodeModules();
@@ -320,10 +365,10 @@ export async function loadWasm(threads?: number): Promise<LoadedBackend> {
  * granted, so that no permission prompt appears), then wasm; when both fail the
  * error lists each attempt.
  */
-export async function loadBackend(choice?: BackendChoice, threads?: number): Promise<LoadedBackend> {
+export async function loadBackend(choice?: BackendChoice, wasm: WasmLoadOptions = {}): Promise<LoadedBackend> {
   const req = requestedBackend(choice);
   if (req === "native") return loadNative();
-  if (req === "wasm") return loadWasm(threads);
+  if (req === "wasm") return loadWasm(wasm);
   const failures: string[] = [];
   const env = detectEnvironment();
   if (env === "node" || (env === "deno" && denoFfiGranted())) {
@@ -334,7 +379,7 @@ export async function loadBackend(choice?: BackendChoice, threads?: number): Pro
     }
   }
   try {
-    return await loadWasm(threads);
+    return await loadWasm(wasm);
   } catch (e) {
     failures.push(reason(e));
   }

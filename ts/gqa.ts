@@ -100,6 +100,15 @@ export interface InitOptions {
    * started afterwards; results are bitwise the same for any count.
    */
   threads?: number;
+  /**
+   * Wasm only, when the backend loads: `true` loads the module built with relaxed SIMD (its GEMM
+   * uses `f32x4.relaxed_madd`, a fused multiply-add), `false` the plain simd128 one. Default:
+   * env `GQA_WASM_RELAXED_SIMD` (`0` / `1`), else relaxed wherever the engine validates it
+   * (Chromium 114+, Deno; not Node 20, whose V8 has it behind `--experimental-wasm-relaxed-simd`,
+   * nor Safari). `GQA.simd.gemm` says which runs (`"relaxed-simd"` or `"simd128"`). Outputs of the
+   * two differ in the last bits (fused rounding), within 1e-5 of native.
+   */
+  relaxedSimd?: boolean;
 }
 
 /** The SIMD paths the backend runs on this CPU ({@link GQA.simd}). */
@@ -183,7 +192,7 @@ export const GQA = {
       return apply(loaded);
     }
     if (loading && options.backend === undefined) return apply(await loading);
-    const p = loadBackend(options.backend, threads);
+    const p = loadBackend(options.backend, { threads, relaxedSimd: options.relaxedSimd });
     loading = p;
     try {
       loaded = await p;

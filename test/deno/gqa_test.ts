@@ -1,5 +1,5 @@
 // Deno suite for gqa (run by scripts/test.sh):
-//   deno test --config test/deno/deno.json --allow-read --allow-write --allow-env --allow-run=node --allow-ffi test/deno/
+//   deno test --config test/deno/deno.json --allow-read --allow-write --allow-env --allow-run=node,deno --allow-ffi test/deno/
 // The package is imported the way a Deno user imports it: the bare specifier "gqa", mapped by
 // deno.json "imports" to the entry that package.json `exports["."].deno` names (dist/index.js);
 // a user of the published package maps "gqa" to "npm:gqa" instead. Checks, per backend that Deno
@@ -194,6 +194,27 @@ Deno.test("wasm: threaded and single-threaded modules give bitwise the same outp
   assert(out[1]!.variant === "wasm" && out[1]!.threads === 1, `threads: 1 -> ${out[1]!.variant} with ${out[1]!.threads}`);
   assert(out[0]!.data.every((v, i) => Object.is(v, out[1]!.data[i])), "bitwise equal outputs");
   console.log(`    deno: wasm-threads (2 threads) and wasm (1 thread) bitwise equal`);
+});
+
+Deno.test("a deno run script that used the threaded wasm module exits on its own", async () => {
+  const script = `
+    import { GQA } from ${JSON.stringify(new URL("dist/index.js", ROOT).href)};
+    await GQA.init({ backend: "wasm", threads: 2 });
+    const m = await GQA.build({ embedDim: 6, hiddenSize: 16, numHeads: 4, numKvHeads: 2, numLayers: 1 });
+    const y = await m.forward(new Float32Array(2 * 30 * 6).fill(0.5), [2, 30, 6]);
+    m.dispose();
+    console.log(GQA.variant, GQA.threads, y.dims.join("x"));`;
+  const dir = await Deno.makeTempDir();
+  const file = `${dir}/exit.ts`;
+  await Deno.writeTextFile(file, script);
+  const child = new Deno.Command("deno", { args: ["run", "--allow-read", "--allow-env", file], stdout: "piped", stderr: "piped" }).spawn();
+  const timer = setTimeout(() => child.kill(), 60_000);
+  const out = await child.output();
+  clearTimeout(timer);
+  await Deno.remove(dir, { recursive: true });
+  const text = new TextDecoder().decode(out.stdout).trim();
+  assert(out.success, `deno run: exit ${out.code} (killed after 60 s if it did not exit): ${new TextDecoder().decode(out.stderr)}`);
+  assert(text === "wasm-threads 2 2x16", `output ${text}`);
 });
 
 Deno.test("README Deno snippet runs (extracted from README.md)", async () => {

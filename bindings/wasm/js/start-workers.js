@@ -41,9 +41,11 @@ self.addEventListener('message', async function onMsg({ data }) {
 });
 `;
 
+// Only dynamic imports: the worker inherits the process's execArgv, so the eval'd code is
+// CommonJS or, under --input-type=module, an ES module; this runs as either.
 const GQA_NODE_WORKER = `
-const { parentPort, workerData } = require('node:worker_threads');
-import(workerData.mainJS).then((pkg) => {
+import('node:worker_threads').then(async ({ parentPort, workerData }) => {
+  const pkg = await import(workerData.mainJS);
   pkg.initSync({ module: workerData.module, memory: workerData.memory });
   parentPort.postMessage({ type: 'wasm_bindgen_worker_ready' });
   pkg.wbg_rayon_start_worker(workerData.receiver);

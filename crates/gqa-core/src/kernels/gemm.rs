@@ -4,7 +4,8 @@
 //!
 //! The `gemm` crate picks its micro-kernel at run time: AVX-512F where the CPU has it (gqa-core
 //! turns on gemm's `x86-v4` feature, which candle leaves off), else AVX2+FMA, else scalar on
-//! x86_64; NEON on aarch64; simd128 on wasm32 when built with it. Work is split over output
+//! x86_64; NEON on aarch64; simd128 on wasm32 when built with it (a wasm32 module built with
+//! `+relaxed-simd` runs gqa's own GEMM instead, `super::wasm_gemm`). Work is split over output
 //! blocks on the current rayon pool (gqa's own, see [`super::threads`]), never over the
 //! reduction axis, so the result does not depend on the thread count.
 
@@ -100,6 +101,11 @@ pub fn matmul(m: usize, n: usize, k: usize, a: Mat<'_>, b: Mat<'_>, y: &mut [f32
         }
         return Ok(());
     }
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    if super::wasm_gemm::accepts(m, n, k, &a) {
+        super::wasm_gemm::matmul(m, n, k, a, b, y, ldy, accumulate);
+        return Ok(());
+    }
     let threads = super::cpu::threads();
     let par = if threads > 1 && m * n * k >= 1 << 15 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     // SAFETY: every element the GEMM reads lies inside a and b (checked by `fits`), y's
@@ -151,7 +157,8 @@ pub fn linear_dw(m: usize, out: usize, inp: usize, dy: &[f32], lddy: usize, x: &
 }
 
 /// The GEMM micro-kernel family the `gemm` crate runs on this CPU (`"avx512f"`, `"avx2+fma"`,
-/// `"scalar"` on x86_64; `"neon"`, `"simd128"` or `"scalar"` elsewhere).
+/// `"scalar"` on x86_64; `"neon"`, `"simd128"` or `"scalar"` elsewhere), or `"relaxed-simd"` for
+/// gqa's own wasm GEMM ([`super::wasm_gemm`], wasm32 built with `+relaxed-simd`).
 pub fn gemm_path() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
@@ -169,7 +176,9 @@ pub fn gemm_path() -> &'static str {
     }
     #[cfg(target_arch = "wasm32")]
     {
-        if cfg!(target_feature = "simd128") {
+        if cfg!(target_feature = "relaxed-simd") {
+            "relaxed-simd"
+        } else if cfg!(target_feature = "simd128") {
             "simd128"
         } else {
             "scalar"

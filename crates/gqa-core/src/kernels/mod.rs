@@ -22,6 +22,8 @@ pub mod gemm;
 pub mod reference;
 pub mod threads;
 pub mod training;
+#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+pub mod wasm_gemm;
 
 /// 0 = follow the environment, 1 = reference forced, 2 = fused forced.
 static FORCE: AtomicU8 = AtomicU8::new(0);
