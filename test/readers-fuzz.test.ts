@@ -22,14 +22,16 @@ describe.skipIf(BACKEND === "wasm")("data readers: fuzz and property tests", () 
   for (const [target, names] of Object.entries(TARGETS)) {
     for (const name of names) {
       const budgetMs = (MINUTES * 60_000) / names.length;
+      // One concrete property type for fast-check's overloads (each entry is a synchronous property).
+      const prop = properties[name] as unknown as fc.IProperty<[unknown]>;
       it(name, { timeout: Math.max(120_000, budgetMs * 1.5 + 60_000) }, () => {
         if (!(MINUTES > 0)) {
-          fc.assert(properties[name], { numRuns: 300, seed: 20261201 });
+          fc.assert(prop, { numRuns: 300, seed: 20261201 });
           return;
         }
         const seed = Date.now() & 0x7fffffff;
         const t0 = performance.now();
-        const out = fc.check(properties[name], { numRuns: Number.MAX_SAFE_INTEGER, interruptAfterTimeLimit: budgetMs, markInterruptAsFailure: false, seed });
+        const out = fc.check(prop, { numRuns: Number.MAX_SAFE_INTEGER, interruptAfterTimeLimit: budgetMs, markInterruptAsFailure: false, seed });
         const secs = (performance.now() - t0) / 1e3;
         console.log(`[fuzz ${target}] ${name}: ${out.numRuns} cases in ${secs.toFixed(0)} s (seed ${seed})${out.failed ? " FAILED" : ", no failure"}`);
         expect(out.failed, out.failed ? fc.defaultReportMessage(out) : "").toBe(false);

@@ -118,6 +118,12 @@ describe.skipIf(BACKEND !== "wasm")("wasm modules: single-threaded and threaded"
         out[name] = { variant: GQA.variant, gemm: GQA.simd.gemm, data: Array.from((await m.forward(x, [3, 70, 19], { lengths: [70, 12, 41] })).data) };
         m.dispose();
       }
+      // relaxedSimd given after the backend loaded switches module (as an explicit backend does).
+      GQA.reset();
+      await GQA.init({ backend: "wasm", threads: 1, relaxedSimd: false });
+      const before = GQA.simd.gemm;
+      await GQA.init({ relaxedSimd: true });
+      out.switched = [before, GQA.simd.gemm];
       console.log(JSON.stringify(out));`;
     const r = spawnSync(process.execPath, ["--experimental-wasm-relaxed-simd", "--input-type=module", "-e", script], { encoding: "utf8", timeout: 120_000, maxBuffer: 1 << 26 });
     expect(r.status, r.stderr).toBe(0);
@@ -132,6 +138,7 @@ describe.skipIf(BACKEND !== "wasm")("wasm modules: single-threaded and threaded"
     const diff = Math.max(...relaxed.map((v, i) => Math.abs(v - plain[i]!)));
     expect(diff).toBeLessThanOrEqual(1e-5);
     expect(out.relaxedThreads.data.every((v: number, i: number) => Object.is(v, relaxed[i]))).toBe(true);
+    expect(out.switched).toEqual(["simd128", "relaxed-simd"]);
   });
 
   it("without relaxed SIMD in the engine (Node 20 default) the plain simd128 modules load", async () => {
@@ -139,6 +146,12 @@ describe.skipIf(BACKEND !== "wasm")("wasm modules: single-threaded and threaded"
     GQA.reset();
     await GQA.init({ backend: "wasm", threads: 1 });
     expect(GQA.simd!.gemm).toBe(wasmRelaxedSimdAvailable() ? "relaxed-simd" : "simd128");
+    await expectCode(() => GQA.init({ relaxedSimd: "yes" as unknown as boolean }), "INVALID_OPTION", /`relaxedSimd`: expected true or false, found "yes"/);
+    await expectCode(() => GQA.init({ threads: "2" as unknown as number }), "INVALID_OPTION", /found "2" \(string\)/);
+    if (!wasmRelaxedSimdAvailable()) {
+      // Forced on an engine without relaxed SIMD: a typed load error naming the module.
+      await expectCode(() => GQA.init({ relaxedSimd: true }), "BACKEND_LOAD_FAILED", /pkg-relaxed[/\\]gqa_wasm_bg\.wasm/);
+    }
     GQA.reset();
   });
 });

@@ -12,7 +12,7 @@
  *   `bindings/wasm/pkg` (single-threaded). Both give bitwise the same results. Each also exists
  *   built with relaxed SIMD (`pkg-relaxed`, `pkg-threads-relaxed`: the GEMM's multiply-add is a
  *   fused `f32x4.relaxed_madd`), loaded where the engine validates relaxed SIMD (Chromium 114+,
- *   Deno, Firefox 145+; not Node 20 or Safari) unless `GQA.init({ relaxedSimd: false })` or
+ *   Deno; not Node 20 without `--experimental-wasm-relaxed-simd`) unless `GQA.init({ relaxedSimd: false })` or
  *   `GQA_WASM_RELAXED_SIMD=0`; results then differ from the plain module's in the last bits.
  *
  * Selection: `GQA.init({ backend })`, else the environment variable `GQA_BACKEND`

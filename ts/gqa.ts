@@ -101,11 +101,10 @@ export interface InitOptions {
    */
   threads?: number;
   /**
-   * Wasm only, when the backend loads: `true` loads the module built with relaxed SIMD (its GEMM
+   * Wasm only, when the backend loads (or, given later, switches to the other module): `true` loads the module built with relaxed SIMD (its GEMM
    * uses `f32x4.relaxed_madd`, a fused multiply-add), `false` the plain simd128 one. Default:
    * env `GQA_WASM_RELAXED_SIMD` (`0` / `1`), else relaxed wherever the engine validates it
-   * (Chromium 114+, Deno; not Node 20, whose V8 has it behind `--experimental-wasm-relaxed-simd`,
-   * nor Safari). `GQA.simd.gemm` says which runs (`"relaxed-simd"` or `"simd128"`). Outputs of the
+   * (Chromium 114+, Deno; not Node 20, whose V8 has it behind `--experimental-wasm-relaxed-simd`). `GQA.simd.gemm` says which runs (`"relaxed-simd"` or `"simd128"`). Outputs of the
    * two differ in the last bits (fused rounding), within 1e-5 of native.
    */
   relaxedSimd?: boolean;
@@ -182,17 +181,25 @@ export const GQA = {
   async init(options: InitOptions = {}): Promise<BackendName> {
     const threads = options.threads;
     if (threads !== undefined && (typeof threads !== "number" || !Number.isInteger(threads) || threads < 1 || threads > 1024)) {
-      throw new GqaError("INVALID_OPTION", `invalid option \`threads\`: expected an integer in 1..=1024, found ${String(threads)}`);
+      throw new GqaError("INVALID_OPTION", `invalid option \`threads\`: expected an integer in 1..=1024, found ${typeof threads === "number" ? String(threads) : `${JSON.stringify(threads)} (${typeof threads})`}`);
+    }
+    if (options.relaxedSimd !== undefined && typeof options.relaxedSimd !== "boolean") {
+      throw new GqaError("INVALID_OPTION", `invalid option \`relaxedSimd\`: expected true or false, found ${JSON.stringify(options.relaxedSimd)}`);
     }
     const apply = (b: LoadedBackend) => {
       if (threads !== undefined) callBinding(() => need(b.binding, "setThreads")(threads));
       return b.name;
     };
-    if (loaded && (options.backend === undefined || options.backend === "auto" || options.backend === loaded.name)) {
+    // A wasm module built the other way than `relaxedSimd` asks for: load that one (a switch, as
+    // for an explicit backend; models already built keep their module).
+    const relaxedMismatch = loaded?.name === "wasm" && options.relaxedSimd !== undefined && options.relaxedSimd !== (loaded.binding.simdInfo?.().includes('"relaxed-simd"') ?? false);
+    if (loaded && !relaxedMismatch && (options.backend === undefined || options.backend === "auto" || options.backend === loaded.name)) {
       return apply(loaded);
     }
     if (loading && options.backend === undefined) return apply(await loading);
-    const p = loadBackend(options.backend, { threads, relaxedSimd: options.relaxedSimd });
+    // A relaxedSimd switch keeps the loaded module's thread count unless `threads` says otherwise.
+    const wasmThreads = threads ?? (relaxedMismatch ? (loaded?.binding.threads?.() ?? undefined) : undefined);
+    const p = loadBackend(relaxedMismatch ? "wasm" : options.backend, { threads: wasmThreads, relaxedSimd: options.relaxedSimd });
     loading = p;
     try {
       loaded = await p;

@@ -20,13 +20,15 @@ interface DemoState {
   /** `"wasm-threads"` (crossOriginIsolated page: threaded module) or `"wasm"`. */
   variant: string | null;
   threads: number | null;
+  /** The GEMM the wasm module runs: `"relaxed-simd"` or `"simd128"`. */
+  gemm: string | null;
   modelName: string;
   config: ModelConfig | null;
   kv: KvBytes | null;
   last: { caseIndex: number; input: number[]; dims: number[]; probs: number[] | null; predicted: string | null; maps: Float32Array; mapDims: number[]; ms: number; frames: number } | null;
   runs: number;
 }
-const state: DemoState = { ready: false, backend: null, variant: null, threads: null, modelName: "", config: null, kv: null, last: null, runs: 0 };
+const state: DemoState = { ready: false, backend: null, variant: null, threads: null, gemm: null, modelName: "", config: null, kv: null, last: null, runs: 0 };
 (window as unknown as { gqaDemo: DemoState }).gqaDemo = state;
 
 let dataset: UeaDataset | null = null;
@@ -82,14 +84,20 @@ async function loadModel(bytes: Uint8Array, name: string): Promise<void> {
   if (r.config.embedDim !== dataset!.channels) {
     throw Object.assign(new Error(`${name}: embedDim ${r.config.embedDim}, but BasicMotions has ${dataset!.channels} channels`), { code: "INVALID_INPUT" });
   }
-  Object.assign(state, { backend: r.backend, variant: r.variant, threads: r.threads, modelName: name, config: r.config, kv: r.kv, ready: true });
+  Object.assign(state, { backend: r.backend, variant: r.variant, threads: r.threads, gemm: r.gemm, modelName: name, config: r.config, kv: r.kv, ready: true });
   const c = r.config;
   $("model-info").textContent =
     `${name}: ${r.paramCount} parameters, embedDim ${c.embedDim}, hiddenSize ${c.hiddenSize}, numHeads ${c.numHeads}, numKvHeads ${c.numKvHeads}, ` +
     `numLayers ${c.numLayers}, ${c.rope ? "RoPE" : "no RoPE"}, outputMode ${c.outputMode}; head: ${r.head ? JSON.stringify(r.head) : "none"}; ` +
-    `preprocessing: ${meta ? "per-channel standardisation from the training split (gqa_cli metadata)" : "none"}; backend: ${r.variant}, ${r.threads} thread${r.threads > 1 ? "s" : ""}`;
+    `preprocessing: ${meta ? "per-channel standardisation from the training split (gqa_cli metadata)" : "none"}; ${describeBackend(r)}`;
   renderKv(c, r.kv);
-  status(`ready: ${name} on the ${r.variant} backend (${r.threads} thread${r.threads > 1 ? "s" : ""})`, "ready");
+  status(`ready: ${name}, ${describeBackend(r)}`, "ready");
+}
+
+/** "wasm backend, threaded module (2 threads), relaxed-simd GEMM" and the like. */
+function describeBackend(r: { backend: string; variant: string; threads: number; gemm: string }): string {
+  const module = r.variant === "wasm-threads" ? `threaded module (${r.threads} threads)` : "single-threaded module";
+  return `${r.backend} backend, ${module}, ${r.gemm} GEMM`;
 }
 
 function renderKv(c: ModelConfig, kv: KvBytes): void {

@@ -15,6 +15,6 @@ export interface KvBytes {
 
 /** Worker -> page. */
 export type Reply =
-  | { id: number; type: "loaded"; backend: string; variant: string; threads: number; config: ModelConfig; head: HeadOptions | null; paramCount: number; kv: KvBytes }
+  | { id: number; type: "loaded"; backend: string; variant: string; threads: number; gemm: string; config: ModelConfig; head: HeadOptions | null; paramCount: number; kv: KvBytes }
   | { id: number; type: "result"; probs: Float32Array | null; output: Float32Array; maps: Float32Array; mapDims: number[]; ms: number }
   | { id: number; type: "error"; code: string; message: string };

@@ -22,7 +22,7 @@ self.onmessage = async (ev: MessageEvent<Request>) => {
       model = next;
       const config = model.config;
       const kv = (numKvHeads: number) => GQA.kvCacheBytesPerToken({ ...config, numKvHeads });
-      post({ id: msg.id, type: "loaded", backend: GQA.backend ?? "?", variant: GQA.variant ?? "?", threads: GQA.threads ?? 1, config, head: model.head, paramCount: model.paramCount, kv: { model: kv(config.numKvHeads), mha: kv(config.numHeads), mqa: kv(1) } });
+      post({ id: msg.id, type: "loaded", backend: GQA.backend ?? "?", variant: GQA.variant ?? "?", threads: GQA.threads ?? 1, gemm: GQA.simd?.gemm ?? "?", config, head: model.head, paramCount: model.paramCount, kv: { model: kv(config.numKvHeads), mha: kv(config.numHeads), mqa: kv(1) } });
     } else {
       if (!model) throw Object.assign(new Error("no model loaded"), { code: "NOT_INITIALIZED" });
       const t0 = performance.now();
