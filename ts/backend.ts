@@ -129,6 +129,8 @@ export interface LoadedBackend {
   name: BackendName;
   /** Which module: `"wasm-threads"` is the threaded wasm module. */
   variant: BackendVariant;
+  /** Wasm: whether the module is a relaxed-SIMD build (its GEMM reports `"relaxed-simd"`); false for native. */
+  relaxedSimd: boolean;
   binding: Binding;
   /** The addon / wasm file that was loaded (path or URL). */
   file: string;
@@ -261,7 +263,7 @@ export async function loadNative(): Promise<LoadedBackend> {
   if (typeof raw?.validateConfig !== "function") {
     throw new GqaError("BACKEND_LOAD_FAILED", `native backend: ${file} is not the gqa addon (no validateConfig export)`);
   }
-  return { name: "native", variant: "native", binding: adaptNative(raw), file };
+  return { name: "native", variant: "native", relaxedSimd: false, binding: adaptNative(raw), file };
 }
 
 /**
@@ -290,8 +292,8 @@ async function defaultWasmThreads(): Promise<number> {
   return Number.isInteger(n) && n >= 1 ? Math.min(n, 1024) : 1;
 }
 
-/** Pool sizes of threaded glue modules already started (an instance's pool starts only once). */
-const wasmPools = new Map<string, number>();
+/** Glue URLs of threaded modules whose pool has started (an instance's pool starts only once). */
+const wasmPools = new Set<string>();
 
 /** Options of {@link loadWasm}. */
 export interface WasmLoadOptions {
@@ -346,18 +348,21 @@ export async function loadWasm(options: WasmLoadOptions = {}): Promise<LoadedBac
   }
   const isThreaded = typeof glue.initThreadPool === "function";
   if (isThreaded && !wasmPools.has(jsUrl.href)) {
+    const workers = Math.max(2, wanted);
     try {
-      await glue.initThreadPool(Math.max(2, wanted));
+      await glue.initThreadPool(workers);
     } catch (e) {
       throw new GqaError(
         "BACKEND_LOAD_FAILED",
-        `wasm backend: ${file}: cannot start ${Math.max(2, wanted)} worker threads: ${reason(e)} (GQA.init({ threads: 1 }) loads the single-threaded module)`,
+        `wasm backend: ${file}: cannot start ${workers} worker threads: ${reason(e)} (GQA.init({ threads: 1 }) loads the single-threaded module)`,
         { cause: e },
       );
     }
-    wasmPools.set(jsUrl.href, Math.max(2, wanted));
+    wasmPools.add(jsUrl.href);
   }
-  return { name: "wasm", variant: isThreaded ? "wasm-threads" : "wasm", binding: adaptWasm(glue), file };
+  // From the module itself, so that a GQA_WASM_PATH override reports what it really is.
+  const relaxedSimd = JSON.parse(glue.simdInfo()).gemm === "relaxed-simd";
+  return { name: "wasm", variant: isThreaded ? "wasm-threads" : "wasm", relaxedSimd, binding: adaptWasm(glue), file };
 }
 
 /**

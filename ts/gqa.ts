@@ -192,7 +192,7 @@ export const GQA = {
     };
     // A wasm module built the other way than `relaxedSimd` asks for: load that one (a switch, as
     // for an explicit backend; models already built keep their module).
-    const relaxedMismatch = loaded?.name === "wasm" && options.relaxedSimd !== undefined && options.relaxedSimd !== (loaded.binding.simdInfo?.().includes('"relaxed-simd"') ?? false);
+    const relaxedMismatch = loaded?.name === "wasm" && options.relaxedSimd !== undefined && options.relaxedSimd !== loaded.relaxedSimd;
     if (loaded && !relaxedMismatch && (options.backend === undefined || options.backend === "auto" || options.backend === loaded.name)) {
       return apply(loaded);
     }
