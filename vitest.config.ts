@@ -6,7 +6,10 @@ import { defineConfig } from "vitest/config";
 // scripts/test.sh separately checks the built package (`import { GQA } from "gqa"` -> dist/).
 export default defineConfig({
   resolve: {
-    alias: { gqa: fileURLToPath(new URL("./ts/index.ts", import.meta.url)) },
+    alias: [
+      { find: /^gqa$/, replacement: fileURLToPath(new URL("./ts/index.ts", import.meta.url)) },
+      { find: /^gqa\/testing$/, replacement: fileURLToPath(new URL("./ts/testing.ts", import.meta.url)) },
+    ],
   },
   test: {
     include: ["test/**/*.test.ts"],

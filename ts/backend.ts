@@ -23,7 +23,7 @@
  * JS glue `gqa_wasm.js` must sit next to it; a glue that exports `initThreadPool` is run threaded).
  */
 
-import { GqaError } from "./errors.js";
+import { GqaError, registerTrapInfo } from "./errors.js";
 import { adaptNativeSession, adaptWasmSession, type SessionHandle } from "./session.js";
 
 /** A backend name. */
@@ -111,6 +111,12 @@ export interface Binding {
   threads?(): number;
   /** SIMD paths as JSON `{"kernels", "gemm"}`. */
   simdInfo?(): string;
+  /** Sets the memory budget in bytes (`undefined`: the default); returns the limit in force (`gqa_core::memory`). */
+  setMemoryLimit?(bytes?: number): number;
+  /** `[limit, inUse]` in bytes. */
+  memoryUsage?(): number[];
+  /** Test hook: arms a forced Rust panic at a site (`forward`, `push`, `step`; `undefined` disarms). */
+  testPanicSite?(site?: string): void;
   /** Builds a model from options JSON and an optional head JSON (undefined while the core has no model). */
   buildModel?(json: string, headJson?: string): ModelHandle;
   /** Loads a model from safetensors bytes and `LoadOptions` JSON. */
@@ -421,7 +427,7 @@ function adaptNative(raw: any): Binding {
             get done() {
               return t.done;
             },
-            free: () => {},
+            free: () => t.free(),
           };
         },
         evaluateAsync: (x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, batchSize: number) =>
@@ -459,6 +465,7 @@ function adaptNative(raw: any): Binding {
 
 /** wasm-bindgen package -> {@link Binding}. */
 function adaptWasm(glue: any): Binding {
+  if (typeof glue.takeLastPanic === "function") registerTrapInfo(() => glue.takeLastPanic() ?? undefined);
   const wrap = (h: any): ModelHandle => {
     let freed = false;
     const forward = (data: Float32Array, dims: number[], lengths?: number[]): RawTensor => {
@@ -556,6 +563,11 @@ function bindingOf(m: any, wrap: (h: any) => ModelHandle): Binding {
     b.setThreads = (n) => m.setThreads(n);
     b.threads = () => m.threads();
     b.simdInfo = () => m.simdInfo();
+  }
+  if (typeof m.setMemoryLimit === "function") {
+    b.setMemoryLimit = (n) => m.setMemoryLimit(n);
+    b.memoryUsage = () => Array.from(m.memoryUsage() as ArrayLike<number>);
+    b.testPanicSite = (s) => m.__testPanicSite(s);
   }
   if (m.Model) {
     b.buildModel = (j, head) => wrap(m.Model.build(j, head));

@@ -61,18 +61,30 @@ export class GqaError extends Error {
   }
 }
 
+/** Readers of the last Rust panic message of each loaded wasm module (`takeLastPanic`). */
+const trapInfo: Array<() => string | undefined> = [];
+
+/** Registers a wasm module's reader of its last panic message, used to describe traps. @internal */
+export function registerTrapInfo(f: () => string | undefined): void {
+  trapInfo.push(f);
+}
+
 /**
  * Converts anything thrown by a binding into a {@link GqaError}.
  *
  * - `Error("<CODE>: <message>")` with a core code -> `GqaError(CODE, message)`;
  * - `WebAssembly.RuntimeError` (a trap: a Rust panic or an allocation failure inside wasm)
- *   -> `GqaError("INTERNAL", ...)`; the wasm instance should be considered unusable afterwards;
+ *   -> `GqaError("INTERNAL", ...)` naming the panic's message where the module recorded one
+ *   (see {@link registerTrapInfo}). The core's calls check and reserve before they allocate,
+ *   so the instance keeps working for later calls;
  * - a `GqaError` is returned unchanged; anything else -> `INTERNAL`.
  */
 export function toGqaError(e: unknown): GqaError {
   if (e instanceof GqaError) return e;
   if (typeof WebAssembly !== "undefined" && e instanceof WebAssembly.RuntimeError) {
-    return new GqaError("INTERNAL", `wasm trap (panic or abort inside the WebAssembly module): ${e.message}`, {
+    let panic: string | undefined;
+    for (const f of trapInfo) panic ??= f();
+    return new GqaError("INTERNAL", `wasm trap (panic or abort inside the WebAssembly module): ${panic ?? e.message}`, {
       cause: e,
     });
   }

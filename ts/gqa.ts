@@ -220,6 +220,35 @@ export const GQA = {
     return s ? (JSON.parse(s) as SimdInfo) : null;
   },
 
+  /**
+   * The memory budget of the loaded backend, or `null` before `init`: `limit` and `inUse` in
+   * bytes. Live models, attention layers, sessions and trainers hold their buffers' bytes
+   * (parameters, KV cache, gradients and AdamW moments) until `dispose()`; each running call
+   * holds its input and working buffers until it ends. A request that would take `inUse` past
+   * `limit` fails with `OUT_OF_MEMORY` before anything is allocated. The native limit is shared
+   * by every worker thread of the process; each wasm module instance has its own.
+   */
+  get memory(): { limit: number; inUse: number } | null {
+    const u = loaded?.binding.memoryUsage?.();
+    return u ? { limit: u[0]!, inUse: u[1]! } : null;
+  },
+
+  /**
+   * Sets the loaded backend's memory budget in bytes and returns the limit now in force;
+   * `undefined` or `null` restores the default: native, the machine's memory (Linux: the smaller
+   * of `MemTotal` and the cgroup's `memory.max`); wasm, the 4 GiB a 32-bit memory can address
+   * (larger values are capped there). Lowering it frees nothing: later requests fail until
+   * enough is disposed.
+   * @throws GqaError `INVALID_OPTION` naming `memoryLimit` (not a whole number >= 1), `NOT_INITIALIZED`
+   */
+  setMemoryLimit(bytes?: number | null): number {
+    const b = binding();
+    if (bytes !== undefined && bytes !== null && (typeof bytes !== "number" || !Number.isInteger(bytes) || bytes < 1)) {
+      throw new GqaError("INVALID_OPTION", `invalid option \`memoryLimit\`: expected a whole number of bytes >= 1 (or null for the default), found ${typeof bytes === "number" ? String(bytes) : `${JSON.stringify(bytes)} (${typeof bytes})`}`);
+    }
+    return callBinding(() => need(b, "setMemoryLimit")(bytes ?? undefined));
+  },
+
   /** The backend `init` chose, or `null` before `init`. */
   get backend(): BackendName | null {
     return loaded?.name ?? null;
@@ -327,3 +356,12 @@ export const GQA = {
     loading = null;
   },
 } as const;
+
+/**
+ * The loaded backend's binding, or throws `NOT_INITIALIZED`. Internal: for the test hooks of
+ * `gqa/testing`; not part of the public API.
+ * @internal
+ */
+export function loadedBinding(): Binding {
+  return binding();
+}

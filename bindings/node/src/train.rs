@@ -2,8 +2,9 @@
 //! stepped on the calling thread or on the libuv thread pool, and [`Model::evaluate`].
 //!
 //! Sharing: the trainer holds the model as `Arc<TaskModel>` (the JS `Model` may be freed while
-//! the trainer lives) and its state as `Arc<Mutex<Trainer>>`, so an async step owns what it needs;
-//! concurrent steps of one trainer run one after the other.
+//! the trainer lives) and its state behind a [`Handle`] of `Mutex<Trainer>`, so an async step owns
+//! what it needs, concurrent steps of one trainer run one after the other, and `free()` returns
+//! the optimiser state and the data copy as soon as the last running step ends (not at GC).
 
 use std::sync::{Arc, Mutex};
 
@@ -13,6 +14,7 @@ use napi::{Env, Task};
 use napi_derive::napi;
 
 use crate::error::guard;
+use crate::handle::Handle;
 use crate::model::Model;
 use crate::tensor::{to_usize, to_usize_opt};
 
@@ -43,13 +45,17 @@ fn step_json(r: StepReport) -> gqa_core::Result<String> {
 /// One training run over a model with a head (the core's `Trainer`).
 #[napi]
 pub struct Trainer {
+    state: Handle<Run>,
+}
+
+/// What a trainer frees: its model reference, optimiser state and data copy.
+struct Run {
     model: Arc<TaskModel>,
-    state: Arc<Mutex<CoreTrainer>>,
+    trainer: Mutex<CoreTrainer>,
 }
 
 fn step_shared(model: &TaskModel, state: &Mutex<CoreTrainer>) -> gqa_core::Result<StepReport> {
-    let mut t = state.lock().map_err(|_| gqa_core::Error::Internal("a previous training step panicked; start a new Trainer".into()))?;
-    t.step(model)
+    lock(state)?.step(model)
 }
 
 #[napi]
@@ -74,46 +80,55 @@ impl Trainer {
             let opts = FitOptions::from_json(if fit_options_json.trim().is_empty() { "{}" } else { &fit_options_json })?;
             CoreTrainer::new(&m, train_data(&x, &dims, &lengths, class_labels, targets)?, opts)
         })?;
-        Ok(Trainer { model: m, state: Arc::new(Mutex::new(t)) })
+        Ok(Trainer { state: Handle::new(Run { model: m, trainer: Mutex::new(t) }) })
     }
 
     /// Takes the next step on the calling thread; returns the `StepReport` as JSON (camelCase).
     /// Errors: `INVALID_INPUT` once the run is done; `INTERNAL` for a non-finite loss.
     #[napi]
     pub fn step(&self) -> napi::Result<String> {
-        guard(|| step_json(step_shared(&self.model, &self.state)?))
+        let s = self.state.get("trainer")?;
+        guard(|| step_json(step_shared(&s.model, &s.trainer)?))
     }
 
     /// `step` on the libuv thread pool (the JS thread stays free).
     #[napi(ts_return_type = "Promise<string>")]
-    pub fn step_async(&self) -> AsyncTask<JsonTask> {
-        let (m, s) = (self.model.clone(), self.state.clone());
-        AsyncTask::new(JsonTask { run: Some(Box::new(move || step_json(step_shared(&m, &s)?))) })
+    pub fn step_async(&self) -> napi::Result<AsyncTask<JsonTask>> {
+        let s = self.state.get("trainer")?;
+        Ok(AsyncTask::new(JsonTask { run: Some(Box::new(move || step_json(step_shared(&s.model, &s.trainer)?))) }))
+    }
+
+    /// Frees the run's optimiser state and data copy (when a running step ends, if one is in
+    /// flight); idempotent. Later calls fail with `DISPOSED`.
+    #[napi]
+    pub fn free(&self) {
+        self.state.free();
     }
 
     /// Steps per epoch, `ceil(N / batchSize)`.
     #[napi(getter)]
     pub fn steps_per_epoch(&self) -> napi::Result<u32> {
-        guard(|| Ok(self.lock()?.steps_per_epoch() as u32))
+        let s = self.state.get("trainer")?;
+        guard(|| Ok(lock(&s.trainer)?.steps_per_epoch() as u32))
     }
 
     /// Steps of the whole run, `stepsPerEpoch * epochs`.
     #[napi(getter)]
     pub fn total_steps(&self) -> napi::Result<u32> {
-        guard(|| Ok(self.lock()?.total_steps() as u32))
+        let s = self.state.get("trainer")?;
+        guard(|| Ok(lock(&s.trainer)?.total_steps() as u32))
     }
 
     /// Whether every step has been taken.
     #[napi(getter)]
     pub fn done(&self) -> napi::Result<bool> {
-        guard(|| Ok(self.lock()?.done()))
+        let s = self.state.get("trainer")?;
+        guard(|| Ok(lock(&s.trainer)?.done()))
     }
 }
 
-impl Trainer {
-    fn lock(&self) -> gqa_core::Result<std::sync::MutexGuard<'_, CoreTrainer>> {
-        self.state.lock().map_err(|_| gqa_core::Error::Internal("a previous training step panicked; start a new Trainer".into()))
-    }
+fn lock(state: &Mutex<CoreTrainer>) -> gqa_core::Result<std::sync::MutexGuard<'_, CoreTrainer>> {
+    state.lock().map_err(|_| gqa_core::Error::Internal("a previous training step panicked; start a new Trainer".into()))
 }
 
 #[napi]

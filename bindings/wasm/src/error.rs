@@ -15,3 +15,24 @@ pub type JsResult<T> = Result<T, JsError>;
 pub fn wrap<T>(r: gqa_core::Result<T>) -> JsResult<T> {
     r.map_err(to_js)
 }
+
+/// The message of the last Rust panic in this module instance (set by the panic hook that
+/// [`start`] installs). A panic traps in wasm (`WebAssembly.RuntimeError: unreachable`), which
+/// says nothing of the cause: the TypeScript layer reads this to name it in its `INTERNAL` error.
+static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Runs when the module is instantiated (and on each worker of the threaded module): installs
+/// the panic hook that records the message for [`take_last_panic`].
+#[wasm_bindgen::prelude::wasm_bindgen(start)]
+pub fn start() {
+    std::panic::set_hook(Box::new(|info| {
+        let mut last = LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner());
+        *last = Some(info.to_string());
+    }));
+}
+
+/// Takes (and clears) the message of the last panic, if any.
+#[wasm_bindgen::prelude::wasm_bindgen(js_name = takeLastPanic)]
+pub fn take_last_panic() -> Option<String> {
+    LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()).take()
+}

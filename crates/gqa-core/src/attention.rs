@@ -184,6 +184,9 @@ pub struct GqaAttention {
     inv_freq: Option<Vec<f32>>,
     params: ParamStore,
     device: Device,
+    /// The parameters' bytes under the memory budget ([`crate::memory`]); `None` inside a
+    /// model (the model's reservation covers them).
+    memory: Option<std::sync::Arc<crate::memory::Reservation>>,
 }
 
 /// The attention parameter names relative to the layer, in canonical order.
@@ -203,10 +206,18 @@ impl GqaAttention {
     /// [`ATTENTION_PARAM_NAMES`]) on the CPU.
     ///
     /// # Errors
-    /// [`Error::InvalidOption`] from [`AttentionConfig::validate`].
+    /// [`Error::InvalidOption`] from [`AttentionConfig::validate`]; [`Error::OutOfMemory`]
+    /// (`parameters`) when they do not fit under the memory budget ([`crate::memory`]).
     pub fn new(cfg: AttentionConfig) -> Result<Self> {
         cfg.validate()?;
-        Self::init(cfg, 0, &Device::Cpu)
+        let (h, qd, kvd) = (cfg.hidden_size, cfg.num_heads * cfg.head_dim(), cfg.num_kv_heads * cfg.head_dim());
+        // q_proj [qd,h]+qd, k_proj and v_proj [kvd,h]+kvd, out_proj [h,qd]+h.
+        let values = (qd * h + qd) as u64 + 2 * (kvd * h + kvd) as u64 + (h * qd + h) as u64;
+        let bytes = values.saturating_mul(4);
+        let memory = std::sync::Arc::new(crate::memory::reserve("parameters", bytes)?);
+        let mut layer = Self::init(cfg, 0, &Device::Cpu)?;
+        layer.memory = Some(memory);
+        Ok(layer)
     }
 
     /// Builds the layer with parameters drawn from streams `first_stream..first_stream+8`.
@@ -225,7 +236,7 @@ impl GqaAttention {
             params.push(format!("{name}.bias"), lin.bias.clone())?;
         }
         let inv_freq = cfg.inv_freq();
-        Ok(GqaAttention { cfg, q_proj, k_proj, v_proj, out_proj, inv_freq, params, device: device.clone() })
+        Ok(GqaAttention { cfg, q_proj, k_proj, v_proj, out_proj, inv_freq, params, device: device.clone(), memory: None })
     }
 
     /// The options.
@@ -390,11 +401,14 @@ impl GqaAttention {
     /// [`Error::OutOfMemory`] for score buffers over the limit.
     pub fn forward_f32(&self, data: &[f32], dims: &[usize], lengths: Option<&[usize]>) -> Result<(Vec<f32>, Vec<usize>)> {
         let h = self.cfg.hidden_size;
-        let (b, t) = check_dims(data.len(), dims, h, "hiddenSize", lengths)?;
+        let (b, t) = check_dims(data, dims, h, "hiddenSize", lengths)?;
         if b == 0 {
             return Ok((Vec::new(), vec![0, t, h]));
         }
         crate::error::check_f32_buffer("attention scores", &[b, self.cfg.num_heads, t, t])?;
+        let qkv = self.cfg.num_heads + 2 * self.cfg.num_kv_heads;
+        let d = self.cfg.head_dim();
+        let _working = crate::memory::reserve_f32("attention activations", &[&[b, t, 3 * h + qkv * d], &[2, b, self.cfg.num_heads, t, t]])?;
         let x = Tensor::from_slice(data, (b, t, h), &self.device)?;
         let x = zero_padded(&x, lengths)?;
         let mask = AttnMask::causal(b, t, t, 0, lengths, &self.device)?;

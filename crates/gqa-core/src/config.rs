@@ -224,11 +224,13 @@ impl GqaConfig {
         check_f32_buffer("ffn_up.weight", &[4, self.hidden_size, self.hidden_size])?;
         check_f32_buffer("input_projection.weight", &[self.hidden_size, self.embed_dim])?;
         let bytes = self.param_count_exact_u128() * 4;
-        if bytes > crate::error::MAX_BUFFER_BYTES as u128 {
+        let limit = crate::memory::limit();
+        if bytes > limit as u128 {
             return Err(Error::OutOfMemory {
                 what: "parameters".into(),
                 requested: u64::try_from(bytes).unwrap_or(u64::MAX),
-                limit: crate::error::MAX_BUFFER_BYTES,
+                limit,
+                in_use: crate::memory::in_use(),
             });
         }
         Ok(())

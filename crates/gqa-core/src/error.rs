@@ -89,15 +89,18 @@ pub enum Error {
         reason: String,
     },
 
-    /// A buffer the request needs would exceed the allowed size.
-    #[error("out of memory for `{what}`: needs {requested} bytes, limit is {limit} bytes")]
+    /// A buffer the request needs would take the crate's memory past its limit
+    /// ([`crate::memory`]): nothing was allocated.
+    #[error("out of memory for `{what}`: needs {requested} bytes, limit is {limit} bytes with {in_use} bytes in use")]
     OutOfMemory {
         /// The buffer (`parameters`, `attention scores`, `kv cache`...).
         what: String,
         /// Bytes it would take (saturated at `u64::MAX` on overflow).
         requested: u64,
-        /// The limit it broke.
+        /// The limit it broke ([`crate::memory::limit`]).
         limit: u64,
+        /// Bytes held by live models, sessions and running calls when it was refused.
+        in_use: u64,
     },
 
     /// A KV-cache session has no room for the pushed positions.
@@ -170,23 +173,17 @@ impl From<candle_core::Error> for Error {
     }
 }
 
-/// Largest single buffer (in bytes) the crate will allocate; requests above it fail with
-/// [`Error::OutOfMemory`] instead of aborting the process. 4 GiB fits wasm32's address space
-/// limit and guards native hosts against absurd option values.
-pub const MAX_BUFFER_BYTES: u64 = 4 << 30;
-
-/// Checks that `elements` f32 values fit under [`MAX_BUFFER_BYTES`].
+/// Checks that one buffer of `dims` f32 values could exist at all: its byte size must fit under
+/// [`crate::memory::limit`] (and so, on wasm32, under the 4 GiB address space). Live use is
+/// checked separately, by the reservations of [`crate::memory`].
 ///
 /// # Errors
 /// [`Error::OutOfMemory`] naming `what` when the product overflows or exceeds the limit.
 pub fn check_f32_buffer(what: &str, dims: &[usize]) -> Result<usize> {
-    let mut n: u64 = 1;
-    for &d in dims {
-        n = n.saturating_mul(d as u64);
+    let bytes = crate::memory::f32_bytes(dims);
+    let limit = crate::memory::limit();
+    if bytes > limit || bytes / 4 > usize::MAX as u64 {
+        return Err(Error::OutOfMemory { what: what.into(), requested: bytes, limit, in_use: crate::memory::in_use() });
     }
-    let bytes = n.saturating_mul(4);
-    if bytes > MAX_BUFFER_BYTES {
-        return Err(Error::OutOfMemory { what: what.into(), requested: bytes, limit: MAX_BUFFER_BYTES });
-    }
-    Ok(n as usize)
+    Ok((bytes / 4) as usize)
 }

@@ -4,9 +4,10 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::error::{check_f32_buffer, Error, Result};
 
-/// Checks `dims = [B, T, F]` against `data_len` and the expected feature size `feat` (named
-/// `feat_name`), and `lengths` (`B` values in `1..=T`). Returns `(B, T)`.
-pub(crate) fn check_dims(data_len: usize, dims: &[usize], feat: usize, feat_name: &str, lengths: Option<&[usize]>) -> Result<(usize, usize)> {
+/// Checks `dims = [B, T, F]` against `data.len()` and the expected feature size `feat` (named
+/// `feat_name`), `lengths` (`B` values in `1..=T`), and that `data` is finite at valid
+/// positions ([`check_finite`], named `input`). Returns `(B, T)`.
+pub(crate) fn check_dims(data: &[f32], dims: &[usize], feat: usize, feat_name: &str, lengths: Option<&[usize]>) -> Result<(usize, usize)> {
     if dims.len() != 3 {
         return Err(Error::input("dims", "3 dims [batch, seq, features]", format!("{} dims {:?}", dims.len(), dims)));
     }
@@ -18,10 +19,11 @@ pub(crate) fn check_dims(data_len: usize, dims: &[usize], feat: usize, feat_name
         return Err(Error::input("dims", "a sequence length dims[1] >= 1", format!("0 (dims {dims:?})")));
     }
     let n = check_f32_buffer("input", dims)?;
-    if data_len != n {
-        return Err(Error::input("input", format!("B*T*{feat_name} = {b}*{t}*{f} = {n} values"), format!("{data_len} values")));
+    if data.len() != n {
+        return Err(Error::input("input", format!("B*T*{feat_name} = {b}*{t}*{f} = {n} values"), format!("{} values", data.len())));
     }
     check_lengths(b, t, lengths)?;
+    check_finite("input", data, b, t, lengths)?;
     Ok((b, t))
 }
 
@@ -71,4 +73,30 @@ pub(crate) fn valid_mask(b: usize, t: usize, lengths: &[usize], device: &Device)
         }
     }
     Ok(Tensor::from_vec(m, (b, t, 1), device)?.to_dtype(DType::F32)?)
+}
+
+/// The input policy for NaN and infinity (SPEC section 6): every value at a valid position
+/// (`t < lengths[b]`, or every position without lengths) must be finite; padded positions are
+/// not read, so NaN there is allowed. `x` is `[B, T, F]` row-major; `name` is the tensor's
+/// name in errors (`input`, `data`).
+///
+/// # Errors
+/// [`Error::InvalidInput`] naming the first offending element as `name[b, t, f]`, with the
+/// value found (`NaN`, `inf`, `-inf`).
+pub(crate) fn check_finite(name: &str, x: &[f32], b: usize, t: usize, lengths: Option<&[usize]>) -> Result<()> {
+    let f = if b * t == 0 { return Ok(()) } else { x.len() / (b * t) };
+    let row_ok = |r: &[f32]| r.iter().fold(true, |ok, v| ok & v.is_finite());
+    for bi in 0..b {
+        let len = lengths.map_or(t, |ls| ls[bi]);
+        let row = &x[bi * t * f..(bi * t + len) * f];
+        if !row_ok(row) {
+            let i = row.iter().position(|v| !v.is_finite()).unwrap_or(0);
+            return Err(Error::input(
+                format!("{name}[{bi}, {}, {}]", i / f.max(1), i % f.max(1)),
+                "a finite value (NaN and infinity are refused at valid positions; padded positions are not read)",
+                row[i],
+            ));
+        }
+    }
+    Ok(())
 }

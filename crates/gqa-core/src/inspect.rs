@@ -33,10 +33,11 @@ use crate::model::GqaModel;
 /// [`crate::Error::Backend`] from candle.
 pub fn attention_maps(model: &GqaModel, data: &[f32], dims: &[usize], lengths: Option<&[usize]>) -> Result<(Vec<f32>, Vec<usize>)> {
     let cfg = model.config();
-    let (b, t) = check_dims(data.len(), dims, cfg.embed_dim, "embedDim", lengths)?;
+    let (b, t) = check_dims(data, dims, cfg.embed_dim, "embedDim", lengths)?;
     let (nl, nh, nkv, d) = (cfg.num_layers, cfg.num_heads, cfg.num_kv_heads, cfg.hidden_size / cfg.num_heads);
     let out_dims = vec![nl, b, nh, t, t];
     check_f32_buffer("attention maps", &out_dims)?;
+    let _working = crate::memory::reserve_f32("attention maps", &[&out_dims, &[2, b, nh, t, t], &[b, t, cfg.embed_dim + 9 * cfg.hidden_size]])?;
     if b == 0 {
         return Ok((Vec::new(), out_dims));
     }

@@ -18,11 +18,13 @@ pub mod init;
 pub mod inspect;
 mod input;
 pub mod kernels;
+pub mod memory;
 pub mod model;
 pub mod nn;
 pub mod params;
 pub mod rope;
 pub mod session;
+pub mod testing;
 pub mod train;
 pub mod weights;
 

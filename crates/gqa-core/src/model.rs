@@ -24,6 +24,9 @@ pub struct GqaModel {
     blocks: Vec<GqaBlock>,
     final_norm: LayerNorm,
     inv_freq: Option<Vec<f32>>,
+    /// The parameters' bytes under the memory budget ([`crate::memory`]), shared by clones
+    /// (which share the tensors) and released with the last of them.
+    _memory: std::sync::Arc<crate::memory::Reservation>,
 }
 
 impl GqaModel {
@@ -39,9 +42,12 @@ impl GqaModel {
     /// [`GqaModel::new`] on a given candle device.
     ///
     /// # Errors
-    /// As [`GqaModel::new`]; [`Error::Backend`] from the device.
+    /// As [`GqaModel::new`]; [`Error::OutOfMemory`] (`parameters`) when the parameters do not
+    /// fit under the memory budget next to what is in use ([`crate::memory`]), checked before
+    /// anything is allocated; [`Error::Backend`] from the device.
     pub fn new_on(cfg: GqaConfig, device: &Device) -> Result<Self> {
         cfg.validate()?;
+        let memory = std::sync::Arc::new(crate::memory::reserve("parameters", cfg.param_count_exact().saturating_mul(4))?);
         let mut params = ParamStore::new();
         let mut stream = 0u64;
         let input_projection = if cfg.has_input_projection() {
@@ -63,7 +69,7 @@ impl GqaModel {
         params.push("final_norm.weight", final_norm.weight.clone())?;
         params.push("final_norm.bias", final_norm.bias.clone())?;
         let inv_freq = acfg.inv_freq();
-        Ok(GqaModel { cfg, params, device: device.clone(), input_projection, blocks, final_norm, inv_freq })
+        Ok(GqaModel { cfg, params, device: device.clone(), input_projection, blocks, final_norm, inv_freq, _memory: memory })
     }
 
     /// The options.
@@ -231,6 +237,7 @@ impl GqaModel {
             return Ok(Tensor::zeros(shape, DType::F32, &self.device)?);
         }
         check_f32_buffer("ffn activations", &[b, t, 4 * h_dim])?;
+        let _working = self.reserve_forward(b, t, !(x.device().is_cpu() && self.engine_applies()) || track || dropout.is_some())?;
         let x = if x.dtype() == DType::F32 { x.clone() } else { x.to_dtype(DType::F32)? };
         let lengths = if has_padding(t, lengths) { lengths } else { None };
         if !track && dropout.is_none() && x.device().is_cpu() && self.engine_applies() {
@@ -297,6 +304,15 @@ impl GqaModel {
         })
     }
 
+    /// Reserves a forward pass's working memory for its duration ([`crate::memory`]): the input
+    /// and output, the FFN activations `[B, T, 4H]`, four `[B, T, H]` buffers, and with
+    /// `scores` (the candle path, which materialises them) two `[B, NH, T, T]` score buffers.
+    fn reserve_forward(&self, b: usize, t: usize, scores: bool) -> Result<crate::memory::Reservation> {
+        let (h, e, nh) = (self.cfg.hidden_size, self.cfg.embed_dim, self.cfg.num_heads);
+        let s: &[usize] = if scores { &[2, b, nh, t, t] } else { &[0] };
+        crate::memory::reserve_f32("forward activations", &[&[b, t, e + 9 * h], s])
+    }
+
     /// Entry point of the bindings: `data` = `x: [B,T,E]` row-major f32, `dims = [B,T,E]`,
     /// optional lengths. Returns `(values, dims)` with dims `[B,H]` or `[B,T,H]` (`all`).
     /// `B = 0` returns no values and dims `[0,H]` (`[0,T,H]` for `all`).
@@ -310,13 +326,15 @@ impl GqaModel {
     /// (names `dims`), `data.len() != B*T*E` (names `input`), lengths count or values outside
     /// `1..=T` (names `lengths[i]`); [`Error::OutOfMemory`] for buffers over the limit.
     pub fn forward_f32(&self, data: &[f32], dims: &[usize], lengths: Option<&[usize]>) -> Result<(Vec<f32>, Vec<usize>)> {
-        let (b, t) = check_dims(data.len(), dims, self.cfg.embed_dim, "embedDim", lengths)?;
+        crate::testing::panic_point("forward");
+        let (b, t) = check_dims(data, dims, self.cfg.embed_dim, "embedDim", lengths)?;
         let h = self.cfg.hidden_size;
         let out_dims = if self.cfg.output_mode == OutputMode::All { vec![b, t, h] } else { vec![b, h] };
         if b == 0 {
             return Ok((Vec::new(), out_dims));
         }
         check_f32_buffer("ffn activations", &[b, t, 4 * h])?;
+        let _working = self.reserve_forward(b, t, !self.engine_applies())?;
         if self.engine_applies() {
             let lengths = if has_padding(t, lengths) { lengths } else { None };
             return Ok((self.engine_forward(data, b, t, lengths)?, out_dims));

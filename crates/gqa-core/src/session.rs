@@ -62,6 +62,8 @@ pub struct Session {
     /// `[B*H]`: running sum over all positions of each row of the final hidden states
     /// (`mean_pool`), in f64.
     sum: Vec<f64>,
+    /// The cache's bytes under the memory budget ([`crate::memory`]), released on drop.
+    _memory: crate::memory::Reservation,
 }
 
 impl Session {
@@ -71,8 +73,9 @@ impl Session {
     ///
     /// # Errors
     /// [`Error::InvalidInput`] (`maxLen`) when `max_len = 0`; [`Error::OutOfMemory`] (`kv
-    /// cache`) when `2 * numLayers * batch * numKvHeads * max_len * headDim` f32 values exceed
-    /// [`crate::error::MAX_BUFFER_BYTES`] (or the rotary tables do); [`Error::Backend`].
+    /// cache`) when `2 * numLayers * batch * numKvHeads * max_len * headDim` f32 values (plus
+    /// the rotary tables) do not fit under the memory budget next to what is in use
+    /// ([`crate::memory`]), checked before anything is allocated; [`Error::Backend`].
     pub fn new(model: &GqaModel, batch: usize, max_len: usize) -> Result<Self> {
         let cfg = model.config().clone();
         if max_len == 0 {
@@ -80,6 +83,8 @@ impl Session {
         }
         let (nkv, d, layers) = (cfg.num_kv_heads, cfg.head_dim(), cfg.num_layers);
         check_f32_buffer("kv cache", &[2, layers, batch, nkv, max_len, d])?;
+        let half = d / 2;
+        let memory = crate::memory::reserve_f32("kv cache", &[&[2, layers, batch, nkv, max_len, d], &[2, max_len, half], &[3, batch, cfg.hidden_size]])?;
         let device = model.device().clone();
         let rotary = model.rotary(max_len)?;
         let mut k = Vec::with_capacity(layers);
@@ -107,6 +112,7 @@ impl Session {
             rotary,
             last: vec![0.0; batch * h],
             sum: vec![0.0; batch * h],
+            _memory: memory,
         })
     }
 
@@ -237,6 +243,7 @@ impl Session {
     /// cached plus pushed positions exceed the capacity; [`Error::OutOfMemory`] for score or
     /// FFN buffers over the limit; [`Error::Backend`].
     pub fn push(&mut self, model: &GqaModel, chunk: &[f32], dims: &[usize], row_lengths: Option<&[usize]>, all_positions: bool) -> Result<(Vec<f32>, Vec<usize>)> {
+        crate::testing::panic_point("push");
         let cfg = self.cfg.clone();
         let cfg = &cfg;
         if model.config() != cfg || !model.device().same_device(&self.device) {
@@ -277,6 +284,7 @@ impl Session {
                 ls.to_vec()
             }
         };
+        crate::input::check_finite("input", chunk, b, t, Some(&ns))?;
         for (row, (&len, &add)) in self.lengths.iter().zip(&ns).enumerate() {
             if len + add > self.capacity {
                 return Err(Error::CacheFull { what: format!("row {row}"), capacity: self.capacity, cached: len, pushed: add });
@@ -285,6 +293,8 @@ impl Session {
         let totals: Vec<usize> = self.lengths.iter().zip(&ns).map(|(l, n)| l + n).collect();
         let lmax = totals.iter().copied().max().unwrap_or(0);
         let h_dim = cfg.hidden_size;
+        let scores: &[usize] = if self.host.is_none() { &[2, b, cfg.num_heads, t, lmax] } else { &[0] };
+        let _working = crate::memory::reserve_f32("push activations", &[&[b, t, e + 9 * h_dim], scores])?;
         if self.host.is_none() {
             check_f32_buffer("attention scores", &[b, cfg.num_heads, t, lmax])?;
         }

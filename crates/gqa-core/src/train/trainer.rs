@@ -65,6 +65,7 @@ impl TrainData {
         if let Some((i, l)) = lengths.iter().enumerate().find(|(_, &l)| l < 1 || l > t) {
             return Err(Error::input(format!("lengths[{i}]"), format!("a length in 1..={t}"), l));
         }
+        crate::input::check_finite("data", &x, n, t, Some(&lengths))?;
         match &labels {
             Labels::Classes(c) if c.len() != n => {
                 return Err(Error::input("labels", format!("{n} class labels"), format!("{} labels", c.len())));
@@ -246,6 +247,8 @@ pub struct Trainer {
     shuffle_rng: ChaCha8Rng,
     dropout: Dropout,
     global_step: usize,
+    /// Gradients and AdamW moments (3 x the parameters) under the memory budget.
+    _memory: crate::memory::Reservation,
 }
 
 impl Trainer {
@@ -253,7 +256,9 @@ impl Trainer {
     ///
     /// # Errors
     /// Option errors; [`Error::InvalidInput`] naming `labels` when they do not fit the head
-    /// (class labels for a regression head, or the wrong `K`); no head.
+    /// (class labels for a regression head, or the wrong `K`); no head; [`Error::OutOfMemory`]
+    /// when the gradients and AdamW moments (3 x the parameters, f32) do not fit under the
+    /// memory budget ([`crate::memory`]).
     pub fn new(task: &TaskModel, data: TrainData, opts: FitOptions) -> Result<Self> {
         opts.validate()?;
         let head = task.head("training")?;
@@ -275,6 +280,8 @@ impl Trainer {
             return Err(Error::input("data", "at least one sequence", 0));
         }
         let vars: Vec<_> = task.vars().into_iter().map(|(_, v)| v).collect();
+        let values: u64 = vars.iter().map(|v| v.elem_count() as u64).sum();
+        let memory = crate::memory::reserve("optimiser state (gradients and AdamW moments)", values.saturating_mul(12))?;
         let acfg = AdamWConfig { lr: opts.lr, beta1: opts.beta1, beta2: opts.beta2, eps: opts.eps, weight_decay: opts.weight_decay };
         let opt = if task.model.engine_applies() {
             let sizes: Vec<usize> = vars.iter().map(|v| v.elem_count()).collect();
@@ -301,6 +308,7 @@ impl Trainer {
             schedule,
             dropout,
             global_step: 0,
+            _memory: memory,
         })
     }
 
@@ -324,6 +332,7 @@ impl Trainer {
     /// # Errors
     /// [`Error::InvalidInput`] naming `step` when the run is already done; backend errors.
     pub fn step(&mut self, task: &TaskModel) -> Result<StepReport> {
+        crate::testing::panic_point("step");
         // On gqa's compute pool (GQA.init({ threads })): candle's ops and GEMMs inherit it.
         crate::kernels::threads::install(|| self.step_inner(task))
     }

@@ -1,0 +1,22 @@
+/**
+ * Test hooks (`import { setPanicSite } from "gqa/testing"`), for this project's test suites and
+ * for users who want to check their own error handling: not needed to use gqa.
+ */
+import { callBinding } from "./errors.js";
+import { loadedBinding } from "./gqa.js";
+
+/** A site where {@link setPanicSite} can force a Rust panic. */
+export type PanicSite = "forward" | "push" | "step";
+
+/**
+ * Arms a forced Rust panic (`gqa_core::testing`) at `site` on the loaded backend: every later
+ * model forward (`forward`), session push (`push`) or training step (`step`) panics inside the
+ * core until disarmed with `null`. The call rejects with `GqaError` code `INTERNAL`; native and
+ * wasm keep working afterwards (wasm: the trap is reported and the module instance goes on).
+ * @throws GqaError `NOT_INITIALIZED`
+ */
+export function setPanicSite(site: PanicSite | null): void {
+  const b = loadedBinding();
+  if (!b.testPanicSite) throw new Error("this backend build has no test hooks; rebuild with `bash scripts/setup.sh`");
+  callBinding(() => b.testPanicSite!(site ?? undefined));
+}
