@@ -217,6 +217,7 @@ describe(`a Rust panic inside a call (${BACKEND})`, () => {
     await expectCode(() => m.forward(x, [2, 4, 3]), "INTERNAL", /forced panic at `forward`/);
     setPanicSite("push");
     const s = await m.session({ batch: 2, maxLen: 8 });
+    const kvBytes = s.kvCacheBytes;
     await expectCode(() => s.push(x, [2, 4, 3]), "INTERNAL", /forced panic at `push`/);
     setPanicSite("step");
     await expectCode(() => m.fit({ x, dims: [2, 4, 3], labels: new Uint32Array([0, 1]) }, { epochs: 1 }), "INTERNAL", /forced panic at `step`/);
@@ -238,8 +239,12 @@ describe(`a Rust panic inside a call (${BACKEND})`, () => {
     const h = await m2.fit({ x, dims: [2, 4, 3], labels: new Uint32Array([0, 1]) }, { epochs: 1 });
     expect(Number.isFinite(h.epochs[0]!.loss)).toBe(true);
     m2.dispose();
-    expect(GQA.memory!.inUse).toBe(inUse);
-    m.dispose();
+    if (GQA.backend === "native") expect(GQA.memory!.inUse).toBe(inUse);
+    // wasm32 cannot unwind: the session and the trainer whose calls trapped stay borrowed and
+    // cannot be freed (KV cache; gradients and AdamW moments, 3 x the parameters, which `inUse`
+    // here holds once): lost to this instance. Nothing else leaks.
+    else expect(GQA.memory!.inUse - inUse).toBeLessThanOrEqual(kvBytes * 2 + 3 * inUse + 4096);
+    expect(() => m.dispose()).not.toThrow();
     expect(() => m.dispose()).not.toThrow();
   });
 });

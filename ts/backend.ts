@@ -23,7 +23,7 @@
  * JS glue `gqa_wasm.js` must sit next to it; a glue that exports `initThreadPool` is run threaded).
  */
 
-import { GqaError, registerTrapInfo } from "./errors.js";
+import { freeWasmObject, GqaError, registerTrapInfo } from "./errors.js";
 import { adaptNativeSession, adaptWasmSession, type SessionHandle } from "./session.js";
 
 /** A backend name. */
@@ -510,7 +510,7 @@ function adaptWasm(glue: any): Binding {
             free: () => {
               if (!tFreed) {
                 tFreed = true;
-                t.free();
+                freeWasmObject(t);
               }
             },
           };
@@ -538,7 +538,7 @@ function adaptWasm(glue: any): Binding {
       free: () => {
         if (!freed) {
           freed = true;
-          h.free();
+          freeWasmObject(h);
         }
       },
     };

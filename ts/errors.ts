@@ -113,3 +113,18 @@ export async function callBindingAsync<T>(f: () => Promise<T>): Promise<T> {
     throw toGqaError(e);
   }
 }
+
+/**
+ * Frees a wasm-bindgen object without ever throwing. A Rust panic traps in wasm32 (no unwinding),
+ * so an object whose call trapped stays marked as borrowed and wasm-bindgen refuses to free it
+ * ("attempted to take ownership of Rust value while it was borrowed"): its memory is then lost to
+ * this module instance (README, "Errors"), while the instance and every other object keep working.
+ * @internal
+ */
+export function freeWasmObject(o: { free(): void }): void {
+  try {
+    o.free();
+  } catch {
+    // Leaked after a trap inside one of its calls; see above.
+  }
+}

@@ -5,7 +5,7 @@
  */
 
 import type { BackendName, RawTensor } from "./backend.js";
-import { callBinding, callBindingAsync, GqaError } from "./errors.js";
+import { callBinding, callBindingAsync, freeWasmObject, GqaError } from "./errors.js";
 import { Tensor } from "./tensor.js";
 
 /** Options of `model.session()`. */
@@ -94,7 +94,7 @@ export function adaptWasmSession(s: any): SessionHandle {
     reset: () => s.reset(),
     kvCacheBytes: () => s.kvCacheBytes(),
     kvCacheBytesPerToken: () => s.kvCacheBytesPerToken(),
-    free: () => s.free(),
+    free: () => freeWasmObject(s),
   };
 }
 

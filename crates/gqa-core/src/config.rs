@@ -324,13 +324,19 @@ fn json_option_error(e: &serde_path_to_error::Error<serde_json::Error>, what: &s
     let msg = e.inner().to_string();
     // Messages look like "unknown field `foo`, expected one of ...", "missing field `embedDim`"
     // or "invalid type: string \"a\", expected usize at line 1 column 20".
-    let quoted = msg.split('`').nth(1).map(str::to_string);
     let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
     let name = |n: String| format!("{prefix}{n}");
+    // The field name sits between "field `" and the backtick before ", expected" (or the last
+    // one): names may themselves hold backticks.
+    let quoted = |head: &str| {
+        let rest = msg.strip_prefix(head)?;
+        let end = rest.find("`, expected").or_else(|| rest.rfind('`'))?;
+        Some(rest[..end].to_string())
+    };
     if msg.starts_with("missing field") {
-        Error::option(&name(quoted.unwrap_or(path)), "a value (this option is required)", "nothing")
+        Error::option(&name(quoted("missing field `").unwrap_or(path)), "a value (this option is required)", "nothing")
     } else if msg.starts_with("unknown field") {
-        Error::option(&name(quoted.unwrap_or(path)), known, "an unknown option")
+        Error::option(&name(quoted("unknown field `").unwrap_or(path)), known, "an unknown option")
     } else if path == "." {
         Error::option(what, format!("a JSON object of {what}"), msg)
     } else {

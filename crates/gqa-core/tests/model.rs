@@ -313,3 +313,27 @@ fn attention_mask_keeps_key_zero_and_respects_lengths() {
     let v = m.bias().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert_eq!(v.iter().map(|x| *x == 0.0).collect::<Vec<_>>(), [true, true, true, false]);
 }
+
+#[test]
+fn nan_and_infinity_are_refused_at_valid_positions_only() {
+    let model = GqaModel::new(small_cfg(OutputMode::All)).unwrap();
+    let e = model.config().embed_dim;
+    let (b, t) = (2, 4);
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let mut x = pseudo(b * t * e, 9);
+        x[(t + 2) * e + 1] = bad; // input[1, 2, 1]
+        match model.forward_f32(&x, &[b, t, e], None).unwrap_err() {
+            Error::InvalidInput { what, found, .. } => {
+                assert_eq!(what, "input[1, 2, 1]");
+                assert_eq!(found, bad.to_string());
+            }
+            other => panic!("expected InvalidInput, got {other:?}"),
+        }
+        // Padded (row 1 has 2 valid positions): not read, same as zeros there.
+        let (y, _) = model.forward_f32(&x, &[b, t, e], Some(&[4, 2])).unwrap();
+        let mut z = x.clone();
+        z[(t + 2) * e + 1] = 0.0;
+        let (y0, _) = model.forward_f32(&z, &[b, t, e], Some(&[4, 2])).unwrap();
+        assert_eq!(y, y0);
+    }
+}
