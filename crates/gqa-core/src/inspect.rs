@@ -32,6 +32,7 @@ use crate::model::GqaModel;
 /// [`crate::Error::OutOfMemory`] when `[L,B,NH,T,T]` exceeds the buffer limit;
 /// [`crate::Error::Backend`] from candle.
 pub fn attention_maps(model: &GqaModel, data: &[f32], dims: &[usize], lengths: Option<&[usize]>) -> Result<(Vec<f32>, Vec<usize>)> {
+    let _use = model.read_use();
     let cfg = model.config();
     let (b, t) = check_dims(data, dims, cfg.embed_dim, "embedDim", lengths)?;
     let (nl, nh, nkv, d) = (cfg.num_layers, cfg.num_heads, cfg.num_kv_heads, cfg.hidden_size / cfg.num_heads);

@@ -27,6 +27,11 @@ pub struct GqaModel {
     /// The parameters' bytes under the memory budget ([`crate::memory`]), shared by clones
     /// (which share the tensors) and released with the last of them.
     _memory: std::sync::Arc<crate::memory::Reservation>,
+    /// Who uses the weights: calls that read them (forward, predict, evaluate, session push,
+    /// attention maps) share it, a training step (which updates them in place) holds it alone.
+    /// Taken *before* entering the compute pool and never inside it, so a pool worker never
+    /// waits for a weight lock held by a thread that waits for the pool. Shared by clones.
+    usage: std::sync::Arc<std::sync::RwLock<()>>,
 }
 
 impl GqaModel {
@@ -69,7 +74,7 @@ impl GqaModel {
         params.push("final_norm.weight", final_norm.weight.clone())?;
         params.push("final_norm.bias", final_norm.bias.clone())?;
         let inv_freq = acfg.inv_freq();
-        Ok(GqaModel { cfg, params, device: device.clone(), input_projection, blocks, final_norm, inv_freq, _memory: memory })
+        Ok(GqaModel { cfg, params, device: device.clone(), input_projection, blocks, final_norm, inv_freq, _memory: memory, usage: Default::default() })
     }
 
     /// The options.
@@ -164,7 +169,9 @@ impl GqaModel {
             OutputMode::MeanPool => EngineOutput::Mean,
         };
         let rot = self.rotary(t)?;
-        self.with_engine(rot.as_ref(), |dims, w, rope| crate::kernels::threads::install(|| engine::forward(dims, w, rope, x, b, t, lengths, out)))
+        // The weights' read guards are taken on the compute pool, never while waiting for it: a
+        // training step of this model holds a pool worker while it waits for their write guard.
+        crate::kernels::threads::install(|| self.with_engine(rot.as_ref(), |dims, w, rope| engine::forward(dims, w, rope, x, b, t, lengths, out)))
     }
 
     /// Runs `f` with the parameters (and `rot`'s tables) as slices for the fused CPU engine
@@ -304,6 +311,18 @@ impl GqaModel {
         })
     }
 
+    /// Shared use of the weights for one call (see the `usage` field); take it outside the
+    /// compute pool.
+    pub(crate) fn read_use(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.usage.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sole use of the weights for a training step that updates them in place; take it outside
+    /// the compute pool.
+    pub(crate) fn write_use(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.usage.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Reserves a forward pass's working memory for its duration ([`crate::memory`]): the input
     /// and output, the FFN activations `[B, T, 4H]`, four `[B, T, H]` buffers, and with
     /// `scores` (the candle path, which materialises them) two `[B, NH, T, T]` score buffers.
@@ -327,6 +346,12 @@ impl GqaModel {
     /// `1..=T` (names `lengths[i]`); [`Error::OutOfMemory`] for buffers over the limit.
     pub fn forward_f32(&self, data: &[f32], dims: &[usize], lengths: Option<&[usize]>) -> Result<(Vec<f32>, Vec<usize>)> {
         crate::testing::panic_point("forward");
+        let _use = self.read_use();
+        self.forward_f32_in_use(data, dims, lengths)
+    }
+
+    /// [`GqaModel::forward_f32`] for a caller that holds [`GqaModel::read_use`].
+    pub(crate) fn forward_f32_in_use(&self, data: &[f32], dims: &[usize], lengths: Option<&[usize]>) -> Result<(Vec<f32>, Vec<usize>)> {
         let (b, t) = check_dims(data, dims, self.cfg.embed_dim, "embedDim", lengths)?;
         let h = self.cfg.hidden_size;
         let out_dims = if self.cfg.output_mode == OutputMode::All { vec![b, t, h] } else { vec![b, h] };

@@ -244,6 +244,7 @@ impl Session {
     /// FFN buffers over the limit; [`Error::Backend`].
     pub fn push(&mut self, model: &GqaModel, chunk: &[f32], dims: &[usize], row_lengths: Option<&[usize]>, all_positions: bool) -> Result<(Vec<f32>, Vec<usize>)> {
         crate::testing::panic_point("push");
+        let _use = model.read_use();
         let cfg = self.cfg.clone();
         let cfg = &cfg;
         if model.config() != cfg || !model.device().same_device(&self.device) {
@@ -358,8 +359,10 @@ impl Session {
         let Some((k, v)) = self.host.as_mut() else {
             return Err(Error::Internal("session: no host cache".into()));
         };
-        model.with_engine(self.rotary.as_ref(), |dims, w, rope| {
-            crate::kernels::threads::install(|| {
+        let rotary = self.rotary.as_ref();
+        // Guards on the pool, as in `GqaModel::engine_forward`.
+        crate::kernels::threads::install(|| {
+            model.with_engine(rotary, |dims, w, rope| {
                 crate::kernels::engine::cached_step(dims, w, rope, chunk, b, t, ns, &cached, crate::kernels::engine::KvCache { k, v, capacity: cap })
             })
         })

@@ -137,7 +137,8 @@ impl TaskModel {
     /// Input errors of [`GqaModel::forward_f32`]; no head.
     pub fn predict_f32(&self, data: &[f32], dims: &[usize], lengths: Option<&[usize]>) -> Result<(Vec<f32>, Vec<usize>)> {
         let head = self.head("predict")?;
-        let (h, hdims) = self.model.forward_f32(data, dims, lengths)?;
+        let _use = self.model.read_use(); // the head is updated by training steps too
+        let (h, hdims) = self.model.forward_f32_in_use(data, dims, lengths)?;
         let b = hdims[0];
         let k = head.cfg.out_dim();
         if b == 0 {

@@ -333,6 +333,8 @@ impl Trainer {
     /// [`Error::InvalidInput`] naming `step` when the run is already done; backend errors.
     pub fn step(&mut self, task: &TaskModel) -> Result<StepReport> {
         crate::testing::panic_point("step");
+        // Sole use of the weights (updated in place), taken before entering the pool.
+        let _use = task.model.write_use();
         // On gqa's compute pool (GQA.init({ threads })): candle's ops and GEMMs inherit it.
         crate::kernels::threads::install(|| self.step_inner(task))
     }
@@ -457,9 +459,10 @@ pub fn fused_gradients(task: &TaskModel, x: &[f32], t: usize, lengths: &[usize],
     let rot = task.model.rotary(t)?;
     let head_t = [head.weight.as_detached_tensor(), head.bias.as_detached_tensor()];
     let lengths = if lengths.iter().all(|&l| l == t) { None } else { Some(lengths) };
-    task.model.with_engine(rot.as_ref(), |dims, w, rope| {
-        crate::kernels::fused::with_slices(&head_t, |hs| {
-            crate::kernels::threads::install(|| train_step(dims, w, LinearRef { w: hs[0], b: hs[1] }, rope, x, b, t, lengths, out, objective, dropout, grads, ws))
+    // Guards on the pool, as in `GqaModel::engine_forward`.
+    crate::kernels::threads::install(|| {
+        task.model.with_engine(rot.as_ref(), |dims, w, rope| {
+            crate::kernels::fused::with_slices(&head_t, |hs| train_step(dims, w, LinearRef { w: hs[0], b: hs[1] }, rope, x, b, t, lengths, out, objective, dropout, grads, ws))
         })
     })
 }
@@ -504,6 +507,7 @@ pub struct EvalReport {
 /// # Errors
 /// No head; label/head mismatch; backend errors.
 pub fn evaluate(task: &TaskModel, data: &TrainData, batch_size: usize) -> Result<EvalReport> {
+    let _use = task.model.read_use();
     crate::kernels::threads::install(|| evaluate_inner(task, data, batch_size))
 }
 
