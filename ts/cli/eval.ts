@@ -43,6 +43,9 @@ async function runEval(flags: EvalFlags): Promise<void> {
   const backend = await startBackend(flags.backend);
   const bytes = new Uint8Array(await readFileOrThrow(flags.model));
   const meta = readCliMetadata(bytes, flags.model);
+  if (meta.task === "regression") {
+    throw new DataFormatError(flags.model, undefined, "a regression model: gqa eval scores classifiers on UEA datasets; use gqa predict (values) or the RMSE/MAE that gqa train reports");
+  }
   const ds = await loadDataset(flags.data);
   const split = flags.split === "train" ? ds.train : ds.test;
   const file = flags.split === "train" ? ds.files.train : ds.files.test;

@@ -14,12 +14,17 @@ import { DataFormatError } from "../data/errors.js";
 export interface CliMetadata {
   /** Format version of this record, 1. */
   version: 1;
-  /** Always `"classification"` for now. */
-  task: "classification";
+  /** The head's task. */
+  task: "classification" | "regression";
   /** Dataset name (`japanese-vowels`, ...). */
   dataset: string;
-  /** Class names; output index `k` is `classLabels[k]`. */
+  /** Class names; output index `k` is `classLabels[k]` (empty for regression). */
   classLabels: string[];
+  /**
+   * Regression: the target names and the statistics the targets were standardised with for
+   * training (`(y - mean) / std`); predictions are mapped back with `y = out * std + mean`.
+   */
+  targets?: { names: string[]; mean: number[]; std: number[] };
   /** Channels `C` (= the model's `embedDim`). */
   channels: number;
   /** Per-channel statistics of the training split, applied as `(x - mean) / std` before the model. */
@@ -102,7 +107,12 @@ export function readCliMetadata(bytes: Uint8Array, file: string): CliMetadata {
     Array.isArray(m.standardize?.mean) &&
     Array.isArray(m.standardize?.std) &&
     m.standardize.mean.length === m.channels &&
-    m.standardize.std.length === m.channels;
-  if (!ok) throw new DataFormatError(file, undefined, `'${CLI_METADATA_KEY}' metadata is malformed (expected version 1 with classLabels, channels, standardize.mean/std)`);
+    m.standardize.std.length === m.channels &&
+    (m.task !== "regression" ||
+      (Array.isArray(m.targets?.names) &&
+        m.targets.names.length >= 1 &&
+        m.targets.mean?.length === m.targets.names.length &&
+        m.targets.std?.length === m.targets.names.length));
+  if (!ok) throw new DataFormatError(file, undefined, `'${CLI_METADATA_KEY}' metadata is malformed (expected version 1 with task, classLabels, channels, standardize.mean/std and, for regression, targets)`);
   return m;
 }
