@@ -174,6 +174,31 @@ describe("gqa train on the user's own data", () => {
     expect(m.test.mae).toBeCloseTo(e.mae, 9);
   });
 
+  it("--ensemble 2: one file; its probabilities are the mean of the two members trained alone", () => {
+    const probs = (model: string) => {
+      const p = gqa("predict", "--model", model, "--input", at("test.npy"));
+      expect(p.code, p.stderr).toBe(0);
+      return (JSON.parse(p.stdout).predictions as { probabilities: Record<string, number> }[]).map((q) => q.probabilities);
+    };
+    const args = ["--data", at("train.csv"), "--test-data", at("test.csv"), ...small, "--epochs", "5"];
+    const r = gqa("train", ...args, "--ensemble", "2", "--seed", "1", "--out", at("ens"));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/an ensemble of 2 \(seeds 2-3\), outputs averaged/);
+    expect(r.stderr).toMatch(/^member 2\/2 epoch 5\/5: /m);
+    const m = JSON.parse(readFileSync(join(at("ens"), "metrics.json"), "utf8"));
+    expect(m.training.memberSeeds).toEqual([2, 3]);
+    // Members trained alone with seeds 2 and 3 (one model: seed * 1 + 0).
+    for (const seed of [2, 3]) expect(gqa("train", ...args, "--seed", String(seed), "--out", at(`ens-${seed}`)).code).toBe(0);
+    const [e, a, b] = [probs(join(at("ens"), "model.safetensors")), probs(join(at("ens-2"), "model.safetensors")), probs(join(at("ens-3"), "model.safetensors"))];
+    let maxDiff = 0;
+    e.forEach((row, i) => {
+      for (const k of Object.keys(row)) maxDiff = Math.max(maxDiff, Math.abs(row[k]! - (a[i]![k]! + b[i]![k]!) / 2));
+    });
+    expect(maxDiff).toBeLessThan(1e-6);
+    // eval-style check: the reported test accuracy is the accuracy of the averaged probabilities.
+    expect(m.test.accuracy).toBe(predictedAccuracy(join(at("ens"), "model.safetensors")).accuracy);
+  });
+
   it("bad inputs exit 2 and name the file and the place", () => {
     const run = (...a: string[]) => gqa("train", ...a, ...small, "--epochs", "1", "--out", at("bad"));
     const expectError = (r: ReturnType<typeof gqa>, re: RegExp) => {

@@ -142,3 +142,55 @@ export async function probabilitiesForSeries(clf: Classifier, series: readonly F
   }
   return out;
 }
+
+/**
+ * An ensemble of models with the same head: `probabilities` is the element-wise mean of the
+ * members' outputs (class probabilities, so rows still sum to 1; or regression outputs); `save`
+ * packs the members into one file ({@link packEnsemble}); `paramCount` counts every member;
+ * `config` is member 0's. It cannot be trained as one (train the members).
+ */
+export function ensembleOf(members: readonly Classifier[]): Classifier {
+  if (members.length === 1) return members[0]!;
+  const first = members[0]!;
+  return {
+    backend: first.backend,
+    config: first.config,
+    paramCount: members.reduce((a, m) => a + m.paramCount, 0),
+    numClasses: first.numClasses,
+    head: first.head,
+    async fit() {
+      throw new GqaError("INVALID_INPUT", "an ensemble is trained member by member");
+    },
+    async probabilities(data, dims, lengths) {
+      const sum = new Float32Array(dims[0] * first.numClasses);
+      for (const m of members) {
+        const p = await m.probabilities(data, dims, lengths);
+        for (let i = 0; i < p.length; i++) sum[i]! += p[i]! / members.length;
+      }
+      return sum;
+    },
+    async save() {
+      const { packEnsemble } = await import("./model-file.js");
+      return packEnsemble(await Promise.all(members.map((m) => m.save())));
+    },
+    dispose: () => members.forEach((m) => m.dispose()),
+  };
+}
+
+/**
+ * Loads a model file written by `gqa train` (one model or an ensemble), checking its head against
+ * the CLI metadata: `numOutputs` classes (classification) or targets (regression).
+ * @throws GqaError `INVALID_INPUT` / load errors as {@link loadClassifier}; DataFormatError for a
+ *   malformed ensemble file.
+ */
+export async function loadCliModel(bytes: Uint8Array, task: "classification" | "regression", numOutputs: number, file = "<model>"): Promise<Classifier> {
+  const { unpackEnsemble } = await import("./model-file.js");
+  const members: Classifier[] = [];
+  try {
+    for (const b of unpackEnsemble(bytes, file)) members.push(task === "regression" ? await loadRegressor(b, numOutputs, file) : await loadClassifier(b, numOutputs, file));
+  } catch (e) {
+    members.forEach((m) => m.dispose());
+    throw e;
+  }
+  return ensembleOf(members);
+}

@@ -7,7 +7,7 @@ import { DataFormatError, readFileOrThrow } from "../data/errors.js";
 import { readSeriesInput } from "../data/input.js";
 import { standardize } from "../data/standardize.js";
 import { addBackendOption, startBackend, type ModelFlags } from "./common.js";
-import { loadClassifier, loadRegressor, probabilitiesForSeries } from "./model-api.js";
+import { loadCliModel, probabilitiesForSeries } from "./model-api.js";
 import { readCliMetadata } from "./model-file.js";
 
 interface PredictFlags {
@@ -58,7 +58,7 @@ async function runPredict(flags: PredictFlags): Promise<void> {
   }
   if (meta.task === "regression") {
     const names = meta.targets!.names;
-    const reg = await loadRegressor(bytes, names.length, flags.model);
+    const reg = await loadCliModel(bytes, "regression", names.length, flags.model);
     const out = await probabilitiesForSeries(reg, standardize(input.series, meta.standardize), meta.channels);
     reg.dispose();
     const k = names.length;
@@ -74,7 +74,7 @@ async function runPredict(flags: PredictFlags): Promise<void> {
     return;
   }
   const K = meta.classLabels.length;
-  const clf = await loadClassifier(bytes, K, flags.model);
+  const clf = await loadCliModel(bytes, "classification", K, flags.model);
   // model.predict returns class probabilities (the core's softmax); rows as float64 numbers.
   const flat = await probabilitiesForSeries(clf, standardize(input.series, meta.standardize), meta.channels);
   clf.dispose();

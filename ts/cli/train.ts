@@ -15,7 +15,7 @@ import { channelStats, standardize } from "../data/standardize.js";
 import type { HeadOptions } from "../index.js";
 import { addBackendOption, addModelOptions, intArg, modelOptions, numArg, startBackend, status, type ModelDefaults, type ModelFlags } from "./common.js";
 import { argmaxRows, classificationMetrics, formatMetrics } from "./metrics.js";
-import { buildTaskModel, probabilitiesForSeries, type StepReport } from "./model-api.js";
+import { buildTaskModel, ensembleOf, probabilitiesForSeries, type Classifier, type StepReport } from "./model-api.js";
 import { withCliMetadata, type CliMetadata } from "./model-file.js";
 import { trainingCurveSvg, type CurvePoint } from "./plot.js";
 
@@ -29,6 +29,7 @@ interface TrainFlags extends ModelFlags {
   task: Task;
   loss?: "mse" | "huber";
   huberDelta?: number;
+  ensemble: number;
   epochs: number;
   /** Undefined when not given: the dataset preset's, else {@link DEFAULT_BATCH_SIZE}. */
   batchSize?: number;
@@ -94,6 +95,7 @@ export function registerTrain(program: Command): void {
     .option("--lr <x>", "peak learning rate (10% linear warmup, then cosine decay to 0)", numArg(Number.MIN_VALUE), 3e-3)
     .option("--weight-decay <x>", "AdamW decoupled weight decay", numArg(0), 0.01)
     .option("--val-split <f>", "fraction of the training data held out for validation (per class for classification, seeded), scored every epoch (progress line, plot, metrics.json); default 0", numArg(0, 1), 0)
+    .option("--ensemble <n>", "train n models (seeds seed*n .. seed*n+n-1) and average their outputs; one model file holds all", intArg(1), 1)
     .option("--out <dir>", "output directory (created if missing)", "runs/latest")
     .option("--no-progress", "no progress bar (one line per epoch instead)");
   addModelOptions(cmd, TRAIN_DEFAULTS, true);
@@ -234,69 +236,94 @@ async function runTrain(flags: TrainFlags): Promise<void> {
   const head: HeadOptions = regression
     ? { type: "regression", outDim: K, loss: flags.loss ?? "mse", ...(flags.huberDelta !== undefined && { huberDelta: flags.huberDelta }) }
     : { type: "classification", numClasses: K };
-  const clf = await buildTaskModel(opts, head);
-  status(`model: ${clf.paramCount.toLocaleString("en-US")} parameters (with head)`);
-
+  const n = flags.ensemble;
+  const memberSeed = (j: number) => seed * n + j;
   const batchSize = flags.batchSize!;
   const stepsPerEpoch = Math.ceil(fitIdx.length / batchSize);
-  const total = stepsPerEpoch * flags.epochs;
+  const total = stepsPerEpoch * flags.epochs * n;
   const useBar = flags.progress && process.stderr.isTTY === true;
   const bar = new SingleBar(
     {
-      format: `epoch {ep}/{epochs} |{bar}| step {s}/{spe} | loss {loss}${regression ? "" : " | acc {acc}"}{val} | {tps} tok/s | ETA {eta_formatted}`,
+      format: `${n > 1 ? "member {m}/{n} " : ""}epoch {ep}/{epochs} |{bar}| step {s}/{spe} | loss {loss}${regression ? "" : " | acc {acc}"}{val} | {tps} tok/s | ETA {eta_formatted}`,
       stream: process.stderr,
       hideCursor: true,
       etaBuffer: 50,
     },
   );
-  if (useBar) bar.start(total, 0, { ep: 1, epochs: flags.epochs, s: 0, spe: stepsPerEpoch, loss: "-", acc: "-", val: "", tps: "-" });
-  const history: CurvePoint[] = [];
-  let ep = { loss: 0, correct: 0, count: 0, tokens: 0, start: performance.now() };
+  const members: Classifier[] = [];
+  const memberHistories: CurvePoint[][] = [];
   const t0 = performance.now();
   let tokensAll = 0;
-  const onStep = (r: StepReport) => {
-    ep.loss += r.loss * r.count;
-    ep.correct += r.correct;
-    ep.count += r.count;
-    ep.tokens += r.tokens;
-    tokensAll += r.tokens;
-    const secs = (performance.now() - t0) / 1000;
-    if (useBar) {
-      bar.update(r.globalStep + 1, {
-        ep: r.epoch + 1,
-        epochs: flags.epochs,
-        s: r.stepInEpoch + 1,
-        spe: r.stepsPerEpoch,
-        loss: (ep.loss / ep.count).toFixed(4),
-        acc: (ep.correct / ep.count).toFixed(3),
-        tps: secs > 0 ? Math.round(tokensAll / secs).toLocaleString("en-US") : "-",
-      });
-    }
-    if (r.stepInEpoch === r.stepsPerEpoch - 1) {
-      const s = (performance.now() - ep.start) / 1000;
-      history.push({ epoch: r.epoch + 1, trainLoss: ep.loss / ep.count, ...(!regression && { trainAccuracy: ep.correct / ep.count }) });
-      epochTps = Math.round(ep.tokens / Math.max(s, 1e-9));
-      ep = { loss: 0, correct: 0, count: 0, tokens: 0, start: performance.now() };
-    }
-  };
-  // After each epoch's validation (when any): record it and print the epoch line.
-  let epochTps = 0;
-  const onEpochEnd = (e: { epoch: number; valLoss?: number; valAccuracy?: number | null }) => {
-    const point = history[history.length - 1]!;
-    if (e.valLoss !== undefined) point.valLoss = e.valLoss;
-    if (e.valAccuracy !== undefined && e.valAccuracy !== null) point.valAccuracy = e.valAccuracy;
-    const val = point.valAccuracy !== undefined ? `, val acc ${point.valAccuracy.toFixed(3)}` : point.valLoss !== undefined ? `, val loss ${point.valLoss.toFixed(4)}` : "";
-    if (useBar) bar.update({ val: val.replace(",", " |") });
-    else status(`epoch ${point.epoch}/${flags.epochs}: loss ${point.trainLoss.toFixed(4)}${point.trainAccuracy !== undefined ? `, acc ${point.trainAccuracy.toFixed(3)}` : ""}${val}, ${epochTps.toLocaleString("en-US")} tok/s`);
-  };
+  if (useBar) bar.start(total, 0, { m: 1, n, ep: 1, epochs: flags.epochs, s: 0, spe: stepsPerEpoch, loss: "-", acc: "-", val: "", tps: "-" });
   try {
-    await clf.fit(
-      { data: batch.data, dims: batch.dims, lengths: batch.lengths, labels: fitLabels },
-      { epochs: flags.epochs, batchSize, lr: flags.lr, weightDecay: flags.weightDecay, seed, onStep, onEpochEnd, ...(validation && { validation }) },
-    );
+    for (let j = 0; j < n; j++) {
+      // Member j: its own weight initialisation, dropout and batch order (seed * n + j; = seed alone).
+      const clf = await buildTaskModel({ ...opts, seed: memberSeed(j) }, head);
+      members.push(clf);
+      if (j === 0) status(`model: ${clf.paramCount.toLocaleString("en-US")} parameters (with head)${n > 1 ? `; an ensemble of ${n} (seeds ${memberSeed(0)}-${memberSeed(n - 1)}), outputs averaged` : ""}`);
+      const history: CurvePoint[] = [];
+      memberHistories.push(history);
+      const who = n > 1 ? `member ${j + 1}/${n} ` : "";
+      let ep = { loss: 0, correct: 0, count: 0, tokens: 0, start: performance.now() };
+      let epochTps = 0;
+      const onStep = (r: StepReport) => {
+        ep.loss += r.loss * r.count;
+        ep.correct += r.correct;
+        ep.count += r.count;
+        ep.tokens += r.tokens;
+        tokensAll += r.tokens;
+        const secs = (performance.now() - t0) / 1000;
+        if (useBar) {
+          bar.update(j * stepsPerEpoch * flags.epochs + r.globalStep + 1, {
+            m: j + 1,
+            ep: r.epoch + 1,
+            epochs: flags.epochs,
+            s: r.stepInEpoch + 1,
+            spe: r.stepsPerEpoch,
+            loss: (ep.loss / ep.count).toFixed(4),
+            acc: (ep.correct / ep.count).toFixed(3),
+            tps: secs > 0 ? Math.round(tokensAll / secs).toLocaleString("en-US") : "-",
+          });
+        }
+        if (r.stepInEpoch === r.stepsPerEpoch - 1) {
+          const s = (performance.now() - ep.start) / 1000;
+          history.push({ epoch: r.epoch + 1, trainLoss: ep.loss / ep.count, ...(!regression && { trainAccuracy: ep.correct / ep.count }) });
+          epochTps = Math.round(ep.tokens / Math.max(s, 1e-9));
+          ep = { loss: 0, correct: 0, count: 0, tokens: 0, start: performance.now() };
+        }
+      };
+      // After each epoch's validation (when any): record it and print the epoch line.
+      const onEpochEnd = (e: { epoch: number; valLoss?: number; valAccuracy?: number | null }) => {
+        const point = history[history.length - 1]!;
+        if (e.valLoss !== undefined) point.valLoss = e.valLoss;
+        if (e.valAccuracy !== undefined && e.valAccuracy !== null) point.valAccuracy = e.valAccuracy;
+        const val = point.valAccuracy !== undefined ? `, val acc ${point.valAccuracy.toFixed(3)}` : point.valLoss !== undefined ? `, val loss ${point.valLoss.toFixed(4)}` : "";
+        if (useBar) bar.update({ val: val.replace(",", " |") });
+        else status(`${who}epoch ${point.epoch}/${flags.epochs}: loss ${point.trainLoss.toFixed(4)}${point.trainAccuracy !== undefined ? `, acc ${point.trainAccuracy.toFixed(3)}` : ""}${val}, ${epochTps.toLocaleString("en-US")} tok/s`);
+      };
+      await clf.fit(
+        { data: batch.data, dims: batch.dims, lengths: batch.lengths, labels: fitLabels },
+        { epochs: flags.epochs, batchSize, lr: flags.lr, weightDecay: flags.weightDecay, seed: memberSeed(j), onStep, onEpochEnd, ...(validation && { validation }) },
+      );
+    }
+  } catch (e) {
+    members.forEach((m) => m.dispose());
+    throw e;
   } finally {
     if (useBar) bar.stop();
   }
+  const clf = ensembleOf(members);
+  // The plotted curve: per epoch, the mean over the members (the members' own in metrics.json).
+  const mean = (xs: (number | undefined)[]) => (xs.every((x) => x !== undefined) ? xs.reduce((a, x) => a! + x!, 0)! / xs.length : undefined);
+  const history: CurvePoint[] = memberHistories[0]!.map((p, e) => {
+    const pts = memberHistories.map((h) => h[e]!);
+    const out: CurvePoint = { epoch: p.epoch, trainLoss: mean(pts.map((q) => q.trainLoss))! };
+    for (const k of ["trainAccuracy", "valLoss", "valAccuracy"] as const) {
+      const v = mean(pts.map((q) => q[k]));
+      if (v !== undefined) out[k] = v;
+    }
+    return out;
+  });
   const trainSeconds = (performance.now() - t0) / 1000;
 
   // Scores in the data's units: class predictions, or outputs mapped back to the targets' scale.
@@ -337,8 +364,9 @@ async function runTrain(flags: TrainFlags): Promise<void> {
     head,
     ...(regression ? { targetNames: ds.targetNames, targetStandardize: tstats } : { numClasses: K, classLabels: ds.classLabels }),
     paramCount: clf.paramCount,
-    training: { epochs: flags.epochs, batchSize, lr: flags.lr, weightDecay: flags.weightDecay, seed, valSplit: flags.valSplit, trainCount: fitIdx.length, valCount: valIdx.length, seconds: trainSeconds, tokensPerSecond: tokensAll / trainSeconds },
+    training: { epochs: flags.epochs, batchSize, lr: flags.lr, weightDecay: flags.weightDecay, seed, ensemble: n, memberSeeds: members.map((_, j) => memberSeed(j)), valSplit: flags.valSplit, trainCount: fitIdx.length, valCount: valIdx.length, seconds: trainSeconds, tokensPerSecond: tokensAll / trainSeconds },
     history,
+    ...(n > 1 && { memberHistories }),
     train: "accuracy" in trainMetrics ? { accuracy: trainMetrics.accuracy, count: trainMetrics.count } : trainMetrics,
     ...(valMetrics && { validation: valMetrics }),
     ...(testMetrics && { test: testMetrics }),
@@ -350,7 +378,7 @@ async function runTrain(flags: TrainFlags): Promise<void> {
   const fmt = (m: Awaited<ReturnType<typeof score>>) => ("accuracy" in m ? `accuracy: ${(100 * m.accuracy).toFixed(2)}% (${Math.round(m.accuracy * m.count)}/${m.count})` : `RMSE ${fmtNum(m.rmse)}, MAE ${fmtNum(m.mae)} (${m.count} cases)`);
   process.stdout.write(
     [
-      `trained ${flags.epochs} epochs in ${trainSeconds.toFixed(1)} s on ${backend}`,
+      `trained ${n > 1 ? `${n} members x ` : ""}${flags.epochs} epochs in ${trainSeconds.toFixed(1)} s on ${backend}`,
       `train ${fmt(trainMetrics)}`,
       ...(valMetrics ? [`validation ${fmt(valMetrics)}`] : []),
       ...(testMetrics ? [regression || !("accuracy" in testMetrics) ? `test ${fmt(testMetrics)}` : `test ${formatMetrics(testMetrics, ds.classLabels)}`] : ["no test data (--test-data): not scored"]),
