@@ -8,7 +8,7 @@ import { basename, join } from "node:path";
 import { SingleBar } from "cli-progress";
 import { InvalidArgumentError, Option, type Command } from "commander";
 import { padBatch } from "../data/batch.js";
-import { loadDataset } from "../data/datasets.js";
+import { loadDataset, SHIPPED_DATASETS } from "../data/datasets.js";
 import { DataFormatError } from "../data/errors.js";
 import { readLabelled, sortClassNames, type RawLabelled, type Task } from "../data/labelled.js";
 import { channelStats, standardize } from "../data/standardize.js";
@@ -29,7 +29,8 @@ interface TrainFlags extends ModelFlags {
   task: Task;
   loss?: "mse" | "huber";
   huberDelta?: number;
-  ensemble: number;
+  /** Undefined when not given: the dataset preset's, else 1. */
+  ensemble?: number;
   epochs: number;
   /** Undefined when not given: the dataset preset's, else {@link DEFAULT_BATCH_SIZE}. */
   batchSize?: number;
@@ -56,7 +57,7 @@ export const DEFAULT_BATCH_SIZE = 32;
  * has 40 training cases of 100 steps: with mean pooling and batches of 8 it reached 40/40 test
  * cases for seeds 0, 1, 2, against 36-39/40 with the last timestep and batches of 32.
  */
-export const DATASET_PRESETS: Readonly<Record<string, { batchSize?: number; outputMode?: "last_timestep" | "mean_pool" }>> = {
+export const DATASET_PRESETS: Readonly<Record<string, { batchSize?: number; outputMode?: "last_timestep" | "mean_pool"; ensemble?: number }>> = {
   "basic-motions": { batchSize: 8, outputMode: "mean_pool" },
 };
 
@@ -95,7 +96,7 @@ export function registerTrain(program: Command): void {
     .option("--lr <x>", "peak learning rate (10% linear warmup, then cosine decay to 0)", numArg(Number.MIN_VALUE), 3e-3)
     .option("--weight-decay <x>", "AdamW decoupled weight decay", numArg(0), 0.01)
     .option("--val-split <f>", "fraction of the training data held out for validation (per class for classification, seeded), scored every epoch (progress line, plot, metrics.json); default 0", numArg(0, 1), 0)
-    .option("--ensemble <n>", "train n models (seeds seed*n .. seed*n+n-1) and average their outputs; one model file holds all", intArg(1), 1)
+    .option("--ensemble <n>", "train n models (seeds seed*n .. seed*n+n-1) and average their outputs; one model file holds all; default 1 (japanese-vowels: its preset)", intArg(1))
     .option("--out <dir>", "output directory (created if missing)", "runs/latest")
     .option("--no-progress", "no progress bar (one line per epoch instead)");
   addModelOptions(cmd, TRAIN_DEFAULTS, true);
@@ -108,6 +109,8 @@ export function registerTrain(program: Command): void {
 /** Training and test data, from a UEA dataset pair or the user's files. */
 interface TrainingSet {
   name: string;
+  /** One of the shipped datasets (its preset applies). */
+  shipped: boolean;
   task: Task;
   /** Files read (train, and test when given). */
   files: { train: string; test?: string; labels?: string; testLabels?: string };
@@ -138,6 +141,7 @@ async function loadTrainingSet(flags: TrainFlags): Promise<TrainingSet> {
     const ds = await loadDataset(flags.data);
     return {
       name: ds.name,
+      shipped: ds.name in SHIPPED_DATASETS,
       task,
       files: ds.files,
       channels: ds.train.channels,
@@ -159,7 +163,7 @@ async function loadTrainingSet(flags: TrainFlags): Promise<TrainingSet> {
     const k = tr.targets![0]!.length;
     if (te && te.targets![0]!.length !== k) throw new DataFormatError(flags.testLabels ?? te.file, undefined, `test targets have ${te.targets![0]!.length} values per case, training targets have ${k}`);
     const targetNames = tr.targetNames ?? (k === 1 ? ["target"] : Array.from({ length: k }, (_, j) => `target${j}`));
-    return { name, task, files, channels: tr.channels, classLabels: [], targetNames, train: { series: tr.series, y: tr.targets! }, ...(te && { test: { series: te.series, y: te.targets! } }) };
+    return { name, shipped: false, task, files, channels: tr.channels, classLabels: [], targetNames, train: { series: tr.series, y: tr.targets! }, ...(te && { test: { series: te.series, y: te.targets! } }) };
   }
   const classLabels = tr.declaredClasses ?? sortClassNames(tr.classNames!);
   const index = new Map(classLabels.map((c, k) => [c, k] as const));
@@ -171,7 +175,7 @@ async function loadTrainingSet(flags: TrainFlags): Promise<TrainingSet> {
       }
       return k;
     });
-  return { name, task, files, channels: tr.channels, classLabels, targetNames: [], train: { series: tr.series, y: toIdx(tr) }, ...(te && { test: { series: te.series, y: toIdx(te) } }) };
+  return { name, shipped: false, task, files, channels: tr.channels, classLabels, targetNames: [], train: { series: tr.series, y: toIdx(tr) }, ...(te && { test: { series: te.series, y: toIdx(te) } }) };
 }
 
 /** Mean and population std of each target column (std below 1e-8 becomes 1). */
@@ -229,14 +233,15 @@ async function runTrain(flags: TrainFlags): Promise<void> {
   status(`data: ${ds.name}: ${train.series.length} train / ${test ? test.series.length : "no"} test cases, ${C} channels, ${what}, T <= ${longest}${test ? " (both splits)" : ""}`);
   if (validation) status(`validation: ${valIdx.length} of the ${train.series.length} training cases held out (--val-split ${flags.valSplit}); training on ${fitIdx.length}`);
 
-  const preset = DATASET_PRESETS[ds.name] ?? {};
+  // Presets belong to the shipped datasets, not to a user's file that happens to share the name.
+  const preset = (ds.shipped && DATASET_PRESETS[ds.name]) || {};
   flags = { ...flags, batchSize: flags.batchSize ?? preset.batchSize ?? DEFAULT_BATCH_SIZE };
   const opts = modelOptions(flags, C, TRAIN_DEFAULTS);
   if (flags.outputMode === undefined && preset.outputMode) opts.outputMode = preset.outputMode;
   const head: HeadOptions = regression
     ? { type: "regression", outDim: K, loss: flags.loss ?? "mse", ...(flags.huberDelta !== undefined && { huberDelta: flags.huberDelta }) }
     : { type: "classification", numClasses: K };
-  const n = flags.ensemble;
+  const n = flags.ensemble ?? preset.ensemble ?? 1;
   const memberSeed = (j: number) => seed * n + j;
   const batchSize = flags.batchSize!;
   const stepsPerEpoch = Math.ceil(fitIdx.length / batchSize);
