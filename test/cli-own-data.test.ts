@@ -183,7 +183,7 @@ describe("gqa train on the user's own data", () => {
     const args = ["--data", at("train.csv"), "--test-data", at("test.csv"), ...small, "--epochs", "5"];
     const r = gqa("train", ...args, "--ensemble", "2", "--seed", "1", "--out", at("ens"));
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/an ensemble of 2 \(seeds 2-3\), outputs averaged/);
+    expect(r.stderr).toMatch(/parameters \(with head\) per member; an ensemble of 2 \(seeds 2-3\), outputs averaged/);
     expect(r.stderr).toMatch(/^member 2\/2 epoch 5\/5: /m);
     const m = JSON.parse(readFileSync(join(at("ens"), "metrics.json"), "utf8"));
     expect(m.training.memberSeeds).toEqual([2, 3]);

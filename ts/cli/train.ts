@@ -269,7 +269,7 @@ async function runTrain(flags: TrainFlags): Promise<void> {
       // Member j: its own weight initialisation, dropout and batch order (seed * n + j; = seed alone).
       const clf = await buildTaskModel({ ...opts, seed: memberSeed(j) }, head);
       members.push(clf);
-      if (j === 0) status(`model: ${clf.paramCount.toLocaleString("en-US")} parameters (with head)${n > 1 ? `; an ensemble of ${n} (seeds ${memberSeed(0)}-${memberSeed(n - 1)}), outputs averaged` : ""}`);
+      if (j === 0) status(`model: ${clf.paramCount.toLocaleString("en-US")} parameters (with head)${n > 1 ? ` per member; an ensemble of ${n} (seeds ${memberSeed(0)}-${memberSeed(n - 1)}), outputs averaged` : ""}`);
       const history: CurvePoint[] = [];
       memberHistories.push(history);
       const who = n > 1 ? `member ${j + 1}/${n} ` : "";
