@@ -174,6 +174,17 @@ describe("gqa train on the user's own data", () => {
     expect(m.test.mae).toBeCloseTo(e.mae, 9);
   });
 
+  it("a single UEA .ts file with --test-data; a *_TEST.ts alone still means the dataset pair", () => {
+    const dir = join(root, "data", "BasicMotions");
+    const r = gqa("train", "--data", join(dir, "BasicMotions_TEST.ts"), "--test-data", join(dir, "BasicMotions_TRAIN.ts"), ...small, "--epochs", "1", "--out", at("ts-own"));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/data: BasicMotions_TEST: 40 train \/ 40 test cases, 6 channels, 4 classes, T <= 100/);
+    expect(JSON.parse(readFileSync(join(at("ts-own"), "metrics.json"), "utf8")).files).toEqual({ train: join(dir, "BasicMotions_TEST.ts"), test: join(dir, "BasicMotions_TRAIN.ts") });
+    const pair = gqa("train", "--data", join(dir, "BasicMotions_TEST.ts"), ...small, "--epochs", "1", "--out", at("ts-pair"));
+    expect(pair.code, pair.stderr).toBe(0);
+    expect(pair.stderr).toMatch(/data: BasicMotions: 40 train \/ 40 test cases/);
+  });
+
   it("--ensemble 2: one file; its probabilities are the mean of the two members trained alone", () => {
     const probs = (model: string) => {
       const p = gqa("predict", "--model", model, "--input", at("test.npy"));

@@ -127,8 +127,17 @@ interface TrainingSet {
   test?: { series: Float32Array[]; y: number[] | number[][] };
 }
 
-const isOwnFile = (spec: string, testData: string | undefined) =>
-  /\.(csv|txt|npy)$/i.test(spec) || (/\.ts$/i.test(spec) && (testData !== undefined || !/_TRAIN\.ts$/i.test(spec) || !existsSync(spec.replace(/_TRAIN\.ts$/i, "_TEST.ts"))));
+/**
+ * Whether `--data` names one file to train on (CSV, `.npy`, or a `.ts` file that is not one half of
+ * a `*_TRAIN.ts`/`*_TEST.ts` pair used without `--test-data`), rather than a dataset pair.
+ */
+function isOwnFile(spec: string, testData: string | undefined): boolean {
+  if (/\.(csv|txt|npy)$/i.test(spec)) return true;
+  if (!/\.ts$/i.test(spec)) return false;
+  if (testData !== undefined) return true;
+  const m = /^(.*)_(TRAIN|TEST)\.ts$/i.exec(spec);
+  return !(m && existsSync(`${m[1]}_TRAIN.ts`) && existsSync(`${m[1]}_TEST.ts`));
+}
 
 /**
  * Reads the data `gqa train` trains on: a shipped/UEA dataset pair (`--data` name, directory or
