@@ -152,7 +152,7 @@ const BAD_INPUT_CODES = new Set([
 /** API options the CLI sets from a flag of the same name in kebab case (`numKvHeads` <- `--num-kv-heads`). */
 const FLAG_OPTIONS = new Set([
   "embedDim", "hiddenSize", "numHeads", "numKvHeads", "numLayers", "dropout", "yarnScale", "windowSize", "outputMode", "seed",
-  "epochs", "batchSize", "lr", "weightDecay",
+  "epochs", "batchSize", "lr", "weightDecay", "huberDelta",
 ]);
 
 /** `numKvHeads` -> `--num-kv-heads`. */

@@ -8,7 +8,7 @@ import { DataFormatError, readFileOrThrow } from "../data/errors.js";
 import { standardize } from "../data/standardize.js";
 import { addBackendOption, startBackend, type ModelFlags } from "./common.js";
 import { argmaxRows, classificationMetrics, formatMetrics } from "./metrics.js";
-import { loadClassifier, probabilitiesForSeries } from "./model-api.js";
+import { loadCliModel, probabilitiesForSeries } from "./model-api.js";
 import { readCliMetadata } from "./model-file.js";
 
 interface EvalFlags {
@@ -43,6 +43,9 @@ async function runEval(flags: EvalFlags): Promise<void> {
   const backend = await startBackend(flags.backend);
   const bytes = new Uint8Array(await readFileOrThrow(flags.model));
   const meta = readCliMetadata(bytes, flags.model);
+  if (meta.task === "regression") {
+    throw new DataFormatError(flags.model, undefined, "a regression model: gqa eval scores classifiers on UEA datasets; use gqa predict (values) or the RMSE/MAE that gqa train reports");
+  }
   const ds = await loadDataset(flags.data);
   const split = flags.split === "train" ? ds.train : ds.test;
   const file = flags.split === "train" ? ds.files.train : ds.files.test;
@@ -52,7 +55,7 @@ async function runEval(flags: EvalFlags): Promise<void> {
   if (split.classLabels.join("\u0000") !== meta.classLabels.join("\u0000")) {
     throw new DataFormatError(file, 1, `@classLabel (${split.classLabels.join(" ")}) differs from the model's classes (${meta.classLabels.join(" ")})`);
   }
-  const clf = await loadClassifier(bytes, meta.classLabels.length, flags.model);
+  const clf = await loadCliModel(bytes, "classification", meta.classLabels.length, flags.model);
   const K = meta.classLabels.length;
   const pred = argmaxRows(await probabilitiesForSeries(clf, standardize(split.series, meta.standardize), meta.channels), K);
   clf.dispose();

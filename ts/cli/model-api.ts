@@ -1,15 +1,17 @@
 /**
  * The one place where the CLI touches the training API (`GQA.build(opts & {head})`, `model.fit`,
- * `model.predict`, `GQA.load`). `train`, `eval` and `predict` use only {@link Classifier}.
+ * `model.predict`, `GQA.load`). `train`, `eval` and `predict` use only {@link Classifier} (a model
+ * with a classification or a regression head).
  *
- * - `GQA.build({...opts, head: {type: "classification", numClasses}})`;
+ * - `GQA.build({...opts, head: {type: "classification", numClasses}})` or
+ *   `{type: "regression", outDim, loss, huberDelta}`;
  * - `model.fit({x, dims: [N, T, E], lengths, labels}, {epochs, batchSize, lr, weightDecay, seed,
  *    onStep(report)})`, `report` = the core's `StepReport` (epochs 0-based);
  * - `model.predict(x, dims, {lengths})` -> `Tensor` of class PROBABILITIES `[B, numClasses]`
- *   (the core applies the softmax; nothing here applies it again);
+ *   (the core applies the softmax; nothing here applies it again), or regression outputs `[B, outDim]`;
  * - `GQA.load(bytes)` restores the head from the file's `gqa_head` metadata.
  */
-import { GQA, type GqaOptions, type Model, type StepReport } from "../index.js";
+import { GQA, type GqaOptions, type HeadOptions, type Model, type StepReport } from "../index.js";
 import { GqaError } from "../errors.js";
 
 export type { StepReport };
@@ -19,8 +21,8 @@ export interface LabelledData {
   data: Float32Array;
   dims: [number, number, number];
   lengths: number[];
-  /** Class index per sequence, `[N]`. */
-  labels: number[];
+  /** Class index per sequence `[N]` (classification) or target rows `[N][K]` (regression). */
+  labels: number[] | number[][];
 }
 
 /** Training options passed through to `model.fit`. */
@@ -38,7 +40,7 @@ export interface FitConfig {
   onEpochEnd?: (e: { epoch: number; valLoss?: number; valAccuracy?: number | null }) => void;
 }
 
-/** A GQA model with a classification head, as the CLI sees it. */
+/** A GQA model with a classification or regression head, as the CLI sees it. */
 export interface Classifier {
   /** Backend holding the weights. */
   readonly backend: string;
@@ -46,19 +48,22 @@ export interface Classifier {
   readonly config: Record<string, unknown>;
   /** Exact parameter count (including the head). */
   readonly paramCount: number;
-  /** Number of classes `K`. */
+  /** Outputs per case `K`: classes (classification) or targets (regression). */
   readonly numClasses: number;
+  /** The head. */
+  readonly head: HeadOptions;
   /** Trains in place. */
   fit(train: LabelledData, cfg: FitConfig): Promise<void>;
-  /** Class probabilities `[B, K]` (rows sum to 1) for a padded batch `[B, T, E]`. */
+  /** Class probabilities `[B, K]` (rows sum to 1), or regression outputs `[B, K]`, for a padded batch `[B, T, E]`. */
   probabilities(data: Float32Array, dims: [number, number, number], lengths: number[]): Promise<Float32Array>;
   /** safetensors bytes (weights, config and head metadata). */
   save(): Promise<Uint8Array>;
   dispose(): void;
 }
 
-function wrap(m: Model, numClasses: number): Classifier {
+function wrap(m: Model, numClasses: number, head: HeadOptions): Classifier {
   return {
+    head,
     backend: m.backend,
     config: m.config as unknown as Record<string, unknown>,
     get paramCount() {
@@ -84,8 +89,28 @@ function wrap(m: Model, numClasses: number): Classifier {
 
 /** Builds a classifier: the GQA model plus a `numClasses`-way linear head. */
 export async function buildClassifier(opts: GqaOptions, numClasses: number): Promise<Classifier> {
-  const m = await GQA.build({ ...opts, head: { type: "classification", numClasses } });
-  return wrap(m, numClasses);
+  return buildTaskModel(opts, { type: "classification", numClasses });
+}
+
+/** Builds the GQA model plus `head` (classification or regression). */
+export async function buildTaskModel(opts: GqaOptions, head: HeadOptions): Promise<Classifier> {
+  const m = await GQA.build({ ...opts, head });
+  return wrap(m, head.type === "classification" ? head.numClasses : head.outDim, head);
+}
+
+/**
+ * Loads a regression model saved by {@link Classifier.save}.
+ * @throws GqaError `INVALID_INPUT` when the file has no regression head of `outDim` outputs.
+ */
+export async function loadRegressor(bytes: Uint8Array, outDim: number, file = "<model>"): Promise<Classifier> {
+  const m = await GQA.load(bytes);
+  const head = m.head;
+  if (head?.type !== "regression" || head.outDim !== outDim) {
+    m.dispose();
+    const found = head === null ? "no head" : head.type === "regression" ? `${head.outDim} outputs` : "a classification head";
+    throw new GqaError("INVALID_INPUT", `${file}: expected a regression head with ${outDim} output${outDim === 1 ? "" : "s"} (the gqa_cli targets), found ${found}`);
+  }
+  return wrap(m, outDim, head);
 }
 
 /**
@@ -101,7 +126,7 @@ export async function loadClassifier(bytes: Uint8Array, numClasses: number, file
     const found = head === null ? "no head" : head.type === "classification" ? `${head.numClasses} classes` : `a regression head`;
     throw new GqaError("INVALID_INPUT", `${file}: expected a classification head with ${numClasses} classes (the gqa_cli class labels), found ${found}`);
   }
-  return wrap(m, numClasses);
+  return wrap(m, numClasses, head);
 }
 
 /**
@@ -116,4 +141,56 @@ export async function probabilitiesForSeries(clf: Classifier, series: readonly F
     out.set(await clf.probabilities(b.data, b.dims, b.lengths), i * clf.numClasses);
   }
   return out;
+}
+
+/**
+ * An ensemble of models with the same head: `probabilities` is the element-wise mean of the
+ * members' outputs (class probabilities, so rows still sum to 1; or regression outputs); `save`
+ * packs the members into one file ({@link packEnsemble}); `paramCount` counts every member;
+ * `config` is member 0's. It cannot be trained as one (train the members).
+ */
+export function ensembleOf(members: readonly Classifier[]): Classifier {
+  if (members.length === 1) return members[0]!;
+  const first = members[0]!;
+  return {
+    backend: first.backend,
+    config: first.config,
+    paramCount: members.reduce((a, m) => a + m.paramCount, 0),
+    numClasses: first.numClasses,
+    head: first.head,
+    async fit() {
+      throw new GqaError("INVALID_INPUT", "an ensemble is trained member by member");
+    },
+    async probabilities(data, dims, lengths) {
+      const sum = new Float32Array(dims[0] * first.numClasses);
+      for (const m of members) {
+        const p = await m.probabilities(data, dims, lengths);
+        for (let i = 0; i < p.length; i++) sum[i]! += p[i]! / members.length;
+      }
+      return sum;
+    },
+    async save() {
+      const { packEnsemble } = await import("./model-file.js");
+      return packEnsemble(await Promise.all(members.map((m) => m.save())));
+    },
+    dispose: () => members.forEach((m) => m.dispose()),
+  };
+}
+
+/**
+ * Loads a model file written by `gqa train` (one model or an ensemble), checking its head against
+ * the CLI metadata: `numOutputs` classes (classification) or targets (regression).
+ * @throws GqaError `INVALID_INPUT` / load errors as {@link loadClassifier}; DataFormatError for a
+ *   malformed ensemble file.
+ */
+export async function loadCliModel(bytes: Uint8Array, task: "classification" | "regression", numOutputs: number, file = "<model>"): Promise<Classifier> {
+  const { unpackEnsemble } = await import("./model-file.js");
+  const members: Classifier[] = [];
+  try {
+    for (const b of unpackEnsemble(bytes, file)) members.push(task === "regression" ? await loadRegressor(b, numOutputs, file) : await loadClassifier(b, numOutputs, file));
+  } catch (e) {
+    members.forEach((m) => m.dispose());
+    throw e;
+  }
+  return ensembleOf(members);
 }

@@ -14,12 +14,17 @@ import { DataFormatError } from "../data/errors.js";
 export interface CliMetadata {
   /** Format version of this record, 1. */
   version: 1;
-  /** Always `"classification"` for now. */
-  task: "classification";
+  /** The head's task. */
+  task: "classification" | "regression";
   /** Dataset name (`japanese-vowels`, ...). */
   dataset: string;
-  /** Class names; output index `k` is `classLabels[k]`. */
+  /** Class names; output index `k` is `classLabels[k]` (empty for regression). */
   classLabels: string[];
+  /**
+   * Regression: the target names and the statistics the targets were standardised with for
+   * training (`(y - mean) / std`); predictions are mapped back with `y = out * std + mean`.
+   */
+  targets?: { names: string[]; mean: number[]; std: number[] };
   /** Channels `C` (= the model's `embedDim`). */
   channels: number;
   /** Per-channel statistics of the training split, applied as `(x - mean) / std` before the model. */
@@ -102,7 +107,101 @@ export function readCliMetadata(bytes: Uint8Array, file: string): CliMetadata {
     Array.isArray(m.standardize?.mean) &&
     Array.isArray(m.standardize?.std) &&
     m.standardize.mean.length === m.channels &&
-    m.standardize.std.length === m.channels;
-  if (!ok) throw new DataFormatError(file, undefined, `'${CLI_METADATA_KEY}' metadata is malformed (expected version 1 with classLabels, channels, standardize.mean/std)`);
+    m.standardize.std.length === m.channels &&
+    (m.task !== "regression" ||
+      (Array.isArray(m.targets?.names) &&
+        m.targets.names.length >= 1 &&
+        m.targets.mean?.length === m.targets.names.length &&
+        m.targets.std?.length === m.targets.names.length));
+  if (!ok) throw new DataFormatError(file, undefined, `'${CLI_METADATA_KEY}' metadata is malformed (expected version 1 with task, classLabels, channels, standardize.mean/std and, for regression, targets)`);
   return m;
+}
+
+/** Metadata key of an ensemble file: the number of members, as a decimal string. */
+export const ENSEMBLE_METADATA_KEY = "gqa_ensemble";
+
+interface TensorEntry {
+  dtype: string;
+  shape: number[];
+  data_offsets: [number, number];
+}
+
+/** Builds a safetensors file from a header object and the tensor data area. */
+function buildFile(header: Record<string, unknown>, data: Uint8Array): Uint8Array {
+  let json = JSON.stringify(header);
+  const enc = new TextEncoder();
+  while ((8 + enc.encode(json).length) % 8 !== 0) json += " ";
+  const head = enc.encode(json);
+  const out = new Uint8Array(8 + head.length + data.length);
+  new DataView(out.buffer).setBigUint64(0, BigInt(head.length), true);
+  out.set(head, 8);
+  out.set(data, 8 + head.length);
+  return out;
+}
+
+/**
+ * Packs the saved files of `n >= 1` models of one architecture into one safetensors file: member
+ * `j`'s tensor `name` becomes `ensemble.<j>.<name>` (its data appended after member `j - 1`'s), the
+ * metadata is member 0's plus `gqa_ensemble = n`. With one member the file is returned unchanged.
+ * Such a file is read by {@link unpackEnsemble} (the CLI's eval/predict); `GQA.load` alone refuses
+ * its prefixed tensors (`UNEXPECTED_PARAMETER`).
+ * @throws {DataFormatError} when a member is not a safetensors file.
+ */
+export function packEnsemble(members: readonly Uint8Array[]): Uint8Array {
+  if (members.length === 1) return members[0]!;
+  const header: Record<string, unknown> = {};
+  const parts: Uint8Array[] = [];
+  let base = 0;
+  members.forEach((bytes, j) => {
+    const { header: h, dataStart } = readHeader(bytes, `<member ${j}>`);
+    if (j === 0) header["__metadata__"] = { ...((h["__metadata__"] as Record<string, string> | undefined) ?? {}), [ENSEMBLE_METADATA_KEY]: String(members.length) };
+    for (const [name, t] of Object.entries(h)) {
+      if (name === "__metadata__") continue;
+      const e = t as TensorEntry;
+      header[`ensemble.${j}.${name}`] = { ...e, data_offsets: [e.data_offsets[0] + base, e.data_offsets[1] + base] };
+    }
+    const data = bytes.subarray(dataStart);
+    parts.push(data);
+    base += data.length;
+  });
+  const data = new Uint8Array(base);
+  let o = 0;
+  for (const p of parts) data.set(p, o), (o += p.length);
+  return buildFile(header, data);
+}
+
+/**
+ * Splits an ensemble file written by {@link packEnsemble} into its members' safetensors files
+ * (metadata without `gqa_ensemble`); a file without `gqa_ensemble` comes back as its only member.
+ * @throws {DataFormatError} for a malformed count, a member with no tensors, or offsets outside the file.
+ */
+export function unpackEnsemble(bytes: Uint8Array, file = "<model>"): Uint8Array[] {
+  const { header, dataStart } = readHeader(bytes, file);
+  const meta = (header["__metadata__"] as Record<string, string> | undefined) ?? {};
+  const raw = meta[ENSEMBLE_METADATA_KEY];
+  if (raw === undefined) return [bytes];
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 1000) throw new DataFormatError(file, undefined, `'${ENSEMBLE_METADATA_KEY}' metadata must be a member count in 1..1000, found '${raw}'`);
+  const { [ENSEMBLE_METADATA_KEY]: _n, ...memberMeta } = meta;
+  const data = bytes.subarray(dataStart);
+  return Array.from({ length: n }, (_, j) => {
+    const prefix = `ensemble.${j}.`;
+    const entries = Object.entries(header).filter(([k]) => k.startsWith(prefix)) as [string, TensorEntry][];
+    if (entries.length === 0) throw new DataFormatError(file, undefined, `ensemble member ${j} of ${n} has no tensors (expected names '${prefix}*')`);
+    const h: Record<string, unknown> = { __metadata__: memberMeta };
+    let size = 0;
+    for (const [, e] of entries) size += e.data_offsets[1] - e.data_offsets[0];
+    const out = new Uint8Array(size);
+    let o = 0;
+    for (const [k, e] of entries) {
+      const [a, b] = e.data_offsets;
+      if (!(Number.isInteger(a) && Number.isInteger(b) && 0 <= a && a <= b && b <= data.length)) {
+        throw new DataFormatError(file, undefined, `tensor '${k}': data_offsets [${a}, ${b}] outside the data (${data.length} bytes)`);
+      }
+      out.set(data.subarray(a, b), o);
+      h[k.slice(prefix.length)] = { ...e, data_offsets: [o, o + (b - a)] };
+      o += b - a;
+    }
+    return buildFile(h, out);
+  });
 }

@@ -3,15 +3,17 @@
  * the npm chart libraries that render SVG in Node without a browser, such as vega or echarts'
  * server-side renderer, are several MB of dependencies for two line charts).
  *
- * Left panel: training (and validation) loss per epoch. Right panel: training, validation and
- * test accuracy per epoch (0..1). Legends sit in a row under each panel, clear of the lines.
+ * Left panel: training (and validation) loss per epoch. Right panel (classification): training,
+ * validation and test accuracy per epoch (0..1). Regression: the loss panel only. Legends sit in a
+ * row under each panel, clear of the lines.
  */
 
 /** One epoch of the training history. */
 export interface CurvePoint {
   epoch: number;
   trainLoss: number;
-  trainAccuracy: number;
+  /** Classification only. */
+  trainAccuracy?: number;
   /** With `--val-split`: loss and accuracy on the held-out part of the training split. */
   valLoss?: number;
   valAccuracy?: number;
@@ -69,10 +71,11 @@ function panel(x0: number, title: string, yLabel: string, series: Series[], yRan
 }
 
 /**
- * Renders the training curves as an SVG document (760 x 285 px).
+ * Renders the training curves as an SVG document (760 x 285 px; 380 x 285 for regression).
  * @param title shown above nothing; used as the document `<title>`.
+ * @param regressionLoss when given, a regression run: only the loss panel, with this y label.
  */
-export function trainingCurveSvg(history: readonly CurvePoint[], title: string): string {
+export function trainingCurveSvg(history: readonly CurvePoint[], title: string, regressionLoss?: string): string {
   const epochs = history.length ? Math.max(...history.map((h) => h.epoch)) : 1;
   const val = (f: (h: CurvePoint) => number | undefined): [number, number][] =>
     history.filter((h) => f(h) !== undefined).map((h) => [h.epoch, f(h)!]);
@@ -81,7 +84,7 @@ export function trainingCurveSvg(history: readonly CurvePoint[], title: string):
     { name: "val loss", color: "#ff7f0e", points: val((h) => h.valLoss) },
   ];
   const acc: Series[] = [
-    { name: "train accuracy", color: "#1f77b4", points: history.map((h) => [h.epoch, h.trainAccuracy]) },
+    { name: "train accuracy", color: "#1f77b4", points: val((h) => h.trainAccuracy) },
     { name: "val accuracy", color: "#ff7f0e", points: val((h) => h.valAccuracy) },
     {
       name: "test accuracy",
@@ -89,12 +92,13 @@ export function trainingCurveSvg(history: readonly CurvePoint[], title: string):
       points: history.filter((h) => h.testAccuracy !== undefined).map((h) => [h.epoch, h.testAccuracy!]),
     },
   ];
+  const w = regressionLoss === undefined ? 760 : 380;
   return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="760" height="285" viewBox="0 0 760 285" font-family="sans-serif">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="285" viewBox="0 0 ${w} 285" font-family="sans-serif">`,
     `<title>${esc(title)}</title>`,
-    `<rect width="760" height="285" fill="white"/>`,
-    panel(0, "loss", "cross-entropy", loss, undefined, epochs),
-    panel(380, "accuracy", "accuracy", acc, [0, 1], epochs),
+    `<rect width="${w}" height="285" fill="white"/>`,
+    panel(0, "loss", regressionLoss ?? "cross-entropy", loss, undefined, epochs),
+    ...(regressionLoss === undefined ? [panel(380, "accuracy", "accuracy", acc, [0, 1], epochs)] : []),
     `</svg>`,
     "",
   ].join("\n");

@@ -7,7 +7,7 @@ import { DataFormatError, readFileOrThrow } from "../data/errors.js";
 import { readSeriesInput } from "../data/input.js";
 import { standardize } from "../data/standardize.js";
 import { addBackendOption, startBackend, type ModelFlags } from "./common.js";
-import { loadClassifier, probabilitiesForSeries } from "./model-api.js";
+import { loadCliModel, probabilitiesForSeries } from "./model-api.js";
 import { readCliMetadata } from "./model-file.js";
 
 interface PredictFlags {
@@ -21,14 +21,15 @@ interface PredictFlags {
 export function registerPredict(program: Command): void {
   const cmd = program
     .command("predict")
-    .summary("predict classes for series in a CSV, .npy or .ts file")
+    .summary("predict classes (or regression targets) for series in a CSV, .npy or .ts file")
     .description(
       [
         "Predict the class of each series in --input with a model written by `gqa train`.",
         "Input formats (by extension): .csv = one series, rows are time steps, columns are channels,",
         "optional header; .npy = float32/float64 of shape [T, C] (one series) or [B, T, C]; .ts = a",
         "UEA file (every case). C must equal the model's channels. Output (stdout): per series the",
-        "predicted label and the softmax probability of every class.",
+        "predicted label and the softmax probability of every class; for a regression model, the",
+        "predicted value of every target, in the training targets' units.",
       ].join(" ").replace(/ ?\n ?/g, "\n"),
     )
     .requiredOption("--model <file>", "model.safetensors written by gqa train")
@@ -55,8 +56,25 @@ async function runPredict(flags: PredictFlags): Promise<void> {
       `expected ${meta.channels} channels (the model's), found ${c}${input.format === "csv" ? " columns" : ""}`,
     );
   }
+  if (meta.task === "regression") {
+    const names = meta.targets!.names;
+    const reg = await loadCliModel(bytes, "regression", names.length, flags.model);
+    const out = await probabilitiesForSeries(reg, standardize(input.series, meta.standardize), meta.channels);
+    reg.dispose();
+    const k = names.length;
+    // The model predicts standardised targets; map back to the training targets' units.
+    const values = Array.from({ length: out.length / k }, (_, i) => names.map((_, j) => out[i * k + j]! * meta.targets!.std[j]! + meta.targets!.mean[j]!));
+    if (flags.format === "csv") {
+      const head = ["index", "length", ...names].map(csvField).join(",");
+      process.stdout.write([head, ...values.map((v, i) => [String(i), String(input.lengths[i]!), ...v.map((x) => x.toPrecision(8))].join(","))].join("\n") + "\n");
+    } else {
+      const predictions = values.map((v, i) => ({ index: i, length: input.lengths[i]!, values: Object.fromEntries(names.map((n, j) => [n, v[j]!])) }));
+      process.stdout.write(JSON.stringify({ backend, model: flags.model, input: flags.input, task: "regression", targets: names, predictions }, null, 2) + "\n");
+    }
+    return;
+  }
   const K = meta.classLabels.length;
-  const clf = await loadClassifier(bytes, K, flags.model);
+  const clf = await loadCliModel(bytes, "classification", K, flags.model);
   // model.predict returns class probabilities (the core's softmax); rows as float64 numbers.
   const flat = await probabilitiesForSeries(clf, standardize(input.series, meta.standardize), meta.channels);
   clf.dispose();

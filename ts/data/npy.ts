@@ -81,7 +81,14 @@ export function parseNpy(bytes: Uint8Array, file = "<input>"): NpyArray {
   for (let i = 0; i < count; i++) {
     const v = dtype === "f4" ? view.getFloat32(dataStart + 4 * i, little) : view.getFloat64(dataStart + 8 * i, little);
     if (!Number.isFinite(v) || Math.abs(v) > 3.4028234663852886e38) {
-      fail(`non-finite or out-of-float32-range value ${v} at flat index ${i}`);
+      // The element's index in the array (the file stores C or Fortran order).
+      const at = shape.map((_, d) => {
+        let stride = 1;
+        if (fortran === "False") for (let e = d + 1; e < shape.length; e++) stride *= shape[e]!;
+        else for (let e = 0; e < d; e++) stride *= shape[e]!;
+        return Math.floor(i / stride) % shape[d]!;
+      });
+      fail(`non-finite or out-of-float32-range value ${v} at index [${at.join(", ")}] (flat index ${i})`);
     }
     raw[i] = v;
   }
