@@ -378,7 +378,15 @@ fn json_option_error(e: &serde_path_to_error::Error<serde_json::Error>, what: &s
     let quoted = msg.split('`').nth(1).map(str::to_string);
     let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
     let name = |n: String| format!("{prefix}{n}");
-    let nested = |q: String| if path == "." || path.is_empty() { q } else { format!("{path}.{q}") };
+    // The path names the object holding the field (or, for an unknown field at the top level, the
+    // field itself; inside an internally tagged enum such as `ropeScaling`, the enum).
+    let nested = |q: String| {
+        if path == "." || path.is_empty() || path == q || path.ends_with(&format!(".{q}")) {
+            if path == "." || path.is_empty() { q } else { path.clone() }
+        } else {
+            format!("{path}.{q}")
+        }
+    };
     if msg.starts_with("missing field") {
         Error::option(&name(quoted.map(nested).unwrap_or(path)), "a value (this option is required)", "nothing")
     } else if msg.starts_with("unknown field") {
