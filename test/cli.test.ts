@@ -133,7 +133,7 @@ describe("gqa info", () => {
       for (const l of opts) expect(l.trim()).toMatch(/^\S.*\S\s{2,}\S/);
       expect(r.stdout).toMatch(/--backend/);
     }
-    expect(gqa("info", "--help").stdout).toMatch(/FLOPs\/token = 2 \* N_matmul \+ num_layers \* 4 \* T \* hidden_size/);
+    expect(gqa("info", "--help").stdout).toMatch(/FLOPs\/token = 2 \* N_matmul \+ num_layers \* 4 \* T \* num_heads \* head_dim/);
     // info builds no trainer: its --seed drives the weights only.
     expect(gqa("info", "--help").stdout).toMatch(/--seed <n>\s+seed of the weight initialisation; default 0/);
     expect(gqa("train", "--help").stdout).toMatch(/--seed <n>\s+seed of the weight initialisation, dropout\s+and\s+batch\s+order/);

@@ -80,11 +80,11 @@ export function addModelOptions(cmd: Command, defaults: ModelDefaults = CORE_DEF
   cmd
     .option("--hidden-size <n>", `model width H (divisible by --num-heads); default ${defaults.hiddenSize}`, intArg(1))
     .option("--num-heads <n>", `query heads NH; default ${defaults.numHeads}`, intArg(1))
-    .option("--head-dim <n>", "per-head width D (then --hidden-size need not divide by --num-heads); default hidden-size / num-heads", intArg(1))
+    .option("--head-dim <n>", "per-head width D (the hidden size then need not divide by the head count); default hidden size / heads", intArg(1))
     .option("--num-kv-heads <n>", `key/value heads NKV, dividing --num-heads (1 = MQA, = num-heads = MHA); default ${defaults.numKvHeads}`, intArg(1))
     .option("--num-layers <n>", `pre-norm transformer blocks; default ${defaults.numLayers}`, intArg(1))
     .option("--dropout <p>", `dropout probability in [0, 1), used only in training; default ${defaults.dropout}`, numArg(0, 1))
-    .option("--rope", `rotary position embedding on Q and K (half rotation, base 10000)${defaults.rope ? "; on by default" : ""}`);
+    .option("--rope", `rotary position embedding on Q and K (half rotation, base theta 10000 by default)${defaults.rope ? "; on by default" : ""}`);
   if (defaults.rope) cmd.option("--no-rope", "no rotary position embedding");
   return cmd
     .option("--rope-theta <x>", "rotary base theta (> 0); default 10000", numArg(Number.MIN_VALUE))
