@@ -170,7 +170,7 @@ describe(`gqa API on backend=${BACKEND}`, () => {
     it("build: backend, config with defaults, exact paramCount", () => {
       expect(model.backend).toBe(GQA.backend);
       expect(model.config).toEqual({
-        embedDim: 6, hiddenSize: 16, numHeads: 4, numKvHeads: 2, numLayers: 2, dropout: 0.1, rope: false, yarn: false,
+        embedDim: 6, hiddenSize: 16, numHeads: 4, numKvHeads: 2, numLayers: 2, dropout: 0.1, rope: false, ropeTheta: 10000, yarn: false,
         yarnScale: 8, yarnOriginalMaxPosition: 2048, windowSize: 60, outputMode: "last_timestep", seed: 7,
       });
       expect(model.paramCount).toBe(exactCount({ embedDim: 6, hiddenSize: 16, numHeads: 4, numKvHeads: 2, numLayers: 2 }));

@@ -73,6 +73,30 @@ describe("gqa info", () => {
     expect(j.config.group).toBe(4);
   });
 
+  it("--head-dim and --rope-scaling: shapes, counts, FLOPs and KV bytes follow headDim", () => {
+    const [E, H, NH, NKV, D, L, T] = [6, 30, 4, 2, 12, 2, 20];
+    const r = gqa("info", "--embed-dim", `${E}`, "--hidden-size", `${H}`, "--num-heads", `${NH}`, "--num-kv-heads", `${NKV}`, "--head-dim", `${D}`,
+      "--num-layers", `${L}`, "--seq-len", `${T}`, "--rope-theta", "500000", "--rope-scaling", '{"type":"linear","factor":4}', "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout);
+    const qDim = NH * D, kvDim = NKV * D;
+    expect(j.params.find((p: { name: string }) => p.name === "blocks.0.attn.q_proj.weight").shape).toEqual([qDim, H]);
+    expect(j.params.find((p: { name: string }) => p.name === "blocks.1.attn.out_proj.weight").shape).toEqual([H, qDim]);
+    expect(j.paramCount.approximate).toBe(E * H + L * (2 * H * qDim + 2 * H * kvDim + 8 * H * H));
+    const perBlock = 2 * H + (qDim * H + qDim) + 2 * (kvDim * H + kvDim) + (H * qDim + H) + 2 * H + (4 * H * H + 4 * H) + (H * 4 * H + H);
+    expect(j.paramCount.exact).toBe(E * H + H + L * perBlock + 2 * H);
+    expect(j.paramCount.table).toBe(j.paramCount.exact);
+    const matmulWeights = E * H + L * (qDim * H + 2 * kvDim * H + H * qDim + 8 * H * H);
+    expect(j.flopsPerToken.total).toBe(2 * matmulWeights + L * 4 * T * qDim);
+    expect(j.kvCacheBytesPerToken.model).toBe(2 * L * NKV * D * 4);
+    expect(j.kvCacheBytesPerToken.core).toBe(2 * L * NKV * D * 4);
+    expect(j.config.headDim).toBe(D);
+    expect(j.config.rotary).toBe("linear (Hugging Face), theta 500000");
+    const bad = gqa("info", "--embed-dim", "6", "--rope-scaling", '{"type":"linear","factor":0}');
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/ropeScaling\.factor/);
+  });
+
   it("no input projection when embed-dim equals hidden-size", () => {
     const j = JSON.parse(gqa("info", "--embed-dim", "64", "--hidden-size", "64", "--num-heads", "4", "--json").stdout);
     expect(j.params.some((p: { name: string }) => p.name.startsWith("input_projection"))).toBe(false);
@@ -109,7 +133,7 @@ describe("gqa info", () => {
       for (const l of opts) expect(l.trim()).toMatch(/^\S.*\S\s{2,}\S/);
       expect(r.stdout).toMatch(/--backend/);
     }
-    expect(gqa("info", "--help").stdout).toMatch(/FLOPs\/token = 2 \* N_matmul \+ num_layers \* 4 \* T \* hidden_size/);
+    expect(gqa("info", "--help").stdout).toMatch(/FLOPs\/token = 2 \* N_matmul \+ num_layers \* 4 \* T \* num_heads \* head_dim/);
     // info builds no trainer: its --seed drives the weights only.
     expect(gqa("info", "--help").stdout).toMatch(/--seed <n>\s+seed of the weight initialisation; default 0/);
     expect(gqa("train", "--help").stdout).toMatch(/--seed <n>\s+seed of the weight initialisation, dropout\s+and\s+batch\s+order/);

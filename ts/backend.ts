@@ -103,6 +103,8 @@ export interface Binding {
   kvCacheBytesPerToken(json: string): number;
   /** Edifice `recommended_defaults/0` as JSON. */
   recommendedDefaults(): string;
+  /** Rotary frequencies of options JSON at a sequence length: JSON `{invFreq, attentionFactor}`. */
+  ropeFrequencies?(json: string, seqLen: number): string;
   /** The binding crate's version. */
   version(): string;
   /** Sets the compute threads (native: gqa's own pool; wasm: 1 in the single-threaded module). */
@@ -123,7 +125,7 @@ export interface Binding {
   loadModel?(bytes: Uint8Array, optionsJson: string): ModelHandle;
   /** Builds a standalone attention layer from its options JSON. */
   buildAttention?(json: string): ModelHandle;
-  /** Loads a standalone attention layer from safetensors bytes and `LoadOptions` JSON. */
+  /** Loads a standalone attention layer from safetensors bytes and load options JSON (`{config?, hfConfig?, layer?, strict?, prefix?}`). */
   loadAttention?(bytes: Uint8Array, optionsJson: string): ModelHandle;
 }
 
@@ -559,6 +561,7 @@ function bindingOf(m: any, wrap: (h: any) => ModelHandle): Binding {
     recommendedDefaults: () => m.recommendedDefaults(),
     version: () => m.version(),
   };
+  if (typeof m.ropeFrequencies === "function") b.ropeFrequencies = (j, n) => m.ropeFrequencies(j, n);
   if (typeof m.setThreads === "function") {
     b.setThreads = (n) => m.setThreads(n);
     b.threads = () => m.threads();

@@ -12,14 +12,57 @@ import type { HeadOptions } from "./train.js";
 export type OutputMode = "last_timestep" | "all" | "mean_pool";
 
 /**
+ * Rotary scaling as Hugging Face transformers defines it (`rope_scaling` / `rope_parameters`,
+ * names in camelCase, `type` = `rope_type`; formulas and source: README "Rotary scaling" and
+ * `gqa_core::rope::RopeScaling`, from transformers' `modeling_rope_utils`). Implies rotary;
+ * exclusive with Edifice's `yarn: true`. Invalid values throw `INVALID_OPTION` naming
+ * `ropeScaling.<field>`.
+ */
+export type RopeScaling =
+  /** Every frequency divided by `factor` (> 0). */
+  | { type: "linear"; factor: number }
+  /**
+   * NTK-aware: for a sequence of `L > originalMaxPositionEmbeddings` positions the base becomes
+   * `theta * (factor*L/orig - (factor-1))^(d/(d-2))`, recomputed from the current length (in a
+   * KV-cache session: the longest row after the push; cached keys keep theirs). `orig` is the
+   * Hugging Face config's `max_position_embeddings`.
+   */
+  | { type: "dynamic"; factor: number; originalMaxPositionEmbeddings: number }
+  /**
+   * YaRN (Peng et al., 2023) as transformers computes it: ramp over dimension indices between the
+   * correction dims of `betaFast` (default 32) and `betaSlow` (default 1), rounded outwards when
+   * `truncate` (default true); cos and sin multiplied by the attention factor: `attentionFactor`,
+   * else `m(factor, mscale)/m(factor, mscaleAllDim)` when both are given, else `m(factor, 1)`,
+   * `m(s, k) = s <= 1 ? 1 : 0.1*k*ln(s) + 1`.
+   */
+  | {
+      type: "yarn";
+      factor: number;
+      originalMaxPositionEmbeddings: number;
+      betaFast?: number;
+      betaSlow?: number;
+      attentionFactor?: number;
+      mscale?: number;
+      mscaleAllDim?: number;
+      truncate?: boolean;
+    }
+  /** Llama 3.1: wavelengths above `orig/lowFreqFactor` divided by `factor`, below `orig/highFreqFactor` kept, smoothed between. */
+  | { type: "llama3"; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number };
+
+/**
  * Model options (SPEC section 1; Edifice names in brackets). Only `embedDim` is required.
  * Validation lives in the core: a bad value throws `GqaError` code `INVALID_OPTION` naming it.
  */
 export interface GqaOptions {
   /** Input features per timestep `E` [`:embed_dim`]; integer >= 1. */
   embedDim: number;
-  /** Model width `H` [`:hidden_size`], default 256; divisible by `numHeads`. */
+  /** Model width `H` [`:hidden_size`], default 256; divisible by `numHeads` unless `headDim` is given. */
   hiddenSize?: number;
+  /**
+   * Per-head width `D` (integer >= 1), default `hiddenSize / numHeads`; `q_proj` is `[numHeads*D, H]`,
+   * `k_proj`/`v_proj` `[numKvHeads*D, H]`, `out_proj` `[H, numHeads*D]`, scale `1/sqrt(D)`; even with rotary.
+   */
+  headDim?: number;
   /** Query heads `NH` [`:num_heads`], default 8. */
   numHeads?: number;
   /** Key/value heads `NKV` [`:num_kv_heads`], default 2; divides `numHeads` (1 = MQA, = numHeads = MHA). */
@@ -28,9 +71,13 @@ export interface GqaOptions {
   numLayers?: number;
   /** Dropout probability `0 <= p < 1`, default 0.1; active only in training. */
   dropout?: number;
-  /** Rotary position embedding on Q and K (half-rotation, base 10000), default false. */
+  /** Rotary position embedding on Q and K (half-rotation, base `ropeTheta`), default false. */
   rope?: boolean;
-  /** Edifice's YaRN-named frequency scaling (SPEC section 5); implies rotary. Default false. */
+  /** Rotary base `theta` (> 0), default 10000. */
+  ropeTheta?: number;
+  /** Hugging Face rotary scaling ({@link RopeScaling}); implies rotary; not with `yarn`. */
+  ropeScaling?: RopeScaling;
+  /** Edifice's YaRN-named frequency scaling (SPEC section 5; not Hugging Face's yarn, see `ropeScaling`); implies rotary. Default false. */
   yarn?: boolean;
   /** YaRN scale (> 0), default 8. */
   yarnScale?: number;
@@ -50,20 +97,26 @@ export interface BuildOptions extends GqaOptions {
   head?: HeadOptions;
 }
 
-/** Every model option with its value (what `model.config` returns). */
-export type ModelConfig = Required<GqaOptions>;
+/** Every model option with its value (what `model.config` returns); `headDim` and `ropeScaling` only when set. */
+export type ModelConfig = Required<Omit<GqaOptions, "headDim" | "ropeScaling">> & Pick<GqaOptions, "headDim" | "ropeScaling">;
 
 /** Options of the standalone attention layer (`GQA.buildGqaAttention`). */
 export interface AttentionOptions {
-  /** Model width `H`; divisible by `numHeads`. */
+  /** Model width `H`; divisible by `numHeads` unless `headDim` is given. */
   hiddenSize: number;
+  /** Per-head width `D`, default `hiddenSize / numHeads` (see {@link GqaOptions.headDim}). */
+  headDim?: number;
   /** Query heads, default 8. */
   numHeads?: number;
   /** Key/value heads, default 2; divides `numHeads`. */
   numKvHeads?: number;
   /** Rotary position embedding, default false. */
   rope?: boolean;
-  /** Edifice YaRN-named scaling, default false. */
+  /** Rotary base `theta` (> 0), default 10000. */
+  ropeTheta?: number;
+  /** Hugging Face rotary scaling ({@link RopeScaling}); implies rotary; not with `yarn`. */
+  ropeScaling?: RopeScaling;
+  /** Edifice YaRN-named scaling (not Hugging Face's yarn), default false. */
   yarn?: boolean;
   /** YaRN scale, default 8. */
   yarnScale?: number;
@@ -73,8 +126,37 @@ export interface AttentionOptions {
   seed?: number;
 }
 
-/** Every attention option with its value. */
-export type AttentionConfig = Required<AttentionOptions>;
+/** Every attention option with its value; `headDim` and `ropeScaling` only when set. */
+export type AttentionConfig = Required<Omit<AttentionOptions, "headDim" | "ropeScaling">> & Pick<AttentionOptions, "headDim" | "ropeScaling">;
+
+/**
+ * A parsed Hugging Face `config.json` of a Llama / Mistral / Qwen2-style model. Read:
+ * `hidden_size`, `num_attention_heads`, `num_key_value_heads`, `head_dim`, `rope_theta`,
+ * `rope_scaling` (with `rope_type` or the old `type` key) or transformers 5's `rope_parameters`,
+ * `attention_bias`, `max_position_embeddings`, `original_max_position_embeddings`,
+ * `num_hidden_layers`, `partial_rotary_factor` (must be 1); other keys are ignored.
+ */
+export type HfConfig = Record<string, unknown>;
+
+/** Options of {@link GQA.loadGqaAttention} for one decoder layer of a Hugging Face checkpoint. */
+export interface HfAttentionLoadOptions {
+  /** The checkpoint's parsed `config.json`. */
+  hfConfig: HfConfig;
+  /** Decoder layer index: weights `{prefix}layers.{layer}.self_attn.{q,k,v,o}_proj.{weight,bias}`. */
+  layer: number;
+  /** Key prefix (e.g. `"model."`); detected when omitted. */
+  prefix?: string;
+  /** Reject other tensors under that layer's `self_attn.` (`UNEXPECTED_PARAMETER`). Default false. */
+  strict?: boolean;
+}
+
+/** What {@link GQA.ropeFrequencies} returns. */
+export interface RopeFrequencies {
+  /** `inv_freq[i]`, `i < headDim/2` (radians per position), f32. */
+  invFreq: Float32Array;
+  /** Factor on cos and sin (yarn's attention factor; 1 otherwise). */
+  attentionFactor: number;
+}
 
 /** Edifice's `recommended_defaults/0`. */
 export interface RecommendedDefaults {
@@ -298,6 +380,23 @@ export const GQA = {
     return callBinding(() => b.kvCacheBytesPerToken(json));
   },
 
+  /**
+   * The rotary frequencies a model or attention layer with these options uses for a sequence of
+   * `seqLen` positions (default 0; only `dynamic` ropeScaling depends on it).
+   * @throws GqaError `INVALID_OPTION` (also for options without rotary, naming `rope`)
+   */
+  ropeFrequencies(opts: GqaOptions | AttentionOptions, options: { seqLen?: number } = {}): RopeFrequencies {
+    const b = binding();
+    const json = optionsJson(opts);
+    const seqLen = options.seqLen ?? 0;
+    if (typeof seqLen !== "number" || !Number.isInteger(seqLen) || seqLen < 0 || seqLen > 0xffffffff) {
+      throw new GqaError("INVALID_OPTION", `invalid option \`seqLen\`: expected an integer in 0..=4294967295, found ${JSON.stringify(seqLen)}`);
+    }
+    const f = need(b, "ropeFrequencies");
+    const r = JSON.parse(callBinding(() => f(json, seqLen))) as { invFreq: number[]; attentionFactor: number };
+    return { invFreq: Float32Array.from(r.invFreq), attentionFactor: r.attentionFactor };
+  },
+
   /** Edifice's `recommended_defaults/0`. */
   recommendedDefaults(): RecommendedDefaults {
     const b = binding();
@@ -341,8 +440,16 @@ export const GQA = {
     return new Model(be.name, callBinding(() => f(bytes, json)));
   },
 
-  /** Loads a standalone attention layer from safetensors bytes or a path. */
-  async loadGqaAttention(source: Uint8Array | string, options: LoadOptions<AttentionOptions> = {}): Promise<GqaAttention> {
+  /**
+   * Loads a standalone attention layer from safetensors bytes or a path: a file saved by gqa
+   * (`LoadOptions`), or, with `{hfConfig, layer}`, decoder layer `layer`'s self-attention of a
+   * Hugging Face Llama / Mistral / Qwen2-style checkpoint (`q_proj`, `k_proj`, `v_proj`,
+   * `o_proj`; biases when present, zeros otherwise, required when `attention_bias` is true;
+   * F32/F16/BF16). Its `forward` then equals transformers' attention module (causal,
+   * positions `0..T-1`). @throws GqaError `INVALID_OPTION` (`hfConfig.*`, `layer`, rotary
+   * settings), `MISSING_PARAMETER`, `TENSOR_MISMATCH`, `MALFORMED_FILE`, `NON_FINITE_WEIGHT`
+   */
+  async loadGqaAttention(source: Uint8Array | string, options: LoadOptions<AttentionOptions> | HfAttentionLoadOptions = {}): Promise<GqaAttention> {
     const be = await ensure();
     const bytes = await readBytes(source);
     const json = JSON.stringify(options);

@@ -13,6 +13,8 @@ export interface ResolvedArch {
   numHeads: number;
   numKvHeads: number;
   numLayers: number;
+  /** Explicit per-head width (`headDim` option); `hiddenSize / numHeads` when absent. */
+  headDim?: number;
 }
 
 /** One parameter tensor: canonical name (SPEC section 3), shape, element count. */
@@ -24,9 +26,9 @@ export interface ParamRow {
   matmul: boolean;
 }
 
-/** Derived sizes: `headDim = H/NH`, `qDim = NH*D`, `kvDim = NKV*D`, `group = NH/NKV`, FFN inner `4H`. */
+/** Derived sizes: `headDim` (the option, else `H/NH`), `qDim = NH*D`, `kvDim = NKV*D`, `group = NH/NKV`, FFN inner `4H`. */
 export function derived(a: ResolvedArch) {
-  const headDim = Math.floor(a.hiddenSize / a.numHeads);
+  const headDim = a.headDim ?? Math.floor(a.hiddenSize / a.numHeads);
   return {
     headDim,
     qDim: a.numHeads * headDim,
@@ -92,8 +94,8 @@ export function exactParamCount(a: ResolvedArch): number {
  *
  * where `N_matmul` counts the weights of every matrix product (input projection, q/k/v/out
  * projections, FFN up/down; no biases, norms, softmax, GELU), and `4*T*qDim` per layer is the two
- * attention products `q k^T` and `softmax(s) v` of one query against `T` keys (`qDim = hiddenSize`
- * here), as in Hoffmann et al. 2022 (Chinchilla), appendix F. It counts all `T` keys; with the
+ * attention products `q k^T` and `softmax(s) v` of one query against `T` keys (`qDim = numHeads *
+ * headDim`, `= hiddenSize` unless `headDim` is set), as in Hoffmann et al. 2022 (Chinchilla), appendix F. It counts all `T` keys; with the
  * causal mask a query at position `t` only uses `t+1` keys, so the average attention term is about
  * half. GQA does not change the attention FLOPs (every query head still attends), only the K/V
  * projection sizes and the KV cache.

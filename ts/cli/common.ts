@@ -36,6 +36,18 @@ export function numArg(min: number, max = Infinity, inclusiveMax = false): (v: s
   };
 }
 
+/** Commander parser for a JSON object (`--rope-scaling`); the core validates its fields. */
+export function jsonArg(v: string): any {
+  let x: unknown;
+  try {
+    x = JSON.parse(v);
+  } catch (e) {
+    throw new InvalidArgumentError(`expected a JSON object, found '${v}' (${e instanceof Error ? e.message : String(e)})`);
+  }
+  if (typeof x !== "object" || x === null || Array.isArray(x)) throw new InvalidArgumentError(`expected a JSON object, found '${v}'`);
+  return x;
+}
+
 /** Adds `--backend auto|native|wasm` (default: env `GQA_BACKEND`, else `auto`). */
 export function addBackendOption(cmd: Command): Command {
   return cmd.addOption(
@@ -68,13 +80,16 @@ export function addModelOptions(cmd: Command, defaults: ModelDefaults = CORE_DEF
   cmd
     .option("--hidden-size <n>", `model width H (divisible by --num-heads); default ${defaults.hiddenSize}`, intArg(1))
     .option("--num-heads <n>", `query heads NH; default ${defaults.numHeads}`, intArg(1))
+    .option("--head-dim <n>", "per-head width D (the hidden size then need not divide by the head count); default hidden size / heads", intArg(1))
     .option("--num-kv-heads <n>", `key/value heads NKV, dividing --num-heads (1 = MQA, = num-heads = MHA); default ${defaults.numKvHeads}`, intArg(1))
     .option("--num-layers <n>", `pre-norm transformer blocks; default ${defaults.numLayers}`, intArg(1))
     .option("--dropout <p>", `dropout probability in [0, 1), used only in training; default ${defaults.dropout}`, numArg(0, 1))
-    .option("--rope", `rotary position embedding on Q and K (half rotation, base 10000)${defaults.rope ? "; on by default" : ""}`);
+    .option("--rope", `rotary position embedding on Q and K (half rotation, base theta 10000 by default)${defaults.rope ? "; on by default" : ""}`);
   if (defaults.rope) cmd.option("--no-rope", "no rotary position embedding");
   return cmd
-    .option("--yarn", "Edifice's YaRN-named rotary frequency scaling (implies rotary)")
+    .option("--rope-theta <x>", "rotary base theta (> 0); default 10000", numArg(Number.MIN_VALUE))
+    .option("--rope-scaling <json>", 'Hugging Face rotary scaling as JSON, e.g. \'{"type":"yarn","factor":4,"originalMaxPositionEmbeddings":2048}\' (implies rotary)', jsonArg)
+    .option("--yarn", "Edifice's YaRN-named rotary frequency scaling (implies rotary; not Hugging Face's yarn)")
     .option("--yarn-scale <s>", "YaRN scale (> 0); default 8", numArg(Number.MIN_VALUE))
     .option("--window-size <n>", "expected sequence length (a sizing hint only); default 60", intArg(1))
     .addOption(
@@ -87,7 +102,7 @@ export function addModelOptions(cmd: Command, defaults: ModelDefaults = CORE_DEF
 /** The raw commander values of {@link addModelOptions}: the model options the CLI exposes (typed by `GqaOptions`), plus the backend. */
 export type ModelFlags = Pick<
   GqaOptions,
-  "hiddenSize" | "numHeads" | "numKvHeads" | "numLayers" | "dropout" | "rope" | "yarn" | "yarnScale" | "windowSize" | "seed"
+  "hiddenSize" | "headDim" | "numHeads" | "numKvHeads" | "numLayers" | "dropout" | "rope" | "ropeTheta" | "ropeScaling" | "yarn" | "yarnScale" | "windowSize" | "seed"
 > & {
   /** A head needs `[B, H]`, so the CLI offers only these two modes. */
   outputMode?: "last_timestep" | "mean_pool";
@@ -110,6 +125,9 @@ export function modelOptions(flags: ModelFlags, embedDim: number, defaults?: Mod
   }
   if (flags.hiddenSize !== undefined) o.hiddenSize = flags.hiddenSize;
   if (flags.numHeads !== undefined) o.numHeads = flags.numHeads;
+  if (flags.headDim !== undefined) o.headDim = flags.headDim;
+  if (flags.ropeTheta !== undefined) o.ropeTheta = flags.ropeTheta;
+  if (flags.ropeScaling !== undefined) o.ropeScaling = flags.ropeScaling;
   if (flags.numKvHeads !== undefined) o.numKvHeads = flags.numKvHeads;
   if (flags.numLayers !== undefined) o.numLayers = flags.numLayers;
   if (flags.dropout !== undefined) o.dropout = flags.dropout;
@@ -151,7 +169,7 @@ const BAD_INPUT_CODES = new Set([
 
 /** API options the CLI sets from a flag of the same name in kebab case (`numKvHeads` <- `--num-kv-heads`). */
 const FLAG_OPTIONS = new Set([
-  "embedDim", "hiddenSize", "numHeads", "numKvHeads", "numLayers", "dropout", "yarnScale", "windowSize", "outputMode", "seed",
+  "embedDim", "hiddenSize", "headDim", "ropeTheta", "numHeads", "numKvHeads", "numLayers", "dropout", "yarnScale", "windowSize", "outputMode", "seed",
   "epochs", "batchSize", "lr", "weightDecay", "huberDelta",
 ]);
 

@@ -24,7 +24,7 @@ export function registerInfo(program: Command): void {
         "count), forward FLOPs per token, and KV-cache bytes per token for this model and for its",
         "MHA (num-kv-heads = num-heads) and MQA (num-kv-heads = 1) twins.",
         "\n\n",
-        "FLOPs/token = 2 * N_matmul + num_layers * 4 * T * hidden_size, where N_matmul counts the",
+        "FLOPs/token = 2 * N_matmul + num_layers * 4 * T * num_heads * head_dim, where N_matmul counts the",
         "weights of all matrix products (input projection, q/k/v/out projections, FFN up/down) and",
         "T = --seq-len; the second term is q k^T and softmax(s) v over all T keys (a causal mask",
         "halves it on average). KV bytes/token = 2 * num_layers * num_kv_heads * head_dim * 4 (F32).",
@@ -51,6 +51,7 @@ async function runInfo(flags: InfoFlags): Promise<void> {
     numHeads: opts.numHeads ?? defaults.numHeads,
     numKvHeads: opts.numKvHeads ?? defaults.numKvHeads,
     numLayers: opts.numLayers ?? defaults.numLayers,
+    ...(opts.headDim !== undefined && { headDim: opts.headDim }),
   };
   const seqLen = flags.seqLen ?? opts.windowSize ?? defaults.windowSize;
   const d = derived(a);
@@ -64,7 +65,8 @@ async function runInfo(flags: InfoFlags): Promise<void> {
     mha: kvBytesPerToken(a, a.numHeads),
     mqa: kvBytesPerToken(a, 1),
   };
-  const rotary = opts.yarn ? "yarn (Edifice)" : opts.rope ? "rope" : "none";
+  const theta = opts.ropeTheta !== undefined && opts.ropeTheta !== 10000 ? `, theta ${opts.ropeTheta}` : "";
+  const rotary = (opts.yarn ? "yarn (Edifice)" : opts.ropeScaling ? `${opts.ropeScaling.type} (Hugging Face)` : opts.rope ? "rope" : "none") + (opts.yarn || opts.ropeScaling || opts.rope ? theta : "");
   const outputMode = opts.outputMode ?? "last_timestep";
 
   if (flags.json) {
@@ -111,7 +113,7 @@ async function runInfo(flags: InfoFlags): Promise<void> {
   out.push(`parameters (exact, core):                ${fmtInt(exact)}${exact === tableExact ? "" : `  (table above sums to ${fmtInt(tableExact)}: MISMATCH)`}`);
   out.push(`parameters (Edifice approximate formula: projection matrices only): ${fmtInt(approx)}`);
   out.push(
-    `FLOPs per token (forward, T = ${seqLen}):  ${fmtInt(flops.total)}  = 2 * ${fmtInt(flops.matmul / 2)} matmul weights + ${a.numLayers} * 4 * ${seqLen} * ${a.hiddenSize} attention`,
+    `FLOPs per token (forward, T = ${seqLen}):  ${fmtInt(flops.total)}  = 2 * ${fmtInt(flops.matmul / 2)} matmul weights + ${a.numLayers} * 4 * ${seqLen} * ${d.qDim} attention`,
   );
   out.push(`KV cache per token (F32, 2 * layers * kv_heads * head_dim * 4):`);
   out.push(`  this model (${a.numKvHeads} KV heads):  ${fmtBytes(kv.model)}`);

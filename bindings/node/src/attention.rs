@@ -9,7 +9,7 @@ use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array, Uint8Array};
 use napi_derive::napi;
 
 use crate::error::guard;
-use crate::model::{load_options, ForwardTask};
+use crate::model::ForwardTask;
 use crate::tensor::{to_output, to_usize, to_usize_opt, ForwardOutput};
 
 /// A GQA attention layer (`q_proj`, `k_proj`, `v_proj`, `out_proj`) in native memory.
@@ -32,15 +32,13 @@ impl Attention {
         guard(|| GqaAttention::new(AttentionConfig::from_json(&json)?)).map(|a| Attention { inner: Handle::new(a) })
     }
 
-    /// Loads the layer from safetensors bytes (`q_proj.weight`, ...) and `LoadOptions` JSON whose
-    /// `config` (if any) holds attention options.
+    /// Loads the layer from safetensors bytes and the load options JSON
+    /// (`{config?, hfConfig?, layer?, strict?, prefix?}`, see `GqaAttention::load_json`): a gqa
+    /// file (`q_proj.weight`, ...) or, with `hfConfig` + `layer`, one decoder layer's
+    /// `self_attn` of a Hugging Face checkpoint.
     #[napi(factory)]
     pub fn load(bytes: Uint8Array, options_json: String) -> napi::Result<Attention> {
-        guard(|| {
-            let (cfg, opts) = split_attention_options(&options_json)?;
-            GqaAttention::from_safetensors(&bytes, cfg, &opts)
-        })
-        .map(|a| Attention { inner: Handle::new(a) })
+        guard(|| GqaAttention::load_json(&bytes, &options_json)).map(|a| Attention { inner: Handle::new(a) })
     }
 
     /// Forward pass on the calling thread. `dims = [B,T,H]`.
@@ -89,17 +87,4 @@ impl Attention {
     pub fn free(&self) {
         self.inner.free();
     }
-}
-
-/// Attention `LoadOptions` JSON: `{config?: AttentionOptions, strict?, prefix?}` -> the core's
-/// `(Option<AttentionConfig>, LoadOptions)`.
-pub(crate) fn split_attention_options(json: &str) -> gqa_core::Result<(Option<AttentionConfig>, gqa_core::LoadOptions)> {
-    let json = if json.trim().is_empty() { "{}" } else { json };
-    let mut v: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| gqa_core::Error::option("loadOptions", "{config?, strict?, prefix?}", e))?;
-    let cfg = match v.as_object_mut().and_then(|o| o.remove("config")) {
-        Some(c) if !c.is_null() => Some(AttentionConfig::from_json(&c.to_string())?),
-        _ => None,
-    };
-    Ok((cfg, load_options(&v.to_string())?))
 }

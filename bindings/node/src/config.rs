@@ -33,6 +33,14 @@ pub fn kv_cache_bytes_per_token(json: String) -> napi::Result<f64> {
     guard(|| GqaConfig::from_json(&json).map(|c| c.kv_cache_bytes_per_token() as f64))
 }
 
+/// Rotary frequencies of model or attention options at a sequence length, as JSON
+/// `{invFreq, attentionFactor}` (`gqa_core::attention::rope_frequencies_json`).
+/// Errors: `INVALID_OPTION`.
+#[napi(js_name = "ropeFrequencies")]
+pub fn rope_frequencies(json: String, seq_len: u32) -> napi::Result<String> {
+    guard(|| gqa_core::attention::rope_frequencies_json(&json, seq_len as usize))
+}
+
 /// Edifice's `recommended_defaults/0` as JSON.
 #[napi(js_name = "recommendedDefaults")]
 pub fn recommended_defaults() -> String {

@@ -4,26 +4,12 @@ use gqa_core::{AttentionConfig, GqaAttention};
 use wasm_bindgen::prelude::*;
 
 use crate::error::{wrap, JsResult};
-use crate::model::load_options;
 use crate::tensor::{to_output, to_usize, ForwardOutput};
 
 /// A GQA attention layer (`q_proj`, `k_proj`, `v_proj`, `out_proj`) in wasm memory.
 #[wasm_bindgen]
 pub struct Attention {
     inner: GqaAttention,
-}
-
-/// Attention `LoadOptions` JSON: `{config?: AttentionOptions, strict?, prefix?}` -> the core's
-/// `(Option<AttentionConfig>, LoadOptions)`.
-fn split_attention_options(json: &str) -> gqa_core::Result<(Option<AttentionConfig>, gqa_core::LoadOptions)> {
-    let json = if json.trim().is_empty() { "{}" } else { json };
-    let mut v: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| gqa_core::Error::option("loadOptions", "{config?, strict?, prefix?}", e))?;
-    let cfg = match v.as_object_mut().and_then(|o| o.remove("config")) {
-        Some(c) if !c.is_null() => Some(AttentionConfig::from_json(&c.to_string())?),
-        _ => None,
-    };
-    Ok((cfg, load_options(&v.to_string())?))
 }
 
 #[wasm_bindgen]
@@ -33,9 +19,12 @@ impl Attention {
         wrap(AttentionConfig::from_json(json).and_then(GqaAttention::new)).map(|inner| Attention { inner })
     }
 
-    /// Loads the layer from safetensors bytes and `LoadOptions` JSON.
+    /// Loads the layer from safetensors bytes and the load options JSON
+    /// (`{config?, hfConfig?, layer?, strict?, prefix?}`, see `GqaAttention::load_json`): a gqa
+    /// file (`q_proj.weight`, ...) or, with `hfConfig` + `layer`, one decoder layer's
+    /// `self_attn` of a Hugging Face checkpoint.
     pub fn load(bytes: &[u8], options_json: &str) -> JsResult<Attention> {
-        wrap(split_attention_options(options_json).and_then(|(c, o)| GqaAttention::from_safetensors(bytes, c, &o))).map(|inner| Attention { inner })
+        wrap(GqaAttention::load_json(bytes, options_json)).map(|inner| Attention { inner })
     }
 
     /// Forward pass. `dims = [B,T,H]`.

@@ -43,6 +43,16 @@ pub fn kv_cache_bytes_per_token(json: &str) -> JsResult<f64> {
     wrap(GqaConfig::from_json(json).map(|c| c.kv_cache_bytes_per_token() as f64))
 }
 
+/// Rotary frequencies of model or attention options at a sequence length, as JSON
+/// `{invFreq, attentionFactor}` (`gqa_core::attention::rope_frequencies_json`).
+///
+/// # Errors
+/// `INVALID_OPTION`.
+#[wasm_bindgen(js_name = ropeFrequencies)]
+pub fn rope_frequencies(json: &str, seq_len: u32) -> JsResult<String> {
+    wrap(gqa_core::attention::rope_frequencies_json(json, seq_len as usize))
+}
+
 /// Edifice's `recommended_defaults/0` as JSON.
 #[wasm_bindgen(js_name = recommendedDefaults)]
 pub fn recommended_defaults() -> String {

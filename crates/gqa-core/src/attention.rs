@@ -10,22 +10,28 @@
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::config::GqaConfig;
+use crate::config::{parse_json, GqaConfig};
 use crate::error::{Error, Result};
 use crate::input::{check_dims, valid_mask, zero_padded};
 use crate::kernels::{fused, reference};
 use crate::nn::Linear;
 use crate::params::ParamStore;
-use crate::rope::{inv_freq_for, Rotary};
+use crate::rope::{RopePlan, RopeScaling, Rotary};
 
 /// Options of the attention layer alone (`buildGqaAttention`), TypeScript names, Edifice's
 /// defaults (same rules as the model's options of the same names, SPEC section 1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AttentionConfig {
-    /// Width `H` of input and output, default 256; divisible by `num_heads`.
+    /// Width `H` of input and output, default 256; divisible by `num_heads` unless `head_dim`
+    /// is given.
     #[serde(default = "d_hidden")]
     pub hidden_size: usize,
+    /// Explicit per-head width `D` (`headDim`), default `hiddenSize / numHeads`; projections are
+    /// sized from it (`q_proj [NH*D, H]`, `k_proj`/`v_proj [NKV*D, H]`, `out_proj [H, NH*D]`)
+    /// and the attention scale is `1/sqrt(D)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_dim: Option<usize>,
     /// Query heads `NH`, default 8.
     #[serde(default = "d_heads")]
     pub num_heads: usize,
@@ -35,6 +41,12 @@ pub struct AttentionConfig {
     /// Rotary position embedding on q and k.
     #[serde(default)]
     pub rope: bool,
+    /// Rotary base `theta`, default 10000.
+    #[serde(default = "d_rope_theta")]
+    pub rope_theta: f64,
+    /// Hugging Face rotary scaling ([`RopeScaling`]); implies rotary; exclusive with `yarn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_scaling: Option<RopeScaling>,
     /// Edifice's YaRN-named frequency scaling (implies rotary).
     #[serde(default)]
     pub yarn: bool,
@@ -50,15 +62,18 @@ pub struct AttentionConfig {
 }
 
 // The attention layer's defaults are the model's (one place: config.rs).
-use crate::config::{d_heads, d_hidden, d_kv_heads, d_yarn_orig, d_yarn_scale};
+use crate::config::{d_heads, d_hidden, d_kv_heads, d_rope_theta, d_yarn_orig, d_yarn_scale};
 
 impl Default for AttentionConfig {
     fn default() -> Self {
         AttentionConfig {
             hidden_size: d_hidden(),
+            head_dim: None,
             num_heads: d_heads(),
             num_kv_heads: d_kv_heads(),
             rope: false,
+            rope_theta: d_rope_theta(),
+            rope_scaling: None,
             yarn: false,
             yarn_scale: d_yarn_scale(),
             yarn_original_max_position: d_yarn_orig(),
@@ -72,9 +87,12 @@ impl AttentionConfig {
     pub fn from_model(cfg: &GqaConfig) -> Self {
         AttentionConfig {
             hidden_size: cfg.hidden_size,
+            head_dim: cfg.head_dim,
             num_heads: cfg.num_heads,
             num_kv_heads: cfg.num_kv_heads,
             rope: cfg.rope,
+            rope_theta: cfg.rope_theta,
+            rope_scaling: cfg.rope_scaling.clone(),
             yarn: cfg.yarn,
             yarn_scale: cfg.yarn_scale,
             yarn_original_max_position: cfg.yarn_original_max_position,
@@ -87,14 +105,7 @@ impl AttentionConfig {
     /// # Errors
     /// [`Error::InvalidOption`] naming the option (unknown, wrong type, or a broken rule).
     pub fn from_json(json: &str) -> Result<Self> {
-        let de = &mut serde_json::Deserializer::from_str(json);
-        let cfg: AttentionConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let msg = e.inner().to_string();
-            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-            let name = msg.split('`').nth(1).map(str::to_string).unwrap_or(path);
-            Error::option(&name, "a valid attention option (SPEC section 1)", msg)
-        })?;
+        let cfg: AttentionConfig = parse_json(json, "attention options", "", "a known attention option (SPEC section 1)")?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -104,6 +115,158 @@ impl AttentionConfig {
         serde_json::to_string(self).expect("config serialises")
     }
 
+    /// Attention options of a Hugging Face Llama / Mistral / Qwen2-style `config.json` (the
+    /// parsed JSON object as text): `hidden_size`, `num_attention_heads`,
+    /// `num_key_value_heads` (default `num_attention_heads`), `head_dim` (default
+    /// `hidden_size / num_attention_heads`), rotary always on with base `rope_theta` (default
+    /// 10000) and the scaling of `rope_scaling` (transformers 4 form, with `rope_type` or the old
+    /// `type` key) or `rope_parameters` (transformers 5 form, which also carries `rope_theta`).
+    /// As transformers' `standardize_rope_params` and rope init functions do: yarn/llama3 take
+    /// `original_max_position_embeddings` from the top-level key if present, else from the
+    /// scaling dict, else `max_position_embeddings`; yarn without `factor` uses
+    /// `max_position_embeddings / original_max_position_embeddings`; `dynamic` uses
+    /// `max_position_embeddings` as its `originalMaxPositionEmbeddings`. Seed 0.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] naming `hfConfig.<key>`: not a JSON object, a missing or
+    /// non-integer size, an unsupported `rope_type` (`longrope`, ...), `partial_rotary_factor`
+    /// other than 1, a missing `max_position_embeddings` where it is needed, then every rule of
+    /// [`AttentionConfig::validate`].
+    pub fn from_hf_config(json: &str) -> Result<Self> {
+        let v: serde_json::Value = serde_json::from_str(json).map_err(|e| Error::option("hfConfig", "a JSON object (a parsed config.json)", e))?;
+        let o = v.as_object().ok_or_else(|| Error::option("hfConfig", "a JSON object (a parsed config.json)", short(&v)))?;
+        let get = |k: &str| o.get(k).filter(|x| !x.is_null());
+        let uint = |k: &str| -> Result<Option<usize>> {
+            match get(k) {
+                None => Ok(None),
+                Some(x) => x
+                    .as_u64()
+                    .and_then(|u| usize::try_from(u).ok())
+                    .map(Some)
+                    .ok_or_else(|| Error::option(&format!("hfConfig.{k}"), "a non-negative integer", short(x))),
+            }
+        };
+        let req = |k: &str| -> Result<usize> { uint(k)?.ok_or_else(|| Error::option(&format!("hfConfig.{k}"), "a value (required)", "nothing")) };
+        let hidden = req("hidden_size")?;
+        let heads = req("num_attention_heads")?;
+        let kv_heads = uint("num_key_value_heads")?.unwrap_or(heads);
+        let head_dim = uint("head_dim")?;
+        let max_pos = uint("max_position_embeddings")?;
+        let top_orig = uint("original_max_position_embeddings")?;
+        // The rope dict: transformers 5's `rope_parameters`, else `rope_scaling`.
+        let (rp_key, rp) = match (get("rope_parameters"), get("rope_scaling")) {
+            (Some(p), _) => ("rope_parameters", Some(p)),
+            (None, Some(p)) => ("rope_scaling", Some(p)),
+            (None, None) => ("rope_scaling", None),
+        };
+        let rp = match rp {
+            Some(x) => Some(x.as_object().ok_or_else(|| Error::option(&format!("hfConfig.{rp_key}"), "a JSON object or null", short(x)))?),
+            None => None,
+        };
+        let rget = |k: &str| rp.and_then(|m| m.get(k)).filter(|x| !x.is_null());
+        let num = |k: &str, x: Option<&serde_json::Value>| -> Result<Option<f64>> {
+            match x {
+                None => Ok(None),
+                Some(x) => x.as_f64().map(Some).ok_or_else(|| Error::option(&format!("hfConfig.{k}"), "a number", short(x))),
+            }
+        };
+        let theta = match num(&format!("{rp_key}.rope_theta"), rget("rope_theta"))? {
+            Some(t) => t,
+            None => num("rope_theta", get("rope_theta"))?.unwrap_or(crate::rope::ROPE_BASE),
+        };
+        let prf_key = format!("{rp_key}.partial_rotary_factor");
+        let prf = match num(&prf_key, rget("partial_rotary_factor"))? {
+            Some(x) => Some((prf_key, x)),
+            None => num("partial_rotary_factor", get("partial_rotary_factor"))?.map(|x| ("partial_rotary_factor".to_string(), x)),
+        };
+        if let Some((k, f)) = prf {
+            if f != 1.0 {
+                return Err(Error::option(&format!("hfConfig.{k}"), "1 (partial rotary is not supported)", f));
+            }
+        }
+        let (type_key, ty) = match (rget("rope_type"), rget("type")) {
+            (Some(t), _) => ("rope_type", Some(t)),
+            (None, Some(t)) => ("type", Some(t)),
+            (None, None) => ("rope_type", None),
+        };
+        let ty = match ty {
+            None => "default".to_string(),
+            Some(t) => t.as_str().ok_or_else(|| Error::option(&format!("hfConfig.{rp_key}.{type_key}"), "a string", short(t)))?.to_string(),
+        };
+        let f = |k: &str| num(&format!("{rp_key}.{k}"), rget(k));
+        let need = |k: &str, x: Option<f64>| x.ok_or_else(|| Error::option(&format!("hfConfig.{rp_key}.{k}"), format!("a value (required for rope_type {ty})"), "nothing"));
+        let rint = |k: &str| -> Result<Option<usize>> {
+            match rget(k) {
+                None => Ok(None),
+                Some(x) => x
+                    .as_u64()
+                    .and_then(|u| usize::try_from(u).ok())
+                    .map(Some)
+                    .ok_or_else(|| Error::option(&format!("hfConfig.{rp_key}.{k}"), "a non-negative integer", short(x))),
+            }
+        };
+        let orig = || -> Result<usize> {
+            top_orig
+                .or(rint("original_max_position_embeddings")?)
+                .or(max_pos)
+                .ok_or_else(|| Error::option("hfConfig.max_position_embeddings", format!("a value (rope_type {ty} needs it or original_max_position_embeddings)"), "nothing"))
+        };
+        let scaling = match ty.as_str() {
+            "default" => None,
+            "linear" => Some(RopeScaling::Linear { factor: need("factor", f("factor")?)? }),
+            "dynamic" => Some(RopeScaling::Dynamic {
+                factor: need("factor", f("factor")?)?,
+                original_max_position_embeddings: max_pos
+                    .ok_or_else(|| Error::option("hfConfig.max_position_embeddings", "a value (rope_type dynamic needs it)", "nothing"))?,
+            }),
+            "yarn" => {
+                let orig = orig()?;
+                let factor = match f("factor")? {
+                    Some(x) => x,
+                    None => max_pos.ok_or_else(|| Error::option(&format!("hfConfig.{rp_key}.factor"), "a value (or max_position_embeddings)", "nothing"))? as f64 / orig as f64,
+                };
+                let truncate = match rget("truncate") {
+                    None => None,
+                    Some(x) => Some(x.as_bool().ok_or_else(|| Error::option(&format!("hfConfig.{rp_key}.truncate"), "true or false", short(x)))?),
+                };
+                Some(RopeScaling::Yarn {
+                    factor,
+                    original_max_position_embeddings: orig,
+                    beta_fast: f("beta_fast")?,
+                    beta_slow: f("beta_slow")?,
+                    attention_factor: f("attention_factor")?,
+                    mscale: f("mscale")?,
+                    mscale_all_dim: f("mscale_all_dim")?,
+                    truncate,
+                })
+            }
+            "llama3" => Some(RopeScaling::Llama3 {
+                factor: need("factor", f("factor")?)?,
+                low_freq_factor: need("low_freq_factor", f("low_freq_factor")?)?,
+                high_freq_factor: need("high_freq_factor", f("high_freq_factor")?)?,
+                original_max_position_embeddings: orig()?,
+            }),
+            other => {
+                return Err(Error::option(&format!("hfConfig.{rp_key}.{type_key}"), "one of default, linear, dynamic, yarn, llama3", other));
+            }
+        };
+        let cfg = AttentionConfig {
+            hidden_size: hidden,
+            head_dim: Some(head_dim.unwrap_or(if heads > 0 { hidden / heads } else { 0 })),
+            num_heads: heads,
+            num_kv_heads: kv_heads,
+            rope: true,
+            rope_theta: theta,
+            rope_scaling: scaling,
+            yarn: false,
+            yarn_scale: d_yarn_scale(),
+            yarn_original_max_position: d_yarn_orig(),
+            seed: 0,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
     /// Checks the rules of SPEC section 1 for these options.
     ///
     /// # Errors
@@ -111,24 +274,49 @@ impl AttentionConfig {
     pub fn validate(&self) -> Result<()> {
         let mut m = GqaConfig::new(self.hidden_size.max(1));
         m.hidden_size = self.hidden_size;
+        m.head_dim = self.head_dim;
         m.num_heads = self.num_heads;
         m.num_kv_heads = self.num_kv_heads;
         m.num_layers = 1;
         m.rope = self.rope;
+        m.rope_theta = self.rope_theta;
+        m.rope_scaling = self.rope_scaling.clone();
         m.yarn = self.yarn;
         m.yarn_scale = self.yarn_scale;
         m.yarn_original_max_position = self.yarn_original_max_position;
         m.validate()
     }
 
-    /// `headDim = hiddenSize / numHeads`.
+    /// `headDim`: the explicit option, else `hiddenSize / numHeads`.
     pub fn head_dim(&self) -> usize {
-        self.hidden_size / self.num_heads
+        self.head_dim.unwrap_or(self.hidden_size / self.num_heads.max(1))
     }
 
-    /// The rotary `inv_freq` `[headDim/2]` or `None` without rotary (SPEC section 5).
+    /// Whether rotary embeddings are applied (`rope || yarn || ropeScaling`).
+    pub fn uses_rotary(&self) -> bool {
+        self.rope || self.yarn || self.rope_scaling.is_some()
+    }
+
+    /// How the rotary tables are made, `None` without rotary (SPEC section 5, [`RopePlan`]).
+    pub fn rope_plan(&self) -> Option<RopePlan> {
+        let yarn = self.yarn.then_some((self.yarn_scale, self.yarn_original_max_position));
+        RopePlan::new(self.head_dim(), self.uses_rotary(), self.rope_theta, yarn, self.rope_scaling.as_ref())
+    }
+
+    /// The rotary `inv_freq` `[headDim/2]` (at sequence lengths up to a `dynamic` threshold)
+    /// or `None` without rotary (SPEC section 5).
     pub fn inv_freq(&self) -> Option<Vec<f32>> {
-        inv_freq_for(self.head_dim(), self.rope, self.yarn, self.yarn_scale, self.yarn_original_max_position)
+        self.rope_plan().map(|p| p.inv_freq(0).0)
+    }
+}
+
+/// A JSON value for an error message (at most 60 characters).
+fn short(v: &serde_json::Value) -> String {
+    let s = v.to_string();
+    if s.len() > 60 {
+        format!("{}...", s.chars().take(57).collect::<String>())
+    } else {
+        s
     }
 }
 
@@ -181,7 +369,7 @@ pub struct GqaAttention {
     k_proj: Linear,
     v_proj: Linear,
     out_proj: Linear,
-    inv_freq: Option<Vec<f32>>,
+    rope: Option<RopePlan>,
     params: ParamStore,
     device: Device,
     /// The parameters' bytes under the memory budget ([`crate::memory`]); `None` inside a
@@ -235,8 +423,8 @@ impl GqaAttention {
             params.push(format!("{name}.weight"), lin.weight.clone())?;
             params.push(format!("{name}.bias"), lin.bias.clone())?;
         }
-        let inv_freq = cfg.inv_freq();
-        Ok(GqaAttention { cfg, q_proj, k_proj, v_proj, out_proj, inv_freq, params, device: device.clone(), memory: None })
+        let rope = cfg.rope_plan();
+        Ok(GqaAttention { cfg, q_proj, k_proj, v_proj, out_proj, rope, params, device: device.clone(), memory: None })
     }
 
     /// The options.
@@ -262,12 +450,13 @@ impl GqaAttention {
         self.params.digest()
     }
 
-    /// Rotary tables for `positions` positions, or `None` without rotary.
+    /// Rotary tables for positions `0..positions` of a sequence of `positions` positions (the
+    /// length a `dynamic` ropeScaling sees), or `None` without rotary.
     ///
     /// # Errors
     /// [`Error::OutOfMemory`] / [`Error::Backend`] from [`Rotary::new`].
     pub fn rotary(&self, positions: usize) -> Result<Option<Rotary>> {
-        self.inv_freq.as_ref().map(|f| Rotary::new(f, positions, &self.device)).transpose()
+        self.rope.as_ref().map(|p| p.rotary(positions, positions, &self.device)).transpose()
     }
 
     /// Projections and rotary: `x: [B,T,H]` -> `q: [B,NH,T,D]`, `k, v: [B,NKV,T,D]`
@@ -337,10 +526,10 @@ impl GqaAttention {
     /// # Errors
     /// As [`GqaAttention::forward`].
     pub fn forward_t(&self, x: &Tensor, mask: &AttnMask, rotary: Option<&Rotary>, track: bool) -> Result<Tensor> {
-        if self.inv_freq.is_some() && rotary.is_none() {
-            return Err(Error::input("rotary", "rotary tables (the config has rope or yarn)", "none"));
+        if self.rope.is_some() && rotary.is_none() {
+            return Err(Error::input("rotary", "rotary tables (the config has rope, yarn or ropeScaling)", "none"));
         }
-        let rotary = if self.inv_freq.is_some() { rotary } else { None };
+        let rotary = if self.rope.is_some() { rotary } else { None };
         if !track && fused::fused_ok(x) {
             return self.forward_fused(x, mask, rotary, None);
         }
@@ -385,10 +574,10 @@ impl GqaAttention {
         if !fused::fused_ok(a) {
             return Ok(None);
         }
-        if self.inv_freq.is_some() && rotary.is_none() {
-            return Err(Error::input("rotary", "rotary tables (the config has rope or yarn)", "none"));
+        if self.rope.is_some() && rotary.is_none() {
+            return Err(Error::input("rotary", "rotary tables (the config has rope, yarn or ropeScaling)", "none"));
         }
-        let rotary = if self.inv_freq.is_some() { rotary } else { None };
+        let rotary = if self.rope.is_some() { rotary } else { None };
         self.forward_fused(a, mask, rotary, Some(h)).map(Some)
     }
 
@@ -419,4 +608,20 @@ impl GqaAttention {
         }
         Ok((y.flatten_all()?.to_vec1::<f32>()?, vec![b, t, h]))
     }
+}
+
+/// The rotary frequencies of an options JSON (attention options, or model options when it has
+/// `embedDim`) at a sequence length (only `dynamic` ropeScaling depends on it), as JSON
+/// `{"invFreq": [headDim/2 f32 values], "attentionFactor": f32}`: what the layer multiplies
+/// positions by and the factor on its cos/sin tables (SPEC section 5; [`crate::rope::RopePlan`]).
+/// The bindings expose it as `ropeFrequencies`.
+///
+/// # Errors
+/// [`Error::InvalidOption`] for invalid options, or options without rotary (names `rope`).
+pub fn rope_frequencies_json(options_json: &str, seq_len: usize) -> Result<String> {
+    let is_model = serde_json::from_str::<serde_json::Value>(options_json).ok().is_some_and(|v| v.get("embedDim").is_some());
+    let plan = if is_model { GqaConfig::from_json(options_json)?.rope_plan() } else { AttentionConfig::from_json(options_json)?.rope_plan() };
+    let plan = plan.ok_or_else(|| Error::option("rope", "rotary options (rope, yarn or ropeScaling)", "no rotary"))?;
+    let (inv, af) = plan.inv_freq(seq_len);
+    Ok(serde_json::json!({ "invFreq": inv, "attentionFactor": af }).to_string())
 }

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{check_f32_buffer, Error, Result};
+use crate::rope::{RopePlan, RopeScaling};
 
 /// What the model returns from the final hidden states `h: [B, T, H]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -40,9 +41,15 @@ impl OutputMode {
 pub struct GqaConfig {
     /// Input features per timestep `E` (`:embed_dim`). Required, >= 1.
     pub embed_dim: usize,
-    /// Model width `H` (`:hidden_size`), default 256; divisible by `num_heads`.
+    /// Model width `H` (`:hidden_size`), default 256; divisible by `num_heads` unless
+    /// `head_dim` is given.
     #[serde(default = "d_hidden")]
     pub hidden_size: usize,
+    /// Explicit per-head width `D` (`headDim`, >= 1); default `hiddenSize / numHeads`. With it,
+    /// `q_proj` is `[numHeads*D, H]`, `k_proj`/`v_proj` `[numKvHeads*D, H]`, `out_proj`
+    /// `[H, numHeads*D]` and the attention scale is `1/sqrt(D)` (as Hugging Face's `head_dim`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_dim: Option<usize>,
     /// Query heads `NH` (`:num_heads`), default 8.
     #[serde(default = "d_heads")]
     pub num_heads: usize,
@@ -56,9 +63,16 @@ pub struct GqaConfig {
     /// Dropout probability, default 0.1, `0 <= p < 1`; active only in training.
     #[serde(default = "d_dropout")]
     pub dropout: f64,
-    /// Rotary position embedding on Q and K (half-rotation, base 10000).
+    /// Rotary position embedding on Q and K (half-rotation, base `rope_theta`).
     #[serde(default)]
     pub rope: bool,
+    /// Rotary base `theta` (`ropeTheta`, finite > 0), default 10000.
+    #[serde(default = "d_rope_theta")]
+    pub rope_theta: f64,
+    /// Hugging Face rotary scaling (`ropeScaling`, see [`RopeScaling`]); implies rotary;
+    /// exclusive with `yarn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_scaling: Option<RopeScaling>,
     /// Edifice's YaRN-named frequency scaling (SPEC section 5); implies rotary.
     #[serde(default)]
     pub yarn: bool,
@@ -93,6 +107,9 @@ fn d_layers() -> usize {
 }
 fn d_dropout() -> f64 {
     0.1
+}
+pub(crate) fn d_rope_theta() -> f64 {
+    crate::rope::ROPE_BASE
 }
 pub(crate) fn d_yarn_scale() -> f64 {
     8.0
@@ -133,11 +150,14 @@ impl GqaConfig {
         GqaConfig {
             embed_dim,
             hidden_size: d_hidden(),
+            head_dim: None,
             num_heads: d_heads(),
             num_kv_heads: d_kv_heads(),
             num_layers: d_layers(),
             dropout: d_dropout(),
             rope: false,
+            rope_theta: d_rope_theta(),
+            rope_scaling: None,
             yarn: false,
             yarn_scale: d_yarn_scale(),
             yarn_original_max_position: d_yarn_orig(),
@@ -184,10 +204,13 @@ impl GqaConfig {
         if self.num_layers < 1 {
             return Err(Error::option("numLayers", "an integer >= 1", self.num_layers));
         }
-        if !self.hidden_size.is_multiple_of(self.num_heads) {
+        if self.head_dim == Some(0) {
+            return Err(Error::option("headDim", "an integer >= 1", 0));
+        }
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_heads) {
             return Err(Error::option(
                 "hiddenSize",
-                format!("a multiple of numHeads={}", self.num_heads),
+                format!("a multiple of numHeads={} (or an explicit headDim)", self.num_heads),
                 self.hidden_size,
             ));
         }
@@ -210,11 +233,34 @@ impl GqaConfig {
         if self.window_size < 1 {
             return Err(Error::option("windowSize", "an integer >= 1", self.window_size));
         }
+        if !(self.rope_theta > 0.0 && self.rope_theta.is_finite()) {
+            return Err(Error::option("ropeTheta", "a finite number > 0", self.rope_theta));
+        }
+        if let Some(s) = &self.rope_scaling {
+            if self.yarn {
+                return Err(Error::option(
+                    "ropeScaling",
+                    "either ropeScaling (Hugging Face rotary scaling) or yarn: true (Edifice's scaling), not both",
+                    format!("ropeScaling of type {} with yarn: true", s.type_name()),
+                ));
+            }
+            s.validate()?;
+            if matches!(s, RopeScaling::Dynamic { .. }) && self.head_dim() == 2 {
+                return Err(Error::option("headDim", "headDim >= 4 with dynamic ropeScaling (the NTK exponent is d/(d-2))", 2));
+            }
+        }
+        if self.uses_rotary() && self.head_dim.is_some() && !self.head_dim().is_multiple_of(2) {
+            return Err(Error::option(
+                "headDim",
+                "an even headDim when rope, yarn or ropeScaling is on",
+                self.head_dim(),
+            ));
+        }
         if self.uses_rotary() && !self.head_dim().is_multiple_of(2) {
             return Err(Error::option(
                 "hiddenSize",
                 format!(
-                    "an even headDim (hiddenSize / numHeads) when rope or yarn is on (numHeads={})",
+                    "an even headDim (hiddenSize / numHeads) when rope, yarn or ropeScaling is on (numHeads={})",
                     self.num_heads
                 ),
                 format!("{} (headDim={})", self.hidden_size, self.head_dim()),
@@ -223,6 +269,7 @@ impl GqaConfig {
         // Largest single weight and the whole parameter set must be addressable.
         check_f32_buffer("ffn_up.weight", &[4, self.hidden_size, self.hidden_size])?;
         check_f32_buffer("input_projection.weight", &[self.hidden_size, self.embed_dim])?;
+        check_f32_buffer("q_proj.weight", &[self.num_heads, self.head_dim(), self.hidden_size])?;
         let bytes = self.param_count_exact_u128() * 4;
         let limit = crate::memory::limit();
         if bytes > limit as u128 {
@@ -236,14 +283,20 @@ impl GqaConfig {
         Ok(())
     }
 
-    /// Whether rotary embeddings are applied (`rope || yarn`).
+    /// Whether rotary embeddings are applied (`rope || yarn || ropeScaling`).
     pub fn uses_rotary(&self) -> bool {
-        self.rope || self.yarn
+        self.rope || self.yarn || self.rope_scaling.is_some()
     }
 
-    /// `headDim = hiddenSize / numHeads`.
+    /// `headDim`: the explicit option, else `hiddenSize / numHeads`.
     pub fn head_dim(&self) -> usize {
-        self.hidden_size / self.num_heads
+        self.head_dim.unwrap_or(self.hidden_size / self.num_heads.max(1))
+    }
+
+    /// How the rotary tables are made (`None` without rotary), see [`RopePlan`].
+    pub fn rope_plan(&self) -> Option<RopePlan> {
+        let yarn = self.yarn.then_some((self.yarn_scale, self.yarn_original_max_position));
+        RopePlan::new(self.head_dim(), self.uses_rotary(), self.rope_theta, yarn, self.rope_scaling.as_ref())
     }
 
     /// `qDim = numHeads * headDim`.
@@ -333,10 +386,23 @@ fn json_option_error(e: &serde_path_to_error::Error<serde_json::Error>, what: &s
         let end = rest.find("`, expected").or_else(|| rest.rfind('`'))?;
         Some(rest[..end].to_string())
     };
+    // The path names the object holding the field (or, for an unknown field at the top level, the
+    // field itself; inside an internally tagged enum such as `ropeScaling`, the enum).
+    let nested = |q: String| {
+        if path == "." || path.is_empty() || path == q || path.ends_with(&format!(".{q}")) {
+            if path == "." || path.is_empty() { q } else { path.clone() }
+        } else {
+            format!("{path}.{q}")
+        }
+    };
     if msg.starts_with("missing field") {
-        Error::option(&name(quoted("missing field `").unwrap_or(path)), "a value (this option is required)", "nothing")
+        Error::option(&name(quoted("missing field `").map(nested).unwrap_or(path)), "a value (this option is required)", "nothing")
     } else if msg.starts_with("unknown field") {
-        Error::option(&name(quoted("unknown field `").unwrap_or(path)), known, "an unknown option")
+        Error::option(&name(quoted("unknown field `").map(nested).unwrap_or(path)), known, "an unknown option")
+    } else if msg.starts_with("unknown variant") {
+        let (found, expected) = msg.split_once(", expected ").unwrap_or((&msg, "a known value"));
+        let field = if path.ends_with("ropeScaling") { format!("{path}.type") } else { path.clone() };
+        Error::option(&name(field), expected.to_string(), found.to_string())
     } else if path == "." {
         Error::option(what, format!("a JSON object of {what}"), msg)
     } else {

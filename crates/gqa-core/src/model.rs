@@ -11,7 +11,7 @@ use crate::error::{check_f32_buffer, Error, Result};
 use crate::input::{check_dims, check_lengths, has_padding, valid_mask, zero_padded};
 use crate::nn::{LayerNorm, Linear};
 use crate::params::ParamStore;
-use crate::rope::Rotary;
+use crate::rope::{RopePlan, Rotary};
 
 /// The model: parameters (canonical order, SPEC section 3) as candle `Var`s plus the layers
 /// that read them.
@@ -23,7 +23,7 @@ pub struct GqaModel {
     input_projection: Option<Linear>,
     blocks: Vec<GqaBlock>,
     final_norm: LayerNorm,
-    inv_freq: Option<Vec<f32>>,
+    rope: Option<RopePlan>,
     /// The parameters' bytes under the memory budget ([`crate::memory`]), shared by clones
     /// (which share the tensors) and released with the last of them.
     _memory: std::sync::Arc<crate::memory::Reservation>,
@@ -73,8 +73,8 @@ impl GqaModel {
         let final_norm = LayerNorm::init(cfg.hidden_size, device)?;
         params.push("final_norm.weight", final_norm.weight.clone())?;
         params.push("final_norm.bias", final_norm.bias.clone())?;
-        let inv_freq = acfg.inv_freq();
-        Ok(GqaModel { cfg, params, device: device.clone(), input_projection, blocks, final_norm, inv_freq, _memory: memory, usage: Default::default() })
+        let rope = acfg.rope_plan();
+        Ok(GqaModel { cfg, params, device: device.clone(), input_projection, blocks, final_norm, rope, _memory: memory, usage: Default::default() })
     }
 
     /// The options.
@@ -115,12 +115,18 @@ impl GqaModel {
         crate::session::Session::new(self, batch, max_len)
     }
 
-    /// Rotary tables for positions `0..positions`, or `None` when the config has no rotary.
+    /// Rotary tables for positions `0..positions` of a sequence of `positions` positions (the
+    /// length a `dynamic` ropeScaling sees), or `None` when the config has no rotary.
     ///
     /// # Errors
     /// [`Error::OutOfMemory`] / [`Error::Backend`].
     pub fn rotary(&self, positions: usize) -> Result<Option<Rotary>> {
-        self.inv_freq.as_ref().map(|f| Rotary::new(f, positions, &self.device)).transpose()
+        self.rope.as_ref().map(|p| p.rotary(positions, positions, &self.device)).transpose()
+    }
+
+    /// How this model's rotary tables are made (`None` without rotary).
+    pub fn rope_plan(&self) -> Option<&RopePlan> {
+        self.rope.as_ref()
     }
 
     /// Forward pass `x: [B,T,E]` (f32) -> `[B,H]` (`last_timestep`, `mean_pool`) or `[B,T,H]`

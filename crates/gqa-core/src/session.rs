@@ -86,7 +86,9 @@ impl Session {
         let half = d / 2;
         let memory = crate::memory::reserve_f32("kv cache", &[&[2, layers, batch, nkv, max_len, d], &[2, max_len, half], &[3, batch, cfg.hidden_size]])?;
         let device = model.device().clone();
-        let rotary = model.rotary(max_len)?;
+        // Tables at the base frequencies (a `dynamic` ropeScaling recomputes them per push once
+        // the sequence outgrows its threshold, see `push`).
+        let rotary = model.rope_plan().map(|p| p.rotary(0, max_len, &device)).transpose()?;
         let mut k = Vec::with_capacity(layers);
         let mut v = Vec::with_capacity(layers);
         let host = if model.engine_applies() {
@@ -305,12 +307,27 @@ impl Session {
         if b == 0 {
             return Ok((Vec::new(), out_dims));
         }
+        // Dynamic NTK (transformers' `dynamic_rope_update`): the new positions are rotated with
+        // the frequencies of the sequence length after this push, `max(totals)`, once it exceeds
+        // the threshold; keys already cached keep theirs. Only the rows the push reads
+        // (`min(lengths)..min(max(lengths)+t, capacity)`) are computed.
+        let dynamic = match model.rope_plan() {
+            Some(p) if ns.iter().any(|&c| c > 0) && p.dynamic_threshold().is_some_and(|th| lmax > th) => {
+                let from = self.lengths.iter().copied().min().unwrap_or(0);
+                let end = (self.lengths.iter().copied().max().unwrap_or(0) + t).min(self.capacity);
+                Some(p.rotary_rows(lmax, end, from, &self.device)?)
+            }
+            _ => None,
+        };
+        // (A cheap clone: candle tensors share their storage.)
+        let rot = dynamic.or_else(|| self.rotary.clone());
+        let rot = rot.as_ref();
         let hidden = if !ns.iter().any(|&c| c > 0) {
             Vec::new()
         } else if self.host.is_some() {
-            self.run_engine(model, chunk, t, &ns)?
+            self.run_engine(model, chunk, t, &ns, rot)?
         } else {
-            self.run(model, chunk, t, &ns, &totals)?
+            self.run(model, chunk, t, &ns, &totals, rot)?
         };
 
         // Outputs on the host (validated above; nothing below can fail).
@@ -353,22 +370,21 @@ impl Session {
     /// `>= ns[b]` are meaningless.
     /// One push on the fused CPU engine ([`crate::kernels::engine::cached_step`]): no candle
     /// tensor per op, K/V written straight into the host cache.
-    fn run_engine(&mut self, model: &GqaModel, chunk: &[f32], t: usize, ns: &[usize]) -> Result<Vec<f32>> {
+    fn run_engine(&mut self, model: &GqaModel, chunk: &[f32], t: usize, ns: &[usize], rot: Option<&Rotary>) -> Result<Vec<f32>> {
         let (b, cap) = (self.batch, self.capacity);
         let cached = self.lengths.clone();
         let Some((k, v)) = self.host.as_mut() else {
             return Err(Error::Internal("session: no host cache".into()));
         };
-        let rotary = self.rotary.as_ref();
         // Guards on the pool, as in `GqaModel::engine_forward`.
         crate::kernels::threads::install(|| {
-            model.with_engine(rotary, |dims, w, rope| {
+            model.with_engine(rot, |dims, w, rope| {
                 crate::kernels::engine::cached_step(dims, w, rope, chunk, b, t, ns, &cached, crate::kernels::engine::KvCache { k, v, capacity: cap })
             })
         })
     }
 
-    fn run(&self, model: &GqaModel, chunk: &[f32], t: usize, ns: &[usize], totals: &[usize]) -> Result<Vec<f32>> {
+    fn run(&self, model: &GqaModel, chunk: &[f32], t: usize, ns: &[usize], totals: &[usize], rot: Option<&Rotary>) -> Result<Vec<f32>> {
         let cfg = &self.cfg;
         let (b, e) = (self.batch, cfg.embed_dim);
         let x = Tensor::from_slice(chunk, (b, t, e), &self.device)?;
@@ -376,7 +392,7 @@ impl Session {
         let mut h = model.project_input(&x, false)?;
         // Per-row rotary tables [B, 1, t, D/2] for positions lengths[b] + i (clamped for the
         // ignored positions i >= ns[b], whose positions may lie past the capacity).
-        let rot = match &self.rotary {
+        let rot = match rot {
             Some(r) => {
                 let mut idx = Vec::with_capacity(b * t);
                 for &len in &self.lengths {

@@ -395,3 +395,133 @@ impl GqaAttention {
         save(self.params(), &[], meta)
     }
 }
+
+/// The options of loading a standalone attention layer, as the bindings pass them (JSON,
+/// TypeScript names): `{config?, hfConfig?, layer?, strict?, prefix?}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+struct AttentionLoadJson {
+    config: Option<serde_json::Value>,
+    hf_config: Option<serde_json::Value>,
+    layer: Option<usize>,
+    strict: bool,
+    prefix: Option<String>,
+}
+
+impl GqaAttention {
+    /// Loads a standalone attention layer from safetensors bytes and the load options JSON of
+    /// the TypeScript API (`{config?, hfConfig?, layer?, strict?, prefix?}`; the bindings pass it
+    /// through): with `hfConfig` (a parsed Hugging Face `config.json`) and `layer`,
+    /// [`GqaAttention::from_hf_safetensors`]; else [`GqaAttention::from_safetensors`] with
+    /// `config` as attention options (or model options, whose attention options are taken).
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for a bad options object (naming the field: `layer` missing with
+    /// `hfConfig`, `config` with `hfConfig`, ...), then the errors of the loader used.
+    pub fn load_json(bytes: &[u8], options_json: &str) -> Result<Self> {
+        let json = if options_json.trim().is_empty() { "{}" } else { options_json };
+        let o: AttentionLoadJson = crate::config::parse_json(json, "loadOptions", "", "one of config, hfConfig, layer, strict, prefix")?;
+        if let Some(hf) = &o.hf_config {
+            if o.config.is_some() {
+                return Err(Error::option("config", "no config with hfConfig (the layer's options come from hfConfig)", "both given"));
+            }
+            let layer = o.layer.ok_or_else(|| Error::option("layer", "the decoder layer index (an integer >= 0) with hfConfig", "nothing"))?;
+            return GqaAttention::from_hf_safetensors(bytes, &hf.to_string(), layer, o.prefix.as_deref(), o.strict);
+        }
+        if o.layer.is_some() {
+            return Err(Error::option("layer", "only with hfConfig (a Hugging Face checkpoint)", "layer without hfConfig"));
+        }
+        let cfg = match &o.config {
+            None => None,
+            Some(c) => {
+                let s = c.to_string();
+                // Attention options, or the options of a whole model (its attention's).
+                match AttentionConfig::from_json(&s) {
+                    Ok(a) => Some(a),
+                    Err(e) => match c.get("embedDim") {
+                        Some(_) => Some(AttentionConfig::from_model(&GqaConfig::from_json(&s)?)),
+                        None => return Err(e),
+                    },
+                }
+            }
+        };
+        let opts = LoadOptions { config: None, strict: o.strict, prefix: o.prefix, allow_extra: Vec::new() };
+        GqaAttention::from_safetensors(bytes, cfg, &opts)
+    }
+
+    /// Loads the self-attention of decoder layer `layer` of a Hugging Face Llama / Mistral /
+    /// Qwen2-style checkpoint: options from [`AttentionConfig::from_hf_config`] of `hf_config`
+    /// (the `config.json` text), weights `{prefix}layers.{layer}.self_attn.{q,k,v,o}_proj.weight`
+    /// (`[out, in]`, F32/F16/BF16) and `.bias` when present (zeros when absent; required when
+    /// `attention_bias` is true). `o_proj` becomes `out_proj`. The prefix (e.g. `model.`) is
+    /// detected when `None`. `strict` rejects other tensors of that layer's `self_attn.` (the
+    /// rest of the checkpoint is ignored). The layer's forward then equals transformers'
+    /// attention module at positions `0..T-1` with a causal mask (SPEC section 5; fixtures of
+    /// `scripts/gen_rope_fixtures.py`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] (`hfConfig.*`, `layer` beyond `num_hidden_layers`),
+    /// [`Error::MalformedFile`], [`Error::MissingParameter`] (names the key looked for),
+    /// [`Error::TensorMismatch`], [`Error::NonFiniteWeight`], [`Error::UnexpectedParameter`].
+    pub fn from_hf_safetensors(bytes: &[u8], hf_config: &str, layer: usize, prefix: Option<&str>, strict: bool) -> Result<Self> {
+        let cfg = AttentionConfig::from_hf_config(hf_config)?;
+        let hf: serde_json::Value = serde_json::from_str(hf_config).map_err(|e| Error::option("hfConfig", "a JSON object", e))?;
+        if let Some(n) = hf.get("num_hidden_layers").and_then(serde_json::Value::as_u64) {
+            if layer as u64 >= n {
+                return Err(Error::option("layer", format!("a decoder layer index < num_hidden_layers = {n}"), layer));
+            }
+        }
+        let bias_required = hf.get("attention_bias").and_then(serde_json::Value::as_bool) == Some(true);
+        let st = parse(bytes)?;
+        let keys: Vec<String> = st.names().into_iter().map(str::to_string).collect();
+        let stem = format!("layers.{layer}.self_attn.");
+        let probe = format!("{stem}q_proj.weight");
+        let pre = match prefix {
+            Some(p) => p.to_string(),
+            None => keys.iter().filter_map(|k| k.strip_suffix(probe.as_str())).min_by_key(|p| p.len()).unwrap_or("").to_string(),
+        };
+        let layer_obj = GqaAttention::new(cfg)?;
+        let mut loaded: Vec<Tensor> = Vec::new();
+        let mut used: HashSet<String> = HashSet::new();
+        for (name, var) in layer_obj.params().iter() {
+            let (module, param) = name.split_once('.').unwrap_or((name, ""));
+            let hf_module = if module == "out_proj" { "o_proj" } else { module };
+            let key = format!("{pre}{stem}{hf_module}.{param}");
+            let want: Vec<usize> = var.dims().to_vec();
+            let view = match st.tensor(&key) {
+                Ok(v) => v,
+                Err(_) if param == "bias" && !bias_required => {
+                    loaded.push(Tensor::zeros(want.as_slice(), DType::F32, var.device())?);
+                    continue;
+                }
+                Err(_) => {
+                    return Err(Error::MissingParameter {
+                        name: name.to_string(),
+                        looked_for: format!("`{key}`{}", if param == "bias" { " (attention_bias is true)" } else { "" }),
+                    })
+                }
+            };
+            if view.shape() != want.as_slice() {
+                return Err(Error::TensorMismatch { name: key, field: "shape".into(), expected: shape_str(&want), found: shape_str(view.shape()) });
+            }
+            let vals = view_f32(&key, view.dtype(), view.data())?;
+            if let Some((i, v)) = vals.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                return Err(Error::NonFiniteWeight { name: key, index: i, value: v.to_string() });
+            }
+            loaded.push(Tensor::from_vec(vals, want, var.device())?);
+            used.insert(key);
+        }
+        if strict {
+            let scope = format!("{pre}{stem}");
+            let mut extra: Vec<&String> = keys.iter().filter(|k| k.starts_with(&scope) && !used.contains(*k)).collect();
+            extra.sort_unstable();
+            if let Some(k) = extra.first() {
+                return Err(Error::UnexpectedParameter { name: k.to_string() });
+            }
+        }
+        for ((_, var), t) in layer_obj.params().iter().zip(loaded) {
+            var.set(&t)?;
+        }
+        Ok(layer_obj)
+    }
+}
