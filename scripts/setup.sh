@@ -23,6 +23,7 @@ mkdir -p "$STAMPS"
 
 WASM_BINDGEN_VERSION=0.2.130
 WASM_PACK_VERSION=0.15.1
+CARGO_FUZZ_VERSION=0.13.2
 export PATH="$HOME/.cargo/bin:$PATH"
 
 if [ "${GQA_BUILD_ONLY:-0}" != 1 ]; then
@@ -54,6 +55,14 @@ if [ "$(wasm-pack --version 2>/dev/null)" != "wasm-pack $WASM_PACK_VERSION" ]; t
   cargo install wasm-pack --version "=$WASM_PACK_VERSION" --locked
 else
   log "wasm-pack $WASM_PACK_VERSION present"
+fi
+# cargo-fuzz runs the libFuzzer targets of crates/gqa-core/fuzz (scripts/fuzz.sh; AddressSanitizer
+# with rustup's stable toolchain, which ships the sanitizer runtime).
+if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then
+  log "cargo install cargo-fuzz --version =$CARGO_FUZZ_VERSION --locked"
+  cargo install cargo-fuzz --version "=$CARGO_FUZZ_VERSION" --locked
+else
+  log "cargo-fuzz $CARGO_FUZZ_VERSION present"
 fi
 
 # --- 3. npm packages --------------------------------------------------------------------------

@@ -11,6 +11,8 @@
 #      screenshot -> test-artifacts/demo.png
 #   6. bench smoke: `npm run bench -- --quick` (tiny sizes: every peer runs, outputs agree <= 1e-4)
 #   7. Deno: test/deno (wasm and, with --allow-ffi, the native addon) vs fixtures and Node native
+#   8. fuzz smoke: scripts/fuzz.sh runs each cargo-fuzz target (safetensors loaders, option and
+#      head/fit parsers) for 15 s under AddressSanitizer
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 START=$SECONDS
@@ -53,5 +55,8 @@ node bench/run.mjs --quick --out test-artifacts/bench-quick.json
 
 log "deno test (test/deno, npm deno binary $(deno --version | head -1 | cut -d' ' -f2))"
 deno test --config test/deno/deno.json --allow-read --allow-write --allow-env --allow-run=node,deno --allow-ffi test/deno/
+
+log "fuzz smoke: scripts/fuzz.sh, 15 s per target (libFuzzer + AddressSanitizer; the long run: GQA_FUZZ_SECONDS=600)"
+bash scripts/fuzz.sh
 
 log "all tests passed in $((SECONDS - START)) s"

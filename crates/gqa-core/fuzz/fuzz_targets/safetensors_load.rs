@@ -1,6 +1,6 @@
 //! Any bytes given to the safetensors loaders (model, model + task head, standalone attention
 //! layer): an error or a model, never a panic, an out-of-bounds access or an allocation past
-//! the memory budget. A model that loads runs one small forward pass, which must be finite.
+//! the memory budget. A model that loads runs one small forward pass.
 #![no_main]
 use gqa_core::train::TaskModel;
 use gqa_core::{GqaAttention, LoadOptions};
@@ -17,9 +17,10 @@ fuzz_target!(|data: &[u8]| {
             let e = cfg.embed_dim;
             if cfg.param_count_exact() < 1 << 20 && e <= 4096 {
                 let x: Vec<f32> = (0..3 * e).map(|i| (i as f32 * 0.37).sin()).collect();
-                let (y, _) = task.model.forward_f32(&x, &[1, 3, e], None).expect("forward of a loaded model");
-                // Weights are checked finite on load, inputs are finite: so must the output be.
-                assert!(y.iter().all(|v| v.is_finite()), "non-finite output from a loaded model");
+                // Must run. (Its output may overflow to inf: finite weights such as 1e37, which a
+                // loader must accept, overflow float32 arithmetic, as they would in PyTorch.)
+                let (y, dims) = task.model.forward_f32(&x, &[1, 3, e], None).expect("forward of a loaded model");
+                assert_eq!(y.len(), dims.iter().product::<usize>());
             }
         }
         let _ = GqaAttention::from_safetensors(data, None, &opts);
