@@ -103,3 +103,14 @@ fn config_json_round_trip_writes_every_option() {
     }
     assert_eq!(GqaConfig::from_json(&json).unwrap(), cfg);
 }
+
+#[test]
+fn options_with_long_decimals_survive_their_json_round_trip() {
+    // Found by the head_fit_options fuzz target: serde_json's default float parsing was 1 ulp
+    // off for this 60-digit number, so the parsed options re-parsed to a different value.
+    let eps = format!("1{}", "3".repeat(60));
+    let opts = gqa_core::train::FitOptions::from_json(&format!("{{\"eps\":\r\r\r{eps}\r\r\r}}")).unwrap();
+    assert_eq!(opts.eps, eps.parse::<f64>().unwrap()); // Rust's parser is correctly rounded
+    let back = gqa_core::train::FitOptions::from_json(&serde_json::to_string(&opts).unwrap()).unwrap();
+    assert_eq!(back, opts);
+}
