@@ -136,16 +136,7 @@ impl AttentionConfig {
         let v: serde_json::Value = serde_json::from_str(json).map_err(|e| Error::option("hfConfig", "a JSON object (a parsed config.json)", e))?;
         let o = v.as_object().ok_or_else(|| Error::option("hfConfig", "a JSON object (a parsed config.json)", short(&v)))?;
         let get = |k: &str| o.get(k).filter(|x| !x.is_null());
-        let uint = |k: &str| -> Result<Option<usize>> {
-            match get(k) {
-                None => Ok(None),
-                Some(x) => x
-                    .as_u64()
-                    .and_then(|u| usize::try_from(u).ok())
-                    .map(Some)
-                    .ok_or_else(|| Error::option(&format!("hfConfig.{k}"), "a non-negative integer", short(x))),
-            }
-        };
+        let uint = |k: &str| hf_uint(k, get(k));
         let req = |k: &str| -> Result<usize> { uint(k)?.ok_or_else(|| Error::option(&format!("hfConfig.{k}"), "a value (required)", "nothing")) };
         let hidden = req("hidden_size")?;
         let heads = req("num_attention_heads")?;
@@ -195,16 +186,7 @@ impl AttentionConfig {
         };
         let f = |k: &str| num(&format!("{rp_key}.{k}"), rget(k));
         let need = |k: &str, x: Option<f64>| x.ok_or_else(|| Error::option(&format!("hfConfig.{rp_key}.{k}"), format!("a value (required for rope_type {ty})"), "nothing"));
-        let rint = |k: &str| -> Result<Option<usize>> {
-            match rget(k) {
-                None => Ok(None),
-                Some(x) => x
-                    .as_u64()
-                    .and_then(|u| usize::try_from(u).ok())
-                    .map(Some)
-                    .ok_or_else(|| Error::option(&format!("hfConfig.{rp_key}.{k}"), "a non-negative integer", short(x))),
-            }
-        };
+        let rint = |k: &str| hf_uint(&format!("{rp_key}.{k}"), rget(k));
         let orig = || -> Result<usize> {
             top_orig
                 .or(rint("original_max_position_embeddings")?)
@@ -311,6 +293,19 @@ impl AttentionConfig {
 }
 
 /// A JSON value for an error message (at most 60 characters).
+/// A `config.json` size: absent (or null) -> `None`; else a non-negative integer, or
+/// [`Error::InvalidOption`] naming `hfConfig.{key}`.
+fn hf_uint(key: &str, x: Option<&serde_json::Value>) -> Result<Option<usize>> {
+    match x {
+        None => Ok(None),
+        Some(x) => x
+            .as_u64()
+            .and_then(|u| usize::try_from(u).ok())
+            .map(Some)
+            .ok_or_else(|| Error::option(&format!("hfConfig.{key}"), "a non-negative integer", short(x))),
+    }
+}
+
 fn short(v: &serde_json::Value) -> String {
     let s = v.to_string();
     if s.len() > 60 {
