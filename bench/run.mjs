@@ -12,7 +12,7 @@
 // Needs the built package (`bash scripts/setup.sh`: dist/, the addon, the wasm package) and the
 // bench devDependencies (onnxruntime-node/-web 1.30, @tensorflow/tfjs-core/-backend-wasm 4.22,
 // protobufjs). PyTorch runs when python with torch, numpy and safetensors is found (env
-// GQA_BENCH_PYTHON, else python3); otherwise its rows say "skipped". numpy, when present, also
+// GQA_BENCH_PYTHON, else the project's .venv made by scripts/setup.sh, else python3); otherwise its rows say "skipped". numpy, when present, also
 // measures the GEMM peak.
 //
 // Design. One child process per thread count n (this file with --child), started with
@@ -49,7 +49,7 @@
 // when a child process died or an output disagreed beyond 1e-4 (peers that are missing or cannot
 // run are reported, not errors), so `--quick` doubles as a CI smoke test.
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { freemem, tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { createInterface } from "node:readline";
@@ -90,7 +90,8 @@ const ROUNDS = Number(args.rounds ?? (QUICK ? 1 : 3));
 const FIXED_REPS = args.reps ? Number(args.reps) : null;
 const IMPLS = new Set(args.impls.split(","));
 const WORKLOADS = args.workloads.split(",").map((s) => s.trim()).filter(Boolean);
-const PYTHON = process.env.GQA_BENCH_PYTHON || "python3";
+const VENV_PYTHON = join(dirname(fileURLToPath(import.meta.url)), "..", ".venv", "bin", "python");
+const PYTHON = process.env.GQA_BENCH_PYTHON || (existsSync(VENV_PYTHON) ? VENV_PYTHON : "python3");
 
 // ---------------------------------------------------------------------------------------------
 // Workloads (PEERS.md). Quick mode keeps the names and shrinks every size.

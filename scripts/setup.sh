@@ -5,6 +5,7 @@
 #  1. Debian's wasm toolchain (rustc-web, cargo-web, rust-web-src, rust-web-llvm, lld-22) and chromium (apt)
 #  2. wasm-bindgen-cli 0.2.130 and wasm-pack 0.15.1 (cargo install from crates.io)
 #  3. npm ci (package-lock.json)
+#  3b. Python environment .venv (scripts/requirements-python.txt; python/ editable): GQA_SKIP_PYTHON=1 skips
 #  4. native addon: napi build --platform --release (rustup toolchain)  -> bindings/node/gqa.<triple>.node + index.js
 #  5. wasm packages: wasm-pack build --target web (Debian toolchain, -Zbuild-std): +simd128 -> bindings/wasm/pkg/,
 #     threaded (+atomics, shared memory, wasm-bindgen-rayon) -> bindings/wasm/pkg-threads/, and both
@@ -75,6 +76,28 @@ else
   # package.json's allowScripts blocks it on npm >= 11.16, this variable on older npm.
   ONNXRUNTIME_NODE_INSTALL=skip ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm ci --no-audit --no-fund
   echo "$lock_sum" > node_modules/.gqa-stamp
+fi
+
+# --- 3b. Python environment (.venv) ---------------------------------------------------------------
+# torch, numpy, safetensors and onnx (scripts/requirements-python.txt) for the PyTorch twin in
+# python/ (installed editable when present), the tests that cross between gqa and PyTorch / ONNX,
+# and the bench's PyTorch peer. GQA_SKIP_PYTHON=1 skips it; those tests then say they were skipped.
+if [ "${GQA_SKIP_PYTHON:-0}" = 1 ]; then
+  log "Python environment skipped (GQA_SKIP_PYTHON=1)"
+else
+  py_sum="$(cat scripts/requirements-python.txt $(ls python/pyproject.toml 2>/dev/null) | sha256sum | cut -d' ' -f1)"
+  if [ -x .venv/bin/python ] && [ "$(cat .venv/.gqa-stamp 2>/dev/null)" = "$py_sum" ]; then
+    log "Python environment (.venv) up to date"
+  else
+    log "Python environment: python3 -m venv .venv; pip install -r scripts/requirements-python.txt"
+    python3 -m venv .venv
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -r scripts/requirements-python.txt
+    if [ -f python/pyproject.toml ]; then
+      .venv/bin/python -m pip install -q --no-deps -e python/
+    fi
+    echo "$py_sum" > .venv/.gqa-stamp
+  fi
 fi
 fi # GQA_BUILD_ONLY
 export PATH="$ROOT/node_modules/.bin:$PATH"
