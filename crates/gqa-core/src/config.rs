@@ -365,8 +365,10 @@ impl GqaConfig {
 /// Parses an options object from JSON, mapping serde's errors to [`Error::InvalidOption`] that
 /// name the field (`prefix` + its name, e.g. `head.numClasses`), the expectation and the value
 /// (`what` names the whole object when it is not an object at all; `known` is the hint for an
-/// unknown field). Used for model, head, fit and load options alike.
+/// unknown field). Used for model, head, fit and load options alike. An empty (or all-whitespace)
+/// string reads as `{}`, so the bindings pass "no options" as `""`.
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(json: &str, what: &str, prefix: &str, known: &str) -> Result<T> {
+    let json = if json.trim().is_empty() { "{}" } else { json };
     let de = &mut serde_json::Deserializer::from_str(json);
     serde_path_to_error::deserialize(de).map_err(|e| json_option_error(&e, what, prefix, known))
 }

@@ -116,6 +116,14 @@ pub enum Error {
         pushed: usize,
     },
 
+    /// An object was used after its owner freed it (`dispose()` in JavaScript): the bindings'
+    /// handles to models, sessions, trainers and attention layers report this.
+    #[error("the {what} was disposed: expected a live {what}, found one freed by dispose()")]
+    Disposed {
+        /// The kind of object (`model`, `session`, `trainer`, `attention layer`).
+        what: String,
+    },
+
     /// An error raised by the tensor backend (candle).
     #[error("backend error: {0}")]
     Backend(String),
@@ -139,9 +147,50 @@ impl Error {
             Error::MissingConfig { .. } => "MISSING_CONFIG",
             Error::OutOfMemory { .. } => "OUT_OF_MEMORY",
             Error::CacheFull { .. } => "CACHE_FULL",
+            Error::Disposed { .. } => "DISPOSED",
             Error::Backend(_) => "BACKEND",
             Error::Internal(_) => "INTERNAL",
         }
+    }
+
+    /// The variant's fields, as the bindings set them on the JS error object (`e.option`,
+    /// `e.expected`, `e.found`, ...): Rust field names in camelCase (`looked_for` ->
+    /// `lookedFor`, `in_use` -> `inUse`), except that a tensor's `name` is `tensor` (and a
+    /// missing parameter's, `parameter`: `name` is taken by JS errors), and `detail` holds the
+    /// message of [`Error::Backend`] and [`Error::Internal`]. The names for each code are
+    /// [`ERROR_CATALOG`]'s.
+    pub fn fields(&self) -> Vec<(&'static str, ErrorField)> {
+        use ErrorField::{Num, Str};
+        let s = |v: &String| Str(v.clone());
+        match self {
+            Error::InvalidOption { option, expected, found } => {
+                vec![("option", s(option)), ("expected", s(expected)), ("found", s(found))]
+            }
+            Error::InvalidInput { what, expected, found } => vec![("what", s(what)), ("expected", s(expected)), ("found", s(found))],
+            Error::TensorMismatch { name, field, expected, found } => {
+                vec![("tensor", s(name)), ("field", s(field)), ("expected", s(expected)), ("found", s(found))]
+            }
+            Error::MissingParameter { name, looked_for } => vec![("parameter", s(name)), ("lookedFor", s(looked_for))],
+            Error::UnexpectedParameter { name } => vec![("tensor", s(name))],
+            Error::NonFiniteWeight { name, index, value } => vec![("tensor", s(name)), ("index", Num(*index as u64)), ("value", s(value))],
+            Error::MalformedFile { reason } | Error::MissingConfig { reason } => vec![("reason", s(reason))],
+            Error::OutOfMemory { what, requested, limit, in_use } => {
+                vec![("what", s(what)), ("requested", Num(*requested)), ("limit", Num(*limit)), ("inUse", Num(*in_use))]
+            }
+            Error::CacheFull { what, capacity, cached, pushed } => vec![
+                ("what", s(what)),
+                ("capacity", Num(*capacity as u64)),
+                ("cached", Num(*cached as u64)),
+                ("pushed", Num(*pushed as u64)),
+            ],
+            Error::Disposed { what } => vec![("what", s(what))],
+            Error::Backend(detail) | Error::Internal(detail) => vec![("detail", s(detail))],
+        }
+    }
+
+    /// Shorthand for [`Error::Disposed`].
+    pub fn disposed(what: &str) -> Self {
+        Error::Disposed { what: what.into() }
     }
 
     /// Shorthand for [`Error::InvalidOption`].
@@ -167,6 +216,43 @@ impl Error {
     }
 }
 
+/// The value of one field of an [`Error`] ([`Error::fields`]): a string, or a count / byte size
+/// (a JS number; exact below 2^53).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ErrorField {
+    /// Text: an option or tensor name, an expected rule, a found value.
+    Str(String),
+    /// A count, an index or a size in bytes.
+    Num(u64),
+}
+
+/// Every error code with the names of its fields, in the order [`Error::fields`] gives them: the
+/// one source of the TypeScript `CoreErrorCode` union and its field types (`ts/errors.ts` is
+/// checked against this list by `test/errors.test.ts`, through the bindings' `errorCatalog()`).
+/// Numeric fields are `requested`, `limit`, `inUse`, `index`, `capacity`, `cached`, `pushed`.
+pub const ERROR_CATALOG: &[(&str, &[&str])] = &[
+    ("INVALID_OPTION", &["option", "expected", "found"]),
+    ("INVALID_INPUT", &["what", "expected", "found"]),
+    ("TENSOR_MISMATCH", &["tensor", "field", "expected", "found"]),
+    ("MISSING_PARAMETER", &["parameter", "lookedFor"]),
+    ("UNEXPECTED_PARAMETER", &["tensor"]),
+    ("NON_FINITE_WEIGHT", &["tensor", "index", "value"]),
+    ("MALFORMED_FILE", &["reason"]),
+    ("MISSING_CONFIG", &["reason"]),
+    ("OUT_OF_MEMORY", &["what", "requested", "limit", "inUse"]),
+    ("CACHE_FULL", &["what", "capacity", "cached", "pushed"]),
+    ("DISPOSED", &["what"]),
+    ("BACKEND", &["detail"]),
+    ("INTERNAL", &["detail"]),
+];
+
+/// [`ERROR_CATALOG`] as JSON, `[{"code": "INVALID_OPTION", "fields": ["option", ...]}, ...]`
+/// (what the bindings' `errorCatalog()` returns).
+pub fn error_catalog_json() -> String {
+    let list: Vec<_> = ERROR_CATALOG.iter().map(|(code, fields)| serde_json::json!({ "code": code, "fields": fields })).collect();
+    serde_json::Value::Array(list).to_string()
+}
+
 impl From<candle_core::Error> for Error {
     fn from(e: candle_core::Error) -> Self {
         Error::Backend(e.to_string())
@@ -186,4 +272,73 @@ pub fn check_f32_buffer(what: &str, dims: &[usize]) -> Result<usize> {
         return Err(Error::OutOfMemory { what: what.into(), requested: bytes, limit, in_use: crate::memory::in_use() });
     }
     Ok((bytes / 4) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One value of every variant. The `match` has no wildcard arm, so a new variant does not
+    /// compile until it is added here (and so to the catalog check below).
+    fn samples() -> Vec<Error> {
+        let all = vec![
+            Error::option("numHeads", "a multiple of numKvHeads", 7),
+            Error::input("dims", "[B, T, E]", "[1]"),
+            Error::TensorMismatch { name: "a".into(), field: "shape".into(), expected: "[1]".into(), found: "[2]".into() },
+            Error::MissingParameter { name: "a".into(), looked_for: "b".into() },
+            Error::UnexpectedParameter { name: "a".into() },
+            Error::NonFiniteWeight { name: "a".into(), index: 3, value: "NaN".into() },
+            Error::MalformedFile { reason: "r".into() },
+            Error::MissingConfig { reason: "r".into() },
+            Error::OutOfMemory { what: "w".into(), requested: 1, limit: 2, in_use: 3 },
+            Error::CacheFull { what: "w".into(), capacity: 1, cached: 2, pushed: 3 },
+            Error::disposed("model"),
+            Error::Backend("b".into()),
+            Error::Internal("i".into()),
+        ];
+        for e in &all {
+            match e {
+                Error::InvalidOption { .. }
+                | Error::InvalidInput { .. }
+                | Error::TensorMismatch { .. }
+                | Error::MissingParameter { .. }
+                | Error::UnexpectedParameter { .. }
+                | Error::NonFiniteWeight { .. }
+                | Error::MalformedFile { .. }
+                | Error::MissingConfig { .. }
+                | Error::OutOfMemory { .. }
+                | Error::CacheFull { .. }
+                | Error::Disposed { .. }
+                | Error::Backend(_)
+                | Error::Internal(_) => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn catalog_lists_every_variant_with_its_fields() {
+        let all = samples();
+        assert_eq!(all.len(), ERROR_CATALOG.len(), "one catalog entry per variant");
+        for (e, (code, fields)) in all.iter().zip(ERROR_CATALOG) {
+            assert_eq!(e.code(), *code);
+            let names: Vec<&str> = e.fields().iter().map(|(k, _)| *k).collect();
+            assert_eq!(names, *fields, "fields of {code}");
+        }
+        let numeric: Vec<&str> = all
+            .iter()
+            .flat_map(|e| e.fields())
+            .filter(|(_, v)| matches!(v, ErrorField::Num(_)))
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(numeric, ["index", "requested", "limit", "inUse", "capacity", "cached", "pushed"]);
+    }
+
+    #[test]
+    fn catalog_json_round_trips() {
+        let v: serde_json::Value = serde_json::from_str(&error_catalog_json()).unwrap();
+        assert_eq!(v[0]["code"], "INVALID_OPTION");
+        assert_eq!(v[0]["fields"][2], "found");
+        assert_eq!(v.as_array().unwrap().len(), ERROR_CATALOG.len());
+    }
 }

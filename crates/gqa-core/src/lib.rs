@@ -34,7 +34,7 @@ pub use attention::{AttentionConfig, AttnMask, GqaAttention};
 pub use block::GqaBlock;
 pub use config::{recommended_defaults, GqaConfig, OutputMode, RecommendedDefaults};
 pub use dropout::Dropout;
-pub use error::{Error, Result};
+pub use error::{error_catalog_json, Error, ErrorField, Result, ERROR_CATALOG};
 pub use model::GqaModel;
 pub use params::ParamStore;
 pub use rope::Rotary;

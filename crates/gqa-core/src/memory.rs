@@ -74,6 +74,21 @@ pub fn limit() -> u64 {
     }
 }
 
+/// [`set_limit`] for a limit that comes as a JavaScript number (what both bindings pass):
+/// `None` = back to the default; otherwise a whole number of bytes >= 1 (values past
+/// `u64::MAX` saturate). Returns the limit now in force, in bytes.
+///
+/// # Errors
+/// [`Error::InvalidOption`] (`memoryLimit`) for 0, a negative, fractional or non-finite number.
+pub fn set_limit_f64(bytes: Option<f64>) -> Result<f64> {
+    let bytes = match bytes {
+        None => None,
+        Some(b) if b.is_finite() && b >= 1.0 && b.fract() == 0.0 => Some(b.min(u64::MAX as f64) as u64),
+        Some(b) => return Err(Error::option("memoryLimit", "a whole number of bytes >= 1", b)),
+    };
+    set_limit(bytes).map(|l| l as f64)
+}
+
 /// Sets the limit in bytes (`None`: back to [`default_limit`]) and returns the limit now in
 /// force. On wasm32 a limit above 4 GiB is capped there. Lowering the limit below [`in_use`]
 /// frees nothing; it makes the next reservations fail until enough is released.

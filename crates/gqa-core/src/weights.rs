@@ -40,6 +40,18 @@ pub struct LoadOptions {
     pub allow_extra: Vec<String>,
 }
 
+impl LoadOptions {
+    /// Parses load options JSON (`{config?, strict?, prefix?}`, TypeScript names; an empty string
+    /// means the defaults), as both bindings receive them.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] naming the field (`strict`, `config.numHeads`, ...), what it
+    /// expects and what was found.
+    pub fn from_json(json: &str) -> Result<Self> {
+        crate::config::parse_json(json, "loadOptions", "", "one of config, strict, prefix")
+    }
+}
+
 fn malformed(e: impl std::fmt::Display) -> Error {
     Error::MalformedFile { reason: e.to_string() }
 }

@@ -100,6 +100,11 @@ impl TaskModel {
         }
     }
 
+    /// Exact number of parameters (f32 values): the backbone's and the head's.
+    pub fn param_count(&self) -> usize {
+        self.vars().iter().map(|(_, v)| v.elem_count()).sum()
+    }
+
     /// Every trainable variable: the model's in canonical order, then `head.weight`, `head.bias`.
     pub fn vars(&self) -> Vec<(String, Var)> {
         let mut v: Vec<(String, Var)> = self.model.params().iter().map(|(n, v)| (n.to_string(), v.clone())).collect();

@@ -28,6 +28,22 @@ pub enum Labels {
     Values(Vec<f32>),
 }
 
+impl Labels {
+    /// The labels from the two optional arrays the bindings take: exactly one of class indices
+    /// `[N]` or regression targets `[N * K]`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming `labels` when both or neither are given.
+    pub fn from_parts(classes: Option<Vec<u32>>, values: Option<Vec<f32>>) -> Result<Labels> {
+        match (classes, values) {
+            (Some(c), None) => Ok(Labels::Classes(c)),
+            (None, Some(v)) => Ok(Labels::Values(v)),
+            (Some(_), Some(_)) => Err(Error::input("labels", "class indices or regression targets, not both", "both")),
+            (None, None) => Err(Error::input("labels", "class indices (Uint32Array) or regression targets (Float32Array)", "neither")),
+        }
+    }
+}
+
 /// A dataset of padded sequences.
 ///
 /// # Shapes
