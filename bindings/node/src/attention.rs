@@ -6,6 +6,7 @@ use crate::handle::Handle;
 
 use gqa_core::{AttentionConfig, GqaAttention};
 use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array, Uint8Array};
+use napi::Env;
 use napi_derive::napi;
 
 use crate::error::guard;
@@ -19,7 +20,7 @@ pub struct Attention {
 }
 
 impl Attention {
-    fn get(&self) -> napi::Result<Arc<GqaAttention>> {
+    fn get(&self) -> gqa_core::Result<Arc<GqaAttention>> {
         self.inner.get("attention layer")
     }
 }
@@ -28,8 +29,8 @@ impl Attention {
 impl Attention {
     /// Builds the layer from attention options JSON. Errors: `INVALID_OPTION`.
     #[napi(factory)]
-    pub fn build(json: String) -> napi::Result<Attention> {
-        guard(|| GqaAttention::new(AttentionConfig::from_json(&json)?)).map(|a| Attention { inner: Handle::new(a) })
+    pub fn build(env: Env, json: String) -> napi::Result<Attention> {
+        guard(&env, || GqaAttention::new(AttentionConfig::from_json(&json)?)).map(|a| Attention { inner: Handle::new(a) })
     }
 
     /// Loads the layer from safetensors bytes and the load options JSON
@@ -37,49 +38,46 @@ impl Attention {
     /// file (`q_proj.weight`, ...) or, with `hfConfig` + `layer`, one decoder layer's
     /// `self_attn` of a Hugging Face checkpoint.
     #[napi(factory)]
-    pub fn load(bytes: Uint8Array, options_json: String) -> napi::Result<Attention> {
-        guard(|| GqaAttention::load_json(&bytes, &options_json)).map(|a| Attention { inner: Handle::new(a) })
+    pub fn load(env: Env, bytes: Uint8Array, options_json: String) -> napi::Result<Attention> {
+        guard(&env, || GqaAttention::load_json(&bytes, &options_json)).map(|a| Attention { inner: Handle::new(a) })
     }
 
     /// Forward pass on the calling thread. `dims = [B,T,H]`.
     #[napi]
-    pub fn forward(&self, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<ForwardOutput> {
-        let a = self.get()?;
+    pub fn forward(&self, env: Env, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<ForwardOutput> {
         let (dims, lengths) = (to_usize(&dims), to_usize_opt(&lengths));
-        guard(|| a.forward_f32(&data, &dims, lengths.as_deref())).map(to_output)
+        guard(&env, || self.get()?.forward_f32(&data, &dims, lengths.as_deref())).map(to_output)
     }
 
     /// Forward pass on the libuv thread pool.
     #[napi(ts_return_type = "Promise<ForwardOutput>")]
-    pub fn forward_async(&self, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<AsyncTask<ForwardTask>> {
-        let a = self.get()?;
-        Ok(AsyncTask::new(ForwardTask { run: Box::new(move || a.forward_f32(&data, &to_usize(&dims), to_usize_opt(&lengths).as_deref())) }))
+    pub fn forward_async(&self, env: Env, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<AsyncTask<ForwardTask>> {
+        let a = guard(&env, || self.get())?;
+        Ok(ForwardTask::new(move || a.forward_f32(&data, &to_usize(&dims), to_usize_opt(&lengths).as_deref())))
     }
 
     /// The weights as safetensors bytes (`gqa_attention_config` metadata).
     #[napi]
-    pub fn save(&self) -> napi::Result<Uint8Array> {
-        let a = self.get()?;
-        guard(|| a.to_safetensors()).map(Uint8Array::new)
+    pub fn save(&self, env: Env) -> napi::Result<Uint8Array> {
+        guard(&env, || self.get()?.to_safetensors()).map(Uint8Array::new)
     }
 
     /// Every option as JSON.
     #[napi]
-    pub fn config(&self) -> napi::Result<String> {
-        Ok(self.get()?.config().to_json())
+    pub fn config(&self, env: Env) -> napi::Result<String> {
+        guard(&env, || Ok(self.get()?.config().to_json()))
     }
 
     /// Exact parameter count.
     #[napi]
-    pub fn param_count(&self) -> napi::Result<f64> {
-        Ok(self.get()?.params().total_elements() as f64)
+    pub fn param_count(&self, env: Env) -> napi::Result<f64> {
+        guard(&env, || Ok(self.get()?.params().total_elements() as f64))
     }
 
     /// FNV-1a 64-bit digest of every weight (16 hex digits).
     #[napi]
-    pub fn weights_digest(&self) -> napi::Result<String> {
-        let a = self.get()?;
-        guard(|| a.weights_digest()).map(|d| format!("{d:016x}"))
+    pub fn weights_digest(&self, env: Env) -> napi::Result<String> {
+        guard(&env, || self.get()?.weights_digest()).map(|d| format!("{d:016x}"))
     }
 
     /// Drops this handle's reference to the weights.

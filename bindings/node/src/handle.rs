@@ -16,13 +16,9 @@ impl<T> Handle<T> {
         Handle(Mutex::new(Some(Arc::new(value))))
     }
 
-    /// The shared value, or `DISPOSED: the {what} was freed`.
-    pub(crate) fn get(&self, what: &str) -> napi::Result<Arc<T>> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .ok_or_else(|| napi::Error::from_reason(format!("DISPOSED: the {what} was freed")))
+    /// The shared value, or [`gqa_core::Error::Disposed`] naming `what`.
+    pub(crate) fn get(&self, what: &str) -> gqa_core::Result<Arc<T>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone().ok_or_else(|| gqa_core::Error::disposed(what))
     }
 
     /// Drops this handle's reference (idempotent).

@@ -1,6 +1,7 @@
 //! Compute settings (mirrors `gqa_core::kernels::{threads, cpu, gemm}`): thread count and the
 //! SIMD paths chosen at run time.
 
+use napi::Env;
 use napi_derive::napi;
 
 use crate::error::guard;
@@ -8,8 +9,8 @@ use crate::error::guard;
 /// Sets the native compute threads for calls that start from now on (`n >= 1`); gqa's own pool,
 /// the host's global rayon pool is left alone. Errors: `INVALID_OPTION` naming `threads`.
 #[napi(js_name = "setThreads")]
-pub fn set_threads(n: u32) -> napi::Result<()> {
-    guard(|| gqa_core::kernels::threads::set_threads(n as usize))
+pub fn set_threads(env: Env, n: u32) -> napi::Result<()> {
+    guard(&env, || gqa_core::kernels::threads::set_threads(n as usize))
 }
 
 /// The compute threads the next call uses (`setThreads`, else env `GQA_THREADS`, else the cores).

@@ -1,6 +1,7 @@
 //! The memory budget (mirrors `gqa_core::memory`): one process-wide limit on the bytes live
 //! models, sessions, trainers and running calls hold; shared by every worker thread of the process.
 
+use napi::Env;
 use napi_derive::napi;
 
 use crate::error::guard;
@@ -9,15 +10,8 @@ use crate::error::guard;
 /// returns the limit now in force. Errors: `INVALID_OPTION` naming `memoryLimit` for 0, a
 /// negative, fractional or non-finite number.
 #[napi(js_name = "setMemoryLimit")]
-pub fn set_memory_limit(bytes: Option<f64>) -> napi::Result<f64> {
-    guard(|| {
-        let bytes = match bytes {
-            None => None,
-            Some(b) if b.is_finite() && b >= 1.0 && b.fract() == 0.0 => Some(b.min(u64::MAX as f64) as u64),
-            Some(b) => return Err(gqa_core::Error::option("memoryLimit", "a whole number of bytes >= 1", b)),
-        };
-        gqa_core::memory::set_limit(bytes).map(|l| l as f64)
-    })
+pub fn set_memory_limit(env: Env, bytes: Option<f64>) -> napi::Result<f64> {
+    guard(&env, || gqa_core::memory::set_limit_f64(bytes))
 }
 
 /// `[limit, inUse]` in bytes (f64; `u64::MAX` reads as 2^64 where no limit applies).

@@ -12,14 +12,8 @@ use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array, Uint8Array};
 use napi::{Env, Task};
 use napi_derive::napi;
 
-use crate::error::{guard, to_napi};
+use crate::error::{guard, TaskError};
 use crate::tensor::{to_output, to_usize, to_usize_opt, ForwardOutput};
-
-/// Parses `LoadOptions` JSON (`{config?, strict?, prefix?}`, TypeScript names).
-pub(crate) fn load_options(json: &str) -> gqa_core::Result<LoadOptions> {
-    let json = if json.trim().is_empty() { "{}" } else { json };
-    serde_json::from_str(json).map_err(|e| gqa_core::Error::option("loadOptions", "{config?, strict?, prefix?}", e))
-}
 
 /// A GQA model (a `gqa_core::train::TaskModel`: the backbone plus an optional classification or
 /// regression head) in native memory. Shapes: input `[B,T,E]`, output `[B,H]` or `[B,T,H]`
@@ -31,7 +25,7 @@ pub struct Model {
 
 impl Model {
     /// The shared model, or `DISPOSED`.
-    pub(crate) fn get(&self) -> napi::Result<Arc<TaskModel>> {
+    pub(crate) fn get(&self) -> gqa_core::Result<Arc<TaskModel>> {
         self.inner.get("model")
     }
 }
@@ -42,8 +36,8 @@ impl Model {
     /// (`{"type":"classification","numClasses":C}` or `{"type":"regression","outDim":K,...}`).
     /// Errors: `INVALID_OPTION`, `OUT_OF_MEMORY`.
     #[napi(factory)]
-    pub fn build(json: String, head_json: Option<String>) -> napi::Result<Model> {
-        guard(|| {
+    pub fn build(env: Env, json: String, head_json: Option<String>) -> napi::Result<Model> {
+        guard(&env, || {
             let head = head_json.as_deref().map(HeadConfig::from_json).transpose()?;
             TaskModel::new(GqaConfig::from_json(&json)?, head)
         })
@@ -54,79 +48,75 @@ impl Model {
     /// `LoadOptions` JSON. Errors: `MALFORMED_FILE`, `MISSING_CONFIG`, `TENSOR_MISMATCH`,
     /// `MISSING_PARAMETER`, `UNEXPECTED_PARAMETER`, `NON_FINITE_WEIGHT`.
     #[napi(factory)]
-    pub fn load(bytes: Uint8Array, options_json: String) -> napi::Result<Model> {
-        guard(|| TaskModel::from_safetensors(&bytes, &load_options(&options_json)?)).map(|m| Model { inner: Handle::new(m) })
+    pub fn load(env: Env, bytes: Uint8Array, options_json: String) -> napi::Result<Model> {
+        guard(&env, || TaskModel::from_safetensors(&bytes, &LoadOptions::from_json(&options_json)?)).map(|m| Model { inner: Handle::new(m) })
     }
 
     /// Forward pass on the calling thread. `dims = [B,T,E]`; `lengths` one per batch row.
     #[napi]
-    pub fn forward(&self, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<ForwardOutput> {
-        let m = self.get()?;
+    pub fn forward(&self, env: Env, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<ForwardOutput> {
         let (dims, lengths) = (to_usize(&dims), to_usize_opt(&lengths));
-        guard(|| m.model.forward_f32(&data, &dims, lengths.as_deref())).map(to_output)
+        guard(&env, || self.get()?.model.forward_f32(&data, &dims, lengths.as_deref())).map(to_output)
     }
 
     /// Forward pass on the libuv thread pool (same arguments and result as `forward`).
     /// The caller must not modify `data` until the promise settles.
     #[napi(ts_return_type = "Promise<ForwardOutput>")]
-    pub fn forward_async(&self, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<AsyncTask<ForwardTask>> {
-        let m = self.get()?;
-        Ok(AsyncTask::new(ForwardTask { run: Box::new(move || m.model.forward_f32(&data, &to_usize(&dims), to_usize_opt(&lengths).as_deref())) }))
+    pub fn forward_async(&self, env: Env, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<AsyncTask<ForwardTask>> {
+        let m = guard(&env, || self.get())?;
+        Ok(ForwardTask::new(move || m.model.forward_f32(&data, &to_usize(&dims), to_usize_opt(&lengths).as_deref())))
     }
 
     /// Head outputs `[B,K]`: class probabilities (classification) or values (regression), on
     /// the calling thread. `dims = [B,T,E]`. Errors: `INVALID_OPTION` (no head), `INVALID_INPUT`.
     #[napi]
-    pub fn predict(&self, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<ForwardOutput> {
-        let m = self.get()?;
+    pub fn predict(&self, env: Env, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<ForwardOutput> {
         let (dims, lengths) = (to_usize(&dims), to_usize_opt(&lengths));
-        guard(|| m.predict_f32(&data, &dims, lengths.as_deref())).map(to_output)
+        guard(&env, || self.get()?.predict_f32(&data, &dims, lengths.as_deref())).map(to_output)
     }
 
     /// `predict` on the libuv thread pool. Do not modify `data` until the promise settles.
     #[napi(ts_return_type = "Promise<ForwardOutput>")]
-    pub fn predict_async(&self, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<AsyncTask<ForwardTask>> {
-        let m = self.get()?;
-        Ok(AsyncTask::new(ForwardTask { run: Box::new(move || m.predict_f32(&data, &to_usize(&dims), to_usize_opt(&lengths).as_deref())) }))
+    pub fn predict_async(&self, env: Env, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<AsyncTask<ForwardTask>> {
+        let m = guard(&env, || self.get())?;
+        Ok(ForwardTask::new(move || m.predict_f32(&data, &to_usize(&dims), to_usize_opt(&lengths).as_deref())))
     }
 
     /// Whether the model has a task head.
     #[napi]
-    pub fn has_head(&self) -> napi::Result<bool> {
-        Ok(self.get()?.head.is_some())
+    pub fn has_head(&self, env: Env) -> napi::Result<bool> {
+        guard(&env, || Ok(self.get()?.head.is_some()))
     }
 
     /// The head's options as JSON (what `gqa_head` metadata holds), or `null` without a head.
     #[napi]
-    pub fn head_config(&self) -> napi::Result<Option<String>> {
-        Ok(self.get()?.head.as_ref().map(|h| h.cfg.to_json()))
+    pub fn head_config(&self, env: Env) -> napi::Result<Option<String>> {
+        guard(&env, || Ok(self.get()?.head.as_ref().map(|h| h.cfg.to_json())))
     }
 
     /// The weights as safetensors bytes (canonical names, F32, `gqa_config` metadata; with a
     /// head also `head.weight`, `head.bias` and `gqa_head` metadata).
     #[napi]
-    pub fn save(&self) -> napi::Result<Uint8Array> {
-        let m = self.get()?;
-        guard(|| m.to_safetensors()).map(Uint8Array::new)
+    pub fn save(&self, env: Env) -> napi::Result<Uint8Array> {
+        guard(&env, || self.get()?.to_safetensors()).map(Uint8Array::new)
     }
 
     /// Every option as JSON (TypeScript names).
     #[napi]
-    pub fn config(&self) -> napi::Result<String> {
-        Ok(self.get()?.model.config().to_json())
+    pub fn config(&self, env: Env) -> napi::Result<String> {
+        guard(&env, || Ok(self.get()?.model.config().to_json()))
     }
 
     /// Exact parameter count, the head's included.
     #[napi]
-    pub fn param_count(&self) -> napi::Result<f64> {
-        Ok(self.get()?.vars().iter().map(|(_, v)| v.elem_count()).sum::<usize>() as f64)
+    pub fn param_count(&self, env: Env) -> napi::Result<f64> {
+        guard(&env, || Ok(self.get()?.param_count() as f64))
     }
 
     /// FNV-1a 64-bit digest of every backbone weight (16 hex digits; the head is not included).
     #[napi]
-    pub fn weights_digest(&self) -> napi::Result<String> {
-        let m = self.get()?;
-        guard(|| m.model.weights_digest()).map(|d| format!("{d:016x}"))
+    pub fn weights_digest(&self, env: Env) -> napi::Result<String> {
+        guard(&env, || self.get()?.model.weights_digest()).map(|d| format!("{d:016x}"))
     }
 
     /// Drops this handle's reference to the weights (running async forwards keep theirs).
@@ -139,9 +129,18 @@ impl Model {
 /// Work that produces `(values, dims)`, sent to the thread pool.
 pub(crate) type ForwardFn = Box<dyn FnOnce() -> gqa_core::Result<(Vec<f32>, Vec<usize>)> + Send>;
 
-/// A forward pass run by napi on the libuv thread pool; panics are caught (`INTERNAL`).
+/// A forward pass run by napi on the libuv thread pool; panics are caught (`INTERNAL`), errors
+/// reject with the structured JS error ([`TaskError`]).
 pub struct ForwardTask {
-    pub(crate) run: ForwardFn,
+    run: Option<ForwardFn>,
+    err: TaskError,
+}
+
+impl ForwardTask {
+    /// The task running `run` on the pool.
+    pub(crate) fn new(run: impl FnOnce() -> gqa_core::Result<(Vec<f32>, Vec<usize>)> + Send + 'static) -> AsyncTask<ForwardTask> {
+        AsyncTask::new(ForwardTask { run: Some(Box::new(run)), err: TaskError::default() })
+    }
 }
 
 impl Task for ForwardTask {
@@ -149,12 +148,16 @@ impl Task for ForwardTask {
     type JsValue = ForwardOutput;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        let run = std::mem::replace(&mut self.run, Box::new(|| Err(gqa_core::Error::Internal("forward task ran twice".into()))));
-        guard(run)
+        let run = self.run.take();
+        self.err.run(|| run.ok_or_else(|| gqa_core::Error::Internal("forward task ran twice".into()))?())
     }
 
     fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<ForwardOutput> {
         Ok(to_output(output))
+    }
+
+    fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<ForwardOutput> {
+        self.err.reject(&env, err)
     }
 }
 
@@ -163,5 +166,4 @@ fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<GqaModel>();
     is::<TaskModel>();
-    let _ = to_napi;
 }

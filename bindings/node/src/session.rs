@@ -16,6 +16,7 @@ use crate::handle::Handle;
 use gqa_core::session::Session as CoreSession;
 use gqa_core::train::TaskModel;
 use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array};
+use napi::Env;
 use napi_derive::napi;
 
 use crate::error::guard;
@@ -42,7 +43,7 @@ pub struct Session {
 }
 
 impl Session {
-    fn get(&self) -> napi::Result<Shared> {
+    fn get(&self) -> gqa_core::Result<Shared> {
         self.inner.get("session")
     }
 }
@@ -52,10 +53,12 @@ impl Model {
     /// Creates a KV-cache session for `batch` rows of up to `maxLen` positions each.
     /// Errors: `INVALID_INPUT` (`maxLen` 0), `OUT_OF_MEMORY` (cache over the buffer limit), `DISPOSED`.
     #[napi]
-    pub fn session(&self, batch: u32, max_len: u32) -> napi::Result<Session> {
-        let m = self.get()?;
-        let s = guard(|| m.model.session(batch as usize, max_len as usize))?;
-        Ok(Session { model: m, inner: Handle::new(Mutex::new(s)) })
+    pub fn session(&self, env: Env, batch: u32, max_len: u32) -> napi::Result<Session> {
+        guard(&env, || {
+            let m = self.get()?;
+            let s = m.model.session(batch as usize, max_len as usize)?;
+            Ok(Session { model: m, inner: Handle::new(Mutex::new(s)) })
+        })
     }
 }
 
@@ -66,65 +69,56 @@ impl Session {
     /// position (`[B,H]`, or `[B,t,H]` for `all`), or at every new position (`[B,t,H]`) when
     /// `allPositions`. Errors: `INVALID_INPUT`, `CACHE_FULL` (session unchanged), `DISPOSED`.
     #[napi]
-    pub fn push(&self, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>, all_positions: bool) -> napi::Result<ForwardOutput> {
-        let s = self.get()?;
+    pub fn push(&self, env: Env, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>, all_positions: bool) -> napi::Result<ForwardOutput> {
         let (dims, lengths) = (to_usize(&dims), to_usize_opt(&lengths));
-        guard(|| push_shared(&self.model, &s, &data, &dims, lengths.as_deref(), all_positions)).map(to_output)
+        guard(&env, || push_shared(&self.model, &*self.get()?, &data, &dims, lengths.as_deref(), all_positions)).map(to_output)
     }
 
     /// `push` on the libuv thread pool. Do not modify `data` until the promise settles.
     #[napi(ts_return_type = "Promise<ForwardOutput>")]
-    pub fn push_async(&self, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>, all_positions: bool) -> napi::Result<AsyncTask<ForwardTask>> {
-        let s = self.get()?;
+    pub fn push_async(&self, env: Env, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>, all_positions: bool) -> napi::Result<AsyncTask<ForwardTask>> {
+        let s = guard(&env, || self.get())?;
         let m = self.model.clone();
-        Ok(AsyncTask::new(ForwardTask {
-            run: Box::new(move || push_shared(&m, &s, &data, &to_usize(&dims), to_usize_opt(&lengths).as_deref(), all_positions)),
-        }))
+        Ok(ForwardTask::new(move || push_shared(&m, &s, &data, &to_usize(&dims), to_usize_opt(&lengths).as_deref(), all_positions)))
     }
 
     /// Cached positions of each row (`B` values).
     #[napi]
-    pub fn lengths(&self) -> napi::Result<Vec<u32>> {
-        let s = self.get()?;
-        guard(|| Ok(lock(&s)?.lengths().iter().map(|&l| l as u32).collect()))
+    pub fn lengths(&self, env: Env) -> napi::Result<Vec<u32>> {
+        guard(&env, || Ok(lock(&*self.get()?)?.lengths().iter().map(|&l| l as u32).collect()))
     }
 
     /// Capacity per row in positions (`maxLen`).
     #[napi(getter)]
-    pub fn capacity(&self) -> napi::Result<u32> {
-        let s = self.get()?;
-        guard(|| Ok(lock(&s)?.capacity() as u32))
+    pub fn capacity(&self, env: Env) -> napi::Result<u32> {
+        guard(&env, || Ok(lock(&*self.get()?)?.capacity() as u32))
     }
 
     /// Number of rows `B`.
     #[napi(getter)]
-    pub fn batch(&self) -> napi::Result<u32> {
-        let s = self.get()?;
-        guard(|| Ok(lock(&s)?.batch() as u32))
+    pub fn batch(&self, env: Env) -> napi::Result<u32> {
+        guard(&env, || Ok(lock(&*self.get()?)?.batch() as u32))
     }
 
     /// Forgets every cached position (the allocation is kept).
     #[napi]
-    pub fn reset(&self) -> napi::Result<()> {
-        let s = self.get()?;
-        guard(|| {
-            lock(&s)?.reset();
+    pub fn reset(&self, env: Env) -> napi::Result<()> {
+        guard(&env, || {
+            lock(&*self.get()?)?.reset();
             Ok(())
         })
     }
 
     /// Bytes allocated for the K and V caches of all layers: `B * maxLen * kvCacheBytesPerToken`.
     #[napi]
-    pub fn kv_cache_bytes(&self) -> napi::Result<f64> {
-        let s = self.get()?;
-        guard(|| Ok(lock(&s)?.kv_cache_bytes() as f64))
+    pub fn kv_cache_bytes(&self, env: Env) -> napi::Result<f64> {
+        guard(&env, || Ok(lock(&*self.get()?)?.kv_cache_bytes() as f64))
     }
 
     /// Cache bytes per cached token and row: `2 * numLayers * numKvHeads * headDim * 4` (SPEC section 4).
     #[napi]
-    pub fn kv_cache_bytes_per_token(&self) -> napi::Result<f64> {
-        let s = self.get()?;
-        guard(|| Ok(lock(&s)?.kv_cache_bytes_per_token() as f64))
+    pub fn kv_cache_bytes_per_token(&self, env: Env) -> napi::Result<f64> {
+        guard(&env, || Ok(lock(&*self.get()?)?.kv_cache_bytes_per_token() as f64))
     }
 
     /// Drops this handle's reference to the cache (a running async push keeps its own).

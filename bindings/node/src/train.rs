@@ -13,25 +13,14 @@ use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array};
 use napi::{Env, Task};
 use napi_derive::napi;
 
-use crate::error::guard;
+use crate::error::{guard, TaskError};
 use crate::handle::Handle;
 use crate::model::Model;
 use crate::tensor::{to_usize, to_usize_opt};
 
-/// The labels argument pair -> the core's [`Labels`]: exactly one of class indices `[N]` or
-/// regression targets `[N*K]`.
-fn labels(classes: Option<Uint32Array>, values: Option<Float32Array>) -> gqa_core::Result<Labels> {
-    match (classes, values) {
-        (Some(c), None) => Ok(Labels::Classes(c.to_vec())),
-        (None, Some(v)) => Ok(Labels::Values(v.to_vec())),
-        (Some(_), Some(_)) => Err(gqa_core::Error::input("labels", "class indices or regression targets, not both", "both")),
-        (None, None) => Err(gqa_core::Error::input("labels", "class indices (Uint32Array) or regression targets (Float32Array)", "neither")),
-    }
-}
-
 /// A dataset `x: [N*T*E]` with `dims = [N,T,E]`, `lengths: [N]` and labels -> [`TrainData`].
 fn train_data(x: &Float32Array, dims: &Uint32Array, lengths: &Option<Uint32Array>, classes: Option<Uint32Array>, values: Option<Float32Array>) -> gqa_core::Result<TrainData> {
-    TrainData::new(x.to_vec(), &to_usize(dims), to_usize_opt(lengths), labels(classes, values)?)
+    TrainData::new(x.to_vec(), &to_usize(dims), to_usize_opt(lengths), Labels::from_parts(classes.map(|c| c.to_vec()), values.map(|v| v.to_vec()))?)
 }
 
 fn ser_err(e: serde_json::Error) -> gqa_core::Error {
@@ -67,6 +56,7 @@ impl Trainer {
     /// Errors: `INVALID_OPTION` (fit options, no head), `INVALID_INPUT` (sizes, lengths, labels), `DISPOSED`.
     #[napi(constructor)]
     pub fn new(
+        env: Env,
         model: &Model,
         x: Float32Array,
         dims: Uint32Array,
@@ -75,27 +65,28 @@ impl Trainer {
         targets: Option<Float32Array>,
         fit_options_json: String,
     ) -> napi::Result<Trainer> {
-        let m = model.get()?;
-        let t = guard(|| {
-            let opts = FitOptions::from_json(if fit_options_json.trim().is_empty() { "{}" } else { &fit_options_json })?;
-            CoreTrainer::new(&m, train_data(&x, &dims, &lengths, class_labels, targets)?, opts)
-        })?;
-        Ok(Trainer { state: Handle::new(Run { model: m, trainer: Mutex::new(t) }) })
+        guard(&env, || {
+            let m = model.get()?;
+            let t = CoreTrainer::new(&m, train_data(&x, &dims, &lengths, class_labels, targets)?, FitOptions::from_json(&fit_options_json)?)?;
+            Ok(Trainer { state: Handle::new(Run { model: m, trainer: Mutex::new(t) }) })
+        })
     }
 
     /// Takes the next step on the calling thread; returns the `StepReport` as JSON (camelCase).
     /// Errors: `INVALID_INPUT` once the run is done; `INTERNAL` for a non-finite loss.
     #[napi]
-    pub fn step(&self) -> napi::Result<String> {
-        let s = self.state.get("trainer")?;
-        guard(|| step_json(step_shared(&s.model, &s.trainer)?))
+    pub fn step(&self, env: Env) -> napi::Result<String> {
+        guard(&env, || {
+            let s = self.state.get("trainer")?;
+            step_json(step_shared(&s.model, &s.trainer)?)
+        })
     }
 
     /// `step` on the libuv thread pool (the JS thread stays free).
     #[napi(ts_return_type = "Promise<string>")]
-    pub fn step_async(&self) -> napi::Result<AsyncTask<JsonTask>> {
-        let s = self.state.get("trainer")?;
-        Ok(AsyncTask::new(JsonTask { run: Some(Box::new(move || step_json(step_shared(&s.model, &s.trainer)?))) }))
+    pub fn step_async(&self, env: Env) -> napi::Result<AsyncTask<JsonTask>> {
+        let s = guard(&env, || self.state.get("trainer"))?;
+        Ok(JsonTask::new(move || step_json(step_shared(&s.model, &s.trainer)?)))
     }
 
     /// Frees the run's optimiser state and data copy (when a running step ends, if one is in
@@ -107,23 +98,20 @@ impl Trainer {
 
     /// Steps per epoch, `ceil(N / batchSize)`.
     #[napi(getter)]
-    pub fn steps_per_epoch(&self) -> napi::Result<u32> {
-        let s = self.state.get("trainer")?;
-        guard(|| Ok(lock(&s.trainer)?.steps_per_epoch() as u32))
+    pub fn steps_per_epoch(&self, env: Env) -> napi::Result<u32> {
+        guard(&env, || Ok(lock(&self.state.get("trainer")?.trainer)?.steps_per_epoch() as u32))
     }
 
     /// Steps of the whole run, `stepsPerEpoch * epochs`.
     #[napi(getter)]
-    pub fn total_steps(&self) -> napi::Result<u32> {
-        let s = self.state.get("trainer")?;
-        guard(|| Ok(lock(&s.trainer)?.total_steps() as u32))
+    pub fn total_steps(&self, env: Env) -> napi::Result<u32> {
+        guard(&env, || Ok(lock(&self.state.get("trainer")?.trainer)?.total_steps() as u32))
     }
 
     /// Whether every step has been taken.
     #[napi(getter)]
-    pub fn done(&self) -> napi::Result<bool> {
-        let s = self.state.get("trainer")?;
-        guard(|| Ok(lock(&s.trainer)?.done()))
+    pub fn done(&self, env: Env) -> napi::Result<bool> {
+        guard(&env, || Ok(lock(&self.state.get("trainer")?.trainer)?.done()))
     }
 }
 
@@ -137,18 +125,16 @@ impl Model {
     /// returns the `EvalReport` as JSON (`{loss, accuracy, predictions, count}`). Arguments as
     /// [`Trainer::new`]. Errors: `INVALID_OPTION` (no head, batchSize 0), `INVALID_INPUT`.
     #[napi]
-    pub fn evaluate(&self, x: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>, class_labels: Option<Uint32Array>, targets: Option<Float32Array>, batch_size: u32) -> napi::Result<String> {
-        let m = self.get()?;
-        guard(|| eval_json(&m, train_data(&x, &dims, &lengths, class_labels, targets)?, batch_size))
+    pub fn evaluate(&self, env: Env, x: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>, class_labels: Option<Uint32Array>, targets: Option<Float32Array>, batch_size: u32) -> napi::Result<String> {
+        guard(&env, || eval_json(&*self.get()?, train_data(&x, &dims, &lengths, class_labels, targets)?, batch_size))
     }
 
     /// `evaluate` on the libuv thread pool.
     #[napi(ts_return_type = "Promise<string>")]
-    pub fn evaluate_async(&self, x: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>, class_labels: Option<Uint32Array>, targets: Option<Float32Array>, batch_size: u32) -> napi::Result<AsyncTask<JsonTask>> {
-        let m = self.get()?;
+    pub fn evaluate_async(&self, env: Env, x: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>, class_labels: Option<Uint32Array>, targets: Option<Float32Array>, batch_size: u32) -> napi::Result<AsyncTask<JsonTask>> {
         // Labels and data are checked on the calling thread (cheap); the forward passes run on the pool.
-        let data = guard(|| train_data(&x, &dims, &lengths, class_labels, targets))?;
-        Ok(AsyncTask::new(JsonTask { run: Some(Box::new(move || eval_json(&m, data, batch_size))) }))
+        let (m, data) = guard(&env, || Ok((self.get()?, train_data(&x, &dims, &lengths, class_labels, targets)?)))?;
+        Ok(JsonTask::new(move || eval_json(&m, data, batch_size)))
     }
 }
 
@@ -157,9 +143,17 @@ fn eval_json(m: &TaskModel, data: TrainData, batch_size: u32) -> gqa_core::Resul
     serde_json::to_string(&r).map_err(ser_err)
 }
 
-/// Work that returns JSON, run by napi on the libuv thread pool; panics are caught (`INTERNAL`).
+/// Work that returns JSON, run by napi on the libuv thread pool; panics are caught (`INTERNAL`),
+/// errors reject with the structured JS error ([`TaskError`]).
 pub struct JsonTask {
     run: Option<Box<dyn FnOnce() -> gqa_core::Result<String> + Send>>,
+    err: TaskError,
+}
+
+impl JsonTask {
+    fn new(run: impl FnOnce() -> gqa_core::Result<String> + Send + 'static) -> AsyncTask<JsonTask> {
+        AsyncTask::new(JsonTask { run: Some(Box::new(run)), err: TaskError::default() })
+    }
 }
 
 impl Task for JsonTask {
@@ -168,10 +162,14 @@ impl Task for JsonTask {
 
     fn compute(&mut self) -> napi::Result<String> {
         let run = self.run.take();
-        guard(|| run.ok_or_else(|| gqa_core::Error::Internal("task ran twice".into()))?())
+        self.err.run(|| run.ok_or_else(|| gqa_core::Error::Internal("task ran twice".into()))?())
     }
 
     fn resolve(&mut self, _env: Env, output: String) -> napi::Result<String> {
         Ok(output)
+    }
+
+    fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<String> {
+        self.err.reject(&env, err)
     }
 }

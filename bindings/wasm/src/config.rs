@@ -59,6 +59,15 @@ pub fn recommended_defaults() -> String {
     serde_json::to_string(&gqa_core::recommended_defaults()).expect("defaults serialise")
 }
 
+/// The error codes of the core with the names of their fields, as JSON
+/// `[{"code": "INVALID_OPTION", "fields": ["option", "expected", "found"]}, ...]`
+/// (`gqa_core::ERROR_CATALOG`): every error this binding throws carries `code` and those fields as
+/// properties. The TypeScript layer's `CORE_ERROR_FIELDS` is checked against it by a test.
+#[wasm_bindgen(js_name = errorCatalog)]
+pub fn error_catalog() -> String {
+    gqa_core::error_catalog_json()
+}
+
 /// The binding's crate version (for diagnostics).
 #[wasm_bindgen]
 pub fn version() -> String {

@@ -1,15 +1,29 @@
 //! The one place where core errors become JS errors.
+//!
+//! A core error becomes a JS `Error` whose `message` is the core's message, with `code`
+//! ([`gqa_core::Error::code`]) and the variant's fields ([`gqa_core::Error::fields`]: `option`,
+//! `expected`, `found`, `name`, `inUse`, ...) as own properties, as the Node binding builds it.
 
-use wasm_bindgen::JsError;
+use gqa_core::ErrorField;
+use wasm_bindgen::JsValue;
 
-/// Converts a core error into a JS `Error` with message `"<CODE>: <message>"`
-/// (`CODE` = [`gqa_core::Error::code`]).
-pub fn to_js(e: gqa_core::Error) -> JsError {
-    JsError::new(&format!("{}: {}", e.code(), e))
+/// Builds the JS error object for `e` (see the module doc).
+pub fn to_js(e: gqa_core::Error) -> JsValue {
+    let err = js_sys::Error::new(&e.to_string());
+    // Reflect.set on a fresh, extensible Error object does not fail.
+    let _ = js_sys::Reflect::set(&err, &"code".into(), &e.code().into());
+    for (name, value) in e.fields() {
+        let v: JsValue = match value {
+            ErrorField::Str(s) => s.into(),
+            ErrorField::Num(n) => (n as f64).into(),
+        };
+        let _ = js_sys::Reflect::set(&err, &name.into(), &v);
+    }
+    err.into()
 }
 
 /// `Result` with the core error converted for JS.
-pub type JsResult<T> = Result<T, JsError>;
+pub type JsResult<T> = Result<T, JsValue>;
 
 /// Runs a core call and converts its error.
 pub fn wrap<T>(r: gqa_core::Result<T>) -> JsResult<T> {

@@ -4,8 +4,9 @@
 //! function converts its arguments, calls the core, and converts the result or the error.
 //! No model logic and no validation live here; the modules mirror the core's modules.
 //!
-//! Errors cross the boundary as a JS `Error` whose message is `"<CODE>: <message>"`
-//! ([`error::to_js`]); the TypeScript layer (`ts/errors.ts`) turns it into `GqaError`.
+//! Errors cross the boundary as a JS `Error` carrying `code` and the fields of the core's error
+//! (`gqa_core::Error::fields`) as properties, built in one place ([`error::to_js`]); the
+//! TypeScript layer (`ts/errors.ts`) wraps it as a typed `GqaError`.
 //! A panic inside wasm traps (`WebAssembly.RuntimeError`); the TypeScript layer maps that to
 //! code `INTERNAL`.
 

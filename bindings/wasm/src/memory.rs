@@ -10,12 +10,7 @@ use crate::error::{wrap, JsResult};
 /// 0, a negative, fractional or non-finite number.
 #[wasm_bindgen(js_name = setMemoryLimit)]
 pub fn set_memory_limit(bytes: Option<f64>) -> JsResult<f64> {
-    let bytes = match bytes {
-        None => None,
-        Some(b) if b.is_finite() && b >= 1.0 && b.fract() == 0.0 => Some(b.min(u64::MAX as f64) as u64),
-        Some(b) => return wrap(Err(gqa_core::Error::option("memoryLimit", "a whole number of bytes >= 1", b))),
-    };
-    wrap(gqa_core::memory::set_limit(bytes).map(|l| l as f64))
+    wrap(gqa_core::memory::set_limit_f64(bytes))
 }
 
 /// `[limit, inUse]` in bytes.

@@ -12,12 +12,6 @@ use wasm_bindgen::prelude::*;
 use crate::error::{wrap, JsResult};
 use crate::tensor::{to_output, to_usize, ForwardOutput};
 
-/// Parses `LoadOptions` JSON (`{config?, strict?, prefix?}`, TypeScript names).
-pub(crate) fn load_options(json: &str) -> gqa_core::Result<LoadOptions> {
-    let json = if json.trim().is_empty() { "{}" } else { json };
-    serde_json::from_str(json).map_err(|e| gqa_core::Error::option("loadOptions", "{config?, strict?, prefix?}", e))
-}
-
 /// A GQA model (backbone plus optional head: a `gqa_core::train::TaskModel`) in wasm memory
 /// (call `free()` to release it; a `Trainer` keeps its own reference).
 #[wasm_bindgen]
@@ -41,7 +35,7 @@ impl Model {
     /// Loads a model (and its head, from `gqa_head` metadata) from safetensors bytes and
     /// `LoadOptions` JSON.
     pub fn load(bytes: &[u8], options_json: &str) -> JsResult<Model> {
-        wrap(load_options(options_json).and_then(|o| TaskModel::from_safetensors(bytes, &o))).map(|m| Model { inner: Rc::new(m) })
+        wrap(LoadOptions::from_json(options_json).and_then(|o| TaskModel::from_safetensors(bytes, &o))).map(|m| Model { inner: Rc::new(m) })
     }
 
     /// Forward pass. `dims = [B,T,E]`; `lengths` one per batch row.
@@ -83,7 +77,7 @@ impl Model {
     /// Exact parameter count, the head's included.
     #[wasm_bindgen(js_name = paramCount)]
     pub fn param_count(&self) -> f64 {
-        self.inner.vars().iter().map(|(_, v)| v.elem_count()).sum::<usize>() as f64
+        self.inner.param_count() as f64
     }
 
     /// FNV-1a 64-bit digest of every backbone weight (16 hex digits; the head is not included).

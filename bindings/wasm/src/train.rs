@@ -11,20 +11,9 @@ use crate::error::{wrap, JsResult};
 use crate::model::Model;
 use crate::tensor::to_usize;
 
-/// The labels argument pair -> the core's [`Labels`]: exactly one of class indices `[N]` or
-/// regression targets `[N*K]`.
-fn labels(classes: Option<Vec<u32>>, values: Option<Vec<f32>>) -> gqa_core::Result<Labels> {
-    match (classes, values) {
-        (Some(c), None) => Ok(Labels::Classes(c)),
-        (None, Some(v)) => Ok(Labels::Values(v)),
-        (Some(_), Some(_)) => Err(gqa_core::Error::input("labels", "class indices or regression targets, not both", "both")),
-        (None, None) => Err(gqa_core::Error::input("labels", "class indices (Uint32Array) or regression targets (Float32Array)", "neither")),
-    }
-}
-
 /// A dataset `x: [N*T*E]` with `dims = [N,T,E]`, `lengths: [N]` and labels -> [`TrainData`].
 fn train_data(x: Vec<f32>, dims: &[u32], lengths: Option<Vec<u32>>, classes: Option<Vec<u32>>, values: Option<Vec<f32>>) -> gqa_core::Result<TrainData> {
-    TrainData::new(x, &to_usize(dims), lengths.map(|l| to_usize(&l)), labels(classes, values)?)
+    TrainData::new(x, &to_usize(dims), lengths.map(|l| to_usize(&l)), Labels::from_parts(classes, values)?)
 }
 
 fn ser_err(e: serde_json::Error) -> gqa_core::Error {
@@ -57,8 +46,7 @@ impl Trainer {
         fit_options_json: &str,
     ) -> JsResult<Trainer> {
         let m = model.inner.clone();
-        let json = if fit_options_json.trim().is_empty() { "{}" } else { fit_options_json };
-        let r = FitOptions::from_json(json).and_then(|opts| CoreTrainer::new(&m, train_data(x, dims, lengths, class_labels, targets)?, opts));
+        let r = FitOptions::from_json(fit_options_json).and_then(|opts| CoreTrainer::new(&m, train_data(x, dims, lengths, class_labels, targets)?, opts));
         wrap(r).map(|inner| Trainer { model: m, inner })
     }
 
