@@ -93,7 +93,7 @@ export interface TrainerHandle {
 
 /** The surface both bindings provide to the TypeScript layer. */
 export interface Binding {
-  /** Validates options JSON; returns normalised options JSON. Throws `"<CODE>: <message>"`. */
+  /** Validates options JSON; returns normalised options JSON. Throws an `Error` carrying `code` and the code's fields. */
   validateConfig(json: string): string;
   /** Edifice `output_size/1`. */
   outputSize(json: string): number;
@@ -107,6 +107,8 @@ export interface Binding {
   ropeFrequencies?(json: string, seqLen: number): string;
   /** The binding crate's version. */
   version(): string;
+  /** `gqa_core::ERROR_CATALOG` as JSON `[{code, fields}]`: the codes and field names its errors carry. */
+  errorCatalog(): string;
   /** Sets the compute threads (native: gqa's own pool; wasm: 1 in the single-threaded module). */
   setThreads?(n: number): void;
   /** The compute threads calls use now. */
@@ -560,6 +562,7 @@ function bindingOf(m: any, wrap: (h: any) => ModelHandle): Binding {
     kvCacheBytesPerToken: (j) => m.kvCacheBytesPerToken(j),
     recommendedDefaults: () => m.recommendedDefaults(),
     version: () => m.version(),
+    errorCatalog: () => m.errorCatalog(),
   };
   if (typeof m.ropeFrequencies === "function") b.ropeFrequencies = (j, n) => m.ropeFrequencies(j, n);
   if (typeof m.setThreads === "function") {

@@ -1,33 +1,90 @@
 /**
  * Errors of the gqa API.
  *
- * Every failure surfaces as a {@link GqaError} with a stable `code`. Codes that come from the
- * Rust core (`gqa_core::Error::code()`) cross the binding boundary as a JS `Error` whose message
- * is `"<CODE>: <message>"`; {@link toGqaError} is the one place that parses it.
+ * Every failure surfaces as a {@link GqaError} with a stable `code` and, as own properties, the
+ * fields of that code ({@link GqaErrorFields}): `e.option`, `e.expected`, `e.found` for an
+ * invalid option, `e.tensor` for a bad weight, `e.requested` / `e.limit` / `e.inUse` for out of
+ * memory, and so on. Errors of the Rust core cross the binding boundary as JS errors that already
+ * carry `code` and those fields (`gqa_core::Error::fields`, set by `bindings/node/src/error.rs` and
+ * `bindings/wasm/src/error.rs`); {@link toGqaError} is the one place that wraps them.
  */
 
+/**
+ * The fields of each error code of the Rust core: one entry per variant of `gqa_core::Error`, in
+ * the order of `gqa_core::ERROR_CATALOG` (test/errors.test.ts checks this list against the
+ * bindings' `errorCatalog()`, so the two cannot drift apart).
+ */
+export interface CoreErrorFields {
+  /** An option broke its rule (SPEC section 1), e.g. `numHeads: 7` with `numKvHeads: 2`. */
+  INVALID_OPTION: { option: string; expected: string; found: string };
+  /** An input buffer, its dims or per-sequence lengths do not fit the model (`what`: `input`, `dims`, `lengths[2]`, `input[1, 2, 0]`...). */
+  INVALID_INPUT: { what: string; expected: string; found: string };
+  /** A weight tensor has the wrong `shape` or `dtype` (`field`). */
+  TENSOR_MISMATCH: { tensor: string; field: string; expected: string; found: string };
+  /** A model parameter (canonical name) is not in the weight file; `lookedFor`: the keys searched. */
+  MISSING_PARAMETER: { parameter: string; lookedFor: string };
+  /** Strict loading found a tensor that is not a model parameter. */
+  UNEXPECTED_PARAMETER: { tensor: string };
+  /** A weight holds NaN or infinity at flat `index` (`value`: `NaN`, `inf`, `-inf`). */
+  NON_FINITE_WEIGHT: { tensor: string; index: number; value: string };
+  /** The bytes are not a readable safetensors file. */
+  MALFORMED_FILE: { reason: string };
+  /** A file without config metadata was loaded without `config`. */
+  MISSING_CONFIG: { reason: string };
+  /** A buffer would take gqa's memory past its limit (bytes): nothing was allocated. */
+  OUT_OF_MEMORY: { what: string; requested: number; limit: number; inUse: number };
+  /** A KV-cache session has no room for the pushed positions. */
+  CACHE_FULL: { what: string; capacity: number; cached: number; pushed: number };
+  /** A model, session, trainer or attention layer was used after `dispose()`. */
+  DISPOSED: { what: string };
+  /** The tensor backend (candle) failed. */
+  BACKEND: { detail: string };
+  /** A bug: a caught Rust panic, a wasm trap, or a broken invariant. */
+  INTERNAL: { detail: string };
+}
+
 /** Codes produced by the Rust core (`gqa_core::Error::code()`). */
-export type CoreErrorCode =
-  | "INVALID_OPTION"
-  | "INVALID_INPUT"
-  | "TENSOR_MISMATCH"
-  | "MISSING_PARAMETER"
-  | "UNEXPECTED_PARAMETER"
-  | "NON_FINITE_WEIGHT"
-  | "MALFORMED_FILE"
-  | "MISSING_CONFIG"
-  | "OUT_OF_MEMORY"
-  | "CACHE_FULL"
-  | "BACKEND"
-  | "INTERNAL";
+export type CoreErrorCode = keyof CoreErrorFields;
+
+/** The fields of the codes the TypeScript layer adds (none carry fields). */
+export interface TsErrorFields {
+  /** No backend could be loaded (the message names each one tried and why it failed). */
+  BACKEND_LOAD_FAILED: Record<never, never>;
+  /** A function that needs a backend ran before `GQA.init()`. */
+  NOT_INITIALIZED: Record<never, never>;
+}
 
 /** Codes produced by the TypeScript layer itself. */
-export type TsErrorCode = "BACKEND_LOAD_FAILED" | "NOT_INITIALIZED" | "DISPOSED";
+export type TsErrorCode = keyof TsErrorFields;
+
+/** Every error code with its fields. */
+export type GqaErrorFields = CoreErrorFields & TsErrorFields;
 
 /** Every error code a gqa call can fail with. */
-export type GqaErrorCode = CoreErrorCode | TsErrorCode;
+export type GqaErrorCode = keyof GqaErrorFields;
 
-const CORE_CODES: ReadonlySet<string> = new Set<GqaErrorCode>([
+/**
+ * The field names of each core code, in `gqa_core::ERROR_CATALOG` order (what the bindings set;
+ * test/errors.test.ts compares this table with the bindings' `errorCatalog()`).
+ */
+export const CORE_ERROR_FIELDS: { readonly [C in CoreErrorCode]: readonly (keyof CoreErrorFields[C])[] } = {
+  INVALID_OPTION: ["option", "expected", "found"],
+  INVALID_INPUT: ["what", "expected", "found"],
+  TENSOR_MISMATCH: ["tensor", "field", "expected", "found"],
+  MISSING_PARAMETER: ["parameter", "lookedFor"],
+  UNEXPECTED_PARAMETER: ["tensor"],
+  NON_FINITE_WEIGHT: ["tensor", "index", "value"],
+  MALFORMED_FILE: ["reason"],
+  MISSING_CONFIG: ["reason"],
+  OUT_OF_MEMORY: ["what", "requested", "limit", "inUse"],
+  CACHE_FULL: ["what", "capacity", "cached", "pushed"],
+  DISPOSED: ["what"],
+  BACKEND: ["detail"],
+  INTERNAL: ["detail"],
+};
+
+/** Codes that mean the caller's input was wrong (options, data, files), not gqa or the machine. */
+export const INPUT_ERROR_CODES: ReadonlySet<GqaErrorCode> = new Set<GqaErrorCode>([
   "INVALID_OPTION",
   "INVALID_INPUT",
   "TENSOR_MISMATCH",
@@ -36,30 +93,67 @@ const CORE_CODES: ReadonlySet<string> = new Set<GqaErrorCode>([
   "NON_FINITE_WEIGHT",
   "MALFORMED_FILE",
   "MISSING_CONFIG",
-  "OUT_OF_MEMORY",
-  "CACHE_FULL",
-  "BACKEND",
-  "INTERNAL",
-  // TS-side codes the bindings also use (e.g. a freed native handle).
-  "DISPOSED",
 ]);
 
-/** An error from gqa: `code` is stable (branch on it), `message` names what was wrong. */
-export class GqaError extends Error {
+/** Union of every field of every code, as optional properties (see {@link GqaError}). */
+type AnyFields = { readonly [K in keyof UnionToIntersection<GqaErrorFields[GqaErrorCode]>]?: UnionToIntersection<GqaErrorFields[GqaErrorCode]>[K] };
+type UnionToIntersection<U> = (U extends unknown ? (x: U) => void : never) extends (x: infer I) => void ? I : never;
+
+/**
+ * An error from gqa: `code` is stable (branch on it), `message` names what was wrong, and the
+ * code's fields ({@link GqaErrorFields}) are own properties: `e.option`, `e.expected`,
+ * `e.found`, ... Narrow with {@link GqaError.is} to read them with their types:
+ *
+ * ```ts
+ * if (GqaError.is(e, "OUT_OF_MEMORY")) console.log(e.requested, e.limit, e.inUse);
+ * ```
+ */
+export class GqaError<C extends GqaErrorCode = GqaErrorCode> extends Error {
   /** Stable error code, e.g. `"INVALID_OPTION"` (see {@link GqaErrorCode}). */
-  readonly code: GqaErrorCode;
+  readonly code: C;
 
   /**
    * @param code the stable code
    * @param message what was wrong: the option/tensor/input, the expected and the found value
-   * @param options standard `ErrorOptions` (`cause`)
+   * @param options standard `ErrorOptions` (`cause`) and the code's fields
    */
-  constructor(code: GqaErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(code: C, message: string, options?: { cause?: unknown; fields?: GqaErrorFields[C] }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "GqaError";
     this.code = code;
+    if (options?.fields) Object.assign(this, options.fields);
+  }
+
+  /** Whether `e` is a {@link GqaError} with `code`; narrows it to that code's fields. */
+  static is<K extends GqaErrorCode>(e: unknown, code: K): e is GqaError<K> & Readonly<GqaErrorFields[K]> {
+    return e instanceof GqaError && e.code === code;
+  }
+
+  /** `INVALID_OPTION` with the core's message format: "invalid option `option`: expected ..., found ...". */
+  static invalidOption(option: string, expected: string, found: string, cause?: unknown): GqaError<"INVALID_OPTION"> {
+    return new GqaError("INVALID_OPTION", `invalid option \`${option}\`: expected ${expected}, found ${found}`, { cause, fields: { option, expected, found } });
+  }
+
+  /** `INVALID_INPUT` with the core's message format: "invalid input `what`: expected ..., found ...". */
+  static invalidInput(what: string, expected: string, found: string, cause?: unknown): GqaError<"INVALID_INPUT"> {
+    return new GqaError("INVALID_INPUT", `invalid input \`${what}\`: expected ${expected}, found ${found}`, { cause, fields: { what, expected, found } });
+  }
+
+  /** `INTERNAL` with `detail` as its message and field. */
+  static internal(detail: string, cause?: unknown): GqaError<"INTERNAL"> {
+    return new GqaError("INTERNAL", detail, { cause, fields: { detail } });
+  }
+
+  /** `DISPOSED` for `what` (`model`, `session`, `trainer`, `attention layer`), as the core words it. */
+  static disposed(what: string): GqaError<"DISPOSED"> {
+    return new GqaError("DISPOSED", `the ${what} was disposed: expected a live ${what}, found one freed by dispose()`, { fields: { what } });
   }
 }
+
+/** The fields, typed per code, readable on any {@link GqaError} (undefined where the code has none). */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type, @typescript-eslint/no-unsafe-declaration-merging
+// eslint-disable-next-line @typescript-eslint/no-unused-vars
+export interface GqaError<C extends GqaErrorCode = GqaErrorCode> extends AnyFields {}
 
 /** Readers of the last Rust panic message of each loaded wasm module (`takeLastPanic`). */
 const trapInfo: Array<() => string | undefined> = [];
@@ -72,7 +166,10 @@ export function registerTrapInfo(f: () => string | undefined): void {
 /**
  * Converts anything thrown by a binding into a {@link GqaError}.
  *
- * - `Error("<CODE>: <message>")` with a core code -> `GqaError(CODE, message)`;
+ * - an `Error` with a core `code` property (what both bindings throw) -> `GqaError(code,
+ *   message)` with the code's fields copied from it (`option`, `expected`, `found`, ...);
+ * - `Error("<CODE>: <message>")` with a core code (the bindings' fallback when the structured
+ *   object cannot be built) -> `GqaError(CODE, message)`;
  * - `WebAssembly.RuntimeError` (a trap: a Rust panic or an allocation failure inside wasm)
  *   -> `GqaError("INTERNAL", ...)` naming the panic's message where the module recorded one
  *   (see {@link registerTrapInfo}). The core's calls check and reserve before they allocate,
@@ -84,16 +181,23 @@ export function toGqaError(e: unknown): GqaError {
   if (typeof WebAssembly !== "undefined" && e instanceof WebAssembly.RuntimeError) {
     let panic: string | undefined;
     for (const f of trapInfo) panic ??= f();
-    return new GqaError("INTERNAL", `wasm trap (panic or abort inside the WebAssembly module): ${panic ?? e.message}`, {
-      cause: e,
-    });
+    const detail = `wasm trap (panic or abort inside the WebAssembly module): ${panic ?? e.message}`;
+    return GqaError.internal(detail, e);
   }
   const message = e instanceof Error ? e.message : String(e);
-  const m = /^([A-Z_]+): ([\s\S]*)$/.exec(message);
-  if (m && CORE_CODES.has(m[1]!)) {
-    return new GqaError(m[1] as GqaErrorCode, m[2]!, { cause: e });
+  const code = e instanceof Error ? (e as { code?: unknown }).code : undefined;
+  if (typeof code === "string" && Object.hasOwn(CORE_ERROR_FIELDS, code)) {
+    const c = code as CoreErrorCode;
+    const fields: Record<string, unknown> = {};
+    for (const k of CORE_ERROR_FIELDS[c] as readonly string[]) fields[k] = (e as unknown as Record<string, unknown>)[k];
+    return new GqaError(c, message, { cause: e, fields: fields as never });
   }
-  return new GqaError("INTERNAL", `unexpected error from the backend: ${message}`, { cause: e });
+  const m = /^([A-Z_]+): ([\s\S]*)$/.exec(message);
+  if (m && Object.hasOwn(CORE_ERROR_FIELDS, m[1]!)) {
+    return new GqaError(m[1] as CoreErrorCode, m[2]!, { cause: e });
+  }
+  const detail = `unexpected error from the backend: ${message}`;
+  return GqaError.internal(detail, e);
 }
 
 /** Runs a synchronous binding call, converting whatever it throws with {@link toGqaError}. */

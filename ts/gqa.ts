@@ -226,21 +226,21 @@ async function ensure(): Promise<LoadedBackend> {
 
 function optionsJson(opts: unknown): string {
   if (typeof opts !== "object" || opts === null || Array.isArray(opts)) {
-    throw new GqaError("INVALID_OPTION", `invalid option \`options\`: expected an object of options, found ${opts === null ? "null" : Array.isArray(opts) ? "an array" : typeof opts}`);
+    throw GqaError.invalidOption("options", "an object of options", opts === null ? "null" : Array.isArray(opts) ? "an array" : typeof opts);
   }
   return JSON.stringify(opts);
 }
 
 function need<K extends keyof Binding>(b: Binding, k: K): NonNullable<Binding[K]> {
   const f = b[k];
-  if (!f) throw new GqaError("INTERNAL", `the ${loaded?.name} backend was built without \`${String(k)}\`; rebuild with \`bash scripts/setup.sh\``);
+  if (!f) throw GqaError.internal(`the ${loaded?.name} backend was built without \`${String(k)}\`; rebuild with \`bash scripts/setup.sh\``);
   return f as NonNullable<Binding[K]>;
 }
 
 async function readBytes(src: Uint8Array | string): Promise<Uint8Array> {
   if (src instanceof Uint8Array) return src;
   if (typeof src !== "string") {
-    throw new GqaError("INVALID_INPUT", `invalid input \`source\`: expected a Uint8Array or a file path, found ${typeof src}`);
+    throw GqaError.invalidInput("source", "a Uint8Array or a file path", typeof src);
   }
   const g = globalThis as any;
   try {
@@ -249,7 +249,7 @@ async function readBytes(src: Uint8Array | string): Promise<Uint8Array> {
     const fs = await import("node:fs/promises");
     return new Uint8Array(await fs.readFile(src));
   } catch (e) {
-    throw new GqaError("INVALID_INPUT", `invalid input \`source\`: cannot read ${src}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    throw GqaError.invalidInput("source", `a readable file`, `cannot read ${src}: ${e instanceof Error ? e.message : String(e)}`, e);
   }
 }
 
@@ -263,10 +263,10 @@ export const GQA = {
   async init(options: InitOptions = {}): Promise<BackendName> {
     const threads = options.threads;
     if (threads !== undefined && (typeof threads !== "number" || !Number.isInteger(threads) || threads < 1 || threads > 1024)) {
-      throw new GqaError("INVALID_OPTION", `invalid option \`threads\`: expected an integer in 1..=1024, found ${typeof threads === "number" ? String(threads) : `${JSON.stringify(threads)} (${typeof threads})`}`);
+      throw GqaError.invalidOption("threads", "an integer in 1..=1024", typeof threads === "number" ? String(threads) : `${JSON.stringify(threads)} (${typeof threads})`);
     }
     if (options.relaxedSimd !== undefined && typeof options.relaxedSimd !== "boolean") {
-      throw new GqaError("INVALID_OPTION", `invalid option \`relaxedSimd\`: expected true or false, found ${JSON.stringify(options.relaxedSimd)}`);
+      throw GqaError.invalidOption("relaxedSimd", "true or false", JSON.stringify(options.relaxedSimd));
     }
     const apply = (b: LoadedBackend) => {
       if (threads !== undefined) callBinding(() => need(b.binding, "setThreads")(threads));
@@ -326,7 +326,7 @@ export const GQA = {
   setMemoryLimit(bytes?: number | null): number {
     const b = binding();
     if (bytes !== undefined && bytes !== null && (typeof bytes !== "number" || !Number.isInteger(bytes) || bytes < 1)) {
-      throw new GqaError("INVALID_OPTION", `invalid option \`memoryLimit\`: expected a whole number of bytes >= 1 (or null for the default), found ${typeof bytes === "number" ? String(bytes) : `${JSON.stringify(bytes)} (${typeof bytes})`}`);
+      throw GqaError.invalidOption("memoryLimit", "a whole number of bytes >= 1 (or null for the default)", typeof bytes === "number" ? String(bytes) : `${JSON.stringify(bytes)} (${typeof bytes})`);
     }
     return callBinding(() => need(b, "setMemoryLimit")(bytes ?? undefined));
   },
@@ -390,7 +390,7 @@ export const GQA = {
     const json = optionsJson(opts);
     const seqLen = options.seqLen ?? 0;
     if (typeof seqLen !== "number" || !Number.isInteger(seqLen) || seqLen < 0 || seqLen > 0xffffffff) {
-      throw new GqaError("INVALID_OPTION", `invalid option \`seqLen\`: expected an integer in 0..=4294967295, found ${JSON.stringify(seqLen)}`);
+      throw GqaError.invalidOption("seqLen", "an integer in 0..=4294967295", JSON.stringify(seqLen));
     }
     const f = need(b, "ropeFrequencies");
     const r = JSON.parse(callBinding(() => f(json, seqLen))) as { invFreq: number[]; attentionFactor: number };

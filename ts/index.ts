@@ -11,6 +11,6 @@ export { Session } from "./session.js";
 export type { PushOptions, SessionOptions } from "./session.js";
 export type { ClassificationHead, EpochSummary, EvalResult, EvaluateOptions, FitHistory, FitOptions, HeadOptions, RegressionHead, StepReport, TrainingData } from "./train.js";
 export { GqaError } from "./errors.js";
-export type { CoreErrorCode, GqaErrorCode, TsErrorCode } from "./errors.js";
+export type { CoreErrorCode, CoreErrorFields, GqaErrorCode, GqaErrorFields, TsErrorCode, TsErrorFields } from "./errors.js";
 export type { BackendChoice, BackendName as Backend, BackendName, BackendVariant, Environment } from "./backend.js";
 export { detectEnvironment } from "./backend.js";

@@ -20,13 +20,13 @@ export interface ForwardOptions {
 
 function checkData(data: Float32Array): void {
   if (!(data instanceof Float32Array)) {
-    throw new GqaError("INVALID_INPUT", `invalid input \`input\`: expected a Float32Array, found ${Object.prototype.toString.call(data)}`);
+    throw GqaError.invalidInput("input", "a Float32Array", Object.prototype.toString.call(data));
   }
 }
 
 function checkDims(dims: readonly number[], what: string): void {
   if (!Array.isArray(dims) || dims.some((d) => !Number.isInteger(d) || d < 0 || d > 0xffffffff)) {
-    throw new GqaError("INVALID_INPUT", `invalid input \`${what}\`: expected an array of integers in 0..2^32-1, found ${JSON.stringify(dims)}`);
+    throw GqaError.invalidInput(what, "an array of integers in 0..2^32-1", JSON.stringify(dims));
   }
 }
 
@@ -58,7 +58,7 @@ abstract class Layer<Options> {
   /** The live handle, or `DISPOSED`. */
   protected get handle(): ModelHandle {
     if (this.#handle === null) {
-      throw new GqaError("DISPOSED", `this ${this.constructor.name} was disposed; build or load a new one`);
+      throw GqaError.disposed(this instanceof GqaAttention ? "attention layer" : "model");
     }
     return this.#handle;
   }
@@ -170,7 +170,7 @@ export class Model extends Layer<ModelConfig> {
     const lengths = lengthsOf(options);
     const h = this.handle;
     const f = h.attentionMaps;
-    if (!f) throw new GqaError("INTERNAL", `the ${this.backend} backend was built without \`attentionMaps\`; rebuild with \`bash scripts/setup.sh\``);
+    if (!f) throw GqaError.internal(`the ${this.backend} backend was built without \`attentionMaps\`; rebuild with \`bash scripts/setup.sh\``);
     return toTensor(callBinding(() => f.call(h, data, dims, lengths)));
   }
 

@@ -100,19 +100,19 @@ export function adaptWasmSession(s: any): SessionHandle {
 
 function checkCount(x: unknown, what: string, min: number): number {
   if (typeof x !== "number" || !Number.isInteger(x) || x < min || x > 0xffffffff) {
-    throw new GqaError("INVALID_INPUT", `invalid input \`${what}\`: expected an integer in ${min}..2^32-1, found ${JSON.stringify(x)}`);
+    throw GqaError.invalidInput(what, `an integer in ${min}..2^32-1`, JSON.stringify(x));
   }
   return x;
 }
 
 function checkPush(chunk: Float32Array, dims: readonly number[], options: PushOptions): void {
   if (!(chunk instanceof Float32Array)) {
-    throw new GqaError("INVALID_INPUT", `invalid input \`input\`: expected a Float32Array, found ${Object.prototype.toString.call(chunk)}`);
+    throw GqaError.invalidInput("input", "a Float32Array", Object.prototype.toString.call(chunk));
   }
   for (const [what, xs] of [["dims", dims], ["lengths", options.lengths]] as const) {
     if (xs === undefined && what === "lengths") continue;
     if (!Array.isArray(xs) || xs.some((d) => !Number.isInteger(d) || d < 0 || d > 0xffffffff)) {
-      throw new GqaError("INVALID_INPUT", `invalid input \`${what}\`: expected an array of integers in 0..2^32-1, found ${JSON.stringify(xs)}`);
+      throw GqaError.invalidInput(what, "an array of integers in 0..2^32-1", JSON.stringify(xs));
     }
   }
 }
@@ -122,9 +122,9 @@ function checkPush(chunk: Float32Array, dims: readonly number[], options: PushOp
  * @throws GqaError `INVALID_INPUT` (`maxLen`, `batch`), `OUT_OF_MEMORY`, `DISPOSED`
  */
 export function createSession(backend: BackendName, create: ((batch: number, maxLen: number) => SessionHandle) | undefined, options: SessionOptions): Session {
-  if (!create) throw new GqaError("INTERNAL", `the ${backend} backend was built without sessions; rebuild with \`bash scripts/setup.sh\``);
+  if (!create) throw GqaError.internal(`the ${backend} backend was built without sessions; rebuild with \`bash scripts/setup.sh\``);
   if (typeof options !== "object" || options === null) {
-    throw new GqaError("INVALID_INPUT", `invalid input \`options\`: expected {maxLen, batch?}, found ${JSON.stringify(options)}`);
+    throw GqaError.invalidInput("options", "{maxLen, batch?}", JSON.stringify(options));
   }
   const maxLen = checkCount(options.maxLen, "maxLen", 1);
   const batch = checkCount(options.batch ?? 1, "batch", 0);
@@ -164,7 +164,7 @@ export class Session {
   }
 
   get #h(): SessionHandle {
-    if (this.#handle === null) throw new GqaError("DISPOSED", "this Session was disposed; create a new one with model.session()");
+    if (this.#handle === null) throw GqaError.disposed("session");
     return this.#handle;
   }
 

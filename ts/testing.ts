@@ -20,3 +20,22 @@ export function setPanicSite(site: PanicSite | null): void {
   if (!b.testPanicSite) throw new Error("this backend build has no test hooks; rebuild with `bash scripts/setup.sh`");
   callBinding(() => b.testPanicSite!(site ?? undefined));
 }
+
+/** One entry of {@link errorCatalog}: a core error code and the names of the fields it carries. */
+export interface ErrorCatalogEntry {
+  /** The code, e.g. `"INVALID_OPTION"`. */
+  code: string;
+  /** The field names set as properties on the thrown error, e.g. `["option", "expected", "found"]`. */
+  fields: string[];
+}
+
+/**
+ * The loaded backend's error catalog: every error code of the Rust core (`gqa_core::ERROR_CATALOG`,
+ * one entry per variant of `gqa_core::Error`) with its field names, in the enum's order. The
+ * TypeScript types (`CoreErrorFields`) are checked against it by test/errors.test.ts.
+ * @throws GqaError `NOT_INITIALIZED`
+ */
+export function errorCatalog(): ErrorCatalogEntry[] {
+  const b = loadedBinding();
+  return JSON.parse(b.errorCatalog()) as ErrorCatalogEntry[];
+}

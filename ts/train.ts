@@ -145,7 +145,7 @@ export interface EvaluateOptions {
 const CALLBACK_KEYS = new Set(["onStep", "onEpochEnd", "validation"]);
 
 function invalidInput(what: string, expected: string, found: string): GqaError {
-  return new GqaError("INVALID_INPUT", `invalid input \`${what}\`: expected ${expected}, found ${found}`);
+  return GqaError.invalidInput(what, expected, found);
 }
 
 /** The head options of a model handle, or null. */
@@ -202,13 +202,13 @@ function rawData(data: TrainingData, head: HeadOptions | null, what: string): Ra
 
 function need<K extends keyof ModelHandle>(handle: ModelHandle, k: K, backend: BackendName): NonNullable<ModelHandle[K]> {
   const f = handle[k];
-  if (!f) throw new GqaError("INTERNAL", `the ${backend} backend was built without training support (\`${String(k)}\`); rebuild with \`bash scripts/setup.sh\``);
+  if (!f) throw GqaError.internal(`the ${backend} backend was built without training support (\`${String(k)}\`); rebuild with \`bash scripts/setup.sh\``);
   return (f as (...a: unknown[]) => unknown).bind(handle) as NonNullable<ModelHandle[K]>;
 }
 
 /** `model.fit`: see {@link FitOptions}. @internal called by `Model.fit`. */
 export async function fitModel(handle: ModelHandle, backend: BackendName, data: TrainingData, options: FitOptions = {}): Promise<FitHistory> {
-  if (typeof options !== "object" || options === null) throw new GqaError("INVALID_OPTION", `invalid option \`fit options\`: expected an object, found ${String(options)}`);
+  if (typeof options !== "object" || options === null) throw GqaError.invalidOption("fit options", "an object", String(options));
   const head = headOf(handle);
   const d = rawData(data, head, "data");
   const core = Object.fromEntries(Object.entries(options).filter(([k, v]) => !CALLBACK_KEYS.has(k) && v !== undefined));
@@ -261,7 +261,7 @@ export async function evaluateModel(handle: ModelHandle, backend: BackendName, d
   const d = rawData(data, headOf(handle), "data");
   const batchSize = options.batchSize ?? 64;
   if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 0xffffffff) {
-    throw new GqaError("INVALID_OPTION", `invalid option \`batchSize\`: expected an integer >= 1, found ${String(batchSize)}`);
+    throw GqaError.invalidOption("batchSize", "an integer >= 1", String(batchSize));
   }
   const evaluate = need(handle, "evaluateAsync", backend);
   const r = JSON.parse(await callBindingAsync(() => evaluate(d.x, d.dims, d.lengths, d.classes, d.targets, batchSize))) as EvalResult;

@@ -8,6 +8,7 @@
 import { InvalidArgumentError, Option, type Command } from "commander";
 import { GQA, GqaError, type GqaOptions } from "../index.js";
 import { DataFormatError, DataNotFoundError } from "../data/errors.js";
+import { INPUT_ERROR_CODES } from "../errors.js";
 
 /** Exit code for bad input: malformed/missing files, invalid options, usage errors. */
 export const EXIT_BAD_INPUT = 2;
@@ -155,18 +156,6 @@ export async function startBackend(choice: ModelFlags["backend"]): Promise<strin
   return name;
 }
 
-const BAD_INPUT_CODES = new Set([
-  "INVALID_OPTION",
-  "INVALID_INPUT",
-  "MALFORMED_FILE",
-  "MISSING_CONFIG",
-  "TENSOR_MISMATCH",
-  "MISSING_PARAMETER",
-  "UNEXPECTED_PARAMETER",
-  "NON_FINITE_WEIGHT",
-  "NOT_FOUND",
-]);
-
 /** API options the CLI sets from a flag of the same name in kebab case (`numKvHeads` <- `--num-kv-heads`). */
 const FLAG_OPTIONS = new Set([
   "embedDim", "hiddenSize", "headDim", "ropeTheta", "numHeads", "numKvHeads", "numLayers", "dropout", "yarnScale", "windowSize", "outputMode", "seed",
@@ -200,13 +189,9 @@ export function describeError(e: unknown): { message: string; exitCode: number }
   if (e instanceof DataNotFoundError) return { message: `error: ${e.message}`, exitCode: EXIT_BAD_INPUT };
   if (e instanceof GqaError) {
     const text = e.code === "INVALID_OPTION" ? withFlagNames(e.message) : e.message;
-    return { message: `error: ${e.code}: ${text}`, exitCode: BAD_INPUT_CODES.has(e.code) ? EXIT_BAD_INPUT : EXIT_FAILURE };
+    return { message: `error: ${e.code}: ${text}`, exitCode: INPUT_ERROR_CODES.has(e.code) ? EXIT_BAD_INPUT : EXIT_FAILURE };
   }
-  if (e instanceof Error) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === "string" && BAD_INPUT_CODES.has(code)) return { message: `error: ${e.message}`, exitCode: EXIT_BAD_INPUT };
-    return { message: `error: ${e.message}`, exitCode: EXIT_FAILURE };
-  }
+  if (e instanceof Error) return { message: `error: ${e.message}`, exitCode: EXIT_FAILURE };
   return { message: `error: ${String(e)}`, exitCode: EXIT_FAILURE };
 }
 
