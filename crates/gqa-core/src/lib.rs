@@ -23,6 +23,7 @@ pub mod model;
 pub mod nn;
 pub mod params;
 pub mod rope;
+pub mod schema;
 pub mod session;
 pub mod testing;
 pub mod train;

@@ -247,8 +247,10 @@ pub struct StepReport {
     pub tokens: usize,
     /// Learning rate used.
     pub lr: f64,
-    /// Global gradient norm before clipping.
-    pub grad_norm: f64,
+    /// Global gradient L2 norm before clipping (`torch.nn.utils.clip_grad_norm_`'s return
+    /// value); `None` when clipping is off ([`FitOptions::clip_norm`] `None`: the norm is then not
+    /// computed). Serialised as `gradNorm`, `null` when absent.
+    pub grad_norm: Option<f64>,
 }
 
 /// Optimiser state, data order and generators of one training run over a [`TaskModel`].
@@ -379,9 +381,9 @@ impl Trainer {
                     Some(c) => {
                         let norm = global_norm(&st.grads);
                         let coef = clip_coefficient(norm, c);
-                        (norm, (coef < 1.0).then_some(coef as f32))
+                        (Some(norm), (coef < 1.0).then_some(coef as f32))
                     }
-                    None => (f64::NAN, None),
+                    None => (None, None),
                 };
                 st.opt.step(&self.vars, &st.grads, scale, lr)?;
                 (sl.loss, sl.correct, norm, lengths)
@@ -394,8 +396,8 @@ impl Trainer {
                 check_loss(loss_value, self.global_step)?;
                 let mut grads = loss.backward()?;
                 let grad_norm = match self.opts.clip_norm {
-                    Some(c) => clip_grad_norm(&self.vars, &mut grads, c)?,
-                    None => f64::NAN,
+                    Some(c) => Some(clip_grad_norm(&self.vars, &mut grads, c)?),
+                    None => None,
                 };
                 opt.step(&grads, lr)?;
                 (loss_value, correct, grad_norm, lengths)
