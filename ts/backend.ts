@@ -109,6 +109,8 @@ export interface Binding {
   version(): string;
   /** `gqa_core::ERROR_CATALOG` as JSON `[{code, fields}]`: the codes and field names its errors carry. */
   errorCatalog(): string;
+  /** `gqa_core::schema::api_fields` as JSON: the JSON field names of each boundary struct. */
+  apiFields(): string;
   /** Sets the compute threads (native: gqa's own pool; wasm: 1 in the single-threaded module). */
   setThreads?(n: number): void;
   /** The compute threads calls use now. */
@@ -563,6 +565,7 @@ function bindingOf(m: any, wrap: (h: any) => ModelHandle): Binding {
     recommendedDefaults: () => m.recommendedDefaults(),
     version: () => m.version(),
     errorCatalog: () => m.errorCatalog(),
+    apiFields: () => m.apiFields(),
   };
   if (typeof m.ropeFrequencies === "function") b.ropeFrequencies = (j, n) => m.ropeFrequencies(j, n);
   if (typeof m.setThreads === "function") {

@@ -39,3 +39,14 @@ export function errorCatalog(): ErrorCatalogEntry[] {
   const b = loadedBinding();
   return JSON.parse(b.errorCatalog()) as ErrorCatalogEntry[];
 }
+
+/**
+ * The JSON field names of each options, config and report struct of the Rust core that crosses
+ * the binding boundary (`gqa_core::schema::api_fields`), keyed by Rust type name
+ * (`GqaConfig`, `FitOptions`, `StepReport`, `HeadConfig::Classification`, ...), names sorted.
+ * test/schema.test.ts checks the TypeScript interfaces against it.
+ * @throws GqaError `NOT_INITIALIZED`
+ */
+export function apiFields(): Record<string, string[]> {
+  return JSON.parse(loadedBinding().apiFields()) as Record<string, string[]>;
+}

@@ -68,6 +68,14 @@ pub fn error_catalog() -> String {
     gqa_core::error_catalog_json()
 }
 
+/// The JSON field names of every options, config and report struct exchanged with the
+/// TypeScript layer, as JSON `{"GqaConfig": ["dropout", "embedDim", ...], ...}`
+/// (`gqa_core::schema::api_fields`); the TypeScript interfaces are checked against it by a test.
+#[wasm_bindgen(js_name = apiFields)]
+pub fn api_fields() -> String {
+    gqa_core::schema::api_fields_json()
+}
+
 /// The binding's crate version (for diagnostics).
 #[wasm_bindgen]
 pub fn version() -> String {
