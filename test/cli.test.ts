@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { GQA } from "gqa";
 import { beforeAll, describe, expect, it } from "vitest";
-import { readCliMetadata, readMetadata, setMetadata, withCliMetadata, type CliMetadata } from "../ts/cli/model-file.js";
+import { readCliMetadata, readMetadata, setMetadata, withCliMetadata, type CliMetadata } from "../ts/model-file.js";
 import { trainingCurveSvg } from "../ts/cli/plot.js";
 import { classificationMetrics } from "../ts/cli/metrics.js";
 

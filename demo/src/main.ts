@@ -4,7 +4,7 @@
 // MQA twins. All model work happens in worker.ts (WebAssembly), so the page stays responsive.
 import type { ModelConfig } from "gqa";
 
-import { readCliMetadata, type CliMetadata } from "../../ts/cli/model-file.js";
+import { readCliMetadata, type CliMetadata } from "../../ts/model-file.js";
 import { standardize } from "../../ts/data/standardize.js";
 import { parseUea, type UeaDataset } from "../../ts/data/uea.js";
 import { heatmap, lineChart } from "./charts.js";

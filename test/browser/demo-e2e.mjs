@@ -21,7 +21,7 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { build } from "vite";
 
-import { readCliMetadata } from "../../dist/cli/model-file.js";
+import { readCliMetadata } from "../../dist/model-file.js";
 import { readUea, standardize } from "../../dist/data/index.js";
 import { GQA } from "../../dist/index.js";
 

@@ -9,7 +9,7 @@ import { standardize } from "../data/standardize.js";
 import { addBackendOption, startBackend, type ModelFlags } from "./common.js";
 import { argmaxRows, classificationMetrics, formatMetrics } from "./metrics.js";
 import { loadCliModel, probabilitiesForSeries } from "./model-api.js";
-import { readCliMetadata } from "./model-file.js";
+import { readCliMetadata } from "../model-file.js";
 
 interface EvalFlags {
   model: string;

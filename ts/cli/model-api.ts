@@ -170,7 +170,7 @@ export function ensembleOf(members: readonly Classifier[]): Classifier {
       return sum;
     },
     async save() {
-      const { packEnsemble } = await import("./model-file.js");
+      const { packEnsemble } = await import("../model-file.js");
       return packEnsemble(await Promise.all(members.map((m) => m.save())));
     },
     dispose: () => members.forEach((m) => m.dispose()),
@@ -184,7 +184,7 @@ export function ensembleOf(members: readonly Classifier[]): Classifier {
  *   malformed ensemble file.
  */
 export async function loadCliModel(bytes: Uint8Array, task: "classification" | "regression", numOutputs: number, file = "<model>"): Promise<Classifier> {
-  const { unpackEnsemble } = await import("./model-file.js");
+  const { unpackEnsemble } = await import("../model-file.js");
   const members: Classifier[] = [];
   try {
     for (const b of unpackEnsemble(bytes, file)) members.push(task === "regression" ? await loadRegressor(b, numOutputs, file) : await loadClassifier(b, numOutputs, file));

@@ -8,7 +8,7 @@ import { readSeriesInput } from "../data/input.js";
 import { standardize } from "../data/standardize.js";
 import { addBackendOption, startBackend, type ModelFlags } from "./common.js";
 import { loadCliModel, probabilitiesForSeries } from "./model-api.js";
-import { readCliMetadata } from "./model-file.js";
+import { readCliMetadata } from "../model-file.js";
 
 interface PredictFlags {
   model: string;

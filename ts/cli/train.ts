@@ -16,7 +16,7 @@ import type { HeadOptions } from "../index.js";
 import { addBackendOption, addModelOptions, intArg, modelOptions, numArg, startBackend, status, type ModelDefaults, type ModelFlags } from "./common.js";
 import { argmaxRows, classificationMetrics, formatMetrics } from "./metrics.js";
 import { buildTaskModel, ensembleOf, probabilitiesForSeries, type Classifier, type StepReport } from "./model-api.js";
-import { withCliMetadata, type CliMetadata } from "./model-file.js";
+import { withCliMetadata, type CliMetadata } from "../model-file.js";
 import { trainingCurveSvg, type CurvePoint } from "./plot.js";
 
 interface TrainFlags extends ModelFlags {

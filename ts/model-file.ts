@@ -1,4 +1,6 @@
 /**
+ * Shared by the CLI (`gqa train/eval/predict`) and the demo page: no Node-only imports.
+ *
  * The CLI's additions to a saved model file: the preprocessing and label names that `gqa eval`
  * and `gqa predict` need, stored as one safetensors metadata entry `gqa_cli` (a JSON string) next
  * to the core's `gqa_config`, so that `model.safetensors` alone reproduces training's inputs.
@@ -8,7 +10,7 @@
  * may end in spaces), then the tensor data; offsets are relative to the data start, so a new
  * header does not move any tensor.
  */
-import { DataFormatError } from "../data/errors.js";
+import { DataFormatError } from "./data/errors.js";
 
 /** What `gqa train` records about the data a model was trained on. */
 export interface CliMetadata {
