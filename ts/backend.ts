@@ -24,7 +24,7 @@
  */
 
 import { freeWasmObject, GqaError, registerTrapInfo } from "./errors.js";
-import { adaptNativeSession, adaptWasmSession, type SessionHandle } from "./session.js";
+import { adaptSession, type SessionHandle } from "./session.js";
 
 /** A backend name. */
 export type BackendName = "native" | "wasm";
@@ -404,26 +404,77 @@ export async function loadBackend(choice?: BackendChoice, wasm: WasmLoadOptions 
 }
 
 // ---------------------------------------------------------------------------------------------
-// Adapters: the two bindings differ only in how they pass arrays and async work.
+// Adapter: one for both bindings, parameterised by the only things that differ between them.
+
+/**
+ * What differs between the napi-rs addon and the wasm-bindgen package, and nothing else:
+ * - how a returned tensor object is read (napi: plain `{data, dims}`; wasm: a Rust-owned object
+ *   whose data is taken out and which must then be freed);
+ * - how a call runs without blocking (napi: the binding's `<name>Async` method on the libuv
+ *   thread pool; wasm: the synchronous method, optionally after yielding to the event loop);
+ * - how an object is freed (wasm: never throwing after a trap, see `freeWasmObject`).
+ * @internal
+ */
+export interface BindingKind {
+  /** A returned tensor object -> {@link RawTensor}. */
+  tensor(o: any): RawTensor;
+  /** Runs method `name` of `h` off the main thread (native) or in turn (wasm), `yieldFirst`: wasm yields to the event loop first. */
+  call(h: any, name: string, args: unknown[], yieldFirst?: boolean): Promise<any>;
+  /** Frees a binding object; never throws. */
+  free(o: any): void;
+}
+
+const NATIVE: BindingKind = {
+  tensor: (o) => ({ data: o.data, dims: Array.from(o.dims as ArrayLike<number>) }),
+  call: (h, name, args) => h[`${name}Async`](...args),
+  free: (o) => o.free?.(),
+};
+
+const WASM: BindingKind = {
+  tensor: (o) => {
+    try {
+      return { data: o.takeData(), dims: Array.from(o.dims() as ArrayLike<number>) };
+    } finally {
+      o.free();
+    }
+  },
+  call: async (h, name, args, yieldFirst) => {
+    // Yielding lets timers, I/O and UI updates run between training steps.
+    if (yieldFirst) await new Promise((r) => setTimeout(r, 0));
+    return h[name](...args);
+  },
+  free: (o) => freeWasmObject(o),
+};
 
 function toU32(xs: readonly number[] | undefined): Uint32Array | undefined {
   return xs === undefined ? undefined : Uint32Array.from(xs);
 }
 
-/** napi-rs addon -> {@link Binding}. */
-function adaptNative(raw: any): Binding {
+/** A free that runs once, whatever the caller does. */
+function once(kind: BindingKind, o: any): () => void {
+  let freed = false;
+  return () => {
+    if (!freed) {
+      freed = true;
+      kind.free(o);
+    }
+  };
+}
+
+/** A binding module (napi addon or wasm glue) -> {@link Binding}, with `kind` saying how it passes tensors and async work. */
+function adapt(m: any, kind: BindingKind): Binding {
   const wrap = (h: any): ModelHandle => {
-    let freed = false;
-    const out = (o: any): RawTensor => ({ data: o.data, dims: Array.from(o.dims as ArrayLike<number>) });
+    const sync = (name: string) => (data: Float32Array, dims: number[], lengths?: number[]) => kind.tensor(h[name](data, toU32(dims), toU32(lengths)));
+    const async = (name: string) => async (data: Float32Array, dims: number[], lengths?: number[]) => kind.tensor(await kind.call(h, name, [data, toU32(dims), toU32(lengths)]));
     return {
       ...(typeof h.predict === "function" && {
-        predict: (data: Float32Array, dims: number[], lengths?: number[]) => out(h.predict(data, toU32(dims), toU32(lengths))),
-        predictAsync: async (data: Float32Array, dims: number[], lengths?: number[]) => out(await h.predictAsync(data, toU32(dims), toU32(lengths))),
+        predict: sync("predict"),
+        predictAsync: async("predict"),
         headConfig: () => h.headConfig() ?? null,
         createTrainer: (x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, json: string): TrainerHandle => {
-          const t = new raw.Trainer(h, x, toU32(dims), lengths, classes, targets, json);
+          const t = new m.Trainer(h, x, toU32(dims), lengths, classes, targets, json);
           return {
-            stepAsync: () => t.stepAsync(),
+            stepAsync: () => kind.call(t, "step", [], true) as Promise<string>,
             get stepsPerEpoch() {
               return t.stepsPerEpoch;
             },
@@ -433,123 +484,35 @@ function adaptNative(raw: any): Binding {
             get done() {
               return t.done;
             },
-            free: () => t.free(),
+            free: once(kind, t),
           };
         },
         evaluateAsync: (x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, batchSize: number) =>
-          h.evaluateAsync(x, toU32(dims), lengths, classes, targets, batchSize),
+          kind.call(h, "evaluate", [x, toU32(dims), lengths, classes, targets, batchSize]) as Promise<string>,
       }),
-      ...(typeof h.session === "function" && { createSession: (batch: number, maxLen: number) => adaptNativeSession(h.session(batch, maxLen)) }),
-      ...(typeof h.attentionMaps === "function" && {
-        attentionMaps: (data: Float32Array, dims: number[], lengths?: number[]) => {
-          const o = h.attentionMaps(data, toU32(dims), toU32(lengths));
-          return { data: o.data, dims: Array.from(o.dims as ArrayLike<number>) };
-        },
-      }),
-      forward: (data, dims, lengths) => {
-        const out = h.forward(data, toU32(dims), toU32(lengths));
-        return { data: out.data, dims: Array.from(out.dims as ArrayLike<number>) };
-      },
-      forwardAsync: async (data, dims, lengths) => {
-        const out = await h.forwardAsync(data, toU32(dims), toU32(lengths));
-        return { data: out.data, dims: Array.from(out.dims as ArrayLike<number>) };
-      },
+      ...(typeof h.session === "function" && { createSession: (batch: number, maxLen: number) => adaptSession(h.session(batch, maxLen), kind) }),
+      ...(typeof h.attentionMaps === "function" && { attentionMaps: sync("attentionMaps") }),
+      forward: sync("forward"),
+      forwardAsync: async("forward"),
       save: () => h.save(),
       config: () => h.config(),
       paramCount: () => h.paramCount(),
       weightsDigest: () => h.weightsDigest(),
-      free: () => {
-        if (!freed) {
-          freed = true;
-          h.free?.();
-        }
-      },
+      free: once(kind, h),
     };
   };
-  return bindingOf(raw, wrap);
+  return bindingOf(m, wrap);
+}
+
+/** napi-rs addon -> {@link Binding}. */
+function adaptNative(raw: any): Binding {
+  return adapt(raw, NATIVE);
 }
 
 /** wasm-bindgen package -> {@link Binding}. */
 function adaptWasm(glue: any): Binding {
   if (typeof glue.takeLastPanic === "function") registerTrapInfo(() => glue.takeLastPanic() ?? undefined);
-  const wrap = (h: any): ModelHandle => {
-    let freed = false;
-    const forward = (data: Float32Array, dims: number[], lengths?: number[]): RawTensor => {
-      const out = h.forward(data, toU32(dims), toU32(lengths));
-      try {
-        return { data: out.takeData(), dims: Array.from(out.dims() as ArrayLike<number>) };
-      } finally {
-        out.free();
-      }
-    };
-    const predict = (data: Float32Array, dims: number[], lengths?: number[]): RawTensor => {
-      const out = h.predict(data, toU32(dims), toU32(lengths));
-      try {
-        return { data: out.takeData(), dims: Array.from(out.dims() as ArrayLike<number>) };
-      } finally {
-        out.free();
-      }
-    };
-    return {
-      ...(typeof h.predict === "function" && {
-        predict,
-        predictAsync: async (data: Float32Array, dims: number[], lengths?: number[]) => predict(data, dims, lengths),
-        headConfig: () => h.headConfig() ?? null,
-        createTrainer: (x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, json: string): TrainerHandle => {
-          const t = new glue.Trainer(h, x, toU32(dims), lengths, classes, targets, json);
-          let tFreed = false;
-          return {
-            // Yield to the event loop first so timers, I/O and UI updates run between steps.
-            stepAsync: async () => {
-              await new Promise((r) => setTimeout(r, 0));
-              return t.step() as string;
-            },
-            get stepsPerEpoch() {
-              return t.stepsPerEpoch;
-            },
-            get totalSteps() {
-              return t.totalSteps;
-            },
-            get done() {
-              return t.done;
-            },
-            free: () => {
-              if (!tFreed) {
-                tFreed = true;
-                freeWasmObject(t);
-              }
-            },
-          };
-        },
-        evaluateAsync: async (x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, batchSize: number) =>
-          h.evaluate(x, toU32(dims), lengths, classes, targets, batchSize) as string,
-      }),
-      ...(typeof h.session === "function" && { createSession: (batch: number, maxLen: number) => adaptWasmSession(h.session(batch, maxLen)) }),
-      ...(typeof h.attentionMaps === "function" && {
-        attentionMaps: (data: Float32Array, dims: number[], lengths?: number[]): RawTensor => {
-          const o = h.attentionMaps(data, toU32(dims), toU32(lengths));
-          try {
-            return { data: o.takeData(), dims: Array.from(o.dims() as ArrayLike<number>) };
-          } finally {
-            o.free();
-          }
-        },
-      }),
-      forward,
-      forwardAsync: async (data, dims, lengths) => forward(data, dims, lengths),
-      save: () => h.save(),
-      config: () => h.config(),
-      paramCount: () => h.paramCount(),
-      weightsDigest: () => h.weightsDigest(),
-      free: () => {
-        if (!freed) {
-          freed = true;
-          freeWasmObject(h);
-        }
-      },
-    };
-  };
-  return bindingOf(glue, wrap);
+  return adapt(glue, WASM);
 }
 
 /**

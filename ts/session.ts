@@ -4,8 +4,8 @@
  * the model's output as a full forward over the prefix would, computing only the new positions.
  */
 
-import type { BackendName, RawTensor } from "./backend.js";
-import { callBinding, callBindingAsync, freeWasmObject, GqaError } from "./errors.js";
+import type { BackendName, BindingKind, RawTensor } from "./backend.js";
+import { callBinding, callBindingAsync, GqaError } from "./errors.js";
 import { Tensor } from "./tensor.js";
 
 /** Options of `model.session()`. */
@@ -44,20 +44,14 @@ export interface SessionHandle {
 }
 
 const u32 = (xs: readonly number[] | undefined): Uint32Array | undefined => (xs === undefined ? undefined : Uint32Array.from(xs));
-const dimsOf = (d: ArrayLike<number>): number[] => Array.from(d);
 
-/** napi-rs `Session` -> {@link SessionHandle}. @internal */
-export function adaptNativeSession(s: any): SessionHandle {
+/** A binding's `Session` object -> {@link SessionHandle}, `kind` saying how that binding passes tensors and async work. @internal */
+export function adaptSession(s: any, kind: BindingKind): SessionHandle {
+  let freed = false;
   return {
-    push: (data, dims, lengths, all) => {
-      const o = s.push(data, u32(dims), u32(lengths), all);
-      return { data: o.data, dims: dimsOf(o.dims) };
-    },
-    pushAsync: async (data, dims, lengths, all) => {
-      const o = await s.pushAsync(data, u32(dims), u32(lengths), all);
-      return { data: o.data, dims: dimsOf(o.dims) };
-    },
-    lengths: () => dimsOf(s.lengths()),
+    push: (data, dims, lengths, all) => kind.tensor(s.push(data, u32(dims), u32(lengths), all)),
+    pushAsync: async (data, dims, lengths, all) => kind.tensor(await kind.call(s, "push", [data, u32(dims), u32(lengths), all])),
+    lengths: () => Array.from(s.lengths() as ArrayLike<number>),
     get capacity() {
       return s.capacity as number;
     },
@@ -67,34 +61,12 @@ export function adaptNativeSession(s: any): SessionHandle {
     reset: () => s.reset(),
     kvCacheBytes: () => s.kvCacheBytes(),
     kvCacheBytesPerToken: () => s.kvCacheBytesPerToken(),
-    free: () => s.free(),
-  };
-}
-
-/** wasm-bindgen `Session` -> {@link SessionHandle} (`pushAsync` computes synchronously). @internal */
-export function adaptWasmSession(s: any): SessionHandle {
-  const push = (data: Float32Array, dims: number[], lengths: number[] | undefined, all: boolean): RawTensor => {
-    const o = s.push(data, u32(dims), u32(lengths), all);
-    try {
-      return { data: o.takeData(), dims: dimsOf(o.dims()) };
-    } finally {
-      o.free();
-    }
-  };
-  return {
-    push,
-    pushAsync: async (data, dims, lengths, all) => push(data, dims, lengths, all),
-    lengths: () => dimsOf(s.lengths()),
-    get capacity() {
-      return s.capacity as number;
+    free: () => {
+      if (!freed) {
+        freed = true;
+        kind.free(s);
+      }
     },
-    get batch() {
-      return s.batch as number;
-    },
-    reset: () => s.reset(),
-    kvCacheBytes: () => s.kvCacheBytes(),
-    kvCacheBytesPerToken: () => s.kvCacheBytesPerToken(),
-    free: () => freeWasmObject(s),
   };
 }
 
