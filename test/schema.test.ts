@@ -11,6 +11,7 @@ import ts from "typescript";
 import { beforeAll, describe, expect, it } from "vitest";
 import { GQA } from "gqa";
 import { apiFields } from "gqa/testing";
+import { CORE_DEFAULTS } from "../ts/cli/common.js";
 import { BACKEND } from "./helpers/expect.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -65,5 +66,15 @@ describe(`TypeScript types against the Rust definitions (${BACKEND})`, () => {
     expect(members("train.ts", "StepReport").get("gradNorm")).toMatch(/\| null/);
     expect(members("train.ts", "EvalResult").get("accuracy")).toMatch(/\| null/);
     expect(members("train.ts", "FitOptions").get("clipNorm")).toMatch(/\| null/);
+  });
+
+  it("the CLI's copy of the defaults (flag help, gqa info) equals what the core fills in", async () => {
+    const m = await GQA.build({ embedDim: 4 });
+    try {
+      const cfg = m.config as unknown as Record<string, unknown>;
+      for (const [k, v] of Object.entries(CORE_DEFAULTS)) expect([k, cfg[k]]).toEqual([k, v]);
+    } finally {
+      m.dispose();
+    }
   });
 });

@@ -67,8 +67,26 @@ export interface ModelDefaults {
   rope: boolean;
 }
 
-/** The core's defaults (SPEC section 1), used by `gqa info`. */
-export const CORE_DEFAULTS: ModelDefaults = { hiddenSize: 256, numHeads: 8, numKvHeads: 2, numLayers: 4, dropout: 0.1, rope: false };
+/**
+ * The core's defaults (SPEC section 1, `gqa_core::GqaConfig`), used by `gqa info` and in the flags'
+ * help. The help is built before a backend is loaded, so this is a copy; test/schema.test.ts
+ * checks every value against the defaults the core fills in (`model.config`).
+ */
+export const CORE_DEFAULTS = {
+  hiddenSize: 256,
+  numHeads: 8,
+  numKvHeads: 2,
+  numLayers: 4,
+  dropout: 0.1,
+  rope: false,
+  ropeTheta: 10000,
+  yarn: false,
+  yarnScale: 8,
+  yarnOriginalMaxPosition: 2048,
+  windowSize: 60,
+  outputMode: "last_timestep",
+  seed: 0,
+} as const satisfies ModelDefaults & Required<Omit<GqaOptions, "embedDim" | "headDim" | "ropeScaling">>;
 
 /**
  * Adds the model-architecture flags shared by `info` and `train`. Values not given are left to
@@ -85,19 +103,19 @@ export function addModelOptions(cmd: Command, defaults: ModelDefaults = CORE_DEF
     .option("--num-kv-heads <n>", `key/value heads NKV, dividing --num-heads (1 = MQA, = num-heads = MHA); default ${defaults.numKvHeads}`, intArg(1))
     .option("--num-layers <n>", `pre-norm transformer blocks; default ${defaults.numLayers}`, intArg(1))
     .option("--dropout <p>", `dropout probability in [0, 1), used only in training; default ${defaults.dropout}`, numArg(0, 1))
-    .option("--rope", `rotary position embedding on Q and K (half rotation, base theta 10000 by default)${defaults.rope ? "; on by default" : ""}`);
+    .option("--rope", `rotary position embedding on Q and K (half rotation, base theta ${CORE_DEFAULTS.ropeTheta} by default)${defaults.rope ? "; on by default" : ""}`);
   if (defaults.rope) cmd.option("--no-rope", "no rotary position embedding");
   return cmd
-    .option("--rope-theta <x>", "rotary base theta (> 0); default 10000", numArg(Number.MIN_VALUE))
+    .option("--rope-theta <x>", `rotary base theta (> 0); default ${CORE_DEFAULTS.ropeTheta}`, numArg(Number.MIN_VALUE))
     .option("--rope-scaling <json>", 'Hugging Face rotary scaling as JSON, e.g. \'{"type":"yarn","factor":4,"originalMaxPositionEmbeddings":2048}\' (implies rotary)', jsonArg)
     .option("--yarn", "Edifice's YaRN-named rotary frequency scaling (implies rotary; not Hugging Face's yarn)")
-    .option("--yarn-scale <s>", "YaRN scale (> 0); default 8", numArg(Number.MIN_VALUE))
-    .option("--window-size <n>", "expected sequence length (a sizing hint only); default 60", intArg(1))
+    .option("--yarn-scale <s>", `YaRN scale (> 0); default ${CORE_DEFAULTS.yarnScale}`, numArg(Number.MIN_VALUE))
+    .option("--window-size <n>", `expected sequence length (a sizing hint only); default ${CORE_DEFAULTS.windowSize}`, intArg(1))
     .addOption(
-      new Option("--output-mode <mode>", "how the sequence becomes one vector: last_timestep, mean_pool (all is for the API only); default last_timestep")
+      new Option("--output-mode <mode>", `how the sequence becomes one vector: last_timestep, mean_pool (all is for the API only); default ${CORE_DEFAULTS.outputMode}`)
         .choices(["last_timestep", "mean_pool"]),
     )
-    .option("--seed <n>", training ? "seed of the weight initialisation, dropout and batch order; default 0" : "seed of the weight initialisation; default 0", intArg(0));
+    .option("--seed <n>", `${training ? "seed of the weight initialisation, dropout and batch order" : "seed of the weight initialisation"}; default ${CORE_DEFAULTS.seed}`, intArg(0));
 }
 
 /** The raw commander values of {@link addModelOptions}: the model options the CLI exposes (typed by `GqaOptions`), plus the backend. */
