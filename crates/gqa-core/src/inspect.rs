@@ -8,7 +8,7 @@
 //! hidden states between layers come from the model's own inference path, so the maps belong to
 //! exactly the forward pass `GqaModel::forward_f32` runs.
 
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 
 use crate::attention::AttnMask;
 use crate::error::{check_f32_buffer, Result};
@@ -35,7 +35,7 @@ pub fn attention_maps(model: &GqaModel, data: &[f32], dims: &[usize], lengths: O
     let _use = model.read_use();
     let cfg = model.config();
     let (b, t) = check_dims(data, dims, cfg.embed_dim, "embedDim", lengths)?;
-    let (nl, nh, nkv, d) = (cfg.num_layers, cfg.num_heads, cfg.num_kv_heads, cfg.hidden_size / cfg.num_heads);
+    let (nl, nh, d) = (cfg.num_layers, cfg.num_heads, cfg.head_dim());
     let out_dims = vec![nl, b, nh, t, t];
     check_f32_buffer("attention maps", &out_dims)?;
     let _working = crate::memory::reserve_f32("attention maps", &[&out_dims, &[2, b, nh, t, t], &[b, t, cfg.embed_dim + 9 * cfg.hidden_size]])?;
@@ -48,21 +48,14 @@ pub fn attention_maps(model: &GqaModel, data: &[f32], dims: &[usize], lengths: O
     let x = zero_padded(&x, lengths)?;
     let mut h = model.project_input(&x, false)?;
     let mask = AttnMask::causal(b, t, t, 0, lengths, device)?;
-    let mb = mask.bias().dim(0)?;
     let rot = model.rotary(t)?;
-    let g = nh / nkv;
     let scale = 1.0 / (d as f64).sqrt();
     let mut out = Vec::with_capacity(nl * b * nh * t * t);
     for block in model.blocks() {
         let a = block.attn_norm.forward(&h, false)?;
         let (q, k, _v) = block.attn.qkv(&a, rot.as_ref(), 0, false)?;
-        // q: [B,NH,T,D] viewed as [B,NKV,G*T,D] (the query heads of a group are consecutive).
-        let q = q.affine(scale, 0.0)?.reshape((b, nkv, g * t, d))?;
-        let s = q.matmul(&k.contiguous()?.t()?)?.reshape((b, nkv, g, t, t))?;
-        let s = s.broadcast_add(&mask.bias().reshape((mb, 1, 1, t, t))?)?;
-        let m = s.max_keepdim(D::Minus1)?;
-        let e = s.broadcast_sub(&m)?.exp()?;
-        let p = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?;
+        // [B, NKV, G*T, T] is [B, NH, T, T] in memory (the query heads of a group are consecutive).
+        let p = crate::kernels::reference::attention_probs(&q, &k.contiguous()?, Some(mask.bias()), scale)?;
         out.extend(p.flatten_all()?.to_vec1::<f32>()?);
         h = block.forward(&h, &mask, rot.as_ref(), None, false)?;
     }
@@ -75,7 +68,12 @@ mod tests {
     use crate::config::GqaConfig;
 
     fn model(rope: bool, heads: (usize, usize), embed: usize) -> GqaModel {
+        model_d(rope, heads, embed, None)
+    }
+
+    fn model_d(rope: bool, heads: (usize, usize), embed: usize, head_dim: Option<usize>) -> GqaModel {
         let mut c = GqaConfig::new(embed);
+        c.head_dim = head_dim;
         c.hidden_size = 16;
         c.num_heads = heads.0;
         c.num_kv_heads = heads.1;
@@ -114,12 +112,13 @@ mod tests {
     }
 
     /// Layer 0 against an independent float64 softmax over `q.k / sqrt(D)` from the projections,
-    /// with query head `i` reading KV head `i / group` (MQA, GQA and MHA).
+    /// with query head `i` reading KV head `i / group` (MQA, GQA and MHA), and with an explicit
+    /// `headDim` that is not `hiddenSize / numHeads` (scale `1/sqrt(headDim)`).
     #[test]
     fn layer0_matches_naive_f64_softmax_with_group_mapping() {
-        for heads in [(4, 1), (4, 2), (4, 4)] {
+        for (heads, head_dim) in [((4, 1), None), ((4, 2), None), ((4, 4), None), ((4, 2), Some(6))] {
             let (b, t, e) = (2, 5, 16);
-            let m = model(false, heads, e);
+            let m = model_d(false, heads, e, head_dim);
             let x = input(b * t * e);
             let (p, _) = attention_maps(&m, &x, &[b, t, e], None).unwrap();
             let xt = Tensor::from_slice(&x, (b, t, e), m.device()).unwrap();
@@ -128,7 +127,7 @@ mod tests {
             // q: [B,NH,T,D], k: [B,NKV,T,D] (contiguous, row-major).
             let q = q.flatten_all().unwrap().to_vec1::<f32>().unwrap();
             let k = k.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let (nh, nkv, d) = (heads.0, heads.1, 16 / heads.0);
+            let (nh, nkv, d) = (heads.0, heads.1, head_dim.unwrap_or(16 / heads.0));
             let mut max_err = 0f64;
             for bi in 0..b {
                 for i in 0..nh {

@@ -481,10 +481,25 @@ impl Rotary {
         }
         let cos = self.cos.narrow(0, offset, t)?;
         let sin = self.sin.narrow(0, offset, t)?;
-        let x1 = x.narrow(3, 0, self.half)?;
-        let x2 = x.narrow(3, self.half, self.half)?;
-        let r1 = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
-        let r2 = (x1.broadcast_mul(&sin)? + x2.broadcast_mul(&cos)?)?;
-        Ok(Tensor::cat(&[&r1, &r2], 3)?)
+        rotate_half(x, &cos, &sin)
     }
+}
+
+/// The rotary rotation itself, shared by [`Rotary::apply`] (one table for every row) and the
+/// KV-cache session (per-row tables, rows at different positions):
+/// `out = concat(x1*cos - x2*sin, x1*sin + x2*cos)` with `x1, x2` the halves of the last dim
+/// (rotate_half convention; SPEC section 5; Hugging Face transformers `apply_rotary_pos_emb`).
+///
+/// Shapes: `x: [B, N, T, D]`; `cos, sin` broadcastable to `[B, N, T, D/2]` (`[T, D/2]` or
+/// `[B, 1, T, D/2]`). Returns a contiguous `[B, N, T, D]`.
+///
+/// # Errors
+/// [`Error::Backend`] from candle when the shapes do not broadcast.
+pub fn rotate_half(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let half = x.dim(3)? / 2;
+    let x1 = x.narrow(3, 0, half)?;
+    let x2 = x.narrow(3, half, half)?;
+    let r1 = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
+    let r2 = (x1.broadcast_mul(sin)? + x2.broadcast_mul(cos)?)?;
+    Ok(Tensor::cat(&[&r1, &r2], 3)?)
 }

@@ -24,7 +24,7 @@
 //! the time of each push, so changing the weights between pushes leaves the cache stale
 //! (call [`Session::reset`]).
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 
 use crate::config::{GqaConfig, OutputMode};
 use crate::error::{check_f32_buffer, Error, Result};
@@ -424,7 +424,7 @@ impl Session {
             let a = block.attn_norm.forward(&h, false)?;
             let (q, k, v) = block.attn.qkv(&a, None, 0, false)?;
             let (q, k) = match &rot {
-                Some((cos, sin)) => (rotate(&q, cos, sin)?, rotate(&k, cos, sin)?),
+                Some((cos, sin)) => (crate::rope::rotate_half(&q, cos, sin)?, crate::rope::rotate_half(&k, cos, sin)?),
                 None => (q, k),
             };
             for (row, (&n, &len)) in ns.iter().zip(&self.lengths).enumerate() {
@@ -494,35 +494,13 @@ fn causal_bias(lengths: &[usize], ns: &[usize], totals: &[usize], t: usize, devi
     Ok(Some(Tensor::from_vec(m, (rows, t, l), device)?))
 }
 
-/// Rotary on `x: [B, N, t, D]` with per-row tables `cos, sin: [B, 1, t, D/2]`, the same f32
-/// operations as [`Rotary::apply`] (SPEC section 5, rotate_half).
-fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    let half = x.dim(3)? / 2;
-    let x1 = x.narrow(3, 0, half)?;
-    let x2 = x.narrow(3, half, half)?;
-    let r1 = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
-    let r2 = (x1.broadcast_mul(sin)? + x2.broadcast_mul(cos)?)?;
-    Ok(Tensor::cat(&[&r1, &r2], 3)?)
-}
-
 /// `softmax(q k^T * scale + bias) v` with query head `i` reading KV head `i / group`, as in
 /// [`crate::kernels::reference::attention`], but over cache views `k, v: [B, NKV, L, D]` that
 /// are narrowed (strided) and multiplied in place, without a contiguous copy of the cache.
 /// `q: [B, NH, t, D]`, `bias: [MB, t, L]`. Returns `o: [B, t, NH*D]`.
 fn attention_over_cache(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>, scale: f64) -> Result<Tensor> {
     let (b, nh, t, d) = q.dims4()?;
-    let (_, nkv, l, _) = k.dims4()?;
-    let g = nh / nkv;
-    let q = q.affine(scale, 0.0)?.reshape((b, nkv, g * t, d))?;
-    let mut s = q.matmul(&k.t()?)?;
-    if let Some(bias) = bias {
-        let mb = bias.dim(0)?;
-        s = s.reshape((b, nkv, g, t, l))?.broadcast_add(&bias.reshape((mb, 1, 1, t, l))?)?;
-    }
-    let m = s.max_keepdim(D::Minus1)?;
-    let ex = s.broadcast_sub(&m)?.exp()?;
-    let z = ex.sum_keepdim(D::Minus1)?;
-    let p = ex.broadcast_div(&z)?.reshape((b, nkv, g * t, l))?;
+    let p = crate::kernels::reference::attention_probs(q, k, bias, scale)?;
     let o = p.matmul(v)?.reshape((b, nh, t, d))?;
     Ok(o.transpose(1, 2)?.contiguous()?.reshape((b, t, nh * d))?)
 }

@@ -32,15 +32,35 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, scale: f64) 
             bias.dims()
         )));
     }
+    let p = attention_probs(q, &k.contiguous()?, Some(bias), scale)?;
+    Ok(p.matmul(&v.contiguous()?)?.reshape((b, nh, tq, d))?)
+}
+
+/// The attention probabilities `softmax(q k^T * scale + bias)`, the one implementation on candle
+/// ops that [`attention`] (training and the reference forward), the KV-cache session (over
+/// strided cache views) and [`crate::inspect::attention_maps`] share.
+///
+/// Shapes: `q: [B, NH, Tq, D]`, `k: [B, NKV, Tk, D]` (used as given: a strided view whose last
+/// two dims are dense multiplies in place), `bias: [MB, Tq, Tk]` (`MB` = 1 or B) or none.
+/// Returns `p: [B, NKV, G*Tq, Tk]` with `G = NH/NKV`: row `(j*Tq + t)` of KV head `kv` is query
+/// head `kv*G + j` at position `t` (query head `i` reads KV head `i / G`; Ainslie et al., 2023),
+/// so `p.matmul(v)` is `[B, NKV, G*Tq, D]` = `[B, NH, Tq, D]` and `p` reshaped is
+/// `[B, NH, Tq, Tk]`. Softmax subtracts the (detached) row maximum.
+///
+/// # Errors
+/// [`Error::Backend`] from candle on shapes that do not fit.
+pub fn attention_probs(q: &Tensor, k: &Tensor, bias: Option<&Tensor>, scale: f64) -> Result<Tensor> {
+    let (b, nh, tq, d) = q.dims4()?;
+    let (_, nkv, tk, _) = k.dims4()?;
     let g = nh / nkv;
     let q = q.affine(scale, 0.0)?.reshape((b, nkv, g * tq, d))?;
-    let k = k.contiguous()?;
-    let v = v.contiguous()?;
-    let s = q.matmul(&k.t()?)?.reshape((b, nkv, g, tq, tk))?;
-    let s = s.broadcast_add(&bias.reshape((mb, 1, 1, tq, tk))?)?;
+    let mut s = q.matmul(&k.t()?)?;
+    if let Some(bias) = bias {
+        let mb = bias.dim(0)?;
+        s = s.reshape((b, nkv, g, tq, tk))?.broadcast_add(&bias.reshape((mb, 1, 1, tq, tk))?)?;
+    }
     let m = s.max_keepdim(D::Minus1)?.detach();
     let e = s.broadcast_sub(&m)?.exp()?;
     let z = e.sum_keepdim(D::Minus1)?;
-    let p = e.broadcast_div(&z)?.reshape((b, nkv, g * tq, tk))?;
-    Ok(p.matmul(&v)?.reshape((b, nh, tq, d))?)
+    Ok(e.broadcast_div(&z)?.reshape((b, nkv, g * tq, tk))?)
 }
