@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `gqa` command (package.json `bin`): `gqa info | train | eval | predict`.
+ * The `gqa` command (package.json `bin`): `gqa info | train | eval | predict | export-data`.
  *
  * Exit codes: 0 success; 2 bad input (malformed or missing file, invalid option, usage error), with
  * `error: <file>:<line>: <problem>` for malformed data; 1 any other failure.
@@ -16,6 +16,7 @@ process.env.RAYON_NUM_THREADS ??= process.env.GQA_THREADS;
 import { Command, CommanderError } from "commander";
 import { describeError, EXIT_BAD_INPUT } from "./common.js";
 import { registerEval } from "./eval.js";
+import { registerExportData } from "./export-data.js";
 import { registerInfo } from "./info.js";
 import { registerPredict } from "./predict.js";
 import { registerTrain } from "./train.js";
@@ -32,7 +33,7 @@ function packageVersion(): string {
 /** Builds the command tree. */
 function buildProgram(): Command {
   const program = new Command("gqa")
-    .description("Grouped-query-attention transformers for multichannel time series: inspect, train, evaluate, predict.")
+    .description("Grouped-query-attention transformers for multichannel time series: inspect, train, evaluate, predict, export data for PyTorch.")
     .version(packageVersion(), "-V, --version", "print the gqa version")
     .helpOption("-h, --help", "show help for a command")
     .showHelpAfterError("(run with --help for usage)")
@@ -41,6 +42,7 @@ function buildProgram(): Command {
   registerTrain(program);
   registerEval(program);
   registerPredict(program);
+  registerExportData(program);
   return program;
 }
 

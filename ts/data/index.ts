@@ -8,5 +8,5 @@ export { channelStats, standardize, MIN_STD, type ChannelStats } from "./standar
 export { padBatch, batchIndices, type PaddedBatch } from "./batch.js";
 export { resolveDataset, loadDataset, packageRoot, SHIPPED_DATASETS, type DatasetFiles, type LoadedDataset } from "./datasets.js";
 export { parseCsv, readCsv, type CsvSeries } from "./csv.js";
-export { parseNpy, readNpy, type NpyArray } from "./npy.js";
+export { parseNpy, readNpy, encodeNpy, type NpyArray, type NpyWritable } from "./npy.js";
 export { readSeriesInput, type SeriesInput } from "./input.js";

@@ -121,3 +121,36 @@ export async function readNpy(path: string): Promise<NpyArray> {
   const buf = await readFileOrThrow(path);
   return parseNpy(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength), path);
 }
+
+/** Arrays {@link encodeNpy} writes: float32 (`<f4`) or int64 (`<i8`). */
+export type NpyWritable = Float32Array | BigInt64Array;
+
+/**
+ * Encodes an array as an `.npy` file (NEP 1 format version 1.0): magic, version `1.0`, uint16 LE
+ * header length, the header dict `{'descr': '<f4'|'<i8', 'fortran_order': False, 'shape': (...), }`
+ * padded with spaces and ending in a newline so that the data starts at a multiple of 64 bytes,
+ * then the values little-endian in C order (NumPy's `np.save` layout; `np.load` reads it).
+ *
+ * @param data `Float32Array` (`<f4`) or `BigInt64Array` (`<i8`), C order.
+ * @param shape the array shape; its product must equal `data.length`.
+ * @throws {RangeError} when the shape does not match the data or a dimension is not a
+ *   non-negative integer.
+ */
+export function encodeNpy(data: NpyWritable, shape: readonly number[]): Uint8Array {
+  if (shape.some((d) => !Number.isInteger(d) || d < 0)) throw new RangeError(`shape must hold integers >= 0, found (${shape.join(", ")})`);
+  const count = shape.reduce((a, b) => a * b, 1);
+  if (count !== data.length) throw new RangeError(`shape (${shape.join(", ")}) holds ${count} values, data has ${data.length}`);
+  const descr = data instanceof Float32Array ? "<f4" : "<i8";
+  const dims = shape.length === 1 ? `${shape[0]},` : shape.join(", ");
+  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${dims}), }`;
+  const pre = 10; // magic (6) + version (2) + header length (2)
+  header += " ".repeat((64 - ((pre + header.length + 1) % 64)) % 64) + "\n";
+  const out = new Uint8Array(pre + header.length + data.byteLength);
+  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]);
+  new DataView(out.buffer).setUint16(8, header.length, true);
+  for (let i = 0; i < header.length; i++) out[pre + i] = header.charCodeAt(i);
+  const view = new DataView(out.buffer, pre + header.length);
+  if (data instanceof Float32Array) data.forEach((v, i) => view.setFloat32(4 * i, v, true));
+  else data.forEach((v, i) => view.setBigInt64(8 * i, v, true));
+  return out;
+}
