@@ -13,6 +13,7 @@
 #   7. Deno: test/deno (wasm and, with --allow-ffi, the native addon) vs fixtures and Node native
 #   8. fuzz smoke: scripts/fuzz.sh runs each cargo-fuzz target (safetensors loaders, option and
 #      head/fit parsers) for 15 s under AddressSanitizer
+#   9. the PyTorch twin's own tests (python/tests, unittest) against fixtures/, in .venv
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 START=$SECONDS
@@ -58,5 +59,12 @@ deno test --config test/deno/deno.json --allow-read --allow-write --allow-env --
 
 log "fuzz smoke: scripts/fuzz.sh, 15 s per target (libFuzzer + AddressSanitizer; the long run: GQA_FUZZ_SECONDS=600)"
 bash scripts/fuzz.sh
+
+if [ -x .venv/bin/python ]; then
+  log "PyTorch twin (python/tests) vs fixtures/"
+  OMP_NUM_THREADS=1 .venv/bin/python -m unittest discover -s python/tests
+else
+  log "PyTorch twin: skipped (no .venv; GQA_SKIP_PYTHON=1 at setup)"
+fi
 
 log "all tests passed in $((SECONDS - START)) s"
