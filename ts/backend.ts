@@ -68,6 +68,8 @@ export interface ModelHandle {
   createTrainer?(x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, fitOptionsJson: string): TrainerHandle;
   /** Models only: a KV-cache session of `batch` rows and `maxLen` positions (see `ts/session.ts`). */
   createSession?(batch: number, maxLen: number): SessionHandle;
+  /** Models only: the model (and head) as ONNX bytes (`gqa_core::onnx::export`); `optionsJson` = `OnnxOptions`. */
+  exportOnnx?(optionsJson: string): Uint8Array;
   /** Models only: attention probabilities `[L, B, NH, T, T]` (`gqa_core::inspect::attention_maps`). */
   attentionMaps?(data: Float32Array, dims: number[], lengths?: number[]): RawTensor;
   /** Models only: `EvalReport` JSON (`{loss, accuracy, predictions, count}`), off the main thread on native. */
@@ -436,6 +438,7 @@ function adaptNative(raw: any): Binding {
           h.evaluateAsync(x, toU32(dims), lengths, classes, targets, batchSize),
       }),
       ...(typeof h.session === "function" && { createSession: (batch: number, maxLen: number) => adaptNativeSession(h.session(batch, maxLen)) }),
+      ...(typeof h.exportOnnx === "function" && { exportOnnx: (json: string) => h.exportOnnx(json) as Uint8Array }),
       ...(typeof h.attentionMaps === "function" && {
         attentionMaps: (data: Float32Array, dims: number[], lengths?: number[]) => {
           const o = h.attentionMaps(data, toU32(dims), toU32(lengths));
@@ -521,6 +524,7 @@ function adaptWasm(glue: any): Binding {
           h.evaluate(x, toU32(dims), lengths, classes, targets, batchSize) as string,
       }),
       ...(typeof h.session === "function" && { createSession: (batch: number, maxLen: number) => adaptWasmSession(h.session(batch, maxLen)) }),
+      ...(typeof h.exportOnnx === "function" && { exportOnnx: (json: string) => h.exportOnnx(json) as Uint8Array }),
       ...(typeof h.attentionMaps === "function" && {
         attentionMaps: (data: Float32Array, dims: number[], lengths?: number[]): RawTensor => {
           const o = h.attentionMaps(data, toU32(dims), toU32(lengths));
