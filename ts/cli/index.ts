@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `gqa` command (package.json `bin`): `gqa info | train | eval | predict`.
+ * The `gqa` command (package.json `bin`): `gqa info | train | eval | predict | export`.
  *
  * Exit codes: 0 success; 2 bad input (malformed or missing file, invalid option, usage error), with
  * `error: <file>:<line>: <problem>` for malformed data; 1 any other failure.
@@ -16,6 +16,7 @@ process.env.RAYON_NUM_THREADS ??= process.env.GQA_THREADS;
 import { Command, CommanderError } from "commander";
 import { describeError, EXIT_BAD_INPUT } from "./common.js";
 import { registerEval } from "./eval.js";
+import { registerExport } from "./export.js";
 import { registerInfo } from "./info.js";
 import { registerPredict } from "./predict.js";
 import { registerTrain } from "./train.js";
@@ -41,6 +42,7 @@ function buildProgram(): Command {
   registerTrain(program);
   registerEval(program);
   registerPredict(program);
+  registerExport(program);
   return program;
 }
 
