@@ -6,7 +6,7 @@
  * the reason when that Python lacks `onnx`.
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -14,22 +14,22 @@ import * as ortNode from "onnxruntime-node";
 import * as ortWeb from "onnxruntime-web";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { GQA, type GqaOptions, type Model } from "gqa";
+import { GQA, type BuildOptions, type Model } from "gqa";
 import { expectCode } from "./helpers/expect.js";
-import { findPython } from "./helpers/python.js";
+import { findPython, REPO_ROOT } from "./helpers/python.js";
 
 const TOL = 1e-5;
 
 interface Case {
   name: string;
-  options: GqaOptions;
+  options: BuildOptions;
   /** [batch, seq] shapes run through the same file (dynamic axes). */
   shapes: [number, number][];
   /** Whether rows get lengths < seq (padding with garbage after them). */
   padded: boolean;
 }
 
-const BASE = { embedDim: 5, hiddenSize: 32, numLayers: 2, dropout: 0, seed: 7 } satisfies GqaOptions;
+const BASE = { embedDim: 5, hiddenSize: 32, numLayers: 2, dropout: 0, seed: 7 } satisfies BuildOptions;
 
 const CASES: Case[] = [
   { name: "rope, GQA 8/2 heads, last_timestep, padded", options: { ...BASE, numHeads: 8, numKvHeads: 2, rope: true }, shapes: [[3, 9], [1, 4]], padded: true },
@@ -154,5 +154,27 @@ describe("ONNX export", () => {
       m.dispose();
     }
     await expectCode(() => m.exportOnnx(), "DISPOSED");
+  });
+
+  it("gqa export --model <file> --onnx <out> writes the same graph as model.exportOnnx()", async () => {
+    const cli = join(REPO_ROOT, "dist", "cli", "index.js");
+    if (!existsSync(join(REPO_ROOT, "dist", "cli", "export.js"))) {
+      const r = spawnSync(join(REPO_ROOT, "node_modules", ".bin", "tsc"), ["-p", "tsconfig.build.json"], { cwd: REPO_ROOT, encoding: "utf8" });
+      expect(existsSync(cli), `could not build ${cli}: ${r.stdout}${r.stderr}`).toBe(true);
+    }
+    const m = await GQA.build({ ...BASE, numHeads: 4, numKvHeads: 2, rope: true, head: { type: "classification", numClasses: 2 } });
+    try {
+      const file = join(dir, "cli.safetensors");
+      const out = join(dir, "cli.onnx");
+      await m.saveFile(file);
+      const r = spawnSync(process.execPath, [cli, "export", "--model", file, "--onnx", out], { encoding: "utf8", timeout: 300_000 });
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(/wrote .*cli\.onnx/);
+      expect(Buffer.compare(readFileSync(out), Buffer.from(m.exportOnnx()))).toBe(0);
+      const bad = spawnSync(process.execPath, [cli, "export", "--model", join(dir, "missing.safetensors"), "--onnx", out], { encoding: "utf8", timeout: 300_000 });
+      expect(bad.status).toBe(2);
+    } finally {
+      m.dispose();
+    }
   });
 });
