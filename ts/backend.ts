@@ -68,6 +68,8 @@ export interface ModelHandle {
   createTrainer?(x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, fitOptionsJson: string): TrainerHandle;
   /** Models only: a KV-cache session of `batch` rows and `maxLen` positions (see `ts/session.ts`). */
   createSession?(batch: number, maxLen: number): SessionHandle;
+  /** Models only: the model (and head) as ONNX bytes (`gqa_core::onnx::export`); `optionsJson` = `OnnxOptions`. */
+  exportOnnx?(optionsJson: string): Uint8Array;
   /** Models only: attention probabilities `[L, B, NH, T, T]` (`gqa_core::inspect::attention_maps`). */
   attentionMaps?(data: Float32Array, dims: number[], lengths?: number[]): RawTensor;
   /** Models only: `EvalReport` JSON (`{loss, accuracy, predictions, count}`), off the main thread on native. */
@@ -491,6 +493,7 @@ function adapt(m: any, kind: BindingKind): Binding {
           kind.call(h, "evaluate", [x, toU32(dims), lengths, classes, targets, batchSize]) as Promise<string>,
       }),
       ...(typeof h.session === "function" && { createSession: (batch: number, maxLen: number) => adaptSession(h.session(batch, maxLen), kind) }),
+      ...(typeof h.exportOnnx === "function" && { exportOnnx: (json: string) => h.exportOnnx(json) as Uint8Array }),
       ...(typeof h.attentionMaps === "function" && { attentionMaps: sync("attentionMaps") }),
       forward: sync("forward"),
       forwardAsync: async("forward"),

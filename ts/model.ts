@@ -174,6 +174,25 @@ export class Model extends Layer<ModelConfig> {
     return toTensor(callBinding(() => f.call(h, data, dims, lengths)));
   }
 
+  /**
+   * The model (and its task head, if any) as ONNX bytes (`gqa_core::onnx::export`; opset 17,
+   * standard operators, weights inlined) for ONNX Runtime or any ONNX consumer. Inputs: `input`
+   * float32 `[batch, seq, embedDim]` (dynamic `batch` and `seq`) and `lengths` int64 `[batch]`
+   * (valid positions per row, `1..seq`; pass `seq` for unpadded rows). Outputs: `output` float32
+   * (`[batch, hiddenSize]` for `last_timestep` / `mean_pool`, `[batch, seq, hiddenSize]` for
+   * `all`), plus `probabilities` `[batch, numClasses]` (classification head) or `values`
+   * `[batch, outDim]` (regression head). Rotary (RoPE, Edifice yarn, Hugging Face scalings) is
+   * computed in the graph, so no maximum length is baked in. `options`: none defined yet (`{}`).
+   * @throws GqaError `INVALID_OPTION` (an unknown option; weights over the 2 GiB protobuf limit),
+   *   `OUT_OF_MEMORY`, `DISPOSED`
+   */
+  exportOnnx(options: Record<string, never> = {}): Uint8Array {
+    const h = this.handle;
+    const f = h.exportOnnx;
+    if (!f) throw new GqaError("INTERNAL", `the ${this.backend} backend was built without \`exportOnnx\`; rebuild with \`bash scripts/setup.sh\``);
+    return callBinding(() => f.call(h, JSON.stringify(options ?? {})));
+  }
+
   /** Whether the model has a task head. */
   get hasHead(): boolean {
     return this.head !== null;

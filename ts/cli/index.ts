@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `gqa` command (package.json `bin`): `gqa info | train | eval | predict | export-data`.
+ * The `gqa` command (package.json `bin`): `gqa info | train | eval | predict | export | export-data`.
  *
  * Exit codes: 0 success; 2 bad input (malformed or missing file, invalid option, usage error), with
  * `error: <file>:<line>: <problem>` for malformed data; 1 any other failure.
@@ -16,6 +16,7 @@ process.env.RAYON_NUM_THREADS ??= process.env.GQA_THREADS;
 import { Command, CommanderError } from "commander";
 import { describeError, EXIT_BAD_INPUT } from "./common.js";
 import { registerEval } from "./eval.js";
+import { registerExport } from "./export.js";
 import { registerExportData } from "./export-data.js";
 import { registerInfo } from "./info.js";
 import { registerPredict } from "./predict.js";
@@ -42,6 +43,7 @@ function buildProgram(): Command {
   registerTrain(program);
   registerEval(program);
   registerPredict(program);
+  registerExport(program);
   registerExportData(program);
   return program;
 }

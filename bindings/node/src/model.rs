@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::handle::Handle;
 
 use gqa_core::train::{HeadConfig, TaskModel};
-use gqa_core::{GqaConfig, GqaModel, LoadOptions};
+use gqa_core::{GqaConfig, GqaModel, LoadOptions, OnnxOptions};
 use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array, Uint8Array};
 use napi::{Env, Task};
 use napi_derive::napi;
@@ -99,6 +99,15 @@ impl Model {
     #[napi]
     pub fn save(&self, env: Env) -> napi::Result<Uint8Array> {
         guard(&env, || self.get()?.to_safetensors()).map(Uint8Array::new)
+    }
+
+    /// The model (and its head) as ONNX bytes (`gqa_core::onnx::export`: opset 17, inputs
+    /// `input` `[batch, seq, embedDim]` f32 and `lengths` `[batch]` i64, output `output`, plus
+    /// `probabilities` / `values` with a head). `options_json`: `OnnxOptions` (`{}`).
+    /// Errors: `INVALID_OPTION` (options, a model too large for one ONNX file), `OUT_OF_MEMORY`.
+    #[napi]
+    pub fn export_onnx(&self, env: Env, options_json: String) -> napi::Result<Uint8Array> {
+        guard(&env, || self.get()?.to_onnx(&OnnxOptions::from_json(&options_json)?)).map(Uint8Array::new)
     }
 
     /// Every option as JSON (TypeScript names).

@@ -6,7 +6,7 @@
 use std::rc::Rc;
 
 use gqa_core::train::{HeadConfig, TaskModel};
-use gqa_core::{GqaConfig, LoadOptions};
+use gqa_core::{GqaConfig, LoadOptions, OnnxOptions};
 use wasm_bindgen::prelude::*;
 
 use crate::error::{wrap, JsResult};
@@ -67,6 +67,15 @@ impl Model {
     /// head also `head.weight`, `head.bias` and `gqa_head` metadata).
     pub fn save(&self) -> JsResult<Vec<u8>> {
         wrap(self.inner.to_safetensors())
+    }
+
+    /// The model (and its head) as ONNX bytes (`gqa_core::onnx::export`: opset 17, inputs
+    /// `input` `[batch, seq, embedDim]` f32 and `lengths` `[batch]` i64, output `output`, plus
+    /// `probabilities` / `values` with a head). `options_json`: `OnnxOptions` (`{}`).
+    /// Errors: `INVALID_OPTION` (options, a model too large for one ONNX file), `OUT_OF_MEMORY`.
+    #[wasm_bindgen(js_name = exportOnnx)]
+    pub fn export_onnx(&self, options_json: &str) -> JsResult<Vec<u8>> {
+        wrap(OnnxOptions::from_json(options_json).and_then(|o| self.inner.to_onnx(&o)))
     }
 
     /// Every option as JSON (TypeScript names).

@@ -21,6 +21,7 @@ pub mod kernels;
 pub mod memory;
 pub mod model;
 pub mod nn;
+pub mod onnx;
 pub mod params;
 pub mod rope;
 pub mod schema;
@@ -37,6 +38,7 @@ pub use config::{recommended_defaults, GqaConfig, OutputMode, RecommendedDefault
 pub use dropout::Dropout;
 pub use error::{error_catalog_json, Error, ErrorField, Result, ERROR_CATALOG};
 pub use model::GqaModel;
+pub use onnx::OnnxOptions;
 pub use params::ParamStore;
 pub use rope::Rotary;
 pub use session::Session;
