@@ -2,8 +2,9 @@
 //! `#[path = "../tests/common/mod.rs"] mod common;` from a bench).
 //!
 //! [`Rng`] is the one seeded generator of the Rust tests and benches (inputs, weights, random
-//! shapes); `scripts/gen_fixtures.py` (`Xorshift64`) and `test/helpers/safetensors.ts`
-//! (`xorshiftValues`) implement the same stream for the generated-weight fixture.
+//! shapes). The PyTorch fixtures (`scripts/gen_fixtures.py`) draw from torch's own seeded
+//! generator instead and store every value they use, so nothing outside Rust has to reproduce
+//! this stream.
 
 #![allow(dead_code)]
 
