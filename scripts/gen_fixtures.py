@@ -35,7 +35,8 @@ weight_decay 0.01, a single parameter group, so biases and norms are decayed too
 The long fixture ``train_cls_long`` (T=130, hidden 256) is kept small: its parameters are rounded
 to float16-representable values before the float64 computation and stored as F16 (exact), and it
 has no ``adamw.*`` tensors and no ``grad.*`` of the FFN weights (see ``build_train_fixture``'s
-``opts``).
+``opts``). The forward fixture ``long_rope_8_2`` (T=130, hidden 256, GQA 8/2, rope) stores F16
+parameters the same way.
 
 Self-checks run before anything is written (the script exits non-zero if one fails):
 1. GQA via repeat_interleave == an explicit per-head loop (kv head i // group, no
@@ -366,6 +367,17 @@ MODEL_FIXTURES = [
      dict(embedDim=6, hiddenSize=16, numHeads=4, numKvHeads=2, numLayers=2, rope=True, outputMode="all"), 3, 8, [5, 8, 2]),
 ]
 
+# Fixtures at realistic size. Their seeds are explicit and they are not in ``seed_for``'s name list,
+# so adding one leaves every other fixture's seed (and bytes) unchanged. The optional 7th element
+# holds ``build_model_fixture``'s ``opts``.
+LONG_MODEL_FIXTURES = [
+    ("long_rope_8_2", "forward at length: GQA 8 query heads / 2 KV heads (group 4, headDim 32), rope, hidden 256, embedDim 12, "
+                      "1 layer, B=2, T=130 (three 64-key blocks of the online softmax, the last holding 2 keys), lengths [130, 77] "
+                      "(NaN at padded inputs), outputMode all; parameters float16-exact and stored as F16",
+     dict(embedDim=12, hiddenSize=256, numHeads=8, numKvHeads=2, numLayers=1, rope=True, outputMode="all", seed=3000),
+     2, 130, [130, 77], dict(f16_params=True)),
+]
+
 ATTENTION_FIXTURES = [
     ("attention_gqa", "standalone GQA attention layer (q_proj/k_proj/v_proj/out_proj, no block prefix), "
                       "4 heads / 2 KV heads, headDim 4, rotary on, causal; [B,T,H] -> [B,T,H]",
@@ -473,12 +485,19 @@ def fixture_meta(name, desc, kind):
     return json.dumps({"name": name, "description": desc, "kind": kind})
 
 
-def build_model_fixture(name, desc, over, B, T, lengths):
+def build_model_fixture(name, desc, over, B, T, lengths, opts=None):
+    """``opts``: ``f16_params`` (round every parameter to a float16-representable value before the
+    float64 computation and store the parameters as F16, exact; for fixtures that must stay small)."""
+    opts = opts or {}
     seed = seed_for(name, over.get("seed", 0))
     cfg = full_config(**{**over, "seed": seed})
     gen = torch.Generator().manual_seed(seed)
     model = GqaModel(cfg)
     randomize(model, gen)
+    if opts.get("f16_params"):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(f16(p))
     x = make_input(gen, B, T, cfg["embedDim"], lengths)
     with torch.no_grad():
         ref = model(x, lengths)
@@ -488,7 +507,11 @@ def build_model_fixture(name, desc, over, B, T, lengths):
         desc = desc.replace("RAMPS", "[" + ", ".join(f"{r:.4f}" for r in ramps.tolist()) + "]")
         assert ((ramps > 0) & (ramps < 1)).sum() >= 1
     self_checks(name, model, x, lengths, ref)
-    tensors = {k: to_f32_np(v) for k, v in model.state_dict().items()}
+    if opts.get("f16_params"):
+        tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+        assert all(torch.equal(v.to(torch.float64), model.state_dict()[k]) for k, v in tensors.items())  # exact
+    else:
+        tensors = {k: to_f32_np(v) for k, v in model.state_dict().items()}
     tensors["input.x"] = to_f32_np(x)
     if lengths is not None:
         tensors["input.lengths"] = torch.tensor(lengths, dtype=torch.int64)
@@ -667,7 +690,7 @@ def canonicalize_header(path):
 def main():
     built = []
     print("building fixtures + self-checks (float64)")
-    for f in MODEL_FIXTURES:
+    for f in MODEL_FIXTURES + LONG_MODEL_FIXTURES:
         built.append((f[0],) + build_model_fixture(*f))
     for f in ATTENTION_FIXTURES:
         built.append((f[0],) + build_attention_fixture(*f))

@@ -18,6 +18,7 @@ const N = Number(process.env.GQA_LEAK_ITERS ?? 10_000);
 const WARMUP = N;
 await GQA.init({ backend });
 
+const mib = (b) => (b / 2 ** 20).toFixed(1);
 let wasmMemory = () => 0;
 if (backend === "wasm") {
   // The backend imported this same module URL; initSync on an initialised module returns its exports.
@@ -27,10 +28,28 @@ if (backend === "wasm") {
   wasmMemory = () => exports.memory.buffer.byteLength;
 }
 
+// The figures must come from the instance that does the work: a model larger than the memory now
+// in use must show up in them (RSS for native; for wasm, the linear memory read above, which only
+// grows if it is the backend's own instance, not a second copy of the module). Exits 1 otherwise.
+{
+  const read = () => (backend === "wasm" ? wasmMemory() : process.memoryUsage().rss);
+  const before = read();
+  // hiddenSize 1024: about 10.5M parameters (42 MB) per layer; enough layers to exceed `before`.
+  const layers = Math.ceil((before + 2 ** 24) / 42e6);
+  const big = await GQA.build({ embedDim: 4, hiddenSize: 1024, numHeads: 8, numKvHeads: 2, numLayers: layers, dropout: 0, seed: 1 });
+  const y = await big.forward(new Float32Array(4), [1, 1, 4]);
+  const after = read();
+  big.dispose();
+  if (y.data.length !== 1024 || !(after - before >= 32 * 2 ** 20)) {
+    console.error(`leak-check ${backend}: a ${layers}-layer model (${(layers * 42).toFixed(0)} MB of weights) moved the measured memory only from ${mib(before)} to ${mib(after)} MiB: not the working instance`);
+    process.exit(1);
+  }
+  console.log(`leak-check ${backend}: probe ok (a ${layers}-layer model moved the measured memory ${mib(before)} -> ${mib(after)} MiB)`);
+}
+
 const opts = { embedDim: 6, hiddenSize: 32, numHeads: 4, numKvHeads: 2, numLayers: 2, rope: true, dropout: 0 };
 const dims = [2, 12, 6];
 const x = new Float32Array(2 * 12 * 6).map((_, i) => Math.sin(i));
-const mib = (b) => (b / 2 ** 20).toFixed(1);
 let base = null;
 const t0 = performance.now();
 for (let i = 1; i <= WARMUP + N; i++) {

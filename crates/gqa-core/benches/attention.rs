@@ -9,15 +9,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gqa_core::kernels::{fused, reference};
 use gqa_core::AttnMask;
 
-fn pseudo(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::pseudo;
 
 fn case(c: &mut Criterion, name: &str, b: usize, nh: usize, nkv: usize, t: usize, d: usize) {
     let dev = Device::Cpu;

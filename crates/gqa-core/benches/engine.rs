@@ -13,6 +13,10 @@ use std::time::Instant;
 use gqa_core::kernels::{cpu, gemm, threads};
 use gqa_core::{GqaConfig, GqaModel, OutputMode};
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::pseudo;
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -32,7 +36,7 @@ fn main() {
     println!("simd: kernels {}, gemm {}", cpu::simd_name(), gemm::gemm_path());
     // GEMM peak of the gemm crate on this machine: x [n, n] times W^T [n, n].
     let n = 2048;
-    let a: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 * 0.1).collect();
+    let a: Vec<f32> = pseudo(n * n, 2);
     let mut y = vec![0f32; n * n];
     for &th in &ths {
         threads::set_threads(th).expect("threads");
@@ -74,7 +78,7 @@ fn main() {
             _ => continue,
         };
         let model = GqaModel::new(cfg.clone()).expect("model");
-        let x: Vec<f32> = (0..b * t * cfg.embed_dim).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+        let x: Vec<f32> = pseudo(b * t * cfg.embed_dim, 1);
         let fl = flops(&cfg, b, t);
         for &n in &ths {
             threads::set_threads(n).expect("threads");
@@ -115,7 +119,7 @@ fn peak_rss_mib() -> f64 {
 fn long_context(t: usize) {
     let cfg = b_config(1);
     let model = GqaModel::new(cfg.clone()).expect("model");
-    let x: Vec<f32> = (0..t * 512).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+    let x: Vec<f32> = pseudo(t * 512, 1);
     println!("long context T={t}: input {:.0} MiB, peak RSS before {:.0} MiB", (t * 512 * 4) as f64 / 1048576.0, peak_rss_mib());
     let s = Instant::now();
     let (y, dims) = model.forward_f32(&x, &[1, t, 512], None).expect("forward");
@@ -152,7 +156,7 @@ fn decode(reps: usize) {
     let max = 32_768 + 1;
     let mut sess = model.session(1, max).expect("session");
     let chunk = 4096;
-    let x: Vec<f32> = (0..chunk * 512).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+    let x: Vec<f32> = pseudo(chunk * 512, 1);
     let weights = model.params().total_elements() as f64 * 4.0;
     let mut filled = 0;
     for &l in &[2048usize, 8192, 32_768] {

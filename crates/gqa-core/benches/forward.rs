@@ -13,6 +13,10 @@ use std::time::Instant;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gqa_core::{GqaConfig, GqaModel};
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::pseudo;
+
 fn matmul_flops(cfg: &GqaConfig, b: usize, t: usize) -> f64 {
     let (e, h) = (cfg.embed_dim as f64, cfg.hidden_size as f64);
     let (q, kv) = (cfg.q_dim() as f64, cfg.kv_dim() as f64);
@@ -28,7 +32,7 @@ fn matmul_flops(cfg: &GqaConfig, b: usize, t: usize) -> f64 {
 fn case(c: &mut Criterion, name: &str, cfg: GqaConfig, b: usize, t: usize) {
     let model = GqaModel::new(cfg.clone()).expect("model");
     let e = cfg.embed_dim;
-    let x: Vec<f32> = (0..b * t * e).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+    let x: Vec<f32> = pseudo(b * t * e, 1);
     let dims = [b, t, e];
     // One timed run for the printed GFLOP/s line (criterion reports tokens/s).
     let start = Instant::now();

@@ -10,6 +10,10 @@ use std::time::Instant;
 use gqa_core::kernels::set_reference_kernels;
 use gqa_core::{GqaConfig, GqaModel};
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::pseudo;
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -23,7 +27,7 @@ fn median(v: &mut [f64]) -> f64 {
 fn case(name: &str, cfg: GqaConfig, b: usize, t: usize, reps: usize) {
     let model = GqaModel::new(cfg.clone()).expect("model");
     let e = cfg.embed_dim;
-    let x: Vec<f32> = (0..b * t * e).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+    let x: Vec<f32> = pseudo(b * t * e, 1);
     let dims = [b, t, e];
     let mut times = [Vec::new(), Vec::new()];
     let mut outs: [Vec<f32>; 2] = [Vec::new(), Vec::new()];

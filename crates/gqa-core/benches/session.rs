@@ -18,6 +18,10 @@ use std::time::Instant;
 use criterion::{criterion_group, criterion_main, Criterion};
 use gqa_core::{GqaConfig, GqaModel, OutputMode, Session};
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::pseudo;
+
 const LENGTHS: [usize; 3] = [8192, 2048, 256];
 
 fn config() -> GqaConfig {
@@ -33,7 +37,7 @@ fn config() -> GqaConfig {
 }
 
 fn input(n: usize) -> Vec<f32> {
-    (0..n).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect()
+    pseudo(n, 1)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

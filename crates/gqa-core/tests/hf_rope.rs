@@ -2,7 +2,7 @@
 //! checkpoints (issue 16), against fixtures written by `scripts/gen_rope_fixtures.py` with
 //! transformers and torch: inverse frequencies and attention factors from transformers' rope
 //! init functions (1e-6 relative), and the outputs of transformers' LlamaAttention /
-//! Qwen2Attention modules (1e-4).
+//! Qwen2Attention modules (1e-5 relative to the largest output, about 1e-4 absolute at O(10)).
 
 mod common;
 
@@ -98,9 +98,12 @@ fn hf_attention_layers_match_transformers_modules() {
         assert!(((af - hf_af[0]) / hf_af[0]).abs() <= 1e-6, "{name}: attention factor {af} vs {}", hf_af[0]);
         let (out, odims) = layer.forward_f32(&x, &dims, None).unwrap();
         assert_eq!(odims, dims);
-        let diff = out.iter().zip(&y).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        eprintln!("{name}: max |ours - transformers| = {diff:e}");
-        assert!(diff <= 1e-4, "{name}: max |ours - transformers| = {diff:e}");
+        // 1e-5 relative to the output's scale (these outputs reach O(10), where one f32 ulp is
+        // ~1e-6 and the float32 transformers reference itself rounds): measured <= 7.2e-6 absolute.
+        let diff = common::max_abs_diff(&out, &y);
+        let scale = y.iter().fold(1f32, |m, v| m.max(v.abs()));
+        eprintln!("{name}: max |ours - transformers| = {diff:e} (max(1, max|y|) = {scale:.3})");
+        assert!(diff <= 1e-5 * scale, "{name}: max |ours - transformers| = {diff:e} > 1e-5 * {scale}");
         // The same layer loaded through the explicit Rust API.
         let l2 = GqaAttention::from_hf_safetensors(&bytes, &hf.to_string(), 1, None, true).unwrap();
         assert_eq!(l2.weights_digest().unwrap(), layer.weights_digest().unwrap());

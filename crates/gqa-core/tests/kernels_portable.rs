@@ -5,22 +5,11 @@ use candle_core::{Device, Tensor};
 use gqa_core::kernels::{cpu, fused, reference};
 use gqa_core::AttnMask;
 
-fn pseudo(n: usize, seed: u64, amp: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(17);
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0) * amp
-        })
-        .collect()
-}
+mod common;
+use common::{max_abs_diff, pseudo_amp};
 
 fn vals(x: &Tensor) -> Vec<f32> {
     x.flatten_all().unwrap().to_vec1::<f32>().unwrap()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
 }
 
 #[test]
@@ -32,23 +21,23 @@ fn portable_kernels_match_reference() {
         (2, 4, 1, 300, 300, 40, 0, Some(vec![300usize, 71])),
         (1, 4, 4, 3, 20, 16, 17, None),
     ] {
-        let q = Tensor::from_vec(pseudo(b * nh * tq * d, 1, 2.0), (b, nh, tq, d), &dev).unwrap();
-        let k = Tensor::from_vec(pseudo(b * nkv * tk * d, 2, 2.0), (b, nkv, tk, d), &dev).unwrap();
-        let v = Tensor::from_vec(pseudo(b * nkv * tk * d, 3, 1.0), (b, nkv, tk, d), &dev).unwrap();
+        let q = Tensor::from_vec(pseudo_amp(b * nh * tq * d, 1, 2.0), (b, nh, tq, d), &dev).unwrap();
+        let k = Tensor::from_vec(pseudo_amp(b * nkv * tk * d, 2, 2.0), (b, nkv, tk, d), &dev).unwrap();
+        let v = Tensor::from_vec(pseudo_amp(b * nkv * tk * d, 3, 1.0), (b, nkv, tk, d), &dev).unwrap();
         let scale = 1.0 / (d as f64).sqrt();
         let mask = AttnMask::causal(b, tq, tk, off, lengths.as_deref(), &dev).unwrap();
         let want = vals(&reference::attention(&q, &k, &v, mask.bias(), scale).unwrap());
         let got = vals(&fused::attention(&q, &k, &v, scale, &[off], lengths.as_deref(), false).unwrap());
-        let w = max_diff(&want, &got);
+        let w = max_abs_diff(&want, &got);
         assert!(w <= 1e-5, "portable attention nh {nh} nkv {nkv} t {tq}: {w}");
     }
     let grid: Vec<f32> = (0..24_001).map(|i| -12.0 + i as f32 * 0.001).collect();
     let want = vals(&Tensor::from_vec(grid.clone(), grid.len(), &dev).unwrap().gelu_erf().unwrap());
     let mut got = grid.clone();
     cpu::bias_gelu_rows(&mut got, &[0.0]).unwrap();
-    let w = max_diff(&want, &got);
+    let w = max_abs_diff(&want, &got);
     assert!(w <= 1e-6, "portable GELU: {w}");
-    let x = pseudo(6 * 50, 4, 3.0);
+    let x = pseudo_amp(6 * 50, 4, 3.0);
     let mut ln = vec![0f32; x.len()];
     cpu::layer_norm_rows(&x, &[1.0; 50], &[0.0; 50], 1e-5, &mut ln).unwrap();
     for row in ln.chunks(50) {

@@ -4,16 +4,8 @@ use candle_core::{Device, Tensor};
 use gqa_core::rope::{edifice_yarn_inv_freq_f64, inv_freq_for, rope_inv_freq_f64};
 use gqa_core::Rotary;
 
-fn pseudo(n: usize, seed: u32) -> Vec<f32> {
-    // Small deterministic LCG, values in [-1, 1).
-    let mut s = seed.wrapping_mul(2654435761).wrapping_add(12345);
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(1664525).wrapping_add(1013904223);
-            (s >> 8) as f32 / 8_388_608.0 - 1.0
-        })
-        .collect()
-}
+mod common;
+use common::pseudo;
 
 #[test]
 fn plain_inv_freq_is_base_pow() {

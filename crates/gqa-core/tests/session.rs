@@ -4,17 +4,10 @@
 use gqa_core::kernels::set_reference_kernels;
 use gqa_core::{Error, GqaConfig, GqaModel, OutputMode, Session};
 
-const TOL: f32 = 1e-5;
+mod common;
+use common::pseudo;
 
-fn pseudo(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2654435761).wrapping_add(12345);
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(1664525).wrapping_add(1013904223);
-            (s >> 8) as f32 / 8_388_608.0 - 1.0
-        })
-        .collect()
-}
+const TOL: f32 = 1e-5;
 
 #[derive(Clone, Copy, Debug)]
 enum Rot {
@@ -179,7 +172,7 @@ fn batched_rows(path: &str) {
             let c = cfg(rot, 4, 2, mode, e);
             let model = GqaModel::new(c.clone()).unwrap();
             let h = c.hidden_size;
-            let seqs: Vec<Vec<f32>> = (0..b).map(|r| pseudo(totals[r] * e, 40 + r as u32)).collect();
+            let seqs: Vec<Vec<f32>> = (0..b).map(|r| pseudo(totals[r] * e, 40 + r as u64)).collect();
             // refs[r][p]: forward of row r alone over its first p positions.
             let refs: Vec<Vec<Vec<f32>>> = (0..b).map(|r| prefix_refs(&model, &seqs[r], 1, totals[r], e)).collect();
             for all_positions in [false, true] {
