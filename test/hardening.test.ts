@@ -49,6 +49,25 @@ describe(`memory budget (${BACKEND})`, () => {
     expect(GQA.memory!.inUse).toBe(m0.inUse);
   });
 
+  it("a model that had a session (and pushed) frees its memory at dispose, without waiting for garbage collection", async () => {
+    const start = GQA.memory!.inUse;
+    for (const order of ["session first", "model first"]) {
+      const m = await GQA.build({ ...WIDE, rope: true });
+      const s = await m.session({ maxLen: 16 });
+      await s.push(values(2 * 8), [1, 2, 8]);
+      expect(GQA.memory!.inUse).toBeGreaterThan(start);
+      if (order === "session first") {
+        s.dispose();
+        m.dispose();
+      } else {
+        m.dispose();
+        expect(GQA.memory!.inUse, "the live session keeps the weights").toBeGreaterThan(start);
+        s.dispose();
+      }
+      expect([order, GQA.memory!.inUse]).toEqual([order, start]);
+    }
+  });
+
   it("a model, session, input or trainer past the limit fails with OUT_OF_MEMORY before allocating; after dispose the same request succeeds", async () => {
     const paramBytes = GQA.paramCount(WIDE, { exact: true }) * 4; // ~5.8 MB
     const limit = GQA.setMemoryLimit(GQA.memory!.inUse + paramBytes + 4 * MiB);

@@ -2,10 +2,10 @@
 //! creates a [`Session`]; `push` runs new positions (prefill or decode) on the calling thread,
 //! `pushAsync` on the libuv thread pool.
 //!
-//! Sharing: the session holds the model as `Arc<TaskModel>` (freeing the JS `Model` does not
-//! affect a live session; the weights are released when both are gone) and the cache as
-//! `Arc<Mutex<gqa_core::Session>>`, because `push` mutates it: an async push owns clones of
-//! both, and pushes to one session run one after the other (the TypeScript layer also queues
+//! Sharing: the session holds, behind its one handle, the model as `Arc<TaskModel>` (freeing the
+//! JS `Model` does not affect a live session; the weights are released when both are freed, not
+//! at garbage collection) and the cache as `Mutex<gqa_core::Session>`, because `push` mutates it:
+//! an async push owns a clone of both, and pushes to one session run one after the other (the TypeScript layer also queues
 //! them in call order). Other methods lock the same mutex, so on the JS thread they wait for a
 //! running push to finish.
 
@@ -23,7 +23,15 @@ use crate::error::guard;
 use crate::model::{ForwardTask, Model};
 use crate::tensor::{to_output, to_usize, to_usize_opt, ForwardOutput};
 
-type Shared = Arc<Mutex<CoreSession>>;
+/// What a live session holds: the model it reads and its cache. Both sit behind the one handle,
+/// so `free()` drops this session's reference to the model too (an async push in flight keeps
+/// its own clone until it completes).
+pub(crate) struct Live {
+    model: Arc<TaskModel>,
+    cache: Mutex<CoreSession>,
+}
+
+type Shared = Arc<Live>;
 
 fn lock(s: &Mutex<CoreSession>) -> gqa_core::Result<MutexGuard<'_, CoreSession>> {
     s.lock().map_err(|_| gqa_core::Error::Internal("a previous push panicked; create a new session".into()))
@@ -38,8 +46,7 @@ fn push_shared(model: &TaskModel, s: &Mutex<CoreSession>, data: &[f32], dims: &[
 /// `[B, NKV, maxLen, D]` f32 in native memory, rows with independent lengths.
 #[napi]
 pub struct Session {
-    model: Arc<TaskModel>,
-    inner: Handle<Mutex<CoreSession>>,
+    inner: Handle<Live>,
 }
 
 impl Session {
@@ -57,7 +64,7 @@ impl Model {
         guard(&env, || {
             let m = self.get()?;
             let s = m.model.session(batch as usize, max_len as usize)?;
-            Ok(Session { model: m, inner: Handle::new(Mutex::new(s)) })
+            Ok(Session { inner: Handle::new(Live { model: m, cache: Mutex::new(s) }) })
         })
     }
 }
@@ -71,40 +78,43 @@ impl Session {
     #[napi]
     pub fn push(&self, env: Env, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>, all_positions: bool) -> napi::Result<ForwardOutput> {
         let (dims, lengths) = (to_usize(&dims), to_usize_opt(&lengths));
-        guard(&env, || push_shared(&self.model, &*self.get()?, &data, &dims, lengths.as_deref(), all_positions)).map(to_output)
+        guard(&env, || {
+            let live = self.get()?;
+            push_shared(&live.model, &live.cache, &data, &dims, lengths.as_deref(), all_positions)
+        })
+        .map(to_output)
     }
 
     /// `push` on the libuv thread pool. Do not modify `data` until the promise settles.
     #[napi(ts_return_type = "Promise<ForwardOutput>")]
     pub fn push_async(&self, env: Env, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>, all_positions: bool) -> napi::Result<AsyncTask<ForwardTask>> {
-        let s = guard(&env, || self.get())?;
-        let m = self.model.clone();
-        Ok(ForwardTask::new(move || push_shared(&m, &s, &data, &to_usize(&dims), to_usize_opt(&lengths).as_deref(), all_positions)))
+        let live = guard(&env, || self.get())?;
+        Ok(ForwardTask::new(move || push_shared(&live.model, &live.cache, &data, &to_usize(&dims), to_usize_opt(&lengths).as_deref(), all_positions)))
     }
 
     /// Cached positions of each row (`B` values).
     #[napi]
     pub fn lengths(&self, env: Env) -> napi::Result<Vec<u32>> {
-        guard(&env, || Ok(lock(&*self.get()?)?.lengths().iter().map(|&l| l as u32).collect()))
+        guard(&env, || Ok(lock(&self.get()?.cache)?.lengths().iter().map(|&l| l as u32).collect()))
     }
 
     /// Capacity per row in positions (`maxLen`).
     #[napi(getter)]
     pub fn capacity(&self, env: Env) -> napi::Result<u32> {
-        guard(&env, || Ok(lock(&*self.get()?)?.capacity() as u32))
+        guard(&env, || Ok(lock(&self.get()?.cache)?.capacity() as u32))
     }
 
     /// Number of rows `B`.
     #[napi(getter)]
     pub fn batch(&self, env: Env) -> napi::Result<u32> {
-        guard(&env, || Ok(lock(&*self.get()?)?.batch() as u32))
+        guard(&env, || Ok(lock(&self.get()?.cache)?.batch() as u32))
     }
 
     /// Forgets every cached position (the allocation is kept).
     #[napi]
     pub fn reset(&self, env: Env) -> napi::Result<()> {
         guard(&env, || {
-            lock(&*self.get()?)?.reset();
+            lock(&self.get()?.cache)?.reset();
             Ok(())
         })
     }
@@ -112,16 +122,17 @@ impl Session {
     /// Bytes allocated for the K and V caches of all layers: `B * maxLen * kvCacheBytesPerToken`.
     #[napi]
     pub fn kv_cache_bytes(&self, env: Env) -> napi::Result<f64> {
-        guard(&env, || Ok(lock(&*self.get()?)?.kv_cache_bytes() as f64))
+        guard(&env, || Ok(lock(&self.get()?.cache)?.kv_cache_bytes() as f64))
     }
 
     /// Cache bytes per cached token and row: `2 * numLayers * numKvHeads * headDim * 4` (SPEC section 4).
     #[napi]
     pub fn kv_cache_bytes_per_token(&self, env: Env) -> napi::Result<f64> {
-        guard(&env, || Ok(lock(&*self.get()?)?.kv_cache_bytes_per_token() as f64))
+        guard(&env, || Ok(lock(&self.get()?.cache)?.kv_cache_bytes_per_token() as f64))
     }
 
-    /// Drops this handle's reference to the cache (a running async push keeps its own).
+    /// Drops this handle's references to the cache and to the model (a running async push keeps
+    /// its own until it completes), so their memory goes as soon as nothing else uses them.
     #[napi]
     pub fn free(&self) {
         self.inner.free();
