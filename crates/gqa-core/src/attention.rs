@@ -18,86 +18,29 @@ use crate::nn::Linear;
 use crate::params::ParamStore;
 use crate::rope::{RopePlan, RopeScaling, Rotary};
 
-/// Options of the attention layer alone (`buildGqaAttention`), TypeScript names, Edifice's
-/// defaults (same rules as the model's options of the same names, SPEC section 1).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AttentionConfig {
-    /// Width `H` of input and output, default 256; divisible by `num_heads` unless `head_dim`
-    /// is given.
-    #[serde(default = "d_hidden")]
-    pub hidden_size: usize,
-    /// Explicit per-head width `D` (`headDim`), default `hiddenSize / numHeads`; projections are
-    /// sized from it (`q_proj [NH*D, H]`, `k_proj`/`v_proj [NKV*D, H]`, `out_proj [H, NH*D]`)
-    /// and the attention scale is `1/sqrt(D)`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub head_dim: Option<usize>,
-    /// Query heads `NH`, default 8.
-    #[serde(default = "d_heads")]
-    pub num_heads: usize,
-    /// KV heads `NKV`, default 2; divides `num_heads`.
-    #[serde(default = "d_kv_heads")]
-    pub num_kv_heads: usize,
-    /// Rotary position embedding on q and k.
-    #[serde(default)]
-    pub rope: bool,
-    /// Rotary base `theta`, default 10000.
-    #[serde(default = "d_rope_theta")]
-    pub rope_theta: f64,
-    /// Hugging Face rotary scaling ([`RopeScaling`]); implies rotary; exclusive with `yarn`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rope_scaling: Option<RopeScaling>,
-    /// Edifice's YaRN-named frequency scaling (implies rotary).
-    #[serde(default)]
-    pub yarn: bool,
-    /// YaRN scale (> 0), default 8.
-    #[serde(default = "d_yarn_scale")]
-    pub yarn_scale: f64,
-    /// YaRN original context (>= 1), default 2048.
-    #[serde(default = "d_yarn_orig")]
-    pub yarn_original_max_position: usize,
-    /// Initialisation seed, default 0.
-    #[serde(default)]
-    pub seed: u64,
+crate::config::options_with_attention! {
+    /// Options of the attention layer alone (`buildGqaAttention`), TypeScript names, Edifice's
+    /// defaults: exactly the model's attention options ([`GqaConfig`] defines the same fields
+    /// through the same `options_with_attention!`, so names, defaults and docs cannot drift).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub struct AttentionConfig {
+        ..attention_options,
+    }
 }
 
-// The attention layer's defaults are the model's (one place: config.rs).
-use crate::config::{d_heads, d_hidden, d_kv_heads, d_rope_theta, d_yarn_orig, d_yarn_scale};
-
 impl Default for AttentionConfig {
+    /// Every option at its default (the serde defaults, the one place they are written).
     fn default() -> Self {
-        AttentionConfig {
-            hidden_size: d_hidden(),
-            head_dim: None,
-            num_heads: d_heads(),
-            num_kv_heads: d_kv_heads(),
-            rope: false,
-            rope_theta: d_rope_theta(),
-            rope_scaling: None,
-            yarn: false,
-            yarn_scale: d_yarn_scale(),
-            yarn_original_max_position: d_yarn_orig(),
-            seed: 0,
-        }
+        serde_json::from_str("{}").expect("every attention option has a default")
     }
 }
 
 impl AttentionConfig {
-    /// The attention options of a model config (its blocks' attention).
+    /// The attention options of a model config (its blocks' attention); as
+    /// [`GqaConfig::attention`].
     pub fn from_model(cfg: &GqaConfig) -> Self {
-        AttentionConfig {
-            hidden_size: cfg.hidden_size,
-            head_dim: cfg.head_dim,
-            num_heads: cfg.num_heads,
-            num_kv_heads: cfg.num_kv_heads,
-            rope: cfg.rope,
-            rope_theta: cfg.rope_theta,
-            rope_scaling: cfg.rope_scaling.clone(),
-            yarn: cfg.yarn,
-            yarn_scale: cfg.yarn_scale,
-            yarn_original_max_position: cfg.yarn_original_max_position,
-            seed: cfg.seed,
-        }
+        cfg.attention()
     }
 
     /// Parses options from JSON (TypeScript names) and validates them.
@@ -240,10 +183,7 @@ impl AttentionConfig {
             rope: true,
             rope_theta: theta,
             rope_scaling: scaling,
-            yarn: false,
-            yarn_scale: d_yarn_scale(),
-            yarn_original_max_position: d_yarn_orig(),
-            seed: 0,
+            ..AttentionConfig::default()
         };
         cfg.validate()?;
         Ok(cfg)
@@ -255,17 +195,8 @@ impl AttentionConfig {
     /// [`Error::InvalidOption`] naming the option, rule and value.
     pub fn validate(&self) -> Result<()> {
         let mut m = GqaConfig::new(self.hidden_size.max(1));
-        m.hidden_size = self.hidden_size;
-        m.head_dim = self.head_dim;
-        m.num_heads = self.num_heads;
-        m.num_kv_heads = self.num_kv_heads;
         m.num_layers = 1;
-        m.rope = self.rope;
-        m.rope_theta = self.rope_theta;
-        m.rope_scaling = self.rope_scaling.clone();
-        m.yarn = self.yarn;
-        m.yarn_scale = self.yarn_scale;
-        m.yarn_original_max_position = self.yarn_original_max_position;
+        m.set_attention(self);
         m.validate()
     }
 
@@ -372,52 +303,34 @@ pub struct GqaAttention {
     memory: Option<std::sync::Arc<crate::memory::Reservation>>,
 }
 
-/// The attention parameter names relative to the layer, in canonical order.
-pub const ATTENTION_PARAM_NAMES: [&str; 8] = [
-    "q_proj.weight",
-    "q_proj.bias",
-    "k_proj.weight",
-    "k_proj.bias",
-    "v_proj.weight",
-    "v_proj.bias",
-    "out_proj.weight",
-    "out_proj.bias",
-];
-
 impl GqaAttention {
-    /// A standalone attention layer, initialised from `cfg.seed` (streams 0..8 in the order of
-    /// [`ATTENTION_PARAM_NAMES`]) on the CPU.
+    /// A standalone attention layer, initialised from `cfg.seed` (streams 0..8 of
+    /// [`crate::layout::attention_layout`]: `q_proj.weight` ... `out_proj.bias`) on the CPU.
     ///
     /// # Errors
     /// [`Error::InvalidOption`] from [`AttentionConfig::validate`]; [`Error::OutOfMemory`]
     /// (`parameters`) when they do not fit under the memory budget ([`crate::memory`]).
     pub fn new(cfg: AttentionConfig) -> Result<Self> {
         cfg.validate()?;
-        let (h, qd, kvd) = (cfg.hidden_size, cfg.num_heads * cfg.head_dim(), cfg.num_kv_heads * cfg.head_dim());
-        // q_proj [qd,h]+qd, k_proj and v_proj [kvd,h]+kvd, out_proj [h,qd]+h.
-        let values = (qd * h + qd) as u64 + 2 * (kvd * h + kvd) as u64 + (h * qd + h) as u64;
-        let bytes = values.saturating_mul(4);
+        let layout = crate::layout::attention_layout(&cfg);
+        let values: u128 = layout.iter().map(crate::layout::ParamSpec::count).sum();
+        let bytes = u64::try_from(values.saturating_mul(4)).unwrap_or(u64::MAX);
         let memory = std::sync::Arc::new(crate::memory::reserve("parameters", bytes)?);
-        let mut layer = Self::init(cfg, 0, &Device::Cpu)?;
+        let params = ParamStore::init(&layout, cfg.seed, &Device::Cpu)?;
+        let mut layer = Self::from_store(cfg, params, &Device::Cpu)?;
         layer.memory = Some(memory);
         Ok(layer)
     }
 
-    /// Builds the layer with parameters drawn from streams `first_stream..first_stream+8`.
-    pub(crate) fn init(cfg: AttentionConfig, first_stream: u64, device: &Device) -> Result<Self> {
-        let h = cfg.hidden_size;
-        let d = cfg.head_dim();
-        let (qd, kvd) = (cfg.num_heads * d, cfg.num_kv_heads * d);
-        let s = first_stream;
-        let q_proj = Linear::init(cfg.seed, s, qd, h, device)?;
-        let k_proj = Linear::init(cfg.seed, s + 2, kvd, h, device)?;
-        let v_proj = Linear::init(cfg.seed, s + 4, kvd, h, device)?;
-        let out_proj = Linear::init(cfg.seed, s + 6, h, qd, device)?;
-        let mut params = ParamStore::new();
-        for (name, lin) in [("q_proj", &q_proj), ("k_proj", &k_proj), ("v_proj", &v_proj), ("out_proj", &out_proj)] {
-            params.push(format!("{name}.weight"), lin.weight.clone())?;
-            params.push(format!("{name}.bias"), lin.bias.clone())?;
-        }
+    /// The layer over `params`, a store whose names are relative to the layer (`q_proj.weight`
+    /// ...: the standalone table, or a block's `sub("blocks.{l}.attn.")`).
+    ///
+    /// # Errors
+    /// [`Error::MissingParameter`] when the store lacks one.
+    pub(crate) fn from_store(cfg: AttentionConfig, params: ParamStore, device: &Device) -> Result<Self> {
+        let lin = |m: crate::layout::BlockModule| Linear::from_store(&params, m.attention_name().expect("attention module"));
+        use crate::layout::BlockModule as M;
+        let (q_proj, k_proj, v_proj, out_proj) = (lin(M::QProj)?, lin(M::KProj)?, lin(M::VProj)?, lin(M::OutProj)?);
         let rope = cfg.rope_plan();
         Ok(GqaAttention { cfg, q_proj, k_proj, v_proj, out_proj, rope, params, device: device.clone(), memory: None })
     }

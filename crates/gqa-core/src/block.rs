@@ -9,29 +9,10 @@ use candle_core::{Device, Tensor};
 use crate::attention::{AttentionConfig, AttnMask, GqaAttention};
 use crate::dropout::Dropout;
 use crate::error::Result;
+use crate::layout::BlockModule;
 use crate::nn::{LayerNorm, Linear};
 use crate::params::ParamStore;
 use crate::rope::Rotary;
-
-/// Parameters per block (canonical order within `blocks.{l}.`).
-pub const BLOCK_PARAM_NAMES: [&str; 16] = [
-    "attn_norm.weight",
-    "attn_norm.bias",
-    "attn.q_proj.weight",
-    "attn.q_proj.bias",
-    "attn.k_proj.weight",
-    "attn.k_proj.bias",
-    "attn.v_proj.weight",
-    "attn.v_proj.bias",
-    "attn.out_proj.weight",
-    "attn.out_proj.bias",
-    "ffn_norm.weight",
-    "ffn_norm.bias",
-    "ffn_up.weight",
-    "ffn_up.bias",
-    "ffn_down.weight",
-    "ffn_down.bias",
-];
 
 /// One pre-norm block: `attn_norm`, `attn`, `ffn_norm`, `ffn_up [4H,H]`, `ffn_down [H,4H]`.
 #[derive(Debug, Clone)]
@@ -49,36 +30,20 @@ pub struct GqaBlock {
 }
 
 impl GqaBlock {
-    /// Initialises a block whose first parameter has stream `first_stream`, pushing its 16
-    /// parameters (named `{prefix}{BLOCK_PARAM_NAMES[i]}`) into `store`.
-    pub(crate) fn init(cfg: &AttentionConfig, first_stream: u64, prefix: &str, store: &mut ParamStore, device: &Device) -> Result<Self> {
-        let h = cfg.hidden_size;
-        let s = first_stream;
-        let attn_norm = LayerNorm::init(h, device)?;
-        let attn = GqaAttention::init(cfg.clone(), s + 2, device)?;
-        let ffn_norm = LayerNorm::init(h, device)?;
-        let ffn_up = Linear::init(cfg.seed, s + 12, 4 * h, h, device)?;
-        let ffn_down = Linear::init(cfg.seed, s + 14, h, 4 * h, device)?;
-        let block = GqaBlock { attn_norm, attn, ffn_norm, ffn_up, ffn_down };
-        for (name, var) in BLOCK_PARAM_NAMES.iter().zip(block.vars()) {
-            store.push(format!("{prefix}{name}"), var)?;
-        }
-        Ok(block)
-    }
-
-    /// The 16 parameter `Var`s in the order of [`BLOCK_PARAM_NAMES`].
-    fn vars(&self) -> Vec<candle_core::Var> {
-        let mut v = vec![self.attn_norm.weight.clone(), self.attn_norm.bias.clone()];
-        v.extend(self.attn.params().iter().map(|(_, var)| var.clone()));
-        v.extend([
-            self.ffn_norm.weight.clone(),
-            self.ffn_norm.bias.clone(),
-            self.ffn_up.weight.clone(),
-            self.ffn_up.bias.clone(),
-            self.ffn_down.weight.clone(),
-            self.ffn_down.bias.clone(),
-        ]);
-        v
+    /// The block whose parameters are `{prefix}attn_norm.weight` ... `{prefix}ffn_down.bias`
+    /// in `store` (names of [`crate::layout::BlockModule`]), sharing the store's `Var`s.
+    ///
+    /// # Errors
+    /// [`crate::Error::MissingParameter`] when the store lacks one.
+    pub(crate) fn from_store(cfg: &AttentionConfig, store: &ParamStore, prefix: &str, device: &Device) -> Result<Self> {
+        let name = |m: BlockModule| format!("{prefix}{}", m.name());
+        Ok(GqaBlock {
+            attn_norm: LayerNorm::from_store(store, &name(BlockModule::AttnNorm))?,
+            attn: GqaAttention::from_store(cfg.clone(), store.sub(&format!("{prefix}attn."))?, device)?,
+            ffn_norm: LayerNorm::from_store(store, &name(BlockModule::FfnNorm))?,
+            ffn_up: Linear::from_store(store, &name(BlockModule::FfnUp))?,
+            ffn_down: Linear::from_store(store, &name(BlockModule::FfnDown))?,
+        })
     }
 
     /// `h: [B,T,H]` -> `[B,T,H]`. `dropout` (training) is applied to the attention and FFN

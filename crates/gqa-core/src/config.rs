@@ -32,65 +32,123 @@ impl OutputMode {
     }
 }
 
-/// Every option of the GQA model, with Edifice's defaults.
-///
-/// Serialises to/from JSON with the TypeScript (camelCase) names; this JSON is what the
-/// bindings pass in and what a saved safetensors file carries in its metadata (key `gqa_config`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct GqaConfig {
-    /// Input features per timestep `E` (`:embed_dim`). Required, >= 1.
-    pub embed_dim: usize,
-    /// Model width `H` (`:hidden_size`), default 256; divisible by `num_heads` unless
-    /// `head_dim` is given.
-    #[serde(default = "d_hidden")]
-    pub hidden_size: usize,
-    /// Explicit per-head width `D` (`headDim`, >= 1); default `hiddenSize / numHeads`. With it,
-    /// `q_proj` is `[numHeads*D, H]`, `k_proj`/`v_proj` `[numKvHeads*D, H]`, `out_proj`
-    /// `[H, numHeads*D]` and the attention scale is `1/sqrt(D)` (as Hugging Face's `head_dim`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub head_dim: Option<usize>,
-    /// Query heads `NH` (`:num_heads`), default 8.
-    #[serde(default = "d_heads")]
-    pub num_heads: usize,
-    /// Key/value heads `NKV` (`:num_kv_heads`), default 2; divides `num_heads`
-    /// (1 = multi-query, `num_heads` = multi-head attention).
-    #[serde(default = "d_kv_heads")]
-    pub num_kv_heads: usize,
-    /// Pre-norm blocks (`:num_layers`), default 4.
-    #[serde(default = "d_layers")]
-    pub num_layers: usize,
-    /// Dropout probability, default 0.1, `0 <= p < 1`; active only in training.
-    #[serde(default = "d_dropout")]
-    pub dropout: f64,
-    /// Rotary position embedding on Q and K (half-rotation, base `rope_theta`).
-    #[serde(default)]
-    pub rope: bool,
-    /// Rotary base `theta` (`ropeTheta`, finite > 0), default 10000.
-    #[serde(default = "d_rope_theta")]
-    pub rope_theta: f64,
-    /// Hugging Face rotary scaling (`ropeScaling`, see [`RopeScaling`]); implies rotary;
-    /// exclusive with `yarn`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rope_scaling: Option<RopeScaling>,
-    /// Edifice's YaRN-named frequency scaling (SPEC section 5); implies rotary.
-    #[serde(default)]
-    pub yarn: bool,
-    /// YaRN scale `s` (> 0), default 8.
-    #[serde(default = "d_yarn_scale")]
-    pub yarn_scale: f64,
-    /// Original context length of the YaRN ramp (>= 1), default 2048.
-    #[serde(default = "d_yarn_orig")]
-    pub yarn_original_max_position: usize,
-    /// Expected sequence length (a sizing hint only; any length >= 1 works), default 60.
-    #[serde(default = "d_window")]
-    pub window_size: usize,
-    /// Output mode, default `last_timestep`.
-    #[serde(default)]
-    pub output_mode: OutputMode,
-    /// Initialisation seed; the same seed gives bitwise the same weights on every backend.
-    #[serde(default)]
-    pub seed: u64,
+/// Defines an options struct: its own leading fields, then the attention options that the model
+/// ([`GqaConfig`]) and the attention layer ([`crate::AttentionConfig`]) share, then its own
+/// trailing fields. The shared options (name, type, serde default, doc) are written once, here;
+/// the macro also gives the struct `attention()` (the shared options as an
+/// [`crate::AttentionConfig`]) and `set_attention()` (overwrite them from one), so no list of them
+/// is restated elsewhere. Defaults live only in the `#[serde(default = ...)]` attributes.
+macro_rules! options_with_attention {
+    (
+        $(#[$m:meta])*
+        pub struct $name:ident {
+            $( $(#[$hm:meta])* pub $hf:ident : $ht:ty, )*
+            ..attention_options,
+            $( $(#[$tm:meta])* pub $tf:ident : $tt:ty, )*
+        }
+    ) => {
+        $(#[$m])*
+        pub struct $name {
+            $( $(#[$hm])* pub $hf: $ht, )*
+            /// Width `H` of the model and of attention input and output (`:hidden_size`), default
+            /// 256; divisible by `num_heads` unless `head_dim` is given.
+            #[serde(default = "crate::config::d_hidden")]
+            pub hidden_size: usize,
+            /// Explicit per-head width `D` (`headDim`, >= 1); default `hiddenSize / numHeads`.
+            /// With it, `q_proj` is `[numHeads*D, H]`, `k_proj`/`v_proj` `[numKvHeads*D, H]`,
+            /// `out_proj` `[H, numHeads*D]` and the attention scale is `1/sqrt(D)` (as Hugging
+            /// Face's `head_dim`).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub head_dim: Option<usize>,
+            /// Query heads `NH` (`:num_heads`), default 8.
+            #[serde(default = "crate::config::d_heads")]
+            pub num_heads: usize,
+            /// Key/value heads `NKV` (`:num_kv_heads`), default 2; divides `num_heads`
+            /// (1 = multi-query, `num_heads` = multi-head attention).
+            #[serde(default = "crate::config::d_kv_heads")]
+            pub num_kv_heads: usize,
+            /// Rotary position embedding on Q and K (half-rotation, base `rope_theta`).
+            #[serde(default)]
+            pub rope: bool,
+            /// Rotary base `theta` (`ropeTheta`, finite > 0), default 10000.
+            #[serde(default = "crate::config::d_rope_theta")]
+            pub rope_theta: f64,
+            /// Hugging Face rotary scaling (`ropeScaling`, see [`crate::rope::RopeScaling`]);
+            /// implies rotary; exclusive with `yarn`.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub rope_scaling: Option<crate::rope::RopeScaling>,
+            /// Edifice's YaRN-named frequency scaling (SPEC section 5); implies rotary.
+            #[serde(default)]
+            pub yarn: bool,
+            /// YaRN scale `s` (> 0), default 8.
+            #[serde(default = "crate::config::d_yarn_scale")]
+            pub yarn_scale: f64,
+            /// Original context length of the YaRN ramp (>= 1), default 2048.
+            #[serde(default = "crate::config::d_yarn_orig")]
+            pub yarn_original_max_position: usize,
+            $( $(#[$tm])* pub $tf: $tt, )*
+            /// Initialisation seed, default 0; the same seed gives bitwise the same weights on
+            /// every backend (SPEC section 3).
+            #[serde(default)]
+            pub seed: u64,
+        }
+
+        impl $name {
+            /// The attention options of these options (for a model: its blocks' attention).
+            pub fn attention(&self) -> crate::AttentionConfig {
+                crate::AttentionConfig {
+                    hidden_size: self.hidden_size,
+                    head_dim: self.head_dim,
+                    num_heads: self.num_heads,
+                    num_kv_heads: self.num_kv_heads,
+                    rope: self.rope,
+                    rope_theta: self.rope_theta,
+                    rope_scaling: self.rope_scaling.clone(),
+                    yarn: self.yarn,
+                    yarn_scale: self.yarn_scale,
+                    yarn_original_max_position: self.yarn_original_max_position,
+                    seed: self.seed,
+                }
+            }
+
+            /// Overwrites the attention options with those of `a` (the other fields are kept).
+            pub fn set_attention(&mut self, a: &crate::AttentionConfig) {
+                let crate::AttentionConfig { hidden_size, head_dim, num_heads, num_kv_heads, rope, rope_theta, rope_scaling, yarn, yarn_scale, yarn_original_max_position, seed } = a.clone();
+                (self.hidden_size, self.head_dim, self.num_heads, self.num_kv_heads) = (hidden_size, head_dim, num_heads, num_kv_heads);
+                (self.rope, self.rope_theta, self.rope_scaling) = (rope, rope_theta, rope_scaling);
+                (self.yarn, self.yarn_scale, self.yarn_original_max_position, self.seed) = (yarn, yarn_scale, yarn_original_max_position, seed);
+            }
+        }
+    };
+}
+pub(crate) use options_with_attention;
+
+options_with_attention! {
+    /// Every option of the GQA model, with Edifice's defaults.
+    ///
+    /// Serialises to/from JSON with the TypeScript (camelCase) names; this JSON is what the
+    /// bindings pass in and what a saved safetensors file carries in its metadata (key
+    /// `gqa_config`). The options shared with the attention layer are defined once, by
+    /// `options_with_attention!` (see [`GqaConfig::attention`]).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub struct GqaConfig {
+        /// Input features per timestep `E` (`:embed_dim`). Required, >= 1.
+        pub embed_dim: usize,
+        /// Pre-norm blocks (`:num_layers`), default 4.
+        #[serde(default = "d_layers")]
+        pub num_layers: usize,
+        /// Dropout probability, default 0.1, `0 <= p < 1`; active only in training.
+        #[serde(default = "d_dropout")]
+        pub dropout: f64,
+        ..attention_options,
+        /// Expected sequence length (a sizing hint only; any length >= 1 works), default 60.
+        #[serde(default = "d_window")]
+        pub window_size: usize,
+        /// Output mode, default `last_timestep`.
+        #[serde(default)]
+        pub output_mode: OutputMode,
+    }
 }
 
 pub(crate) fn d_hidden() -> usize {
@@ -139,32 +197,19 @@ pub struct RecommendedDefaults {
     pub dropout: f64,
 }
 
-/// Edifice's `recommended_defaults/0`.
+/// Edifice's `recommended_defaults/0`: the options' defaults (read from [`GqaConfig::new`], so
+/// they are the serde defaults above and cannot disagree with them).
 pub fn recommended_defaults() -> RecommendedDefaults {
-    RecommendedDefaults { hidden_size: 256, num_heads: 8, num_kv_heads: 2, num_layers: 4, window_size: 60, dropout: 0.1 }
+    let d = GqaConfig::new(1);
+    RecommendedDefaults { hidden_size: d.hidden_size, num_heads: d.num_heads, num_kv_heads: d.num_kv_heads, num_layers: d.num_layers, window_size: d.window_size, dropout: d.dropout }
 }
 
 impl GqaConfig {
     /// A config with `embed_dim` and every other option at its default.
     pub fn new(embed_dim: usize) -> Self {
-        GqaConfig {
-            embed_dim,
-            hidden_size: d_hidden(),
-            head_dim: None,
-            num_heads: d_heads(),
-            num_kv_heads: d_kv_heads(),
-            num_layers: d_layers(),
-            dropout: d_dropout(),
-            rope: false,
-            rope_theta: d_rope_theta(),
-            rope_scaling: None,
-            yarn: false,
-            yarn_scale: d_yarn_scale(),
-            yarn_original_max_position: d_yarn_orig(),
-            window_size: d_window(),
-            output_mode: OutputMode::LastTimestep,
-            seed: 0,
-        }
+        let mut cfg: GqaConfig = serde_json::from_str(r#"{"embedDim": 1}"#).expect("every other option has a default");
+        cfg.embed_dim = embed_dim;
+        cfg
     }
 
     /// Parses options from JSON (TypeScript names) and validates them.
@@ -340,19 +385,7 @@ impl GqaConfig {
     }
 
     fn param_count_exact_u128(&self) -> u128 {
-        let h = self.hidden_size as u128;
-        let e = self.embed_dim as u128;
-        let q = self.q_dim() as u128;
-        let kv = self.kv_dim() as u128;
-        let input = if self.has_input_projection() { e * h + h } else { 0 };
-        let per_layer = 2 * h // attn_norm
-            + (h * q + q) // q_proj
-            + 2 * (h * kv + kv) // k_proj, v_proj
-            + (q * h + h) // out_proj
-            + 2 * h // ffn_norm
-            + (h * 4 * h + 4 * h) // ffn_up
-            + (4 * h * h + h); // ffn_down
-        input + self.num_layers as u128 * per_layer + 2 * h
+        crate::layout::param_count_u128(self)
     }
 
     /// KV-cache bytes per cached token (F32): `2 * numLayers * numKvHeads * headDim * 4`

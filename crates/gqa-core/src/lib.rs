@@ -18,6 +18,7 @@ pub mod init;
 pub mod inspect;
 mod input;
 pub mod kernels;
+pub mod layout;
 pub mod memory;
 pub mod model;
 pub mod nn;

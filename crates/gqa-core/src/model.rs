@@ -4,7 +4,7 @@
 use candle_core::{DType, Device, Tensor};
 
 use crate::attention::{AttentionConfig, AttnMask};
-use crate::block::{GqaBlock, BLOCK_PARAM_NAMES};
+use crate::block::GqaBlock;
 use crate::config::{GqaConfig, OutputMode};
 use crate::dropout::Dropout;
 use crate::error::{check_f32_buffer, Error, Result};
@@ -53,26 +53,11 @@ impl GqaModel {
     pub fn new_on(cfg: GqaConfig, device: &Device) -> Result<Self> {
         cfg.validate()?;
         let memory = std::sync::Arc::new(crate::memory::reserve("parameters", cfg.param_count_exact().saturating_mul(4))?);
-        let mut params = ParamStore::new();
-        let mut stream = 0u64;
-        let input_projection = if cfg.has_input_projection() {
-            let lin = Linear::init(cfg.seed, 0, cfg.hidden_size, cfg.embed_dim, device)?;
-            params.push("input_projection.weight", lin.weight.clone())?;
-            params.push("input_projection.bias", lin.bias.clone())?;
-            stream = 2;
-            Some(lin)
-        } else {
-            None
-        };
+        let params = ParamStore::init(&crate::layout::model_layout(&cfg), cfg.seed, device)?;
+        let input_projection = if cfg.has_input_projection() { Some(Linear::from_store(&params, "input_projection")?) } else { None };
         let acfg = AttentionConfig::from_model(&cfg);
-        let mut blocks = Vec::with_capacity(cfg.num_layers);
-        for l in 0..cfg.num_layers {
-            blocks.push(GqaBlock::init(&acfg, stream, &format!("blocks.{l}."), &mut params, device)?);
-            stream += BLOCK_PARAM_NAMES.len() as u64;
-        }
-        let final_norm = LayerNorm::init(cfg.hidden_size, device)?;
-        params.push("final_norm.weight", final_norm.weight.clone())?;
-        params.push("final_norm.bias", final_norm.bias.clone())?;
+        let blocks = (0..cfg.num_layers).map(|l| GqaBlock::from_store(&acfg, &params, &format!("blocks.{l}."), device)).collect::<Result<Vec<_>>>()?;
+        let final_norm = LayerNorm::from_store(&params, "final_norm")?;
         let rope = acfg.rope_plan();
         Ok(GqaModel { cfg, params, device: device.clone(), input_projection, blocks, final_norm, rope, _memory: memory, usage: Default::default() })
     }
@@ -188,6 +173,7 @@ impl GqaModel {
         f: impl FnOnce(crate::kernels::engine::EngineDims, &crate::kernels::engine::WeightsRef<'_>, Option<crate::kernels::engine::RopeRef<'_>>) -> Result<R>,
     ) -> Result<R> {
         use crate::kernels::engine::{BlockRef, EngineDims, LinearRef, NormRef, RopeRef, WeightsRef};
+        use crate::layout::{BlockModule, PARAMS_PER_BLOCK};
         let cfg = &self.cfg;
         let tensors: Vec<Tensor> = self.params.iter().map(|(_, v)| v.as_detached_tensor()).collect();
         let rot_t: Vec<Tensor> = rot.iter().flat_map(|r| [r.cos().clone(), r.sin().clone()]).collect();
@@ -207,23 +193,23 @@ impl GqaModel {
                 let first = if has_input { 2 } else { 0 };
                 let blocks = (0..cfg.num_layers)
                     .map(|l| {
-                        let s = first + l * BLOCK_PARAM_NAMES.len();
+                        let at = |m: BlockModule| first + l * PARAMS_PER_BLOCK + m.first_param();
                         BlockRef {
-                            attn_norm: norm(s),
-                            q: lin(s + 2),
-                            k: lin(s + 4),
-                            v: lin(s + 6),
-                            out: lin(s + 8),
-                            ffn_norm: norm(s + 10),
-                            up: lin(s + 12),
-                            down: lin(s + 14),
+                            attn_norm: norm(at(BlockModule::AttnNorm)),
+                            q: lin(at(BlockModule::QProj)),
+                            k: lin(at(BlockModule::KProj)),
+                            v: lin(at(BlockModule::VProj)),
+                            out: lin(at(BlockModule::OutProj)),
+                            ffn_norm: norm(at(BlockModule::FfnNorm)),
+                            up: lin(at(BlockModule::FfnUp)),
+                            down: lin(at(BlockModule::FfnDown)),
                         }
                     })
                     .collect();
                 let w = WeightsRef {
                     input: has_input.then(|| lin(0)),
                     blocks,
-                    final_norm: norm(first + cfg.num_layers * BLOCK_PARAM_NAMES.len()),
+                    final_norm: norm(first + cfg.num_layers * PARAMS_PER_BLOCK),
                 };
                 let rope = (r.len() == 2).then(|| RopeRef { cos: r[0], sin: r[1] });
                 f(dims, &w, rope)

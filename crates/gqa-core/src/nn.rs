@@ -4,11 +4,11 @@
 //! `track`: `true` builds the autograd graph through the `Var`s (training), `false` uses
 //! detached views of the same storage (inference: no graph, intermediates freed early).
 
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{Tensor, Var, D};
 
 use crate::error::Result;
-use crate::init::glorot_uniform;
 use crate::kernels::fused;
+use crate::params::ParamStore;
 
 /// The tensor of a `Var`, attached to the graph (`track`) or detached.
 pub(crate) fn value(v: &Var, track: bool) -> Tensor {
@@ -29,16 +29,14 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// Glorot-uniform weight from (`seed`, `stream`), zero bias.
+    /// The layer whose parameters are `{name}.weight` and `{name}.bias` in `store` (the same
+    /// `Var`s, so training the store trains the layer); the store is built from the parameter
+    /// table ([`crate::layout`], [`ParamStore::init`]).
     ///
     /// # Errors
-    /// [`crate::Error::Backend`] from candle.
-    pub fn init(seed: u64, stream: u64, out: usize, inp: usize, device: &Device) -> Result<Self> {
-        let w = glorot_uniform(seed, stream, out, inp);
-        Ok(Linear {
-            weight: Var::from_vec(w, (out, inp), device)?,
-            bias: Var::zeros(out, DType::F32, device)?,
-        })
+    /// [`crate::Error::MissingParameter`] when the store lacks either.
+    pub fn from_store(store: &ParamStore, name: &str) -> Result<Self> {
+        Ok(Linear { weight: store.get(&format!("{name}.weight"))?.clone(), bias: store.get(&format!("{name}.bias"))?.clone() })
     }
 
     /// `x: [..., in]` -> `[..., out]`.
@@ -98,12 +96,14 @@ pub struct LayerNorm {
 pub const LAYER_NORM_EPS: f64 = 1e-5;
 
 impl LayerNorm {
-    /// gamma = 1, beta = 0.
+    /// The LayerNorm whose gamma and beta are `{name}.weight` and `{name}.bias` in `store` (see
+    /// [`Linear::from_store`]).
     ///
     /// # Errors
-    /// [`crate::Error::Backend`] from candle.
-    pub fn init(h: usize, device: &Device) -> Result<Self> {
-        Ok(LayerNorm { weight: Var::ones(h, DType::F32, device)?, bias: Var::zeros(h, DType::F32, device)? })
+    /// [`crate::Error::MissingParameter`] when the store lacks either.
+    pub fn from_store(store: &ParamStore, name: &str) -> Result<Self> {
+        let l = Linear::from_store(store, name)?;
+        Ok(LayerNorm { weight: l.weight, bias: l.bias })
     }
 
     /// `x: [..., H]` -> `[..., H]`.

@@ -1,17 +1,20 @@
-//! The ordered set of model parameters (SPEC section 3 names) as candle [`Var`]s.
+//! The ordered set of model parameters (SPEC section 3 names) as candle [`Var`]s, built from
+//! the parameter table ([`crate::layout`]).
 
 use std::collections::HashMap;
 
-use candle_core::{Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 
 use crate::error::{Error, Result};
+use crate::init::glorot_uniform;
+use crate::layout::{Init, ParamSpec};
 
 /// Parameters in canonical order (SPEC section 3), each a candle [`Var`] so training can take
 /// gradients and update them in place (the layers hold clones of the same `Var`s, so
 /// `Var::set` on an entry here changes the model).
 #[derive(Debug, Clone, Default)]
 pub struct ParamStore {
-    entries: Vec<(String, Var)>,
+    entries: Vec<(ParamSpec, Var)>,
     index: HashMap<String, usize>,
 }
 
@@ -21,18 +24,58 @@ impl ParamStore {
         Self::default()
     }
 
-    /// Appends a parameter (canonical order is insertion order).
+    /// Creates every parameter of `layout` (a table of [`crate::layout`]) on `device`, in its
+    /// order: Glorot-uniform from (`seed`, the row's stream), zeros or ones (SPEC section 3).
     ///
     /// # Errors
-    /// [`Error::Internal`] if the name is already present.
-    pub fn push(&mut self, name: impl Into<String>, var: Var) -> Result<()> {
-        let name = name.into();
-        if self.index.contains_key(&name) {
-            return Err(Error::Internal(format!("duplicate parameter name `{name}`")));
+    /// [`Error::Internal`] for a repeated name or a Glorot row that is not 2-D (a table bug);
+    /// [`Error::Backend`] from candle.
+    pub fn init(layout: &[ParamSpec], seed: u64, device: &Device) -> Result<Self> {
+        let mut store = ParamStore::new();
+        for spec in layout {
+            let var = match spec.init {
+                Init::GlorotUniform => {
+                    let &[out, inp] = spec.shape.as_slice() else {
+                        return Err(Error::Internal(format!("Glorot init of `{}` needs a 2-D shape, got {:?}", spec.name, spec.shape)));
+                    };
+                    Var::from_vec(glorot_uniform(seed, spec.stream, out, inp), (out, inp), device)?
+                }
+                Init::Zeros => Var::zeros(spec.shape.as_slice(), DType::F32, device)?,
+                Init::Ones => Var::ones(spec.shape.as_slice(), DType::F32, device)?,
+            };
+            store.push(spec.clone(), var)?;
         }
-        self.index.insert(name.clone(), self.entries.len());
-        self.entries.push((name, var));
+        Ok(store)
+    }
+
+    fn push(&mut self, spec: ParamSpec, var: Var) -> Result<()> {
+        if self.index.contains_key(&spec.name) {
+            return Err(Error::Internal(format!("duplicate parameter name `{}`", spec.name)));
+        }
+        self.index.insert(spec.name.clone(), self.entries.len());
+        self.entries.push((spec, var));
         Ok(())
+    }
+
+    /// The parameters whose names start with `prefix`, renamed without it (the same `Var`s, so
+    /// the two stores share storage): the attention layer of block `l` is
+    /// `sub("blocks.{l}.attn.")`.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] on a repeated name (cannot happen for a prefix of unique names).
+    pub fn sub(&self, prefix: &str) -> Result<Self> {
+        let mut store = ParamStore::new();
+        for (spec, var) in &self.entries {
+            if let Some(rest) = spec.name.strip_prefix(prefix) {
+                store.push(ParamSpec { name: rest.to_string(), ..spec.clone() }, var.clone())?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// The table rows, in canonical order.
+    pub fn specs(&self) -> impl Iterator<Item = &ParamSpec> {
+        self.entries.iter().map(|(s, _)| s)
     }
 
     /// The parameter called `name` (canonical name).
@@ -48,12 +91,12 @@ impl ParamStore {
 
     /// `(name, var)` pairs in canonical order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Var)> {
-        self.entries.iter().map(|(n, v)| (n.as_str(), v))
+        self.entries.iter().map(|(s, v)| (s.name.as_str(), v))
     }
 
     /// Names in canonical order.
     pub fn names(&self) -> Vec<&str> {
-        self.entries.iter().map(|(n, _)| n.as_str()).collect()
+        self.entries.iter().map(|(s, _)| s.name.as_str()).collect()
     }
 
     /// Number of parameters (tensors).
@@ -73,7 +116,7 @@ impl ParamStore {
 
     /// Detached copies of the current values, in canonical order (for saving or comparing).
     pub fn tensors(&self) -> Vec<(String, Tensor)> {
-        self.entries.iter().map(|(n, v)| (n.clone(), v.as_detached_tensor())).collect()
+        self.entries.iter().map(|(s, v)| (s.name.clone(), v.as_detached_tensor())).collect()
     }
 
     /// FNV-1a (64-bit) over the little-endian bytes of every f32 value of every parameter, in

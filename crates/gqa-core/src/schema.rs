@@ -67,6 +67,7 @@ pub fn api_fields() -> Vec<(&'static str, Vec<String>)> {
         ("HeadConfig::Classification", keys(&classification)),
         ("HeadConfig::Regression", keys(&regression)),
         ("RecommendedDefaults", keys(&recommended_defaults())),
+        ("ParamSpec", keys(&crate::layout::model_layout(&model)[0])),
     ]
 }
 

@@ -140,34 +140,7 @@ pub fn read_tensors(bytes: &[u8]) -> Result<(NamedTensors, HashMap<String, Strin
     Ok((out, meta))
 }
 
-/// The Edifice/Axon name of a canonical parameter name (SPEC section 3), if it has one:
-/// `blocks.{l}.attn.q_proj.weight` -> `gqa_block_{l+1}_attn_q_proj.kernel`,
-/// `blocks.{l}.attn_norm.weight` -> `gqa_block_{l+1}_attn_norm.gamma`, `final_norm.bias` ->
-/// `final_norm.beta`, `input_projection.weight` -> `input_projection.kernel`; standalone
-/// attention names map `q_proj.weight` -> `q_proj.kernel`.
-pub fn axon_name(canonical: &str) -> Option<String> {
-    let (layer, rest) = match canonical.strip_prefix("blocks.") {
-        Some(r) => {
-            let (l, rest) = r.split_once('.')?;
-            (Some(l.parse::<usize>().ok()?), rest)
-        }
-        None => (None, canonical),
-    };
-    let (module, param) = rest.rsplit_once('.')?;
-    let is_norm = module.ends_with("_norm");
-    let param = match (param, is_norm) {
-        ("weight", true) => "gamma",
-        ("bias", true) => "beta",
-        ("weight", false) => "kernel",
-        ("bias", false) => "bias",
-        _ => return None,
-    };
-    let module = module.replace('.', "_");
-    Some(match layer {
-        Some(l) => format!("gqa_block_{}_{module}.{param}", l + 1),
-        None => format!("{module}.{param}"),
-    })
-}
+pub use crate::layout::axon_name;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Scheme {
@@ -497,7 +470,7 @@ impl GqaAttention {
         let mut used: HashSet<String> = HashSet::new();
         for (name, var) in layer_obj.params().iter() {
             let (module, param) = name.split_once('.').unwrap_or((name, ""));
-            let hf_module = if module == "out_proj" { "o_proj" } else { module };
+            let hf_module = crate::layout::ATTENTION_MODULES.iter().find(|m| m.attention_name() == Some(module)).and_then(|m| m.hf_name()).unwrap_or(module);
             let key = format!("{pre}{stem}{hf_module}.{param}");
             let want: Vec<usize> = var.dims().to_vec();
             let view = match st.tensor(&key) {

@@ -25,23 +25,24 @@ use super::backward::{self, AttnShape};
 use super::engine::{fill_bias, rotary, EngineDims, EngineOutput, LinearRef, RopeRef, WeightsRef};
 use super::{cpu, gemm};
 use crate::dropout::Dropout;
+use crate::layout::BlockModule;
 use crate::error::{Error, Result};
 use crate::train::loss::{check_targets, label_weight_total};
 
 /// LayerNorm epsilon (PyTorch / Axon default).
 const EPS: f32 = 1e-5;
 
-/// Index of a block's first parameter's gradient, and offsets within a block (canonical order,
-/// [`crate::block::BLOCK_PARAM_NAMES`]).
-const PER_BLOCK: usize = 16;
-const ATTN_NORM: usize = 0;
-const Q: usize = 2;
-const K: usize = 4;
-const V: usize = 6;
-const OUT: usize = 8;
-const FFN_NORM: usize = 10;
-const UP: usize = 12;
-const DOWN: usize = 14;
+/// Parameters per block, and each module's first parameter within a block (canonical order,
+/// the table of [`crate::layout`]).
+const PER_BLOCK: usize = crate::layout::PARAMS_PER_BLOCK;
+const ATTN_NORM: usize = BlockModule::AttnNorm.first_param();
+const Q: usize = BlockModule::QProj.first_param();
+const K: usize = BlockModule::KProj.first_param();
+const V: usize = BlockModule::VProj.first_param();
+const OUT: usize = BlockModule::OutProj.first_param();
+const FFN_NORM: usize = BlockModule::FfnNorm.first_param();
+const UP: usize = BlockModule::FfnUp.first_param();
+const DOWN: usize = BlockModule::FfnDown.first_param();
 
 /// What the head's output is scored against.
 #[derive(Debug, Clone, Copy)]
