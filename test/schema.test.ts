@@ -20,13 +20,19 @@ beforeAll(async () => {
   await GQA.init(BACKEND === "auto" ? {} : { backend: BACKEND });
 });
 
-/** Property names and type texts of an interface declared in a ts/ source file. */
+/**
+ * Property names and type texts of an interface declared in a ts/ source file, with the members of
+ * the interfaces it extends (declared in the same file) first and its own members overriding them.
+ */
 function members(file: string, name: string): Map<string, string> {
   const path = join(ROOT, "ts", file);
   const src = ts.createSourceFile(path, readFileSync(path, "utf8"), ts.ScriptTarget.Latest, true);
   for (const st of src.statements) {
     if (ts.isInterfaceDeclaration(st) && st.name.text === name) {
       const out = new Map<string, string>();
+      for (const clause of st.heritageClauses ?? []) {
+        for (const t of clause.types) for (const [k, v] of members(file, t.expression.getText(src))) out.set(k, v);
+      }
       for (const m of st.members) {
         if (ts.isPropertySignature(m) && m.name && ts.isIdentifier(m.name)) out.set(m.name.text, m.type?.getText(src) ?? "");
       }
@@ -42,6 +48,7 @@ const PAIRS: Array<[string, string, string, string[]]> = [
   ["AttentionConfig", "gqa.ts", "AttentionOptions", []],
   ["LoadOptions", "gqa.ts", "LoadOptions", []],
   ["RecommendedDefaults", "gqa.ts", "RecommendedDefaults", []],
+  ["ParamSpec", "gqa.ts", "ParamSpec", []],
   ["FitOptions", "train.ts", "FitOptions", ["onStep", "onEpochEnd", "validation"]],
   ["StepReport", "train.ts", "StepReport", []],
   ["EvalReport", "train.ts", "EvalResult", []],

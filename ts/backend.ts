@@ -103,6 +103,8 @@ export interface Binding {
   paramCount(json: string, exact: boolean): number;
   /** KV-cache bytes per cached token. */
   kvCacheBytesPerToken(json: string): number;
+  /** The parameter table (`gqa_core::layout`) as JSON `[{name, shape, init, stream, matmul, axonName}]`. */
+  parameterLayout(json: string): string;
   /** Edifice `recommended_defaults/0` as JSON. */
   recommendedDefaults(): string;
   /** Rotary frequencies of options JSON at a sequence length: JSON `{invFreq, attentionFactor}`. */
@@ -528,6 +530,7 @@ function bindingOf(m: any, wrap: (h: any) => ModelHandle): Binding {
     outputSize: (j) => m.outputSize(j),
     paramCount: (j, e) => m.paramCount(j, e),
     kvCacheBytesPerToken: (j) => m.kvCacheBytesPerToken(j),
+    parameterLayout: (j) => m.parameterLayout(j),
     recommendedDefaults: () => m.recommendedDefaults(),
     version: () => m.version(),
     errorCatalog: () => m.errorCatalog(),

@@ -50,12 +50,11 @@ export type RopeScaling =
   | { type: "llama3"; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number };
 
 /**
- * Model options (SPEC section 1; Edifice names in brackets). Only `embedDim` is required.
- * Validation lives in the core: a bad value throws `GqaError` code `INVALID_OPTION` naming it.
+ * The options a model shares with the standalone attention layer: the same fields as the core's
+ * `options_with_attention!` (its attention options), documented once here. {@link GqaOptions} and
+ * {@link AttentionOptions} extend it.
  */
-export interface GqaOptions {
-  /** Input features per timestep `E` [`:embed_dim`]; integer >= 1. */
-  embedDim: number;
+export interface SharedAttentionOptions {
   /** Model width `H` [`:hidden_size`], default 256; divisible by `numHeads` unless `headDim` is given. */
   hiddenSize?: number;
   /**
@@ -67,10 +66,6 @@ export interface GqaOptions {
   numHeads?: number;
   /** Key/value heads `NKV` [`:num_kv_heads`], default 2; divides `numHeads` (1 = MQA, = numHeads = MHA). */
   numKvHeads?: number;
-  /** Pre-norm blocks [`:num_layers`], default 4. */
-  numLayers?: number;
-  /** Dropout probability `0 <= p < 1`, default 0.1; active only in training. */
-  dropout?: number;
   /** Rotary position embedding on Q and K (half-rotation, base `ropeTheta`), default false. */
   rope?: boolean;
   /** Rotary base `theta` (> 0), default 10000. */
@@ -83,12 +78,26 @@ export interface GqaOptions {
   yarnScale?: number;
   /** Original context length of the YaRN ramp (>= 1), default 2048. */
   yarnOriginalMaxPosition?: number;
+  /** Initialisation seed, default 0: same seed, bitwise the same weights on every backend. */
+  seed?: number;
+}
+
+/**
+ * Model options (SPEC section 1; Edifice names in brackets): the shared attention options plus the
+ * model's own. Only `embedDim` is required. Validation lives in the core: a bad value throws
+ * `GqaError` code `INVALID_OPTION` naming it.
+ */
+export interface GqaOptions extends SharedAttentionOptions {
+  /** Input features per timestep `E` [`:embed_dim`]; integer >= 1. */
+  embedDim: number;
+  /** Pre-norm blocks [`:num_layers`], default 4. */
+  numLayers?: number;
+  /** Dropout probability `0 <= p < 1`, default 0.1; active only in training. */
+  dropout?: number;
   /** Expected sequence length (a sizing hint only), default 60. */
   windowSize?: number;
   /** Output mode, default `"last_timestep"`. */
   outputMode?: OutputMode;
-  /** Initialisation seed, default 0: same seed, bitwise the same weights on every backend. */
-  seed?: number;
 }
 
 /** Options of {@link GQA.build}: model options plus an optional task head for `fit`/`evaluate`/`predict`. */
@@ -101,29 +110,9 @@ export interface BuildOptions extends GqaOptions {
 export type ModelConfig = Required<Omit<GqaOptions, "headDim" | "ropeScaling">> & Pick<GqaOptions, "headDim" | "ropeScaling">;
 
 /** Options of the standalone attention layer (`GQA.buildGqaAttention`). */
-export interface AttentionOptions {
-  /** Model width `H`; divisible by `numHeads` unless `headDim` is given. */
+export interface AttentionOptions extends SharedAttentionOptions {
+  /** Model width `H` (required here); divisible by `numHeads` unless `headDim` is given. */
   hiddenSize: number;
-  /** Per-head width `D`, default `hiddenSize / numHeads` (see {@link GqaOptions.headDim}). */
-  headDim?: number;
-  /** Query heads, default 8. */
-  numHeads?: number;
-  /** Key/value heads, default 2; divides `numHeads`. */
-  numKvHeads?: number;
-  /** Rotary position embedding, default false. */
-  rope?: boolean;
-  /** Rotary base `theta` (> 0), default 10000. */
-  ropeTheta?: number;
-  /** Hugging Face rotary scaling ({@link RopeScaling}); implies rotary; not with `yarn`. */
-  ropeScaling?: RopeScaling;
-  /** Edifice YaRN-named scaling (not Hugging Face's yarn), default false. */
-  yarn?: boolean;
-  /** YaRN scale, default 8. */
-  yarnScale?: number;
-  /** YaRN original context length, default 2048. */
-  yarnOriginalMaxPosition?: number;
-  /** Initialisation seed, default 0. */
-  seed?: number;
 }
 
 /** Every attention option with its value; `headDim` and `ropeScaling` only when set. */
@@ -156,6 +145,26 @@ export interface RopeFrequencies {
   invFreq: Float32Array;
   /** Factor on cos and sin (yarn's attention factor; 1 otherwise). */
   attentionFactor: number;
+}
+
+/**
+ * One parameter tensor of a model (the core's parameter table, `gqa_core::layout`; SPEC section 3).
+ * {@link GQA.parameterLayout} lists them in canonical order, the order of a saved file's tensors
+ * and of the initial values' random streams.
+ */
+export interface ParamSpec {
+  /** Canonical name, e.g. `blocks.0.attn.q_proj.weight`. */
+  name: string;
+  /** Shape, PyTorch layout (`[out, in]` for dense weights). */
+  shape: number[];
+  /** Initialiser: Glorot-uniform from (`seed`, `stream`), or constant zeros / ones. */
+  init: "glorot_uniform" | "zeros" | "ones";
+  /** ChaCha8 stream of the initial values: the index in canonical order. */
+  stream: number;
+  /** Whether it is the weight of a matrix product (counted in FLOPs); false for biases and LayerNorm. */
+  matmul: boolean;
+  /** Its name in an Edifice/Axon checkpoint (`gqa_block_1_attn_q_proj.kernel`, `final_norm.gamma`); kernels there are `[in, out]`. */
+  axonName: string;
 }
 
 /** Edifice's `recommended_defaults/0`. */
@@ -371,6 +380,18 @@ export const GQA = {
     const b = binding();
     const json = optionsJson(opts);
     return callBinding(() => b.paramCount(json, options.exact === true));
+  },
+
+  /**
+   * Every parameter tensor a model with these options has, in canonical order (name, shape,
+   * initialiser, random stream, Axon name), without building it: the core's parameter table, the
+   * one the model, weight loading and `gqa info` use. Sum of element counts =
+   * `paramCount(opts, {exact: true})`. @throws GqaError `INVALID_OPTION`, `OUT_OF_MEMORY`
+   */
+  parameterLayout(opts: GqaOptions): ParamSpec[] {
+    const b = binding();
+    const json = optionsJson(opts);
+    return JSON.parse(callBinding(() => b.parameterLayout(json))) as ParamSpec[];
   },
 
   /** KV-cache bytes per cached token (F32): `2 * numLayers * numKvHeads * headDim * 4`. */

@@ -3,7 +3,7 @@
  * Public exports only.
  */
 export { GQA } from "./gqa.js";
-export type { AttentionConfig, AttentionOptions, BuildOptions, HfAttentionLoadOptions, HfConfig, RopeFrequencies, RopeScaling, GqaOptions, InitOptions, LoadOptions, ModelConfig, OutputMode, RecommendedDefaults, SimdInfo } from "./gqa.js";
+export type { AttentionConfig, AttentionOptions, SharedAttentionOptions, BuildOptions, HfAttentionLoadOptions, HfConfig, RopeFrequencies, RopeScaling, GqaOptions, InitOptions, LoadOptions, ModelConfig, OutputMode, ParamSpec, RecommendedDefaults, SimdInfo } from "./gqa.js";
 export { GqaAttention, Model } from "./model.js";
 export type { ForwardOptions } from "./model.js";
 export { Tensor } from "./tensor.js";

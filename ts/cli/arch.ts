@@ -1,10 +1,11 @@
 /**
- * Architecture arithmetic for `gqa info`, computed from the options alone (SPEC sections 1-4):
- * the parameter tensors and their shapes, FLOPs per token, KV-cache bytes per token.
- *
- * These are independent of the core: `gqa info` prints the core's `paramCount` next to the sum
- * of the table here, and the tests check that the two agree.
+ * Architecture arithmetic for `gqa info` (SPEC sections 1-4): FLOPs per token and KV-cache bytes
+ * per token. The parameter tensors and their shapes are the core's parameter table
+ * (`GQA.parameterLayout`, the one the model and weight loading use); `gqa info` prints the
+ * core's `paramCount` next to the table's sum, and the CLI tests check both against counts
+ * computed by hand from the SPEC layout.
  */
+import type { ParamSpec } from "../gqa.js";
 
 /** Options with every value resolved (defaults filled in). */
 export interface ResolvedArch {
@@ -17,13 +18,14 @@ export interface ResolvedArch {
   headDim?: number;
 }
 
-/** One parameter tensor: canonical name (SPEC section 3), shape, element count. */
-export interface ParamRow {
-  name: string;
-  shape: number[];
+/** One parameter tensor of the core's table, with its element count. */
+export interface ParamRow extends ParamSpec {
   count: number;
-  /** True for weights of matrix products (counted in FLOPs); false for biases and norms. */
-  matmul: boolean;
+}
+
+/** The table's rows with their element counts. */
+export function withCounts(specs: ParamSpec[]): ParamRow[] {
+  return specs.map((s) => ({ ...s, count: s.shape.reduce((a, d) => a * d, 1) }));
 }
 
 /** Derived sizes: `headDim` (the option, else `H/NH`), `qDim = NH*D`, `kvDim = NKV*D`, `group = NH/NKV`, FFN inner `4H`. */
@@ -38,53 +40,9 @@ export function derived(a: ResolvedArch) {
   };
 }
 
-function linear(name: string, out: number, inp: number): ParamRow[] {
-  return [
-    { name: `${name}.weight`, shape: [out, inp], count: out * inp, matmul: true },
-    { name: `${name}.bias`, shape: [out], count: out, matmul: false },
-  ];
-}
-
-function norm(name: string, h: number): ParamRow[] {
-  return [
-    { name: `${name}.weight`, shape: [h], count: h, matmul: false },
-    { name: `${name}.bias`, shape: [h], count: h, matmul: false },
-  ];
-}
-
-/** Parameters of the input projection (empty when `embedDim == hiddenSize`). */
-export function inputParams(a: ResolvedArch): ParamRow[] {
-  return a.embedDim === a.hiddenSize ? [] : linear("input_projection", a.hiddenSize, a.embedDim);
-}
-
-/** Parameters of block `l` (SPEC section 3 names and `[out, in]` layouts). */
-export function blockParams(a: ResolvedArch, l: number): ParamRow[] {
-  const { qDim, kvDim, ffnDim } = derived(a);
-  const h = a.hiddenSize;
-  const p = `blocks.${l}`;
-  return [
-    ...norm(`${p}.attn_norm`, h),
-    ...linear(`${p}.attn.q_proj`, qDim, h),
-    ...linear(`${p}.attn.k_proj`, kvDim, h),
-    ...linear(`${p}.attn.v_proj`, kvDim, h),
-    ...linear(`${p}.attn.out_proj`, h, qDim),
-    ...norm(`${p}.ffn_norm`, h),
-    ...linear(`${p}.ffn_up`, ffnDim, h),
-    ...linear(`${p}.ffn_down`, h, ffnDim),
-  ];
-}
-
-/** Every parameter tensor of the model, in order. */
-export function allParams(a: ResolvedArch): ParamRow[] {
-  const rows = [...inputParams(a)];
-  for (let l = 0; l < a.numLayers; l++) rows.push(...blockParams(a, l));
-  rows.push(...norm("final_norm", a.hiddenSize));
-  return rows;
-}
-
-/** Sum of {@link allParams} counts (should equal the core's `paramCount(opts, {exact: true})`). */
-export function exactParamCount(a: ResolvedArch): number {
-  return allParams(a).reduce((s, r) => s + r.count, 0);
+/** Sum of the rows' element counts (equals the core's `paramCount(opts, {exact: true})`). */
+export function exactParamCount(rows: ParamRow[]): number {
+  return rows.reduce((s, r) => s + r.count, 0);
 }
 
 /**
@@ -100,8 +58,8 @@ export function exactParamCount(a: ResolvedArch): number {
  * half. GQA does not change the attention FLOPs (every query head still attends), only the K/V
  * projection sizes and the KV cache.
  */
-export function flopsPerToken(a: ResolvedArch, seqLen: number): { total: number; matmul: number; attention: number } {
-  const nMatmul = allParams(a).filter((r) => r.matmul).reduce((s, r) => s + r.count, 0);
+export function flopsPerToken(a: ResolvedArch, rows: ParamRow[], seqLen: number): { total: number; matmul: number; attention: number } {
+  const nMatmul = rows.filter((r) => r.matmul).reduce((s, r) => s + r.count, 0);
   const { qDim } = derived(a);
   const matmul = 2 * nMatmul;
   const attention = a.numLayers * 4 * seqLen * qDim;

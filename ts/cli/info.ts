@@ -3,7 +3,7 @@
  */
 import type { Command } from "commander";
 import { GQA } from "../index.js";
-import { allParams, blockParams, derived, exactParamCount, flopsPerToken, inputParams, kvBytesPerToken, type ResolvedArch } from "./arch.js";
+import { derived, exactParamCount, flopsPerToken, kvBytesPerToken, withCounts, type ResolvedArch } from "./arch.js";
 import { addBackendOption, addModelOptions, fmtBytes, fmtInt, intArg, modelOptions, startBackend, type ModelFlags } from "./common.js";
 
 interface InfoFlags extends ModelFlags {
@@ -57,8 +57,9 @@ async function runInfo(flags: InfoFlags): Promise<void> {
   const d = derived(a);
   const approx = GQA.paramCount(opts);
   const exact = GQA.paramCount(opts, { exact: true });
-  const tableExact = exactParamCount(a);
-  const flops = flopsPerToken(a, seqLen);
+  const rows = withCounts(GQA.parameterLayout(opts));
+  const tableExact = exactParamCount(rows);
+  const flops = flopsPerToken(a, rows, seqLen);
   const kv = {
     model: kvBytesPerToken(a),
     core: GQA.kvCacheBytesPerToken(opts),
@@ -75,7 +76,7 @@ async function runInfo(flags: InfoFlags): Promise<void> {
         {
           backend,
           config: { ...a, ...d, dropout: opts.dropout ?? defaults.dropout, rotary, outputMode, seed: opts.seed ?? 0 },
-          params: allParams(a).map(({ name, shape, count }) => ({ name, shape, count })),
+          params: rows.map(({ name, shape, count, init, axonName }) => ({ name, shape, count, init, axonName })),
           paramCount: { approximate: approx, exact, table: tableExact },
           flopsPerToken: { seqLen, ...flops },
           kvCacheBytesPerToken: kv,
@@ -98,10 +99,10 @@ async function runInfo(flags: InfoFlags): Promise<void> {
   out.push("");
   out.push(`  ${"layer / parameter".padEnd(34)} ${"shape".padEnd(16)} ${"params".padStart(12)}`);
   row("input", "[B, T, " + a.embedDim + "]");
-  const ip = inputParams(a);
+  const ip = rows.filter((r) => r.name.startsWith("input_projection."));
   if (ip.length) for (const r of ip) row(r.name, r.shape, r.count);
   else row("input_projection", "identity (E = H)");
-  const b0 = blockParams(a, 0);
+  const b0 = rows.filter((r) => r.name.startsWith("blocks.0."));
   const perBlock = b0.reduce((s, r) => s + r.count, 0);
   out.push(`  blocks.0 .. blocks.${a.numLayers - 1} (${a.numLayers} x ${fmtInt(perBlock)} params; shapes of each block:)`);
   for (const r of b0) row(r.name.replace(/^blocks\.0\./, "  "), r.shape, r.count);

@@ -28,6 +28,14 @@ pub fn param_count(env: Env, json: String, exact: bool) -> napi::Result<f64> {
     guard(&env, || GqaConfig::from_json(&json).map(|c| if exact { c.param_count_exact() } else { c.param_count() } as f64))
 }
 
+/// The model's parameter table (`gqa_core::layout::model_layout`) as JSON
+/// `[{name, shape, init, stream, matmul, axonName}, ...]`, canonical order. Errors as
+/// [`validate_config`].
+#[napi(js_name = "parameterLayout")]
+pub fn parameter_layout(env: Env, json: String) -> napi::Result<String> {
+    guard(&env, || gqa_core::layout::model_layout_json(&json))
+}
+
 /// KV-cache bytes per cached token (F32), SPEC section 4. Errors as [`validate_config`].
 #[napi(js_name = "kvCacheBytesPerToken")]
 pub fn kv_cache_bytes_per_token(env: Env, json: String) -> napi::Result<f64> {

@@ -34,6 +34,16 @@ pub fn param_count(json: &str, exact: bool) -> JsResult<f64> {
     wrap(GqaConfig::from_json(json).map(|c| if exact { c.param_count_exact() } else { c.param_count() } as f64))
 }
 
+/// The model's parameter table (`gqa_core::layout::model_layout`) as JSON
+/// `[{name, shape, init, stream, matmul, axonName}, ...]`, canonical order.
+///
+/// # Errors
+/// As [`validate_config`].
+#[wasm_bindgen(js_name = parameterLayout)]
+pub fn parameter_layout(json: &str) -> JsResult<String> {
+    wrap(gqa_core::layout::model_layout_json(json))
+}
+
 /// KV-cache bytes per cached token (F32), SPEC section 4.
 ///
 /// # Errors
