@@ -64,6 +64,12 @@ const CONFIGS = {
   // larger ensembles, still chosen by CV alone.
   "3 layers, ensemble 15": { model: { numLayers: 3 }, ensemble: 15 },
   "base, ensemble 25": { ensemble: 25 },
+  // Sixth round: label smoothing (FitOptions.labelSmoothing, new in this round), single models
+  // first, then the chosen ensemble size with the best smoothing.
+  "label smoothing 0.1": { fit: { labelSmoothing: 0.1 } },
+  "label smoothing 0.2": { fit: { labelSmoothing: 0.2 } },
+  "label smoothing 0.1, ensemble 15": { fit: { labelSmoothing: 0.1 }, ensemble: 15 },
+  "label smoothing 0.2, ensemble 15": { fit: { labelSmoothing: 0.2 }, ensemble: 15 },
 };
 
 const merge = (c) => ({ model: { ...BASE.model, ...c.model }, fit: { ...BASE.fit, ...c.fit }, ...(c.aug && { aug: c.aug }), ensemble: c.ensemble ?? 1 });

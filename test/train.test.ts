@@ -252,6 +252,39 @@ describe(`training on backend=${BACKEND}`, () => {
     await expectCode(() => gone.fit(small, FIT), "DISPOSED");
   });
 
+  it("labelSmoothing: the first step's loss is PyTorch's smoothed cross-entropy of the model's own predictions", async () => {
+    // One batch of all 24 sequences, no dropout, no shuffle: step 0 scores the initial weights, whose
+    // class probabilities predict() returns. PyTorch's definition (mean reduction, C classes):
+    // loss = mean_b [(1 - eps) (-log p_b,y) + eps/C sum_j (-log p_b,j)], computed here in f64.
+    const d = twoChannelTask(24, 77);
+    for (const eps of [0, 0.1, 0.3]) {
+      const m = await GQA.build(TINY);
+      try {
+        const p = (await m.predict(d.x, d.dims, { lengths: d.lengths })).data;
+        let want = 0;
+        for (let b = 0; b < 24; b++) {
+          const lp = [Math.log(p[2 * b]!), Math.log(p[2 * b + 1]!)];
+          want += -(1 - eps) * lp[d.labels[b]!]! - (eps / 2) * (lp[0]! + lp[1]!);
+        }
+        want /= 24;
+        const losses: number[] = [];
+        await m.fit(d, { epochs: 1, batchSize: 24, lr: 1e-3, shuffle: false, ...(eps > 0 && { labelSmoothing: eps }), onStep: (r) => void losses.push(r.loss) });
+        expect(losses.length).toBe(1);
+        expect(Math.abs(losses[0]! - want), `eps ${eps}: step loss ${losses[0]} vs ${want}`).toBeLessThan(2e-6);
+      } finally {
+        m.dispose();
+      }
+    }
+    const m = await GQA.build(TINY);
+    await expectCode(() => m.fit(d, { ...FIT, labelSmoothing: 1 }), "INVALID_OPTION", /labelSmoothing/);
+    await expectCode(() => m.fit(d, { ...FIT, labelSmoothing: -0.1 }), "INVALID_OPTION", /labelSmoothing/);
+    m.dispose();
+    const reg = await GQA.build({ ...TINY, head: { type: "regression", outDim: 1 } });
+    const targets = new Float32Array(d.labels.map((y) => y));
+    await expectCode(() => reg.fit({ ...d, labels: targets }, { ...FIT, labelSmoothing: 0.1 }), "INVALID_OPTION", /labelSmoothing/);
+    reg.dispose();
+  });
+
   it(`the first steps agree with the ${OTHER} backend (same seed: same weights, same batches)`, async () => {
     const run = async () => {
       const m = await GQA.build(TINY);

@@ -92,7 +92,8 @@ export interface EpochSummary {
  * Options of `model.fit` (the core's `FitOptions`, defaults in brackets) plus callbacks:
  * epochs [10], batchSize [32], lr (peak) [1e-3], minLr [0], weightDecay (AdamW, decoupled) [0.01],
  * beta1 [0.9], beta2 [0.999], eps [1e-8], warmupRatio (linear warmup fraction, then cosine decay)
- * [0.1], clipNorm (global L2; null = off) [1], seed (shuffling and dropout) [0], shuffle [true].
+ * [0.1], clipNorm (global L2; null = off) [1], seed (shuffling and dropout) [0], shuffle [true],
+ * labelSmoothing (classification; PyTorch `cross_entropy(label_smoothing=)`, in [0, 1)) [0].
  * Unknown names are refused (`INVALID_OPTION`).
  */
 export interface FitOptions {
@@ -108,6 +109,12 @@ export interface FitOptions {
   clipNorm?: number | null;
   seed?: number;
   shuffle?: boolean;
+  /**
+   * Label smoothing `eps` in [0, 1) of the classification loss: the target puts `1 - eps` on the
+   * label and `eps / C` on every class (PyTorch `cross_entropy(label_smoothing=eps)`). Step reports
+   * give the smoothed loss, `evaluate` and validation the plain cross-entropy. Default 0.
+   */
+  labelSmoothing?: number;
   /** Called after every step, in order (may return a promise, which is awaited). */
   onStep?: (report: StepReport) => void | Promise<void>;
   /** Called after every epoch (after validation), in order. */

@@ -155,6 +155,27 @@ class TrainFixtures(unittest.TestCase):
                     self.assertLess(da, 1e-5)
 
 
+class LabelSmoothing(unittest.TestCase):
+    """The twin's smoothed loss is PyTorch's ``F.cross_entropy(label_smoothing=)`` and equals the
+    formula gqa's core implements (``train::loss::cross_entropy_smoothed``, checked against the same
+    formula in ``crates/gqa-core/tests/train.rs``): ``sum_b [(1-eps) w_y (-log p_y) + eps/C sum_j
+    w_j (-log p_j)] / sum_b w_y``; with ``reduction="sum"`` (DDP) the numerator."""
+
+    def test_smoothed_loss_is_the_documented_formula(self):
+        g = torch.Generator().manual_seed(0)
+        z = torch.randn(5, 4, generator=g, dtype=torch.float64) * 3
+        y = torch.tensor([2, 0, 3, 3, 1])
+        for weights in (None, [0.5, 1.5, 1.0, 2.0]):
+            task = TaskModel(GqaConfig(embed_dim=4, hidden_size=8, num_heads=2, num_kv_heads=1, num_layers=1),
+                             HeadConfig(type="classification", num_classes=4, class_weights=weights))
+            w = torch.ones(4, dtype=torch.float64) if weights is None else torch.tensor(weights, dtype=torch.float64)
+            lp = torch.log_softmax(z, 1)
+            for eps in (0.0, 0.1, 0.3):
+                num = ((1 - eps) * w[y] * -lp[torch.arange(5), y] + eps / 4 * -(lp * w).sum(1)).sum()
+                self.assertAlmostEqual(float(task.loss(z, y, label_smoothing=eps)), float(num / w[y].sum()), places=12)
+                self.assertAlmostEqual(float(task.loss(z, y, reduction="sum", label_smoothing=eps)), float(num), places=12)
+
+
 class RopeScalingFixtures(unittest.TestCase):
     """Hugging Face rotary scaling frequencies and attention factors (transformers' own values)."""
 

@@ -177,7 +177,7 @@ export async function startBackend(choice: ModelFlags["backend"]): Promise<strin
 /** API options the CLI sets from a flag of the same name in kebab case (`numKvHeads` <- `--num-kv-heads`). */
 const FLAG_OPTIONS = new Set([
   "embedDim", "hiddenSize", "headDim", "ropeTheta", "numHeads", "numKvHeads", "numLayers", "dropout", "yarnScale", "windowSize", "outputMode", "seed",
-  "epochs", "batchSize", "lr", "weightDecay", "huberDelta",
+  "epochs", "batchSize", "lr", "weightDecay", "huberDelta", "labelSmoothing",
 ]);
 
 /** `numKvHeads` -> `--num-kv-heads`. */

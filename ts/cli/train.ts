@@ -36,6 +36,7 @@ interface TrainFlags extends ModelFlags {
   batchSize?: number;
   lr: number;
   weightDecay: number;
+  labelSmoothing: number;
   valSplit: number;
   out: string;
   progress: boolean;
@@ -99,6 +100,7 @@ export function registerTrain(program: Command): void {
     .option("--batch-size <n>", `sequences per optimisation step; default ${DEFAULT_BATCH_SIZE} (basic-motions: 8)`, intArg(1))
     .option("--lr <x>", "peak learning rate (10% linear warmup, then cosine decay to 0)", numArg(Number.MIN_VALUE), 3e-3)
     .option("--weight-decay <x>", "AdamW decoupled weight decay", numArg(0), 0.01)
+    .option("--label-smoothing <x>", "classification label smoothing in [0, 1) (PyTorch cross_entropy(label_smoothing=))", numArg(0, 1), 0)
     .option("--val-split <f>", "fraction of the training data held out for validation (per class for classification, seeded), scored every epoch (progress line, plot, metrics.json); default 0", numArg(0, 1), 0)
     .option("--ensemble <n>", "train n models (seeds seed*n .. seed*n+n-1) and average their outputs; one model file holds all; default 1 (japanese-vowels: its preset)", intArg(1))
     .option("--out <dir>", "output directory (created if missing)", "runs/latest")
@@ -321,7 +323,7 @@ async function runTrain(flags: TrainFlags): Promise<void> {
       };
       await clf.fit(
         { data: batch.data, dims: batch.dims, lengths: batch.lengths, labels: fitLabels },
-        { epochs: flags.epochs, batchSize, lr: flags.lr, weightDecay: flags.weightDecay, seed: memberSeed(j), onStep, onEpochEnd, ...(validation && { validation }) },
+        { epochs: flags.epochs, batchSize, lr: flags.lr, weightDecay: flags.weightDecay, ...(flags.labelSmoothing > 0 && { labelSmoothing: flags.labelSmoothing }), seed: memberSeed(j), onStep, onEpochEnd, ...(validation && { validation }) },
       );
     }
   } catch (e) {
@@ -382,7 +384,7 @@ async function runTrain(flags: TrainFlags): Promise<void> {
     head,
     ...(regression ? { targetNames: ds.targetNames, targetStandardize: tstats } : { numClasses: K, classLabels: ds.classLabels }),
     paramCount: clf.paramCount,
-    training: { epochs: flags.epochs, batchSize, lr: flags.lr, weightDecay: flags.weightDecay, seed, ensemble: n, memberSeeds: members.map((_, j) => memberSeed(j)), valSplit: flags.valSplit, trainCount: fitIdx.length, valCount: valIdx.length, seconds: trainSeconds, tokensPerSecond: tokensAll / trainSeconds },
+    training: { epochs: flags.epochs, batchSize, lr: flags.lr, weightDecay: flags.weightDecay, labelSmoothing: flags.labelSmoothing, seed, ensemble: n, memberSeeds: members.map((_, j) => memberSeed(j)), valSplit: flags.valSplit, trainCount: fitIdx.length, valCount: valIdx.length, seconds: trainSeconds, tokensPerSecond: tokensAll / trainSeconds },
     history,
     ...(n > 1 && { memberHistories }),
     train: "accuracy" in trainMetrics ? { accuracy: trainMetrics.accuracy, count: trainMetrics.count } : trainMetrics,

@@ -395,3 +395,63 @@ fn option_json_errors_name_the_field_without_parser_positions() {
     let e = HeadConfig::from_json(r#"{"type":"classification"}"#).unwrap_err();
     assert!(e.to_string().contains("head.numClasses"), "{e}");
 }
+
+#[test]
+fn label_smoothing_loss_and_logit_gradients_match_the_definition() {
+    // PyTorch's definition (F.cross_entropy(weight=w, label_smoothing=eps), mean reduction),
+    // evaluated here in f64 from the logits: loss = sum_b [(1-eps) w_y (-log p_by) + eps/C
+    // sum_j w_j (-log p_bj)] / sum_b w_y; d loss / d z_bi = (sum_j t_bj p_bi - t_bi) / sum_b w_y
+    // with t_bj = (1-eps) w_y [j == y] + eps/C w_j. Checked against candle's autograd of
+    // cross_entropy_smoothed for eps in {0, 0.1, 0.3}, with and without class weights.
+    let (b, c) = (5usize, 4usize);
+    let z: Vec<f32> = common::pseudo_amp(b * c, 31, 3.0);
+    let y = [2u32, 0, 3, 3, 1];
+    let weights = [0.5f32, 1.5, 1.0, 2.0];
+    for eps in [0.0f64, 0.1, 0.3] {
+        for w in [None, Some(&weights[..])] {
+            let wj = |j: usize| w.map_or(1.0, |w| w[j]) as f64;
+            let (mut loss, mut total) = (0f64, 0f64);
+            let mut grad = vec![0f64; b * c];
+            for r in 0..b {
+                let row: Vec<f64> = z[r * c..(r + 1) * c].iter().map(|&v| v as f64).collect();
+                let mx = row.iter().cloned().fold(f64::MIN, f64::max);
+                let lse = mx + row.iter().map(|v| (v - mx).exp()).sum::<f64>().ln();
+                let yr = y[r] as usize;
+                total += wj(yr);
+                let t: Vec<f64> = (0..c).map(|j| (1.0 - eps) * wj(yr) * f64::from(u8::from(j == yr)) + eps / c as f64 * wj(j)).collect();
+                let tsum: f64 = t.iter().sum();
+                for j in 0..c {
+                    loss += t[j] * (lse - row[j]);
+                    grad[r * c + j] = tsum * (row[j] - lse).exp() - t[j];
+                }
+            }
+            let (want_loss, want_grad): (f64, Vec<f64>) = (loss / total, grad.iter().map(|g| g / total).collect());
+            let zv = Var::from_vec(z.clone(), (b, c), &Device::Cpu).unwrap();
+            let l = loss::cross_entropy_smoothed(zv.as_tensor(), &y, w, eps).unwrap();
+            let got_loss = l.to_scalar::<f32>().unwrap() as f64;
+            let got_grad = vec_f32(l.backward().unwrap().get(zv.as_tensor()).unwrap());
+            assert!((got_loss - want_loss).abs() <= 1e-6 * want_loss.abs().max(1.0), "eps {eps} w {w:?}: loss {got_loss} vs {want_loss}");
+            let gmax = want_grad.iter().fold(0f64, |a, v| a.max(v.abs()));
+            for (i, (g, wg)) in got_grad.iter().zip(&want_grad).enumerate() {
+                assert!((*g as f64 - wg).abs() <= 1e-6 * gmax, "eps {eps} w {w:?}: grad[{i}] {g} vs {wg}");
+            }
+            // Smoothing changes the loss (it is not silently ignored).
+            if eps > 0.0 {
+                let plain = loss::cross_entropy(zv.as_tensor(), &y, w).unwrap().to_scalar::<f32>().unwrap() as f64;
+                assert!((plain - got_loss).abs() > 1e-3, "eps {eps}: smoothed {got_loss} vs plain {plain}");
+            }
+        }
+    }
+}
+
+#[test]
+fn label_smoothing_option_is_checked() {
+    for bad in [-0.1, 1.0, 2.0, f64::NAN] {
+        let o = FitOptions { label_smoothing: bad, ..FitOptions::default() };
+        match o.validate() {
+            Err(gqa_core::Error::InvalidOption { option, .. }) => assert_eq!(option, "labelSmoothing"),
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+    assert_eq!(FitOptions::from_json(r#"{"labelSmoothing": 0.1}"#).unwrap().label_smoothing, 0.1);
+}

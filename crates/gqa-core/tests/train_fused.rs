@@ -4,7 +4,7 @@
 //! (`tests/train.rs` compares both paths with PyTorch fixtures.)
 
 use candle_core::{Device, Tensor};
-use gqa_core::train::{fused_gradients, loss, FitOptions, HeadConfig, Labels, RegressionLoss, TaskModel, TrainData, TrainWorkspace, Trainer};
+use gqa_core::train::{fused_gradients_smoothed, loss, FitOptions, HeadConfig, Labels, RegressionLoss, TaskModel, TrainData, TrainWorkspace, Trainer};
 use gqa_core::{Dropout, GqaConfig, OutputMode};
 
 mod common;
@@ -24,17 +24,19 @@ struct Case {
     head: HeadConfig,
     lengths: Vec<usize>,
     t: usize,
+    /// Label smoothing (classification cases only).
+    eps: f64,
 }
 
 fn cases() -> Vec<Case> {
     let cls = |k: usize, w: Option<Vec<f32>>| HeadConfig::Classification { num_classes: k, class_weights: w };
     vec![
-        Case { name: "gqa8/2 rope padded cls+weights", embed: 12, hidden: 64, heads: 8, kv: 2, layers: 2, rope: true, yarn: false, mode: OutputMode::LastTimestep, dropout: 0.0, head: cls(9, Some((0..9).map(|i| 0.5 + i as f32 * 0.1).collect())), lengths: vec![29, 7, 18, 1, 29], t: 29 },
-        Case { name: "mha mean_pool dropout", embed: 16, hidden: 16, heads: 4, kv: 4, layers: 2, rope: false, yarn: false, mode: OutputMode::MeanPool, dropout: 0.1, head: cls(3, None), lengths: vec![9, 4, 9], t: 9 },
-        Case { name: "mqa yarn huber", embed: 5, hidden: 32, heads: 4, kv: 1, layers: 1, rope: false, yarn: true, mode: OutputMode::LastTimestep, dropout: 0.0, head: HeadConfig::Regression { out_dim: 2, loss: RegressionLoss::Huber, huber_delta: 0.05 }, lengths: vec![70, 70], t: 70 },
-        Case { name: "gqa4/2 mse mean_pool rope dropout padded", embed: 3, hidden: 32, heads: 4, kv: 2, layers: 3, rope: true, yarn: false, mode: OutputMode::MeanPool, dropout: 0.2, head: HeadConfig::Regression { out_dim: 3, loss: RegressionLoss::Mse, huber_delta: 1.0 }, lengths: vec![1, 13, 40, 2], t: 40 },
-        Case { name: "gqa4/2 last_timestep dropout padded rope", embed: 6, hidden: 32, heads: 4, kv: 2, layers: 2, rope: true, yarn: false, mode: OutputMode::LastTimestep, dropout: 0.15, head: cls(5, None), lengths: vec![17, 3, 1, 12], t: 17 },
-        Case { name: "long T=130 gqa8/2 rope", embed: 8, hidden: 64, heads: 8, kv: 2, layers: 1, rope: true, yarn: false, mode: OutputMode::LastTimestep, dropout: 0.0, head: cls(4, None), lengths: vec![130, 65], t: 130 },
+        Case { name: "gqa8/2 rope padded cls+weights", embed: 12, hidden: 64, heads: 8, kv: 2, layers: 2, rope: true, yarn: false, mode: OutputMode::LastTimestep, dropout: 0.0, head: cls(9, Some((0..9).map(|i| 0.5 + i as f32 * 0.1).collect())), lengths: vec![29, 7, 18, 1, 29], t: 29, eps: 0.1 },
+        Case { name: "mha mean_pool dropout", embed: 16, hidden: 16, heads: 4, kv: 4, layers: 2, rope: false, yarn: false, mode: OutputMode::MeanPool, dropout: 0.1, head: cls(3, None), lengths: vec![9, 4, 9], t: 9, eps: 0.0 },
+        Case { name: "mqa yarn huber", embed: 5, hidden: 32, heads: 4, kv: 1, layers: 1, rope: false, yarn: true, mode: OutputMode::LastTimestep, dropout: 0.0, head: HeadConfig::Regression { out_dim: 2, loss: RegressionLoss::Huber, huber_delta: 0.05 }, lengths: vec![70, 70], t: 70, eps: 0.0 },
+        Case { name: "gqa4/2 mse mean_pool rope dropout padded", embed: 3, hidden: 32, heads: 4, kv: 2, layers: 3, rope: true, yarn: false, mode: OutputMode::MeanPool, dropout: 0.2, head: HeadConfig::Regression { out_dim: 3, loss: RegressionLoss::Mse, huber_delta: 1.0 }, lengths: vec![1, 13, 40, 2], t: 40, eps: 0.0 },
+        Case { name: "gqa4/2 last_timestep dropout padded rope", embed: 6, hidden: 32, heads: 4, kv: 2, layers: 2, rope: true, yarn: false, mode: OutputMode::LastTimestep, dropout: 0.15, head: cls(5, None), lengths: vec![17, 3, 1, 12], t: 17, eps: 0.25 },
+        Case { name: "long T=130 gqa8/2 rope", embed: 8, hidden: 64, heads: 8, kv: 2, layers: 1, rope: true, yarn: false, mode: OutputMode::LastTimestep, dropout: 0.0, head: cls(4, None), lengths: vec![130, 65], t: 130, eps: 0.0 },
     ]
 }
 
@@ -67,7 +69,7 @@ fn candle_grads(task: &TaskModel, x: &[f32], c: &Case, labels: &Labels, dropout:
     let xt = Tensor::from_slice(x, (b, c.t, c.embed), &Device::Cpu).unwrap();
     let out = task.head_forward(&xt, Some(&c.lengths), dropout).unwrap();
     let l = match (&c.head, labels) {
-        (HeadConfig::Classification { class_weights, .. }, Labels::Classes(y)) => loss::cross_entropy(&out, y, class_weights.as_deref()).unwrap(),
+        (HeadConfig::Classification { class_weights, .. }, Labels::Classes(y)) => loss::cross_entropy_smoothed(&out, y, class_weights.as_deref(), c.eps).unwrap(),
         (HeadConfig::Regression { loss: kind, huber_delta, out_dim }, Labels::Values(v)) => {
             let tg = Tensor::from_slice(v, (b, *out_dim), &Device::Cpu).unwrap();
             match kind {
@@ -103,7 +105,7 @@ fn fused_gradients_match_candle_autograd() {
         let (want_loss, want) = candle_grads(&task, &x, c, &labels, Some(&mut d1));
         let mut grads = Vec::new();
         let mut ws = TrainWorkspace::default();
-        let got = fused_gradients(&task, &x, c.t, &c.lengths, &labels, Some(&mut d2), &mut grads, &mut ws).unwrap();
+        let got = fused_gradients_smoothed(&task, &x, c.t, &c.lengths, &labels, Some(&mut d2), &mut grads, &mut ws, c.eps).unwrap();
         assert!((got.loss - want_loss).abs() <= 1e-5 * want_loss.abs().max(1.0), "{}: loss {} vs candle {}", c.name, got.loss, want_loss);
         let mut worst = (0.0, String::new());
         for ((name, _), (g, w)) in task.vars().iter().zip(grads.iter().zip(&want)) {

@@ -265,10 +265,10 @@ class TaskModel(nn.Module):
         out = self.model(x, lengths)
         return out if self.head is None else self.head(out)
 
-    def loss(self, out: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    def loss(self, out: torch.Tensor, labels: torch.Tensor, reduction: str = "mean", label_smoothing: float = 0.0) -> torch.Tensor:
         """The head's loss (a scalar): classification ``F.cross_entropy(out, labels,
-        weight=classWeights)`` (``labels [B]`` int64; ``"mean"`` is the weighted mean
-        ``sum w_y nll / sum w_y``); regression ``F.mse_loss`` or ``F.huber_loss(delta)``
+        weight=classWeights, label_smoothing=label_smoothing)`` (``labels [B]`` int64; ``"mean"`` is
+        the weighted mean ``sum w_y nll / sum w_y``; gqa's ``FitOptions.labelSmoothing``); regression ``F.mse_loss`` or ``F.huber_loss(delta)``
         (``labels [B, K]`` float32; ``"mean"`` over every element). ``reduction="sum"`` gives the
         numerator only (see :meth:`loss_denominator`), for splitting a batch across processes."""
         h = self.head_cfg
@@ -276,7 +276,7 @@ class TaskModel(nn.Module):
             raise ValueError("loss: this model has no head (build it with a HeadConfig)")
         if h.type == "classification":
             w = None if h.class_weights is None else torch.tensor(h.class_weights, dtype=out.dtype, device=out.device)
-            return F.cross_entropy(out, labels, weight=w, reduction=reduction)
+            return F.cross_entropy(out, labels, weight=w, reduction=reduction, label_smoothing=label_smoothing)
         labels = labels.to(out.dtype).reshape(out.shape)
         if h.loss == "huber":
             return F.huber_loss(out, labels, delta=h.huber_delta, reduction=reduction)

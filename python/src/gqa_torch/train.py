@@ -71,6 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--warmup-ratio", type=float, default=0.1)
     p.add_argument("--clip-norm", type=float, default=1.0, help="global L2 norm clip; 0 disables")
+    p.add_argument("--label-smoothing", type=float, default=0.0, help="classification label smoothing in [0, 1) (gqa's labelSmoothing); default 0")
     p.add_argument("--seed", type=int, default=0, help="weight init, shuffling and dropout")
     p.add_argument("--init", help="start from this gqa model file (options, weights, head) instead of a fresh model")
     g = p.add_argument_group("model (gqa train's defaults)")
@@ -164,7 +165,7 @@ def main(argv=None) -> int:
                     group["lr"] = warmup_cosine(step, total, warmup, args.lr)
                 opt.zero_grad(set_to_none=True)
                 logits = net(x, lengths)
-                loss_sum = model.loss(logits, labels, reduction="sum")
+                loss_sum = model.loss(logits, labels, reduction="sum", label_smoothing=args.label_smoothing)
                 (loss_sum * (world / denom)).backward()
                 if args.clip_norm > 0:
                     torch.nn.utils.clip_grad_norm_(net.parameters(), args.clip_norm)

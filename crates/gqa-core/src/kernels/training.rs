@@ -27,7 +27,7 @@ use super::{cpu, gemm};
 use crate::dropout::Dropout;
 use crate::layout::BlockModule;
 use crate::error::{Error, Result};
-use crate::train::loss::{check_targets, label_weight_total};
+use crate::train::loss::{check_targets, label_weight_total, smoothed_targets};
 
 /// LayerNorm epsilon (PyTorch / Axon default).
 const EPS: f32 = 1e-5;
@@ -47,12 +47,15 @@ const DOWN: usize = BlockModule::FfnDown.first_param();
 /// What the head's output is scored against.
 #[derive(Debug, Clone, Copy)]
 pub enum Objective<'a> {
-    /// Softmax cross-entropy with optional class weights (PyTorch `F.cross_entropy(weight=)`).
+    /// Softmax cross-entropy with optional class weights and label smoothing (PyTorch
+    /// `F.cross_entropy(weight=, label_smoothing=)`).
     Classes {
         /// Class index per sequence, `[B]`.
         labels: &'a [u32],
         /// Per-class weights `[K]`.
         weights: Option<&'a [f32]>,
+        /// Label smoothing `eps` in `[0, 1)` (0: plain cross-entropy).
+        smoothing: f32,
     },
     /// Mean squared error over every element (`F.mse_loss`).
     Mse {
@@ -511,11 +514,14 @@ fn expand(x: &mut [f32], w: usize, rows: &[usize]) {
 /// The objective's loss on `y: [B, K]`, and `dL/dy` written over `y`.
 fn loss_and_grad(y: &mut [f32], b: usize, k: usize, objective: Objective<'_>) -> Result<StepLoss> {
     match objective {
-        Objective::Classes { labels, weights } => {
+        Objective::Classes { labels, weights, smoothing } => {
             let total_w = label_weight_total(labels, b, k, weights)?;
+            // d(-log p_j)/dz_i = p_i - [i == j]: with target weights t_j (sum T), the row's
+            // gradient is (T p_i - t_i) / total_w and its loss sum_j t_j (lse - z_j) / total_w.
+            let target = smoothed_targets(labels, k, weights, smoothing);
             let mut loss = 0f64;
             let mut correct = 0;
-            for (row, &c) in y.chunks_exact_mut(k).zip(labels) {
+            for ((row, &c), t) in y.chunks_exact_mut(k).zip(labels).zip(target.chunks_exact(k)) {
                 let c = c as usize;
                 let mut best = 0;
                 for j in 1..k {
@@ -527,12 +533,23 @@ fn loss_and_grad(y: &mut [f32], b: usize, k: usize, objective: Objective<'_>) ->
                 let mx = row[best];
                 let sum: f32 = row.iter().map(|&v| (v - mx).exp()).sum();
                 let lse = mx + sum.ln();
-                let wy = weights.map_or(1.0, |w| w[c]);
-                loss += f64::from(wy) * f64::from(lse - row[c]);
-                let coef = (f64::from(wy) / total_w) as f32;
-                for (j, v) in row.iter_mut().enumerate() {
+                if smoothing == 0.0 {
+                    // Plain cross-entropy (the same arithmetic as before smoothing existed).
+                    let wy = weights.map_or(1.0, |w| w[c]);
+                    loss += f64::from(wy) * f64::from(lse - row[c]);
+                    let coef = (f64::from(wy) / total_w) as f32;
+                    for (j, v) in row.iter_mut().enumerate() {
+                        let p = (*v - lse).exp();
+                        *v = coef * (p - if j == c { 1.0 } else { 0.0 });
+                    }
+                    continue;
+                }
+                let t_sum: f32 = t.iter().sum();
+                loss += t.iter().zip(row.iter()).map(|(&tj, &zj)| f64::from(tj) * f64::from(lse - zj)).sum::<f64>();
+                let inv = (1.0 / total_w) as f32;
+                for (v, &tj) in row.iter_mut().zip(t) {
                     let p = (*v - lse).exp();
-                    *v = coef * (p - if j == c { 1.0 } else { 0.0 });
+                    *v = inv * (t_sum * p - tj);
                 }
             }
             Ok(StepLoss { loss: loss / total_w, correct })

@@ -25,15 +25,43 @@ pub fn log_softmax(logits: &Tensor) -> Result<Tensor> {
 /// [`Error::InvalidInput`] naming `labels[i]` when a label is `>= C`, or `labels` when its
 /// length is not `B`.
 pub fn cross_entropy(logits: &Tensor, labels: &[u32], class_weights: Option<&[f32]>) -> Result<Tensor> {
+    cross_entropy_smoothed(logits, labels, class_weights, 0.0)
+}
+
+/// [`cross_entropy`] with label smoothing `eps` in `[0, 1)`, as PyTorch's
+/// `cross_entropy(logits, labels, weight=w, label_smoothing=eps)` (Szegedy et al. 2016, "Rethinking
+/// the Inception Architecture", section 7):
+/// `sum_b [(1 - eps) w[y_b] (-log p[b, y_b]) + eps/C sum_j w[j] (-log p[b, j])] / sum_b w[y_b]`.
+///
+/// # Shapes
+/// `logits: [B, C]`, `labels: [B]` -> scalar `[]`.
+///
+/// # Errors
+/// As [`cross_entropy`].
+pub fn cross_entropy_smoothed(logits: &Tensor, labels: &[u32], class_weights: Option<&[f32]>, eps: f64) -> Result<Tensor> {
     let (b, c) = logits.dims2()?;
     let total_w = label_weight_total(labels, b, c, class_weights)?;
-    let mut onehot = vec![0f32; b * c];
-    for (i, &y) in labels.iter().enumerate() {
-        onehot[i * c + y as usize] = class_weights.map_or(1.0, |w| w[y as usize]);
-    }
-    let onehot = Tensor::from_vec(onehot, (b, c), logits.device())?;
-    let nll = (log_softmax(logits)? * onehot)?.sum_all()?.neg()?;
+    let target = smoothed_targets(labels, c, class_weights, eps as f32);
+    let target = Tensor::from_vec(target, (b, c), logits.device())?;
+    let nll = (log_softmax(logits)? * target)?.sum_all()?.neg()?;
     Ok(nll.affine(1.0 / total_w, 0.0)?)
+}
+
+/// The weight of `-log p[b, j]` in the (unnormalised) smoothed loss, row-major `[B, C]`:
+/// `(1 - eps) w[y_b] [j == y_b] + eps/C w[j]` (`w = 1` without class weights). Labels must be
+/// checked first ([`label_weight_total`]).
+pub(crate) fn smoothed_targets(labels: &[u32], c: usize, class_weights: Option<&[f32]>, eps: f32) -> Vec<f32> {
+    let w = |j: usize| class_weights.map_or(1.0, |w| w[j]);
+    let mut t = vec![0f32; labels.len() * c];
+    for (row, &y) in t.chunks_exact_mut(c).zip(labels) {
+        if eps > 0.0 {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = eps / c as f32 * w(j);
+            }
+        }
+        row[y as usize] += (1.0 - eps) * w(y as usize);
+    }
+    t
 }
 
 /// Checks `B` class labels against `C` classes and returns the batch's total label weight

@@ -17,4 +17,4 @@ pub use optim::{AdamW, AdamWConfig};
 pub use schedule::WarmupCosine;
 pub use task::TaskModel;
 pub use crate::kernels::training::{StepLoss, TrainWorkspace};
-pub use trainer::{evaluate, fused_gradients, EvalReport, FitOptions, Labels, StepReport, TrainData, Trainer};
+pub use trainer::{evaluate, fused_gradients, fused_gradients_smoothed, EvalReport, FitOptions, Labels, StepReport, TrainData, Trainer};

@@ -14,7 +14,7 @@ use crate::kernels::training::{train_step, Objective, StepLoss, TrainWorkspace};
 use crate::error::{Error, Result};
 
 use super::head::{HeadConfig, RegressionLoss};
-use super::loss::{correct_count, cross_entropy, huber, mse, scalar, targets};
+use super::loss::{correct_count, cross_entropy_smoothed, huber, mse, scalar, targets};
 use super::optim::{clip_coefficient, clip_grad_norm, global_norm, AdamW, AdamWConfig, FusedAdamW};
 use super::schedule::WarmupCosine;
 use super::task::TaskModel;
@@ -159,6 +159,11 @@ pub struct FitOptions {
     pub seed: u64,
     /// Shuffle the data every epoch, default true.
     pub shuffle: bool,
+    /// Label smoothing `eps` in `[0, 1)` of the classification loss, default 0 (PyTorch
+    /// `cross_entropy(label_smoothing=eps)`; Szegedy et al. 2016): the target puts `1 - eps` on the
+    /// label and `eps / C` on every class. Step reports give the smoothed loss; `evaluate` (and the
+    /// per-epoch validation) the plain cross-entropy. A regression head refuses a nonzero value.
+    pub label_smoothing: f64,
 }
 
 impl Default for FitOptions {
@@ -176,6 +181,7 @@ impl Default for FitOptions {
             clip_norm: Some(1.0),
             seed: 0,
             shuffle: true,
+            label_smoothing: 0.0,
         }
     }
 }
@@ -190,7 +196,7 @@ impl FitOptions {
             json,
             "fit options",
             "",
-            "a known fit option (epochs, batchSize, lr, minLr, weightDecay, beta1, beta2, eps, warmupRatio, clipNorm, seed, shuffle)",
+            "a known fit option (epochs, batchSize, lr, minLr, weightDecay, beta1, beta2, eps, warmupRatio, clipNorm, seed, shuffle, labelSmoothing)",
         )?;
         o.validate()?;
         Ok(o)
@@ -199,7 +205,8 @@ impl FitOptions {
     /// Checks the options.
     ///
     /// # Errors
-    /// [`Error::InvalidOption`] naming `epochs`, `batchSize`, `lr`, `minLr`, `warmupRatio` or `clipNorm`.
+    /// [`Error::InvalidOption`] naming `epochs`, `batchSize`, `lr`, `minLr`, `warmupRatio`,
+    /// `clipNorm` or `labelSmoothing`.
     pub fn validate(&self) -> Result<()> {
         if self.epochs < 1 {
             return Err(Error::option("epochs", "an integer >= 1", self.epochs));
@@ -220,6 +227,9 @@ impl FitOptions {
             if !(c > 0.0 && c.is_finite()) {
                 return Err(Error::option("clipNorm", "a finite number > 0 or null", c));
             }
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err(Error::option("labelSmoothing", "a number in [0, 1)", self.label_smoothing));
         }
         Ok(())
     }
@@ -287,6 +297,9 @@ impl Trainer {
                 }
             }
             (HeadConfig::Regression { out_dim, .. }, Labels::Values(v)) => {
+                if opts.label_smoothing != 0.0 {
+                    return Err(Error::option("labelSmoothing", "0 for a regression head (it smooths class labels)", opts.label_smoothing));
+                }
                 if v.len() != data.n * out_dim {
                     return Err(Error::input("labels", format!("N*outDim = {} regression targets", data.n * out_dim), v.len()));
                 }
@@ -375,7 +388,7 @@ impl Trainer {
         let (loss_value, correct, grad_norm, lengths) = match &mut self.opt {
             Optimiser::Fused(st) => {
                 let (x, tb, lengths, labels) = self.data.batch_values(&idx);
-                let sl = fused_gradients(task, &x, tb, &lengths, &labels, Some(&mut self.dropout), &mut st.grads, &mut st.ws)?;
+                let sl = fused_gradients_smoothed(task, &x, tb, &lengths, &labels, Some(&mut self.dropout), &mut st.grads, &mut st.ws, self.opts.label_smoothing)?;
                 check_loss(sl.loss, self.global_step)?;
                 let (norm, scale) = match self.opts.clip_norm {
                     Some(c) => {
@@ -391,7 +404,7 @@ impl Trainer {
             Optimiser::Candle(opt) => {
                 let (x, lengths, labels) = self.data.batch(&idx, task.model.device())?;
                 let out = task.head_forward(&x, Some(&lengths), Some(&mut self.dropout))?;
-                let (loss, correct) = batch_loss(task, &out, &labels)?;
+                let (loss, correct) = batch_loss(task, &out, &labels, self.opts.label_smoothing)?;
                 let loss_value = scalar(&loss)?;
                 check_loss(loss_value, self.global_step)?;
                 let mut grads = loss.backward()?;
@@ -455,10 +468,20 @@ fn check_loss(loss: f64, step: usize) -> Result<()> {
 /// `all`; kernel errors.
 #[allow(clippy::too_many_arguments)]
 pub fn fused_gradients(task: &TaskModel, x: &[f32], t: usize, lengths: &[usize], labels: &Labels, dropout: Option<&mut Dropout>, grads: &mut Vec<Vec<f32>>, ws: &mut TrainWorkspace) -> Result<StepLoss> {
+    fused_gradients_smoothed(task, x, t, lengths, labels, dropout, grads, ws, 0.0)
+}
+
+/// [`fused_gradients`] with label smoothing `eps` in `[0, 1)` on a classification head
+/// ([`FitOptions::label_smoothing`]; ignored by a regression head).
+///
+/// # Errors
+/// As [`fused_gradients`].
+#[allow(clippy::too_many_arguments)]
+pub fn fused_gradients_smoothed(task: &TaskModel, x: &[f32], t: usize, lengths: &[usize], labels: &Labels, dropout: Option<&mut Dropout>, grads: &mut Vec<Vec<f32>>, ws: &mut TrainWorkspace, eps: f64) -> Result<StepLoss> {
     let head = task.head("training")?;
     let b = lengths.len();
     let objective = match (&head.cfg, labels) {
-        (HeadConfig::Classification { class_weights, .. }, Labels::Classes(y)) => Objective::Classes { labels: y, weights: class_weights.as_deref() },
+        (HeadConfig::Classification { class_weights, .. }, Labels::Classes(y)) => Objective::Classes { labels: y, weights: class_weights.as_deref(), smoothing: eps as f32 },
         (HeadConfig::Regression { loss: RegressionLoss::Mse, .. }, Labels::Values(v)) => Objective::Mse { targets: v },
         (HeadConfig::Regression { loss: RegressionLoss::Huber, huber_delta, .. }, Labels::Values(v)) => Objective::Huber { targets: v, delta: *huber_delta as f32 },
         _ => return Err(Error::input("labels", "labels of the head's kind", "labels of the other kind")),
@@ -485,12 +508,13 @@ pub fn fused_gradients(task: &TaskModel, x: &[f32], t: usize, lengths: &[usize],
     })
 }
 
-/// Loss of a batch and its correct count (classification).
-fn batch_loss(task: &TaskModel, out: &Tensor, labels: &Labels) -> Result<(Tensor, usize)> {
+/// Loss of a batch and its correct count (classification), with label smoothing `eps` on a
+/// classification head.
+fn batch_loss(task: &TaskModel, out: &Tensor, labels: &Labels, eps: f64) -> Result<(Tensor, usize)> {
     let head = task.head("a loss")?;
     match (&head.cfg, labels) {
         (HeadConfig::Classification { class_weights, .. }, Labels::Classes(y)) => {
-            let loss = cross_entropy(out, y, class_weights.as_deref())?;
+            let loss = cross_entropy_smoothed(out, y, class_weights.as_deref(), eps)?;
             Ok((loss, correct_count(out, y)?))
         }
         (HeadConfig::Regression { out_dim, loss, huber_delta }, Labels::Values(v)) => {
@@ -545,7 +569,7 @@ fn evaluate_inner(task: &TaskModel, data: &TrainData, batch_size: usize) -> Resu
         return Ok(EvalReport { loss: f64::NAN, accuracy: None, predictions: vec![], count: 0 });
     }
     let out = Tensor::cat(&outs, 0)?;
-    let (loss, correct) = batch_loss(task, &out, &data.labels)?;
+    let (loss, correct) = batch_loss(task, &out, &data.labels, 0.0)?;
     let (accuracy, predictions) = match data.labels {
         Labels::Classes(_) => (Some(correct as f64 / data.n as f64), out.argmax(candle_core::D::Minus1)?.to_vec1()?),
         Labels::Values(_) => (None, vec![]),
