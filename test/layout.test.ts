@@ -88,3 +88,33 @@ describe("GQA.parameterLayout", () => {
     expectCode(() => GQA.parameterLayout({ embedDim: 4, hiddenSize: 30, numHeads: 8 }), "INVALID_OPTION");
   });
 });
+
+describe("ensemble files (gqa train --ensemble)", () => {
+  it("GQA.load refuses one naming GQA.loadEnsemble, which returns the members bitwise", async () => {
+    const { packEnsemble } = await import("../ts/model-file.js");
+    const opts: GqaOptions = { embedDim: 3, hiddenSize: 8, numHeads: 2, numKvHeads: 1, numLayers: 1 };
+    const a = await GQA.build({ ...opts, seed: 1, head: { type: "classification", numClasses: 3 } });
+    const b = await GQA.build({ ...opts, seed: 2, head: { type: "classification", numClasses: 3 } });
+    const digests = [a.weightsDigest(), b.weightsDigest()];
+    expect(digests[0]).not.toBe(digests[1]);
+    const file = packEnsemble([await a.save(), await b.save()]);
+    const single = await a.save();
+    a.dispose();
+    b.dispose();
+    await expectCode(() => GQA.load(file), "INVALID_INPUT", /GQA\.loadEnsemble.*ensemble of 2 models/);
+    const members = await GQA.loadEnsemble(file);
+    expect(members.map((m) => m.weightsDigest())).toEqual(digests);
+    expect(members.every((m) => m.head !== null)).toBe(true);
+    members.forEach((m) => m.dispose());
+    const one = await GQA.loadEnsemble(single);
+    expect(one.map((m) => m.weightsDigest())).toEqual([digests[0]]);
+    one.forEach((m) => m.dispose());
+    // A broken layout: the count says 3, member 2 has no tensors.
+    const broken = new Uint8Array(file);
+    const text = new TextDecoder().decode(broken.subarray(8, 8 + Number(new DataView(broken.buffer).getBigUint64(0, true))));
+    const patched = text.replace('"gqa_ensemble":"2"', '"gqa_ensemble":"3"');
+    expect(patched).not.toBe(text);
+    broken.set(new TextEncoder().encode(patched), 8);
+    await expectCode(() => GQA.loadEnsemble(broken), "MALFORMED_FILE", /member 2 of 3/);
+  });
+});

@@ -6,6 +6,7 @@
 import { type BackendChoice, type BackendName, type BackendVariant, type Binding, detectEnvironment, loadBackend, type LoadedBackend } from "./backend.js";
 import { callBinding, GqaError } from "./errors.js";
 import { GqaAttention, Model } from "./model.js";
+import { ENSEMBLE_METADATA_KEY, readMetadata, unpackEnsemble } from "./model-file.js";
 import type { HeadOptions } from "./train.js";
 
 /** Output mode: `[B, H]` last (unpadded) position, `[B, T, H]` every position, or `[B, H]` mean. */
@@ -246,6 +247,18 @@ function need<K extends keyof Binding>(b: Binding, k: K): NonNullable<Binding[K]
   return f as NonNullable<Binding[K]>;
 }
 
+/**
+ * The member count of an ensemble file (its `gqa_ensemble` metadata), or undefined for any other
+ * bytes (a malformed file is left to the core's loader, which names the problem).
+ */
+function ensembleSize(bytes: Uint8Array): string | undefined {
+  try {
+    return readMetadata(bytes)[ENSEMBLE_METADATA_KEY];
+  } catch {
+    return undefined;
+  }
+}
+
 async function readBytes(src: Uint8Array | string): Promise<Uint8Array> {
   if (src instanceof Uint8Array) return src;
   if (typeof src !== "string") {
@@ -456,9 +469,40 @@ export const GQA = {
   async load(source: Uint8Array | string, options: LoadOptions = {}): Promise<Model> {
     const be = await ensure();
     const bytes = await readBytes(source);
+    const members = ensembleSize(bytes);
+    if (members !== undefined) {
+      throw GqaError.invalidInput("model file", "one model (GQA.loadEnsemble reads an ensemble file)", `an ensemble of ${members} models ('${ENSEMBLE_METADATA_KEY}' metadata, written by gqa train --ensemble)`);
+    }
     const json = JSON.stringify(options);
     const f = need(be.binding, "loadModel");
     return new Model(be.name, callBinding(() => f(bytes, json)));
+  },
+
+  /**
+   * Loads every member of an ensemble file written by `gqa train --ensemble n` (tensors
+   * `ensemble.<j>.<name>`, metadata `gqa_ensemble = n`; the main job's `model.safetensors`) as `n`
+   * models, in member order; a file of one model gives `[model]`. The CLI predicts with the mean
+   * of the members' class probabilities (`predict`), which callers can average the same way.
+   * Dispose each model. @throws GqaError `MALFORMED_FILE` (a broken ensemble layout), and each
+   * member's load errors as {@link GQA.load}
+   */
+  async loadEnsemble(source: Uint8Array | string, options: LoadOptions = {}): Promise<Model[]> {
+    const bytes = await readBytes(source);
+    let parts: Uint8Array[];
+    try {
+      parts = ensembleSize(bytes) === undefined ? [bytes] : unpackEnsemble(bytes);
+    } catch (e) {
+      const reason = e instanceof Error ? e.message : String(e);
+      throw new GqaError("MALFORMED_FILE", `malformed ensemble file: ${reason}`, { cause: e, fields: { reason } });
+    }
+    const models: Model[] = [];
+    try {
+      for (const p of parts) models.push(await GQA.load(p, options));
+    } catch (e) {
+      models.forEach((m) => m.dispose());
+      throw e;
+    }
+    return models;
   },
 
   /**

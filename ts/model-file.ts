@@ -145,8 +145,8 @@ function buildFile(header: Record<string, unknown>, data: Uint8Array): Uint8Arra
  * Packs the saved files of `n >= 1` models of one architecture into one safetensors file: member
  * `j`'s tensor `name` becomes `ensemble.<j>.<name>` (its data appended after member `j - 1`'s), the
  * metadata is member 0's plus `gqa_ensemble = n`. With one member the file is returned unchanged.
- * Such a file is read by {@link unpackEnsemble} (the CLI's eval/predict); `GQA.load` alone refuses
- * its prefixed tensors (`UNEXPECTED_PARAMETER`).
+ * Such a file is read by {@link unpackEnsemble} (the CLI's eval/predict, `GQA.loadEnsemble`);
+ * `GQA.load` refuses it with `INVALID_INPUT` naming `GQA.loadEnsemble`.
  * @throws {DataFormatError} when a member is not a safetensors file.
  */
 export function packEnsemble(members: readonly Uint8Array[]): Uint8Array {
