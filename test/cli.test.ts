@@ -250,6 +250,7 @@ describe("gqa train / eval / predict", () => {
     expect(metrics.config.outputMode).toBe("mean_pool");
     expect(metrics.config.numLayers).toBe(1);
     expect(metrics.training.batchSize).toBe(8);
+    expect(metrics.training.labelSmoothing).toBe(0);
     // Chance is 25% on BasicMotions' 4 balanced classes.
     expect(metrics.test.accuracy).toBeGreaterThan(0.75);
     expect(metrics.history[19].trainLoss).toBeLessThan(0.5 * metrics.history[0].trainLoss);
@@ -260,6 +261,16 @@ describe("gqa train / eval / predict", () => {
     expect(trainOut.stdout).toContain(`accuracy: ${(100 * metrics.test.accuracy).toFixed(2)}%`);
     expect(readFileSync(join(out, "training-curve.svg"), "utf8")).toMatch(/^<svg/);
   });
+
+  it("japanese-vowels' preset trains with label smoothing 0.1 unless --label-smoothing says otherwise", () => {
+    const tiny = ["--data", "japanese-vowels", "--ensemble", "1", "--epochs", "1", "--hidden-size", "8", "--num-heads", "2", "--num-kv-heads", "1", "--num-layers", "1"];
+    for (const [extra, want] of [[[], 0.1], [["--label-smoothing", "0"], 0], [["--label-smoothing", "0.3"], 0.3]] as Array<[string[], number]>) {
+      const dir = join(tmp, `ls-${want}`);
+      const r = gqa("train", ...tiny, ...extra, "--out", dir);
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(readFileSync(join(dir, "metrics.json"), "utf8")).training.labelSmoothing).toBe(want);
+    }
+  }, 120_000);
 
   it("--val-split holds out part of each class, scores it every epoch and plots it", () => {
     const vout = join(tmp, "run-val");
