@@ -361,6 +361,30 @@ describe("gqa train / eval / predict", () => {
     expect(JSON.parse(e.stdout).accuracy).toBe(JSON.parse(readFileSync(join(out, "metrics.json"), "utf8")).test.accuracy);
   });
 
+  it("the API reproduces eval's accuracy from the file alone: loadEnsemble + readCliMetadata's standardisation", async () => {
+    const { readCliMetadata: readPublic } = await import("gqa");
+    const { loadDataset } = await import("../ts/data/datasets.js");
+    const { standardize } = await import("../ts/data/standardize.js");
+    const { padBatch } = await import("../ts/data/batch.js");
+    const bytes = new Uint8Array(readFileSync(join(out, "model.safetensors")));
+    const meta = readPublic(bytes, "model.safetensors");
+    const { test } = await loadDataset("basic-motions");
+    const b = padBatch(standardize(test.series, meta.standardize), meta.channels);
+    await GQA.init(backendEnv === "native" || backendEnv === "wasm" ? { backend: backendEnv } : {});
+    const [model, ...rest] = await GQA.loadEnsemble(bytes);
+    expect(rest.length).toBe(0);
+    const p = (await model!.predict(b.data, b.dims, { lengths: b.lengths })).data;
+    model!.dispose();
+    const K = meta.classLabels.length;
+    let ok = 0;
+    test.labels.forEach((y, i) => {
+      let best = 0;
+      for (let k = 1; k < K; k++) if (p[i * K + k]! > p[i * K + best]!) best = k;
+      ok += Number(best === y);
+    });
+    expect(ok / test.labels.length).toBe(JSON.parse(readFileSync(join(out, "metrics.json"), "utf8")).test.accuracy);
+  });
+
   it("a model file from another configuration or dataset exits 2 with a clear message", () => {
     const model = join(out, "model.safetensors");
     const bytes = new Uint8Array(readFileSync(model));

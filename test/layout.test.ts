@@ -104,6 +104,7 @@ describe("ensemble files (gqa train --ensemble)", () => {
     await expectCode(() => GQA.load(file), "INVALID_INPUT", /GQA\.loadEnsemble.*ensemble of 2 models/);
     const members = await GQA.loadEnsemble(file);
     expect(members.map((m) => m.weightsDigest())).toEqual(digests);
+    expect(members.map((m) => m.config.seed)).toEqual([1, 2]);
     expect(members.every((m) => m.head !== null)).toBe(true);
     members.forEach((m) => m.dispose());
     const one = await GQA.loadEnsemble(single);

@@ -86,7 +86,9 @@ export function withCliMetadata(bytes: Uint8Array, meta: CliMetadata): Uint8Arra
 }
 
 /**
- * Reads the CLI record of a model file.
+ * Reads the CLI record of a model file written by `gqa train`: class names, and the per-channel
+ * `standardize.mean`/`std` its inputs must be standardised with, `(x - mean[c]) / std[c]`, before
+ * `predict` (`gqa eval`/`predict` do this). Exported as `readCliMetadata` from `gqa`.
  * @throws {DataFormatError} when the file is not safetensors, has no `gqa_cli` entry (not written by
  *   `gqa train`), or the entry is malformed.
  */
@@ -119,6 +121,9 @@ export function readCliMetadata(bytes: Uint8Array, file: string): CliMetadata {
   return m;
 }
 
+/** The core's options metadata key (`gqa_core::weights::CONFIG_METADATA_KEY`). */
+const CONFIG_KEY = "gqa_config";
+
 /** Metadata key of an ensemble file: the number of members, as a decimal string. */
 export const ENSEMBLE_METADATA_KEY = "gqa_ensemble";
 
@@ -144,7 +149,8 @@ function buildFile(header: Record<string, unknown>, data: Uint8Array): Uint8Arra
 /**
  * Packs the saved files of `n >= 1` models of one architecture into one safetensors file: member
  * `j`'s tensor `name` becomes `ensemble.<j>.<name>` (its data appended after member `j - 1`'s), the
- * metadata is member 0's plus `gqa_ensemble = n`. With one member the file is returned unchanged.
+ * metadata is member 0's plus `gqa_ensemble = n` and, for `j >= 1`, member `j`'s own `gqa_config`
+ * as `ensemble.<j>.gqa_config` (members differ in `seed`). With one member the file is returned unchanged.
  * Such a file is read by {@link unpackEnsemble} (the CLI's eval/predict, `GQA.loadEnsemble`);
  * `GQA.load` refuses it with `INVALID_INPUT` naming `GQA.loadEnsemble`.
  * @throws {DataFormatError} when a member is not a safetensors file.
@@ -156,7 +162,11 @@ export function packEnsemble(members: readonly Uint8Array[]): Uint8Array {
   let base = 0;
   members.forEach((bytes, j) => {
     const { header: h, dataStart } = readHeader(bytes, `<member ${j}>`);
-    if (j === 0) header["__metadata__"] = { ...((h["__metadata__"] as Record<string, string> | undefined) ?? {}), [ENSEMBLE_METADATA_KEY]: String(members.length) };
+    const meta = (h["__metadata__"] as Record<string, string> | undefined) ?? {};
+    if (j === 0) header["__metadata__"] = { ...meta, [ENSEMBLE_METADATA_KEY]: String(members.length) };
+    // Each later member's own options (they differ in `seed`), restored by unpackEnsemble.
+    const own = meta[CONFIG_KEY];
+    if (j > 0 && own !== undefined) (header["__metadata__"] as Record<string, string>)[`ensemble.${j}.${CONFIG_KEY}`] = own;
     for (const [name, t] of Object.entries(h)) {
       if (name === "__metadata__") continue;
       const e = t as TensorEntry;
@@ -184,13 +194,15 @@ export function unpackEnsemble(bytes: Uint8Array, file = "<model>"): Uint8Array[
   if (raw === undefined) return [bytes];
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 1 || n > 1000) throw new DataFormatError(file, undefined, `'${ENSEMBLE_METADATA_KEY}' metadata must be a member count in 1..1000, found '${raw}'`);
-  const { [ENSEMBLE_METADATA_KEY]: _n, ...memberMeta } = meta;
+  const { [ENSEMBLE_METADATA_KEY]: _n, ...shared } = meta;
+  const memberMeta = Object.fromEntries(Object.entries(shared).filter(([k]) => !k.startsWith("ensemble.")));
   const data = bytes.subarray(dataStart);
   return Array.from({ length: n }, (_, j) => {
     const prefix = `ensemble.${j}.`;
     const entries = Object.entries(header).filter(([k]) => k.startsWith(prefix)) as [string, TensorEntry][];
     if (entries.length === 0) throw new DataFormatError(file, undefined, `ensemble member ${j} of ${n} has no tensors (expected names '${prefix}*')`);
-    const h: Record<string, unknown> = { __metadata__: memberMeta };
+    const own = shared[`ensemble.${j}.${CONFIG_KEY}`];
+    const h: Record<string, unknown> = { __metadata__: own === undefined ? memberMeta : { ...memberMeta, [CONFIG_KEY]: own } };
     let size = 0;
     for (const [, e] of entries) size += e.data_offsets[1] - e.data_offsets[0];
     const out = new Uint8Array(size);
