@@ -86,6 +86,7 @@ describe("GQA.parameterLayout", () => {
 
   it("refuses invalid options with the core's error", () => {
     expectCode(() => GQA.parameterLayout({ embedDim: 4, hiddenSize: 30, numHeads: 8 }), "INVALID_OPTION");
+    expectCode(() => GQA.parameterLayout({ embedDim: 4, ropeTheta: Infinity }), "INVALID_OPTION", /`ropeTheta`: expected a finite number, found Infinity/);
   });
 });
 

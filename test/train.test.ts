@@ -278,6 +278,8 @@ describe(`training on backend=${BACKEND}`, () => {
     const m = await GQA.build(TINY);
     await expectCode(() => m.fit(d, { ...FIT, labelSmoothing: 1 }), "INVALID_OPTION", /labelSmoothing/);
     await expectCode(() => m.fit(d, { ...FIT, labelSmoothing: -0.1 }), "INVALID_OPTION", /labelSmoothing/);
+    // NaN and infinities are named before JSON would turn them into null.
+    await expectCode(() => m.fit(d, { ...FIT, labelSmoothing: NaN }), "INVALID_OPTION", /`labelSmoothing`: expected a finite number, found NaN/);
     m.dispose();
     const reg = await GQA.build({ ...TINY, head: { type: "regression", outDim: 1 } });
     const targets = new Float32Array(d.labels.map((y) => y));

@@ -232,3 +232,21 @@ export function freeWasmObject(o: { free(): void }): void {
     // Leaked after a trap inside one of its calls; see above.
   }
 }
+
+/**
+ * `JSON.stringify(value)` for options crossing into the core, refusing what JSON cannot carry:
+ * a `NaN` or infinite number anywhere (JSON would turn it into `null`, which the core would then
+ * report as "expected f64, found null") throws `INVALID_OPTION` naming its path
+ * (`root.key[i]...`; `root` defaults to none, so top-level keys are named alone).
+ */
+export function optionsToJson(value: unknown, root = ""): string {
+  const walk = (v: unknown, path: string): void => {
+    if (typeof v === "number" && !Number.isFinite(v)) throw GqaError.invalidOption(path || "options", "a finite number", String(v));
+    if (Array.isArray(v)) v.forEach((x, i) => walk(x, `${path}[${i}]`));
+    else if (typeof v === "object" && v !== null && !ArrayBuffer.isView(v)) {
+      for (const [k, x] of Object.entries(v)) walk(x, path ? `${path}.${k}` : k);
+    }
+  };
+  walk(value, root);
+  return JSON.stringify(value);
+}

@@ -4,7 +4,7 @@
  */
 
 import { type BackendChoice, type BackendName, type BackendVariant, type Binding, detectEnvironment, loadBackend, type LoadedBackend } from "./backend.js";
-import { callBinding, GqaError } from "./errors.js";
+import { callBinding, GqaError, optionsToJson } from "./errors.js";
 import { GqaAttention, Model } from "./model.js";
 import { ENSEMBLE_METADATA_KEY, readMetadata, unpackEnsemble } from "./model-file.js";
 import type { HeadOptions } from "./train.js";
@@ -238,7 +238,7 @@ function optionsJson(opts: unknown): string {
   if (typeof opts !== "object" || opts === null || Array.isArray(opts)) {
     throw GqaError.invalidOption("options", "an object of options", opts === null ? "null" : Array.isArray(opts) ? "an array" : typeof opts);
   }
-  return JSON.stringify(opts);
+  return optionsToJson(opts);
 }
 
 function need<K extends keyof Binding>(b: Binding, k: K): NonNullable<Binding[K]> {
@@ -447,7 +447,7 @@ export const GQA = {
     optionsJson(opts);
     const { head, ...model } = opts;
     const json = optionsJson(model);
-    const headJson = head === undefined ? undefined : JSON.stringify(head);
+    const headJson = head === undefined ? undefined : optionsToJson(head, "head");
     const f = need(be.binding, "buildModel");
     return new Model(be.name, callBinding(() => f(json, headJson)));
   },
@@ -473,7 +473,7 @@ export const GQA = {
     if (members !== undefined) {
       throw GqaError.invalidInput("model file", "one model (GQA.loadEnsemble reads an ensemble file)", `an ensemble of ${members} models ('${ENSEMBLE_METADATA_KEY}' metadata, written by gqa train --ensemble)`);
     }
-    const json = JSON.stringify(options);
+    const json = optionsToJson(options);
     const f = need(be.binding, "loadModel");
     return new Model(be.name, callBinding(() => f(bytes, json)));
   },
@@ -517,7 +517,7 @@ export const GQA = {
   async loadGqaAttention(source: Uint8Array | string, options: LoadOptions<AttentionOptions> | HfAttentionLoadOptions = {}): Promise<GqaAttention> {
     const be = await ensure();
     const bytes = await readBytes(source);
-    const json = JSON.stringify(options);
+    const json = optionsToJson(options);
     const f = need(be.binding, "loadAttention");
     return new GqaAttention(be.name, callBinding(() => f(bytes, json)));
   },

@@ -10,7 +10,7 @@
  */
 
 import type { BackendName, ModelHandle, TrainerHandle } from "./backend.js";
-import { callBinding, callBindingAsync, GqaError } from "./errors.js";
+import { callBinding, callBindingAsync, GqaError, optionsToJson } from "./errors.js";
 import { Tensor } from "./tensor.js";
 
 /** A classification head: `logits = h W^T + b : [B, numClasses]`, softmax cross-entropy. */
@@ -222,7 +222,7 @@ export async function fitModel(handle: ModelHandle, backend: BackendName, data: 
   const val = options.validation === undefined ? undefined : rawData(options.validation, head, "validation");
   const create = need(handle, "createTrainer", backend);
   const evaluate = need(handle, "evaluateAsync", backend);
-  const trainer: TrainerHandle = callBinding(() => create(d.x, d.dims, d.lengths, d.classes, d.targets, JSON.stringify(core)));
+  const trainer: TrainerHandle = callBinding(() => create(d.x, d.dims, d.lengths, d.classes, d.targets, optionsToJson(core)));
   const history: FitHistory = { epochs: [], steps: 0 };
   const classification = head?.type !== "regression";
   try {

@@ -103,7 +103,7 @@ export function registerTrain(program: Command): void {
     .option("--lr <x>", "peak learning rate (10% linear warmup, then cosine decay to 0)", numArg(Number.MIN_VALUE), 3e-3)
     .option("--weight-decay <x>", "AdamW decoupled weight decay", numArg(0), 0.01)
     .option("--label-smoothing <x>", "classification label smoothing in [0, 1) (PyTorch cross_entropy(label_smoothing=)); default 0 (japanese-vowels: its preset, 0.1)", numArg(0, 1))
-    .option("--val-split <f>", "fraction of the training data held out for validation (per class for classification, seeded), scored every epoch (progress line, plot, metrics.json); default 0", numArg(0, 1), 0)
+    .option("--val-split <f>", "fraction of the training data held out for validation (per class for classification, seeded), scored every epoch (progress line, plot, metrics.json)", numArg(0, 1), 0)
     .option("--ensemble <n>", "train n models (seeds seed*n .. seed*n+n-1) and average their outputs; one model file holds all; default 1 (japanese-vowels: its preset)", intArg(1))
     .option("--out <dir>", "output directory (created if missing)", "runs/latest")
     .option("--no-progress", "no progress bar (one line per epoch instead)");
