@@ -232,20 +232,22 @@ pub fn attention_layout(cfg: &AttentionConfig) -> Vec<ParamSpec> {
     rows
 }
 
-/// Every parameter's element count summed, without building the table (so it stays cheap and
-/// exact for any options, valid or not): `[E*H + H] + L * sum(block) + 2H`.
+/// Every parameter's element count summed, without building the whole table (so it stays cheap
+/// and exact for any options, valid or not): the ends' rows plus `numLayers` times one block's rows
+/// (the same rows as [`model_layout`], counted with [`ParamSpec::count`]).
 pub fn param_count_u128(cfg: &GqaConfig) -> u128 {
     let d = Dims::of(&AttentionConfig::from_model(cfg));
-    let (h, e) = (cfg.hidden_size as u128, cfg.embed_dim as u128);
-    let per_block: u128 = BlockModule::ALL
-        .iter()
-        .map(|m| {
-            let w = m.weight_shape(&d);
-            w.iter().fold(1u128, |a, &x| a.saturating_mul(x as u128)).saturating_add(w[0] as u128)
-        })
-        .fold(0u128, u128::saturating_add);
-    let input = if cfg.has_input_projection() { e.saturating_mul(h).saturating_add(h) } else { 0 };
-    input.saturating_add((cfg.num_layers as u128).saturating_mul(per_block)).saturating_add(2 * h)
+    let sum = |rows: &[ParamSpec]| rows.iter().map(ParamSpec::count).fold(0u128, u128::saturating_add);
+    let mut block = Vec::with_capacity(PARAMS_PER_BLOCK);
+    for m in BlockModule::ALL {
+        module(&mut block, m.name(), m.name(), m.kind(), m.weight_shape(&d));
+    }
+    let mut ends = Vec::with_capacity(4);
+    if cfg.has_input_projection() {
+        module(&mut ends, "input_projection", "input_projection", ModuleKind::Dense, vec![cfg.hidden_size, cfg.embed_dim]);
+    }
+    module(&mut ends, "final_norm", "final_norm", ModuleKind::LayerNorm, vec![cfg.hidden_size]);
+    sum(&ends).saturating_add((cfg.num_layers as u128).saturating_mul(sum(&block)))
 }
 
 /// The Edifice/Axon name of a canonical model or attention-layer parameter name, from the table:

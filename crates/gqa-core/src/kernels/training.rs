@@ -518,10 +518,10 @@ fn loss_and_grad(y: &mut [f32], b: usize, k: usize, objective: Objective<'_>) ->
             let total_w = label_weight_total(labels, b, k, weights)?;
             // d(-log p_j)/dz_i = p_i - [i == j]: with target weights t_j (sum T), the row's
             // gradient is (T p_i - t_i) / total_w and its loss sum_j t_j (lse - z_j) / total_w.
-            let target = smoothed_targets(labels, k, weights, smoothing);
+            let target = if smoothing == 0.0 { Vec::new() } else { smoothed_targets(labels, k, weights, smoothing) };
             let mut loss = 0f64;
             let mut correct = 0;
-            for ((row, &c), t) in y.chunks_exact_mut(k).zip(labels).zip(target.chunks_exact(k)) {
+            for (r, (row, &c)) in y.chunks_exact_mut(k).zip(labels).enumerate() {
                 let c = c as usize;
                 let mut best = 0;
                 for j in 1..k {
@@ -544,6 +544,7 @@ fn loss_and_grad(y: &mut [f32], b: usize, k: usize, objective: Objective<'_>) ->
                     }
                     continue;
                 }
+                let t = &target[r * k..(r + 1) * k];
                 let t_sum: f32 = t.iter().sum();
                 loss += t.iter().zip(row.iter()).map(|(&tj, &zj)| f64::from(tj) * f64::from(lse - zj)).sum::<f64>();
                 let inv = (1.0 / total_w) as f32;
