@@ -23,8 +23,11 @@
  * JS glue `gqa_wasm.js` must sit next to it; a glue that exports `initThreadPool` is run threaded).
  */
 
-import { freeWasmObject, GqaError, registerTrapInfo } from "./errors.js";
+import { type CoreValue, freeWasmObject, GqaError, registerTrapInfo } from "./errors.js";
+import type { AttentionConfig, ModelConfig, ParamSpec, RecommendedDefaults, SimdInfo } from "./gqa.js";
 import { adaptSession, type SessionHandle } from "./session.js";
+import type { ErrorCatalogEntry } from "./testing.js";
+import type { EvalResult, HeadOptions, StepReport } from "./train.js";
 
 /** A backend name. */
 export type BackendName = "native" | "wasm";
@@ -41,7 +44,10 @@ export interface RawTensor {
 
 /**
  * A model (or attention layer) living in native or wasm memory. Both bindings expose these
- * methods; `backend.ts` adapts their small differences so `model.ts` sees one shape.
+ * methods; `backend.ts` adapts their small differences so `model.ts` sees one shape. Options go
+ * in and configs and reports come out as plain objects ({@link CoreValue} in, the core's serde
+ * field names out), converted by the bindings themselves (napi-rs `serde-json`,
+ * serde-wasm-bindgen): no JSON text crosses.
  */
 export interface ModelHandle {
   /** Forward pass. `dims = [B, T, E]` (model) or `[B, T, H]` (attention); `lengths` per sequence. */
@@ -50,8 +56,8 @@ export interface ModelHandle {
   forwardAsync(data: Float32Array, dims: number[], lengths?: number[]): Promise<RawTensor>;
   /** safetensors bytes (canonical names, F32, config metadata). */
   save(): Uint8Array;
-  /** Every option as JSON (TypeScript names). */
-  config(): string;
+  /** Every option (TypeScript names), as the core validated them. */
+  config(): ModelConfig | AttentionConfig;
   /** Exact parameter count. */
   paramCount(): number;
   /** FNV-1a 64-bit digest of every weight's bytes in canonical order (hex). */
@@ -62,18 +68,18 @@ export interface ModelHandle {
   predict?(data: Float32Array, dims: number[], lengths?: number[]): RawTensor;
   /** Models only: same, off the main thread on native. */
   predictAsync?(data: Float32Array, dims: number[], lengths?: number[]): Promise<RawTensor>;
-  /** Models only: the head's options JSON, or null without a head. */
-  headConfig?(): string | null;
-  /** Models only: starts a training run (see {@link TrainerHandle}); exactly one of `classes`/`targets`. */
-  createTrainer?(x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, fitOptionsJson: string): TrainerHandle;
+  /** Models only: the head's options, or null without a head. */
+  headConfig?(): HeadOptions | null;
+  /** Models only: starts a training run (see {@link TrainerHandle}); exactly one of `classes`/`targets`; `fitOptions` = the core's `FitOptions`. */
+  createTrainer?(x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, fitOptions: CoreValue): TrainerHandle;
   /** Models only: a KV-cache session of `batch` rows and `maxLen` positions (see `ts/session.ts`). */
   createSession?(batch: number, maxLen: number): SessionHandle;
-  /** Models only: the model (and head) as ONNX bytes (`gqa_core::onnx::export`); `optionsJson` = `OnnxOptions`. */
-  exportOnnx?(optionsJson: string): Uint8Array;
+  /** Models only: the model (and head) as ONNX bytes (`gqa_core::onnx::export`); `options` = `OnnxOptions`. */
+  exportOnnx?(options: CoreValue): Uint8Array;
   /** Models only: attention probabilities `[L, B, NH, T, T]` (`gqa_core::inspect::attention_maps`). */
   attentionMaps?(data: Float32Array, dims: number[], lengths?: number[]): RawTensor;
-  /** Models only: `EvalReport` JSON (`{loss, accuracy, predictions, count}`), off the main thread on native. */
-  evaluateAsync?(x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, batchSize: number): Promise<string>;
+  /** Models only: the core's `EvalReport` (`{loss, accuracy, predictions, count}`; `loss` is null for empty data), off the main thread on native. */
+  evaluateAsync?(x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, batchSize: number): Promise<EvalResult>;
 }
 
 /**
@@ -81,8 +87,8 @@ export interface ModelHandle {
  * the libuv thread pool (native) or yields to the event loop and then steps synchronously (wasm).
  */
 export interface TrainerHandle {
-  /** Next optimisation step; the core's `StepReport` as JSON. */
-  stepAsync(): Promise<string>;
+  /** Next optimisation step; the core's `StepReport`. */
+  stepAsync(): Promise<StepReport>;
   /** Steps per epoch, `ceil(N / batchSize)`. */
   readonly stepsPerEpoch: number;
   /** Steps of the whole run. */
@@ -93,48 +99,52 @@ export interface TrainerHandle {
   free(): void;
 }
 
-/** The surface both bindings provide to the TypeScript layer. */
+/**
+ * The surface both bindings provide to the TypeScript layer. Options are passed as the plain
+ * objects {@link coreOptions} makes; every error thrown is an `Error` carrying `code` and the
+ * code's fields.
+ */
 export interface Binding {
-  /** Validates options JSON; returns normalised options JSON. Throws an `Error` carrying `code` and the code's fields. */
-  validateConfig(json: string): string;
+  /** Validates options; returns them with every default filled in. */
+  validateConfig(options: CoreValue): ModelConfig;
   /** Edifice `output_size/1`. */
-  outputSize(json: string): number;
+  outputSize(options: CoreValue): number;
   /** Edifice `param_count/1` (approximate) or every parameter when `exact`. */
-  paramCount(json: string, exact: boolean): number;
+  paramCount(options: CoreValue, exact: boolean): number;
   /** KV-cache bytes per cached token. */
-  kvCacheBytesPerToken(json: string): number;
-  /** The parameter table (`gqa_core::layout`) as JSON `[{name, shape, init, stream, matmul, axonName}]`. */
-  parameterLayout(json: string): string;
-  /** Edifice `recommended_defaults/0` as JSON. */
-  recommendedDefaults(): string;
-  /** Rotary frequencies of options JSON at a sequence length: JSON `{invFreq, attentionFactor}`. */
-  ropeFrequencies?(json: string, seqLen: number): string;
+  kvCacheBytesPerToken(options: CoreValue): number;
+  /** The parameter table (`gqa_core::layout`): `[{name, shape, init, stream, matmul, axonName}]`. */
+  parameterLayout(options: CoreValue): ParamSpec[];
+  /** Edifice `recommended_defaults/0`. */
+  recommendedDefaults(): RecommendedDefaults;
+  /** Rotary frequencies of model or attention options at a sequence length. */
+  ropeFrequencies?(options: CoreValue, seqLen: number): { invFreq: number[]; attentionFactor: number };
   /** The binding crate's version. */
   version(): string;
-  /** `gqa_core::ERROR_CATALOG` as JSON `[{code, fields}]`: the codes and field names its errors carry. */
-  errorCatalog(): string;
-  /** `gqa_core::schema::api_fields` as JSON: the JSON field names of each boundary struct. */
-  apiFields(): string;
+  /** `gqa_core::ERROR_CATALOG`, `[{code, fields}]`: the codes and field names its errors carry. */
+  errorCatalog(): ErrorCatalogEntry[];
+  /** `gqa_core::schema::api_fields`: the serde field names of each boundary struct. */
+  apiFields(): Record<string, string[]>;
   /** Sets the compute threads (native: gqa's own pool; wasm: 1 in the single-threaded module). */
   setThreads?(n: number): void;
   /** The compute threads calls use now. */
   threads?(): number;
-  /** SIMD paths as JSON `{"kernels", "gemm"}`. */
-  simdInfo?(): string;
+  /** SIMD paths `{kernels, gemm}`. */
+  simdInfo?(): SimdInfo;
   /** Sets the memory budget in bytes (`undefined`: the default); returns the limit in force (`gqa_core::memory`). */
   setMemoryLimit?(bytes?: number): number;
   /** `[limit, inUse]` in bytes. */
   memoryUsage?(): number[];
   /** Test hook: arms a forced Rust panic at a site (`forward`, `push`, `step`; `undefined` disarms). */
   testPanicSite?(site?: string): void;
-  /** Builds a model from options JSON and an optional head JSON (undefined while the core has no model). */
-  buildModel?(json: string, headJson?: string): ModelHandle;
-  /** Loads a model from safetensors bytes and `LoadOptions` JSON. */
-  loadModel?(bytes: Uint8Array, optionsJson: string): ModelHandle;
-  /** Builds a standalone attention layer from its options JSON. */
-  buildAttention?(json: string): ModelHandle;
-  /** Loads a standalone attention layer from safetensors bytes and load options JSON (`{config?, hfConfig?, layer?, strict?, prefix?}`). */
-  loadAttention?(bytes: Uint8Array, optionsJson: string): ModelHandle;
+  /** Builds a model from options and an optional head (undefined while the core has no model). */
+  buildModel?(options: CoreValue, head?: CoreValue): ModelHandle;
+  /** Loads a model from safetensors bytes and `LoadOptions`. */
+  loadModel?(bytes: Uint8Array, options: CoreValue): ModelHandle;
+  /** Builds a standalone attention layer from its options. */
+  buildAttention?(options: CoreValue): ModelHandle;
+  /** Loads a standalone attention layer from safetensors bytes and load options (`{config?, hfConfig?, layer?, strict?, prefix?}`). */
+  loadAttention?(bytes: Uint8Array, options: CoreValue): ModelHandle;
 }
 
 /** The module a backend runs: the native addon, or one of the two wasm modules. */
@@ -377,7 +387,7 @@ export async function loadWasm(options: WasmLoadOptions = {}): Promise<LoadedBac
     wasmPools.add(jsUrl.href);
   }
   // From the module itself, so that a GQA_WASM_PATH override reports what it really is.
-  const relaxedSimd = JSON.parse(glue.simdInfo()).gemm === "relaxed-simd";
+  const relaxedSimd = (glue.simdInfo() as SimdInfo).gemm === "relaxed-simd";
   return { name: "wasm", variant: isThreaded ? "wasm-threads" : "wasm", relaxedSimd, binding: adaptWasm(glue), file };
 }
 
@@ -475,10 +485,10 @@ function adapt(m: any, kind: BindingKind): Binding {
         predict: sync("predict"),
         predictAsync: async("predict"),
         headConfig: () => h.headConfig() ?? null,
-        createTrainer: (x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, json: string): TrainerHandle => {
-          const t = new m.Trainer(h, x, toU32(dims), lengths, classes, targets, json);
+        createTrainer: (x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, fitOptions: CoreValue): TrainerHandle => {
+          const t = new m.Trainer(h, x, toU32(dims), lengths, classes, targets, fitOptions);
           return {
-            stepAsync: () => kind.call(t, "step", [], true) as Promise<string>,
+            stepAsync: () => kind.call(t, "step", [], true) as Promise<StepReport>,
             get stepsPerEpoch() {
               return t.stepsPerEpoch;
             },
@@ -492,10 +502,10 @@ function adapt(m: any, kind: BindingKind): Binding {
           };
         },
         evaluateAsync: (x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, batchSize: number) =>
-          kind.call(h, "evaluate", [x, toU32(dims), lengths, classes, targets, batchSize]) as Promise<string>,
+          kind.call(h, "evaluate", [x, toU32(dims), lengths, classes, targets, batchSize]) as Promise<EvalResult>,
       }),
       ...(typeof h.session === "function" && { createSession: (batch: number, maxLen: number) => adaptSession(h.session(batch, maxLen), kind) }),
-      ...(typeof h.exportOnnx === "function" && { exportOnnx: (json: string) => h.exportOnnx(json) as Uint8Array }),
+      ...(typeof h.exportOnnx === "function" && { exportOnnx: (options: CoreValue) => h.exportOnnx(options) as Uint8Array }),
       ...(typeof h.attentionMaps === "function" && { attentionMaps: sync("attentionMaps") }),
       forward: sync("forward"),
       forwardAsync: async("forward"),
@@ -526,17 +536,17 @@ function adaptWasm(glue: any): Binding {
  */
 function bindingOf(m: any, wrap: (h: any) => ModelHandle): Binding {
   const b: Binding = {
-    validateConfig: (j) => m.validateConfig(j),
-    outputSize: (j) => m.outputSize(j),
-    paramCount: (j, e) => m.paramCount(j, e),
-    kvCacheBytesPerToken: (j) => m.kvCacheBytesPerToken(j),
-    parameterLayout: (j) => m.parameterLayout(j),
+    validateConfig: (o) => m.validateConfig(o),
+    outputSize: (o) => m.outputSize(o),
+    paramCount: (o, e) => m.paramCount(o, e),
+    kvCacheBytesPerToken: (o) => m.kvCacheBytesPerToken(o),
+    parameterLayout: (o) => m.parameterLayout(o),
     recommendedDefaults: () => m.recommendedDefaults(),
     version: () => m.version(),
     errorCatalog: () => m.errorCatalog(),
     apiFields: () => m.apiFields(),
   };
-  if (typeof m.ropeFrequencies === "function") b.ropeFrequencies = (j, n) => m.ropeFrequencies(j, n);
+  if (typeof m.ropeFrequencies === "function") b.ropeFrequencies = (o, n) => m.ropeFrequencies(o, n);
   if (typeof m.setThreads === "function") {
     b.setThreads = (n) => m.setThreads(n);
     b.threads = () => m.threads();
@@ -548,11 +558,11 @@ function bindingOf(m: any, wrap: (h: any) => ModelHandle): Binding {
     b.testPanicSite = (s) => m.__testPanicSite(s);
   }
   if (m.Model) {
-    b.buildModel = (j, head) => wrap(m.Model.build(j, head));
+    b.buildModel = (o, head) => wrap(m.Model.build(o, head));
     b.loadModel = (bytes, o) => wrap(m.Model.load(bytes, o));
   }
   if (m.Attention) {
-    b.buildAttention = (j) => wrap(m.Attention.build(j));
+    b.buildAttention = (o) => wrap(m.Attention.build(o));
     b.loadAttention = (bytes, o) => wrap(m.Attention.load(bytes, o));
   }
   return b;

@@ -233,20 +233,39 @@ export function freeWasmObject(o: { free(): void }): void {
   }
 }
 
+/** A JSON value: what crosses into the core as options (see {@link coreOptions}). */
+export type CoreValue = null | boolean | number | string | CoreValue[] | { [key: string]: CoreValue };
+
+/** How deep options may nest ({@link coreOptions}); gqa's own go 3 levels deep (`hfConfig.rope_scaling.factor`). */
+const MAX_OPTION_DEPTH = 64;
+
 /**
- * `JSON.stringify(value)` for options crossing into the core, refusing what JSON cannot carry:
- * a `NaN` or infinite number anywhere (JSON would turn it into `null`, which the core would then
- * report as "expected f64, found null") throws `INVALID_OPTION` naming its path
- * (`root.key[i]...`; `root` defaults to none, so top-level keys are named alone).
+ * Options on their way into the core: the plain object both bindings convert field by field
+ * (napi-rs's `serde_json::Value` conversion, serde-wasm-bindgen), so the core reads exactly
+ * these values on every backend. A copy in which a key whose value is `undefined` is left out
+ * (the option then takes its default, as `JSON.stringify` would have it) and a typed array
+ * becomes an array; what no JSON value can hold throws `INVALID_OPTION` naming its path
+ * (`root.key[i]...`; `root` defaults to none, so top-level keys are named alone): a `NaN` or
+ * infinite number, a function, symbol or bigint, an `undefined` array element, nesting deeper
+ * than 64 levels.
  */
-export function optionsToJson(value: unknown, root = ""): string {
-  const walk = (v: unknown, path: string): void => {
-    if (typeof v === "number" && !Number.isFinite(v)) throw GqaError.invalidOption(path || "options", "a finite number", String(v));
-    if (Array.isArray(v)) v.forEach((x, i) => walk(x, `${path}[${i}]`));
-    else if (typeof v === "object" && v !== null && !ArrayBuffer.isView(v)) {
-      for (const [k, x] of Object.entries(v)) walk(x, path ? `${path}.${k}` : k);
+export function coreOptions(value: unknown, root = ""): CoreValue {
+  const walk = (v: unknown, path: string, depth: number): CoreValue => {
+    const name = path || "options";
+    if (v === null || typeof v === "boolean" || typeof v === "string") return v;
+    if (typeof v === "number") {
+      if (!Number.isFinite(v)) throw GqaError.invalidOption(name, "a finite number", String(v));
+      return v;
     }
+    if (typeof v !== "object") throw GqaError.invalidOption(name, "a JSON value (number, string, boolean, null, array or object)", typeof v);
+    if (depth >= MAX_OPTION_DEPTH) throw GqaError.invalidOption(name, `options nested at most ${MAX_OPTION_DEPTH} levels deep`, "deeper nesting");
+    const list = ArrayBuffer.isView(v) && !(v instanceof DataView) ? Array.from(v as unknown as ArrayLike<number>) : v;
+    if (Array.isArray(list)) return list.map((x, i) => walk(x, `${path}[${i}]`, depth + 1));
+    const out: { [key: string]: CoreValue } = {};
+    for (const [k, x] of Object.entries(list)) {
+      if (x !== undefined) out[k] = walk(x, path ? `${path}.${k}` : k, depth + 1);
+    }
+    return out;
   };
-  walk(value, root);
-  return JSON.stringify(value);
+  return walk(value, root, 0);
 }

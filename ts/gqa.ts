@@ -4,7 +4,7 @@
  */
 
 import { type BackendChoice, type BackendName, type BackendVariant, type Binding, detectEnvironment, loadBackend, type LoadedBackend } from "./backend.js";
-import { callBinding, GqaError, optionsToJson } from "./errors.js";
+import { callBinding, coreOptions, type CoreValue, GqaError } from "./errors.js";
 import { GqaAttention, Model } from "./model.js";
 import { ENSEMBLE_METADATA_KEY, readMetadata, unpackEnsemble } from "./model-file.js";
 import type { HeadOptions } from "./train.js";
@@ -234,11 +234,12 @@ async function ensure(): Promise<LoadedBackend> {
   return loaded!;
 }
 
-function optionsJson(opts: unknown): string {
+/** Model or attention options for the core ({@link coreOptions}), refusing a non-object. */
+function optionsObject(opts: unknown): CoreValue {
   if (typeof opts !== "object" || opts === null || Array.isArray(opts)) {
     throw GqaError.invalidOption("options", "an object of options", opts === null ? "null" : Array.isArray(opts) ? "an array" : typeof opts);
   }
-  return optionsToJson(opts);
+  return coreOptions(opts);
 }
 
 function need<K extends keyof Binding>(b: Binding, k: K): NonNullable<Binding[K]> {
@@ -320,8 +321,7 @@ export const GQA = {
 
   /** The SIMD paths the loaded backend runs on this CPU, or `null` before `init`. */
   get simd(): SimdInfo | null {
-    const s = loaded?.binding.simdInfo?.();
-    return s ? (JSON.parse(s) as SimdInfo) : null;
+    return loaded?.binding.simdInfo?.() ?? null;
   },
 
   /**
@@ -374,15 +374,15 @@ export const GQA = {
   /** Validates options (SPEC section 1). @throws GqaError `INVALID_OPTION`, `OUT_OF_MEMORY`, `NOT_INITIALIZED` */
   validate(opts: GqaOptions): void {
     const b = binding();
-    const json = optionsJson(opts);
-    callBinding(() => b.validateConfig(json));
+    const o = optionsObject(opts);
+    callBinding(() => b.validateConfig(o));
   },
 
   /** Edifice `output_size/1`: the last dimension of the output (`hiddenSize`). */
   outputSize(opts: GqaOptions): number {
     const b = binding();
-    const json = optionsJson(opts);
-    return callBinding(() => b.outputSize(json));
+    const o = optionsObject(opts);
+    return callBinding(() => b.outputSize(o));
   },
 
   /**
@@ -391,8 +391,8 @@ export const GQA = {
    */
   paramCount(opts: GqaOptions, options: { exact?: boolean } = {}): number {
     const b = binding();
-    const json = optionsJson(opts);
-    return callBinding(() => b.paramCount(json, options.exact === true));
+    const o = optionsObject(opts);
+    return callBinding(() => b.paramCount(o, options.exact === true));
   },
 
   /**
@@ -403,15 +403,15 @@ export const GQA = {
    */
   parameterLayout(opts: GqaOptions): ParamSpec[] {
     const b = binding();
-    const json = optionsJson(opts);
-    return JSON.parse(callBinding(() => b.parameterLayout(json))) as ParamSpec[];
+    const o = optionsObject(opts);
+    return callBinding(() => b.parameterLayout(o));
   },
 
   /** KV-cache bytes per cached token (F32): `2 * numLayers * numKvHeads * headDim * 4`. */
   kvCacheBytesPerToken(opts: GqaOptions): number {
     const b = binding();
-    const json = optionsJson(opts);
-    return callBinding(() => b.kvCacheBytesPerToken(json));
+    const o = optionsObject(opts);
+    return callBinding(() => b.kvCacheBytesPerToken(o));
   },
 
   /**
@@ -421,20 +421,20 @@ export const GQA = {
    */
   ropeFrequencies(opts: GqaOptions | AttentionOptions, options: { seqLen?: number } = {}): RopeFrequencies {
     const b = binding();
-    const json = optionsJson(opts);
+    const o = optionsObject(opts);
     const seqLen = options.seqLen ?? 0;
     if (typeof seqLen !== "number" || !Number.isInteger(seqLen) || seqLen < 0 || seqLen > 0xffffffff) {
       throw GqaError.invalidOption("seqLen", "an integer in 0..=4294967295", JSON.stringify(seqLen));
     }
     const f = need(b, "ropeFrequencies");
-    const r = JSON.parse(callBinding(() => f(json, seqLen))) as { invFreq: number[]; attentionFactor: number };
+    const r = callBinding(() => f(o, seqLen));
     return { invFreq: Float32Array.from(r.invFreq), attentionFactor: r.attentionFactor };
   },
 
   /** Edifice's `recommended_defaults/0`. */
   recommendedDefaults(): RecommendedDefaults {
     const b = binding();
-    return JSON.parse(callBinding(() => b.recommendedDefaults())) as RecommendedDefaults;
+    return callBinding(() => b.recommendedDefaults());
   },
 
   /**
@@ -444,20 +444,18 @@ export const GQA = {
    */
   async build(opts: BuildOptions): Promise<Model> {
     const be = await ensure();
-    optionsJson(opts);
-    const { head, ...model } = opts;
-    const json = optionsJson(model);
-    const headJson = head === undefined ? undefined : optionsToJson(head, "head");
+    const all = optionsObject(opts) as { [key: string]: CoreValue };
+    const { head, ...model } = all;
     const f = need(be.binding, "buildModel");
-    return new Model(be.name, callBinding(() => f(json, headJson)));
+    return new Model(be.name, callBinding(() => f(model, head)));
   },
 
   /** Builds a standalone GQA attention layer. */
   async buildGqaAttention(opts: AttentionOptions): Promise<GqaAttention> {
     const be = await ensure();
-    const json = optionsJson(opts);
+    const o = optionsObject(opts);
     const f = need(be.binding, "buildAttention");
-    return new GqaAttention(be.name, callBinding(() => f(json)));
+    return new GqaAttention(be.name, callBinding(() => f(o)));
   },
 
   /**
@@ -473,9 +471,9 @@ export const GQA = {
     if (members !== undefined) {
       throw GqaError.invalidInput("model file", "one model (GQA.loadEnsemble reads an ensemble file)", `an ensemble of ${members} models ('${ENSEMBLE_METADATA_KEY}' metadata, written by gqa train --ensemble)`);
     }
-    const json = optionsToJson(options);
+    const o = coreOptions(options);
     const f = need(be.binding, "loadModel");
-    return new Model(be.name, callBinding(() => f(bytes, json)));
+    return new Model(be.name, callBinding(() => f(bytes, o)));
   },
 
   /**
@@ -517,9 +515,9 @@ export const GQA = {
   async loadGqaAttention(source: Uint8Array | string, options: LoadOptions<AttentionOptions> | HfAttentionLoadOptions = {}): Promise<GqaAttention> {
     const be = await ensure();
     const bytes = await readBytes(source);
-    const json = optionsToJson(options);
+    const o = coreOptions(options);
     const f = need(be.binding, "loadAttention");
-    return new GqaAttention(be.name, callBinding(() => f(bytes, json)));
+    return new GqaAttention(be.name, callBinding(() => f(bytes, o)));
   },
 
   /** Forgets the loaded backend (tests use it to switch backends). Existing models keep working. */

@@ -3,7 +3,7 @@
  */
 
 import type { BackendName, ModelHandle, RawTensor } from "./backend.js";
-import { callBinding, callBindingAsync, GqaError } from "./errors.js";
+import { callBinding, callBindingAsync, coreOptions, GqaError } from "./errors.js";
 import type { AttentionConfig, ModelConfig } from "./gqa.js";
 import { Tensor } from "./tensor.js";
 import { createSession, type Session, type SessionOptions } from "./session.js";
@@ -65,7 +65,7 @@ abstract class Layer<Options> {
 
   /** Every option (defaults filled in), as the core validated them. */
   get config(): Options {
-    if (this.#config === undefined) this.#config = JSON.parse(callBinding(() => this.handle.config())) as Options;
+    if (this.#config === undefined) this.#config = callBinding(() => this.handle.config()) as Options;
     return this.#config;
   }
 
@@ -190,7 +190,7 @@ export class Model extends Layer<ModelConfig> {
     const h = this.handle;
     const f = h.exportOnnx;
     if (!f) throw new GqaError("INTERNAL", `the ${this.backend} backend was built without \`exportOnnx\`; rebuild with \`bash scripts/setup.sh\``);
-    return callBinding(() => f.call(h, JSON.stringify(options ?? {})));
+    return callBinding(() => f.call(h, coreOptions(options ?? {}, "onnxOptions")));
   }
 
   /** Whether the model has a task head. */

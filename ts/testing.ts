@@ -37,7 +37,7 @@ export interface ErrorCatalogEntry {
  */
 export function errorCatalog(): ErrorCatalogEntry[] {
   const b = loadedBinding();
-  return JSON.parse(b.errorCatalog()) as ErrorCatalogEntry[];
+  return b.errorCatalog();
 }
 
 /**
@@ -48,5 +48,5 @@ export function errorCatalog(): ErrorCatalogEntry[] {
  * @throws GqaError `NOT_INITIALIZED`
  */
 export function apiFields(): Record<string, string[]> {
-  return JSON.parse(loadedBinding().apiFields()) as Record<string, string[]>;
+  return loadedBinding().apiFields();
 }

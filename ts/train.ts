@@ -10,7 +10,7 @@
  */
 
 import type { BackendName, ModelHandle, TrainerHandle } from "./backend.js";
-import { callBinding, callBindingAsync, GqaError, optionsToJson } from "./errors.js";
+import { callBinding, callBindingAsync, coreOptions, GqaError } from "./errors.js";
 import { Tensor } from "./tensor.js";
 
 /** A classification head: `logits = h W^T + b : [B, numClasses]`, softmax cross-entropy. */
@@ -159,8 +159,7 @@ function invalidInput(what: string, expected: string, found: string): GqaError {
 export function headOf(handle: ModelHandle): HeadOptions | null {
   const f = handle.headConfig;
   if (!f) return null;
-  const json = callBinding(() => f.call(handle));
-  return json ? (JSON.parse(json) as HeadOptions) : null;
+  return callBinding(() => f.call(handle)) ?? null;
 }
 
 interface RawData {
@@ -222,14 +221,14 @@ export async function fitModel(handle: ModelHandle, backend: BackendName, data: 
   const val = options.validation === undefined ? undefined : rawData(options.validation, head, "validation");
   const create = need(handle, "createTrainer", backend);
   const evaluate = need(handle, "evaluateAsync", backend);
-  const trainer: TrainerHandle = callBinding(() => create(d.x, d.dims, d.lengths, d.classes, d.targets, optionsToJson(core)));
+  const trainer: TrainerHandle = callBinding(() => create(d.x, d.dims, d.lengths, d.classes, d.targets, coreOptions(core)));
   const history: FitHistory = { epochs: [], steps: 0 };
   const classification = head?.type !== "regression";
   try {
     const total = trainer.totalSteps;
     let ep = { loss: 0, correct: 0, count: 0, tokens: 0, start: performance.now() };
     for (let s = 0; s < total; s++) {
-      const r = JSON.parse(await callBindingAsync(() => trainer.stepAsync())) as StepReport;
+      const r = await callBindingAsync(() => trainer.stepAsync());
       history.steps++;
       ep.loss += r.loss * r.count;
       ep.correct += r.correct;
@@ -246,9 +245,7 @@ export async function fitModel(handle: ModelHandle, backend: BackendName, data: 
           seconds,
         };
         if (val) {
-          const e = JSON.parse(
-            await callBindingAsync(() => evaluate(val.x, val.dims, val.lengths, val.classes, val.targets, Math.max(1, options.batchSize ?? 64))),
-          ) as EvalResult;
+          const e = await callBindingAsync(() => evaluate(val.x, val.dims, val.lengths, val.classes, val.targets, Math.max(1, options.batchSize ?? 64)));
           summary.valLoss = e.loss;
           summary.valAccuracy = e.accuracy;
         }
@@ -271,8 +268,8 @@ export async function evaluateModel(handle: ModelHandle, backend: BackendName, d
     throw GqaError.invalidOption("batchSize", "an integer >= 1", String(batchSize));
   }
   const evaluate = need(handle, "evaluateAsync", backend);
-  const r = JSON.parse(await callBindingAsync(() => evaluate(d.x, d.dims, d.lengths, d.classes, d.targets, batchSize))) as EvalResult;
-  if (r.loss === null) r.loss = NaN; // JSON has no NaN (empty data)
+  const r = await callBindingAsync(() => evaluate(d.x, d.dims, d.lengths, d.classes, d.targets, batchSize));
+  if (r.loss === null) r.loss = NaN; // the core's NaN crosses as null, as in JSON (empty data)
   return r;
 }
 

@@ -8,6 +8,7 @@ use gqa_core::{AttentionConfig, GqaAttention};
 use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array, Uint8Array};
 use napi::Env;
 use napi_derive::napi;
+use serde_json::Value;
 
 use crate::error::guard;
 use crate::model::ForwardTask;
@@ -27,19 +28,19 @@ impl Attention {
 
 #[napi]
 impl Attention {
-    /// Builds the layer from attention options JSON. Errors: `INVALID_OPTION`.
+    /// Builds the layer from attention options. Errors: `INVALID_OPTION`.
     #[napi(factory)]
-    pub fn build(env: Env, json: String) -> napi::Result<Attention> {
-        guard(&env, || GqaAttention::new(AttentionConfig::from_json(&json)?)).map(|a| Attention { inner: Handle::new(a) })
+    pub fn build(env: Env, options: Value) -> napi::Result<Attention> {
+        guard(&env, || GqaAttention::new(AttentionConfig::from_value(options)?)).map(|a| Attention { inner: Handle::new(a) })
     }
 
-    /// Loads the layer from safetensors bytes and the load options JSON
-    /// (`{config?, hfConfig?, layer?, strict?, prefix?}`, see `GqaAttention::load_json`): a gqa
+    /// Loads the layer from safetensors bytes and the load options
+    /// (`{config?, hfConfig?, layer?, strict?, prefix?}`, see `GqaAttention::load_value`): a gqa
     /// file (`q_proj.weight`, ...) or, with `hfConfig` + `layer`, one decoder layer's
     /// `self_attn` of a Hugging Face checkpoint.
     #[napi(factory)]
-    pub fn load(env: Env, bytes: Uint8Array, options_json: String) -> napi::Result<Attention> {
-        guard(&env, || GqaAttention::load_json(&bytes, &options_json)).map(|a| Attention { inner: Handle::new(a) })
+    pub fn load(env: Env, bytes: Uint8Array, options: Value) -> napi::Result<Attention> {
+        guard(&env, || GqaAttention::load_value(&bytes, options)).map(|a| Attention { inner: Handle::new(a) })
     }
 
     /// Forward pass on the calling thread. `dims = [B,T,H]`.
@@ -62,10 +63,10 @@ impl Attention {
         guard(&env, || self.get()?.to_safetensors()).map(Uint8Array::new)
     }
 
-    /// Every option as JSON.
+    /// Every option (TypeScript names).
     #[napi]
-    pub fn config(&self, env: Env) -> napi::Result<String> {
-        guard(&env, || Ok(self.get()?.config().to_json()))
+    pub fn config(&self, env: Env) -> napi::Result<Value> {
+        guard(&env, || gqa_core::to_value(self.get()?.config()))
     }
 
     /// Exact parameter count.

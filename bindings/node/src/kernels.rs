@@ -19,9 +19,10 @@ pub fn threads() -> u32 {
     gqa_core::kernels::threads::threads() as u32
 }
 
-/// The SIMD paths that run on this CPU as JSON `{"kernels": "avx512f", "gemm": "avx512f"}`
-/// (kernels: `avx512f`, `avx2+fma`, `portable`; gemm: the `gemm` crate's micro-kernel family).
+/// The SIMD paths that run on this CPU, `{kernels: "avx512f", gemm: "avx512f"}`
+/// (`gqa_core::kernels::simd_info`; kernels: `avx512f`, `avx2+fma`, `portable`; gemm: the `gemm`
+/// crate's micro-kernel family).
 #[napi(js_name = "simdInfo")]
-pub fn simd_info() -> String {
-    serde_json::json!({ "kernels": gqa_core::kernels::cpu::simd_name(), "gemm": gqa_core::kernels::gemm::gemm_path() }).to_string()
+pub fn simd_info(env: napi::Env) -> napi::Result<serde_json::Value> {
+    crate::error::guard(&env, || gqa_core::to_value(&gqa_core::kernels::simd_info()))
 }

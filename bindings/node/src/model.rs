@@ -11,6 +11,7 @@ use gqa_core::{GqaConfig, GqaModel, LoadOptions, OnnxOptions};
 use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array, Uint8Array};
 use napi::{Env, Task};
 use napi_derive::napi;
+use serde_json::Value;
 
 use crate::error::{guard, TaskError};
 use crate::tensor::{to_output, to_usize, to_usize_opt, ForwardOutput};
@@ -32,24 +33,24 @@ impl Model {
 
 #[napi]
 impl Model {
-    /// Builds a model from options JSON (weights from `seed`) and an optional head JSON
-    /// (`{"type":"classification","numClasses":C}` or `{"type":"regression","outDim":K,...}`).
+    /// Builds a model from options (weights from `seed`) and an optional head
+    /// (`{type: "classification", numClasses: C}` or `{type: "regression", outDim: K, ...}`).
     /// Errors: `INVALID_OPTION`, `OUT_OF_MEMORY`.
     #[napi(factory)]
-    pub fn build(env: Env, json: String, head_json: Option<String>) -> napi::Result<Model> {
+    pub fn build(env: Env, options: Value, head: Option<Value>) -> napi::Result<Model> {
         guard(&env, || {
-            let head = head_json.as_deref().map(HeadConfig::from_json).transpose()?;
-            TaskModel::new(GqaConfig::from_json(&json)?, head)
+            let head = head.map(HeadConfig::from_value).transpose()?;
+            TaskModel::new(GqaConfig::from_value(options)?, head)
         })
         .map(|m| Model { inner: Handle::new(m) })
     }
 
     /// Loads a model (and its head, from `gqa_head` metadata) from safetensors bytes and
-    /// `LoadOptions` JSON. Errors: `MALFORMED_FILE`, `MISSING_CONFIG`, `TENSOR_MISMATCH`,
+    /// `LoadOptions`. Errors: `MALFORMED_FILE`, `MISSING_CONFIG`, `TENSOR_MISMATCH`,
     /// `MISSING_PARAMETER`, `UNEXPECTED_PARAMETER`, `NON_FINITE_WEIGHT`.
     #[napi(factory)]
-    pub fn load(env: Env, bytes: Uint8Array, options_json: String) -> napi::Result<Model> {
-        guard(&env, || TaskModel::from_safetensors(&bytes, &LoadOptions::from_json(&options_json)?)).map(|m| Model { inner: Handle::new(m) })
+    pub fn load(env: Env, bytes: Uint8Array, options: Value) -> napi::Result<Model> {
+        guard(&env, || TaskModel::from_safetensors(&bytes, &LoadOptions::from_value(options)?)).map(|m| Model { inner: Handle::new(m) })
     }
 
     /// Forward pass on the calling thread. `dims = [B,T,E]`; `lengths` one per batch row.
@@ -88,10 +89,10 @@ impl Model {
         guard(&env, || Ok(self.get()?.head.is_some()))
     }
 
-    /// The head's options as JSON (what `gqa_head` metadata holds), or `null` without a head.
+    /// The head's options (what `gqa_head` metadata holds), or `null` without a head.
     #[napi]
-    pub fn head_config(&self, env: Env) -> napi::Result<Option<String>> {
-        guard(&env, || Ok(self.get()?.head.as_ref().map(|h| h.cfg.to_json())))
+    pub fn head_config(&self, env: Env) -> napi::Result<Option<Value>> {
+        guard(&env, || self.get()?.head.as_ref().map(|h| gqa_core::to_value(&h.cfg)).transpose())
     }
 
     /// The weights as safetensors bytes (canonical names, F32, `gqa_config` metadata; with a
@@ -103,17 +104,17 @@ impl Model {
 
     /// The model (and its head) as ONNX bytes (`gqa_core::onnx::export`: opset 17, inputs
     /// `input` `[batch, seq, embedDim]` f32 and `lengths` `[batch]` i64, output `output`, plus
-    /// `probabilities` / `values` with a head). `options_json`: `OnnxOptions` (`{}`).
+    /// `probabilities` / `values` with a head). `options`: `OnnxOptions` (`{}`).
     /// Errors: `INVALID_OPTION` (options, a model too large for one ONNX file), `OUT_OF_MEMORY`.
     #[napi]
-    pub fn export_onnx(&self, env: Env, options_json: String) -> napi::Result<Uint8Array> {
-        guard(&env, || self.get()?.to_onnx(&OnnxOptions::from_json(&options_json)?)).map(Uint8Array::new)
+    pub fn export_onnx(&self, env: Env, options: Value) -> napi::Result<Uint8Array> {
+        guard(&env, || self.get()?.to_onnx(&OnnxOptions::from_value(options)?)).map(Uint8Array::new)
     }
 
-    /// Every option as JSON (TypeScript names).
+    /// Every option (TypeScript names).
     #[napi]
-    pub fn config(&self, env: Env) -> napi::Result<String> {
-        guard(&env, || Ok(self.get()?.model.config().to_json()))
+    pub fn config(&self, env: Env) -> napi::Result<Value> {
+        guard(&env, || gqa_core::to_value(self.get()?.model.config()))
     }
 
     /// Exact parameter count, the head's included.

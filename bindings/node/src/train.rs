@@ -9,9 +9,11 @@
 use std::sync::{Arc, Mutex};
 
 use gqa_core::train::{evaluate, EvalReport, FitOptions, Labels, StepReport, TaskModel, TrainData, Trainer as CoreTrainer};
-use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array};
+use napi::bindgen_prelude::{AsyncTask, Float32Array, ToNapiValue, TypeName, Uint32Array};
+use napi::ValueType;
 use napi::{Env, Task};
 use napi_derive::napi;
+use serde_json::Value;
 
 use crate::error::{guard, TaskError};
 use crate::handle::Handle;
@@ -23,12 +25,8 @@ fn train_data(x: &Float32Array, dims: &Uint32Array, lengths: &Option<Uint32Array
     TrainData::new(x.to_vec(), &to_usize(dims), to_usize_opt(lengths), Labels::from_parts(classes.map(|c| c.to_vec()), values.map(|v| v.to_vec()))?)
 }
 
-fn ser_err(e: serde_json::Error) -> gqa_core::Error {
-    gqa_core::Error::Internal(format!("report serialisation: {e}"))
-}
-
-fn step_json(r: StepReport) -> gqa_core::Result<String> {
-    serde_json::to_string(&r).map_err(ser_err)
+fn step_value(r: StepReport) -> gqa_core::Result<Value> {
+    gqa_core::to_value(&r)
 }
 
 /// One training run over a model with a head (the core's `Trainer`).
@@ -51,7 +49,7 @@ fn step_shared(model: &TaskModel, state: &Mutex<CoreTrainer>) -> gqa_core::Resul
 impl Trainer {
     /// Starts a run on `model`. `x: [N*T*E]` row-major with `dims = [N,T,E]`, sequences
     /// left-aligned with `lengths[n]` valid steps (default all `T`); exactly one of `classLabels`
-    /// (`[N]`, for a classification head) or `targets` (`[N*K]`, regression); `fitOptionsJson` =
+    /// (`[N]`, for a classification head) or `targets` (`[N*K]`, regression); `fitOptions` =
     /// the core's `FitOptions` (camelCase). The data is copied.
     /// Errors: `INVALID_OPTION` (fit options, no head), `INVALID_INPUT` (sizes, lengths, labels), `DISPOSED`.
     #[napi(constructor)]
@@ -63,30 +61,30 @@ impl Trainer {
         lengths: Option<Uint32Array>,
         class_labels: Option<Uint32Array>,
         targets: Option<Float32Array>,
-        fit_options_json: String,
+        fit_options: Value,
     ) -> napi::Result<Trainer> {
         guard(&env, || {
             let m = model.get()?;
-            let t = CoreTrainer::new(&m, train_data(&x, &dims, &lengths, class_labels, targets)?, FitOptions::from_json(&fit_options_json)?)?;
+            let t = CoreTrainer::new(&m, train_data(&x, &dims, &lengths, class_labels, targets)?, FitOptions::from_value(fit_options)?)?;
             Ok(Trainer { state: Handle::new(Run { model: m, trainer: Mutex::new(t) }) })
         })
     }
 
-    /// Takes the next step on the calling thread; returns the `StepReport` as JSON (camelCase).
+    /// Takes the next step on the calling thread; returns the `StepReport` (camelCase).
     /// Errors: `INVALID_INPUT` once the run is done; `INTERNAL` for a non-finite loss.
     #[napi]
-    pub fn step(&self, env: Env) -> napi::Result<String> {
+    pub fn step(&self, env: Env) -> napi::Result<Value> {
         guard(&env, || {
             let s = self.state.get("trainer")?;
-            step_json(step_shared(&s.model, &s.trainer)?)
+            step_value(step_shared(&s.model, &s.trainer)?)
         })
     }
 
     /// `step` on the libuv thread pool (the JS thread stays free).
-    #[napi(ts_return_type = "Promise<string>")]
-    pub fn step_async(&self, env: Env) -> napi::Result<AsyncTask<JsonTask>> {
+    #[napi(ts_return_type = "Promise<any>")]
+    pub fn step_async(&self, env: Env) -> napi::Result<AsyncTask<ValueTask>> {
         let s = guard(&env, || self.state.get("trainer"))?;
-        Ok(JsonTask::new(move || step_json(step_shared(&s.model, &s.trainer)?)))
+        Ok(ValueTask::new(move || step_value(step_shared(&s.model, &s.trainer)?)))
     }
 
     /// Frees the run's optimiser state and data copy (when a running step ends, if one is in
@@ -122,54 +120,76 @@ fn lock(state: &Mutex<CoreTrainer>) -> gqa_core::Result<std::sync::MutexGuard<'_
 #[napi]
 impl Model {
     /// Evaluates in eval mode (no dropout) in batches of `batchSize` on the calling thread;
-    /// returns the `EvalReport` as JSON (`{loss, accuracy, predictions, count}`). Arguments as
+    /// returns the `EvalReport` (`{loss, accuracy, predictions, count}`). Arguments as
     /// [`Trainer::new`]. Errors: `INVALID_OPTION` (no head, batchSize 0), `INVALID_INPUT`.
     #[napi]
-    pub fn evaluate(&self, env: Env, x: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>, class_labels: Option<Uint32Array>, targets: Option<Float32Array>, batch_size: u32) -> napi::Result<String> {
-        guard(&env, || eval_json(&*self.get()?, train_data(&x, &dims, &lengths, class_labels, targets)?, batch_size))
+    pub fn evaluate(&self, env: Env, x: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>, class_labels: Option<Uint32Array>, targets: Option<Float32Array>, batch_size: u32) -> napi::Result<Value> {
+        guard(&env, || eval_value(&*self.get()?, train_data(&x, &dims, &lengths, class_labels, targets)?, batch_size))
     }
 
     /// `evaluate` on the libuv thread pool.
-    #[napi(ts_return_type = "Promise<string>")]
-    pub fn evaluate_async(&self, env: Env, x: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>, class_labels: Option<Uint32Array>, targets: Option<Float32Array>, batch_size: u32) -> napi::Result<AsyncTask<JsonTask>> {
+    #[napi(ts_return_type = "Promise<any>")]
+    pub fn evaluate_async(&self, env: Env, x: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>, class_labels: Option<Uint32Array>, targets: Option<Float32Array>, batch_size: u32) -> napi::Result<AsyncTask<ValueTask>> {
         // Labels and data are checked on the calling thread (cheap); the forward passes run on the pool.
         let (m, data) = guard(&env, || Ok((self.get()?, train_data(&x, &dims, &lengths, class_labels, targets)?)))?;
-        Ok(JsonTask::new(move || eval_json(&m, data, batch_size)))
+        Ok(ValueTask::new(move || eval_value(&m, data, batch_size)))
     }
 }
 
-fn eval_json(m: &TaskModel, data: TrainData, batch_size: u32) -> gqa_core::Result<String> {
+fn eval_value(m: &TaskModel, data: TrainData, batch_size: u32) -> gqa_core::Result<Value> {
     let r: EvalReport = evaluate(m, &data, batch_size as usize)?;
-    serde_json::to_string(&r).map_err(ser_err)
+    gqa_core::to_value(&r)
 }
 
-/// Work that returns JSON, run by napi on the libuv thread pool; panics are caught (`INTERNAL`),
-/// errors reject with the structured JS error ([`TaskError`]).
-pub struct JsonTask {
-    run: Option<Box<dyn FnOnce() -> gqa_core::Result<String> + Send>>,
+/// Work that returns a report (a `serde_json::Value`, which napi-rs turns into a JS object on the
+/// JS thread), run by napi on the libuv thread pool; panics are caught (`INTERNAL`), errors reject
+/// with the structured JS error ([`TaskError`]).
+pub struct ValueTask {
+    run: Option<Box<dyn FnOnce() -> gqa_core::Result<Value> + Send>>,
     err: TaskError,
 }
 
-impl JsonTask {
-    fn new(run: impl FnOnce() -> gqa_core::Result<String> + Send + 'static) -> AsyncTask<JsonTask> {
-        AsyncTask::new(JsonTask { run: Some(Box::new(run)), err: TaskError::default() })
+impl ValueTask {
+    fn new(run: impl FnOnce() -> gqa_core::Result<Value> + Send + 'static) -> AsyncTask<ValueTask> {
+        AsyncTask::new(ValueTask { run: Some(Box::new(run)), err: TaskError::default() })
     }
 }
 
-impl Task for JsonTask {
-    type Output = String;
-    type JsValue = String;
+/// A report on its way to JavaScript: napi-rs's `serde_json::Value` conversion, named for the
+/// `Task` trait (which wants a [`TypeName`]).
+pub struct Report(Value);
 
-    fn compute(&mut self) -> napi::Result<String> {
+impl TypeName for Report {
+    fn type_name() -> &'static str {
+        "Object"
+    }
+
+    fn value_type() -> ValueType {
+        ValueType::Object
+    }
+}
+
+impl ToNapiValue for Report {
+    unsafe fn to_napi_value(env: napi::sys::napi_env, val: Self) -> napi::Result<napi::sys::napi_value> {
+        // SAFETY: called by napi-rs with a valid env on the JS thread, as Value's own impl is.
+        unsafe { Value::to_napi_value(env, val.0) }
+    }
+}
+
+impl Task for ValueTask {
+    type Output = Value;
+    type JsValue = Report;
+
+    fn compute(&mut self) -> napi::Result<Value> {
         let run = self.run.take();
         self.err.run(|| run.ok_or_else(|| gqa_core::Error::Internal("task ran twice".into()))?())
     }
 
-    fn resolve(&mut self, _env: Env, output: String) -> napi::Result<String> {
-        Ok(output)
+    fn resolve(&mut self, _env: Env, output: Value) -> napi::Result<Report> {
+        Ok(Report(output))
     }
 
-    fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<String> {
+    fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<Report> {
         self.err.reject(&env, err)
     }
 }

@@ -4,6 +4,7 @@ use gqa_core::{AttentionConfig, GqaAttention};
 use wasm_bindgen::prelude::*;
 
 use crate::error::{wrap, JsResult};
+use crate::value::{from_js, to_js};
 use crate::tensor::{to_output, to_usize, ForwardOutput};
 
 /// A GQA attention layer (`q_proj`, `k_proj`, `v_proj`, `out_proj`) in wasm memory.
@@ -14,17 +15,17 @@ pub struct Attention {
 
 #[wasm_bindgen]
 impl Attention {
-    /// Builds the layer from attention options JSON. Errors: `INVALID_OPTION`.
-    pub fn build(json: &str) -> JsResult<Attention> {
-        wrap(AttentionConfig::from_json(json).and_then(GqaAttention::new)).map(|inner| Attention { inner })
+    /// Builds the layer from attention options. Errors: `INVALID_OPTION`.
+    pub fn build(options: JsValue) -> JsResult<Attention> {
+        wrap(from_js(options, "attention options").and_then(AttentionConfig::from_value).and_then(GqaAttention::new)).map(|inner| Attention { inner })
     }
 
-    /// Loads the layer from safetensors bytes and the load options JSON
-    /// (`{config?, hfConfig?, layer?, strict?, prefix?}`, see `GqaAttention::load_json`): a gqa
+    /// Loads the layer from safetensors bytes and the load options
+    /// (`{config?, hfConfig?, layer?, strict?, prefix?}`, see `GqaAttention::load_value`): a gqa
     /// file (`q_proj.weight`, ...) or, with `hfConfig` + `layer`, one decoder layer's
     /// `self_attn` of a Hugging Face checkpoint.
-    pub fn load(bytes: &[u8], options_json: &str) -> JsResult<Attention> {
-        wrap(GqaAttention::load_json(bytes, options_json)).map(|inner| Attention { inner })
+    pub fn load(bytes: &[u8], options: JsValue) -> JsResult<Attention> {
+        wrap(from_js(options, "loadOptions").and_then(|o| GqaAttention::load_value(bytes, o))).map(|inner| Attention { inner })
     }
 
     /// Forward pass. `dims = [B,T,H]`.
@@ -38,9 +39,9 @@ impl Attention {
         wrap(self.inner.to_safetensors())
     }
 
-    /// Every option as JSON.
-    pub fn config(&self) -> String {
-        self.inner.config().to_json()
+    /// Every option (TypeScript names).
+    pub fn config(&self) -> JsResult<JsValue> {
+        to_js(self.inner.config())
     }
 
     /// Exact parameter count.

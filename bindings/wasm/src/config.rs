@@ -1,18 +1,24 @@
 //! Options (mirrors `gqa_core::config`): validation and sizes, as pure functions of the
-//! options JSON (TypeScript names, SPEC section 1).
+//! options (a JS object with TypeScript names, SPEC section 1; converted by [`crate::value`]).
 
 use gqa_core::GqaConfig;
 use wasm_bindgen::prelude::*;
 
 use crate::error::{wrap, JsResult};
+use crate::value::{from_js, to_js};
 
-/// Parses and validates options; returns the normalised options JSON (every option written).
+/// Options -> a validated [`GqaConfig`].
+fn config(options: JsValue) -> gqa_core::Result<GqaConfig> {
+    GqaConfig::from_value(from_js(options, "options")?)
+}
+
+/// Parses and validates options; returns the normalised options (every option written).
 ///
 /// # Errors
-/// `INVALID_OPTION: ...` or `OUT_OF_MEMORY: ...` (see `GqaConfig::validate`).
+/// `INVALID_OPTION` or `OUT_OF_MEMORY` (see `GqaConfig::validate`).
 #[wasm_bindgen(js_name = validateConfig)]
-pub fn validate_config(json: &str) -> JsResult<String> {
-    wrap(GqaConfig::from_json(json).map(|c| c.to_json()))
+pub fn validate_config(options: JsValue) -> JsResult<JsValue> {
+    to_js(&wrap(config(options))?)
 }
 
 /// Edifice's `output_size/1` (= `hiddenSize`).
@@ -20,8 +26,8 @@ pub fn validate_config(json: &str) -> JsResult<String> {
 /// # Errors
 /// As [`validate_config`].
 #[wasm_bindgen(js_name = outputSize)]
-pub fn output_size(json: &str) -> JsResult<u32> {
-    wrap(GqaConfig::from_json(json).map(|c| c.output_size() as u32))
+pub fn output_size(options: JsValue) -> JsResult<u32> {
+    wrap(config(options).map(|c| c.output_size() as u32))
 }
 
 /// Parameter count: Edifice's approximate formula, or every parameter when `exact`.
@@ -30,18 +36,18 @@ pub fn output_size(json: &str) -> JsResult<u32> {
 /// # Errors
 /// As [`validate_config`].
 #[wasm_bindgen(js_name = paramCount)]
-pub fn param_count(json: &str, exact: bool) -> JsResult<f64> {
-    wrap(GqaConfig::from_json(json).map(|c| if exact { c.param_count_exact() } else { c.param_count() } as f64))
+pub fn param_count(options: JsValue, exact: bool) -> JsResult<f64> {
+    wrap(config(options).map(|c| if exact { c.param_count_exact() } else { c.param_count() } as f64))
 }
 
-/// The model's parameter table (`gqa_core::layout::model_layout`) as JSON
-/// `[{name, shape, init, stream, matmul, axonName}, ...]`, canonical order.
+/// The model's parameter table (`gqa_core::layout::model_layout_of`),
+/// `[{name, shape, init, stream, matmul, axonName}, ...]` in canonical order.
 ///
 /// # Errors
 /// As [`validate_config`].
 #[wasm_bindgen(js_name = parameterLayout)]
-pub fn parameter_layout(json: &str) -> JsResult<String> {
-    wrap(gqa_core::layout::model_layout_json(json))
+pub fn parameter_layout(options: JsValue) -> JsResult<JsValue> {
+    to_js(&wrap(from_js(options, "options").and_then(gqa_core::layout::model_layout_of))?)
 }
 
 /// KV-cache bytes per cached token (F32), SPEC section 4.
@@ -49,41 +55,41 @@ pub fn parameter_layout(json: &str) -> JsResult<String> {
 /// # Errors
 /// As [`validate_config`].
 #[wasm_bindgen(js_name = kvCacheBytesPerToken)]
-pub fn kv_cache_bytes_per_token(json: &str) -> JsResult<f64> {
-    wrap(GqaConfig::from_json(json).map(|c| c.kv_cache_bytes_per_token() as f64))
+pub fn kv_cache_bytes_per_token(options: JsValue) -> JsResult<f64> {
+    wrap(config(options).map(|c| c.kv_cache_bytes_per_token() as f64))
 }
 
-/// Rotary frequencies of model or attention options at a sequence length, as JSON
-/// `{invFreq, attentionFactor}` (`gqa_core::attention::rope_frequencies_json`).
+/// Rotary frequencies of model or attention options at a sequence length,
+/// `{invFreq, attentionFactor}` (`gqa_core::attention::rope_frequencies`).
 ///
 /// # Errors
 /// `INVALID_OPTION`.
 #[wasm_bindgen(js_name = ropeFrequencies)]
-pub fn rope_frequencies(json: &str, seq_len: u32) -> JsResult<String> {
-    wrap(gqa_core::attention::rope_frequencies_json(json, seq_len as usize))
+pub fn rope_frequencies(options: JsValue, seq_len: u32) -> JsResult<JsValue> {
+    to_js(&wrap(from_js(options, "options").and_then(|o| gqa_core::attention::rope_frequencies(o, seq_len as usize)))?)
 }
 
-/// Edifice's `recommended_defaults/0` as JSON.
+/// Edifice's `recommended_defaults/0`.
 #[wasm_bindgen(js_name = recommendedDefaults)]
-pub fn recommended_defaults() -> String {
-    serde_json::to_string(&gqa_core::recommended_defaults()).expect("defaults serialise")
+pub fn recommended_defaults() -> JsResult<JsValue> {
+    to_js(&gqa_core::recommended_defaults())
 }
 
-/// The error codes of the core with the names of their fields, as JSON
+/// The error codes of the core with the names of their fields,
 /// `[{"code": "INVALID_OPTION", "fields": ["option", "expected", "found"]}, ...]`
 /// (`gqa_core::ERROR_CATALOG`): every error this binding throws carries `code` and those fields as
 /// properties. The TypeScript layer's `CORE_ERROR_FIELDS` is checked against it by a test.
 #[wasm_bindgen(js_name = errorCatalog)]
-pub fn error_catalog() -> String {
-    gqa_core::error_catalog_json()
+pub fn error_catalog() -> JsResult<JsValue> {
+    to_js(&gqa_core::error_catalog_value())
 }
 
-/// The JSON field names of every options, config and report struct exchanged with the
-/// TypeScript layer, as JSON `{"GqaConfig": ["dropout", "embedDim", ...], ...}`
+/// The field names of every options, config and report struct exchanged with the
+/// TypeScript layer, `{"GqaConfig": ["dropout", "embedDim", ...], ...}`
 /// (`gqa_core::schema::api_fields`); the TypeScript interfaces are checked against it by a test.
 #[wasm_bindgen(js_name = apiFields)]
-pub fn api_fields() -> String {
-    gqa_core::schema::api_fields_json()
+pub fn api_fields() -> JsResult<JsValue> {
+    to_js(&gqa_core::schema::api_fields_value())
 }
 
 /// The binding's crate version (for diagnostics).

@@ -19,10 +19,11 @@ pub fn threads() -> u32 {
     gqa_core::kernels::threads::threads() as u32
 }
 
-/// The SIMD paths of this module as JSON `{"kernels": "simd128", "gemm": "simd128"}`.
+/// The SIMD paths of this module, `{kernels: "simd128", gemm: "simd128"}`
+/// (`gqa_core::kernels::simd_info`).
 #[wasm_bindgen(js_name = simdInfo)]
-pub fn simd_info() -> String {
-    serde_json::json!({ "kernels": gqa_core::kernels::cpu::simd_name(), "gemm": gqa_core::kernels::gemm::gemm_path() }).to_string()
+pub fn simd_info() -> JsResult<JsValue> {
+    crate::value::to_js(&gqa_core::kernels::simd_info())
 }
 
 /// Threaded module only: `initThreadPool(n)` (async in JS) starts rayon's global pool of `n`

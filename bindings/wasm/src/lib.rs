@@ -4,6 +4,8 @@
 //! function converts its arguments, calls the core, and converts the result or the error.
 //! No model logic and no validation live here; the modules mirror the core's modules.
 //!
+//! Options, configs and reports cross as plain JS objects, converted in one place
+//! ([`value`], serde-wasm-bindgen); the core parses and validates them.
 //! Errors cross the boundary as a JS `Error` carrying `code` and the fields of the core's error
 //! (`gqa_core::Error::fields`) as properties, built in one place ([`error::to_js`]); the
 //! TypeScript layer (`ts/errors.ts`) wraps it as a typed `GqaError`.
@@ -19,5 +21,6 @@ pub mod attention;
 pub mod model;
 pub mod tensor;
 pub mod train;
+pub mod value;
 pub mod session;
 pub mod testing;

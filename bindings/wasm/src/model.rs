@@ -10,6 +10,7 @@ use gqa_core::{GqaConfig, LoadOptions, OnnxOptions};
 use wasm_bindgen::prelude::*;
 
 use crate::error::{wrap, JsResult};
+use crate::value::{from_js, from_js_opt, to_js};
 use crate::tensor::{to_output, to_usize, ForwardOutput};
 
 /// A GQA model (backbone plus optional head: a `gqa_core::train::TaskModel`) in wasm memory
@@ -21,21 +22,21 @@ pub struct Model {
 
 #[wasm_bindgen]
 impl Model {
-    /// Builds a model from options JSON (weights from `seed`) and an optional head JSON
-    /// (`{"type":"classification","numClasses":C}` or `{"type":"regression","outDim":K,...}`).
+    /// Builds a model from options (weights from `seed`) and an optional head
+    /// (`{type: "classification", numClasses: C}` or `{type: "regression", outDim: K, ...}`).
     /// Errors: `INVALID_OPTION`, `OUT_OF_MEMORY`.
-    pub fn build(json: &str, head_json: Option<String>) -> JsResult<Model> {
+    pub fn build(options: JsValue, head: JsValue) -> JsResult<Model> {
         let r = (|| {
-            let head = head_json.as_deref().map(HeadConfig::from_json).transpose()?;
-            TaskModel::new(GqaConfig::from_json(json)?, head)
+            let head = from_js_opt(head, "head")?.map(HeadConfig::from_value).transpose()?;
+            TaskModel::new(GqaConfig::from_value(from_js(options, "options")?)?, head)
         })();
         wrap(r).map(|m| Model { inner: Rc::new(m) })
     }
 
     /// Loads a model (and its head, from `gqa_head` metadata) from safetensors bytes and
-    /// `LoadOptions` JSON.
-    pub fn load(bytes: &[u8], options_json: &str) -> JsResult<Model> {
-        wrap(LoadOptions::from_json(options_json).and_then(|o| TaskModel::from_safetensors(bytes, &o))).map(|m| Model { inner: Rc::new(m) })
+    /// `LoadOptions`.
+    pub fn load(bytes: &[u8], options: JsValue) -> JsResult<Model> {
+        wrap(from_js(options, "loadOptions").and_then(LoadOptions::from_value).and_then(|o| TaskModel::from_safetensors(bytes, &o))).map(|m| Model { inner: Rc::new(m) })
     }
 
     /// Forward pass. `dims = [B,T,E]`; `lengths` one per batch row.
@@ -57,10 +58,10 @@ impl Model {
         self.inner.head.is_some()
     }
 
-    /// The head's options as JSON (what `gqa_head` metadata holds), or `undefined` without a head.
+    /// The head's options (what `gqa_head` metadata holds), or `null` without a head.
     #[wasm_bindgen(js_name = headConfig)]
-    pub fn head_config(&self) -> Option<String> {
-        self.inner.head.as_ref().map(|h| h.cfg.to_json())
+    pub fn head_config(&self) -> JsResult<JsValue> {
+        to_js(&self.inner.head.as_ref().map(|h| &h.cfg))
     }
 
     /// The weights as safetensors bytes (canonical names, F32, `gqa_config` metadata; with a
@@ -71,16 +72,16 @@ impl Model {
 
     /// The model (and its head) as ONNX bytes (`gqa_core::onnx::export`: opset 17, inputs
     /// `input` `[batch, seq, embedDim]` f32 and `lengths` `[batch]` i64, output `output`, plus
-    /// `probabilities` / `values` with a head). `options_json`: `OnnxOptions` (`{}`).
+    /// `probabilities` / `values` with a head). `options`: `OnnxOptions` (`{}`).
     /// Errors: `INVALID_OPTION` (options, a model too large for one ONNX file), `OUT_OF_MEMORY`.
     #[wasm_bindgen(js_name = exportOnnx)]
-    pub fn export_onnx(&self, options_json: &str) -> JsResult<Vec<u8>> {
-        wrap(OnnxOptions::from_json(options_json).and_then(|o| self.inner.to_onnx(&o)))
+    pub fn export_onnx(&self, options: JsValue) -> JsResult<Vec<u8>> {
+        wrap(from_js(options, "onnxOptions").and_then(OnnxOptions::from_value).and_then(|o| self.inner.to_onnx(&o)))
     }
 
-    /// Every option as JSON (TypeScript names).
-    pub fn config(&self) -> String {
-        self.inner.model.config().to_json()
+    /// Every option (TypeScript names).
+    pub fn config(&self) -> JsResult<JsValue> {
+        to_js(self.inner.model.config())
     }
 
     /// Exact parameter count, the head's included.

@@ -8,16 +8,13 @@ use gqa_core::train::{evaluate, FitOptions, Labels, TaskModel, TrainData, Traine
 use wasm_bindgen::prelude::*;
 
 use crate::error::{wrap, JsResult};
+use crate::value::{from_js, to_js};
 use crate::model::Model;
 use crate::tensor::to_usize;
 
 /// A dataset `x: [N*T*E]` with `dims = [N,T,E]`, `lengths: [N]` and labels -> [`TrainData`].
 fn train_data(x: Vec<f32>, dims: &[u32], lengths: Option<Vec<u32>>, classes: Option<Vec<u32>>, values: Option<Vec<f32>>) -> gqa_core::Result<TrainData> {
     TrainData::new(x, &to_usize(dims), lengths.map(|l| to_usize(&l)), Labels::from_parts(classes, values)?)
-}
-
-fn ser_err(e: serde_json::Error) -> gqa_core::Error {
-    gqa_core::Error::Internal(format!("report serialisation: {e}"))
 }
 
 /// One training run over a model with a head (the core's `Trainer`). Holds its own reference to
@@ -32,7 +29,7 @@ pub struct Trainer {
 impl Trainer {
     /// Starts a run on `model`. `x: [N*T*E]` row-major with `dims = [N,T,E]`, sequences
     /// left-aligned with `lengths[n]` valid steps (default all `T`); exactly one of `classLabels`
-    /// (`[N]`, classification head) or `targets` (`[N*K]`, regression); `fitOptionsJson` = the
+    /// (`[N]`, classification head) or `targets` (`[N*K]`, regression); `fitOptions` = the
     /// core's `FitOptions` (camelCase).
     /// Errors: `INVALID_OPTION` (fit options, no head), `INVALID_INPUT` (sizes, lengths, labels).
     #[wasm_bindgen(constructor)]
@@ -43,17 +40,17 @@ impl Trainer {
         lengths: Option<Vec<u32>>,
         class_labels: Option<Vec<u32>>,
         targets: Option<Vec<f32>>,
-        fit_options_json: &str,
+        fit_options: JsValue,
     ) -> JsResult<Trainer> {
         let m = model.inner.clone();
-        let r = FitOptions::from_json(fit_options_json).and_then(|opts| CoreTrainer::new(&m, train_data(x, dims, lengths, class_labels, targets)?, opts));
+        let r = from_js(fit_options, "fit options").and_then(FitOptions::from_value).and_then(|opts| CoreTrainer::new(&m, train_data(x, dims, lengths, class_labels, targets)?, opts));
         wrap(r).map(|inner| Trainer { model: m, inner })
     }
 
-    /// Takes the next step; returns the `StepReport` as JSON (camelCase).
+    /// Takes the next step; returns the `StepReport` (camelCase).
     /// Errors: `INVALID_INPUT` once the run is done; `INTERNAL` for a non-finite loss.
-    pub fn step(&mut self) -> JsResult<String> {
-        wrap(self.inner.step(&self.model).and_then(|r| serde_json::to_string(&r).map_err(ser_err)))
+    pub fn step(&mut self) -> JsResult<JsValue> {
+        to_js(&wrap(self.inner.step(&self.model))?)
     }
 
     /// Steps per epoch, `ceil(N / batchSize)`.
@@ -78,7 +75,7 @@ impl Trainer {
 #[wasm_bindgen]
 impl Model {
     /// Evaluates in eval mode (no dropout) in batches of `batchSize`; returns the `EvalReport`
-    /// as JSON (`{loss, accuracy, predictions, count}`). Arguments as [`Trainer::new`].
+    /// (`{loss, accuracy, predictions, count}`). Arguments as [`Trainer::new`].
     /// Errors: `INVALID_OPTION` (no head, batchSize 0), `INVALID_INPUT`.
     pub fn evaluate(
         &self,
@@ -88,10 +85,8 @@ impl Model {
         class_labels: Option<Vec<u32>>,
         targets: Option<Vec<f32>>,
         batch_size: u32,
-    ) -> JsResult<String> {
-        let r = train_data(x, dims, lengths, class_labels, targets)
-            .and_then(|d| evaluate(&self.inner, &d, batch_size as usize))
-            .and_then(|r| serde_json::to_string(&r).map_err(ser_err));
-        wrap(r)
+    ) -> JsResult<JsValue> {
+        let r = train_data(x, dims, lengths, class_labels, targets).and_then(|d| evaluate(&self.inner, &d, batch_size as usize));
+        to_js(&wrap(r)?)
     }
 }

@@ -10,7 +10,7 @@
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{parse_json, GqaConfig};
+use crate::config::{json_text, parse_value, GqaConfig};
 use crate::error::{Error, Result};
 use crate::input::{check_dims, valid_mask, zero_padded};
 use crate::kernels::{fused, reference};
@@ -48,7 +48,16 @@ impl AttentionConfig {
     /// # Errors
     /// [`Error::InvalidOption`] naming the option (unknown, wrong type, or a broken rule).
     pub fn from_json(json: &str) -> Result<Self> {
-        let cfg: AttentionConfig = parse_json(json, "attention options", "", "a known attention option (SPEC section 1)")?;
+        Self::from_value(json_text(json, "attention options")?)
+    }
+
+    /// [`AttentionConfig::from_json`] of options given as a structured value (what the bindings
+    /// pass).
+    ///
+    /// # Errors
+    /// As [`AttentionConfig::from_json`].
+    pub fn from_value(value: serde_json::Value) -> Result<Self> {
+        let cfg: AttentionConfig = parse_value(value, "attention options", "", "a known attention option (SPEC section 1)")?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -518,18 +527,29 @@ impl GqaAttention {
     }
 }
 
-/// The rotary frequencies of an options JSON (attention options, or model options when it has
-/// `embedDim`) at a sequence length (only `dynamic` ropeScaling depends on it), as JSON
-/// `{"invFreq": [headDim/2 f32 values], "attentionFactor": f32}`: what the layer multiplies
-/// positions by and the factor on its cos/sin tables (SPEC section 5; [`crate::rope::RopePlan`]).
-/// The bindings expose it as `ropeFrequencies`.
+/// What the layer multiplies positions by and the factor on its cos/sin tables (SPEC section 5;
+/// [`crate::rope::RopePlan`]), as `ropeFrequencies` returns them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RopeFrequencies {
+    /// Inverse frequencies `[headDim / 2]`, f32, radians per position.
+    pub inv_freq: Vec<f32>,
+    /// Factor on cos and sin (1 except for Hugging Face `yarn` / `longrope` scaling), f32
+    /// (written as its shortest decimal).
+    #[serde(serialize_with = "crate::config::ser_f32_decimal")]
+    pub attention_factor: f32,
+}
+
+/// The rotary frequencies of options given as a structured value (attention options, or model
+/// options when it has `embedDim`) at a sequence length (only `dynamic` ropeScaling depends on
+/// it). The bindings expose it as `ropeFrequencies`.
 ///
 /// # Errors
 /// [`Error::InvalidOption`] for invalid options, or options without rotary (names `rope`).
-pub fn rope_frequencies_json(options_json: &str, seq_len: usize) -> Result<String> {
-    let is_model = serde_json::from_str::<serde_json::Value>(options_json).ok().is_some_and(|v| v.get("embedDim").is_some());
-    let plan = if is_model { GqaConfig::from_json(options_json)?.rope_plan() } else { AttentionConfig::from_json(options_json)?.rope_plan() };
+pub fn rope_frequencies(options: serde_json::Value, seq_len: usize) -> Result<RopeFrequencies> {
+    let is_model = options.get("embedDim").is_some();
+    let plan = if is_model { GqaConfig::from_value(options)?.rope_plan() } else { AttentionConfig::from_value(options)?.rope_plan() };
     let plan = plan.ok_or_else(|| Error::option("rope", "rotary options (rope, yarn or ropeScaling)", "no rotary"))?;
-    let (inv, af) = plan.inv_freq(seq_len);
-    Ok(serde_json::json!({ "invFreq": inv, "attentionFactor": af }).to_string())
+    let (inv_freq, attention_factor) = plan.inv_freq(seq_len);
+    Ok(RopeFrequencies { inv_freq, attention_factor })
 }

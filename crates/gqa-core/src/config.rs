@@ -218,7 +218,16 @@ impl GqaConfig {
     /// [`Error::InvalidOption`] for a missing `embedDim`, an unknown option, a value of the
     /// wrong type, or any rule of [`GqaConfig::validate`].
     pub fn from_json(json: &str) -> Result<Self> {
-        let cfg: GqaConfig = parse_json(json, "options", "", "a known option (see SPEC section 1)")?;
+        Self::from_value(json_text(json, "options")?)
+    }
+
+    /// [`GqaConfig::from_json`] of options given as a structured value (what the bindings pass;
+    /// `Value::Null` = no options, which fails for the missing `embedDim`).
+    ///
+    /// # Errors
+    /// As [`GqaConfig::from_json`].
+    pub fn from_value(value: serde_json::Value) -> Result<Self> {
+        let cfg: GqaConfig = parse_value(value, "options", "", "a known option (see SPEC section 1)")?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -395,15 +404,85 @@ impl GqaConfig {
     }
 }
 
-/// Parses an options object from JSON, mapping serde's errors to [`Error::InvalidOption`] that
-/// name the field (`prefix` + its name, e.g. `head.numClasses`), the expectation and the value
-/// (`what` names the whole object when it is not an object at all; `known` is the hint for an
-/// unknown field). Used for model, head, fit and load options alike. An empty (or all-whitespace)
-/// string reads as `{}`, so the bindings pass "no options" as `""`.
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(json: &str, what: &str, prefix: &str, known: &str) -> Result<T> {
-    let json = if json.trim().is_empty() { "{}" } else { json };
-    let de = &mut serde_json::Deserializer::from_str(json);
-    serde_path_to_error::deserialize(de).map_err(|e| json_option_error(&e, what, prefix, known))
+/// A value the bindings hand to JavaScript (a config, report or table) as a
+/// [`serde_json::Value`], which napi-rs and `serde-wasm-bindgen` turn into a plain JS object: the
+/// same object on both backends (a non-finite float becomes `null`, as in JSON).
+///
+/// # Errors
+/// [`Error::Internal`] if `T` does not serialise (a map with non-string keys; none of gqa's types).
+pub fn to_value<T: Serialize>(t: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(t).map_err(|e| Error::Internal(format!("serialising a value for JavaScript: {e}")))
+}
+
+/// The `f64` nearest the shortest decimal that reads back as `x` (`0.1f32` -> `0.1`, not
+/// `0.10000000149011612`): how f32 options and results are written, so that JavaScript reads
+/// back the number that was passed, as JSON text (`ryu`) would give it.
+pub(crate) fn f32_decimal(x: f32) -> f64 {
+    format!("{x}").parse().unwrap_or(x as f64)
+}
+
+/// `serialize_with` of an `f32` field: [`f32_decimal`].
+pub(crate) fn ser_f32_decimal<S: serde::Serializer>(x: &f32, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_f64(f32_decimal(*x))
+}
+
+/// `serialize_with` of an `Option<Vec<f32>>` field: each value as [`f32_decimal`].
+pub(crate) fn ser_f32s_decimal<S: serde::Serializer>(xs: &Option<Vec<f32>>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    xs.as_ref().map(|v| v.iter().map(|&x| f32_decimal(x)).collect::<Vec<f64>>()).serialize(s)
+}
+
+/// Options text -> [`serde_json::Value`] (an empty or all-whitespace string = no options =
+/// `Value::Null`, so the text and value entry points share one path). A syntax error is
+/// [`Error::InvalidOption`] naming `what`.
+pub(crate) fn json_text(json: &str, what: &str) -> Result<serde_json::Value> {
+    if json.trim().is_empty() {
+        return Ok(serde_json::Value::Null);
+    }
+    serde_json::from_str(json).map_err(|e| {
+        let msg = e.to_string();
+        Error::option(what, format!("a JSON object of {what}"), msg.split(" at line ").next().unwrap_or(&msg))
+    })
+}
+
+/// Parses an options object given as a structured value: what both bindings pass (a JS object
+/// converted by napi-rs's `serde-json` support or by `serde-wasm-bindgen`), and what
+/// [`json_text`] reads text into. Serde's errors become [`Error::InvalidOption`] naming the field
+/// (`prefix` + its name, e.g. `head.numClasses`), the expectation and the value (`what` names the
+/// whole object when it is not an object at all; `known` is the hint for an unknown field).
+/// `Value::Null` reads as `{}` (no options). Used for model, head, fit and load options alike.
+///
+/// JavaScript has one number type, so a number with no fractional part is read as an integer
+/// first ([`integral_numbers`]): napi-rs hands integers beyond `u32::MAX` over as floats, and the
+/// same options must mean the same on every backend (and as JSON text, where `5e9` and
+/// `5000000000` are both what `JSON.stringify` of that number could write).
+pub(crate) fn parse_value<T: serde::de::DeserializeOwned>(value: serde_json::Value, what: &str, prefix: &str, known: &str) -> Result<T> {
+    let mut value = if value.is_null() { serde_json::Value::Object(serde_json::Map::new()) } else { value };
+    integral_numbers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|e| json_option_error(&e, what, prefix, known))
+}
+
+/// Rewrites every float with no fractional part inside the `u64` / `i64` range as an integer
+/// (iteratively: the value may be as deep as its source allowed).
+fn integral_numbers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    const U64_END: f64 = 18_446_744_073_709_551_616.0; // 2^64
+    const I64_MIN: f64 = -9_223_372_036_854_775_808.0; // -2^63
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Number(n) if n.is_f64() => {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                if f.fract() == 0.0 && (0.0..U64_END).contains(&f) {
+                    *n = (f as u64).into();
+                } else if f.fract() == 0.0 && (I64_MIN..0.0).contains(&f) {
+                    *n = (f as i64).into();
+                }
+            }
+            Value::Array(a) => stack.extend(a.iter_mut()),
+            Value::Object(m) => stack.extend(m.values_mut()),
+            _ => {}
+        }
+    }
 }
 
 /// Maps a serde error on an options JSON to [`Error::InvalidOption`], naming the field.

@@ -280,15 +280,14 @@ pub fn axon_name(canonical: &str) -> Option<String> {
     Some(format!("{axon}.{suffix}"))
 }
 
-/// [`model_layout`] of options JSON (TypeScript names), as the JSON array the bindings'
-/// `parameterLayout` return: `[{name, shape, init, stream, matmul, axonName}, ...]`.
+/// [`model_layout`] of options given as a structured value (TypeScript names; what the
+/// bindings' `parameterLayout` take).
 ///
 /// # Errors
 /// [`crate::Error::InvalidOption`] / [`crate::Error::OutOfMemory`] from
-/// [`GqaConfig::from_json`].
-pub fn model_layout_json(json: &str) -> crate::Result<String> {
-    let cfg = GqaConfig::from_json(json)?;
-    Ok(serde_json::to_string(&model_layout(&cfg)).expect("plain data serialises"))
+/// [`GqaConfig::from_value`].
+pub fn model_layout_of(options: serde_json::Value) -> crate::Result<Vec<ParamSpec>> {
+    Ok(model_layout(&GqaConfig::from_value(options)?))
 }
 
 #[cfg(test)]

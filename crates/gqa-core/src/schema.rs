@@ -71,11 +71,11 @@ pub fn api_fields() -> Vec<(&'static str, Vec<String>)> {
     ]
 }
 
-/// [`api_fields`] as JSON `{"GqaConfig": ["embedDim", ...], ...}` (what the bindings'
+/// [`api_fields`] as a value `{"GqaConfig": ["embedDim", ...], ...}` (what the bindings'
 /// `apiFields()` return).
-pub fn api_fields_json() -> String {
+pub fn api_fields_value() -> serde_json::Value {
     let map: serde_json::Map<String, serde_json::Value> = api_fields().into_iter().map(|(k, v)| (k.to_string(), v.into())).collect();
-    serde_json::Value::Object(map).to_string()
+    serde_json::Value::Object(map)
 }
 
 #[cfg(test)]

@@ -48,7 +48,16 @@ impl LoadOptions {
     /// [`Error::InvalidOption`] naming the field (`strict`, `config.numHeads`, ...), what it
     /// expects and what was found.
     pub fn from_json(json: &str) -> Result<Self> {
-        crate::config::parse_json(json, "loadOptions", "", "one of config, strict, prefix")
+        Self::from_value(crate::config::json_text(json, "loadOptions")?)
+    }
+
+    /// [`LoadOptions::from_json`] of options given as a structured value (what the bindings pass;
+    /// `Value::Null` = the defaults).
+    ///
+    /// # Errors
+    /// As [`LoadOptions::from_json`].
+    pub fn from_value(value: serde_json::Value) -> Result<Self> {
+        crate::config::parse_value(value, "loadOptions", "", "one of config, strict, prefix")
     }
 }
 
@@ -394,18 +403,17 @@ struct AttentionLoadJson {
 }
 
 impl GqaAttention {
-    /// Loads a standalone attention layer from safetensors bytes and the load options JSON of
-    /// the TypeScript API (`{config?, hfConfig?, layer?, strict?, prefix?}`; the bindings pass it
-    /// through): with `hfConfig` (a parsed Hugging Face `config.json`) and `layer`,
+    /// Loads a standalone attention layer from safetensors bytes and the load options of the
+    /// TypeScript API as a structured value (`{config?, hfConfig?, layer?, strict?, prefix?}`;
+    /// the bindings pass the JS object through; `Value::Null` = no options): with `hfConfig` (a parsed Hugging Face `config.json`) and `layer`,
     /// [`GqaAttention::from_hf_safetensors`]; else [`GqaAttention::from_safetensors`] with
     /// `config` as attention options (or model options, whose attention options are taken).
     ///
     /// # Errors
     /// [`Error::InvalidOption`] for a bad options object (naming the field: `layer` missing with
     /// `hfConfig`, `config` with `hfConfig`, ...), then the errors of the loader used.
-    pub fn load_json(bytes: &[u8], options_json: &str) -> Result<Self> {
-        let json = if options_json.trim().is_empty() { "{}" } else { options_json };
-        let o: AttentionLoadJson = crate::config::parse_json(json, "loadOptions", "", "one of config, hfConfig, layer, strict, prefix")?;
+    pub fn load_value(bytes: &[u8], options: serde_json::Value) -> Result<Self> {
+        let o: AttentionLoadJson = crate::config::parse_value(options, "loadOptions", "", "one of config, hfConfig, layer, strict, prefix")?;
         if let Some(hf) = &o.hf_config {
             if o.config.is_some() {
                 return Err(Error::option("config", "no config with hfConfig (the layer's options come from hfConfig)", "both given"));
@@ -419,12 +427,11 @@ impl GqaAttention {
         let cfg = match &o.config {
             None => None,
             Some(c) => {
-                let s = c.to_string();
                 // Attention options, or the options of a whole model (its attention's).
-                match AttentionConfig::from_json(&s) {
+                match AttentionConfig::from_value(c.clone()) {
                     Ok(a) => Some(a),
                     Err(e) => match c.get("embedDim") {
-                        Some(_) => Some(AttentionConfig::from_model(&GqaConfig::from_json(&s)?)),
+                        Some(_) => Some(AttentionConfig::from_model(&GqaConfig::from_value(c.clone())?)),
                         None => return Err(e),
                     },
                 }

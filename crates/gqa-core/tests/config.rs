@@ -114,3 +114,41 @@ fn options_with_long_decimals_survive_their_json_round_trip() {
     let back = gqa_core::train::FitOptions::from_json(&serde_json::to_string(&opts).unwrap()).unwrap();
     assert_eq!(back, opts);
 }
+
+/// Options as the bindings pass them (a `serde_json::Value` converted from a JS object) read as
+/// their JSON text does: the same config or the same error, naming the same option.
+#[test]
+fn options_as_values_read_as_their_json_text() {
+    let cases = [
+        r#"{"embedDim":5,"rope":true,"outputMode":"mean_pool","seed":42}"#,
+        r#"{"embedDim":4,"hiddenSize":28,"numHeads":7,"numKvHeads":2}"#,
+        r#"{"embedDim":4,"numHeads":"four"}"#,
+        r#"{"embedDim":4,"numHeadz":4}"#,
+        r#"{"embedDim":4,"ropeScaling":{"type":"linear"}}"#,
+        r#"{"embedDim":4,"ropeScaling":{"type":"sideways","factor":2}}"#,
+        r#"{"hiddenSize":8}"#,
+        r#"[1, 2]"#,
+    ];
+    for text in cases {
+        let from_text = GqaConfig::from_json(text).map_err(|e| e.to_string());
+        let from_value = GqaConfig::from_value(serde_json::from_str(text).unwrap()).map_err(|e| e.to_string());
+        assert_eq!(from_value, from_text, "{text}");
+    }
+    // No options at all: the required embedDim is named; fit options take every default.
+    let e = GqaConfig::from_value(serde_json::Value::Null).unwrap_err();
+    assert!(matches!(&e, Error::InvalidOption { option, .. } if option == "embedDim"), "{e}");
+    assert_eq!(gqa_core::train::FitOptions::from_value(serde_json::Value::Null).unwrap(), gqa_core::train::FitOptions::from_json("{}").unwrap());
+}
+
+/// JavaScript has one number type and napi-rs hands integers beyond u32::MAX over as floats: a
+/// float with no fractional part is read as the integer it equals; any other float is refused for
+/// an integer option, naming it.
+#[test]
+fn integral_floats_read_as_integers() {
+    let cfg = GqaConfig::from_value(serde_json::json!({"embedDim": 4.0, "seed": 5e9, "dropout": 0})).unwrap();
+    assert_eq!((cfg.embed_dim, cfg.seed, cfg.dropout), (4, 5_000_000_000, 0.0));
+    let e = GqaConfig::from_value(serde_json::json!({"embedDim": 4.5})).unwrap_err();
+    assert!(matches!(&e, Error::InvalidOption { option, found, .. } if option == "embedDim" && found.contains("4.5")), "{e}");
+    let e = GqaConfig::from_value(serde_json::json!({"embedDim": -2.0})).unwrap_err();
+    assert!(matches!(&e, Error::InvalidOption { option, found, .. } if option == "embedDim" && found.contains("-2")), "{e}");
+}

@@ -65,20 +65,17 @@ fn inv_freq_and_attention_factor_match_transformers() {
     }
 }
 
-const MODULES: [&str; 8] = [
-    "llama_default",
-    "llama_bias_linear",
-    "llama_dynamic_long",
-    "llama_dynamic_short",
-    "llama_yarn_v5",
-    "llama_llama3_headdim",
-    "qwen2_bias_yarn",
-    "qwen2_bias_default",
-];
+/// The module fixtures, by name: the list `scripts/gen_rope_fixtures.py` writes beside the
+/// frequency cases (the TypeScript suite reads the same list).
+fn modules() -> Vec<String> {
+    let names: Vec<String> = read_json("inv_freq.json")["modules"].as_array().expect("inv_freq.json lists its modules").iter().map(|n| n.as_str().unwrap().to_string()).collect();
+    assert!(names.len() >= 8, "inv_freq.json lists {} modules", names.len());
+    names
+}
 
 #[test]
 fn hf_attention_layers_match_transformers_modules() {
-    for name in MODULES {
+    for name in modules() {
         let meta = read_json(&format!("{name}.json"));
         let bytes = std::fs::read(dir().join(format!("{name}.safetensors"))).unwrap();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -87,7 +84,7 @@ fn hf_attention_layers_match_transformers_modules() {
         let (hf_inv, _) = tensor(&st, "test.inv_freq");
         let (hf_af, _) = tensor(&st, "test.attention_scaling");
         let opts = json!({"hfConfig": meta["hfConfig"], "layer": meta["layer"]});
-        let layer = GqaAttention::load_json(&bytes, &opts.to_string()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let layer = GqaAttention::load_value(&bytes, opts).unwrap_or_else(|e| panic!("{name}: {e}"));
         let cfg = layer.config();
         let hf = &meta["hfConfig"];
         assert_eq!(cfg.head_dim(), hf["head_dim"].as_u64().map_or(32 / 4, |d| d as usize), "{name}");

@@ -28,6 +28,20 @@ pub mod wasm_gemm;
 /// 0 = follow the environment, 1 = reference forced, 2 = fused forced.
 static FORCE: AtomicU8 = AtomicU8::new(0);
 
+/// The SIMD paths that run on this CPU, as the bindings' `simdInfo()` return them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SimdInfo {
+    /// gqa's own kernels: [`cpu::simd_name`] (`avx512f`, `avx2+fma`, `simd128`, `portable`...).
+    pub kernels: &'static str,
+    /// The GEMM micro-kernel family: [`gemm::gemm_path`] (`avx512f`, `relaxed-simd`...).
+    pub gemm: &'static str,
+}
+
+/// [`SimdInfo`] of this CPU (and build).
+pub fn simd_info() -> SimdInfo {
+    SimdInfo { kernels: cpu::simd_name(), gemm: gemm::gemm_path() }
+}
+
 /// Forces the reference (`true`) or fused (`false`) inference kernels for the whole process,
 /// overriding `GQA_REFERENCE_KERNELS`.
 pub fn set_reference_kernels(on: bool) {

@@ -90,8 +90,16 @@ impl OnnxOptions {
     /// # Errors
     /// [`Error::InvalidOption`] naming `onnxOptions` or the unknown field.
     pub fn from_json(json: &str) -> Result<Self> {
-        let json = if json.trim().is_empty() { "{}" } else { json };
-        crate::config::parse_json(json, "onnxOptions", "onnxOptions.", "an ONNX export option (none are defined: pass {})")
+        Self::from_value(crate::config::json_text(json, "onnxOptions")?)
+    }
+
+    /// [`OnnxOptions::from_json`] of options given as a structured value (`Value::Null` or `{}`
+    /// = the defaults).
+    ///
+    /// # Errors
+    /// As [`OnnxOptions::from_json`].
+    pub fn from_value(value: serde_json::Value) -> Result<Self> {
+        crate::config::parse_value(value, "onnxOptions", "onnxOptions.", "an ONNX export option (none are defined: pass {})")
     }
 }
 

@@ -27,7 +27,7 @@ pub enum HeadConfig {
         /// Number of classes `C` (>= 2).
         num_classes: usize,
         /// Optional per-class loss weights `[C]` (PyTorch `cross_entropy(weight=...)` semantics).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "crate::config::ser_f32s_decimal")]
         class_weights: Option<Vec<f32>>,
     },
     /// `y = out W^T + b : [B, outDim]`, MSE or Huber.
@@ -54,8 +54,16 @@ impl HeadConfig {
     /// # Errors
     /// [`Error::InvalidOption`] naming `head` or the bad field.
     pub fn from_json(json: &str) -> Result<Self> {
-        let cfg: HeadConfig = crate::config::parse_json(
-            json,
+        Self::from_value(crate::config::json_text(json, "head")?)
+    }
+
+    /// [`HeadConfig::from_json`] of a head given as a structured value (what the bindings pass).
+    ///
+    /// # Errors
+    /// As [`HeadConfig::from_json`].
+    pub fn from_value(value: serde_json::Value) -> Result<Self> {
+        let cfg: HeadConfig = crate::config::parse_value(
+            value,
             "head",
             "head.",
             "a head field: {type: \"classification\", numClasses, classWeights?} or {type: \"regression\", outDim, loss?, huberDelta?}",

@@ -192,8 +192,17 @@ impl FitOptions {
     /// # Errors
     /// [`Error::InvalidOption`] naming the option for unknown names, wrong types or bad values.
     pub fn from_json(json: &str) -> Result<Self> {
-        let o: FitOptions = crate::config::parse_json(
-            json,
+        Self::from_value(crate::config::json_text(json, "fit options")?)
+    }
+
+    /// [`FitOptions::from_json`] of options given as a structured value (what the bindings pass;
+    /// `Value::Null` = every default).
+    ///
+    /// # Errors
+    /// As [`FitOptions::from_json`].
+    pub fn from_value(value: serde_json::Value) -> Result<Self> {
+        let o: FitOptions = crate::config::parse_value(
+            value,
             "fit options",
             "",
             "a known fit option (epochs, batchSize, lr, minLr, weightDecay, beta1, beta2, eps, warmupRatio, clipNorm, seed, shuffle, labelSmoothing)",
