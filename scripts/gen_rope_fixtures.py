@@ -163,7 +163,8 @@ def main():
     assert abs(by["yarn_mscale"]["attentionFactor"] - (0.1 * math.log(40) + 1) / (0.1 * 0.707 * math.log(40) + 1)) < 1e-12
     assert by["yarn_attention_factor"]["attentionFactor"] == 1.3
     assert abs(by["yarn_mscale_only"]["attentionFactor"] - (0.1 * math.log(16) + 1)) < 1e-12
-    meta = {"transformers": transformers.__version__, "torch": torch.__version__, "cases": cases}
+    # "modules": the module fixtures below, by name (the Rust and TypeScript tests read this list).
+    meta = {"transformers": transformers.__version__, "torch": torch.__version__, "modules": [c[0] for c in module_cases()], "cases": cases}
     with open(os.path.join(OUT, "inv_freq.json"), "w") as f:
         json.dump(meta, f, indent=1)
 

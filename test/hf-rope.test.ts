@@ -27,17 +27,10 @@ interface InvFreqCase {
   attentionFactor: number;
 }
 
-const CASES = (JSON.parse(readFileSync(join(DIR, "inv_freq.json"), "utf8")) as { cases: InvFreqCase[] }).cases;
-const MODULES = [
-  "llama_default",
-  "llama_bias_linear",
-  "llama_dynamic_long",
-  "llama_dynamic_short",
-  "llama_yarn_v5",
-  "llama_llama3_headdim",
-  "qwen2_bias_yarn",
-  "qwen2_bias_default",
-];
+/** The generator's output: frequency cases and the names of the module fixtures (the Rust suite reads the same list). */
+const FIXTURES = JSON.parse(readFileSync(join(DIR, "inv_freq.json"), "utf8")) as { cases: InvFreqCase[]; modules: string[] };
+const CASES = FIXTURES.cases;
+const MODULES = FIXTURES.modules;
 
 function maxRel(a: ArrayLike<number>, b: ArrayLike<number>): number {
   expect(a.length).toBe(b.length);
@@ -66,6 +59,10 @@ describe(`Hugging Face rotary scaling (${BACKEND})`, () => {
       const m = GQA.ropeFrequencies({ embedDim: 3, ...opts } as GqaOptions, { seqLen: c.seqLen });
       expect(Array.from(m.invFreq)).toEqual(Array.from(r.invFreq));
     }
+  });
+
+  it("the fixtures list every module the generator writes", () => {
+    expect(MODULES.length).toBeGreaterThanOrEqual(8);
   });
 
   for (const name of MODULES) {
