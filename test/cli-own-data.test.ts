@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import { mulberry32 } from "./helpers/random.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const cli = join(root, "dist", "cli", "index.js");
@@ -35,11 +36,8 @@ function npy(shape: number[], values: ArrayLike<number>): Buffer {
   return out;
 }
 
-/** Seeded uniform [0, 1) (Park-Miller). */
-function rng(seed: number) {
-  let s = seed;
-  return () => (s = (s * 16807) % 2147483647) / 2147483647;
-}
+/** Seeded uniform [0, 1) (mulberry32, test/helpers/random.ts). */
+const rng = mulberry32;
 
 const T = 8, C = 2;
 /**

@@ -9,19 +9,14 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { GQA, type GqaOptions, type Model } from "gqa";
 import { setPanicSite } from "gqa/testing";
 import { BACKEND, expectCode } from "./helpers/expect.js";
+import { randomData } from "./helpers/random.js";
 
 const MiB = 1 << 20;
 const GiB = 1024 * MiB;
 
 /** Deterministic values in [-1, 1). */
 function values(n: number, seed = 1): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
+  return randomData(n, seed);
 }
 
 const WIDE: GqaOptions = { embedDim: 8, hiddenSize: 256, numHeads: 4, numKvHeads: 2, numLayers: 2, dropout: 0, seed: 3 };

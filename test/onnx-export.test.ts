@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GQA, type BuildOptions, type Model } from "gqa";
 import { expectCode } from "./helpers/expect.js";
 import { findPython, REPO_ROOT } from "./helpers/python.js";
+import { mulberry32 } from "./helpers/random.js";
 
 const TOL = 1e-5;
 
@@ -42,14 +43,7 @@ const CASES: Case[] = [
 
 /** Deterministic inputs in [-1, 1] (mulberry32), garbage (1e6, NaN) after each row's length. */
 function inputs(b: number, t: number, e: number, padded: boolean, seed: number): { x: Float32Array; lengths: number[] } {
-  let s = seed >>> 0;
-  const rand = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let z = s;
-    z = Math.imul(z ^ (z >>> 15), z | 1);
-    z ^= z + Math.imul(z ^ (z >>> 7), z | 61);
-    return ((z ^ (z >>> 14)) >>> 0) / 4294967296;
-  };
+  const rand = mulberry32(seed);
   const lengths = Array.from({ length: b }, (_, i) => (padded ? Math.max(1, t - ((i * 3 + 1) % t)) : t));
   if (padded && b > 1) lengths[0] = t;
   const x = new Float32Array(b * t * e);

@@ -11,6 +11,7 @@
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { GQA, GqaError, type GqaOptions, type Model, type OutputMode } from "gqa";
+import { randomData } from "./helpers/random.js";
 import { maxAbsDiff } from "./helpers/safetensors.js";
 import { BACKEND, OTHER } from "./helpers/expect.js";
 
@@ -21,13 +22,7 @@ const TOL = 1e-5;
 
 /** Deterministic values in [-scale, scale). */
 function values(n: number, seed: number, scale = 1): Float32Array {
-  const out = new Float32Array(n);
-  let s = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = (s / 2 ** 31 - 1) * scale;
-  }
-  return out;
+  return randomData(n, seed, scale);
 }
 
 /** Valid model options: GQA/MQA/MHA head maps, rotary none/RoPE/YaRN, every output mode. */

@@ -8,19 +8,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { GQA, GqaError, type BuildOptions, type Model, type StepReport } from "gqa";
 import { expectCode, BACKEND, OTHER } from "./helpers/expect.js";
+import { mulberry32 } from "./helpers/random.js";
 
 
-/** mulberry32: a small seeded generator, so the data is the same on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 (test/helpers/random.ts): the data is the same on every run. */
+const rng = mulberry32;
+
 
 /** Standard normal by Box-Muller. */
 function gauss(r: () => number): number {

@@ -13,6 +13,8 @@
  * The length of every case is kept. Normal variates: Box-Muller on a mulberry32 stream.
  */
 
+import { mulberry32 } from "./random.js";
+
 /** Augmentation settings (all optional; 0 or absent turns a transform off). */
 export interface AugmentOptions {
   /** Augmented copies per case, added after the originals (integer >= 0; 0 = no augmentation). */
@@ -25,17 +27,7 @@ export interface AugmentOptions {
   timeMask?: number;
 }
 
-/** A seeded generator of uniform `[0, 1)` numbers (mulberry32). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+
 
 /**
  * Returns the original cases followed by `copies` augmented copies of each (copy `k` of case `i`

@@ -2,6 +2,8 @@
  * Padding variable-length series into one batch tensor for `model.forward(data, [B, T, C], { lengths })`.
  */
 
+import { mulberry32 } from "./random.js";
+
 /** A padded batch: `data` is `[B, Tmax, C]` row-major float32, `lengths[b]` the valid steps of case `b`. */
 export interface PaddedBatch {
   /** `[B * Tmax * C]`, element `(b*Tmax + t)*C + c`; steps `t >= lengths[b]` hold `padValue`. */
@@ -55,14 +57,7 @@ export function batchIndices(n: number, batchSize: number, shuffleSeed?: number)
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be an integer >= 1, found ${batchSize}`);
   const idx = Array.from({ length: n }, (_, i) => i);
   if (shuffleSeed !== undefined) {
-    let a = shuffleSeed >>> 0;
-    const rand = () => {
-      a = (a + 0x6d2b79f5) >>> 0;
-      let t = a;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
+    const rand = mulberry32(shuffleSeed);
     for (let i = n - 1; i > 0; i--) {
       const j = Math.floor(rand() * (i + 1));
       [idx[i], idx[j]] = [idx[j]!, idx[i]!];
