@@ -1,52 +1,46 @@
-// Small inline-SVG line chart and canvas heatmaps (no chart library needed for this size).
+// The input-series line chart (drawn by the shared chart module, ts/chart.ts, which also draws
+// `gqa train`'s training curves) and canvas heatmaps of attention maps.
 
-const SVG = "http://www.w3.org/2000/svg";
-/** Categorical palette (Tableau 10). */
-export const PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
+import { linePanelSvg, PALETTE, svgDocument } from "../../ts/chart.js";
 
-function el<K extends keyof SVGElementTagNameMap>(name: K, attrs: Record<string, string | number>): SVGElementTagNameMap[K] {
-  const e = document.createElementNS(SVG, name);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
-  return e;
-}
+export { PALETTE };
 
 /**
  * Line chart of a multichannel series: `values` time-major `[T, C]` (`values[t*C + c]`), one line
- * per channel, shared y axis, x = time step.
+ * per channel, shared y axis, x = time step; an HTML legend below.
  */
 export function lineChart(values: Float32Array, steps: number, channels: number, names: string[]): HTMLElement {
-  const W = 560, H = 230, L = 40, R = 8, T = 8, B = 22;
+  const W = 560, H = 230;
   let lo = Infinity, hi = -Infinity;
   for (const v of values) {
     lo = Math.min(lo, v);
     hi = Math.max(hi, v);
   }
   if (!(hi > lo)) hi = lo + 1;
-  const x = (t: number) => L + ((W - L - R) * t) / Math.max(1, steps - 1);
-  const y = (v: number) => T + ((H - T - B) * (hi - v)) / (hi - lo);
-  const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img", "aria-label": "input series" });
-  for (const v of [lo, (lo + hi) / 2, hi]) {
-    svg.append(el("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: "#e3e5ee" }));
-    const t = el("text", { x: L - 4, y: y(v) + 4, "text-anchor": "end", "font-size": 10, fill: "#667" });
-    t.textContent = v.toFixed(1);
-    svg.append(t);
-  }
-  for (const s of [0, Math.floor((steps - 1) / 2), steps - 1]) {
-    const anchor = s === 0 ? "start" : s === steps - 1 ? "end" : "middle";
-    const t = el("text", { x: x(s), y: H - 6, "text-anchor": anchor, "font-size": 10, fill: "#667" });
-    t.textContent = `t=${s}`;
-    svg.append(t);
-  }
-  for (let c = 0; c < channels; c++) {
-    const pts: string[] = [];
-    for (let s = 0; s < steps; s++) pts.push(`${x(s).toFixed(1)},${y(values[s * channels + c]!).toFixed(1)}`);
-    svg.append(el("polyline", { points: pts.join(" "), fill: "none", stroke: PALETTE[c % PALETTE.length]!, "stroke-width": 1.3 }));
-  }
+  const series = Array.from({ length: channels }, (_, c) => ({
+    name: names[c] ?? `channel ${c}`,
+    color: PALETTE[c % PALETTE.length]!,
+    points: Array.from({ length: steps }, (_, t): [number, number] => [t, values[t * channels + c]!]),
+  }));
+  const body = linePanelSvg(series, {
+    width: W,
+    height: H,
+    margin: { left: 40, top: 8, right: 18, bottom: 22 },
+    xRange: [0, Math.max(0, steps - 1)],
+    yRange: [lo, hi],
+    xTicks: [...new Set([0, Math.floor((steps - 1) / 2), steps - 1])],
+    xTickLabel: (t) => `t=${t}`,
+    yTicks: [lo, (lo + hi) / 2, hi],
+    yTickLabel: (v) => v.toFixed(1),
+    strokeWidth: 1.3,
+  });
   const box = document.createElement("div");
+  const tpl = document.createElement("template");
+  tpl.innerHTML = svgDocument(W, H, "input series", body, { width: "100%", height: "auto", role: "img", "aria-label": "input series" });
   const legend = document.createElement("div");
   legend.className = "legend";
   legend.innerHTML = names.map((n, c) => `<span><i style="background:${PALETTE[c % PALETTE.length]}"></i>${n}</span>`).join("");
-  box.append(svg, legend);
+  box.append(tpl.content, legend);
   return box;
 }
 

@@ -116,6 +116,8 @@ try {
     layers: document.querySelectorAll("#attention .layer").length,
     groups: Array.from(document.querySelectorAll("#attention .group"), (g) => [Number(g.dataset.kvHead), g.querySelectorAll("canvas").length]),
     probsRows: document.querySelectorAll("#probs tr").length,
+    seriesLines: document.querySelectorAll("#series svg path").length,
+    seriesLegend: document.querySelectorAll("#series .legend span").length,
     predicted: document.getElementById("predicted")?.textContent,
   }));
   mkdirSync(ARTIFACTS, { recursive: true });
@@ -163,6 +165,7 @@ check(mErr <= TOL, `attention maps page(wasm) vs Node(native): max |diff| ${mErr
 const best = probs.indexOf(Math.max(...probs));
 check(layout.predicted === meta.classLabels[best] && last.predicted === meta.classLabels[best], `shown class ${layout.predicted} = argmax of native probabilities (${meta.classLabels[best]})`);
 check(layout.probsRows === meta.classLabels.length, `${layout.probsRows} probability rows`);
+check(layout.seriesLines === cfg.embedDim && layout.seriesLegend === cfg.embedDim, `input chart (ts/chart.ts): ${layout.seriesLines} lines and ${layout.seriesLegend} legend entries, one per channel`);
 const wantGroups = [];
 for (let l = 0; l < cfg.numLayers; l++) for (let g = 0; g < cfg.numKvHeads; g++) wantGroups.push([g, cfg.numHeads / cfg.numKvHeads]);
 check(layout.layers === cfg.numLayers && JSON.stringify(layout.groups) === JSON.stringify(wantGroups), `maps laid out as ${cfg.numLayers} layers x ${cfg.numKvHeads} KV heads x ${cfg.numHeads / cfg.numKvHeads} query heads`);
