@@ -2,6 +2,7 @@
  * Padding variable-length series into one batch tensor for `model.forward(data, [B, T, C], { lengths })`.
  */
 
+import type { TrainingData } from "../train.js";
 import { mulberry32 } from "./random.js";
 
 /** A padded batch: `data` is `[B, Tmax, C]` row-major float32, `lengths[b]` the valid steps of case `b`. */
@@ -66,4 +67,21 @@ export function batchIndices(n: number, batchSize: number, shuffleSeed?: number)
   const out: number[][] = [];
   for (let i = 0; i < n; i += batchSize) out.push(idx.slice(i, i + batchSize));
   return out;
+}
+
+/**
+ * Cases and their labels as the {@link TrainingData} that `model.fit` and `model.evaluate` take:
+ * `x` `[N, Tmax, C]` float32, zero-padded past each case's length ({@link padBatch}), `dims`,
+ * `lengths` and the labels as given.
+ *
+ * @param series cases, each `[T_i * C]` time-major (standardise them first: {@link standardize}).
+ * @param channels `C`.
+ * @param labels one per case: a class index (classification head) or the `K` targets of a
+ *   regression head.
+ * @throws {RangeError} as {@link padBatch}, or when `labels` does not hold one entry per case.
+ */
+export function trainingData(series: readonly Float32Array[], channels: number, labels: readonly number[] | readonly (readonly number[])[]): TrainingData & { dims: [number, number, number]; lengths: number[] } {
+  if (labels.length !== series.length) throw new RangeError(`labels has ${labels.length} entries for ${series.length} cases`);
+  const b = padBatch(series, channels);
+  return { x: b.data, dims: b.dims, lengths: b.lengths, labels: labels.map((l) => (Array.isArray(l) ? [...l] : l)) as number[] | number[][] };
 }
