@@ -74,6 +74,13 @@ describe(`options crossing into the core on backend=${BACKEND}`, () => {
   it("the core's errors still name nested fields and unknown options", async () => {
     const e1 = await expectCode(() => GQA.build({ ...SMALL, head: { type: "classification", numClases: 3 } } as unknown as BuildOptions), "INVALID_OPTION");
     expect(e1.option).toBe("head.numClases");
+    // Inside the tagged head and ropeScaling objects too (serde gives no path there).
+    const e4 = await expectCode(() => GQA.build({ ...SMALL, head: { type: "classification", numClasses: "3" } } as unknown as BuildOptions), "INVALID_OPTION");
+    expect([e4.option, e4.expected, e4.found]).toEqual(["head.numClasses", "usize", 'string "3"']);
+    const e5 = await expectCode(() => GQA.build({ ...SMALL, head: { type: "regression", outDim: 2, loss: "l1" } } as unknown as BuildOptions), "INVALID_OPTION");
+    expect(e5.option).toBe("head.loss");
+    const e6 = await expectCode(() => GQA.build({ ...SMALL, rope: true, ropeScaling: { type: "linear", factor: "2" } } as unknown as BuildOptions), "INVALID_OPTION");
+    expect(e6.option).toBe("ropeScaling.factor");
     const e2 = await expectCode(() => GQA.build({ ...SMALL, numKVHeads: 1 } as unknown as BuildOptions), "INVALID_OPTION");
     expect(e2.option).toBe("numKVHeads");
     const e3 = await expectCode(() => GQA.build({ ...SMALL, ropeScaling: { type: "sideways", factor: 2 } } as unknown as BuildOptions), "INVALID_OPTION");

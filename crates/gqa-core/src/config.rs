@@ -458,7 +458,42 @@ pub(crate) fn json_text(json: &str, what: &str) -> Result<serde_json::Value> {
 pub(crate) fn parse_value<T: serde::de::DeserializeOwned>(value: serde_json::Value, what: &str, prefix: &str, known: &str) -> Result<T> {
     let mut value = if value.is_null() { serde_json::Value::Object(serde_json::Map::new()) } else { value };
     integral_numbers(&mut value);
-    serde_path_to_error::deserialize(value).map_err(|e| json_option_error(&e, what, prefix, known))
+    // Options are small; the copy lets an error inside a tagged enum name its field.
+    let kept = value.clone();
+    serde_path_to_error::deserialize(value).map_err(|e| json_option_error(&e, &kept, what, prefix, known))
+}
+
+/// The field of an internally tagged enum (`head`, `ropeScaling`: objects with a `type` key) that a
+/// serde error is about. serde reads such an enum from a buffer, so the error's path stops at the
+/// enum; the field is found as the one whose value is the one the message quotes (`string "3"`,
+/// `` integer `2` ``, `` unknown variant `l1` ``), when exactly one matches.
+fn tagged_enum_field(value: &serde_json::Value, path: &str, msg: &str) -> Option<String> {
+    use serde_json::Value;
+    let mut at = value;
+    for seg in path.split('.').filter(|s| !s.is_empty()) {
+        at = at.get(seg)?;
+    }
+    let obj = at.as_object()?;
+    if !obj.contains_key("type") {
+        return None;
+    }
+    let quoted = |s: &str| msg.contains(&format!("{s:?}")) || msg.contains(&format!("`{s}`"));
+    let hits: Vec<&String> = obj
+        .iter()
+        .filter(|(_, x)| match x {
+            Value::String(s) => quoted(s),
+            Value::Number(n) => quoted(&n.to_string()),
+            Value::Bool(b) => quoted(&b.to_string()),
+            Value::Null => msg.contains("null") || msg.contains("unit value"),
+            Value::Array(_) => msg.contains("sequence"),
+            Value::Object(_) => msg.contains("map"),
+        })
+        .map(|(k, _)| k)
+        .collect();
+    match hits.as_slice() {
+        [k] => Some(if path == "." || path.is_empty() { (*k).clone() } else { format!("{path}.{k}") }),
+        _ => None,
+    }
 }
 
 /// Rewrites every float with no fractional part inside the `u64` / `i64` range as an integer
@@ -486,7 +521,7 @@ fn integral_numbers(value: &mut serde_json::Value) {
 }
 
 /// Maps a serde error on an options JSON to [`Error::InvalidOption`], naming the field.
-fn json_option_error(e: &serde_path_to_error::Error<serde_json::Error>, what: &str, prefix: &str, known: &str) -> Error {
+fn json_option_error(e: &serde_path_to_error::Error<serde_json::Error>, value: &serde_json::Value, what: &str, prefix: &str, known: &str) -> Error {
     let path = e.path().to_string();
     let msg = e.inner().to_string();
     // Messages look like "unknown field `foo`, expected one of ...", "missing field `embedDim`"
@@ -509,21 +544,31 @@ fn json_option_error(e: &serde_path_to_error::Error<serde_json::Error>, what: &s
             format!("{path}.{q}")
         }
     };
+    // "invalid type: string \"3\", expected usize" -> (expected, found).
+    let split = || match msg.split_once(", expected ") {
+        Some((found, expected)) => (expected.to_string(), found.trim_start_matches("invalid type: ").trim_start_matches("invalid value: ").to_string()),
+        None => ("a valid value".to_string(), msg.clone()),
+    };
     if msg.starts_with("missing field") {
         Error::option(&name(quoted("missing field `").map(nested).unwrap_or(path)), "a value (this option is required)", "nothing")
     } else if msg.starts_with("unknown field") {
         Error::option(&name(quoted("unknown field `").map(nested).unwrap_or(path)), known, "an unknown option")
+    } else if let Some(field) = tagged_enum_field(value, &path, &msg) {
+        // Inside `head` or `ropeScaling`, including an unknown `type` or `loss`.
+        let (expected, found) = if msg.starts_with("unknown variant") {
+            let (found, expected) = msg.split_once(", expected ").unwrap_or((&msg, "a known value"));
+            (expected.to_string(), found.to_string())
+        } else {
+            split()
+        };
+        Error::option(&name(field), expected, found)
     } else if msg.starts_with("unknown variant") {
         let (found, expected) = msg.split_once(", expected ").unwrap_or((&msg, "a known value"));
-        let field = if path.ends_with("ropeScaling") { format!("{path}.type") } else { path.clone() };
-        Error::option(&name(field), expected.to_string(), found.to_string())
+        Error::option(&if path == "." { what.to_string() } else { name(path.clone()) }, expected.to_string(), found.to_string())
     } else if path == "." {
         Error::option(what, format!("a JSON object of {what}"), msg)
     } else {
-        let (expected, found) = match msg.split_once(", expected ") {
-            Some((found, expected)) => (expected.to_string(), found.trim_start_matches("invalid type: ").trim_start_matches("invalid value: ").to_string()),
-            None => ("a valid value".to_string(), msg.clone()),
-        };
+        let (expected, found) = split();
         Error::option(&name(path), expected, found)
     }
 }

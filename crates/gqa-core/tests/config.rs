@@ -152,3 +152,27 @@ fn integral_floats_read_as_integers() {
     let e = GqaConfig::from_value(serde_json::json!({"embedDim": -2.0})).unwrap_err();
     assert!(matches!(&e, Error::InvalidOption { option, found, .. } if option == "embedDim" && found.contains("-2")), "{e}");
 }
+
+/// serde reads an internally tagged enum (`head`, `ropeScaling`) from a buffer, so its errors
+/// carry no field path; the field is still named (and a bad `loss` once came out as `head..`).
+#[test]
+fn errors_inside_tagged_enums_name_the_field() {
+    use gqa_core::train::HeadConfig;
+    let option = |r: gqa_core::Result<()>| match r {
+        Err(Error::InvalidOption { option, expected, found }) => (option, expected, found),
+        other => panic!("expected InvalidOption, got {other:?}"),
+    };
+    let head = |j: &str| option(HeadConfig::from_json(j).map(|_| ()));
+    let (o, e, f) = head(r#"{"type":"classification","numClasses":"3"}"#);
+    assert_eq!((o.as_str(), e.as_str(), f.as_str()), ("head.numClasses", "usize", "string \"3\""));
+    let (o, e, f) = head(r#"{"type":"regression","outDim":2,"loss":"l1"}"#);
+    assert_eq!(o, "head.loss");
+    assert!(e.contains("mse") && f.contains("l1"), "{e} / {f}");
+    assert_eq!(head(r#"{"type":"sideways","numClasses":3}"#).0, "head.type");
+    assert_eq!(head(r#"{"type":"regression","outDim":2,"huberDelta":true}"#).0, "head.huberDelta");
+    assert_eq!(head("5").0, "head");
+    let cfg = |j: &str| option(GqaConfig::from_json(j).map(|_| ()));
+    assert_eq!(cfg(r#"{"embedDim":4,"ropeScaling":{"type":"linear","factor":"2"}}"#).0, "ropeScaling.factor");
+    assert_eq!(cfg(r#"{"embedDim":4,"ropeScaling":{"type":"sideways","factor":2}}"#).0, "ropeScaling.type");
+    assert_eq!(cfg(r#"{"embedDim":4,"outputMode":"first"}"#).0, "outputMode");
+}
