@@ -20,8 +20,11 @@ import {
   readNpy,
   readSeriesInput,
   readUea,
+  readLabelled,
   resolveDataset,
+  sortClassNames,
   standardize,
+  trainingData,
 } from "../ts/data/index.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -343,5 +346,23 @@ describe(".npy input", () => {
     writeFileSync(p3, npyBytes("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", f32([1, 2, 3])));
     await expectFormatError(() => readSeriesInput(p3), undefined, /expected shape \[T, C\] or \[B, T, C\], found \(3\)/);
     await expect(readNpy(join(tmp, "none.npy"))).rejects.toThrow(DataNotFoundError);
+  });
+});
+
+describe("labelled files into training data (gqa/data)", () => {
+  it("readLabelled + sortClassNames + trainingData give padded cases and class indices; task is required", async () => {
+    const f = join(tmp, "labelled.csv");
+    writeFileSync(f, "id,label,x,y\na,10,1,2\na,10,3,4\nb,9,5,6\nc,10,7,8\nc,10,9,10\nc,10,11,12\n");
+    const d = await readLabelled(f, { task: "classification" });
+    expect(d.classNames).toEqual(["10", "9", "10"]);
+    const classLabels = sortClassNames(d.classNames!);
+    expect(classLabels).toEqual(["9", "10"]); // numeric names sort as numbers
+    const t = trainingData(d.series, d.channels, d.classNames!.map((n) => classLabels.indexOf(n)));
+    expect(t.dims).toEqual([3, 3, 2]);
+    expect(t.lengths).toEqual([2, 1, 3]);
+    expect(t.labels).toEqual([1, 0, 1]);
+    expect(Array.from(t.x)).toEqual([1, 2, 3, 4, 0, 0, 5, 6, 0, 0, 0, 0, 7, 8, 9, 10, 11, 12]);
+    await expect(readLabelled(f, {} as never)).rejects.toThrow(/labelled\.csv: options\.task must be "classification" or "regression", found nothing/);
+    expect(() => trainingData(d.series, d.channels, [0, 1])).toThrow(RangeError);
   });
 });

@@ -9,7 +9,7 @@ export { DataFormatError, DataNotFoundError } from "./errors.js";
 export { parseUea, readUea, type UeaDataset } from "./uea.js";
 export { channelStats, standardize, MIN_STD, type ChannelStats } from "./standardize.js";
 export { padBatch, batchIndices, trainingData, type PaddedBatch } from "./batch.js";
-export { readLabelled, readLabelsFile, type LabelledReadOptions, type RawLabelled, type Task } from "./labelled.js";
+export { readLabelled, readLabelsFile, sortClassNames, type LabelledReadOptions, type RawLabelled, type Task } from "./labelled.js";
 export { resolveDataset, loadDataset, packageRoot, SHIPPED_DATASETS, type DatasetFiles, type LoadedDataset } from "./datasets.js";
 export { parseCsv, readCsv, type CsvSeries } from "./csv.js";
 export { parseNpy, readNpy, encodeNpy, type NpyArray, type NpyWritable } from "./npy.js";

@@ -70,6 +70,7 @@ const extOf = (path: string) => /\.([^./\\]+)$/.exec(path)?.[1]?.toLowerCase() ?
  *   an unknown extension, `.npy` data without `labels`, or regression on a `.ts` file.
  */
 export async function readLabelled(path: string, opts: LabelledReadOptions): Promise<RawLabelled> {
+  checkTask(path, opts);
   const ext = extOf(path);
   if (ext === "csv" || ext === "txt") {
     return parseLabelledCsv((await readFileOrThrow(path)).toString("utf8"), path, opts);
@@ -173,6 +174,7 @@ function splitCsv(line: string, sep: string): string[] {
  *   case, a case id that appears again after another case, a non-numeric regression target.
  */
 export function parseLabelledCsv(text: string, file: string, opts: LabelledReadOptions): RawLabelled {
+  checkTask(file, opts);
   const labelCols = opts.labelColumns?.length ? opts.labelColumns : ["label"];
   const idName = opts.idColumn ?? "id";
   if (opts.task === "classification" && labelCols.length !== 1) {
@@ -258,7 +260,20 @@ export function parseLabelledCsv(text: string, file: string, opts: LabelledReadO
   };
 }
 
-/** Orders class names: numerically when every name is a number, else by string. */
+/**
+ * Refuses a missing or unknown `task` (from plain JavaScript): without it a label column would be
+ * read as regression targets and a class name reported as "not a finite number".
+ *
+ * @throws {RangeError} naming the file and the value found.
+ */
+function checkTask(file: string, opts: LabelledReadOptions | undefined): void {
+  const task = (opts as { task?: unknown } | undefined)?.task;
+  if (task !== "classification" && task !== "regression") {
+    throw new RangeError(`${file}: options.task must be "classification" or "regression", found ${task === undefined ? "nothing" : JSON.stringify(task)}`);
+  }
+}
+
+/** Orders class names: numerically when every name is a number, else by string (the CLI's class order). */
 export function sortClassNames(names: Iterable<string>): string[] {
   const u = [...new Set(names)];
   const numeric = u.every((s) => s.trim() !== "" && Number.isFinite(Number(s)));
