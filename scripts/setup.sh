@@ -86,16 +86,32 @@ if [ "${GQA_SKIP_PYTHON:-0}" = 1 ]; then
   log "Python environment skipped (GQA_SKIP_PYTHON=1)"
 else
   py_sum="$(cat scripts/requirements-python.txt $(ls python/pyproject.toml 2>/dev/null) | sha256sum | cut -d' ' -f1)"
+  # torch's Linux wheel comes with its CUDA libraries: the environment takes ~5.4 GB, and pip holds
+  # the downloaded wheels (~3.5 GB) beside it until the install ends. Where the disk has less than
+  # GQA_PYTHON_MIN_FREE_GB (default 10) free, the environment is skipped, not left half installed
+  # (ENOSPC), and the tests that need it report themselves skipped with that reason.
+  free_gb=$(( $(df -Pk "$ROOT" | awk 'NR == 2 { print $4 }') / 1048576 ))
+  rm -f "$STAMPS/python-skipped"
   if [ -x .venv/bin/python ] && [ "$(cat .venv/.gqa-stamp 2>/dev/null)" = "$py_sum" ]; then
     log "Python environment (.venv) up to date"
+  elif [ "$free_gb" -lt "${GQA_PYTHON_MIN_FREE_GB:-10}" ]; then
+    why="only ${free_gb} GB free on $(df -P "$ROOT" | awk 'NR == 2 { print $6 }'); torch with its CUDA libraries needs ~9 GB while installing (GQA_PYTHON_MIN_FREE_GB=${GQA_PYTHON_MIN_FREE_GB:-10})"
+    log "WARNING: Python environment skipped: $why; the PyTorch and ONNX-checker tests will report skipped"
+    rm -rf .venv
+    echo "$why" > "$STAMPS/python-skipped"
   else
-    log "Python environment: python3 -m venv .venv; pip install -r scripts/requirements-python.txt"
+    log "Python environment (${free_gb} GB free): python3 -m venv .venv; pip install -r scripts/requirements-python.txt"
     python3 -m venv .venv
-    .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -r scripts/requirements-python.txt
+    # --no-cache-dir: the wheels (torch with its CUDA libraries, ~3.5 GB) are not kept a second
+    # time in ~/.cache/pip. TMPDIR on this disk: pip unpacks there, and /tmp may be a small tmpfs.
+    mkdir -p target/pip-tmp
+    pip_install() { TMPDIR="$ROOT/target/pip-tmp" .venv/bin/python -m pip install -q --no-cache-dir "$@"; }
+    pip_install --upgrade pip
+    pip_install -r scripts/requirements-python.txt
     if [ -f python/pyproject.toml ]; then
-      .venv/bin/python -m pip install -q --no-deps -e python/
+      pip_install --no-deps -e python/
     fi
+    rm -rf target/pip-tmp
     echo "$py_sum" > .venv/.gqa-stamp
   fi
 fi

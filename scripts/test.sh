@@ -64,7 +64,7 @@ if [ -x .venv/bin/python ]; then
   log "PyTorch twin (python/tests) vs fixtures/"
   OMP_NUM_THREADS=1 .venv/bin/python -m unittest discover -s python/tests
 else
-  log "PyTorch twin: skipped (no .venv; GQA_SKIP_PYTHON=1 at setup)"
+  log "PyTorch twin: skipped (no .venv: $(cat target/stamps/python-skipped 2>/dev/null || echo "GQA_SKIP_PYTHON=1 at setup"))"
 fi
 
 log "all tests passed in $((SECONDS - START)) s"
