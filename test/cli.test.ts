@@ -103,6 +103,48 @@ describe("gqa info", () => {
     expect(j.paramCount.exact).toBe(j.paramCount.table);
   });
 
+  it("--model reads the configuration, head and member count of a saved file; flags override it", async () => {
+    const opts = { embedDim: 5, hiddenSize: 24, numHeads: 6, numKvHeads: 2, numLayers: 2, headDim: 8, rope: true, ropeTheta: 500, seed: 7 };
+    const m = await GQA.build({ ...opts, head: { type: "classification", numClasses: 3 } });
+    const file = join(tmp, "info-model.safetensors");
+    writeFileSync(file, await m.save());
+    m.dispose();
+    const r = gqa("info", "--model", file, "--json");
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.file).toEqual({ path: file, members: 1, head: { type: "classification", numClasses: 3 } });
+    expect(j.config).toMatchObject({ embedDim: 5, hiddenSize: 24, numHeads: 6, numKvHeads: 2, numLayers: 2, headDim: 8, rotary: "rope, theta 500", seed: 7 });
+    expect(j.paramCount.exact).toBe(GQA.paramCount(opts, { exact: true }));
+    // A flag given as well overrides the file's value; the rest still comes from the file.
+    const o = JSON.parse(gqa("info", "--model", file, "--num-layers", "3", "--json").stdout);
+    expect(o.config).toMatchObject({ embedDim: 5, numLayers: 3, headDim: 8 });
+    expect(o.paramCount.exact).toBe(GQA.paramCount({ ...opts, numLayers: 3 }, { exact: true }));
+    // Text: the file line, then the summary of its architecture.
+    const t = gqa("info", "--model", file);
+    expect(t.stdout).toContain(`model file: ${file} (one model; classification head, 3 classes)`);
+    expect(t.stdout).toContain("embed_dim 5, hidden_size 24, num_heads 6, num_kv_heads 2 (group 3), head_dim 8, num_layers 2");
+    // An ensemble file: member 0's options and the member count.
+    const { packEnsemble } = await import("../ts/model-file.js");
+    const a = await GQA.build({ ...opts, seed: 1 });
+    const b = await GQA.build({ ...opts, seed: 2 });
+    const ens = join(tmp, "info-ensemble.safetensors");
+    writeFileSync(ens, packEnsemble([await a.save(), await b.save()]));
+    a.dispose();
+    b.dispose();
+    const e = JSON.parse(gqa("info", "--model", ens, "--json").stdout);
+    expect(e.file).toMatchObject({ members: 2, head: null });
+    expect(e.config.seed).toBe(1);
+    // Files that are not gqa models: exit 2 naming the file and what is missing.
+    const junk = join(tmp, "info-junk.safetensors");
+    writeFileSync(junk, "not a model");
+    const bad = gqa("info", "--model", junk);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/info-junk\.safetensors: not a safetensors file/);
+    const absent = gqa("info", "--model", join(tmp, "absent.safetensors"));
+    expect(absent.code).toBe(2);
+    expect(absent.stderr).toContain("absent.safetensors: no such file");
+  });
+
   it("bad options exit with code 2 and name the option", () => {
     const a = gqa("info", "--embed-dim", "12", "--hidden-size", "100", "--num-heads", "8");
     expect(a.code).toBe(2);
