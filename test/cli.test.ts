@@ -140,6 +140,11 @@ describe("gqa info", () => {
     const bad = gqa("info", "--model", junk);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/info-junk\.safetensors: not a safetensors file/);
+    const badCount = join(tmp, "info-bad-count.safetensors");
+    writeFileSync(badCount, setMetadata(new Uint8Array(readFileSync(file)), "gqa_ensemble", "x"));
+    const bc = gqa("info", "--model", badCount);
+    expect(bc.code).toBe(2);
+    expect(bc.stderr).toContain("info-bad-count.safetensors: 'gqa_ensemble' metadata must be a member count in 1..1000, found 'x'");
     const absent = gqa("info", "--model", join(tmp, "absent.safetensors"));
     expect(absent.code).toBe(2);
     expect(absent.stderr).toContain("absent.safetensors: no such file");

@@ -93,15 +93,9 @@ export function withCliMetadata(bytes: Uint8Array, meta: CliMetadata): Uint8Arra
  *   `gqa train`), or the entry is malformed.
  */
 export function readCliMetadata(bytes: Uint8Array, file: string): CliMetadata {
-  const raw = readMetadata(bytes, file)[CLI_METADATA_KEY];
-  if (raw === undefined) {
+  const m = jsonMetadata(readMetadata(bytes, file), CLI_METADATA_KEY, file) as CliMetadata | undefined;
+  if (m === undefined) {
     throw new DataFormatError(file, undefined, `no '${CLI_METADATA_KEY}' metadata: this model was not written by \`gqa train\` (class labels and input standardisation unknown)`);
-  }
-  let m: CliMetadata;
-  try {
-    m = JSON.parse(raw) as CliMetadata;
-  } catch {
-    throw new DataFormatError(file, undefined, `'${CLI_METADATA_KEY}' metadata is not JSON`);
   }
   const ok =
     m &&
@@ -121,11 +115,58 @@ export function readCliMetadata(bytes: Uint8Array, file: string): CliMetadata {
   return m;
 }
 
+/** Metadata entry `key` parsed as JSON (undefined when absent). @throws {DataFormatError} when it is not JSON. */
+function jsonMetadata(meta: Record<string, string>, key: string, file: string): unknown {
+  const raw = meta[key];
+  if (raw === undefined) return undefined;
+  try {
+    return JSON.parse(raw);
+  } catch {
+    throw new DataFormatError(file, undefined, `'${key}' metadata is not JSON`);
+  }
+}
+
 /** The core's options metadata key (`gqa_core::weights::CONFIG_METADATA_KEY`). */
 const CONFIG_KEY = "gqa_config";
 
+/** The core's head metadata key. */
+const HEAD_KEY = "gqa_head";
+
 /** Metadata key of an ensemble file: the number of members, as a decimal string. */
 export const ENSEMBLE_METADATA_KEY = "gqa_ensemble";
+
+/** Members of an ensemble file (`gqa_ensemble`; 1 without it). @throws {DataFormatError} for a count outside 1..1000. */
+function ensembleSize(meta: Record<string, string>, file: string): number {
+  const raw = meta[ENSEMBLE_METADATA_KEY];
+  if (raw === undefined) return 1;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 1000) throw new DataFormatError(file, undefined, `'${ENSEMBLE_METADATA_KEY}' metadata must be a member count in 1..1000, found '${raw}'`);
+  return n;
+}
+
+/** What a saved model file says of itself, without reading its tensors (`gqa info --model`). */
+export interface ModelFileSummary {
+  /** The model options (`gqa_config`; member 0's in an ensemble file). */
+  options: Record<string, unknown>;
+  /** The head's options (`gqa_head`), or null for a model without a head. */
+  head: unknown;
+  /** Number of members (`gqa_ensemble`; 1 for a single model). */
+  members: number;
+}
+
+/**
+ * Reads the {@link ModelFileSummary} of a model file saved by `model.save` or `gqa train`.
+ * @throws {DataFormatError} for a file that is not safetensors, has no `gqa_config` object, or
+ *   has malformed metadata.
+ */
+export function readModelSummary(bytes: Uint8Array, file: string): ModelFileSummary {
+  const meta = readMetadata(bytes, file);
+  const options = jsonMetadata(meta, CONFIG_KEY, file);
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    throw new DataFormatError(file, undefined, `no '${CONFIG_KEY}' metadata object: not a model file saved by gqa (gqa train, model.save)`);
+  }
+  return { options: options as Record<string, unknown>, head: jsonMetadata(meta, HEAD_KEY, file) ?? null, members: ensembleSize(meta, file) };
+}
 
 interface TensorEntry {
   dtype: string;
@@ -190,10 +231,8 @@ export function packEnsemble(members: readonly Uint8Array[]): Uint8Array {
 export function unpackEnsemble(bytes: Uint8Array, file = "<model>"): Uint8Array[] {
   const { header, dataStart } = readHeader(bytes, file);
   const meta = (header["__metadata__"] as Record<string, string> | undefined) ?? {};
-  const raw = meta[ENSEMBLE_METADATA_KEY];
-  if (raw === undefined) return [bytes];
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1 || n > 1000) throw new DataFormatError(file, undefined, `'${ENSEMBLE_METADATA_KEY}' metadata must be a member count in 1..1000, found '${raw}'`);
+  if (meta[ENSEMBLE_METADATA_KEY] === undefined) return [bytes];
+  const n = ensembleSize(meta, file);
   const { [ENSEMBLE_METADATA_KEY]: _n, ...shared } = meta;
   const memberMeta = Object.fromEntries(Object.entries(shared).filter(([k]) => !k.startsWith("ensemble.")));
   const data = bytes.subarray(dataStart);

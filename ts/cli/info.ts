@@ -4,8 +4,8 @@
  */
 import type { Command } from "commander";
 import { GQA, type GqaOptions } from "../index.js";
-import { DataFormatError, readFileOrThrow } from "../data/errors.js";
-import { ENSEMBLE_METADATA_KEY, readMetadata } from "../model-file.js";
+import { readFileOrThrow } from "../data/errors.js";
+import { readModelSummary } from "../model-file.js";
 import { derived, exactParamCount, flopsPerToken, kvBytesPerToken, withCounts, type ResolvedArch } from "./arch.js";
 import { addBackendOption, addModelOptions, fmtBytes, fmtInt, intArg, modelOptions, startBackend, type ModelFlags } from "./common.js";
 
@@ -48,44 +48,13 @@ export function registerInfo(program: Command): void {
   });
 }
 
-/** What `--model` reads: the file's options, head and ensemble size. */
-interface ModelFileInfo {
-  path: string;
-  options: GqaOptions;
-  head: unknown;
-  members: number;
-}
-
-/**
- * The options saved in a model file (`gqa_config`; member 0's in an ensemble file), its head
- * (`gqa_head`, or null) and member count (`gqa_ensemble`, else 1).
- * @throws {DataNotFoundError} for a missing file; {DataFormatError} for a file that is not
- *   safetensors or has no (or malformed) `gqa_config`.
- */
-async function readModelFileInfo(path: string): Promise<ModelFileInfo> {
-  const meta = readMetadata(new Uint8Array(await readFileOrThrow(path)), path);
-  const json = (key: string): unknown => {
-    const raw = meta[key];
-    if (raw === undefined) return undefined;
-    try {
-      return JSON.parse(raw);
-    } catch {
-      throw new DataFormatError(path, undefined, `'${key}' metadata is not JSON`);
-    }
-  };
-  const options = json("gqa_config");
-  if (typeof options !== "object" || options === null || Array.isArray(options)) {
-    throw new DataFormatError(path, undefined, "no 'gqa_config' metadata object: not a model file saved by gqa (gqa train, model.save)");
-  }
-  return { path, options: options as GqaOptions, head: json("gqa_head") ?? null, members: Number(meta[ENSEMBLE_METADATA_KEY] ?? 1) };
-}
-
 async function runInfo(flags: InfoFlags): Promise<void> {
-  const file = flags.model === undefined ? undefined : await readModelFileInfo(flags.model);
+  const file = flags.model === undefined ? undefined : readModelSummary(new Uint8Array(await readFileOrThrow(flags.model)), flags.model);
+  const fileOptions = file?.options as GqaOptions | undefined;
   const backend = await startBackend(flags.backend);
-  const embedDim = flags.embedDim ?? file!.options.embedDim;
+  const embedDim = flags.embedDim ?? fileOptions!.embedDim;
   // The file's options, then the flags given on the command line (modelOptions sets only those).
-  const opts: GqaOptions = { ...file?.options, ...modelOptions(flags, embedDim) };
+  const opts: GqaOptions = { ...fileOptions, ...modelOptions(flags, embedDim) };
   GQA.validate(opts);
   const defaults = GQA.recommendedDefaults();
   const a: ResolvedArch = {
@@ -118,7 +87,7 @@ async function runInfo(flags: InfoFlags): Promise<void> {
       JSON.stringify(
         {
           backend,
-          ...(file && { file: { path: file.path, members: file.members, head: file.head } }),
+          ...(file && { file: { path: flags.model, members: file.members, head: file.head } }),
           config: { ...a, ...d, dropout: opts.dropout ?? defaults.dropout, rotary, outputMode, seed: opts.seed ?? 0 },
           params: rows.map(({ name, shape, count, init, axonName }) => ({ name, shape, count, init, axonName })),
           paramCount: { approximate: approx, exact, table: tableExact },
@@ -136,7 +105,7 @@ async function runInfo(flags: InfoFlags): Promise<void> {
   if (file) {
     const head = file.head as { type?: string; numClasses?: number; outDim?: number } | null;
     const headText = !head ? "no head" : head.type === "classification" ? `classification head, ${head.numClasses} classes` : `${head.type} head${head.outDim ? `, ${head.outDim} outputs` : ""}`;
-    out.push(`model file: ${file.path} (${file.members > 1 ? `ensemble of ${file.members} members of this architecture` : "one model"}; ${headText})`);
+    out.push(`model file: ${flags.model} (${file.members > 1 ? `ensemble of ${file.members} members of this architecture` : "one model"}; ${headText})`);
   }
   const row = (name: string, shape: number[] | string, count?: number) =>
     out.push(`  ${name.padEnd(34)} ${(Array.isArray(shape) ? `[${shape.join(", ")}]` : shape).padEnd(16)} ${count === undefined ? "" : fmtInt(count).padStart(12)}`);
