@@ -31,7 +31,12 @@ impl Attention {
     /// Builds the layer from attention options. Errors: `INVALID_OPTION`.
     #[napi(factory)]
     pub fn build(env: Env, options: Value) -> napi::Result<Attention> {
-        guard(&env, || GqaAttention::new(AttentionConfig::from_value(options)?)).map(|a| Attention { inner: Handle::new(a) })
+        guard(&env, || {
+            GqaAttention::new(AttentionConfig::from_value(options)?)
+        })
+        .map(|a| Attention {
+            inner: Handle::new(a),
+        })
     }
 
     /// Loads the layer from safetensors bytes and the load options
@@ -40,21 +45,40 @@ impl Attention {
     /// `self_attn` of a Hugging Face checkpoint.
     #[napi(factory)]
     pub fn load(env: Env, bytes: Uint8Array, options: Value) -> napi::Result<Attention> {
-        guard(&env, || GqaAttention::load_value(&bytes, options)).map(|a| Attention { inner: Handle::new(a) })
+        guard(&env, || GqaAttention::load_value(&bytes, options)).map(|a| Attention {
+            inner: Handle::new(a),
+        })
     }
 
     /// Forward pass on the calling thread. `dims = [B,T,H]`.
     #[napi]
-    pub fn forward(&self, env: Env, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<ForwardOutput> {
+    pub fn forward(
+        &self,
+        env: Env,
+        data: Float32Array,
+        dims: Uint32Array,
+        lengths: Option<Uint32Array>,
+    ) -> napi::Result<ForwardOutput> {
         let (dims, lengths) = (to_usize(&dims), to_usize_opt(&lengths));
-        guard(&env, || self.get()?.forward_f32(&data, &dims, lengths.as_deref())).map(to_output)
+        guard(&env, || {
+            self.get()?.forward_f32(&data, &dims, lengths.as_deref())
+        })
+        .map(to_output)
     }
 
     /// Forward pass on the libuv thread pool.
     #[napi(ts_return_type = "Promise<ForwardOutput>")]
-    pub fn forward_async(&self, env: Env, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<AsyncTask<ForwardTask>> {
+    pub fn forward_async(
+        &self,
+        env: Env,
+        data: Float32Array,
+        dims: Uint32Array,
+        lengths: Option<Uint32Array>,
+    ) -> napi::Result<AsyncTask<ForwardTask>> {
         let a = guard(&env, || self.get())?;
-        Ok(ForwardTask::new(move || a.forward_f32(&data, &to_usize(&dims), to_usize_opt(&lengths).as_deref())))
+        Ok(ForwardTask::new(move || {
+            a.forward_f32(&data, &to_usize(&dims), to_usize_opt(&lengths).as_deref())
+        }))
     }
 
     /// The weights as safetensors bytes (`gqa_attention_config` metadata).

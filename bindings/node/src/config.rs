@@ -3,9 +3,9 @@
 //! `serde_json::Value` (napi-rs's `serde-json` conversion) and are read by the core.
 
 use gqa_core::GqaConfig;
-use serde_json::Value;
 use napi::Env;
 use napi_derive::napi;
+use serde_json::Value;
 
 use crate::error::guard;
 
@@ -14,20 +14,26 @@ use crate::error::guard;
 /// Errors: `INVALID_OPTION` or `OUT_OF_MEMORY` (see `GqaConfig::validate`).
 #[napi(js_name = "validateConfig")]
 pub fn validate_config(env: Env, options: Value) -> napi::Result<Value> {
-    guard(&env, || gqa_core::to_value(&GqaConfig::from_value(options)?))
+    guard(&env, || {
+        gqa_core::to_value(&GqaConfig::from_value(options)?)
+    })
 }
 
 /// Edifice's `output_size/1` (= `hiddenSize`). Errors as [`validate_config`].
 #[napi(js_name = "outputSize")]
 pub fn output_size(env: Env, options: Value) -> napi::Result<u32> {
-    guard(&env, || GqaConfig::from_value(options).map(|c| c.output_size() as u32))
+    guard(&env, || {
+        GqaConfig::from_value(options).map(|c| c.output_size() as u32)
+    })
 }
 
 /// Parameter count: Edifice's approximate formula, or every parameter when `exact`.
 /// Returned as a double (exact below 2^53). Errors as [`validate_config`].
 #[napi(js_name = "paramCount")]
 pub fn param_count(env: Env, options: Value, exact: bool) -> napi::Result<f64> {
-    guard(&env, || GqaConfig::from_value(options).map(|c| if exact { c.param_count_exact() } else { c.param_count() } as f64))
+    guard(&env, || {
+        GqaConfig::from_value(options).map(|c| if exact { c.param_count_exact() } else { c.param_count() } as f64)
+    })
 }
 
 /// The model's parameter table (`gqa_core::layout::model_layout_of`),
@@ -35,13 +41,17 @@ pub fn param_count(env: Env, options: Value, exact: bool) -> napi::Result<f64> {
 /// [`validate_config`].
 #[napi(js_name = "parameterLayout")]
 pub fn parameter_layout(env: Env, options: Value) -> napi::Result<Value> {
-    guard(&env, || gqa_core::to_value(&gqa_core::layout::model_layout_of(options)?))
+    guard(&env, || {
+        gqa_core::to_value(&gqa_core::layout::model_layout_of(options)?)
+    })
 }
 
 /// KV-cache bytes per cached token (F32), SPEC section 4. Errors as [`validate_config`].
 #[napi(js_name = "kvCacheBytesPerToken")]
 pub fn kv_cache_bytes_per_token(env: Env, options: Value) -> napi::Result<f64> {
-    guard(&env, || GqaConfig::from_value(options).map(|c| c.kv_cache_bytes_per_token() as f64))
+    guard(&env, || {
+        GqaConfig::from_value(options).map(|c| c.kv_cache_bytes_per_token() as f64)
+    })
 }
 
 /// Rotary frequencies of model or attention options at a sequence length,
@@ -49,13 +59,20 @@ pub fn kv_cache_bytes_per_token(env: Env, options: Value) -> napi::Result<f64> {
 /// Errors: `INVALID_OPTION`.
 #[napi(js_name = "ropeFrequencies")]
 pub fn rope_frequencies(env: Env, options: Value, seq_len: u32) -> napi::Result<Value> {
-    guard(&env, || gqa_core::to_value(&gqa_core::attention::rope_frequencies(options, seq_len as usize)?))
+    guard(&env, || {
+        gqa_core::to_value(&gqa_core::attention::rope_frequencies(
+            options,
+            seq_len as usize,
+        )?)
+    })
 }
 
 /// Edifice's `recommended_defaults/0`.
 #[napi(js_name = "recommendedDefaults")]
 pub fn recommended_defaults(env: Env) -> napi::Result<Value> {
-    guard(&env, || gqa_core::to_value(&gqa_core::recommended_defaults()))
+    guard(&env, || {
+        gqa_core::to_value(&gqa_core::recommended_defaults())
+    })
 }
 
 /// The error codes of the core with the names of their fields,

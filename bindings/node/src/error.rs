@@ -26,7 +26,9 @@ pub fn to_js(env: &Env, e: &gqa_core::Error) -> napi::Error {
         }
         Ok(napi::Error::from(obj.to_unknown()))
     };
-    build().unwrap_or_else(|_| napi::Error::new(Status::GenericFailure, format!("{}: {}", e.code(), e)))
+    build().unwrap_or_else(|_| {
+        napi::Error::new(Status::GenericFailure, format!("{}: {}", e.code(), e))
+    })
 }
 
 /// Runs a core call with panics caught (a panic becomes `INTERNAL`) and its error converted.
@@ -52,7 +54,8 @@ impl TaskError {
     /// [`TaskError::reject`] replaces.
     pub fn run<T>(&mut self, f: impl FnOnce() -> gqa_core::Result<T>) -> napi::Result<T> {
         catch(f).map_err(|e| {
-            let placeholder = napi::Error::new(Status::GenericFailure, format!("{}: {}", e.code(), e));
+            let placeholder =
+                napi::Error::new(Status::GenericFailure, format!("{}: {}", e.code(), e));
             self.0 = Some(e);
             placeholder
         })

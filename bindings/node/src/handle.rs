@@ -18,7 +18,11 @@ impl<T> Handle<T> {
 
     /// The shared value, or [`gqa_core::Error::Disposed`] naming `what`.
     pub(crate) fn get(&self, what: &str) -> gqa_core::Result<Arc<T>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone().ok_or_else(|| gqa_core::Error::disposed(what))
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| gqa_core::Error::disposed(what))
     }
 
     /// Drops this handle's reference (idempotent).

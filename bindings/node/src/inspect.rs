@@ -16,8 +16,17 @@ impl Model {
     /// `dims = [B,T,E]` with optional `lengths`; rows sum to 1, causal and padded keys are 0.
     /// Errors: `INVALID_INPUT`, `OUT_OF_MEMORY`, `DISPOSED`.
     #[napi]
-    pub fn attention_maps(&self, env: Env, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<ForwardOutput> {
+    pub fn attention_maps(
+        &self,
+        env: Env,
+        data: Float32Array,
+        dims: Uint32Array,
+        lengths: Option<Uint32Array>,
+    ) -> napi::Result<ForwardOutput> {
         let (dims, lengths) = (to_usize(&dims), to_usize_opt(&lengths));
-        guard(&env, || attention_maps(&self.get()?.model, &data, &dims, lengths.as_deref())).map(to_output)
+        guard(&env, || {
+            attention_maps(&self.get()?.model, &data, &dims, lengths.as_deref())
+        })
+        .map(to_output)
     }
 }

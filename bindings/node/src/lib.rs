@@ -10,15 +10,15 @@
 
 #![deny(clippy::all)]
 
+pub mod attention;
 pub mod config;
 pub mod error;
 mod handle;
 pub mod inspect;
 pub mod kernels;
 pub mod memory;
-pub mod attention;
 pub mod model;
-pub mod tensor;
-pub mod train;
 pub mod session;
+pub mod tensor;
 pub mod testing;
+pub mod train;

@@ -17,5 +17,8 @@ pub fn set_memory_limit(env: Env, bytes: Option<f64>) -> napi::Result<f64> {
 /// `[limit, inUse]` in bytes (f64; `u64::MAX` reads as 2^64 where no limit applies).
 #[napi(js_name = "memoryUsage")]
 pub fn memory_usage() -> Vec<f64> {
-    vec![gqa_core::memory::limit() as f64, gqa_core::memory::in_use() as f64]
+    vec![
+        gqa_core::memory::limit() as f64,
+        gqa_core::memory::in_use() as f64,
+    ]
 }

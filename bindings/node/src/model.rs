@@ -42,7 +42,9 @@ impl Model {
             let head = head.map(HeadConfig::from_value).transpose()?;
             TaskModel::new(GqaConfig::from_value(options)?, head)
         })
-        .map(|m| Model { inner: Handle::new(m) })
+        .map(|m| Model {
+            inner: Handle::new(m),
+        })
     }
 
     /// Loads a model (and its head, from `gqa_head` metadata) from safetensors bytes and
@@ -50,37 +52,79 @@ impl Model {
     /// `MISSING_PARAMETER`, `UNEXPECTED_PARAMETER`, `NON_FINITE_WEIGHT`.
     #[napi(factory)]
     pub fn load(env: Env, bytes: Uint8Array, options: Value) -> napi::Result<Model> {
-        guard(&env, || TaskModel::from_safetensors(&bytes, &LoadOptions::from_value(options)?)).map(|m| Model { inner: Handle::new(m) })
+        guard(&env, || {
+            TaskModel::from_safetensors(&bytes, &LoadOptions::from_value(options)?)
+        })
+        .map(|m| Model {
+            inner: Handle::new(m),
+        })
     }
 
     /// Forward pass on the calling thread. `dims = [B,T,E]`; `lengths` one per batch row.
     #[napi]
-    pub fn forward(&self, env: Env, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<ForwardOutput> {
+    pub fn forward(
+        &self,
+        env: Env,
+        data: Float32Array,
+        dims: Uint32Array,
+        lengths: Option<Uint32Array>,
+    ) -> napi::Result<ForwardOutput> {
         let (dims, lengths) = (to_usize(&dims), to_usize_opt(&lengths));
-        guard(&env, || self.get()?.model.forward_f32(&data, &dims, lengths.as_deref())).map(to_output)
+        guard(&env, || {
+            self.get()?
+                .model
+                .forward_f32(&data, &dims, lengths.as_deref())
+        })
+        .map(to_output)
     }
 
     /// Forward pass on the libuv thread pool (same arguments and result as `forward`).
     /// The caller must not modify `data` until the promise settles.
     #[napi(ts_return_type = "Promise<ForwardOutput>")]
-    pub fn forward_async(&self, env: Env, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<AsyncTask<ForwardTask>> {
+    pub fn forward_async(
+        &self,
+        env: Env,
+        data: Float32Array,
+        dims: Uint32Array,
+        lengths: Option<Uint32Array>,
+    ) -> napi::Result<AsyncTask<ForwardTask>> {
         let m = guard(&env, || self.get())?;
-        Ok(ForwardTask::new(move || m.model.forward_f32(&data, &to_usize(&dims), to_usize_opt(&lengths).as_deref())))
+        Ok(ForwardTask::new(move || {
+            m.model
+                .forward_f32(&data, &to_usize(&dims), to_usize_opt(&lengths).as_deref())
+        }))
     }
 
     /// Head outputs `[B,K]`: class probabilities (classification) or values (regression), on
     /// the calling thread. `dims = [B,T,E]`. Errors: `INVALID_OPTION` (no head), `INVALID_INPUT`.
     #[napi]
-    pub fn predict(&self, env: Env, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<ForwardOutput> {
+    pub fn predict(
+        &self,
+        env: Env,
+        data: Float32Array,
+        dims: Uint32Array,
+        lengths: Option<Uint32Array>,
+    ) -> napi::Result<ForwardOutput> {
         let (dims, lengths) = (to_usize(&dims), to_usize_opt(&lengths));
-        guard(&env, || self.get()?.predict_f32(&data, &dims, lengths.as_deref())).map(to_output)
+        guard(&env, || {
+            self.get()?.predict_f32(&data, &dims, lengths.as_deref())
+        })
+        .map(to_output)
     }
 
     /// `predict` on the libuv thread pool. Do not modify `data` until the promise settles.
     #[napi(ts_return_type = "Promise<ForwardOutput>")]
-    pub fn predict_async(&self, env: Env, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>) -> napi::Result<AsyncTask<ForwardTask>> {
+    pub fn predict_async(
+        &self,
+        env: Env,
+        data: Float32Array,
+        dims: Uint32Array,
+        lengths: Option<Uint32Array>,
+    ) -> napi::Result<AsyncTask<ForwardTask>> {
         let m = guard(&env, || self.get())?;
-        Ok(ForwardTask::new(move || m.predict_f32(&data, &to_usize(&dims), to_usize_opt(&lengths).as_deref())))
+        Ok(ForwardTask::new(move || {
+            m.predict_f32(&data, &to_usize(&dims), to_usize_opt(&lengths).as_deref())
+        }))
     }
 
     /// Whether the model has a task head.
@@ -92,7 +136,13 @@ impl Model {
     /// The head's options (what `gqa_head` metadata holds), or `null` without a head.
     #[napi]
     pub fn head_config(&self, env: Env) -> napi::Result<Option<Value>> {
-        guard(&env, || self.get()?.head.as_ref().map(|h| gqa_core::to_value(&h.cfg)).transpose())
+        guard(&env, || {
+            self.get()?
+                .head
+                .as_ref()
+                .map(|h| gqa_core::to_value(&h.cfg))
+                .transpose()
+        })
     }
 
     /// The weights as safetensors bytes (canonical names, F32, `gqa_config` metadata; with a
@@ -108,7 +158,10 @@ impl Model {
     /// Errors: `INVALID_OPTION` (options, a model too large for one ONNX file), `OUT_OF_MEMORY`.
     #[napi]
     pub fn export_onnx(&self, env: Env, options: Value) -> napi::Result<Uint8Array> {
-        guard(&env, || self.get()?.to_onnx(&OnnxOptions::from_value(options)?)).map(Uint8Array::new)
+        guard(&env, || {
+            self.get()?.to_onnx(&OnnxOptions::from_value(options)?)
+        })
+        .map(Uint8Array::new)
     }
 
     /// Every option (TypeScript names).
@@ -148,8 +201,13 @@ pub struct ForwardTask {
 
 impl ForwardTask {
     /// The task running `run` on the pool.
-    pub(crate) fn new(run: impl FnOnce() -> gqa_core::Result<(Vec<f32>, Vec<usize>)> + Send + 'static) -> AsyncTask<ForwardTask> {
-        AsyncTask::new(ForwardTask { run: Some(Box::new(run)), err: TaskError::default() })
+    pub(crate) fn new(
+        run: impl FnOnce() -> gqa_core::Result<(Vec<f32>, Vec<usize>)> + Send + 'static,
+    ) -> AsyncTask<ForwardTask> {
+        AsyncTask::new(ForwardTask {
+            run: Some(Box::new(run)),
+            err: TaskError::default(),
+        })
     }
 }
 
@@ -159,7 +217,9 @@ impl Task for ForwardTask {
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
         let run = self.run.take();
-        self.err.run(|| run.ok_or_else(|| gqa_core::Error::Internal("forward task ran twice".into()))?())
+        self.err.run(|| {
+            run.ok_or_else(|| gqa_core::Error::Internal("forward task ran twice".into()))?()
+        })
     }
 
     fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<ForwardOutput> {

@@ -34,11 +34,20 @@ pub(crate) struct Live {
 type Shared = Arc<Live>;
 
 fn lock(s: &Mutex<CoreSession>) -> gqa_core::Result<MutexGuard<'_, CoreSession>> {
-    s.lock().map_err(|_| gqa_core::Error::Internal("a previous push panicked; create a new session".into()))
+    s.lock().map_err(|_| {
+        gqa_core::Error::Internal("a previous push panicked; create a new session".into())
+    })
 }
 
 /// One push: `x: [B,t,E]` into the session's cache, output as the core's `Session::push`.
-fn push_shared(model: &TaskModel, s: &Mutex<CoreSession>, data: &[f32], dims: &[usize], lengths: Option<&[usize]>, all_positions: bool) -> gqa_core::Result<(Vec<f32>, Vec<usize>)> {
+fn push_shared(
+    model: &TaskModel,
+    s: &Mutex<CoreSession>,
+    data: &[f32],
+    dims: &[usize],
+    lengths: Option<&[usize]>,
+    all_positions: bool,
+) -> gqa_core::Result<(Vec<f32>, Vec<usize>)> {
     lock(s)?.push(&model.model, data, dims, lengths, all_positions)
 }
 
@@ -64,7 +73,12 @@ impl Model {
         guard(&env, || {
             let m = self.get()?;
             let s = m.model.session(batch as usize, max_len as usize)?;
-            Ok(Session { inner: Handle::new(Live { model: m, cache: Mutex::new(s) }) })
+            Ok(Session {
+                inner: Handle::new(Live {
+                    model: m,
+                    cache: Mutex::new(s),
+                }),
+            })
         })
     }
 }
@@ -76,26 +90,62 @@ impl Session {
     /// position (`[B,H]`, or `[B,t,H]` for `all`), or at every new position (`[B,t,H]`) when
     /// `allPositions`. Errors: `INVALID_INPUT`, `CACHE_FULL` (session unchanged), `DISPOSED`.
     #[napi]
-    pub fn push(&self, env: Env, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>, all_positions: bool) -> napi::Result<ForwardOutput> {
+    pub fn push(
+        &self,
+        env: Env,
+        data: Float32Array,
+        dims: Uint32Array,
+        lengths: Option<Uint32Array>,
+        all_positions: bool,
+    ) -> napi::Result<ForwardOutput> {
         let (dims, lengths) = (to_usize(&dims), to_usize_opt(&lengths));
         guard(&env, || {
             let live = self.get()?;
-            push_shared(&live.model, &live.cache, &data, &dims, lengths.as_deref(), all_positions)
+            push_shared(
+                &live.model,
+                &live.cache,
+                &data,
+                &dims,
+                lengths.as_deref(),
+                all_positions,
+            )
         })
         .map(to_output)
     }
 
     /// `push` on the libuv thread pool. Do not modify `data` until the promise settles.
     #[napi(ts_return_type = "Promise<ForwardOutput>")]
-    pub fn push_async(&self, env: Env, data: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>, all_positions: bool) -> napi::Result<AsyncTask<ForwardTask>> {
+    pub fn push_async(
+        &self,
+        env: Env,
+        data: Float32Array,
+        dims: Uint32Array,
+        lengths: Option<Uint32Array>,
+        all_positions: bool,
+    ) -> napi::Result<AsyncTask<ForwardTask>> {
         let live = guard(&env, || self.get())?;
-        Ok(ForwardTask::new(move || push_shared(&live.model, &live.cache, &data, &to_usize(&dims), to_usize_opt(&lengths).as_deref(), all_positions)))
+        Ok(ForwardTask::new(move || {
+            push_shared(
+                &live.model,
+                &live.cache,
+                &data,
+                &to_usize(&dims),
+                to_usize_opt(&lengths).as_deref(),
+                all_positions,
+            )
+        }))
     }
 
     /// Cached positions of each row (`B` values).
     #[napi]
     pub fn lengths(&self, env: Env) -> napi::Result<Vec<u32>> {
-        guard(&env, || Ok(lock(&self.get()?.cache)?.lengths().iter().map(|&l| l as u32).collect()))
+        guard(&env, || {
+            Ok(lock(&self.get()?.cache)?
+                .lengths()
+                .iter()
+                .map(|&l| l as u32)
+                .collect())
+        })
     }
 
     /// Capacity per row in positions (`maxLen`).
@@ -122,13 +172,17 @@ impl Session {
     /// Bytes allocated for the K and V caches of all layers: `B * maxLen * kvCacheBytesPerToken`.
     #[napi]
     pub fn kv_cache_bytes(&self, env: Env) -> napi::Result<f64> {
-        guard(&env, || Ok(lock(&self.get()?.cache)?.kv_cache_bytes() as f64))
+        guard(&env, || {
+            Ok(lock(&self.get()?.cache)?.kv_cache_bytes() as f64)
+        })
     }
 
     /// Cache bytes per cached token and row: `2 * numLayers * numKvHeads * headDim * 4` (SPEC section 4).
     #[napi]
     pub fn kv_cache_bytes_per_token(&self, env: Env) -> napi::Result<f64> {
-        guard(&env, || Ok(lock(&self.get()?.cache)?.kv_cache_bytes_per_token() as f64))
+        guard(&env, || {
+            Ok(lock(&self.get()?.cache)?.kv_cache_bytes_per_token() as f64)
+        })
     }
 
     /// Drops this handle's references to the cache and to the model (a running async push keeps

@@ -18,7 +18,10 @@ pub struct ForwardOutput {
 
 /// Builds the JS object from the core's `(values, dims)`.
 pub fn to_output((data, dims): (Vec<f32>, Vec<usize>)) -> ForwardOutput {
-    ForwardOutput { data: Float32Array::new(data), dims: dims.into_iter().map(|d| d as u32).collect() }
+    ForwardOutput {
+        data: Float32Array::new(data),
+        dims: dims.into_iter().map(|d| d as u32).collect(),
+    }
 }
 
 /// `Uint32Array` -> `Vec<usize>`.

@@ -8,7 +8,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use gqa_core::train::{evaluate, EvalReport, FitOptions, Labels, StepReport, TaskModel, TrainData, Trainer as CoreTrainer};
+use gqa_core::train::{
+    evaluate, EvalReport, FitOptions, Labels, StepReport, TaskModel, TrainData,
+    Trainer as CoreTrainer,
+};
 use napi::bindgen_prelude::{AsyncTask, Float32Array, ToNapiValue, TypeName, Uint32Array};
 use napi::ValueType;
 use napi::{Env, Task};
@@ -21,8 +24,19 @@ use crate::model::Model;
 use crate::tensor::{to_usize, to_usize_opt};
 
 /// A dataset `x: [N*T*E]` with `dims = [N,T,E]`, `lengths: [N]` and labels -> [`TrainData`].
-fn train_data(x: &Float32Array, dims: &Uint32Array, lengths: &Option<Uint32Array>, classes: Option<Uint32Array>, values: Option<Float32Array>) -> gqa_core::Result<TrainData> {
-    TrainData::new(x.to_vec(), &to_usize(dims), to_usize_opt(lengths), Labels::from_parts(classes.map(|c| c.to_vec()), values.map(|v| v.to_vec()))?)
+fn train_data(
+    x: &Float32Array,
+    dims: &Uint32Array,
+    lengths: &Option<Uint32Array>,
+    classes: Option<Uint32Array>,
+    values: Option<Float32Array>,
+) -> gqa_core::Result<TrainData> {
+    TrainData::new(
+        x.to_vec(),
+        &to_usize(dims),
+        to_usize_opt(lengths),
+        Labels::from_parts(classes.map(|c| c.to_vec()), values.map(|v| v.to_vec()))?,
+    )
 }
 
 fn step_value(r: StepReport) -> gqa_core::Result<Value> {
@@ -65,8 +79,17 @@ impl Trainer {
     ) -> napi::Result<Trainer> {
         guard(&env, || {
             let m = model.get()?;
-            let t = CoreTrainer::new(&m, train_data(&x, &dims, &lengths, class_labels, targets)?, FitOptions::from_value(fit_options)?)?;
-            Ok(Trainer { state: Handle::new(Run { model: m, trainer: Mutex::new(t) }) })
+            let t = CoreTrainer::new(
+                &m,
+                train_data(&x, &dims, &lengths, class_labels, targets)?,
+                FitOptions::from_value(fit_options)?,
+            )?;
+            Ok(Trainer {
+                state: Handle::new(Run {
+                    model: m,
+                    trainer: Mutex::new(t),
+                }),
+            })
         })
     }
 
@@ -84,7 +107,9 @@ impl Trainer {
     #[napi(ts_return_type = "Promise<any>")]
     pub fn step_async(&self, env: Env) -> napi::Result<AsyncTask<ValueTask>> {
         let s = guard(&env, || self.state.get("trainer"))?;
-        Ok(ValueTask::new(move || step_value(step_shared(&s.model, &s.trainer)?)))
+        Ok(ValueTask::new(move || {
+            step_value(step_shared(&s.model, &s.trainer)?)
+        }))
     }
 
     /// Frees the run's optimiser state and data copy (when a running step ends, if one is in
@@ -97,24 +122,32 @@ impl Trainer {
     /// Steps per epoch, `ceil(N / batchSize)`.
     #[napi(getter)]
     pub fn steps_per_epoch(&self, env: Env) -> napi::Result<u32> {
-        guard(&env, || Ok(lock(&self.state.get("trainer")?.trainer)?.steps_per_epoch() as u32))
+        guard(&env, || {
+            Ok(lock(&self.state.get("trainer")?.trainer)?.steps_per_epoch() as u32)
+        })
     }
 
     /// Steps of the whole run, `stepsPerEpoch * epochs`.
     #[napi(getter)]
     pub fn total_steps(&self, env: Env) -> napi::Result<u32> {
-        guard(&env, || Ok(lock(&self.state.get("trainer")?.trainer)?.total_steps() as u32))
+        guard(&env, || {
+            Ok(lock(&self.state.get("trainer")?.trainer)?.total_steps() as u32)
+        })
     }
 
     /// Whether every step has been taken.
     #[napi(getter)]
     pub fn done(&self, env: Env) -> napi::Result<bool> {
-        guard(&env, || Ok(lock(&self.state.get("trainer")?.trainer)?.done()))
+        guard(&env, || {
+            Ok(lock(&self.state.get("trainer")?.trainer)?.done())
+        })
     }
 }
 
 fn lock(state: &Mutex<CoreTrainer>) -> gqa_core::Result<std::sync::MutexGuard<'_, CoreTrainer>> {
-    state.lock().map_err(|_| gqa_core::Error::Internal("a previous training step panicked; start a new Trainer".into()))
+    state.lock().map_err(|_| {
+        gqa_core::Error::Internal("a previous training step panicked; start a new Trainer".into())
+    })
 }
 
 #[napi]
@@ -123,15 +156,44 @@ impl Model {
     /// returns the `EvalReport` (`{loss, accuracy, predictions, count}`). Arguments as
     /// [`Trainer::new`]. Errors: `INVALID_OPTION` (no head, batchSize 0), `INVALID_INPUT`.
     #[napi]
-    pub fn evaluate(&self, env: Env, x: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>, class_labels: Option<Uint32Array>, targets: Option<Float32Array>, batch_size: u32) -> napi::Result<Value> {
-        guard(&env, || eval_value(&*self.get()?, train_data(&x, &dims, &lengths, class_labels, targets)?, batch_size))
+    pub fn evaluate(
+        &self,
+        env: Env,
+        x: Float32Array,
+        dims: Uint32Array,
+        lengths: Option<Uint32Array>,
+        class_labels: Option<Uint32Array>,
+        targets: Option<Float32Array>,
+        batch_size: u32,
+    ) -> napi::Result<Value> {
+        guard(&env, || {
+            eval_value(
+                &*self.get()?,
+                train_data(&x, &dims, &lengths, class_labels, targets)?,
+                batch_size,
+            )
+        })
     }
 
     /// `evaluate` on the libuv thread pool.
     #[napi(ts_return_type = "Promise<any>")]
-    pub fn evaluate_async(&self, env: Env, x: Float32Array, dims: Uint32Array, lengths: Option<Uint32Array>, class_labels: Option<Uint32Array>, targets: Option<Float32Array>, batch_size: u32) -> napi::Result<AsyncTask<ValueTask>> {
+    pub fn evaluate_async(
+        &self,
+        env: Env,
+        x: Float32Array,
+        dims: Uint32Array,
+        lengths: Option<Uint32Array>,
+        class_labels: Option<Uint32Array>,
+        targets: Option<Float32Array>,
+        batch_size: u32,
+    ) -> napi::Result<AsyncTask<ValueTask>> {
         // Labels and data are checked on the calling thread (cheap); the forward passes run on the pool.
-        let (m, data) = guard(&env, || Ok((self.get()?, train_data(&x, &dims, &lengths, class_labels, targets)?)))?;
+        let (m, data) = guard(&env, || {
+            Ok((
+                self.get()?,
+                train_data(&x, &dims, &lengths, class_labels, targets)?,
+            ))
+        })?;
         Ok(ValueTask::new(move || eval_value(&m, data, batch_size)))
     }
 }
@@ -151,7 +213,10 @@ pub struct ValueTask {
 
 impl ValueTask {
     fn new(run: impl FnOnce() -> gqa_core::Result<Value> + Send + 'static) -> AsyncTask<ValueTask> {
-        AsyncTask::new(ValueTask { run: Some(Box::new(run)), err: TaskError::default() })
+        AsyncTask::new(ValueTask {
+            run: Some(Box::new(run)),
+            err: TaskError::default(),
+        })
     }
 }
 
@@ -170,7 +235,10 @@ impl TypeName for Report {
 }
 
 impl ToNapiValue for Report {
-    unsafe fn to_napi_value(env: napi::sys::napi_env, val: Self) -> napi::Result<napi::sys::napi_value> {
+    unsafe fn to_napi_value(
+        env: napi::sys::napi_env,
+        val: Self,
+    ) -> napi::Result<napi::sys::napi_value> {
         // SAFETY: called by napi-rs with a valid env on the JS thread, as Value's own impl is.
         unsafe { Value::to_napi_value(env, val.0) }
     }
@@ -182,7 +250,8 @@ impl Task for ValueTask {
 
     fn compute(&mut self) -> napi::Result<Value> {
         let run = self.run.take();
-        self.err.run(|| run.ok_or_else(|| gqa_core::Error::Internal("task ran twice".into()))?())
+        self.err
+            .run(|| run.ok_or_else(|| gqa_core::Error::Internal("task ran twice".into()))?())
     }
 
     fn resolve(&mut self, _env: Env, output: Value) -> napi::Result<Report> {

@@ -4,8 +4,8 @@ use gqa_core::{AttentionConfig, GqaAttention};
 use wasm_bindgen::prelude::*;
 
 use crate::error::{wrap, JsResult};
-use crate::value::{from_js, to_js};
 use crate::tensor::{to_output, to_usize, ForwardOutput};
+use crate::value::{from_js, to_js};
 
 /// A GQA attention layer (`q_proj`, `k_proj`, `v_proj`, `out_proj`) in wasm memory.
 #[wasm_bindgen]
@@ -17,7 +17,12 @@ pub struct Attention {
 impl Attention {
     /// Builds the layer from attention options. Errors: `INVALID_OPTION`.
     pub fn build(options: JsValue) -> JsResult<Attention> {
-        wrap(from_js(options, "attention options").and_then(AttentionConfig::from_value).and_then(GqaAttention::new)).map(|inner| Attention { inner })
+        wrap(
+            from_js(options, "attention options")
+                .and_then(AttentionConfig::from_value)
+                .and_then(GqaAttention::new),
+        )
+        .map(|inner| Attention { inner })
     }
 
     /// Loads the layer from safetensors bytes and the load options
@@ -25,13 +30,23 @@ impl Attention {
     /// file (`q_proj.weight`, ...) or, with `hfConfig` + `layer`, one decoder layer's
     /// `self_attn` of a Hugging Face checkpoint.
     pub fn load(bytes: &[u8], options: JsValue) -> JsResult<Attention> {
-        wrap(from_js(options, "loadOptions").and_then(|o| GqaAttention::load_value(bytes, o))).map(|inner| Attention { inner })
+        wrap(from_js(options, "loadOptions").and_then(|o| GqaAttention::load_value(bytes, o)))
+            .map(|inner| Attention { inner })
     }
 
     /// Forward pass. `dims = [B,T,H]`.
-    pub fn forward(&self, data: &[f32], dims: &[u32], lengths: Option<Vec<u32>>) -> JsResult<ForwardOutput> {
+    pub fn forward(
+        &self,
+        data: &[f32],
+        dims: &[u32],
+        lengths: Option<Vec<u32>>,
+    ) -> JsResult<ForwardOutput> {
         let lengths = lengths.map(|l| to_usize(&l));
-        wrap(self.inner.forward_f32(data, &to_usize(dims), lengths.as_deref())).map(to_output)
+        wrap(
+            self.inner
+                .forward_f32(data, &to_usize(dims), lengths.as_deref()),
+        )
+        .map(to_output)
     }
 
     /// The weights as safetensors bytes.

@@ -47,7 +47,9 @@ pub fn param_count(options: JsValue, exact: bool) -> JsResult<f64> {
 /// As [`validate_config`].
 #[wasm_bindgen(js_name = parameterLayout)]
 pub fn parameter_layout(options: JsValue) -> JsResult<JsValue> {
-    to_js(&wrap(from_js(options, "options").and_then(gqa_core::layout::model_layout_of))?)
+    to_js(&wrap(
+        from_js(options, "options").and_then(gqa_core::layout::model_layout_of),
+    )?)
 }
 
 /// KV-cache bytes per cached token (F32), SPEC section 4.
@@ -66,7 +68,9 @@ pub fn kv_cache_bytes_per_token(options: JsValue) -> JsResult<f64> {
 /// `INVALID_OPTION`.
 #[wasm_bindgen(js_name = ropeFrequencies)]
 pub fn rope_frequencies(options: JsValue, seq_len: u32) -> JsResult<JsValue> {
-    to_js(&wrap(from_js(options, "options").and_then(|o| gqa_core::attention::rope_frequencies(o, seq_len as usize)))?)
+    to_js(&wrap(from_js(options, "options").and_then(|o| {
+        gqa_core::attention::rope_frequencies(o, seq_len as usize)
+    }))?)
 }
 
 /// Edifice's `recommended_defaults/0`.

@@ -14,8 +14,19 @@ impl Model {
     /// `dims = [B,T,E]` with optional `lengths`; rows sum to 1, causal and padded keys are 0.
     /// Errors: `INVALID_INPUT`, `OUT_OF_MEMORY`.
     #[wasm_bindgen(js_name = attentionMaps)]
-    pub fn attention_maps(&self, data: &[f32], dims: &[u32], lengths: Option<Vec<u32>>) -> JsResult<ForwardOutput> {
+    pub fn attention_maps(
+        &self,
+        data: &[f32],
+        dims: &[u32],
+        lengths: Option<Vec<u32>>,
+    ) -> JsResult<ForwardOutput> {
         let lengths = lengths.map(|l| to_usize(&l));
-        wrap(attention_maps(&self.inner.model, data, &to_usize(dims), lengths.as_deref())).map(to_output)
+        wrap(attention_maps(
+            &self.inner.model,
+            data,
+            &to_usize(dims),
+            lengths.as_deref(),
+        ))
+        .map(to_output)
     }
 }

@@ -12,15 +12,15 @@
 //! A panic inside wasm traps (`WebAssembly.RuntimeError`); the TypeScript layer maps that to
 //! code `INTERNAL`.
 
+pub mod attention;
 pub mod config;
 pub mod error;
 pub mod inspect;
 pub mod kernels;
 pub mod memory;
-pub mod attention;
 pub mod model;
+pub mod session;
 pub mod tensor;
+pub mod testing;
 pub mod train;
 pub mod value;
-pub mod session;
-pub mod testing;

@@ -16,5 +16,8 @@ pub fn set_memory_limit(bytes: Option<f64>) -> JsResult<f64> {
 /// `[limit, inUse]` in bytes.
 #[wasm_bindgen(js_name = memoryUsage)]
 pub fn memory_usage() -> Vec<f64> {
-    vec![gqa_core::memory::limit() as f64, gqa_core::memory::in_use() as f64]
+    vec![
+        gqa_core::memory::limit() as f64,
+        gqa_core::memory::in_use() as f64,
+    ]
 }

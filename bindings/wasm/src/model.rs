@@ -10,8 +10,8 @@ use gqa_core::{GqaConfig, LoadOptions, OnnxOptions};
 use wasm_bindgen::prelude::*;
 
 use crate::error::{wrap, JsResult};
-use crate::value::{from_js, from_js_opt, to_js};
 use crate::tensor::{to_output, to_usize, ForwardOutput};
+use crate::value::{from_js, from_js_opt, to_js};
 
 /// A GQA model (backbone plus optional head: a `gqa_core::train::TaskModel`) in wasm memory
 /// (call `free()` to release it; a `Trainer` keeps its own reference).
@@ -27,7 +27,9 @@ impl Model {
     /// Errors: `INVALID_OPTION`, `OUT_OF_MEMORY`.
     pub fn build(options: JsValue, head: JsValue) -> JsResult<Model> {
         let r = (|| {
-            let head = from_js_opt(head, "head")?.map(HeadConfig::from_value).transpose()?;
+            let head = from_js_opt(head, "head")?
+                .map(HeadConfig::from_value)
+                .transpose()?;
             TaskModel::new(GqaConfig::from_value(from_js(options, "options")?)?, head)
         })();
         wrap(r).map(|m| Model { inner: Rc::new(m) })
@@ -36,20 +38,44 @@ impl Model {
     /// Loads a model (and its head, from `gqa_head` metadata) from safetensors bytes and
     /// `LoadOptions`.
     pub fn load(bytes: &[u8], options: JsValue) -> JsResult<Model> {
-        wrap(from_js(options, "loadOptions").and_then(LoadOptions::from_value).and_then(|o| TaskModel::from_safetensors(bytes, &o))).map(|m| Model { inner: Rc::new(m) })
+        wrap(
+            from_js(options, "loadOptions")
+                .and_then(LoadOptions::from_value)
+                .and_then(|o| TaskModel::from_safetensors(bytes, &o)),
+        )
+        .map(|m| Model { inner: Rc::new(m) })
     }
 
     /// Forward pass. `dims = [B,T,E]`; `lengths` one per batch row.
-    pub fn forward(&self, data: &[f32], dims: &[u32], lengths: Option<Vec<u32>>) -> JsResult<ForwardOutput> {
+    pub fn forward(
+        &self,
+        data: &[f32],
+        dims: &[u32],
+        lengths: Option<Vec<u32>>,
+    ) -> JsResult<ForwardOutput> {
         let lengths = lengths.map(|l| to_usize(&l));
-        wrap(self.inner.model.forward_f32(data, &to_usize(dims), lengths.as_deref())).map(to_output)
+        wrap(
+            self.inner
+                .model
+                .forward_f32(data, &to_usize(dims), lengths.as_deref()),
+        )
+        .map(to_output)
     }
 
     /// Head outputs `[B,K]`: class probabilities (classification) or values (regression).
     /// `dims = [B,T,E]`. Errors: `INVALID_OPTION` (no head), `INVALID_INPUT`.
-    pub fn predict(&self, data: &[f32], dims: &[u32], lengths: Option<Vec<u32>>) -> JsResult<ForwardOutput> {
+    pub fn predict(
+        &self,
+        data: &[f32],
+        dims: &[u32],
+        lengths: Option<Vec<u32>>,
+    ) -> JsResult<ForwardOutput> {
         let lengths = lengths.map(|l| to_usize(&l));
-        wrap(self.inner.predict_f32(data, &to_usize(dims), lengths.as_deref())).map(to_output)
+        wrap(
+            self.inner
+                .predict_f32(data, &to_usize(dims), lengths.as_deref()),
+        )
+        .map(to_output)
     }
 
     /// Whether the model has a task head.
@@ -76,7 +102,11 @@ impl Model {
     /// Errors: `INVALID_OPTION` (options, a model too large for one ONNX file), `OUT_OF_MEMORY`.
     #[wasm_bindgen(js_name = exportOnnx)]
     pub fn export_onnx(&self, options: JsValue) -> JsResult<Vec<u8>> {
-        wrap(from_js(options, "onnxOptions").and_then(OnnxOptions::from_value).and_then(|o| self.inner.to_onnx(&o)))
+        wrap(
+            from_js(options, "onnxOptions")
+                .and_then(OnnxOptions::from_value)
+                .and_then(|o| self.inner.to_onnx(&o)),
+        )
     }
 
     /// Every option (TypeScript names).

@@ -28,7 +28,8 @@ impl Model {
     /// Errors: `INVALID_INPUT` (`maxLen` 0), `OUT_OF_MEMORY` (cache over the buffer limit).
     pub fn session(&self, batch: u32, max_len: u32) -> JsResult<Session> {
         let model = self.inner.clone();
-        wrap(model.model.session(batch as usize, max_len as usize)).map(|inner| Session { model, inner })
+        wrap(model.model.session(batch as usize, max_len as usize))
+            .map(|inner| Session { model, inner })
     }
 }
 
@@ -38,9 +39,22 @@ impl Session {
     /// row (default `t`). Returns the output mode at each row's newest position (`[B,H]`, or
     /// `[B,t,H]` for `all`), or at every new position (`[B,t,H]`) when `allPositions`.
     /// Errors: `INVALID_INPUT`, `CACHE_FULL` (the session is unchanged).
-    pub fn push(&mut self, data: &[f32], dims: &[u32], lengths: Option<Vec<u32>>, all_positions: bool) -> JsResult<ForwardOutput> {
+    pub fn push(
+        &mut self,
+        data: &[f32],
+        dims: &[u32],
+        lengths: Option<Vec<u32>>,
+        all_positions: bool,
+    ) -> JsResult<ForwardOutput> {
         let lengths = lengths.map(|l| to_usize(&l));
-        wrap(self.inner.push(&self.model.model, data, &to_usize(dims), lengths.as_deref(), all_positions)).map(to_output)
+        wrap(self.inner.push(
+            &self.model.model,
+            data,
+            &to_usize(dims),
+            lengths.as_deref(),
+            all_positions,
+        ))
+        .map(to_output)
     }
 
     /// Cached positions of each row (`B` values).

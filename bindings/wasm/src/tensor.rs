@@ -27,7 +27,10 @@ impl ForwardOutput {
 
 /// Builds the output from the core's `(values, dims)`.
 pub fn to_output((data, dims): (Vec<f32>, Vec<usize>)) -> ForwardOutput {
-    ForwardOutput { data, dims: dims.into_iter().map(|d| d as u32).collect() }
+    ForwardOutput {
+        data,
+        dims: dims.into_iter().map(|d| d as u32).collect(),
+    }
 }
 
 /// `&[u32]` -> `Vec<usize>`.

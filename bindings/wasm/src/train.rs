@@ -8,13 +8,24 @@ use gqa_core::train::{evaluate, FitOptions, Labels, TaskModel, TrainData, Traine
 use wasm_bindgen::prelude::*;
 
 use crate::error::{wrap, JsResult};
-use crate::value::{from_js, to_js};
 use crate::model::Model;
 use crate::tensor::to_usize;
+use crate::value::{from_js, to_js};
 
 /// A dataset `x: [N*T*E]` with `dims = [N,T,E]`, `lengths: [N]` and labels -> [`TrainData`].
-fn train_data(x: Vec<f32>, dims: &[u32], lengths: Option<Vec<u32>>, classes: Option<Vec<u32>>, values: Option<Vec<f32>>) -> gqa_core::Result<TrainData> {
-    TrainData::new(x, &to_usize(dims), lengths.map(|l| to_usize(&l)), Labels::from_parts(classes, values)?)
+fn train_data(
+    x: Vec<f32>,
+    dims: &[u32],
+    lengths: Option<Vec<u32>>,
+    classes: Option<Vec<u32>>,
+    values: Option<Vec<f32>>,
+) -> gqa_core::Result<TrainData> {
+    TrainData::new(
+        x,
+        &to_usize(dims),
+        lengths.map(|l| to_usize(&l)),
+        Labels::from_parts(classes, values)?,
+    )
 }
 
 /// One training run over a model with a head (the core's `Trainer`). Holds its own reference to
@@ -43,7 +54,15 @@ impl Trainer {
         fit_options: JsValue,
     ) -> JsResult<Trainer> {
         let m = model.inner.clone();
-        let r = from_js(fit_options, "fit options").and_then(FitOptions::from_value).and_then(|opts| CoreTrainer::new(&m, train_data(x, dims, lengths, class_labels, targets)?, opts));
+        let r = from_js(fit_options, "fit options")
+            .and_then(FitOptions::from_value)
+            .and_then(|opts| {
+                CoreTrainer::new(
+                    &m,
+                    train_data(x, dims, lengths, class_labels, targets)?,
+                    opts,
+                )
+            });
         wrap(r).map(|inner| Trainer { model: m, inner })
     }
 
@@ -86,7 +105,8 @@ impl Model {
         targets: Option<Vec<f32>>,
         batch_size: u32,
     ) -> JsResult<JsValue> {
-        let r = train_data(x, dims, lengths, class_labels, targets).and_then(|d| evaluate(&self.inner, &d, batch_size as usize));
+        let r = train_data(x, dims, lengths, class_labels, targets)
+            .and_then(|d| evaluate(&self.inner, &d, batch_size as usize));
         to_js(&wrap(r)?)
     }
 }

@@ -12,7 +12,8 @@ use crate::error::{wrap, JsResult};
 /// A JS value -> `serde_json::Value` for the core. Errors: `INVALID_OPTION` naming `what` (a value
 /// JSON cannot hold, such as a function or a symbol).
 pub fn from_js(v: JsValue, what: &str) -> gqa_core::Result<Value> {
-    serde_wasm_bindgen::from_value(v).map_err(|e| gqa_core::Error::option(what, "a plain object of JSON values", e))
+    serde_wasm_bindgen::from_value(v)
+        .map_err(|e| gqa_core::Error::option(what, "a plain object of JSON values", e))
 }
 
 /// A JS value that may be absent (`undefined` or `null` -> `None`) -> [`from_js`].
@@ -30,5 +31,9 @@ pub fn from_js_opt(v: JsValue, what: &str) -> gqa_core::Result<Option<Value>> {
 pub fn to_js<T: Serialize>(t: &T) -> JsResult<JsValue> {
     let v = wrap(gqa_core::to_value(t))?;
     v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| crate::error::to_js(gqa_core::Error::Internal(format!("a value for JavaScript: {e}"))))
+        .map_err(|e| {
+            crate::error::to_js(gqa_core::Error::Internal(format!(
+                "a value for JavaScript: {e}"
+            )))
+        })
 }

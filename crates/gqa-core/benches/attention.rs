@@ -23,8 +23,12 @@ fn case(c: &mut Criterion, name: &str, b: usize, nh: usize, nkv: usize, t: usize
     let mut g = c.benchmark_group(format!("attention/{name}"));
     g.throughput(Throughput::Elements((b * t) as u64));
     g.sample_size(10);
-    g.bench_function("reference", |bn| bn.iter(|| black_box(reference::attention(&q, &k, &v, mask.bias(), scale).unwrap())));
-    g.bench_function("fused", |bn| bn.iter(|| black_box(fused::attention(&q, &k, &v, scale, &[0], None, false).unwrap())));
+    g.bench_function("reference", |bn| {
+        bn.iter(|| black_box(reference::attention(&q, &k, &v, mask.bias(), scale).unwrap()))
+    });
+    g.bench_function("fused", |bn| {
+        bn.iter(|| black_box(fused::attention(&q, &k, &v, scale, &[0], None, false).unwrap()))
+    });
     g.finish();
 }
 

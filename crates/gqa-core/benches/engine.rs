@@ -23,17 +23,36 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn flops(c: &GqaConfig, b: usize, t: usize) -> f64 {
-    let (e, h, nh, nkv, d, l) = (c.embed_dim, c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim(), c.num_layers);
+    let (e, h, nh, nkv, d, l) = (
+        c.embed_dim,
+        c.hidden_size,
+        c.num_heads,
+        c.num_kv_heads,
+        c.head_dim(),
+        c.num_layers,
+    );
     let (b, t) = (b as f64, t as f64);
     let proj = if e != h { (e * h) as f64 } else { 0.0 };
-    2.0 * b * t * (proj + l as f64 * ((h * nh * d * 2 + 2 * h * nkv * d + 8 * h * h) as f64)) + l as f64 * 4.0 * b * nh as f64 * t * t * d as f64
+    2.0 * b * t * (proj + l as f64 * ((h * nh * d * 2 + 2 * h * nkv * d + 8 * h * h) as f64))
+        + l as f64 * 4.0 * b * nh as f64 * t * t * d as f64
 }
 
 fn main() {
-    let reps: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(7);
+    let reps: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(7);
     let cases = std::env::var("ENGINE_CASES").unwrap_or_else(|_| "a,a_all,b2048,b4096".into());
-    let ths: Vec<usize> = std::env::var("ENGINE_THREADS").unwrap_or_else(|_| "1,2".into()).split(',').filter_map(|s| s.parse().ok()).collect();
-    println!("simd: kernels {}, gemm {}", cpu::simd_name(), gemm::gemm_path());
+    let ths: Vec<usize> = std::env::var("ENGINE_THREADS")
+        .unwrap_or_else(|_| "1,2".into())
+        .split(',')
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    println!(
+        "simd: kernels {}, gemm {}",
+        cpu::simd_name(),
+        gemm::gemm_path()
+    );
     // GEMM peak of the gemm crate on this machine: x [n, n] times W^T [n, n].
     let n = 2048;
     let a: Vec<f32> = pseudo(n * n, 2);
@@ -46,7 +65,10 @@ fn main() {
             threads::install(|| gemm::linear(n, n, n, &a, n, &a, &mut y, n, false).expect("gemm"));
             ts.push(s.elapsed().as_secs_f64());
         }
-        println!("gemm {n}^3 threads {th}: {:.1} GFLOP/s", 2.0 * (n * n * n) as f64 / median(&mut ts) / 1e9);
+        println!(
+            "gemm {n}^3 threads {th}: {:.1} GFLOP/s",
+            2.0 * (n * n * n) as f64 / median(&mut ts) / 1e9
+        );
     }
     for name in cases.split(',') {
         let (cfg, b, t) = match name {
@@ -82,15 +104,26 @@ fn main() {
         let fl = flops(&cfg, b, t);
         for &n in &ths {
             threads::set_threads(n).expect("threads");
-            black_box(model.forward_f32(&x, &[b, t, cfg.embed_dim], None).expect("forward"));
+            black_box(
+                model
+                    .forward_f32(&x, &[b, t, cfg.embed_dim], None)
+                    .expect("forward"),
+            );
             let mut ts = Vec::new();
             for _ in 0..reps {
                 let s = Instant::now();
-                black_box(model.forward_f32(&x, &[b, t, cfg.embed_dim], None).expect("forward"));
+                black_box(
+                    model
+                        .forward_f32(&x, &[b, t, cfg.embed_dim], None)
+                        .expect("forward"),
+                );
                 ts.push(s.elapsed().as_secs_f64() * 1e3);
             }
             let m = median(&mut ts);
-            println!("{name:>6} threads {n}: median {m:8.2} ms  {:6.1} GFLOP/s", fl / m / 1e6);
+            println!(
+                "{name:>6} threads {n}: median {m:8.2} ms  {:6.1} GFLOP/s",
+                fl / m / 1e6
+            );
         }
     }
 }
@@ -120,14 +153,29 @@ fn long_context(t: usize) {
     let cfg = b_config(1);
     let model = GqaModel::new(cfg.clone()).expect("model");
     let x: Vec<f32> = pseudo(t * 512, 1);
-    println!("long context T={t}: input {:.0} MiB, peak RSS before {:.0} MiB", (t * 512 * 4) as f64 / 1048576.0, peak_rss_mib());
+    println!(
+        "long context T={t}: input {:.0} MiB, peak RSS before {:.0} MiB",
+        (t * 512 * 4) as f64 / 1048576.0,
+        peak_rss_mib()
+    );
     let s = Instant::now();
     let (y, dims) = model.forward_f32(&x, &[1, t, 512], None).expect("forward");
-    println!("  forward (rope, all): {:.2} s, output {dims:?}, finite {}, peak RSS {:.0} MiB", s.elapsed().as_secs_f64(), y.iter().all(|v| v.is_finite()), peak_rss_mib());
+    println!(
+        "  forward (rope, all): {:.2} s, output {dims:?}, finite {}, peak RSS {:.0} MiB",
+        s.elapsed().as_secs_f64(),
+        y.iter().all(|v| v.is_finite()),
+        peak_rss_mib()
+    );
     let mut sess = model.session(1, t).expect("session");
     let s = Instant::now();
-    let (z, _) = sess.push(&model, &x, &[1, t, 512], None, true).expect("prefill");
-    let diff = y.iter().zip(&z).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let (z, _) = sess
+        .push(&model, &x, &[1, t, 512], None, true)
+        .expect("prefill");
+    let diff = y
+        .iter()
+        .zip(&z)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
     println!(
         "  session prefill of {t} positions (one chunk): {:.2} s, KV cache {:.0} MiB, max |prefill - forward| {diff:.2e}, peak RSS {:.0} MiB",
         s.elapsed().as_secs_f64(),
@@ -162,14 +210,18 @@ fn decode(reps: usize) {
     for &l in &[2048usize, 8192, 32_768] {
         while filled < l {
             let c = chunk.min(l - filled);
-            sess.push(&model, &x[..c * 512], &[1, c, 512], None, false).expect("prefill");
+            sess.push(&model, &x[..c * 512], &[1, c, 512], None, false)
+                .expect("prefill");
             filled += c;
         }
         let one = &x[..512];
         let mut ts = Vec::new();
         for _ in 0..reps.max(20) {
             let s = Instant::now();
-            black_box(sess.push(&model, one, &[1, 1, 512], None, false).expect("decode"));
+            black_box(
+                sess.push(&model, one, &[1, 1, 512], None, false)
+                    .expect("decode"),
+            );
             ts.push(s.elapsed().as_secs_f64());
             sess.truncate(l);
         }

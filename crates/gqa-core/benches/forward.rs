@@ -21,7 +21,11 @@ fn matmul_flops(cfg: &GqaConfig, b: usize, t: usize) -> f64 {
     let (e, h) = (cfg.embed_dim as f64, cfg.hidden_size as f64);
     let (q, kv) = (cfg.q_dim() as f64, cfg.kv_dim() as f64);
     let tokens = (b * t) as f64;
-    let input = if cfg.has_input_projection() { 2.0 * tokens * e * h } else { 0.0 };
+    let input = if cfg.has_input_projection() {
+        2.0 * tokens * e * h
+    } else {
+        0.0
+    };
     let proj = 2.0 * tokens * h * (q + 2.0 * kv) + 2.0 * tokens * q * h;
     let ffn = 2.0 * 2.0 * tokens * h * 4.0 * h;
     let d = cfg.head_dim() as f64;
@@ -52,7 +56,9 @@ fn case(c: &mut Criterion, name: &str, cfg: GqaConfig, b: usize, t: usize) {
     let mut g = c.benchmark_group("forward");
     g.throughput(Throughput::Elements((b * t) as u64));
     g.sample_size(10);
-    g.bench_function(name, |bench| bench.iter(|| black_box(model.forward_f32(&x, &dims, None).expect("forward"))));
+    g.bench_function(name, |bench| {
+        bench.iter(|| black_box(model.forward_f32(&x, &dims, None).expect("forward")))
+    });
     g.finish();
 }
 

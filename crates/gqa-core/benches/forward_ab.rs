@@ -48,8 +48,15 @@ fn case(name: &str, cfg: GqaConfig, b: usize, t: usize, reps: usize) {
         println!("{name}: fused median {fmed:.1} ms");
         return;
     }
-    let diff = outs[0].iter().zip(&outs[1]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-    let (rmin, fmin) = (times[0].iter().copied().fold(f64::INFINITY, f64::min), times[1].iter().copied().fold(f64::INFINITY, f64::min));
+    let diff = outs[0]
+        .iter()
+        .zip(&outs[1])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    let (rmin, fmin) = (
+        times[0].iter().copied().fold(f64::INFINITY, f64::min),
+        times[1].iter().copied().fold(f64::INFINITY, f64::min),
+    );
     let (rmed, fmed) = (median(&mut times[0]), median(&mut times[1]));
     let tokens = (b * t) as f64;
     println!(
@@ -62,10 +69,19 @@ fn case(name: &str, cfg: GqaConfig, b: usize, t: usize, reps: usize) {
 }
 
 fn main() {
-    let reps: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(5);
+    let reps: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(5);
     let only = std::env::var("AB_CASE").unwrap_or_default();
     if only.is_empty() || only == "defaults" {
-        case("defaults_b32_t60_h256_8x2_l4", GqaConfig::new(287), 32, 60, reps);
+        case(
+            "defaults_b32_t60_h256_8x2_l4",
+            GqaConfig::new(287),
+            32,
+            60,
+            reps,
+        );
     }
     if !(only.is_empty() || only == "long") {
         return;
@@ -76,5 +92,11 @@ fn main() {
     long.num_kv_heads = 4;
     long.num_layers = 4;
     long.window_size = 2048;
-    case("long_b1_t2048_h512_16x4_l4", long, 1, 2048, reps.div_ceil(2).max(2));
+    case(
+        "long_b1_t2048_h512_16x4_l4",
+        long,
+        1,
+        2048,
+        reps.div_ceil(2).max(2),
+    );
 }

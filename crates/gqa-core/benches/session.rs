@@ -46,7 +46,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn decode_step(s: &mut Session, model: &GqaModel, x: &[f32], e: usize, len: usize) {
-    black_box(s.push(model, &x[len * e..(len + 1) * e], &[1, 1, e], None, false).expect("push"));
+    black_box(
+        s.push(model, &x[len * e..(len + 1) * e], &[1, 1, e], None, false)
+            .expect("push"),
+    );
     s.truncate(len);
 }
 
@@ -59,7 +62,14 @@ fn benches(c: &mut Criterion) {
     let mut s = model.session(1, max + 1).expect("session");
     let t0 = Instant::now();
     for start in (0..max).step_by(512) {
-        s.push(&model, &x[start * e..(start + 512) * e], &[1, 512, e], None, false).expect("prefill");
+        s.push(
+            &model,
+            &x[start * e..(start + 512) * e],
+            &[1, 512, e],
+            None,
+            false,
+        )
+        .expect("prefill");
     }
     println!(
         "prefill of {max} positions in chunks of 512: {:.2} s; kv cache {} bytes ({} per token)",
@@ -71,10 +81,19 @@ fn benches(c: &mut Criterion) {
     // Sanity: the decode step equals the full forward (checked at 256, cheap).
     {
         let mut s2 = model.session(1, 257).expect("session");
-        s2.push(&model, &x[..256 * e], &[1, 256, e], None, false).expect("prefill");
-        let (y, _) = s2.push(&model, &x[256 * e..257 * e], &[1, 1, e], None, false).expect("push");
-        let (want, _) = model.forward_f32(&x[..257 * e], &[1, 257, e], None).expect("forward");
-        let err = y.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        s2.push(&model, &x[..256 * e], &[1, 256, e], None, false)
+            .expect("prefill");
+        let (y, _) = s2
+            .push(&model, &x[256 * e..257 * e], &[1, 1, e], None, false)
+            .expect("push");
+        let (want, _) = model
+            .forward_f32(&x[..257 * e], &[1, 257, e], None)
+            .expect("forward");
+        let err = y
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         println!("decode step at 256 vs full forward over 257: max abs {err:.2e}");
         assert!(err < 1e-4);
     }
@@ -108,7 +127,11 @@ fn benches(c: &mut Criterion) {
                 (0..runs)
                     .map(|_| {
                         let t = Instant::now();
-                        black_box(model.forward_f32(&x[..n * e], &[1, n, e], None).expect("forward"));
+                        black_box(
+                            model
+                                .forward_f32(&x[..n * e], &[1, n, e], None)
+                                .expect("forward"),
+                        );
                         t.elapsed().as_secs_f64()
                     })
                     .collect(),
@@ -127,27 +150,45 @@ fn benches(c: &mut Criterion) {
     println!("|---:|---:|---:|---:|");
     for (len, step, recompute, runs) in &rows {
         let (rc, note) = match recompute {
-            Some(r) => (*r, format!("{runs} run{}", if *runs == 1 { "" } else { "s" })),
+            Some(r) => (
+                *r,
+                format!("{runs} run{}", if *runs == 1 { "" } else { "s" }),
+            ),
             None => {
                 let l = *len as f64 + 1.0;
                 (a * l + cq * l * l, "extrapolated a*L+c*L^2".to_string())
             }
         };
-        println!("| {len} | {:.3} ms | {:.1} ms ({note}) | {:.0}x |", step * 1e3, rc * 1e3, rc / step);
+        println!(
+            "| {len} | {:.3} ms | {:.1} ms ({note}) | {:.0}x |",
+            step * 1e3,
+            rc * 1e3,
+            rc / step
+        );
     }
     println!();
 
     let mut g = c.benchmark_group("kv_decode_step");
     for &len in &LENGTHS {
         s.truncate(len);
-        g.bench_function(format!("push1_at_{len}"), |bench| bench.iter(|| decode_step(&mut s, &model, &x, e, len)));
+        g.bench_function(format!("push1_at_{len}"), |bench| {
+            bench.iter(|| decode_step(&mut s, &model, &x, e, len))
+        });
     }
     g.finish();
     let mut g = c.benchmark_group("recompute_forward");
     g.sample_size(10);
     for len in [256usize, 2048] {
         let n = len + 1;
-        g.bench_function(format!("forward_{n}"), |bench| bench.iter(|| black_box(model.forward_f32(&x[..n * e], &[1, n, e], None).expect("forward"))));
+        g.bench_function(format!("forward_{n}"), |bench| {
+            bench.iter(|| {
+                black_box(
+                    model
+                        .forward_f32(&x[..n * e], &[1, n, e], None)
+                        .expect("forward"),
+                )
+            })
+        });
     }
     g.finish();
 }

@@ -34,7 +34,13 @@ fn case(name: &str) -> Case {
         "a" => {
             let mut cfg = GqaConfig::new(287);
             cfg.dropout = 0.0;
-            Case { name: "a", cfg, b: 32, t: 60, lengths: vec![60; 32] }
+            Case {
+                name: "a",
+                cfg,
+                b: 32,
+                t: 60,
+                lengths: vec![60; 32],
+            }
         }
         "main" => {
             let mut cfg = GqaConfig::new(12);
@@ -44,7 +50,13 @@ fn case(name: &str) -> Case {
             cfg.num_layers = 2;
             cfg.rope = true;
             cfg.dropout = 0.1;
-            Case { name: "main", cfg, b: 32, t: 29, lengths: (0..32).map(|i| 7 + (i * 5) % 23).collect() }
+            Case {
+                name: "main",
+                cfg,
+                b: 32,
+                t: 29,
+                lengths: (0..32).map(|i| 7 + (i * 5) % 23).collect(),
+            }
         }
         other => panic!("unknown TRAIN_CASES entry {other:?} (a, main)"),
     }
@@ -54,8 +66,22 @@ fn trainer(c: &Case, task: &TaskModel, steps: usize, reference: bool) -> Trainer
     set_reference_kernels(reference);
     let e = c.cfg.embed_dim;
     // `steps` one-batch epochs: every step sees the same batch.
-    let data = TrainData::new(pseudo(c.b * c.t * e, 1), &[c.b, c.t, e], Some(c.lengths.clone()), Labels::Classes((0..c.b).map(|i| (i % 9) as u32).collect())).unwrap();
-    let opts = FitOptions { epochs: steps, batch_size: c.b, lr: 1e-3, min_lr: 1e-3, warmup_ratio: 0.0, shuffle: false, ..FitOptions::default() };
+    let data = TrainData::new(
+        pseudo(c.b * c.t * e, 1),
+        &[c.b, c.t, e],
+        Some(c.lengths.clone()),
+        Labels::Classes((0..c.b).map(|i| (i % 9) as u32).collect()),
+    )
+    .unwrap();
+    let opts = FitOptions {
+        epochs: steps,
+        batch_size: c.b,
+        lr: 1e-3,
+        min_lr: 1e-3,
+        warmup_ratio: 0.0,
+        shuffle: false,
+        ..FitOptions::default()
+    };
     let tr = Trainer::new(task, data, opts).unwrap();
     set_reference_kernels(false);
     tr
@@ -71,17 +97,34 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    if let Some(n) = std::env::var("TRAIN_THREADS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = std::env::var("TRAIN_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         threads::set_threads(n).unwrap();
     }
-    let reps: usize = std::env::var("TRAIN_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
-    let rounds: usize = std::env::var("TRAIN_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let reps: usize = std::env::var("TRAIN_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let rounds: usize = std::env::var("TRAIN_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     let fused_only = std::env::var("TRAIN_FUSED_ONLY").is_ok_and(|v| v == "1");
     let cases = std::env::var("TRAIN_CASES").unwrap_or_else(|_| "a,main".into());
-    println!("threads {}, kernels {}, gemm {}", threads::threads(), cpu::simd_name(), gemm::gemm_path());
+    println!(
+        "threads {}, kernels {}, gemm {}",
+        threads::threads(),
+        cpu::simd_name(),
+        gemm::gemm_path()
+    );
     for name in cases.split(',') {
         let c = case(name.trim());
-        let head = Some(HeadConfig::Classification { num_classes: 9, class_weights: None });
+        let head = Some(HeadConfig::Classification {
+            num_classes: 9,
+            class_weights: None,
+        });
         let fused_model = TaskModel::new(c.cfg.clone(), head.clone()).unwrap();
         let ref_model = TaskModel::new(c.cfg.clone(), head).unwrap();
         let mut fused = trainer(&c, &fused_model, rounds * reps + 1, false);
@@ -92,7 +135,10 @@ fn main() {
         }
         let (mut tf, mut tr) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
-            for (tr_, model, times) in [(&mut fused, &fused_model, &mut tf), (&mut reference, &ref_model, &mut tr)] {
+            for (tr_, model, times) in [
+                (&mut fused, &fused_model, &mut tf),
+                (&mut reference, &ref_model, &mut tr),
+            ] {
                 if fused_only && std::ptr::eq(model, &ref_model) {
                     times.push(f64::NAN);
                     continue;

@@ -57,7 +57,12 @@ impl AttentionConfig {
     /// # Errors
     /// As [`AttentionConfig::from_json`].
     pub fn from_value(value: serde_json::Value) -> Result<Self> {
-        let cfg: AttentionConfig = parse_value(value, "attention options", "", "a known attention option (SPEC section 1)")?;
+        let cfg: AttentionConfig = parse_value(
+            value,
+            "attention options",
+            "",
+            "a known attention option (SPEC section 1)",
+        )?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -85,11 +90,22 @@ impl AttentionConfig {
     /// other than 1, a missing `max_position_embeddings` where it is needed, then every rule of
     /// [`AttentionConfig::validate`].
     pub fn from_hf_config(json: &str) -> Result<Self> {
-        let v: serde_json::Value = serde_json::from_str(json).map_err(|e| Error::option("hfConfig", "a JSON object (a parsed config.json)", e))?;
-        let o = v.as_object().ok_or_else(|| Error::option("hfConfig", "a JSON object (a parsed config.json)", short(&v)))?;
+        let v: serde_json::Value = serde_json::from_str(json)
+            .map_err(|e| Error::option("hfConfig", "a JSON object (a parsed config.json)", e))?;
+        let o = v.as_object().ok_or_else(|| {
+            Error::option(
+                "hfConfig",
+                "a JSON object (a parsed config.json)",
+                short(&v),
+            )
+        })?;
         let get = |k: &str| o.get(k).filter(|x| !x.is_null());
         let uint = |k: &str| hf_uint(k, get(k));
-        let req = |k: &str| -> Result<usize> { uint(k)?.ok_or_else(|| Error::option(&format!("hfConfig.{k}"), "a value (required)", "nothing")) };
+        let req = |k: &str| -> Result<usize> {
+            uint(k)?.ok_or_else(|| {
+                Error::option(&format!("hfConfig.{k}"), "a value (required)", "nothing")
+            })
+        };
         let hidden = req("hidden_size")?;
         let heads = req("num_attention_heads")?;
         let kv_heads = uint("num_key_value_heads")?.unwrap_or(heads);
@@ -103,14 +119,23 @@ impl AttentionConfig {
             (None, None) => ("rope_scaling", None),
         };
         let rp = match rp {
-            Some(x) => Some(x.as_object().ok_or_else(|| Error::option(&format!("hfConfig.{rp_key}"), "a JSON object or null", short(x)))?),
+            Some(x) => Some(x.as_object().ok_or_else(|| {
+                Error::option(
+                    &format!("hfConfig.{rp_key}"),
+                    "a JSON object or null",
+                    short(x),
+                )
+            })?),
             None => None,
         };
         let rget = |k: &str| rp.and_then(|m| m.get(k)).filter(|x| !x.is_null());
         let num = |k: &str, x: Option<&serde_json::Value>| -> Result<Option<f64>> {
             match x {
                 None => Ok(None),
-                Some(x) => x.as_f64().map(Some).ok_or_else(|| Error::option(&format!("hfConfig.{k}"), "a number", short(x))),
+                Some(x) => x
+                    .as_f64()
+                    .map(Some)
+                    .ok_or_else(|| Error::option(&format!("hfConfig.{k}"), "a number", short(x))),
             }
         };
         let theta = match num(&format!("{rp_key}.rope_theta"), rget("rope_theta"))? {
@@ -120,11 +145,16 @@ impl AttentionConfig {
         let prf_key = format!("{rp_key}.partial_rotary_factor");
         let prf = match num(&prf_key, rget("partial_rotary_factor"))? {
             Some(x) => Some((prf_key, x)),
-            None => num("partial_rotary_factor", get("partial_rotary_factor"))?.map(|x| ("partial_rotary_factor".to_string(), x)),
+            None => num("partial_rotary_factor", get("partial_rotary_factor"))?
+                .map(|x| ("partial_rotary_factor".to_string(), x)),
         };
         if let Some((k, f)) = prf {
             if f != 1.0 {
-                return Err(Error::option(&format!("hfConfig.{k}"), "1 (partial rotary is not supported)", f));
+                return Err(Error::option(
+                    &format!("hfConfig.{k}"),
+                    "1 (partial rotary is not supported)",
+                    f,
+                ));
             }
         }
         let (type_key, ty) = match (rget("rope_type"), rget("type")) {
@@ -134,34 +164,81 @@ impl AttentionConfig {
         };
         let ty = match ty {
             None => "default".to_string(),
-            Some(t) => t.as_str().ok_or_else(|| Error::option(&format!("hfConfig.{rp_key}.{type_key}"), "a string", short(t)))?.to_string(),
+            Some(t) => t
+                .as_str()
+                .ok_or_else(|| {
+                    Error::option(
+                        &format!("hfConfig.{rp_key}.{type_key}"),
+                        "a string",
+                        short(t),
+                    )
+                })?
+                .to_string(),
         };
         let f = |k: &str| num(&format!("{rp_key}.{k}"), rget(k));
-        let need = |k: &str, x: Option<f64>| x.ok_or_else(|| Error::option(&format!("hfConfig.{rp_key}.{k}"), format!("a value (required for rope_type {ty})"), "nothing"));
+        let need = |k: &str, x: Option<f64>| {
+            x.ok_or_else(|| {
+                Error::option(
+                    &format!("hfConfig.{rp_key}.{k}"),
+                    format!("a value (required for rope_type {ty})"),
+                    "nothing",
+                )
+            })
+        };
         let rint = |k: &str| hf_uint(&format!("{rp_key}.{k}"), rget(k));
         let orig = || -> Result<usize> {
             top_orig
                 .or(rint("original_max_position_embeddings")?)
                 .or(max_pos)
-                .ok_or_else(|| Error::option("hfConfig.max_position_embeddings", format!("a value (rope_type {ty} needs it or original_max_position_embeddings)"), "nothing"))
+                .ok_or_else(|| {
+                    Error::option(
+                        "hfConfig.max_position_embeddings",
+                        format!(
+                            "a value (rope_type {ty} needs it or original_max_position_embeddings)"
+                        ),
+                        "nothing",
+                    )
+                })
         };
         let scaling = match ty.as_str() {
             "default" => None,
-            "linear" => Some(RopeScaling::Linear { factor: need("factor", f("factor")?)? }),
+            "linear" => Some(RopeScaling::Linear {
+                factor: need("factor", f("factor")?)?,
+            }),
             "dynamic" => Some(RopeScaling::Dynamic {
                 factor: need("factor", f("factor")?)?,
-                original_max_position_embeddings: max_pos
-                    .ok_or_else(|| Error::option("hfConfig.max_position_embeddings", "a value (rope_type dynamic needs it)", "nothing"))?,
+                original_max_position_embeddings: max_pos.ok_or_else(|| {
+                    Error::option(
+                        "hfConfig.max_position_embeddings",
+                        "a value (rope_type dynamic needs it)",
+                        "nothing",
+                    )
+                })?,
             }),
             "yarn" => {
                 let orig = orig()?;
                 let factor = match f("factor")? {
                     Some(x) => x,
-                    None => max_pos.ok_or_else(|| Error::option(&format!("hfConfig.{rp_key}.factor"), "a value (or max_position_embeddings)", "nothing"))? as f64 / orig as f64,
+                    None => {
+                        max_pos.ok_or_else(|| {
+                            Error::option(
+                                &format!("hfConfig.{rp_key}.factor"),
+                                "a value (or max_position_embeddings)",
+                                "nothing",
+                            )
+                        })? as f64
+                            / orig as f64
+                    }
                 };
                 let truncate = match rget("truncate") {
                     None => None,
-                    Some(x) => Some(x.as_bool().ok_or_else(|| Error::option(&format!("hfConfig.{rp_key}.truncate"), "true or false", short(x)))?),
+                    Some(x) => Some(x.as_bool().ok_or_else(|| {
+                        Error::option(
+                            &format!("hfConfig.{rp_key}.truncate"),
+                            "true or false",
+                            short(x),
+                        )
+                    })?),
                 };
                 Some(RopeScaling::Yarn {
                     factor,
@@ -181,7 +258,11 @@ impl AttentionConfig {
                 original_max_position_embeddings: orig()?,
             }),
             other => {
-                return Err(Error::option(&format!("hfConfig.{rp_key}.{type_key}"), "one of default, linear, dynamic, yarn, llama3", other));
+                return Err(Error::option(
+                    &format!("hfConfig.{rp_key}.{type_key}"),
+                    "one of default, linear, dynamic, yarn, llama3",
+                    other,
+                ));
             }
         };
         let cfg = AttentionConfig {
@@ -211,7 +292,8 @@ impl AttentionConfig {
 
     /// `headDim`: the explicit option, else `hiddenSize / numHeads`.
     pub fn head_dim(&self) -> usize {
-        self.head_dim.unwrap_or(self.hidden_size / self.num_heads.max(1))
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_heads.max(1))
     }
 
     /// Whether rotary embeddings are applied (`rope || yarn || ropeScaling`).
@@ -221,8 +303,16 @@ impl AttentionConfig {
 
     /// How the rotary tables are made, `None` without rotary (SPEC section 5, [`RopePlan`]).
     pub fn rope_plan(&self) -> Option<RopePlan> {
-        let yarn = self.yarn.then_some((self.yarn_scale, self.yarn_original_max_position));
-        RopePlan::new(self.head_dim(), self.uses_rotary(), self.rope_theta, yarn, self.rope_scaling.as_ref())
+        let yarn = self
+            .yarn
+            .then_some((self.yarn_scale, self.yarn_original_max_position));
+        RopePlan::new(
+            self.head_dim(),
+            self.uses_rotary(),
+            self.rope_theta,
+            yarn,
+            self.rope_scaling.as_ref(),
+        )
     }
 
     /// The rotary `inv_freq` `[headDim/2]` (at sequence lengths up to a `dynamic` threshold)
@@ -242,7 +332,13 @@ fn hf_uint(key: &str, x: Option<&serde_json::Value>) -> Result<Option<usize>> {
             .as_u64()
             .and_then(|u| usize::try_from(u).ok())
             .map(Some)
-            .ok_or_else(|| Error::option(&format!("hfConfig.{key}"), "a non-negative integer", short(x))),
+            .ok_or_else(|| {
+                Error::option(
+                    &format!("hfConfig.{key}"),
+                    "a non-negative integer",
+                    short(x),
+                )
+            }),
     }
 }
 
@@ -274,7 +370,14 @@ impl AttnMask {
     ///
     /// # Errors
     /// [`Error::OutOfMemory`] when `[B, Tq, Tk]` exceeds the buffer limit; candle errors.
-    pub fn causal(batch: usize, q_len: usize, k_len: usize, offset: usize, lengths: Option<&[usize]>, device: &Device) -> Result<Self> {
+    pub fn causal(
+        batch: usize,
+        q_len: usize,
+        k_len: usize,
+        offset: usize,
+        lengths: Option<&[usize]>,
+        device: &Device,
+    ) -> Result<Self> {
         let mb = if lengths.is_some() { batch } else { 1 };
         let n = crate::error::check_f32_buffer("attention mask", &[mb, q_len, k_len])?;
         let mut m = Vec::with_capacity(n);
@@ -282,11 +385,19 @@ impl AttnMask {
             let len = lengths.map_or(k_len, |ls| ls[bi]);
             for i in 0..q_len {
                 for j in 0..k_len {
-                    m.push(if j <= offset + i && j < len { 0f32 } else { f32::NEG_INFINITY });
+                    m.push(if j <= offset + i && j < len {
+                        0f32
+                    } else {
+                        f32::NEG_INFINITY
+                    });
                 }
             }
         }
-        Ok(AttnMask { bias: Tensor::from_vec(m, (mb, q_len, k_len), device)?, offset, lengths: lengths.map(<[usize]>::to_vec) })
+        Ok(AttnMask {
+            bias: Tensor::from_vec(m, (mb, q_len, k_len), device)?,
+            offset,
+            lengths: lengths.map(<[usize]>::to_vec),
+        })
     }
 
     /// The additive bias `[MB, Tq, Tk]`.
@@ -336,12 +447,33 @@ impl GqaAttention {
     ///
     /// # Errors
     /// [`Error::MissingParameter`] when the store lacks one.
-    pub(crate) fn from_store(cfg: AttentionConfig, params: ParamStore, device: &Device) -> Result<Self> {
-        let lin = |m: crate::layout::BlockModule| Linear::from_store(&params, m.attention_name().expect("attention module"));
+    pub(crate) fn from_store(
+        cfg: AttentionConfig,
+        params: ParamStore,
+        device: &Device,
+    ) -> Result<Self> {
+        let lin = |m: crate::layout::BlockModule| {
+            Linear::from_store(&params, m.attention_name().expect("attention module"))
+        };
         use crate::layout::BlockModule as M;
-        let (q_proj, k_proj, v_proj, out_proj) = (lin(M::QProj)?, lin(M::KProj)?, lin(M::VProj)?, lin(M::OutProj)?);
+        let (q_proj, k_proj, v_proj, out_proj) = (
+            lin(M::QProj)?,
+            lin(M::KProj)?,
+            lin(M::VProj)?,
+            lin(M::OutProj)?,
+        );
         let rope = cfg.rope_plan();
-        Ok(GqaAttention { cfg, q_proj, k_proj, v_proj, out_proj, rope, params, device: device.clone(), memory: None })
+        Ok(GqaAttention {
+            cfg,
+            q_proj,
+            k_proj,
+            v_proj,
+            out_proj,
+            rope,
+            params,
+            device: device.clone(),
+            memory: None,
+        })
     }
 
     /// The options.
@@ -373,7 +505,10 @@ impl GqaAttention {
     /// # Errors
     /// [`Error::OutOfMemory`] / [`Error::Backend`] from [`Rotary::new`].
     pub fn rotary(&self, positions: usize) -> Result<Option<Rotary>> {
-        self.rope.as_ref().map(|p| p.rotary(positions, positions, &self.device)).transpose()
+        self.rope
+            .as_ref()
+            .map(|p| p.rotary(positions, positions, &self.device))
+            .transpose()
     }
 
     /// Projections and rotary: `x: [B,T,H]` -> `q: [B,NH,T,D]`, `k, v: [B,NKV,T,D]`
@@ -381,10 +516,18 @@ impl GqaAttention {
     ///
     /// # Errors
     /// [`Error::Backend`] on a wrong input width; rotary errors.
-    pub fn qkv(&self, x: &Tensor, rotary: Option<&Rotary>, offset: usize, track: bool) -> Result<(Tensor, Tensor, Tensor)> {
+    pub fn qkv(
+        &self,
+        x: &Tensor,
+        rotary: Option<&Rotary>,
+        offset: usize,
+        track: bool,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, t, _) = x.dims3()?;
         let d = self.cfg.head_dim();
-        let heads = |y: Tensor, n: usize| -> Result<Tensor> { Ok(y.reshape((b, t, n, d))?.transpose(1, 2)?.contiguous()?) };
+        let heads = |y: Tensor, n: usize| -> Result<Tensor> {
+            Ok(y.reshape((b, t, n, d))?.transpose(1, 2)?.contiguous()?)
+        };
         let mut q = heads(self.q_proj.forward(x, track)?, self.cfg.num_heads)?;
         let mut k = heads(self.k_proj.forward(x, track)?, self.cfg.num_kv_heads)?;
         let v = heads(self.v_proj.forward(x, track)?, self.cfg.num_kv_heads)?;
@@ -410,11 +553,26 @@ impl GqaAttention {
     ///
     /// # Errors
     /// [`Error::Internal`] on inconsistent shapes; [`Error::Backend`].
-    pub fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, track: bool) -> Result<Tensor> {
+    pub fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: &AttnMask,
+        track: bool,
+    ) -> Result<Tensor> {
         let (b, nh, tq, d) = q.dims4()?;
         let (_, mq, mk) = mask.bias.dims3()?;
         if !track && fused::fused_ok(q) && (mq, mk) == (tq, k.dim(2)?) {
-            let o = fused::attention(q, k, v, 1.0 / (d as f64).sqrt(), &[mask.offset], mask.lengths.as_deref(), true)?;
+            let o = fused::attention(
+                q,
+                k,
+                v,
+                1.0 / (d as f64).sqrt(),
+                &[mask.offset],
+                mask.lengths.as_deref(),
+                true,
+            )?;
             return self.out_proj.forward(&o, false);
         }
         let o = reference::attention(q, k, v, mask.bias(), 1.0 / (d as f64).sqrt())?;
@@ -442,9 +600,19 @@ impl GqaAttention {
     ///
     /// # Errors
     /// As [`GqaAttention::forward`].
-    pub fn forward_t(&self, x: &Tensor, mask: &AttnMask, rotary: Option<&Rotary>, track: bool) -> Result<Tensor> {
+    pub fn forward_t(
+        &self,
+        x: &Tensor,
+        mask: &AttnMask,
+        rotary: Option<&Rotary>,
+        track: bool,
+    ) -> Result<Tensor> {
         if self.rope.is_some() && rotary.is_none() {
-            return Err(Error::input("rotary", "rotary tables (the config has rope, yarn or ropeScaling)", "none"));
+            return Err(Error::input(
+                "rotary",
+                "rotary tables (the config has rope, yarn or ropeScaling)",
+                "none",
+            ));
         }
         let rotary = if self.rope.is_some() { rotary } else { None };
         if !track && fused::fused_ok(x) {
@@ -459,22 +627,44 @@ impl GqaAttention {
     /// for `out_proj` (no head transposes or copies).
     /// `residual`: when given, returns `residual + attn(x)` (the add folded into `out_proj`'s
     /// bias pass).
-    fn forward_fused(&self, x: &Tensor, mask: &AttnMask, rotary: Option<&Rotary>, residual: Option<&Tensor>) -> Result<Tensor> {
+    fn forward_fused(
+        &self,
+        x: &Tensor,
+        mask: &AttnMask,
+        rotary: Option<&Rotary>,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
-        let (nh, nkv, d) = (self.cfg.num_heads, self.cfg.num_kv_heads, self.cfg.head_dim());
+        let (nh, nkv, d) = (
+            self.cfg.num_heads,
+            self.cfg.num_kv_heads,
+            self.cfg.head_dim(),
+        );
         let q = self.q_proj.forward(x, false)?;
         let k = self.k_proj.forward(x, false)?;
         let v = self.v_proj.forward(x, false)?;
         let (_, mq, mk) = mask.bias.dims3()?;
         if (mq, mk) != (t, t) {
-            return Err(Error::Internal(format!("attention mask [{mq}, {mk}] for {t} positions")));
+            return Err(Error::Internal(format!(
+                "attention mask [{mq}, {mk}] for {t} positions"
+            )));
         }
         if let Some(r) = rotary {
             fused::rotary_in_place(&q, nh, d, r.cos(), r.sin(), 0)?;
             fused::rotary_in_place(&k, nkv, d, r.cos(), r.sin(), 0)?;
         }
-        let heads = |y: &Tensor, n: usize| -> Result<Tensor> { Ok(y.reshape((b, t, n, d))?.transpose(1, 2)?) };
-        let o = fused::attention(&heads(&q, nh)?, &heads(&k, nkv)?, &heads(&v, nkv)?, 1.0 / (d as f64).sqrt(), &[mask.offset], mask.lengths.as_deref(), true)?;
+        let heads = |y: &Tensor, n: usize| -> Result<Tensor> {
+            Ok(y.reshape((b, t, n, d))?.transpose(1, 2)?)
+        };
+        let o = fused::attention(
+            &heads(&q, nh)?,
+            &heads(&k, nkv)?,
+            &heads(&v, nkv)?,
+            1.0 / (d as f64).sqrt(),
+            &[mask.offset],
+            mask.lengths.as_deref(),
+            true,
+        )?;
         match residual {
             Some(r) => self.out_proj.forward_residual(&o, r, false),
             None => self.out_proj.forward(&o, false),
@@ -487,12 +677,22 @@ impl GqaAttention {
     ///
     /// # Errors
     /// As [`GqaAttention::forward_t`].
-    pub(crate) fn forward_fused_residual(&self, a: &Tensor, h: &Tensor, mask: &AttnMask, rotary: Option<&Rotary>) -> Result<Option<Tensor>> {
+    pub(crate) fn forward_fused_residual(
+        &self,
+        a: &Tensor,
+        h: &Tensor,
+        mask: &AttnMask,
+        rotary: Option<&Rotary>,
+    ) -> Result<Option<Tensor>> {
         if !fused::fused_ok(a) {
             return Ok(None);
         }
         if self.rope.is_some() && rotary.is_none() {
-            return Err(Error::input("rotary", "rotary tables (the config has rope, yarn or ropeScaling)", "none"));
+            return Err(Error::input(
+                "rotary",
+                "rotary tables (the config has rope, yarn or ropeScaling)",
+                "none",
+            ));
         }
         let rotary = if self.rope.is_some() { rotary } else { None };
         self.forward_fused(a, mask, rotary, Some(h)).map(Some)
@@ -505,7 +705,12 @@ impl GqaAttention {
     /// # Errors
     /// [`Error::InvalidInput`] for dims/length/lengths problems (T = 0 names `dims`),
     /// [`Error::OutOfMemory`] for score buffers over the limit.
-    pub fn forward_f32(&self, data: &[f32], dims: &[usize], lengths: Option<&[usize]>) -> Result<(Vec<f32>, Vec<usize>)> {
+    pub fn forward_f32(
+        &self,
+        data: &[f32],
+        dims: &[usize],
+        lengths: Option<&[usize]>,
+    ) -> Result<(Vec<f32>, Vec<usize>)> {
         let h = self.cfg.hidden_size;
         let (b, t) = check_dims(data, dims, h, "hiddenSize", lengths)?;
         if b == 0 {
@@ -514,7 +719,10 @@ impl GqaAttention {
         crate::error::check_f32_buffer("attention scores", &[b, self.cfg.num_heads, t, t])?;
         let qkv = self.cfg.num_heads + 2 * self.cfg.num_kv_heads;
         let d = self.cfg.head_dim();
-        let _working = crate::memory::reserve_f32("attention activations", &[&[b, t, 3 * h + qkv * d], &[2, b, self.cfg.num_heads, t, t]])?;
+        let _working = crate::memory::reserve_f32(
+            "attention activations",
+            &[&[b, t, 3 * h + qkv * d], &[2, b, self.cfg.num_heads, t, t]],
+        )?;
         let x = Tensor::from_slice(data, (b, t, h), &self.device)?;
         let x = zero_padded(&x, lengths)?;
         let mask = AttnMask::causal(b, t, t, 0, lengths, &self.device)?;
@@ -548,8 +756,21 @@ pub struct RopeFrequencies {
 /// [`Error::InvalidOption`] for invalid options, or options without rotary (names `rope`).
 pub fn rope_frequencies(options: serde_json::Value, seq_len: usize) -> Result<RopeFrequencies> {
     let is_model = options.get("embedDim").is_some();
-    let plan = if is_model { GqaConfig::from_value(options)?.rope_plan() } else { AttentionConfig::from_value(options)?.rope_plan() };
-    let plan = plan.ok_or_else(|| Error::option("rope", "rotary options (rope, yarn or ropeScaling)", "no rotary"))?;
+    let plan = if is_model {
+        GqaConfig::from_value(options)?.rope_plan()
+    } else {
+        AttentionConfig::from_value(options)?.rope_plan()
+    };
+    let plan = plan.ok_or_else(|| {
+        Error::option(
+            "rope",
+            "rotary options (rope, yarn or ropeScaling)",
+            "no rotary",
+        )
+    })?;
     let (inv_freq, attention_factor) = plan.inv_freq(seq_len);
-    Ok(RopeFrequencies { inv_freq, attention_factor })
+    Ok(RopeFrequencies {
+        inv_freq,
+        attention_factor,
+    })
 }

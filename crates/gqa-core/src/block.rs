@@ -35,11 +35,20 @@ impl GqaBlock {
     ///
     /// # Errors
     /// [`crate::Error::MissingParameter`] when the store lacks one.
-    pub(crate) fn from_store(cfg: &AttentionConfig, store: &ParamStore, prefix: &str, device: &Device) -> Result<Self> {
+    pub(crate) fn from_store(
+        cfg: &AttentionConfig,
+        store: &ParamStore,
+        prefix: &str,
+        device: &Device,
+    ) -> Result<Self> {
         let name = |m: BlockModule| format!("{prefix}{}", m.name());
         Ok(GqaBlock {
             attn_norm: LayerNorm::from_store(store, &name(BlockModule::AttnNorm))?,
-            attn: GqaAttention::from_store(cfg.clone(), store.sub(&format!("{prefix}attn."))?, device)?,
+            attn: GqaAttention::from_store(
+                cfg.clone(),
+                store.sub(&format!("{prefix}attn."))?,
+                device,
+            )?,
             ffn_norm: LayerNorm::from_store(store, &name(BlockModule::FfnNorm))?,
             ffn_up: Linear::from_store(store, &name(BlockModule::FfnUp))?,
             ffn_down: Linear::from_store(store, &name(BlockModule::FfnDown))?,
@@ -54,7 +63,14 @@ impl GqaBlock {
     ///
     /// # Errors
     /// Backend and rotary errors.
-    pub fn forward(&self, h: &Tensor, mask: &AttnMask, rotary: Option<&Rotary>, mut dropout: Option<&mut Dropout>, track: bool) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        h: &Tensor,
+        mask: &AttnMask,
+        rotary: Option<&Rotary>,
+        mut dropout: Option<&mut Dropout>,
+        track: bool,
+    ) -> Result<Tensor> {
         let a = self.attn_norm.forward(h, track)?;
         if !track && dropout.is_none() {
             if let Some(h) = self.attn.forward_fused_residual(&a, h, mask, rotary)? {
@@ -75,7 +91,12 @@ impl GqaBlock {
     ///
     /// # Errors
     /// Backend errors.
-    pub fn ffn_residual(&self, h: &Tensor, dropout: Option<&mut Dropout>, track: bool) -> Result<Tensor> {
+    pub fn ffn_residual(
+        &self,
+        h: &Tensor,
+        dropout: Option<&mut Dropout>,
+        track: bool,
+    ) -> Result<Tensor> {
         let f = self.ffn_norm.forward(h, track)?;
         let f = self.ffn_up.forward_gelu(&f, track)?;
         match dropout {

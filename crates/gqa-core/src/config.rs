@@ -201,13 +201,21 @@ pub struct RecommendedDefaults {
 /// they are the serde defaults above and cannot disagree with them).
 pub fn recommended_defaults() -> RecommendedDefaults {
     let d = GqaConfig::new(1);
-    RecommendedDefaults { hidden_size: d.hidden_size, num_heads: d.num_heads, num_kv_heads: d.num_kv_heads, num_layers: d.num_layers, window_size: d.window_size, dropout: d.dropout }
+    RecommendedDefaults {
+        hidden_size: d.hidden_size,
+        num_heads: d.num_heads,
+        num_kv_heads: d.num_kv_heads,
+        num_layers: d.num_layers,
+        window_size: d.window_size,
+        dropout: d.dropout,
+    }
 }
 
 impl GqaConfig {
     /// A config with `embed_dim` and every other option at its default.
     pub fn new(embed_dim: usize) -> Self {
-        let mut cfg: GqaConfig = serde_json::from_str(r#"{"embedDim": 1}"#).expect("every other option has a default");
+        let mut cfg: GqaConfig =
+            serde_json::from_str(r#"{"embedDim": 1}"#).expect("every other option has a default");
         cfg.embed_dim = embed_dim;
         cfg
     }
@@ -227,7 +235,8 @@ impl GqaConfig {
     /// # Errors
     /// As [`GqaConfig::from_json`].
     pub fn from_value(value: serde_json::Value) -> Result<Self> {
-        let cfg: GqaConfig = parse_value(value, "options", "", "a known option (see SPEC section 1)")?;
+        let cfg: GqaConfig =
+            parse_value(value, "options", "", "a known option (see SPEC section 1)")?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -247,16 +256,28 @@ impl GqaConfig {
             return Err(Error::option("embedDim", "an integer >= 1", self.embed_dim));
         }
         if self.hidden_size < 1 {
-            return Err(Error::option("hiddenSize", "an integer >= 1", self.hidden_size));
+            return Err(Error::option(
+                "hiddenSize",
+                "an integer >= 1",
+                self.hidden_size,
+            ));
         }
         if self.num_heads < 1 {
             return Err(Error::option("numHeads", "an integer >= 1", self.num_heads));
         }
         if self.num_kv_heads < 1 {
-            return Err(Error::option("numKvHeads", "an integer >= 1", self.num_kv_heads));
+            return Err(Error::option(
+                "numKvHeads",
+                "an integer >= 1",
+                self.num_kv_heads,
+            ));
         }
         if self.num_layers < 1 {
-            return Err(Error::option("numLayers", "an integer >= 1", self.num_layers));
+            return Err(Error::option(
+                "numLayers",
+                "an integer >= 1",
+                self.num_layers,
+            ));
         }
         if self.head_dim == Some(0) {
             return Err(Error::option("headDim", "an integer >= 1", 0));
@@ -264,7 +285,10 @@ impl GqaConfig {
         if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_heads) {
             return Err(Error::option(
                 "hiddenSize",
-                format!("a multiple of numHeads={} (or an explicit headDim)", self.num_heads),
+                format!(
+                    "a multiple of numHeads={} (or an explicit headDim)",
+                    self.num_heads
+                ),
                 self.hidden_size,
             ));
         }
@@ -276,19 +300,39 @@ impl GqaConfig {
             ));
         }
         if !(self.dropout >= 0.0 && self.dropout < 1.0) {
-            return Err(Error::option("dropout", "a probability 0 <= p < 1", self.dropout));
+            return Err(Error::option(
+                "dropout",
+                "a probability 0 <= p < 1",
+                self.dropout,
+            ));
         }
         if !(self.yarn_scale > 0.0 && self.yarn_scale.is_finite()) {
-            return Err(Error::option("yarnScale", "a finite number > 0", self.yarn_scale));
+            return Err(Error::option(
+                "yarnScale",
+                "a finite number > 0",
+                self.yarn_scale,
+            ));
         }
         if self.yarn_original_max_position < 1 {
-            return Err(Error::option("yarnOriginalMaxPosition", "an integer >= 1", self.yarn_original_max_position));
+            return Err(Error::option(
+                "yarnOriginalMaxPosition",
+                "an integer >= 1",
+                self.yarn_original_max_position,
+            ));
         }
         if self.window_size < 1 {
-            return Err(Error::option("windowSize", "an integer >= 1", self.window_size));
+            return Err(Error::option(
+                "windowSize",
+                "an integer >= 1",
+                self.window_size,
+            ));
         }
         if !(self.rope_theta > 0.0 && self.rope_theta.is_finite()) {
-            return Err(Error::option("ropeTheta", "a finite number > 0", self.rope_theta));
+            return Err(Error::option(
+                "ropeTheta",
+                "a finite number > 0",
+                self.rope_theta,
+            ));
         }
         if let Some(s) = &self.rope_scaling {
             if self.yarn {
@@ -300,7 +344,11 @@ impl GqaConfig {
             }
             s.validate()?;
             if matches!(s, RopeScaling::Dynamic { .. }) && self.head_dim() == 2 {
-                return Err(Error::option("headDim", "headDim >= 4 with dynamic ropeScaling (the NTK exponent is d/(d-2))", 2));
+                return Err(Error::option(
+                    "headDim",
+                    "headDim >= 4 with dynamic ropeScaling (the NTK exponent is d/(d-2))",
+                    2,
+                ));
             }
         }
         if self.uses_rotary() && self.head_dim.is_some() && !self.head_dim().is_multiple_of(2) {
@@ -322,8 +370,14 @@ impl GqaConfig {
         }
         // Largest single weight and the whole parameter set must be addressable.
         check_f32_buffer("ffn_up.weight", &[4, self.hidden_size, self.hidden_size])?;
-        check_f32_buffer("input_projection.weight", &[self.hidden_size, self.embed_dim])?;
-        check_f32_buffer("q_proj.weight", &[self.num_heads, self.head_dim(), self.hidden_size])?;
+        check_f32_buffer(
+            "input_projection.weight",
+            &[self.hidden_size, self.embed_dim],
+        )?;
+        check_f32_buffer(
+            "q_proj.weight",
+            &[self.num_heads, self.head_dim(), self.hidden_size],
+        )?;
         let bytes = self.param_count_exact_u128() * 4;
         let limit = crate::memory::limit();
         if bytes > limit as u128 {
@@ -344,13 +398,22 @@ impl GqaConfig {
 
     /// `headDim`: the explicit option, else `hiddenSize / numHeads`.
     pub fn head_dim(&self) -> usize {
-        self.head_dim.unwrap_or(self.hidden_size / self.num_heads.max(1))
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_heads.max(1))
     }
 
     /// How the rotary tables are made (`None` without rotary), see [`RopePlan`].
     pub fn rope_plan(&self) -> Option<RopePlan> {
-        let yarn = self.yarn.then_some((self.yarn_scale, self.yarn_original_max_position));
-        RopePlan::new(self.head_dim(), self.uses_rotary(), self.rope_theta, yarn, self.rope_scaling.as_ref())
+        let yarn = self
+            .yarn
+            .then_some((self.yarn_scale, self.yarn_original_max_position));
+        RopePlan::new(
+            self.head_dim(),
+            self.uses_rotary(),
+            self.rope_theta,
+            yarn,
+            self.rope_scaling.as_ref(),
+        )
     }
 
     /// `qDim = numHeads * headDim`.
@@ -383,7 +446,11 @@ impl GqaConfig {
     /// `embedDim != H`.
     pub fn param_count(&self) -> u64 {
         let h = self.hidden_size as u64;
-        let input = if self.has_input_projection() { self.embed_dim as u64 * h } else { 0 };
+        let input = if self.has_input_projection() {
+            self.embed_dim as u64 * h
+        } else {
+            0
+        };
         let per_layer = 2 * h * self.q_dim() as u64 + 2 * h * self.kv_dim() as u64 + 8 * h * h;
         input + self.num_layers as u64 * per_layer
     }
@@ -411,7 +478,8 @@ impl GqaConfig {
 /// # Errors
 /// [`Error::Internal`] if `T` does not serialise (a map with non-string keys; none of gqa's types).
 pub fn to_value<T: Serialize>(t: &T) -> Result<serde_json::Value> {
-    serde_json::to_value(t).map_err(|e| Error::Internal(format!("serialising a value for JavaScript: {e}")))
+    serde_json::to_value(t)
+        .map_err(|e| Error::Internal(format!("serialising a value for JavaScript: {e}")))
 }
 
 /// The `f64` nearest the shortest decimal that reads back as `x` (`0.1f32` -> `0.1`, not
@@ -422,13 +490,21 @@ pub(crate) fn f32_decimal(x: f32) -> f64 {
 }
 
 /// `serialize_with` of an `f32` field: [`f32_decimal`].
-pub(crate) fn ser_f32_decimal<S: serde::Serializer>(x: &f32, s: S) -> std::result::Result<S::Ok, S::Error> {
+pub(crate) fn ser_f32_decimal<S: serde::Serializer>(
+    x: &f32,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_f64(f32_decimal(*x))
 }
 
 /// `serialize_with` of an `Option<Vec<f32>>` field: each value as [`f32_decimal`].
-pub(crate) fn ser_f32s_decimal<S: serde::Serializer>(xs: &Option<Vec<f32>>, s: S) -> std::result::Result<S::Ok, S::Error> {
-    xs.as_ref().map(|v| v.iter().map(|&x| f32_decimal(x)).collect::<Vec<f64>>()).serialize(s)
+pub(crate) fn ser_f32s_decimal<S: serde::Serializer>(
+    xs: &Option<Vec<f32>>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    xs.as_ref()
+        .map(|v| v.iter().map(|&x| f32_decimal(x)).collect::<Vec<f64>>())
+        .serialize(s)
 }
 
 /// Options text -> [`serde_json::Value`] (an empty or all-whitespace string = no options =
@@ -440,7 +516,11 @@ pub(crate) fn json_text(json: &str, what: &str) -> Result<serde_json::Value> {
     }
     serde_json::from_str(json).map_err(|e| {
         let msg = e.to_string();
-        Error::option(what, format!("a JSON object of {what}"), msg.split(" at line ").next().unwrap_or(&msg))
+        Error::option(
+            what,
+            format!("a JSON object of {what}"),
+            msg.split(" at line ").next().unwrap_or(&msg),
+        )
     })
 }
 
@@ -455,12 +535,22 @@ pub(crate) fn json_text(json: &str, what: &str) -> Result<serde_json::Value> {
 /// first ([`integral_numbers`]): napi-rs hands integers beyond `u32::MAX` over as floats, and the
 /// same options must mean the same on every backend (and as JSON text, where `5e9` and
 /// `5000000000` are both what `JSON.stringify` of that number could write).
-pub(crate) fn parse_value<T: serde::de::DeserializeOwned>(value: serde_json::Value, what: &str, prefix: &str, known: &str) -> Result<T> {
-    let mut value = if value.is_null() { serde_json::Value::Object(serde_json::Map::new()) } else { value };
+pub(crate) fn parse_value<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+    what: &str,
+    prefix: &str,
+    known: &str,
+) -> Result<T> {
+    let mut value = if value.is_null() {
+        serde_json::Value::Object(serde_json::Map::new())
+    } else {
+        value
+    };
     integral_numbers(&mut value);
     // Options are small; the copy lets an error inside a tagged enum name its field.
     let kept = value.clone();
-    serde_path_to_error::deserialize(value).map_err(|e| json_option_error(&e, &kept, what, prefix, known))
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| json_option_error(&e, &kept, what, prefix, known))
 }
 
 /// The field of an internally tagged enum (`head`, `ropeScaling`: objects with a `type` key) that a
@@ -491,7 +581,11 @@ fn tagged_enum_field(value: &serde_json::Value, path: &str, msg: &str) -> Option
         .map(|(k, _)| k)
         .collect();
     match hits.as_slice() {
-        [k] => Some(if path == "." || path.is_empty() { (*k).clone() } else { format!("{path}.{k}") }),
+        [k] => Some(if path == "." || path.is_empty() {
+            (*k).clone()
+        } else {
+            format!("{path}.{k}")
+        }),
         _ => None,
     }
 }
@@ -521,7 +615,13 @@ fn integral_numbers(value: &mut serde_json::Value) {
 }
 
 /// Maps a serde error on an options JSON to [`Error::InvalidOption`], naming the field.
-fn json_option_error(e: &serde_path_to_error::Error<serde_json::Error>, value: &serde_json::Value, what: &str, prefix: &str, known: &str) -> Error {
+fn json_option_error(
+    e: &serde_path_to_error::Error<serde_json::Error>,
+    value: &serde_json::Value,
+    what: &str,
+    prefix: &str,
+    known: &str,
+) -> Error {
     let path = e.path().to_string();
     let msg = e.inner().to_string();
     // Messages look like "unknown field `foo`, expected one of ...", "missing field `embedDim`"
@@ -539,32 +639,62 @@ fn json_option_error(e: &serde_path_to_error::Error<serde_json::Error>, value: &
     // field itself; inside an internally tagged enum such as `ropeScaling`, the enum).
     let nested = |q: String| {
         if path == "." || path.is_empty() || path == q || path.ends_with(&format!(".{q}")) {
-            if path == "." || path.is_empty() { q } else { path.clone() }
+            if path == "." || path.is_empty() {
+                q
+            } else {
+                path.clone()
+            }
         } else {
             format!("{path}.{q}")
         }
     };
     // "invalid type: string \"3\", expected usize" -> (expected, found).
     let split = || match msg.split_once(", expected ") {
-        Some((found, expected)) => (expected.to_string(), found.trim_start_matches("invalid type: ").trim_start_matches("invalid value: ").to_string()),
+        Some((found, expected)) => (
+            expected.to_string(),
+            found
+                .trim_start_matches("invalid type: ")
+                .trim_start_matches("invalid value: ")
+                .to_string(),
+        ),
         None => ("a valid value".to_string(), msg.clone()),
     };
     if msg.starts_with("missing field") {
-        Error::option(&name(quoted("missing field `").map(nested).unwrap_or(path)), "a value (this option is required)", "nothing")
+        Error::option(
+            &name(quoted("missing field `").map(nested).unwrap_or(path)),
+            "a value (this option is required)",
+            "nothing",
+        )
     } else if msg.starts_with("unknown field") {
-        Error::option(&name(quoted("unknown field `").map(nested).unwrap_or(path)), known, "an unknown option")
+        Error::option(
+            &name(quoted("unknown field `").map(nested).unwrap_or(path)),
+            known,
+            "an unknown option",
+        )
     } else if let Some(field) = tagged_enum_field(value, &path, &msg) {
         // Inside `head` or `ropeScaling`, including an unknown `type` or `loss`.
         let (expected, found) = if msg.starts_with("unknown variant") {
-            let (found, expected) = msg.split_once(", expected ").unwrap_or((&msg, "a known value"));
+            let (found, expected) = msg
+                .split_once(", expected ")
+                .unwrap_or((&msg, "a known value"));
             (expected.to_string(), found.to_string())
         } else {
             split()
         };
         Error::option(&name(field), expected, found)
     } else if msg.starts_with("unknown variant") {
-        let (found, expected) = msg.split_once(", expected ").unwrap_or((&msg, "a known value"));
-        Error::option(&if path == "." { what.to_string() } else { name(path.clone()) }, expected.to_string(), found.to_string())
+        let (found, expected) = msg
+            .split_once(", expected ")
+            .unwrap_or((&msg, "a known value"));
+        Error::option(
+            &if path == "." {
+                what.to_string()
+            } else {
+                name(path.clone())
+            },
+            expected.to_string(),
+            found.to_string(),
+        )
     } else if path == "." {
         Error::option(what, format!("a JSON object of {what}"), msg)
     } else {

@@ -25,7 +25,10 @@ impl Dropout {
         if !(0.0..1.0).contains(&p) {
             return Err(Error::option("dropout", "a probability 0 <= p < 1", p));
         }
-        Ok(Dropout { p, rng: ChaCha8Rng::seed_from_u64(seed) })
+        Ok(Dropout {
+            p,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        })
     }
 
     /// The drop probability `p`.

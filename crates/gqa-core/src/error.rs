@@ -163,21 +163,70 @@ impl Error {
         use ErrorField::{Num, Str};
         let s = |v: &String| Str(v.clone());
         match self {
-            Error::InvalidOption { option, expected, found } => {
-                vec![("option", s(option)), ("expected", s(expected)), ("found", s(found))]
+            Error::InvalidOption {
+                option,
+                expected,
+                found,
+            } => {
+                vec![
+                    ("option", s(option)),
+                    ("expected", s(expected)),
+                    ("found", s(found)),
+                ]
             }
-            Error::InvalidInput { what, expected, found } => vec![("what", s(what)), ("expected", s(expected)), ("found", s(found))],
-            Error::TensorMismatch { name, field, expected, found } => {
-                vec![("tensor", s(name)), ("field", s(field)), ("expected", s(expected)), ("found", s(found))]
+            Error::InvalidInput {
+                what,
+                expected,
+                found,
+            } => vec![
+                ("what", s(what)),
+                ("expected", s(expected)),
+                ("found", s(found)),
+            ],
+            Error::TensorMismatch {
+                name,
+                field,
+                expected,
+                found,
+            } => {
+                vec![
+                    ("tensor", s(name)),
+                    ("field", s(field)),
+                    ("expected", s(expected)),
+                    ("found", s(found)),
+                ]
             }
-            Error::MissingParameter { name, looked_for } => vec![("parameter", s(name)), ("lookedFor", s(looked_for))],
+            Error::MissingParameter { name, looked_for } => {
+                vec![("parameter", s(name)), ("lookedFor", s(looked_for))]
+            }
             Error::UnexpectedParameter { name } => vec![("tensor", s(name))],
-            Error::NonFiniteWeight { name, index, value } => vec![("tensor", s(name)), ("index", Num(*index as u64)), ("value", s(value))],
-            Error::MalformedFile { reason } | Error::MissingConfig { reason } => vec![("reason", s(reason))],
-            Error::OutOfMemory { what, requested, limit, in_use } => {
-                vec![("what", s(what)), ("requested", Num(*requested)), ("limit", Num(*limit)), ("inUse", Num(*in_use))]
+            Error::NonFiniteWeight { name, index, value } => vec![
+                ("tensor", s(name)),
+                ("index", Num(*index as u64)),
+                ("value", s(value)),
+            ],
+            Error::MalformedFile { reason } | Error::MissingConfig { reason } => {
+                vec![("reason", s(reason))]
             }
-            Error::CacheFull { what, capacity, cached, pushed } => vec![
+            Error::OutOfMemory {
+                what,
+                requested,
+                limit,
+                in_use,
+            } => {
+                vec![
+                    ("what", s(what)),
+                    ("requested", Num(*requested)),
+                    ("limit", Num(*limit)),
+                    ("inUse", Num(*in_use)),
+                ]
+            }
+            Error::CacheFull {
+                what,
+                capacity,
+                cached,
+                pushed,
+            } => vec![
                 ("what", s(what)),
                 ("capacity", Num(*capacity as u64)),
                 ("cached", Num(*cached as u64)),
@@ -195,12 +244,24 @@ impl Error {
 
     /// Shorthand for [`Error::InvalidOption`].
     pub fn option(option: &str, expected: impl Into<String>, found: impl ToString) -> Self {
-        Error::InvalidOption { option: option.into(), expected: expected.into(), found: found.to_string() }
+        Error::InvalidOption {
+            option: option.into(),
+            expected: expected.into(),
+            found: found.to_string(),
+        }
     }
 
     /// Shorthand for [`Error::InvalidInput`].
-    pub fn input(what: impl Into<String>, expected: impl Into<String>, found: impl ToString) -> Self {
-        Error::InvalidInput { what: what.into(), expected: expected.into(), found: found.to_string() }
+    pub fn input(
+        what: impl Into<String>,
+        expected: impl Into<String>,
+        found: impl ToString,
+    ) -> Self {
+        Error::InvalidInput {
+            what: what.into(),
+            expected: expected.into(),
+            found: found.to_string(),
+        }
     }
 
     /// Turns a caught panic payload (from `std::panic::catch_unwind`) into [`Error::Internal`].
@@ -249,7 +310,10 @@ pub const ERROR_CATALOG: &[(&str, &[&str])] = &[
 /// [`ERROR_CATALOG`] as a value, `[{"code": "INVALID_OPTION", "fields": ["option", ...]}, ...]`
 /// (what the bindings' `errorCatalog()` return).
 pub fn error_catalog_value() -> serde_json::Value {
-    ERROR_CATALOG.iter().map(|(code, fields)| serde_json::json!({ "code": code, "fields": fields })).collect()
+    ERROR_CATALOG
+        .iter()
+        .map(|(code, fields)| serde_json::json!({ "code": code, "fields": fields }))
+        .collect()
 }
 
 impl From<candle_core::Error> for Error {
@@ -268,7 +332,12 @@ pub fn check_f32_buffer(what: &str, dims: &[usize]) -> Result<usize> {
     let bytes = crate::memory::f32_bytes(dims);
     let limit = crate::memory::limit();
     if bytes > limit || bytes / 4 > usize::MAX as u64 {
-        return Err(Error::OutOfMemory { what: what.into(), requested: bytes, limit, in_use: crate::memory::in_use() });
+        return Err(Error::OutOfMemory {
+            what: what.into(),
+            requested: bytes,
+            limit,
+            in_use: crate::memory::in_use(),
+        });
     }
     Ok((bytes / 4) as usize)
 }
@@ -283,14 +352,36 @@ mod tests {
         let all = vec![
             Error::option("numHeads", "a multiple of numKvHeads", 7),
             Error::input("dims", "[B, T, E]", "[1]"),
-            Error::TensorMismatch { name: "a".into(), field: "shape".into(), expected: "[1]".into(), found: "[2]".into() },
-            Error::MissingParameter { name: "a".into(), looked_for: "b".into() },
+            Error::TensorMismatch {
+                name: "a".into(),
+                field: "shape".into(),
+                expected: "[1]".into(),
+                found: "[2]".into(),
+            },
+            Error::MissingParameter {
+                name: "a".into(),
+                looked_for: "b".into(),
+            },
             Error::UnexpectedParameter { name: "a".into() },
-            Error::NonFiniteWeight { name: "a".into(), index: 3, value: "NaN".into() },
+            Error::NonFiniteWeight {
+                name: "a".into(),
+                index: 3,
+                value: "NaN".into(),
+            },
             Error::MalformedFile { reason: "r".into() },
             Error::MissingConfig { reason: "r".into() },
-            Error::OutOfMemory { what: "w".into(), requested: 1, limit: 2, in_use: 3 },
-            Error::CacheFull { what: "w".into(), capacity: 1, cached: 2, pushed: 3 },
+            Error::OutOfMemory {
+                what: "w".into(),
+                requested: 1,
+                limit: 2,
+                in_use: 3,
+            },
+            Error::CacheFull {
+                what: "w".into(),
+                capacity: 1,
+                cached: 2,
+                pushed: 3,
+            },
             Error::disposed("model"),
             Error::Backend("b".into()),
             Error::Internal("i".into()),
@@ -318,7 +409,11 @@ mod tests {
     #[test]
     fn catalog_lists_every_variant_with_its_fields() {
         let all = samples();
-        assert_eq!(all.len(), ERROR_CATALOG.len(), "one catalog entry per variant");
+        assert_eq!(
+            all.len(),
+            ERROR_CATALOG.len(),
+            "one catalog entry per variant"
+        );
         for (e, (code, fields)) in all.iter().zip(ERROR_CATALOG) {
             assert_eq!(e.code(), *code);
             let names: Vec<&str> = e.fields().iter().map(|(k, _)| *k).collect();
@@ -330,7 +425,18 @@ mod tests {
             .filter(|(_, v)| matches!(v, ErrorField::Num(_)))
             .map(|(k, _)| k)
             .collect();
-        assert_eq!(numeric, ["index", "requested", "limit", "inUse", "capacity", "cached", "pushed"]);
+        assert_eq!(
+            numeric,
+            [
+                "index",
+                "requested",
+                "limit",
+                "inUse",
+                "capacity",
+                "cached",
+                "pushed"
+            ]
+        );
     }
 
     #[test]

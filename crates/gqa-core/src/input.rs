@@ -7,20 +7,42 @@ use crate::error::{check_f32_buffer, Error, Result};
 /// Checks `dims = [B, T, F]` against `data.len()` and the expected feature size `feat` (named
 /// `feat_name`), `lengths` (`B` values in `1..=T`), and that `data` is finite at valid
 /// positions ([`check_finite`], named `input`). Returns `(B, T)`.
-pub(crate) fn check_dims(data: &[f32], dims: &[usize], feat: usize, feat_name: &str, lengths: Option<&[usize]>) -> Result<(usize, usize)> {
+pub(crate) fn check_dims(
+    data: &[f32],
+    dims: &[usize],
+    feat: usize,
+    feat_name: &str,
+    lengths: Option<&[usize]>,
+) -> Result<(usize, usize)> {
     if dims.len() != 3 {
-        return Err(Error::input("dims", "3 dims [batch, seq, features]", format!("{} dims {:?}", dims.len(), dims)));
+        return Err(Error::input(
+            "dims",
+            "3 dims [batch, seq, features]",
+            format!("{} dims {:?}", dims.len(), dims),
+        ));
     }
     let (b, t, f) = (dims[0], dims[1], dims[2]);
     if f != feat {
-        return Err(Error::input("dims", format!("dims[2] = {feat_name} = {feat}"), format!("{f} (dims {dims:?})")));
+        return Err(Error::input(
+            "dims",
+            format!("dims[2] = {feat_name} = {feat}"),
+            format!("{f} (dims {dims:?})"),
+        ));
     }
     if t == 0 && b > 0 {
-        return Err(Error::input("dims", "a sequence length dims[1] >= 1", format!("0 (dims {dims:?})")));
+        return Err(Error::input(
+            "dims",
+            "a sequence length dims[1] >= 1",
+            format!("0 (dims {dims:?})"),
+        ));
     }
     let n = check_f32_buffer("input", dims)?;
     if data.len() != n {
-        return Err(Error::input("input", format!("B*T*{feat_name} = {b}*{t}*{f} = {n} values"), format!("{} values", data.len())));
+        return Err(Error::input(
+            "input",
+            format!("B*T*{feat_name} = {b}*{t}*{f} = {n} values"),
+            format!("{} values", data.len()),
+        ));
     }
     check_lengths(b, t, lengths)?;
     check_finite("input", data, b, t, lengths)?;
@@ -31,11 +53,19 @@ pub(crate) fn check_dims(data: &[f32], dims: &[usize], feat: usize, feat_name: &
 pub(crate) fn check_lengths(b: usize, t: usize, lengths: Option<&[usize]>) -> Result<()> {
     if let Some(ls) = lengths {
         if ls.len() != b {
-            return Err(Error::input("lengths", format!("{b} lengths (one per sequence)"), format!("{} lengths", ls.len())));
+            return Err(Error::input(
+                "lengths",
+                format!("{b} lengths (one per sequence)"),
+                format!("{} lengths", ls.len()),
+            ));
         }
         for (i, &l) in ls.iter().enumerate() {
             if l < 1 || l > t {
-                return Err(Error::input(format!("lengths[{i}]"), format!("a length in 1..={t}"), l));
+                return Err(Error::input(
+                    format!("lengths[{i}]"),
+                    format!("a length in 1..={t}"),
+                    l,
+                ));
             }
         }
     }
@@ -50,7 +80,9 @@ pub(crate) fn has_padding(t: usize, lengths: Option<&[usize]>) -> bool {
 /// Replaces `x[b, t, :]` for `t >= L_b` by 0 (`where`, not a product, so NaN there vanishes).
 pub(crate) fn zero_padded(x: &Tensor, lengths: Option<&[usize]>) -> Result<Tensor> {
     let (b, t, f) = x.dims3()?;
-    let Some(ls) = lengths else { return Ok(x.clone()) };
+    let Some(ls) = lengths else {
+        return Ok(x.clone());
+    };
     if !has_padding(t, lengths) {
         return Ok(x.clone());
     }
@@ -83,8 +115,18 @@ pub(crate) fn valid_mask(b: usize, t: usize, lengths: &[usize], device: &Device)
 /// # Errors
 /// [`Error::InvalidInput`] naming the first offending element as `name[b, t, f]`, with the
 /// value found (`NaN`, `inf`, `-inf`).
-pub(crate) fn check_finite(name: &str, x: &[f32], b: usize, t: usize, lengths: Option<&[usize]>) -> Result<()> {
-    let f = if b * t == 0 { return Ok(()) } else { x.len() / (b * t) };
+pub(crate) fn check_finite(
+    name: &str,
+    x: &[f32],
+    b: usize,
+    t: usize,
+    lengths: Option<&[usize]>,
+) -> Result<()> {
+    let f = if b * t == 0 {
+        return Ok(());
+    } else {
+        x.len() / (b * t)
+    };
     let row_ok = |r: &[f32]| r.iter().fold(true, |ok, v| ok & v.is_finite());
     for bi in 0..b {
         let len = lengths.map_or(t, |ls| ls[bi]);

@@ -31,19 +31,35 @@ use crate::model::GqaModel;
 /// [`crate::Error::InvalidInput`] as [`GqaModel::forward_f32`] (dims, input length, lengths);
 /// [`crate::Error::OutOfMemory`] when `[L,B,NH,T,T]` exceeds the buffer limit;
 /// [`crate::Error::Backend`] from candle.
-pub fn attention_maps(model: &GqaModel, data: &[f32], dims: &[usize], lengths: Option<&[usize]>) -> Result<(Vec<f32>, Vec<usize>)> {
+pub fn attention_maps(
+    model: &GqaModel,
+    data: &[f32],
+    dims: &[usize],
+    lengths: Option<&[usize]>,
+) -> Result<(Vec<f32>, Vec<usize>)> {
     let _use = model.read_use();
     let cfg = model.config();
     let (b, t) = check_dims(data, dims, cfg.embed_dim, "embedDim", lengths)?;
     let (nl, nh, d) = (cfg.num_layers, cfg.num_heads, cfg.head_dim());
     let out_dims = vec![nl, b, nh, t, t];
     check_f32_buffer("attention maps", &out_dims)?;
-    let _working = crate::memory::reserve_f32("attention maps", &[&out_dims, &[2, b, nh, t, t], &[b, t, cfg.embed_dim + 9 * cfg.hidden_size]])?;
+    let _working = crate::memory::reserve_f32(
+        "attention maps",
+        &[
+            &out_dims,
+            &[2, b, nh, t, t],
+            &[b, t, cfg.embed_dim + 9 * cfg.hidden_size],
+        ],
+    )?;
     if b == 0 {
         return Ok((Vec::new(), out_dims));
     }
     let device = model.device();
-    let lengths = if has_padding(t, lengths) { lengths } else { None };
+    let lengths = if has_padding(t, lengths) {
+        lengths
+    } else {
+        None
+    };
     let x = Tensor::from_slice(data, (b, t, cfg.embed_dim), device)?;
     let x = zero_padded(&x, lengths)?;
     let mut h = model.project_input(&x, false)?;
@@ -55,7 +71,12 @@ pub fn attention_maps(model: &GqaModel, data: &[f32], dims: &[usize], lengths: O
         let a = block.attn_norm.forward(&h, false)?;
         let (q, k, _v) = block.attn.qkv(&a, rot.as_ref(), 0, false)?;
         // [B, NKV, G*T, T] is [B, NH, T, T] in memory (the query heads of a group are consecutive).
-        let p = crate::kernels::reference::attention_probs(&q, &k.contiguous()?, Some(mask.bias()), scale)?;
+        let p = crate::kernels::reference::attention_probs(
+            &q,
+            &k.contiguous()?,
+            Some(mask.bias()),
+            scale,
+        )?;
         out.extend(p.flatten_all()?.to_vec1::<f32>()?);
         h = block.forward(&h, &mask, rot.as_ref(), None, false)?;
     }
@@ -71,7 +92,12 @@ mod tests {
         model_d(rope, heads, embed, None)
     }
 
-    fn model_d(rope: bool, heads: (usize, usize), embed: usize, head_dim: Option<usize>) -> GqaModel {
+    fn model_d(
+        rope: bool,
+        heads: (usize, usize),
+        embed: usize,
+        head_dim: Option<usize>,
+    ) -> GqaModel {
         let mut c = GqaConfig::new(embed);
         c.head_dim = head_dim;
         c.hidden_size = 16;
@@ -116,13 +142,21 @@ mod tests {
     /// `headDim` that is not `hiddenSize / numHeads` (scale `1/sqrt(headDim)`).
     #[test]
     fn layer0_matches_naive_f64_softmax_with_group_mapping() {
-        for (heads, head_dim) in [((4, 1), None), ((4, 2), None), ((4, 4), None), ((4, 2), Some(6))] {
+        for (heads, head_dim) in [
+            ((4, 1), None),
+            ((4, 2), None),
+            ((4, 4), None),
+            ((4, 2), Some(6)),
+        ] {
             let (b, t, e) = (2, 5, 16);
             let m = model_d(false, heads, e, head_dim);
             let x = input(b * t * e);
             let (p, _) = attention_maps(&m, &x, &[b, t, e], None).unwrap();
             let xt = Tensor::from_slice(&x, (b, t, e), m.device()).unwrap();
-            let a = m.blocks()[0].attn_norm.forward(&m.project_input(&xt, false).unwrap(), false).unwrap();
+            let a = m.blocks()[0]
+                .attn_norm
+                .forward(&m.project_input(&xt, false).unwrap(), false)
+                .unwrap();
             let (q, k, _) = m.blocks()[0].attn.qkv(&a, None, 0, false).unwrap();
             // q: [B,NH,T,D], k: [B,NKV,T,D] (contiguous, row-major).
             let q = q.flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -136,7 +170,10 @@ mod tests {
                         let s: Vec<f64> = (0..=qi)
                             .map(|kj| {
                                 (0..d)
-                                    .map(|c| f64::from(q[((bi * nh + i) * t + qi) * d + c]) * f64::from(k[((bi * nkv + kv) * t + kj) * d + c]))
+                                    .map(|c| {
+                                        f64::from(q[((bi * nh + i) * t + qi) * d + c])
+                                            * f64::from(k[((bi * nkv + kv) * t + kj) * d + c])
+                                    })
                                     .sum::<f64>()
                                     / (d as f64).sqrt()
                             })
@@ -144,7 +181,11 @@ mod tests {
                         let mx = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                         let z: f64 = s.iter().map(|v| (v - mx).exp()).sum();
                         for kj in 0..t {
-                            let want = if kj <= qi { (s[kj] - mx).exp() / z } else { 0.0 };
+                            let want = if kj <= qi {
+                                (s[kj] - mx).exp() / z
+                            } else {
+                                0.0
+                            };
                             let got = f64::from(p[(((bi * nh + i) * t) + qi) * t + kj]);
                             max_err = max_err.max((got - want).abs());
                         }
@@ -172,7 +213,10 @@ mod tests {
                     for kj in 0..3 {
                         let got = p[((((l * 2 + 1) * 4 + i) * t) + qi) * t + kj];
                         let want = alone[(((l * 4 + i) * 3) + qi) * 3 + kj];
-                        assert!((got - want).abs() < 1e-6, "l{l} h{i} q{qi} k{kj}: {got} vs {want}");
+                        assert!(
+                            (got - want).abs() < 1e-6,
+                            "l{l} h{i} q{qi} k{kj}: {got} vs {want}"
+                        );
                     }
                 }
             }

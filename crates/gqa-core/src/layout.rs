@@ -55,7 +55,12 @@ pub const PARAMS_PER_BLOCK: usize = 2 * BlockModule::ALL.len();
 
 /// The attention layer's modules, in canonical order (the standalone layer's whole table, and
 /// parameters 2..10 of a block).
-pub const ATTENTION_MODULES: [BlockModule; 4] = [BlockModule::QProj, BlockModule::KProj, BlockModule::VProj, BlockModule::OutProj];
+pub const ATTENTION_MODULES: [BlockModule; 4] = [
+    BlockModule::QProj,
+    BlockModule::KProj,
+    BlockModule::VProj,
+    BlockModule::OutProj,
+];
 
 impl BlockModule {
     /// Every module of a block, in canonical order.
@@ -142,7 +147,11 @@ impl Dims {
     /// The sizes of attention options.
     pub fn of(cfg: &AttentionConfig) -> Self {
         let d = cfg.head_dim();
-        Dims { hidden: cfg.hidden_size, q_dim: cfg.num_heads.saturating_mul(d), kv_dim: cfg.num_kv_heads.saturating_mul(d) }
+        Dims {
+            hidden: cfg.hidden_size,
+            q_dim: cfg.num_heads.saturating_mul(d),
+            kv_dim: cfg.num_kv_heads.saturating_mul(d),
+        }
     }
 }
 
@@ -182,13 +191,21 @@ pub struct ParamSpec {
 impl ParamSpec {
     /// Number of elements (u128: the product of the shape cannot overflow).
     pub fn count(&self) -> u128 {
-        self.shape.iter().fold(1u128, |a, &d| a.saturating_mul(d as u128))
+        self.shape
+            .iter()
+            .fold(1u128, |a, &d| a.saturating_mul(d as u128))
     }
 }
 
 /// The two parameters of a module: `{name}.weight` and `{name}.bias`, with Axon names
 /// `{axon}.kernel`/`.bias` (dense) or `{axon}.gamma`/`.beta` (LayerNorm).
-fn module(rows: &mut Vec<ParamSpec>, name: &str, axon: &str, kind: ModuleKind, weight_shape: Vec<usize>) {
+fn module(
+    rows: &mut Vec<ParamSpec>,
+    name: &str,
+    axon: &str,
+    kind: ModuleKind,
+    weight_shape: Vec<usize>,
+) {
     let out = weight_shape[0];
     let (w_init, w_axon, b_axon) = match kind {
         ModuleKind::Dense => (Init::GlorotUniform, "kernel", "bias"),
@@ -196,8 +213,22 @@ fn module(rows: &mut Vec<ParamSpec>, name: &str, axon: &str, kind: ModuleKind, w
     };
     let dense = kind == ModuleKind::Dense;
     let next = rows.len() as u64;
-    rows.push(ParamSpec { name: format!("{name}.weight"), shape: weight_shape, init: w_init, stream: next, matmul: dense, axon_name: format!("{axon}.{w_axon}") });
-    rows.push(ParamSpec { name: format!("{name}.bias"), shape: vec![out], init: Init::Zeros, stream: next + 1, matmul: false, axon_name: format!("{axon}.{b_axon}") });
+    rows.push(ParamSpec {
+        name: format!("{name}.weight"),
+        shape: weight_shape,
+        init: w_init,
+        stream: next,
+        matmul: dense,
+        axon_name: format!("{axon}.{w_axon}"),
+    });
+    rows.push(ParamSpec {
+        name: format!("{name}.bias"),
+        shape: vec![out],
+        init: Init::Zeros,
+        stream: next + 1,
+        matmul: false,
+        axon_name: format!("{axon}.{b_axon}"),
+    });
 }
 
 /// The model's table, in canonical order (streams `0..len`).
@@ -208,15 +239,33 @@ pub fn model_layout(cfg: &GqaConfig) -> Vec<ParamSpec> {
     let d = Dims::of(&AttentionConfig::from_model(cfg));
     let mut rows = Vec::with_capacity(4 + cfg.num_layers.saturating_mul(PARAMS_PER_BLOCK));
     if cfg.has_input_projection() {
-        module(&mut rows, "input_projection", "input_projection", ModuleKind::Dense, vec![cfg.hidden_size, cfg.embed_dim]);
+        module(
+            &mut rows,
+            "input_projection",
+            "input_projection",
+            ModuleKind::Dense,
+            vec![cfg.hidden_size, cfg.embed_dim],
+        );
     }
     for l in 0..cfg.num_layers {
         for m in BlockModule::ALL {
             let axon = format!("gqa_block_{}_{}", l + 1, m.name().replace('.', "_"));
-            module(&mut rows, &format!("blocks.{l}.{}", m.name()), &axon, m.kind(), m.weight_shape(&d));
+            module(
+                &mut rows,
+                &format!("blocks.{l}.{}", m.name()),
+                &axon,
+                m.kind(),
+                m.weight_shape(&d),
+            );
         }
     }
-    module(&mut rows, "final_norm", "final_norm", ModuleKind::LayerNorm, vec![cfg.hidden_size]);
+    module(
+        &mut rows,
+        "final_norm",
+        "final_norm",
+        ModuleKind::LayerNorm,
+        vec![cfg.hidden_size],
+    );
     rows
 }
 
@@ -237,16 +286,32 @@ pub fn attention_layout(cfg: &AttentionConfig) -> Vec<ParamSpec> {
 /// (the same rows as [`model_layout`], counted with [`ParamSpec::count`]).
 pub fn param_count_u128(cfg: &GqaConfig) -> u128 {
     let d = Dims::of(&AttentionConfig::from_model(cfg));
-    let sum = |rows: &[ParamSpec]| rows.iter().map(ParamSpec::count).fold(0u128, u128::saturating_add);
+    let sum = |rows: &[ParamSpec]| {
+        rows.iter()
+            .map(ParamSpec::count)
+            .fold(0u128, u128::saturating_add)
+    };
     let mut block = Vec::with_capacity(PARAMS_PER_BLOCK);
     for m in BlockModule::ALL {
         module(&mut block, m.name(), m.name(), m.kind(), m.weight_shape(&d));
     }
     let mut ends = Vec::with_capacity(4);
     if cfg.has_input_projection() {
-        module(&mut ends, "input_projection", "input_projection", ModuleKind::Dense, vec![cfg.hidden_size, cfg.embed_dim]);
+        module(
+            &mut ends,
+            "input_projection",
+            "input_projection",
+            ModuleKind::Dense,
+            vec![cfg.hidden_size, cfg.embed_dim],
+        );
     }
-    module(&mut ends, "final_norm", "final_norm", ModuleKind::LayerNorm, vec![cfg.hidden_size]);
+    module(
+        &mut ends,
+        "final_norm",
+        "final_norm",
+        ModuleKind::LayerNorm,
+        vec![cfg.hidden_size],
+    );
     sum(&ends).saturating_add((cfg.num_layers as u128).saturating_mul(sum(&block)))
 }
 
@@ -261,12 +326,22 @@ pub fn axon_name(canonical: &str) -> Option<String> {
         let (l, m) = rest.split_once('.')?;
         let l: usize = l.parse().ok()?;
         let m = BlockModule::ALL.into_iter().find(|b| b.name() == m)?;
-        (m.kind(), format!("gqa_block_{}_{}", l.checked_add(1)?, m.name().replace('.', "_")))
+        (
+            m.kind(),
+            format!(
+                "gqa_block_{}_{}",
+                l.checked_add(1)?,
+                m.name().replace('.', "_")
+            ),
+        )
     } else {
         let kind = match module_name {
             "input_projection" => ModuleKind::Dense,
             "final_norm" => ModuleKind::LayerNorm,
-            m => ATTENTION_MODULES.into_iter().find(|b| b.attention_name() == Some(m))?.kind(),
+            m => ATTENTION_MODULES
+                .into_iter()
+                .find(|b| b.attention_name() == Some(m))?
+                .kind(),
         };
         (kind, module_name.to_string())
     };
@@ -296,15 +371,29 @@ mod tests {
 
     #[test]
     fn streams_are_indices_and_axon_names_agree() {
-        let cfg: GqaConfig = serde_json::from_str(r#"{"embedDim": 3, "hiddenSize": 8, "numHeads": 4, "numKvHeads": 2, "numLayers": 2}"#).unwrap();
+        let cfg: GqaConfig = serde_json::from_str(
+            r#"{"embedDim": 3, "hiddenSize": 8, "numHeads": 4, "numKvHeads": 2, "numLayers": 2}"#,
+        )
+        .unwrap();
         let rows = model_layout(&cfg);
         assert_eq!(rows.len(), 2 + 2 * PARAMS_PER_BLOCK + 2);
         for (i, r) in rows.iter().enumerate() {
             assert_eq!(r.stream, i as u64);
-            assert_eq!(axon_name(&r.name).as_deref(), Some(r.axon_name.as_str()), "{}", r.name);
+            assert_eq!(
+                axon_name(&r.name).as_deref(),
+                Some(r.axon_name.as_str()),
+                "{}",
+                r.name
+            );
         }
-        assert_eq!(rows.iter().map(ParamSpec::count).sum::<u128>(), param_count_u128(&cfg));
-        assert_eq!(rows[2 + BlockModule::KProj.first_param()].name, "blocks.0.attn.k_proj.weight");
+        assert_eq!(
+            rows.iter().map(ParamSpec::count).sum::<u128>(),
+            param_count_u128(&cfg)
+        );
+        assert_eq!(
+            rows[2 + BlockModule::KProj.first_param()].name,
+            "blocks.0.attn.k_proj.weight"
+        );
         assert_eq!(rows[2 + BlockModule::KProj.first_param()].shape, [4, 8]);
         assert_eq!(axon_name("blocks.0.attn.nope.weight"), None);
     }

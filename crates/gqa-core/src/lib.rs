@@ -15,8 +15,8 @@ pub mod config;
 pub mod dropout;
 pub mod error;
 pub mod init;
-pub mod inspect;
 mod input;
+pub mod inspect;
 pub mod kernels;
 pub mod layout;
 pub mod memory;
@@ -31,10 +31,10 @@ pub mod testing;
 pub mod train;
 pub mod weights;
 
-/// The tensor crate the model is built on (re-exported so callers use the same version).
-pub use candle_core;
 pub use attention::{AttentionConfig, AttnMask, GqaAttention};
 pub use block::GqaBlock;
+/// The tensor crate the model is built on (re-exported so callers use the same version).
+pub use candle_core;
 pub use config::{recommended_defaults, to_value, GqaConfig, OutputMode, RecommendedDefaults};
 pub use dropout::Dropout;
 pub use error::{error_catalog_value, Error, ErrorField, Result, ERROR_CATALOG};

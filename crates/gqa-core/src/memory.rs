@@ -83,8 +83,16 @@ pub fn limit() -> u64 {
 pub fn set_limit_f64(bytes: Option<f64>) -> Result<f64> {
     let bytes = match bytes {
         None => None,
-        Some(b) if b.is_finite() && b >= 1.0 && b.fract() == 0.0 => Some(b.min(u64::MAX as f64) as u64),
-        Some(b) => return Err(Error::option("memoryLimit", "a whole number of bytes >= 1", b)),
+        Some(b) if b.is_finite() && b >= 1.0 && b.fract() == 0.0 => {
+            Some(b.min(u64::MAX as f64) as u64)
+        }
+        Some(b) => {
+            return Err(Error::option(
+                "memoryLimit",
+                "a whole number of bytes >= 1",
+                b,
+            ))
+        }
     };
     set_limit(bytes).map(|l| l as f64)
 }
@@ -97,9 +105,17 @@ pub fn set_limit_f64(bytes: Option<f64>) -> Result<f64> {
 /// [`Error::InvalidOption`] (`memoryLimit`) for `Some(0)`.
 pub fn set_limit(bytes: Option<u64>) -> Result<u64> {
     match bytes {
-        Some(0) => Err(Error::option("memoryLimit", "a byte count >= 1 (or none for the machine's memory)", 0)),
+        Some(0) => Err(Error::option(
+            "memoryLimit",
+            "a byte count >= 1 (or none for the machine's memory)",
+            0,
+        )),
         Some(b) => {
-            let b = if cfg!(target_arch = "wasm32") { b.min(WASM32_ADDRESS_SPACE) } else { b };
+            let b = if cfg!(target_arch = "wasm32") {
+                b.min(WASM32_ADDRESS_SPACE)
+            } else {
+                b
+            };
             LIMIT.store(b, Ordering::Relaxed);
             Ok(b)
         }
@@ -145,7 +161,12 @@ pub fn reserve(what: &str, bytes: u64) -> Result<Reservation> {
     loop {
         let next = cur.checked_add(bytes).filter(|&n| n <= limit);
         let Some(next) = next else {
-            return Err(Error::OutOfMemory { what: what.into(), requested: bytes, limit, in_use: cur });
+            return Err(Error::OutOfMemory {
+                what: what.into(),
+                requested: bytes,
+                limit,
+                in_use: cur,
+            });
         };
         match IN_USE.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
             Ok(_) => return Ok(Reservation { bytes }),
@@ -164,6 +185,8 @@ pub fn f32_bytes(dims: &[usize]) -> u64 {
 /// # Errors
 /// As [`reserve`].
 pub fn reserve_f32(what: &str, buffers: &[&[usize]]) -> Result<Reservation> {
-    let bytes = buffers.iter().fold(0u64, |n, dims| n.saturating_add(f32_bytes(dims)));
+    let bytes = buffers
+        .iter()
+        .fold(0u64, |n, dims| n.saturating_add(f32_bytes(dims)));
     reserve(what, bytes)
 }

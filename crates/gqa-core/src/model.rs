@@ -52,14 +52,33 @@ impl GqaModel {
     /// anything is allocated; [`Error::Backend`] from the device.
     pub fn new_on(cfg: GqaConfig, device: &Device) -> Result<Self> {
         cfg.validate()?;
-        let memory = std::sync::Arc::new(crate::memory::reserve("parameters", cfg.param_count_exact().saturating_mul(4))?);
+        let memory = std::sync::Arc::new(crate::memory::reserve(
+            "parameters",
+            cfg.param_count_exact().saturating_mul(4),
+        )?);
         let params = ParamStore::init(&crate::layout::model_layout(&cfg), cfg.seed, device)?;
-        let input_projection = if cfg.has_input_projection() { Some(Linear::from_store(&params, "input_projection")?) } else { None };
+        let input_projection = if cfg.has_input_projection() {
+            Some(Linear::from_store(&params, "input_projection")?)
+        } else {
+            None
+        };
         let acfg = AttentionConfig::from_model(&cfg);
-        let blocks = (0..cfg.num_layers).map(|l| GqaBlock::from_store(&acfg, &params, &format!("blocks.{l}."), device)).collect::<Result<Vec<_>>>()?;
+        let blocks = (0..cfg.num_layers)
+            .map(|l| GqaBlock::from_store(&acfg, &params, &format!("blocks.{l}."), device))
+            .collect::<Result<Vec<_>>>()?;
         let final_norm = LayerNorm::from_store(&params, "final_norm")?;
         let rope = acfg.rope_plan();
-        Ok(GqaModel { cfg, params, device: device.clone(), input_projection, blocks, final_norm, rope, _memory: memory, usage: Default::default() })
+        Ok(GqaModel {
+            cfg,
+            params,
+            device: device.clone(),
+            input_projection,
+            blocks,
+            final_norm,
+            rope,
+            _memory: memory,
+            usage: Default::default(),
+        })
     }
 
     /// The options.
@@ -106,7 +125,10 @@ impl GqaModel {
     /// # Errors
     /// [`Error::OutOfMemory`] / [`Error::Backend`].
     pub fn rotary(&self, positions: usize) -> Result<Option<Rotary>> {
-        self.rope.as_ref().map(|p| p.rotary(positions, positions, &self.device)).transpose()
+        self.rope
+            .as_ref()
+            .map(|p| p.rotary(positions, positions, &self.device))
+            .transpose()
     }
 
     /// How this model's rotary tables are made (`None` without rotary).
@@ -132,7 +154,12 @@ impl GqaModel {
     /// # Errors
     /// [`Error::InvalidInput`] for a rank other than 3, a wrong `E`, `T = 0` (names `dims`) or
     /// bad lengths; [`Error::OutOfMemory`] when the score buffer `[B,NH,T,T]` is too large.
-    pub fn forward_t(&self, x: &Tensor, lengths: Option<&[usize]>, dropout: Option<&mut Dropout>) -> Result<Tensor> {
+    pub fn forward_t(
+        &self,
+        x: &Tensor,
+        lengths: Option<&[usize]>,
+        dropout: Option<&mut Dropout>,
+    ) -> Result<Tensor> {
         self.forward_impl(x, lengths, dropout, true)
     }
 
@@ -148,11 +175,19 @@ impl GqaModel {
     /// Whether inference runs on the fused CPU engine ([`crate::kernels::engine`]): parameters
     /// on the CPU in f32 and the reference kernels not forced.
     pub(crate) fn engine_applies(&self) -> bool {
-        self.device.is_cpu() && !crate::kernels::reference_kernels() && self.params.iter().all(|(_, v)| v.dtype() == DType::F32)
+        self.device.is_cpu()
+            && !crate::kernels::reference_kernels()
+            && self.params.iter().all(|(_, v)| v.dtype() == DType::F32)
     }
 
     /// Inference on the fused CPU engine: `x: [B,T,E]` row-major, validated lengths.
-    fn engine_forward(&self, x: &[f32], b: usize, t: usize, lengths: Option<&[usize]>) -> Result<Vec<f32>> {
+    fn engine_forward(
+        &self,
+        x: &[f32],
+        b: usize,
+        t: usize,
+        lengths: Option<&[usize]>,
+    ) -> Result<Vec<f32>> {
         use crate::kernels::engine::{self, EngineOutput};
         let out = match self.cfg.output_mode {
             OutputMode::All => EngineOutput::All,
@@ -162,7 +197,11 @@ impl GqaModel {
         let rot = self.rotary(t)?;
         // The weights' read guards are taken on the compute pool, never while waiting for it: a
         // training step of this model holds a pool worker while it waits for their write guard.
-        crate::kernels::threads::install(|| self.with_engine(rot.as_ref(), |dims, w, rope| engine::forward(dims, w, rope, x, b, t, lengths, out)))
+        crate::kernels::threads::install(|| {
+            self.with_engine(rot.as_ref(), |dims, w, rope| {
+                engine::forward(dims, w, rope, x, b, t, lengths, out)
+            })
+        })
     }
 
     /// Runs `f` with the parameters (and `rot`'s tables) as slices for the fused CPU engine
@@ -170,13 +209,26 @@ impl GqaModel {
     pub(crate) fn with_engine<R>(
         &self,
         rot: Option<&Rotary>,
-        f: impl FnOnce(crate::kernels::engine::EngineDims, &crate::kernels::engine::WeightsRef<'_>, Option<crate::kernels::engine::RopeRef<'_>>) -> Result<R>,
+        f: impl FnOnce(
+            crate::kernels::engine::EngineDims,
+            &crate::kernels::engine::WeightsRef<'_>,
+            Option<crate::kernels::engine::RopeRef<'_>>,
+        ) -> Result<R>,
     ) -> Result<R> {
-        use crate::kernels::engine::{BlockRef, EngineDims, LinearRef, NormRef, RopeRef, WeightsRef};
+        use crate::kernels::engine::{
+            BlockRef, EngineDims, LinearRef, NormRef, RopeRef, WeightsRef,
+        };
         use crate::layout::{BlockModule, PARAMS_PER_BLOCK};
         let cfg = &self.cfg;
-        let tensors: Vec<Tensor> = self.params.iter().map(|(_, v)| v.as_detached_tensor()).collect();
-        let rot_t: Vec<Tensor> = rot.iter().flat_map(|r| [r.cos().clone(), r.sin().clone()]).collect();
+        let tensors: Vec<Tensor> = self
+            .params
+            .iter()
+            .map(|(_, v)| v.as_detached_tensor())
+            .collect();
+        let rot_t: Vec<Tensor> = rot
+            .iter()
+            .flat_map(|r| [r.cos().clone(), r.sin().clone()])
+            .collect();
         let dims = EngineDims {
             embed: cfg.embed_dim,
             hidden: cfg.hidden_size,
@@ -188,8 +240,14 @@ impl GqaModel {
         let has_input = self.input_projection.is_some();
         crate::kernels::fused::with_slices(&tensors, |p| {
             crate::kernels::fused::with_slices(&rot_t, |r| {
-                let lin = |i: usize| LinearRef { w: p[i], b: p[i + 1] };
-                let norm = |i: usize| NormRef { g: p[i], b: p[i + 1] };
+                let lin = |i: usize| LinearRef {
+                    w: p[i],
+                    b: p[i + 1],
+                };
+                let norm = |i: usize| NormRef {
+                    g: p[i],
+                    b: p[i + 1],
+                };
                 let first = if has_input { 2 } else { 0 };
                 let blocks = (0..cfg.num_layers)
                     .map(|l| {
@@ -211,38 +269,79 @@ impl GqaModel {
                     blocks,
                     final_norm: norm(first + cfg.num_layers * PARAMS_PER_BLOCK),
                 };
-                let rope = (r.len() == 2).then(|| RopeRef { cos: r[0], sin: r[1] });
+                let rope = (r.len() == 2).then(|| RopeRef {
+                    cos: r[0],
+                    sin: r[1],
+                });
                 f(dims, &w, rope)
             })
         })
     }
 
-    fn forward_impl(&self, x: &Tensor, lengths: Option<&[usize]>, mut dropout: Option<&mut Dropout>, track: bool) -> Result<Tensor> {
+    fn forward_impl(
+        &self,
+        x: &Tensor,
+        lengths: Option<&[usize]>,
+        mut dropout: Option<&mut Dropout>,
+        track: bool,
+    ) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         if dims.len() != 3 {
-            return Err(Error::input("dims", "3 dims [batch, seq, embedDim]", format!("{} dims {:?}", dims.len(), dims)));
+            return Err(Error::input(
+                "dims",
+                "3 dims [batch, seq, embedDim]",
+                format!("{} dims {:?}", dims.len(), dims),
+            ));
         }
         let (b, t, e) = (dims[0], dims[1], dims[2]);
         let h_dim = self.cfg.hidden_size;
         if e != self.cfg.embed_dim {
-            return Err(Error::input("dims", format!("dims[2] = embedDim = {}", self.cfg.embed_dim), format!("{e} (dims {dims:?})")));
+            return Err(Error::input(
+                "dims",
+                format!("dims[2] = embedDim = {}", self.cfg.embed_dim),
+                format!("{e} (dims {dims:?})"),
+            ));
         }
         if t == 0 && b > 0 {
-            return Err(Error::input("dims", "a sequence length dims[1] >= 1", format!("0 (dims {dims:?})")));
+            return Err(Error::input(
+                "dims",
+                "a sequence length dims[1] >= 1",
+                format!("0 (dims {dims:?})"),
+            ));
         }
         check_lengths(b, t, lengths)?;
         if b == 0 {
-            let shape = if self.cfg.output_mode == OutputMode::All { vec![0, t, h_dim] } else { vec![0, h_dim] };
+            let shape = if self.cfg.output_mode == OutputMode::All {
+                vec![0, t, h_dim]
+            } else {
+                vec![0, h_dim]
+            };
             return Ok(Tensor::zeros(shape, DType::F32, &self.device)?);
         }
         check_f32_buffer("ffn activations", &[b, t, 4 * h_dim])?;
-        let _working = self.reserve_forward(b, t, !(x.device().is_cpu() && self.engine_applies()) || track || dropout.is_some())?;
-        let x = if x.dtype() == DType::F32 { x.clone() } else { x.to_dtype(DType::F32)? };
-        let lengths = if has_padding(t, lengths) { lengths } else { None };
+        let _working = self.reserve_forward(
+            b,
+            t,
+            !(x.device().is_cpu() && self.engine_applies()) || track || dropout.is_some(),
+        )?;
+        let x = if x.dtype() == DType::F32 {
+            x.clone()
+        } else {
+            x.to_dtype(DType::F32)?
+        };
+        let lengths = if has_padding(t, lengths) {
+            lengths
+        } else {
+            None
+        };
         if !track && dropout.is_none() && x.device().is_cpu() && self.engine_applies() {
             let data = x.flatten_all()?.to_vec1::<f32>()?;
             let y = self.engine_forward(&data, b, t, lengths)?;
-            let shape = if self.cfg.output_mode == OutputMode::All { vec![b, t, h_dim] } else { vec![b, h_dim] };
+            let shape = if self.cfg.output_mode == OutputMode::All {
+                vec![b, t, h_dim]
+            } else {
+                vec![b, h_dim]
+            };
             return Ok(Tensor::from_vec(y, shape, &self.device)?);
         }
         check_f32_buffer("attention scores", &[b, self.cfg.num_heads, t, t])?;
@@ -285,7 +384,11 @@ impl GqaModel {
             (OutputMode::All, Some(ls)) => h.broadcast_mul(&valid_mask(b, t, ls, &self.device)?)?,
             (OutputMode::LastTimestep, None) => h.narrow(1, t - 1, 1)?.squeeze(1)?,
             (OutputMode::LastTimestep, Some(ls)) => {
-                let ids: Vec<u32> = ls.iter().enumerate().map(|(i, &l)| (i * t + l - 1) as u32).collect();
+                let ids: Vec<u32> = ls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &l)| (i * t + l - 1) as u32)
+                    .collect();
                 let ids = Tensor::from_vec(ids, b, &self.device)?;
                 h.reshape((b * t, hd))?.index_select(&ids, 0)?
             }
@@ -306,19 +409,28 @@ impl GqaModel {
     /// Shared use of the weights for one call (see the `usage` field); take it outside the
     /// compute pool.
     pub(crate) fn read_use(&self) -> std::sync::RwLockReadGuard<'_, ()> {
-        self.usage.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.usage
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Sole use of the weights for a training step that updates them in place; take it outside
     /// the compute pool.
     pub(crate) fn write_use(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
-        self.usage.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.usage
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Reserves a forward pass's working memory for its duration ([`crate::memory`]): the input
     /// and output, the FFN activations `[B, T, 4H]`, four `[B, T, H]` buffers, and with
     /// `scores` (the candle path, which materialises them) two `[B, NH, T, T]` score buffers.
-    fn reserve_forward(&self, b: usize, t: usize, scores: bool) -> Result<crate::memory::Reservation> {
+    fn reserve_forward(
+        &self,
+        b: usize,
+        t: usize,
+        scores: bool,
+    ) -> Result<crate::memory::Reservation> {
         let (h, e, nh) = (self.cfg.hidden_size, self.cfg.embed_dim, self.cfg.num_heads);
         let s: &[usize] = if scores { &[2, b, nh, t, t] } else { &[0] };
         crate::memory::reserve_f32("forward activations", &[&[b, t, e + 9 * h], s])
@@ -336,24 +448,42 @@ impl GqaModel {
     /// [`Error::InvalidInput`]: `dims` not of length 3, `dims[2] != embedDim`, `T = 0`
     /// (names `dims`), `data.len() != B*T*E` (names `input`), lengths count or values outside
     /// `1..=T` (names `lengths[i]`); [`Error::OutOfMemory`] for buffers over the limit.
-    pub fn forward_f32(&self, data: &[f32], dims: &[usize], lengths: Option<&[usize]>) -> Result<(Vec<f32>, Vec<usize>)> {
+    pub fn forward_f32(
+        &self,
+        data: &[f32],
+        dims: &[usize],
+        lengths: Option<&[usize]>,
+    ) -> Result<(Vec<f32>, Vec<usize>)> {
         crate::testing::panic_point("forward");
         let _use = self.read_use();
         self.forward_f32_in_use(data, dims, lengths)
     }
 
     /// [`GqaModel::forward_f32`] for a caller that holds [`GqaModel::read_use`].
-    pub(crate) fn forward_f32_in_use(&self, data: &[f32], dims: &[usize], lengths: Option<&[usize]>) -> Result<(Vec<f32>, Vec<usize>)> {
+    pub(crate) fn forward_f32_in_use(
+        &self,
+        data: &[f32],
+        dims: &[usize],
+        lengths: Option<&[usize]>,
+    ) -> Result<(Vec<f32>, Vec<usize>)> {
         let (b, t) = check_dims(data, dims, self.cfg.embed_dim, "embedDim", lengths)?;
         let h = self.cfg.hidden_size;
-        let out_dims = if self.cfg.output_mode == OutputMode::All { vec![b, t, h] } else { vec![b, h] };
+        let out_dims = if self.cfg.output_mode == OutputMode::All {
+            vec![b, t, h]
+        } else {
+            vec![b, h]
+        };
         if b == 0 {
             return Ok((Vec::new(), out_dims));
         }
         check_f32_buffer("ffn activations", &[b, t, 4 * h])?;
         let _working = self.reserve_forward(b, t, !self.engine_applies())?;
         if self.engine_applies() {
-            let lengths = if has_padding(t, lengths) { lengths } else { None };
+            let lengths = if has_padding(t, lengths) {
+                lengths
+            } else {
+                None
+            };
             return Ok((self.engine_forward(data, b, t, lengths)?, out_dims));
         }
         check_f32_buffer("attention scores", &[b, self.cfg.num_heads, t, t])?;

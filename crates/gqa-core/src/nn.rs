@@ -36,7 +36,10 @@ impl Linear {
     /// # Errors
     /// [`crate::Error::MissingParameter`] when the store lacks either.
     pub fn from_store(store: &ParamStore, name: &str) -> Result<Self> {
-        Ok(Linear { weight: store.get(&format!("{name}.weight"))?.clone(), bias: store.get(&format!("{name}.bias"))?.clone() })
+        Ok(Linear {
+            weight: store.get(&format!("{name}.weight"))?.clone(),
+            bias: store.get(&format!("{name}.bias"))?.clone(),
+        })
     }
 
     /// `x: [..., in]` -> `[..., out]`.
@@ -64,7 +67,13 @@ impl Linear {
     /// As [`Linear::forward`].
     pub fn forward_gelu(&self, x: &Tensor, track: bool) -> Result<Tensor> {
         if !track && fused::fused_ok(x) {
-            return fused::linear(x, &value(&self.weight, false), &value(&self.bias, false), None, true);
+            return fused::linear(
+                x,
+                &value(&self.weight, false),
+                &value(&self.bias, false),
+                None,
+                true,
+            );
         }
         Ok(self.forward(x, track)?.gelu_erf()?)
     }
@@ -76,7 +85,13 @@ impl Linear {
     /// As [`Linear::forward`]; shape mismatch of `residual`.
     pub fn forward_residual(&self, x: &Tensor, residual: &Tensor, track: bool) -> Result<Tensor> {
         if !track && fused::fused_ok(x) {
-            return fused::linear(x, &value(&self.weight, false), &value(&self.bias, false), Some(residual), false);
+            return fused::linear(
+                x,
+                &value(&self.weight, false),
+                &value(&self.bias, false),
+                Some(residual),
+                false,
+            );
         }
         Ok((residual + self.forward(x, track)?)?)
     }
@@ -103,7 +118,10 @@ impl LayerNorm {
     /// [`crate::Error::MissingParameter`] when the store lacks either.
     pub fn from_store(store: &ParamStore, name: &str) -> Result<Self> {
         let l = Linear::from_store(store, name)?;
-        Ok(LayerNorm { weight: l.weight, bias: l.bias })
+        Ok(LayerNorm {
+            weight: l.weight,
+            bias: l.bias,
+        })
     }
 
     /// `x: [..., H]` -> `[..., H]`.
@@ -120,6 +138,9 @@ impl LayerNorm {
         let xc = x.broadcast_sub(&mean)?;
         let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
         let inv = (var + LAYER_NORM_EPS)?.sqrt()?.recip()?;
-        Ok(xc.broadcast_mul(&inv)?.broadcast_mul(&g)?.broadcast_add(&b)?)
+        Ok(xc
+            .broadcast_mul(&inv)?
+            .broadcast_mul(&g)?
+            .broadcast_add(&b)?)
     }
 }

@@ -36,9 +36,16 @@ impl ParamStore {
             let var = match spec.init {
                 Init::GlorotUniform => {
                     let &[out, inp] = spec.shape.as_slice() else {
-                        return Err(Error::Internal(format!("Glorot init of `{}` needs a 2-D shape, got {:?}", spec.name, spec.shape)));
+                        return Err(Error::Internal(format!(
+                            "Glorot init of `{}` needs a 2-D shape, got {:?}",
+                            spec.name, spec.shape
+                        )));
                     };
-                    Var::from_vec(glorot_uniform(seed, spec.stream, out, inp), (out, inp), device)?
+                    Var::from_vec(
+                        glorot_uniform(seed, spec.stream, out, inp),
+                        (out, inp),
+                        device,
+                    )?
                 }
                 Init::Zeros => Var::zeros(spec.shape.as_slice(), DType::F32, device)?,
                 Init::Ones => Var::ones(spec.shape.as_slice(), DType::F32, device)?,
@@ -50,7 +57,10 @@ impl ParamStore {
 
     fn push(&mut self, spec: ParamSpec, var: Var) -> Result<()> {
         if self.index.contains_key(&spec.name) {
-            return Err(Error::Internal(format!("duplicate parameter name `{}`", spec.name)));
+            return Err(Error::Internal(format!(
+                "duplicate parameter name `{}`",
+                spec.name
+            )));
         }
         self.index.insert(spec.name.clone(), self.entries.len());
         self.entries.push((spec, var));
@@ -67,7 +77,13 @@ impl ParamStore {
         let mut store = ParamStore::new();
         for (spec, var) in &self.entries {
             if let Some(rest) = spec.name.strip_prefix(prefix) {
-                store.push(ParamSpec { name: rest.to_string(), ..spec.clone() }, var.clone())?;
+                store.push(
+                    ParamSpec {
+                        name: rest.to_string(),
+                        ..spec.clone()
+                    },
+                    var.clone(),
+                )?;
             }
         }
         Ok(store)
@@ -86,7 +102,10 @@ impl ParamStore {
         self.index
             .get(name)
             .map(|&i| &self.entries[i].1)
-            .ok_or_else(|| Error::MissingParameter { name: name.into(), looked_for: "the model's parameter names".into() })
+            .ok_or_else(|| Error::MissingParameter {
+                name: name.into(),
+                looked_for: "the model's parameter names".into(),
+            })
     }
 
     /// `(name, var)` pairs in canonical order.
@@ -116,7 +135,10 @@ impl ParamStore {
 
     /// Detached copies of the current values, in canonical order (for saving or comparing).
     pub fn tensors(&self) -> Vec<(String, Tensor)> {
-        self.entries.iter().map(|(s, v)| (s.name.clone(), v.as_detached_tensor())).collect()
+        self.entries
+            .iter()
+            .map(|(s, v)| (s.name.clone(), v.as_detached_tensor()))
+            .collect()
     }
 
     /// FNV-1a (64-bit) over the little-endian bytes of every f32 value of every parameter, in

@@ -52,7 +52,12 @@ pub const ROPE_BASE: f64 = 10000.0;
 /// wavelengths between `orig/4` and `orig` (not over dimension indices from `betaFast`/`betaSlow`
 /// rotation counts), it divides by `yarnScale` inside the ramp, and it has no attention factor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", rename_all_fields = "camelCase", deny_unknown_fields)]
+#[serde(
+    tag = "type",
+    rename_all = "lowercase",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
 pub enum RopeScaling {
     /// Position interpolation: every frequency divided by `factor`.
     Linear {
@@ -127,29 +132,53 @@ impl RopeScaling {
             if v > 0.0 && v.is_finite() {
                 Ok(())
             } else {
-                Err(Error::option(&format!("ropeScaling.{name}"), "a finite number > 0", v))
+                Err(Error::option(
+                    &format!("ropeScaling.{name}"),
+                    "a finite number > 0",
+                    v,
+                ))
             }
         };
         let orig = |v: usize| -> Result<()> {
             if v >= 1 {
                 Ok(())
             } else {
-                Err(Error::option("ropeScaling.originalMaxPositionEmbeddings", "an integer >= 1", v))
+                Err(Error::option(
+                    "ropeScaling.originalMaxPositionEmbeddings",
+                    "an integer >= 1",
+                    v,
+                ))
             }
         };
         let finite = |name: &str, v: Option<f64>| -> Result<()> {
             match v {
-                Some(x) if !x.is_finite() => Err(Error::option(&format!("ropeScaling.{name}"), "a finite number", x)),
+                Some(x) if !x.is_finite() => Err(Error::option(
+                    &format!("ropeScaling.{name}"),
+                    "a finite number",
+                    x,
+                )),
                 _ => Ok(()),
             }
         };
         match *self {
             RopeScaling::Linear { factor } => pos("factor", factor),
-            RopeScaling::Dynamic { factor, original_max_position_embeddings } => {
+            RopeScaling::Dynamic {
+                factor,
+                original_max_position_embeddings,
+            } => {
                 pos("factor", factor)?;
                 orig(original_max_position_embeddings)
             }
-            RopeScaling::Yarn { factor, original_max_position_embeddings, beta_fast, beta_slow, attention_factor, mscale, mscale_all_dim, .. } => {
+            RopeScaling::Yarn {
+                factor,
+                original_max_position_embeddings,
+                beta_fast,
+                beta_slow,
+                attention_factor,
+                mscale,
+                mscale_all_dim,
+                ..
+            } => {
                 pos("factor", factor)?;
                 orig(original_max_position_embeddings)?;
                 if let Some(a) = attention_factor {
@@ -160,7 +189,12 @@ impl RopeScaling {
                 finite("mscale", mscale)?;
                 finite("mscaleAllDim", mscale_all_dim)
             }
-            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } => {
                 pos("factor", factor)?;
                 pos("lowFreqFactor", low_freq_factor)?;
                 if !(high_freq_factor > low_freq_factor && high_freq_factor.is_finite()) {
@@ -179,11 +213,25 @@ impl RopeScaling {
     /// transformers computes it.
     pub fn attention_factor(&self) -> f64 {
         match *self {
-            RopeScaling::Yarn { factor, attention_factor, mscale, mscale_all_dim, .. } => {
-                let m = |s: f64, k: f64| if s <= 1.0 { 1.0 } else { 0.1 * k * s.ln() + 1.0 };
+            RopeScaling::Yarn {
+                factor,
+                attention_factor,
+                mscale,
+                mscale_all_dim,
+                ..
+            } => {
+                let m = |s: f64, k: f64| {
+                    if s <= 1.0 {
+                        1.0
+                    } else {
+                        0.1 * k * s.ln() + 1.0
+                    }
+                };
                 match (attention_factor, mscale, mscale_all_dim) {
                     (Some(a), _, _) => a,
-                    (None, Some(ms), Some(ma)) if ms != 0.0 && ma != 0.0 => m(factor, ms) / m(factor, ma),
+                    (None, Some(ms), Some(ma)) if ms != 0.0 && ma != 0.0 => {
+                        m(factor, ms) / m(factor, ma)
+                    }
                     _ => m(factor, 1.0),
                 }
             }
@@ -194,7 +242,10 @@ impl RopeScaling {
     /// For `dynamic`: the length above which the frequencies change (`originalMaxPositionEmbeddings`).
     pub fn dynamic_threshold(&self) -> Option<usize> {
         match *self {
-            RopeScaling::Dynamic { original_max_position_embeddings, .. } => Some(original_max_position_embeddings),
+            RopeScaling::Dynamic {
+                original_max_position_embeddings,
+                ..
+            } => Some(original_max_position_embeddings),
             _ => None,
         }
     }
@@ -216,25 +267,51 @@ fn hf_default_inv_freq_f32(head_dim: usize, base: f64) -> Vec<f32> {
 /// `theta`, at sequence length `seq_len` (used by `dynamic` only), following transformers'
 /// `modeling_rope_utils` (see [`RopeScaling`] for the formulas) in its f32 operation order.
 /// `None` = transformers' `default` rope type.
-pub fn hf_inv_freq(head_dim: usize, theta: f64, scaling: Option<&RopeScaling>, seq_len: usize) -> (Vec<f32>, f64) {
+pub fn hf_inv_freq(
+    head_dim: usize,
+    theta: f64,
+    scaling: Option<&RopeScaling>,
+    seq_len: usize,
+) -> (Vec<f32>, f64) {
     let d = head_dim;
     match scaling {
         None => (hf_default_inv_freq_f32(d, theta), 1.0),
         Some(RopeScaling::Linear { factor }) => {
             let f = *factor as f32;
-            (hf_default_inv_freq_f32(d, theta).into_iter().map(|x| x / f).collect(), 1.0)
+            (
+                hf_default_inv_freq_f32(d, theta)
+                    .into_iter()
+                    .map(|x| x / f)
+                    .collect(),
+                1.0,
+            )
         }
-        Some(RopeScaling::Dynamic { factor, original_max_position_embeddings: orig }) => {
+        Some(RopeScaling::Dynamic {
+            factor,
+            original_max_position_embeddings: orig,
+        }) => {
             let orig = *orig as f64;
             let l = (seq_len as f64).max(orig);
-            let base = theta * ((factor * l / orig) - (factor - 1.0)).powf(d as f64 / (d as f64 - 2.0));
+            let base =
+                theta * ((factor * l / orig) - (factor - 1.0)).powf(d as f64 / (d as f64 - 2.0));
             (hf_default_inv_freq_f32(d, base), 1.0)
         }
-        Some(s @ RopeScaling::Yarn { factor, original_max_position_embeddings: orig, beta_fast, beta_slow, truncate, .. }) => {
+        Some(
+            s @ RopeScaling::Yarn {
+                factor,
+                original_max_position_embeddings: orig,
+                beta_fast,
+                beta_slow,
+                truncate,
+                ..
+            },
+        ) => {
             let beta_fast = beta_fast.filter(|&b| b != 0.0).unwrap_or(32.0);
             let beta_slow = beta_slow.filter(|&b| b != 0.0).unwrap_or(1.0);
             let df = d as f64;
-            let corr = |rot: f64| df * (*orig as f64 / (rot * 2.0 * std::f64::consts::PI)).ln() / (2.0 * theta.ln());
+            let corr = |rot: f64| {
+                df * (*orig as f64 / (rot * 2.0 * std::f64::consts::PI)).ln() / (2.0 * theta.ln())
+            };
             let (mut low, mut high) = (corr(beta_fast), corr(beta_slow));
             if truncate.unwrap_or(true) {
                 low = low.floor();
@@ -260,11 +337,21 @@ pub fn hf_inv_freq(head_dim: usize, theta: f64, scaling: Option<&RopeScaling>, s
                 .collect();
             (inv, s.attention_factor())
         }
-        Some(RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings: orig }) => {
+        Some(RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position_embeddings: orig,
+        }) => {
             let origf = *orig as f64;
             let low_wav = (origf / low_freq_factor) as f32;
             let high_wav = (origf / high_freq_factor) as f32;
-            let (f, lo, span, o) = (*factor as f32, *low_freq_factor as f32, (high_freq_factor - low_freq_factor) as f32, origf as f32);
+            let (f, lo, span, o) = (
+                *factor as f32,
+                *low_freq_factor as f32,
+                (high_freq_factor - low_freq_factor) as f32,
+                origf as f32,
+            );
             let two_pi = (2.0 * std::f64::consts::PI) as f32;
             let inv = hf_default_inv_freq_f32(d, theta)
                 .into_iter()
@@ -293,19 +380,30 @@ pub fn rope_inv_freq_f64(head_dim: usize) -> Vec<f64> {
 
 /// Plain RoPE frequencies with base `theta`: `theta^(-2i/headDim)` in f64.
 pub fn rope_inv_freq_theta_f64(head_dim: usize, theta: f64) -> Vec<f64> {
-    (0..head_dim / 2).map(|i| theta.powf(-((2 * i) as f64) / head_dim as f64)).collect()
+    (0..head_dim / 2)
+        .map(|i| theta.powf(-((2 * i) as f64) / head_dim as f64))
+        .collect()
 }
 
 /// Edifice's `yarn: true` frequencies (SPEC section 5; not the YaRN paper's formula), in f64:
 /// `wavelen = 2*pi/inv_freq`, `lowWav = orig`, `highWav = orig/4`,
 /// `ramp = clip((wavelen - highWav)/(lowWav - highWav), 0, 1)`,
 /// `inv_freq' = inv_freq * (ramp/scale + (1 - ramp))`; no attention temperature. Base 10000.
-pub fn edifice_yarn_inv_freq_f64(head_dim: usize, scale: f64, original_max_position: usize) -> Vec<f64> {
+pub fn edifice_yarn_inv_freq_f64(
+    head_dim: usize,
+    scale: f64,
+    original_max_position: usize,
+) -> Vec<f64> {
     edifice_yarn_inv_freq_theta_f64(head_dim, ROPE_BASE, scale, original_max_position)
 }
 
 /// [`edifice_yarn_inv_freq_f64`] with base `theta`.
-pub fn edifice_yarn_inv_freq_theta_f64(head_dim: usize, theta: f64, scale: f64, original_max_position: usize) -> Vec<f64> {
+pub fn edifice_yarn_inv_freq_theta_f64(
+    head_dim: usize,
+    theta: f64,
+    scale: f64,
+    original_max_position: usize,
+) -> Vec<f64> {
     let low_wav = original_max_position as f64 / 1.0;
     let high_wav = original_max_position as f64 / 4.0;
     rope_inv_freq_theta_f64(head_dim, theta)
@@ -320,11 +418,27 @@ pub fn edifice_yarn_inv_freq_theta_f64(head_dim: usize, theta: f64, scale: f64, 
 
 /// The f32 `inv_freq` [headDim/2] a config uses: `None` without rotary, Edifice yarn when
 /// `yarn` (which implies rotary), else plain RoPE (base 10000).
-pub fn inv_freq_for(head_dim: usize, rope: bool, yarn: bool, yarn_scale: f64, yarn_orig: usize) -> Option<Vec<f32>> {
+pub fn inv_freq_for(
+    head_dim: usize,
+    rope: bool,
+    yarn: bool,
+    yarn_scale: f64,
+    yarn_orig: usize,
+) -> Option<Vec<f32>> {
     if yarn {
-        Some(edifice_yarn_inv_freq_f64(head_dim, yarn_scale, yarn_orig).into_iter().map(|f| f as f32).collect())
+        Some(
+            edifice_yarn_inv_freq_f64(head_dim, yarn_scale, yarn_orig)
+                .into_iter()
+                .map(|f| f as f32)
+                .collect(),
+        )
     } else if rope {
-        Some(rope_inv_freq_f64(head_dim).into_iter().map(|f| f as f32).collect())
+        Some(
+            rope_inv_freq_f64(head_dim)
+                .into_iter()
+                .map(|f| f as f32)
+                .collect(),
+        )
     } else {
         None
     }
@@ -347,17 +461,41 @@ impl RopePlan {
     /// The plan of a config: `None` without rotary. `scaling` (Hugging Face) and `yarn`
     /// (Edifice) are exclusive (the configs' validation says so); neither = plain RoPE with
     /// base `theta` (f64 formula).
-    pub fn new(head_dim: usize, rope: bool, theta: f64, yarn: Option<(f64, usize)>, scaling: Option<&RopeScaling>) -> Option<Self> {
+    pub fn new(
+        head_dim: usize,
+        rope: bool,
+        theta: f64,
+        yarn: Option<(f64, usize)>,
+        scaling: Option<&RopeScaling>,
+    ) -> Option<Self> {
         let (inv_freq, af) = match (scaling, yarn) {
             (Some(s), _) => {
                 let (inv, af) = hf_inv_freq(head_dim, theta, Some(s), 0);
                 (inv, af as f32)
             }
-            (None, Some((scale, orig))) => (edifice_yarn_inv_freq_theta_f64(head_dim, theta, scale, orig).into_iter().map(|f| f as f32).collect(), 1.0),
-            (None, None) if rope => (rope_inv_freq_theta_f64(head_dim, theta).into_iter().map(|f| f as f32).collect(), 1.0),
+            (None, Some((scale, orig))) => (
+                edifice_yarn_inv_freq_theta_f64(head_dim, theta, scale, orig)
+                    .into_iter()
+                    .map(|f| f as f32)
+                    .collect(),
+                1.0,
+            ),
+            (None, None) if rope => (
+                rope_inv_freq_theta_f64(head_dim, theta)
+                    .into_iter()
+                    .map(|f| f as f32)
+                    .collect(),
+                1.0,
+            ),
             _ => return None,
         };
-        Some(RopePlan { head_dim, theta, scaling: scaling.cloned(), inv_freq, attention_factor: af })
+        Some(RopePlan {
+            head_dim,
+            theta,
+            scaling: scaling.cloned(),
+            inv_freq,
+            attention_factor: af,
+        })
     }
 
     /// Frequencies `[headDim/2]` (f32) and attention factor (f32) for a sequence of `seq_len`
@@ -365,7 +503,8 @@ impl RopePlan {
     pub fn inv_freq(&self, seq_len: usize) -> (Vec<f32>, f32) {
         match self.dynamic_threshold() {
             Some(th) if seq_len > th => {
-                let (inv, af) = hf_inv_freq(self.head_dim, self.theta, self.scaling.as_ref(), seq_len);
+                let (inv, af) =
+                    hf_inv_freq(self.head_dim, self.theta, self.scaling.as_ref(), seq_len);
                 (inv, af as f32)
             }
             _ => (self.inv_freq.clone(), self.attention_factor),
@@ -374,7 +513,9 @@ impl RopePlan {
 
     /// `Some(originalMaxPositionEmbeddings)` for `dynamic` scaling.
     pub fn dynamic_threshold(&self) -> Option<usize> {
-        self.scaling.as_ref().and_then(RopeScaling::dynamic_threshold)
+        self.scaling
+            .as_ref()
+            .and_then(RopeScaling::dynamic_threshold)
     }
 
     /// Tables for positions `0..positions` of a sequence of `seq_len` positions.
@@ -392,7 +533,13 @@ impl RopePlan {
     ///
     /// # Errors
     /// As [`Rotary::new`].
-    pub fn rotary_rows(&self, seq_len: usize, positions: usize, from: usize, device: &Device) -> Result<Rotary> {
+    pub fn rotary_rows(
+        &self,
+        seq_len: usize,
+        positions: usize,
+        from: usize,
+        device: &Device,
+    ) -> Result<Rotary> {
         let (inv, af) = self.inv_freq(seq_len);
         Rotary::build(&inv, af, positions, from, device)
     }
@@ -421,7 +568,13 @@ impl Rotary {
     ///
     /// # Errors
     /// As [`Rotary::new`].
-    pub fn build(inv_freq: &[f32], attention_factor: f32, positions: usize, from: usize, device: &Device) -> Result<Self> {
+    pub fn build(
+        inv_freq: &[f32],
+        attention_factor: f32,
+        positions: usize,
+        from: usize,
+        device: &Device,
+    ) -> Result<Self> {
         let half = inv_freq.len();
         let n = crate::error::check_f32_buffer("rotary tables", &[positions, half])?;
         let from = from.min(positions);
@@ -470,7 +623,11 @@ impl Rotary {
     pub fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
         let (_b, _n, t, d) = x.dims4()?;
         if d != 2 * self.half {
-            return Err(Error::input("rotary input", format!("head_dim {}", 2 * self.half), d));
+            return Err(Error::input(
+                "rotary input",
+                format!("head_dim {}", 2 * self.half),
+                d,
+            ));
         }
         if offset + t > self.positions {
             return Err(Error::input(

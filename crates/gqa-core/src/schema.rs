@@ -40,7 +40,12 @@ pub fn api_fields() -> Vec<(&'static str, Vec<String>)> {
     let mut attention: AttentionConfig = serde_json::from_str("{}").expect("defaults");
     attention.head_dim = Some(8);
     attention.rope_scaling = scaling;
-    let load = LoadOptions { config: Some(model.clone()), strict: true, prefix: Some("model.".into()), allow_extra: vec![] };
+    let load = LoadOptions {
+        config: Some(model.clone()),
+        strict: true,
+        prefix: Some("model.".into()),
+        allow_extra: vec![],
+    };
     let fit = FitOptions::default();
     let step = StepReport {
         epoch: 0,
@@ -54,9 +59,21 @@ pub fn api_fields() -> Vec<(&'static str, Vec<String>)> {
         lr: 1e-3,
         grad_norm: Some(1.0),
     };
-    let eval = EvalReport { loss: 1.0, accuracy: Some(1.0), predictions: vec![0], count: 1 };
-    let classification = HeadConfig::Classification { num_classes: 2, class_weights: Some(vec![1.0, 1.0]) };
-    let regression = HeadConfig::Regression { out_dim: 1, loss: RegressionLoss::Huber, huber_delta: 1.0 };
+    let eval = EvalReport {
+        loss: 1.0,
+        accuracy: Some(1.0),
+        predictions: vec![0],
+        count: 1,
+    };
+    let classification = HeadConfig::Classification {
+        num_classes: 2,
+        class_weights: Some(vec![1.0, 1.0]),
+    };
+    let regression = HeadConfig::Regression {
+        out_dim: 1,
+        loss: RegressionLoss::Huber,
+        huber_delta: 1.0,
+    };
     vec![
         ("GqaConfig", keys(&model)),
         ("AttentionConfig", keys(&attention)),
@@ -74,7 +91,10 @@ pub fn api_fields() -> Vec<(&'static str, Vec<String>)> {
 /// [`api_fields`] as a value `{"GqaConfig": ["embedDim", ...], ...}` (what the bindings'
 /// `apiFields()` return).
 pub fn api_fields_value() -> serde_json::Value {
-    let map: serde_json::Map<String, serde_json::Value> = api_fields().into_iter().map(|(k, v)| (k.to_string(), v.into())).collect();
+    let map: serde_json::Map<String, serde_json::Value> = api_fields()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.into()))
+        .collect();
     serde_json::Value::Object(map)
 }
 
@@ -89,7 +109,10 @@ mod tests {
         assert!(f["GqaConfig"].contains(&"ropeScaling".to_string()));
         assert!(f["AttentionConfig"].contains(&"ropeScaling".to_string()));
         assert!(f["StepReport"].contains(&"gradNorm".to_string()));
-        assert_eq!(f["HeadConfig::Classification"], ["classWeights", "numClasses", "type"]);
+        assert_eq!(
+            f["HeadConfig::Classification"],
+            ["classWeights", "numClasses", "type"]
+        );
         assert_eq!(f["LoadOptions"], ["config", "prefix", "strict"]);
     }
 }

@@ -79,25 +79,50 @@ impl Session {
     pub fn new(model: &GqaModel, batch: usize, max_len: usize) -> Result<Self> {
         let cfg = model.config().clone();
         if max_len == 0 {
-            return Err(Error::input("maxLen", "a capacity of at least 1 position", 0));
+            return Err(Error::input(
+                "maxLen",
+                "a capacity of at least 1 position",
+                0,
+            ));
         }
         let (nkv, d, layers) = (cfg.num_kv_heads, cfg.head_dim(), cfg.num_layers);
         check_f32_buffer("kv cache", &[2, layers, batch, nkv, max_len, d])?;
         let half = d / 2;
-        let memory = crate::memory::reserve_f32("kv cache", &[&[2, layers, batch, nkv, max_len, d], &[2, max_len, half], &[3, batch, cfg.hidden_size]])?;
+        let memory = crate::memory::reserve_f32(
+            "kv cache",
+            &[
+                &[2, layers, batch, nkv, max_len, d],
+                &[2, max_len, half],
+                &[3, batch, cfg.hidden_size],
+            ],
+        )?;
         let device = model.device().clone();
         // Tables at the base frequencies (a `dynamic` ropeScaling recomputes them per push once
         // the sequence outgrows its threshold, see `push`).
-        let rotary = model.rope_plan().map(|p| p.rotary(0, max_len, &device)).transpose()?;
+        let rotary = model
+            .rope_plan()
+            .map(|p| p.rotary(0, max_len, &device))
+            .transpose()?;
         let mut k = Vec::with_capacity(layers);
         let mut v = Vec::with_capacity(layers);
         let host = if model.engine_applies() {
             let n = batch * nkv * max_len * d;
-            Some(((0..layers).map(|_| vec![0f32; n]).collect(), (0..layers).map(|_| vec![0f32; n]).collect()))
+            Some((
+                (0..layers).map(|_| vec![0f32; n]).collect(),
+                (0..layers).map(|_| vec![0f32; n]).collect(),
+            ))
         } else {
             for _ in 0..layers {
-                k.push(Tensor::zeros((batch, nkv, max_len, d), DType::F32, &device)?);
-                v.push(Tensor::zeros((batch, nkv, max_len, d), DType::F32, &device)?);
+                k.push(Tensor::zeros(
+                    (batch, nkv, max_len, d),
+                    DType::F32,
+                    &device,
+                )?);
+                v.push(Tensor::zeros(
+                    (batch, nkv, max_len, d),
+                    DType::F32,
+                    &device,
+                )?);
             }
             None
         };
@@ -153,7 +178,12 @@ impl Session {
     pub fn kv_cache_bytes(&self) -> u64 {
         match &self.host {
             Some((k, v)) => k.iter().chain(v).map(|c| c.len() as u64 * 4).sum(),
-            None => self.k.iter().chain(&self.v).map(|t| t.elem_count() as u64 * 4).sum(),
+            None => self
+                .k
+                .iter()
+                .chain(&self.v)
+                .map(|t| t.elem_count() as u64 * 4)
+                .sum(),
         }
     }
 
@@ -244,7 +274,14 @@ impl Session {
     /// a value above `t` (`row_lengths[i]`); [`Error::CacheFull`] naming the first row whose
     /// cached plus pushed positions exceed the capacity; [`Error::OutOfMemory`] for score or
     /// FFN buffers over the limit; [`Error::Backend`].
-    pub fn push(&mut self, model: &GqaModel, chunk: &[f32], dims: &[usize], row_lengths: Option<&[usize]>, all_positions: bool) -> Result<(Vec<f32>, Vec<usize>)> {
+    pub fn push(
+        &mut self,
+        model: &GqaModel,
+        chunk: &[f32],
+        dims: &[usize],
+        row_lengths: Option<&[usize]>,
+        all_positions: bool,
+    ) -> Result<(Vec<f32>, Vec<usize>)> {
         crate::testing::panic_point("push");
         let _use = model.read_use();
         let cfg = self.cfg.clone();
@@ -257,31 +294,59 @@ impl Session {
             ));
         }
         if dims.len() != 3 {
-            return Err(Error::input("dims", "3 dims [batch, chunk, embedDim]", format!("{} dims {:?}", dims.len(), dims)));
+            return Err(Error::input(
+                "dims",
+                "3 dims [batch, chunk, embedDim]",
+                format!("{} dims {:?}", dims.len(), dims),
+            ));
         }
         let (b, t, e) = (dims[0], dims[1], dims[2]);
         if b != self.batch {
-            return Err(Error::input("dims", format!("dims[0] = session batch = {}", self.batch), format!("{b} (dims {dims:?})")));
+            return Err(Error::input(
+                "dims",
+                format!("dims[0] = session batch = {}", self.batch),
+                format!("{b} (dims {dims:?})"),
+            ));
         }
         if e != cfg.embed_dim {
-            return Err(Error::input("dims", format!("dims[2] = embedDim = {}", cfg.embed_dim), format!("{e} (dims {dims:?})")));
+            return Err(Error::input(
+                "dims",
+                format!("dims[2] = embedDim = {}", cfg.embed_dim),
+                format!("{e} (dims {dims:?})"),
+            ));
         }
         if t == 0 {
-            return Err(Error::input("dims", "a chunk length dims[1] >= 1", format!("0 (dims {dims:?})")));
+            return Err(Error::input(
+                "dims",
+                "a chunk length dims[1] >= 1",
+                format!("0 (dims {dims:?})"),
+            ));
         }
         let n = check_f32_buffer("input", dims)?;
         if chunk.len() != n {
-            return Err(Error::input("input", format!("B*t*embedDim = {b}*{t}*{e} = {n} values"), format!("{} values", chunk.len())));
+            return Err(Error::input(
+                "input",
+                format!("B*t*embedDim = {b}*{t}*{e} = {n} values"),
+                format!("{} values", chunk.len()),
+            ));
         }
         let ns: Vec<usize> = match row_lengths {
             None => vec![t; b],
             Some(ls) => {
                 if ls.len() != b {
-                    return Err(Error::input("row_lengths", format!("{b} values (one per row)"), format!("{} values", ls.len())));
+                    return Err(Error::input(
+                        "row_lengths",
+                        format!("{b} values (one per row)"),
+                        format!("{} values", ls.len()),
+                    ));
                 }
                 for (i, &l) in ls.iter().enumerate() {
                     if l > t {
-                        return Err(Error::input(format!("row_lengths[{i}]"), format!("a count of new positions in 0..={t}"), l));
+                        return Err(Error::input(
+                            format!("row_lengths[{i}]"),
+                            format!("a count of new positions in 0..={t}"),
+                            l,
+                        ));
                     }
                 }
                 ls.to_vec()
@@ -290,20 +355,34 @@ impl Session {
         crate::input::check_finite("input", chunk, b, t, Some(&ns))?;
         for (row, (&len, &add)) in self.lengths.iter().zip(&ns).enumerate() {
             if len + add > self.capacity {
-                return Err(Error::CacheFull { what: format!("row {row}"), capacity: self.capacity, cached: len, pushed: add });
+                return Err(Error::CacheFull {
+                    what: format!("row {row}"),
+                    capacity: self.capacity,
+                    cached: len,
+                    pushed: add,
+                });
             }
         }
         let totals: Vec<usize> = self.lengths.iter().zip(&ns).map(|(l, n)| l + n).collect();
         let lmax = totals.iter().copied().max().unwrap_or(0);
         let h_dim = cfg.hidden_size;
-        let scores: &[usize] = if self.host.is_none() { &[2, b, cfg.num_heads, t, lmax] } else { &[0] };
-        let _working = crate::memory::reserve_f32("push activations", &[&[b, t, e + 9 * h_dim], scores])?;
+        let scores: &[usize] = if self.host.is_none() {
+            &[2, b, cfg.num_heads, t, lmax]
+        } else {
+            &[0]
+        };
+        let _working =
+            crate::memory::reserve_f32("push activations", &[&[b, t, e + 9 * h_dim], scores])?;
         if self.host.is_none() {
             check_f32_buffer("attention scores", &[b, cfg.num_heads, t, lmax])?;
         }
         check_f32_buffer("ffn activations", &[b, t, 4 * h_dim])?;
         let per_position = all_positions || cfg.output_mode == OutputMode::All;
-        let out_dims = if per_position { vec![b, t, h_dim] } else { vec![b, h_dim] };
+        let out_dims = if per_position {
+            vec![b, t, h_dim]
+        } else {
+            vec![b, h_dim]
+        };
         if b == 0 {
             return Ok((Vec::new(), out_dims));
         }
@@ -312,7 +391,10 @@ impl Session {
         // the threshold; keys already cached keep theirs. Only the rows the push reads
         // (`min(lengths)..min(max(lengths)+t, capacity)`) are computed.
         let dynamic = match model.rope_plan() {
-            Some(p) if ns.iter().any(|&c| c > 0) && p.dynamic_threshold().is_some_and(|th| lmax > th) => {
+            Some(p)
+                if ns.iter().any(|&c| c > 0)
+                    && p.dynamic_threshold().is_some_and(|th| lmax > th) =>
+            {
                 let from = self.lengths.iter().copied().min().unwrap_or(0);
                 let end = (self.lengths.iter().copied().max().unwrap_or(0) + t).min(self.capacity);
                 Some(p.rotary_rows(lmax, end, from, &self.device)?)
@@ -332,7 +414,14 @@ impl Session {
 
         // Outputs on the host (validated above; nothing below can fail).
         let mode = cfg.output_mode;
-        let mut out = vec![0f32; if per_position { b * t * h_dim } else { b * h_dim }];
+        let mut out = vec![
+            0f32;
+            if per_position {
+                b * t * h_dim
+            } else {
+                b * h_dim
+            }
+        ];
         for row in 0..b {
             let last = &mut self.last[row * h_dim..(row + 1) * h_dim];
             let sum = &mut self.sum[row * h_dim..(row + 1) * h_dim];
@@ -346,7 +435,9 @@ impl Session {
                     let o = &mut out[(row * t + i) * h_dim..(row * t + i + 1) * h_dim];
                     if mode == OutputMode::MeanPool && all_positions {
                         let count = (self.lengths[row] + i + 1) as f64;
-                        o.iter_mut().zip(sum.iter()).for_each(|(o, s)| *o = (s / count) as f32);
+                        o.iter_mut()
+                            .zip(sum.iter())
+                            .for_each(|(o, s)| *o = (s / count) as f32);
                     } else {
                         o.copy_from_slice(hv);
                     }
@@ -355,7 +446,10 @@ impl Session {
             if !per_position && totals[row] > 0 {
                 let o = &mut out[row * h_dim..(row + 1) * h_dim];
                 match mode {
-                    OutputMode::MeanPool => o.iter_mut().zip(sum.iter()).for_each(|(o, s)| *o = (s / totals[row] as f64) as f32),
+                    OutputMode::MeanPool => o
+                        .iter_mut()
+                        .zip(sum.iter())
+                        .for_each(|(o, s)| *o = (s / totals[row] as f64) as f32),
                     _ => o.copy_from_slice(last),
                 }
             }
@@ -370,7 +464,14 @@ impl Session {
     /// `>= ns[b]` are meaningless.
     /// One push on the fused CPU engine ([`crate::kernels::engine::cached_step`]): no candle
     /// tensor per op, K/V written straight into the host cache.
-    fn run_engine(&mut self, model: &GqaModel, chunk: &[f32], t: usize, ns: &[usize], rot: Option<&Rotary>) -> Result<Vec<f32>> {
+    fn run_engine(
+        &mut self,
+        model: &GqaModel,
+        chunk: &[f32],
+        t: usize,
+        ns: &[usize],
+        rot: Option<&Rotary>,
+    ) -> Result<Vec<f32>> {
         let (b, cap) = (self.batch, self.capacity);
         let cached = self.lengths.clone();
         let Some((k, v)) = self.host.as_mut() else {
@@ -379,16 +480,42 @@ impl Session {
         // Guards on the pool, as in `GqaModel::engine_forward`.
         crate::kernels::threads::install(|| {
             model.with_engine(rot, |dims, w, rope| {
-                crate::kernels::engine::cached_step(dims, w, rope, chunk, b, t, ns, &cached, crate::kernels::engine::KvCache { k, v, capacity: cap })
+                crate::kernels::engine::cached_step(
+                    dims,
+                    w,
+                    rope,
+                    chunk,
+                    b,
+                    t,
+                    ns,
+                    &cached,
+                    crate::kernels::engine::KvCache {
+                        k,
+                        v,
+                        capacity: cap,
+                    },
+                )
             })
         })
     }
 
-    fn run(&self, model: &GqaModel, chunk: &[f32], t: usize, ns: &[usize], totals: &[usize], rot: Option<&Rotary>) -> Result<Vec<f32>> {
+    fn run(
+        &self,
+        model: &GqaModel,
+        chunk: &[f32],
+        t: usize,
+        ns: &[usize],
+        totals: &[usize],
+        rot: Option<&Rotary>,
+    ) -> Result<Vec<f32>> {
         let cfg = &self.cfg;
         let (b, e) = (self.batch, cfg.embed_dim);
         let x = Tensor::from_slice(chunk, (b, t, e), &self.device)?;
-        let x = if ns.iter().any(|&c| c < t) { zero_padded(&x, Some(ns))? } else { x };
+        let x = if ns.iter().any(|&c| c < t) {
+            zero_padded(&x, Some(ns))?
+        } else {
+            x
+        };
         let mut h = model.project_input(&x, false)?;
         // Per-row rotary tables [B, 1, t, D/2] for positions lengths[b] + i (clamped for the
         // ignored positions i >= ns[b], whose positions may lie past the capacity).
@@ -413,18 +540,31 @@ impl Session {
         let equal = totals.iter().all(|&l| l == totals[0]);
         let scale = 1.0 / (cfg.head_dim() as f64).sqrt();
         // Masks (candle-ops path) do not depend on the layer: build them once.
-        let batch_mask = if equal && !use_fused { causal_bias(&self.lengths, ns, totals, t, &self.device)? } else { None };
+        let batch_mask = if equal && !use_fused {
+            causal_bias(&self.lengths, ns, totals, t, &self.device)?
+        } else {
+            None
+        };
         let mut row_masks = Vec::new();
         if !equal && !use_fused {
             for row in 0..b {
-                row_masks.push(causal_bias(&self.lengths[row..=row], &ns[row..=row], &totals[row..=row], t, &self.device)?);
+                row_masks.push(causal_bias(
+                    &self.lengths[row..=row],
+                    &ns[row..=row],
+                    &totals[row..=row],
+                    t,
+                    &self.device,
+                )?);
             }
         }
         for (layer, block) in model.blocks().iter().enumerate() {
             let a = block.attn_norm.forward(&h, false)?;
             let (q, k, v) = block.attn.qkv(&a, None, 0, false)?;
             let (q, k) = match &rot {
-                Some((cos, sin)) => (crate::rope::rotate_half(&q, cos, sin)?, crate::rope::rotate_half(&k, cos, sin)?),
+                Some((cos, sin)) => (
+                    crate::rope::rotate_half(&q, cos, sin)?,
+                    crate::rope::rotate_half(&k, cos, sin)?,
+                ),
                 None => (q, k),
             };
             for (row, (&n, &len)) in ns.iter().zip(&self.lengths).enumerate() {
@@ -450,12 +590,22 @@ impl Session {
                 for row in 0..b {
                     let l = totals[row];
                     if l == 0 {
-                        rows.push(Tensor::zeros((1, t, cfg.q_dim()), DType::F32, &self.device)?);
+                        rows.push(Tensor::zeros(
+                            (1, t, cfg.q_dim()),
+                            DType::F32,
+                            &self.device,
+                        )?);
                         continue;
                     }
                     let kc = self.k[layer].narrow(0, row, 1)?.narrow(2, 0, l)?;
                     let vc = self.v[layer].narrow(0, row, 1)?.narrow(2, 0, l)?;
-                    rows.push(attention_over_cache(&q.narrow(0, row, 1)?, &kc, &vc, row_masks[row].as_ref(), scale)?);
+                    rows.push(attention_over_cache(
+                        &q.narrow(0, row, 1)?,
+                        &kc,
+                        &vc,
+                        row_masks[row].as_ref(),
+                        scale,
+                    )?);
                 }
                 Tensor::cat(&rows, 0)?
             };
@@ -472,7 +622,13 @@ impl Session {
 /// position `i < ns[b]` of row `b` sees keys `0..=lengths[b]+i`; ignored positions `i >= ns[b]`
 /// see the row's `totals[b]` keys. `None` when nothing is masked (e.g. one new position per row
 /// of equal lengths). `MB = 1` when all rows share `(length, ns)`.
-fn causal_bias(lengths: &[usize], ns: &[usize], totals: &[usize], t: usize, device: &Device) -> Result<Option<Tensor>> {
+fn causal_bias(
+    lengths: &[usize],
+    ns: &[usize],
+    totals: &[usize],
+    t: usize,
+    device: &Device,
+) -> Result<Option<Tensor>> {
     let l = totals.iter().copied().max().unwrap_or(0);
     let shared = lengths.iter().zip(ns).all(|p| p == (&lengths[0], &ns[0]));
     let rows = if shared { 1 } else { lengths.len() };
@@ -480,7 +636,11 @@ fn causal_bias(lengths: &[usize], ns: &[usize], totals: &[usize], t: usize, devi
     let mut any = false;
     for row in 0..rows {
         for i in 0..t {
-            let visible = if i < ns[row] { lengths[row] + i + 1 } else { totals[row] };
+            let visible = if i < ns[row] {
+                lengths[row] + i + 1
+            } else {
+                totals[row]
+            };
             for j in 0..l {
                 let keep = j < visible;
                 any |= !keep;
@@ -498,7 +658,13 @@ fn causal_bias(lengths: &[usize], ns: &[usize], totals: &[usize], t: usize, devi
 /// [`crate::kernels::reference::attention`], but over cache views `k, v: [B, NKV, L, D]` that
 /// are narrowed (strided) and multiplied in place, without a contiguous copy of the cache.
 /// `q: [B, NH, t, D]`, `bias: [MB, t, L]`. Returns `o: [B, t, NH*D]`.
-fn attention_over_cache(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>, scale: f64) -> Result<Tensor> {
+fn attention_over_cache(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: Option<&Tensor>,
+    scale: f64,
+) -> Result<Tensor> {
     let (b, nh, t, d) = q.dims4()?;
     let p = crate::kernels::reference::attention_probs(q, k, bias, scale)?;
     let o = p.matmul(v)?.reshape((b, nh, t, d))?;

@@ -62,7 +62,9 @@ impl LoadOptions {
 }
 
 fn malformed(e: impl std::fmt::Display) -> Error {
-    Error::MalformedFile { reason: e.to_string() }
+    Error::MalformedFile {
+        reason: e.to_string(),
+    }
 }
 
 /// Parses the safetensors header (bad length, bad JSON, truncated data -> MalformedFile).
@@ -86,9 +88,18 @@ fn shape_str(s: &[usize]) -> String {
 /// Converts a float view (F32, F16, BF16) to f32 values.
 fn view_f32(name: &str, dtype: Dtype, data: &[u8]) -> Result<Vec<f32>> {
     Ok(match dtype {
-        Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        Dtype::F16 => data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        Dtype::BF16 => data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
         other => {
             return Err(Error::TensorMismatch {
                 name: name.into(),
@@ -121,17 +132,28 @@ pub fn read_tensors(bytes: &[u8]) -> Result<(NamedTensors, HashMap<String, Strin
         let shape = v.shape().to_vec();
         let d = v.data();
         let t = match v.dtype() {
-            Dtype::F32 | Dtype::F16 | Dtype::BF16 => Tensor::from_vec(view_f32(name, v.dtype(), d)?, shape, &dev)?,
+            Dtype::F32 | Dtype::F16 | Dtype::BF16 => {
+                Tensor::from_vec(view_f32(name, v.dtype(), d)?, shape, &dev)?
+            }
             Dtype::F64 => {
-                let x: Vec<f64> = d.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
+                let x: Vec<f64> = d
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                    .collect();
                 Tensor::from_vec(x, shape, &dev)?
             }
             Dtype::I64 => {
-                let x: Vec<i64> = d.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
+                let x: Vec<i64> = d
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+                    .collect();
                 Tensor::from_vec(x, shape, &dev)?
             }
             Dtype::U32 => {
-                let x: Vec<u32> = d.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+                let x: Vec<u32> = d
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+                    .collect();
                 Tensor::from_vec(x, shape, &dev)?
             }
             Dtype::U8 | Dtype::BOOL => Tensor::from_vec(d.to_vec(), shape, &dev)?,
@@ -166,11 +188,22 @@ fn scheme_name(scheme: Scheme, canonical: &str) -> Option<String> {
 
 /// Reads every parameter of `params` from the file into new tensors (checked), then sets them.
 /// On any error nothing is changed.
-pub(crate) fn load_into(params: &ParamStore, st: &SafeTensors<'_>, opts: &LoadOptions) -> Result<()> {
+pub(crate) fn load_into(
+    params: &ParamStore,
+    st: &SafeTensors<'_>,
+    opts: &LoadOptions,
+) -> Result<()> {
     let (strict, prefix, allow_extra) = (opts.strict, opts.prefix.as_deref(), &opts.allow_extra);
     let names = params.names();
     let keys: HashSet<&str> = st.names().into_iter().collect();
-    let count = |scheme: Scheme, pre: &str| names.iter().filter(|n| scheme_name(scheme, n).is_some_and(|k| keys.contains(format!("{pre}{k}").as_str()))).count();
+    let count = |scheme: Scheme, pre: &str| {
+        names
+            .iter()
+            .filter(|n| {
+                scheme_name(scheme, n).is_some_and(|k| keys.contains(format!("{pre}{k}").as_str()))
+            })
+            .count()
+    };
     // Candidates: the given prefix, or every prefix under which some parameter name occurs.
     let mut best: Option<(Scheme, String, usize)> = None;
     for scheme in [Scheme::Canonical, Scheme::Axon] {
@@ -179,7 +212,9 @@ pub(crate) fn load_into(params: &ParamStore, st: &SafeTensors<'_>, opts: &LoadOp
             Some(p) => prefixes.push(p.to_string()),
             None => {
                 for n in &names {
-                    let Some(k) = scheme_name(scheme, n) else { continue };
+                    let Some(k) = scheme_name(scheme, n) else {
+                        continue;
+                    };
                     for key in &keys {
                         if let Some(p) = key.strip_suffix(k.as_str()) {
                             if !prefixes.iter().any(|q| q == p) {
@@ -216,14 +251,21 @@ pub(crate) fn load_into(params: &ParamStore, st: &SafeTensors<'_>, opts: &LoadOp
     let mut used: HashSet<String> = HashSet::new();
     let mut loaded: Vec<Tensor> = Vec::with_capacity(names.len());
     for (name, var) in params.iter() {
-        let key = format!("{pre}{}", scheme_name(scheme, name).unwrap_or_else(|| name.to_string()));
+        let key = format!(
+            "{pre}{}",
+            scheme_name(scheme, name).unwrap_or_else(|| name.to_string())
+        );
         let view = st.tensor(&key).map_err(|_| Error::MissingParameter {
             name: name.to_string(),
             looked_for: format!("`{key}`"),
         })?;
         let want: Vec<usize> = var.dims().to_vec();
         let transposed = scheme == Scheme::Axon && want.len() == 2;
-        let want_file: Vec<usize> = if transposed { vec![want[1], want[0]] } else { want.clone() };
+        let want_file: Vec<usize> = if transposed {
+            vec![want[1], want[0]]
+        } else {
+            want.clone()
+        };
         if view.shape() != want_file.as_slice() {
             return Err(Error::TensorMismatch {
                 name: key,
@@ -234,7 +276,11 @@ pub(crate) fn load_into(params: &ParamStore, st: &SafeTensors<'_>, opts: &LoadOp
         }
         let vals = view_f32(&key, view.dtype(), view.data())?;
         if let Some((i, v)) = vals.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(Error::NonFiniteWeight { name: key, index: i, value: v.to_string() });
+            return Err(Error::NonFiniteWeight {
+                name: key,
+                index: i,
+                value: v.to_string(),
+            });
         }
         let mut t = Tensor::from_vec(vals, want_file, var.device())?;
         if transposed {
@@ -244,11 +290,16 @@ pub(crate) fn load_into(params: &ParamStore, st: &SafeTensors<'_>, opts: &LoadOp
         used.insert(key);
     }
     if strict {
-        let mut extra: Vec<&str> =
-            keys.iter().copied().filter(|k| !used.contains(*k) && !allow_extra.iter().any(|a| a == k)).collect();
+        let mut extra: Vec<&str> = keys
+            .iter()
+            .copied()
+            .filter(|k| !used.contains(*k) && !allow_extra.iter().any(|a| a == k))
+            .collect();
         extra.sort_unstable();
         if let Some(k) = extra.first() {
-            return Err(Error::UnexpectedParameter { name: k.to_string() });
+            return Err(Error::UnexpectedParameter {
+                name: k.to_string(),
+            });
         }
     }
     for ((_, var), t) in params.iter().zip(loaded) {
@@ -258,33 +309,74 @@ pub(crate) fn load_into(params: &ParamStore, st: &SafeTensors<'_>, opts: &LoadOp
 }
 
 /// Serialises `params` (canonical names, F32) plus extra tensors and metadata.
-pub(crate) fn save(params: &ParamStore, extra_tensors: &[(String, Tensor)], metadata: HashMap<String, String>) -> Result<Vec<u8>> {
+pub(crate) fn save(
+    params: &ParamStore,
+    extra_tensors: &[(String, Tensor)],
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>> {
     let mut items: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut seen = HashSet::new();
-    let all = params.tensors().into_iter().chain(extra_tensors.iter().cloned());
+    let all = params
+        .tensors()
+        .into_iter()
+        .chain(extra_tensors.iter().cloned());
     for (name, t) in all {
         if !seen.insert(name.clone()) {
-            return Err(Error::input("extra_tensors", "names distinct from each other and from the model parameters", name));
+            return Err(Error::input(
+                "extra_tensors",
+                "names distinct from each other and from the model parameters",
+                name,
+            ));
         }
         let t = t.flatten_all()?;
         let (dtype, bytes): (Dtype, Vec<u8>) = match t.dtype() {
-            DType::I64 => (Dtype::I64, t.to_vec1::<i64>()?.iter().flat_map(|x| x.to_le_bytes()).collect()),
-            DType::U32 => (Dtype::U32, t.to_vec1::<u32>()?.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            DType::I64 => (
+                Dtype::I64,
+                t.to_vec1::<i64>()?
+                    .iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect(),
+            ),
+            DType::U32 => (
+                Dtype::U32,
+                t.to_vec1::<u32>()?
+                    .iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect(),
+            ),
             DType::U8 => (Dtype::U8, t.to_vec1::<u8>()?),
-            _ => (Dtype::F32, t.to_dtype(DType::F32)?.to_vec1::<f32>()?.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            _ => (
+                Dtype::F32,
+                t.to_dtype(DType::F32)?
+                    .to_vec1::<f32>()?
+                    .iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect(),
+            ),
         };
         items.push((name, dtype, Vec::new(), bytes));
     }
     // Shapes (flatten_all lost them): take them again.
-    let shapes: Vec<Vec<usize>> = params.iter().map(|(_, v)| v.dims().to_vec()).chain(extra_tensors.iter().map(|(_, t)| t.dims().to_vec())).collect();
+    let shapes: Vec<Vec<usize>> = params
+        .iter()
+        .map(|(_, v)| v.dims().to_vec())
+        .chain(extra_tensors.iter().map(|(_, t)| t.dims().to_vec()))
+        .collect();
     for (item, s) in items.iter_mut().zip(shapes) {
         item.2 = s;
     }
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = items
         .iter()
-        .map(|(n, d, s, b)| Ok((n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).map_err(|e| Error::Internal(e.to_string()))?)))
+        .map(|(n, d, s, b)| {
+            Ok((
+                n.clone(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b)
+                    .map_err(|e| Error::Internal(e.to_string()))?,
+            ))
+        })
         .collect::<Result<_>>()?;
-    safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Internal(format!("safetensors serialisation failed: {e}")))
+    safetensors::serialize(views, Some(metadata))
+        .map_err(|e| Error::Internal(format!("safetensors serialisation failed: {e}")))
 }
 
 impl GqaModel {
@@ -344,7 +436,11 @@ impl GqaModel {
     ///
     /// # Errors
     /// [`Error::InvalidInput`] when an extra tensor reuses a name; [`Error::Internal`].
-    pub fn to_safetensors_with(&self, extra_tensors: &[(String, Tensor)], extra_metadata: &[(String, String)]) -> Result<Vec<u8>> {
+    pub fn to_safetensors_with(
+        &self,
+        extra_tensors: &[(String, Tensor)],
+        extra_metadata: &[(String, String)],
+    ) -> Result<Vec<u8>> {
         let mut meta: HashMap<String, String> = extra_metadata.iter().cloned().collect();
         meta.insert(CONFIG_METADATA_KEY.into(), self.config().to_json());
         save(self.params(), extra_tensors, meta)
@@ -358,7 +454,11 @@ impl GqaAttention {
     ///
     /// # Errors
     /// As [`GqaModel::from_safetensors`].
-    pub fn from_safetensors(bytes: &[u8], config: Option<AttentionConfig>, opts: &LoadOptions) -> Result<Self> {
+    pub fn from_safetensors(
+        bytes: &[u8],
+        config: Option<AttentionConfig>,
+        opts: &LoadOptions,
+    ) -> Result<Self> {
         let st = parse(bytes)?;
         let cfg = match config {
             Some(c) => c,
@@ -385,7 +485,10 @@ impl GqaAttention {
     /// # Errors
     /// [`Error::Internal`] if serialisation fails.
     pub fn to_safetensors(&self) -> Result<Vec<u8>> {
-        let meta = HashMap::from([(ATTENTION_CONFIG_METADATA_KEY.to_string(), self.config().to_json())]);
+        let meta = HashMap::from([(
+            ATTENTION_CONFIG_METADATA_KEY.to_string(),
+            self.config().to_json(),
+        )]);
         save(self.params(), &[], meta)
     }
 }
@@ -413,16 +516,41 @@ impl GqaAttention {
     /// [`Error::InvalidOption`] for a bad options object (naming the field: `layer` missing with
     /// `hfConfig`, `config` with `hfConfig`, ...), then the errors of the loader used.
     pub fn load_value(bytes: &[u8], options: serde_json::Value) -> Result<Self> {
-        let o: AttentionLoadJson = crate::config::parse_value(options, "loadOptions", "", "one of config, hfConfig, layer, strict, prefix")?;
+        let o: AttentionLoadJson = crate::config::parse_value(
+            options,
+            "loadOptions",
+            "",
+            "one of config, hfConfig, layer, strict, prefix",
+        )?;
         if let Some(hf) = &o.hf_config {
             if o.config.is_some() {
-                return Err(Error::option("config", "no config with hfConfig (the layer's options come from hfConfig)", "both given"));
+                return Err(Error::option(
+                    "config",
+                    "no config with hfConfig (the layer's options come from hfConfig)",
+                    "both given",
+                ));
             }
-            let layer = o.layer.ok_or_else(|| Error::option("layer", "the decoder layer index (an integer >= 0) with hfConfig", "nothing"))?;
-            return GqaAttention::from_hf_safetensors(bytes, &hf.to_string(), layer, o.prefix.as_deref(), o.strict);
+            let layer = o.layer.ok_or_else(|| {
+                Error::option(
+                    "layer",
+                    "the decoder layer index (an integer >= 0) with hfConfig",
+                    "nothing",
+                )
+            })?;
+            return GqaAttention::from_hf_safetensors(
+                bytes,
+                &hf.to_string(),
+                layer,
+                o.prefix.as_deref(),
+                o.strict,
+            );
         }
         if o.layer.is_some() {
-            return Err(Error::option("layer", "only with hfConfig (a Hugging Face checkpoint)", "layer without hfConfig"));
+            return Err(Error::option(
+                "layer",
+                "only with hfConfig (a Hugging Face checkpoint)",
+                "layer without hfConfig",
+            ));
         }
         let cfg = match &o.config {
             None => None,
@@ -431,13 +559,20 @@ impl GqaAttention {
                 match AttentionConfig::from_value(c.clone()) {
                     Ok(a) => Some(a),
                     Err(e) => match c.get("embedDim") {
-                        Some(_) => Some(AttentionConfig::from_model(&GqaConfig::from_value(c.clone())?)),
+                        Some(_) => Some(AttentionConfig::from_model(&GqaConfig::from_value(
+                            c.clone(),
+                        )?)),
                         None => return Err(e),
                     },
                 }
             }
         };
-        let opts = LoadOptions { config: None, strict: o.strict, prefix: o.prefix, allow_extra: Vec::new() };
+        let opts = LoadOptions {
+            config: None,
+            strict: o.strict,
+            prefix: o.prefix,
+            allow_extra: Vec::new(),
+        };
         GqaAttention::from_safetensors(bytes, cfg, &opts)
     }
 
@@ -455,29 +590,55 @@ impl GqaAttention {
     /// [`Error::InvalidOption`] (`hfConfig.*`, `layer` beyond `num_hidden_layers`),
     /// [`Error::MalformedFile`], [`Error::MissingParameter`] (names the key looked for),
     /// [`Error::TensorMismatch`], [`Error::NonFiniteWeight`], [`Error::UnexpectedParameter`].
-    pub fn from_hf_safetensors(bytes: &[u8], hf_config: &str, layer: usize, prefix: Option<&str>, strict: bool) -> Result<Self> {
+    pub fn from_hf_safetensors(
+        bytes: &[u8],
+        hf_config: &str,
+        layer: usize,
+        prefix: Option<&str>,
+        strict: bool,
+    ) -> Result<Self> {
         let cfg = AttentionConfig::from_hf_config(hf_config)?;
-        let hf: serde_json::Value = serde_json::from_str(hf_config).map_err(|e| Error::option("hfConfig", "a JSON object", e))?;
-        if let Some(n) = hf.get("num_hidden_layers").and_then(serde_json::Value::as_u64) {
+        let hf: serde_json::Value = serde_json::from_str(hf_config)
+            .map_err(|e| Error::option("hfConfig", "a JSON object", e))?;
+        if let Some(n) = hf
+            .get("num_hidden_layers")
+            .and_then(serde_json::Value::as_u64)
+        {
             if layer as u64 >= n {
-                return Err(Error::option("layer", format!("a decoder layer index < num_hidden_layers = {n}"), layer));
+                return Err(Error::option(
+                    "layer",
+                    format!("a decoder layer index < num_hidden_layers = {n}"),
+                    layer,
+                ));
             }
         }
-        let bias_required = hf.get("attention_bias").and_then(serde_json::Value::as_bool) == Some(true);
+        let bias_required = hf
+            .get("attention_bias")
+            .and_then(serde_json::Value::as_bool)
+            == Some(true);
         let st = parse(bytes)?;
         let keys: Vec<String> = st.names().into_iter().map(str::to_string).collect();
         let stem = format!("layers.{layer}.self_attn.");
         let probe = format!("{stem}q_proj.weight");
         let pre = match prefix {
             Some(p) => p.to_string(),
-            None => keys.iter().filter_map(|k| k.strip_suffix(probe.as_str())).min_by_key(|p| p.len()).unwrap_or("").to_string(),
+            None => keys
+                .iter()
+                .filter_map(|k| k.strip_suffix(probe.as_str()))
+                .min_by_key(|p| p.len())
+                .unwrap_or("")
+                .to_string(),
         };
         let layer_obj = GqaAttention::new(cfg)?;
         let mut loaded: Vec<Tensor> = Vec::new();
         let mut used: HashSet<String> = HashSet::new();
         for (name, var) in layer_obj.params().iter() {
             let (module, param) = name.split_once('.').unwrap_or((name, ""));
-            let hf_module = crate::layout::ATTENTION_MODULES.iter().find(|m| m.attention_name() == Some(module)).and_then(|m| m.hf_name()).unwrap_or(module);
+            let hf_module = crate::layout::ATTENTION_MODULES
+                .iter()
+                .find(|m| m.attention_name() == Some(module))
+                .and_then(|m| m.hf_name())
+                .unwrap_or(module);
             let key = format!("{pre}{stem}{hf_module}.{param}");
             let want: Vec<usize> = var.dims().to_vec();
             let view = match st.tensor(&key) {
@@ -489,26 +650,47 @@ impl GqaAttention {
                 Err(_) => {
                     return Err(Error::MissingParameter {
                         name: name.to_string(),
-                        looked_for: format!("`{key}`{}", if param == "bias" { " (attention_bias is true)" } else { "" }),
+                        looked_for: format!(
+                            "`{key}`{}",
+                            if param == "bias" {
+                                " (attention_bias is true)"
+                            } else {
+                                ""
+                            }
+                        ),
                     })
                 }
             };
             if view.shape() != want.as_slice() {
-                return Err(Error::TensorMismatch { name: key, field: "shape".into(), expected: shape_str(&want), found: shape_str(view.shape()) });
+                return Err(Error::TensorMismatch {
+                    name: key,
+                    field: "shape".into(),
+                    expected: shape_str(&want),
+                    found: shape_str(view.shape()),
+                });
             }
             let vals = view_f32(&key, view.dtype(), view.data())?;
             if let Some((i, v)) = vals.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-                return Err(Error::NonFiniteWeight { name: key, index: i, value: v.to_string() });
+                return Err(Error::NonFiniteWeight {
+                    name: key,
+                    index: i,
+                    value: v.to_string(),
+                });
             }
             loaded.push(Tensor::from_vec(vals, want, var.device())?);
             used.insert(key);
         }
         if strict {
             let scope = format!("{pre}{stem}");
-            let mut extra: Vec<&String> = keys.iter().filter(|k| k.starts_with(&scope) && !used.contains(*k)).collect();
+            let mut extra: Vec<&String> = keys
+                .iter()
+                .filter(|k| k.starts_with(&scope) && !used.contains(*k))
+                .collect();
             extra.sort_unstable();
             if let Some(k) = extra.first() {
-                return Err(Error::UnexpectedParameter { name: k.to_string() });
+                return Err(Error::UnexpectedParameter {
+                    name: k.to_string(),
+                });
             }
         }
         for ((_, var), t) in layer_obj.params().iter().zip(loaded) {

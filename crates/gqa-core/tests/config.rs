@@ -5,7 +5,9 @@ use gqa_core::{Error, GqaConfig, GqaModel};
 fn option_err(json: &str) -> (String, String) {
     match GqaConfig::from_json(json) {
         Err(e @ Error::InvalidOption { .. }) => {
-            let Error::InvalidOption { ref option, .. } = e else { unreachable!() };
+            let Error::InvalidOption { ref option, .. } = e else {
+                unreachable!()
+            };
             (option.clone(), e.to_string())
         }
         other => panic!("{json}: expected InvalidOption, got {other:?}"),
@@ -16,14 +18,20 @@ fn option_err(json: &str) -> (String, String) {
 fn heads_not_divisible_by_kv_heads_names_both() {
     let (opt, msg) = option_err(r#"{"embedDim":4,"hiddenSize":28,"numHeads":7,"numKvHeads":2}"#);
     assert_eq!(opt, "numKvHeads");
-    assert!(msg.contains("numHeads=7") && msg.contains("found 2"), "{msg}");
+    assert!(
+        msg.contains("numHeads=7") && msg.contains("found 2"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn hidden_not_divisible_by_heads() {
     let (opt, msg) = option_err(r#"{"embedDim":4,"hiddenSize":30,"numHeads":4,"numKvHeads":2}"#);
     assert_eq!(opt, "hiddenSize");
-    assert!(msg.contains("numHeads=4") && msg.contains("found 30"), "{msg}");
+    assert!(
+        msg.contains("numHeads=4") && msg.contains("found 30"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -37,10 +45,19 @@ fn each_rule_names_its_option() {
         (r#"{"embedDim":4,"dropout":1.0}"#, "dropout"),
         (r#"{"embedDim":4,"dropout":-0.1}"#, "dropout"),
         (r#"{"embedDim":4,"yarnScale":0}"#, "yarnScale"),
-        (r#"{"embedDim":4,"yarnOriginalMaxPosition":0}"#, "yarnOriginalMaxPosition"),
+        (
+            r#"{"embedDim":4,"yarnOriginalMaxPosition":0}"#,
+            "yarnOriginalMaxPosition",
+        ),
         (r#"{"embedDim":4,"windowSize":0}"#, "windowSize"),
-        (r#"{"embedDim":4,"hiddenSize":12,"numHeads":4,"numKvHeads":2,"rope":true}"#, "hiddenSize"),
-        (r#"{"embedDim":4,"hiddenSize":12,"numHeads":4,"numKvHeads":2,"yarn":true}"#, "hiddenSize"),
+        (
+            r#"{"embedDim":4,"hiddenSize":12,"numHeads":4,"numKvHeads":2,"rope":true}"#,
+            "hiddenSize",
+        ),
+        (
+            r#"{"embedDim":4,"hiddenSize":12,"numHeads":4,"numKvHeads":2,"yarn":true}"#,
+            "hiddenSize",
+        ),
         (r#"{"embedDim":4,"numHedas":8}"#, "numHedas"),
         (r#"{"embedDim":"four"}"#, "embedDim"),
     ];
@@ -49,7 +66,10 @@ fn each_rule_names_its_option() {
         assert_eq!(opt, want, "{json}");
     }
     // Odd headDim is fine without rotary.
-    assert!(GqaConfig::from_json(r#"{"embedDim":4,"hiddenSize":12,"numHeads":4,"numKvHeads":2}"#).is_ok());
+    assert!(
+        GqaConfig::from_json(r#"{"embedDim":4,"hiddenSize":12,"numHeads":4,"numKvHeads":2}"#)
+            .is_ok()
+    );
 }
 
 #[test]
@@ -87,19 +107,47 @@ fn exact_param_count_matches_the_param_store() {
         let d = h / nh;
         let (q, kv) = (nh * d, nkv * d);
         let input = if e != h { e * h + h } else { 0 };
-        let layer = 2 * h + (h * q + q) + 2 * (h * kv + kv) + (q * h + h) + 2 * h + (4 * h * h + 4 * h) + (4 * h * h + h);
+        let layer = 2 * h
+            + (h * q + q)
+            + 2 * (h * kv + kv)
+            + (q * h + h)
+            + 2 * h
+            + (4 * h * h + 4 * h)
+            + (4 * h * h + h);
         assert_eq!(counted, input + l * layer + 2 * h);
         // Tensor count: 2 (input proj) + 16 per layer + 2 (final norm).
-        assert_eq!(model.params().len(), if e != h { 2 } else { 0 } + 16 * l + 2);
+        assert_eq!(
+            model.params().len(),
+            if e != h { 2 } else { 0 } + 16 * l + 2
+        );
     }
 }
 
 #[test]
 fn config_json_round_trip_writes_every_option() {
-    let cfg = GqaConfig::from_json(r#"{"embedDim":5,"rope":true,"outputMode":"mean_pool","seed":42}"#).unwrap();
+    let cfg =
+        GqaConfig::from_json(r#"{"embedDim":5,"rope":true,"outputMode":"mean_pool","seed":42}"#)
+            .unwrap();
     let json = cfg.to_json();
-    for key in ["embedDim", "hiddenSize", "numHeads", "numKvHeads", "numLayers", "dropout", "rope", "yarn", "yarnScale", "yarnOriginalMaxPosition", "windowSize", "outputMode", "seed"] {
-        assert!(json.contains(&format!("\"{key}\"")), "{key} missing in {json}");
+    for key in [
+        "embedDim",
+        "hiddenSize",
+        "numHeads",
+        "numKvHeads",
+        "numLayers",
+        "dropout",
+        "rope",
+        "yarn",
+        "yarnScale",
+        "yarnOriginalMaxPosition",
+        "windowSize",
+        "outputMode",
+        "seed",
+    ] {
+        assert!(
+            json.contains(&format!("\"{key}\"")),
+            "{key} missing in {json}"
+        );
     }
     assert_eq!(GqaConfig::from_json(&json).unwrap(), cfg);
 }
@@ -109,9 +157,11 @@ fn options_with_long_decimals_survive_their_json_round_trip() {
     // Found by the head_fit_options fuzz target: serde_json's default float parsing was 1 ulp
     // off for this 60-digit number, so the parsed options re-parsed to a different value.
     let eps = format!("1{}", "3".repeat(60));
-    let opts = gqa_core::train::FitOptions::from_json(&format!("{{\"eps\":\r\r\r{eps}\r\r\r}}")).unwrap();
+    let opts =
+        gqa_core::train::FitOptions::from_json(&format!("{{\"eps\":\r\r\r{eps}\r\r\r}}")).unwrap();
     assert_eq!(opts.eps, eps.parse::<f64>().unwrap()); // Rust's parser is correctly rounded
-    let back = gqa_core::train::FitOptions::from_json(&serde_json::to_string(&opts).unwrap()).unwrap();
+    let back =
+        gqa_core::train::FitOptions::from_json(&serde_json::to_string(&opts).unwrap()).unwrap();
     assert_eq!(back, opts);
 }
 
@@ -131,13 +181,20 @@ fn options_as_values_read_as_their_json_text() {
     ];
     for text in cases {
         let from_text = GqaConfig::from_json(text).map_err(|e| e.to_string());
-        let from_value = GqaConfig::from_value(serde_json::from_str(text).unwrap()).map_err(|e| e.to_string());
+        let from_value =
+            GqaConfig::from_value(serde_json::from_str(text).unwrap()).map_err(|e| e.to_string());
         assert_eq!(from_value, from_text, "{text}");
     }
     // No options at all: the required embedDim is named; fit options take every default.
     let e = GqaConfig::from_value(serde_json::Value::Null).unwrap_err();
-    assert!(matches!(&e, Error::InvalidOption { option, .. } if option == "embedDim"), "{e}");
-    assert_eq!(gqa_core::train::FitOptions::from_value(serde_json::Value::Null).unwrap(), gqa_core::train::FitOptions::from_json("{}").unwrap());
+    assert!(
+        matches!(&e, Error::InvalidOption { option, .. } if option == "embedDim"),
+        "{e}"
+    );
+    assert_eq!(
+        gqa_core::train::FitOptions::from_value(serde_json::Value::Null).unwrap(),
+        gqa_core::train::FitOptions::from_json("{}").unwrap()
+    );
 }
 
 /// JavaScript has one number type and napi-rs hands integers beyond u32::MAX over as floats: a
@@ -145,12 +202,23 @@ fn options_as_values_read_as_their_json_text() {
 /// an integer option, naming it.
 #[test]
 fn integral_floats_read_as_integers() {
-    let cfg = GqaConfig::from_value(serde_json::json!({"embedDim": 4.0, "seed": 5e9, "dropout": 0})).unwrap();
-    assert_eq!((cfg.embed_dim, cfg.seed, cfg.dropout), (4, 5_000_000_000, 0.0));
+    let cfg =
+        GqaConfig::from_value(serde_json::json!({"embedDim": 4.0, "seed": 5e9, "dropout": 0}))
+            .unwrap();
+    assert_eq!(
+        (cfg.embed_dim, cfg.seed, cfg.dropout),
+        (4, 5_000_000_000, 0.0)
+    );
     let e = GqaConfig::from_value(serde_json::json!({"embedDim": 4.5})).unwrap_err();
-    assert!(matches!(&e, Error::InvalidOption { option, found, .. } if option == "embedDim" && found.contains("4.5")), "{e}");
+    assert!(
+        matches!(&e, Error::InvalidOption { option, found, .. } if option == "embedDim" && found.contains("4.5")),
+        "{e}"
+    );
     let e = GqaConfig::from_value(serde_json::json!({"embedDim": -2.0})).unwrap_err();
-    assert!(matches!(&e, Error::InvalidOption { option, found, .. } if option == "embedDim" && found.contains("-2")), "{e}");
+    assert!(
+        matches!(&e, Error::InvalidOption { option, found, .. } if option == "embedDim" && found.contains("-2")),
+        "{e}"
+    );
 }
 
 /// serde reads an internally tagged enum (`head`, `ropeScaling`) from a buffer, so its errors
@@ -159,20 +227,39 @@ fn integral_floats_read_as_integers() {
 fn errors_inside_tagged_enums_name_the_field() {
     use gqa_core::train::HeadConfig;
     let option = |r: gqa_core::Result<()>| match r {
-        Err(Error::InvalidOption { option, expected, found }) => (option, expected, found),
+        Err(Error::InvalidOption {
+            option,
+            expected,
+            found,
+        }) => (option, expected, found),
         other => panic!("expected InvalidOption, got {other:?}"),
     };
     let head = |j: &str| option(HeadConfig::from_json(j).map(|_| ()));
     let (o, e, f) = head(r#"{"type":"classification","numClasses":"3"}"#);
-    assert_eq!((o.as_str(), e.as_str(), f.as_str()), ("head.numClasses", "usize", "string \"3\""));
+    assert_eq!(
+        (o.as_str(), e.as_str(), f.as_str()),
+        ("head.numClasses", "usize", "string \"3\"")
+    );
     let (o, e, f) = head(r#"{"type":"regression","outDim":2,"loss":"l1"}"#);
     assert_eq!(o, "head.loss");
     assert!(e.contains("mse") && f.contains("l1"), "{e} / {f}");
     assert_eq!(head(r#"{"type":"sideways","numClasses":3}"#).0, "head.type");
-    assert_eq!(head(r#"{"type":"regression","outDim":2,"huberDelta":true}"#).0, "head.huberDelta");
+    assert_eq!(
+        head(r#"{"type":"regression","outDim":2,"huberDelta":true}"#).0,
+        "head.huberDelta"
+    );
     assert_eq!(head("5").0, "head");
     let cfg = |j: &str| option(GqaConfig::from_json(j).map(|_| ()));
-    assert_eq!(cfg(r#"{"embedDim":4,"ropeScaling":{"type":"linear","factor":"2"}}"#).0, "ropeScaling.factor");
-    assert_eq!(cfg(r#"{"embedDim":4,"ropeScaling":{"type":"sideways","factor":2}}"#).0, "ropeScaling.type");
-    assert_eq!(cfg(r#"{"embedDim":4,"outputMode":"first"}"#).0, "outputMode");
+    assert_eq!(
+        cfg(r#"{"embedDim":4,"ropeScaling":{"type":"linear","factor":"2"}}"#).0,
+        "ropeScaling.factor"
+    );
+    assert_eq!(
+        cfg(r#"{"embedDim":4,"ropeScaling":{"type":"sideways","factor":2}}"#).0,
+        "ropeScaling.type"
+    );
+    assert_eq!(
+        cfg(r#"{"embedDim":4,"outputMode":"first"}"#).0,
+        "outputMode"
+    );
 }

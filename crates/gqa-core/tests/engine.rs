@@ -23,7 +23,16 @@ fn cases() -> Vec<Case> {
     let mut g = Rng::new(6);
     let mut out = Vec::new();
     // (head_dim, num_kv_heads, group) pairs covering D 8..128 and groups 1..16.
-    let shapes = [(8, 1, 16), (16, 2, 4), (32, 2, 4), (64, 1, 2), (128, 1, 1), (8, 4, 1), (16, 1, 8), (24, 3, 2)];
+    let shapes = [
+        (8, 1, 16),
+        (16, 2, 4),
+        (32, 2, 4),
+        (64, 1, 2),
+        (128, 1, 1),
+        (8, 4, 1),
+        (16, 1, 8),
+        (24, 3, 2),
+    ];
     for (i, &(d, nkv, group)) in shapes.iter().enumerate() {
         let nh = nkv * group;
         let mut cfg = GqaConfig::new([5, 12, 31][i % 3]);
@@ -33,7 +42,11 @@ fn cases() -> Vec<Case> {
         cfg.num_layers = 1 + i % 2;
         cfg.rope = i % 2 == 0;
         cfg.yarn = i % 4 == 3;
-        cfg.output_mode = [OutputMode::All, OutputMode::LastTimestep, OutputMode::MeanPool][i % 3];
+        cfg.output_mode = [
+            OutputMode::All,
+            OutputMode::LastTimestep,
+            OutputMode::MeanPool,
+        ][i % 3];
         cfg.seed = i as u64;
         let t = [1, 2, 7, 33, 65, 130][g.below(6)];
         let b = 1 + g.below(3);
@@ -48,12 +61,20 @@ fn cases() -> Vec<Case> {
     cfg.num_layers = 2;
     cfg.rope = true;
     cfg.output_mode = OutputMode::LastTimestep;
-    out.push(Case { cfg, b: 3, t: 61, lengths: Some(vec![61, 1, 30]) });
+    out.push(Case {
+        cfg,
+        b: 3,
+        t: 61,
+        lengths: Some(vec![61, 1, 30]),
+    });
     out
 }
 
 fn run(model: &GqaModel, x: &[f32], c: &Case) -> Vec<f32> {
-    model.forward_f32(x, &[c.b, c.t, c.cfg.embed_dim], c.lengths.as_deref()).unwrap().0
+    model
+        .forward_f32(x, &[c.b, c.t, c.cfg.embed_dim], c.lengths.as_deref())
+        .unwrap()
+        .0
 }
 
 #[test]
@@ -80,8 +101,18 @@ fn engine_matches_reference_on_every_simd_level_and_is_deterministic() {
             cpu::set_max_simd(level);
             let fused = run(&model, &x, c);
             let diff = max_abs_diff(&fused, &reference);
-            eprintln!("case {ci} (B {} T {} lengths {:?}) level {level:?}: max diff {diff:.2e}", c.b, c.t, c.lengths);
-            assert!(diff <= 1e-5, "case {ci} ({:?}, B {} T {} lengths {:?}) level {level:?}: max diff {diff}", c.cfg.output_mode, c.b, c.t, c.lengths);
+            eprintln!(
+                "case {ci} (B {} T {} lengths {:?}) level {level:?}: max diff {diff:.2e}",
+                c.b, c.t, c.lengths
+            );
+            assert!(
+                diff <= 1e-5,
+                "case {ci} ({:?}, B {} T {} lengths {:?}) level {level:?}: max diff {diff}",
+                c.cfg.output_mode,
+                c.b,
+                c.t,
+                c.lengths
+            );
             assert!(fused.iter().all(|v| v.is_finite()));
         }
         cpu::set_max_simd(None);
@@ -101,15 +132,34 @@ fn engine_matches_reference_on_every_simd_level_and_is_deterministic() {
     let mut per_threads = Vec::new();
     for n in [1, 2] {
         threads::set_threads(n).unwrap();
-        let first = model.forward_f32(&x, &[b, t, 37], Some(&[70, 3, 69, 40])).unwrap().0;
+        let first = model
+            .forward_f32(&x, &[b, t, 37], Some(&[70, 3, 69, 40]))
+            .unwrap()
+            .0;
         for _ in 0..19 {
-            let again = model.forward_f32(&x, &[b, t, 37], Some(&[70, 3, 69, 40])).unwrap().0;
-            assert!(first.iter().zip(&again).all(|(a, b)| a.to_bits() == b.to_bits()), "{n} threads: runs differ");
+            let again = model
+                .forward_f32(&x, &[b, t, 37], Some(&[70, 3, 69, 40]))
+                .unwrap()
+                .0;
+            assert!(
+                first
+                    .iter()
+                    .zip(&again)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{n} threads: runs differ"
+            );
         }
         per_threads.push(first);
     }
     // Bitwise across thread counts too: work is split over output rows/tiles only.
-    let same = per_threads[0].iter().zip(&per_threads[1]).all(|(a, b)| a.to_bits() == b.to_bits());
-    assert!(same, "1 vs 2 threads differ: max {}", max_abs_diff(&per_threads[0], &per_threads[1]));
+    let same = per_threads[0]
+        .iter()
+        .zip(&per_threads[1])
+        .all(|(a, b)| a.to_bits() == b.to_bits());
+    assert!(
+        same,
+        "1 vs 2 threads differ: max {}",
+        max_abs_diff(&per_threads[0], &per_threads[1])
+    );
     assert!(threads::set_threads(0).is_err());
 }

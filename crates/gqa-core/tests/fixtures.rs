@@ -18,7 +18,8 @@ fn fixture_dir() -> PathBuf {
 }
 
 fn fixture_kind(meta: &std::collections::HashMap<String, String>) -> String {
-    let fx: serde_json::Value = serde_json::from_str(meta.get("gqa_fixture").expect("gqa_fixture metadata")).unwrap();
+    let fx: serde_json::Value =
+        serde_json::from_str(meta.get("gqa_fixture").expect("gqa_fixture metadata")).unwrap();
     fx["kind"].as_str().unwrap().to_string()
 }
 
@@ -43,27 +44,48 @@ fn all_model_and_attention_fixtures_match_the_pytorch_reference() {
         let x = get("input.x").expect("input.x");
         let dims = x.dims().to_vec();
         let data = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let lengths: Option<Vec<usize>> = get("input.lengths").map(|t| t.to_vec1::<i64>().unwrap().into_iter().map(|l| l as usize).collect());
+        let lengths: Option<Vec<usize>> = get("input.lengths").map(|t| {
+            t.to_vec1::<i64>()
+                .unwrap()
+                .into_iter()
+                .map(|l| l as usize)
+                .collect()
+        });
         let expected = get("expected.out").expect("expected.out");
         let (out, out_dims) = if kind == "model" {
             let model = GqaModel::from_safetensors(&bytes, &LoadOptions::default()).unwrap();
             model.forward_f32(&data, &dims, lengths.as_deref()).unwrap()
         } else {
-            let layer = GqaAttention::from_safetensors(&bytes, None, &LoadOptions::default()).unwrap();
+            let layer =
+                GqaAttention::from_safetensors(&bytes, None, &LoadOptions::default()).unwrap();
             layer.forward_f32(&data, &dims, lengths.as_deref()).unwrap()
         };
         assert_eq!(out_dims, expected.dims(), "{}: output dims", path.display());
         let want = expected.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let err = max_abs_diff(&out, &want);
-        assert!(out.iter().all(|v| v.is_finite()), "{}: non-finite output", path.display());
-        report.push(format!("{:<28} {kind:<9} max_abs_err = {err:.3e}", path.file_name().unwrap().to_string_lossy()));
-        assert!(err <= TOL, "{}: max abs error {err:e} > {TOL:e}", path.display());
+        assert!(
+            out.iter().all(|v| v.is_finite()),
+            "{}: non-finite output",
+            path.display()
+        );
+        report.push(format!(
+            "{:<28} {kind:<9} max_abs_err = {err:.3e}",
+            path.file_name().unwrap().to_string_lossy()
+        ));
+        assert!(
+            err <= TOL,
+            "{}: max abs error {err:e} > {TOL:e}",
+            path.display()
+        );
         checked += 1;
     }
     for r in &report {
         println!("{r}");
     }
-    assert!(checked >= 21, "expected at least 21 model/attention fixtures, checked {checked}");
+    assert!(
+        checked >= 21,
+        "expected at least 21 model/attention fixtures, checked {checked}"
+    );
 }
 
 /// The fixture at realistic size, on its own so that its absence fails by name: GQA 8/2 (head_dim
@@ -72,21 +94,50 @@ fn all_model_and_attention_fixtures_match_the_pytorch_reference() {
 #[test]
 fn long_fixture_t130_h256_gqa_8_2_rope_matches_the_pytorch_reference() {
     let path = fixture_dir().join("long_rope_8_2.safetensors");
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (generate it with scripts/gen_fixtures.py)", path.display()));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (generate it with scripts/gen_fixtures.py)",
+            path.display()
+        )
+    });
     let (tensors, meta) = read_tensors(&bytes).unwrap();
     assert_eq!(fixture_kind(&meta), "model");
-    let get = |n: &str| tensors.iter().find(|(k, _)| k == n).map(|(_, t)| t.clone()).unwrap_or_else(|| panic!("{n} missing"));
+    let get = |n: &str| {
+        tensors
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, t)| t.clone())
+            .unwrap_or_else(|| panic!("{n} missing"))
+    };
     let model = GqaModel::from_safetensors(&bytes, &LoadOptions::default()).unwrap();
     let c = model.config();
-    assert_eq!((c.hidden_size, c.num_heads, c.num_kv_heads, c.rope, c.embed_dim), (256, 8, 2, true, 12));
+    assert_eq!(
+        (
+            c.hidden_size,
+            c.num_heads,
+            c.num_kv_heads,
+            c.rope,
+            c.embed_dim
+        ),
+        (256, 8, 2, true, 12)
+    );
     let x = get("input.x");
     assert_eq!(x.dims(), &[2, 130, 12]);
-    let lengths: Vec<usize> = get("input.lengths").to_vec1::<i64>().unwrap().into_iter().map(|l| l as usize).collect();
+    let lengths: Vec<usize> = get("input.lengths")
+        .to_vec1::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|l| l as usize)
+        .collect();
     assert_eq!(lengths, [130, 77]);
     let data = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let (out, dims) = model.forward_f32(&data, x.dims(), Some(&lengths)).unwrap();
     assert_eq!(dims, [2, 130, 256]);
-    let want = get("expected.out").flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let want = get("expected.out")
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     let err = max_abs_diff(&out, &want);
     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
     println!("long_rope_8_2: max abs err {err:.3e} (max |expected| {scale:.3})");

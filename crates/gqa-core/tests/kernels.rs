@@ -36,12 +36,27 @@ struct Case {
 /// Fused (tensor wrapper, both output layouts, and the slice API) vs reference on one case;
 /// returns the max abs difference.
 fn check_attention(c: &Case, seed: u64) -> f32 {
-    let Case { b, nh, nkv, tq, tk, d, offset, .. } = *c;
+    let Case {
+        b,
+        nh,
+        nkv,
+        tq,
+        tk,
+        d,
+        offset,
+        ..
+    } = *c;
     let lengths = c.lengths.as_deref();
     // Scores of a few units make the softmax far from uniform.
     let q = t(pseudo_amp(b * nh * tq * d, seed, 2.0), &[b, nh, tq, d]);
-    let k = t(pseudo_amp(b * nkv * tk * d, seed + 1, 2.0), &[b, nkv, tk, d]);
-    let v = t(pseudo_amp(b * nkv * tk * d, seed + 2, 1.0), &[b, nkv, tk, d]);
+    let k = t(
+        pseudo_amp(b * nkv * tk * d, seed + 1, 2.0),
+        &[b, nkv, tk, d],
+    );
+    let v = t(
+        pseudo_amp(b * nkv * tk * d, seed + 2, 1.0),
+        &[b, nkv, tk, d],
+    );
     let scale = 1.0 / (d as f64).sqrt();
     let mask = AttnMask::causal(b, tq, tk, offset, lengths, &Device::Cpu).unwrap();
     let want = vals(&reference::attention(&q, &k, &v, mask.bias(), scale).unwrap());
@@ -49,12 +64,32 @@ fn check_attention(c: &Case, seed: u64) -> f32 {
     let mut worst = max_abs_diff(&want, &got);
     // Heads merged: [B, Tq, NH*D] equals the transposed reference.
     let merged = fused::attention(&q, &k, &v, scale, &[offset], lengths, true).unwrap();
-    let want_merged = reference::attention(&q, &k, &v, mask.bias(), scale).unwrap().transpose(1, 2).unwrap();
+    let want_merged = reference::attention(&q, &k, &v, mask.bias(), scale)
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap();
     worst = worst.max(max_abs_diff(&vals(&want_merged), &vals(&merged)));
     // Slice API.
-    let dims = AttentionDims { batch: b, num_heads: nh, num_kv_heads: nkv, q_len: tq, k_len: tk, head_dim: d };
+    let dims = AttentionDims {
+        batch: b,
+        num_heads: nh,
+        num_kv_heads: nkv,
+        q_len: tq,
+        k_len: tk,
+        head_dim: d,
+    };
     let mut out = vec![f32::NAN; b * nh * tq * d];
-    cpu::attention_cpu(&vals(&q), &vals(&k), &vals(&v), dims, scale as f32, offset, lengths, &mut out).unwrap();
+    cpu::attention_cpu(
+        &vals(&q),
+        &vals(&k),
+        &vals(&v),
+        dims,
+        scale as f32,
+        offset,
+        lengths,
+        &mut out,
+    )
+    .unwrap();
     worst = worst.max(max_abs_diff(&want, &out));
     assert!(worst.is_finite());
     worst
@@ -64,22 +99,110 @@ fn check_attention(c: &Case, seed: u64) -> f32 {
 fn fused_attention_matches_reference_gqa_mqa_mha() {
     let cases = [
         // GQA 4/2, MQA 4/1, MHA 4/4 at T = 60 (one partial key block).
-        Case { b: 2, nh: 4, nkv: 2, tq: 60, tk: 60, d: 32, offset: 0, lengths: None },
-        Case { b: 2, nh: 4, nkv: 1, tq: 60, tk: 60, d: 32, offset: 0, lengths: None },
-        Case { b: 2, nh: 4, nkv: 4, tq: 60, tk: 60, d: 32, offset: 0, lengths: None },
+        Case {
+            b: 2,
+            nh: 4,
+            nkv: 2,
+            tq: 60,
+            tk: 60,
+            d: 32,
+            offset: 0,
+            lengths: None,
+        },
+        Case {
+            b: 2,
+            nh: 4,
+            nkv: 1,
+            tq: 60,
+            tk: 60,
+            d: 32,
+            offset: 0,
+            lengths: None,
+        },
+        Case {
+            b: 2,
+            nh: 4,
+            nkv: 4,
+            tq: 60,
+            tk: 60,
+            d: 32,
+            offset: 0,
+            lengths: None,
+        },
         // GQA 8/2 (groups of 4 rows) and 6/2 (groups of 3: tiles straddle query positions).
-        Case { b: 1, nh: 8, nkv: 2, tq: 37, tk: 37, d: 16, offset: 0, lengths: None },
-        Case { b: 1, nh: 6, nkv: 2, tq: 29, tk: 29, d: 24, offset: 0, lengths: None },
+        Case {
+            b: 1,
+            nh: 8,
+            nkv: 2,
+            tq: 37,
+            tk: 37,
+            d: 16,
+            offset: 0,
+            lengths: None,
+        },
+        Case {
+            b: 1,
+            nh: 6,
+            nkv: 2,
+            tq: 29,
+            tk: 29,
+            d: 24,
+            offset: 0,
+            lengths: None,
+        },
         // T = 300: several key blocks, online-softmax rescaling; odd head_dim tail.
-        Case { b: 1, nh: 4, nkv: 2, tq: 300, tk: 300, d: 32, offset: 0, lengths: None },
-        Case { b: 2, nh: 2, nkv: 1, tq: 300, tk: 300, d: 40, offset: 0, lengths: None },
-        Case { b: 1, nh: 2, nkv: 2, tq: 300, tk: 300, d: 64, offset: 0, lengths: None },
-        Case { b: 1, nh: 3, nkv: 1, tq: 130, tk: 130, d: 5, offset: 0, lengths: None },
+        Case {
+            b: 1,
+            nh: 4,
+            nkv: 2,
+            tq: 300,
+            tk: 300,
+            d: 32,
+            offset: 0,
+            lengths: None,
+        },
+        Case {
+            b: 2,
+            nh: 2,
+            nkv: 1,
+            tq: 300,
+            tk: 300,
+            d: 40,
+            offset: 0,
+            lengths: None,
+        },
+        Case {
+            b: 1,
+            nh: 2,
+            nkv: 2,
+            tq: 300,
+            tk: 300,
+            d: 64,
+            offset: 0,
+            lengths: None,
+        },
+        Case {
+            b: 1,
+            nh: 3,
+            nkv: 1,
+            tq: 130,
+            tk: 130,
+            d: 5,
+            offset: 0,
+            lengths: None,
+        },
     ];
     for (i, c) in cases.iter().enumerate() {
         let w = check_attention(c, 100 + i as u64);
         eprintln!("attention case {i}: max abs diff {w:.3e}");
-        assert!(w <= TOL, "case {i} (nh {} nkv {} t {} d {}): max abs diff {w}", c.nh, c.nkv, c.tq, c.d);
+        assert!(
+            w <= TOL,
+            "case {i} (nh {} nkv {} t {} d {}): max abs diff {w}",
+            c.nh,
+            c.nkv,
+            c.tq,
+            c.d
+        );
     }
 }
 
@@ -87,20 +210,99 @@ fn fused_attention_matches_reference_gqa_mqa_mha() {
 fn fused_attention_matches_reference_with_lengths_and_offsets() {
     let cases = [
         // Per-sequence key lengths (padding), T = 60 and T = 300.
-        Case { b: 3, nh: 4, nkv: 2, tq: 60, tk: 60, d: 32, offset: 0, lengths: Some(vec![60, 17, 1]) },
-        Case { b: 2, nh: 4, nkv: 1, tq: 300, tk: 300, d: 32, offset: 0, lengths: Some(vec![130, 300]) },
-        Case { b: 2, nh: 4, nkv: 4, tq: 70, tk: 70, d: 16, offset: 0, lengths: Some(vec![65, 3]) },
+        Case {
+            b: 3,
+            nh: 4,
+            nkv: 2,
+            tq: 60,
+            tk: 60,
+            d: 32,
+            offset: 0,
+            lengths: Some(vec![60, 17, 1]),
+        },
+        Case {
+            b: 2,
+            nh: 4,
+            nkv: 1,
+            tq: 300,
+            tk: 300,
+            d: 32,
+            offset: 0,
+            lengths: Some(vec![130, 300]),
+        },
+        Case {
+            b: 2,
+            nh: 4,
+            nkv: 4,
+            tq: 70,
+            tk: 70,
+            d: 16,
+            offset: 0,
+            lengths: Some(vec![65, 3]),
+        },
         // KV cache: decode (T = 1) after 299 cached positions, and a chunk of 5 after 40.
-        Case { b: 2, nh: 4, nkv: 2, tq: 1, tk: 300, d: 32, offset: 299, lengths: None },
-        Case { b: 1, nh: 8, nkv: 1, tq: 1, tk: 1, d: 32, offset: 0, lengths: None },
-        Case { b: 2, nh: 4, nkv: 2, tq: 5, tk: 45, d: 32, offset: 40, lengths: None },
-        Case { b: 2, nh: 4, nkv: 2, tq: 5, tk: 45, d: 32, offset: 40, lengths: Some(vec![45, 42]) },
-        Case { b: 1, nh: 4, nkv: 2, tq: 1, tk: 1, d: 8, offset: 0, lengths: None },
+        Case {
+            b: 2,
+            nh: 4,
+            nkv: 2,
+            tq: 1,
+            tk: 300,
+            d: 32,
+            offset: 299,
+            lengths: None,
+        },
+        Case {
+            b: 1,
+            nh: 8,
+            nkv: 1,
+            tq: 1,
+            tk: 1,
+            d: 32,
+            offset: 0,
+            lengths: None,
+        },
+        Case {
+            b: 2,
+            nh: 4,
+            nkv: 2,
+            tq: 5,
+            tk: 45,
+            d: 32,
+            offset: 40,
+            lengths: None,
+        },
+        Case {
+            b: 2,
+            nh: 4,
+            nkv: 2,
+            tq: 5,
+            tk: 45,
+            d: 32,
+            offset: 40,
+            lengths: Some(vec![45, 42]),
+        },
+        Case {
+            b: 1,
+            nh: 4,
+            nkv: 2,
+            tq: 1,
+            tk: 1,
+            d: 8,
+            offset: 0,
+            lengths: None,
+        },
     ];
     for (i, c) in cases.iter().enumerate() {
         let w = check_attention(c, 200 + i as u64);
         eprintln!("attention (lengths/offsets) case {i}: max abs diff {w:.3e}");
-        assert!(w <= TOL, "case {i} (tq {} tk {} offset {} lengths {:?}): max abs diff {w}", c.tq, c.tk, c.offset, c.lengths);
+        assert!(
+            w <= TOL,
+            "case {i} (tq {} tk {} offset {} lengths {:?}): max abs diff {w}",
+            c.tq,
+            c.tk,
+            c.offset,
+            c.lengths
+        );
     }
 }
 
@@ -115,20 +317,36 @@ fn fused_attention_reads_strided_cache_views_and_per_row_offsets() {
     let scale = 0.25;
     let offsets = [17usize, 12];
     let key_lengths = [20usize, 15];
-    let got = fused::attention(&q, &kc.narrow(2, 0, 20).unwrap(), &vc.narrow(2, 0, 20).unwrap(), scale, &offsets, Some(&key_lengths), false).unwrap();
+    let got = fused::attention(
+        &q,
+        &kc.narrow(2, 0, 20).unwrap(),
+        &vc.narrow(2, 0, 20).unwrap(),
+        scale,
+        &offsets,
+        Some(&key_lengths),
+        false,
+    )
+    .unwrap();
     for row in 0..b {
         let l = key_lengths[row];
         let k = kc.narrow(0, row, 1).unwrap().narrow(2, 0, l).unwrap();
         let v = vc.narrow(0, row, 1).unwrap().narrow(2, 0, l).unwrap();
         let mask = AttnMask::causal(1, 3, l, offsets[row], None, &Device::Cpu).unwrap();
-        let want = reference::attention(&q.narrow(0, row, 1).unwrap(), &k, &v, mask.bias(), scale).unwrap();
+        let want = reference::attention(&q.narrow(0, row, 1).unwrap(), &k, &v, mask.bias(), scale)
+            .unwrap();
         let w = max_abs_diff(&vals(&want), &vals(&got.narrow(0, row, 1).unwrap()));
         assert!(w <= TOL, "row {row}: max abs diff {w}");
     }
     // Transposed projections ([B, T, N, D] viewed as [B, N, T, D]) are read through strides.
-    let qp = t(pseudo_amp(b * 9 * nh * d, 10, 2.0), &[b, 9, nh, d]).transpose(1, 2).unwrap();
-    let kp = t(pseudo_amp(b * 9 * nkv * d, 11, 2.0), &[b, 9, nkv, d]).transpose(1, 2).unwrap();
-    let vp = t(pseudo_amp(b * 9 * nkv * d, 12, 1.0), &[b, 9, nkv, d]).transpose(1, 2).unwrap();
+    let qp = t(pseudo_amp(b * 9 * nh * d, 10, 2.0), &[b, 9, nh, d])
+        .transpose(1, 2)
+        .unwrap();
+    let kp = t(pseudo_amp(b * 9 * nkv * d, 11, 2.0), &[b, 9, nkv, d])
+        .transpose(1, 2)
+        .unwrap();
+    let vp = t(pseudo_amp(b * 9 * nkv * d, 12, 1.0), &[b, 9, nkv, d])
+        .transpose(1, 2)
+        .unwrap();
     let mask = AttnMask::causal(b, 9, 9, 0, None, &Device::Cpu).unwrap();
     let want = reference::attention(&qp, &kp, &vp, mask.bias(), scale).unwrap();
     let got = fused::attention(&qp, &kp, &vp, scale, &[0], None, false).unwrap();
@@ -137,16 +355,48 @@ fn fused_attention_reads_strided_cache_views_and_per_row_offsets() {
 
 #[test]
 fn fused_attention_rejects_bad_shapes_and_zero_length_rows_give_zeros() {
-    let dims = AttentionDims { batch: 1, num_heads: 3, num_kv_heads: 2, q_len: 2, k_len: 2, head_dim: 4 };
+    let dims = AttentionDims {
+        batch: 1,
+        num_heads: 3,
+        num_kv_heads: 2,
+        q_len: 2,
+        k_len: 2,
+        head_dim: 4,
+    };
     let z = vec![0f32; 64];
     let mut out = vec![0f32; 24];
-    assert!(cpu::attention_cpu(&z, &z, &z, dims, 1.0, 0, None, &mut out).is_err(), "NKV must divide NH");
-    let dims = AttentionDims { num_heads: 2, ..dims };
-    assert!(cpu::attention_cpu(&z[..10], &z, &z, dims, 1.0, 0, None, &mut out).is_err(), "q too short");
-    assert!(cpu::attention_cpu(&z, &z, &z, dims, 1.0, 0, Some(&[3]), &mut out).is_err(), "length > Tk");
+    assert!(
+        cpu::attention_cpu(&z, &z, &z, dims, 1.0, 0, None, &mut out).is_err(),
+        "NKV must divide NH"
+    );
+    let dims = AttentionDims {
+        num_heads: 2,
+        ..dims
+    };
+    assert!(
+        cpu::attention_cpu(&z[..10], &z, &z, dims, 1.0, 0, None, &mut out).is_err(),
+        "q too short"
+    );
+    assert!(
+        cpu::attention_cpu(&z, &z, &z, dims, 1.0, 0, Some(&[3]), &mut out).is_err(),
+        "length > Tk"
+    );
     let mut out = vec![f32::NAN; 16];
-    cpu::attention_cpu(&pseudo_amp(16, 1, 1.0), &pseudo_amp(16, 2, 1.0), &pseudo_amp(16, 3, 1.0), dims, 1.0, 0, Some(&[0]), &mut out).unwrap();
-    assert!(out.iter().all(|&x| x == 0.0), "no visible key -> zeros, got {out:?}");
+    cpu::attention_cpu(
+        &pseudo_amp(16, 1, 1.0),
+        &pseudo_amp(16, 2, 1.0),
+        &pseudo_amp(16, 3, 1.0),
+        dims,
+        1.0,
+        0,
+        Some(&[0]),
+        &mut out,
+    )
+    .unwrap();
+    assert!(
+        out.iter().all(|&x| x == 0.0),
+        "no visible key -> zeros, got {out:?}"
+    );
 }
 
 fn linear(out: usize, inp: usize, seed: u64) -> Linear {
@@ -186,7 +436,9 @@ fn fused_linear_bias_and_residual_match_candle() {
     let want_r = (&r + &want).unwrap();
     let got_r = lin.forward_residual(&x, &r, false).unwrap();
     assert!(max_abs_diff(&vals(&want_r), &vals(&got_r)) <= TOL);
-    assert!(lin.forward_residual(&x, &r.narrow(2, 0, 47).unwrap(), false).is_err());
+    assert!(lin
+        .forward_residual(&x, &r.narrow(2, 0, 47).unwrap(), false)
+        .is_err());
 }
 
 #[test]
@@ -197,7 +449,10 @@ fn fused_layer_norm_matches_candle_ops() {
             bias: Var::from_vec(pseudo_amp(w, 12, 0.5), w, &Device::Cpu).unwrap(),
         };
         // A large common offset stresses the variance computation.
-        let x: Vec<f32> = pseudo_amp(rows * w, 13, 2.0).into_iter().map(|v| v + 30.0).collect();
+        let x: Vec<f32> = pseudo_amp(rows * w, 13, 2.0)
+            .into_iter()
+            .map(|v| v + 30.0)
+            .collect();
         let x = t(x, &[rows, w]);
         let want = ln.forward(&x, true).unwrap();
         let got = ln.forward(&x, false).unwrap();
@@ -209,11 +464,20 @@ fn fused_layer_norm_matches_candle_ops() {
 #[test]
 fn fused_rotary_matches_rotary_apply() {
     let (b, tt, n, d) = (2, 9, 3, 8);
-    let inv: Vec<f32> = (0..d / 2).map(|i| 10000f32.powf(-(2.0 * i as f32) / d as f32)).collect();
+    let inv: Vec<f32> = (0..d / 2)
+        .map(|i| 10000f32.powf(-(2.0 * i as f32) / d as f32))
+        .collect();
     let rot = Rotary::new(&inv, 20, &Device::Cpu).unwrap();
     let x = t(pseudo_amp(b * tt * n * d, 21, 1.0), &[b, tt, n * d]);
     for offset in [0usize, 11] {
-        let want = rot.apply(&x.reshape((b, tt, n, d)).unwrap().transpose(1, 2).unwrap(), offset).unwrap().transpose(1, 2).unwrap();
+        let want = rot
+            .apply(
+                &x.reshape((b, tt, n, d)).unwrap().transpose(1, 2).unwrap(),
+                offset,
+            )
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap();
         let y = x.copy().unwrap();
         fused::rotary_in_place(&y, n, d, rot.cos(), rot.sin(), offset).unwrap();
         let w = max_abs_diff(&vals(&want), &vals(&y));
@@ -223,13 +487,38 @@ fn fused_rotary_matches_rotary_apply() {
     // is not f32 (the kernel reads f32 storage only; an F64 or F16 `x` must be an error, never a
     // reinterpretation of its bytes).
     let y = x.copy().unwrap();
-    assert!(fused::rotary_in_place(&y, n, d, rot.cos(), rot.sin(), 12).is_err(), "positions past the tables");
-    assert_eq!(vals(&y), vals(&x), "a refused rotary call modified its input");
+    assert!(
+        fused::rotary_in_place(&y, n, d, rot.cos(), rot.sin(), 12).is_err(),
+        "positions past the tables"
+    );
+    assert_eq!(
+        vals(&y),
+        vals(&x),
+        "a refused rotary call modified its input"
+    );
     for dt in [DType::F64, DType::F16, DType::BF16] {
         let y = x.to_dtype(dt).unwrap();
-        let before = y.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        assert!(fused::rotary_in_place(&y, n, d, rot.cos(), rot.sin(), 0).is_err(), "{dt:?} input accepted");
+        let before = y
+            .to_dtype(DType::F64)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        assert!(
+            fused::rotary_in_place(&y, n, d, rot.cos(), rot.sin(), 0).is_err(),
+            "{dt:?} input accepted"
+        );
         assert_eq!(y.dtype(), dt);
-        assert_eq!(y.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap(), before, "{dt:?} input modified");
+        assert_eq!(
+            y.to_dtype(DType::F64)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap(),
+            before,
+            "{dt:?} input modified"
+        );
     }
 }

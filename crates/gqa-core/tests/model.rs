@@ -2,7 +2,9 @@
 
 use candle_core::{Device, Tensor};
 use gqa_core::init::{glorot_bound, glorot_uniform};
-use gqa_core::{AttentionConfig, AttnMask, Dropout, Error, GqaAttention, GqaConfig, GqaModel, OutputMode};
+use gqa_core::{
+    AttentionConfig, AttnMask, Dropout, Error, GqaAttention, GqaConfig, GqaModel, OutputMode,
+};
 
 mod common;
 use common::pseudo;
@@ -21,7 +23,8 @@ fn small_cfg(mode: OutputMode) -> GqaConfig {
 
 fn set(layer: &GqaAttention, name: &str, values: Vec<f32>) {
     let var = layer.params().get(name).unwrap();
-    var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap()).unwrap();
+    var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap())
+        .unwrap();
 }
 
 #[test]
@@ -30,27 +33,44 @@ fn query_head_i_reads_kv_head_i_over_group() {
     // holds (j+1)*10 + c in slot c. out_proj = identity. Head i's output then reveals its KV head.
     for (nh, nkv) in [(4usize, 2usize), (4, 1), (8, 2), (4, 4)] {
         let h = 4 * nh; // D = 4
-        let cfg = AttentionConfig { hidden_size: h, num_heads: nh, num_kv_heads: nkv, ..Default::default() };
+        let cfg = AttentionConfig {
+            hidden_size: h,
+            num_heads: nh,
+            num_kv_heads: nkv,
+            ..Default::default()
+        };
         let layer = GqaAttention::new(cfg).unwrap();
         let d = 4;
         set(&layer, "q_proj.weight", vec![0.0; nh * d * h]);
         set(&layer, "k_proj.weight", pseudo(nkv * d * h, 1));
         set(&layer, "v_proj.weight", vec![0.0; nkv * d * h]);
-        set(&layer, "v_proj.bias", (0..nkv * d).map(|i| ((i / d + 1) * 10 + i % d) as f32).collect());
+        set(
+            &layer,
+            "v_proj.bias",
+            (0..nkv * d)
+                .map(|i| ((i / d + 1) * 10 + i % d) as f32)
+                .collect(),
+        );
         let mut eye = vec![0.0; h * h];
         for i in 0..h {
             eye[i * h + i] = 1.0;
         }
         set(&layer, "out_proj.weight", eye);
         let (b, t) = (2, 3);
-        let (out, dims) = layer.forward_f32(&pseudo(b * t * h, 2), &[b, t, h], None).unwrap();
+        let (out, dims) = layer
+            .forward_f32(&pseudo(b * t * h, 2), &[b, t, h], None)
+            .unwrap();
         assert_eq!(dims, vec![b, t, h]);
         let group = nh / nkv;
         for row in out.chunks(h) {
             for i in 0..nh {
                 for c in 0..d {
                     let want = ((i / group + 1) * 10 + c) as f32;
-                    assert!((row[i * d + c] - want).abs() < 1e-4, "NH={nh} NKV={nkv} head {i}: {} vs {want}", row[i * d + c]);
+                    assert!(
+                        (row[i * d + c] - want).abs() < 1e-4,
+                        "NH={nh} NKV={nkv} head {i}: {} vs {want}",
+                        row[i * d + c]
+                    );
                     if nkv > 1 && i / group != i % nkv {
                         let wrong = ((i % nkv + 1) * 10 + c) as f32;
                         assert!((row[i * d + c] - wrong).abs() > 1.0);
@@ -76,12 +96,19 @@ fn causal_mask_blocks_future_keys() {
     let (y2, _) = model.forward_f32(&x2, &[b, t, e], None).unwrap();
     let h = 16;
     assert_eq!(&y1[..(t - 1) * h], &y2[..(t - 1) * h]);
-    assert!(y1[(t - 1) * h..].iter().zip(&y2[(t - 1) * h..]).any(|(a, c)| (a - c).abs() > 1e-3));
+    assert!(y1[(t - 1) * h..]
+        .iter()
+        .zip(&y2[(t - 1) * h..])
+        .any(|(a, c)| (a - c).abs() > 1e-3));
 }
 
 #[test]
 fn padded_sequences_equal_their_unpadded_runs_with_nan_padding() {
-    for mode in [OutputMode::LastTimestep, OutputMode::MeanPool, OutputMode::All] {
+    for mode in [
+        OutputMode::LastTimestep,
+        OutputMode::MeanPool,
+        OutputMode::All,
+    ] {
         let model = GqaModel::new(small_cfg(mode)).unwrap();
         let (b, t, e, h) = (3usize, 7usize, 6usize, 16usize);
         let lengths = [4usize, 7, 1];
@@ -103,10 +130,19 @@ fn padded_sequences_equal_their_unpadded_runs_with_nan_padding() {
                 _ => &y[bi * h..(bi + 1) * h],
             };
             assert_eq!(got.len(), ys.len());
-            let err = got.iter().zip(&ys).map(|(a, c)| (a - c).abs()).fold(0f32, f32::max);
+            let err = got
+                .iter()
+                .zip(&ys)
+                .map(|(a, c)| (a - c).abs())
+                .fold(0f32, f32::max);
             assert!(err < 1e-5, "{mode:?} seq {bi}: err {err}");
             if mode == OutputMode::All {
-                assert!(y[(bi * t + l) * h..(bi + 1) * t * h].iter().all(|&v| v == 0.0), "padded outputs not zero");
+                assert!(
+                    y[(bi * t + l) * h..(bi + 1) * t * h]
+                        .iter()
+                        .all(|&v| v == 0.0),
+                    "padded outputs not zero"
+                );
                 assert_eq!(dims, vec![b, t, h]);
             }
         }
@@ -123,12 +159,22 @@ fn init_statistics_follow_glorot_uniform() {
             let (out, inp) = var.dims2().unwrap();
             let b = glorot_bound(out, inp) as f64;
             assert!((b - (6.0 / (out + inp) as f64).sqrt()).abs() < 1e-6);
-            assert!(v.iter().all(|&x| (x as f64) >= -b && (x as f64) < b), "{name}: value outside [-b, b)");
+            assert!(
+                v.iter().all(|&x| (x as f64) >= -b && (x as f64) < b),
+                "{name}: value outside [-b, b)"
+            );
             let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
             let msq = v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / n;
             // U(-b,b): mean 0 (sd b/sqrt(3n)), E[x^2] = b^2/3 (sd b^2*sqrt(4/45/n)); 6 sigma.
-            assert!(mean.abs() < 6.0 * b / (3.0 * n).sqrt(), "{name}: mean {mean}");
-            assert!((msq - b * b / 3.0).abs() < 6.0 * b * b * (4.0 / 45.0 / n).sqrt(), "{name}: E[x^2] {msq} vs {}", b * b / 3.0);
+            assert!(
+                mean.abs() < 6.0 * b / (3.0 * n).sqrt(),
+                "{name}: mean {mean}"
+            );
+            assert!(
+                (msq - b * b / 3.0).abs() < 6.0 * b * b * (4.0 / 45.0 / n).sqrt(),
+                "{name}: E[x^2] {msq} vs {}",
+                b * b / 3.0
+            );
         } else if name.ends_with("norm.weight") {
             assert!(v.iter().all(|&x| x == 1.0), "{name}");
         } else {
@@ -143,8 +189,22 @@ fn same_seed_gives_bitwise_same_weights() {
     let b = GqaModel::new(small_cfg(OutputMode::All)).unwrap();
     for ((na, va), (nb, vb)) in a.params().iter().zip(b.params().iter()) {
         assert_eq!(na, nb);
-        let x: Vec<u32> = va.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|f| f.to_bits()).collect();
-        let y: Vec<u32> = vb.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|f| f.to_bits()).collect();
+        let x: Vec<u32> = va
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|f| f.to_bits())
+            .collect();
+        let y: Vec<u32> = vb
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|f| f.to_bits())
+            .collect();
         assert_eq!(x, y, "{na}");
     }
     assert_eq!(a.weights_digest().unwrap(), b.weights_digest().unwrap());
@@ -154,9 +214,23 @@ fn same_seed_gives_bitwise_same_weights() {
     assert_ne!(a.weights_digest().unwrap(), c.weights_digest().unwrap());
     // The stream is the canonical index: input_projection.weight is stream 0 and
     // blocks.0.attn.q_proj.weight (index 4) is stream 4.
-    let q = a.params().get("blocks.0.attn.q_proj.weight").unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let q = a
+        .params()
+        .get("blocks.0.attn.q_proj.weight")
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     assert_eq!(q, glorot_uniform(3, 4, 16, 16));
-    let w = a.params().get("input_projection.weight").unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let w = a
+        .params()
+        .get("input_projection.weight")
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     assert_eq!(w, glorot_uniform(3, 0, 16, 6));
     assert_ne!(glorot_uniform(3, 4, 16, 16), glorot_uniform(3, 6, 16, 16));
 }
@@ -180,17 +254,28 @@ fn glorot_uniform_value_rule() {
     assert_eq!(v.len(), out * inp);
     let b = (6.0f32 / 128.0).sqrt();
     assert_eq!(b, glorot_bound(out, inp));
-    let idx: Vec<u32> = v.iter().map(|&x| glorot_grid_index(x, b).unwrap_or_else(|| panic!("{x} is not -b + 2b*m/2^24 for any 24-bit m"))).collect();
+    let idx: Vec<u32> = v
+        .iter()
+        .map(|&x| {
+            glorot_grid_index(x, b)
+                .unwrap_or_else(|| panic!("{x} is not -b + 2b*m/2^24 for any 24-bit m"))
+        })
+        .collect();
     // The 4096 indices use the whole 24-bit range (min below 2^24/100 and max above 99/100 of it
     // fail with probability 2 * 0.99^4096 < 1e-17).
     let (lo, hi) = (*idx.iter().min().unwrap(), *idx.iter().max().unwrap());
-    assert!(lo < (1 << 24) / 100 && hi > (1 << 24) / 100 * 99, "indices span [{lo}, {hi}]");
+    assert!(
+        lo < (1 << 24) / 100 && hi > (1 << 24) / 100 * 99,
+        "indices span [{lo}, {hi}]"
+    );
     // The check rejects what is off the grid: each value near 0 (where f32 resolves a fraction of
     // a grid step) moved by half a step.
     let step = 2.0 * b / 16_777_216.0;
     let near0: Vec<f32> = v.iter().copied().filter(|x| x.abs() < b / 4.0).collect();
     assert!(near0.len() > 100);
-    assert!(near0.iter().all(|&x| glorot_grid_index(x + step / 2.0, b).is_none()));
+    assert!(near0
+        .iter()
+        .all(|&x| glorot_grid_index(x + step / 2.0, b).is_none()));
 }
 
 #[test]
@@ -202,13 +287,31 @@ fn forward_f32_errors_name_the_input() {
         other => panic!("expected InvalidInput, got {other:?}"),
     };
     assert_eq!(what(model.forward_f32(&[0.0; 12], &[2, 6], None)), "dims");
-    assert_eq!(what(model.forward_f32(&[0.0; 14], &[2, 1, 7], None)), "dims");
+    assert_eq!(
+        what(model.forward_f32(&[0.0; 14], &[2, 1, 7], None)),
+        "dims"
+    );
     assert_eq!(what(model.forward_f32(&[], &[2, 0, e], None)), "dims");
-    assert_eq!(what(model.forward_f32(&[0.0; 11], &[2, 1, e], None)), "input");
-    assert_eq!(what(model.forward_f32(&[0.0; 24], &[2, 2, e], Some(&[1]))), "lengths");
-    assert_eq!(what(model.forward_f32(&[0.0; 24], &[2, 2, e], Some(&[1, 0]))), "lengths[1]");
-    assert_eq!(what(model.forward_f32(&[0.0; 24], &[2, 2, e], Some(&[3, 1]))), "lengths[0]");
-    let msg = model.forward_f32(&[0.0; 11], &[2, 1, e], None).unwrap_err().to_string();
+    assert_eq!(
+        what(model.forward_f32(&[0.0; 11], &[2, 1, e], None)),
+        "input"
+    );
+    assert_eq!(
+        what(model.forward_f32(&[0.0; 24], &[2, 2, e], Some(&[1]))),
+        "lengths"
+    );
+    assert_eq!(
+        what(model.forward_f32(&[0.0; 24], &[2, 2, e], Some(&[1, 0]))),
+        "lengths[1]"
+    );
+    assert_eq!(
+        what(model.forward_f32(&[0.0; 24], &[2, 2, e], Some(&[3, 1]))),
+        "lengths[0]"
+    );
+    let msg = model
+        .forward_f32(&[0.0; 11], &[2, 1, e], None)
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("12") && msg.contains("11"), "{msg}");
     // Buffers that would really be allocated are refused before allocating: the FFN activations
     // [B, T, 4H] at H = 256 of just over the memory limit. The limit is set here (256 MiB, the
@@ -227,7 +330,12 @@ fn forward_f32_errors_name_the_input() {
     let fits = gqa_core::error::check_f32_buffer("ffn activations", &[1, rows - 1, 4 * 256]);
     gqa_core::memory::set_limit(None).unwrap();
     match refused {
-        Err(Error::OutOfMemory { what, requested, limit: l, .. }) => {
+        Err(Error::OutOfMemory {
+            what,
+            requested,
+            limit: l,
+            ..
+        }) => {
             assert_eq!(what, "ffn activations");
             assert_eq!((requested, l), (16 * 256 * rows as u64, limit));
         }
@@ -244,9 +352,15 @@ fn forward_f32_errors_name_the_input() {
 #[test]
 fn batch_zero_returns_empty_of_the_right_shape() {
     let model = GqaModel::new(small_cfg(OutputMode::LastTimestep)).unwrap();
-    assert_eq!(model.forward_f32(&[], &[0, 5, 6], None).unwrap(), (vec![], vec![0, 16]));
+    assert_eq!(
+        model.forward_f32(&[], &[0, 5, 6], None).unwrap(),
+        (vec![], vec![0, 16])
+    );
     let all = GqaModel::new(small_cfg(OutputMode::All)).unwrap();
-    assert_eq!(all.forward_f32(&[], &[0, 5, 6], None).unwrap(), (vec![], vec![0, 5, 16]));
+    assert_eq!(
+        all.forward_f32(&[], &[0, 5, 6], None).unwrap(),
+        (vec![], vec![0, 5, 16])
+    );
     let x = Tensor::zeros((0, 5, 6), candle_core::DType::F32, &Device::Cpu).unwrap();
     assert_eq!(model.forward(&x, None).unwrap().dims(), &[0, 16]);
 }
@@ -255,14 +369,28 @@ fn batch_zero_returns_empty_of_the_right_shape() {
 fn output_modes_relate_to_all() {
     let (b, t, e, h) = (2, 5, 6, 16);
     let x = pseudo(b * t * e, 11);
-    let (all, _) = GqaModel::new(small_cfg(OutputMode::All)).unwrap().forward_f32(&x, &[b, t, e], None).unwrap();
-    let (last, _) = GqaModel::new(small_cfg(OutputMode::LastTimestep)).unwrap().forward_f32(&x, &[b, t, e], None).unwrap();
-    let (mean, _) = GqaModel::new(small_cfg(OutputMode::MeanPool)).unwrap().forward_f32(&x, &[b, t, e], None).unwrap();
+    let (all, _) = GqaModel::new(small_cfg(OutputMode::All))
+        .unwrap()
+        .forward_f32(&x, &[b, t, e], None)
+        .unwrap();
+    let (last, _) = GqaModel::new(small_cfg(OutputMode::LastTimestep))
+        .unwrap()
+        .forward_f32(&x, &[b, t, e], None)
+        .unwrap();
+    let (mean, _) = GqaModel::new(small_cfg(OutputMode::MeanPool))
+        .unwrap()
+        .forward_f32(&x, &[b, t, e], None)
+        .unwrap();
     for bi in 0..b {
         for c in 0..h {
             // last_timestep skips the work only other positions need (query, out_proj, FFN of
             // the last block elsewhere): equal to `all` up to float reassociation.
-            assert!((last[bi * h + c] - all[(bi * t + t - 1) * h + c]).abs() <= 1e-6, "{} vs {}", last[bi * h + c], all[(bi * t + t - 1) * h + c]);
+            assert!(
+                (last[bi * h + c] - all[(bi * t + t - 1) * h + c]).abs() <= 1e-6,
+                "{} vs {}",
+                last[bi * h + c],
+                all[(bi * t + t - 1) * h + c]
+            );
             let m: f32 = (0..t).map(|p| all[(bi * t + p) * h + c]).sum::<f32>() / t as f32;
             assert!((mean[bi * h + c] - m).abs() < 1e-5);
         }
@@ -279,19 +407,47 @@ fn dropout_is_seeded_inverted_and_inactive_at_inference() {
     assert_eq!(a, b);
     let kept = a.iter().filter(|&&v| v != 0.0).count();
     assert!(a.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6));
-    assert!((kept as f64 - 750.0).abs() < 5.0 * (1000.0f64 * 0.25 * 0.75).sqrt(), "kept {kept}");
+    assert!(
+        (kept as f64 - 750.0).abs() < 5.0 * (1000.0f64 * 0.25 * 0.75).sqrt(),
+        "kept {kept}"
+    );
     assert!(Dropout::new(1.0, 0).is_err());
     // Model: forward_t with dropout differs from inference; forward_t with None equals forward.
     let model = GqaModel::new(small_cfg(OutputMode::LastTimestep)).unwrap();
     let xt = Tensor::from_vec(pseudo(2 * 4 * 6, 1), (2, 4, 6), &Device::Cpu).unwrap();
-    let inf = model.forward(&xt, None).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let t0 = model.forward_t(&xt, None, None).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let inf = model
+        .forward(&xt, None)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let t0 = model
+        .forward_t(&xt, None, None)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     // Inference runs the fused CPU kernels, training the differentiable candle ops: equal to
     // f32 rounding (kernels.rs checks the kernels themselves).
-    let worst = inf.iter().zip(&t0).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-    assert!(worst <= 1e-5, "forward vs forward_t(None): max abs diff {worst}");
+    let worst = inf
+        .iter()
+        .zip(&t0)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        worst <= 1e-5,
+        "forward vs forward_t(None): max abs diff {worst}"
+    );
     let mut d = Dropout::new(0.5, 1).unwrap();
-    let td = model.forward_t(&xt, None, Some(&mut d)).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let td = model
+        .forward_t(&xt, None, Some(&mut d))
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     assert!(td.iter().zip(&inf).any(|(a, b)| (a - b).abs() > 1e-3));
 }
 
@@ -314,38 +470,73 @@ fn forward_t_gradients_match_finite_differences() {
     let lengths = [4usize, 2];
     let target_v = pseudo(2 * 16, 4);
     let target = Tensor::from_vec(target_v.clone(), (2, 16), &Device::Cpu).unwrap();
-    let grads = (model.forward_t(&x, Some(&lengths), None).unwrap() * &target).unwrap().sum_all().unwrap().backward().unwrap();
+    let grads = (model.forward_t(&x, Some(&lengths), None).unwrap() * &target)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
     let loss64 = |m: &GqaModel| -> f64 {
-        let out = m.forward_t(&x, Some(&lengths), None).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        out.iter().zip(&target_v).map(|(&o, &t)| o as f64 * t as f64).sum()
+        let out = m
+            .forward_t(&x, Some(&lengths), None)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        out.iter()
+            .zip(&target_v)
+            .map(|(&o, &t)| o as f64 * t as f64)
+            .sum()
     };
     let within = |fd: f64, g: f64| (fd - g).abs() <= ATOL + RTOL * fd.abs();
     let mut rng = common::Rng::new(11);
     let (mut worst, mut worst_abs, mut min_g) = ((0f64, String::new()), 0f64, f64::INFINITY);
     let names: Vec<String> = model.params().iter().map(|(n, _)| n.to_string()).collect();
-    assert_eq!(names.len(), 2 + 2 * 16 + 2, "input_projection, 2 blocks of 16 tensors, final_norm");
+    assert_eq!(
+        names.len(),
+        2 + 2 * 16 + 2,
+        "input_projection, 2 blocks of 16 tensors, final_norm"
+    );
     for name in &names {
         let var = model.params().get(name).unwrap();
-        let g = grads.get(var).unwrap_or_else(|| panic!("no gradient for {name}")).flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let g = grads
+            .get(var)
+            .unwrap_or_else(|| panic!("no gradient for {name}"))
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         let gmax = g.iter().map(|v| v.abs()).fold(0f32, f32::max);
         let big: Vec<usize> = (0..g.len()).filter(|&i| g[i].abs() >= gmax / 4.0).collect();
-        let top = (0..g.len()).max_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs())).unwrap();
+        let top = (0..g.len())
+            .max_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs()))
+            .unwrap();
         let orig = var.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         for idx in [top, big[rng.below(big.len())], big[rng.below(big.len())]] {
             let mut p = orig.clone();
             p[idx] = orig[idx] + EPS;
-            var.set(&Tensor::from_vec(p.clone(), var.shape(), &Device::Cpu).unwrap()).unwrap();
+            var.set(&Tensor::from_vec(p.clone(), var.shape(), &Device::Cpu).unwrap())
+                .unwrap();
             let lp = loss64(&model);
             p[idx] = orig[idx] - EPS;
-            var.set(&Tensor::from_vec(p, var.shape(), &Device::Cpu).unwrap()).unwrap();
+            var.set(&Tensor::from_vec(p, var.shape(), &Device::Cpu).unwrap())
+                .unwrap();
             let lm = loss64(&model);
-            var.set(&Tensor::from_vec(orig.clone(), var.shape(), &Device::Cpu).unwrap()).unwrap();
+            var.set(&Tensor::from_vec(orig.clone(), var.shape(), &Device::Cpu).unwrap())
+                .unwrap();
             // The step actually taken in f32 (orig +- EPS rounds).
             let h = (orig[idx] + EPS) as f64 - (orig[idx] - EPS) as f64;
             let fd = (lp - lm) / h;
             let gi = g[idx] as f64;
-            assert!(within(fd, gi), "{name}[{idx}]: finite difference {fd:.6e} vs autograd {gi:.6e}");
-            assert!(!within(fd, -gi) && !within(fd, 2.0 * gi) && !within(fd, 0.5 * gi), "{name}[{idx}]: |g| = {gi:.3e} too small to tell a sign or factor-2 error");
+            assert!(
+                within(fd, gi),
+                "{name}[{idx}]: finite difference {fd:.6e} vs autograd {gi:.6e}"
+            );
+            assert!(
+                !within(fd, -gi) && !within(fd, 2.0 * gi) && !within(fd, 0.5 * gi),
+                "{name}[{idx}]: |g| = {gi:.3e} too small to tell a sign or factor-2 error"
+            );
             let rel = (fd - gi).abs() / gi.abs();
             worst_abs = worst_abs.max((fd - gi).abs());
             min_g = min_g.min(gi.abs());
@@ -369,7 +560,10 @@ fn attention_mask_keeps_key_zero_and_respects_lengths() {
     // With an offset (KV cache): query 0 at position 2 sees keys 0..=2.
     let m = AttnMask::causal(1, 1, 4, 2, None, &Device::Cpu).unwrap();
     let v = m.bias().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    assert_eq!(v.iter().map(|x| *x == 0.0).collect::<Vec<_>>(), [true, true, true, false]);
+    assert_eq!(
+        v.iter().map(|x| *x == 0.0).collect::<Vec<_>>(),
+        [true, true, true, false]
+    );
 }
 
 #[test]

@@ -23,10 +23,22 @@ fn rotary_at_position_zero_is_identity() {
     let rot = Rotary::new(&inv, 4, &dev).unwrap();
     let data = pseudo(2 * 3 * 8, 1);
     let x = Tensor::from_vec(data.clone(), (2, 3, 1, 8), &dev).unwrap();
-    let y = rot.apply(&x, 0).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let y = rot
+        .apply(&x, 0)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     assert_eq!(y, data);
     // Position 1 is not the identity (so the test above can tell).
-    let y1 = rot.apply(&x, 1).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let y1 = rot
+        .apply(&x, 1)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     assert!(y1.iter().zip(&data).any(|(a, b)| (a - b).abs() > 1e-3));
 }
 
@@ -40,14 +52,35 @@ fn rotary_uses_half_rotation_pairs() {
     let mut v = vec![0f32; 8];
     v[0] = 1.0;
     let x = Tensor::from_vec(v, (1, 1, 1, 8), &dev).unwrap();
-    let y = rot.apply(&x, 3).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    assert!((y[0] - 3f32.cos()).abs() < 1e-6 && (y[4] - 3f32.sin()).abs() < 1e-6, "{y:?}");
+    let y = rot
+        .apply(&x, 3)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert!(
+        (y[0] - 3f32.cos()).abs() < 1e-6 && (y[4] - 3f32.sin()).abs() < 1e-6,
+        "{y:?}"
+    );
     assert!(y[1].abs() < 1e-7 && y[5].abs() < 1e-7);
 }
 
 fn dot_at(rot: &Rotary, q: &Tensor, k: &Tensor, m: usize, n: usize) -> f32 {
-    let qm = rot.apply(q, m).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let kn = rot.apply(k, n).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let qm = rot
+        .apply(q, m)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let kn = rot
+        .apply(k, n)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     qm.iter().zip(&kn).map(|(a, b)| a * b).sum()
 }
 
@@ -62,7 +95,10 @@ fn q_dot_k_depends_only_on_position_difference() {
         let base = dot_at(&rot, &q, &k, 5, 2);
         for (m, n) in [(3, 0), (13, 10), (103, 100), (250, 247)] {
             let d = dot_at(&rot, &q, &k, m, n);
-            assert!((d - base).abs() < 2e-4, "rope={rope} yarn={yarn} ({m},{n}): {d} vs {base}");
+            assert!(
+                (d - base).abs() < 2e-4,
+                "rope={rope} yarn={yarn} ({m},{n}): {d} vs {base}"
+            );
         }
         // A different distance gives a different product.
         let other = dot_at(&rot, &q, &k, 7, 2);
@@ -81,12 +117,20 @@ fn yarn_inv_freq_matches_a_direct_computation() {
     for i in 0..d / 2 {
         let f = 10000f64.powf(-(2.0 * i as f64) / d as f64);
         let wavelen = 2.0 * std::f64::consts::PI / f;
-        let ramp = ((wavelen - orig as f64 / 4.0) / (orig as f64 - orig as f64 / 4.0)).clamp(0.0, 1.0);
+        let ramp =
+            ((wavelen - orig as f64 / 4.0) / (orig as f64 - orig as f64 / 4.0)).clamp(0.0, 1.0);
         let want = f * (ramp / scale + 1.0 - ramp);
-        assert!((got[i] - want).abs() <= 1e-15 * want, "i={i}: {} vs {want}", got[i]);
+        assert!(
+            (got[i] - want).abs() <= 1e-15 * want,
+            "i={i}: {} vs {want}",
+            got[i]
+        );
         // The ramp recovered from the ratio agrees with the README's figures.
         let ramp_back = (1.0 - got[i] / f) / (1.0 - 1.0 / scale);
-        assert!((ramp_back - ramps_readme[i]).abs() < 1e-4, "i={i}: ramp {ramp_back}");
+        assert!(
+            (ramp_back - ramps_readme[i]).abs() < 1e-4,
+            "i={i}: ramp {ramp_back}"
+        );
     }
     // orig 4: every wavelength (>= 2*pi) exceeds lowWav, so every frequency is divided by 8.
     let all = edifice_yarn_inv_freq_f64(8, 8.0, 4);

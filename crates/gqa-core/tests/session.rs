@@ -39,7 +39,14 @@ fn cfg(rot: Rot, nh: usize, nkv: usize, mode: OutputMode, embed: usize) -> GqaCo
 }
 
 /// Rows `0..b` of `x: [B, T, E]`, positions `from..to`, as `[b, to-from, E]`.
-fn slice(x: &[f32], t: usize, e: usize, rows: std::ops::Range<usize>, from: usize, to: usize) -> Vec<f32> {
+fn slice(
+    x: &[f32],
+    t: usize,
+    e: usize,
+    rows: std::ops::Range<usize>,
+    from: usize,
+    to: usize,
+) -> Vec<f32> {
     let mut out = Vec::new();
     for r in rows {
         out.extend_from_slice(&x[(r * t + from) * e..(r * t + to) * e]);
@@ -49,24 +56,40 @@ fn slice(x: &[f32], t: usize, e: usize, rows: std::ops::Range<usize>, from: usiz
 
 fn max_abs(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) })
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(
+            0.0,
+            |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) },
+        )
 }
 
 /// Full forwards over every prefix `x[:, 0:p]`, `p = 1..=T` (index `p`).
 fn prefix_refs(model: &GqaModel, x: &[f32], b: usize, t: usize, e: usize) -> Vec<Vec<f32>> {
     let mut refs = vec![Vec::new()];
     for p in 1..=t {
-        let (y, _) = model.forward_f32(&slice(x, t, e, 0..b, 0, p), &[b, p, e], None).unwrap();
+        let (y, _) = model
+            .forward_f32(&slice(x, t, e, 0..b, 0, p), &[b, p, e], None)
+            .unwrap();
         refs.push(y);
     }
     refs
 }
 
 /// Expected per-position output `[b, i]` of a push covering positions `start..end`.
-fn expected_position(mode: OutputMode, refs: &[Vec<f32>], row: usize, pos: usize, h: usize) -> Vec<f32> {
+fn expected_position(
+    mode: OutputMode,
+    refs: &[Vec<f32>],
+    row: usize,
+    pos: usize,
+    h: usize,
+) -> Vec<f32> {
     match mode {
         // The hidden state at `pos`: last row of the forward over the prefix ending there.
-        OutputMode::LastTimestep | OutputMode::MeanPool => refs[pos + 1][row * h..(row + 1) * h].to_vec(),
+        OutputMode::LastTimestep | OutputMode::MeanPool => {
+            refs[pos + 1][row * h..(row + 1) * h].to_vec()
+        }
         OutputMode::All => {
             let p = pos + 1;
             refs[p][(row * p + pos) * h..(row * p + pos + 1) * h].to_vec()
@@ -85,7 +108,12 @@ fn patterns() -> Vec<(&'static str, Vec<usize>)> {
             break;
         }
     }
-    vec![("1+1+...", vec![1; 64]), ("3+2+1+...", cyc), ("7+57", vec![7, 57]), ("64", vec![64])]
+    vec![
+        ("1+1+...", vec![1; 64]),
+        ("3+2+1+...", cyc),
+        ("7+57", vec![7, 57]),
+        ("64", vec![64]),
+    ]
 }
 
 /// Both attention paths of a session: the fused CPU kernel (default) and the candle ops
@@ -94,7 +122,11 @@ fn patterns() -> Vec<(&'static str, Vec<usize>)> {
 fn on_both_kernel_paths(f: impl Fn(&str)) {
     for reference in [false, true] {
         set_reference_kernels(reference);
-        f(if reference { "reference kernels" } else { "fused kernels" });
+        f(if reference {
+            "reference kernels"
+        } else {
+            "fused kernels"
+        });
     }
     set_reference_kernels(false);
 }
@@ -109,7 +141,11 @@ fn chunked_pushes(path: &str) {
     let mut worst = 0f32;
     for rot in [Rot::None, Rot::Rope, Rot::Yarn] {
         for (nh, nkv) in [(4, 2), (4, 1), (4, 4)] {
-            for mode in [OutputMode::LastTimestep, OutputMode::MeanPool, OutputMode::All] {
+            for mode in [
+                OutputMode::LastTimestep,
+                OutputMode::MeanPool,
+                OutputMode::All,
+            ] {
                 // E != H (input projection) for GQA, E == H otherwise.
                 let e = if nkv == 2 { 6 } else { 32 };
                 let c = cfg(rot, nh, nkv, mode, e);
@@ -125,7 +161,15 @@ fn chunked_pushes(path: &str) {
                         for &n in &pat {
                             let end = start + n;
                             s.poison_unused().unwrap();
-                            let (y, dims) = s.push(&model, &slice(&x, t, e, 0..b, start, end), &[b, n, e], None, all_positions).unwrap();
+                            let (y, dims) = s
+                                .push(
+                                    &model,
+                                    &slice(&x, t, e, 0..b, start, end),
+                                    &[b, n, e],
+                                    None,
+                                    all_positions,
+                                )
+                                .unwrap();
                             let err = if all_positions || mode == OutputMode::All {
                                 assert_eq!(dims, vec![b, n, h]);
                                 let mut want = Vec::new();
@@ -163,28 +207,46 @@ fn batched_rows_with_different_lengths_equal_each_row_alone() {
 }
 
 fn batched_rows(path: &str) {
-    let schedule: [[usize; 3]; 6] = [[5, 2, 0], [3, 5, 1], [5, 0, 4], [2, 3, 2], [5, 3, 0], [0, 0, 5]];
+    let schedule: [[usize; 3]; 6] = [
+        [5, 2, 0],
+        [3, 5, 1],
+        [5, 0, 4],
+        [2, 3, 2],
+        [5, 3, 0],
+        [0, 0, 5],
+    ];
     let totals = [20usize, 13, 12];
     let (b, t, e) = (3, 5, 6);
     let mut worst = 0f32;
     for rot in [Rot::Rope, Rot::Yarn, Rot::None] {
-        for mode in [OutputMode::LastTimestep, OutputMode::MeanPool, OutputMode::All] {
+        for mode in [
+            OutputMode::LastTimestep,
+            OutputMode::MeanPool,
+            OutputMode::All,
+        ] {
             let c = cfg(rot, 4, 2, mode, e);
             let model = GqaModel::new(c.clone()).unwrap();
             let h = c.hidden_size;
-            let seqs: Vec<Vec<f32>> = (0..b).map(|r| pseudo(totals[r] * e, 40 + r as u64)).collect();
+            let seqs: Vec<Vec<f32>> = (0..b)
+                .map(|r| pseudo(totals[r] * e, 40 + r as u64))
+                .collect();
             // refs[r][p]: forward of row r alone over its first p positions.
-            let refs: Vec<Vec<Vec<f32>>> = (0..b).map(|r| prefix_refs(&model, &seqs[r], 1, totals[r], e)).collect();
+            let refs: Vec<Vec<Vec<f32>>> = (0..b)
+                .map(|r| prefix_refs(&model, &seqs[r], 1, totals[r], e))
+                .collect();
             for all_positions in [false, true] {
                 let mut s: Session = model.session(b, 24).unwrap();
                 let mut lens = [0usize; 3];
                 for ns in schedule {
                     let mut chunk = vec![f32::NAN; b * t * e];
                     for r in 0..b {
-                        chunk[r * t * e..(r * t + ns[r]) * e].copy_from_slice(&seqs[r][lens[r] * e..(lens[r] + ns[r]) * e]);
+                        chunk[r * t * e..(r * t + ns[r]) * e]
+                            .copy_from_slice(&seqs[r][lens[r] * e..(lens[r] + ns[r]) * e]);
                     }
                     s.poison_unused().unwrap();
-                    let (y, dims) = s.push(&model, &chunk, &[b, t, e], Some(&ns), all_positions).unwrap();
+                    let (y, dims) = s
+                        .push(&model, &chunk, &[b, t, e], Some(&ns), all_positions)
+                        .unwrap();
                     let per_position = all_positions || mode == OutputMode::All;
                     for r in 0..b {
                         let total = lens[r] + ns[r];
@@ -195,10 +257,17 @@ fn batched_rows(path: &str) {
                                 if i < ns[r] {
                                     let want = expected_position(mode, &refs[r], 0, lens[r] + i, h);
                                     let err = max_abs(got, &want);
-                                    assert!(err <= TOL, "{path}: {rot:?} {mode:?} row {r} pos {}: {err}", lens[r] + i);
+                                    assert!(
+                                        err <= TOL,
+                                        "{path}: {rot:?} {mode:?} row {r} pos {}: {err}",
+                                        lens[r] + i
+                                    );
                                     worst = worst.max(err);
                                 } else {
-                                    assert!(got.iter().all(|&v| v == 0.0), "ignored position not zero");
+                                    assert!(
+                                        got.iter().all(|&v| v == 0.0),
+                                        "ignored position not zero"
+                                    );
                                 }
                             }
                         } else {
@@ -208,7 +277,10 @@ fn batched_rows(path: &str) {
                                 assert!(got.iter().all(|&v| v == 0.0), "empty row not zero");
                             } else {
                                 let err = max_abs(got, &refs[r][total]);
-                                assert!(err <= TOL, "{path}: {rot:?} {mode:?} row {r} len {total}: {err}");
+                                assert!(
+                                    err <= TOL,
+                                    "{path}: {rot:?} {mode:?} row {r} len {total}: {err}"
+                                );
                                 worst = worst.max(err);
                             }
                         }
@@ -255,24 +327,56 @@ fn cache_full_leaves_the_session_unchanged() {
     let mut s = model.session(b, 10).unwrap();
     // Row 0 gets 7 positions, row 1 gets 4.
     let first = slice(&x, 10, e, 0..b, 0, 7);
-    s.push(&model, &first, &[b, 7, e], Some(&[7, 4]), false).unwrap();
-    let err = s.push(&model, &pseudo(b * 5 * e, 9), &[b, 5, e], None, false).unwrap_err();
-    assert_eq!(err, Error::CacheFull { what: "row 0".into(), capacity: 10, cached: 7, pushed: 5 });
+    s.push(&model, &first, &[b, 7, e], Some(&[7, 4]), false)
+        .unwrap();
+    let err = s
+        .push(&model, &pseudo(b * 5 * e, 9), &[b, 5, e], None, false)
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Error::CacheFull {
+            what: "row 0".into(),
+            capacity: 10,
+            cached: 7,
+            pushed: 5
+        }
+    );
     assert_eq!(err.code(), "CACHE_FULL");
-    let err = s.push(&model, &pseudo(b * 7 * e, 9), &[b, 7, e], Some(&[0, 7]), false).unwrap_err();
-    assert_eq!(err, Error::CacheFull { what: "row 1".into(), capacity: 10, cached: 4, pushed: 7 });
+    let err = s
+        .push(
+            &model,
+            &pseudo(b * 7 * e, 9),
+            &[b, 7, e],
+            Some(&[0, 7]),
+            false,
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Error::CacheFull {
+            what: "row 1".into(),
+            capacity: 10,
+            cached: 4,
+            pushed: 7
+        }
+    );
     assert_eq!(s.lengths(), &[7, 4]);
     // A valid push after the failures: rows continue where they were.
     let mut chunk = vec![f32::NAN; b * 6 * e];
     chunk[..3 * e].copy_from_slice(&x[7 * e..10 * e]);
     chunk[6 * e..12 * e].copy_from_slice(&x[(10 + 4) * e..(10 + 10) * e]);
-    let (y, _) = s.push(&model, &chunk, &[b, 6, e], Some(&[3, 6]), false).unwrap();
+    let (y, _) = s
+        .push(&model, &chunk, &[b, 6, e], Some(&[3, 6]), false)
+        .unwrap();
     assert_eq!(s.lengths(), &[10, 10]);
     let (want, _) = model.forward_f32(&x, &[b, 10, e], None).unwrap();
     let err = max_abs(&y, &want);
     assert!(err <= TOL, "after CacheFull: {err}");
     // Full now: even one position is rejected, and reset makes room again.
-    assert!(matches!(s.push(&model, &x[..b * e], &[b, 1, e], None, false), Err(Error::CacheFull { .. })));
+    assert!(matches!(
+        s.push(&model, &x[..b * e], &[b, 1, e], None, false),
+        Err(Error::CacheFull { .. })
+    ));
     s.reset();
     assert_eq!(s.lengths(), &[0, 0]);
     let (y, _) = s.push(&model, &x, &[b, 10, e], None, false).unwrap();
@@ -286,12 +390,17 @@ fn truncate_rewinds_for_decode_benchmarks() {
     let model = GqaModel::new(cfg(Rot::Yarn, 4, 2, OutputMode::LastTimestep, e)).unwrap();
     let x = pseudo(12 * e, 3);
     let mut s = model.session(b, 12).unwrap();
-    s.push(&model, &x[..10 * e], &[1, 10, e], None, false).unwrap();
-    let (a, _) = s.push(&model, &x[10 * e..11 * e], &[1, 1, e], None, false).unwrap();
+    s.push(&model, &x[..10 * e], &[1, 10, e], None, false)
+        .unwrap();
+    let (a, _) = s
+        .push(&model, &x[10 * e..11 * e], &[1, 1, e], None, false)
+        .unwrap();
     s.truncate(10);
     assert_eq!(s.lengths(), &[10]);
     s.poison_unused().unwrap();
-    let (again, _) = s.push(&model, &x[10 * e..11 * e], &[1, 1, e], None, false).unwrap();
+    let (again, _) = s
+        .push(&model, &x[10 * e..11 * e], &[1, 1, e], None, false)
+        .unwrap();
     assert_eq!(a, again);
     let (want, _) = model.forward_f32(&x[..11 * e], &[1, 11, e], None).unwrap();
     assert!(max_abs(&a, &want) <= TOL);
@@ -302,8 +411,12 @@ fn session_errors_name_the_input_and_change_nothing() {
     let e = 6;
     let c = cfg(Rot::Rope, 4, 2, OutputMode::MeanPool, e);
     let model = GqaModel::new(c.clone()).unwrap();
-    assert!(matches!(model.session(2, 0), Err(Error::InvalidInput { ref what, .. }) if what == "maxLen"));
-    assert!(matches!(model.session(1 << 20, 1 << 20), Err(Error::OutOfMemory { ref what, .. }) if what == "kv cache"));
+    assert!(
+        matches!(model.session(2, 0), Err(Error::InvalidInput { ref what, .. }) if what == "maxLen")
+    );
+    assert!(
+        matches!(model.session(1 << 20, 1 << 20), Err(Error::OutOfMemory { ref what, .. }) if what == "kv cache")
+    );
     let mut s = model.session(2, 8).unwrap();
     let x = pseudo(2 * 3 * e, 1);
     s.push(&model, &x, &[2, 3, e], None, false).unwrap();
@@ -311,13 +424,22 @@ fn session_errors_name_the_input_and_change_nothing() {
         Err(Error::InvalidInput { what, .. }) => what,
         other => panic!("expected InvalidInput, got {other:?}"),
     };
-    assert_eq!(what(s.push(&model, &x, &[2, 3, e], Some(&[3, 4]), false)), "row_lengths[1]");
-    assert_eq!(what(s.push(&model, &x, &[2, 3, e], Some(&[3]), false)), "row_lengths");
+    assert_eq!(
+        what(s.push(&model, &x, &[2, 3, e], Some(&[3, 4]), false)),
+        "row_lengths[1]"
+    );
+    assert_eq!(
+        what(s.push(&model, &x, &[2, 3, e], Some(&[3]), false)),
+        "row_lengths"
+    );
     assert_eq!(what(s.push(&model, &x, &[3, 2, e], None, false)), "dims");
     assert_eq!(what(s.push(&model, &x, &[2, 3, 5], None, false)), "dims");
     assert_eq!(what(s.push(&model, &x, &[2, 0, e], None, false)), "dims");
     assert_eq!(what(s.push(&model, &x, &[2, 3], None, false)), "dims");
-    assert_eq!(what(s.push(&model, &x[1..], &[2, 3, e], None, false)), "input");
+    assert_eq!(
+        what(s.push(&model, &x[1..], &[2, 3, e], None, false)),
+        "input"
+    );
     let mut other = c.clone();
     other.num_kv_heads = 1;
     let other = GqaModel::new(other).unwrap();
@@ -326,12 +448,32 @@ fn session_errors_name_the_input_and_change_nothing() {
     // Still exact after the rejected pushes: 3 + 2 positions equal the forward over 5.
     let full = pseudo(2 * 5 * e, 2);
     let mut s = model.session(2, 8).unwrap();
-    s.push(&model, &slice(&full, 5, e, 0..2, 0, 3), &[2, 3, e], None, false).unwrap();
-    assert!(s.push(&model, &x, &[2, 3, e], Some(&[9, 0]), false).is_err());
-    let (y, _) = s.push(&model, &slice(&full, 5, e, 0..2, 3, 5), &[2, 2, e], None, false).unwrap();
+    s.push(
+        &model,
+        &slice(&full, 5, e, 0..2, 0, 3),
+        &[2, 3, e],
+        None,
+        false,
+    )
+    .unwrap();
+    assert!(s
+        .push(&model, &x, &[2, 3, e], Some(&[9, 0]), false)
+        .is_err());
+    let (y, _) = s
+        .push(
+            &model,
+            &slice(&full, 5, e, 0..2, 3, 5),
+            &[2, 2, e],
+            None,
+            false,
+        )
+        .unwrap();
     let (want, _) = model.forward_f32(&full, &[2, 5, e], None).unwrap();
     assert!(max_abs(&y, &want) <= TOL);
     // Batch 0: empty result of the right shape.
     let mut s0 = model.session(0, 4).unwrap();
-    assert_eq!(s0.push(&model, &[], &[0, 2, e], None, false).unwrap(), (vec![], vec![0, c.hidden_size]));
+    assert_eq!(
+        s0.push(&model, &[], &[0, 2, e], None, false).unwrap(),
+        (vec![], vec![0, c.hidden_size])
+    );
 }

@@ -4,7 +4,10 @@
 //! (`tests/train.rs` compares both paths with PyTorch fixtures.)
 
 use candle_core::{Device, Tensor};
-use gqa_core::train::{fused_gradients_smoothed, loss, FitOptions, HeadConfig, Labels, RegressionLoss, TaskModel, TrainData, TrainWorkspace, Trainer};
+use gqa_core::train::{
+    fused_gradients_smoothed, loss, FitOptions, HeadConfig, Labels, RegressionLoss, TaskModel,
+    TrainData, TrainWorkspace, Trainer,
+};
 use gqa_core::{Dropout, GqaConfig, OutputMode};
 
 mod common;
@@ -29,14 +32,115 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    let cls = |k: usize, w: Option<Vec<f32>>| HeadConfig::Classification { num_classes: k, class_weights: w };
+    let cls = |k: usize, w: Option<Vec<f32>>| HeadConfig::Classification {
+        num_classes: k,
+        class_weights: w,
+    };
     vec![
-        Case { name: "gqa8/2 rope padded cls+weights", embed: 12, hidden: 64, heads: 8, kv: 2, layers: 2, rope: true, yarn: false, mode: OutputMode::LastTimestep, dropout: 0.0, head: cls(9, Some((0..9).map(|i| 0.5 + i as f32 * 0.1).collect())), lengths: vec![29, 7, 18, 1, 29], t: 29, eps: 0.1 },
-        Case { name: "mha mean_pool dropout", embed: 16, hidden: 16, heads: 4, kv: 4, layers: 2, rope: false, yarn: false, mode: OutputMode::MeanPool, dropout: 0.1, head: cls(3, None), lengths: vec![9, 4, 9], t: 9, eps: 0.0 },
-        Case { name: "mqa yarn huber", embed: 5, hidden: 32, heads: 4, kv: 1, layers: 1, rope: false, yarn: true, mode: OutputMode::LastTimestep, dropout: 0.0, head: HeadConfig::Regression { out_dim: 2, loss: RegressionLoss::Huber, huber_delta: 0.05 }, lengths: vec![70, 70], t: 70, eps: 0.0 },
-        Case { name: "gqa4/2 mse mean_pool rope dropout padded", embed: 3, hidden: 32, heads: 4, kv: 2, layers: 3, rope: true, yarn: false, mode: OutputMode::MeanPool, dropout: 0.2, head: HeadConfig::Regression { out_dim: 3, loss: RegressionLoss::Mse, huber_delta: 1.0 }, lengths: vec![1, 13, 40, 2], t: 40, eps: 0.0 },
-        Case { name: "gqa4/2 last_timestep dropout padded rope", embed: 6, hidden: 32, heads: 4, kv: 2, layers: 2, rope: true, yarn: false, mode: OutputMode::LastTimestep, dropout: 0.15, head: cls(5, None), lengths: vec![17, 3, 1, 12], t: 17, eps: 0.25 },
-        Case { name: "long T=130 gqa8/2 rope", embed: 8, hidden: 64, heads: 8, kv: 2, layers: 1, rope: true, yarn: false, mode: OutputMode::LastTimestep, dropout: 0.0, head: cls(4, None), lengths: vec![130, 65], t: 130, eps: 0.0 },
+        Case {
+            name: "gqa8/2 rope padded cls+weights",
+            embed: 12,
+            hidden: 64,
+            heads: 8,
+            kv: 2,
+            layers: 2,
+            rope: true,
+            yarn: false,
+            mode: OutputMode::LastTimestep,
+            dropout: 0.0,
+            head: cls(9, Some((0..9).map(|i| 0.5 + i as f32 * 0.1).collect())),
+            lengths: vec![29, 7, 18, 1, 29],
+            t: 29,
+            eps: 0.1,
+        },
+        Case {
+            name: "mha mean_pool dropout",
+            embed: 16,
+            hidden: 16,
+            heads: 4,
+            kv: 4,
+            layers: 2,
+            rope: false,
+            yarn: false,
+            mode: OutputMode::MeanPool,
+            dropout: 0.1,
+            head: cls(3, None),
+            lengths: vec![9, 4, 9],
+            t: 9,
+            eps: 0.0,
+        },
+        Case {
+            name: "mqa yarn huber",
+            embed: 5,
+            hidden: 32,
+            heads: 4,
+            kv: 1,
+            layers: 1,
+            rope: false,
+            yarn: true,
+            mode: OutputMode::LastTimestep,
+            dropout: 0.0,
+            head: HeadConfig::Regression {
+                out_dim: 2,
+                loss: RegressionLoss::Huber,
+                huber_delta: 0.05,
+            },
+            lengths: vec![70, 70],
+            t: 70,
+            eps: 0.0,
+        },
+        Case {
+            name: "gqa4/2 mse mean_pool rope dropout padded",
+            embed: 3,
+            hidden: 32,
+            heads: 4,
+            kv: 2,
+            layers: 3,
+            rope: true,
+            yarn: false,
+            mode: OutputMode::MeanPool,
+            dropout: 0.2,
+            head: HeadConfig::Regression {
+                out_dim: 3,
+                loss: RegressionLoss::Mse,
+                huber_delta: 1.0,
+            },
+            lengths: vec![1, 13, 40, 2],
+            t: 40,
+            eps: 0.0,
+        },
+        Case {
+            name: "gqa4/2 last_timestep dropout padded rope",
+            embed: 6,
+            hidden: 32,
+            heads: 4,
+            kv: 2,
+            layers: 2,
+            rope: true,
+            yarn: false,
+            mode: OutputMode::LastTimestep,
+            dropout: 0.15,
+            head: cls(5, None),
+            lengths: vec![17, 3, 1, 12],
+            t: 17,
+            eps: 0.25,
+        },
+        Case {
+            name: "long T=130 gqa8/2 rope",
+            embed: 8,
+            hidden: 64,
+            heads: 8,
+            kv: 2,
+            layers: 1,
+            rope: true,
+            yarn: false,
+            mode: OutputMode::LastTimestep,
+            dropout: 0.0,
+            head: cls(4, None),
+            lengths: vec![130, 65],
+            t: 130,
+            eps: 0.0,
+        },
     ]
 }
 
@@ -58,19 +162,43 @@ fn build(c: &Case, seed: u64) -> TaskModel {
 fn labels_for(c: &Case, seed: u64) -> Labels {
     let b = c.lengths.len();
     match &c.head {
-        HeadConfig::Classification { num_classes, .. } => Labels::Classes((0..b).map(|i| ((i as u64 * 7 + seed) % *num_classes as u64) as u32).collect()),
-        HeadConfig::Regression { out_dim, .. } => Labels::Values(pseudo(b * out_dim, seed + 99).iter().map(|v| v * 2.0).collect()),
+        HeadConfig::Classification { num_classes, .. } => Labels::Classes(
+            (0..b)
+                .map(|i| ((i as u64 * 7 + seed) % *num_classes as u64) as u32)
+                .collect(),
+        ),
+        HeadConfig::Regression { out_dim, .. } => Labels::Values(
+            pseudo(b * out_dim, seed + 99)
+                .iter()
+                .map(|v| v * 2.0)
+                .collect(),
+        ),
     }
 }
 
 /// The candle path: loss and gradients (order of `task.vars()`).
-fn candle_grads(task: &TaskModel, x: &[f32], c: &Case, labels: &Labels, dropout: Option<&mut Dropout>) -> (f64, Vec<Vec<f32>>) {
+fn candle_grads(
+    task: &TaskModel,
+    x: &[f32],
+    c: &Case,
+    labels: &Labels,
+    dropout: Option<&mut Dropout>,
+) -> (f64, Vec<Vec<f32>>) {
     let b = c.lengths.len();
     let xt = Tensor::from_slice(x, (b, c.t, c.embed), &Device::Cpu).unwrap();
     let out = task.head_forward(&xt, Some(&c.lengths), dropout).unwrap();
     let l = match (&c.head, labels) {
-        (HeadConfig::Classification { class_weights, .. }, Labels::Classes(y)) => loss::cross_entropy_smoothed(&out, y, class_weights.as_deref(), c.eps).unwrap(),
-        (HeadConfig::Regression { loss: kind, huber_delta, out_dim }, Labels::Values(v)) => {
+        (HeadConfig::Classification { class_weights, .. }, Labels::Classes(y)) => {
+            loss::cross_entropy_smoothed(&out, y, class_weights.as_deref(), c.eps).unwrap()
+        }
+        (
+            HeadConfig::Regression {
+                loss: kind,
+                huber_delta,
+                out_dim,
+            },
+            Labels::Values(v),
+        ) => {
             let tg = Tensor::from_slice(v, (b, *out_dim), &Device::Cpu).unwrap();
             match kind {
                 RegressionLoss::Mse => loss::mse(&out, &tg).unwrap(),
@@ -83,7 +211,15 @@ fn candle_grads(task: &TaskModel, x: &[f32], c: &Case, labels: &Labels, dropout:
     let g = task
         .vars()
         .iter()
-        .map(|(n, v)| grads.get(v.as_tensor()).unwrap_or_else(|| panic!("no gradient for {n}")).flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        .map(|(n, v)| {
+            grads
+                .get(v.as_tensor())
+                .unwrap_or_else(|| panic!("no gradient for {n}"))
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        })
         .collect();
     (f64::from(l.to_scalar::<f32>().unwrap()), g)
 }
@@ -105,15 +241,40 @@ fn fused_gradients_match_candle_autograd() {
         let (want_loss, want) = candle_grads(&task, &x, c, &labels, Some(&mut d1));
         let mut grads = Vec::new();
         let mut ws = TrainWorkspace::default();
-        let got = fused_gradients_smoothed(&task, &x, c.t, &c.lengths, &labels, Some(&mut d2), &mut grads, &mut ws, c.eps).unwrap();
-        assert!((got.loss - want_loss).abs() <= 1e-5 * want_loss.abs().max(1.0), "{}: loss {} vs candle {}", c.name, got.loss, want_loss);
+        let got = fused_gradients_smoothed(
+            &task,
+            &x,
+            c.t,
+            &c.lengths,
+            &labels,
+            Some(&mut d2),
+            &mut grads,
+            &mut ws,
+            c.eps,
+        )
+        .unwrap();
+        assert!(
+            (got.loss - want_loss).abs() <= 1e-5 * want_loss.abs().max(1.0),
+            "{}: loss {} vs candle {}",
+            c.name,
+            got.loss,
+            want_loss
+        );
         let mut worst = (0.0, String::new());
         for ((name, _), (g, w)) in task.vars().iter().zip(grads.iter().zip(&want)) {
-            assert!(g.iter().all(|v| v.is_finite()), "{}: non-finite gradient in {name}", c.name);
+            assert!(
+                g.iter().all(|v| v.is_finite()),
+                "{}: non-finite gradient in {name}",
+                c.name
+            );
             let e = rel_err(g, w);
             let scale = w.iter().map(|v| v.abs()).fold(0.0f32, f32::max);
             let tol = if scale < 1e-6 { 1e-6 } else { 1e-4 };
-            assert!(e <= tol, "{}: gradient of {name} differs from candle by {e:e} (max |ref| {scale:e})", c.name);
+            assert!(
+                e <= tol,
+                "{}: gradient of {name} differs from candle by {e:e} (max |ref| {scale:e})",
+                c.name
+            );
             if e > worst.0 {
                 worst = (e, name.clone());
             }
@@ -123,7 +284,10 @@ fn fused_gradients_match_candle_autograd() {
         let mut m2 = vec![0f32; 64];
         assert_eq!(d1.fill_mask(&mut m1), d2.fill_mask(&mut m2));
         assert_eq!(m1, m2, "{}: dropout streams diverged", c.name);
-        eprintln!("{}: loss {:.6} (candle {:.6}); worst relative gradient error {:.2e} at {}", c.name, got.loss, want_loss, worst.0, worst.1);
+        eprintln!(
+            "{}: loss {:.6} (candle {:.6}); worst relative gradient error {:.2e} at {}",
+            c.name, got.loss, want_loss, worst.0, worst.1
+        );
     }
 }
 
@@ -137,13 +301,21 @@ fn fit_losses(threads: usize) -> Vec<f64> {
     let lengths: Vec<usize> = (0..n).map(|i| 1 + (i * 7) % t).collect();
     let labels = Labels::Classes((0..n).map(|i| (i % 9) as u32).collect());
     let data = TrainData::new(x, &[n, t, c.embed], Some(lengths), labels).unwrap();
-    let opts = FitOptions { epochs: 2, batch_size: 16, lr: 3e-3, ..FitOptions::default() };
+    let opts = FitOptions {
+        epochs: 2,
+        batch_size: 16,
+        lr: 3e-3,
+        ..FitOptions::default()
+    };
     let mut tr = Trainer::new(&task, data, opts).unwrap();
     let mut losses = Vec::new();
     while !tr.done() {
         let r = tr.step(&task).unwrap();
         losses.push(r.loss);
-        losses.push(r.grad_norm.expect("clipping is on by default, so the norm is reported"));
+        losses.push(
+            r.grad_norm
+                .expect("clipping is on by default, so the norm is reported"),
+        );
     }
     losses
 }

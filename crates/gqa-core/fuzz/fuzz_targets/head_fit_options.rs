@@ -5,7 +5,9 @@ use gqa_core::train::{FitOptions, HeadConfig};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(head) = HeadConfig::from_json(text) {
         head.validate().expect("a parsed head validates");
         let back = HeadConfig::from_json(&head.to_json()).expect("a parsed head re-parses");

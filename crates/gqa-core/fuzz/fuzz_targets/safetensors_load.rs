@@ -11,7 +11,10 @@ fuzz_target!(|data: &[u8]| {
     // 64 MiB keeps the runs fast and inside libFuzzer's 2 GiB RSS limit.
     gqa_core::memory::set_limit(Some(64 << 20)).unwrap();
     for strict in [false, true] {
-        let opts = LoadOptions { strict, ..LoadOptions::default() };
+        let opts = LoadOptions {
+            strict,
+            ..LoadOptions::default()
+        };
         if let Ok(task) = TaskModel::from_safetensors(data, &opts) {
             let cfg = task.model.config();
             let e = cfg.embed_dim;
@@ -19,7 +22,10 @@ fuzz_target!(|data: &[u8]| {
                 let x: Vec<f32> = (0..3 * e).map(|i| (i as f32 * 0.37).sin()).collect();
                 // Must run. (Its output may overflow to inf: finite weights such as 1e37, which a
                 // loader must accept, overflow float32 arithmetic, as they would in PyTorch.)
-                let (y, dims) = task.model.forward_f32(&x, &[1, 3, e], None).expect("forward of a loaded model");
+                let (y, dims) = task
+                    .model
+                    .forward_f32(&x, &[1, 3, e], None)
+                    .expect("forward of a loaded model");
                 assert_eq!(y.len(), dims.iter().product::<usize>());
             }
         }

@@ -37,10 +37,28 @@ pub const ROW_CHUNK: usize = 32;
 ///
 /// # Errors
 /// [`Error::Internal`] when the lengths do not fit.
-pub fn layer_norm_forward(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32], stats: &mut [f32]) -> Result<()> {
+pub fn layer_norm_forward(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    out: &mut [f32],
+    stats: &mut [f32],
+) -> Result<()> {
     let w = gamma.len();
-    if w == 0 || beta.len() != w || !x.len().is_multiple_of(w) || out.len() != x.len() || stats.len() != 2 * (x.len() / w) {
-        return Err(Error::Internal(format!("layer_norm_forward: gamma {w}, beta {}, x {}, out {}, stats {}", beta.len(), x.len(), out.len(), stats.len())));
+    if w == 0
+        || beta.len() != w
+        || !x.len().is_multiple_of(w)
+        || out.len() != x.len()
+        || stats.len() != 2 * (x.len() / w)
+    {
+        return Err(Error::Internal(format!(
+            "layer_norm_forward: gamma {w}, beta {}, x {}, out {}, stats {}",
+            beta.len(),
+            x.len(),
+            out.len(),
+            stats.len()
+        )));
     }
     let rows = x.len() / w;
     let (op, sp) = (OutPtr(out.as_mut_ptr()), OutPtr(stats.as_mut_ptr()));
@@ -49,7 +67,12 @@ pub fn layer_norm_forward(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out:
         let (op, sp) = (op, sp);
         // SAFETY: chunk c writes rows r0..r1 of out and stats only (disjoint across chunks,
         // inside the buffers checked above).
-        let (o, s) = unsafe { (std::slice::from_raw_parts_mut(op.0.add(r0 * w), (r1 - r0) * w), std::slice::from_raw_parts_mut(sp.0.add(2 * r0), 2 * (r1 - r0))) };
+        let (o, s) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(op.0.add(r0 * w), (r1 - r0) * w),
+                std::slice::from_raw_parts_mut(sp.0.add(2 * r0), 2 * (r1 - r0)),
+            )
+        };
         layer_norm_seq(&x[r0 * w..r1 * w], gamma, beta, eps, o, s);
     });
     Ok(())
@@ -57,10 +80,24 @@ pub fn layer_norm_forward(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out:
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn ln_bwd_impl<const FMA: bool>(dy: &[f32], x: &[f32], stats: &[f32], gamma: &[f32], dx: &mut [f32], dg: &mut [f32], db: &mut [f32], xhat: &mut [f32]) {
+fn ln_bwd_impl<const FMA: bool>(
+    dy: &[f32],
+    x: &[f32],
+    stats: &[f32],
+    gamma: &[f32],
+    dx: &mut [f32],
+    dg: &mut [f32],
+    db: &mut [f32],
+    xhat: &mut [f32],
+) {
     let w = gamma.len();
     let inv_w = 1.0 / w as f32;
-    for (((dyr, xr), st), dxr) in dy.chunks_exact(w).zip(x.chunks_exact(w)).zip(stats.chunks_exact(2)).zip(dx.chunks_exact_mut(w)) {
+    for (((dyr, xr), st), dxr) in dy
+        .chunks_exact(w)
+        .zip(x.chunks_exact(w))
+        .zip(stats.chunks_exact(2))
+        .zip(dx.chunks_exact_mut(w))
+    {
         let (mean, rstd) = (st[0], st[1]);
         let mut s1 = 0f32;
         let mut s2 = 0f32;
@@ -94,10 +131,31 @@ dispatch!(
 ///
 /// # Errors
 /// [`Error::Internal`] when the lengths do not fit.
-pub fn layer_norm_backward(dy: &[f32], x: &[f32], stats: &[f32], gamma: &[f32], dx: &mut [f32], dgamma: &mut [f32], dbeta: &mut [f32]) -> Result<()> {
+pub fn layer_norm_backward(
+    dy: &[f32],
+    x: &[f32],
+    stats: &[f32],
+    gamma: &[f32],
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+) -> Result<()> {
     let w = gamma.len();
-    if w == 0 || !dy.len().is_multiple_of(w) || x.len() != dy.len() || dx.len() != dy.len() || stats.len() != 2 * (dy.len() / w) || dgamma.len() != w || dbeta.len() != w {
-        return Err(Error::Internal(format!("layer_norm_backward: W {w}, dy {}, x {}, dx {}, stats {}", dy.len(), x.len(), dx.len(), stats.len())));
+    if w == 0
+        || !dy.len().is_multiple_of(w)
+        || x.len() != dy.len()
+        || dx.len() != dy.len()
+        || stats.len() != 2 * (dy.len() / w)
+        || dgamma.len() != w
+        || dbeta.len() != w
+    {
+        return Err(Error::Internal(format!(
+            "layer_norm_backward: W {w}, dy {}, x {}, dx {}, stats {}",
+            dy.len(),
+            x.len(),
+            dx.len(),
+            stats.len()
+        )));
     }
     let rows = dy.len() / w;
     let chunks = rows.div_ceil(ROW_CHUNK);
@@ -107,10 +165,24 @@ pub fn layer_norm_backward(dy: &[f32], x: &[f32], stats: &[f32], gamma: &[f32], 
         let (r0, r1) = (c * ROW_CHUNK, ((c + 1) * ROW_CHUNK).min(rows));
         let (xp, pp) = (xp, pp);
         // SAFETY: chunk c writes rows r0..r1 of dx and its own 2W partial sums (disjoint).
-        let (d, p) = unsafe { (std::slice::from_raw_parts_mut(xp.0.add(r0 * w), (r1 - r0) * w), std::slice::from_raw_parts_mut(pp.0.add(c * 2 * w), 2 * w)) };
+        let (d, p) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(xp.0.add(r0 * w), (r1 - r0) * w),
+                std::slice::from_raw_parts_mut(pp.0.add(c * 2 * w), 2 * w),
+            )
+        };
         let (pg, pb) = p.split_at_mut(w);
         let mut xhat = vec![0f32; w];
-        ln_bwd_seq(&dy[r0 * w..r1 * w], &x[r0 * w..r1 * w], &stats[2 * r0..2 * r1], gamma, d, pg, pb, &mut xhat);
+        ln_bwd_seq(
+            &dy[r0 * w..r1 * w],
+            &x[r0 * w..r1 * w],
+            &stats[2 * r0..2 * r1],
+            gamma,
+            d,
+            pg,
+            pb,
+            &mut xhat,
+        );
     });
     for p in partial.chunks_exact(2 * w) {
         for (a, v) in dgamma.iter_mut().zip(&p[..w]) {
@@ -134,7 +206,10 @@ pub fn column_sums(y: &[f32], rows: usize, ld: usize, col: usize, out: &mut [f32
         return Ok(());
     }
     if col + w > ld || y.len() < (rows - 1) * ld + col + w {
-        return Err(Error::Internal(format!("column_sums: rows {rows}, ld {ld}, col {col}, width {w}, y {}", y.len())));
+        return Err(Error::Internal(format!(
+            "column_sums: rows {rows}, ld {ld}, col {col}, width {w}, y {}",
+            y.len()
+        )));
     }
     let chunks = rows.div_ceil(ROW_CHUNK);
     let mut partial = vec![0f32; chunks * w];
@@ -162,7 +237,10 @@ pub fn column_sums(y: &[f32], rows: usize, ld: usize, col: usize, out: &mut [f32
 
 #[inline(always)]
 fn bias_gelu_save_impl<const FMA: bool>(u: &mut [f32], bias: &[f32], g: &mut [f32]) {
-    for (ur, gr) in u.chunks_exact_mut(bias.len()).zip(g.chunks_exact_mut(bias.len())) {
+    for (ur, gr) in u
+        .chunks_exact_mut(bias.len())
+        .zip(g.chunks_exact_mut(bias.len()))
+    {
         for ((v, o), &b) in ur.iter_mut().zip(gr.iter_mut()).zip(bias) {
             let x = *v + b;
             *v = x;
@@ -180,7 +258,11 @@ dispatch!(fn bias_gelu_save_seq / bias_gelu_save_avx2 => bias_gelu_save_impl(u: 
 pub fn bias_gelu_save(u: &mut [f32], bias: &[f32], g: &mut [f32]) -> Result<()> {
     let w = bias.len();
     if w == 0 || !u.len().is_multiple_of(w) || g.len() != u.len() {
-        return Err(Error::Internal(format!("bias_gelu_save: bias {w}, u {}, g {}", u.len(), g.len())));
+        return Err(Error::Internal(format!(
+            "bias_gelu_save: bias {w}, u {}, g {}",
+            u.len(),
+            g.len()
+        )));
     }
     let gp = OutPtr(g.as_mut_ptr());
     super::cpu::par_rows_mut(u, w, 1 << 14, move |r0, rows| {
@@ -208,9 +290,15 @@ dispatch!(fn gelu_bwd_seq / gelu_bwd_avx2 => gelu_bwd_impl(dg: &mut [f32], u: &[
 /// [`Error::Internal`] when the lengths differ.
 pub fn gelu_backward(dg: &mut [f32], u: &[f32]) -> Result<()> {
     if dg.len() != u.len() {
-        return Err(Error::Internal(format!("gelu_backward: dg {}, u {}", dg.len(), u.len())));
+        return Err(Error::Internal(format!(
+            "gelu_backward: dg {}, u {}",
+            dg.len(),
+            u.len()
+        )));
     }
-    super::cpu::par_rows_mut(dg, 1, 1 << 14, move |r0, d| gelu_bwd_seq(d, &u[r0..r0 + d.len()]));
+    super::cpu::par_rows_mut(dg, 1, 1 << 14, move |r0, d| {
+        gelu_bwd_seq(d, &u[r0..r0 + d.len()])
+    });
     Ok(())
 }
 
@@ -255,8 +343,18 @@ impl AttnShape<'_> {
     }
     fn check(&self, qkv: usize, o: usize, lse: usize) -> Result<()> {
         let m = self.batch * self.seq;
-        if self.kv_heads == 0 || !self.heads.is_multiple_of(self.kv_heads) || qkv != m * self.wd() || o != m * self.qd() || lse != m * self.heads || self.lengths.is_some_and(|l| l.len() != self.batch || l.iter().any(|&x| x < 1 || x > self.seq)) {
-            return Err(Error::Internal(format!("attention (training): {self:?}, qkv {qkv}, o {o}, lse {lse}")));
+        if self.kv_heads == 0
+            || !self.heads.is_multiple_of(self.kv_heads)
+            || qkv != m * self.wd()
+            || o != m * self.qd()
+            || lse != m * self.heads
+            || self
+                .lengths
+                .is_some_and(|l| l.len() != self.batch || l.iter().any(|&x| x < 1 || x > self.seq))
+        {
+            return Err(Error::Internal(format!(
+                "attention (training): {self:?}, qkv {qkv}, o {o}, lse {lse}"
+            )));
         }
         Ok(())
     }
@@ -268,7 +366,15 @@ const W: usize = 16;
 
 /// `kt[dd * ldt + j] = src[(row0 + j) * ld + col + dd]` for `j < n`, `dd < d`, zeros for
 /// `n <= j < ldt` (`ldt = n` rounded up to [`W`]). Returns `ldt`.
-fn transpose_into(kt: &mut Vec<f32>, src: &[f32], row0: usize, n: usize, ld: usize, col: usize, d: usize) -> usize {
+fn transpose_into(
+    kt: &mut Vec<f32>,
+    src: &[f32],
+    row0: usize,
+    n: usize,
+    ld: usize,
+    col: usize,
+    d: usize,
+) -> usize {
     let ldt = n.next_multiple_of(W);
     kt.clear();
     kt.resize(d * ldt, 0.0);
@@ -301,8 +407,16 @@ impl TileRows {
     /// alone under `last_only`.
     fn new(sh: &AttnShape<'_>, l: usize, kh: usize) -> Self {
         let group = sh.heads / sh.kv_heads;
-        let pos = if sh.last_only { vec![l - 1] } else { (0..l).collect() };
-        TileRows { pos, group, h0: kh * group }
+        let pos = if sh.last_only {
+            vec![l - 1]
+        } else {
+            (0..l).collect()
+        };
+        TileRows {
+            pos,
+            group,
+            h0: kh * group,
+        }
     }
 
     /// Row `p` as `(i, h)`.
@@ -345,10 +459,18 @@ fn mul_add_lanes<const FMA: bool>(a: &Lanes, x: &Lanes, acc: Lanes) -> Lanes {
 /// one [`W`]-chunk `c` of the key axis (register-blocked: each chunk of `bt` is loaded once for
 /// all rows).
 #[inline(always)]
-fn tile_chunk<const FMA: bool>(a: &[f32], d: usize, bt: &[f32], ldt: usize, c: usize) -> [Lanes; R] {
+fn tile_chunk<const FMA: bool>(
+    a: &[f32],
+    d: usize,
+    bt: &[f32],
+    ldt: usize,
+    c: usize,
+) -> [Lanes; R] {
     let mut acc = [[0f32; W]; R];
     for dd in 0..d {
-        let kc: &Lanes = bt[dd * ldt + c * W..dd * ldt + (c + 1) * W].try_into().expect("W lanes");
+        let kc: &Lanes = bt[dd * ldt + c * W..dd * ldt + (c + 1) * W]
+            .try_into()
+            .expect("W lanes");
         for r in 0..R {
             acc[r] = fma_lanes::<FMA>(a[r * d + dd], kc, acc[r]);
         }
@@ -359,13 +481,24 @@ fn tile_chunk<const FMA: bool>(a: &[f32], d: usize, bt: &[f32], ldt: usize, c: u
 /// `out[r * d + dd] = sum_j p[r * np + j] * bt[dd * ldt + j]` over whole chunks (`np` a
 /// multiple of [`W`]).
 #[inline(always)]
-fn tile_dots<const FMA: bool>(p: &[f32], np: usize, bt: &[f32], ldt: usize, d: usize, out: &mut [f32]) {
+fn tile_dots<const FMA: bool>(
+    p: &[f32],
+    np: usize,
+    bt: &[f32],
+    ldt: usize,
+    d: usize,
+    out: &mut [f32],
+) {
     for dd in 0..d {
         let mut acc = [[0f32; W]; R];
         for c in 0..np / W {
-            let kc: &Lanes = bt[dd * ldt + c * W..dd * ldt + (c + 1) * W].try_into().expect("W lanes");
+            let kc: &Lanes = bt[dd * ldt + c * W..dd * ldt + (c + 1) * W]
+                .try_into()
+                .expect("W lanes");
             for r in 0..R {
-                let pc: &Lanes = p[r * np + c * W..r * np + (c + 1) * W].try_into().expect("W lanes");
+                let pc: &Lanes = p[r * np + c * W..r * np + (c + 1) * W]
+                    .try_into()
+                    .expect("W lanes");
                 acc[r] = mul_add_lanes::<FMA>(pc, kc, acc[r]);
             }
         }
@@ -408,7 +541,16 @@ impl AttnScratch {
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn attn_fwd_job_impl<const FMA: bool>(qkv: &[f32], sh: &AttnShape<'_>, b: usize, kh: usize, scale: f32, o: OutPtr, lse: OutPtr, sc: &mut AttnScratch) {
+fn attn_fwd_job_impl<const FMA: bool>(
+    qkv: &[f32],
+    sh: &AttnShape<'_>,
+    b: usize,
+    kh: usize,
+    scale: f32,
+    o: OutPtr,
+    lse: OutPtr,
+    sc: &mut AttnScratch,
+) {
     let (t, d, wd, qd, kvd) = (sh.seq, sh.head_dim, sh.wd(), sh.qd(), sh.kvd());
     let group = sh.heads / sh.kv_heads;
     let l = sh.len(b);
@@ -417,7 +559,9 @@ fn attn_fwd_job_impl<const FMA: bool>(qkv: &[f32], sh: &AttnShape<'_>, b: usize,
     transpose_into(&mut sc.vt, qkv, base, l, wd, qd + kvd + kh * d, d);
     // SAFETY (every write below): this job's own elements (see `attention_forward`), inside
     // the checked buffers.
-    let orow = |i: usize, h: usize| unsafe { std::slice::from_raw_parts_mut(o.0.add((base + i) * qd + h * d), d) };
+    let orow = |i: usize, h: usize| unsafe {
+        std::slice::from_raw_parts_mut(o.0.add((base + i) * qd + h * d), d)
+    };
     let lse_at = |i: usize, h: usize| unsafe { &mut *lse.0.add((b * sh.heads + h) * t + i) };
     if !sh.last_only {
         for i in l..t {
@@ -443,7 +587,11 @@ fn attn_fwd_job_impl<const FMA: bool>(qkv: &[f32], sh: &AttnShape<'_>, b: usize,
             let acc = tile_chunk::<FMA>(&sc.qs, d, &sc.kt, ldt, c);
             for (r, ar) in acc.iter().enumerate() {
                 for (x, &v) in ar.iter().enumerate() {
-                    sc.p[r * np + c * W + x] = if c * W + x < lim[r] { v } else { f32::NEG_INFINITY };
+                    sc.p[r * np + c * W + x] = if c * W + x < lim[r] {
+                        v
+                    } else {
+                        f32::NEG_INFINITY
+                    };
                 }
             }
         }
@@ -451,7 +599,10 @@ fn attn_fwd_job_impl<const FMA: bool>(qkv: &[f32], sh: &AttnShape<'_>, b: usize,
         let mut maxs = [0f32; R];
         for r in 0..nr {
             let row = &mut sc.p[r * np..(r + 1) * np];
-            let mx = row[..lim[r]].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mx = row[..lim[r]]
+                .iter()
+                .copied()
+                .fold(f32::NEG_INFINITY, f32::max);
             let mut part = [0f32; W];
             for cv in row.chunks_exact_mut(W) {
                 for x in 0..W {
@@ -491,7 +642,13 @@ dispatch!(
 ///
 /// # Errors
 /// [`Error::Internal`] when the sizes do not fit `sh`.
-pub fn attention_forward(qkv: &[f32], sh: AttnShape<'_>, scale: f32, o: &mut [f32], lse: &mut [f32]) -> Result<()> {
+pub fn attention_forward(
+    qkv: &[f32],
+    sh: AttnShape<'_>,
+    scale: f32,
+    o: &mut [f32],
+    lse: &mut [f32],
+) -> Result<()> {
     sh.check(qkv.len(), o.len(), lse.len())?;
     // Job (b, kh) writes only the o columns of the query heads of KV head kh in rows of
     // sequence b, and the lse entries of those heads and sequence: disjoint across jobs.
@@ -499,14 +656,34 @@ pub fn attention_forward(qkv: &[f32], sh: AttnShape<'_>, scale: f32, o: &mut [f3
     let jobs = sh.batch * sh.kv_heads;
     par_for(jobs, jobs > 1, move |job| {
         let mut sc = AttnScratch::default();
-        attn_fwd_job(qkv, &sh, job / sh.kv_heads, job % sh.kv_heads, scale, op, lp, &mut sc);
+        attn_fwd_job(
+            qkv,
+            &sh,
+            job / sh.kv_heads,
+            job % sh.kv_heads,
+            scale,
+            op,
+            lp,
+            &mut sc,
+        );
     });
     Ok(())
 }
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn attn_bwd_job_impl<const FMA: bool>(qkv: &[f32], o: &[f32], lse: &[f32], dout: &[f32], sh: &AttnShape<'_>, b: usize, kh: usize, scale: f32, dqkv: OutPtr, sc: &mut AttnScratch) {
+fn attn_bwd_job_impl<const FMA: bool>(
+    qkv: &[f32],
+    o: &[f32],
+    lse: &[f32],
+    dout: &[f32],
+    sh: &AttnShape<'_>,
+    b: usize,
+    kh: usize,
+    scale: f32,
+    dqkv: OutPtr,
+    sc: &mut AttnScratch,
+) {
     let (t, d, wd, qd, kvd) = (sh.seq, sh.head_dim, sh.wd(), sh.qd(), sh.kvd());
     let group = sh.heads / sh.kv_heads;
     let l = sh.len(b);
@@ -520,7 +697,9 @@ fn attn_bwd_job_impl<const FMA: bool>(qkv: &[f32], o: &[f32], lse: &[f32], dout:
     }
     // SAFETY (every write below): this job's own dq, dk, dv columns (see
     // `attention_backward`), inside the buffer.
-    let dq_row = |row: usize, h: usize| unsafe { std::slice::from_raw_parts_mut(dqkv.0.add(row * wd + h * d), d) };
+    let dq_row = |row: usize, h: usize| unsafe {
+        std::slice::from_raw_parts_mut(dqkv.0.add(row * wd + h * d), d)
+    };
     for i in 0..t {
         for h in kh * group..(kh + 1) * group {
             dq_row(base + i, h).fill(0.0);
@@ -545,7 +724,10 @@ fn attn_bwd_job_impl<const FMA: bool>(qkv: &[f32], o: &[f32], lse: &[f32], dout:
             for (a, &v) in sc.qs[r * d..(r + 1) * d].iter_mut().zip(q) {
                 *a = v * scale;
             }
-            di[r] = g.iter().zip(orow).fold(0f32, |s, (&a, &c)| fmadd::<FMA>(a, c, s));
+            di[r] = g
+                .iter()
+                .zip(orow)
+                .fold(0f32, |s, (&a, &c)| fmadd::<FMA>(a, c, s));
         }
         // P recomputed from the saved log-sum-exp; dS = P (dO V^T - D_i) * scale. Masked keys
         // and the tile's unused rows have P = 0, hence dS = 0.
@@ -555,7 +737,11 @@ fn attn_bwd_job_impl<const FMA: bool>(qkv: &[f32], o: &[f32], lse: &[f32], dout:
             for r in 0..R {
                 for x in 0..W {
                     let j = c * W + x;
-                    let p = if r < nr && j < lim[r] { exp_f32::<FMA>(sacc[r][x] - lse_r[r]) } else { 0.0 };
+                    let p = if r < nr && j < lim[r] {
+                        exp_f32::<FMA>(sacc[r][x] - lse_r[r])
+                    } else {
+                        0.0
+                    };
                     sc.p[r * np + j] = p;
                     sc.ds[r * np + j] = p * (gacc[r][x] - di[r]) * scale;
                 }
@@ -572,8 +758,12 @@ fn attn_bwd_job_impl<const FMA: bool>(qkv: &[f32], o: &[f32], lse: &[f32], dout:
                 let mut ak: Lanes = sc.dkt[off..off + W].try_into().expect("W lanes");
                 let mut av: Lanes = sc.dvt[off..off + W].try_into().expect("W lanes");
                 for r in 0..R {
-                    let dsr: &Lanes = sc.ds[r * np + c * W..r * np + (c + 1) * W].try_into().expect("W lanes");
-                    let pr: &Lanes = sc.p[r * np + c * W..r * np + (c + 1) * W].try_into().expect("W lanes");
+                    let dsr: &Lanes = sc.ds[r * np + c * W..r * np + (c + 1) * W]
+                        .try_into()
+                        .expect("W lanes");
+                    let pr: &Lanes = sc.p[r * np + c * W..r * np + (c + 1) * W]
+                        .try_into()
+                        .expect("W lanes");
                     ak = fma_lanes::<FMA>(sc.qr[r * d + dd], dsr, ak);
                     av = fma_lanes::<FMA>(sc.gr[r * d + dd], pr, av);
                 }
@@ -609,10 +799,22 @@ dispatch!(
 /// # Errors
 /// [`Error::Internal`] when the sizes do not fit `sh`.
 #[allow(clippy::too_many_arguments)]
-pub fn attention_backward(qkv: &[f32], o: &[f32], lse: &[f32], dout: &[f32], sh: AttnShape<'_>, scale: f32, dqkv: &mut [f32]) -> Result<()> {
+pub fn attention_backward(
+    qkv: &[f32],
+    o: &[f32],
+    lse: &[f32],
+    dout: &[f32],
+    sh: AttnShape<'_>,
+    scale: f32,
+    dqkv: &mut [f32],
+) -> Result<()> {
     sh.check(qkv.len(), o.len(), lse.len())?;
     if dout.len() != o.len() || dqkv.len() != qkv.len() {
-        return Err(Error::Internal(format!("attention_backward: dout {}, dqkv {}", dout.len(), dqkv.len())));
+        return Err(Error::Internal(format!(
+            "attention_backward: dout {}, dqkv {}",
+            dout.len(),
+            dqkv.len()
+        )));
     }
     // Job (b, kh) writes only the dq columns of the query heads of KV head kh and the dk/dv
     // columns of kh, in rows of sequence b: disjoint across jobs.
@@ -620,7 +822,18 @@ pub fn attention_backward(qkv: &[f32], o: &[f32], lse: &[f32], dout: &[f32], sh:
     let jobs = sh.batch * sh.kv_heads;
     par_for(jobs, jobs > 1, move |job| {
         let mut sc = AttnScratch::default();
-        attn_bwd_job(qkv, o, lse, dout, &sh, job / sh.kv_heads, job % sh.kv_heads, scale, dp, &mut sc);
+        attn_bwd_job(
+            qkv,
+            o,
+            lse,
+            dout,
+            &sh,
+            job / sh.kv_heads,
+            job % sh.kv_heads,
+            scale,
+            dp,
+            &mut sc,
+        );
     });
     Ok(())
 }

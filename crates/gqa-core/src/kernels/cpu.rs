@@ -60,7 +60,10 @@ pub fn set_portable_only(on: bool) {
 /// benchmarks (e.g. the AVX2 path on an AVX-512 machine). The GEMM (the `gemm` crate) keeps its
 /// own run-time choice.
 pub fn set_max_simd(level: Option<SimdLevel>) {
-    MAX_LEVEL.store(level.map_or(u8::MAX, |l| l as u8), std::sync::atomic::Ordering::Relaxed);
+    MAX_LEVEL.store(
+        level.map_or(u8::MAX, |l| l as u8),
+        std::sync::atomic::Ordering::Relaxed,
+    );
 }
 
 /// The SIMD level the fused kernels use now: the best the CPU supports, capped by
@@ -177,7 +180,9 @@ pub(crate) fn par_for(n: usize, parallel: bool, f: impl Fn(usize) + Sync + Send)
         if parallel && n > 1 && t > 1 {
             use rayon::prelude::*;
             if cfg!(target_arch = "wasm32") && t < rayon::current_num_threads() && t < n {
-                (0..t).into_par_iter().for_each(|g| (g * n / t..(g + 1) * n / t).for_each(&f));
+                (0..t)
+                    .into_par_iter()
+                    .for_each(|g| (g * n / t..(g + 1) * n / t).for_each(&f));
             } else {
                 (0..n).into_par_iter().for_each(f);
             }
@@ -214,12 +219,19 @@ unsafe impl Sync for OutPtr {}
 
 /// Splits `rows` rows of `width` values into at most `4 * threads` chunks of whole rows (at least
 /// `min_rows` rows each) and runs `f(first_row, rows_slice)` on each, in parallel when worth it.
-pub(crate) fn par_rows_mut(data: &mut [f32], width: usize, min_values: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+pub(crate) fn par_rows_mut(
+    data: &mut [f32],
+    width: usize,
+    min_values: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync + Send,
+) {
     if width == 0 || data.is_empty() {
         return;
     }
     let rows = data.len() / width;
-    let chunks = (data.len() / min_values.max(1)).clamp(1, 4 * threads()).min(rows);
+    let chunks = (data.len() / min_values.max(1))
+        .clamp(1, 4 * threads())
+        .min(rows);
     let per = rows.div_ceil(chunks);
     let ptr = OutPtr(data.as_mut_ptr());
     let len = data.len();
@@ -228,7 +240,12 @@ pub(crate) fn par_rows_mut(data: &mut [f32], width: usize, min_values: usize, f:
         let r1 = ((c + 1) * per).min(rows);
         let p = ptr;
         // SAFETY: chunk `c` covers rows `r0..r1`, disjoint from every other chunk, inside `data`.
-        let s = unsafe { std::slice::from_raw_parts_mut(p.0.add(r0 * width), ((r1 - r0) * width).min(len - r0 * width)) };
+        let s = unsafe {
+            std::slice::from_raw_parts_mut(
+                p.0.add(r0 * width),
+                ((r1 - r0) * width).min(len - r0 * width),
+            )
+        };
         f(r0, s);
     });
 }
@@ -242,9 +259,15 @@ pub(crate) fn par_rows_mut(data: &mut [f32], width: usize, min_values: usize, f:
 #[inline(always)]
 pub(crate) fn exp_f32<const FMA: bool>(x: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
-    // An explicit select rather than `f32::clamp` (whose NaN handling is not needed here).
+                                     // An explicit select rather than `f32::clamp` (whose NaN handling is not needed here).
     #[allow(clippy::manual_clamp)]
-    let xc = if x < -87.336_54 { -87.336_54 } else if x > 88.722_83 { 88.722_83 } else { x };
+    let xc = if x < -87.336_54 {
+        -87.336_54
+    } else if x > 88.722_83 {
+        88.722_83
+    } else {
+        x
+    };
     let t = fmadd::<FMA>(xc, std::f32::consts::LOG2_E, MAGIC);
     let n = t - MAGIC;
     let r = fmadd::<FMA>(n, -0.693_359_4, xc);
@@ -356,7 +379,11 @@ fn gelu_rational(x: f32) -> f32 {
 fn bias_gelu_impl<const FMA: bool>(y: &mut [f32], bias: &[f32]) {
     for row in y.chunks_exact_mut(bias.len()) {
         for (v, &b) in row.iter_mut().zip(bias) {
-            *v = if cfg!(target_arch = "wasm32") { gelu_rational(*v + b) } else { gelu_f32::<FMA>(*v + b) };
+            *v = if cfg!(target_arch = "wasm32") {
+                gelu_rational(*v + b)
+            } else {
+                gelu_f32::<FMA>(*v + b)
+            };
         }
     }
 }
@@ -400,11 +427,19 @@ pub fn bias_add_rows(y: &mut [f32], bias: &[f32], residual: Option<&[f32]>) -> R
     check_rows("bias_add", y.len(), bias.len())?;
     let res = residual.unwrap_or(&[]);
     if residual.is_some() && res.len() != y.len() {
-        return Err(Error::Internal(format!("bias_add: residual has {} values, output {}", res.len(), y.len())));
+        return Err(Error::Internal(format!(
+            "bias_add: residual has {} values, output {}",
+            res.len(),
+            y.len()
+        )));
     }
     let w = bias.len();
     par_rows_mut(y, w, 1 << 15, |r0, rows| {
-        let r = if res.is_empty() { res } else { &res[r0 * w..r0 * w + rows.len()] };
+        let r = if res.is_empty() {
+            res
+        } else {
+            &res[r0 * w..r0 * w + rows.len()]
+        };
         bias_add_seq(rows, bias, r)
     });
     Ok(())
@@ -429,7 +464,14 @@ pub(crate) fn sum_lanes(x: &[f32]) -> f32 {
 /// LayerNorm of the rows of `x` into `out`; when `stats` is not empty it receives each row's
 /// `(mean, rstd)` (the training path's saved statistics).
 #[inline(always)]
-fn layer_norm_impl<const FMA: bool>(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32], stats: &mut [f32]) {
+fn layer_norm_impl<const FMA: bool>(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    out: &mut [f32],
+    stats: &mut [f32],
+) {
     let w = gamma.len();
     for (r, (row, o)) in x.chunks_exact(w).zip(out.chunks_exact_mut(w)).enumerate() {
         let mean = sum_lanes(row) / w as f32;
@@ -462,7 +504,13 @@ dispatch!(pub(crate) fn layer_norm_seq / layer_norm_avx2 => layer_norm_impl(x: &
 ///
 /// # Errors
 /// [`Error::Internal`] when the lengths do not fit.
-pub fn layer_norm_rows(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) -> Result<()> {
+pub fn layer_norm_rows(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    out: &mut [f32],
+) -> Result<()> {
     check_rows("layer_norm", x.len(), gamma.len())?;
     if beta.len() != gamma.len() || out.len() != x.len() {
         return Err(Error::Internal(format!(
@@ -474,16 +522,31 @@ pub fn layer_norm_rows(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &m
         )));
     }
     let w = gamma.len();
-    par_rows_mut(out, w, 1 << 14, |r0, o| layer_norm_seq(&x[r0 * w..r0 * w + o.len()], gamma, beta, eps, o, &mut []));
+    par_rows_mut(out, w, 1 << 14, |r0, o| {
+        layer_norm_seq(&x[r0 * w..r0 * w + o.len()], gamma, beta, eps, o, &mut [])
+    });
     Ok(())
 }
 
 #[inline(always)]
-fn rotary_impl<const FMA: bool>(x: &mut [f32], n: usize, d: usize, cos: &[f32], sin: &[f32], t0: usize) {
+fn rotary_impl<const FMA: bool>(
+    x: &mut [f32],
+    n: usize,
+    d: usize,
+    cos: &[f32],
+    sin: &[f32],
+    t0: usize,
+) {
     let half = d / 2;
     for (r, tok) in x.chunks_exact_mut(n * d).enumerate() {
         let p = t0 + r;
-        rotary_row_impl::<FMA>(tok, n, d, &cos[p * half..(p + 1) * half], &sin[p * half..(p + 1) * half]);
+        rotary_row_impl::<FMA>(
+            tok,
+            n,
+            d,
+            &cos[p * half..(p + 1) * half],
+            &sin[p * half..(p + 1) * half],
+        );
     }
 }
 dispatch!(fn rotary_seq / rotary_avx2 => rotary_impl(x: &mut [f32], n: usize, d: usize, cos: &[f32], sin: &[f32], t0: usize));
@@ -508,7 +571,17 @@ dispatch!(
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn gemv_impl<const FMA: bool>(m: usize, k: usize, x: &[f32], ldx: usize, w: &[f32], n0: usize, y: &mut [f32], ldy: usize, accumulate: bool) {
+fn gemv_impl<const FMA: bool>(
+    m: usize,
+    k: usize,
+    x: &[f32],
+    ldx: usize,
+    w: &[f32],
+    n0: usize,
+    y: &mut [f32],
+    ldy: usize,
+    accumulate: bool,
+) {
     const L: usize = 16;
     for i in 0..m {
         let xr = &x[i * ldx..i * ldx + k];
@@ -544,8 +617,22 @@ dispatch!(
 /// ranges. `x: [m, k]` (row stride `ldx`), `y: [m, n]` (row stride `ldy`); sizes are checked by
 /// the caller ([`super::gemm::linear`]).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn gemv_rows(m: usize, n: usize, k: usize, x: &[f32], ldx: usize, w: &[f32], y: &mut [f32], ldy: usize, accumulate: bool) {
-    let chunk = if n * k >= 1 << 16 { n.div_ceil(4 * threads()).max(16) } else { n };
+pub(crate) fn gemv_rows(
+    m: usize,
+    n: usize,
+    k: usize,
+    x: &[f32],
+    ldx: usize,
+    w: &[f32],
+    y: &mut [f32],
+    ldy: usize,
+    accumulate: bool,
+) {
+    let chunk = if n * k >= 1 << 16 {
+        n.div_ceil(4 * threads()).max(16)
+    } else {
+        n
+    };
     let jobs = n.div_ceil(chunk);
     let ptr = OutPtr(y.as_mut_ptr());
     let ylen = y.len();
@@ -579,9 +666,22 @@ pub(crate) fn gemv_rows(m: usize, n: usize, k: usize, x: &[f32], ldx: usize, w: 
 /// # Errors
 /// [`Error::Internal`] when the sizes do not fit (odd `D`, tables too short).
 #[allow(clippy::too_many_arguments)]
-pub fn rotary_rows(x: &mut [f32], b: usize, t: usize, n: usize, d: usize, cos: &[f32], sin: &[f32], offset: usize) -> Result<()> {
+pub fn rotary_rows(
+    x: &mut [f32],
+    b: usize,
+    t: usize,
+    n: usize,
+    d: usize,
+    cos: &[f32],
+    sin: &[f32],
+    offset: usize,
+) -> Result<()> {
     let half = d / 2;
-    if !d.is_multiple_of(2) || x.len() != b * t * n * d || cos.len() < (offset + t) * half || sin.len() != cos.len() {
+    if !d.is_multiple_of(2)
+        || x.len() != b * t * n * d
+        || cos.len() < (offset + t) * half
+        || sin.len() != cos.len()
+    {
         return Err(Error::Internal(format!(
             "rotary: x {} for [{b},{t},{n},{d}], tables {}/{} for {} positions",
             x.len(),
@@ -604,7 +704,14 @@ pub fn rotary_rows(x: &mut [f32], b: usize, t: usize, n: usize, d: usize, cos: &
             let g = r0 + done;
             let p = g % t;
             let run = (t - p).min(total - done);
-            rotary_seq(&mut rows[done * w..(done + run) * w], n, d, cos, sin, offset + p);
+            rotary_seq(
+                &mut rows[done * w..(done + run) * w],
+                n,
+                d,
+                cos,
+                sin,
+                offset + p,
+            );
             done += run;
         }
     });
@@ -613,7 +720,9 @@ pub fn rotary_rows(x: &mut [f32], b: usize, t: usize, n: usize, d: usize, cos: &
 
 fn check_rows(what: &str, len: usize, width: usize) -> Result<()> {
     if width == 0 || !len.is_multiple_of(width) {
-        return Err(Error::Internal(format!("{what}: {len} values are not rows of width {width}")));
+        return Err(Error::Internal(format!(
+            "{what}: {len} values are not rows of width {width}"
+        )));
     }
     Ok(())
 }
@@ -638,12 +747,22 @@ pub struct HeadLayout {
 impl HeadLayout {
     /// Contiguous `[B, N, T, D]` (heads outermost: `qkv`'s layout).
     pub fn bntd(n: usize, t: usize, d: usize) -> Self {
-        HeadLayout { offset: 0, batch: n * t * d, head: t * d, row: d }
+        HeadLayout {
+            offset: 0,
+            batch: n * t * d,
+            head: t * d,
+            row: d,
+        }
     }
 
     /// Contiguous `[B, T, N, D]` (a projection output `[B, T, N*D]` viewed as heads).
     pub fn btnd(n: usize, t: usize, d: usize) -> Self {
-        HeadLayout { offset: 0, batch: t * n * d, head: d, row: n * d }
+        HeadLayout {
+            offset: 0,
+            batch: t * n * d,
+            head: d,
+            row: n * d,
+        }
     }
 
     /// One past the largest index used by `[b, n, t, d]` (0 when any dim is 0).
@@ -716,13 +835,32 @@ struct AttnJob {
 const TILE_GROUPS: usize = 8;
 
 #[inline(always)]
-fn attn_job_impl<const FMA: bool, const X512: bool, const ROWS: usize, const KEY_CHUNK: usize, const W: usize>(a: &AttnArgs<'_>, job: AttnJob, kt: &mut Vec<f32>, o: &mut Vec<f32>) {
+fn attn_job_impl<
+    const FMA: bool,
+    const X512: bool,
+    const ROWS: usize,
+    const KEY_CHUNK: usize,
+    const W: usize,
+>(
+    a: &AttnArgs<'_>,
+    job: AttnJob,
+    kt: &mut Vec<f32>,
+    o: &mut Vec<f32>,
+) {
     let AttnJob { b, kvh, i0, i1 } = job;
     let dims = a.dims;
     let d = dims.head_dim;
     let g = dims.num_heads / dims.num_kv_heads;
-    let off = if a.mask.q_offsets.len() == 1 { a.mask.q_offsets[0] } else { a.mask.q_offsets[b] };
-    let len = a.mask.key_lengths.map_or(dims.k_len, |l| l[b]).min(dims.k_len);
+    let off = if a.mask.q_offsets.len() == 1 {
+        a.mask.q_offsets[0]
+    } else {
+        a.mask.q_offsets[b]
+    };
+    let len = a
+        .mask
+        .key_lengths
+        .map_or(dims.k_len, |l| l[b])
+        .min(dims.k_len);
     let lim = |i: usize| (off + i + 1).min(len);
     let n_rows = (i1 - i0) * g;
     let write_row = |row: usize, vals: Option<&[f32]>, inv: f32| {
@@ -747,7 +885,11 @@ fn attn_job_impl<const FMA: bool, const X512: bool, const ROWS: usize, const KEY
     // one L1-resident panel instead (K is then read once, never written back).
     let max_lim = if n_rows == 0 { 0 } else { lim(i1 - 1) };
     let on_the_fly = n_rows <= 2 * ROWS;
-    let nblocks = if on_the_fly { 1 } else { max_lim.div_ceil(KEY_BLOCK) };
+    let nblocks = if on_the_fly {
+        1
+    } else {
+        max_lim.div_ceil(KEY_BLOCK)
+    };
     let panel = d * KEY_BLOCK;
     kt.clear();
     kt.resize(nblocks * panel, 0.0);
@@ -800,7 +942,11 @@ fn attn_job_impl<const FMA: bool, const X512: bool, const ROWS: usize, const KEY
                     }
                 }
             }
-            let kp = if on_the_fly { &kt[..panel] } else { &kt[(j0 / KEY_BLOCK) * panel..][..panel] };
+            let kp = if on_the_fly {
+                &kt[..panel]
+            } else {
+                &kt[(j0 / KEY_BLOCK) * panel..][..panel]
+            };
             let vb0 = a.vl.at(b, kvh, j0);
             for gi in 0..groups {
                 if glim[gi] <= j0 {
@@ -820,7 +966,9 @@ fn attn_job_impl<const FMA: bool, const X512: bool, const ROWS: usize, const KEY
                     }
                     let mut acc = [[0f32; KEY_CHUNK]; ROWS];
                     for dd in 0..d {
-                        let krow: &[f32; KEY_CHUNK] = kp[dd * KEY_BLOCK + c0..][..KEY_CHUNK].try_into().expect("chunk");
+                        let krow: &[f32; KEY_CHUNK] = kp[dd * KEY_BLOCK + c0..][..KEY_CHUNK]
+                            .try_into()
+                            .expect("chunk");
                         for rr in 0..ROWS {
                             let qv = qg[rr * d + dd];
                             for c in 0..KEY_CHUNK {
@@ -840,12 +988,18 @@ fn attn_job_impl<const FMA: bool, const X512: bool, const ROWS: usize, const KEY
                     let mut mx = [f32::NEG_INFINITY; LANES];
                     for (ci, chunk) in row.chunks_exact_mut(LANES).enumerate() {
                         for ln in 0..LANES {
-                            let x = if ci * LANES + ln < valid { chunk[ln] } else { f32::NEG_INFINITY };
+                            let x = if ci * LANES + ln < valid {
+                                chunk[ln]
+                            } else {
+                                f32::NEG_INFINITY
+                            };
                             chunk[ln] = x;
                             mx[ln] = if x > mx[ln] { x } else { mx[ln] };
                         }
                     }
-                    let bm = mx.iter().fold(f32::NEG_INFINITY, |acc, &v| if v > acc { v } else { acc });
+                    let bm = mx
+                        .iter()
+                        .fold(f32::NEG_INFINITY, |acc, &v| if v > acc { v } else { acc });
                     let mrow = m[gi][rr];
                     let m_new = if bm > mrow { bm } else { mrow };
                     if m_new == f32::NEG_INFINITY {
@@ -904,7 +1058,11 @@ fn attn_job_impl<const FMA: bool, const X512: bool, const ROWS: usize, const KEY
                 if lims[gi][rr] == 0 {
                     write_row(row, None, 0.0);
                 } else {
-                    write_row(row, Some(&o[(gi * ROWS + rr) * d..(gi * ROWS + rr + 1) * d]), 1.0 / l[gi][rr]);
+                    write_row(
+                        row,
+                        Some(&o[(gi * ROWS + rr) * d..(gi * ROWS + rr + 1) * d]),
+                        1.0 / l[gi][rr],
+                    );
                 }
             }
         }
@@ -915,7 +1073,16 @@ fn attn_job_impl<const FMA: bool, const X512: bool, const ROWS: usize, const KEY
 /// stride `d`), `v` row `c` at `vb0 + c * vrs`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn pv_rows<const FMA: bool, const R: usize, const W: usize>(o: &mut [f32], d: usize, p: &[[f32; KEY_BLOCK]; R], bk: usize, v: &[f32], vb0: usize, vrs: usize, d0: usize) {
+fn pv_rows<const FMA: bool, const R: usize, const W: usize>(
+    o: &mut [f32],
+    d: usize,
+    p: &[[f32; KEY_BLOCK]; R],
+    bk: usize,
+    v: &[f32],
+    vb0: usize,
+    vrs: usize,
+    d0: usize,
+) {
     let mut acc = [[0f32; W]; R];
     for r in 0..R {
         acc[r].copy_from_slice(&o[r * d + d0..r * d + d0 + W]);
@@ -944,7 +1111,15 @@ fn pv_rows<const FMA: bool, const R: usize, const W: usize>(o: &mut [f32], d: us
 #[inline]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::needless_range_loop)]
-unsafe fn qk_tile_512<const R: usize>(q: &[f32], d: usize, kt: &[f32], ldk: usize, col: usize, s: &mut [[f32; KEY_BLOCK]; R], c0: usize) {
+unsafe fn qk_tile_512<const R: usize>(
+    q: &[f32],
+    d: usize,
+    kt: &[f32],
+    ldk: usize,
+    col: usize,
+    s: &mut [[f32; KEY_BLOCK]; R],
+    c0: usize,
+) {
     use std::arch::x86_64::*;
     debug_assert!(kt.len() >= (d - 1) * ldk + col + 32 && q.len() >= R * d && c0 + 32 <= KEY_BLOCK);
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
@@ -974,9 +1149,22 @@ unsafe fn qk_tile_512<const R: usize>(q: &[f32], d: usize, kt: &[f32], ldk: usiz
 #[inline]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
-unsafe fn pv_tile_512<const R: usize>(o: &mut [f32], d: usize, p: &[[f32; KEY_BLOCK]; R], bk: usize, v: &[f32], vb0: usize, vrs: usize, d0: usize) {
+unsafe fn pv_tile_512<const R: usize>(
+    o: &mut [f32],
+    d: usize,
+    p: &[[f32; KEY_BLOCK]; R],
+    bk: usize,
+    v: &[f32],
+    vb0: usize,
+    vrs: usize,
+    d0: usize,
+) {
     use std::arch::x86_64::*;
-    debug_assert!(bk <= KEY_BLOCK && o.len() >= (R - 1) * d + d0 + 32 && (bk == 0 || v.len() >= vb0 + (bk - 1) * vrs + d0 + 32));
+    debug_assert!(
+        bk <= KEY_BLOCK
+            && o.len() >= (R - 1) * d + d0 + 32
+            && (bk == 0 || v.len() >= vb0 + (bk - 1) * vrs + d0 + 32)
+    );
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
     for r in 0..R {
         let op = o.as_ptr().add(r * d + d0);
@@ -1049,8 +1237,19 @@ pub fn attention_cpu_strided(
     scale: f32,
     mask: CausalMask<'_>,
 ) -> Result<()> {
-    let AttentionDims { batch: b, num_heads: nh, num_kv_heads: nkv, q_len: tq, k_len: tk, head_dim: d } = dims;
-    let bad = |m: String| Err(Error::Internal(format!("attention_cpu: {m} (dims {dims:?})")));
+    let AttentionDims {
+        batch: b,
+        num_heads: nh,
+        num_kv_heads: nkv,
+        q_len: tq,
+        k_len: tk,
+        head_dim: d,
+    } = dims;
+    let bad = |m: String| {
+        Err(Error::Internal(format!(
+            "attention_cpu: {m} (dims {dims:?})"
+        )))
+    };
     if nkv == 0 || nh % nkv != 0 {
         return bad(format!("num_kv_heads {nkv} must divide num_heads {nh}"));
     }
@@ -1065,7 +1264,10 @@ pub fn attention_cpu_strided(
         }
     }
     if mask.q_offsets.len() != 1 && mask.q_offsets.len() != b {
-        return bad(format!("{} query offsets (expected 1 or B)", mask.q_offsets.len()));
+        return bad(format!(
+            "{} query offsets (expected 1 or B)",
+            mask.q_offsets.len()
+        ));
     }
     if let Some(ls) = mask.key_lengths {
         if ls.len() != b || ls.iter().any(|&l| l > tk) {
@@ -1075,7 +1277,19 @@ pub fn attention_cpu_strided(
     if b == 0 || nh == 0 || tq == 0 || d == 0 {
         return Ok(());
     }
-    let args = AttnArgs { q, ql, k, kl, v, vl, out: OutPtr(out.as_mut_ptr()), ol, dims, scale, mask };
+    let args = AttnArgs {
+        q,
+        ql,
+        k,
+        kl,
+        v,
+        vl,
+        out: OutPtr(out.as_mut_ptr()),
+        ol,
+        dims,
+        scale,
+        mask,
+    };
     // Jobs: (b, kvh, query chunk); enough chunks to keep the workers busy (causal rows differ in
     // cost, so over-split by 4).
     let groups = b * nkv;
@@ -1088,7 +1302,12 @@ pub fn attention_cpu_strided(
     let jobs = groups * chunks;
     par_for(jobs, parallel, |jid| {
         let (gi, ci) = (jid / chunks, jid % chunks);
-        let job = AttnJob { b: gi / nkv, kvh: gi % nkv, i0: ci * chunk, i1: ((ci + 1) * chunk).min(tq) };
+        let job = AttnJob {
+            b: gi / nkv,
+            kvh: gi % nkv,
+            i0: ci * chunk,
+            i1: ((ci + 1) * chunk).min(tq),
+        };
         let mut kt = Vec::new();
         let mut o = Vec::new();
         attn_job(&args, job, &mut kt, &mut o);
@@ -1114,11 +1333,33 @@ pub fn attention_cpu(
     key_lengths: Option<&[usize]>,
     out: &mut [f32],
 ) -> Result<()> {
-    let AttentionDims { num_heads: nh, num_kv_heads: nkv, q_len: tq, k_len: tk, head_dim: d, .. } = dims;
+    let AttentionDims {
+        num_heads: nh,
+        num_kv_heads: nkv,
+        q_len: tq,
+        k_len: tk,
+        head_dim: d,
+        ..
+    } = dims;
     let ql = HeadLayout::bntd(nh, tq, d);
     let kl = HeadLayout::bntd(nkv, tk, d);
     let offsets = [q_offset];
-    attention_cpu_strided(q, ql, k, kl, v, kl, out, ql, dims, scale, CausalMask { q_offsets: &offsets, key_lengths })
+    attention_cpu_strided(
+        q,
+        ql,
+        k,
+        kl,
+        v,
+        kl,
+        out,
+        ql,
+        dims,
+        scale,
+        CausalMask {
+            q_offsets: &offsets,
+            key_lengths,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -1128,7 +1369,9 @@ mod tests {
     #[test]
     fn exp_matches_std() {
         let mut worst = 0f64;
-        let xs: Vec<f32> = (0..200_000).map(|i| -87.0 + i as f32 * 87.0 / 200_000.0).collect();
+        let xs: Vec<f32> = (0..200_000)
+            .map(|i| -87.0 + i as f32 * 87.0 / 200_000.0)
+            .collect();
         let mut ys = xs.clone();
         exp_in_place(&mut ys);
         for (&x, &y) in xs.iter().zip(&ys) {

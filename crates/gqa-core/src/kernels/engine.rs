@@ -130,7 +130,12 @@ fn take(len: usize) -> Vec<f32> {
     WORKSPACE.with(|w| {
         let mut w = w.borrow_mut();
         // Smallest cached buffer that is large enough.
-        let best = w.iter().enumerate().filter(|(_, v)| v.capacity() >= len).min_by_key(|(_, v)| v.capacity()).map(|(i, _)| i);
+        let best = w
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.capacity() >= len)
+            .min_by_key(|(_, v)| v.capacity())
+            .map(|(i, _)| i);
         match best {
             Some(i) => {
                 let mut v = w.swap_remove(i);
@@ -171,18 +176,36 @@ pub(super) fn fill_bias(y: &mut [f32], ld: usize, col: usize, bias: &[f32]) {
 
 /// Rotary on `n` heads of width `d` starting at column `col` of each row (row stride `ld`);
 /// row `r` is at position `pos(r)`.
-pub(super) fn rotary(x: &mut [f32], ld: usize, col: usize, n: usize, d: usize, rope: RopeRef<'_>, pos: impl Fn(usize) -> usize + Sync + Send) -> Result<()> {
+pub(super) fn rotary(
+    x: &mut [f32],
+    ld: usize,
+    col: usize,
+    n: usize,
+    d: usize,
+    rope: RopeRef<'_>,
+    pos: impl Fn(usize) -> usize + Sync + Send,
+) -> Result<()> {
     let half = d / 2;
     let rows = x.len() / ld;
     if let Some(maxp) = (0..rows).map(&pos).max() {
         if (maxp + 1) * half > rope.cos.len() || rope.sin.len() != rope.cos.len() {
-            return Err(Error::input("rotary positions", format!("at most {} positions", rope.cos.len() / half.max(1)), maxp + 1));
+            return Err(Error::input(
+                "rotary positions",
+                format!("at most {} positions", rope.cos.len() / half.max(1)),
+                maxp + 1,
+            ));
         }
     }
     cpu::par_rows_mut(x, ld, 1 << 14, |r0, chunk| {
         for (i, row) in chunk.chunks_mut(ld).enumerate() {
             let p = pos(r0 + i);
-            cpu::rotary_row(&mut row[col..col + n * d], n, d, &rope.cos[p * half..(p + 1) * half], &rope.sin[p * half..(p + 1) * half]);
+            cpu::rotary_row(
+                &mut row[col..col + n * d],
+                n,
+                d,
+                &rope.cos[p * half..(p + 1) * half],
+                &rope.sin[p * half..(p + 1) * half],
+            );
         }
     });
     Ok(())
@@ -204,8 +227,21 @@ fn project_input(w: &WeightsRef<'_>, x: &[f32], m: usize, e: usize, h: usize) ->
 
 /// `qkv = a [Wq; Wk; Wv]^T + [bq; bk; bv]` as one `[m, qDim + 2 kvDim]` buffer, with rotary on
 /// the q and k columns, row `r` at position `pos(r)`.
-fn qkv_projection(blk: &BlockRef<'_>, a: &[f32], m: usize, dims: EngineDims, rope: Option<RopeRef<'_>>, pos: impl Fn(usize) -> usize + Sync + Send + Copy) -> Result<Vec<f32>> {
-    let EngineDims { hidden: h, heads: nh, kv_heads: nkv, head_dim: d, .. } = dims;
+fn qkv_projection(
+    blk: &BlockRef<'_>,
+    a: &[f32],
+    m: usize,
+    dims: EngineDims,
+    rope: Option<RopeRef<'_>>,
+    pos: impl Fn(usize) -> usize + Sync + Send + Copy,
+) -> Result<Vec<f32>> {
+    let EngineDims {
+        hidden: h,
+        heads: nh,
+        kv_heads: nkv,
+        head_dim: d,
+        ..
+    } = dims;
     let (qd, kvd) = (nh * d, nkv * d);
     let wd = qd + 2 * kvd;
     let mut qkv = take(m * wd);
@@ -233,12 +269,32 @@ fn qkv_projection(blk: &BlockRef<'_>, a: &[f32], m: usize, dims: EngineDims, rop
 /// [`Error::Internal`] for parameter slices of the wrong size; [`Error::InvalidInput`] when the
 /// rotary tables are too short.
 #[allow(clippy::too_many_arguments)]
-pub fn forward(dims: EngineDims, w: &WeightsRef<'_>, rope: Option<RopeRef<'_>>, x: &[f32], b: usize, t: usize, lengths: Option<&[usize]>, out: EngineOutput) -> Result<Vec<f32>> {
-    let EngineDims { embed: e, hidden: h, heads: nh, kv_heads: nkv, head_dim: d, ffn } = dims;
+pub fn forward(
+    dims: EngineDims,
+    w: &WeightsRef<'_>,
+    rope: Option<RopeRef<'_>>,
+    x: &[f32],
+    b: usize,
+    t: usize,
+    lengths: Option<&[usize]>,
+    out: EngineOutput,
+) -> Result<Vec<f32>> {
+    let EngineDims {
+        embed: e,
+        hidden: h,
+        heads: nh,
+        kv_heads: nkv,
+        head_dim: d,
+        ffn,
+    } = dims;
     let (qd, kvd) = (nh * d, nkv * d);
     let m = b * t;
     if x.len() != m * e {
-        return Err(Error::Internal(format!("engine: x has {} values, [{b}, {t}, {e}] needs {}", x.len(), m * e)));
+        return Err(Error::Internal(format!(
+            "engine: x has {} values, [{b}, {t}, {e}] needs {}",
+            x.len(),
+            m * e
+        )));
     }
     check_weights(dims, w)?;
     if m == 0 {
@@ -267,14 +323,47 @@ pub fn forward(dims: EngineDims, w: &WeightsRef<'_>, rope: Option<RopeRef<'_>>, 
     let mut rows_now = m; // rows of `hs` (M, or B after the last-position block)
     for (li, blk) in w.blocks.iter().enumerate() {
         let last_only = out == EngineOutput::Last && li + 1 == nblocks;
-        cpu::layer_norm_rows(&hs[..m * h], blk.attn_norm.g, blk.attn_norm.b, EPS, &mut a[..m * h])?;
+        cpu::layer_norm_rows(
+            &hs[..m * h],
+            blk.attn_norm.g,
+            blk.attn_norm.b,
+            EPS,
+            &mut a[..m * h],
+        )?;
         if !last_only {
             let wd = qd + 2 * kvd;
             let qkv = qkv_projection(blk, &a, m, dims, rope, |row| row % t)?;
             let mut o = take(m * qd);
-            let lay = |off: usize| HeadLayout { offset: off, batch: t * wd, head: d, row: wd };
-            let adims = AttentionDims { batch: b, num_heads: nh, num_kv_heads: nkv, q_len: t, k_len: t, head_dim: d };
-            cpu::attention_cpu_strided(&qkv, lay(0), &qkv, lay(qd), &qkv, lay(qd + kvd), &mut o, HeadLayout::btnd(nh, t, d), adims, scale, CausalMask { q_offsets: &[0], key_lengths: lengths })?;
+            let lay = |off: usize| HeadLayout {
+                offset: off,
+                batch: t * wd,
+                head: d,
+                row: wd,
+            };
+            let adims = AttentionDims {
+                batch: b,
+                num_heads: nh,
+                num_kv_heads: nkv,
+                q_len: t,
+                k_len: t,
+                head_dim: d,
+            };
+            cpu::attention_cpu_strided(
+                &qkv,
+                lay(0),
+                &qkv,
+                lay(qd),
+                &qkv,
+                lay(qd + kvd),
+                &mut o,
+                HeadLayout::btnd(nh, t, d),
+                adims,
+                scale,
+                CausalMask {
+                    q_offsets: &[0],
+                    key_lengths: lengths,
+                },
+            )?;
             bufs.push(qkv);
             cpu::bias_add_rows(&mut hs[..m * h], blk.out.b, None)?;
             gemm::linear(m, h, qd, &o, qd, blk.out.w, &mut hs, h, true)?;
@@ -304,10 +393,42 @@ pub fn forward(dims: EngineDims, w: &WeightsRef<'_>, rope: Option<RopeRef<'_>>, 
             }
             let offsets: Vec<usize> = (0..b).map(|bi| len_of(bi) - 1).collect();
             let mut o = take(b * qd);
-            let ql = HeadLayout { offset: 0, batch: qd, head: d, row: qd };
-            let kl = |off: usize| HeadLayout { offset: off, batch: t * wd, head: d, row: wd };
-            let adims = AttentionDims { batch: b, num_heads: nh, num_kv_heads: nkv, q_len: 1, k_len: t, head_dim: d };
-            cpu::attention_cpu_strided(&q, ql, &kv, kl(0), &kv, kl(kvd), &mut o, ql, adims, scale, CausalMask { q_offsets: &offsets, key_lengths: lengths })?;
+            let ql = HeadLayout {
+                offset: 0,
+                batch: qd,
+                head: d,
+                row: qd,
+            };
+            let kl = |off: usize| HeadLayout {
+                offset: off,
+                batch: t * wd,
+                head: d,
+                row: wd,
+            };
+            let adims = AttentionDims {
+                batch: b,
+                num_heads: nh,
+                num_kv_heads: nkv,
+                q_len: 1,
+                k_len: t,
+                head_dim: d,
+            };
+            cpu::attention_cpu_strided(
+                &q,
+                ql,
+                &kv,
+                kl(0),
+                &kv,
+                kl(kvd),
+                &mut o,
+                ql,
+                adims,
+                scale,
+                CausalMask {
+                    q_offsets: &offsets,
+                    key_lengths: lengths,
+                },
+            )?;
             cpu::bias_add_rows(&mut hl, blk.out.b, None)?;
             gemm::linear(b, h, qd, &o, qd, blk.out.w, &mut hl, h, true)?;
             let mut al2 = take(b * h);
@@ -321,7 +442,13 @@ pub fn forward(dims: EngineDims, w: &WeightsRef<'_>, rope: Option<RopeRef<'_>>, 
 
     // Step 3: final LayerNorm, then the output mode.
     let mut fin = take(rows_now * h);
-    cpu::layer_norm_rows(&hs[..rows_now * h], w.final_norm.g, w.final_norm.b, EPS, &mut fin)?;
+    cpu::layer_norm_rows(
+        &hs[..rows_now * h],
+        w.final_norm.g,
+        w.final_norm.b,
+        EPS,
+        &mut fin,
+    )?;
     let result = match out {
         EngineOutput::Last if rows_now == b => fin[..b * h].to_vec(),
         EngineOutput::Last => {
@@ -348,7 +475,10 @@ pub fn forward(dims: EngineDims, w: &WeightsRef<'_>, rope: Option<RopeRef<'_>>, 
                 let l = len_of(bi);
                 acc.iter_mut().for_each(|s| *s = 0.0);
                 for r in 0..l {
-                    for (s, &v) in acc.iter_mut().zip(&fin[(bi * t + r) * h..(bi * t + r + 1) * h]) {
+                    for (s, &v) in acc
+                        .iter_mut()
+                        .zip(&fin[(bi * t + r) * h..(bi * t + r + 1) * h])
+                    {
                         *s += f64::from(v);
                     }
                 }
@@ -389,18 +519,48 @@ pub struct KvCache<'a> {
 /// # Errors
 /// [`Error::Internal`] for inconsistent sizes (the session checks the user's input first).
 #[allow(clippy::too_many_arguments)]
-pub fn cached_step(dims: EngineDims, w: &WeightsRef<'_>, rope: Option<RopeRef<'_>>, x: &[f32], b: usize, t: usize, new: &[usize], cached: &[usize], cache: KvCache<'_>) -> Result<Vec<f32>> {
-    let EngineDims { embed: e, hidden: h, heads: nh, kv_heads: nkv, head_dim: d, ffn } = dims;
+pub fn cached_step(
+    dims: EngineDims,
+    w: &WeightsRef<'_>,
+    rope: Option<RopeRef<'_>>,
+    x: &[f32],
+    b: usize,
+    t: usize,
+    new: &[usize],
+    cached: &[usize],
+    cache: KvCache<'_>,
+) -> Result<Vec<f32>> {
+    let EngineDims {
+        embed: e,
+        hidden: h,
+        heads: nh,
+        kv_heads: nkv,
+        head_dim: d,
+        ffn,
+    } = dims;
     let (qd, kvd) = (nh * d, nkv * d);
     let m = b * t;
     let cap = cache.capacity;
     let totals: Vec<usize> = cached.iter().zip(new).map(|(c, n)| c + n).collect();
-    if x.len() != m * e || new.len() != b || cached.len() != b || totals.iter().any(|&l| l > cap) || cache.k.len() != w.blocks.len() || cache.v.len() != w.blocks.len() {
+    if x.len() != m * e
+        || new.len() != b
+        || cached.len() != b
+        || totals.iter().any(|&l| l > cap)
+        || cache.k.len() != w.blocks.len()
+        || cache.v.len() != w.blocks.len()
+    {
         return Err(Error::Internal(format!("engine::cached_step: x {} for [{b}, {t}, {e}], new {new:?}, cached {cached:?}, capacity {cap}", x.len())));
     }
     let layer_len = b * nkv * cap * d;
-    if cache.k.iter().chain(cache.v.iter()).any(|c| c.len() != layer_len) {
-        return Err(Error::Internal("engine::cached_step: cache layer of the wrong size".into()));
+    if cache
+        .k
+        .iter()
+        .chain(cache.v.iter())
+        .any(|c| c.len() != layer_len)
+    {
+        return Err(Error::Internal(
+            "engine::cached_step: cache layer of the wrong size".into(),
+        ));
     }
     check_weights(dims, w)?;
     if m == 0 {
@@ -420,7 +580,12 @@ pub fn cached_step(dims: EngineDims, w: &WeightsRef<'_>, rope: Option<RopeRef<'_
     let wd = qd + 2 * kvd;
     let pos = |row: usize| (cached[row / t] + row % t).min(cap - 1);
     let lmax = totals.iter().copied().max().unwrap_or(0);
-    let cl = HeadLayout { offset: 0, batch: nkv * cap * d, head: cap * d, row: d };
+    let cl = HeadLayout {
+        offset: 0,
+        batch: nkv * cap * d,
+        head: cap * d,
+        row: d,
+    };
     for (li, blk) in w.blocks.iter().enumerate() {
         cpu::layer_norm_rows(&hs, blk.attn_norm.g, blk.attn_norm.b, EPS, &mut a)?;
         let qkv = qkv_projection(blk, &a, m, dims, rope, pos)?;
@@ -432,14 +597,42 @@ pub fn cached_step(dims: EngineDims, w: &WeightsRef<'_>, rope: Option<RopeRef<'_
                 for kh in 0..nkv {
                     let dst = ((bi * nkv + kh) * cap + p) * d;
                     kc[dst..dst + d].copy_from_slice(&row[qd + kh * d..qd + (kh + 1) * d]);
-                    vc[dst..dst + d].copy_from_slice(&row[qd + kvd + kh * d..qd + kvd + (kh + 1) * d]);
+                    vc[dst..dst + d]
+                        .copy_from_slice(&row[qd + kvd + kh * d..qd + kvd + (kh + 1) * d]);
                 }
             }
         }
         let mut o = take(m * qd);
-        let ql = HeadLayout { offset: 0, batch: t * wd, head: d, row: wd };
-        let adims = AttentionDims { batch: b, num_heads: nh, num_kv_heads: nkv, q_len: t, k_len: lmax, head_dim: d };
-        cpu::attention_cpu_strided(&qkv, ql, kc, cl, vc, cl, &mut o, HeadLayout::btnd(nh, t, d), adims, scale, CausalMask { q_offsets: cached, key_lengths: Some(&totals) })?;
+        let ql = HeadLayout {
+            offset: 0,
+            batch: t * wd,
+            head: d,
+            row: wd,
+        };
+        let adims = AttentionDims {
+            batch: b,
+            num_heads: nh,
+            num_kv_heads: nkv,
+            q_len: t,
+            k_len: lmax,
+            head_dim: d,
+        };
+        cpu::attention_cpu_strided(
+            &qkv,
+            ql,
+            kc,
+            cl,
+            vc,
+            cl,
+            &mut o,
+            HeadLayout::btnd(nh, t, d),
+            adims,
+            scale,
+            CausalMask {
+                q_offsets: cached,
+                key_lengths: Some(&totals),
+            },
+        )?;
         bufs.push(qkv);
         cpu::bias_add_rows(&mut hs, blk.out.b, None)?;
         gemm::linear(m, h, qd, &o, qd, blk.out.w, &mut hs, h, true)?;
@@ -454,7 +647,15 @@ pub fn cached_step(dims: EngineDims, w: &WeightsRef<'_>, rope: Option<RopeRef<'_
 }
 
 /// `h += GELU(LayerNorm(h) Wup^T + bup) Wdown^T + bdown` on `rows` rows; `a` is scratch `[rows, H]`.
-fn ffn_residual(blk: &BlockRef<'_>, hs: &mut [f32], a: &mut [f32], rows: usize, h: usize, ffn: usize, bufs: &mut Vec<Vec<f32>>) -> Result<()> {
+fn ffn_residual(
+    blk: &BlockRef<'_>,
+    hs: &mut [f32],
+    a: &mut [f32],
+    rows: usize,
+    h: usize,
+    ffn: usize,
+    bufs: &mut Vec<Vec<f32>>,
+) -> Result<()> {
     cpu::layer_norm_rows(hs, blk.ffn_norm.g, blk.ffn_norm.b, EPS, a)?;
     let mut u = take(rows * ffn);
     gemm::linear(rows, ffn, h, a, h, blk.up.w, &mut u, ffn, false)?;
@@ -466,9 +667,18 @@ fn ffn_residual(blk: &BlockRef<'_>, hs: &mut [f32], a: &mut [f32], rows: usize, 
 }
 
 fn check_weights(dims: EngineDims, w: &WeightsRef<'_>) -> Result<()> {
-    let EngineDims { embed: e, hidden: h, heads: nh, kv_heads: nkv, head_dim: d, ffn } = dims;
+    let EngineDims {
+        embed: e,
+        hidden: h,
+        heads: nh,
+        kv_heads: nkv,
+        head_dim: d,
+        ffn,
+    } = dims;
     let (qd, kvd) = (nh * d, nkv * d);
-    let bad = |what: &str, want: usize, got: usize| Error::Internal(format!("engine: {what} has {got} values, expected {want}"));
+    let bad = |what: &str, want: usize, got: usize| {
+        Error::Internal(format!("engine: {what} has {got} values, expected {want}"))
+    };
     let lin = |what: &str, l: &LinearRef<'_>, out: usize, inp: usize| -> Result<()> {
         if l.w.len() != out * inp {
             return Err(bad(&format!("{what}.weight"), out * inp, l.w.len()));
@@ -485,11 +695,17 @@ fn check_weights(dims: EngineDims, w: &WeightsRef<'_>) -> Result<()> {
         Ok(())
     };
     if nkv == 0 || nh % nkv != 0 {
-        return Err(Error::Internal(format!("engine: {nh} heads / {nkv} KV heads")));
+        return Err(Error::Internal(format!(
+            "engine: {nh} heads / {nkv} KV heads"
+        )));
     }
     match &w.input {
         Some(p) => lin("input_projection", p, h, e)?,
-        None if e != h => return Err(Error::Internal(format!("engine: no input projection for E {e} != H {h}"))),
+        None if e != h => {
+            return Err(Error::Internal(format!(
+                "engine: no input projection for E {e} != H {h}"
+            )))
+        }
         None => {}
     }
     for blk in &w.blocks {

@@ -23,12 +23,21 @@ pub fn with_slices<R>(ts: &[Tensor], f: impl FnOnce(&[&[f32]]) -> Result<R>) -> 
     let guards: Vec<_> = ts.iter().map(|t| t.storage_and_layout()).collect();
     let mut slices: Vec<&[f32]> = Vec::with_capacity(ts.len());
     for ((st, layout), t) in guards.iter().zip(ts) {
-        let (a, b) = layout
-            .contiguous_offsets()
-            .ok_or_else(|| Error::Internal(format!("fused kernel: parameter {:?} is not contiguous", t.dims())))?;
+        let (a, b) = layout.contiguous_offsets().ok_or_else(|| {
+            Error::Internal(format!(
+                "fused kernel: parameter {:?} is not contiguous",
+                t.dims()
+            ))
+        })?;
         match &**st {
             Storage::Cpu(CpuStorage::F32(data)) => slices.push(&data[a..b]),
-            _ => return Err(Error::Internal(format!("fused kernel: expected an f32 CPU tensor, found {:?} on {:?}", t.dtype(), t.device()))),
+            _ => {
+                return Err(Error::Internal(format!(
+                    "fused kernel: expected an f32 CPU tensor, found {:?} on {:?}",
+                    t.dtype(),
+                    t.device()
+                )))
+            }
         }
     }
     f(&slices)
@@ -39,17 +48,25 @@ fn with_storage<R>(t: &Tensor, f: impl FnOnce(&[f32], &Layout) -> Result<R>) -> 
     let (st, layout) = t.storage_and_layout();
     match &*st {
         Storage::Cpu(CpuStorage::F32(data)) => f(data, layout),
-        _ => Err(Error::Internal(format!("fused kernel: expected an f32 CPU tensor, found {:?} on {:?}", t.dtype(), t.device()))),
+        _ => Err(Error::Internal(format!(
+            "fused kernel: expected an f32 CPU tensor, found {:?} on {:?}",
+            t.dtype(),
+            t.device()
+        ))),
     }
 }
 
 /// Runs `f` on the contiguous f32 values of `t` (copying first when `t` is strided).
 fn with_contiguous<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let t = if t.is_contiguous() { t.clone() } else { t.contiguous()? };
+    let t = if t.is_contiguous() {
+        t.clone()
+    } else {
+        t.contiguous()?
+    };
     with_storage(&t, |data, layout| {
-        let (a, b) = layout
-            .contiguous_offsets()
-            .ok_or_else(|| Error::Internal("fused kernel: contiguous tensor without offsets".into()))?;
+        let (a, b) = layout.contiguous_offsets().ok_or_else(|| {
+            Error::Internal("fused kernel: contiguous tensor without offsets".into())
+        })?;
         f(&data[a..b])
     })
 }
@@ -93,21 +110,45 @@ impl InplaceOp1 for RowOp<'_> {
 ///
 /// # Errors
 /// [`Error::Backend`] on shape mismatch; [`Error::Internal`] for non-f32/CPU tensors.
-pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor, residual: Option<&Tensor>, gelu: bool) -> Result<Tensor> {
+pub fn linear(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    residual: Option<&Tensor>,
+    gelu: bool,
+) -> Result<Tensor> {
     let (out, inp) = w.dims2()?;
     let mut dims = x.dims().to_vec();
     let rows: usize = dims[..dims.len() - 1].iter().product();
     let y = x.reshape((rows, inp))?.matmul(&w.t()?)?;
     *dims.last_mut().expect("rank >= 1") = out;
-    let y = if y.is_contiguous() { y } else { y.contiguous()? };
+    let y = if y.is_contiguous() {
+        y
+    } else {
+        y.contiguous()?
+    };
     with_contiguous(b, |bias| match residual {
         Some(res) => {
             if res.dims() != dims.as_slice() {
-                return Err(Error::Internal(format!("linear residual {:?}, output {:?}", res.dims(), dims)));
+                return Err(Error::Internal(format!(
+                    "linear residual {:?}, output {:?}",
+                    res.dims(),
+                    dims
+                )));
             }
-            with_contiguous(res, |r| Ok(y.inplace_op1(&RowOp { bias, residual: Some(r), gelu })?))
+            with_contiguous(res, |r| {
+                Ok(y.inplace_op1(&RowOp {
+                    bias,
+                    residual: Some(r),
+                    gelu,
+                })?)
+            })
         }
-        None => Ok(y.inplace_op1(&RowOp { bias, residual: None, gelu })?),
+        None => Ok(y.inplace_op1(&RowOp {
+            bias,
+            residual: None,
+            gelu,
+        })?),
     })?;
     Ok(y.reshape(dims)?)
 }
@@ -152,7 +193,17 @@ impl InplaceOp1 for RotaryOp<'_> {
             candle_core::bail!("gqa-rotary: expected a contiguous tensor");
         };
         let (bs, t, n, d) = self.dims;
-        cpu::rotary_rows(&mut data[a..b], bs, t, n, d, self.cos, self.sin, self.offset).map_err(|e| candle_core::Error::Msg(e.to_string()))
+        cpu::rotary_rows(
+            &mut data[a..b],
+            bs,
+            t,
+            n,
+            d,
+            self.cos,
+            self.sin,
+            self.offset,
+        )
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))
     }
 }
 
@@ -162,28 +213,60 @@ impl InplaceOp1 for RotaryOp<'_> {
 ///
 /// # Errors
 /// [`Error::InvalidInput`] when the tables are too short; [`Error::Internal`] otherwise.
-pub fn rotary_in_place(x: &Tensor, n: usize, d: usize, cos: &Tensor, sin: &Tensor, offset: usize) -> Result<()> {
+pub fn rotary_in_place(
+    x: &Tensor,
+    n: usize,
+    d: usize,
+    cos: &Tensor,
+    sin: &Tensor,
+    offset: usize,
+) -> Result<()> {
     let (b, t, w) = x.dims3()?;
     let (p, half) = cos.dims2()?;
     if w != n * d || 2 * half != d {
-        return Err(Error::Internal(format!("rotary: x {:?} for {n} heads of {d}, tables [{p},{half}]", x.dims())));
+        return Err(Error::Internal(format!(
+            "rotary: x {:?} for {n} heads of {d}, tables [{p},{half}]",
+            x.dims()
+        )));
     }
     if offset + t > p {
-        return Err(Error::input("rotary positions", format!("at most {p} positions"), offset + t));
+        return Err(Error::input(
+            "rotary positions",
+            format!("at most {p} positions"),
+            offset + t,
+        ));
     }
     if !x.is_contiguous() {
-        return Err(Error::Internal("rotary_in_place: x must be contiguous".into()));
+        return Err(Error::Internal(
+            "rotary_in_place: x must be contiguous".into(),
+        ));
     }
-    with_contiguous(cos, |c| with_contiguous(sin, |s| Ok(x.inplace_op1(&RotaryOp { dims: (b, t, n, d), cos: c, sin: s, offset })?)))
+    with_contiguous(cos, |c| {
+        with_contiguous(sin, |s| {
+            Ok(x.inplace_op1(&RotaryOp {
+                dims: (b, t, n, d),
+                cos: c,
+                sin: s,
+                offset,
+            })?)
+        })
+    })
 }
 
 fn head_layout(t: &Tensor, what: &str) -> Result<HeadLayout> {
     let l = t.layout();
     let s = l.stride();
     if s.len() != 4 || (s[3] != 1 && t.dim(3)? > 1) {
-        return Err(Error::Internal(format!("fused attention: {what} strides {s:?} (need a contiguous last axis)")));
+        return Err(Error::Internal(format!(
+            "fused attention: {what} strides {s:?} (need a contiguous last axis)"
+        )));
     }
-    Ok(HeadLayout { offset: l.start_offset(), batch: s[0], head: s[1], row: s[2] })
+    Ok(HeadLayout {
+        offset: l.start_offset(),
+        batch: s[0],
+        head: s[1],
+        row: s[2],
+    })
 }
 
 /// Fused causal grouped-query attention on tensors (inference): `q: [B, NH, Tq, D]`,
@@ -195,27 +278,78 @@ fn head_layout(t: &Tensor, what: &str) -> Result<HeadLayout> {
 ///
 /// # Errors
 /// [`Error::Internal`] for inconsistent shapes or non-f32/CPU tensors; [`Error::Backend`].
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, q_offsets: &[usize], key_lengths: Option<&[usize]>, merge_heads: bool) -> Result<Tensor> {
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    q_offsets: &[usize],
+    key_lengths: Option<&[usize]>,
+    merge_heads: bool,
+) -> Result<Tensor> {
     let (b, nh, tq, d) = q.dims4()?;
     let (bk, nkv, tk, dk) = k.dims4()?;
     if bk != b || dk != d || v.dims() != k.dims() {
-        return Err(Error::Internal(format!("fused attention shapes: q {:?}, k {:?}, v {:?}", q.dims(), k.dims(), v.dims())));
+        return Err(Error::Internal(format!(
+            "fused attention shapes: q {:?}, k {:?}, v {:?}",
+            q.dims(),
+            k.dims(),
+            v.dims()
+        )));
     }
     let fix = |t: &Tensor| -> Result<Tensor> {
         let s = t.stride();
-        Ok(if s[3] == 1 || d == 1 { t.clone() } else { t.contiguous()? })
+        Ok(if s[3] == 1 || d == 1 {
+            t.clone()
+        } else {
+            t.contiguous()?
+        })
     };
     let (q, k, v) = (fix(q)?, fix(k)?, fix(v)?);
-    let dims = AttentionDims { batch: b, num_heads: nh, num_kv_heads: nkv, q_len: tq, k_len: tk, head_dim: d };
+    let dims = AttentionDims {
+        batch: b,
+        num_heads: nh,
+        num_kv_heads: nkv,
+        q_len: tq,
+        k_len: tk,
+        head_dim: d,
+    };
     let mut out = vec![0f32; b * nh * tq * d];
-    let ol = if merge_heads { HeadLayout::btnd(nh, tq, d) } else { HeadLayout::bntd(nh, tq, d) };
-    let (ql, kl, vl) = (head_layout(&q, "q")?, head_layout(&k, "k")?, head_layout(&v, "v")?);
+    let ol = if merge_heads {
+        HeadLayout::btnd(nh, tq, d)
+    } else {
+        HeadLayout::bntd(nh, tq, d)
+    };
+    let (ql, kl, vl) = (
+        head_layout(&q, "q")?,
+        head_layout(&k, "k")?,
+        head_layout(&v, "v")?,
+    );
     with_storage(&q, |qs, _| {
         with_storage(&k, |ks, _| {
             with_storage(&v, |vs, _| {
-                cpu::attention_cpu_strided(qs, ql, ks, kl, vs, vl, &mut out, ol, dims, scale as f32, CausalMask { q_offsets, key_lengths })
+                cpu::attention_cpu_strided(
+                    qs,
+                    ql,
+                    ks,
+                    kl,
+                    vs,
+                    vl,
+                    &mut out,
+                    ol,
+                    dims,
+                    scale as f32,
+                    CausalMask {
+                        q_offsets,
+                        key_lengths,
+                    },
+                )
             })
         })
     })?;
-    Ok(if merge_heads { Tensor::from_vec(out, (b, tq, nh * d), q.device())? } else { Tensor::from_vec(out, (b, nh, tq, d), q.device())? })
+    Ok(if merge_heads {
+        Tensor::from_vec(out, (b, tq, nh * d), q.device())?
+    } else {
+        Tensor::from_vec(out, (b, nh, tq, d), q.device())?
+    })
 }

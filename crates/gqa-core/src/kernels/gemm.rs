@@ -20,12 +20,27 @@ use crate::error::{Error, Result};
 /// # Errors
 /// [`Error::Internal`] when a slice is too short for its shape and stride.
 #[allow(clippy::too_many_arguments)]
-pub fn linear(m: usize, n: usize, k: usize, x: &[f32], ldx: usize, w: &[f32], y: &mut [f32], ldy: usize, accumulate: bool) -> Result<()> {
+pub fn linear(
+    m: usize,
+    n: usize,
+    k: usize,
+    x: &[f32],
+    ldx: usize,
+    w: &[f32],
+    y: &mut [f32],
+    ldy: usize,
+    accumulate: bool,
+) -> Result<()> {
     if m == 0 || n == 0 {
         return Ok(());
     }
     let need = |rows: usize, ld: usize, cols: usize| (rows - 1) * ld + cols;
-    if ldx < k || ldy < n || x.len() < need(m, ldx, k) || w.len() < n * k || y.len() < need(m, ldy, n) {
+    if ldx < k
+        || ldy < n
+        || x.len() < need(m, ldx, k)
+        || w.len() < n * k
+        || y.len() < need(m, ldy, n)
+    {
         return Err(Error::Internal(format!(
             "gemm::linear: m {m}, n {n}, k {k}, x {} (ld {ldx}), w {}, y {} (ld {ldy})",
             x.len(),
@@ -47,7 +62,16 @@ pub fn linear(m: usize, n: usize, k: usize, x: &[f32], ldx: usize, w: &[f32], y:
         return Ok(());
     }
     // W^T: element (kk, c) at c * k + kk.
-    matmul(m, n, k, Mat::rows(x, ldx), Mat::transposed(w, k), y, ldy, accumulate)
+    matmul(
+        m,
+        n,
+        k,
+        Mat::rows(x, ldx),
+        Mat::transposed(w, k),
+        y,
+        ldy,
+        accumulate,
+    )
 }
 
 /// A matrix operand: `data[i * rs + j * cs]` is element `(i, j)`.
@@ -64,12 +88,20 @@ pub struct Mat<'a> {
 impl<'a> Mat<'a> {
     /// Row-major `[rows, cols]` with row stride `ld`.
     pub fn rows(data: &'a [f32], ld: usize) -> Self {
-        Mat { data, rs: ld, cs: 1 }
+        Mat {
+            data,
+            rs: ld,
+            cs: 1,
+        }
     }
 
     /// The transpose of a row-major matrix with row stride `ld`.
     pub fn transposed(data: &'a [f32], ld: usize) -> Self {
-        Mat { data, rs: 1, cs: ld }
+        Mat {
+            data,
+            rs: 1,
+            cs: ld,
+        }
     }
 
     /// Whether a `[rows, cols]` view fits in `data`.
@@ -86,12 +118,30 @@ impl<'a> Mat<'a> {
 /// # Errors
 /// [`Error::Internal`] when an operand is too short for its shape and strides.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul(m: usize, n: usize, k: usize, a: Mat<'_>, b: Mat<'_>, y: &mut [f32], ldy: usize, accumulate: bool) -> Result<()> {
+pub fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat<'_>,
+    b: Mat<'_>,
+    y: &mut [f32],
+    ldy: usize,
+    accumulate: bool,
+) -> Result<()> {
     if m == 0 || n == 0 {
         return Ok(());
     }
     if ldy < n || y.len() < (m - 1) * ldy + n || !a.fits(m, k) || !b.fits(k, n) {
-        return Err(Error::Internal(format!("gemm::matmul: m {m}, n {n}, k {k}, a {} ({}, {}), b {} ({}, {}), y {} (ld {ldy})", a.data.len(), a.rs, a.cs, b.data.len(), b.rs, b.cs, y.len())));
+        return Err(Error::Internal(format!(
+            "gemm::matmul: m {m}, n {n}, k {k}, a {} ({}, {}), b {} ({}, {}), y {} (ld {ldy})",
+            a.data.len(),
+            a.rs,
+            a.cs,
+            b.data.len(),
+            b.rs,
+            b.cs,
+            y.len()
+        )));
     }
     if k == 0 {
         if !accumulate {
@@ -107,7 +157,11 @@ pub fn matmul(m: usize, n: usize, k: usize, a: Mat<'_>, b: Mat<'_>, y: &mut [f32
         return Ok(());
     }
     let threads = super::cpu::threads();
-    let par = if threads > 1 && m * n * k >= 1 << 15 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    let par = if threads > 1 && m * n * k >= 1 << 15 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
     // SAFETY: every element the GEMM reads lies inside a and b (checked by `fits`), y's
     // [m, n] extent at row stride ldy was checked; y does not alias a or b (&mut).
     unsafe {
@@ -142,8 +196,27 @@ pub fn matmul(m: usize, n: usize, k: usize, a: Mat<'_>, b: Mat<'_>, y: &mut [f32
 /// # Errors
 /// As [`matmul`].
 #[allow(clippy::too_many_arguments)]
-pub fn linear_dx(m: usize, out: usize, inp: usize, dy: &[f32], lddy: usize, w: &[f32], dx: &mut [f32], lddx: usize, accumulate: bool) -> Result<()> {
-    matmul(m, inp, out, Mat::rows(dy, lddy), Mat::rows(w, inp), dx, lddx, accumulate)
+pub fn linear_dx(
+    m: usize,
+    out: usize,
+    inp: usize,
+    dy: &[f32],
+    lddy: usize,
+    w: &[f32],
+    dx: &mut [f32],
+    lddx: usize,
+    accumulate: bool,
+) -> Result<()> {
+    matmul(
+        m,
+        inp,
+        out,
+        Mat::rows(dy, lddy),
+        Mat::rows(w, inp),
+        dx,
+        lddx,
+        accumulate,
+    )
 }
 
 /// Weight gradient of `y = x W^T`: `dW[out, in] += dy[m, out]^T x[m, in]` (row strides `lddy`,
@@ -152,8 +225,26 @@ pub fn linear_dx(m: usize, out: usize, inp: usize, dy: &[f32], lddy: usize, w: &
 /// # Errors
 /// As [`matmul`].
 #[allow(clippy::too_many_arguments)]
-pub fn linear_dw(m: usize, out: usize, inp: usize, dy: &[f32], lddy: usize, x: &[f32], ldx: usize, dw: &mut [f32]) -> Result<()> {
-    matmul(out, inp, m, Mat::transposed(dy, lddy), Mat::rows(x, ldx), dw, inp, true)
+pub fn linear_dw(
+    m: usize,
+    out: usize,
+    inp: usize,
+    dy: &[f32],
+    lddy: usize,
+    x: &[f32],
+    ldx: usize,
+    dw: &mut [f32],
+) -> Result<()> {
+    matmul(
+        out,
+        inp,
+        m,
+        Mat::transposed(dy, lddy),
+        Mat::rows(x, ldx),
+        dw,
+        inp,
+        true,
+    )
 }
 
 /// The GEMM micro-kernel family the `gemm` crate runs on this CPU (`"avx512f"`, `"avx2+fma"`,
@@ -184,7 +275,11 @@ pub fn gemm_path() -> &'static str {
             "scalar"
         }
     }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "wasm32")))]
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "wasm32"
+    )))]
     {
         "scalar"
     }

@@ -39,7 +39,10 @@ pub struct SimdInfo {
 
 /// [`SimdInfo`] of this CPU (and build).
 pub fn simd_info() -> SimdInfo {
-    SimdInfo { kernels: cpu::simd_name(), gemm: gemm::gemm_path() }
+    SimdInfo {
+        kernels: cpu::simd_name(),
+        gemm: gemm::gemm_path(),
+    }
 }
 
 /// Forces the reference (`true`) or fused (`false`) inference kernels for the whole process,
@@ -56,7 +59,10 @@ pub fn reference_kernels() -> bool {
         2 => false,
         _ => {
             static ENV: OnceLock<bool> = OnceLock::new();
-            *ENV.get_or_init(|| std::env::var("GQA_REFERENCE_KERNELS").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")))
+            *ENV.get_or_init(|| {
+                std::env::var("GQA_REFERENCE_KERNELS")
+                    .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+            })
         }
     }
 }

@@ -23,7 +23,15 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, scale: f64) 
     let (b, nh, tq, d) = q.dims4()?;
     let (bk, nkv, tk, dk) = k.dims4()?;
     let (mb, mq, mk) = bias.dims3()?;
-    if bk != b || dk != d || nkv == 0 || nh % nkv != 0 || v.dims() != k.dims() || mq != tq || mk != tk || (mb != 1 && mb != b) {
+    if bk != b
+        || dk != d
+        || nkv == 0
+        || nh % nkv != 0
+        || v.dims() != k.dims()
+        || mq != tq
+        || mk != tk
+        || (mb != 1 && mb != b)
+    {
         return Err(Error::Internal(format!(
             "attention shapes: q {:?}, k {:?}, v {:?}, bias {:?}",
             q.dims(),
@@ -49,7 +57,12 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, scale: f64) 
 ///
 /// # Errors
 /// [`Error::Backend`] from candle on shapes that do not fit.
-pub fn attention_probs(q: &Tensor, k: &Tensor, bias: Option<&Tensor>, scale: f64) -> Result<Tensor> {
+pub fn attention_probs(
+    q: &Tensor,
+    k: &Tensor,
+    bias: Option<&Tensor>,
+    scale: f64,
+) -> Result<Tensor> {
     let (b, nh, tq, d) = q.dims4()?;
     let (_, nkv, tk, _) = k.dims4()?;
     let g = nh / nkv;
@@ -57,7 +70,9 @@ pub fn attention_probs(q: &Tensor, k: &Tensor, bias: Option<&Tensor>, scale: f64
     let mut s = q.matmul(&k.t()?)?;
     if let Some(bias) = bias {
         let mb = bias.dim(0)?;
-        s = s.reshape((b, nkv, g, tq, tk))?.broadcast_add(&bias.reshape((mb, 1, 1, tq, tk))?)?;
+        s = s
+            .reshape((b, nkv, g, tq, tk))?
+            .broadcast_add(&bias.reshape((mb, 1, 1, tq, tk))?)?;
     }
     let m = s.max_keepdim(D::Minus1)?.detach();
     let e = s.broadcast_sub(&m)?.exp()?;

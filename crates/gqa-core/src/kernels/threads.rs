@@ -38,7 +38,11 @@ pub const MAX_THREADS: usize = 1024;
 /// [`Error::InvalidOption`] naming `threads` for 0 or more than [`MAX_THREADS`] (threaded wasm:
 /// more than the pool's size).
 pub fn set_threads(n: usize) -> Result<()> {
-    let max = if cfg!(all(target_arch = "wasm32", gqa_threads)) { wasm_pool_size() } else { MAX_THREADS };
+    let max = if cfg!(all(target_arch = "wasm32", gqa_threads)) {
+        wasm_pool_size()
+    } else {
+        MAX_THREADS
+    };
     if n == 0 || n > max {
         let expected = if max == MAX_THREADS {
             format!("an integer in 1..={MAX_THREADS}")
@@ -124,7 +128,12 @@ pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
             match &*guard {
                 Some((m, p)) if *m == n => Some(p.clone()),
                 _ => {
-                    let built = rayon::ThreadPoolBuilder::new().num_threads(n).thread_name(|i| format!("gqa-compute-{i}")).build().ok().map(Arc::new);
+                    let built = rayon::ThreadPoolBuilder::new()
+                        .num_threads(n)
+                        .thread_name(|i| format!("gqa-compute-{i}"))
+                        .build()
+                        .ok()
+                        .map(Arc::new);
                     if let Some(p) = &built {
                         *guard = Some((n, p.clone()));
                     }

@@ -25,8 +25,8 @@ use super::backward::{self, AttnShape};
 use super::engine::{fill_bias, rotary, EngineDims, EngineOutput, LinearRef, RopeRef, WeightsRef};
 use super::{cpu, gemm};
 use crate::dropout::Dropout;
-use crate::layout::BlockModule;
 use crate::error::{Error, Result};
+use crate::layout::BlockModule;
 use crate::train::loss::{check_targets, label_weight_total, smoothed_targets};
 
 /// LayerNorm epsilon (PyTorch / Axon default).
@@ -142,7 +142,15 @@ fn pair(g: &mut [Vec<f32>], i: usize) -> (&mut [f32], &mut [f32]) {
 }
 
 /// `y (+)= x W^T + b` with the bias written first (`accumulate = false`) or added.
-fn linear_bias(m: usize, lin: LinearRef<'_>, x: &[f32], inp: usize, y: &mut [f32], ldy: usize, col: usize) -> Result<()> {
+fn linear_bias(
+    m: usize,
+    lin: LinearRef<'_>,
+    x: &[f32],
+    inp: usize,
+    y: &mut [f32],
+    ldy: usize,
+    col: usize,
+) -> Result<()> {
     fill_bias(&mut y[..m * ldy], ldy, col, lin.b);
     gemm::linear(m, lin.b.len(), inp, x, inp, lin.w, &mut y[col..], ldy, true)
 }
@@ -150,7 +158,15 @@ fn linear_bias(m: usize, lin: LinearRef<'_>, x: &[f32], inp: usize, y: &mut [f32
 /// `h += mask * (x W^T + b)` (dropout on a dense layer's output before a residual add), or
 /// `h += x W^T + b` without a mask.
 #[allow(clippy::too_many_arguments)]
-fn residual_linear(m: usize, lin: LinearRef<'_>, x: &[f32], inp: usize, h: &mut [f32], mask: Option<&[f32]>, tmp: &mut Vec<f32>) -> Result<()> {
+fn residual_linear(
+    m: usize,
+    lin: LinearRef<'_>,
+    x: &[f32],
+    inp: usize,
+    h: &mut [f32],
+    mask: Option<&[f32]>,
+    tmp: &mut Vec<f32>,
+) -> Result<()> {
     let out = lin.b.len();
     match mask {
         None => {
@@ -202,7 +218,14 @@ pub fn train_step(
     grads: &mut [Vec<f32>],
     ws: &mut TrainWorkspace,
 ) -> Result<StepLoss> {
-    let EngineDims { embed: e, hidden: h, heads: nh, kv_heads: nkv, head_dim: d, ffn } = dims;
+    let EngineDims {
+        embed: e,
+        hidden: h,
+        heads: nh,
+        kv_heads: nkv,
+        head_dim: d,
+        ffn,
+    } = dims;
     let (qd, kvd) = (nh * d, nkv * d);
     let wd = qd + 2 * kvd;
     let m = b * t;
@@ -211,15 +234,36 @@ pub fn train_step(
     let first = usize::from(w.input.is_some()) * 2;
     let n_params = first + nl * PER_BLOCK + 4;
     if out == EngineOutput::All {
-        return Err(Error::option("outputMode", "\"last_timestep\" or \"mean_pool\" when a head is attached", "\"all\""));
+        return Err(Error::option(
+            "outputMode",
+            "\"last_timestep\" or \"mean_pool\" when a head is attached",
+            "\"all\"",
+        ));
     }
-    if x.len() != m * e || b == 0 || t == 0 || nl == 0 || head.w.len() != kout * h || grads.len() != n_params {
+    if x.len() != m * e
+        || b == 0
+        || t == 0
+        || nl == 0
+        || head.w.len() != kout * h
+        || grads.len() != n_params
+    {
         return Err(Error::Internal(format!("train_step: x {} for [{b}, {t}, {e}], head {}x{h}, {} gradient buffers for {n_params} parameters", x.len(), head.w.len(), grads.len())));
     }
-    crate::error::check_f32_buffer("training activations", &[nl.max(1), m, 6 * h + wd + 2 * qd + 2 * ffn])?;
+    crate::error::check_f32_buffer(
+        "training activations",
+        &[nl.max(1), m, 6 * h + wd + 2 * qd + 2 * ffn],
+    )?;
     let len_of = |bi: usize| lengths.map_or(t, |l| l[bi]);
     let scale = 1.0 / (d as f32).sqrt();
-    let sh = AttnShape { batch: b, seq: t, heads: nh, kv_heads: nkv, head_dim: d, lengths, last_only: false };
+    let sh = AttnShape {
+        batch: b,
+        seq: t,
+        heads: nh,
+        kv_heads: nkv,
+        head_dim: d,
+        lengths,
+        last_only: false,
+    };
     if ws.layers.len() < nl {
         ws.layers.resize_with(nl, LayerSaves::default);
     }
@@ -250,7 +294,14 @@ pub fn train_step(
         let sel = (out == EngineOutput::Last && li + 1 == nl).then_some(&last_rows[..]);
         let mr = sel.map_or(m, <[usize]>::len);
         sized(&mut s.h_in, m * h).copy_from_slice(hs);
-        backward::layer_norm_forward(hs, blk.attn_norm.g, blk.attn_norm.b, EPS, sized(&mut s.a1, m * h), sized(&mut s.st1, 2 * m))?;
+        backward::layer_norm_forward(
+            hs,
+            blk.attn_norm.g,
+            blk.attn_norm.b,
+            EPS,
+            sized(&mut s.a1, m * h),
+            sized(&mut s.st1, 2 * m),
+        )?;
         let qkv = sized(&mut s.qkv, m * wd);
         linear_bias(m, blk.k, &s.a1, h, qkv, wd, qd)?;
         linear_bias(m, blk.v, &s.a1, h, qkv, wd, qd + kvd)?;
@@ -276,8 +327,17 @@ pub fn train_step(
                 }
             }
         }
-        let shl = AttnShape { last_only: sel.is_some(), ..sh };
-        backward::attention_forward(&s.qkv, shl, scale, sized(&mut s.o, m * qd), sized(&mut s.lse, m * nh))?;
+        let shl = AttnShape {
+            last_only: sel.is_some(),
+            ..sh
+        };
+        backward::attention_forward(
+            &s.qkv,
+            shl,
+            scale,
+            sized(&mut s.o, m * qd),
+            sized(&mut s.lse, m * nh),
+        )?;
         s.dropout = match dropout.as_deref_mut() {
             Some(dr) => dr.fill_mask(sized(&mut s.mask1, m * h)),
             None => false,
@@ -291,9 +351,24 @@ pub fn train_step(
         }
         let o_post: &[f32] = if sel.is_some() { &s.oc } else { &s.o };
         let hs = &mut hs[..mr * h];
-        residual_linear(mr, blk.out, o_post, qd, hs, s.dropout.then(|| &s.mask1[..mr * h]), &mut ws.tmp)?;
+        residual_linear(
+            mr,
+            blk.out,
+            o_post,
+            qd,
+            hs,
+            s.dropout.then(|| &s.mask1[..mr * h]),
+            &mut ws.tmp,
+        )?;
         sized(&mut s.h_mid, mr * h).copy_from_slice(hs);
-        backward::layer_norm_forward(hs, blk.ffn_norm.g, blk.ffn_norm.b, EPS, sized(&mut s.a2, mr * h), sized(&mut s.st2, 2 * mr))?;
+        backward::layer_norm_forward(
+            hs,
+            blk.ffn_norm.g,
+            blk.ffn_norm.b,
+            EPS,
+            sized(&mut s.a2, mr * h),
+            sized(&mut s.st2, 2 * mr),
+        )?;
         let u = sized(&mut s.u, mr * ffn);
         gemm::linear(mr, ffn, h, &s.a2, h, blk.up.w, u, ffn, false)?;
         backward::bias_gelu_save(u, blk.up.b, sized(&mut s.g, mr * ffn))?;
@@ -305,13 +380,28 @@ pub fn train_step(
                 compact(&mut s.mask2, h, rows);
             }
         }
-        residual_linear(mr, blk.down, &s.g, ffn, hs, s.dropout.then(|| &s.mask2[..mr * h]), &mut ws.tmp)?;
+        residual_linear(
+            mr,
+            blk.down,
+            &s.g,
+            ffn,
+            hs,
+            s.dropout.then(|| &s.mask2[..mr * h]),
+            &mut ws.tmp,
+        )?;
     }
 
     // Final LayerNorm on the rows the output reads (already compacted to B rows under
     // `last_timestep`), then the output mode.
     let nr = if out == EngineOutput::Last { b } else { m };
-    backward::layer_norm_forward(&hs[..nr * h], w.final_norm.g, w.final_norm.b, EPS, sized(&mut ws.fin, nr * h), sized(&mut ws.fin_st, 2 * nr))?;
+    backward::layer_norm_forward(
+        &hs[..nr * h],
+        w.final_norm.g,
+        w.final_norm.b,
+        EPS,
+        sized(&mut ws.fin, nr * h),
+        sized(&mut ws.fin_st, 2 * nr),
+    )?;
     let hout = sized(&mut ws.hout, b * h);
     if out == EngineOutput::Last {
         hout.copy_from_slice(&ws.fin);
@@ -321,7 +411,10 @@ pub fn train_step(
             let o = &mut hout[bi * h..(bi + 1) * h];
             o.fill(0.0);
             for r in 0..l {
-                for (a, &v) in o.iter_mut().zip(&ws.fin[(bi * t + r) * h..(bi * t + r + 1) * h]) {
+                for (a, &v) in o
+                    .iter_mut()
+                    .zip(&ws.fin[(bi * t + r) * h..(bi * t + r + 1) * h])
+                {
                     *a += v;
                 }
             }
@@ -354,7 +447,10 @@ pub fn train_step(
             let l = len_of(bi);
             let inv = 1.0 / l as f32;
             for r in 0..l {
-                for (o, &g) in dfin[(bi * t + r) * h..(bi * t + r + 1) * h].iter_mut().zip(&dhout[bi * h..(bi + 1) * h]) {
+                for (o, &g) in dfin[(bi * t + r) * h..(bi * t + r + 1) * h]
+                    .iter_mut()
+                    .zip(&dhout[bi * h..(bi + 1) * h])
+                {
                     *o = g * inv;
                 }
             }
@@ -365,7 +461,15 @@ pub fn train_step(
     {
         let fi = n_params - 4;
         let (gg, gb) = pair(grads, fi);
-        backward::layer_norm_backward(&ws.dfin, &ws.h[..nr * h], &ws.fin_st, w.final_norm.g, &mut dh[..nr * h], gg, gb)?;
+        backward::layer_norm_backward(
+            &ws.dfin,
+            &ws.h[..nr * h],
+            &ws.fin_st,
+            w.final_norm.g,
+            &mut dh[..nr * h],
+            gg,
+            gb,
+        )?;
     }
     for (li, (blk, s)) in w.blocks.iter().zip(ws.layers.iter()).enumerate().rev() {
         let gi = first + li * PER_BLOCK;
@@ -420,9 +524,31 @@ pub fn train_step(
             }
         }
         let dqkv = sized(&mut ws.dqkv, m * wd);
-        backward::attention_backward(&s.qkv, &s.o, &s.lse, dout, AttnShape { last_only: sel.is_some(), ..sh }, scale, dqkv)?;
+        backward::attention_backward(
+            &s.qkv,
+            &s.o,
+            &s.lse,
+            dout,
+            AttnShape {
+                last_only: sel.is_some(),
+                ..sh
+            },
+            scale,
+            dqkv,
+        )?;
         if let Some(r) = rope {
-            rotary(dqkv, wd, qd, nkv, d, RopeRef { cos: r.cos, sin: &ws.neg_sin }, |row| row % t)?;
+            rotary(
+                dqkv,
+                wd,
+                qd,
+                nkv,
+                d,
+                RopeRef {
+                    cos: r.cos,
+                    sin: &ws.neg_sin,
+                },
+                |row| row % t,
+            )?;
         }
         let da = sized(&mut ws.da, m * h);
         // K and V: every row.
@@ -438,7 +564,18 @@ pub fn train_step(
         match sel {
             None => {
                 if let Some(r) = rope {
-                    rotary(dqkv, wd, 0, nh, d, RopeRef { cos: r.cos, sin: &ws.neg_sin }, |row| row % t)?;
+                    rotary(
+                        dqkv,
+                        wd,
+                        0,
+                        nh,
+                        d,
+                        RopeRef {
+                            cos: r.cos,
+                            sin: &ws.neg_sin,
+                        },
+                        |row| row % t,
+                    )?;
                 }
                 gemm::linear_dw(m, qd, h, dqkv, wd, &s.a1, h, gw)?;
                 backward::column_sums(dqkv, m, wd, 0, gb)?;
@@ -450,7 +587,18 @@ pub fn train_step(
                     dql[i * qd..(i + 1) * qd].copy_from_slice(&dqkv[r * wd..r * wd + qd]);
                 }
                 if let Some(rp) = rope {
-                    rotary(dql, qd, 0, nh, d, RopeRef { cos: rp.cos, sin: &ws.neg_sin }, |i| rows[i] % t)?;
+                    rotary(
+                        dql,
+                        qd,
+                        0,
+                        nh,
+                        d,
+                        RopeRef {
+                            cos: rp.cos,
+                            sin: &ws.neg_sin,
+                        },
+                        |i| rows[i] % t,
+                    )?;
                 }
                 let al = gather(&s.a1, h, rows, &mut ws.tmp);
                 gemm::linear_dw(mr, qd, h, dql, qd, al, h, gw)?;
@@ -458,7 +606,10 @@ pub fn train_step(
                 let dal = sized(&mut ws.dy, mr * h);
                 gemm::linear_dx(mr, qd, h, dql, qd, blk.q.w, dal, h, false)?;
                 for (i, &r) in rows.iter().enumerate() {
-                    for (a, &v) in da[r * h..(r + 1) * h].iter_mut().zip(&dal[i * h..(i + 1) * h]) {
+                    for (a, &v) in da[r * h..(r + 1) * h]
+                        .iter_mut()
+                        .zip(&dal[i * h..(i + 1) * h])
+                    {
                         *a += v;
                     }
                 }
@@ -514,11 +665,19 @@ fn expand(x: &mut [f32], w: usize, rows: &[usize]) {
 /// The objective's loss on `y: [B, K]`, and `dL/dy` written over `y`.
 fn loss_and_grad(y: &mut [f32], b: usize, k: usize, objective: Objective<'_>) -> Result<StepLoss> {
     match objective {
-        Objective::Classes { labels, weights, smoothing } => {
+        Objective::Classes {
+            labels,
+            weights,
+            smoothing,
+        } => {
             let total_w = label_weight_total(labels, b, k, weights)?;
             // d(-log p_j)/dz_i = p_i - [i == j]: with target weights t_j (sum T), the row's
             // gradient is (T p_i - t_i) / total_w and its loss sum_j t_j (lse - z_j) / total_w.
-            let target = if smoothing == 0.0 { Vec::new() } else { smoothed_targets(labels, k, weights, smoothing) };
+            let target = if smoothing == 0.0 {
+                Vec::new()
+            } else {
+                smoothed_targets(labels, k, weights, smoothing)
+            };
             let mut loss = 0f64;
             let mut correct = 0;
             for (r, (row, &c)) in y.chunks_exact_mut(k).zip(labels).enumerate() {
@@ -546,14 +705,21 @@ fn loss_and_grad(y: &mut [f32], b: usize, k: usize, objective: Objective<'_>) ->
                 }
                 let t = &target[r * k..(r + 1) * k];
                 let t_sum: f32 = t.iter().sum();
-                loss += t.iter().zip(row.iter()).map(|(&tj, &zj)| f64::from(tj) * f64::from(lse - zj)).sum::<f64>();
+                loss += t
+                    .iter()
+                    .zip(row.iter())
+                    .map(|(&tj, &zj)| f64::from(tj) * f64::from(lse - zj))
+                    .sum::<f64>();
                 let inv = (1.0 / total_w) as f32;
                 for (v, &tj) in row.iter_mut().zip(t) {
                     let p = (*v - lse).exp();
                     *v = inv * (t_sum * p - tj);
                 }
             }
-            Ok(StepLoss { loss: loss / total_w, correct })
+            Ok(StepLoss {
+                loss: loss / total_w,
+                correct,
+            })
         }
         Objective::Mse { targets } | Objective::Huber { targets, .. } => {
             check_targets(targets, b, k)?;
@@ -562,14 +728,19 @@ fn loss_and_grad(y: &mut [f32], b: usize, k: usize, objective: Objective<'_>) ->
             for (v, &tg) in y.iter_mut().zip(targets) {
                 let diff = *v - tg;
                 let (l, g) = match objective {
-                    Objective::Huber { delta, .. } if diff.abs() > delta => (delta * (diff.abs() - 0.5 * delta), delta * diff.signum()),
+                    Objective::Huber { delta, .. } if diff.abs() > delta => {
+                        (delta * (diff.abs() - 0.5 * delta), delta * diff.signum())
+                    }
                     Objective::Huber { .. } => (0.5 * diff * diff, diff),
                     _ => (diff * diff, 2.0 * diff),
                 };
                 loss += f64::from(l);
                 *v = g / n;
             }
-            Ok(StepLoss { loss: loss / f64::from(n), correct: 0 })
+            Ok(StepLoss {
+                loss: loss / f64::from(n),
+                correct: 0,
+            })
         }
     }
 }

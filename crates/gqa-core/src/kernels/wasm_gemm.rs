@@ -52,7 +52,15 @@ pub(super) fn accepts(m: usize, n: usize, k: usize, a: &Mat<'_>) -> bool {
 /// `a` is valid for `R` rows of `kc` values at stride `ars`, `bp` for `kc * NR` values, `c` for
 /// `R` rows of `cols` values at stride `ldc`, and no other thread writes those `y` elements.
 #[inline(always)]
-unsafe fn tile<const R: usize>(kc: usize, a: *const f32, ars: usize, bp: *const f32, c: *mut f32, ldc: usize, cols: usize) {
+unsafe fn tile<const R: usize>(
+    kc: usize,
+    a: *const f32,
+    ars: usize,
+    bp: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
     let zero = f32x4_splat(0.0);
     let mut acc = [[zero; V]; R];
     for kk in 0..kc {
@@ -90,7 +98,16 @@ unsafe fn tile<const R: usize>(kc: usize, a: *const f32, ars: usize, bp: *const 
 /// `y[i, j] (+)= sum_k a[i, k] * b[k, j]` (see the module docs); the caller checked the shapes
 /// ([`super::gemm::matmul`]) and [`accepts`].
 #[allow(clippy::too_many_arguments)]
-pub(super) fn matmul(m: usize, n: usize, k: usize, a: Mat<'_>, b: Mat<'_>, y: &mut [f32], ldy: usize, accumulate: bool) {
+pub(super) fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat<'_>,
+    b: Mat<'_>,
+    y: &mut [f32],
+    ldy: usize,
+    accumulate: bool,
+) {
     if !accumulate {
         for r in 0..m {
             y[r * ldy..r * ldy + n].fill(0.0);
@@ -102,7 +119,11 @@ pub(super) fn matmul(m: usize, n: usize, k: usize, a: Mat<'_>, b: Mat<'_>, y: &m
     let row_blocks = m.div_ceil(MC);
     // Column chunks (groups of panels) so that small-m products still split over threads.
     let want = 4 * threads();
-    let col_chunks = if row_blocks >= want { 1 } else { want.div_ceil(row_blocks).min(panels) };
+    let col_chunks = if row_blocks >= want {
+        1
+    } else {
+        want.div_ceil(row_blocks).min(panels)
+    };
     let per_chunk = panels.div_ceil(col_chunks);
     let jobs = row_blocks * panels.div_ceil(per_chunk);
     let out = OutPtr(y.as_mut_ptr());

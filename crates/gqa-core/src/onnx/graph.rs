@@ -15,23 +15,43 @@ pub(crate) struct Graph {
 
 /// An integer attribute.
 pub(crate) fn int(name: &str, i: i64) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: attr_type::INT, i, ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: attr_type::INT,
+        i,
+        ..Default::default()
+    }
 }
 
 /// An integer-list attribute.
 pub(crate) fn ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: attr_type::INTS, ints: v.to_vec(), ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: attr_type::INTS,
+        ints: v.to_vec(),
+        ..Default::default()
+    }
 }
 
 /// A float attribute.
 pub(crate) fn float(name: &str, f: f32) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: attr_type::FLOAT, f, ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: attr_type::FLOAT,
+        f,
+        ..Default::default()
+    }
 }
 
 /// A string attribute.
 #[allow(dead_code)]
 pub(crate) fn string(name: &str, s: &str) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: attr_type::STRING, s: s.as_bytes().to_vec(), ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: attr_type::STRING,
+        s: s.as_bytes().to_vec(),
+        ..Default::default()
+    }
 }
 
 impl Graph {
@@ -43,8 +63,16 @@ impl Graph {
 
     /// Adds a node of the standard domain with one output named `out` (fresh when `None`);
     /// returns the output name.
-    pub fn op(&mut self, op: &str, inputs: &[&str], attrs: Vec<AttributeProto>, out: Option<&str>) -> String {
-        let out = out.map(str::to_string).unwrap_or_else(|| self.fresh(&op.to_ascii_lowercase()));
+    pub fn op(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        attrs: Vec<AttributeProto>,
+        out: Option<&str>,
+    ) -> String {
+        let out = out
+            .map(str::to_string)
+            .unwrap_or_else(|| self.fresh(&op.to_ascii_lowercase()));
         self.op_multi(op, "", inputs, attrs, &[&out]);
         out
     }
@@ -55,7 +83,14 @@ impl Graph {
     }
 
     /// Adds a node with given outputs in `domain`.
-    pub fn op_multi(&mut self, op: &str, domain: &str, inputs: &[&str], attrs: Vec<AttributeProto>, outputs: &[&str]) {
+    pub fn op_multi(
+        &mut self,
+        op: &str,
+        domain: &str,
+        inputs: &[&str],
+        attrs: Vec<AttributeProto>,
+        outputs: &[&str],
+    ) {
         let name = format!("{}/{}", op, outputs.first().copied().unwrap_or(""));
         self.nodes.push(NodeProto {
             input: inputs.iter().map(|s| s.to_string()).collect(),
@@ -71,26 +106,49 @@ impl Graph {
     /// and the shared constants are requested once per layer), its data must then be the same.
     fn init(&mut self, name: &str, dims: &[usize], data_type: i32, raw: Vec<u8>) -> String {
         if let Some(t) = self.initializers.iter().find(|t| t.name == name) {
-            debug_assert!(t.raw_data == raw && t.data_type == data_type, "initializer {name} redefined with other data");
+            debug_assert!(
+                t.raw_data == raw && t.data_type == data_type,
+                "initializer {name} redefined with other data"
+            );
             return name.to_string();
         }
         self.bytes += raw.len() as u64;
-        self.initializers.push(TensorProto { dims: dims.iter().map(|&d| d as i64).collect(), data_type, name: name.into(), raw_data: raw });
+        self.initializers.push(TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type,
+            name: name.into(),
+            raw_data: raw,
+        });
         name.to_string()
     }
 
     /// An f32 initializer of shape `dims` (empty = scalar).
     pub fn f32(&mut self, name: &str, dims: &[usize], data: &[f32]) -> String {
-        self.init(name, dims, FLOAT, data.iter().flat_map(|x| x.to_le_bytes()).collect())
+        self.init(
+            name,
+            dims,
+            FLOAT,
+            data.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        )
     }
 
     /// An f64 initializer of shape `dims`.
     pub fn f64(&mut self, name: &str, dims: &[usize], data: &[f64]) -> String {
-        self.init(name, dims, DOUBLE, data.iter().flat_map(|x| x.to_le_bytes()).collect())
+        self.init(
+            name,
+            dims,
+            DOUBLE,
+            data.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        )
     }
 
     /// An i64 initializer of shape `dims`.
     pub fn i64(&mut self, name: &str, dims: &[usize], data: &[i64]) -> String {
-        self.init(name, dims, INT64, data.iter().flat_map(|x| x.to_le_bytes()).collect())
+        self.init(
+            name,
+            dims,
+            INT64,
+            data.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        )
     }
 }

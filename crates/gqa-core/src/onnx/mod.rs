@@ -55,7 +55,8 @@ use crate::train::{Head, HeadConfig, TaskModel};
 use graph::{float, int, ints, Graph};
 use proto::{
     tensor_shape_proto::{dimension, Dimension},
-    type_proto, GraphProto, ModelProto, OperatorSetIdProto, StringStringEntryProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    type_proto, GraphProto, ModelProto, OperatorSetIdProto, StringStringEntryProto,
+    TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
 /// The ONNX operator set the graph is written for.
@@ -99,7 +100,12 @@ impl OnnxOptions {
     /// # Errors
     /// As [`OnnxOptions::from_json`].
     pub fn from_value(value: serde_json::Value) -> Result<Self> {
-        crate::config::parse_value(value, "onnxOptions", "onnxOptions.", "an ONNX export option (none are defined: pass {})")
+        crate::config::parse_value(
+            value,
+            "onnxOptions",
+            "onnxOptions.",
+            "an ONNX export option (none are defined: pass {})",
+        )
     }
 }
 
@@ -116,7 +122,11 @@ impl OnnxOptions {
 pub fn export(model: &GqaModel, head: Option<&Head>, _opts: &OnnxOptions) -> Result<Vec<u8>> {
     let cfg = model.config();
     if head.is_some() && cfg.output_mode == OutputMode::All {
-        return Err(Error::option("outputMode", "\"last_timestep\" or \"mean_pool\" when a head is attached", "\"all\""));
+        return Err(Error::option(
+            "outputMode",
+            "\"last_timestep\" or \"mean_pool\" when a head is attached",
+            "\"all\"",
+        ));
     }
     let head_elems = head.map_or(0, |h| h.weight.elem_count() + h.bias.elem_count()) as u64;
     let weight_bytes = (model.params().total_elements() as u64 + head_elems).saturating_mul(4);
@@ -124,11 +134,20 @@ pub fn export(model: &GqaModel, head: Option<&Head>, _opts: &OnnxOptions) -> Res
     // The initializers and the encoded file: two copies of the weights.
     let _memory = crate::memory::reserve("onnx export", weight_bytes.saturating_mul(2))?;
     let _use = model.read_use();
-    let mut b = Builder { g: Graph::default(), cfg };
+    let mut b = Builder {
+        g: Graph::default(),
+        cfg,
+    };
     let graph = b.build(model, head)?;
-    let mut metadata_props = vec![StringStringEntryProto { key: crate::weights::CONFIG_METADATA_KEY.into(), value: cfg.to_json() }];
+    let mut metadata_props = vec![StringStringEntryProto {
+        key: crate::weights::CONFIG_METADATA_KEY.into(),
+        value: cfg.to_json(),
+    }];
     if let Some(h) = head {
-        metadata_props.push(StringStringEntryProto { key: crate::train::head::HEAD_METADATA_KEY.into(), value: h.cfg.to_json() });
+        metadata_props.push(StringStringEntryProto {
+            key: crate::train::head::HEAD_METADATA_KEY.into(),
+            value: h.cfg.to_json(),
+        });
     }
     let proto = ModelProto {
         ir_version: IR_VERSION,
@@ -154,7 +173,11 @@ pub fn export(model: &GqaModel, head: Option<&Head>, _opts: &OnnxOptions) -> Res
     };
     let bytes = proto.encode_to_vec();
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(Error::option("parameters", format!("an ONNX file of at most {MAX_FILE_BYTES} bytes"), format!("{} bytes", bytes.len())));
+        return Err(Error::option(
+            "parameters",
+            format!("an ONNX file of at most {MAX_FILE_BYTES} bytes"),
+            format!("{} bytes", bytes.len()),
+        ));
     }
     Ok(bytes)
 }
@@ -197,7 +220,10 @@ impl GqaModel {
 fn rotary_name(cfg: &GqaConfig) -> String {
     match (&cfg.rope_scaling, cfg.yarn, cfg.rope) {
         (Some(s), _, _) => format!("{} (Hugging Face), theta {}", s.type_name(), cfg.rope_theta),
-        (None, true, _) => format!("yarn (Edifice, scale {}, original max position {}), theta {}", cfg.yarn_scale, cfg.yarn_original_max_position, cfg.rope_theta),
+        (None, true, _) => format!(
+            "yarn (Edifice, scale {}, original max position {}), theta {}",
+            cfg.yarn_scale, cfg.yarn_original_max_position, cfg.rope_theta
+        ),
         (None, false, true) => format!("rope, theta {}", cfg.rope_theta),
         _ => "none".into(),
     }
@@ -205,7 +231,10 @@ fn rotary_name(cfg: &GqaConfig) -> String {
 
 /// The f32 values of a parameter (row-major).
 fn values(v: &Var) -> Result<Vec<f32>> {
-    Ok(v.as_detached_tensor().to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+    Ok(v.as_detached_tensor()
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?)
 }
 
 /// `[rows, cols]` row-major -> `[cols, rows]`.
@@ -220,18 +249,25 @@ fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 }
 
 fn dim_param(name: &str) -> Dimension {
-    Dimension { value: Some(dimension::Value::DimParam(name.into())) }
+    Dimension {
+        value: Some(dimension::Value::DimParam(name.into())),
+    }
 }
 
 fn dim_value(v: usize) -> Dimension {
-    Dimension { value: Some(dimension::Value::DimValue(v as i64)) }
+    Dimension {
+        value: Some(dimension::Value::DimValue(v as i64)),
+    }
 }
 
 fn value_info(name: &str, elem_type: i32, dims: Vec<Dimension>, doc: &str) -> ValueInfoProto {
     ValueInfoProto {
         name: name.into(),
         r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor { elem_type, shape: Some(TensorShapeProto { dim: dims }) })),
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type,
+                shape: Some(TensorShapeProto { dim: dims }),
+            })),
         }),
         doc_string: doc.into(),
     }
@@ -254,26 +290,65 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     /// `x W^T + b` with `W: [out, in]` stored transposed as the initializer `{prefix}.weight_t`.
-    fn linear(&mut self, x: &str, prefix: &str, w: &Var, bias: &Var, out: Option<&str>) -> Result<String> {
+    fn linear(
+        &mut self,
+        x: &str,
+        prefix: &str,
+        w: &Var,
+        bias: &Var,
+        out: Option<&str>,
+    ) -> Result<String> {
         let (rows, cols) = w.dims2()?;
-        let wt = self.g.f32(&format!("{prefix}.weight_t"), &[cols, rows], &transpose(&values(w)?, rows, cols));
-        let bias = self.g.f32(&format!("{prefix}.bias"), &[rows], &values(bias)?);
-        let y = self.g.op("MatMul", &[x, &wt], vec![], Some(&format!("{prefix}.matmul")));
-        Ok(self.g.op("Add", &[&y, &bias], vec![], out.or(Some(&format!("{prefix}.out")))))
+        let wt = self.g.f32(
+            &format!("{prefix}.weight_t"),
+            &[cols, rows],
+            &transpose(&values(w)?, rows, cols),
+        );
+        let bias = self
+            .g
+            .f32(&format!("{prefix}.bias"), &[rows], &values(bias)?);
+        let y = self.g.op(
+            "MatMul",
+            &[x, &wt],
+            vec![],
+            Some(&format!("{prefix}.matmul")),
+        );
+        Ok(self.g.op(
+            "Add",
+            &[&y, &bias],
+            vec![],
+            out.or(Some(&format!("{prefix}.out"))),
+        ))
     }
 
     fn linear_param(&mut self, x: &str, model: &GqaModel, prefix: &str) -> Result<String> {
         let p = model.params();
-        let (w, b) = (p.get(&format!("{prefix}.weight"))?.clone(), p.get(&format!("{prefix}.bias"))?.clone());
+        let (w, b) = (
+            p.get(&format!("{prefix}.weight"))?.clone(),
+            p.get(&format!("{prefix}.bias"))?.clone(),
+        );
         self.linear(x, prefix, &w, &b, None)
     }
 
     fn layer_norm(&mut self, x: &str, model: &GqaModel, prefix: &str) -> Result<String> {
         let p = model.params();
         let h = self.cfg.hidden_size;
-        let g = self.g.f32(&format!("{prefix}.weight"), &[h], &values(p.get(&format!("{prefix}.weight"))?)?);
-        let b = self.g.f32(&format!("{prefix}.bias"), &[h], &values(p.get(&format!("{prefix}.bias"))?)?);
-        Ok(self.g.op("LayerNormalization", &[x, &g, &b], vec![int("axis", -1), float("epsilon", 1e-5)], Some(&format!("{prefix}.out"))))
+        let g = self.g.f32(
+            &format!("{prefix}.weight"),
+            &[h],
+            &values(p.get(&format!("{prefix}.weight"))?)?,
+        );
+        let b = self.g.f32(
+            &format!("{prefix}.bias"),
+            &[h],
+            &values(p.get(&format!("{prefix}.bias"))?)?,
+        );
+        Ok(self.g.op(
+            "LayerNormalization",
+            &[x, &g, &b],
+            vec![int("axis", -1), float("epsilon", 1e-5)],
+            Some(&format!("{prefix}.out")),
+        ))
     }
 
     /// Shape values, masks and rotary tables shared by every layer.
@@ -281,7 +356,12 @@ impl Builder<'_> {
         let g = &mut self.g;
         let shape = g.op("Shape", &[INPUT], vec![], Some("input_shape"));
         let idx1 = g.i64("const.index_1", &[], &[1]);
-        let seq = g.op("Gather", &[&shape, &idx1], vec![int("axis", 0)], Some("seq"));
+        let seq = g.op(
+            "Gather",
+            &[&shape, &idx1],
+            vec![int("axis", 0)],
+            Some("seq"),
+        );
         let zero = g.i64("const.zero_i64", &[], &[0]);
         let one = g.i64("const.one_i64", &[], &[1]);
         let pos = g.op("Range", &[&zero, &seq, &one], vec![], Some("positions"));
@@ -304,20 +384,36 @@ impl Builder<'_> {
             None => None,
             Some(plan) => Some(self.rotary_tables(&plan, &seq, &pos)?),
         };
-        Ok(Common { valid3, mask, rotary })
+        Ok(Common {
+            valid3,
+            mask,
+            rotary,
+        })
     }
 
     /// `inv_freq [D/2]` (f32) and attention factor of the config's rotary, in the graph.
     fn inv_freq(&mut self, plan: &crate::rope::RopePlan, seq: &str) -> (String, f32) {
         let d = self.cfg.head_dim();
         match self.cfg.rope_scaling {
-            Some(RopeScaling::Dynamic { factor, original_max_position_embeddings }) => {
+            Some(RopeScaling::Dynamic {
+                factor,
+                original_max_position_embeddings,
+            }) => {
                 // transformers' dynamic NTK (crate::rope::hf_inv_freq), step for step:
                 // L' = max(seq, orig) (f64); base' = theta * (factor*L'/orig - (factor-1))^(d/(d-2)) (f64);
                 // inv[i] = 1f32 / f32(f64(f32(base'))^f64(f32(2i)/f32(d))).
                 let g = &mut self.g;
-                let seq_d = g.op("Cast", &[seq], vec![int("to", proto::DOUBLE as i64)], Some("rope.seq_f64"));
-                let orig = g.f64("rope.orig_max_position", &[], &[original_max_position_embeddings as f64]);
+                let seq_d = g.op(
+                    "Cast",
+                    &[seq],
+                    vec![int("to", proto::DOUBLE as i64)],
+                    Some("rope.seq_f64"),
+                );
+                let orig = g.f64(
+                    "rope.orig_max_position",
+                    &[],
+                    &[original_max_position_embeddings as f64],
+                );
                 let l = g.op("Max", &[&seq_d, &orig], vec![], Some("rope.length"));
                 let fac = g.f64("rope.factor", &[], &[factor]);
                 let fm1 = g.f64("rope.factor_minus_1", &[], &[factor - 1.0]);
@@ -329,13 +425,23 @@ impl Builder<'_> {
                 let theta = g.f64("rope.theta", &[], &[self.cfg.rope_theta]);
                 let base = g.op("Mul", &[&theta, &pw], vec![], Some("rope.dynamic_base"));
                 let base32 = g.op("Cast", &[&base], vec![int("to", proto::FLOAT as i64)], None);
-                let base_d = g.op("Cast", &[&base32], vec![int("to", proto::DOUBLE as i64)], None);
-                let exps: Vec<f64> = (0..d / 2).map(|i| f64::from((2 * i) as f32 / d as f32)).collect();
+                let base_d = g.op(
+                    "Cast",
+                    &[&base32],
+                    vec![int("to", proto::DOUBLE as i64)],
+                    None,
+                );
+                let exps: Vec<f64> = (0..d / 2)
+                    .map(|i| f64::from((2 * i) as f32 / d as f32))
+                    .collect();
                 let e = g.f64("rope.freq_exponents", &[d / 2], &exps);
                 let p = g.op1("Pow", &[&base_d, &e]);
                 let p32 = g.op("Cast", &[&p], vec![int("to", proto::FLOAT as i64)], None);
                 let one = g.f32("rope.one_f32", &[], &[1.0]);
-                (g.op("Div", &[&one, &p32], vec![], Some("rope.inv_freq")), 1.0)
+                (
+                    g.op("Div", &[&one, &p32], vec![], Some("rope.inv_freq")),
+                    1.0,
+                )
             }
             _ => {
                 let (inv, af) = plan.inv_freq(0);
@@ -345,7 +451,12 @@ impl Builder<'_> {
     }
 
     /// Rotary tables `[T, D]`: `[cos, cos]` and `[-sin, sin]`.
-    fn rotary_tables(&mut self, plan: &crate::rope::RopePlan, seq: &str, pos: &str) -> Result<(String, String)> {
+    fn rotary_tables(
+        &mut self,
+        plan: &crate::rope::RopePlan,
+        seq: &str,
+        pos: &str,
+    ) -> Result<(String, String)> {
         let (inv, af) = self.inv_freq(plan, seq);
         let g = &mut self.g;
         let to = |t: i32| vec![int("to", t as i64)];
@@ -364,8 +475,18 @@ impl Builder<'_> {
             sin = g.op1("Mul", &[&sin, &a]);
         }
         let neg_sin = g.op1("Neg", &[&sin]);
-        let cos_full = g.op("Concat", &[&cos, &cos], vec![int("axis", -1)], Some("rope.cos")); // [T, D]
-        let sin_full = g.op("Concat", &[&neg_sin, &sin], vec![int("axis", -1)], Some("rope.sin_signed")); // [T, D]
+        let cos_full = g.op(
+            "Concat",
+            &[&cos, &cos],
+            vec![int("axis", -1)],
+            Some("rope.cos"),
+        ); // [T, D]
+        let sin_full = g.op(
+            "Concat",
+            &[&neg_sin, &sin],
+            vec![int("axis", -1)],
+            Some("rope.sin_signed"),
+        ); // [T, D]
         Ok((cos_full, sin_full))
     }
 
@@ -376,7 +497,12 @@ impl Builder<'_> {
         let split = g.i64("const.rope_split", &[2], &[half as i64, half as i64]);
         let (x1, x2) = (format!("{prefix}.x1"), format!("{prefix}.x2"));
         g.op_multi("Split", "", &[x, &split], vec![int("axis", 3)], &[&x1, &x2]);
-        let swapped = g.op("Concat", &[&x2, &x1], vec![int("axis", 3)], Some(&format!("{prefix}.swapped")));
+        let swapped = g.op(
+            "Concat",
+            &[&x2, &x1],
+            vec![int("axis", 3)],
+            Some(&format!("{prefix}.swapped")),
+        );
         let a = g.op1("Mul", &[x, &tables.0]);
         let b = g.op1("Mul", &[&swapped, &tables.1]);
         g.op("Add", &[&a, &b], vec![], Some(&format!("{prefix}.rotated")))
@@ -397,7 +523,11 @@ impl Builder<'_> {
 
     fn build(&mut self, model: &GqaModel, head: Option<&Head>) -> Result<GraphProto> {
         let cfg = self.cfg;
-        let (nh, nkv, d) = (cfg.num_heads as i64, cfg.num_kv_heads as i64, cfg.head_dim() as i64);
+        let (nh, nkv, d) = (
+            cfg.num_heads as i64,
+            cfg.num_kv_heads as i64,
+            cfg.head_dim() as i64,
+        );
         let c = self.common()?;
         let g = &mut self.g;
         let shape_q = g.i64("const.shape_q", &[4], &[0, 0, nh, d]);
@@ -405,14 +535,23 @@ impl Builder<'_> {
         let shape_o = g.i64("const.shape_o", &[3], &[0, 0, nh * d]);
         let shape_k_rep = g.i64("const.shape_k_rep", &[4], &[0, nh, d, -1]); // [B, NH, D, T]
         let shape_v_rep = g.i64("const.shape_v_rep", &[4], &[0, nh, -1, d]); // [B, NH, T, D]
-        let scale = g.f32("const.attention_scale", &[], &[(1.0 / (d as f64).sqrt()) as f32]);
+        let scale = g.f32(
+            "const.attention_scale",
+            &[],
+            &[(1.0 / (d as f64).sqrt()) as f32],
+        );
         let inv_sqrt2 = g.f32("const.inv_sqrt2", &[], &[std::f32::consts::FRAC_1_SQRT_2]);
         let one = g.f32("const.one_f32", &[], &[1.0]);
         let half = g.f32("const.half_f32", &[], &[0.5]);
         let f0 = "const.zero_f32";
 
         // Padded positions hold anything (NaN included): zero them, as the core does.
-        let mut h = g.op("Where", &[&c.valid3, INPUT, f0], vec![], Some("input_masked"));
+        let mut h = g.op(
+            "Where",
+            &[&c.valid3, INPUT, f0],
+            vec![],
+            Some("input_masked"),
+        );
         if cfg.has_input_projection() {
             h = self.linear_param(&h, model, "input_projection")?;
         }
@@ -424,17 +563,42 @@ impl Builder<'_> {
             let v = self.linear_param(&a, model, &format!("{p}.attn.v_proj"))?;
             let g = &mut self.g;
             let q4 = g.op1("Reshape", &[&q, &shape_q]);
-            let mut q = g.op("Transpose", &[&q4], vec![ints("perm", &[0, 2, 1, 3])], Some(&format!("{p}.attn.q"))); // [B,NH,T,D]
+            let mut q = g.op(
+                "Transpose",
+                &[&q4],
+                vec![ints("perm", &[0, 2, 1, 3])],
+                Some(&format!("{p}.attn.q")),
+            ); // [B,NH,T,D]
             let k4 = g.op1("Reshape", &[&k, &shape_kv]);
             let v4 = g.op1("Reshape", &[&v, &shape_kv]);
-            let v = g.op("Transpose", &[&v4], vec![ints("perm", &[0, 2, 1, 3])], Some(&format!("{p}.attn.v"))); // [B,NKV,T,D]
+            let v = g.op(
+                "Transpose",
+                &[&v4],
+                vec![ints("perm", &[0, 2, 1, 3])],
+                Some(&format!("{p}.attn.v")),
+            ); // [B,NKV,T,D]
             let k_t = match &c.rotary {
-                None => g.op("Transpose", &[&k4], vec![ints("perm", &[0, 2, 3, 1])], Some(&format!("{p}.attn.k_t"))), // [B,NKV,D,T]
+                None => g.op(
+                    "Transpose",
+                    &[&k4],
+                    vec![ints("perm", &[0, 2, 3, 1])],
+                    Some(&format!("{p}.attn.k_t")),
+                ), // [B,NKV,D,T]
                 Some(tables) => {
-                    let k = g.op("Transpose", &[&k4], vec![ints("perm", &[0, 2, 1, 3])], Some(&format!("{p}.attn.k"))); // [B,NKV,T,D]
+                    let k = g.op(
+                        "Transpose",
+                        &[&k4],
+                        vec![ints("perm", &[0, 2, 1, 3])],
+                        Some(&format!("{p}.attn.k")),
+                    ); // [B,NKV,T,D]
                     q = self.rope(&q, tables, &format!("{p}.attn.q_rope"));
                     let k = self.rope(&k, tables, &format!("{p}.attn.k_rope"));
-                    self.g.op("Transpose", &[&k], vec![ints("perm", &[0, 1, 3, 2])], Some(&format!("{p}.attn.k_t")))
+                    self.g.op(
+                        "Transpose",
+                        &[&k],
+                        vec![ints("perm", &[0, 1, 3, 2])],
+                        Some(&format!("{p}.attn.k_t")),
+                    )
                 }
             };
             let k_rep = self.repeat_kv(&k_t, &shape_k_rep);
@@ -442,13 +606,28 @@ impl Builder<'_> {
             let g = &mut self.g;
             let qs = g.op1("Mul", &[&q, &scale]);
             let s = g.op1("MatMul", &[&qs, &k_rep]);
-            let s = g.op("Add", &[&s, &c.mask], vec![], Some(&format!("{p}.attn.scores"))); // [B,NH,T,T]
-            let probs = g.op("Softmax", &[&s], vec![int("axis", -1)], Some(&format!("{p}.attn.probs")));
+            let s = g.op(
+                "Add",
+                &[&s, &c.mask],
+                vec![],
+                Some(&format!("{p}.attn.scores")),
+            ); // [B,NH,T,T]
+            let probs = g.op(
+                "Softmax",
+                &[&s],
+                vec![int("axis", -1)],
+                Some(&format!("{p}.attn.probs")),
+            );
             let o = g.op1("MatMul", &[&probs, &v_rep]); // [B,NH,T,D]
             let o = g.op("Transpose", &[&o], vec![ints("perm", &[0, 2, 1, 3])], None);
             let o = g.op1("Reshape", &[&o, &shape_o]); // [B,T,NH*D]
             let attn = self.linear_param(&o, model, &format!("{p}.attn.out_proj"))?;
-            h = self.g.op("Add", &[&h, &attn], vec![], Some(&format!("{p}.attn_residual")));
+            h = self.g.op(
+                "Add",
+                &[&h, &attn],
+                vec![],
+                Some(&format!("{p}.attn_residual")),
+            );
             let f = self.layer_norm(&h, model, &format!("{p}.ffn_norm"))?;
             let u = self.linear_param(&f, model, &format!("{p}.ffn_up"))?;
             let g = &mut self.g;
@@ -459,7 +638,12 @@ impl Builder<'_> {
             let e = g.op1("Mul", &[&u, &e]);
             let gelu = g.op("Mul", &[&e, &half], vec![], Some(&format!("{p}.ffn_gelu")));
             let down = self.linear_param(&gelu, model, &format!("{p}.ffn_down"))?;
-            h = self.g.op("Add", &[&h, &down], vec![], Some(&format!("{p}.ffn_residual")));
+            h = self.g.op(
+                "Add",
+                &[&h, &down],
+                vec![],
+                Some(&format!("{p}.ffn_residual")),
+            );
         }
         let hn = self.layer_norm(&h, model, "final_norm")?;
         let hd = cfg.hidden_size;
@@ -467,20 +651,45 @@ impl Builder<'_> {
         let out_dims = match cfg.output_mode {
             OutputMode::LastTimestep => {
                 // h[b, lengths[b] - 1, :] by GatherElements along the time axis.
-                let last = g.op("Sub", &[LENGTHS, "const.one_i64"], vec![], Some("last_position"));
+                let last = g.op(
+                    "Sub",
+                    &[LENGTHS, "const.one_i64"],
+                    vec![],
+                    Some("last_position"),
+                );
                 let s3 = g.i64("const.shape_b11", &[3], &[-1, 1, 1]);
                 let idx = g.op1("Reshape", &[&last, &s3]);
                 let e = g.i64("const.expand_1_1_h", &[3], &[1, 1, hd as i64]);
                 let idx = g.op("Expand", &[&idx, &e], vec![], Some("last_index")); // [B, 1, H]
-                let picked = g.op("GatherElements", &[&hn, &idx], vec![int("axis", 1)], Some("last_hidden")); // [B, 1, H]
+                let picked = g.op(
+                    "GatherElements",
+                    &[&hn, &idx],
+                    vec![int("axis", 1)],
+                    Some("last_hidden"),
+                ); // [B, 1, H]
                 g.op("Squeeze", &[&picked, "const.axes_1"], vec![], Some(OUTPUT));
                 vec![dim_param("batch"), dim_value(hd)]
             }
             OutputMode::MeanPool => {
-                let w = g.op("Cast", &[&c.valid3], vec![int("to", proto::FLOAT as i64)], Some("valid_f32")); // [B, T, 1]
+                let w = g.op(
+                    "Cast",
+                    &[&c.valid3],
+                    vec![int("to", proto::FLOAT as i64)],
+                    Some("valid_f32"),
+                ); // [B, T, 1]
                 let masked = g.op1("Mul", &[&hn, &w]);
-                let sum = g.op("ReduceSum", &[&masked, "const.axes_1"], vec![int("keepdims", 0)], Some("position_sum")); // [B, H]
-                let lf = g.op("Cast", &["lengths_col"], vec![int("to", proto::FLOAT as i64)], Some("lengths_f32")); // [B, 1]
+                let sum = g.op(
+                    "ReduceSum",
+                    &[&masked, "const.axes_1"],
+                    vec![int("keepdims", 0)],
+                    Some("position_sum"),
+                ); // [B, H]
+                let lf = g.op(
+                    "Cast",
+                    &["lengths_col"],
+                    vec![int("to", proto::FLOAT as i64)],
+                    Some("lengths_f32"),
+                ); // [B, 1]
                 g.op("Div", &[&sum, &lf], vec![], Some(OUTPUT));
                 vec![dim_param("batch"), dim_value(hd)]
             }
@@ -489,19 +698,39 @@ impl Builder<'_> {
                 vec![dim_param("batch"), dim_param("seq"), dim_value(hd)]
             }
         };
-        let mut outputs = vec![value_info(OUTPUT, proto::FLOAT, out_dims, "the model output (SPEC section 2, the model's outputMode)")];
+        let mut outputs = vec![value_info(
+            OUTPUT,
+            proto::FLOAT,
+            out_dims,
+            "the model output (SPEC section 2, the model's outputMode)",
+        )];
         if let Some(head) = head {
             let k = head.cfg.out_dim();
             let (w, bias) = (head.weight.clone(), head.bias.clone());
             match head.cfg {
                 HeadConfig::Classification { .. } => {
                     let logits = self.linear(OUTPUT, "head", &w, &bias, Some("logits"))?;
-                    self.g.op("Softmax", &[&logits], vec![int("axis", -1)], Some(PROBABILITIES));
-                    outputs.push(value_info(PROBABILITIES, proto::FLOAT, vec![dim_param("batch"), dim_value(k)], "class probabilities: softmax(output head.weight^T + head.bias)"));
+                    self.g.op(
+                        "Softmax",
+                        &[&logits],
+                        vec![int("axis", -1)],
+                        Some(PROBABILITIES),
+                    );
+                    outputs.push(value_info(
+                        PROBABILITIES,
+                        proto::FLOAT,
+                        vec![dim_param("batch"), dim_value(k)],
+                        "class probabilities: softmax(output head.weight^T + head.bias)",
+                    ));
                 }
                 HeadConfig::Regression { .. } => {
                     self.linear(OUTPUT, "head", &w, &bias, Some(VALUES))?;
-                    outputs.push(value_info(VALUES, proto::FLOAT, vec![dim_param("batch"), dim_value(k)], "regression outputs: output head.weight^T + head.bias"));
+                    outputs.push(value_info(
+                        VALUES,
+                        proto::FLOAT,
+                        vec![dim_param("batch"), dim_value(k)],
+                        "regression outputs: output head.weight^T + head.bias",
+                    ));
                 }
             }
         }
@@ -510,10 +739,26 @@ impl Builder<'_> {
             node: g.nodes,
             name: "gqa".into(),
             initializer: g.initializers,
-            doc_string: "gqa model (SPEC section 2); inputs left-aligned with lengths[b] valid positions".into(),
+            doc_string:
+                "gqa model (SPEC section 2); inputs left-aligned with lengths[b] valid positions"
+                    .into(),
             input: vec![
-                value_info(INPUT, proto::FLOAT, vec![dim_param("batch"), dim_param("seq"), dim_value(cfg.embed_dim)], "float32 [batch, seq, embedDim], left-aligned sequences"),
-                value_info(LENGTHS, proto::INT64, vec![dim_param("batch")], "int64 [batch]: valid positions per row, 1..=seq"),
+                value_info(
+                    INPUT,
+                    proto::FLOAT,
+                    vec![
+                        dim_param("batch"),
+                        dim_param("seq"),
+                        dim_value(cfg.embed_dim),
+                    ],
+                    "float32 [batch, seq, embedDim], left-aligned sequences",
+                ),
+                value_info(
+                    LENGTHS,
+                    proto::INT64,
+                    vec![dim_param("batch")],
+                    "int64 [batch]: valid positions per row, 1..=seq",
+                ),
             ],
             output: outputs,
         })
@@ -535,7 +780,10 @@ mod tests {
     #[test]
     fn options_refuse_unknown_fields() {
         assert_eq!(OnnxOptions::from_json("").unwrap(), OnnxOptions::default());
-        assert_eq!(OnnxOptions::from_json("{}").unwrap(), OnnxOptions::default());
+        assert_eq!(
+            OnnxOptions::from_json("{}").unwrap(),
+            OnnxOptions::default()
+        );
         let e = OnnxOptions::from_json(r#"{"opset": 18}"#).unwrap_err();
         assert_eq!(e.code(), "INVALID_OPTION");
         assert!(e.to_string().contains("opset"), "{e}");

@@ -27,7 +27,11 @@ pub enum HeadConfig {
         /// Number of classes `C` (>= 2).
         num_classes: usize,
         /// Optional per-class loss weights `[C]` (PyTorch `cross_entropy(weight=...)` semantics).
-        #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "crate::config::ser_f32s_decimal")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "crate::config::ser_f32s_decimal"
+        )]
         class_weights: Option<Vec<f32>>,
     },
     /// `y = out W^T + b : [B, outDim]`, MSE or Huber.
@@ -92,25 +96,48 @@ impl HeadConfig {
     /// length or negative/non-finite, `huberDelta <= 0`.
     pub fn validate(&self) -> Result<()> {
         match self {
-            HeadConfig::Classification { num_classes, class_weights } => {
+            HeadConfig::Classification {
+                num_classes,
+                class_weights,
+            } => {
                 if *num_classes < 2 {
-                    return Err(Error::option("head.numClasses", "an integer >= 2", num_classes));
+                    return Err(Error::option(
+                        "head.numClasses",
+                        "an integer >= 2",
+                        num_classes,
+                    ));
                 }
                 if let Some(w) = class_weights {
                     if w.len() != *num_classes {
-                        return Err(Error::option("head.classWeights", format!("{num_classes} weights (one per class)"), format!("{} weights", w.len())));
+                        return Err(Error::option(
+                            "head.classWeights",
+                            format!("{num_classes} weights (one per class)"),
+                            format!("{} weights", w.len()),
+                        ));
                     }
                     if let Some(bad) = w.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
-                        return Err(Error::option("head.classWeights", "finite weights >= 0", bad));
+                        return Err(Error::option(
+                            "head.classWeights",
+                            "finite weights >= 0",
+                            bad,
+                        ));
                     }
                 }
             }
-            HeadConfig::Regression { out_dim, huber_delta, .. } => {
+            HeadConfig::Regression {
+                out_dim,
+                huber_delta,
+                ..
+            } => {
                 if *out_dim < 1 {
                     return Err(Error::option("head.outDim", "an integer >= 1", out_dim));
                 }
                 if !(*huber_delta > 0.0 && huber_delta.is_finite()) {
-                    return Err(Error::option("head.huberDelta", "a finite number > 0", huber_delta));
+                    return Err(Error::option(
+                        "head.huberDelta",
+                        "a finite number > 0",
+                        huber_delta,
+                    ));
                 }
             }
         }
@@ -142,7 +169,13 @@ impl Head {
     ///
     /// # Errors
     /// [`Error::InvalidOption`] from [`HeadConfig::validate`]; backend errors.
-    pub fn new(cfg: HeadConfig, hidden: usize, seed: u64, stream: u64, device: &Device) -> Result<Self> {
+    pub fn new(
+        cfg: HeadConfig,
+        hidden: usize,
+        seed: u64,
+        stream: u64,
+        device: &Device,
+    ) -> Result<Self> {
         cfg.validate()?;
         let k = cfg.out_dim();
         let w = glorot_uniform(seed, stream, k, hidden);
@@ -155,12 +188,25 @@ impl Head {
     ///
     /// # Errors
     /// [`Error::TensorMismatch`] naming `head.weight`/`head.bias` with expected and found shapes.
-    pub fn from_tensors(cfg: HeadConfig, hidden: usize, weight: &Tensor, bias: &Tensor) -> Result<Self> {
+    pub fn from_tensors(
+        cfg: HeadConfig,
+        hidden: usize,
+        weight: &Tensor,
+        bias: &Tensor,
+    ) -> Result<Self> {
         cfg.validate()?;
         let k = cfg.out_dim();
-        for (name, t, want) in [(HEAD_WEIGHT, weight, vec![k, hidden]), (HEAD_BIAS, bias, vec![k])] {
+        for (name, t, want) in [
+            (HEAD_WEIGHT, weight, vec![k, hidden]),
+            (HEAD_BIAS, bias, vec![k]),
+        ] {
             if t.dims() != want.as_slice() {
-                return Err(Error::TensorMismatch { name: name.into(), field: "shape".into(), expected: format!("{want:?}"), found: format!("{:?}", t.dims()) });
+                return Err(Error::TensorMismatch {
+                    name: name.into(),
+                    field: "shape".into(),
+                    expected: format!("{want:?}"),
+                    found: format!("{:?}", t.dims()),
+                });
             }
         }
         Ok(Head {
@@ -175,11 +221,15 @@ impl Head {
     /// # Shapes
     /// `x: [B, H]` -> `[B, K]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.matmul(&self.weight.as_tensor().t()?)?.broadcast_add(self.bias.as_tensor())?)
+        Ok(x.matmul(&self.weight.as_tensor().t()?)?
+            .broadcast_add(self.bias.as_tensor())?)
     }
 
     /// `(name, var)` pairs in a fixed order (weight, bias).
     pub fn vars(&self) -> Vec<(String, Var)> {
-        vec![(HEAD_WEIGHT.into(), self.weight.clone()), (HEAD_BIAS.into(), self.bias.clone())]
+        vec![
+            (HEAD_WEIGHT.into(), self.weight.clone()),
+            (HEAD_BIAS.into(), self.bias.clone()),
+        ]
     }
 }

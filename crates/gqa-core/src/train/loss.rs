@@ -24,7 +24,11 @@ pub fn log_softmax(logits: &Tensor) -> Result<Tensor> {
 /// # Errors
 /// [`Error::InvalidInput`] naming `labels[i]` when a label is `>= C`, or `labels` when its
 /// length is not `B`.
-pub fn cross_entropy(logits: &Tensor, labels: &[u32], class_weights: Option<&[f32]>) -> Result<Tensor> {
+pub fn cross_entropy(
+    logits: &Tensor,
+    labels: &[u32],
+    class_weights: Option<&[f32]>,
+) -> Result<Tensor> {
     cross_entropy_smoothed(logits, labels, class_weights, 0.0)
 }
 
@@ -38,7 +42,12 @@ pub fn cross_entropy(logits: &Tensor, labels: &[u32], class_weights: Option<&[f3
 ///
 /// # Errors
 /// As [`cross_entropy`].
-pub fn cross_entropy_smoothed(logits: &Tensor, labels: &[u32], class_weights: Option<&[f32]>, eps: f64) -> Result<Tensor> {
+pub fn cross_entropy_smoothed(
+    logits: &Tensor,
+    labels: &[u32],
+    class_weights: Option<&[f32]>,
+    eps: f64,
+) -> Result<Tensor> {
     let (b, c) = logits.dims2()?;
     let total_w = label_weight_total(labels, b, c, class_weights)?;
     let target = smoothed_targets(labels, c, class_weights, eps as f32);
@@ -50,7 +59,12 @@ pub fn cross_entropy_smoothed(logits: &Tensor, labels: &[u32], class_weights: Op
 /// The weight of `-log p[b, j]` in the (unnormalised) smoothed loss, row-major `[B, C]`:
 /// `(1 - eps) w[y_b] [j == y_b] + eps/C w[j]` (`w = 1` without class weights). Labels must be
 /// checked first ([`label_weight_total`]).
-pub(crate) fn smoothed_targets(labels: &[u32], c: usize, class_weights: Option<&[f32]>, eps: f32) -> Vec<f32> {
+pub(crate) fn smoothed_targets(
+    labels: &[u32],
+    c: usize,
+    class_weights: Option<&[f32]>,
+    eps: f32,
+) -> Vec<f32> {
     let w = |j: usize| class_weights.map_or(1.0, |w| w[j]);
     let mut t = vec![0f32; labels.len() * c];
     for (row, &y) in t.chunks_exact_mut(c).zip(labels) {
@@ -70,19 +84,36 @@ pub(crate) fn smoothed_targets(labels: &[u32], c: usize, class_weights: Option<&
 /// # Errors
 /// [`Error::InvalidInput`] naming `labels` (not `B` of them), `labels[i]` (a class `>= C`) or
 /// `classWeights` (a total weight that is not positive).
-pub fn label_weight_total(labels: &[u32], b: usize, c: usize, class_weights: Option<&[f32]>) -> Result<f64> {
+pub fn label_weight_total(
+    labels: &[u32],
+    b: usize,
+    c: usize,
+    class_weights: Option<&[f32]>,
+) -> Result<f64> {
     if labels.len() != b {
-        return Err(Error::input("labels", format!("{b} labels (one per sequence)"), format!("{} labels", labels.len())));
+        return Err(Error::input(
+            "labels",
+            format!("{b} labels (one per sequence)"),
+            format!("{} labels", labels.len()),
+        ));
     }
     let mut total_w = 0f64;
     for (i, &y) in labels.iter().enumerate() {
         if y as usize >= c {
-            return Err(Error::input(format!("labels[{i}]"), format!("a class index in 0..{c}"), y));
+            return Err(Error::input(
+                format!("labels[{i}]"),
+                format!("a class index in 0..{c}"),
+                y,
+            ));
         }
         total_w += f64::from(class_weights.map_or(1.0, |w| w[y as usize]));
     }
     if total_w <= 0.0 {
-        return Err(Error::input("classWeights", "a positive total weight over the batch's labels", total_w));
+        return Err(Error::input(
+            "classWeights",
+            "a positive total weight over the batch's labels",
+            total_w,
+        ));
     }
     Ok(total_w)
 }
@@ -93,7 +124,11 @@ pub fn label_weight_total(labels: &[u32], b: usize, c: usize, class_weights: Opt
 /// [`Error::InvalidInput`] naming `targets`.
 pub fn check_targets(values: &[f32], b: usize, k: usize) -> Result<()> {
     if values.len() != b * k {
-        return Err(Error::input("targets", format!("{} values ([{b}, {k}])", b * k), format!("{} values", values.len())));
+        return Err(Error::input(
+            "targets",
+            format!("{} values ([{b}, {k}])", b * k),
+            format!("{} values", values.len()),
+        ));
     }
     Ok(())
 }

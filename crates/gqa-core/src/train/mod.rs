@@ -12,9 +12,12 @@ pub mod schedule;
 pub mod task;
 pub mod trainer;
 
+pub use crate::kernels::training::{StepLoss, TrainWorkspace};
 pub use head::{Head, HeadConfig, RegressionLoss};
 pub use optim::{AdamW, AdamWConfig};
 pub use schedule::WarmupCosine;
 pub use task::TaskModel;
-pub use crate::kernels::training::{StepLoss, TrainWorkspace};
-pub use trainer::{evaluate, fused_gradients, fused_gradients_smoothed, EvalReport, FitOptions, Labels, StepReport, TrainData, Trainer};
+pub use trainer::{
+    evaluate, fused_gradients, fused_gradients_smoothed, EvalReport, FitOptions, Labels,
+    StepReport, TrainData, Trainer,
+};

@@ -24,7 +24,13 @@ pub struct AdamWConfig {
 
 impl Default for AdamWConfig {
     fn default() -> Self {
-        AdamWConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }
+        AdamWConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+        }
     }
 }
 
@@ -47,7 +53,11 @@ impl AdamWConfig {
             return Err(Error::option("eps", "a number > 0", cfg.eps));
         }
         if !(cfg.weight_decay >= 0.0 && cfg.weight_decay.is_finite()) {
-            return Err(Error::option("weightDecay", "a finite number >= 0", cfg.weight_decay));
+            return Err(Error::option(
+                "weightDecay",
+                "a finite number >= 0",
+                cfg.weight_decay,
+            ));
         }
         Ok(())
     }
@@ -77,9 +87,18 @@ impl AdamW {
     /// [`Error::InvalidOption`] for `lr < 0`, betas outside `[0, 1)`, `eps <= 0`, `weightDecay < 0`.
     pub fn new(vars: Vec<Var>, cfg: AdamWConfig) -> Result<Self> {
         cfg.validate()?;
-        let m = vars.iter().map(|v| v.as_tensor().zeros_like()).collect::<candle_core::Result<Vec<_>>>()?;
+        let m = vars
+            .iter()
+            .map(|v| v.as_tensor().zeros_like())
+            .collect::<candle_core::Result<Vec<_>>>()?;
         let v = m.clone();
-        Ok(AdamW { cfg, vars, m, v, t: 0 })
+        Ok(AdamW {
+            cfg,
+            vars,
+            m,
+            v,
+            t: 0,
+        })
     }
 
     /// Steps taken so far.
@@ -96,7 +115,9 @@ impl AdamW {
         let bc2_sqrt = (1.0 - c.beta2.powi(self.t as i32)).sqrt();
         let step_size = lr / bc1;
         for (i, var) in self.vars.iter().enumerate() {
-            let Some(g) = grads.get(var.as_tensor()) else { continue };
+            let Some(g) = grads.get(var.as_tensor()) else {
+                continue;
+            };
             let p = var.as_tensor().affine(1.0 - lr * c.weight_decay, 0.0)?;
             let m = ((&self.m[i] * c.beta1)? + (g * (1.0 - c.beta1))?)?;
             let v = ((&self.v[i] * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
@@ -189,15 +210,27 @@ impl InplaceOp1 for AdamWUpdate<'_> {
             candle_core::bail!("gqa-adamw: expected a contiguous parameter");
         };
         let p = &mut data[a..b];
-        let mut st = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut st = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (m, v) = &mut *st;
         if p.len() != self.g.len() || m.len() != p.len() || v.len() != p.len() {
-            candle_core::bail!("gqa-adamw: parameter {} values, gradient {}, state {}", p.len(), self.g.len(), m.len());
+            candle_core::bail!(
+                "gqa-adamw: parameter {} values, gradient {}, state {}",
+                p.len(),
+                self.g.len(),
+                m.len()
+            );
         }
         // Elementwise, so chunks run in parallel with results independent of the split.
         const CHUNK: usize = 1 << 14;
         let n = p.len();
-        let (pp, mp, vp) = (OutPtr(p.as_mut_ptr()), OutPtr(m.as_mut_ptr()), OutPtr(v.as_mut_ptr()));
+        let (pp, mp, vp) = (
+            OutPtr(p.as_mut_ptr()),
+            OutPtr(m.as_mut_ptr()),
+            OutPtr(v.as_mut_ptr()),
+        );
         par_for(n.div_ceil(CHUNK), n >= 2 * CHUNK, move |c| {
             let (pp, mp, vp) = (pp, mp, vp);
             let (lo, hi) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
@@ -224,7 +257,12 @@ impl FusedAdamW {
     pub fn new(sizes: &[usize], cfg: AdamWConfig) -> Result<Self> {
         cfg.validate()?;
         let m: Vec<Vec<f32>> = sizes.iter().map(|&n| vec![0f32; n]).collect();
-        Ok(FusedAdamW { v: m.clone(), m, cfg, t: 0 })
+        Ok(FusedAdamW {
+            v: m.clone(),
+            m,
+            cfg,
+            t: 0,
+        })
     }
 
     /// One update of every var at learning rate `lr` from `grads` (same order and sizes as the
@@ -232,15 +270,30 @@ impl FusedAdamW {
     ///
     /// # Errors
     /// [`Error::Internal`] when a var's size does not match its gradient; backend errors.
-    pub fn step(&mut self, vars: &[Var], grads: &[Vec<f32>], grad_scale: Option<f32>, lr: f64) -> Result<()> {
+    pub fn step(
+        &mut self,
+        vars: &[Var],
+        grads: &[Vec<f32>],
+        grad_scale: Option<f32>,
+        lr: f64,
+    ) -> Result<()> {
         if vars.len() != grads.len() || vars.len() != self.m.len() {
-            return Err(Error::Internal(format!("FusedAdamW: {} vars, {} gradients, {} states", vars.len(), grads.len(), self.m.len())));
+            return Err(Error::Internal(format!(
+                "FusedAdamW: {} vars, {} gradients, {} states",
+                vars.len(),
+                grads.len(),
+                self.m.len()
+            )));
         }
         self.t += 1;
         let c = self.cfg;
         let bc1 = 1.0 - c.beta1.powi(self.t as i32);
         let bc2_sqrt = (1.0 - c.beta2.powi(self.t as i32)).sqrt();
-        for ((var, g), (m, v)) in vars.iter().zip(grads).zip(self.m.iter_mut().zip(self.v.iter_mut())) {
+        for ((var, g), (m, v)) in vars
+            .iter()
+            .zip(grads)
+            .zip(self.m.iter_mut().zip(self.v.iter_mut()))
+        {
             let op = AdamWUpdate {
                 g,
                 state: Mutex::new((m, v)),

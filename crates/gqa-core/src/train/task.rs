@@ -41,7 +41,11 @@ impl TaskModel {
     fn new_head(model: &GqaModel, head: HeadConfig) -> Result<Head> {
         let cfg = model.config();
         if cfg.output_mode == OutputMode::All {
-            return Err(Error::option("outputMode", "\"last_timestep\" or \"mean_pool\" when a head is attached", "\"all\""));
+            return Err(Error::option(
+                "outputMode",
+                "\"last_timestep\" or \"mean_pool\" when a head is attached",
+                "\"all\"",
+            ));
         }
         let stream = model.params().len() as u64;
         Head::new(head, cfg.hidden_size, cfg.seed, stream, model.device())
@@ -63,7 +67,10 @@ impl TaskModel {
         };
         let find = |name: &str| {
             let prefixed = opts.prefix.as_deref().map(|p| format!("{p}{name}"));
-            tensors.iter().find(|(k, _)| k == name || prefixed.as_deref() == Some(k.as_str())).map(|(_, t)| t.clone())
+            tensors
+                .iter()
+                .find(|(k, _)| k == name || prefixed.as_deref() == Some(k.as_str()))
+                .map(|(_, t)| t.clone())
         };
         let model = if head_cfg.is_some() {
             let mut o = opts.clone();
@@ -80,7 +87,10 @@ impl TaskModel {
         let head = match head_cfg {
             None => None,
             Some(h) => {
-                let missing = |n: &str| Error::MissingParameter { name: n.into(), looked_for: format!("`{n}` (the file's gqa_head metadata names a head)") };
+                let missing = |n: &str| Error::MissingParameter {
+                    name: n.into(),
+                    looked_for: format!("`{n}` (the file's gqa_head metadata names a head)"),
+                };
                 let w = find(HEAD_WEIGHT).ok_or_else(|| missing(HEAD_WEIGHT))?;
                 let b = find(HEAD_BIAS).ok_or_else(|| missing(HEAD_BIAS))?;
                 Some(Head::from_tensors(h, model.config().hidden_size, &w, &b)?)
@@ -94,8 +104,15 @@ impl TaskModel {
         match &self.head {
             None => self.model.to_safetensors(),
             Some(h) => {
-                let extra: Vec<(String, Tensor)> = h.vars().into_iter().map(|(n, v)| (n, v.as_tensor().clone())).collect();
-                self.model.to_safetensors_with(&extra, &[(HEAD_METADATA_KEY.to_string(), h.cfg.to_json())])
+                let extra: Vec<(String, Tensor)> = h
+                    .vars()
+                    .into_iter()
+                    .map(|(n, v)| (n, v.as_tensor().clone()))
+                    .collect();
+                self.model.to_safetensors_with(
+                    &extra,
+                    &[(HEAD_METADATA_KEY.to_string(), h.cfg.to_json())],
+                )
             }
         }
     }
@@ -107,7 +124,12 @@ impl TaskModel {
 
     /// Every trainable variable: the model's in canonical order, then `head.weight`, `head.bias`.
     pub fn vars(&self) -> Vec<(String, Var)> {
-        let mut v: Vec<(String, Var)> = self.model.params().iter().map(|(n, v)| (n.to_string(), v.clone())).collect();
+        let mut v: Vec<(String, Var)> = self
+            .model
+            .params()
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.clone()))
+            .collect();
         if let Some(h) = &self.head {
             v.extend(h.vars());
         }
@@ -119,14 +141,25 @@ impl TaskModel {
     /// # Errors
     /// [`Error::InvalidOption`] naming `head` when the model has none.
     pub fn head(&self, what: &str) -> Result<&Head> {
-        self.head.as_ref().ok_or_else(|| Error::option("head", format!("a task head for {what} (build with a head option)"), "no head"))
+        self.head.as_ref().ok_or_else(|| {
+            Error::option(
+                "head",
+                format!("a task head for {what} (build with a head option)"),
+                "no head",
+            )
+        })
     }
 
     /// Head outputs (logits or regression values), optionally in train mode with dropout.
     ///
     /// # Shapes
     /// `x: [B, T, E]`, `lengths: [B]` -> `[B, K]`.
-    pub fn head_forward(&self, x: &Tensor, lengths: Option<&[usize]>, dropout: Option<&mut Dropout>) -> Result<Tensor> {
+    pub fn head_forward(
+        &self,
+        x: &Tensor,
+        lengths: Option<&[usize]>,
+        dropout: Option<&mut Dropout>,
+    ) -> Result<Tensor> {
         let head = self.head("a head forward")?;
         let h = self.model.forward_t(x, lengths, dropout)?;
         head.forward(&h)
@@ -140,7 +173,12 @@ impl TaskModel {
     ///
     /// # Errors
     /// Input errors of [`GqaModel::forward_f32`]; no head.
-    pub fn predict_f32(&self, data: &[f32], dims: &[usize], lengths: Option<&[usize]>) -> Result<(Vec<f32>, Vec<usize>)> {
+    pub fn predict_f32(
+        &self,
+        data: &[f32],
+        dims: &[usize],
+        lengths: Option<&[usize]>,
+    ) -> Result<(Vec<f32>, Vec<usize>)> {
         let head = self.head("predict")?;
         let _use = self.model.read_use(); // the head is updated by training steps too
         let (h, hdims) = self.model.forward_f32_in_use(data, dims, lengths)?;

@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::OutputMode;
 use crate::dropout::Dropout;
+use crate::error::{Error, Result};
 use crate::kernels::engine::EngineOutput;
 use crate::kernels::engine::LinearRef;
 use crate::kernels::training::{train_step, Objective, StepLoss, TrainWorkspace};
-use crate::error::{Error, Result};
 
 use super::head::{HeadConfig, RegressionLoss};
 use super::loss::{correct_count, cross_entropy_smoothed, huber, mse, scalar, targets};
@@ -38,8 +38,16 @@ impl Labels {
         match (classes, values) {
             (Some(c), None) => Ok(Labels::Classes(c)),
             (None, Some(v)) => Ok(Labels::Values(v)),
-            (Some(_), Some(_)) => Err(Error::input("labels", "class indices or regression targets, not both", "both")),
-            (None, None) => Err(Error::input("labels", "class indices (Uint32Array) or regression targets (Float32Array)", "neither")),
+            (Some(_), Some(_)) => Err(Error::input(
+                "labels",
+                "class indices or regression targets, not both",
+                "both",
+            )),
+            (None, None) => Err(Error::input(
+                "labels",
+                "class indices (Uint32Array) or regression targets (Float32Array)",
+                "neither",
+            )),
         }
     }
 }
@@ -65,33 +73,66 @@ impl TrainData {
     /// # Errors
     /// [`Error::InvalidInput`] naming `dims`, `data`, `lengths`/`lengths[i]` or `labels`
     /// when sizes disagree or a length is outside `1..=T`.
-    pub fn new(x: Vec<f32>, dims: &[usize], lengths: Option<Vec<usize>>, labels: Labels) -> Result<Self> {
-        let [n, t, e] = <[usize; 3]>::try_from(dims).map_err(|_| Error::input("dims", "[N, T, E] (3 dims)", format!("{dims:?}")))?;
+    pub fn new(
+        x: Vec<f32>,
+        dims: &[usize],
+        lengths: Option<Vec<usize>>,
+        labels: Labels,
+    ) -> Result<Self> {
+        let [n, t, e] = <[usize; 3]>::try_from(dims)
+            .map_err(|_| Error::input("dims", "[N, T, E] (3 dims)", format!("{dims:?}")))?;
         if t == 0 {
             return Err(Error::input("dims", "T >= 1", format!("{dims:?}")));
         }
         let want = crate::error::check_f32_buffer("data", dims)?;
         if x.len() != want {
-            return Err(Error::input("data", format!("{want} values (N*T*E for dims {dims:?})"), format!("{} values", x.len())));
+            return Err(Error::input(
+                "data",
+                format!("{want} values (N*T*E for dims {dims:?})"),
+                format!("{} values", x.len()),
+            ));
         }
         let lengths = lengths.unwrap_or_else(|| vec![t; n]);
         if lengths.len() != n {
-            return Err(Error::input("lengths", format!("{n} lengths (one per sequence)"), format!("{} lengths", lengths.len())));
+            return Err(Error::input(
+                "lengths",
+                format!("{n} lengths (one per sequence)"),
+                format!("{} lengths", lengths.len()),
+            ));
         }
         if let Some((i, l)) = lengths.iter().enumerate().find(|(_, &l)| l < 1 || l > t) {
-            return Err(Error::input(format!("lengths[{i}]"), format!("a length in 1..={t}"), l));
+            return Err(Error::input(
+                format!("lengths[{i}]"),
+                format!("a length in 1..={t}"),
+                l,
+            ));
         }
         crate::input::check_finite("data", &x, n, t, Some(&lengths))?;
         match &labels {
             Labels::Classes(c) if c.len() != n => {
-                return Err(Error::input("labels", format!("{n} class labels"), format!("{} labels", c.len())));
+                return Err(Error::input(
+                    "labels",
+                    format!("{n} class labels"),
+                    format!("{} labels", c.len()),
+                ));
             }
             Labels::Values(v) if n > 0 && v.len() % n != 0 => {
-                return Err(Error::input("labels", format!("N*K regression targets with N={n}"), format!("{} values", v.len())));
+                return Err(Error::input(
+                    "labels",
+                    format!("N*K regression targets with N={n}"),
+                    format!("{} values", v.len()),
+                ));
             }
             _ => {}
         }
-        Ok(TrainData { x, n, t, e, lengths, labels })
+        Ok(TrainData {
+            x,
+            n,
+            t,
+            e,
+            lengths,
+            labels,
+        })
     }
 
     /// Number of sequences `N`.
@@ -106,9 +147,17 @@ impl TrainData {
 
     /// Gathers the rows `idx` into a batch trimmed to its longest sequence.
     /// Returns `x: [b, Tb, E]`, lengths, and the batch's labels.
-    fn batch(&self, idx: &[usize], device: &candle_core::Device) -> Result<(Tensor, Vec<usize>, Labels)> {
+    fn batch(
+        &self,
+        idx: &[usize],
+        device: &candle_core::Device,
+    ) -> Result<(Tensor, Vec<usize>, Labels)> {
         let (x, tb, lengths, labels) = self.batch_values(idx);
-        Ok((Tensor::from_vec(x, (idx.len(), tb, self.e), device)?, lengths, labels))
+        Ok((
+            Tensor::from_vec(x, (idx.len(), tb, self.e), device)?,
+            lengths,
+            labels,
+        ))
     }
 
     /// [`TrainData::batch`] as plain values: `x` (`[b, Tb, E]` row-major), `Tb`, lengths, labels.
@@ -124,7 +173,11 @@ impl TrainData {
             Labels::Classes(c) => Labels::Classes(idx.iter().map(|&i| c[i]).collect()),
             Labels::Values(v) => {
                 let k = v.len() / self.n.max(1);
-                Labels::Values(idx.iter().flat_map(|&i| v[i * k..(i + 1) * k].iter().copied()).collect())
+                Labels::Values(
+                    idx.iter()
+                        .flat_map(|&i| v[i * k..(i + 1) * k].iter().copied())
+                        .collect(),
+                )
             }
         };
         (x, tb, lengths, labels)
@@ -221,16 +274,28 @@ impl FitOptions {
             return Err(Error::option("epochs", "an integer >= 1", self.epochs));
         }
         if self.batch_size < 1 {
-            return Err(Error::option("batchSize", "an integer >= 1", self.batch_size));
+            return Err(Error::option(
+                "batchSize",
+                "an integer >= 1",
+                self.batch_size,
+            ));
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(Error::option("lr", "a finite number > 0", self.lr));
         }
         if !(self.min_lr >= 0.0 && self.min_lr <= self.lr) {
-            return Err(Error::option("minLr", format!("a number in [0, lr={}]", self.lr), self.min_lr));
+            return Err(Error::option(
+                "minLr",
+                format!("a number in [0, lr={}]", self.lr),
+                self.min_lr,
+            ));
         }
         if !(0.0..1.0).contains(&self.warmup_ratio) {
-            return Err(Error::option("warmupRatio", "a fraction in [0, 1)", self.warmup_ratio));
+            return Err(Error::option(
+                "warmupRatio",
+                "a fraction in [0, 1)",
+                self.warmup_ratio,
+            ));
         }
         if let Some(c) = self.clip_norm {
             if !(c > 0.0 && c.is_finite()) {
@@ -238,7 +303,11 @@ impl FitOptions {
             }
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
-            return Err(Error::option("labelSmoothing", "a number in [0, 1)", self.label_smoothing));
+            return Err(Error::option(
+                "labelSmoothing",
+                "a number in [0, 1)",
+                self.label_smoothing,
+            ));
         }
         Ok(())
     }
@@ -301,28 +370,65 @@ impl Trainer {
         let head = task.head("training")?;
         match (&head.cfg, &data.labels) {
             (HeadConfig::Classification { num_classes, .. }, Labels::Classes(c)) => {
-                if let Some((i, y)) = c.iter().enumerate().find(|(_, &y)| y as usize >= *num_classes) {
-                    return Err(Error::input(format!("labels[{i}]"), format!("a class index in 0..{num_classes}"), y));
+                if let Some((i, y)) = c
+                    .iter()
+                    .enumerate()
+                    .find(|(_, &y)| y as usize >= *num_classes)
+                {
+                    return Err(Error::input(
+                        format!("labels[{i}]"),
+                        format!("a class index in 0..{num_classes}"),
+                        y,
+                    ));
                 }
             }
             (HeadConfig::Regression { out_dim, .. }, Labels::Values(v)) => {
                 if opts.label_smoothing != 0.0 {
-                    return Err(Error::option("labelSmoothing", "0 for a regression head (it smooths class labels)", opts.label_smoothing));
+                    return Err(Error::option(
+                        "labelSmoothing",
+                        "0 for a regression head (it smooths class labels)",
+                        opts.label_smoothing,
+                    ));
                 }
                 if v.len() != data.n * out_dim {
-                    return Err(Error::input("labels", format!("N*outDim = {} regression targets", data.n * out_dim), v.len()));
+                    return Err(Error::input(
+                        "labels",
+                        format!("N*outDim = {} regression targets", data.n * out_dim),
+                        v.len(),
+                    ));
                 }
             }
-            (HeadConfig::Classification { .. }, _) => return Err(Error::input("labels", "class indices for a classification head", "regression targets")),
-            (HeadConfig::Regression { .. }, _) => return Err(Error::input("labels", "regression targets for a regression head", "class indices")),
+            (HeadConfig::Classification { .. }, _) => {
+                return Err(Error::input(
+                    "labels",
+                    "class indices for a classification head",
+                    "regression targets",
+                ))
+            }
+            (HeadConfig::Regression { .. }, _) => {
+                return Err(Error::input(
+                    "labels",
+                    "regression targets for a regression head",
+                    "class indices",
+                ))
+            }
         }
         if data.is_empty() {
             return Err(Error::input("data", "at least one sequence", 0));
         }
         let vars: Vec<_> = task.vars().into_iter().map(|(_, v)| v).collect();
         let values: u64 = vars.iter().map(|v| v.elem_count() as u64).sum();
-        let memory = crate::memory::reserve("optimiser state (gradients and AdamW moments)", values.saturating_mul(12))?;
-        let acfg = AdamWConfig { lr: opts.lr, beta1: opts.beta1, beta2: opts.beta2, eps: opts.eps, weight_decay: opts.weight_decay };
+        let memory = crate::memory::reserve(
+            "optimiser state (gradients and AdamW moments)",
+            values.saturating_mul(12),
+        )?;
+        let acfg = AdamWConfig {
+            lr: opts.lr,
+            beta1: opts.beta1,
+            beta2: opts.beta2,
+            eps: opts.eps,
+            weight_decay: opts.weight_decay,
+        };
         let opt = if task.model.engine_applies() {
             let sizes: Vec<usize> = vars.iter().map(|v| v.elem_count()).collect();
             Optimiser::Fused(Box::new(FusedState {
@@ -336,8 +442,16 @@ impl Trainer {
         let steps_per_epoch = data.n.div_ceil(opts.batch_size);
         let total = steps_per_epoch * opts.epochs;
         let warmup = (opts.warmup_ratio * total as f64).round() as usize;
-        let schedule = WarmupCosine { peak: opts.lr, min: opts.min_lr, warmup, total };
-        let dropout = Dropout::new(task.model.config().dropout as f32, opts.seed ^ 0x9E37_79B9_7F4A_7C15)?;
+        let schedule = WarmupCosine {
+            peak: opts.lr,
+            min: opts.min_lr,
+            warmup,
+            total,
+        };
+        let dropout = Dropout::new(
+            task.model.config().dropout as f32,
+            opts.seed ^ 0x9E37_79B9_7F4A_7C15,
+        )?;
         Ok(Trainer {
             order: (0..data.n).collect(),
             shuffle_rng: ChaCha8Rng::seed_from_u64(opts.seed),
@@ -381,7 +495,11 @@ impl Trainer {
 
     fn step_inner(&mut self, task: &TaskModel) -> Result<StepReport> {
         if self.done() {
-            return Err(Error::input("step", format!("at most {} steps", self.total_steps()), self.global_step + 1));
+            return Err(Error::input(
+                "step",
+                format!("at most {} steps", self.total_steps()),
+                self.global_step + 1,
+            ));
         }
         let spe = self.steps_per_epoch();
         let epoch = self.global_step / spe;
@@ -397,7 +515,17 @@ impl Trainer {
         let (loss_value, correct, grad_norm, lengths) = match &mut self.opt {
             Optimiser::Fused(st) => {
                 let (x, tb, lengths, labels) = self.data.batch_values(&idx);
-                let sl = fused_gradients_smoothed(task, &x, tb, &lengths, &labels, Some(&mut self.dropout), &mut st.grads, &mut st.ws, self.opts.label_smoothing)?;
+                let sl = fused_gradients_smoothed(
+                    task,
+                    &x,
+                    tb,
+                    &lengths,
+                    &labels,
+                    Some(&mut self.dropout),
+                    &mut st.grads,
+                    &mut st.ws,
+                    self.opts.label_smoothing,
+                )?;
                 check_loss(sl.loss, self.global_step)?;
                 let (norm, scale) = match self.opts.clip_norm {
                     Some(c) => {
@@ -459,7 +587,9 @@ struct FusedState {
 
 fn check_loss(loss: f64, step: usize) -> Result<()> {
     if !loss.is_finite() {
-        return Err(Error::Internal(format!("training loss became {loss} at step {step}")));
+        return Err(Error::Internal(format!(
+            "training loss became {loss} at step {step}"
+        )));
     }
     Ok(())
 }
@@ -476,7 +606,16 @@ fn check_loss(loss: f64, step: usize) -> Result<()> {
 /// No head; labels of the wrong kind or size; [`Error::InvalidOption`] naming `outputMode` for
 /// `all`; kernel errors.
 #[allow(clippy::too_many_arguments)]
-pub fn fused_gradients(task: &TaskModel, x: &[f32], t: usize, lengths: &[usize], labels: &Labels, dropout: Option<&mut Dropout>, grads: &mut Vec<Vec<f32>>, ws: &mut TrainWorkspace) -> Result<StepLoss> {
+pub fn fused_gradients(
+    task: &TaskModel,
+    x: &[f32],
+    t: usize,
+    lengths: &[usize],
+    labels: &Labels,
+    dropout: Option<&mut Dropout>,
+    grads: &mut Vec<Vec<f32>>,
+    ws: &mut TrainWorkspace,
+) -> Result<StepLoss> {
     fused_gradients_smoothed(task, x, t, lengths, labels, dropout, grads, ws, 0.0)
 }
 
@@ -486,14 +625,52 @@ pub fn fused_gradients(task: &TaskModel, x: &[f32], t: usize, lengths: &[usize],
 /// # Errors
 /// As [`fused_gradients`].
 #[allow(clippy::too_many_arguments)]
-pub fn fused_gradients_smoothed(task: &TaskModel, x: &[f32], t: usize, lengths: &[usize], labels: &Labels, dropout: Option<&mut Dropout>, grads: &mut Vec<Vec<f32>>, ws: &mut TrainWorkspace, eps: f64) -> Result<StepLoss> {
+pub fn fused_gradients_smoothed(
+    task: &TaskModel,
+    x: &[f32],
+    t: usize,
+    lengths: &[usize],
+    labels: &Labels,
+    dropout: Option<&mut Dropout>,
+    grads: &mut Vec<Vec<f32>>,
+    ws: &mut TrainWorkspace,
+    eps: f64,
+) -> Result<StepLoss> {
     let head = task.head("training")?;
     let b = lengths.len();
     let objective = match (&head.cfg, labels) {
-        (HeadConfig::Classification { class_weights, .. }, Labels::Classes(y)) => Objective::Classes { labels: y, weights: class_weights.as_deref(), smoothing: eps as f32 },
-        (HeadConfig::Regression { loss: RegressionLoss::Mse, .. }, Labels::Values(v)) => Objective::Mse { targets: v },
-        (HeadConfig::Regression { loss: RegressionLoss::Huber, huber_delta, .. }, Labels::Values(v)) => Objective::Huber { targets: v, delta: *huber_delta as f32 },
-        _ => return Err(Error::input("labels", "labels of the head's kind", "labels of the other kind")),
+        (HeadConfig::Classification { class_weights, .. }, Labels::Classes(y)) => {
+            Objective::Classes {
+                labels: y,
+                weights: class_weights.as_deref(),
+                smoothing: eps as f32,
+            }
+        }
+        (
+            HeadConfig::Regression {
+                loss: RegressionLoss::Mse,
+                ..
+            },
+            Labels::Values(v),
+        ) => Objective::Mse { targets: v },
+        (
+            HeadConfig::Regression {
+                loss: RegressionLoss::Huber,
+                huber_delta,
+                ..
+            },
+            Labels::Values(v),
+        ) => Objective::Huber {
+            targets: v,
+            delta: *huber_delta as f32,
+        },
+        _ => {
+            return Err(Error::input(
+                "labels",
+                "labels of the head's kind",
+                "labels of the other kind",
+            ))
+        }
     };
     let out = match task.model.config().output_mode {
         OutputMode::All => EngineOutput::All,
@@ -507,26 +684,61 @@ pub fn fused_gradients_smoothed(task: &TaskModel, x: &[f32], t: usize, lengths: 
         g.resize(v.elem_count(), 0.0);
     }
     let rot = task.model.rotary(t)?;
-    let head_t = [head.weight.as_detached_tensor(), head.bias.as_detached_tensor()];
-    let lengths = if lengths.iter().all(|&l| l == t) { None } else { Some(lengths) };
+    let head_t = [
+        head.weight.as_detached_tensor(),
+        head.bias.as_detached_tensor(),
+    ];
+    let lengths = if lengths.iter().all(|&l| l == t) {
+        None
+    } else {
+        Some(lengths)
+    };
     // Guards on the pool, as in `GqaModel::engine_forward`.
     crate::kernels::threads::install(|| {
         task.model.with_engine(rot.as_ref(), |dims, w, rope| {
-            crate::kernels::fused::with_slices(&head_t, |hs| train_step(dims, w, LinearRef { w: hs[0], b: hs[1] }, rope, x, b, t, lengths, out, objective, dropout, grads, ws))
+            crate::kernels::fused::with_slices(&head_t, |hs| {
+                train_step(
+                    dims,
+                    w,
+                    LinearRef { w: hs[0], b: hs[1] },
+                    rope,
+                    x,
+                    b,
+                    t,
+                    lengths,
+                    out,
+                    objective,
+                    dropout,
+                    grads,
+                    ws,
+                )
+            })
         })
     })
 }
 
 /// Loss of a batch and its correct count (classification), with label smoothing `eps` on a
 /// classification head.
-fn batch_loss(task: &TaskModel, out: &Tensor, labels: &Labels, eps: f64) -> Result<(Tensor, usize)> {
+fn batch_loss(
+    task: &TaskModel,
+    out: &Tensor,
+    labels: &Labels,
+    eps: f64,
+) -> Result<(Tensor, usize)> {
     let head = task.head("a loss")?;
     match (&head.cfg, labels) {
         (HeadConfig::Classification { class_weights, .. }, Labels::Classes(y)) => {
             let loss = cross_entropy_smoothed(out, y, class_weights.as_deref(), eps)?;
             Ok((loss, correct_count(out, y)?))
         }
-        (HeadConfig::Regression { out_dim, loss, huber_delta }, Labels::Values(v)) => {
+        (
+            HeadConfig::Regression {
+                out_dim,
+                loss,
+                huber_delta,
+            },
+            Labels::Values(v),
+        ) => {
             let b = out.dim(0)?;
             let target = targets(v, b, *out_dim, out.device())?;
             let l = match loss {
@@ -535,7 +747,11 @@ fn batch_loss(task: &TaskModel, out: &Tensor, labels: &Labels, eps: f64) -> Resu
             };
             Ok((l, 0))
         }
-        _ => Err(Error::input("labels", "labels of the head's kind", "labels of the other kind")),
+        _ => Err(Error::input(
+            "labels",
+            "labels of the head's kind",
+            "labels of the other kind",
+        )),
     }
 }
 
@@ -575,13 +791,26 @@ fn evaluate_inner(task: &TaskModel, data: &TrainData, batch_size: usize) -> Resu
         outs.push(task.head("evaluation")?.forward(&h)?);
     }
     if outs.is_empty() {
-        return Ok(EvalReport { loss: f64::NAN, accuracy: None, predictions: vec![], count: 0 });
+        return Ok(EvalReport {
+            loss: f64::NAN,
+            accuracy: None,
+            predictions: vec![],
+            count: 0,
+        });
     }
     let out = Tensor::cat(&outs, 0)?;
     let (loss, correct) = batch_loss(task, &out, &data.labels, 0.0)?;
     let (accuracy, predictions) = match data.labels {
-        Labels::Classes(_) => (Some(correct as f64 / data.n as f64), out.argmax(candle_core::D::Minus1)?.to_vec1()?),
+        Labels::Classes(_) => (
+            Some(correct as f64 / data.n as f64),
+            out.argmax(candle_core::D::Minus1)?.to_vec1()?,
+        ),
         Labels::Values(_) => (None, vec![]),
     };
-    Ok(EvalReport { loss: scalar(&loss)?, accuracy, predictions, count: data.n })
+    Ok(EvalReport {
+        loss: scalar(&loss)?,
+        accuracy,
+        predictions,
+        count: data.n,
+    })
 }

@@ -57,7 +57,11 @@ pub fn pseudo_amp(n: usize, seed: u64, amp: f32) -> Vec<f32> {
 /// zero to within 1e-6).
 pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
-    let num = a.iter().zip(b).map(|(x, y)| (x - y).abs() as f64).fold(0.0, f64::max);
+    let num = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() as f64)
+        .fold(0.0, f64::max);
     let den = b.iter().map(|y| y.abs() as f64).fold(0.0, f64::max);
     if den < 1e-6 {
         num
@@ -70,5 +74,11 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
 /// NaN (a NaN on either side must not vanish the way `f32::max` drops it).
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) })
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(
+            0f32,
+            |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) },
+        )
 }
