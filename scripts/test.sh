@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite (what `npm test` and .ci/run run). Brings the build up to date first
-# (scripts/setup.sh is idempotent), then:
+# (`scripts/setup.sh --all`, idempotent: on a fresh clone it builds everything), then:
 #   1. cargo test --release  (gqa-core: unit, integration and fixture tests)
 #   2. vitest with GQA_BACKEND=native, then GQA_BACKEND=wasm with GQA_THREADS=1 (single-threaded
 #      module) and GQA_THREADS=2 (threaded module): every suite in test/ runs per backend/module
@@ -19,8 +19,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 START=$SECONDS
 log() { printf '\n[test %4ds] %s\n' "$((SECONDS - START))" "$*"; }
 
-log "setup (build up to date)"
-bash scripts/setup.sh
+log "setup --all (what command 1 built, plus the toolchains, wasm modules, Python environment and demo the tests need)"
+bash scripts/setup.sh --all
 export PATH="$(pwd)/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 
 log "cargo test --release (gqa-core)"
