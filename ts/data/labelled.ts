@@ -21,7 +21,7 @@
  * wrong: a missing label column, ragged rows, a label file whose length differs from the data,
  * NaN or other non-finite values, a label that changes within a case.
  */
-import { DataFormatError, readFileOrThrow } from "./errors.js";
+import { DataFormatError, readFileOrThrow, readTextOrThrow } from "./errors.js";
 import { parseNpy } from "./npy.js";
 import { parseNumber, readUea } from "./uea.js";
 
@@ -73,11 +73,11 @@ export async function readLabelled(path: string, opts: LabelledReadOptions): Pro
   checkTask(path, opts);
   const ext = extOf(path);
   if (ext === "csv" || ext === "txt") {
-    return parseLabelledCsv((await readFileOrThrow(path)).toString("utf8"), path, opts);
+    return parseLabelledCsv(await readTextOrThrow(path), path, opts);
   }
   if (ext === "npy") {
     if (opts.labels === undefined) throw new DataFormatError(path, undefined, ".npy data needs a labels file (--labels for training data, --test-labels for test data)");
-    const a = parseNpy(new Uint8Array(await readFileOrThrow(path)), path);
+    const a = parseNpy(await readFileOrThrow(path), path);
     let b: number, t: number, c: number;
     if (a.shape.length === 2) [b, t, c] = [1, a.shape[0]!, a.shape[1]!];
     else if (a.shape.length === 3) [b, t, c] = a.shape as [number, number, number];
@@ -116,7 +116,7 @@ export async function readLabelled(path: string, opts: LabelledReadOptions): Pro
 export async function readLabelsFile(path: string, task: Task): Promise<{ count: number; names?: string[]; targets?: number[][]; lastLine?: number }> {
   const bytes = await readFileOrThrow(path);
   if (extOf(path) === "npy") {
-    const a = parseNpy(new Uint8Array(bytes), path);
+    const a = parseNpy(bytes, path);
     if (a.shape.length !== 1 && !(a.shape.length === 2 && task === "regression")) {
       throw new DataFormatError(path, undefined, `expected labels of shape [B]${task === "regression" ? " or [B, K]" : ""}, found (${a.shape.join(", ")})`);
     }
@@ -126,7 +126,7 @@ export async function readLabelsFile(path: string, task: Task): Promise<{ count:
     if (task === "regression") return { count: b, targets: rows };
     return { count: b, names: rows.map((r) => String(r[0])) };
   }
-  const lines = bytes.toString("utf8").split(/\r?\n/);
+  const lines = new TextDecoder("utf-8", { ignoreBOM: true }).decode(bytes).split(/\r?\n/);
   const names: string[] = [];
   const targets: number[][] = [];
   let width = 0;
