@@ -6,7 +6,7 @@
 import { type BackendChoice, type BackendName, type BackendVariant, type Binding, detectEnvironment, loadBackend, type LoadedBackend } from "./backend.js";
 import { callBinding, coreOptions, type CoreValue, GqaError } from "./errors.js";
 import { GqaAttention, Model } from "./model.js";
-import { ENSEMBLE_METADATA_KEY, readMetadata, unpackEnsemble } from "./model-file.js";
+import { asModelFileError, ENSEMBLE_METADATA_KEY, readMetadata, unpackEnsemble } from "./model-file.js";
 import type { HeadOptions } from "./train.js";
 
 /** Output mode: `[B, H]` last (unpadded) position, `[B, T, H]` every position, or `[B, H]` mean. */
@@ -461,7 +461,8 @@ export const GQA = {
   /**
    * Loads a model from safetensors bytes or a file path (Node/Deno). Canonical and Axon names,
    * a common key prefix, F32/F16/BF16 are accepted (SPEC section 3).
-   * @throws GqaError `MALFORMED_FILE`, `MISSING_CONFIG`, `TENSOR_MISMATCH`, `MISSING_PARAMETER`,
+   * @throws GqaError `MALFORMED_FILE` (naming the path, or "the given bytes", and what a model
+   *   file is), `MISSING_CONFIG`, `TENSOR_MISMATCH`, `MISSING_PARAMETER`,
    *   `UNEXPECTED_PARAMETER`, `NON_FINITE_WEIGHT`
    */
   async load(source: Uint8Array | string, options: LoadOptions = {}): Promise<Model> {
@@ -473,7 +474,11 @@ export const GQA = {
     }
     const o = coreOptions(options);
     const f = need(be.binding, "loadModel");
-    return new Model(be.name, callBinding(() => f(bytes, o)));
+    try {
+      return new Model(be.name, callBinding(() => f(bytes, o)));
+    } catch (e) {
+      throw asModelFileError(e, source);
+    }
   },
 
   /**
@@ -491,14 +496,14 @@ export const GQA = {
       parts = ensembleSize(bytes) === undefined ? [bytes] : unpackEnsemble(bytes);
     } catch (e) {
       const reason = e instanceof Error ? e.message : String(e);
-      throw new GqaError("MALFORMED_FILE", `malformed ensemble file: ${reason}`, { cause: e, fields: { reason } });
+      throw asModelFileError(new GqaError("MALFORMED_FILE", `malformed ensemble file: ${reason}`, { cause: e, fields: { reason } }), source);
     }
     const models: Model[] = [];
     try {
       for (const p of parts) models.push(await GQA.load(p, options));
     } catch (e) {
       models.forEach((m) => m.dispose());
-      throw e;
+      throw asModelFileError(e, source);
     }
     return models;
   },

@@ -11,6 +11,7 @@
  * header does not move any tensor.
  */
 import { DataFormatError } from "./data/errors.js";
+import { GqaError } from "./errors.js";
 
 /** What `gqa train` records about the data a model was trained on. */
 export interface CliMetadata {
@@ -257,4 +258,28 @@ export function unpackEnsemble(bytes: Uint8Array, file = "<model>"): Uint8Array[
     }
     return buildFile(h, out);
   });
+}
+
+/** What a model file is, as messages about a file that is not one say it. */
+export const MODEL_FILE_DESCRIPTION = "a model file (a safetensors file written by model.save()/model.saveFile() or gqa train)";
+
+/** Restated load errors ({@link asModelFileError}) and the core's error each restates. */
+const restated = new WeakMap<object, GqaError>();
+
+/**
+ * A `MALFORMED_FILE` error of `GQA.load` / `GQA.loadEnsemble` restated for the caller: it names
+ * the file when `source` is a path (else "the given bytes"), what a model file is, and the core's
+ * message as what was found, e.g. `notes.txt: expected a model file (a safetensors file written
+ * by model.save()/model.saveFile() or gqa train), found malformed safetensors file: header too
+ * large`. Code and `reason` stay the core's. A restated error restated again (a load inside
+ * `loadEnsemble`) names the outer source. Other errors are returned unchanged.
+ * @internal
+ */
+export function asModelFileError(e: unknown, source: Uint8Array | string): unknown {
+  const core = (typeof e === "object" && e !== null && restated.get(e)) || e;
+  if (!GqaError.is(core, "MALFORMED_FILE")) return e;
+  const who = typeof source === "string" ? source : "the given bytes";
+  const out = new GqaError("MALFORMED_FILE", `${who}: expected ${MODEL_FILE_DESCRIPTION}, found ${core.message}`, { cause: core, fields: { reason: core.reason } });
+  restated.set(out, core);
+  return out;
 }
