@@ -15,4 +15,4 @@ const probs = await model.predict(test.x, test.dims, { lengths: test.lengths });
 await model.saveFile("quickstart.safetensors");
 const loaded = await GQA.load("quickstart.safetensors");
 const again = await loaded.predict(test.x, test.dims, { lengths: test.lengths });
-console.log(`test accuracy ${accuracy.toFixed(4)}; reloaded model predicts the same: ${again.data.every((p, i) => p === probs.data[i])}`);
+console.log(`test accuracy ${accuracy?.toFixed(4)}; reloaded model predicts the same: ${again.data.every((p, i) => p === probs.data[i])}`);

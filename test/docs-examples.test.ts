@@ -1,8 +1,8 @@
 // The code in README.md and docs/*.md that a reader copies. A fenced ts/js block directly after
-// `<!-- example:PATH -->` must equal the file PATH byte for byte; each such file is compiled with
-// the repository's tsc (as docs/building-and-testing.md tells readers to) and run with node from
-// the built package (`import { GQA } from "gqa"` -> dist/ through the package's self-reference),
-// on the backend named by GQA_BACKEND. Also: every relative link in those pages names a file or
+// `<!-- example:PATH -->` must equal the file PATH byte for byte; every file in examples/ is
+// compiled with the repository's tsc (as docs/building-and-testing.md tells readers to) and run
+// with node from the built package (`import { GQA } from "gqa"` -> dist/ through the package's
+// self-reference), on the backend named by GQA_BACKEND, and what it prints is checked. Also: every relative link in those pages names a file or
 // folder that exists. (`<!-- browser-snippet:NAME -->` and `<!-- deno-snippet -->` blocks are run
 // by test/browser/demo-e2e.mjs and test/deno/gqa_test.ts.)
 import { spawnSync } from "node:child_process";
@@ -52,43 +52,99 @@ describe("docs: relative links resolve", () => {
   });
 });
 
-describe("examples/quickstart.ts runs as written", () => {
+// How each example runs (working directory) and what it must print. Every file in examples/ needs
+// an entry: the test fails for one without.
+const BACKEND = process.env.GQA_BACKEND;
+const RUNS: Record<string, { cwd: "temp" | "checkout"; check: (stdout: string) => void }> = {
+  "quickstart.ts": {
+    cwd: "temp",
+    check: (stdout) => {
+      const [, accuracy, same] = /^test accuracy (\d\.\d{4}); reloaded model predicts the same: (true|false)$/m.exec(stdout) ?? [];
+      expect(accuracy, stdout).toBeDefined();
+      // One model of the main job's kind scores 0.9784-0.9865 over seeds 0-4 (docs/training.md).
+      expect(Number(accuracy)).toBeGreaterThanOrEqual(0.97);
+      expect(same).toBe("true");
+    },
+  },
+  "first-forward.ts": {
+    cwd: "temp",
+    check: (stdout) => {
+      const [, backend, threads] = /^(native|wasm) (\d+) \{ .* \} \[ 2, 64 \]$/m.exec(stdout) ?? [];
+      expect(backend, stdout).toBeDefined();
+      if (BACKEND === "native" || BACKEND === "wasm") expect(backend).toBe(BACKEND);
+      expect(Number(threads)).toBeGreaterThanOrEqual(1);
+    },
+  },
+  "errors.ts": {
+    cwd: "temp",
+    check: (stdout) => expect(stdout.trim()).toBe("INVALID_OPTION numKvHeads | a divisor of numHeads=8 | 3"),
+  },
+  "streaming.ts": {
+    cwd: "temp",
+    check: (stdout) => {
+      const [, diff] = /^positions 101, KV cache 4 MiB, max \|decode - forward\| (\S+)$/m.exec(stdout) ?? [];
+      expect(diff, stdout).toBeDefined();
+      expect(Number(diff)).toBeLessThanOrEqual(1e-5);
+    },
+  },
+  "hf-attention.ts": {
+    cwd: "checkout",
+    check: (stdout) => expect(stdout.trim()).toBe("4 2 yarn [ 1, 16, 32 ]"),
+  },
+  "onnx.ts": {
+    cwd: "temp",
+    check: (stdout) => {
+      const [, diff] = /^probabilities 2,3, max \|onnxruntime - gqa\| (\S+)$/m.exec(stdout) ?? [];
+      expect(diff, stdout).toBeDefined();
+      expect(Number(diff)).toBeLessThanOrEqual(1e-5);
+    },
+  },
+};
+
+describe(`examples/ run as written (${BACKEND ?? "auto"})`, () => {
   const out = join(root, "runs", `docs-examples-${process.pid}`);
-  const cwd = mkdtempSync(join(tmpdir(), "gqa-quickstart-"));
-  let run: { code: number | null; stdout: string; stderr: string };
+  const temp = mkdtempSync(join(tmpdir(), "gqa-examples-"));
+  const examples = readdirSync(join(root, "examples")).filter((f) => f.endsWith(".ts"));
 
   beforeAll(() => {
     if (!existsSync(join(root, "dist", "index.js"))) {
       spawnSync(join(root, "node_modules", ".bin", "tsc"), ["-p", "tsconfig.build.json"], { cwd: root, encoding: "utf8" });
     }
     mkdirSync(out, { recursive: true });
-    // The command docs/building-and-testing.md gives for Node 20 (type-checks against dist/*.d.ts).
-    const tsc = spawnSync(
-      join(root, "node_modules", ".bin", "tsc"),
-      ["--module", "nodenext", "--target", "es2022", "--skipLibCheck", "--rootDir", "examples", "--outDir", out, "examples/quickstart.ts"],
-      { cwd: root, encoding: "utf8" },
-    );
-    if (tsc.status !== 0) throw new Error(`tsc examples/quickstart.ts failed:\n${tsc.stdout}${tsc.stderr}`);
-    const r = spawnSync(process.execPath, [join(out, "quickstart.js")], { cwd, encoding: "utf8", env: { ...process.env }, timeout: 600_000 });
-    run = { code: r.status, stdout: r.stdout, stderr: r.stderr };
+    // The command of docs/building-and-testing.md, stricter: the examples type-check against
+    // dist/*.d.ts under --strict and --noUncheckedIndexedAccess, as a user's project may ask.
+    const args = ["--strict", "--noUncheckedIndexedAccess", "--module", "nodenext", "--target", "es2022", "--skipLibCheck"];
+    const tsc = spawnSync(join(root, "node_modules", ".bin", "tsc"), [...args, "--rootDir", "examples", "--outDir", out, ...examples.map((f) => `examples/${f}`)], {
+      cwd: root,
+      encoding: "utf8",
+    });
+    if (tsc.status !== 0) throw new Error(`tsc examples/*.ts failed:\n${tsc.stdout}${tsc.stderr}`);
   });
   afterAll(() => {
     rmSync(out, { recursive: true, force: true });
-    rmSync(cwd, { recursive: true, force: true });
+    rmSync(temp, { recursive: true, force: true });
   });
 
-  it("exits 0 and prints the test accuracy and the reload check", () => {
-    expect(run.code, run.stderr).toBe(0);
-    const [, accuracy, same] = /^test accuracy (\d\.\d{4}); reloaded model predicts the same: (true|false)$/m.exec(run.stdout) ?? [];
-    expect(accuracy, run.stdout).toBeDefined();
-    // One model of the main job's kind scores 0.9784-0.9865 over seeds 0-4 (docs/training.md).
-    expect(Number(accuracy)).toBeGreaterThanOrEqual(0.97);
-    expect(same).toBe("true");
+  it("every example has a run entry", () => {
+    expect(examples.filter((f) => !(f in RUNS))).toEqual([]);
   });
 
-  it("the file it saved is the trained classifier", async () => {
+  it.each(Object.keys(RUNS))("%s", (file) => {
+    const run = RUNS[file];
+    if (!run) throw new Error(`no run entry for ${file}`);
+    const r = spawnSync(process.execPath, [join(out, file.replace(/\.ts$/, ".js"))], {
+      cwd: run.cwd === "temp" ? temp : root,
+      encoding: "utf8",
+      env: { ...process.env },
+      timeout: 600_000,
+    });
+    expect(r.status, `${r.stdout}${r.stderr}`).toBe(0);
+    run.check(r.stdout);
+  });
+
+  it("quickstart.ts saved the trained classifier", async () => {
     await GQA.init();
-    const model = await GQA.load(join(cwd, "quickstart.safetensors"));
+    const model = await GQA.load(join(temp, "quickstart.safetensors"));
     expect(model.head).toEqual({ type: "classification", numClasses: 9 });
     expect(model.config).toMatchObject({ embedDim: 12, hiddenSize: 64, numHeads: 4, numKvHeads: 2, numLayers: 2, rope: true });
     expect(model.paramCount).toBe(93_193);
