@@ -235,6 +235,27 @@ describe("gqa error paths", () => {
   });
 });
 
+describe("gqa --threads", () => {
+  it("train gives the same model bytes and loss curve with 1 and 2 threads; help states the default", () => {
+    const tiny = ["--data", "basic-motions", "--hidden-size", "16", "--num-heads", "4", "--num-kv-heads", "2", "--num-layers", "1", "--epochs", "2", "--seed", "3", "--no-progress"];
+    const runs = ["1", "2"].map((n) => {
+      const dir = join(tmp, `threads-${n}`);
+      const r = gqa("train", ...tiny, "--threads", n, "--out", dir);
+      expect(r.code, r.stderr).toBe(0);
+      if (backendEnv === "native") expect(r.stderr).toMatch(new RegExp(`^backend: native .*, ${n} threads?$`, "m"));
+      return { bytes: readFileSync(join(dir, "model.safetensors")), history: JSON.parse(readFileSync(join(dir, "metrics.json"), "utf8")).history };
+    });
+    expect(runs[0]!.bytes.equals(runs[1]!.bytes)).toBe(true);
+    expect(runs[1]!.history).toEqual(runs[0]!.history);
+    for (const cmd of ["train", "eval", "predict"]) {
+      expect(gqa(cmd, "--help").stdout.replace(/\s+/g, " ")).toContain("--threads <n> compute threads (results are bitwise the same for any count); default: env GQA_THREADS, else all available cores");
+    }
+    const bad = gqa("train", ...tiny, "--threads", "0", "--out", join(tmp, "threads-0"));
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--threads <n>.*expected an integer >= 1, found 0/);
+  }, 300_000);
+});
+
 describe("model file metadata", () => {
   it("adding gqa_cli metadata keeps every tensor and the core still loads the file", async () => {
     const m = await GQA.build({ embedDim: 3, hiddenSize: 8, numHeads: 4, numKvHeads: 2, numLayers: 2, seed: 5 });

@@ -60,10 +60,16 @@ export function readMetadata(bytes: Uint8Array, file = "<model>"): Record<string
   return typeof m === "object" && m !== null ? (m as Record<string, string>) : {};
 }
 
-/** Returns a copy of `bytes` with metadata `key` set to `value`; tensors are unchanged. @throws {DataFormatError} */
+/**
+ * Returns a copy of `bytes` with metadata `key` set to `value`; tensors are unchanged. The
+ * metadata keys are written in sorted order (the core's writer keeps them in a hash map, whose
+ * order changes from process to process), so the same model and metadata give the same bytes.
+ * @throws {DataFormatError}
+ */
 export function setMetadata(bytes: Uint8Array, key: string, value: string, file = "<model>"): Uint8Array {
   const { header, dataStart } = readHeader(bytes, file);
-  const meta = { ...((header["__metadata__"] as Record<string, string> | undefined) ?? {}), [key]: value };
+  const all: Record<string, string> = { ...((header["__metadata__"] as Record<string, string> | undefined) ?? {}), [key]: value };
+  const meta = Object.fromEntries(Object.keys(all).sort().map((k) => [k, all[k]!]));
   // Keep __metadata__ first, as the reference writer does.
   const { __metadata__: _old, ...tensors } = header;
   let json = JSON.stringify({ __metadata__: meta, ...tensors });

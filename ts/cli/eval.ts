@@ -40,7 +40,7 @@ export function registerEval(program: Command): void {
 }
 
 async function runEval(flags: EvalFlags): Promise<void> {
-  const backend = await startBackend(flags.backend);
+  const backend = await startBackend(flags);
   const bytes = new Uint8Array(await readFileOrThrow(flags.model));
   const meta = readCliMetadata(bytes, flags.model);
   if (meta.task === "regression") {

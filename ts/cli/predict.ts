@@ -44,7 +44,7 @@ export function registerPredict(program: Command): void {
 const csvField = (s: string) => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
 
 async function runPredict(flags: PredictFlags): Promise<void> {
-  const backend = await startBackend(flags.backend);
+  const backend = await startBackend(flags);
   const input = await readSeriesInput(flags.input);
   const bytes = new Uint8Array(await readFileOrThrow(flags.model));
   const meta = readCliMetadata(bytes, flags.model);

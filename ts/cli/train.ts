@@ -219,7 +219,7 @@ export function regressionMetrics(truth: readonly number[][], pred: readonly num
 }
 
 async function runTrain(flags: TrainFlags): Promise<void> {
-  const backend = await startBackend(flags.backend);
+  const backend = await startBackend(flags);
   const ds = await loadTrainingSet(flags);
   const { train, test } = ds;
   const C = ds.channels;
