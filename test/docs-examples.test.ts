@@ -2,9 +2,10 @@
 // `<!-- example:PATH -->` must equal the file PATH byte for byte; every file in examples/ is
 // compiled with the repository's tsc (as docs/building-and-testing.md tells readers to) and run
 // with node from the built package (`import { GQA } from "gqa"` -> dist/ through the package's
-// self-reference), on the backend named by GQA_BACKEND, and what it prints is checked. Also: every relative link in those pages names a file or
-// folder that exists. (`<!-- browser-snippet:NAME -->` and `<!-- deno-snippet -->` blocks are run
-// by test/browser/demo-e2e.mjs and test/deno/gqa_test.ts.)
+// self-reference), on the backend named by GQA_BACKEND, and what it prints is checked. Also:
+// every relative link in those pages names a file or folder that exists, and every #anchor into
+// a Markdown page names one of its headings. (`<!-- browser-snippet:NAME -->` and
+// `<!-- deno-snippet -->` blocks are run by test/browser/demo-e2e.mjs and test/deno/gqa_test.ts.)
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -42,12 +43,24 @@ describe("docs: marked blocks are the example files", () => {
   });
 });
 
-describe("docs: relative links resolve", () => {
+/** GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens. */
+const slug = (heading: string) =>
+  heading
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N} _-]/gu, "")
+    .replace(/ /g, "-");
+const anchors = (path: string) => new Set([...readFileSync(path, "utf8").matchAll(/^#{1,6} (.+)$/gm)].map(([, h = ""]) => slug(h)));
+
+describe("docs: relative links resolve, anchors included", () => {
   it.each(pages)("%s", (page) => {
-    const broken = [...text(page).matchAll(/\]\(([^)\s#]+)(?:#[^)]*)?\)/g)]
-      .map(([, target = ""]) => target)
-      .filter((target) => !/^[a-z]+:/.test(target))
-      .filter((target) => !existsSync(resolve(root, dirname(page), target)));
+    const broken = [...text(page).matchAll(/\]\(([^)\s#]*)(?:#([^)\s]*))?\)/g)]
+      .filter(([, target = ""]) => !/^[a-z]+:/.test(target))
+      .filter(([, target = "", anchor]) => {
+        const path = target === "" ? join(root, page) : resolve(root, dirname(page), target);
+        if (!existsSync(path)) return true;
+        return anchor !== undefined && path.endsWith(".md") && !anchors(path).has(anchor);
+      })
+      .map(([link]) => link);
     expect(broken).toEqual([]);
   });
 });
