@@ -142,12 +142,15 @@ const HEAD_KEY = "gqa_head";
 /** Metadata key of an ensemble file: the number of members, as a decimal string. */
 export const ENSEMBLE_METADATA_KEY = "gqa_ensemble";
 
-/** Members of an ensemble file (`gqa_ensemble`; 1 without it). @throws {DataFormatError} for a count outside 1..1000. */
+/** The most members an ensemble file may hold (its readers refuse more; `gqa train --ensemble` too). */
+export const MAX_ENSEMBLE_MEMBERS = 1000;
+
+/** Members of an ensemble file (`gqa_ensemble`; 1 without it). @throws {DataFormatError} for a count outside 1..{@link MAX_ENSEMBLE_MEMBERS}. */
 function ensembleSize(meta: Record<string, string>, file: string): number {
   const raw = meta[ENSEMBLE_METADATA_KEY];
   if (raw === undefined) return 1;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1 || n > 1000) throw new DataFormatError(file, undefined, `'${ENSEMBLE_METADATA_KEY}' metadata must be a member count in 1..1000, found '${raw}'`);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_ENSEMBLE_MEMBERS) throw new DataFormatError(file, undefined, `'${ENSEMBLE_METADATA_KEY}' metadata must be a member count in 1..${MAX_ENSEMBLE_MEMBERS}, found '${raw}'`);
   return n;
 }
 
