@@ -144,7 +144,7 @@ describe("gqa info", () => {
     writeFileSync(badCount, setMetadata(new Uint8Array(readFileSync(file)), "gqa_ensemble", "x"));
     const bc = gqa("info", "--model", badCount);
     expect(bc.code).toBe(2);
-    expect(bc.stderr).toContain("info-bad-count.safetensors: 'gqa_ensemble' metadata must be a member count in 1..1000, found 'x'");
+    expect(bc.stderr).toContain("info-bad-count.safetensors: 'gqa_ensemble' metadata must be a member count in [1, 1000], found 'x'");
     const absent = gqa("info", "--model", join(tmp, "absent.safetensors"));
     expect(absent.code).toBe(2);
     expect(absent.stderr).toContain("absent.safetensors: no such file");

@@ -150,7 +150,7 @@ function ensembleSize(meta: Record<string, string>, file: string): number {
   const raw = meta[ENSEMBLE_METADATA_KEY];
   if (raw === undefined) return 1;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1 || n > MAX_ENSEMBLE_MEMBERS) throw new DataFormatError(file, undefined, `'${ENSEMBLE_METADATA_KEY}' metadata must be a member count in 1..${MAX_ENSEMBLE_MEMBERS}, found '${raw}'`);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_ENSEMBLE_MEMBERS) throw new DataFormatError(file, undefined, `'${ENSEMBLE_METADATA_KEY}' metadata must be a member count in [1, ${MAX_ENSEMBLE_MEMBERS}], found '${raw}'`);
   return n;
 }
 

@@ -441,7 +441,7 @@ async function writeOutputs(dir: string, files: ReadonlyArray<readonly [string, 
 function ensembleArg(v: string): number {
   const n = intArg(1)(v);
   if (n > MAX_ENSEMBLE_MEMBERS) {
-    throw new InvalidArgumentError(`expected at most ${MAX_ENSEMBLE_MEMBERS} members (the model file's limit: its 'gqa_ensemble' metadata, read by eval, predict and info, holds 1..${MAX_ENSEMBLE_MEMBERS}), found ${v}`);
+    throw new InvalidArgumentError(`expected at most ${MAX_ENSEMBLE_MEMBERS} members (the model file's limit: its 'gqa_ensemble' metadata, read by eval, predict and info, holds [1, ${MAX_ENSEMBLE_MEMBERS}]), found ${v}`);
   }
   return n;
 }
