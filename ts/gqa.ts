@@ -4,7 +4,7 @@
  */
 
 import { type BackendChoice, type BackendName, type BackendVariant, type Binding, detectEnvironment, loadBackend, type LoadedBackend } from "./backend.js";
-import { callBinding, coreOptions, type CoreValue, GqaError } from "./errors.js";
+import { callBinding, coreOptions, type CoreValue, GqaError, ownOptions } from "./errors.js";
 import { GqaAttention, Model } from "./model.js";
 import { asModelFileError, ENSEMBLE_METADATA_KEY, readMetadata, unpackEnsemble } from "./model-file.js";
 import type { HeadOptions } from "./train.js";
@@ -187,7 +187,9 @@ export interface InitOptions {
    * is left alone), default env `GQA_THREADS`, else the available cores. Wasm: when the backend
    * loads, a count above 1 (default as native) picks the threaded module where the host can run
    * it (Node, Deno, `crossOriginIsolated` pages; see {@link GQA.variant}) and starts that many
-   * workers; later calls may set any count up to that pool's size (`INVALID_OPTION` above it).
+   * workers (at most 255, rayon's limit on 32-bit targets: a larger count is refused with
+   * `INVALID_OPTION` before any worker starts); later calls may set any count up to that pool's
+   * size (`INVALID_OPTION` above it).
    * The single-threaded wasm module accepts any count and runs on one thread. Applies to calls
    * started afterwards; results are bitwise the same for any count.
    */
@@ -445,7 +447,9 @@ export const GQA = {
   async build(opts: BuildOptions): Promise<Model> {
     const be = await ensure();
     const all = optionsObject(opts) as { [key: string]: CoreValue };
-    const { head, ...model } = all;
+    // Without a prototype, as coreOptions makes every object (a rest spread would add one).
+    const model = ownOptions(Object.entries(all).filter(([k]) => k !== "head"));
+    const head = all.head;
     const f = need(be.binding, "buildModel");
     return new Model(be.name, callBinding(() => f(model, head)));
   },
