@@ -141,6 +141,7 @@ abstract class Layer<Options> {
    * @internal
    */
   protected exclusive<T>(run: () => Promise<T>): Promise<T> {
+    const idle = this.#queued === 0;
     this.#queued++;
     const wrapped = async (): Promise<T> => {
       try {
@@ -149,7 +150,8 @@ abstract class Layer<Options> {
         this.#queued--;
       }
     };
-    const p = this.#tail.then(wrapped, wrapped);
+    // Nothing ahead: start now, so the binding takes the inputs before the caller gets control back.
+    const p = idle ? wrapped() : this.#tail.then(wrapped, wrapped);
     this.#tail = p.then(
       () => undefined,
       () => undefined,

@@ -199,8 +199,8 @@ export class Session {
         this.#pending--;
       }
     };
-    this.#pending++;
-    const p = this.#tail.then(run, run);
+    // Nothing ahead: start now, so the binding takes the chunk before the caller gets control back.
+    const p = this.#pending++ === 0 ? run() : this.#tail.then(run, run);
     this.#tail = p.catch(() => undefined);
     return p;
   }
