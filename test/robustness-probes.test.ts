@@ -291,6 +291,9 @@ describe(`counts that would wrap are refused (${backend})`, () => {
     expect(e.option).toBe("epochs");
     expect(e.expected).toBe("at most 268435455 epochs (16 steps per epoch; a run takes at most 4294967295 steps)");
     expect(e.found).toMatch(/268435456/);
+    // Past 2^32-1 epochs (which wasm32's usize cannot hold): the same message.
+    const big = await expectCode(() => m.fit(d, { epochs: 2 ** 32, batchSize: 1 }), "INVALID_OPTION");
+    expect([big.option, big.expected, big.found]).toEqual(["epochs", e.expected, "4294967296"]);
     expect(m.weightsDigest()).toBe(digest);
     // Just under the limit is accepted (one step taken, then stopped by a failing callback).
     const last = await m

@@ -227,6 +227,23 @@ function need<K extends keyof ModelHandle>(handle: ModelHandle, k: K, backend: B
   return (f as (...a: unknown[]) => unknown).bind(handle) as NonNullable<ModelHandle[K]>;
 }
 
+/** The most steps a run may take (the core's `MAX_TOTAL_STEPS`). */
+const MAX_TOTAL_STEPS = 0xffffffff;
+
+/**
+ * `epochs` above 2^32-1: always more than {@link MAX_TOTAL_STEPS} steps. The core refuses such a
+ * run naming `epochs` (`check_total_steps`), but wasm32 cannot even parse the count (`usize` is 32
+ * bits there), so it is refused here with the core's own message, the same on both backends.
+ * Other values are left to the core.
+ */
+function checkEpochsRange(epochs: unknown, batchSize: unknown, n: number): void {
+  if (typeof epochs !== "number" || !Number.isInteger(epochs) || epochs <= MAX_TOTAL_STEPS || n < 1) return;
+  const b = batchSize ?? 32; // the core's default
+  if (typeof b !== "number" || !Number.isInteger(b) || b < 1) return;
+  const spe = Math.ceil(n / b);
+  throw GqaError.invalidOption("epochs", `at most ${Math.floor(MAX_TOTAL_STEPS / spe)} epochs (${spe} steps per epoch; a run takes at most ${MAX_TOTAL_STEPS} steps)`, String(epochs));
+}
+
 /**
  * `model.fit`, in two parts: this checks and converts the data and options at the call (own
  * properties only; typed arrays copied when `copy`, i.e. when the fit has to wait behind another)
@@ -239,6 +256,7 @@ export function prepareFit(handle: ModelHandle, backend: BackendName, data: Trai
   const head = headOf(handle);
   const d = rawData(data, head, "data", copy);
   const core = coreOptions(Object.fromEntries(Object.entries(options).filter(([k, v]) => !CALLBACK_KEYS.has(k) && v !== undefined)));
+  checkEpochsRange(own("epochs"), own("batchSize"), d.dims[0]!);
   const validation = own("validation");
   const val = validation === undefined ? undefined : rawData(validation, head, "validation", copy);
   const create = need(handle, "createTrainer", backend);
