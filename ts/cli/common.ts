@@ -174,12 +174,12 @@ export function status(line: string): void {
 /**
  * Starts the requested backend with `threads` compute threads (undefined: `GQA.init`'s default,
  * env `GQA_THREADS`, else all available cores) and prints `backend: <name> (<file>), <n>
- * thread(s)` to stderr. `--threads` also sets `RAYON_NUM_THREADS` when unset, so candle's own pool
- * inside the native backend follows it.
+ * thread(s)` to stderr. `--threads` also sets `RAYON_NUM_THREADS`, so candle's own pool inside the
+ * native backend follows it.
  * @returns the backend that runs.
  */
 export async function startBackend(flags: Pick<ModelFlags, "backend" | "threads">): Promise<string> {
-  if (flags.threads !== undefined) process.env.RAYON_NUM_THREADS ??= String(flags.threads);
+  if (flags.threads !== undefined) process.env.RAYON_NUM_THREADS = String(flags.threads);
   const name = await GQA.init({ ...(flags.backend !== undefined && { backend: flags.backend }), ...(flags.threads !== undefined && { threads: flags.threads }) });
   const n = GQA.threads;
   status(`backend: ${name}${GQA.backendFile ? ` (${GQA.backendFile})` : ""}${n === null ? "" : `, ${n} thread${n === 1 ? "" : "s"}`}`);
