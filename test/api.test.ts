@@ -275,8 +275,9 @@ describe(`gqa API on backend=${BACKEND}`, () => {
       const text = join(dir, "notes.txt");
       writeFileSync(text, "these are notes, not a model\n");
       const random = join(dir, "random.bin");
-      let s = 12345;
-      writeFileSync(random, Uint8Array.from({ length: 4096 }, () => ((s = (s * 1103515245 + 12345) >>> 0) >>> 24)));
+      const { mulberry32 } = await import("./helpers/random.js");
+      const r = mulberry32(12345);
+      writeFileSync(random, Uint8Array.from({ length: 4096 }, () => Math.floor(r() * 256)));
       const what = "expected a model file \\(a safetensors file written by model\\.save\\(\\)/model\\.saveFile\\(\\) or gqa train\\), found malformed safetensors file: ";
       const esc = (p: string) => p.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
       for (const file of [text, random]) {
