@@ -341,7 +341,7 @@ export async function loadWasm(options: WasmLoadOptions = {}): Promise<LoadedBac
   const override = envVar("GQA_WASM_PATH");
   // Checked before any worker starts: the threaded module's rayon pool holds at most 255 threads.
   if (options.threads !== undefined && options.threads > WASM_MAX_THREADS && wasmThreadsAvailable()) {
-    throw GqaError.invalidOption("threads", `an integer in 1..=${WASM_MAX_THREADS} for the threaded wasm module (rayon's limit on 32-bit targets; no worker was started)`, String(options.threads));
+    throw GqaError.invalidOption("threads", `an integer in [1, ${WASM_MAX_THREADS}] for the threaded wasm module (rayon's limit on 32-bit targets; no worker was started)`, String(options.threads));
   }
   const wanted = options.threads ?? Math.min(await defaultWasmThreads(), WASM_MAX_THREADS);
   const threaded = wanted > 1 && wasmThreadsAvailable();
