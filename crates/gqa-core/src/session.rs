@@ -371,8 +371,15 @@ impl Session {
         } else {
             &[0]
         };
-        let _working =
-            crate::memory::reserve_f32("push activations", &[&[b, t, e + 9 * h_dim], scores])?;
+        let _working = crate::memory::reserve_work(
+            "push activations",
+            model.work_dims(b, t, lmax, 0),
+            if scores.len() > 1 {
+                crate::memory::WorkPath::Candle
+            } else {
+                crate::memory::WorkPath::Engine
+            },
+        )?;
         if self.host.is_none() {
             check_f32_buffer("attention scores", &[b, cfg.num_heads, t, lmax])?;
         }

@@ -396,6 +396,9 @@ pub struct Trainer {
     global_step: usize,
     /// Gradients and AdamW moments (3 x the parameters) under the memory budget.
     _memory: crate::memory::Reservation,
+    /// The fused training workspace (kept between steps) under the memory budget: the largest
+    /// step's working set so far ([`crate::memory::WorkPath::FusedTraining`]).
+    workspace_memory: Option<crate::memory::Reservation>,
 }
 
 impl Trainer {
@@ -505,6 +508,7 @@ impl Trainer {
             dropout,
             global_step: 0,
             _memory: memory,
+            workspace_memory: None,
         })
     }
 
@@ -557,6 +561,22 @@ impl Trainer {
         let (loss_value, correct, grad_norm, lengths) = match &mut self.opt {
             Optimiser::Fused(st) => {
                 let (x, tb, lengths, labels) = self.data.batch_values(&idx);
+                // The workspace grows to this step's working set and stays: reserve the growth
+                // before the step allocates it.
+                let need = crate::memory::working_set(
+                    task.model
+                        .work_dims(idx.len(), tb, tb, task.head("training")?.cfg.out_dim()),
+                    crate::memory::WorkPath::FusedTraining,
+                );
+                if self
+                    .workspace_memory
+                    .as_ref()
+                    .is_none_or(|r| r.bytes() < need)
+                {
+                    self.workspace_memory = None;
+                    self.workspace_memory =
+                        Some(crate::memory::reserve("training activations", need)?);
+                }
                 let sl = fused_gradients_smoothed(
                     task,
                     &x,
