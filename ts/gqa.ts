@@ -335,7 +335,7 @@ export const GQA = {
    * by every worker thread of the process; each wasm module instance has its own.
    */
   get memory(): { limit: number; inUse: number } | null {
-    const u = loaded?.binding.memoryUsage?.();
+    const u = callBinding(() => loaded?.binding.memoryUsage?.());
     return u ? { limit: u[0]!, inUse: u[1]! } : null;
   },
 

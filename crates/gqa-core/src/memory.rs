@@ -248,9 +248,25 @@ pub fn reserve_f32(what: &str, buffers: &[&[usize]]) -> Result<Reservation> {
 /// # Errors
 /// [`Error::OutOfMemory`] when the size overflows `isize` or the allocator refuses it.
 pub fn try_zeroed_f32(what: &str, len: usize) -> Result<Vec<f32>> {
-    let mut v = Vec::new();
-    try_grow_f32(what, &mut v, len)?;
-    Ok(v)
+    let refused = || Error::OutOfMemory {
+        what: what.into(),
+        requested: f32_bytes(&[len]),
+        limit: limit(),
+        in_use: in_use(),
+    };
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<f32>(len).map_err(|_| refused())?;
+    // SAFETY: `layout` has a non-zero size (len >= 1).
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<f32>();
+    if ptr.is_null() {
+        return Err(refused());
+    }
+    // SAFETY: `ptr` comes from the global allocator with the layout of `len` f32 values (what a
+    // `Vec<f32>` of capacity `len` deallocates with), and every value is initialised (zero
+    // bits are 0.0). Zeroed pages (calloc) are not touched until written.
+    Ok(unsafe { Vec::from_raw_parts(ptr, len, len) })
 }
 
 /// Resizes `v` to `len` values (new ones zero), growing its allocation fallibly as
@@ -259,7 +275,9 @@ pub fn try_zeroed_f32(what: &str, len: usize) -> Result<Vec<f32>> {
 /// # Errors
 /// As [`try_zeroed_f32`].
 pub fn try_grow_f32(what: &str, v: &mut Vec<f32>, len: usize) -> Result<()> {
-    if len > v.len() {
+    if v.capacity() == 0 {
+        *v = try_zeroed_f32(what, len)?;
+    } else if len > v.len() {
         let more = len - v.len();
         if len > v.capacity() {
             v.try_reserve_exact(len - v.len())

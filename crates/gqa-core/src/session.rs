@@ -107,10 +107,12 @@ impl Session {
         let mut v = Vec::with_capacity(layers);
         let host = if model.engine_applies() {
             let n = batch * nkv * max_len * d;
-            Some((
-                (0..layers).map(|_| vec![0f32; n]).collect(),
-                (0..layers).map(|_| vec![0f32; n]).collect(),
-            ))
+            let zeroed = || {
+                (0..layers)
+                    .map(|_| crate::memory::try_zeroed_f32("kv cache", n))
+                    .collect::<Result<Vec<_>>>()
+            };
+            Some((zeroed()?, zeroed()?))
         } else {
             for _ in 0..layers {
                 k.push(Tensor::zeros(

@@ -479,7 +479,10 @@ impl Trainer {
             let sizes: Vec<usize> = vars.iter().map(|v| v.elem_count()).collect();
             Optimiser::Fused(Box::new(FusedState {
                 opt: FusedAdamW::new(&sizes, acfg)?,
-                grads: sizes.iter().map(|&n| vec![0f32; n]).collect(),
+                grads: sizes
+                    .iter()
+                    .map(|&n| crate::memory::try_zeroed_f32("gradients", n))
+                    .collect::<Result<_>>()?,
                 ws: TrainWorkspace::default(),
             }))
         } else {
