@@ -160,6 +160,36 @@ report({ limit, base, peak: hwm() - base, inUse: GQA.memory.inUse, outcomes });
     other.dispose();
   });
 
+  it("a forward whose buffers exceed what the backend can address is OUT_OF_MEMORY before allocating (wasm: no trap); every model works after", async () => {
+    // 60,000 positions x (8 + 2x8) heads x 1024 = 5.9 GB of qkv rows alone: over wasm's 4 GiB
+    // (and its 2 GiB per-buffer index range), and over a 64 MiB limit on native.
+    const wide = await GQA.build({ embedDim: 8, hiddenSize: 8, numHeads: 8, numKvHeads: 8, headDim: 1024, numLayers: 1, dropout: 0 });
+    const other = await GQA.build({ embedDim: 8, hiddenSize: 16, numHeads: 2, numKvHeads: 1, numLayers: 1, dropout: 0 });
+    if (backend === "native") GQA.setMemoryLimit(GQA.memory!.inUse + 64 * MiB);
+    for (let i = 0; i < 3; i++) {
+      const e = await expectCode(() => wide.forward(new Float32Array(60_000 * 8).fill(0.5), [1, 60_000, 8]), "OUT_OF_MEMORY", /`(forward|qkv) activations`/);
+      if (backend === "wasm") expect(e.message).toMatch(/limit is 2147483647 bytes/);
+    }
+    GQA.setMemoryLimit(null);
+    for (const m of [other, wide]) {
+      const y = await m.forward(new Float32Array(3 * 8).fill(0.5), [1, 3, 8]);
+      expect(Array.from(y.data).every(Number.isFinite)).toBe(true);
+    }
+    expect(GQA.memory!.inUse).toBeGreaterThan(0);
+    wide.dispose();
+    other.dispose();
+  });
+
+  it("a model of 264 M parameters builds and predicts finite probabilities (wasm: no 32-bit index wrap)", async () => {
+    const opts = { embedDim: 1024, hiddenSize: 1024, numHeads: 16, numKvHeads: 16, numLayers: 21, dropout: 0 };
+    expect(GQA.paramCount(opts, { exact: true })).toBeGreaterThan(264e6);
+    const m = await GQA.build({ ...opts, head: { type: "classification", numClasses: 2 } });
+    const p = await m.predict(new Float32Array(2 * 8 * 1024).fill(0.1), [2, 8, 1024]);
+    expect(p.dims).toEqual([2, 2]);
+    expect(Array.from(p.data).every(Number.isFinite)).toBe(true);
+    m.dispose();
+  }, 180_000);
+
   it("extreme finite rotary options are INVALID_OPTION naming the option, not NaN outputs", async () => {
     const base = { embedDim: 8, hiddenSize: 8, numHeads: 2, numKvHeads: 1, numLayers: 1 };
     await expectCode(() => GQA.build({ ...base, rope: true, ropeTheta: 1e-320 }), "INVALID_OPTION", /ropeTheta/);
