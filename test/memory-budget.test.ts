@@ -45,6 +45,24 @@ ${body}
   return { status: r.status, signal: r.signal, out: line ? JSON.parse(line.slice(7)) : null, stderr: r.stderr };
 }
 
+/** A safetensors file's header (JSON) and data section. */
+function splitSafetensors(bytes: Uint8Array): { header: Record<string, any>; data: Uint8Array } {
+  const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
+  return { header: JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))), data: bytes.slice(8 + n) };
+}
+
+/** A safetensors file from a header and a data section. */
+function joinSafetensors(header: Record<string, any>, data: Uint8Array): Uint8Array {
+  let json = JSON.stringify(header);
+  while ((8 + json.length) % 8 !== 0) json += " ";
+  const h = new TextEncoder().encode(json);
+  const out = new Uint8Array(8 + h.length + data.length);
+  new DataView(out.buffer).setBigUint64(0, BigInt(h.length), true);
+  out.set(h, 8);
+  out.set(data, 8 + h.length);
+  return out;
+}
+
 beforeAll(async () => {
   await GQA.init(BACKEND === "auto" ? {} : { backend: BACKEND });
 });
@@ -189,6 +207,37 @@ report({ limit, base, peak: hwm() - base, inUse: GQA.memory.inUse, outcomes });
     expect(Array.from(p.data).every(Number.isFinite)).toBe(true);
     m.dispose();
   }, 180_000);
+
+  it("a small file whose options claim a 1.6 GB model is TENSOR_MISMATCH from its header, before allocating; an extra I8 tensor is ignored unless strict", async () => {
+    const opts = { embedDim: 8, hiddenSize: 8, numHeads: 2, numKvHeads: 1, numLayers: 1, dropout: 0, head: { type: "classification" as const, numClasses: 2 } };
+    const m = await GQA.build(opts);
+    const saved = await m.save();
+    const { header, data } = splitSafetensors(saved);
+    // The same tensors, options claiming hiddenSize 4096 x 2 layers (~1.6 GB of parameters).
+    const meta = header.__metadata__ as Record<string, string>;
+    const big = { ...JSON.parse(meta.gqa_config!), embedDim: 4096, hiddenSize: 4096, numHeads: 32, numKvHeads: 8, numLayers: 2 };
+    const liar = joinSafetensors({ ...header, __metadata__: { ...meta, gqa_config: JSON.stringify(big) } }, data);
+    expect(liar.length).toBeLessThan(10_000);
+    const before = GQA.memory!.inUse;
+    const rss0 = process.memoryUsage().rss;
+    const t0 = performance.now();
+    await expectCode(() => GQA.load(liar), "TENSOR_MISMATCH", /shape/);
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(GQA.memory!.inUse).toBe(before);
+    expect(process.memoryUsage().rss - rss0).toBeLessThan(64 * MiB);
+    // An extra non-parameter tensor of dtype I8 (and one of I16): ignored, unless strict.
+    const end = data.length;
+    const extra = joinSafetensors(
+      { ...header, step_counts: { dtype: "I8", shape: [3], data_offsets: [end, end + 3] }, flags: { dtype: "I16", shape: [1], data_offsets: [end + 3, end + 5] } },
+      new Uint8Array([...data, 1, 2, 255, 0, 1]),
+    );
+    const loaded = await GQA.load(extra);
+    const x = new Float32Array(3 * 8).fill(0.5);
+    expect(Array.from((await loaded.predict(x, [1, 3, 8])).data)).toEqual(Array.from((await m.predict(x, [1, 3, 8])).data));
+    await expectCode(() => GQA.load(extra, { strict: true }), "UNEXPECTED_PARAMETER", /flags|step_counts/);
+    loaded.dispose();
+    m.dispose();
+  });
 
   it("extreme finite rotary options are INVALID_OPTION naming the option, not NaN outputs", async () => {
     const base = { embedDim: 8, hiddenSize: 8, numHeads: 2, numKvHeads: 1, numLayers: 1 };
