@@ -20,12 +20,12 @@ const MB = 1024 * 1024; // MB here and in scripts/pack.mjs's output: 2^20 bytes
 // Size budgets, ~25 % above what was measured (2026-12-07, linux x64: the addon built by
 // `napi build --platform --release`, the wasm modules by scripts/setup.sh with wasm-opt -O1). npm
 // tarballs are gzip-compressed; a .wasm file is measured uncompressed, as it sits in the package.
-/** gqa-<version>.tgz: dist/, the napi loader, four wasm modules (~0.85 MB each gzipped), data/, SPEC.md (~4.2 MB). */
-const MAIN_TARBALL_MAX = 5.2 * MB;
+/** gqa-<version>.tgz: dist/, the napi loader, four wasm modules (~0.85 MB each gzipped), data/, SPEC.md (4.26 MB). */
+const MAIN_TARBALL_MAX = 5.3 * MB;
 /** gqa-linux-x64-gnu-<version>.tgz: the .node addon (2.56 MB; 7.77 MB unpacked). */
 const PLATFORM_TARBALL_MAX = 3.2 * MB;
-/** Each of the four gqa_wasm_bg.wasm files (bindings/wasm/pkg: 4.16 MB). */
-const WASM_FILE_MAX = 5.2 * MB;
+/** Each of the four gqa_wasm_bg.wasm files (pkg: 4.16 MB, pkg-threads: 4.42 MB). */
+const WASM_FILE_MAX = 5.6 * MB;
 /** Install of the two tarballs plus every program run below: the target is one minute. */
 const INSTALL_AND_RUN_TARGET_MS = 60_000;
 
