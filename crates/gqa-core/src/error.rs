@@ -471,7 +471,12 @@ pub fn check_f32_buffer(what: &str, dims: &[usize]) -> Result<usize> {
         return Err(Error::OutOfMemory {
             what: what.into(),
             requested: bytes,
-            limit: limit.min(crate::memory::MAX_BUFFER_BYTES),
+            // The bound it broke: the budget, else the per-buffer bound (isize::MAX).
+            limit: if bytes > limit {
+                limit
+            } else {
+                crate::memory::MAX_BUFFER_BYTES
+            },
             in_use: crate::memory::in_use(),
         });
     }
