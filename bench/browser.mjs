@@ -12,7 +12,7 @@
 // median over rounds and the median of the per-round ratios. The page reports the module that ran
 // (`GQA.variant`, `GQA.threads`, `crossOriginIsolated`).
 //   node bench/browser.mjs [--threads 1,2] [--rounds 5] [--reps 5]
-import { createReadStream, existsSync, readFileSync, statSync } from "node:fs";
+import { createReadStream, existsSync, statSync } from "node:fs";
 import { createServer } from "node:http";
 import { extname, join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";

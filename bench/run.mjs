@@ -603,7 +603,7 @@ function printForward(name, w, flops, rows, machine) {
 
 // --- decode ------------------------------------------------------------------------------------
 
-async function decodeWorkload(machine, dir) {
+async function decodeWorkload(machine) {
   const o = DECODE.opts;
   const E = o.embedDim;
   const lengths = DECODE.lengths;
@@ -937,7 +937,7 @@ async function child() {
   for (const w of WORKLOADS) {
     try {
       if (FORWARD[w]) workloads.push(await forwardWorkload(w, FORWARD[w], peers, machine, dir));
-      else if (w === "decode") workloads.push(await decodeWorkload(machine, dir));
+      else if (w === "decode") workloads.push(await decodeWorkload(machine));
       else if (TRAINS[w]) workloads.push(await trainWorkload(w, TRAINS[w], peers, machine, dir));
     } catch (e) {
       console.log(`\n### [${w}] threads ${THREADS}: failed: ${errText(e)}`);

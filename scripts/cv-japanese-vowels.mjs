@@ -78,7 +78,9 @@ const merge = (c) => ({ model: { ...BASE.model, ...c.model }, fit: { ...BASE.fit
 function folds(labels, k) {
   const out = Array.from({ length: k }, () => []);
   const byClass = new Map();
-  labels.forEach((y, i) => byClass.set(y, [...(byClass.get(y) ?? []), i]));
+  labels.forEach((y, i) => {
+    byClass.set(y, [...(byClass.get(y) ?? []), i]);
+  });
   let next = 0;
   for (const y of [...byClass.keys()].sort((a, b) => a - b)) for (const i of byClass.get(y)) out[next++ % k].push(i);
   return out;

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { GQA, GqaError, type GqaOptions, type Model, Tensor } from "gqa";
+import { GQA, type GqaOptions, type Model, Tensor } from "gqa";
 import { toGqaError } from "../ts/errors.js";
 import { maxAbsDiff, randomData, readSafetensors } from "./helpers/safetensors.js";
 import { expectCode, BACKEND, OTHER } from "./helpers/expect.js";

@@ -62,9 +62,9 @@ function makeData(n: number, seed: number) {
 
 function writeCsv(file: string, d: ReturnType<typeof makeData>, regression: boolean) {
   const lines = [regression ? "id,x0,x1,y" : "id,label,x0,x1"];
-  d.series.forEach((rows, i) =>
-    rows.forEach((row) => lines.push(regression ? `c${i},${row[0]},${row[1]},${d.targets[i]}` : `c${i},${d.classes[i]},${row[0]},${row[1]}`)),
-  );
+  d.series.forEach((rows, i) => {
+    for (const row of rows) lines.push(regression ? `c${i},${row[0]},${row[1]},${d.targets[i]}` : `c${i},${d.classes[i]},${row[0]},${row[1]}`);
+  });
   writeFileSync(file, lines.join("\n") + "\n");
 }
 const writeNpy = (file: string, d: ReturnType<typeof makeData>) => writeFileSync(file, npy([d.series.length, T, C], d.series.flat(2)));

@@ -18,6 +18,15 @@ const N = DIMS[0]! * DIMS[1]! * DIMS[2]!;
 const backend = BACKEND === "auto" ? "native" : BACKEND;
 const threads = Number(process.env.GQA_THREADS ?? 1);
 
+/** What test/workers/model-worker.mjs posts back: its outputs, its lifecycle outcomes and budget, or its error. */
+type WorkerResult = {
+  error?: string;
+  variant: string;
+  outs: number[][];
+  lifecycle: [name: string, outcome: string, data?: number[]][];
+  inUse: [number, number];
+};
+
 function input(seed: number): Float32Array {
   return Float32Array.from({ length: N }, (_, i) => Math.sin(0.37 * i + seed) * (1 + (seed % 3)));
 }
@@ -33,7 +42,7 @@ describe(`overlapping promises (${backend})`, () => {
     const seq: Float32Array[] = [];
     for (const x of xs) seq.push((await m.forward(x, DIMS)).data);
     const par = await Promise.all(xs.map((x) => m.forward(x, DIMS)));
-    par.forEach((y, i) => expect(Array.from(y.data)).toEqual(Array.from(seq[i]!)));
+    for (const [i, y] of par.entries()) expect(Array.from(y.data)).toEqual(Array.from(seq[i]!));
     m.dispose();
   });
 
@@ -64,7 +73,7 @@ describe(`worker_threads (${backend})`, () => {
     const results = await Promise.all(
       jobs.map(
         (job) =>
-          new Promise<any>((resolve, reject) => {
+          new Promise<WorkerResult>((resolve, reject) => {
             const worker = new Worker(fileURLToPath(url), { workerData: { backend, threads, cfg: job.cfg, inputs: job.inputs, dims: DIMS } });
             worker.once("message", (msg) => {
               void worker.terminate();
@@ -86,7 +95,7 @@ describe(`worker_threads (${backend})`, () => {
         if (name === "after") expect(outcome).toBe("DISPOSED");
         else if (outcome === "ok") {
           if (name === "forward") expect(data).toEqual(want0);
-          else expect(Math.max(...data.map((v: number, i: number) => Math.abs(v - want0[i]!)))).toBeLessThanOrEqual(1e-5);
+          else expect(Math.max(...data!.map((v: number, i: number) => Math.abs(v - want0[i]!)))).toBeLessThanOrEqual(1e-5);
         } else expect(outcome).toBe("DISPOSED");
       }
       m.dispose();

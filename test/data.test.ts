@@ -60,14 +60,18 @@ describe("UEA .ts parser on the shipped datasets", () => {
       expect(split.classLabels).toEqual(["1", "2", "3", "4", "5", "6", "7", "8", "9"]);
       expect(Math.min(...split.lengths)).toBe(7);
       expect(Math.max(...split.lengths)).toBe(maxLen);
-      split.series.forEach((s, i) => expect(s.length).toBe(split.lengths[i]! * 12));
+      for (const [i, s] of split.series.entries()) expect(s.length).toBe(split.lengths[i]! * 12);
       expect(split.labels.length).toBe(split.series.length);
     }
     // Totals of time steps (NumPy: 4274 train, 5687 test).
     expect(ds.train.lengths.reduce((a, b) => a + b, 0)).toBe(4274);
     expect(ds.test.lengths.reduce((a, b) => a + b, 0)).toBe(5687);
     // 30 utterances per speaker in train; unequal test classes (31 35 88 44 29 24 40 50 29).
-    const count = (labels: number[]) => labels.reduce((acc, l) => ((acc[l] = (acc[l] ?? 0) + 1), acc), [] as number[]);
+    const count = (labels: number[]) => {
+      const acc: number[] = [];
+      for (const l of labels) acc[l] = (acc[l] ?? 0) + 1;
+      return acc;
+    };
     expect(count(ds.train.labels)).toEqual(new Array(9).fill(30));
     expect(count(ds.test.labels)).toEqual([31, 35, 88, 44, 29, 24, 40, 50, 29]);
     // First case: 20 steps; time-major layout t*C + c.
@@ -90,7 +94,7 @@ describe("UEA .ts parser on the shipped datasets", () => {
       expect(new Set(split.lengths)).toEqual(new Set([100]));
       expect(split.classLabels).toEqual(["Standing", "Running", "Walking", "Badminton"]);
       const counts = [0, 0, 0, 0];
-      split.labels.forEach((l) => counts[l]!++);
+      for (const l of split.labels) counts[l]!++;
       expect(counts).toEqual([10, 10, 10, 10]);
     }
     const first = ds.train.series[0]!;
@@ -195,8 +199,8 @@ describe("standardisation uses training statistics only", () => {
     // np.concatenate(train).astype(float64).mean(0) / .std(0)  (NumPy 2.4.6)
     const npMean = [0.8691055, -0.55450144, 0.24610909, -0.26729376, 0.21897663, -0.21053824, -0.17406514, -0.05170503, -0.20493131, -0.18119385, -0.02359156, 0.08621398];
     const npStd = [0.48761988, 0.39118183, 0.30090287, 0.30591239, 0.26909894, 0.16830004, 0.16122476, 0.18834022, 0.18772421, 0.11691696, 0.09763703, 0.12754669];
-    st.mean.forEach((m, c) => expect(m).toBeCloseTo(npMean[c]!, 7));
-    st.std.forEach((s, c) => expect(s).toBeCloseTo(npStd[c]!, 7));
+    for (const [c, m] of st.mean.entries()) expect(m).toBeCloseTo(npMean[c]!, 7);
+    for (const [c, s] of st.std.entries()) expect(s).toBeCloseTo(npStd[c]!, 7);
   });
 
   it("train becomes mean 0 / std 1; test is shifted by the train statistics, not its own", async () => {

@@ -7,8 +7,8 @@
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { beforeAll, describe, expect, it } from "vitest";
-import { GQA, GqaError, type GqaOptions } from "gqa";
+import { beforeAll, describe, expect, expectTypeOf, it } from "vitest";
+import { GQA, GqaError, type GqaErrorCode, type GqaErrorFields, type GqaOptions } from "gqa";
 import { errorCatalog } from "gqa/testing";
 import { CORE_ERROR_FIELDS } from "../ts/errors.js";
 import { BACKEND, expectCode } from "./helpers/expect.js";
@@ -103,5 +103,11 @@ describe(`structured errors (${BACKEND})`, () => {
       const option: string = e.option;
       expect(option).toBe("embedDim");
     }
+  });
+
+  it("GqaError declares every field of every code, optional, readonly and typed as GqaErrorFields (checked by tsc)", () => {
+    type UnionToIntersection<U> = (U extends unknown ? (x: U) => void : never) extends (x: infer I) => void ? I : never;
+    type Fields = UnionToIntersection<GqaErrorFields[GqaErrorCode]>;
+    expectTypeOf<Pick<GqaError, keyof Fields>>().toEqualTypeOf<{ readonly [K in keyof Fields]?: Fields[K] }>();
   });
 });

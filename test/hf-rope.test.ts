@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 
 import { beforeAll, describe, expect, it } from "vitest";
 
-import { GQA, type GqaOptions, type RopeScaling } from "gqa";
+import { type AttentionOptions, GQA, type GqaOptions, type HfAttentionLoadOptions, type RopeScaling } from "gqa";
 import { maxAbsDiff, readSafetensors } from "./helpers/safetensors.js";
 import { BACKEND, expectCode } from "./helpers/expect.js";
 
@@ -100,7 +100,7 @@ describe(`Hugging Face rotary scaling (${BACKEND})`, () => {
     const bytes = readSafetensors(join(DIR, "llama_bias_linear.safetensors")).bytes;
     await expectCode(() => GQA.loadGqaAttention(bytes, { hfConfig: meta.hfConfig, layer: 0 }), "MISSING_PARAMETER", /model\.layers\.0\.self_attn\./);
     await expectCode(() => GQA.loadGqaAttention(bytes, { hfConfig: meta.hfConfig, layer: 2 }), "INVALID_OPTION", /`layer`.*num_hidden_layers = 2/);
-    await expectCode(() => GQA.loadGqaAttention(bytes, { hfConfig: meta.hfConfig } as any), "INVALID_OPTION", /`layer`/);
+    await expectCode(() => GQA.loadGqaAttention(bytes, { hfConfig: meta.hfConfig } as unknown as HfAttentionLoadOptions), "INVALID_OPTION", /`layer`/);
     // A checkpoint without biases but a config that says attention_bias: true.
     const plain = readSafetensors(join(DIR, "llama_default.safetensors")).bytes;
     const cfg = JSON.parse(readFileSync(join(DIR, "llama_default.json"), "utf8")).hfConfig;
@@ -131,7 +131,7 @@ describe(`Hugging Face rotary scaling (${BACKEND})`, () => {
       await expectCode(() => GQA.validate({ ...base, ...o } as GqaOptions), "INVALID_OPTION", re);
       await expectCode(() => GQA.build({ ...base, ...o } as GqaOptions), "INVALID_OPTION", re);
       const { embedDim: _e, ...attn } = base;
-      await expectCode(() => GQA.buildGqaAttention({ ...attn, ...o } as any), "INVALID_OPTION", re);
+      await expectCode(() => GQA.buildGqaAttention({ ...attn, ...o } as unknown as AttentionOptions), "INVALID_OPTION", re);
     }
   });
 

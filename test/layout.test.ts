@@ -68,7 +68,10 @@ describe("GQA.parameterLayout", () => {
           expect(r.matmul).toBe(true);
           const b = Math.sqrt(6 / (r.shape[0]! + r.shape[1]!));
           let lo = Infinity, hi = -Infinity;
-          for (const x of v) (lo = Math.min(lo, x)), (hi = Math.max(hi, x));
+          for (const x of v) {
+            lo = Math.min(lo, x);
+            hi = Math.max(hi, x);
+          }
           expect(lo, r.name).toBeGreaterThanOrEqual(-b * (1 + 1e-6));
           expect(hi, r.name).toBeLessThan(b * (1 + 1e-6));
           // Spread over the interval (not all zero, not a constant): 48+ draws reach both outer quarters.
@@ -107,10 +110,10 @@ describe("ensemble files (gqa train --ensemble)", () => {
     expect(members.map((m) => m.weightsDigest())).toEqual(digests);
     expect(members.map((m) => m.config.seed)).toEqual([1, 2]);
     expect(members.every((m) => m.head !== null)).toBe(true);
-    members.forEach((m) => m.dispose());
+    for (const m of members) m.dispose();
     const one = await GQA.loadEnsemble(single);
     expect(one.map((m) => m.weightsDigest())).toEqual([digests[0]]);
-    one.forEach((m) => m.dispose());
+    for (const m of one) m.dispose();
     // A broken layout: the count says 3, member 2 has no tensors.
     const broken = new Uint8Array(file);
     const text = new TextDecoder().decode(broken.subarray(8, 8 + Number(new DataView(broken.buffer).getBigUint64(0, true))));

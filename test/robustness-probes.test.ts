@@ -57,7 +57,7 @@ function child(body: string, timeoutMs = 60_000, env: Record<string, string> = {
 }
 
 /** The last line of a child's stdout as JSON, after asserting it exited 0 without a signal. */
-function result(r: ReturnType<typeof child>): any {
+function result(r: ReturnType<typeof child>): unknown {
   expect({ code: r.code, signal: r.signal }, r.err.slice(-2000)).toEqual({ code: 0, signal: null });
   return JSON.parse(r.out.trim().split("\n").pop()!);
 }
@@ -92,7 +92,7 @@ describe(`inputs are owned by the call (${backend})`, () => {
       const h = await fit;
       console.log(JSON.stringify({ same, steps: h.steps }));
     `);
-    const out = result(r);
+    const out = result(r) as { same: boolean[]; steps: number };
     expect(out.same).toEqual(Array(20).fill(true));
     expect(out.steps).toBe(1);
   });
@@ -156,7 +156,8 @@ describe(`array arguments are checked by count before they are read (${backend})
       await probe("validation.labels", () => m.fit({ x, dims: [2, 4, 3], labels: [0, 1] }, { epochs: 1, validation: { x, dims: [2, 4, 3], labels: huge } }));
       console.log(JSON.stringify(out));
     `);
-    const out = result(r);
+    // Each probe: "resolved", or the error's [code, what, expected, found, milliseconds].
+    const out = result(r) as Record<string, "resolved" | [string, string, string, string, number]>;
     const want: Record<string, [string, RegExp, RegExp]> = {
       "forward.lengths": ["lengths", /^2 lengths/, /^1000000000 lengths$/],
       "predict.lengths": ["lengths", /^2 lengths/, /^1000000000 lengths$/],
@@ -172,7 +173,7 @@ describe(`array arguments are checked by count before they are read (${backend})
       "validation.labels": ["validation.labels", /^2 class labels/, /^1000000000 class labels$/],
     };
     for (const [name, [what, expected, found]] of Object.entries(want)) {
-      const [code, w, e, f, ms] = out[name];
+      const [code, w, e, f, ms] = out[name]!;
       expect([name, code, w]).toEqual([name, "INVALID_INPUT", what]);
       expect(e, name).toMatch(expected);
       expect(f, name).toMatch(found);
@@ -457,9 +458,10 @@ describe(`wasm thread count (${backend})`, () => {
     `,
       30_000,
     );
-    const out = result(r);
+    // Per thread count: "loaded", or the error's [code, option, expected, found, milliseconds].
+    const out = result(r) as ("loaded" | [string, string, string, string, number])[];
     for (const [i, n] of [1024, 256].entries()) {
-      const [code, option, expected, found, ms] = out[i];
+      const [code, option, expected, found, ms] = out[i]!;
       expect([code, option, found]).toEqual(["INVALID_OPTION", "threads", String(n)]);
       expect(expected).toMatch(/\[1, 255\]/);
       expect(ms).toBeLessThan(5000);

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { GQA, GqaError, type GqaOptions, type Model, type Session, type Tensor } from "gqa";
+import { GQA, type GqaOptions, type Model, type Session, type Tensor } from "gqa";
 import { maxAbsDiff, randomData } from "./helpers/safetensors.js";
 import { expectCode, BACKEND, OTHER } from "./helpers/expect.js";
 
@@ -134,7 +134,7 @@ describe(`KV-cache sessions on backend=${BACKEND}`, () => {
     const s = await model.session({ maxLen: 12 });
     const ys = await Promise.all([0, 1, 2, 3].map((i) => s.push(slice(x, e, 3 * i, 3 * i + 3), [1, 3, e])));
     const got = new Float32Array(12 * cfg.hiddenSize!);
-    ys.forEach((y, i) => got.set(y.data, i * 3 * cfg.hiddenSize!));
+    for (const [i, y] of ys.entries()) got.set(y.data, i * 3 * cfg.hiddenSize!);
     expect(maxAbsDiff(got, ref.data)).toBeLessThanOrEqual(TOL);
     expect(s.length).toBe(12);
     model.dispose();
@@ -160,7 +160,7 @@ describe(`KV-cache sessions on backend=${BACKEND}`, () => {
       let worst = 0;
       for (const all of [false, true]) {
         batched.reset();
-        alone.forEach((s) => s.reset());
+        for (const s of alone) s.reset();
         used.fill(0);
         for (const [t, ns] of steps) {
           const chunk = new Float32Array(B * t * e).fill(NaN);
@@ -339,7 +339,7 @@ describe(`KV-cache sessions on backend=${BACKEND}`, () => {
       worstByCase[`${BACKEND}-vs-${OTHER}`] = worst;
       expect(worst).toBeLessThanOrEqual(TOL);
     } finally {
-      mine.forEach((m) => m.dispose());
+      for (const m of mine) m.dispose();
       GQA.reset();
       await GQA.init();
     }

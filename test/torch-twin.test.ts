@@ -147,7 +147,10 @@ describe.skipIf(!py.ok)(title, () => {
       for (let t = 0; t < T; t++) {
         for (let c = 0; c < C; c++) {
           const v = train.x[(b * T + t) * C + c]!;
-          if (t < train.lengths[b]!) (sum[c]! += v), (sq[c]! += v * v);
+          if (t < train.lengths[b]!) {
+            sum[c]! += v;
+            sq[c]! += v * v;
+          }
           else if (v !== 0) padNonZero++;
         }
         if (t < train.lengths[b]!) steps++;
@@ -162,7 +165,8 @@ describe.skipIf(!py.ok)(title, () => {
 
   describe("torchrun --nproc_per_node 2 (gloo, DDP) -> gqa", () => {
     const torchModel = join(tmp, "torch.safetensors");
-    let metrics: any;
+    // What gqa_torch.train writes to --metrics (the fields this test reads).
+    let metrics: { worldSize: number; backend: string; seconds: number; history: { epoch: number; trainLoss: number }[]; test: { accuracy: number } };
     let torchProbs: Float32Array;
     beforeAll(() => {
       const args = ["--data", data, "--epochs", "3", "--hidden-size", `${ARCH.hiddenSize}`, "--num-heads", `${ARCH.numHeads}`, "--num-kv-heads", `${ARCH.numKvHeads}`,
@@ -172,14 +176,14 @@ describe.skipIf(!py.ok)(title, () => {
       expect(r.code, r.out).toBe(0);
       metrics = JSON.parse(readFileSync(join(tmp, "torch-metrics.json"), "utf8"));
       torchProbs = npy(join(tmp, "torch-probs.npy")).data as Float32Array;
-      console.log(`twin, 2 processes (gloo): ${metrics.history.map((h: any) => `epoch ${h.epoch} loss ${h.trainLoss.toFixed(4)}`).join(", ")}; test accuracy ${(100 * metrics.test.accuracy).toFixed(2)}% in ${metrics.seconds.toFixed(1)} s`);
+      console.log(`twin, 2 processes (gloo): ${metrics.history.map((h) => `epoch ${h.epoch} loss ${h.trainLoss.toFixed(4)}`).join(", ")}; test accuracy ${(100 * metrics.test.accuracy).toFixed(2)}% in ${metrics.seconds.toFixed(1)} s`);
     }, 300_000);
 
     it("trained on 2 processes and learnt the task", () => {
       expect(metrics.worldSize).toBe(2);
       expect(metrics.backend).toBe("gloo");
       expect(metrics.history).toHaveLength(3);
-      expect(metrics.history[2].trainLoss).toBeLessThan(metrics.history[0].trainLoss / 2);
+      expect(metrics.history[2]!.trainLoss).toBeLessThan(metrics.history[0]!.trainLoss / 2);
       expect(metrics.test.accuracy).toBeGreaterThan(0.85);
     });
 

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { GQA, GqaError, type BuildOptions, type Model, type StepReport } from "gqa";
+import { GQA, type BuildOptions, type Model, type StepReport } from "gqa";
 import { expectCode, BACKEND, OTHER } from "./helpers/expect.js";
 import { mulberry32 } from "./helpers/random.js";
 

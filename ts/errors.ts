@@ -112,6 +112,28 @@ export class GqaError<C extends GqaErrorCode = GqaErrorCode> extends Error {
   /** Stable error code, e.g. `"INVALID_OPTION"` (see {@link GqaErrorCode}). */
   readonly code: C;
 
+  // The fields, typed per code, readable on any GqaError (undefined where the code has none):
+  // every field of AnyFields (test/errors.test.ts checks that none is missing). `declare`: types
+  // only, no class field is emitted, so the own properties stay those the constructor assigns.
+  declare readonly option?: AnyFields["option"];
+  declare readonly expected?: AnyFields["expected"];
+  declare readonly found?: AnyFields["found"];
+  declare readonly what?: AnyFields["what"];
+  declare readonly tensor?: AnyFields["tensor"];
+  declare readonly field?: AnyFields["field"];
+  declare readonly parameter?: AnyFields["parameter"];
+  declare readonly lookedFor?: AnyFields["lookedFor"];
+  declare readonly index?: AnyFields["index"];
+  declare readonly value?: AnyFields["value"];
+  declare readonly reason?: AnyFields["reason"];
+  declare readonly requested?: AnyFields["requested"];
+  declare readonly limit?: AnyFields["limit"];
+  declare readonly inUse?: AnyFields["inUse"];
+  declare readonly capacity?: AnyFields["capacity"];
+  declare readonly cached?: AnyFields["cached"];
+  declare readonly pushed?: AnyFields["pushed"];
+  declare readonly detail?: AnyFields["detail"];
+
   /**
    * @param code the stable code
    * @param message what was wrong: the option/tensor/input, the expected and the found value
@@ -149,11 +171,6 @@ export class GqaError<C extends GqaErrorCode = GqaErrorCode> extends Error {
     return new GqaError("DISPOSED", `the ${what} was disposed: expected a live ${what}, found one freed by dispose()`, { fields: { what } });
   }
 }
-
-/** The fields, typed per code, readable on any {@link GqaError} (undefined where the code has none). */
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type, @typescript-eslint/no-unsafe-declaration-merging
-// eslint-disable-next-line @typescript-eslint/no-unused-vars
-export interface GqaError<C extends GqaErrorCode = GqaErrorCode> extends AnyFields {}
 
 /** Readers of the last Rust panic message of each loaded wasm module (`takeLastPanic`). */
 const trapInfo: Array<() => string | undefined> = [];

@@ -267,7 +267,7 @@ async function readBytes(src: Uint8Array | string): Promise<Uint8Array> {
   if (typeof src !== "string") {
     throw GqaError.invalidInput("source", "a Uint8Array or a file path", typeof src);
   }
-  const g = globalThis as any;
+  const g = globalThis as { Deno?: { readFile?(path: string): Promise<Uint8Array> } };
   try {
     if (g.Deno?.readFile) return await g.Deno.readFile(src);
     if (detectEnvironment() !== "node") throw new Error("reading a path needs Node or Deno; pass the bytes instead");
@@ -506,7 +506,7 @@ export const GQA = {
     try {
       for (const p of parts) models.push(await GQA.load(p, options));
     } catch (e) {
-      models.forEach((m) => m.dispose());
+      for (const m of models) m.dispose();
       throw asModelFileError(e, source);
     }
     return models;

@@ -229,7 +229,10 @@ export function packEnsemble(members: readonly Uint8Array[]): Uint8Array {
   });
   const data = new Uint8Array(base);
   let o = 0;
-  for (const p of parts) data.set(p, o), (o += p.length);
+  for (const p of parts) {
+    data.set(p, o);
+    o += p.length;
+  }
   return buildFile(header, data);
 }
 

@@ -122,7 +122,7 @@ abstract class Layer<Options> {
   /** Writes {@link save}'s bytes to a file (Node and Deno only). */
   async saveFile(path: string): Promise<void> {
     const bytes = await this.save();
-    const g = globalThis as any;
+    const g = globalThis as { Deno?: { writeFile?(path: string, data: Uint8Array): Promise<void> } };
     if (g.Deno?.writeFile) {
       await g.Deno.writeFile(path, bytes);
       return;

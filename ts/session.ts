@@ -44,10 +44,21 @@ export interface SessionHandle {
   free(): void;
 }
 
+/** A binding's `Session` object, as both bindings expose it. */
+interface BindingSession {
+  push(data: Float32Array, dims: Uint32Array | undefined, lengths: Uint32Array | undefined, allPositions: boolean): unknown;
+  lengths(): ArrayLike<number>;
+  readonly capacity: number;
+  readonly batch: number;
+  reset(): void;
+  kvCacheBytes(): number;
+  kvCacheBytesPerToken(): number;
+}
+
 const u32 = (xs: readonly number[] | undefined): Uint32Array | undefined => (xs === undefined ? undefined : Uint32Array.from(xs));
 
 /** A binding's `Session` object -> {@link SessionHandle}, `kind` saying how that binding passes tensors and async work. @internal */
-export function adaptSession(s: any, kind: BindingKind): SessionHandle {
+export function adaptSession(s: BindingSession, kind: BindingKind): SessionHandle {
   let freed = false;
   return {
     push: (data, dims, lengths, all) => kind.tensor(s.push(data, u32(dims), u32(lengths), all)),

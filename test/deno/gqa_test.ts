@@ -9,7 +9,31 @@
 // child process). The Deno snippet of docs/browser-and-deno.md is extracted and executed.
 import { GQA, GqaError, type Model } from "gqa";
 
-declare const Deno: any;
+/** The part of the Deno namespace this suite uses (tsc checks this file too, without Deno's types). */
+interface DenoCommandOutput {
+  success: boolean;
+  code: number;
+  stdout: Uint8Array;
+  stderr: Uint8Array;
+}
+type DenoTestFn = () => void | Promise<void>;
+declare const Deno: {
+  Command: new (
+    command: string,
+    options: { args: string[]; stdout: "piped"; stderr: "piped" },
+  ) => { output(): Promise<DenoCommandOutput>; spawn(): { kill(): void; output(): Promise<DenoCommandOutput> } };
+  permissions: { querySync(desc: { name: "ffi" }): { state: string }; revoke(desc: { name: "ffi" }): Promise<unknown> };
+  test(t: { name: string; ignore: boolean }, fn: DenoTestFn): void;
+  test(name: string, fn: DenoTestFn): void;
+  readDir(path: string | URL): AsyncIterable<{ name: string }>;
+  readFile(path: string | URL): Promise<Uint8Array>;
+  readTextFile(path: string | URL): Promise<string>;
+  writeTextFile(path: string | URL, data: string): Promise<void>;
+  makeTempDir(): Promise<string>;
+  remove(path: string | URL, options?: { recursive?: boolean }): Promise<void>;
+  cwd(): string;
+  chdir(directory: string | URL): void;
+};
 
 const ROOT = new URL("../../", import.meta.url);
 const FIXTURES = new URL("fixtures/", ROOT);
@@ -29,7 +53,7 @@ function readTensors(bytes: Uint8Array): { meta: Record<string, string>; t: Reco
   const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
   const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
   const t: Record<string, { dims: number[]; data: number[] }> = {};
-  for (const [k, v] of Object.entries<any>(header)) {
+  for (const [k, v] of Object.entries<{ dtype: string; shape: number[]; data_offsets: [number, number] }>(header)) {
     if (k === "__metadata__") continue;
     const [s, e] = v.data_offsets as [number, number];
     const buf = bytes.slice(8 + n + s, 8 + n + e).buffer;

@@ -19,14 +19,22 @@ import { DataFormatError, parseCsv, parseNpy, parseUea } from "../../ts/data/ind
 /** Longest time one parse of a fuzz case may take (ms) before the case counts as a hang. */
 export const CASE_BUDGET_MS = 2_000;
 
+/** Runs `f`; a call over the budget throws (in place of its result or its own exception). */
 function timed<T>(what: string, f: () => T): T {
   const t0 = performance.now();
-  try {
-    return f();
-  } finally {
+  const checkBudget = () => {
     const ms = performance.now() - t0;
     if (ms > CASE_BUDGET_MS) throw new Error(`${what}: one parse took ${ms.toFixed(0)} ms (budget ${CASE_BUDGET_MS} ms)`);
+  };
+  let out: T;
+  try {
+    out = f();
+  } catch (e) {
+    checkBudget();
+    throw e;
   }
+  checkBudget();
+  return out;
 }
 
 /** Runs `parse`; a `DataFormatError` naming `file` passes, any other exception fails the property. */
@@ -55,7 +63,7 @@ export function checkUea(d: ReturnType<typeof parseUea>): void {
     assert(d.lengths[i]! >= 1 && s.length === d.lengths[i]! * d.channels, `case ${i}: ${s.length} values for T=${d.lengths[i]} C=${d.channels}`);
     assert(finite(s), `case ${i}: non-finite value`);
   });
-  d.labels.forEach((l) => assert(Number.isInteger(l) && l >= 0 && l < d.classLabels.length, `label index ${l} of ${d.classLabels.length}`));
+  for (const l of d.labels) assert(Number.isInteger(l) && l >= 0 && l < d.classLabels.length, `label index ${l} of ${d.classLabels.length}`);
 }
 
 export function checkCsv(c: ReturnType<typeof parseCsv>): void {
@@ -175,7 +183,7 @@ export const properties = {
     const got = parseUea(writeUea(d), "fuzz.ts");
     checkUea(got);
     assert(got.channels === d.c && got.series.length === d.series.length, "shape");
-    d.series.forEach((s, i) => assert(got.series[i]!.every((v, j) => Object.is(v, s[j])), `case ${i} values`));
+    for (const [i, s] of d.series.entries()) assert(got.series[i]!.every((v, j) => Object.is(v, s[j])), `case ${i} values`);
     assert(got.labels.every((l, i) => got.classLabels[l] === `c${d.labels[i]}`), "labels");
   }),
   "csv: any text parses or throws DataFormatError": fc.property(formatText, (s) => totalOn("csv", "fuzz.csv", () => parseCsv(s, "fuzz.csv"), checkCsv)),

@@ -22,12 +22,11 @@ export function readSafetensors(path: string): StFile {
   const bytes = new Uint8Array(readFileSync(path));
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const n = Number(dv.getBigUint64(0, true));
-  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))) as Record<string, any>;
-  const metadata = (header.__metadata__ ?? {}) as Record<string, string>;
-  delete header.__metadata__;
+  const { __metadata__, ...header } = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))) as Record<string, unknown>;
+  const metadata = (__metadata__ ?? {}) as Record<string, string>;
   const base = 8 + n;
   const tensors = new Map<string, StTensor>();
-  for (const [name, info] of Object.entries(header)) {
+  for (const [name, info] of Object.entries(header as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>)) {
     const [start, end] = info.data_offsets as [number, number];
     const raw = bytes.slice(base + start, base + end);
     const view = new DataView(raw.buffer);

@@ -38,7 +38,7 @@ export function numArg(min: number, max = Infinity, inclusiveMax = false): (v: s
 }
 
 /** Commander parser for a JSON object (`--rope-scaling`); the core validates its fields. */
-export function jsonArg(v: string): any {
+export function jsonArg(v: string): Record<string, unknown> {
   let x: unknown;
   try {
     x = JSON.parse(v);
@@ -46,7 +46,7 @@ export function jsonArg(v: string): any {
     throw new InvalidArgumentError(`expected a JSON object, found '${v}' (${e instanceof Error ? e.message : String(e)})`);
   }
   if (typeof x !== "object" || x === null || Array.isArray(x)) throw new InvalidArgumentError(`expected a JSON object, found '${v}'`);
-  return x;
+  return x as Record<string, unknown>;
 }
 
 /**

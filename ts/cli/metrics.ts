@@ -74,6 +74,6 @@ export function formatMetrics(m: ClassificationMetrics, labels: readonly string[
   lines.push("confusion matrix (rows: true class, columns: predicted):");
   const cw = Math.max(4, ...labels.map((l) => l.length), ...m.confusion.flat().map((v) => String(v).length));
   lines.push(`  ${"".padEnd(w)}  ${labels.map((l) => l.padStart(cw)).join(" ")}`);
-  m.confusion.forEach((row, k) => lines.push(`  ${labels[k]!.padEnd(w)}  ${row.map((v) => String(v).padStart(cw)).join(" ")}`));
+  for (const [k, row] of m.confusion.entries()) lines.push(`  ${labels[k]!.padEnd(w)}  ${row.map((v) => String(v).padStart(cw)).join(" ")}`);
   return lines.join("\n");
 }

@@ -173,7 +173,9 @@ export function ensembleOf(members: readonly Classifier[]): Classifier {
       const { packEnsemble } = await import("../model-file.js");
       return packEnsemble(await Promise.all(members.map((m) => m.save())));
     },
-    dispose: () => members.forEach((m) => m.dispose()),
+    dispose: () => {
+      for (const m of members) m.dispose();
+    },
   };
 }
 
@@ -189,7 +191,7 @@ export async function loadCliModel(bytes: Uint8Array, task: "classification" | "
   try {
     for (const b of unpackEnsemble(bytes, file)) members.push(task === "regression" ? await loadRegressor(b, numOutputs, file) : await loadClassifier(b, numOutputs, file));
   } catch (e) {
-    members.forEach((m) => m.dispose());
+    for (const m of members) m.dispose();
     throw e;
   }
   return ensembleOf(members);

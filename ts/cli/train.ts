@@ -210,12 +210,14 @@ function targetStats(rows: readonly number[][]): { mean: number[]; std: number[]
 /** Regression metrics over every output of every case: RMSE and MAE in the targets' units. */
 export function regressionMetrics(truth: readonly number[][], pred: readonly number[][]): { rmse: number; mae: number; count: number } {
   let se = 0, ae = 0, n = 0;
-  truth.forEach((t, i) => t.forEach((v, j) => {
-    const d = pred[i]![j]! - v;
-    se += d * d;
-    ae += Math.abs(d);
-    n++;
-  }));
+  truth.forEach((t, i) => {
+    t.forEach((v, j) => {
+      const d = pred[i]![j]! - v;
+      se += d * d;
+      ae += Math.abs(d);
+      n++;
+    });
+  });
   return { rmse: Math.sqrt(se / n), mae: ae / n, count: truth.length };
 }
 
@@ -330,7 +332,7 @@ async function runTrain(flags: TrainFlags): Promise<void> {
       );
     }
   } catch (e) {
-    members.forEach((m) => m.dispose());
+    for (const m of members) m.dispose();
     throw e;
   } finally {
     if (useBar) bar.stop();

@@ -44,7 +44,9 @@ export function padBatch(
   const data = new Float32Array(b * tmax * channels);
   const pad = opts.padValue ?? 0;
   if (pad !== 0) data.fill(pad);
-  series.forEach((s, i) => data.set(s, i * tmax * channels));
+  series.forEach((s, i) => {
+    data.set(s, i * tmax * channels);
+  });
   return { data, dims: [b, tmax, channels], lengths };
 }
 

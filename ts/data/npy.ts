@@ -149,7 +149,7 @@ export function encodeNpy(data: NpyWritable, shape: readonly number[]): Uint8Arr
   new DataView(out.buffer).setUint16(8, header.length, true);
   for (let i = 0; i < header.length; i++) out[pre + i] = header.charCodeAt(i);
   const view = new DataView(out.buffer, pre + header.length);
-  if (data instanceof Float32Array) data.forEach((v, i) => view.setFloat32(4 * i, v, true));
-  else data.forEach((v, i) => view.setBigInt64(8 * i, v, true));
+  if (data instanceof Float32Array) for (let i = 0; i < data.length; i++) view.setFloat32(4 * i, data[i]!, true);
+  else for (let i = 0; i < data.length; i++) view.setBigInt64(8 * i, data[i]!, true);
   return out;
 }
