@@ -25,8 +25,8 @@ const dir = mkdtempSync(join(tmpdir(), "gqa-memory-budget-"));
 const backend = BACKEND === "auto" ? "native" : BACKEND;
 const threads = Number(process.env.GQA_THREADS ?? "1");
 
-/** Runs `body` (an async function body using `GQA`, `hwm()` and `report(x)`) in a child Node. */
-function child(body: string, ulimitKiB?: number): { status: number | null; signal: string | null; out: any; stderr: string } {
+/** Runs `body` (an async function body using `GQA`, `hwm()` and `report(x)`) in a child Node; `out`: what it reported (`Out`), null if nothing. */
+function child<Out>(body: string, ulimitKiB?: number): { status: number | null; signal: string | null; out: Out | null; stderr: string } {
   const file = join(dir, `child-${Math.random().toString(36).slice(2)}.mjs`);
   writeFileSync(
     file,
@@ -46,13 +46,13 @@ ${body}
 }
 
 /** A safetensors file's header (JSON) and data section. */
-function splitSafetensors(bytes: Uint8Array): { header: Record<string, any>; data: Uint8Array } {
+function splitSafetensors(bytes: Uint8Array): { header: Record<string, unknown>; data: Uint8Array } {
   const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
   return { header: JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))), data: bytes.slice(8 + n) };
 }
 
 /** A safetensors file from a header and a data section. */
-function joinSafetensors(header: Record<string, any>, data: Uint8Array): Uint8Array {
+function joinSafetensors(header: Record<string, unknown>, data: Uint8Array): Uint8Array {
   let json = JSON.stringify(header);
   while ((8 + json.length) % 8 !== 0) json += " ";
   const h = new TextEncoder().encode(json);
@@ -78,7 +78,7 @@ describe(`memory budget against real memory (${backend}, threads ${threads})`, (
     () => {
       // headDim 1024 x 24 q/k/v heads: ~131 KB of working buffers per position, 49,152
       // positions ~ 6 GiB, from an input of 1.5 MB.
-      const r = child(
+      const r = child<{ limit: number; code: string | null; message: string; after: boolean; dims: number[] }>(
         `const m = await GQA.build({ embedDim: 8, hiddenSize: 8, numHeads: 8, numKvHeads: 8, headDim: 1024, numLayers: 1, dropout: 0 });
 const limit = GQA.memory.limit;
 let code = null, message = "";
@@ -90,15 +90,17 @@ report({ limit, code, message, after: Array.from(y.data).every(Number.isFinite),
       );
       expect(r.signal, r.stderr).toBeNull();
       expect(r.status, r.stderr).toBe(0);
-      expect(r.out.limit).toBeLessThan(3 * GiB);
-      expect(r.out.code, r.out.message).toBe("OUT_OF_MEMORY");
-      expect(r.out.message).toMatch(/`(forward|qkv) activations`/);
-      expect(r.out).toMatchObject({ after: true, dims: [1, 8] });
+      const out = r.out!;
+      expect(out.limit).toBeLessThan(3 * GiB);
+      expect(out.code, out.message).toBe("OUT_OF_MEMORY");
+      expect(out.message).toMatch(/`(forward|qkv) activations`/);
+      expect(out).toMatchObject({ after: true, dims: [1, 8] });
     },
   );
 
   it("peak RSS of ~20 randomised configs (headDim, sessions, training) stays within a 64 MiB limit plus 96 MiB, or OUT_OF_MEMORY", () => {
-    const r = child(`
+    type Outcome = { op: string; b: number; t: number; headDim: number; heads: number; kv: number; layers: number; got: string; peak: number };
+    const r = child<{ limit: number; base: number; peak: number; inUse: number; outcomes: Outcome[] }>(`
 let seed = 12345;
 const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
 const pick = (xs) => xs[Math.floor(rnd() * xs.length)];
@@ -138,12 +140,12 @@ for (let i = 0; i < 20; i++) {
 report({ limit, base, peak: hwm() - base, inUse: GQA.memory.inUse, outcomes });
 `);
     expect(r.status, r.stderr).toBe(0);
-    const { limit, peak, inUse, outcomes } = r.out;
-    console.log(`${backend}/${threads}: peak RSS over baseline ${(peak / MiB).toFixed(1)} MiB (limit 64 MiB); ` + outcomes.map((o: any) => `${o.op} b${o.b} t${o.t} D${o.headDim} ${o.got}`).join(", "));
+    const { limit, peak, inUse, outcomes } = r.out!;
+    console.log(`${backend}/${threads}: peak RSS over baseline ${(peak / MiB).toFixed(1)} MiB (limit 64 MiB); ` + outcomes.map((o) => `${o.op} b${o.b} t${o.t} D${o.headDim} ${o.got}`).join(", "));
     expect(limit).toBe(64 * MiB);
     for (const o of outcomes) expect(o.got, JSON.stringify(o)).toMatch(/^(computed|OUT_OF_MEMORY)$/);
-    expect(outcomes.some((o: any) => o.got === "computed")).toBe(true);
-    expect(outcomes.some((o: any) => o.got === "OUT_OF_MEMORY")).toBe(true);
+    expect(outcomes.some((o) => o.got === "computed")).toBe(true);
+    expect(outcomes.some((o) => o.got === "OUT_OF_MEMORY")).toBe(true);
     expect(inUse).toBe(0);
     expect(peak).toBeLessThan(64 * MiB + 96 * MiB);
   });
