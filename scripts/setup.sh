@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# One-shot, idempotent setup and build of gqa. Safe to run again: each step checks first and says
+# Idempotent setup and build of gqa. Safe to run again: each step checks a stamp first and says
 # what it skips, so a second run takes seconds.
 #
+#   bash scripts/setup.sh          what the main job (`npm run main`) needs, ~5 min on a bare 2-core
+#                                  machine: npm ci, the native addon, dist/
+#   bash scripts/setup.sh --all    everything the tests need besides (`npm test` runs this):
+#                                  apt toolchain and chromium, cargo tools, Python environment, the
+#                                  four wasm modules, the demo
+#
+# Steps (the default run does 3, 4 and 6):
 #  1. Debian's wasm toolchain (rustc-web, cargo-web, rust-web-src, rust-web-llvm, lld-22) and chromium (apt)
-#  2. wasm-bindgen-cli 0.2.130 and wasm-pack 0.15.1 (cargo install from crates.io)
+#  2. wasm-bindgen-cli 0.2.130, wasm-pack 0.15.1 and cargo-fuzz 0.13.2 (cargo install from crates.io)
 #  3. npm ci (package-lock.json)
 #  3b. Python environment .venv (scripts/requirements-python.txt; python/ editable): GQA_SKIP_PYTHON=1 skips
 #  4. native addon: napi build --platform --release (rustup toolchain)  -> bindings/node/gqa.<triple>.node + index.js
@@ -13,7 +20,9 @@
 #  6. TypeScript: tsc -> dist/
 #  7. browser demo: vite build --config demo/vite.config.ts -> demo/dist/ (static files)
 #
-# Environment: GQA_WASM_OPT (wasm-opt level, default -O1, `none` to skip); GQA_BUILD_ONLY=1 skips steps 1-3 (`npm run build`); GQA_SKIP_NATIVE=1 / GQA_SKIP_WASM=1 skip a build; GQA_FORCE_BUILD=1 ignores the stamps.
+# Environment: GQA_WASM_OPT (wasm-opt level, default -O1, `none` to skip); GQA_BUILD_ONLY=1 skips the
+# installs (steps 1-3b) and builds all the rest (implies --all; `npm run build`);
+# GQA_SKIP_NATIVE=1 / GQA_SKIP_WASM=1 skip a build; GQA_FORCE_BUILD=1 ignores the stamps.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$(pwd)"
@@ -21,14 +30,26 @@ START=$SECONDS
 log() { printf '[setup %3ds] %s\n' "$((SECONDS - START))" "$*"; }
 STAMPS="$ROOT/target/stamps"
 mkdir -p "$STAMPS"
+# GQA_BUILD_ONLY=1 (`npm run build`) builds every output without installing anything: it implies --all.
+ALL=0; [ "${GQA_BUILD_ONLY:-0}" = 1 ] && ALL=1
+for arg in "$@"; do
+  case "$arg" in
+    --all) ALL=1 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    *) echo "scripts/setup.sh: unknown argument '$arg' (expected --all or nothing)" >&2; exit 2 ;;
+  esac
+done
+# step <what> <expected time on a bare 2-core machine>: one progress line per step.
+step() { log "== $1 (first run ~$2; seconds once built)"; }
 
 WASM_BINDGEN_VERSION=0.2.130
 WASM_PACK_VERSION=0.15.1
 CARGO_FUZZ_VERSION=0.13.2
 export PATH="$HOME/.cargo/bin:$PATH"
 
-if [ "${GQA_BUILD_ONLY:-0}" != 1 ]; then
+if [ "${GQA_BUILD_ONLY:-0}" != 1 ] && [ "$ALL" = 1 ]; then
 # --- 1. apt packages --------------------------------------------------------------------------
+step "apt: Debian's wasm toolchain and chromium" "1 min"
 APT_PKGS=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 chromium)
 missing=()
 for p in "${APT_PKGS[@]}"; do
@@ -44,6 +65,7 @@ else
 fi
 
 # --- 2. cargo-installed tools -------------------------------------------------------------------
+step "cargo install: wasm-bindgen-cli, wasm-pack, cargo-fuzz" "6 min"
 if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $WASM_BINDGEN_VERSION" ]; then
   # Not --locked: a version pinned in wasm-bindgen-cli's lockfile is no longer on the registry here.
   log "cargo install wasm-bindgen-cli --version =$WASM_BINDGEN_VERSION"
@@ -66,7 +88,11 @@ else
   log "cargo-fuzz $CARGO_FUZZ_VERSION present"
 fi
 
+fi # --all installs
+
+if [ "${GQA_BUILD_ONLY:-0}" != 1 ]; then
 # --- 3. npm packages --------------------------------------------------------------------------
+step "npm ci: TypeScript, test tools and bench peers" "30 s"
 lock_sum="$(cat package.json package-lock.json | sha256sum | cut -d' ' -f1)"
 if [ -d node_modules ] && [ "$(cat node_modules/.gqa-stamp 2>/dev/null)" = "$lock_sum" ]; then
   log "node_modules up to date with package-lock.json"
@@ -78,7 +104,11 @@ else
   echo "$lock_sum" > node_modules/.gqa-stamp
 fi
 
+fi # npm
+
+if [ "${GQA_BUILD_ONLY:-0}" != 1 ] && [ "$ALL" = 1 ]; then
 # --- 3b. Python environment (.venv) ---------------------------------------------------------------
+step "Python environment for the PyTorch/ONNX cross-checks" "5 min"
 # torch, numpy, safetensors and onnx (scripts/requirements-python.txt) for the PyTorch twin in
 # python/ (installed editable when present), the tests that cross between gqa and PyTorch / ONNX,
 # and the bench's PyTorch peer. GQA_SKIP_PYTHON=1 skips it; those tests then say they were skipped.
@@ -115,7 +145,7 @@ else
     echo "$py_sum" > .venv/.gqa-stamp
   fi
 fi
-fi # GQA_BUILD_ONLY
+fi # --all Python
 export PATH="$ROOT/node_modules/.bin:$PATH"
 
 # Digest of everything a binding's library build depends on: library sources (src/, build.rs),
@@ -129,6 +159,7 @@ rust_sum() {
 }
 
 # --- 4. native addon (napi-rs, rustup toolchain) ----------------------------------------------
+step "native addon (Rust, release)" "4 min"
 if [ "${GQA_SKIP_NATIVE:-0}" = 1 ]; then
   log "native addon: skipped (GQA_SKIP_NATIVE=1)"
 else
@@ -197,11 +228,14 @@ build_wasm() {
   log "wasm package built: $(du -h "bindings/wasm/$out/gqa_wasm_bg.wasm" | cut -f1) bindings/wasm/$out/gqa_wasm_bg.wasm"
 }
 
-if [ "${GQA_SKIP_WASM:-0}" = 1 ]; then
+if [ "$ALL" != 1 ]; then
+  log "wasm packages: not needed by the main job (bash scripts/setup.sh --all or npm test builds them)"
+elif [ "${GQA_SKIP_WASM:-0}" = 1 ]; then
   log "wasm packages: skipped (GQA_SKIP_WASM=1)"
 else
   # Each module also comes with +relaxed-simd (its GEMM's multiply-add is f32x4.relaxed_madd,
   # a fused multiply-add where the engine has one), loaded where WebAssembly.validate accepts it.
+  step "four wasm modules (single/threaded, with/without relaxed SIMD)" "20 min"
   RELAXED=',+relaxed-simd'
   build_wasm wasm pkg "$WASM_RUSTFLAGS"
   build_wasm wasm-threads pkg-threads "$WASM_MT_RUSTFLAGS" --features threads
@@ -214,12 +248,16 @@ else
 fi
 
 # --- 6. TypeScript -> dist/ ---------------------------------------------------------------------
+step "TypeScript -> dist/" "10 s"
 log "tsc -p tsconfig.build.json -> dist/"
 rm -rf dist
 tsc -p tsconfig.build.json
 [ -f dist/cli/index.js ] && chmod +x dist/cli/index.js
 
 # --- 7. browser demo -> demo/dist/ (static; ~2 s) -------------------------------------------------
-log "vite build --config demo/vite.config.ts -> demo/dist/"
-vite build --config demo/vite.config.ts --logLevel error
+if [ "$ALL" = 1 ]; then
+  step "browser demo -> demo/dist/" "5 s"
+  log "vite build --config demo/vite.config.ts -> demo/dist/"
+  vite build --config demo/vite.config.ts --logLevel error
+fi
 log "done in $((SECONDS - START)) s"

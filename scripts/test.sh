@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite (what `npm test` and .ci/run run). Brings the build up to date first
-# (scripts/setup.sh is idempotent), then:
-#   1. cargo test --release  (gqa-core: unit, integration and fixture tests)
-#   2. vitest with GQA_BACKEND=native, then GQA_BACKEND=wasm with GQA_THREADS=1 (single-threaded
-#      module) and GQA_THREADS=2 (threaded module): every suite in test/ runs per backend/module
+# (`scripts/setup.sh --all`, idempotent: on a fresh clone it builds everything), then:
+#   1. the fast lane (scripts/test-fast.sh, `npm run test:fast`): lint (rustfmt, clippy, biome,
+#      tsc over ts/ and test/), cargo test --release (gqa-core), vitest with GQA_BACKEND=native
+#   2. vitest with GQA_BACKEND=wasm, GQA_THREADS=1 (single-threaded module) and GQA_THREADS=2
+#      (threaded module): every suite in test/ runs per backend/module
 #   3. the built package: `import { GQA } from "gqa"` (package self-reference -> dist/) on both backends
 #   3b. memory: 10,000 x (build, forward, dispose) per backend and wasm module leave RSS / wasm memory flat
 #   4. the browser entry (dist/browser.js, wasm) in headless chromium, compared with Node
@@ -19,24 +20,16 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 START=$SECONDS
 log() { printf '\n[test %4ds] %s\n' "$((SECONDS - START))" "$*"; }
 
-log "setup (build up to date)"
-bash scripts/setup.sh
+log "setup --all (what command 1 built, plus the toolchains, wasm modules, Python environment and demo the tests need)"
+bash scripts/setup.sh --all
 export PATH="$(pwd)/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 
-log "cargo test --release (gqa-core)"
-# --release reuses the dependencies the native addon's release build just compiled (candle, gemm):
-# a debug test build would compile them a second time (~10-20 min on 2 cores).
-cargo test --release
+log "fast lane (scripts/test-fast.sh): lint, cargo test --release, vitest on native"
+bash scripts/test-fast.sh
 
-for run in native wasm:1 wasm:2; do
-  backend=${run%%:*} threads=${run#*:}
-  if [ "$backend" = native ]; then
-    log "vitest, GQA_BACKEND=native"
-    GQA_BACKEND=native vitest run
-  else
-    log "vitest, GQA_BACKEND=wasm GQA_THREADS=$threads ($([ "$threads" = 1 ] && echo single-threaded || echo threaded) module)"
-    GQA_BACKEND=wasm GQA_THREADS=$threads vitest run
-  fi
+for threads in 1 2; do
+  log "vitest, GQA_BACKEND=wasm GQA_THREADS=$threads ($([ "$threads" = 1 ] && echo single-threaded || echo threaded) module)"
+  GQA_BACKEND=wasm GQA_THREADS=$threads vitest run
 done
 
 log "package self-reference (dist/) on both backends"

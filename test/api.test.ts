@@ -261,11 +261,31 @@ describe(`gqa API on backend=${BACKEND}`, () => {
     });
 
     it("load errors: malformed bytes, missing file, strict extra tensors", async () => {
-      await expectCode(() => GQA.load(new Uint8Array([1, 2, 3])), "MALFORMED_FILE");
+      await expectCode(() => GQA.load(new Uint8Array([1, 2, 3])), "MALFORMED_FILE", /^the given bytes: expected a model file \(a safetensors file written by model\.save\(\)\/model\.saveFile\(\) or gqa train\), found malformed safetensors file: /);
       await expectCode(() => GQA.load(join(ROOT, "no-such.safetensors")), "INVALID_INPUT", /no-such\.safetensors/);
       // The fixture is committed: a missing file fails here (it used to skip this check silently).
       const fixture = join(ROOT, "fixtures", "batch1.safetensors");
       await expectCode(() => GQA.load(fixture, { strict: true }), "UNEXPECTED_PARAMETER", /expected\.out|input\.x/);
+    });
+
+    it("loading a file that is not a model names the file and says what a model file is", async () => {
+      const { mkdtempSync, writeFileSync } = await import("node:fs");
+      const { tmpdir } = await import("node:os");
+      const dir = mkdtempSync(join(tmpdir(), "gqa-not-a-model-"));
+      const text = join(dir, "notes.txt");
+      writeFileSync(text, "these are notes, not a model\n");
+      const random = join(dir, "random.bin");
+      const { mulberry32 } = await import("./helpers/random.js");
+      const r = mulberry32(12345);
+      writeFileSync(random, Uint8Array.from({ length: 4096 }, () => Math.floor(r() * 256)));
+      const what = "expected a model file \\(a safetensors file written by model\\.save\\(\\)/model\\.saveFile\\(\\) or gqa train\\), found malformed safetensors file: ";
+      const esc = (p: string) => p.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+      for (const file of [text, random]) {
+        const e = await expectCode(() => GQA.load(file), "MALFORMED_FILE", new RegExp(`^${esc(file)}: ${what}\\S`));
+        // The core's reason is kept as the field.
+        expect(e.message.endsWith(`found malformed safetensors file: ${e.reason}`)).toBe(true);
+        await expectCode(() => GQA.loadEnsemble(file), "MALFORMED_FILE", new RegExp(`^${esc(file)}: ${what}`));
+      }
     });
 
     it("dispose: later calls throw DISPOSED", async () => {

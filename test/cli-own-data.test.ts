@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { mulberry32 } from "./helpers/random.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -255,5 +255,100 @@ describe("gqa train on the user's own data", () => {
     const other = at("other.csv");
     writeFileSync(other, "id,label,x0,x1\nz,unseen,1,2\n");
     expectError(run("--data", at("train.csv"), "--test-data", other), new RegExp(`error: ${esc(other)}: line 2: class 'unseen' does not occur in the training data`));
+  });
+});
+
+describe("gqa eval and gqa predict on the user's own files", () => {
+  const cls = join(at("own-cls"), "model.safetensors");
+  const reg = join(at("own-reg"), "model.safetensors");
+  const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  beforeAll(() => {
+    const a = gqa("train", "--data", at("train.csv"), "--test-data", at("test.csv"), ...small, "--out", at("own-cls"));
+    expect(a.code, a.stderr).toBe(0);
+    const b = gqa("train", "--task", "regression", "--data", at("train-reg.csv"), "--label-column", "y", "--test-data", at("test-reg.csv"), ...small, "--out", at("own-reg"));
+    expect(b.code, b.stderr).toBe(0);
+  }, 600_000);
+
+  /** The `predictions` of `gqa predict` (JSON). */
+  const predictions = (model: string, ...args: string[]) => {
+    const p = gqa("predict", "--model", model, ...args);
+    expect(p.code, p.stderr).toBe(0);
+    return JSON.parse(p.stdout).predictions as { index: number; id?: string; length: number; label?: string; probabilities?: Record<string, number>; values?: Record<string, number> }[];
+  };
+
+  it("eval on a CSV and on .npy with a labels file: the test metrics train reported, and the predictions' accuracy", () => {
+    const m = JSON.parse(readFileSync(join(at("own-cls"), "metrics.json"), "utf8"));
+    const csv = gqa("eval", "--model", cls, "--data", at("test.csv"), "--json");
+    expect(csv.code, csv.stderr).toBe(0);
+    const e = JSON.parse(csv.stdout);
+    expect(e.count).toBe(30);
+    expect(e.accuracy).toBe(m.test.accuracy);
+    expect(e.confusion).toEqual(m.test.confusion);
+    expect(e.classLabels).toEqual(["high", "low", "mid"]);
+    // Independently: the share of predict's labels that equal the true classes.
+    expect(e.accuracy).toBe(predictedAccuracy(cls).accuracy);
+    const npy = gqa("eval", "--model", cls, "--data", at("test.npy"), "--labels", at("test-labels.txt"), "--json");
+    expect(npy.code, npy.stderr).toBe(0);
+    expect(JSON.parse(npy.stdout)).toMatchObject({ accuracy: m.test.accuracy, confusion: m.test.confusion, count: 30 });
+    const text = gqa("eval", "--model", cls, "--data", at("test.csv"));
+    expect(text.stdout).toContain("test.csv (30 cases)");
+    expect(text.stdout).toContain(`accuracy: ${(100 * m.test.accuracy).toFixed(2)}% (${Math.round(m.test.accuracy * 30)}/30)`);
+    expect(text.stdout).toContain("confusion matrix");
+  });
+
+  it("eval of a regression model on CSV and on .npy with targets: RMSE and MAE of the predictions", () => {
+    const m = JSON.parse(readFileSync(join(at("own-reg"), "metrics.json"), "utf8"));
+    const csv = gqa("eval", "--model", reg, "--data", at("test-reg.csv"), "--label-column", "y", "--json");
+    expect(csv.code, csv.stderr).toBe(0);
+    const e = JSON.parse(csv.stdout);
+    expect(e.count).toBe(30);
+    expect(e.rmse).toBeCloseTo(m.test.rmse, 9);
+    expect(e.mae).toBeCloseTo(m.test.mae, 9);
+    const errs = predictedErrors(reg, true);
+    const npy = JSON.parse(gqa("eval", "--model", reg, "--data", at("test.npy"), "--labels", at("test-targets.npy"), "--json").stdout);
+    expect(npy.rmse).toBeCloseTo(errs.rmse, 9);
+    expect(npy.mae).toBeCloseTo(errs.mae, 9);
+    expect(gqa("eval", "--model", reg, "--data", at("test-reg.csv"), "--label-column", "y").stdout).toMatch(/^test-reg\.csv \(30 cases\)\nRMSE [\d.e-]+, MAE [\d.e-]+$/m);
+  });
+
+  it("predict on a CSV of many cases: one prediction per case with its id, labels optional, as for the same cases in .npy", () => {
+    const fromNpy = predictions(cls, "--input", at("test.npy"));
+    const fromCsv = predictions(cls, "--input", at("test.csv"));
+    expect(fromCsv.length).toBe(30);
+    expect(fromCsv.map((p) => p.id)).toEqual(test.classes.map((_, i) => `c${i}`));
+    expect(fromCsv.map((p) => p.length)).toEqual(new Array(30).fill(T));
+    // The same float32 values in both files: the same probabilities, bit for bit.
+    expect(fromCsv.map((p) => p.probabilities)).toEqual(fromNpy.map((p) => p.probabilities));
+    // Without the label column.
+    const unlabelled = at("test-unlabelled.csv");
+    writeFileSync(unlabelled, readFileSync(at("test.csv"), "utf8").split("\n").map((l) => l.split(",").filter((_, j) => j !== 1).join(",")).join("\n"));
+    expect(predictions(cls, "--input", unlabelled).map((p) => [p.id, p.label])).toEqual(fromCsv.map((p) => [p.id, p.label]));
+    // CSV output: an id column after the index.
+    const c = gqa("predict", "--model", cls, "--input", unlabelled, "--format", "csv");
+    expect(c.code, c.stderr).toBe(0);
+    const lines = c.stdout.trim().split("\n");
+    expect(lines[0]).toBe("index,id,length,label,p_high,p_low,p_mid");
+    expect(lines.length).toBe(31);
+    expect(lines[1]!.split(",").slice(0, 4)).toEqual(["0", "c0", String(T), fromCsv[0]!.label]);
+    // Regression: the target column named as for train is left out of the channels.
+    const r = predictions(reg, "--input", at("test-reg.csv"), "--label-column", "y");
+    expect(r.map((p) => p.id)).toEqual(fromCsv.map((p) => p.id));
+    expect(r.map((p) => p.values)).toEqual(predictions(reg, "--input", at("test.npy")).map((p) => p.values));
+  });
+
+  it("eval refuses a class the model does not know and a wrong channel count, naming the file", () => {
+    const other = at("eval-other.csv");
+    writeFileSync(other, "id,label,x0,x1\na,low,1,2\nb,sideways,1,2\n");
+    const a = gqa("eval", "--model", cls, "--data", other);
+    expect(a.code).toBe(2);
+    expect(a.stderr).toMatch(new RegExp(`error: ${esc(other)}: line 3: class 'sideways' is not one of the model's classes \\(high, low, mid\\)`));
+    const wide = at("eval-wide.csv");
+    writeFileSync(wide, "id,label,x0,x1,x2\na,low,1,2,3\n");
+    const b = gqa("eval", "--model", cls, "--data", wide);
+    expect(b.code).toBe(2);
+    expect(b.stderr).toContain(`error: ${wide}:1: the model expects 2 channels, the data has 3`);
+    const c = gqa("predict", "--model", cls, "--input", wide);
+    expect(c.code).toBe(2);
+    expect(c.stderr).toContain(`error: ${wide}:1: expected 2 channels (the model's), found 3 columns`);
   });
 });

@@ -144,7 +144,7 @@ describe("gqa info", () => {
     writeFileSync(badCount, setMetadata(new Uint8Array(readFileSync(file)), "gqa_ensemble", "x"));
     const bc = gqa("info", "--model", badCount);
     expect(bc.code).toBe(2);
-    expect(bc.stderr).toContain("info-bad-count.safetensors: 'gqa_ensemble' metadata must be a member count in 1..1000, found 'x'");
+    expect(bc.stderr).toContain("info-bad-count.safetensors: 'gqa_ensemble' metadata must be a member count in [1, 1000], found 'x'");
     const absent = gqa("info", "--model", join(tmp, "absent.safetensors"));
     expect(absent.code).toBe(2);
     expect(absent.stderr).toContain("absent.safetensors: no such file");
@@ -233,6 +233,27 @@ describe("gqa error paths", () => {
     expect(d.code).toBe(2);
     expect(d.stderr).toMatch(/i4_T2_C2\.npy: unsupported dtype '<i4'/);
   });
+});
+
+describe("gqa --threads", () => {
+  it("train gives the same model bytes and loss curve with 1 and 2 threads; help states the default", () => {
+    const tiny = ["--data", "basic-motions", "--hidden-size", "16", "--num-heads", "4", "--num-kv-heads", "2", "--num-layers", "1", "--epochs", "2", "--seed", "3", "--no-progress"];
+    const runs = ["1", "2"].map((n) => {
+      const dir = join(tmp, `threads-${n}`);
+      const r = gqa("train", ...tiny, "--threads", n, "--out", dir);
+      expect(r.code, r.stderr).toBe(0);
+      if (backendEnv === "native") expect(r.stderr).toMatch(new RegExp(`^backend: native .*, ${n} threads?$`, "m"));
+      return { bytes: readFileSync(join(dir, "model.safetensors")), history: JSON.parse(readFileSync(join(dir, "metrics.json"), "utf8")).history };
+    });
+    expect(runs[0]!.bytes.equals(runs[1]!.bytes)).toBe(true);
+    expect(runs[1]!.history).toEqual(runs[0]!.history);
+    for (const cmd of ["train", "eval", "predict"]) {
+      expect(gqa(cmd, "--help").stdout.replace(/\s+/g, " ")).toContain("--threads <n> compute threads (results are bitwise the same for any count); default: env GQA_THREADS, else all available cores");
+    }
+    const bad = gqa("train", ...tiny, "--threads", "0", "--out", join(tmp, "threads-0"));
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--threads <n>.*expected an integer >= 1, found 0/);
+  }, 300_000);
 });
 
 describe("model file metadata", () => {

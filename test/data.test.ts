@@ -362,7 +362,32 @@ describe("labelled files into training data (gqa/data)", () => {
     expect(t.lengths).toEqual([2, 1, 3]);
     expect(t.labels).toEqual([1, 0, 1]);
     expect(Array.from(t.x)).toEqual([1, 2, 3, 4, 0, 0, 5, 6, 0, 0, 0, 0, 7, 8, 9, 10, 11, 12]);
-    await expect(readLabelled(f, {} as never)).rejects.toThrow(/labelled\.csv: options\.task must be "classification" or "regression", found nothing/);
+    await expect(readLabelled(f, {} as never)).rejects.toThrow(/labelled\.csv: options\.task must be "classification", "regression" or "unlabelled", found nothing/);
     expect(() => trainingData(d.series, d.channels, [0, 1])).toThrow(RangeError);
+  });
+
+  it("readSeriesInput reads gqa train's CSV (id column, optional labels) as one case per id; task unlabelled needs no labels", async () => {
+    const f = join(tmp, "long.csv");
+    writeFileSync(f, "id,label,x,y\na,u,1,2\na,u,3,4\nb,v,5,6\n");
+    const withLabels = await readSeriesInput(f);
+    expect(withLabels.ids).toEqual(["a", "b"]);
+    expect(withLabels.dims).toEqual([2, 2, 2]);
+    expect(withLabels.lengths).toEqual([2, 1]);
+    expect(Array.from(withLabels.data)).toEqual([1, 2, 3, 4, 5, 6, 0, 0]);
+    const g = join(tmp, "long-unlabelled.csv");
+    writeFileSync(g, "case,x,y\na,1,2\na,3,4\nb,5,6\n");
+    const noLabels = await readSeriesInput(g, { idColumn: "case" });
+    expect(noLabels.ids).toEqual(["a", "b"]);
+    expect(Array.from(noLabels.data)).toEqual(Array.from(withLabels.data));
+    // A header naming neither column: one series, every column a channel; a text value there
+    // points at --id-column.
+    await expectFormatError(() => readSeriesInput(g), 2, /column 1: 'a' is not a finite number \(a CSV of several cases needs an id column: name it with --id-column, default 'id'\)/);
+    const h = join(tmp, "one-series.csv");
+    writeFileSync(h, "x,y,z\n1,2,3\n4,5,6\n");
+    const plain = await readSeriesInput(h);
+    expect(plain.ids).toBeUndefined();
+    expect(plain.dims).toEqual([1, 2, 3]);
+    const u = await readLabelled(fx("f8_B2_T3_C2.npy"), { task: "unlabelled" });
+    expect([u.series.length, u.channels, u.classNames, u.targets]).toEqual([2, 2, undefined, undefined]);
   });
 });

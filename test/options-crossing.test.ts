@@ -76,7 +76,7 @@ describe(`options crossing into the core on backend=${BACKEND}`, () => {
     expect(e1.option).toBe("head.numClases");
     // Inside the tagged head and ropeScaling objects too (serde gives no path there).
     const e4 = await expectCode(() => GQA.build({ ...SMALL, head: { type: "classification", numClasses: "3" } } as unknown as BuildOptions), "INVALID_OPTION");
-    expect([e4.option, e4.expected, e4.found]).toEqual(["head.numClasses", "usize", 'string "3"']);
+    expect([e4.option, e4.expected, e4.found]).toEqual(["head.numClasses", "a non-negative integer", 'string "3"']);
     const e5 = await expectCode(() => GQA.build({ ...SMALL, head: { type: "regression", outDim: 2, loss: "l1" } } as unknown as BuildOptions), "INVALID_OPTION");
     expect(e5.option).toBe("head.loss");
     const e6 = await expectCode(() => GQA.build({ ...SMALL, rope: true, ropeScaling: { type: "linear", factor: "2" } } as unknown as BuildOptions), "INVALID_OPTION");

@@ -318,6 +318,9 @@ async function defaultWasmThreads(): Promise<number> {
   return Number.isInteger(n) && n >= 1 ? Math.min(n, 1024) : 1;
 }
 
+/** The most workers the threaded wasm module's pool holds (rayon-core's limit on 32-bit targets). */
+export const WASM_MAX_THREADS = 255;
+
 /** Glue URLs of threaded modules whose pool has started (an instance's pool starts only once). */
 const wasmPools = new Set<string>();
 
@@ -336,7 +339,11 @@ export interface WasmLoadOptions {
 export async function loadWasm(options: WasmLoadOptions = {}): Promise<LoadedBackend> {
   const env = detectEnvironment();
   const override = envVar("GQA_WASM_PATH");
-  const wanted = options.threads ?? (await defaultWasmThreads());
+  // Checked before any worker starts: the threaded module's rayon pool holds at most 255 threads.
+  if (options.threads !== undefined && options.threads > WASM_MAX_THREADS && wasmThreadsAvailable()) {
+    throw GqaError.invalidOption("threads", `an integer in 1..=${WASM_MAX_THREADS} for the threaded wasm module (rayon's limit on 32-bit targets; no worker was started)`, String(options.threads));
+  }
+  const wanted = options.threads ?? Math.min(await defaultWasmThreads(), WASM_MAX_THREADS);
   const threaded = wanted > 1 && wasmThreadsAvailable();
   const relaxedEnv = envVar("GQA_WASM_RELAXED_SIMD");
   const relaxed = options.relaxedSimd ?? (relaxedEnv === "0" ? false : relaxedEnv === "1" ? true : wasmRelaxedSimdAvailable());
@@ -412,6 +419,7 @@ export async function loadBackend(choice?: BackendChoice, wasm: WasmLoadOptions 
   try {
     return await loadWasm(wasm);
   } catch (e) {
+    if (e instanceof GqaError && e.code === "INVALID_OPTION") throw e; // the caller's option, not a load failure
     failures.push(reason(e));
   }
   throw new GqaError("BACKEND_LOAD_FAILED", `no backend could be loaded:\n  ${failures.join("\n  ")}`);

@@ -239,6 +239,22 @@ export type CoreValue = null | boolean | number | string | CoreValue[] | { [key:
 /** How deep options may nest ({@link coreOptions}); gqa's own go 3 levels deep (`hfConfig.rope_scaling.factor`). */
 const MAX_OPTION_DEPTH = 64;
 
+/** The longest array an option may hold ({@link coreOptions}): gqa's longest are class weights. */
+const MAX_OPTION_ARRAY = 1 << 24;
+
+/**
+ * A new object without a prototype holding `entries`: what crosses into the core. napi-rs reads
+ * an object's keys with `napi_get_property_names`, which also lists enumerable properties
+ * inherited from `Object.prototype` (a polluted prototype would become options on native only);
+ * an object with no prototype has no inherited keys, so both bindings read the same own keys.
+ * @internal
+ */
+export function ownOptions(entries: Iterable<readonly [string, CoreValue]>): { [key: string]: CoreValue } {
+  const out = Object.create(null) as { [key: string]: CoreValue };
+  for (const [k, v] of entries) out[k] = v;
+  return out;
+}
+
 /**
  * Options on their way into the core: the plain object both bindings convert field by field
  * (napi-rs's `serde_json::Value` conversion, serde-wasm-bindgen), so the core reads exactly
@@ -247,7 +263,9 @@ const MAX_OPTION_DEPTH = 64;
  * becomes an array; what no JSON value can hold throws `INVALID_OPTION` naming its path
  * (`root.key[i]...`; `root` defaults to none, so top-level keys are named alone): a `NaN` or
  * infinite number, a function, symbol or bigint, an `undefined` array element, nesting deeper
- * than 64 levels.
+ * than 64 levels, an array longer than 2^24 elements. Only own enumerable keys are read (inherited
+ * ones, as from a polluted `Object.prototype`, are not options), and every object of the copy has
+ * no prototype ({@link ownOptions}), so neither binding can read an inherited key.
  */
 export function coreOptions(value: unknown, root = ""): CoreValue {
   const walk = (v: unknown, path: string, depth: number): CoreValue => {
@@ -259,13 +277,15 @@ export function coreOptions(value: unknown, root = ""): CoreValue {
     }
     if (typeof v !== "object") throw GqaError.invalidOption(name, "a JSON value (number, string, boolean, null, array or object)", typeof v);
     if (depth >= MAX_OPTION_DEPTH) throw GqaError.invalidOption(name, `options nested at most ${MAX_OPTION_DEPTH} levels deep`, "deeper nesting");
+    const size = ArrayBuffer.isView(v) || Array.isArray(v) ? (v as ArrayLike<unknown>).length : 0;
+    if (size > MAX_OPTION_ARRAY) throw GqaError.invalidOption(name, `an array of at most ${MAX_OPTION_ARRAY} elements`, `${size} elements`);
     const list = ArrayBuffer.isView(v) && !(v instanceof DataView) ? Array.from(v as unknown as ArrayLike<number>) : v;
-    if (Array.isArray(list)) return list.map((x, i) => walk(x, `${path}[${i}]`, depth + 1));
-    const out: { [key: string]: CoreValue } = {};
+    if (Array.isArray(list)) return Array.from(list, (x, i) => walk(x, `${path}[${i}]`, depth + 1));
+    const out: Array<[string, CoreValue]> = [];
     for (const [k, x] of Object.entries(list)) {
-      if (x !== undefined) out[k] = walk(x, path ? `${path}.${k}` : k, depth + 1);
+      if (x !== undefined) out.push([k, walk(x, path ? `${path}.${k}` : k, depth + 1)]);
     }
-    return out;
+    return ownOptions(out);
   };
   return walk(value, root, 0);
 }

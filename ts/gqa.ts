@@ -4,9 +4,9 @@
  */
 
 import { type BackendChoice, type BackendName, type BackendVariant, type Binding, detectEnvironment, loadBackend, type LoadedBackend } from "./backend.js";
-import { callBinding, coreOptions, type CoreValue, GqaError } from "./errors.js";
+import { callBinding, coreOptions, type CoreValue, GqaError, ownOptions } from "./errors.js";
 import { GqaAttention, Model } from "./model.js";
-import { ENSEMBLE_METADATA_KEY, readMetadata, unpackEnsemble } from "./model-file.js";
+import { asModelFileError, ENSEMBLE_METADATA_KEY, readMetadata, unpackEnsemble } from "./model-file.js";
 import type { HeadOptions } from "./train.js";
 
 /** Output mode: `[B, H]` last (unpadded) position, `[B, T, H]` every position, or `[B, H]` mean. */
@@ -187,7 +187,9 @@ export interface InitOptions {
    * is left alone), default env `GQA_THREADS`, else the available cores. Wasm: when the backend
    * loads, a count above 1 (default as native) picks the threaded module where the host can run
    * it (Node, Deno, `crossOriginIsolated` pages; see {@link GQA.variant}) and starts that many
-   * workers; later calls may set any count up to that pool's size (`INVALID_OPTION` above it).
+   * workers (at most 255, rayon's limit on 32-bit targets: a larger count is refused with
+   * `INVALID_OPTION` before any worker starts); later calls may set any count up to that pool's
+   * size (`INVALID_OPTION` above it).
    * The single-threaded wasm module accepts any count and runs on one thread. Applies to calls
    * started afterwards; results are bitwise the same for any count.
    */
@@ -445,7 +447,9 @@ export const GQA = {
   async build(opts: BuildOptions): Promise<Model> {
     const be = await ensure();
     const all = optionsObject(opts) as { [key: string]: CoreValue };
-    const { head, ...model } = all;
+    // Without a prototype, as coreOptions makes every object (a rest spread would add one).
+    const model = ownOptions(Object.entries(all).filter(([k]) => k !== "head"));
+    const head = all.head;
     const f = need(be.binding, "buildModel");
     return new Model(be.name, callBinding(() => f(model, head)));
   },
@@ -461,7 +465,8 @@ export const GQA = {
   /**
    * Loads a model from safetensors bytes or a file path (Node/Deno). Canonical and Axon names,
    * a common key prefix, F32/F16/BF16 are accepted (SPEC section 3).
-   * @throws GqaError `MALFORMED_FILE`, `MISSING_CONFIG`, `TENSOR_MISMATCH`, `MISSING_PARAMETER`,
+   * @throws GqaError `MALFORMED_FILE` (naming the path, or "the given bytes", and what a model
+   *   file is), `MISSING_CONFIG`, `TENSOR_MISMATCH`, `MISSING_PARAMETER`,
    *   `UNEXPECTED_PARAMETER`, `NON_FINITE_WEIGHT`
    */
   async load(source: Uint8Array | string, options: LoadOptions = {}): Promise<Model> {
@@ -473,7 +478,11 @@ export const GQA = {
     }
     const o = coreOptions(options);
     const f = need(be.binding, "loadModel");
-    return new Model(be.name, callBinding(() => f(bytes, o)));
+    try {
+      return new Model(be.name, callBinding(() => f(bytes, o)));
+    } catch (e) {
+      throw asModelFileError(e, source);
+    }
   },
 
   /**
@@ -491,14 +500,14 @@ export const GQA = {
       parts = ensembleSize(bytes) === undefined ? [bytes] : unpackEnsemble(bytes);
     } catch (e) {
       const reason = e instanceof Error ? e.message : String(e);
-      throw new GqaError("MALFORMED_FILE", `malformed ensemble file: ${reason}`, { cause: e, fields: { reason } });
+      throw asModelFileError(new GqaError("MALFORMED_FILE", `malformed ensemble file: ${reason}`, { cause: e, fields: { reason } }), source);
     }
     const models: Model[] = [];
     try {
       for (const p of parts) models.push(await GQA.load(p, options));
     } catch (e) {
       models.forEach((m) => m.dispose());
-      throw e;
+      throw asModelFileError(e, source);
     }
     return models;
   },

@@ -11,6 +11,7 @@
  * header does not move any tensor.
  */
 import { DataFormatError } from "./data/errors.js";
+import { GqaError } from "./errors.js";
 
 /** What `gqa train` records about the data a model was trained on. */
 export interface CliMetadata {
@@ -59,10 +60,16 @@ export function readMetadata(bytes: Uint8Array, file = "<model>"): Record<string
   return typeof m === "object" && m !== null ? (m as Record<string, string>) : {};
 }
 
-/** Returns a copy of `bytes` with metadata `key` set to `value`; tensors are unchanged. @throws {DataFormatError} */
+/**
+ * Returns a copy of `bytes` with metadata `key` set to `value`; tensors are unchanged. The
+ * metadata keys are written in sorted order (the core's writer keeps them in a hash map, whose
+ * order changes from process to process), so the same model and metadata give the same bytes.
+ * @throws {DataFormatError}
+ */
 export function setMetadata(bytes: Uint8Array, key: string, value: string, file = "<model>"): Uint8Array {
   const { header, dataStart } = readHeader(bytes, file);
-  const meta = { ...((header["__metadata__"] as Record<string, string> | undefined) ?? {}), [key]: value };
+  const all: Record<string, string> = { ...((header["__metadata__"] as Record<string, string> | undefined) ?? {}), [key]: value };
+  const meta = Object.fromEntries(Object.keys(all).sort().map((k) => [k, all[k]!]));
   // Keep __metadata__ first, as the reference writer does.
   const { __metadata__: _old, ...tensors } = header;
   let json = JSON.stringify({ __metadata__: meta, ...tensors });
@@ -135,12 +142,15 @@ const HEAD_KEY = "gqa_head";
 /** Metadata key of an ensemble file: the number of members, as a decimal string. */
 export const ENSEMBLE_METADATA_KEY = "gqa_ensemble";
 
-/** Members of an ensemble file (`gqa_ensemble`; 1 without it). @throws {DataFormatError} for a count outside 1..1000. */
+/** The most members an ensemble file may hold (its readers refuse more; `gqa train --ensemble` too). */
+export const MAX_ENSEMBLE_MEMBERS = 1000;
+
+/** Members of an ensemble file (`gqa_ensemble`; 1 without it). @throws {DataFormatError} for a count outside 1..{@link MAX_ENSEMBLE_MEMBERS}. */
 function ensembleSize(meta: Record<string, string>, file: string): number {
   const raw = meta[ENSEMBLE_METADATA_KEY];
   if (raw === undefined) return 1;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1 || n > 1000) throw new DataFormatError(file, undefined, `'${ENSEMBLE_METADATA_KEY}' metadata must be a member count in 1..1000, found '${raw}'`);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_ENSEMBLE_MEMBERS) throw new DataFormatError(file, undefined, `'${ENSEMBLE_METADATA_KEY}' metadata must be a member count in [1, ${MAX_ENSEMBLE_MEMBERS}], found '${raw}'`);
   return n;
 }
 
@@ -257,4 +267,28 @@ export function unpackEnsemble(bytes: Uint8Array, file = "<model>"): Uint8Array[
     }
     return buildFile(h, out);
   });
+}
+
+/** What a model file is, as messages about a file that is not one say it. */
+export const MODEL_FILE_DESCRIPTION = "a model file (a safetensors file written by model.save()/model.saveFile() or gqa train)";
+
+/** Restated load errors ({@link asModelFileError}) and the core's error each restates. */
+const restated = new WeakMap<object, GqaError>();
+
+/**
+ * A `MALFORMED_FILE` error of `GQA.load` / `GQA.loadEnsemble` restated for the caller: it names
+ * the file when `source` is a path (else "the given bytes"), what a model file is, and the core's
+ * message as what was found, e.g. `notes.txt: expected a model file (a safetensors file written
+ * by model.save()/model.saveFile() or gqa train), found malformed safetensors file: header too
+ * large`. Code and `reason` stay the core's. A restated error restated again (a load inside
+ * `loadEnsemble`) names the outer source. Other errors are returned unchanged.
+ * @internal
+ */
+export function asModelFileError(e: unknown, source: Uint8Array | string): unknown {
+  const core = (typeof e === "object" && e !== null && restated.get(e)) || e;
+  if (!GqaError.is(core, "MALFORMED_FILE")) return e;
+  const who = typeof source === "string" ? source : "the given bytes";
+  const out = new GqaError("MALFORMED_FILE", `${who}: expected ${MODEL_FILE_DESCRIPTION}, found ${core.message}`, { cause: core, fields: { reason: core.reason } });
+  restated.set(out, core);
+  return out;
 }

@@ -5,9 +5,10 @@
 import type { BackendName, ModelHandle, RawTensor } from "./backend.js";
 import { callBinding, callBindingAsync, coreOptions, GqaError } from "./errors.js";
 import type { AttentionConfig, ModelConfig } from "./gqa.js";
+import { arrayOfCount, checkDimsCount, checkTypedArray } from "./inputs.js";
 import { Tensor } from "./tensor.js";
 import { createSession, type Session, type SessionOptions } from "./session.js";
-import { evaluateModel, fitModel, headOf, predictModel, type EvalResult, type EvaluateOptions, type FitHistory, type FitOptions, type HeadOptions, type TrainingData } from "./train.js";
+import { evaluateModel, headOf, prepareFit, predictModel, type EvalResult, type EvaluateOptions, type FitHistory, type FitOptions, type HeadOptions, type TrainingData } from "./train.js";
 
 /** Options of a forward pass. */
 export interface ForwardOptions {
@@ -19,21 +20,25 @@ export interface ForwardOptions {
 }
 
 function checkData(data: Float32Array): void {
-  if (!(data instanceof Float32Array)) {
-    throw GqaError.invalidInput("input", "a Float32Array", Object.prototype.toString.call(data));
-  }
+  checkTypedArray(data, "input");
 }
 
 function checkDims(dims: readonly number[], what: string): void {
+  if (what === "dims" && Array.isArray(dims)) checkDimsCount(dims, what);
   if (!Array.isArray(dims) || dims.some((d) => !Number.isInteger(d) || d < 0 || d > 0xffffffff)) {
     throw GqaError.invalidInput(what, "an array of integers in 0..2^32-1", JSON.stringify(dims));
   }
 }
 
-/** `options.lengths` as a checked plain array (callers may pass `number[]` or a typed array). */
-function lengthsOf(options: ForwardOptions): number[] | undefined {
-  if (options.lengths === undefined) return undefined;
-  const lengths = Array.from(options.lengths);
+/**
+ * `options.lengths` as a checked plain array (callers may pass `number[]` or a typed array): its
+ * length must be `dims[0]` (one per sequence), checked before any element is read. With dims
+ * that are not `[B, T, E]` the core reports the dims and lengths are not read.
+ */
+function lengthsOf(options: ForwardOptions, dims: readonly number[]): number[] | undefined {
+  if (typeof options !== "object" || options === null || !Object.hasOwn(options, "lengths") || options.lengths === undefined) return undefined;
+  if (dims.length !== 3) return undefined;
+  const lengths = arrayOfCount(options.lengths, "lengths", dims[0]!, "lengths", "one per sequence");
   checkDims(lengths, "lengths");
   return lengths;
 }
@@ -48,6 +53,10 @@ abstract class Layer<Options> {
   readonly backend: BackendName;
   #handle: ModelHandle | null;
   #config: Options | undefined;
+  /** The last queued mutating call (see {@link Layer.exclusive}); never rejects. */
+  #tail: Promise<void> = Promise.resolve();
+  /** Mutating calls queued or running. */
+  #queued = 0;
 
   /** @internal use `GQA.build`, `GQA.load` or `GQA.buildGqaAttention`. */
   constructor(backend: BackendName, handle: ModelHandle) {
@@ -78,16 +87,21 @@ abstract class Layer<Options> {
    * Forward pass, off the main thread on the native backend (napi `AsyncTask`); the wasm backend
    * computes synchronously and resolves.
    *
+   * Inputs are owned by the call: `data`, `dims` and `lengths` are read (native: copied) before
+   * this returns its promise, so the caller may change, reuse, shrink (a resizable
+   * `ArrayBuffer`) or transfer them at once; the work never reads the caller's memory later.
+   * `data` must be a real `Float32Array` (not a Proxy around one) over a buffer that is not
+   * detached, and `lengths` must have `B` entries (checked before it is read).
+   *
    * Shapes: model input `dims = [B, T, E]` -> `[B, H]` (`last_timestep`, `mean_pool`) or `[B, T, H]`
    * (`all`); attention input `[B, T, H]` -> `[B, T, H]`. `B = 0` gives an empty tensor.
-   * Do not modify `data` until the promise settles.
    *
    * @throws GqaError `INVALID_INPUT` (dims/length/lengths), `OUT_OF_MEMORY`, `DISPOSED`
    */
   async forward(data: Float32Array, dims: number[], options: ForwardOptions = {}): Promise<Tensor> {
     checkData(data);
     checkDims(dims, "dims");
-    const lengths = lengthsOf(options);
+    const lengths = lengthsOf(options, dims);
     const h = this.handle;
     return toTensor(await callBindingAsync(() => h.forwardAsync(data, dims, lengths)));
   }
@@ -96,7 +110,7 @@ abstract class Layer<Options> {
   forwardSync(data: Float32Array, dims: number[], options: ForwardOptions = {}): Tensor {
     checkData(data);
     checkDims(dims, "dims");
-    const lengths = lengthsOf(options);
+    const lengths = lengthsOf(options, dims);
     return toTensor(callBinding(() => this.handle.forward(data, dims, lengths)));
   }
 
@@ -122,10 +136,45 @@ abstract class Layer<Options> {
     return callBinding(() => this.handle.weightsDigest());
   }
 
-  /** Frees the backend memory. Later calls throw `GqaError` code `DISPOSED`. Idempotent. */
+  /**
+   * Runs `run` after every mutating call queued before it (one at a time, in call order).
+   * @internal
+   */
+  protected exclusive<T>(run: () => Promise<T>): Promise<T> {
+    const idle = this.#queued === 0;
+    this.#queued++;
+    const wrapped = async (): Promise<T> => {
+      try {
+        return await run();
+      } finally {
+        this.#queued--;
+      }
+    };
+    // Nothing ahead: start now, so the binding takes the inputs before the caller gets control back.
+    const p = idle ? wrapped() : this.#tail.then(wrapped, wrapped);
+    this.#tail = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    return p;
+  }
+
+  /** Whether a mutating call (`fit`) is queued or running. @internal */
+  protected get busy(): boolean {
+    return this.#queued > 0;
+  }
+
+  /**
+   * Frees the backend memory. Later calls throw `GqaError` code `DISPOSED`. Idempotent. Queued
+   * like `fit`: the `fit` calls made before it still run to completion, and the memory is freed
+   * when the last of them ends (at once when none is pending).
+   */
   dispose(): void {
-    this.#handle?.free();
+    const h = this.#handle;
     this.#handle = null;
+    if (h === null) return;
+    if (this.#queued > 0) void this.#tail.then(() => h.free());
+    else h.free();
   }
 
   /** Whether {@link dispose} was called. */
@@ -167,7 +216,7 @@ export class Model extends Layer<ModelConfig> {
   async attentionMaps(data: Float32Array, dims: number[], options: ForwardOptions = {}): Promise<Tensor> {
     checkData(data);
     checkDims(dims, "dims");
-    const lengths = lengthsOf(options);
+    const lengths = lengthsOf(options, dims);
     const h = this.handle;
     const f = h.attentionMaps;
     if (!f) throw GqaError.internal(`the ${this.backend} backend was built without \`attentionMaps\`; rebuild with \`bash scripts/setup.sh\``);
@@ -204,13 +253,21 @@ export class Model extends Layer<ModelConfig> {
    * main thread; wasm: the loop yields to the event loop between steps. Same `seed` on the same
    * backend: the same loss curve.
    *
+   * One mutating call at a time per model: concurrent `fit` calls (and `dispose`) on one model
+   * queue and run one after the other in call order, on both backends, so four concurrent fits
+   * give the weights of the same four fits run sequentially. Forwards, predictions and sessions
+   * started during a fit are not queued: each sees the weights before or after a step, never a
+   * mix. Inputs are owned by the call: `data`, `options` and `options.validation` are checked
+   * and read (copied when the fit has to wait its turn) before this returns its promise.
+   *
    * Shapes: `data.x: [N, T, E]`, `data.labels: [N]` class indices or `[N, K]` targets.
    * @returns per-epoch mean loss, accuracy, optional validation figures, seconds; step count
    * @throws GqaError `INVALID_OPTION` (no head, bad fit option), `INVALID_INPUT` (sizes, lengths,
    *   labels out of range or of the wrong kind), `INTERNAL` (loss became non-finite), `DISPOSED`
    */
   async fit(data: TrainingData, options: FitOptions = {}): Promise<FitHistory> {
-    return fitModel(this.handle, this.backend, data, options);
+    const h = this.handle;
+    return this.exclusive(prepareFit(h, this.backend, data, options, this.busy));
   }
 
   /**
@@ -224,13 +281,13 @@ export class Model extends Layer<ModelConfig> {
   /**
    * Head outputs for a batch `[B, T, E]`: class PROBABILITIES `[B, C]` (softmax of the logits;
    * rows sum to 1) for a classification head, values `[B, K]` for a regression head. Off the main
-   * thread on native. Do not modify `input` until the promise settles.
+   * thread on native. Inputs are owned by the call, as for {@link forward}.
    * @throws GqaError `INVALID_OPTION` (no head), `INVALID_INPUT`, `DISPOSED`
    */
   async predict(input: Float32Array, dims: number[], options: ForwardOptions = {}): Promise<Tensor> {
     checkData(input);
     checkDims(dims, "dims");
-    return predictModel(this.handle, this.backend, input, dims, lengthsOf(options));
+    return predictModel(this.handle, this.backend, input, dims, lengthsOf(options, dims));
   }
 }
 

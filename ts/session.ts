@@ -6,6 +6,7 @@
 
 import type { BackendName, BindingKind, RawTensor } from "./backend.js";
 import { callBinding, callBindingAsync, GqaError } from "./errors.js";
+import { checkCount as checkArrayCount, checkDimsCount, checkTypedArray } from "./inputs.js";
 import { Tensor } from "./tensor.js";
 
 /** Options of `model.session()`. */
@@ -77,16 +78,34 @@ function checkCount(x: unknown, what: string, min: number): number {
   return x;
 }
 
-function checkPush(chunk: Float32Array, dims: readonly number[], options: PushOptions): void {
-  if (!(chunk instanceof Float32Array)) {
-    throw GqaError.invalidInput("input", "a Float32Array", Object.prototype.toString.call(chunk));
+/** A push's arguments, checked and owned by the call (see {@link Session.push}). */
+interface PushArgs {
+  chunk: Float32Array;
+  dims: number[];
+  lengths: number[] | undefined;
+  allPositions: boolean;
+}
+
+/**
+ * Checks a push's arguments and takes them: `dims` and `lengths` are copied (lengths' count is
+ * checked against `dims[0]` before it is read), `chunk` too when `copy` (the push waits behind
+ * another). Only own properties of `options` are read.
+ */
+function checkPush(chunk: Float32Array, dims: readonly number[], options: PushOptions, copy: boolean): PushArgs {
+  checkTypedArray(chunk, "input");
+  if (Array.isArray(dims)) checkDimsCount(dims, "dims");
+  const own = <K extends keyof PushOptions>(k: K): PushOptions[K] => (typeof options === "object" && options !== null && Object.hasOwn(options, k) ? options[k] : undefined);
+  const given = own("lengths");
+  if (given !== undefined && Array.isArray(dims) && dims.length === 3 && Number.isInteger(dims[0])) {
+    checkArrayCount(given, "row_lengths", dims[0]!, "values", "one per row"); // the core's name
   }
-  for (const [what, xs] of [["dims", dims], ["lengths", options.lengths]] as const) {
+  for (const [what, xs] of [["dims", dims], ["lengths", given]] as const) {
     if (xs === undefined && what === "lengths") continue;
     if (!Array.isArray(xs) || xs.some((d) => !Number.isInteger(d) || d < 0 || d > 0xffffffff)) {
       throw GqaError.invalidInput(what, "an array of integers in 0..2^32-1", JSON.stringify(xs));
     }
   }
+  return { chunk: copy ? chunk.slice() : chunk, dims: [...dims], lengths: given === undefined ? undefined : [...given], allPositions: own("allPositions") === true };
 }
 
 /**
@@ -128,6 +147,8 @@ export class Session {
   readonly backend: BackendName;
   #handle: SessionHandle | null;
   #tail: Promise<unknown> = Promise.resolve();
+  /** Pushes queued or running. */
+  #pending = 0;
 
   /** @internal use `model.session()`. */
   constructor(backend: BackendName, handle: SessionHandle) {
@@ -151,30 +172,44 @@ export class Session {
    *   mode at each new position. Ignored positions (`>= lengths[b]`) give zeros; a row that has
    *   never received a position gives zeros.
    *
-   * Off the main thread on native (do not modify `chunk` until the promise settles); wasm
-   * computes synchronously. Pushes are queued in call order.
+   * Off the main thread on native; wasm computes synchronously. Pushes are queued in call order.
+   * Inputs are owned by the call: `chunk`, `dims` and `options` are checked and taken before
+   * this returns (the chunk copied when the push has to wait behind another), so the caller may
+   * change or reuse them at once.
    *
    * @throws GqaError `CACHE_FULL` when a row's cached plus new positions exceed `capacity` (the
    *   session is left unchanged and usable), `INVALID_INPUT` (dims, chunk size, lengths),
    *   `OUT_OF_MEMORY`, `DISPOSED`
    */
   push(chunk: Float32Array, dims: number[], options: PushOptions = {}): Promise<Tensor> {
+    // Inputs are owned by the call: checked and taken now (the chunk copied when this push
+    // waits behind another), so the caller may reuse its buffers as soon as push returns.
+    let args: PushArgs;
+    try {
+      args = checkPush(chunk, dims, options, this.#pending > 0);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const run = async (): Promise<Tensor> => {
-      checkPush(chunk, dims, options);
-      const h = this.#h;
-      const raw = await callBindingAsync(() => h.pushAsync(chunk, dims, options.lengths, options.allPositions === true));
-      return new Tensor(raw.data, raw.dims);
+      try {
+        const h = this.#h;
+        const raw = await callBindingAsync(() => h.pushAsync(args.chunk, args.dims, args.lengths, args.allPositions));
+        return new Tensor(raw.data, raw.dims);
+      } finally {
+        this.#pending--;
+      }
     };
-    const p = this.#tail.then(run, run);
+    // Nothing ahead: start now, so the binding takes the chunk before the caller gets control back.
+    const p = this.#pending++ === 0 ? run() : this.#tail.then(run, run);
     this.#tail = p.catch(() => undefined);
     return p;
   }
 
   /** Same as {@link push}, blocking the calling thread (not queued behind pending async pushes). */
   pushSync(chunk: Float32Array, dims: number[], options: PushOptions = {}): Tensor {
-    checkPush(chunk, dims, options);
+    const args = checkPush(chunk, dims, options, false);
     const h = this.#h;
-    const raw = callBinding(() => h.push(chunk, dims, options.lengths, options.allPositions === true));
+    const raw = callBinding(() => h.push(args.chunk, args.dims, args.lengths, args.allPositions));
     return new Tensor(raw.data, raw.dims);
   }
 
@@ -189,7 +224,10 @@ export class Session {
    * number of positions pushed so far. See {@link lengths} for every row.
    */
   get length(): number {
-    return Math.max(0, ...this.lengths);
+    // A loop, not Math.max(...lengths): spreading a batch of 300,000 rows overflows the stack.
+    let max = 0;
+    for (const l of this.lengths) if (l > max) max = l;
+    return max;
   }
 
   /** Capacity per row in positions (`maxLen`). */

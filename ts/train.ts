@@ -10,7 +10,8 @@
  */
 
 import type { BackendName, ModelHandle, TrainerHandle } from "./backend.js";
-import { callBinding, callBindingAsync, coreOptions, GqaError } from "./errors.js";
+import { callBinding, callBindingAsync, coreOptions, type CoreValue, GqaError } from "./errors.js";
+import { arrayOfCount, checkCount, checkTypedArray, lengthOf } from "./inputs.js";
 import { Tensor } from "./tensor.js";
 
 /** A classification head: `logits = h W^T + b : [B, numClasses]`, softmax cross-entropy. */
@@ -175,16 +176,21 @@ interface RawData {
  * for a classification head (or no head: the core then reports the missing head) and targets
  * (`Float32Array`) for a regression head. Sizes are checked by the core.
  */
-function rawData(data: TrainingData, head: HeadOptions | null, what: string): RawData {
+function rawData(data: TrainingData, head: HeadOptions | null, what: string, copy = false): RawData {
   if (typeof data !== "object" || data === null) throw invalidInput(what, "{x, dims, lengths?, labels}", String(data));
-  if (!(data.x instanceof Float32Array)) throw invalidInput(`${what}.x`, "a Float32Array", Object.prototype.toString.call(data.x));
-  const dims = Array.from(data.dims ?? []);
-  if (dims.length !== 3 || dims.some((d) => !Number.isInteger(d) || d < 0 || d > 0xffffffff)) {
-    throw invalidInput(`${what}.dims`, "[N, T, E] (3 non-negative integers)", JSON.stringify(data.dims));
+  checkTypedArray(data.x, `${what}.x`);
+  // Every array's length is checked against the count expected before its elements are read.
+  const dimsExpected = "[N, T, E] (3 non-negative integers)";
+  if (lengthOf(data.dims, `${what}.dims`, dimsExpected) !== 3) throw invalidInput(`${what}.dims`, dimsExpected, JSON.stringify(data.dims));
+  const dims = Array.from(data.dims);
+  if (dims.some((d) => !Number.isInteger(d) || d < 0 || d > 0xffffffff)) {
+    throw invalidInput(`${what}.dims`, dimsExpected, JSON.stringify(data.dims));
   }
+  const n = dims[0]!;
   let lengths: Uint32Array | undefined;
-  if (data.lengths !== undefined) {
-    const l = Array.from(data.lengths);
+  // Optional: read only as an own property (an inherited `lengths` is not the caller's).
+  if (Object.hasOwn(data, "lengths") && data.lengths !== undefined) {
+    const l = arrayOfCount(data.lengths, `${what}.lengths`, n, "lengths", "one per sequence");
     const bad = l.findIndex((v) => !Number.isInteger(v) || v < 0 || v > 0xffffffff);
     if (bad >= 0) throw invalidInput(`${what}.lengths[${bad}]`, "an integer length", String(l[bad]));
     lengths = Uint32Array.from(l);
@@ -193,17 +199,26 @@ function rawData(data: TrainingData, head: HeadOptions | null, what: string): Ra
   if (raw === undefined || raw === null || typeof (raw as ArrayLike<unknown>).length !== "number") {
     throw invalidInput(`${what}.labels`, "an array of labels", String(raw));
   }
-  const flat: ArrayLike<number> = Array.isArray(raw) && raw.some((r) => Array.isArray(r)) ? (raw as number[][]).flat() : (raw as ArrayLike<number>);
+  if (ArrayBuffer.isView(raw) || raw instanceof Float32Array || raw instanceof Uint32Array) checkTypedArray(raw, `${what}.labels`, raw instanceof Uint32Array ? Uint32Array : Float32Array);
+  const nested = Array.isArray(raw) && raw.length > 0 && Array.isArray(raw[0]);
   if (head?.type === "regression") {
-    return { x: data.x, dims, lengths, classes: undefined, targets: flat instanceof Float32Array ? flat : Float32Array.from(flat) };
+    // [N, K] targets: N rows of K, or N*K values flat.
+    const k = head.outDim;
+    const count = nested ? n : n * k;
+    const unit = nested ? "rows of targets" : "regression targets";
+    checkCount(raw, `${what}.labels`, count, unit, nested ? `one per sequence, ${k} values each` : `N*outDim = ${n}*${k}`);
+    const flat: ArrayLike<number> = nested ? (raw as number[][]).flat() : (raw as ArrayLike<number>);
+    return { x: copy ? data.x.slice() : data.x, dims, lengths, classes: undefined, targets: flat instanceof Float32Array ? (copy ? flat.slice() : flat) : Float32Array.from(flat) };
   }
+  checkCount(raw, `${what}.labels`, n, "class labels", "one per sequence");
+  const flat = raw as ArrayLike<number>;
   if (!(flat instanceof Uint32Array)) {
     for (let i = 0; i < flat.length; i++) {
       const v = flat[i]!;
       if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw invalidInput(`${what}.labels[${i}]`, "a class index (integer >= 0)", String(v));
     }
   }
-  return { x: data.x, dims, lengths, classes: flat instanceof Uint32Array ? flat : Uint32Array.from(flat), targets: undefined };
+  return { x: copy ? data.x.slice() : data.x, dims, lengths, classes: flat instanceof Uint32Array ? (copy ? flat.slice() : flat) : Uint32Array.from(flat), targets: undefined };
 }
 
 function need<K extends keyof ModelHandle>(handle: ModelHandle, k: K, backend: BackendName): NonNullable<ModelHandle[K]> {
@@ -212,16 +227,59 @@ function need<K extends keyof ModelHandle>(handle: ModelHandle, k: K, backend: B
   return (f as (...a: unknown[]) => unknown).bind(handle) as NonNullable<ModelHandle[K]>;
 }
 
-/** `model.fit`: see {@link FitOptions}. @internal called by `Model.fit`. */
-export async function fitModel(handle: ModelHandle, backend: BackendName, data: TrainingData, options: FitOptions = {}): Promise<FitHistory> {
+/** The most steps a run may take (the core's `MAX_TOTAL_STEPS`). */
+const MAX_TOTAL_STEPS = 0xffffffff;
+
+/**
+ * `epochs` above 2^32-1: always more than {@link MAX_TOTAL_STEPS} steps. The core refuses such a
+ * run naming `epochs` (`check_total_steps`), but wasm32 cannot even parse the count (`usize` is 32
+ * bits there), so it is refused here with the core's own message, the same on both backends.
+ * Other values are left to the core.
+ */
+function checkEpochsRange(epochs: unknown, batchSize: unknown, n: number): void {
+  if (typeof epochs !== "number" || !Number.isInteger(epochs) || epochs <= MAX_TOTAL_STEPS || n < 1) return;
+  const b = batchSize ?? 32; // the core's default
+  if (typeof b !== "number" || !Number.isInteger(b) || b < 1) return;
+  const spe = Math.ceil(n / b);
+  throw GqaError.invalidOption("epochs", `at most ${Math.floor(MAX_TOTAL_STEPS / spe)} epochs (${spe} steps per epoch; a run takes at most ${MAX_TOTAL_STEPS} steps)`, String(epochs));
+}
+
+/**
+ * `model.fit`, in two parts: this checks and converts the data and options at the call (own
+ * properties only; typed arrays copied when `copy`, i.e. when the fit has to wait behind another)
+ * and returns the run, which `Model.fit` queues. See {@link FitOptions}.
+ * @internal called by `Model.fit`.
+ */
+export function prepareFit(handle: ModelHandle, backend: BackendName, data: TrainingData, options: FitOptions = {}, copy = false): () => Promise<FitHistory> {
   if (typeof options !== "object" || options === null) throw GqaError.invalidOption("fit options", "an object", String(options));
+  const own = <K extends keyof FitOptions>(k: K): FitOptions[K] => (Object.hasOwn(options, k) ? options[k] : undefined);
   const head = headOf(handle);
-  const d = rawData(data, head, "data");
-  const core = Object.fromEntries(Object.entries(options).filter(([k, v]) => !CALLBACK_KEYS.has(k) && v !== undefined));
-  const val = options.validation === undefined ? undefined : rawData(options.validation, head, "validation");
+  const d = rawData(data, head, "data", copy);
+  const core = coreOptions(Object.fromEntries(Object.entries(options).filter(([k, v]) => !CALLBACK_KEYS.has(k) && v !== undefined)));
+  checkEpochsRange(own("epochs"), own("batchSize"), d.dims[0]!);
+  const validation = own("validation");
+  const val = validation === undefined ? undefined : rawData(validation, head, "validation", copy);
   const create = need(handle, "createTrainer", backend);
   const evaluate = need(handle, "evaluateAsync", backend);
-  const trainer: TrainerHandle = callBinding(() => create(d.x, d.dims, d.lengths, d.classes, d.targets, coreOptions(core)));
+  const onStep = own("onStep");
+  const onEpochEnd = own("onEpochEnd");
+  const valBatch = Math.max(1, own("batchSize") ?? 64);
+  return () => runFit(head, d, val, core, create, evaluate, onStep, onEpochEnd, valBatch);
+}
+
+/** One training run over prepared data ({@link prepareFit}). */
+async function runFit(
+  head: HeadOptions | null,
+  d: RawData,
+  val: RawData | undefined,
+  core: CoreValue,
+  create: NonNullable<ModelHandle["createTrainer"]>,
+  evaluate: NonNullable<ModelHandle["evaluateAsync"]>,
+  onStep: FitOptions["onStep"],
+  onEpochEnd: FitOptions["onEpochEnd"],
+  valBatch: number,
+): Promise<FitHistory> {
+  const trainer: TrainerHandle = callBinding(() => create(d.x, d.dims, d.lengths, d.classes, d.targets, core));
   const history: FitHistory = { epochs: [], steps: 0 };
   const classification = head?.type !== "regression";
   try {
@@ -234,7 +292,7 @@ export async function fitModel(handle: ModelHandle, backend: BackendName, data: 
       ep.correct += r.correct;
       ep.count += r.count;
       ep.tokens += r.tokens;
-      if (options.onStep) await options.onStep(r);
+      if (onStep) await onStep(r);
       if (r.stepInEpoch === r.stepsPerEpoch - 1) {
         const seconds = (performance.now() - ep.start) / 1000;
         const summary: EpochSummary = {
@@ -245,12 +303,12 @@ export async function fitModel(handle: ModelHandle, backend: BackendName, data: 
           seconds,
         };
         if (val) {
-          const e = await callBindingAsync(() => evaluate(val.x, val.dims, val.lengths, val.classes, val.targets, Math.max(1, options.batchSize ?? 64)));
+          const e = await callBindingAsync(() => evaluate(val.x, val.dims, val.lengths, val.classes, val.targets, valBatch));
           summary.valLoss = e.loss;
           summary.valAccuracy = e.accuracy;
         }
         history.epochs.push(summary);
-        if (options.onEpochEnd) await options.onEpochEnd(summary);
+        if (onEpochEnd) await onEpochEnd(summary);
         ep = { loss: 0, correct: 0, count: 0, tokens: 0, start: performance.now() };
       }
     }
@@ -263,7 +321,7 @@ export async function fitModel(handle: ModelHandle, backend: BackendName, data: 
 /** `model.evaluate`. @internal called by `Model.evaluate`. */
 export async function evaluateModel(handle: ModelHandle, backend: BackendName, data: TrainingData, options: EvaluateOptions = {}): Promise<EvalResult> {
   const d = rawData(data, headOf(handle), "data");
-  const batchSize = options.batchSize ?? 64;
+  const batchSize = (typeof options === "object" && options !== null && Object.hasOwn(options, "batchSize") ? options.batchSize : undefined) ?? 64;
   if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 0xffffffff) {
     throw GqaError.invalidOption("batchSize", "an integer >= 1", String(batchSize));
   }

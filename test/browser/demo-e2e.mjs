@@ -9,7 +9,7 @@
 //   - the maps are laid out by KV head (NKV boxes per layer, NH/NKV heads each),
 //   - loading the model through <input type=file> gives the same result,
 //   - no console error, page error or failed request,
-//   - the README's Web Worker snippet (gqa-worker.js + main.js, extracted from README.md, built
+//   - the Web Worker snippet of docs/browser-and-deno.md (gqa-worker.js + main.js, extracted, built
 //     with Vite like the demo) gives the same probabilities as Node native for its zero input,
 // and saves a screenshot to test-artifacts/demo.png. Usage: node test/browser/demo-e2e.mjs
 import { copyFileSync, createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -54,11 +54,11 @@ const server = createServer((req, res) => {
 await new Promise((r) => server.listen(0, "127.0.0.1", r));
 const url = `http://127.0.0.1:${server.address().port}/`;
 
-// Extract the two README blocks, add a page and one reporting line, build with Vite (gqa -> dist/browser.js).
-const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+// Extract the two blocks of docs/browser-and-deno.md, add a page and one reporting line, build with Vite (gqa -> dist/browser.js).
+const readme = readFileSync(join(ROOT, "docs", "browser-and-deno.md"), "utf8");
 const block = (name) => {
   const m = new RegExp(`<!-- browser-snippet:${name.replace(".", "\\.")} -->\\s*\`\`\`js\\n([\\s\\S]*?)\`\`\``).exec(readme);
-  if (!m) throw new Error(`README.md has no <!-- browser-snippet:${name} --> js block`);
+  if (!m) throw new Error(`docs/browser-and-deno.md has no <!-- browser-snippet:${name} --> js block`);
   return m[1];
 };
 writeFileSync(join(SNIPPET_DIR, "gqa-worker.js"), block("gqa-worker.js"));

@@ -6,7 +6,7 @@
 // loads (wasm always; the napi addon with --allow-ffi): build, forward, attentionMaps, save/load
 // (bytes and files), the PyTorch reference fixtures (<= 1e-4), and equality with Node's NATIVE
 // addon on the same seeded model (weights digest bitwise, outputs <= 1e-5, computed by a `node`
-// child process). The README's Deno snippet is extracted from README.md and executed.
+// child process). The Deno snippet of docs/browser-and-deno.md is extracted and executed.
 import { GQA, GqaError, type Model } from "gqa";
 
 declare const Deno: any;
@@ -217,10 +217,10 @@ Deno.test("a deno run script that used the threaded wasm module exits on its own
   assert(text === "wasm-threads 2 2x16", `output ${text}`);
 });
 
-Deno.test("README Deno snippet runs (extracted from README.md)", async () => {
-  const readme = await Deno.readTextFile(new URL("README.md", ROOT));
+Deno.test("Deno snippet runs (extracted from docs/browser-and-deno.md)", async () => {
+  const readme = await Deno.readTextFile(new URL("docs/browser-and-deno.md", ROOT));
   const m = /<!-- deno-snippet -->\s*```ts\n([\s\S]*?)```/.exec(readme);
-  assert(m, "README.md has no <!-- deno-snippet --> ts block");
+  assert(m, "docs/browser-and-deno.md has no <!-- deno-snippet --> ts block");
   const dir = await Deno.makeTempDir();
   const file = `${dir}/snippet.ts`;
   await Deno.writeTextFile(file, m[1]!);

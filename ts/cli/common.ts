@@ -49,12 +49,17 @@ export function jsonArg(v: string): any {
   return x;
 }
 
-/** Adds `--backend auto|native|wasm` (default: env `GQA_BACKEND`, else `auto`). */
+/**
+ * Adds `--backend auto|native|wasm` (default: env `GQA_BACKEND`, else `auto`) and `--threads <n>`
+ * (default: env `GQA_THREADS`, else every available core, as `GQA.init`).
+ */
 export function addBackendOption(cmd: Command): Command {
-  return cmd.addOption(
-    new Option("--backend <backend>", "compute backend: native (napi addon), wasm (WebAssembly), or auto (native, else wasm); default: env GQA_BACKEND, else auto")
-      .choices(["auto", "native", "wasm"]),
-  );
+  return cmd
+    .addOption(
+      new Option("--backend <backend>", "compute backend: native (napi addon), wasm (WebAssembly), or auto (native, else wasm); default: env GQA_BACKEND, else auto")
+        .choices(["auto", "native", "wasm"]),
+    )
+    .option("--threads <n>", "compute threads (results are bitwise the same for any count); default: env GQA_THREADS, else all available cores", intArg(1));
 }
 
 /** Defaults shown in the model flags' help (and applied by the command that passes them). */
@@ -126,6 +131,8 @@ export type ModelFlags = Pick<
   /** A head needs `[B, H]`, so the CLI offers only these two modes. */
   outputMode?: "last_timestep" | "mean_pool";
   backend?: "auto" | "native" | "wasm";
+  /** `--threads`: compute threads; undefined = `GQA.init`'s default (env `GQA_THREADS`, else all cores). */
+  threads?: number;
 };
 
 /**
@@ -165,12 +172,17 @@ export function status(line: string): void {
 }
 
 /**
- * Starts the requested backend and prints `backend: <name> (<file>)` to stderr.
+ * Starts the requested backend with `threads` compute threads (undefined: `GQA.init`'s default,
+ * env `GQA_THREADS`, else all available cores) and prints `backend: <name> (<file>), <n>
+ * thread(s)` to stderr. `--threads` also sets `RAYON_NUM_THREADS`, so candle's own pool inside the
+ * native backend follows it.
  * @returns the backend that runs.
  */
-export async function startBackend(choice: ModelFlags["backend"]): Promise<string> {
-  const name = await GQA.init(choice === undefined ? {} : { backend: choice });
-  status(`backend: ${name}${GQA.backendFile ? ` (${GQA.backendFile})` : ""}`);
+export async function startBackend(flags: Pick<ModelFlags, "backend" | "threads">): Promise<string> {
+  if (flags.threads !== undefined) process.env.RAYON_NUM_THREADS = String(flags.threads);
+  const name = await GQA.init({ ...(flags.backend !== undefined && { backend: flags.backend }), ...(flags.threads !== undefined && { threads: flags.threads }) });
+  const n = GQA.threads;
+  status(`backend: ${name}${GQA.backendFile ? ` (${GQA.backendFile})` : ""}${n === null ? "" : `, ${n} thread${n === 1 ? "" : "s"}`}`);
   return name;
 }
 

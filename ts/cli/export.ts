@@ -41,7 +41,7 @@ export function registerExport(program: Command): void {
 }
 
 async function runExport(flags: ExportFlags): Promise<void> {
-  await startBackend(flags.backend);
+  await startBackend(flags);
   const bytes = new Uint8Array(await readFileOrThrow(flags.model));
   const members = readMetadata(bytes, flags.model)[ENSEMBLE_METADATA_KEY];
   if (members !== undefined && members !== "1") {

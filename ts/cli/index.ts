@@ -7,12 +7,10 @@
  */
 import { readFileSync } from "node:fs";
 
-// One compute thread unless the user says otherwise (GQA_THREADS sizes the native backend's own
-// thread pool; RAYON_NUM_THREADS, read by candle inside it, follows). The CLI's models are small:
-// on 2 shared cores one thread trained JapaneseVowels 2.7x faster (wall) and with 6x less CPU
-// time than two threads. Set here, before any backend is loaded.
-process.env.GQA_THREADS ??= process.env.RAYON_NUM_THREADS ?? "1";
-process.env.RAYON_NUM_THREADS ??= process.env.GQA_THREADS;
+// Compute threads: --threads, else env GQA_THREADS, else every available core (GQA.init's
+// default). RAYON_NUM_THREADS, read by candle inside the native backend, follows GQA_THREADS when
+// only that is set; set here, before any backend is loaded.
+if (process.env.GQA_THREADS !== undefined) process.env.RAYON_NUM_THREADS ??= process.env.GQA_THREADS;
 import { Command, CommanderError } from "commander";
 import { describeError, EXIT_BAD_INPUT } from "./common.js";
 import { registerEval } from "./eval.js";

@@ -51,7 +51,7 @@ export function registerInfo(program: Command): void {
 async function runInfo(flags: InfoFlags): Promise<void> {
   const file = flags.model === undefined ? undefined : readModelSummary(new Uint8Array(await readFileOrThrow(flags.model)), flags.model);
   const fileOptions = file?.options as GqaOptions | undefined;
-  const backend = await startBackend(flags.backend);
+  const backend = await startBackend(flags);
   const embedDim = flags.embedDim ?? fileOptions!.embedDim;
   // The file's options, then the flags given on the command line (modelOptions sets only those).
   const opts: GqaOptions = { ...fileOptions, ...modelOptions(flags, embedDim) };

@@ -17,7 +17,7 @@ export interface ClassificationMetrics {
 
 /**
  * Computes accuracy, per-class accuracy and the confusion matrix.
- * @throws {RangeError} when the arrays differ in length or a label is outside `0..K-1`.
+ * @throws {RangeError} when the arrays differ in length or a label is outside `[0, K)`.
  */
 export function classificationMetrics(truth: readonly number[], predicted: readonly number[], numClasses: number): ClassificationMetrics {
   if (truth.length !== predicted.length) throw new RangeError(`${truth.length} labels but ${predicted.length} predictions`);
@@ -25,7 +25,7 @@ export function classificationMetrics(truth: readonly number[], predicted: reado
   let correct = 0;
   truth.forEach((t, i) => {
     const p = predicted[i]!;
-    if (!(t >= 0 && t < numClasses && p >= 0 && p < numClasses)) throw new RangeError(`label ${t} / prediction ${p} outside 0..${numClasses - 1}`);
+    if (!(t >= 0 && t < numClasses && p >= 0 && p < numClasses)) throw new RangeError(`label ${t} / prediction ${p} outside [0, ${numClasses})`);
     confusion[t]![p]!++;
     if (t === p) correct++;
   });

@@ -13,8 +13,11 @@ import { readCliMetadata } from "../model-file.js";
 interface PredictFlags {
   model: string;
   input: string;
+  idColumn?: string;
+  labelColumn?: string;
   format: "json" | "csv";
   backend?: ModelFlags["backend"];
+  threads?: number;
 }
 
 /** Registers `gqa predict` on `program`. */
@@ -24,16 +27,22 @@ export function registerPredict(program: Command): void {
     .summary("predict classes (or regression targets) for series in a CSV, .npy or .ts file")
     .description(
       [
-        "Predict the class of each series in --input with a model written by `gqa train`.",
-        "Input formats (by extension): .csv = one series, rows are time steps, columns are channels,",
-        "optional header; .npy = float32/float64 of shape [T, C] (one series) or [B, T, C]; .ts = a",
-        "UEA file (every case). C must equal the model's channels. Output (stdout): per series the",
-        "predicted label and the softmax probability of every class; for a regression model, the",
-        "predicted value of every target, in the training targets' units.",
+        "Predict the class of each case in --input with a model written by `gqa train`.",
+        "Input formats (by extension), those gqa train reads, labels optional and ignored: .csv",
+        "whose header names an id or label column = gqa train's CSV (one row per time step; the id",
+        "column groups rows into cases, each row is a case without it; every other column a",
+        "channel); any other .csv = one series, rows are time steps, columns are channels, optional",
+        "header; .npy = float32/float64 of shape [T, C] (one series) or [B, T, C]; .ts = a UEA file",
+        "(every case). C must equal the model's channels. Inputs are standardised with the",
+        "statistics stored in the model file. Output (stdout): one row per case (with its id when the",
+        "CSV has an id column): the predicted label and the softmax probability of every class; for",
+        "a regression model, the predicted value of every target, in the training targets' units.",
       ].join(" ").replace(/ ?\n ?/g, "\n"),
     )
     .requiredOption("--model <file>", "model.safetensors written by gqa train")
-    .requiredOption("--input <file>", "series to classify: .csv, .npy or .ts")
+    .requiredOption("--input <file>", "cases to predict for: .csv, .npy or .ts")
+    .option("--id-column <name>", "CSV: the column whose value groups consecutive rows into one case; default id")
+    .option("--label-column <name>", "CSV: label column(s), comma-separated, left out of the channels when present; default label")
     .addOption(new Option("--format <format>", "output format").choices(["json", "csv"]).default("json"));
   addBackendOption(cmd);
   cmd.action(async (flags: PredictFlags) => {
@@ -44,8 +53,16 @@ export function registerPredict(program: Command): void {
 const csvField = (s: string) => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
 
 async function runPredict(flags: PredictFlags): Promise<void> {
-  const backend = await startBackend(flags.backend);
-  const input = await readSeriesInput(flags.input);
+  const backend = await startBackend(flags);
+  const input = await readSeriesInput(flags.input, {
+    ...(flags.idColumn !== undefined && { idColumn: flags.idColumn }),
+    ...(flags.labelColumn !== undefined && { labelColumns: flags.labelColumn.split(",").map((c) => c.trim()) }),
+  });
+  // Per case: its index, its id (CSV with an id column) and its length.
+  const ids = input.ids;
+  const caseFields = (i: number) => ({ index: i, ...(ids && { id: ids[i]! }), length: input.lengths[i]! });
+  const caseCsv = (i: number) => [String(i), ...(ids ? [csvField(ids[i]!)] : []), String(input.lengths[i]!)];
+  const caseHead = ["index", ...(ids ? ["id"] : []), "length"];
   const bytes = new Uint8Array(await readFileOrThrow(flags.model));
   const meta = readCliMetadata(bytes, flags.model);
   const c = input.dims[2];
@@ -65,10 +82,10 @@ async function runPredict(flags: PredictFlags): Promise<void> {
     // The model predicts standardised targets; map back to the training targets' units.
     const values = Array.from({ length: out.length / k }, (_, i) => names.map((_, j) => out[i * k + j]! * meta.targets!.std[j]! + meta.targets!.mean[j]!));
     if (flags.format === "csv") {
-      const head = ["index", "length", ...names].map(csvField).join(",");
-      process.stdout.write([head, ...values.map((v, i) => [String(i), String(input.lengths[i]!), ...v.map((x) => x.toPrecision(8))].join(","))].join("\n") + "\n");
+      const head = [...caseHead, ...names].map(csvField).join(",");
+      process.stdout.write([head, ...values.map((v, i) => [...caseCsv(i), ...v.map((x) => x.toPrecision(8))].join(","))].join("\n") + "\n");
     } else {
-      const predictions = values.map((v, i) => ({ index: i, length: input.lengths[i]!, values: Object.fromEntries(names.map((n, j) => [n, v[j]!])) }));
+      const predictions = values.map((v, i) => ({ ...caseFields(i), values: Object.fromEntries(names.map((n, j) => [n, v[j]!])) }));
       process.stdout.write(JSON.stringify({ backend, model: flags.model, input: flags.input, task: "regression", targets: names, predictions }, null, 2) + "\n");
     }
     return;
@@ -84,11 +101,11 @@ async function runPredict(flags: PredictFlags): Promise<void> {
     p.forEach((v, k) => {
       if (v > p[best]!) best = k;
     });
-    return { index: i, length: input.lengths[i]!, label: meta.classLabels[best]!, probabilities: Object.fromEntries(meta.classLabels.map((l, k) => [l, p[k]!])) };
+    return { ...caseFields(i), label: meta.classLabels[best]!, probabilities: Object.fromEntries(meta.classLabels.map((l, k) => [l, p[k]!])) };
   });
   if (flags.format === "csv") {
-    const head = ["index", "length", "label", ...meta.classLabels.map((l) => `p_${l}`)].map(csvField).join(",");
-    const lines = rows.map((r, i) => [String(r.index), String(r.length), csvField(r.label), ...probs[i]!.map((v) => v.toPrecision(6))].join(","));
+    const head = [...caseHead, "label", ...meta.classLabels.map((l) => `p_${l}`)].map(csvField).join(",");
+    const lines = rows.map((r, i) => [...caseCsv(i), csvField(r.label), ...probs[i]!.map((v) => v.toPrecision(6))].join(","));
     process.stdout.write([head, ...lines].join("\n") + "\n");
   } else {
     process.stdout.write(JSON.stringify({ backend, model: flags.model, input: flags.input, classLabels: meta.classLabels, predictions: rows }, null, 2) + "\n");

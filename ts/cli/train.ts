@@ -3,7 +3,7 @@
  * the user's own CSV / `.npy` / `.ts` files, and writes the model, metrics and plot.
  */
 import { existsSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { SingleBar } from "cli-progress";
 import { InvalidArgumentError, Option, type Command } from "commander";
@@ -16,7 +16,7 @@ import type { HeadOptions } from "../index.js";
 import { addBackendOption, addModelOptions, intArg, modelOptions, numArg, startBackend, status, type ModelDefaults, type ModelFlags } from "./common.js";
 import { argmaxRows, classificationMetrics, formatMetrics } from "./metrics.js";
 import { buildTaskModel, ensembleOf, probabilitiesForSeries, type Classifier, type StepReport } from "./model-api.js";
-import { withCliMetadata, type CliMetadata } from "../model-file.js";
+import { MAX_ENSEMBLE_MEMBERS, withCliMetadata, type CliMetadata } from "../model-file.js";
 import { trainingCurveSvg, type CurvePoint } from "./plot.js";
 
 interface TrainFlags extends ModelFlags {
@@ -104,7 +104,7 @@ export function registerTrain(program: Command): void {
     .option("--weight-decay <x>", "AdamW decoupled weight decay", numArg(0), 0.01)
     .option("--label-smoothing <x>", "classification label smoothing in [0, 1) (PyTorch cross_entropy(label_smoothing=)); default 0 (japanese-vowels: its preset, 0.1)", numArg(0, 1))
     .option("--val-split <f>", "fraction of the training data held out for validation (per class for classification, seeded), scored every epoch (progress line, plot, metrics.json)", numArg(0, 1), 0)
-    .option("--ensemble <n>", "train n models (seeds seed*n .. seed*n+n-1) and average their outputs; one model file holds all; default 1 (japanese-vowels: its preset)", intArg(1))
+    .option("--ensemble <n>", `train n models (seeds seed*n .. seed*n+n-1) and average their outputs; one model file holds all (at most ${MAX_ENSEMBLE_MEMBERS}); default 1 (japanese-vowels: its preset)`, ensembleArg)
     .option("--out <dir>", "output directory (created if missing)", "runs/latest")
     .option("--no-progress", "no progress bar (one line per epoch instead)");
   addModelOptions(cmd, TRAIN_DEFAULTS, true);
@@ -132,10 +132,11 @@ interface TrainingSet {
 }
 
 /**
- * Whether `--data` names one file to train on (CSV, `.npy`, or a `.ts` file that is not one half of
- * a `*_TRAIN.ts`/`*_TEST.ts` pair used without `--test-data`), rather than a dataset pair.
+ * Whether `--data` names one file (CSV, `.npy`, or a `.ts` file that is not one half of a
+ * `*_TRAIN.ts`/`*_TEST.ts` pair used without `--test-data`), rather than a dataset pair. Used by
+ * `gqa train` and `gqa eval` (which has no `--test-data`).
  */
-function isOwnFile(spec: string, testData: string | undefined): boolean {
+export function isOwnFile(spec: string, testData: string | undefined): boolean {
   if (/\.(csv|txt|npy)$/i.test(spec)) return true;
   if (!/\.ts$/i.test(spec)) return false;
   if (testData !== undefined) return true;
@@ -219,7 +220,7 @@ export function regressionMetrics(truth: readonly number[][], pred: readonly num
 }
 
 async function runTrain(flags: TrainFlags): Promise<void> {
-  const backend = await startBackend(flags.backend);
+  const backend = await startBackend(flags);
   const ds = await loadTrainingSet(flags);
   const { train, test } = ds;
   const C = ds.channels;
@@ -376,7 +377,7 @@ async function runTrain(flags: TrainFlags): Promise<void> {
     ...(tstats && { targets: { names: ds.targetNames, ...tstats } }),
   };
   const modelPath = join(flags.out, "model.safetensors");
-  await writeFile(modelPath, withCliMetadata(await clf.save(), meta));
+  const modelBytes = withCliMetadata(await clf.save(), meta);
   const metrics = {
     dataset: ds.name,
     task: ds.task,
@@ -393,9 +394,13 @@ async function runTrain(flags: TrainFlags): Promise<void> {
     ...(valMetrics && { validation: valMetrics }),
     ...(testMetrics && { test: testMetrics }),
   };
-  await writeFile(join(flags.out, "metrics.json"), JSON.stringify(metrics, null, 2) + "\n");
-  await writeFile(join(flags.out, "training-curve.svg"), trainingCurveSvg(history, `gqa train ${ds.name}`, regression ? `${head.type === "regression" && head.loss === "huber" ? "Huber" : "MSE"} (standardised targets)` : undefined));
+  const curve = trainingCurveSvg(history, `gqa train ${ds.name}`, regression ? `${head.type === "regression" && head.loss === "huber" ? "Huber" : "MSE"} (standardised targets)` : undefined);
   clf.dispose();
+  await writeOutputs(flags.out, [
+    ["model.safetensors", modelBytes],
+    ["metrics.json", JSON.stringify(metrics, null, 2) + "\n"],
+    ["training-curve.svg", curve],
+  ]);
 
   const fmt = (m: Awaited<ReturnType<typeof score>>) => ("accuracy" in m ? `accuracy: ${(100 * m.accuracy).toFixed(2)}% (${Math.round(m.accuracy * m.count)}/${m.count})` : `RMSE ${fmtNum(m.rmse)}, MAE ${fmtNum(m.mae)} (${m.count} cases)`);
   process.stdout.write(
@@ -407,6 +412,38 @@ async function runTrain(flags: TrainFlags): Promise<void> {
       `wrote ${modelPath}, ${join(flags.out, "metrics.json")}, ${join(flags.out, "training-curve.svg")}`,
     ].join("\n") + "\n",
   );
+}
+
+/**
+ * Writes the run's outputs into `dir` all or nothing: each file to a temporary name in `dir`
+ * first; once every write succeeded and every target is free to take a file (not a directory),
+ * the temporary files are renamed into place. On an error they are removed, so a failed write
+ * leaves no output half-written (no model without its metrics).
+ */
+async function writeOutputs(dir: string, files: ReadonlyArray<readonly [string, string | Uint8Array]>): Promise<void> {
+  const tag = `.${process.pid}-${Date.now()}.tmp`;
+  const temps = files.map(([name]) => join(dir, `.${name}${tag}`));
+  try {
+    for (const [i, [, data]] of files.entries()) await writeFile(temps[i]!, data);
+    for (const [name] of files) {
+      const target = join(dir, name);
+      const st = await stat(target).catch(() => undefined);
+      if (st && !st.isFile()) throw new Error(`cannot write ${target}: it exists and is ${st.isDirectory() ? "a directory" : "not a regular file"}; no output was written`);
+    }
+    for (const [i, [name]] of files.entries()) await rename(temps[i]!, join(dir, name));
+  } catch (e) {
+    await Promise.all(temps.map((t) => rm(t, { force: true })));
+    throw e;
+  }
+}
+
+/** `--ensemble`: an integer in 1..{@link MAX_ENSEMBLE_MEMBERS}, the model file's limit (checked before training). */
+function ensembleArg(v: string): number {
+  const n = intArg(1)(v);
+  if (n > MAX_ENSEMBLE_MEMBERS) {
+    throw new InvalidArgumentError(`expected at most ${MAX_ENSEMBLE_MEMBERS} members (the model file's limit: its 'gqa_ensemble' metadata, read by eval, predict and info, holds [1, ${MAX_ENSEMBLE_MEMBERS}]), found ${v}`);
+  }
+  return n;
 }
 
 /** A metric value with 6 significant digits. */

@@ -10,7 +10,7 @@
  * blank lines and lines starting with `#` are skipped. Every row must have the same number of columns;
  * every value must be a finite number. Quoted fields are only accepted in the header.
  */
-import { DataFormatError, readFileOrThrow } from "./errors.js";
+import { DataFormatError, readTextOrThrow } from "./errors.js";
 import { parseNumber } from "./uea.js";
 
 /** One series read from CSV. */
@@ -72,5 +72,5 @@ export function parseCsv(text: string, file = "<input>"): CsvSeries {
  * @throws {DataNotFoundError} for a missing file; {@link DataFormatError} as {@link parseCsv}.
  */
 export async function readCsv(path: string): Promise<CsvSeries> {
-  return parseCsv((await readFileOrThrow(path)).toString("utf8"), path);
+  return parseCsv(await readTextOrThrow(path), path);
 }

@@ -48,11 +48,16 @@ export class DataNotFoundError extends Error {
   }
 }
 
-/** Reads a whole file, turning a missing file (ENOENT/ENOTDIR/EISDIR) into a {@link DataNotFoundError}. */
-export async function readFileOrThrow(path: string): Promise<Buffer> {
+/**
+ * Reads a whole file (Node), turning a missing file (ENOENT/ENOTDIR/EISDIR) into a
+ * {@link DataNotFoundError}. Returns a plain Uint8Array view of the bytes (so the declared type
+ * needs no Node typings, and `slice` copies as for any Uint8Array).
+ */
+export async function readFileOrThrow(path: string): Promise<Uint8Array> {
   const { readFile } = await import("node:fs/promises");
   try {
-    return await readFile(path);
+    const b = await readFile(path);
+    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT" || code === "ENOTDIR") throw new DataNotFoundError(path, "no such file");
@@ -60,4 +65,9 @@ export async function readFileOrThrow(path: string): Promise<Buffer> {
     if (code === "EACCES") throw new DataNotFoundError(path, "permission denied");
     throw e;
   }
+}
+
+/** Reads a whole text file as UTF-8, with the errors of {@link readFileOrThrow}. */
+export async function readTextOrThrow(path: string): Promise<string> {
+  return new TextDecoder("utf-8", { ignoreBOM: true }).decode(await readFileOrThrow(path));
 }

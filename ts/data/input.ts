@@ -1,11 +1,12 @@
 /**
  * Reading the input of `gqa predict`: one or more series from `.csv`, `.npy` or `.ts`, as one
- * padded batch `[B, T, C]` with per-case lengths.
+ * padded batch `[B, T, C]` with per-case lengths. Files in the formats `gqa train` reads go
+ * through its reader ({@link readLabelled}, labels optional and not read).
  */
 import { padBatch, type PaddedBatch } from "./batch.js";
-import { readCsv } from "./csv.js";
-import { DataFormatError } from "./errors.js";
-import { readNpy } from "./npy.js";
+import { parseCsv } from "./csv.js";
+import { DataFormatError, readTextOrThrow } from "./errors.js";
+import { parseLabelledCsv, readLabelled } from "./labelled.js";
 import { readUea } from "./uea.js";
 
 /** A batch of series to predict on. */
@@ -18,11 +19,36 @@ export interface SeriesInput extends PaddedBatch {
   labels?: number[];
   /** Class labels declared by a `.ts` input, else `undefined`. */
   classLabels?: string[];
+  /** A CSV with an id column: the id of each case, else `undefined`. */
+  ids?: string[];
+}
+
+/** Options of {@link readSeriesInput}: the CSV columns of `gqa train`'s long format. */
+export interface SeriesInputOptions {
+  /** The id column (default `id`). */
+  idColumn?: string;
+  /** The label column(s) (default `["label"]`), left out of the channels. */
+  labelColumns?: string[];
+}
+
+/** The header fields of CSV text: its first line that is not blank or a `#` comment, split as the readers split it. */
+function csvHeader(text: string): string[] {
+  for (const line of text.split(/\r?\n/)) {
+    const raw = line.replace(/^\uFEFF/, "").trim();
+    if (raw === "" || raw.startsWith("#")) continue;
+    const sep = raw.includes(",") ? "," : raw.includes(";") ? ";" : raw.includes("\t") ? "\t" : ",";
+    return raw.split(sep).map((f) => f.trim().replace(/^"(.*)"$/, "$1"));
+  }
+  return [];
 }
 
 /**
  * Reads a predict input by extension:
- * - `.csv`: one series, rows = time steps, columns = channels (`B = 1`);
+ * - `.csv` whose header names the id column or a label column: `gqa train`'s long format (one row
+ *   per time step; the id column groups consecutive rows into cases, each row is a case without
+ *   it; label columns are left out of the channels, and need not be there); every case, with its
+ *   id when there is an id column;
+ * - any other `.csv`: one series, rows = time steps, columns = channels (`B = 1`; header optional);
  * - `.npy`: float32/float64, shape `[T, C]` (`B = 1`) or `[B, T, C]` (all `T` steps valid);
  * - `.ts`: a UEA file (all its cases; labels kept for reference).
  *
@@ -30,21 +56,30 @@ export interface SeriesInput extends PaddedBatch {
  * @throws {DataFormatError} for a malformed file, an unknown extension, or an `.npy` of another rank
  *   or with a zero dimension.
  */
-export async function readSeriesInput(path: string): Promise<SeriesInput> {
+export async function readSeriesInput(path: string, opts: SeriesInputOptions = {}): Promise<SeriesInput> {
   const ext = /\.([^./\\]+)$/.exec(path)?.[1]?.toLowerCase();
   if (ext === "csv" || ext === "txt") {
-    const s = await readCsv(path);
+    const text = await readTextOrThrow(path);
+    const header = csvHeader(text);
+    const labelColumns = opts.labelColumns?.length ? opts.labelColumns : ["label"];
+    if (header.includes(opts.idColumn ?? "id") || labelColumns.some((c) => header.includes(c))) {
+      const d = parseLabelledCsv(text, path, { task: "unlabelled", labelColumns, ...(opts.idColumn !== undefined && { idColumn: opts.idColumn }) });
+      return { ...padBatch(d.series, d.channels), format: "csv", series: d.series, ...(d.ids && { ids: d.ids }) };
+    }
+    let s: ReturnType<typeof parseCsv>;
+    try {
+      s = parseCsv(text, path);
+    } catch (e) {
+      if (e instanceof DataFormatError && e.problem.endsWith("is not a finite number")) {
+        throw new DataFormatError(e.file, e.line, `${e.problem} (a CSV of several cases needs an id column: name it with --id-column, default 'id')`);
+      }
+      throw e;
+    }
     return { ...padBatch([s.data], s.channels), format: "csv", series: [s.data] };
   }
   if (ext === "npy") {
-    const a = await readNpy(path);
-    let b: number, t: number, c: number;
-    if (a.shape.length === 2) [b, t, c] = [1, a.shape[0]!, a.shape[1]!];
-    else if (a.shape.length === 3) [b, t, c] = a.shape as [number, number, number];
-    else throw new DataFormatError(path, undefined, `expected shape [T, C] or [B, T, C], found (${a.shape.join(", ")})`);
-    if (t === 0 || c === 0) throw new DataFormatError(path, undefined, `T and C must be >= 1, found shape (${a.shape.join(", ")})`);
-    const series = Array.from({ length: b }, (_, i) => a.data.slice(i * t * c, (i + 1) * t * c));
-    return { data: a.data, dims: [b, t, c], lengths: new Array<number>(b).fill(t), format: "npy", series };
+    const d = await readLabelled(path, { task: "unlabelled" });
+    return { ...padBatch(d.series, d.channels), format: "npy", series: d.series };
   }
   if (ext === "ts") {
     const d = await readUea(path);

@@ -1,6 +1,6 @@
 /**
- * Labelled training and test data of `gqa train` from the user's own files, in the formats
- * `gqa predict` reads (Node only):
+ * Cases, with their labels, from the user's own files: what `gqa train` trains on, `gqa eval`
+ * scores and `gqa predict` predicts for (Node only):
  *
  * - **CSV** (long format, header required): one row per time step; the label column
  *   (`label` unless named otherwise) gives the case's class or regression target; an `id` column,
@@ -17,11 +17,15 @@
  *   label per line, blank and `#` lines skipped) or a float `.npy` `[B]` / `[B, K]` (regression).
  * - **UEA `.ts`** (classification; the labels come from the file).
  *
+ * With `task: "unlabelled"` (`gqa predict`) the labels are optional and not read: label columns
+ * present in a CSV header are left out of the channels, `.npy` data needs no labels file, and a
+ * `.ts` file's labels are ignored.
+ *
  * Every problem names the file, the 1-based line (text) or the case index (`.npy`), and what is
  * wrong: a missing label column, ragged rows, a label file whose length differs from the data,
  * NaN or other non-finite values, a label that changes within a case.
  */
-import { DataFormatError, readFileOrThrow } from "./errors.js";
+import { DataFormatError, readFileOrThrow, readTextOrThrow } from "./errors.js";
 import { parseNpy } from "./npy.js";
 import { parseNumber, readUea } from "./uea.js";
 
@@ -43,6 +47,8 @@ export interface RawLabelled {
   targets?: number[][];
   /** Where case `i` starts, for messages: `"line 7"` or `"index 3"`. */
   where: string[];
+  /** CSV with an id column: the id of each case; else undefined. */
+  ids?: string[];
   /** Declared class labels (UEA `@classLabel`), in file order; else undefined. */
   declaredClasses?: string[];
   /** Regression: the names of the targets (label columns), when known. */
@@ -51,7 +57,8 @@ export interface RawLabelled {
 
 /** Options of {@link readLabelled}. */
 export interface LabelledReadOptions {
-  task: Task;
+  /** What the labels are; `"unlabelled"`: the labels are optional and not read (see the module doc). */
+  task: Task | "unlabelled";
   /** `.npy` data: the labels file. */
   labels?: string;
   /** CSV: the label column(s), default `["label"]` (several only for regression). */
@@ -67,24 +74,25 @@ const extOf = (path: string) => /\.([^./\\]+)$/.exec(path)?.[1]?.toLowerCase() ?
  *
  * @throws {DataNotFoundError} for a missing file.
  * @throws {DataFormatError} naming file and line/index for every problem listed in the module doc,
- *   an unknown extension, `.npy` data without `labels`, or regression on a `.ts` file.
+ *   an unknown extension, labelled `.npy` data without `labels`, or regression on a `.ts` file.
  */
 export async function readLabelled(path: string, opts: LabelledReadOptions): Promise<RawLabelled> {
   checkTask(path, opts);
   const ext = extOf(path);
   if (ext === "csv" || ext === "txt") {
-    return parseLabelledCsv((await readFileOrThrow(path)).toString("utf8"), path, opts);
+    return parseLabelledCsv(await readTextOrThrow(path), path, opts);
   }
   if (ext === "npy") {
-    if (opts.labels === undefined) throw new DataFormatError(path, undefined, ".npy data needs a labels file (--labels for training data, --test-labels for test data)");
-    const a = parseNpy(new Uint8Array(await readFileOrThrow(path)), path);
+    if (opts.labels === undefined && opts.task !== "unlabelled") throw new DataFormatError(path, undefined, ".npy data needs a labels file (--labels for training data, --test-labels for test data)");
+    const a = parseNpy(await readFileOrThrow(path), path);
     let b: number, t: number, c: number;
     if (a.shape.length === 2) [b, t, c] = [1, a.shape[0]!, a.shape[1]!];
     else if (a.shape.length === 3) [b, t, c] = a.shape as [number, number, number];
-    else throw new DataFormatError(path, undefined, `expected shape [B, T, C] or [T, C], found (${a.shape.join(", ")})`);
+    else throw new DataFormatError(path, undefined, `expected shape [T, C] or [B, T, C], found (${a.shape.join(", ")})`);
     if (b === 0 || t === 0 || c === 0) throw new DataFormatError(path, undefined, `B, T and C must be >= 1, found shape (${a.shape.join(", ")})`);
     const series = Array.from({ length: b }, (_, i) => a.data.slice(i * t * c, (i + 1) * t * c));
     const where = series.map((_, i) => `index ${i}`);
+    if (opts.task === "unlabelled" || opts.labels === undefined) return { file: path, format: "npy", channels: c, series, where };
     const lab = await readLabelsFile(opts.labels, opts.task);
     if (lab.count !== b) {
       throw new DataFormatError(opts.labels, lab.lastLine, `${lab.count} label${lab.count === 1 ? "" : "s"}, but ${path} has ${b} case${b === 1 ? "" : "s"} (shape (${a.shape.join(", ")}))`);
@@ -94,6 +102,7 @@ export async function readLabelled(path: string, opts: LabelledReadOptions): Pro
   if (ext === "ts") {
     if (opts.task === "regression") throw new DataFormatError(path, undefined, "regression from UEA .ts files is not supported (the reader takes @classLabel data); use CSV or .npy");
     const d = await readUea(path);
+    if (opts.task === "unlabelled") return { file: path, format: "ts", channels: d.channels, series: d.series, where: d.series.map((_, i) => `case ${i}`) };
     if (!d.labels.length) throw new DataFormatError(path, undefined, "@classLabel false: the file has no labels to train on");
     return {
       file: path,
@@ -116,7 +125,7 @@ export async function readLabelled(path: string, opts: LabelledReadOptions): Pro
 export async function readLabelsFile(path: string, task: Task): Promise<{ count: number; names?: string[]; targets?: number[][]; lastLine?: number }> {
   const bytes = await readFileOrThrow(path);
   if (extOf(path) === "npy") {
-    const a = parseNpy(new Uint8Array(bytes), path);
+    const a = parseNpy(bytes, path);
     if (a.shape.length !== 1 && !(a.shape.length === 2 && task === "regression")) {
       throw new DataFormatError(path, undefined, `expected labels of shape [B]${task === "regression" ? " or [B, K]" : ""}, found (${a.shape.join(", ")})`);
     }
@@ -126,7 +135,7 @@ export async function readLabelsFile(path: string, task: Task): Promise<{ count:
     if (task === "regression") return { count: b, targets: rows };
     return { count: b, names: rows.map((r) => String(r[0])) };
   }
-  const lines = bytes.toString("utf8").split(/\r?\n/);
+  const lines = new TextDecoder("utf-8", { ignoreBOM: true }).decode(bytes).split(/\r?\n/);
   const names: string[] = [];
   const targets: number[][] = [];
   let width = 0;
@@ -177,6 +186,7 @@ export function parseLabelledCsv(text: string, file: string, opts: LabelledReadO
   checkTask(file, opts);
   const labelCols = opts.labelColumns?.length ? opts.labelColumns : ["label"];
   const idName = opts.idColumn ?? "id";
+  const unlabelled = opts.task === "unlabelled";
   if (opts.task === "classification" && labelCols.length !== 1) {
     throw new DataFormatError(file, undefined, `classification takes one label column, found ${labelCols.length} (${labelCols.join(", ")})`);
   }
@@ -189,6 +199,7 @@ export function parseLabelledCsv(text: string, file: string, opts: LabelledReadO
   let chanIdx: number[] = [];
   const series: Float32Array[] = [];
   const where: string[] = [];
+  const ids: string[] = [];
   const classNames: string[] = [];
   const targets: number[][] = [];
   const seen = new Set<string>();
@@ -200,6 +211,7 @@ export function parseLabelledCsv(text: string, file: string, opts: LabelledReadO
     if (curId === undefined) return;
     series.push(Float32Array.from(curVals));
     where.push(`line ${curLine}`);
+    ids.push(curId);
     if (opts.task === "classification") classNames.push(curLabel);
     curId = undefined;
     curVals = [];
@@ -214,10 +226,10 @@ export function parseLabelledCsv(text: string, file: string, opts: LabelledReadO
       headerLine = lineNo;
       for (const name of labelCols) {
         const j = header.indexOf(name);
-        if (j < 0) {
+        if (j < 0 && !unlabelled) {
           throw new DataFormatError(file, lineNo, `no label column '${name}' in the header (columns: ${header.join(", ")}); name it with --label-column`);
         }
-        labelIdx.push(j);
+        if (j >= 0) labelIdx.push(j);
       }
       idIdx = header.indexOf(idName);
       chanIdx = header.map((_, j) => j).filter((j) => j !== idIdx && !labelIdx.includes(j));
@@ -229,7 +241,7 @@ export function parseLabelledCsv(text: string, file: string, opts: LabelledReadO
       throw new DataFormatError(file, lineNo, `ragged row: expected ${header.length} fields (as the header on line ${headerLine}), found ${fields.length}`);
     }
     const id = idIdx >= 0 ? fields[idIdx]!.trim() : `row ${lineNo}`;
-    const label = labelIdx.map((j) => fields[j]!.trim()).join(",");
+    const label = unlabelled ? "" : labelIdx.map((j) => fields[j]!.trim()).join(",");
     if (id !== curId) {
       flush();
       if (seen.has(id)) throw new DataFormatError(file, lineNo, `case id '${id}' appears again after other cases (rows of a case must be consecutive)`);
@@ -239,7 +251,7 @@ export function parseLabelledCsv(text: string, file: string, opts: LabelledReadO
       curLine = lineNo;
       if (opts.task === "classification") {
         if (label === "") throw new DataFormatError(file, lineNo, `empty label in column '${labelCols[0]}'`);
-      } else {
+      } else if (opts.task === "regression") {
         targets.push(labelIdx.map((j, k) => parseNumber(fields[j]!, file, lineNo, `label column '${labelCols[k]}'`)));
       }
     } else if (label !== curLabel) {
@@ -256,7 +268,8 @@ export function parseLabelledCsv(text: string, file: string, opts: LabelledReadO
     channels: chanIdx.length,
     series,
     where,
-    ...(opts.task === "classification" ? { classNames } : { targets, targetNames: labelCols }),
+    ...(idIdx >= 0 && { ids }),
+    ...(opts.task === "classification" ? { classNames } : opts.task === "regression" ? { targets, targetNames: labelCols } : {}),
   };
 }
 
@@ -268,8 +281,8 @@ export function parseLabelledCsv(text: string, file: string, opts: LabelledReadO
  */
 function checkTask(file: string, opts: LabelledReadOptions | undefined): void {
   const task = (opts as { task?: unknown } | undefined)?.task;
-  if (task !== "classification" && task !== "regression") {
-    throw new RangeError(`${file}: options.task must be "classification" or "regression", found ${task === undefined ? "nothing" : JSON.stringify(task)}`);
+  if (task !== "classification" && task !== "regression" && task !== "unlabelled") {
+    throw new RangeError(`${file}: options.task must be "classification", "regression" or "unlabelled", found ${task === undefined ? "nothing" : JSON.stringify(task)}`);
   }
 }
 

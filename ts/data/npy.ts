@@ -118,8 +118,7 @@ export function parseNpy(bytes: Uint8Array, file = "<input>"): NpyArray {
  * @throws {DataNotFoundError} for a missing file; {@link DataFormatError} as {@link parseNpy}.
  */
 export async function readNpy(path: string): Promise<NpyArray> {
-  const buf = await readFileOrThrow(path);
-  return parseNpy(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength), path);
+  return parseNpy(await readFileOrThrow(path), path);
 }
 
 /** Arrays {@link encodeNpy} writes: float32 (`<f4`) or int64 (`<i8`). */

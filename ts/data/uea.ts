@@ -21,7 +21,7 @@
  * one case have the same length. Missing values (`?`), time stamps and regression targets are not
  * supported and raise a {@link DataFormatError} naming the line.
  */
-import { DataFormatError, readFileOrThrow } from "./errors.js";
+import { DataFormatError, readTextOrThrow } from "./errors.js";
 
 /**
  * A parsed UEA classification dataset (one split).
@@ -259,6 +259,5 @@ export function parseUea(text: string, file = "<input>"): UeaDataset {
  * @throws {DataFormatError} when it is malformed (see {@link parseUea}).
  */
 export async function readUea(path: string): Promise<UeaDataset> {
-  const buf = await readFileOrThrow(path);
-  return parseUea(buf.toString("utf8"), path);
+  return parseUea(await readTextOrThrow(path), path);
 }

@@ -66,7 +66,7 @@ impl Attention {
         .map(to_output)
     }
 
-    /// Forward pass on the libuv thread pool.
+    /// Forward pass on the libuv thread pool; the inputs are copied before this returns.
     #[napi(ts_return_type = "Promise<ForwardOutput>")]
     pub fn forward_async(
         &self,
@@ -76,8 +76,10 @@ impl Attention {
         lengths: Option<Uint32Array>,
     ) -> napi::Result<AsyncTask<ForwardTask>> {
         let a = guard(&env, || self.get())?;
+        // Inputs are owned by the call: copied on the JS thread (see `Model::forward_async`).
+        let (data, dims, lengths) = (data.to_vec(), to_usize(&dims), to_usize_opt(&lengths));
         Ok(ForwardTask::new(move || {
-            a.forward_f32(&data, &to_usize(&dims), to_usize_opt(&lengths).as_deref())
+            a.forward_f32(&data, &dims, lengths.as_deref())
         }))
     }
 

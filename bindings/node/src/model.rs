@@ -79,7 +79,8 @@ impl Model {
     }
 
     /// Forward pass on the libuv thread pool (same arguments and result as `forward`).
-    /// The caller must not modify `data` until the promise settles.
+    /// `data`, `dims` and `lengths` are copied before this returns: the caller may change or
+    /// shrink its buffers at once.
     #[napi(ts_return_type = "Promise<ForwardOutput>")]
     pub fn forward_async(
         &self,
@@ -89,9 +90,11 @@ impl Model {
         lengths: Option<Uint32Array>,
     ) -> napi::Result<AsyncTask<ForwardTask>> {
         let m = guard(&env, || self.get())?;
+        // Inputs are owned by the call: copied here, on the JS thread, so the pool never reads
+        // the caller's buffer (which may be resized, detached or rewritten after we return).
+        let (data, dims, lengths) = (data.to_vec(), to_usize(&dims), to_usize_opt(&lengths));
         Ok(ForwardTask::new(move || {
-            m.model
-                .forward_f32(&data, &to_usize(&dims), to_usize_opt(&lengths).as_deref())
+            m.model.forward_f32(&data, &dims, lengths.as_deref())
         }))
     }
 
@@ -112,7 +115,7 @@ impl Model {
         .map(to_output)
     }
 
-    /// `predict` on the libuv thread pool. Do not modify `data` until the promise settles.
+    /// `predict` on the libuv thread pool; the inputs are copied before this returns.
     #[napi(ts_return_type = "Promise<ForwardOutput>")]
     pub fn predict_async(
         &self,
@@ -122,8 +125,10 @@ impl Model {
         lengths: Option<Uint32Array>,
     ) -> napi::Result<AsyncTask<ForwardTask>> {
         let m = guard(&env, || self.get())?;
+        // Copied on the JS thread, as in `forward_async`.
+        let (data, dims, lengths) = (data.to_vec(), to_usize(&dims), to_usize_opt(&lengths));
         Ok(ForwardTask::new(move || {
-            m.predict_f32(&data, &to_usize(&dims), to_usize_opt(&lengths).as_deref())
+            m.predict_f32(&data, &dims, lengths.as_deref())
         }))
     }
 

@@ -113,7 +113,7 @@ impl Session {
         .map(to_output)
     }
 
-    /// `push` on the libuv thread pool. Do not modify `data` until the promise settles.
+    /// `push` on the libuv thread pool; the inputs are copied before this returns.
     #[napi(ts_return_type = "Promise<ForwardOutput>")]
     pub fn push_async(
         &self,
@@ -124,13 +124,15 @@ impl Session {
         all_positions: bool,
     ) -> napi::Result<AsyncTask<ForwardTask>> {
         let live = guard(&env, || self.get())?;
+        // Inputs are owned by the call: copied on the JS thread (see `Model::forward_async`).
+        let (data, dims, lengths) = (data.to_vec(), to_usize(&dims), to_usize_opt(&lengths));
         Ok(ForwardTask::new(move || {
             push_shared(
                 &live.model,
                 &live.cache,
                 &data,
-                &to_usize(&dims),
-                to_usize_opt(&lengths).as_deref(),
+                &dims,
+                lengths.as_deref(),
                 all_positions,
             )
         }))

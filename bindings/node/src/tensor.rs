@@ -1,8 +1,10 @@
 //! Conversions of arrays at the napi edge: dims/lengths (`Uint32Array` -> `Vec<usize>`) and the
 //! forward output (`(Vec<f32>, Vec<usize>)` -> `{ data: Float32Array, dims: number[] }`).
 //!
-//! Input `Float32Array`s are read in place (no copy); the output `Float32Array` takes ownership
-//! of the core's `Vec<f32>` (no copy).
+//! Inputs are owned by the call: synchronous calls read an input `Float32Array` in place (the JS
+//! thread is blocked meanwhile); calls that return a promise copy it into a `Vec` before
+//! returning, so thread-pool work never reads the caller's buffer. The output `Float32Array`
+//! takes ownership of the core's `Vec<f32>` (no copy).
 
 use napi::bindgen_prelude::{Float32Array, Uint32Array};
 use napi_derive::napi;

@@ -242,16 +242,18 @@ impl Error {
         Error::Disposed { what: what.into() }
     }
 
-    /// Shorthand for [`Error::InvalidOption`].
+    /// Shorthand for [`Error::InvalidOption`]; `expected` and `found` are put in JavaScript
+    /// terms ([`js_expected`], [`js_found`]).
     pub fn option(option: &str, expected: impl Into<String>, found: impl ToString) -> Self {
         Error::InvalidOption {
             option: option.into(),
-            expected: expected.into(),
-            found: found.to_string(),
+            expected: js_expected(&expected.into()),
+            found: js_found(&found.to_string()),
         }
     }
 
-    /// Shorthand for [`Error::InvalidInput`].
+    /// Shorthand for [`Error::InvalidInput`]; `expected` and `found` are put in JavaScript
+    /// terms ([`js_expected`], [`js_found`]).
     pub fn input(
         what: impl Into<String>,
         expected: impl Into<String>,
@@ -259,8 +261,8 @@ impl Error {
     ) -> Self {
         Error::InvalidInput {
             what: what.into(),
-            expected: expected.into(),
-            found: found.to_string(),
+            expected: js_expected(&expected.into()),
+            found: js_found(&found.to_string()),
         }
     }
 
@@ -274,6 +276,140 @@ impl Error {
             "unknown panic".to_string()
         };
         Error::Internal(format!("panic caught at the binding boundary: {msg}"))
+    }
+}
+
+/// An expectation in JavaScript terms, as every [`Error::InvalidOption`] and
+/// [`Error::InvalidInput`] states it: serde's Rust type names become the JS type
+/// (`usize` -> `a non-negative integer`, `u32` -> `an integer in [0, 4294967295]`, `f64` -> `a
+/// number`, `a sequence` -> `an array`, `a map` / `struct X` -> `an object`, `internally tagged
+/// enum X` -> ``an object with a `type` field``), and Rust ranges become intervals (`0..3` ->
+/// `[0, 3)`, `1..=8` -> `[1, 8]`). Other text is kept.
+pub fn js_expected(expected: &str) -> String {
+    let unsigned_max = |bits: u32| format!("an integer in [0, {}]", (1u128 << bits) - 1);
+    let signed = |bits: u32| {
+        format!(
+            "an integer in [-{}, {}]",
+            1u128 << (bits - 1),
+            (1u128 << (bits - 1)) - 1
+        )
+    };
+    match expected {
+        "usize" | "u64" | "u128" => return "a non-negative integer".into(),
+        "u8" => return unsigned_max(8),
+        "u16" => return unsigned_max(16),
+        "u32" => return unsigned_max(32),
+        "i8" => return signed(8),
+        "i16" => return signed(16),
+        "i32" => return signed(32),
+        "isize" | "i64" | "i128" => return "an integer".into(),
+        "f32" | "f64" => return "a number".into(),
+        "a borrowed string" | "a character" | "char" => return "a string".into(),
+        "a sequence" => return "an array".into(),
+        "a map" | "unit" => {
+            return if expected == "unit" {
+                "null".into()
+            } else {
+                "an object".into()
+            }
+        }
+        _ => {}
+    }
+    if expected.starts_with("struct ") {
+        return "an object".into();
+    }
+    if expected.starts_with("internally tagged enum ") {
+        return "an object with a `type` field".into();
+    }
+    if let Some(n) = expected
+        .strip_prefix("a tuple of size ")
+        .or_else(|| expected.strip_prefix("an array of length "))
+    {
+        return format!("an array of {n} values");
+    }
+    js_ranges(expected)
+}
+
+/// Rewrites each Rust range between integers in `s` as an interval: `lo..hi` -> `[lo, hi)`,
+/// `lo..=hi` -> `[lo, hi]`.
+fn js_ranges(s: &str) -> String {
+    let digits_end = |t: &str| {
+        let b = t.as_bytes();
+        let mut i = usize::from(b.first() == Some(&b'-'));
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        (i > start).then_some(i)
+    };
+    let mut out = String::with_capacity(s.len() + 4);
+    let mut rest = s;
+    while let Some(at) = rest.find("..") {
+        // The lower bound: the digits (and a sign) just before "..", at a word start.
+        let head = &rest[..at];
+        let lo_start = head
+            .rfind(|c: char| !(c.is_ascii_digit() || c == '-'))
+            .map_or(0, |i| i + 1);
+        let lo = &head[lo_start..];
+        // A number inside a word or a decimal (`x1..`, `1e-3..`, `0.5..`) is no range bound.
+        let bounded = !head[..lo_start].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '.');
+        let after = &rest[at + 2..];
+        let (inclusive, after) = match after.strip_prefix('=') {
+            Some(a) => (true, a),
+            None => (false, after),
+        };
+        match (
+            digits_end(lo).filter(|&e| e == lo.len() && bounded),
+            digits_end(after),
+        ) {
+            (Some(_), Some(hi_end)) => {
+                out.push_str(&head[..lo_start]);
+                out.push_str(&format!(
+                    "[{lo}, {}{}",
+                    &after[..hi_end],
+                    if inclusive { "]" } else { ")" }
+                ));
+                rest = &after[hi_end..];
+            }
+            _ => {
+                out.push_str(&rest[..at + 2]);
+                rest = &rest[at + 2..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A found value in JavaScript terms: serde's descriptions of what it read become the JS type
+/// and value (``integer `3` `` -> `integer 3`, ``floating point `2.5` `` -> `number 2.5`,
+/// ``boolean `true` `` -> `boolean true`, `sequence` -> `an array`, `map` -> `an object`, `unit
+/// value` -> `null`); a whole serde message (`invalid type: X, expected Y`) keeps only `X`, so
+/// translated. Other text is kept.
+pub fn js_found(found: &str) -> String {
+    let found = found
+        .strip_prefix("invalid type: ")
+        .or_else(|| found.strip_prefix("invalid value: "))
+        .map_or(found, |f| f.split_once(", expected ").map_or(f, |(x, _)| x));
+    let unquote = |t: &str| {
+        t.strip_prefix('`')
+            .and_then(|t| t.strip_suffix('`'))
+            .map(str::to_string)
+    };
+    if let Some(v) = found.strip_prefix("integer ").and_then(unquote) {
+        return format!("integer {v}");
+    }
+    if let Some(v) = found.strip_prefix("floating point ").and_then(unquote) {
+        return format!("number {v}");
+    }
+    if let Some(v) = found.strip_prefix("boolean ").and_then(unquote) {
+        return format!("boolean {v}");
+    }
+    match found {
+        "sequence" => "an array".into(),
+        "map" => "an object".into(),
+        "unit value" => "null".into(),
+        _ => found.into(),
     }
 }
 

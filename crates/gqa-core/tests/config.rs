@@ -238,7 +238,7 @@ fn errors_inside_tagged_enums_name_the_field() {
     let (o, e, f) = head(r#"{"type":"classification","numClasses":"3"}"#);
     assert_eq!(
         (o.as_str(), e.as_str(), f.as_str()),
-        ("head.numClasses", "usize", "string \"3\"")
+        ("head.numClasses", "a non-negative integer", "string \"3\"")
     );
     let (o, e, f) = head(r#"{"type":"regression","outDim":2,"loss":"l1"}"#);
     assert_eq!(o, "head.loss");
@@ -262,4 +262,100 @@ fn errors_inside_tagged_enums_name_the_field() {
         cfg(r#"{"embedDim":4,"outputMode":"first"}"#).0,
         "outputMode"
     );
+}
+
+/// Option errors speak JavaScript: serde's Rust type names become `integer`, `number`, `string`,
+/// `boolean`, `object`, `array`, what was found is named the same way, and ranges are intervals.
+#[test]
+fn option_errors_use_javascript_terms() {
+    use gqa_core::error::{js_expected, js_found};
+    let e = |j: &str| match GqaConfig::from_json(j) {
+        Err(Error::InvalidOption {
+            option,
+            expected,
+            found,
+        }) => (option, expected, found),
+        other => panic!("{j}: expected InvalidOption, got {other:?}"),
+    };
+    assert_eq!(
+        e(r#"{"embedDim":"2"}"#),
+        (
+            "embedDim".into(),
+            "a non-negative integer".into(),
+            "string \"2\"".into()
+        )
+    );
+    assert_eq!(
+        e(r#"{"embedDim":-1}"#),
+        (
+            "embedDim".into(),
+            "a non-negative integer".into(),
+            "integer -1".into()
+        )
+    );
+    assert_eq!(
+        e(r#"{"embedDim":2.5}"#),
+        (
+            "embedDim".into(),
+            "a non-negative integer".into(),
+            "number 2.5".into()
+        )
+    );
+    assert_eq!(
+        e(r#"{"embedDim":4,"dropout":"0.1"}"#),
+        ("dropout".into(), "a number".into(), "string \"0.1\"".into())
+    );
+    assert_eq!(
+        e(r#"{"embedDim":4,"rope":1}"#),
+        ("rope".into(), "a boolean".into(), "integer 1".into())
+    );
+    assert_eq!(
+        e(r#"{"embedDim":4,"ropeTheta":[1]}"#),
+        ("ropeTheta".into(), "a number".into(), "an array".into())
+    );
+    assert_eq!(
+        e(r#"{"embedDim":4,"numHeads":null}"#),
+        (
+            "numHeads".into(),
+            "a non-negative integer".into(),
+            "null".into()
+        )
+    );
+    assert_eq!(
+        e(r#"{"embedDim":4,"windowSize":{}}"#),
+        (
+            "windowSize".into(),
+            "a non-negative integer".into(),
+            "an object".into()
+        )
+    );
+    let whole = e(r#""x""#);
+    assert_eq!(
+        (whole.0.as_str(), whole.2.as_str()),
+        ("options", "string \"x\"")
+    );
+    for (g, want) in [
+        ("u32", "an integer in [0, 4294967295]"),
+        ("i32", "an integer in [-2147483648, 2147483647]"),
+        ("f32", "a number"),
+        ("a sequence", "an array"),
+        ("a map", "an object"),
+        ("struct HeadConfig", "an object"),
+        ("a class index in 0..3", "a class index in [0, 3)"),
+        (
+            "an integer in 1..=1024 (the pool)",
+            "an integer in [1, 1024] (the pool)",
+        ),
+        (
+            "a sequence length dims[1] >= 1",
+            "a sequence length dims[1] >= 1",
+        ),
+        ("one of `a`, `b`...", "one of `a`, `b`..."),
+        ("a number in 1e-3..2", "a number in 1e-3..2"),
+    ] {
+        assert_eq!(js_expected(g), want, "{g}");
+    }
+    assert_eq!(js_found("boolean `true`"), "boolean true");
+    assert_eq!(js_found("map"), "an object");
+    assert_eq!(js_found("7"), "7");
 }

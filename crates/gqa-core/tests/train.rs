@@ -603,7 +603,7 @@ fn training_errors_name_the_problem() {
     let d = TrainData::new(vec![0.0; 10], &[1, 5, 2], None, Labels::Classes(vec![2])).unwrap();
     let e = Trainer::new(&task, d, FitOptions::default()).unwrap_err();
     assert!(
-        e.to_string().contains("labels[0]") && e.to_string().contains("0..2"),
+        e.to_string().contains("labels[0]") && e.to_string().contains("a class index in [0, 2)"),
         "{e}"
     );
     let e = FitOptions::from_json(r#"{"epochs": 0}"#).unwrap_err();

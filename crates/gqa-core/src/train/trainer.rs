@@ -18,6 +18,31 @@ use super::optim::AdamWConfig;
 use super::schedule::WarmupCosine;
 use super::task::TaskModel;
 
+/// The most steps one training run may take: step counts cross the bindings as `u32`, and
+/// `usize` is 32 bits on wasm32.
+pub const MAX_TOTAL_STEPS: u64 = u32::MAX as u64;
+
+/// The largest magnitude of a regression target: its square (1e30) and sums of such squares over
+/// a batch stay finite in f32 (max 3.4e38); larger targets overflow the loss. Standardise them.
+pub const MAX_TARGET_MAGNITUDE: f32 = 1e15;
+
+/// Refuses `epochs` whose run (`stepsPerEpoch * epochs`, computed in 64 bits) would take more than
+/// [`MAX_TOTAL_STEPS`] steps, naming `epochs` and the largest count allowed.
+fn check_total_steps(steps_per_epoch: usize, epochs: usize) -> Result<()> {
+    let spe = (steps_per_epoch as u64).max(1);
+    match spe.checked_mul(epochs as u64) {
+        Some(total) if total <= MAX_TOTAL_STEPS => Ok(()),
+        _ => Err(Error::option(
+            "epochs",
+            format!(
+                "at most {} epochs ({spe} steps per epoch; a run takes at most {MAX_TOTAL_STEPS} steps)",
+                MAX_TOTAL_STEPS / spe
+            ),
+            epochs,
+        )),
+    }
+}
+
 /// Labels of a dataset: class indices, or regression targets `[N, K]` (flat, row-major).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Labels {
@@ -121,6 +146,22 @@ impl TrainData {
                     format!("N*K regression targets with N={n}"),
                     format!("{} values", v.len()),
                 ));
+            }
+            Labels::Values(v) => {
+                // NaN, infinity or a huge target makes the loss non-finite: the caller's input.
+                if let Some((i, y)) = v
+                    .iter()
+                    .enumerate()
+                    .find(|(_, y)| !(y.abs() <= MAX_TARGET_MAGNITUDE))
+                {
+                    return Err(Error::input(
+                        format!("labels[{i}]"),
+                        format!(
+                            "a finite regression target with magnitude <= {MAX_TARGET_MAGNITUDE:e} (standardise larger targets)"
+                        ),
+                        y,
+                    ));
+                }
             }
             _ => {}
         }
@@ -415,6 +456,8 @@ impl Trainer {
         if data.is_empty() {
             return Err(Error::input("data", "at least one sequence", 0));
         }
+        let steps_per_epoch = data.n.div_ceil(opts.batch_size);
+        check_total_steps(steps_per_epoch, opts.epochs)?;
         let vars: Vec<_> = task.vars().into_iter().map(|(_, v)| v).collect();
         let values: u64 = vars.iter().map(|v| v.elem_count() as u64).sum();
         let memory = crate::memory::reserve(
@@ -429,7 +472,6 @@ impl Trainer {
             weight_decay: opts.weight_decay,
         };
         let state = task.model.engine().train_state(task, acfg)?;
-        let steps_per_epoch = data.n.div_ceil(opts.batch_size);
         let total = steps_per_epoch * opts.epochs;
         let warmup = (opts.warmup_ratio * total as f64).round() as usize;
         let schedule = WarmupCosine {
