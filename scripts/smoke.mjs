@@ -18,7 +18,7 @@ try {
   if (!(e instanceof GqaError) || e.code !== "INVALID_OPTION") throw e;
 }
 
-// `gqa/data` as the README's training example uses it: a shipped dataset, standardised with the
+// `gqa/data` as docs/training.md's example uses it: a shipped dataset, standardised with the
 // training split's statistics, padded, trained for two epochs and evaluated. The accuracy is
 // recounted here from the predictions.
 const { loadDataset, channelStats, standardize, trainingData } = await import("gqa/data");

@@ -8,7 +8,7 @@
 #   3. the built package: `import { GQA } from "gqa"` (package self-reference -> dist/) on both backends
 #   3b. memory: 10,000 x (build, forward, dispose) per backend and wasm module leave RSS / wasm memory flat
 #   4. the browser entry (dist/browser.js, wasm) in headless chromium, compared with Node
-#   5. the demo (demo/dist) in chromium via playwright-core vs Node native, README worker snippet;
+#   5. the demo (demo/dist) in chromium via playwright-core vs Node native, the worker snippet of docs/browser-and-deno.md;
 #      screenshot -> test-artifacts/demo.png
 #   6. bench smoke: `npm run bench -- --quick` (tiny sizes: every peer runs, outputs agree <= 1e-4)
 #   7. Deno: test/deno (wasm and, with --allow-ffi, the native addon) vs fixtures and Node native

@@ -5,7 +5,7 @@
  * session equals the full forward; random invalid configs, dims, lengths, typed arrays and
  * byte strings give the documented error codes, never a crash.
  *
- * Runs per property: GQA_PROPERTY_RUNS (default 20 here; the long run in README uses 2000).
+ * Runs per property: GQA_PROPERTY_RUNS (default 20 here; the long run in docs/building-and-testing.md uses 2000).
  * A failure prints fast-check's seed and shrunk counterexample; replay with GQA_PROPERTY_SEED.
  */
 import fc from "fast-check";

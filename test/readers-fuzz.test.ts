@@ -7,7 +7,7 @@
  * Long run: `GQA_FUZZ_MINUTES=10 GQA_BACKEND=native npx vitest run test/readers-fuzz.test.ts`
  * fuzzes each target (UEA `.ts`, CSV, `.npy`) for that many minutes, split evenly over its three
  * properties, from a time-based seed, and prints the cases run per property (figures in the
- * README, "Tests"). Runs in the native pass only (the readers are plain TypeScript, the same on
+ * docs/building-and-testing.md, "Tests"). Runs in the native pass only (the readers are plain TypeScript, the same on
  * every backend).
  */
 import fc from "fast-check";

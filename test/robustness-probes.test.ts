@@ -461,7 +461,7 @@ describe(`wasm thread count (${backend})`, () => {
     for (const [i, n] of [1024, 256].entries()) {
       const [code, option, expected, found, ms] = out[i];
       expect([code, option, found]).toEqual(["INVALID_OPTION", "threads", String(n)]);
-      expect(expected).toMatch(/1\.\.=255/);
+      expect(expected).toMatch(/\[1, 255\]/);
       expect(ms).toBeLessThan(5000);
     }
   });

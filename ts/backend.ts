@@ -198,7 +198,12 @@ export function requestedBackend(choice?: BackendChoice): BackendChoice {
   return raw;
 }
 
-/** The default locations, relative to this module (`ts/` and `dist/` are both one level deep). */
+/**
+ * The default locations, relative to this module (`ts/` and `dist/` are both one level deep).
+ * The native loader is napi-rs's generated `index.js`: it loads `gqa.<triple>.node` beside it (a
+ * checkout's build) or else the platform package `gqa-<triple>` (`npm/<triple>`, an optional
+ * dependency of the installed `gqa` package, which ships the loader without any `.node` file).
+ */
 const NATIVE_LOADER_URL = new URL("../bindings/node/index.js", import.meta.url);
 const WASM_JS_URL = new URL("../bindings/wasm/pkg/gqa_wasm.js", import.meta.url);
 const WASM_BIN_URL = new URL("../bindings/wasm/pkg/gqa_wasm_bg.wasm", import.meta.url);
@@ -284,7 +289,11 @@ export async function loadNative(): Promise<LoadedBackend> {
   try {
     raw = module.createRequire(import.meta.url)(file);
   } catch (e) {
-    throw new GqaError("BACKEND_LOAD_FAILED", `native backend: cannot load ${file}: ${reason(e)}`, { cause: e });
+    // napi-rs's "Cannot find native binding" (its first line blames an npm bug): say where the addon comes from.
+    const why = !override && reason(e).startsWith("Cannot find native binding")
+      ? `no addon for ${(globalThis as any).process?.platform}-${(globalThis as any).process?.arch}: neither bindings/node/gqa.<triple>.node (a checkout: run \`bash scripts/setup.sh\`) nor the platform package gqa-<triple> (an optional dependency of gqa: reinstall without --omit=optional / --no-optional) is present`
+      : reason(e);
+    throw new GqaError("BACKEND_LOAD_FAILED", `native backend: cannot load ${file}: ${why}`, { cause: e });
   }
   if (typeof raw?.validateConfig !== "function") {
     throw new GqaError("BACKEND_LOAD_FAILED", `native backend: ${file} is not the gqa addon (no validateConfig export)`);
@@ -341,7 +350,7 @@ export async function loadWasm(options: WasmLoadOptions = {}): Promise<LoadedBac
   const override = envVar("GQA_WASM_PATH");
   // Checked before any worker starts: the threaded module's rayon pool holds at most 255 threads.
   if (options.threads !== undefined && options.threads > WASM_MAX_THREADS && wasmThreadsAvailable()) {
-    throw GqaError.invalidOption("threads", `an integer in 1..=${WASM_MAX_THREADS} for the threaded wasm module (rayon's limit on 32-bit targets; no worker was started)`, String(options.threads));
+    throw GqaError.invalidOption("threads", `an integer in [1, ${WASM_MAX_THREADS}] for the threaded wasm module (rayon's limit on 32-bit targets; no worker was started)`, String(options.threads));
   }
   const wanted = options.threads ?? Math.min(await defaultWasmThreads(), WASM_MAX_THREADS);
   const threaded = wanted > 1 && wasmThreadsAvailable();

@@ -222,7 +222,7 @@ export async function callBindingAsync<T>(f: () => Promise<T>): Promise<T> {
  * Frees a wasm-bindgen object without ever throwing. A Rust panic traps in wasm32 (no unwinding),
  * so an object whose call trapped stays marked as borrowed and wasm-bindgen refuses to free it
  * ("attempted to take ownership of Rust value while it was borrowed"): its memory is then lost to
- * this module instance (README, "Errors"), while the instance and every other object keep working.
+ * this module instance (docs/guide.md, "Errors"), while the instance and every other object keep working.
  * @internal
  */
 export function freeWasmObject(o: { free(): void }): void {

@@ -14,7 +14,7 @@ export type OutputMode = "last_timestep" | "all" | "mean_pool";
 
 /**
  * Rotary scaling as Hugging Face transformers defines it (`rope_scaling` / `rope_parameters`,
- * names in camelCase, `type` = `rope_type`; formulas and source: README "Rotary scaling" and
+ * names in camelCase, `type` = `rope_type`; formulas and source: docs/rotary.md and
  * `gqa_core::rope::RopeScaling`, from transformers' `modeling_rope_utils`). Implies rotary;
  * exclusive with Edifice's `yarn: true`. Invalid values throw `INVALID_OPTION` naming
  * `ropeScaling.<field>`.
@@ -335,7 +335,7 @@ export const GQA = {
    * by every worker thread of the process; each wasm module instance has its own.
    */
   get memory(): { limit: number; inUse: number } | null {
-    const u = loaded?.binding.memoryUsage?.();
+    const u = callBinding(() => loaded?.binding.memoryUsage?.());
     return u ? { limit: u[0]!, inUse: u[1]! } : null;
   },
 

@@ -2,7 +2,7 @@
  * Property tests and fuzz targets of the data readers (`ts/data`: UEA `.ts`, CSV, `.npy`), shared
  * by the vitest smoke run (`test/readers-fuzz.test.ts`, a few hundred cases per property in
  * `npm test`) and the long run (`scripts/fuzz-readers.mjs`, minutes per target; figures in the
- * README). fast-check 4 generates the inputs.
+ * docs/building-and-testing.md). fast-check 4 generates the inputs.
  *
  * Properties:
  * - total: any input (random text / bytes, and mutations of valid files: byte flips, truncation,

@@ -12,7 +12,7 @@ const x = Float32Array.from({ length: 2 * 16 * 4 }, (_, i) => Math.sin(i));
 const inUse0 = GQA.memory.inUse;
 
 let settled = 0;
-let failed = [];
+const failed = [];
 const pending = [];
 function watch(p) {
   pending.push(

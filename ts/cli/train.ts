@@ -47,7 +47,7 @@ interface TrainFlags extends ModelFlags {
  * Architecture defaults of `gqa train` (smaller than the core's 256-wide, 4-layer default: the
  * UEA datasets have a few hundred cases). Measured on JapaneseVowels with the other defaults
  * (30 epochs, batch 32, lr 3e-3): test accuracy 0.973-0.987 over model/fit seeds 0-4, in about
- * 2 s of training on 2 shared cores (README, "Main job").
+ * 2 s of training on 2 shared cores (docs/training.md, "The main job").
  */
 export const TRAIN_DEFAULTS: ModelDefaults = { hiddenSize: 64, numHeads: 4, numKvHeads: 2, numLayers: 2, dropout: 0.1, rope: true };
 
@@ -61,7 +61,7 @@ export const DEFAULT_BATCH_SIZE = 32;
  * JapaneseVowels: an ensemble of 15 default models trained with label smoothing 0.1, chosen by
  * 5-fold cross-validation on its train split only (scripts/cv-japanese-vowels.mjs/.json: CV accuracy
  * 0.9926, against 0.9907 for the same ensemble without smoothing and 0.9722 for one plain model;
- * README, "Main job").
+ * docs/training.md, "The main job").
  */
 export const DATASET_PRESETS: Readonly<Record<string, { batchSize?: number; outputMode?: "last_timestep" | "mean_pool"; ensemble?: number; labelSmoothing?: number }>> = {
   "basic-motions": { batchSize: 8, outputMode: "mean_pool" },

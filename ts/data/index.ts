@@ -13,4 +13,4 @@ export { readLabelled, readLabelsFile, sortClassNames, type LabelledReadOptions,
 export { resolveDataset, loadDataset, packageRoot, SHIPPED_DATASETS, type DatasetFiles, type LoadedDataset } from "./datasets.js";
 export { parseCsv, readCsv, type CsvSeries } from "./csv.js";
 export { parseNpy, readNpy, encodeNpy, type NpyArray, type NpyWritable } from "./npy.js";
-export { readSeriesInput, type SeriesInput } from "./input.js";
+export { readSeriesInput, type SeriesInput, type SeriesInputOptions } from "./input.js";

@@ -194,7 +194,7 @@ export function parseLabelledCsv(text: string, file: string, opts: LabelledReadO
   let sep = ",";
   let header: string[] | undefined;
   let headerLine = 0;
-  let labelIdx: number[] = [];
+  const labelIdx: number[] = [];
   let idIdx = -1;
   let chanIdx: number[] = [];
   const series: Float32Array[] = [];

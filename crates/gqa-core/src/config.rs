@@ -378,7 +378,9 @@ impl GqaConfig {
             "q_proj.weight",
             &[self.num_heads, self.head_dim(), self.hidden_size],
         )?;
-        let bytes = self.param_count_exact_u128() * 4;
+        crate::rope::check_finite_tables(self)?;
+        // Parameters plus their per-tensor bookkeeping (bounds numLayers by the budget).
+        let bytes = crate::layout::resident_bytes_u128(self);
         let limit = crate::memory::limit();
         if bytes > limit as u128 {
             return Err(Error::OutOfMemory {
@@ -458,6 +460,12 @@ impl GqaConfig {
     /// Every parameter (weights, biases, LayerNorm gamma and beta), as listed in SPEC section 3.
     pub fn param_count_exact(&self) -> u64 {
         u64::try_from(self.param_count_exact_u128()).unwrap_or(u64::MAX)
+    }
+
+    /// What validation bounds by the memory limit: the parameters (f32) plus
+    /// [`crate::memory::PER_TENSOR_BYTES`] of bookkeeping per parameter tensor.
+    pub fn resident_bytes(&self) -> u64 {
+        u64::try_from(crate::layout::resident_bytes_u128(self)).unwrap_or(u64::MAX)
     }
 
     fn param_count_exact_u128(&self) -> u128 {

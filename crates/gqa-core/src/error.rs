@@ -467,11 +467,16 @@ impl From<candle_core::Error> for Error {
 pub fn check_f32_buffer(what: &str, dims: &[usize]) -> Result<usize> {
     let bytes = crate::memory::f32_bytes(dims);
     let limit = crate::memory::limit();
-    if bytes > limit || bytes / 4 > usize::MAX as u64 {
+    if bytes > limit || bytes > crate::memory::MAX_BUFFER_BYTES {
         return Err(Error::OutOfMemory {
             what: what.into(),
             requested: bytes,
-            limit,
+            // The bound it broke: the budget, else the per-buffer bound (isize::MAX).
+            limit: if bytes > limit {
+                limit
+            } else {
+                crate::memory::MAX_BUFFER_BYTES
+            },
             in_use: crate::memory::in_use(),
         });
     }

@@ -315,6 +315,24 @@ pub fn param_count_u128(cfg: &GqaConfig) -> u128 {
     sum(&ends).saturating_add((cfg.num_layers as u128).saturating_mul(sum(&block)))
 }
 
+/// Number of parameter tensors of the model (`numLayers * 16`, the ends' 2 or 4), saturating.
+pub fn tensor_count_u128(cfg: &GqaConfig) -> u128 {
+    let ends = if cfg.has_input_projection() { 4 } else { 2 };
+    (cfg.num_layers as u128)
+        .saturating_mul(PARAMS_PER_BLOCK as u128)
+        .saturating_add(ends)
+}
+
+/// What a built model needs, bounded by the memory limit at validation: 4 bytes per
+/// parameter plus [`crate::memory::PER_TENSOR_BYTES`] per parameter tensor (its table row, candle
+/// `Var` and references), so a huge `numLayers` of tiny blocks is refused before the table is
+/// built.
+pub fn resident_bytes_u128(cfg: &GqaConfig) -> u128 {
+    param_count_u128(cfg).saturating_mul(4).saturating_add(
+        tensor_count_u128(cfg).saturating_mul(u128::from(crate::memory::PER_TENSOR_BYTES)),
+    )
+}
+
 /// The Edifice/Axon name of a canonical model or attention-layer parameter name, from the table:
 /// `blocks.{l}.attn.q_proj.weight` -> `gqa_block_{l+1}_attn_q_proj.kernel`,
 /// `blocks.{l}.attn_norm.weight` -> `gqa_block_{l+1}_attn_norm.gamma`, `final_norm.bias` ->

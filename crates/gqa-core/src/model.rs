@@ -253,7 +253,8 @@ impl GqaModel {
         }
         check_f32_buffer("ffn activations", &[b, t, 4 * h_dim])?;
         let graph = track || dropout.is_some();
-        let _working = self.reserve_forward(b, t, self.engine.materialises_scores(graph))?;
+        let _working =
+            self.reserve_forward_path(b, t, self.engine.materialises_scores(graph), track)?;
         let x = if x.dtype() == DType::F32 {
             x.clone()
         } else {
@@ -360,18 +361,57 @@ impl GqaModel {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Reserves a forward pass's working memory for its duration ([`crate::memory`]): the input
-    /// and output, the FFN activations `[B, T, 4H]`, four `[B, T, H]` buffers, and with
-    /// `scores` (the candle path, which materialises them) two `[B, NH, T, T]` score buffers.
+    /// The sizes of a call on `b` sequences of `t` positions attending to `keys` positions
+    /// ([`crate::memory::WorkDims`]), `outputs` head outputs.
+    pub(crate) fn work_dims(
+        &self,
+        b: usize,
+        t: usize,
+        keys: usize,
+        outputs: usize,
+    ) -> crate::memory::WorkDims {
+        let cfg = &self.cfg;
+        crate::memory::WorkDims {
+            batch: b,
+            seq: t,
+            embed: cfg.embed_dim,
+            hidden: cfg.hidden_size,
+            heads: cfg.num_heads,
+            kv_heads: cfg.num_kv_heads,
+            head_dim: cfg.head_dim(),
+            layers: cfg.num_layers,
+            outputs,
+            keys,
+        }
+    }
+
+    /// Reserves a forward pass's working memory for its duration ([`crate::memory`]), from the
+    /// buffers of the path it takes ([`crate::memory::working_set`]): the fused engine
+    /// (`scores = false`) or candle ops (`scores = true`, score matrices materialised; with
+    /// `track`, every block's intermediates kept for autograd).
     fn reserve_forward(
         &self,
         b: usize,
         t: usize,
         scores: bool,
     ) -> Result<crate::memory::Reservation> {
-        let (h, e, nh) = (self.cfg.hidden_size, self.cfg.embed_dim, self.cfg.num_heads);
-        let s: &[usize] = if scores { &[2, b, nh, t, t] } else { &[0] };
-        crate::memory::reserve_f32("forward activations", &[&[b, t, e + 9 * h], s])
+        self.reserve_forward_path(b, t, scores, false)
+    }
+
+    fn reserve_forward_path(
+        &self,
+        b: usize,
+        t: usize,
+        scores: bool,
+        track: bool,
+    ) -> Result<crate::memory::Reservation> {
+        use crate::memory::WorkPath;
+        let path = match (scores, track) {
+            (false, _) => WorkPath::Engine,
+            (true, false) => WorkPath::Candle,
+            (true, true) => WorkPath::CandleTracked,
+        };
+        crate::memory::reserve_work("forward activations", self.work_dims(b, t, t, 0), path)
     }
 
     /// Entry point of the bindings: `data` = `x: [B,T,E]` row-major f32, `dims = [B,T,E]`,

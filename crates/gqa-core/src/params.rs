@@ -1,7 +1,7 @@
 //! The ordered set of model parameters (SPEC section 3 names) as candle [`Var`]s, built from
 //! the parameter table ([`crate::layout`]).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use candle_core::{DType, Device, Tensor, Var};
 
@@ -15,7 +15,9 @@ use crate::layout::{Init, ParamSpec};
 #[derive(Debug, Clone, Default)]
 pub struct ParamStore {
     entries: Vec<(ParamSpec, Var)>,
-    index: HashMap<String, usize>,
+    /// Name -> position; ordered so that [`ParamStore::sub`] finds a prefix's names by range
+    /// (linear model building, not a scan of every entry per block).
+    index: BTreeMap<String, usize>,
 }
 
 impl ParamStore {
@@ -75,7 +77,17 @@ impl ParamStore {
     /// [`Error::Internal`] on a repeated name (cannot happen for a prefix of unique names).
     pub fn sub(&self, prefix: &str) -> Result<Self> {
         let mut store = ParamStore::new();
-        for (spec, var) in &self.entries {
+        let mut found: Vec<usize> = self
+            .index
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, &i)| i)
+            .collect();
+        found.sort_unstable();
+        for (spec, var) in found.into_iter().map(|i| &self.entries[i]) {
             if let Some(rest) = spec.name.strip_prefix(prefix) {
                 store.push(
                     ParamSpec {

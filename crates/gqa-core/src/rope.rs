@@ -444,6 +444,59 @@ pub fn inv_freq_for(
     }
 }
 
+/// Refuses rotary options whose tables would not be finite: every frequency `inv_freq` (times
+/// 2^31 positions) and the attention factor must be finite f32 values, else the cos/sin tables
+/// (and so every output) hold NaN or Inf. Names the option responsible: `ropeTheta` when the
+/// plain frequencies already overflow, else `yarnScale`, `ropeScaling.attentionFactor` (or
+/// `ropeScaling.factor` when the factor is inferred) or `ropeScaling.factor`.
+///
+/// # Errors
+/// [`Error::InvalidOption`] naming that option.
+pub(crate) fn check_finite_tables(cfg: &crate::config::GqaConfig) -> Result<()> {
+    let Some(plan) = cfg.rope_plan() else {
+        return Ok(());
+    };
+    let d = cfg.head_dim();
+    let ok = |f: &[f32]| {
+        f.iter()
+            .all(|&x| x.is_finite() && x >= 0.0 && (x * 2147483648.0f32).is_finite())
+    };
+    let plain: Vec<f32> = rope_inv_freq_theta_f64(d, cfg.rope_theta)
+        .into_iter()
+        .map(|f| f as f32)
+        .collect();
+    let expect = "a value whose rotary frequencies and factors are finite f32 numbers";
+    if !ok(&plain) {
+        return Err(Error::option("ropeTheta", expect, cfg.rope_theta));
+    }
+    let af = plan.attention_factor;
+    if !(af.is_finite() && af != 0.0) {
+        if let Some(RopeScaling::Yarn {
+            attention_factor: Some(a),
+            ..
+        }) = &cfg.rope_scaling
+        {
+            return Err(Error::option("ropeScaling.attentionFactor", expect, a));
+        }
+    }
+    if !ok(&plan.inv_freq) || !(af.is_finite() && af != 0.0) {
+        if cfg.yarn {
+            return Err(Error::option("yarnScale", expect, cfg.yarn_scale));
+        }
+        if let Some(s) = &cfg.rope_scaling {
+            let factor = match *s {
+                RopeScaling::Linear { factor }
+                | RopeScaling::Dynamic { factor, .. }
+                | RopeScaling::Yarn { factor, .. }
+                | RopeScaling::Llama3 { factor, .. } => factor,
+            };
+            return Err(Error::option("ropeScaling.factor", expect, factor));
+        }
+        return Err(Error::option("ropeTheta", expect, cfg.rope_theta));
+    }
+    Ok(())
+}
+
 /// How a layer's rotary tables are made: from fixed frequencies (plain RoPE, Edifice yarn and
 /// every Hugging Face type but `dynamic`, computed once per config) or, for `dynamic`, from
 /// frequencies recomputed for the sequence length when it exceeds the threshold.

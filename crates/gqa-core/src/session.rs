@@ -226,17 +226,21 @@ impl Session {
         let (t, ns) = self.check_push(model, chunk, dims, row_lengths)?;
         let cfg = self.cfg.clone();
         let cfg = &cfg;
-        let (b, e) = (self.batch, cfg.embed_dim);
+        let b = self.batch;
         let totals: Vec<usize> = self.lengths.iter().zip(&ns).map(|(l, n)| l + n).collect();
         let lmax = totals.iter().copied().max().unwrap_or(0);
         let h_dim = cfg.hidden_size;
-        let scores: &[usize] = if self.cache.materialises_scores() {
-            &[2, b, cfg.num_heads, t, lmax]
-        } else {
-            &[0]
-        };
-        let _working =
-            crate::memory::reserve_f32("push activations", &[&[b, t, e + 9 * h_dim], scores])?;
+        // The working set of the path the cache's engine takes (score matrices materialised on
+        // the reference path).
+        let _working = crate::memory::reserve_work(
+            "push activations",
+            model.work_dims(b, t, lmax, 0),
+            if self.cache.materialises_scores() {
+                crate::memory::WorkPath::Candle
+            } else {
+                crate::memory::WorkPath::Engine
+            },
+        )?;
         if self.cache.materialises_scores() {
             check_f32_buffer("attention scores", &[b, cfg.num_heads, t, lmax])?;
         }

@@ -193,8 +193,55 @@ pub(crate) fn load_into(
     st: &SafeTensors<'_>,
     opts: &LoadOptions,
 ) -> Result<()> {
+    let wanted: Vec<(&str, &[usize])> = params.iter().map(|(n, v)| (n, v.dims())).collect();
+    let planned = plan(&wanted, st, opts)?;
+    let mut loaded: Vec<Tensor> = Vec::with_capacity(planned.len());
+    for ((_, var), p) in params.iter().zip(planned) {
+        let view = st.tensor(&p.key).map_err(malformed)?;
+        let vals = view_f32(&p.key, view.dtype(), view.data())?;
+        if let Some((i, v)) = vals.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::NonFiniteWeight {
+                name: p.key,
+                index: i,
+                value: v.to_string(),
+            });
+        }
+        let mut t = Tensor::from_vec(vals, p.file_shape, var.device())?;
+        if p.transposed {
+            t = t.t()?.contiguous()?;
+        }
+        loaded.push(t);
+    }
+    for ((_, var), t) in params.iter().zip(loaded) {
+        var.set(&t)?;
+    }
+    Ok(())
+}
+
+/// Where one parameter lies in a file: its key, whether it is an Axon kernel stored `[in, out]`,
+/// and its shape there.
+struct Planned {
+    key: String,
+    transposed: bool,
+    file_shape: Vec<usize>,
+}
+
+/// Checks a file against the parameters `wanted` (`(canonical name, shape)` in canonical order)
+/// from its header alone, before anything is allocated or read: the naming scheme and prefix,
+/// every parameter's presence, shape and dtype (F32, F16 or BF16), and under strict loading
+/// the absence of other tensors. Tensors that are not parameters are ignored otherwise, whatever
+/// their dtype (SPEC section 3).
+///
+/// # Errors
+/// [`Error::MissingParameter`], [`Error::TensorMismatch`] (`shape`, `dtype`),
+/// [`Error::UnexpectedParameter`] (strict only).
+fn plan(
+    wanted: &[(&str, &[usize])],
+    st: &SafeTensors<'_>,
+    opts: &LoadOptions,
+) -> Result<Vec<Planned>> {
     let (strict, prefix, allow_extra) = (opts.strict, opts.prefix.as_deref(), &opts.allow_extra);
-    let names = params.names();
+    let names: Vec<&str> = wanted.iter().map(|(n, _)| *n).collect();
     let keys: HashSet<&str> = st.names().into_iter().collect();
     let count = |scheme: Scheme, pre: &str| {
         names
@@ -249,8 +296,8 @@ pub(crate) fn load_into(
         }
     };
     let mut used: HashSet<String> = HashSet::new();
-    let mut loaded: Vec<Tensor> = Vec::with_capacity(names.len());
-    for (name, var) in params.iter() {
+    let mut planned: Vec<Planned> = Vec::with_capacity(names.len());
+    for &(name, dims) in wanted {
         let key = format!(
             "{pre}{}",
             scheme_name(scheme, name).unwrap_or_else(|| name.to_string())
@@ -259,7 +306,7 @@ pub(crate) fn load_into(
             name: name.to_string(),
             looked_for: format!("`{key}`"),
         })?;
-        let want: Vec<usize> = var.dims().to_vec();
+        let want: Vec<usize> = dims.to_vec();
         let transposed = scheme == Scheme::Axon && want.len() == 2;
         let want_file: Vec<usize> = if transposed {
             vec![want[1], want[0]]
@@ -274,20 +321,20 @@ pub(crate) fn load_into(
                 found: shape_str(view.shape()),
             });
         }
-        let vals = view_f32(&key, view.dtype(), view.data())?;
-        if let Some((i, v)) = vals.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(Error::NonFiniteWeight {
+        if !matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+            return Err(Error::TensorMismatch {
                 name: key,
-                index: i,
-                value: v.to_string(),
+                field: "dtype".into(),
+                expected: "F32, F16 or BF16".into(),
+                found: format!("{:?}", view.dtype()),
             });
         }
-        let mut t = Tensor::from_vec(vals, want_file, var.device())?;
-        if transposed {
-            t = t.t()?.contiguous()?;
-        }
-        loaded.push(t);
-        used.insert(key);
+        used.insert(key.clone());
+        planned.push(Planned {
+            key,
+            transposed,
+            file_shape: want_file,
+        });
     }
     if strict {
         let mut extra: Vec<&str> = keys
@@ -302,10 +349,7 @@ pub(crate) fn load_into(
             });
         }
     }
-    for ((_, var), t) in params.iter().zip(loaded) {
-        var.set(&t)?;
-    }
-    Ok(())
+    Ok(planned)
 }
 
 /// Serialises `params` (canonical names, F32) plus extra tensors and metadata.
@@ -379,6 +423,31 @@ pub(crate) fn save(
         .map_err(|e| Error::Internal(format!("safetensors serialisation failed: {e}")))
 }
 
+/// [`plan`] of a model's parameter table for `cfg` (validated first), from the file's header
+/// alone: nothing is allocated for the parameters.
+///
+/// # Errors
+/// As [`GqaConfig::validate`] and [`plan`].
+pub(crate) fn check_file(cfg: &GqaConfig, st: &SafeTensors<'_>, opts: &LoadOptions) -> Result<()> {
+    cfg.validate()?;
+    let layout = crate::layout::model_layout(cfg);
+    let wanted: Vec<(&str, &[usize])> = layout
+        .iter()
+        .map(|r| (r.name.as_str(), r.shape.as_slice()))
+        .collect();
+    plan(&wanted, st, opts).map(|_| ())
+}
+
+/// One tensor of a file as an f32 tensor on the CPU (F32, F16 or BF16), read from its view.
+///
+/// # Errors
+/// [`Error::TensorMismatch`] (`dtype`) for another dtype; [`Error::MalformedFile`].
+pub(crate) fn read_f32_tensor(st: &SafeTensors<'_>, key: &str) -> Result<Tensor> {
+    let view = st.tensor(key).map_err(malformed)?;
+    let vals = view_f32(key, view.dtype(), view.data())?;
+    Ok(Tensor::from_vec(vals, view.shape().to_vec(), &Device::Cpu)?)
+}
+
 impl GqaModel {
     /// Builds a model from a safetensors file: options from `opts.config`, else from the
     /// file's `gqa_config` metadata; then [`GqaModel::load_weights`].
@@ -389,6 +458,20 @@ impl GqaModel {
     /// [`GqaModel::load_weights`].
     pub fn from_safetensors(bytes: &[u8], opts: &LoadOptions) -> Result<Self> {
         let st = parse(bytes)?;
+        let cfg = Self::config_of(bytes, opts)?;
+        // Validate the file against the options' table before any parameter is allocated: a
+        // small file whose options claim a huge model fails here, not after building it.
+        check_file(&cfg, &st, opts)?;
+        let model = GqaModel::new(cfg)?;
+        load_into(model.params(), &st, opts)?;
+        Ok(model)
+    }
+
+    /// The options a file is loaded with: `opts.config`, else the file's `gqa_config` metadata.
+    ///
+    /// # Errors
+    /// As [`GqaModel::from_safetensors`].
+    pub(crate) fn config_of(bytes: &[u8], opts: &LoadOptions) -> Result<GqaConfig> {
         let cfg = match &opts.config {
             Some(c) => c.clone(),
             None => {
@@ -406,9 +489,7 @@ impl GqaModel {
                 }
             }
         };
-        let model = GqaModel::new(cfg)?;
-        load_into(model.params(), &st, opts)?;
-        Ok(model)
+        Ok(cfg)
     }
 
     /// Replaces this model's weights with those in the file (canonical or Axon names, any

@@ -209,6 +209,9 @@ pub struct FusedTrain {
     grads: Vec<Vec<f32>>,
     ws: TrainWorkspace,
     vars: Vec<candle_core::Var>,
+    /// The workspace `ws` (kept between steps) under the memory budget: the largest step's
+    /// working set so far ([`crate::memory::WorkPath::FusedTraining`]).
+    ws_memory: Option<crate::memory::Reservation>,
 }
 
 impl Compute for Fused {
@@ -242,9 +245,15 @@ impl Compute for Fused {
     fn new_cache(&self, model: &GqaModel, batch: usize, capacity: usize) -> Result<HostCache> {
         let cfg = model.config();
         let n = batch * cfg.num_kv_heads * capacity * cfg.head_dim();
+        // Fallible and zeroed (untouched pages): a refusal is `OutOfMemory`, not an abort.
+        let zeroed = || {
+            (0..cfg.num_layers)
+                .map(|_| crate::memory::try_zeroed_f32("kv cache", n))
+                .collect::<Result<Vec<_>>>()
+        };
         Ok(HostCache {
-            k: (0..cfg.num_layers).map(|_| vec![0f32; n]).collect(),
-            v: (0..cfg.num_layers).map(|_| vec![0f32; n]).collect(),
+            k: zeroed()?,
+            v: zeroed()?,
             nkv: cfg.num_kv_heads,
             d: cfg.head_dim(),
         })
@@ -282,9 +291,13 @@ impl Compute for Fused {
         let sizes: Vec<usize> = vars.iter().map(|v| v.elem_count()).collect();
         Ok(FusedTrain {
             opt: FusedAdamW::new(&sizes, cfg)?,
-            grads: sizes.iter().map(|&n| vec![0f32; n]).collect(),
+            grads: sizes
+                .iter()
+                .map(|&n| crate::memory::try_zeroed_f32("gradients", n))
+                .collect::<Result<_>>()?,
             ws: TrainWorkspace::default(),
             vars,
+            ws_memory: None,
         })
     }
 
@@ -298,6 +311,21 @@ impl Compute for Fused {
     ) -> Result<StepOutcome> {
         use crate::train::optim::{clip_coefficient, global_norm};
         use crate::train::trainer::{check_loss, fused_gradients_smoothed};
+        // The workspace grows to this step's working set and stays: reserve the growth before
+        // the step allocates it.
+        let need = crate::memory::working_set(
+            task.model.work_dims(
+                batch.lengths.len(),
+                batch.t,
+                batch.t,
+                task.head("training")?.cfg.out_dim(),
+            ),
+            crate::memory::WorkPath::FusedTraining,
+        );
+        if state.ws_memory.as_ref().is_none_or(|r| r.bytes() < need) {
+            state.ws_memory = None;
+            state.ws_memory = Some(crate::memory::reserve("training activations", need)?);
+        }
         let sl = fused_gradients_smoothed(
             task,
             &batch.x,

@@ -127,39 +127,36 @@ thread_local! {
 
 /// A buffer of exactly `len` values from this thread's workspace. Its contents are unspecified
 /// (stale values of an earlier call, or zeros): every user writes it fully before reading.
-fn take(len: usize) -> Vec<f32> {
-    WORKSPACE.with(|w| {
-        let mut w = w.borrow_mut();
-        // Smallest cached buffer that is large enough.
+/// The workspace is borrowed only to pick a buffer, never while allocating, and a workspace
+/// left borrowed is bypassed: a failed allocation leaves it usable. Growth is fallible
+/// ([`crate::memory::try_grow_f32`]): a refusal is [`Error::OutOfMemory`], not an abort.
+fn take(len: usize) -> Result<Vec<f32>> {
+    let cached = WORKSPACE.with(|w| {
+        let mut w = w.try_borrow_mut().ok()?;
+        // Smallest cached buffer that is large enough (else a new one, allocated below).
         let best = w
             .iter()
             .enumerate()
             .filter(|(_, v)| v.capacity() >= len)
             .min_by_key(|(_, v)| v.capacity())
-            .map(|(i, _)| i);
-        match best {
-            Some(i) => {
-                let mut v = w.swap_remove(i);
-                if v.len() >= len {
-                    v.truncate(len);
-                } else {
-                    v.resize(len, 0.0);
-                }
-                v
-            }
-            None => vec![0.0; len],
-        }
-    })
+            .map(|(i, _)| i)?;
+        Some(w.swap_remove(best))
+    });
+    let mut v = cached.unwrap_or_default();
+    crate::memory::try_grow_f32("engine workspace", &mut v, len)?;
+    Ok(v)
 }
 
 /// Returns buffers to this thread's workspace (keeping at most [`KEEP_BYTES`] in all).
 fn give(bufs: impl IntoIterator<Item = Vec<f32>>) {
     WORKSPACE.with(|w| {
-        let mut w = w.borrow_mut();
+        let Ok(mut w) = w.try_borrow_mut() else {
+            return;
+        };
         for b in bufs {
             w.push(b);
         }
-        w.sort_by_key(|v| std::cmp::Reverse(v.capacity()));
+        w.sort_unstable_by_key(|v| std::cmp::Reverse(v.capacity()));
         let mut kept = 0usize;
         w.retain(|v| {
             kept += v.capacity() * 4;
@@ -215,7 +212,7 @@ pub(super) fn rotary(
 /// Step 1 of SPEC section 2 on `m` rows: `x [m, E] -> h [m, H]` through `input_projection`
 /// (bias first, the GEMM accumulates onto it), or a copy of `x` when `E == H`.
 fn project_input(w: &WeightsRef<'_>, x: &[f32], m: usize, e: usize, h: usize) -> Result<Vec<f32>> {
-    let mut hs = take(m * h);
+    let mut hs = take(m * h)?;
     match &w.input {
         Some(p) => {
             fill_bias(&mut hs, h, 0, p.b);
@@ -245,7 +242,7 @@ fn qkv_projection(
     } = dims;
     let (qd, kvd) = (nh * d, nkv * d);
     let wd = qd + 2 * kvd;
-    let mut qkv = take(m * wd);
+    let mut qkv = take(m * wd)?;
     fill_bias(&mut qkv, wd, 0, blk.q.b);
     fill_bias(&mut qkv, wd, qd, blk.k.b);
     fill_bias(&mut qkv, wd, qd + kvd, blk.v.b);
@@ -318,7 +315,7 @@ pub fn forward(
         }
     }
 
-    let mut a = take(m * h);
+    let mut a = take(m * h)?;
     let nblocks = w.blocks.len();
     let pass = Pass {
         dims,
@@ -347,7 +344,7 @@ pub fn forward(
     }
 
     // Step 3: final LayerNorm, then the output mode.
-    let mut fin = take(rows_now * h);
+    let mut fin = take(rows_now * h)?;
     cpu::layer_norm_rows(
         &hs[..rows_now * h],
         w.final_norm.g,
@@ -392,7 +389,7 @@ fn full_block(
     let (qd, kvd, m) = (nh * d, nkv * d, b * t);
     let wd = qd + 2 * kvd;
     let qkv = qkv_projection(blk, a, m, p.dims, p.rope, |row| row % t)?;
-    let mut o = take(m * qd);
+    let mut o = take(m * qd)?;
     let lay = |off: usize| HeadLayout {
         offset: off,
         batch: t * wd,
@@ -448,19 +445,19 @@ fn last_block(
     let (qd, kvd, m) = (nh * d, nkv * d, b * t);
     let len_of = |bi: usize| mask.key_len(bi);
     let wd = 2 * kvd;
-    let mut kv = take(m * wd);
+    let mut kv = take(m * wd)?;
     fill_bias(&mut kv, wd, 0, blk.k.b);
     fill_bias(&mut kv, wd, kvd, blk.v.b);
     gemm::linear(m, kvd, h, a, h, blk.k.w, &mut kv, wd, true)?;
     gemm::linear(m, kvd, h, a, h, blk.v.w, &mut kv[kvd..], wd, true)?;
-    let mut al = take(b * h);
-    let mut hl = take(b * h);
+    let mut al = take(b * h)?;
+    let mut hl = take(b * h)?;
     for bi in 0..b {
         let src = (bi * t + len_of(bi) - 1) * h;
         al[bi * h..(bi + 1) * h].copy_from_slice(&a[src..src + h]);
         hl[bi * h..(bi + 1) * h].copy_from_slice(&hs[src..src + h]);
     }
-    let mut q = take(b * qd);
+    let mut q = take(b * qd)?;
     fill_bias(&mut q, qd, 0, blk.q.b);
     gemm::linear(b, qd, h, &al, h, blk.q.w, &mut q, qd, true)?;
     if let Some(r) = p.rope {
@@ -468,7 +465,7 @@ fn last_block(
         rotary(&mut q, qd, 0, nh, d, r, |bi| len_of(bi) - 1)?;
     }
     let offsets: Vec<usize> = (0..b).map(|bi| len_of(bi) - 1).collect();
-    let mut o = take(b * qd);
+    let mut o = take(b * qd)?;
     let ql = HeadLayout {
         offset: 0,
         batch: qd,
@@ -504,7 +501,7 @@ fn last_block(
     )?;
     cpu::bias_add_rows(&mut hl, blk.out.b, None)?;
     gemm::linear(b, h, qd, &o, qd, blk.out.w, &mut hl, h, true)?;
-    let mut al2 = take(b * h);
+    let mut al2 = take(b * h)?;
     ffn_residual(blk, &mut hl, &mut al2, b, h, ffn, bufs)?;
     bufs.extend([kv, al, q, o, al2]);
     hs[..b * h].copy_from_slice(&hl);
@@ -633,14 +630,14 @@ pub fn cached_step(
     let scale = 1.0 / (d as f32).sqrt();
     let mut bufs: Vec<Vec<f32>> = Vec::new();
     // Input (ignored positions zeroed, as the full forward zeroes padding) and projection.
-    let mut xin = take(m * e);
+    let mut xin = take(m * e)?;
     xin.copy_from_slice(x);
     for bi in 0..b {
         xin[(bi * t + new[bi]) * e..(bi + 1) * t * e].fill(0.0);
     }
     let mut hs = project_input(w, &xin, m, e, h)?;
     bufs.push(xin);
-    let mut a = take(m * h);
+    let mut a = take(m * h)?;
     let wd = qd + 2 * kvd;
     let pos = |row: usize| (cached[row / t] + row % t).min(cap - 1);
     let lmax = totals.iter().copied().max().unwrap_or(0);
@@ -666,7 +663,7 @@ pub fn cached_step(
                 }
             }
         }
-        let mut o = take(m * qd);
+        let mut o = take(m * qd)?;
         let ql = HeadLayout {
             offset: 0,
             batch: t * wd,
@@ -718,7 +715,7 @@ fn ffn_residual(
     bufs: &mut Vec<Vec<f32>>,
 ) -> Result<()> {
     cpu::layer_norm_rows(hs, blk.ffn_norm.g, blk.ffn_norm.b, EPS, a)?;
-    let mut u = take(rows * ffn);
+    let mut u = take(rows * ffn)?;
     gemm::linear(rows, ffn, h, a, h, blk.up.w, &mut u, ffn, false)?;
     cpu::bias_gelu_rows(&mut u, blk.up.b)?;
     cpu::bias_add_rows(hs, blk.down.b, None)?;

@@ -154,6 +154,9 @@ pub struct Head {
     pub weight: Var,
     /// `head.bias`, `[K]`, F32.
     pub bias: Var,
+    /// The head's bytes under the memory budget ([`crate::memory`]), reserved before its
+    /// weights are allocated.
+    _memory: std::sync::Arc<crate::memory::Reservation>,
 }
 
 /// Parameter names of a head in safetensors files.
@@ -178,10 +181,32 @@ impl Head {
     ) -> Result<Self> {
         cfg.validate()?;
         let k = cfg.out_dim();
+        let memory = Self::reserve(k, hidden)?;
         let w = glorot_uniform(seed, stream, k, hidden);
         let weight = Var::from_vec(w, (k, hidden), device)?;
         let bias = Var::zeros(k, DType::F32, device)?;
-        Ok(Head { cfg, weight, bias })
+        Ok(Head {
+            cfg,
+            weight,
+            bias,
+            _memory: memory,
+        })
+    }
+
+    /// Reserves a head of `k` outputs on `hidden` inputs under the memory budget, before
+    /// anything is allocated: `head.weight [K, H]` must be a buffer that can exist, and the
+    /// weight and the bias must fit next to what is in use.
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`] naming `head.weight` (a buffer too large to exist) or `head
+    /// parameters` (no room under the budget).
+    pub fn reserve(k: usize, hidden: usize) -> Result<std::sync::Arc<crate::memory::Reservation>> {
+        crate::error::check_f32_buffer(HEAD_WEIGHT, &[k, hidden])?;
+        let bytes = crate::memory::f32_bytes(&[k, hidden.saturating_add(1)]);
+        Ok(std::sync::Arc::new(crate::memory::reserve(
+            "head parameters",
+            bytes,
+        )?))
     }
 
     /// A head from given tensors, shapes checked.
@@ -209,10 +234,12 @@ impl Head {
                 });
             }
         }
+        let memory = Self::reserve(k, hidden)?;
         Ok(Head {
             cfg,
             weight: Var::from_tensor(&weight.to_dtype(DType::F32)?)?,
             bias: Var::from_tensor(&bias.to_dtype(DType::F32)?)?,
+            _memory: memory,
         })
     }
 

@@ -6,7 +6,7 @@ use crate::config::{GqaConfig, OutputMode};
 use crate::dropout::Dropout;
 use crate::error::{Error, Result};
 use crate::model::GqaModel;
-use crate::weights::{read_tensors, LoadOptions};
+use crate::weights::{read_f32_tensor, LoadOptions};
 
 use super::head::{Head, HeadConfig, HEAD_BIAS, HEAD_METADATA_KEY, HEAD_WEIGHT};
 
@@ -58,19 +58,53 @@ impl TaskModel {
     /// `head.weight`/`head.bias` when the metadata names a head; [`Error::UnexpectedParameter`]
     /// under strict loading for head tensors without head metadata.
     pub fn from_safetensors(bytes: &[u8], opts: &LoadOptions) -> Result<Self> {
-        let (tensors, meta) = read_tensors(bytes)?;
+        let st = crate::weights::parse(bytes)?;
+        let meta = crate::weights::read_metadata(bytes)?;
         // Model tensors are checked by the model loader; head tensors are ours, so strict
-        // loading of the backbone must not see them.
+        // loading of the backbone must not see them. Only the head's own tensors are read here
+        // (other tensors, of any dtype, are the model loader's to ignore or refuse).
         let head_cfg = match meta.get(HEAD_METADATA_KEY) {
             Some(json) => Some(HeadConfig::from_json(json)?),
             None => None,
         };
+        let names = st.names();
         let find = |name: &str| {
             let prefixed = opts.prefix.as_deref().map(|p| format!("{p}{name}"));
-            tensors
+            names
                 .iter()
-                .find(|(k, _)| k == name || prefixed.as_deref() == Some(k.as_str()))
-                .map(|(_, t)| t.clone())
+                .find(|k| **k == name || prefixed.as_deref() == Some(**k))
+                .map(|k| k.to_string())
+        };
+        // The head's tensors, found and shape-checked from the header before anything (the
+        // model included) is allocated.
+        let head_keys = match &head_cfg {
+            None => None,
+            Some(h) => {
+                let missing = |n: &str| Error::MissingParameter {
+                    name: n.into(),
+                    looked_for: format!("`{n}` (the file's gqa_head metadata names a head)"),
+                };
+                let w = find(HEAD_WEIGHT).ok_or_else(|| missing(HEAD_WEIGHT))?;
+                let b = find(HEAD_BIAS).ok_or_else(|| missing(HEAD_BIAS))?;
+                let hidden = GqaModel::config_of(bytes, opts)?.hidden_size;
+                let k = h.out_dim();
+                for (key, name, want) in
+                    [(&w, HEAD_WEIGHT, vec![k, hidden]), (&b, HEAD_BIAS, vec![k])]
+                {
+                    let view = st.tensor(key).map_err(|e| Error::MalformedFile {
+                        reason: e.to_string(),
+                    })?;
+                    if view.shape() != want.as_slice() {
+                        return Err(Error::TensorMismatch {
+                            name: name.into(),
+                            field: "shape".into(),
+                            expected: format!("{want:?}"),
+                            found: format!("{:?}", view.shape()),
+                        });
+                    }
+                }
+                Some((w, b))
+            }
         };
         let model = if head_cfg.is_some() {
             let mut o = opts.clone();
@@ -84,17 +118,13 @@ impl TaskModel {
         } else {
             GqaModel::from_safetensors(bytes, opts)?
         };
-        let head = match head_cfg {
-            None => None,
-            Some(h) => {
-                let missing = |n: &str| Error::MissingParameter {
-                    name: n.into(),
-                    looked_for: format!("`{n}` (the file's gqa_head metadata names a head)"),
-                };
-                let w = find(HEAD_WEIGHT).ok_or_else(|| missing(HEAD_WEIGHT))?;
-                let b = find(HEAD_BIAS).ok_or_else(|| missing(HEAD_BIAS))?;
+        let head = match (head_cfg, head_keys) {
+            (Some(h), Some((wk, bk))) => {
+                let w = read_f32_tensor(&st, &wk)?;
+                let b = read_f32_tensor(&st, &bk)?;
                 Some(Head::from_tensors(h, model.config().hidden_size, &w, &b)?)
             }
+            _ => None,
         };
         Ok(TaskModel { model, head })
     }
