@@ -7,7 +7,7 @@ use std::hint::black_box;
 use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gqa_core::kernels::{fused, reference};
-use gqa_core::AttnMask;
+use gqa_core::Mask;
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -18,16 +18,16 @@ fn case(c: &mut Criterion, name: &str, b: usize, nh: usize, nkv: usize, t: usize
     let q = Tensor::from_vec(pseudo(b * nh * t * d, 1), (b, nh, t, d), &dev).unwrap();
     let k = Tensor::from_vec(pseudo(b * nkv * t * d, 2), (b, nkv, t, d), &dev).unwrap();
     let v = Tensor::from_vec(pseudo(b * nkv * t * d, 3), (b, nkv, t, d), &dev).unwrap();
-    let mask = AttnMask::causal(b, t, t, 0, None, &dev).unwrap();
+    let mask = Mask::padded(t, None);
     let scale = 1.0 / (d as f64).sqrt();
     let mut g = c.benchmark_group(format!("attention/{name}"));
     g.throughput(Throughput::Elements((b * t) as u64));
     g.sample_size(10);
     g.bench_function("reference", |bn| {
-        bn.iter(|| black_box(reference::attention(&q, &k, &v, mask.bias(), scale).unwrap()))
+        bn.iter(|| black_box(reference::attention(&q, &k, &v, &mask, scale).unwrap()))
     });
     g.bench_function("fused", |bn| {
-        bn.iter(|| black_box(fused::attention(&q, &k, &v, scale, &[0], None, false).unwrap()))
+        bn.iter(|| black_box(fused::attention(&q, &k, &v, scale, &mask, false).unwrap()))
     });
     g.finish();
 }

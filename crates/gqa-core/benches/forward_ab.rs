@@ -7,7 +7,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use gqa_core::kernels::set_reference_kernels;
+use gqa_core::candle_core::Device;
+use gqa_core::compute::Engine;
 use gqa_core::{GqaConfig, GqaModel};
 
 #[path = "../tests/common/mod.rs"]
@@ -26,6 +27,12 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn case(name: &str, cfg: GqaConfig, b: usize, t: usize, reps: usize) {
     let model = GqaModel::new(cfg.clone()).expect("model");
+    let models = [
+        model
+            .with_engine(Engine::Reference(Device::Cpu))
+            .expect("reference model"),
+        model,
+    ];
     let e = cfg.embed_dim;
     let x: Vec<f32> = pseudo(b * t * e, 1);
     let dims = [b, t, e];
@@ -36,9 +43,8 @@ fn case(name: &str, cfg: GqaConfig, b: usize, t: usize, reps: usize) {
             if std::env::var("AB_FUSED_ONLY").is_ok() && reference {
                 continue;
             }
-            set_reference_kernels(reference);
             let start = Instant::now();
-            let (y, _) = black_box(model.forward_f32(&x, &dims, None).expect("forward"));
+            let (y, _) = black_box(models[i].forward_f32(&x, &dims, None).expect("forward"));
             times[i].push(start.elapsed().as_secs_f64() * 1e3);
             outs[i] = y;
         }

@@ -126,7 +126,13 @@ fn main() {
             class_weights: None,
         });
         let fused_model = TaskModel::new(c.cfg.clone(), head.clone()).unwrap();
-        let ref_model = TaskModel::new(c.cfg.clone(), head).unwrap();
+        let mut ref_model = TaskModel::new(c.cfg.clone(), head).unwrap();
+        ref_model.model = ref_model
+            .model
+            .with_engine(gqa_core::compute::Engine::Reference(
+                gqa_core::candle_core::Device::Cpu,
+            ))
+            .unwrap();
         let mut fused = trainer(&c, &fused_model, rounds * reps + 1, false);
         let mut reference = trainer(&c, &ref_model, rounds * reps + 1, true);
         fused.step(&fused_model).unwrap();

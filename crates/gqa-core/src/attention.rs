@@ -5,18 +5,19 @@
 //! head `i / group`, causal mask plus per-sequence key lengths, `o Wo^T + bo: [B,T,H]`.
 //! The split [`GqaAttention::qkv`] / [`GqaAttention::attend`] is the KV-cache seam: a session
 //! appends the `k`, `v` of new positions (rotated with `offset` = cache length) to its cache
-//! and calls `attend` with the whole cached K/V and an [`AttnMask`] built with that offset.
+//! and calls `attend` with the whole cached K/V and a [`Mask`] with that offset.
 
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::compute::Engine;
 use crate::config::{json_text, parse_value, GqaConfig};
 use crate::error::{Error, Result};
 use crate::input::{check_dims, valid_mask, zero_padded};
-use crate::kernels::{fused, reference};
+use crate::mask::Mask;
 use crate::nn::Linear;
 use crate::params::ParamStore;
-use crate::rope::{RopePlan, RopeScaling, Rotary};
+use crate::rope::{RopePlan, Rotary};
 
 crate::config::options_with_attention! {
     /// Options of the attention layer alone (`buildGqaAttention`), TypeScript names, Edifice's
@@ -72,213 +73,6 @@ impl AttentionConfig {
         serde_json::to_string(self).expect("config serialises")
     }
 
-    /// Attention options of a Hugging Face Llama / Mistral / Qwen2-style `config.json` (the
-    /// parsed JSON object as text): `hidden_size`, `num_attention_heads`,
-    /// `num_key_value_heads` (default `num_attention_heads`), `head_dim` (default
-    /// `hidden_size / num_attention_heads`), rotary always on with base `rope_theta` (default
-    /// 10000) and the scaling of `rope_scaling` (transformers 4 form, with `rope_type` or the old
-    /// `type` key) or `rope_parameters` (transformers 5 form, which also carries `rope_theta`).
-    /// As transformers' `standardize_rope_params` and rope init functions do: yarn/llama3 take
-    /// `original_max_position_embeddings` from the top-level key if present, else from the
-    /// scaling dict, else `max_position_embeddings`; yarn without `factor` uses
-    /// `max_position_embeddings / original_max_position_embeddings`; `dynamic` uses
-    /// `max_position_embeddings` as its `originalMaxPositionEmbeddings`. Seed 0.
-    ///
-    /// # Errors
-    /// [`Error::InvalidOption`] naming `hfConfig.<key>`: not a JSON object, a missing or
-    /// non-integer size, an unsupported `rope_type` (`longrope`, ...), `partial_rotary_factor`
-    /// other than 1, a missing `max_position_embeddings` where it is needed, then every rule of
-    /// [`AttentionConfig::validate`].
-    pub fn from_hf_config(json: &str) -> Result<Self> {
-        let v: serde_json::Value = serde_json::from_str(json)
-            .map_err(|e| Error::option("hfConfig", "a JSON object (a parsed config.json)", e))?;
-        let o = v.as_object().ok_or_else(|| {
-            Error::option(
-                "hfConfig",
-                "a JSON object (a parsed config.json)",
-                short(&v),
-            )
-        })?;
-        let get = |k: &str| o.get(k).filter(|x| !x.is_null());
-        let uint = |k: &str| hf_uint(k, get(k));
-        let req = |k: &str| -> Result<usize> {
-            uint(k)?.ok_or_else(|| {
-                Error::option(&format!("hfConfig.{k}"), "a value (required)", "nothing")
-            })
-        };
-        let hidden = req("hidden_size")?;
-        let heads = req("num_attention_heads")?;
-        let kv_heads = uint("num_key_value_heads")?.unwrap_or(heads);
-        let head_dim = uint("head_dim")?;
-        let max_pos = uint("max_position_embeddings")?;
-        let top_orig = uint("original_max_position_embeddings")?;
-        // The rope dict: transformers 5's `rope_parameters`, else `rope_scaling`.
-        let (rp_key, rp) = match (get("rope_parameters"), get("rope_scaling")) {
-            (Some(p), _) => ("rope_parameters", Some(p)),
-            (None, Some(p)) => ("rope_scaling", Some(p)),
-            (None, None) => ("rope_scaling", None),
-        };
-        let rp = match rp {
-            Some(x) => Some(x.as_object().ok_or_else(|| {
-                Error::option(
-                    &format!("hfConfig.{rp_key}"),
-                    "a JSON object or null",
-                    short(x),
-                )
-            })?),
-            None => None,
-        };
-        let rget = |k: &str| rp.and_then(|m| m.get(k)).filter(|x| !x.is_null());
-        let num = |k: &str, x: Option<&serde_json::Value>| -> Result<Option<f64>> {
-            match x {
-                None => Ok(None),
-                Some(x) => x
-                    .as_f64()
-                    .map(Some)
-                    .ok_or_else(|| Error::option(&format!("hfConfig.{k}"), "a number", short(x))),
-            }
-        };
-        let theta = match num(&format!("{rp_key}.rope_theta"), rget("rope_theta"))? {
-            Some(t) => t,
-            None => num("rope_theta", get("rope_theta"))?.unwrap_or(crate::rope::ROPE_BASE),
-        };
-        let prf_key = format!("{rp_key}.partial_rotary_factor");
-        let prf = match num(&prf_key, rget("partial_rotary_factor"))? {
-            Some(x) => Some((prf_key, x)),
-            None => num("partial_rotary_factor", get("partial_rotary_factor"))?
-                .map(|x| ("partial_rotary_factor".to_string(), x)),
-        };
-        if let Some((k, f)) = prf {
-            if f != 1.0 {
-                return Err(Error::option(
-                    &format!("hfConfig.{k}"),
-                    "1 (partial rotary is not supported)",
-                    f,
-                ));
-            }
-        }
-        let (type_key, ty) = match (rget("rope_type"), rget("type")) {
-            (Some(t), _) => ("rope_type", Some(t)),
-            (None, Some(t)) => ("type", Some(t)),
-            (None, None) => ("rope_type", None),
-        };
-        let ty = match ty {
-            None => "default".to_string(),
-            Some(t) => t
-                .as_str()
-                .ok_or_else(|| {
-                    Error::option(
-                        &format!("hfConfig.{rp_key}.{type_key}"),
-                        "a string",
-                        short(t),
-                    )
-                })?
-                .to_string(),
-        };
-        let f = |k: &str| num(&format!("{rp_key}.{k}"), rget(k));
-        let need = |k: &str, x: Option<f64>| {
-            x.ok_or_else(|| {
-                Error::option(
-                    &format!("hfConfig.{rp_key}.{k}"),
-                    format!("a value (required for rope_type {ty})"),
-                    "nothing",
-                )
-            })
-        };
-        let rint = |k: &str| hf_uint(&format!("{rp_key}.{k}"), rget(k));
-        let orig = || -> Result<usize> {
-            top_orig
-                .or(rint("original_max_position_embeddings")?)
-                .or(max_pos)
-                .ok_or_else(|| {
-                    Error::option(
-                        "hfConfig.max_position_embeddings",
-                        format!(
-                            "a value (rope_type {ty} needs it or original_max_position_embeddings)"
-                        ),
-                        "nothing",
-                    )
-                })
-        };
-        let scaling = match ty.as_str() {
-            "default" => None,
-            "linear" => Some(RopeScaling::Linear {
-                factor: need("factor", f("factor")?)?,
-            }),
-            "dynamic" => Some(RopeScaling::Dynamic {
-                factor: need("factor", f("factor")?)?,
-                original_max_position_embeddings: max_pos.ok_or_else(|| {
-                    Error::option(
-                        "hfConfig.max_position_embeddings",
-                        "a value (rope_type dynamic needs it)",
-                        "nothing",
-                    )
-                })?,
-            }),
-            "yarn" => {
-                let orig = orig()?;
-                let factor = match f("factor")? {
-                    Some(x) => x,
-                    None => {
-                        max_pos.ok_or_else(|| {
-                            Error::option(
-                                &format!("hfConfig.{rp_key}.factor"),
-                                "a value (or max_position_embeddings)",
-                                "nothing",
-                            )
-                        })? as f64
-                            / orig as f64
-                    }
-                };
-                let truncate = match rget("truncate") {
-                    None => None,
-                    Some(x) => Some(x.as_bool().ok_or_else(|| {
-                        Error::option(
-                            &format!("hfConfig.{rp_key}.truncate"),
-                            "true or false",
-                            short(x),
-                        )
-                    })?),
-                };
-                Some(RopeScaling::Yarn {
-                    factor,
-                    original_max_position_embeddings: orig,
-                    beta_fast: f("beta_fast")?,
-                    beta_slow: f("beta_slow")?,
-                    attention_factor: f("attention_factor")?,
-                    mscale: f("mscale")?,
-                    mscale_all_dim: f("mscale_all_dim")?,
-                    truncate,
-                })
-            }
-            "llama3" => Some(RopeScaling::Llama3 {
-                factor: need("factor", f("factor")?)?,
-                low_freq_factor: need("low_freq_factor", f("low_freq_factor")?)?,
-                high_freq_factor: need("high_freq_factor", f("high_freq_factor")?)?,
-                original_max_position_embeddings: orig()?,
-            }),
-            other => {
-                return Err(Error::option(
-                    &format!("hfConfig.{rp_key}.{type_key}"),
-                    "one of default, linear, dynamic, yarn, llama3",
-                    other,
-                ));
-            }
-        };
-        let cfg = AttentionConfig {
-            hidden_size: hidden,
-            head_dim: Some(head_dim.unwrap_or(if heads > 0 { hidden / heads } else { 0 })),
-            num_heads: heads,
-            num_kv_heads: kv_heads,
-            rope: true,
-            rope_theta: theta,
-            rope_scaling: scaling,
-            ..AttentionConfig::default()
-        };
-        cfg.validate()?;
-        Ok(cfg)
-    }
-
     /// Checks the rules of SPEC section 1 for these options.
     ///
     /// # Errors
@@ -322,90 +116,6 @@ impl AttentionConfig {
     }
 }
 
-/// A JSON value for an error message (at most 60 characters).
-/// A `config.json` size: absent (or null) -> `None`; else a non-negative integer, or
-/// [`Error::InvalidOption`] naming `hfConfig.{key}`.
-fn hf_uint(key: &str, x: Option<&serde_json::Value>) -> Result<Option<usize>> {
-    match x {
-        None => Ok(None),
-        Some(x) => x
-            .as_u64()
-            .and_then(|u| usize::try_from(u).ok())
-            .map(Some)
-            .ok_or_else(|| {
-                Error::option(
-                    &format!("hfConfig.{key}"),
-                    "a non-negative integer",
-                    short(x),
-                )
-            }),
-    }
-}
-
-fn short(v: &serde_json::Value) -> String {
-    let s = v.to_string();
-    if s.len() > 60 {
-        format!("{}...", s.chars().take(57).collect::<String>())
-    } else {
-        s
-    }
-}
-
-/// Additive attention mask `[MB, Tq, Tk]` (0 = attend, `-inf` = masked), `MB` = 1 or B.
-///
-/// Query `i` sits at absolute position `offset + i` and may read key `j` when
-/// `j <= offset + i` (causal) and `j < L_b` (per-sequence length). Key 0 is always readable.
-#[derive(Debug, Clone)]
-pub struct AttnMask {
-    bias: Tensor,
-    /// Position of query 0 (the structured form the fused kernels use).
-    offset: usize,
-    /// Per-sequence key lengths, if any.
-    lengths: Option<Vec<usize>>,
-}
-
-impl AttnMask {
-    /// Causal mask for `q_len` queries at positions `offset..offset+q_len` over `k_len` keys,
-    /// with optional per-sequence lengths (`B` values, each >= 1).
-    ///
-    /// # Errors
-    /// [`Error::OutOfMemory`] when `[B, Tq, Tk]` exceeds the buffer limit; candle errors.
-    pub fn causal(
-        batch: usize,
-        q_len: usize,
-        k_len: usize,
-        offset: usize,
-        lengths: Option<&[usize]>,
-        device: &Device,
-    ) -> Result<Self> {
-        let mb = if lengths.is_some() { batch } else { 1 };
-        let n = crate::error::check_f32_buffer("attention mask", &[mb, q_len, k_len])?;
-        let mut m = Vec::with_capacity(n);
-        for bi in 0..mb {
-            let len = lengths.map_or(k_len, |ls| ls[bi]);
-            for i in 0..q_len {
-                for j in 0..k_len {
-                    m.push(if j <= offset + i && j < len {
-                        0f32
-                    } else {
-                        f32::NEG_INFINITY
-                    });
-                }
-            }
-        }
-        Ok(AttnMask {
-            bias: Tensor::from_vec(m, (mb, q_len, k_len), device)?,
-            offset,
-            lengths: lengths.map(<[usize]>::to_vec),
-        })
-    }
-
-    /// The additive bias `[MB, Tq, Tk]`.
-    pub fn bias(&self) -> &Tensor {
-        &self.bias
-    }
-}
-
 /// The attention layer: `q_proj [qDim,H]`, `k_proj`, `v_proj [kvDim,H]`, `out_proj [H,qDim]`
 /// (each with a bias), shared with the model's [`ParamStore`] when part of a model.
 #[derive(Debug, Clone)]
@@ -418,6 +128,8 @@ pub struct GqaAttention {
     rope: Option<RopePlan>,
     params: ParamStore,
     device: Device,
+    /// How the layer is computed (chosen once, [`crate::compute`]).
+    engine: Engine,
     /// The parameters' bytes under the memory budget ([`crate::memory`]); `None` inside a
     /// model (the model's reservation covers them).
     memory: Option<std::sync::Arc<crate::memory::Reservation>>,
@@ -437,7 +149,8 @@ impl GqaAttention {
         let bytes = u64::try_from(values.saturating_mul(4)).unwrap_or(u64::MAX);
         let memory = std::sync::Arc::new(crate::memory::reserve("parameters", bytes)?);
         let params = ParamStore::init(&layout, cfg.seed, &Device::Cpu)?;
-        let mut layer = Self::from_store(cfg, params, &Device::Cpu)?;
+        let engine = Engine::for_params(&Device::Cpu, &params);
+        let mut layer = Self::from_store(cfg, params, &Device::Cpu, &engine)?;
         layer.memory = Some(memory);
         Ok(layer)
     }
@@ -451,9 +164,11 @@ impl GqaAttention {
         cfg: AttentionConfig,
         params: ParamStore,
         device: &Device,
+        engine: &Engine,
     ) -> Result<Self> {
         let lin = |m: crate::layout::BlockModule| {
             Linear::from_store(&params, m.attention_name().expect("attention module"))
+                .map(|l| l.with_engine(engine))
         };
         use crate::layout::BlockModule as M;
         let (q_proj, k_proj, v_proj, out_proj) = (
@@ -472,8 +187,19 @@ impl GqaAttention {
             rope,
             params,
             device: device.clone(),
+            engine: engine.clone(),
             memory: None,
         })
+    }
+
+    /// The projections `q_proj`, `k_proj`, `v_proj`, `out_proj`.
+    pub(crate) fn projections(&self) -> (&Linear, &Linear, &Linear, &Linear) {
+        (&self.q_proj, &self.k_proj, &self.v_proj, &self.out_proj)
+    }
+
+    /// How this layer is computed.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// The options.
@@ -549,7 +275,7 @@ impl GqaAttention {
     }
 
     /// Attention core plus output projection: `q: [B,NH,Tq,D]`, `k, v: [B,NKV,Tk,D]`,
-    /// `mask` `[MB,Tq,Tk]` -> `[B,Tq,H]`. Scale `1/sqrt(D)`.
+    /// `mask` (rows at its offsets over `Tk` keys) -> `[B,Tq,H]`. Scale `1/sqrt(D)`.
     ///
     /// # Errors
     /// [`Error::Internal`] on inconsistent shapes; [`Error::Backend`].
@@ -558,25 +284,14 @@ impl GqaAttention {
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
-        mask: &AttnMask,
+        mask: &Mask,
         track: bool,
     ) -> Result<Tensor> {
-        let (b, nh, tq, d) = q.dims4()?;
-        let (_, mq, mk) = mask.bias.dims3()?;
-        if !track && fused::fused_ok(q) && (mq, mk) == (tq, k.dim(2)?) {
-            let o = fused::attention(
-                q,
-                k,
-                v,
-                1.0 / (d as f64).sqrt(),
-                &[mask.offset],
-                mask.lengths.as_deref(),
-                true,
-            )?;
-            return self.out_proj.forward(&o, false);
-        }
-        let o = reference::attention(q, k, v, mask.bias(), 1.0 / (d as f64).sqrt())?;
-        let o = o.transpose(1, 2)?.contiguous()?.reshape((b, tq, nh * d))?;
+        let d = q.dim(3)?;
+        let o = self
+            .engine
+            .layer(track)
+            .attention(q, k, v, mask, 1.0 / (d as f64).sqrt())?;
         self.out_proj.forward(&o, track)
     }
 
@@ -585,14 +300,14 @@ impl GqaAttention {
     /// rotary (see [`GqaAttention::rotary`]).
     ///
     /// # Shapes
-    /// - `x`: `[B, T, H]`; `mask`: `[1|B, T, T]` additive; `rotary`: tables for `T` positions
+    /// - `x`: `[B, T, H]`; `mask`: [`Mask::padded`] over `T`; `rotary`: tables for `T` positions
     /// - inside: `q: [B, NH, T, D]`, `k, v: [B, NKV, T, D]` (query head `i` reads KV head
     ///   `i / (NH/NKV)`)
     /// - output: `[B, T, H]`
     ///
     /// # Errors
     /// [`Error::InvalidInput`] when rotary is configured but not given; backend errors.
-    pub fn forward(&self, x: &Tensor, mask: &AttnMask, rotary: Option<&Rotary>) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, mask: &Mask, rotary: Option<&Rotary>) -> Result<Tensor> {
         self.forward_t(x, mask, rotary, true)
     }
 
@@ -603,7 +318,7 @@ impl GqaAttention {
     pub fn forward_t(
         &self,
         x: &Tensor,
-        mask: &AttnMask,
+        mask: &Mask,
         rotary: Option<&Rotary>,
         track: bool,
     ) -> Result<Tensor> {
@@ -615,78 +330,24 @@ impl GqaAttention {
             ));
         }
         let rotary = if self.rope.is_some() { rotary } else { None };
-        if !track && fused::fused_ok(x) {
-            return self.forward_fused(x, mask, rotary, None);
-        }
-        let (q, k, v) = self.qkv(x, rotary, 0, track)?;
-        self.attend(&q, &k, &v, mask, track)
+        self.engine
+            .layer(track)
+            .self_attention(self, x, mask, rotary, None, track)
     }
 
-    /// Inference on the fused CPU kernels: projections with folded biases, rotary in place on
-    /// `[B,T,N,D]`, attention reading the projections through strides and writing `[B,T,qDim]`
-    /// for `out_proj` (no head transposes or copies).
-    /// `residual`: when given, returns `residual + attn(x)` (the add folded into `out_proj`'s
-    /// bias pass).
-    fn forward_fused(
-        &self,
-        x: &Tensor,
-        mask: &AttnMask,
-        rotary: Option<&Rotary>,
-        residual: Option<&Tensor>,
-    ) -> Result<Tensor> {
-        let (b, t, _) = x.dims3()?;
-        let (nh, nkv, d) = (
-            self.cfg.num_heads,
-            self.cfg.num_kv_heads,
-            self.cfg.head_dim(),
-        );
-        let q = self.q_proj.forward(x, false)?;
-        let k = self.k_proj.forward(x, false)?;
-        let v = self.v_proj.forward(x, false)?;
-        let (_, mq, mk) = mask.bias.dims3()?;
-        if (mq, mk) != (t, t) {
-            return Err(Error::Internal(format!(
-                "attention mask [{mq}, {mk}] for {t} positions"
-            )));
-        }
-        if let Some(r) = rotary {
-            fused::rotary_in_place(&q, nh, d, r.cos(), r.sin(), 0)?;
-            fused::rotary_in_place(&k, nkv, d, r.cos(), r.sin(), 0)?;
-        }
-        let heads = |y: &Tensor, n: usize| -> Result<Tensor> {
-            Ok(y.reshape((b, t, n, d))?.transpose(1, 2)?)
-        };
-        let o = fused::attention(
-            &heads(&q, nh)?,
-            &heads(&k, nkv)?,
-            &heads(&v, nkv)?,
-            1.0 / (d as f64).sqrt(),
-            &[mask.offset],
-            mask.lengths.as_deref(),
-            true,
-        )?;
-        match residual {
-            Some(r) => self.out_proj.forward_residual(&o, r, false),
-            None => self.out_proj.forward(&o, false),
-        }
-    }
-
-    /// Inference `h + attn(a)` on the fused CPU kernels (no dropout, no graph), or `None` when
-    /// they do not apply (other device/dtype, reference kernels forced). Used by
-    /// [`crate::block::GqaBlock::forward`].
+    /// `h + attn(a)` (no dropout), the residual add folded into `out_proj` where the engine
+    /// can. Used by [`crate::block::GqaBlock::forward`].
     ///
     /// # Errors
     /// As [`GqaAttention::forward_t`].
-    pub(crate) fn forward_fused_residual(
+    pub(crate) fn forward_residual(
         &self,
         a: &Tensor,
         h: &Tensor,
-        mask: &AttnMask,
+        mask: &Mask,
         rotary: Option<&Rotary>,
-    ) -> Result<Option<Tensor>> {
-        if !fused::fused_ok(a) {
-            return Ok(None);
-        }
+        track: bool,
+    ) -> Result<Tensor> {
         if self.rope.is_some() && rotary.is_none() {
             return Err(Error::input(
                 "rotary",
@@ -695,7 +356,9 @@ impl GqaAttention {
             ));
         }
         let rotary = if self.rope.is_some() { rotary } else { None };
-        self.forward_fused(a, mask, rotary, Some(h)).map(Some)
+        self.engine
+            .layer(track)
+            .self_attention(self, a, mask, rotary, Some(h), track)
     }
 
     /// Inference entry point for the bindings: `data` is `x: [B,T,H]` row-major f32 with
@@ -725,7 +388,7 @@ impl GqaAttention {
         )?;
         let x = Tensor::from_slice(data, (b, t, h), &self.device)?;
         let x = zero_padded(&x, lengths)?;
-        let mask = AttnMask::causal(b, t, t, 0, lengths, &self.device)?;
+        let mask = Mask::padded(t, lengths);
         let rot = self.rotary(t)?;
         let mut y = self.forward_t(&x, &mask, rot.as_ref(), false)?;
         if let Some(ls) = lengths {

@@ -6,10 +6,12 @@
 
 use candle_core::{Device, Tensor};
 
-use crate::attention::{AttentionConfig, AttnMask, GqaAttention};
+use crate::attention::{AttentionConfig, GqaAttention};
+use crate::compute::Engine;
 use crate::dropout::Dropout;
 use crate::error::Result;
 use crate::layout::BlockModule;
+use crate::mask::Mask;
 use crate::nn::{LayerNorm, Linear};
 use crate::params::ParamStore;
 use crate::rope::Rotary;
@@ -40,18 +42,24 @@ impl GqaBlock {
         store: &ParamStore,
         prefix: &str,
         device: &Device,
+        engine: &Engine,
     ) -> Result<Self> {
         let name = |m: BlockModule| format!("{prefix}{}", m.name());
+        let norm =
+            |m| Ok::<_, crate::Error>(LayerNorm::from_store(store, &name(m))?.with_engine(engine));
+        let lin =
+            |m| Ok::<_, crate::Error>(Linear::from_store(store, &name(m))?.with_engine(engine));
         Ok(GqaBlock {
-            attn_norm: LayerNorm::from_store(store, &name(BlockModule::AttnNorm))?,
+            attn_norm: norm(BlockModule::AttnNorm)?,
             attn: GqaAttention::from_store(
                 cfg.clone(),
                 store.sub(&format!("{prefix}attn."))?,
                 device,
+                engine,
             )?,
-            ffn_norm: LayerNorm::from_store(store, &name(BlockModule::FfnNorm))?,
-            ffn_up: Linear::from_store(store, &name(BlockModule::FfnUp))?,
-            ffn_down: Linear::from_store(store, &name(BlockModule::FfnDown))?,
+            ffn_norm: norm(BlockModule::FfnNorm)?,
+            ffn_up: lin(BlockModule::FfnUp)?,
+            ffn_down: lin(BlockModule::FfnDown)?,
         })
     }
 
@@ -59,23 +67,22 @@ impl GqaBlock {
     /// outputs before each residual add; `None` = inference. `track` builds the autograd graph.
     ///
     /// # Shapes
-    /// - `h`: `[B, T, H]`; `mask`: `[1|B, T, T]`; output `[B, T, H]`
+    /// - `h`: `[B, T, H]`; `mask`: [`Mask::padded`] over `T`; output `[B, T, H]`
     ///
     /// # Errors
     /// Backend and rotary errors.
     pub fn forward(
         &self,
         h: &Tensor,
-        mask: &AttnMask,
+        mask: &Mask,
         rotary: Option<&Rotary>,
         mut dropout: Option<&mut Dropout>,
         track: bool,
     ) -> Result<Tensor> {
         let a = self.attn_norm.forward(h, track)?;
-        if !track && dropout.is_none() {
-            if let Some(h) = self.attn.forward_fused_residual(&a, h, mask, rotary)? {
-                return self.ffn_residual(&h, None, false);
-            }
+        if dropout.is_none() {
+            let h = self.attn.forward_residual(&a, h, mask, rotary, track)?;
+            return self.ffn_residual(&h, None, track);
         }
         let mut attn = self.attn.forward_t(&a, mask, rotary, track)?;
         if let Some(d) = dropout.as_deref_mut() {

@@ -4,15 +4,15 @@
 //! The maps are computed with the reference candle ops (the same formula as
 //! [`crate::kernels::reference::attention`]): `P = softmax(q k^T / sqrt(D) + mask)` per query
 //! head, where query head `i` reads KV head `i / group` (`group = NH / NKV`, SPEC section 2) and
-//! the mask is the causal mask plus the per-sequence key lengths ([`AttnMask::causal`]). The
+//! the mask is the causal mask plus the per-sequence key lengths ([`Mask::padded`]). The
 //! hidden states between layers come from the model's own inference path, so the maps belong to
 //! exactly the forward pass `GqaModel::forward_f32` runs.
 
 use candle_core::Tensor;
 
-use crate::attention::AttnMask;
 use crate::error::{check_f32_buffer, Result};
 use crate::input::{check_dims, has_padding, zero_padded};
+use crate::mask::Mask;
 use crate::model::GqaModel;
 
 /// Attention probabilities of every layer and query head for a batch `x: [B,T,E]`.
@@ -63,7 +63,7 @@ pub fn attention_maps(
     let x = Tensor::from_slice(data, (b, t, cfg.embed_dim), device)?;
     let x = zero_padded(&x, lengths)?;
     let mut h = model.project_input(&x, false)?;
-    let mask = AttnMask::causal(b, t, t, 0, lengths, device)?;
+    let mask = Mask::padded(t, lengths);
     let rot = model.rotary(t)?;
     let scale = 1.0 / (d as f64).sqrt();
     let mut out = Vec::with_capacity(nl * b * nh * t * t);
@@ -71,12 +71,7 @@ pub fn attention_maps(
         let a = block.attn_norm.forward(&h, false)?;
         let (q, k, _v) = block.attn.qkv(&a, rot.as_ref(), 0, false)?;
         // [B, NKV, G*T, T] is [B, NH, T, T] in memory (the query heads of a group are consecutive).
-        let p = crate::kernels::reference::attention_probs(
-            &q,
-            &k.contiguous()?,
-            Some(mask.bias()),
-            scale,
-        )?;
+        let p = crate::kernels::reference::attention_probs(&q, &k.contiguous()?, &mask, scale)?;
         out.extend(p.flatten_all()?.to_vec1::<f32>()?);
         h = block.forward(&h, &mask, rot.as_ref(), None, false)?;
     }

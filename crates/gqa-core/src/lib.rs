@@ -11,14 +11,17 @@
 
 pub mod attention;
 pub mod block;
+pub mod compute;
 pub mod config;
 pub mod dropout;
 pub mod error;
+pub mod hf_config;
 pub mod init;
 mod input;
 pub mod inspect;
 pub mod kernels;
 pub mod layout;
+pub mod mask;
 pub mod memory;
 pub mod model;
 pub mod nn;
@@ -31,13 +34,14 @@ pub mod testing;
 pub mod train;
 pub mod weights;
 
-pub use attention::{AttentionConfig, AttnMask, GqaAttention};
+pub use attention::{AttentionConfig, GqaAttention};
 pub use block::GqaBlock;
 /// The tensor crate the model is built on (re-exported so callers use the same version).
 pub use candle_core;
 pub use config::{recommended_defaults, to_value, GqaConfig, OutputMode, RecommendedDefaults};
 pub use dropout::Dropout;
 pub use error::{error_catalog_value, Error, ErrorField, Result, ERROR_CATALOG};
+pub use mask::Mask;
 pub use model::GqaModel;
 pub use onnx::OnnxOptions;
 pub use params::ParamStore;

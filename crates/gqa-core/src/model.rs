@@ -3,12 +3,14 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::attention::{AttentionConfig, AttnMask};
+use crate::attention::AttentionConfig;
 use crate::block::GqaBlock;
+use crate::compute::Engine;
 use crate::config::{GqaConfig, OutputMode};
 use crate::dropout::Dropout;
 use crate::error::{check_f32_buffer, Error, Result};
 use crate::input::{check_dims, check_lengths, has_padding, valid_mask, zero_padded};
+use crate::mask::Mask;
 use crate::nn::{LayerNorm, Linear};
 use crate::params::ParamStore;
 use crate::rope::{RopePlan, Rotary};
@@ -20,6 +22,8 @@ pub struct GqaModel {
     cfg: GqaConfig,
     params: ParamStore,
     device: Device,
+    /// How the model is computed: chosen once, when it is built ([`crate::compute`]).
+    engine: Engine,
     input_projection: Option<Linear>,
     blocks: Vec<GqaBlock>,
     final_norm: LayerNorm,
@@ -57,28 +61,63 @@ impl GqaModel {
             cfg.param_count_exact().saturating_mul(4),
         )?);
         let params = ParamStore::init(&crate::layout::model_layout(&cfg), cfg.seed, device)?;
+        let engine = Engine::for_params(device, &params);
+        Self::build(cfg, params, device, engine, memory, Default::default())
+    }
+
+    /// The layers over `params` (shared `Var`s), computed by `engine`.
+    fn build(
+        cfg: GqaConfig,
+        params: ParamStore,
+        device: &Device,
+        engine: Engine,
+        memory: std::sync::Arc<crate::memory::Reservation>,
+        usage: std::sync::Arc<std::sync::RwLock<()>>,
+    ) -> Result<Self> {
         let input_projection = if cfg.has_input_projection() {
-            Some(Linear::from_store(&params, "input_projection")?)
+            Some(Linear::from_store(&params, "input_projection")?.with_engine(&engine))
         } else {
             None
         };
         let acfg = AttentionConfig::from_model(&cfg);
         let blocks = (0..cfg.num_layers)
-            .map(|l| GqaBlock::from_store(&acfg, &params, &format!("blocks.{l}."), device))
+            .map(|l| GqaBlock::from_store(&acfg, &params, &format!("blocks.{l}."), device, &engine))
             .collect::<Result<Vec<_>>>()?;
-        let final_norm = LayerNorm::from_store(&params, "final_norm")?;
+        let final_norm = LayerNorm::from_store(&params, "final_norm")?.with_engine(&engine);
         let rope = acfg.rope_plan();
         Ok(GqaModel {
             cfg,
             params,
             device: device.clone(),
+            engine,
             input_projection,
             blocks,
             final_norm,
             rope,
             _memory: memory,
-            usage: Default::default(),
+            usage,
         })
+    }
+
+    /// This model (the same weights, shared) computed by `engine`: e.g.
+    /// `Engine::Reference(Device::Cpu)` to compare the two implementations.
+    ///
+    /// # Errors
+    /// [`Error::MissingParameter`] (a bug).
+    pub fn with_engine(&self, engine: Engine) -> Result<Self> {
+        Self::build(
+            self.cfg.clone(),
+            self.params.clone(),
+            &self.device,
+            engine,
+            self._memory.clone(),
+            self.usage.clone(),
+        )
+    }
+
+    /// How this model is computed.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// The options.
@@ -172,117 +211,11 @@ impl GqaModel {
         self.forward_impl(x, lengths, None, false)
     }
 
-    /// Whether inference runs on the fused CPU engine ([`crate::kernels::engine`]): parameters
-    /// on the CPU in f32 and the reference kernels not forced.
-    pub(crate) fn engine_applies(&self) -> bool {
-        self.device.is_cpu()
-            && !crate::kernels::reference_kernels()
-            && self.params.iter().all(|(_, v)| v.dtype() == DType::F32)
-    }
-
-    /// Inference on the fused CPU engine: `x: [B,T,E]` row-major, validated lengths.
-    fn engine_forward(
-        &self,
-        x: &[f32],
-        b: usize,
-        t: usize,
-        lengths: Option<&[usize]>,
-    ) -> Result<Vec<f32>> {
-        use crate::kernels::engine::{self, EngineOutput};
-        let out = match self.cfg.output_mode {
-            OutputMode::All => EngineOutput::All,
-            OutputMode::LastTimestep => EngineOutput::Last,
-            OutputMode::MeanPool => EngineOutput::Mean,
-        };
-        let rot = self.rotary(t)?;
-        // The weights' read guards are taken on the compute pool, never while waiting for it: a
-        // training step of this model holds a pool worker while it waits for their write guard.
-        crate::kernels::threads::install(|| {
-            self.with_engine(rot.as_ref(), |dims, w, rope| {
-                engine::forward(dims, w, rope, x, b, t, lengths, out)
-            })
-        })
-    }
-
-    /// Runs `f` with the parameters (and `rot`'s tables) as slices for the fused CPU engine
-    /// (call only when [`GqaModel::engine_applies`]).
-    pub(crate) fn with_engine<R>(
-        &self,
-        rot: Option<&Rotary>,
-        f: impl FnOnce(
-            crate::kernels::engine::EngineDims,
-            &crate::kernels::engine::WeightsRef<'_>,
-            Option<crate::kernels::engine::RopeRef<'_>>,
-        ) -> Result<R>,
-    ) -> Result<R> {
-        use crate::kernels::engine::{
-            BlockRef, EngineDims, LinearRef, NormRef, RopeRef, WeightsRef,
-        };
-        use crate::layout::{BlockModule, PARAMS_PER_BLOCK};
-        let cfg = &self.cfg;
-        let tensors: Vec<Tensor> = self
-            .params
-            .iter()
-            .map(|(_, v)| v.as_detached_tensor())
-            .collect();
-        let rot_t: Vec<Tensor> = rot
-            .iter()
-            .flat_map(|r| [r.cos().clone(), r.sin().clone()])
-            .collect();
-        let dims = EngineDims {
-            embed: cfg.embed_dim,
-            hidden: cfg.hidden_size,
-            heads: cfg.num_heads,
-            kv_heads: cfg.num_kv_heads,
-            head_dim: cfg.head_dim(),
-            ffn: 4 * cfg.hidden_size,
-        };
-        let has_input = self.input_projection.is_some();
-        crate::kernels::fused::with_slices(&tensors, |p| {
-            crate::kernels::fused::with_slices(&rot_t, |r| {
-                let lin = |i: usize| LinearRef {
-                    w: p[i],
-                    b: p[i + 1],
-                };
-                let norm = |i: usize| NormRef {
-                    g: p[i],
-                    b: p[i + 1],
-                };
-                let first = if has_input { 2 } else { 0 };
-                let blocks = (0..cfg.num_layers)
-                    .map(|l| {
-                        let at = |m: BlockModule| first + l * PARAMS_PER_BLOCK + m.first_param();
-                        BlockRef {
-                            attn_norm: norm(at(BlockModule::AttnNorm)),
-                            q: lin(at(BlockModule::QProj)),
-                            k: lin(at(BlockModule::KProj)),
-                            v: lin(at(BlockModule::VProj)),
-                            out: lin(at(BlockModule::OutProj)),
-                            ffn_norm: norm(at(BlockModule::FfnNorm)),
-                            up: lin(at(BlockModule::FfnUp)),
-                            down: lin(at(BlockModule::FfnDown)),
-                        }
-                    })
-                    .collect();
-                let w = WeightsRef {
-                    input: has_input.then(|| lin(0)),
-                    blocks,
-                    final_norm: norm(first + cfg.num_layers * PARAMS_PER_BLOCK),
-                };
-                let rope = (r.len() == 2).then(|| RopeRef {
-                    cos: r[0],
-                    sin: r[1],
-                });
-                f(dims, &w, rope)
-            })
-        })
-    }
-
     fn forward_impl(
         &self,
         x: &Tensor,
         lengths: Option<&[usize]>,
-        mut dropout: Option<&mut Dropout>,
+        dropout: Option<&mut Dropout>,
         track: bool,
     ) -> Result<Tensor> {
         let dims = x.dims().to_vec();
@@ -319,12 +252,9 @@ impl GqaModel {
             return Ok(Tensor::zeros(shape, DType::F32, &self.device)?);
         }
         check_f32_buffer("ffn activations", &[b, t, 4 * h_dim])?;
-        let _working = self.reserve_forward_path(
-            b,
-            t,
-            !(x.device().is_cpu() && self.engine_applies()) || track || dropout.is_some(),
-            track,
-        )?;
+        let graph = track || dropout.is_some();
+        let _working =
+            self.reserve_forward_path(b, t, self.engine.materialises_scores(graph), track)?;
         let x = if x.dtype() == DType::F32 {
             x.clone()
         } else {
@@ -335,23 +265,31 @@ impl GqaModel {
         } else {
             None
         };
-        if !track && dropout.is_none() && x.device().is_cpu() && self.engine_applies() {
-            let data = x.flatten_all()?.to_vec1::<f32>()?;
-            let y = self.engine_forward(&data, b, t, lengths)?;
-            let shape = if self.cfg.output_mode == OutputMode::All {
-                vec![b, t, h_dim]
-            } else {
-                vec![b, h_dim]
-            };
-            return Ok(Tensor::from_vec(y, shape, &self.device)?);
-        }
+        self.engine
+            .forward(self, &x, &Mask::padded(t, lengths), dropout, track)
+    }
+
+    /// The forward on the layers' candle ops (the reference implementation's forward, and any
+    /// forward that builds a graph): `x: [B,T,E]` f32 under `mask` ([`Mask::padded`]).
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`] for the score buffer; backend errors.
+    pub(crate) fn forward_layers(
+        &self,
+        x: &Tensor,
+        mask: &Mask,
+        mut dropout: Option<&mut Dropout>,
+        track: bool,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
         check_f32_buffer("attention scores", &[b, self.cfg.num_heads, t, t])?;
-        let x = zero_padded(&x, lengths)?;
+        let ls: Vec<usize> = (0..b).map(|i| mask.key_len(i)).collect();
+        let lengths = has_padding(t, Some(&ls)).then_some(ls.as_slice());
+        let x = zero_padded(x, lengths)?;
         let mut h = self.project_input(&x, track)?;
-        let mask = AttnMask::causal(b, t, t, 0, lengths, &self.device)?;
         let rot = self.rotary(t)?;
         for block in &self.blocks {
-            h = block.forward(&h, &mask, rot.as_ref(), dropout.as_deref_mut(), track)?;
+            h = block.forward(&h, mask, rot.as_ref(), dropout.as_deref_mut(), track)?;
         }
         let h = self.final_norm.forward(&h, track)?;
         self.output(&h, lengths)
@@ -517,18 +455,16 @@ impl GqaModel {
             return Ok((Vec::new(), out_dims));
         }
         check_f32_buffer("ffn activations", &[b, t, 4 * h])?;
-        let _working = self.reserve_forward(b, t, !self.engine_applies())?;
-        if self.engine_applies() {
-            let lengths = if has_padding(t, lengths) {
-                lengths
-            } else {
-                None
-            };
-            return Ok((self.engine_forward(data, b, t, lengths)?, out_dims));
-        }
-        check_f32_buffer("attention scores", &[b, self.cfg.num_heads, t, t])?;
+        let _working = self.reserve_forward(b, t, self.engine.materialises_scores(false))?;
+        let lengths = if has_padding(t, lengths) {
+            lengths
+        } else {
+            None
+        };
         let x = Tensor::from_slice(data, (b, t, self.cfg.embed_dim), &self.device)?;
-        let y = self.forward(&x, lengths)?;
+        let y = self
+            .engine
+            .forward(self, &x, &Mask::padded(t, lengths), None, false)?;
         Ok((y.flatten_all()?.to_vec1::<f32>()?, out_dims))
     }
 }

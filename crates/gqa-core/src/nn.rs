@@ -1,13 +1,14 @@
 //! The two parameterised building blocks: `nn.Linear`-style dense layers and LayerNorm.
 //!
-//! Both hold candle [`Var`]s shared with the model's [`crate::ParamStore`]. Every forward takes
-//! `track`: `true` builds the autograd graph through the `Var`s (training), `false` uses
+//! Both hold candle [`Var`]s shared with the model's [`crate::ParamStore`] and the
+//! [`Engine`] that computes them (chosen once with the model, [`crate::compute`]). Every forward
+//! takes `track`: `true` builds the autograd graph through the `Var`s (training), `false` uses
 //! detached views of the same storage (inference: no graph, intermediates freed early).
 
-use candle_core::{Tensor, Var, D};
+use candle_core::{Tensor, Var};
 
+use crate::compute::{Engine, Epilogue};
 use crate::error::Result;
-use crate::kernels::fused;
 use crate::params::ParamStore;
 
 /// The tensor of a `Var`, attached to the graph (`track`) or detached.
@@ -26,9 +27,27 @@ pub struct Linear {
     pub weight: Var,
     /// `[out]`.
     pub bias: Var,
+    engine: Engine,
 }
 
 impl Linear {
+    /// The layer over `weight: [out, in]` and `bias: [out]`, computed by
+    /// [`Engine::select`] for their device.
+    pub fn new(weight: Var, bias: Var) -> Self {
+        let engine = engine_of(&weight, &bias);
+        Linear {
+            weight,
+            bias,
+            engine,
+        }
+    }
+
+    /// This layer computed by `engine`.
+    pub fn with_engine(mut self, engine: &Engine) -> Self {
+        self.engine = engine.clone();
+        self
+    }
+
     /// The layer whose parameters are `{name}.weight` and `{name}.bias` in `store` (the same
     /// `Var`s, so training the store trains the layer); the store is built from the parameter
     /// table ([`crate::layout`], [`ParamStore::init`]).
@@ -36,10 +55,10 @@ impl Linear {
     /// # Errors
     /// [`crate::Error::MissingParameter`] when the store lacks either.
     pub fn from_store(store: &ParamStore, name: &str) -> Result<Self> {
-        Ok(Linear {
-            weight: store.get(&format!("{name}.weight"))?.clone(),
-            bias: store.get(&format!("{name}.bias"))?.clone(),
-        })
+        Ok(Linear::new(
+            store.get(&format!("{name}.weight"))?.clone(),
+            store.get(&format!("{name}.bias"))?.clone(),
+        ))
     }
 
     /// `x: [..., in]` -> `[..., out]`.
@@ -47,17 +66,13 @@ impl Linear {
     /// # Errors
     /// [`crate::Error::Backend`] on shape mismatch (a bug) or backend failure.
     pub fn forward(&self, x: &Tensor, track: bool) -> Result<Tensor> {
+        self.apply(x, Epilogue::None, track)
+    }
+
+    fn apply(&self, x: &Tensor, epi: Epilogue<'_>, track: bool) -> Result<Tensor> {
         let w = value(&self.weight, track);
         let b = value(&self.bias, track);
-        if !track && fused::fused_ok(x) {
-            return fused::linear(x, &w, &b, None, false);
-        }
-        let (out, inp) = w.dims2()?;
-        let mut dims = x.dims().to_vec();
-        let rows: usize = dims[..dims.len() - 1].iter().product();
-        let y = x.reshape((rows, inp))?.matmul(&w.t()?)?.broadcast_add(&b)?;
-        *dims.last_mut().expect("rank >= 1") = out;
-        Ok(y.reshape(dims)?)
+        self.engine.layer(track).linear(x, &w, &b, epi)
     }
 
     /// `GELU(x W^T + b)` with the exact GELU `x * 0.5 * (1 + erf(x / sqrt(2)))`: candle's
@@ -66,16 +81,7 @@ impl Linear {
     /// # Errors
     /// As [`Linear::forward`].
     pub fn forward_gelu(&self, x: &Tensor, track: bool) -> Result<Tensor> {
-        if !track && fused::fused_ok(x) {
-            return fused::linear(
-                x,
-                &value(&self.weight, false),
-                &value(&self.bias, false),
-                None,
-                true,
-            );
-        }
-        Ok(self.forward(x, track)?.gelu_erf()?)
+        self.apply(x, Epilogue::Gelu, track)
     }
 
     /// `residual + (x W^T + b)` (`residual: [..., out]`): the bias and the residual add are one
@@ -84,16 +90,7 @@ impl Linear {
     /// # Errors
     /// As [`Linear::forward`]; shape mismatch of `residual`.
     pub fn forward_residual(&self, x: &Tensor, residual: &Tensor, track: bool) -> Result<Tensor> {
-        if !track && fused::fused_ok(x) {
-            return fused::linear(
-                x,
-                &value(&self.weight, false),
-                &value(&self.bias, false),
-                Some(residual),
-                false,
-            );
-        }
-        Ok((residual + self.forward(x, track)?)?)
+        self.apply(x, Epilogue::Residual(residual), track)
     }
 }
 
@@ -105,6 +102,7 @@ pub struct LayerNorm {
     pub weight: Var,
     /// beta `[H]`.
     pub bias: Var,
+    engine: Engine,
 }
 
 /// LayerNorm epsilon.
@@ -118,10 +116,24 @@ impl LayerNorm {
     /// [`crate::Error::MissingParameter`] when the store lacks either.
     pub fn from_store(store: &ParamStore, name: &str) -> Result<Self> {
         let l = Linear::from_store(store, name)?;
-        Ok(LayerNorm {
-            weight: l.weight,
-            bias: l.bias,
-        })
+        Ok(LayerNorm::new(l.weight, l.bias))
+    }
+
+    /// The LayerNorm of gamma and beta (`[H]` each), computed by [`Engine::select`] for their
+    /// device.
+    pub fn new(weight: Var, bias: Var) -> Self {
+        let engine = engine_of(&weight, &bias);
+        LayerNorm {
+            weight,
+            bias,
+            engine,
+        }
+    }
+
+    /// This LayerNorm computed by `engine`.
+    pub fn with_engine(mut self, engine: &Engine) -> Self {
+        self.engine = engine.clone();
+        self
     }
 
     /// `x: [..., H]` -> `[..., H]`.
@@ -131,16 +143,13 @@ impl LayerNorm {
     pub fn forward(&self, x: &Tensor, track: bool) -> Result<Tensor> {
         let g = value(&self.weight, track);
         let b = value(&self.bias, track);
-        if !track && fused::fused_ok(x) {
-            return fused::layer_norm(x, &g, &b, LAYER_NORM_EPS);
-        }
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let xc = x.broadcast_sub(&mean)?;
-        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-        let inv = (var + LAYER_NORM_EPS)?.sqrt()?.recip()?;
-        Ok(xc
-            .broadcast_mul(&inv)?
-            .broadcast_mul(&g)?
-            .broadcast_add(&b)?)
+        self.engine
+            .layer(track)
+            .layer_norm(x, &g, &b, LAYER_NORM_EPS)
     }
+}
+
+/// The engine of a layer built from two parameters alone (see [`Engine::select`]).
+fn engine_of(weight: &Var, bias: &Var) -> Engine {
+    Engine::select(weight.device(), [weight.dtype(), bias.dtype()])
 }

@@ -10,11 +10,11 @@
 //!   `len_b..=len_b+i` (the causal mask of the full sequence, aligned to the cache);
 //! - cache slots at or beyond a row's length are never read, so stale or NaN values there
 //!   cannot reach an output (a `-inf` score times a NaN value would still give NaN in a
-//!   matmul, hence no masking of unused slots is relied on). On the CPU (f32) the fused
-//!   kernel ([`crate::kernels::fused::attention`]) takes per-row query offsets and key lengths
-//!   and stops at each row's length; otherwise (other devices, `GQA_REFERENCE_KERNELS=1`)
-//!   candle ops multiply with views narrowed to the used length (when rows differ in length,
-//!   each row is attended separately over its own length).
+//!   matmul, hence no masking of unused slots is relied on). The push's
+//!   [`crate::mask::Mask`] (`Mask::rows(lengths, totals)`) gives per-row query offsets and
+//!   key lengths; the model's engine ([`crate::compute`]) keeps the cache and computes the push:
+//!   the fused kernels stop at each row's length, the reference ops multiply with views narrowed
+//!   to the used length (when rows differ in length, each row over its own length).
 //!
 //! After each push the outputs equal [`GqaModel::forward`] over the prefix pushed so far
 //! (within float rounding: the cached path multiplies smaller matrices than the full pass).
@@ -24,17 +24,13 @@
 //! the time of each push, so changing the weights between pushes leaves the cache stale
 //! (call [`Session::reset`]).
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::Device;
 
+use crate::compute::{KvCache, Push};
 use crate::config::{GqaConfig, OutputMode};
 use crate::error::{check_f32_buffer, Error, Result};
-use crate::input::zero_padded;
-use crate::kernels::fused;
 use crate::model::GqaModel;
 use crate::rope::Rotary;
-
-/// K and V per layer, `[B, NKV, C, D]` f32 each (the fused engine's cache).
-type HostCache = (Vec<Vec<f32>>, Vec<Vec<f32>>);
 
 /// A batched KV-cache session: `B` sequences (rows) of up to `capacity` positions each, with
 /// independent lengths.
@@ -48,13 +44,9 @@ pub struct Session {
     capacity: usize,
     /// Cached positions per row.
     lengths: Vec<usize>,
-    /// Per layer: K after rotary `[B, NKV, capacity, D]` f32.
-    k: Vec<Tensor>,
-    /// Per layer: V `[B, NKV, capacity, D]` f32.
-    v: Vec<Tensor>,
-    /// The cache of the fused CPU engine (K and V per layer, `[B, NKV, C, D]` f32 on the host),
-    /// used instead of `k`/`v` when the model runs on the engine at creation.
-    host: Option<HostCache>,
+    /// Per layer K after rotary and V, `[B, NKV, capacity, D]` f32 each, kept by the model's
+    /// engine ([`crate::compute`]).
+    cache: KvCache,
     /// Rotary tables for positions `0..capacity` (None without rope/yarn).
     rotary: Option<Rotary>,
     /// `[B*H]`: final hidden state (after `final_norm`) at each row's newest position.
@@ -103,31 +95,7 @@ impl Session {
             .rope_plan()
             .map(|p| p.rotary(0, max_len, &device))
             .transpose()?;
-        let mut k = Vec::with_capacity(layers);
-        let mut v = Vec::with_capacity(layers);
-        let host = if model.engine_applies() {
-            let n = batch * nkv * max_len * d;
-            let zeroed = || {
-                (0..layers)
-                    .map(|_| crate::memory::try_zeroed_f32("kv cache", n))
-                    .collect::<Result<Vec<_>>>()
-            };
-            Some((zeroed()?, zeroed()?))
-        } else {
-            for _ in 0..layers {
-                k.push(Tensor::zeros(
-                    (batch, nkv, max_len, d),
-                    DType::F32,
-                    &device,
-                )?);
-                v.push(Tensor::zeros(
-                    (batch, nkv, max_len, d),
-                    DType::F32,
-                    &device,
-                )?);
-            }
-            None
-        };
+        let cache = model.engine().new_cache(model, batch, max_len)?;
         let h = cfg.hidden_size;
         Ok(Session {
             cfg,
@@ -135,9 +103,7 @@ impl Session {
             batch,
             capacity: max_len,
             lengths: vec![0; batch],
-            k,
-            v,
-            host,
+            cache,
             rotary,
             last: vec![0.0; batch * h],
             sum: vec![0.0; batch * h],
@@ -178,15 +144,7 @@ impl Session {
     /// Bytes allocated for the K and V caches of all layers (f32 elements of every cache
     /// tensor times 4) = `B * capacity * kv_cache_bytes_per_token()`.
     pub fn kv_cache_bytes(&self) -> u64 {
-        match &self.host {
-            Some((k, v)) => k.iter().chain(v).map(|c| c.len() as u64 * 4).sum(),
-            None => self
-                .k
-                .iter()
-                .chain(&self.v)
-                .map(|t| t.elem_count() as u64 * 4)
-                .sum(),
-        }
+        self.cache.bytes()
     }
 
     /// Cache bytes per cached token and row: `2 * numLayers * numKvHeads * headDim * 4`
@@ -219,28 +177,7 @@ impl Session {
     /// [`Error::Backend`] from candle.
     #[doc(hidden)]
     pub fn poison_unused(&mut self) -> Result<()> {
-        let (nkv, d) = (self.cfg.num_kv_heads, self.cfg.head_dim());
-        for (b, &len) in self.lengths.iter().enumerate() {
-            let free = self.capacity - len;
-            if free == 0 {
-                continue;
-            }
-            if let Some((k, v)) = &mut self.host {
-                let cap = self.capacity;
-                for layer in k.iter_mut().chain(v.iter_mut()) {
-                    for kh in 0..nkv {
-                        let base = ((b * nkv + kh) * cap + len) * d;
-                        layer[base..base + free * d].fill(f32::NAN);
-                    }
-                }
-                continue;
-            }
-            let nan = Tensor::full(f32::NAN, (1, nkv, free, d), &self.device)?;
-            for t in self.k.iter().chain(&self.v) {
-                t.narrow(0, b, 1)?.slice_set(&nan, 2, len)?;
-            }
-        }
-        Ok(())
+        self.cache.poison_unused(&self.lengths, self.capacity)
     }
 
     /// Pushes a chunk of new positions for every row and returns the model's output after it.
@@ -286,6 +223,85 @@ impl Session {
     ) -> Result<(Vec<f32>, Vec<usize>)> {
         crate::testing::panic_point("push");
         let _use = model.read_use();
+        let (t, ns) = self.check_push(model, chunk, dims, row_lengths)?;
+        let cfg = self.cfg.clone();
+        let cfg = &cfg;
+        let b = self.batch;
+        let totals: Vec<usize> = self.lengths.iter().zip(&ns).map(|(l, n)| l + n).collect();
+        let lmax = totals.iter().copied().max().unwrap_or(0);
+        let h_dim = cfg.hidden_size;
+        // The working set of the path the cache's engine takes (score matrices materialised on
+        // the reference path).
+        let _working = crate::memory::reserve_work(
+            "push activations",
+            model.work_dims(b, t, lmax, 0),
+            if self.cache.materialises_scores() {
+                crate::memory::WorkPath::Candle
+            } else {
+                crate::memory::WorkPath::Engine
+            },
+        )?;
+        if self.cache.materialises_scores() {
+            check_f32_buffer("attention scores", &[b, cfg.num_heads, t, lmax])?;
+        }
+        check_f32_buffer("ffn activations", &[b, t, 4 * h_dim])?;
+        let per_position = all_positions || cfg.output_mode == OutputMode::All;
+        let out_dims = if per_position {
+            vec![b, t, h_dim]
+        } else {
+            vec![b, h_dim]
+        };
+        if b == 0 {
+            return Ok((Vec::new(), out_dims));
+        }
+        // Dynamic NTK (transformers' `dynamic_rope_update`): the new positions are rotated with
+        // the frequencies of the sequence length after this push, `max(totals)`, once it exceeds
+        // the threshold; keys already cached keep theirs. Only the rows the push reads
+        // (`min(lengths)..min(max(lengths)+t, capacity)`) are computed.
+        let dynamic = match model.rope_plan() {
+            Some(p)
+                if ns.iter().any(|&c| c > 0)
+                    && p.dynamic_threshold().is_some_and(|th| lmax > th) =>
+            {
+                let from = self.lengths.iter().copied().min().unwrap_or(0);
+                let end = (self.lengths.iter().copied().max().unwrap_or(0) + t).min(self.capacity);
+                Some(p.rotary_rows(lmax, end, from, &self.device)?)
+            }
+            _ => None,
+        };
+        // (A cheap clone: candle tensors share their storage.)
+        let rot = dynamic.or_else(|| self.rotary.clone());
+        let rot = rot.as_ref();
+        let hidden = if !ns.iter().any(|&c| c > 0) {
+            Vec::new()
+        } else {
+            let p = Push {
+                x: chunk,
+                t,
+                new: &ns,
+                cached: &self.lengths,
+                totals: &totals,
+                capacity: self.capacity,
+                rotary: rot,
+            };
+            self.cache.push(model, p)?
+        };
+
+        // Outputs on the host (validated above; nothing below can fail).
+        let out = self.outputs(&hidden, t, &ns, &totals, per_position, all_positions);
+        self.lengths = totals;
+        Ok((out, out_dims))
+    }
+
+    /// Validates a push (see [`Session::push`]'s errors) and returns `t` and the new valid
+    /// positions per row.
+    fn check_push(
+        &self,
+        model: &GqaModel,
+        chunk: &[f32],
+        dims: &[usize],
+        row_lengths: Option<&[usize]>,
+    ) -> Result<(usize, Vec<usize>)> {
         let cfg = self.cfg.clone();
         let cfg = &cfg;
         if model.config() != cfg || !model.device().same_device(&self.device) {
@@ -365,64 +381,22 @@ impl Session {
                 });
             }
         }
-        let totals: Vec<usize> = self.lengths.iter().zip(&ns).map(|(l, n)| l + n).collect();
-        let lmax = totals.iter().copied().max().unwrap_or(0);
-        let h_dim = cfg.hidden_size;
-        let scores: &[usize] = if self.host.is_none() {
-            &[2, b, cfg.num_heads, t, lmax]
-        } else {
-            &[0]
-        };
-        let _working = crate::memory::reserve_work(
-            "push activations",
-            model.work_dims(b, t, lmax, 0),
-            if scores.len() > 1 {
-                crate::memory::WorkPath::Candle
-            } else {
-                crate::memory::WorkPath::Engine
-            },
-        )?;
-        if self.host.is_none() {
-            check_f32_buffer("attention scores", &[b, cfg.num_heads, t, lmax])?;
-        }
-        check_f32_buffer("ffn activations", &[b, t, 4 * h_dim])?;
-        let per_position = all_positions || cfg.output_mode == OutputMode::All;
-        let out_dims = if per_position {
-            vec![b, t, h_dim]
-        } else {
-            vec![b, h_dim]
-        };
-        if b == 0 {
-            return Ok((Vec::new(), out_dims));
-        }
-        // Dynamic NTK (transformers' `dynamic_rope_update`): the new positions are rotated with
-        // the frequencies of the sequence length after this push, `max(totals)`, once it exceeds
-        // the threshold; keys already cached keep theirs. Only the rows the push reads
-        // (`min(lengths)..min(max(lengths)+t, capacity)`) are computed.
-        let dynamic = match model.rope_plan() {
-            Some(p)
-                if ns.iter().any(|&c| c > 0)
-                    && p.dynamic_threshold().is_some_and(|th| lmax > th) =>
-            {
-                let from = self.lengths.iter().copied().min().unwrap_or(0);
-                let end = (self.lengths.iter().copied().max().unwrap_or(0) + t).min(self.capacity);
-                Some(p.rotary_rows(lmax, end, from, &self.device)?)
-            }
-            _ => None,
-        };
-        // (A cheap clone: candle tensors share their storage.)
-        let rot = dynamic.or_else(|| self.rotary.clone());
-        let rot = rot.as_ref();
-        let hidden = if !ns.iter().any(|&c| c > 0) {
-            Vec::new()
-        } else if self.host.is_some() {
-            self.run_engine(model, chunk, t, &ns, rot)?
-        } else {
-            self.run(model, chunk, t, &ns, &totals, rot)?
-        };
+        Ok((t, ns))
+    }
 
-        // Outputs on the host (validated above; nothing below can fail).
-        let mode = cfg.output_mode;
+    /// The push's outputs from the final hidden states `hidden: [B, t, H]` (see
+    /// [`Session::push`]), updating the newest-position and running-sum state.
+    fn outputs(
+        &mut self,
+        hidden: &[f32],
+        t: usize,
+        ns: &[usize],
+        totals: &[usize],
+        per_position: bool,
+        all_positions: bool,
+    ) -> Vec<f32> {
+        let (b, h_dim) = (self.batch, self.cfg.hidden_size);
+        let mode = self.cfg.output_mode;
         let mut out = vec![
             0f32;
             if per_position {
@@ -463,219 +437,6 @@ impl Session {
                 }
             }
         }
-        self.lengths = totals;
-        Ok((out, out_dims))
+        out
     }
-
-    /// Runs the new positions through every layer, writing their K/V into the cache at
-    /// `lengths[b]..totals[b]` (the lengths themselves are not changed here). Returns the final
-    /// hidden states `[B, t, H]` (after `final_norm`) row-major; entries at positions
-    /// `>= ns[b]` are meaningless.
-    /// One push on the fused CPU engine ([`crate::kernels::engine::cached_step`]): no candle
-    /// tensor per op, K/V written straight into the host cache.
-    fn run_engine(
-        &mut self,
-        model: &GqaModel,
-        chunk: &[f32],
-        t: usize,
-        ns: &[usize],
-        rot: Option<&Rotary>,
-    ) -> Result<Vec<f32>> {
-        let (b, cap) = (self.batch, self.capacity);
-        let cached = self.lengths.clone();
-        let Some((k, v)) = self.host.as_mut() else {
-            return Err(Error::Internal("session: no host cache".into()));
-        };
-        // Guards on the pool, as in `GqaModel::engine_forward`.
-        crate::kernels::threads::install(|| {
-            model.with_engine(rot, |dims, w, rope| {
-                crate::kernels::engine::cached_step(
-                    dims,
-                    w,
-                    rope,
-                    chunk,
-                    b,
-                    t,
-                    ns,
-                    &cached,
-                    crate::kernels::engine::KvCache {
-                        k,
-                        v,
-                        capacity: cap,
-                    },
-                )
-            })
-        })
-    }
-
-    fn run(
-        &self,
-        model: &GqaModel,
-        chunk: &[f32],
-        t: usize,
-        ns: &[usize],
-        totals: &[usize],
-        rot: Option<&Rotary>,
-    ) -> Result<Vec<f32>> {
-        let cfg = &self.cfg;
-        let (b, e) = (self.batch, cfg.embed_dim);
-        let x = Tensor::from_slice(chunk, (b, t, e), &self.device)?;
-        let x = if ns.iter().any(|&c| c < t) {
-            zero_padded(&x, Some(ns))?
-        } else {
-            x
-        };
-        let mut h = model.project_input(&x, false)?;
-        // Per-row rotary tables [B, 1, t, D/2] for positions lengths[b] + i (clamped for the
-        // ignored positions i >= ns[b], whose positions may lie past the capacity).
-        let rot = match rot {
-            Some(r) => {
-                let mut idx = Vec::with_capacity(b * t);
-                for &len in &self.lengths {
-                    idx.extend((0..t).map(|i| (len + i).min(self.capacity - 1) as u32));
-                }
-                let idx = Tensor::from_vec(idx, b * t, &self.device)?;
-                let half = cfg.head_dim() / 2;
-                let cos = r.cos().index_select(&idx, 0)?.reshape((b, 1, t, half))?;
-                let sin = r.sin().index_select(&idx, 0)?.reshape((b, 1, t, half))?;
-                Some((cos, sin))
-            }
-            None => None,
-        };
-        let lmax = totals.iter().copied().max().unwrap_or(0);
-        // CPU f32: the fused kernel reads the narrowed cache views through strides, with per-row
-        // query offsets and key lengths, and never reads a key at or beyond a row's length.
-        let use_fused = fused::fused_ok(&h);
-        let equal = totals.iter().all(|&l| l == totals[0]);
-        let scale = 1.0 / (cfg.head_dim() as f64).sqrt();
-        // Masks (candle-ops path) do not depend on the layer: build them once.
-        let batch_mask = if equal && !use_fused {
-            causal_bias(&self.lengths, ns, totals, t, &self.device)?
-        } else {
-            None
-        };
-        let mut row_masks = Vec::new();
-        if !equal && !use_fused {
-            for row in 0..b {
-                row_masks.push(causal_bias(
-                    &self.lengths[row..=row],
-                    &ns[row..=row],
-                    &totals[row..=row],
-                    t,
-                    &self.device,
-                )?);
-            }
-        }
-        for (layer, block) in model.blocks().iter().enumerate() {
-            let a = block.attn_norm.forward(&h, false)?;
-            let (q, k, v) = block.attn.qkv(&a, None, 0, false)?;
-            let (q, k) = match &rot {
-                Some((cos, sin)) => (
-                    crate::rope::rotate_half(&q, cos, sin)?,
-                    crate::rope::rotate_half(&k, cos, sin)?,
-                ),
-                None => (q, k),
-            };
-            for (row, (&n, &len)) in ns.iter().zip(&self.lengths).enumerate() {
-                if n == 0 {
-                    continue;
-                }
-                for (src, cache) in [(&k, &self.k[layer]), (&v, &self.v[layer])] {
-                    let s = src.narrow(0, row, 1)?.narrow(2, 0, n)?.contiguous()?;
-                    cache.narrow(0, row, 1)?.slice_set(&s, 2, len)?;
-                }
-            }
-            let o = if use_fused {
-                let kc = self.k[layer].narrow(2, 0, lmax)?;
-                let vc = self.v[layer].narrow(2, 0, lmax)?;
-                fused::attention(&q, &kc, &vc, scale, &self.lengths, Some(totals), true)?
-            } else if equal {
-                let l = totals[0];
-                let kc = self.k[layer].narrow(2, 0, l)?;
-                let vc = self.v[layer].narrow(2, 0, l)?;
-                attention_over_cache(&q, &kc, &vc, batch_mask.as_ref(), scale)?
-            } else {
-                let mut rows = Vec::with_capacity(b);
-                for row in 0..b {
-                    let l = totals[row];
-                    if l == 0 {
-                        rows.push(Tensor::zeros(
-                            (1, t, cfg.q_dim()),
-                            DType::F32,
-                            &self.device,
-                        )?);
-                        continue;
-                    }
-                    let kc = self.k[layer].narrow(0, row, 1)?.narrow(2, 0, l)?;
-                    let vc = self.v[layer].narrow(0, row, 1)?.narrow(2, 0, l)?;
-                    rows.push(attention_over_cache(
-                        &q.narrow(0, row, 1)?,
-                        &kc,
-                        &vc,
-                        row_masks[row].as_ref(),
-                        scale,
-                    )?);
-                }
-                Tensor::cat(&rows, 0)?
-            };
-            let attn = block.attn.project_output(&o, false)?;
-            h = (h + attn)?;
-            h = block.ffn_residual(&h, None, false)?;
-        }
-        let h = model.final_norm(&h, false)?;
-        Ok(h.flatten_all()?.to_vec1::<f32>()?)
-    }
-}
-
-/// Additive causal bias `[MB, t, L]` (0 or `-inf`, `L = max(totals)`) aligned to the cache: new
-/// position `i < ns[b]` of row `b` sees keys `0..=lengths[b]+i`; ignored positions `i >= ns[b]`
-/// see the row's `totals[b]` keys. `None` when nothing is masked (e.g. one new position per row
-/// of equal lengths). `MB = 1` when all rows share `(length, ns)`.
-fn causal_bias(
-    lengths: &[usize],
-    ns: &[usize],
-    totals: &[usize],
-    t: usize,
-    device: &Device,
-) -> Result<Option<Tensor>> {
-    let l = totals.iter().copied().max().unwrap_or(0);
-    let shared = lengths.iter().zip(ns).all(|p| p == (&lengths[0], &ns[0]));
-    let rows = if shared { 1 } else { lengths.len() };
-    let mut m = Vec::with_capacity(rows * t * l);
-    let mut any = false;
-    for row in 0..rows {
-        for i in 0..t {
-            let visible = if i < ns[row] {
-                lengths[row] + i + 1
-            } else {
-                totals[row]
-            };
-            for j in 0..l {
-                let keep = j < visible;
-                any |= !keep;
-                m.push(if keep { 0f32 } else { f32::NEG_INFINITY });
-            }
-        }
-    }
-    if !any {
-        return Ok(None);
-    }
-    Ok(Some(Tensor::from_vec(m, (rows, t, l), device)?))
-}
-
-/// `softmax(q k^T * scale + bias) v` with query head `i` reading KV head `i / group`, as in
-/// [`crate::kernels::reference::attention`], but over cache views `k, v: [B, NKV, L, D]` that
-/// are narrowed (strided) and multiplied in place, without a contiguous copy of the cache.
-/// `q: [B, NH, t, D]`, `bias: [MB, t, L]`. Returns `o: [B, t, NH*D]`.
-fn attention_over_cache(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    bias: Option<&Tensor>,
-    scale: f64,
-) -> Result<Tensor> {
-    let (b, nh, t, d) = q.dims4()?;
-    let p = crate::kernels::reference::attention_probs(q, k, bias, scale)?;
-    let o = p.matmul(v)?.reshape((b, nh, t, d))?;
-    Ok(o.transpose(1, 2)?.contiguous()?.reshape((b, t, nh * d))?)
 }

@@ -4,6 +4,8 @@
 //!
 //! Everything runs in one test function: the kernel switches are process-wide.
 
+use gqa_core::candle_core::Device;
+use gqa_core::compute::Engine;
 use gqa_core::kernels::cpu::{self, SimdLevel};
 use gqa_core::kernels::{set_reference_kernels, threads};
 use gqa_core::{GqaConfig, GqaModel, OutputMode};
@@ -94,9 +96,8 @@ fn engine_matches_reference_on_every_simd_level_and_is_deterministic() {
     for (ci, c) in cases().iter().enumerate() {
         let model = GqaModel::new(c.cfg.clone()).unwrap();
         let x = pseudo(c.b * c.t * c.cfg.embed_dim, ci as u64);
-        set_reference_kernels(true);
-        let reference = run(&model, &x, c);
-        set_reference_kernels(false);
+        let reference_model = model.with_engine(Engine::Reference(Device::Cpu)).unwrap();
+        let reference = run(&reference_model, &x, c);
         for &level in &levels {
             cpu::set_max_simd(level);
             let fused = run(&model, &x, c);

@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use gqa_core::kernels::cpu::{self, AttentionDims};
 use gqa_core::kernels::{fused, reference};
 use gqa_core::nn::{LayerNorm, Linear};
-use gqa_core::{AttnMask, Rotary};
+use gqa_core::{Mask, Rotary};
 
 mod common;
 use common::{max_abs_diff, pseudo_amp};
@@ -58,13 +58,13 @@ fn check_attention(c: &Case, seed: u64) -> f32 {
         &[b, nkv, tk, d],
     );
     let scale = 1.0 / (d as f64).sqrt();
-    let mask = AttnMask::causal(b, tq, tk, offset, lengths, &Device::Cpu).unwrap();
-    let want = vals(&reference::attention(&q, &k, &v, mask.bias(), scale).unwrap());
-    let got = vals(&fused::attention(&q, &k, &v, scale, &[offset], lengths, false).unwrap());
+    let mask = Mask::causal(offset, tk, lengths);
+    let want = vals(&reference::attention(&q, &k, &v, &mask, scale).unwrap());
+    let got = vals(&fused::attention(&q, &k, &v, scale, &mask, false).unwrap());
     let mut worst = max_abs_diff(&want, &got);
     // Heads merged: [B, Tq, NH*D] equals the transposed reference.
-    let merged = fused::attention(&q, &k, &v, scale, &[offset], lengths, true).unwrap();
-    let want_merged = reference::attention(&q, &k, &v, mask.bias(), scale)
+    let merged = fused::attention(&q, &k, &v, scale, &mask, true).unwrap();
+    let want_merged = reference::attention(&q, &k, &v, &mask, scale)
         .unwrap()
         .transpose(1, 2)
         .unwrap();
@@ -322,8 +322,7 @@ fn fused_attention_reads_strided_cache_views_and_per_row_offsets() {
         &kc.narrow(2, 0, 20).unwrap(),
         &vc.narrow(2, 0, 20).unwrap(),
         scale,
-        &offsets,
-        Some(&key_lengths),
+        &Mask::rows(&offsets, &key_lengths),
         false,
     )
     .unwrap();
@@ -331,9 +330,9 @@ fn fused_attention_reads_strided_cache_views_and_per_row_offsets() {
         let l = key_lengths[row];
         let k = kc.narrow(0, row, 1).unwrap().narrow(2, 0, l).unwrap();
         let v = vc.narrow(0, row, 1).unwrap().narrow(2, 0, l).unwrap();
-        let mask = AttnMask::causal(1, 3, l, offsets[row], None, &Device::Cpu).unwrap();
-        let want = reference::attention(&q.narrow(0, row, 1).unwrap(), &k, &v, mask.bias(), scale)
-            .unwrap();
+        let mask = Mask::causal(offsets[row], l, None);
+        let want =
+            reference::attention(&q.narrow(0, row, 1).unwrap(), &k, &v, &mask, scale).unwrap();
         let w = max_abs_diff(&vals(&want), &vals(&got.narrow(0, row, 1).unwrap()));
         assert!(w <= TOL, "row {row}: max abs diff {w}");
     }
@@ -347,9 +346,9 @@ fn fused_attention_reads_strided_cache_views_and_per_row_offsets() {
     let vp = t(pseudo_amp(b * 9 * nkv * d, 12, 1.0), &[b, 9, nkv, d])
         .transpose(1, 2)
         .unwrap();
-    let mask = AttnMask::causal(b, 9, 9, 0, None, &Device::Cpu).unwrap();
-    let want = reference::attention(&qp, &kp, &vp, mask.bias(), scale).unwrap();
-    let got = fused::attention(&qp, &kp, &vp, scale, &[0], None, false).unwrap();
+    let mask = Mask::padded(9, None);
+    let want = reference::attention(&qp, &kp, &vp, &mask, scale).unwrap();
+    let got = fused::attention(&qp, &kp, &vp, scale, &mask, false).unwrap();
     assert!(max_abs_diff(&vals(&want), &vals(&got)) <= TOL);
 }
 
@@ -400,10 +399,10 @@ fn fused_attention_rejects_bad_shapes_and_zero_length_rows_give_zeros() {
 }
 
 fn linear(out: usize, inp: usize, seed: u64) -> Linear {
-    Linear {
-        weight: Var::from_vec(pseudo_amp(out * inp, seed, 0.3), (out, inp), &Device::Cpu).unwrap(),
-        bias: Var::from_vec(pseudo_amp(out, seed + 1, 1.0), out, &Device::Cpu).unwrap(),
-    }
+    Linear::new(
+        Var::from_vec(pseudo_amp(out * inp, seed, 0.3), (out, inp), &Device::Cpu).unwrap(),
+        Var::from_vec(pseudo_amp(out, seed + 1, 1.0), out, &Device::Cpu).unwrap(),
+    )
 }
 
 #[test]
@@ -444,10 +443,10 @@ fn fused_linear_bias_and_residual_match_candle() {
 #[test]
 fn fused_layer_norm_matches_candle_ops() {
     for (rows, w) in [(1usize, 1usize), (5, 7), (64, 256), (9, 520)] {
-        let ln = LayerNorm {
-            weight: Var::from_vec(pseudo_amp(w, 11, 1.5), w, &Device::Cpu).unwrap(),
-            bias: Var::from_vec(pseudo_amp(w, 12, 0.5), w, &Device::Cpu).unwrap(),
-        };
+        let ln = LayerNorm::new(
+            Var::from_vec(pseudo_amp(w, 11, 1.5), w, &Device::Cpu).unwrap(),
+            Var::from_vec(pseudo_amp(w, 12, 0.5), w, &Device::Cpu).unwrap(),
+        );
         // A large common offset stresses the variance computation.
         let x: Vec<f32> = pseudo_amp(rows * w, 13, 2.0)
             .into_iter()

@@ -2,9 +2,7 @@
 
 use candle_core::{Device, Tensor};
 use gqa_core::init::{glorot_bound, glorot_uniform};
-use gqa_core::{
-    AttentionConfig, AttnMask, Dropout, Error, GqaAttention, GqaConfig, GqaModel, OutputMode,
-};
+use gqa_core::{AttentionConfig, Dropout, Error, GqaAttention, GqaConfig, GqaModel, OutputMode};
 
 mod common;
 use common::pseudo;
@@ -550,20 +548,22 @@ fn forward_t_gradients_match_finite_differences() {
 
 #[test]
 fn attention_mask_keeps_key_zero_and_respects_lengths() {
-    let m = AttnMask::causal(2, 3, 3, 0, Some(&[2, 1]), &Device::Cpu).unwrap();
-    let v = m.bias().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let open: Vec<bool> = v.iter().map(|x| *x == 0.0).collect();
+    let m = gqa_core::Mask::padded(3, Some(&[2, 1]));
+    let open: Vec<bool> = (0..2)
+        .flat_map(|b| (0..3).flat_map(move |i| (0..3).map(move |j| (b, i, j))))
+        .map(|(b, i, j)| m.visible(b, i, j))
+        .collect();
     #[rustfmt::skip]
     let want = [true, false, false,  true, true, false,  true, true, false,
                 true, false, false,  true, false, false, true, false, false];
     assert_eq!(open, want);
     // With an offset (KV cache): query 0 at position 2 sees keys 0..=2.
-    let m = AttnMask::causal(1, 1, 4, 2, None, &Device::Cpu).unwrap();
-    let v = m.bias().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let m = gqa_core::Mask::causal(2, 4, None);
     assert_eq!(
-        v.iter().map(|x| *x == 0.0).collect::<Vec<_>>(),
+        (0..4).map(|j| m.visible(0, 0, j)).collect::<Vec<_>>(),
         [true, true, true, false]
     );
+    assert_eq!(m.keys_for(0, 0), 0..3);
 }
 
 #[test]

@@ -21,6 +21,7 @@ use super::cpu::{dispatch, exp_f32, fmadd, layer_norm_seq, par_for, two_phi, Out
 #[cfg(target_arch = "x86_64")]
 use super::cpu::{simd_level, SimdLevel};
 use crate::error::{Error, Result};
+use crate::mask::Mask;
 
 /// Rows per partial sum of a parameter-gradient reduction.
 pub const ROW_CHUNK: usize = 32;
@@ -320,8 +321,9 @@ pub struct AttnShape<'a> {
     pub kv_heads: usize,
     /// `D`.
     pub head_dim: usize,
-    /// Valid positions per sequence (`B` values in `1..=T`), or all `T`.
-    pub lengths: Option<&'a [usize]>,
+    /// Which keys each query row reads: [`Mask::padded`] over `T` (offset 0, valid positions
+    /// per sequence in `1..=T`; query rows past a sequence's length are padding).
+    pub mask: &'a Mask,
     /// Only the last valid query row of each sequence (`i = L_b - 1`) is computed (the last
     /// block under `last_timestep` output): the forward writes `o` and `lse` of those rows only,
     /// the backward reads `dout` of those rows only and writes `dq = 0` elsewhere.
@@ -339,7 +341,7 @@ impl AttnShape<'_> {
         self.qd() + 2 * self.kvd()
     }
     fn len(&self, b: usize) -> usize {
-        self.lengths.map_or(self.seq, |l| l[b])
+        self.mask.key_len(b)
     }
     fn check(&self, qkv: usize, o: usize, lse: usize) -> Result<()> {
         let m = self.batch * self.seq;
@@ -348,9 +350,9 @@ impl AttnShape<'_> {
             || qkv != m * self.wd()
             || o != m * self.qd()
             || lse != m * self.heads
-            || self
-                .lengths
-                .is_some_and(|l| l.len() != self.batch || l.iter().any(|&x| x < 1 || x > self.seq))
+            || self.mask.check(self.batch, self.seq).is_err()
+            || self.mask.window().is_some()
+            || (0..self.batch).any(|b| self.mask.offset(b) != 0 || self.len(b) < 1)
         {
             return Err(Error::Internal(format!(
                 "attention (training): {self:?}, qkv {qkv}, o {o}, lse {lse}"
@@ -398,22 +400,27 @@ type Lanes = [f32; W];
 /// [`R`] rows.
 struct TileRows {
     pos: Vec<usize>,
+    /// End of the visible keys of each position ([`Mask::keys_for`]).
+    ends: Vec<usize>,
     group: usize,
     h0: usize,
 }
 
 impl TileRows {
-    /// The rows of job (sequence of length `l`, KV head `kh`): positions `0..l`, or `l - 1`
+    /// The rows of job (sequence `b` of length `l`, KV head `kh`): positions `0..l`, or `l - 1`
     /// alone under `last_only`.
-    fn new(sh: &AttnShape<'_>, l: usize, kh: usize) -> Self {
+    fn new(sh: &AttnShape<'_>, b: usize, kh: usize) -> Self {
         let group = sh.heads / sh.kv_heads;
-        let pos = if sh.last_only {
+        let l = sh.len(b);
+        let pos: Vec<usize> = if sh.last_only {
             vec![l - 1]
         } else {
             (0..l).collect()
         };
+        let ends = pos.iter().map(|&i| sh.mask.keys_for(b, i).end).collect();
         TileRows {
             pos,
+            ends,
             group,
             h0: kh * group,
         }
@@ -424,13 +431,18 @@ impl TileRows {
         (self.pos[p / self.group], self.h0 + p % self.group)
     }
 
+    /// The end of row `p`'s visible keys.
+    fn end(&self, p: usize) -> usize {
+        self.ends[p / self.group]
+    }
+
     /// Tiles as `(first row, rows, key span)`: the key span covers the tile's last (largest)
     /// causal limit, rounded up to whole [`W`]-vectors.
     fn tiles(&self) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
         let pairs = self.pos.len() * self.group;
         (0..pairs).step_by(R).map(move |p0| {
             let nr = R.min(pairs - p0);
-            (p0, nr, (self.row(p0 + nr - 1).0 + 1).next_multiple_of(W))
+            (p0, nr, self.end(p0 + nr - 1).next_multiple_of(W))
         })
     }
 }
@@ -571,13 +583,13 @@ fn attn_fwd_job_impl<const FMA: bool>(
             }
         }
     }
-    let rows = TileRows::new(sh, l, kh);
+    let rows = TileRows::new(sh, b, kh);
     for (p0, nr, np) in rows.tiles() {
         sc.rows(d, np);
         let mut lim = [0usize; R];
         for (r, lr) in lim.iter_mut().enumerate().take(nr) {
             let (i, h) = rows.row(p0 + r);
-            *lr = i + 1;
+            *lr = rows.end(p0 + r);
             let q = &qkv[(base + i) * wd + h * d..(base + i) * wd + (h + 1) * d];
             for (a, &v) in sc.qs[r * d..(r + 1) * d].iter_mut().zip(q) {
                 *a = v * scale;
@@ -705,7 +717,7 @@ fn attn_bwd_job_impl<const FMA: bool>(
             dq_row(base + i, h).fill(0.0);
         }
     }
-    let rows = TileRows::new(sh, l, kh);
+    let rows = TileRows::new(sh, b, kh);
     for (p0, nr, np) in rows.tiles() {
         sc.rows(d, np);
         let mut lim = [0usize; R];
@@ -714,7 +726,7 @@ fn attn_bwd_job_impl<const FMA: bool>(
         for r in 0..nr {
             let (i, h) = rows.row(p0 + r);
             let row = base + i;
-            lim[r] = i + 1;
+            lim[r] = rows.end(p0 + r);
             lse_r[r] = lse[(b * sh.heads + h) * t + i];
             let q = &qkv[row * wd + h * d..row * wd + (h + 1) * d];
             let g = &dout[row * qd + h * d..row * qd + (h + 1) * d];

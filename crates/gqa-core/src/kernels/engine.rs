@@ -24,9 +24,10 @@
 
 use std::cell::RefCell;
 
-use super::cpu::{self, AttentionDims, CausalMask, HeadLayout};
+use super::cpu::{self, AttentionDims, HeadLayout};
 use super::gemm;
 use crate::error::{Error, Result};
+use crate::mask::Mask;
 
 /// `nn.Linear` parameters: `w: [out, in]` row-major, `b: [out]`.
 #[derive(Debug, Clone, Copy)]
@@ -255,11 +256,12 @@ fn qkv_projection(
     Ok(qkv)
 }
 
-/// The forward pass of SPEC section 2 for `x: [B, T, E]` (row-major), optional per-sequence
-/// lengths (`B` values in `1..=T`; padded input positions are ignored, NaN included).
+/// The forward pass of SPEC section 2 for `x: [B, T, E]` (row-major) under `mask` (offset 0,
+/// key lengths = the per-sequence lengths in `1..=T`; padded input positions are ignored, NaN
+/// included).
 ///
 /// # Shapes
-/// - `x`: `B*T*E` values; `lengths`: `B` values
+/// - `x`: `B*T*E` values; `mask`: [`Mask::padded`] over `T` positions
 /// - returns `[B, T, H]` ([`EngineOutput::All`], padded positions 0) or `[B, H]`
 ///
 /// # Errors
@@ -273,18 +275,15 @@ pub fn forward(
     x: &[f32],
     b: usize,
     t: usize,
-    lengths: Option<&[usize]>,
+    mask: &Mask,
     out: EngineOutput,
 ) -> Result<Vec<f32>> {
     let EngineDims {
         embed: e,
         hidden: h,
-        heads: nh,
-        kv_heads: nkv,
         head_dim: d,
-        ffn,
+        ..
     } = dims;
-    let (qd, kvd) = (nh * d, nkv * d);
     let m = b * t;
     if x.len() != m * e {
         return Err(Error::Internal(format!(
@@ -297,15 +296,16 @@ pub fn forward(
     if m == 0 {
         return Ok(Vec::new());
     }
-    let len_of = |bi: usize| lengths.map_or(t, |l| l[bi]);
+    mask.check(b, t)?;
+    let len_of = |bi: usize| mask.key_len(bi);
     let scale = 1.0 / (d as f32).sqrt();
     let mut bufs: Vec<Vec<f32>> = Vec::new();
 
     // Step 1: input projection (or the input itself); padded rows = projection of zeros.
     let mut hs = project_input(w, x, m, e, h)?;
-    if let Some(ls) = lengths {
-        for (bi, &l) in ls.iter().enumerate() {
-            for r in l..t {
+    {
+        for bi in 0..b {
+            for r in len_of(bi)..t {
                 let row = &mut hs[(bi * t + r) * h..(bi * t + r + 1) * h];
                 match &w.input {
                     Some(p) => row.copy_from_slice(p.b),
@@ -317,6 +317,14 @@ pub fn forward(
 
     let mut a = take(m * h)?;
     let nblocks = w.blocks.len();
+    let pass = Pass {
+        dims,
+        rope,
+        mask,
+        b,
+        t,
+        scale,
+    };
     let mut rows_now = m; // rows of `hs` (M, or B after the last-position block)
     for (li, blk) in w.blocks.iter().enumerate() {
         let last_only = out == EngineOutput::Last && li + 1 == nblocks;
@@ -328,111 +336,9 @@ pub fn forward(
             &mut a[..m * h],
         )?;
         if !last_only {
-            let wd = qd + 2 * kvd;
-            let qkv = qkv_projection(blk, &a, m, dims, rope, |row| row % t)?;
-            let mut o = take(m * qd)?;
-            let lay = |off: usize| HeadLayout {
-                offset: off,
-                batch: t * wd,
-                head: d,
-                row: wd,
-            };
-            let adims = AttentionDims {
-                batch: b,
-                num_heads: nh,
-                num_kv_heads: nkv,
-                q_len: t,
-                k_len: t,
-                head_dim: d,
-            };
-            cpu::attention_cpu_strided(
-                &qkv,
-                lay(0),
-                &qkv,
-                lay(qd),
-                &qkv,
-                lay(qd + kvd),
-                &mut o,
-                HeadLayout::btnd(nh, t, d),
-                adims,
-                scale,
-                CausalMask {
-                    q_offsets: &[0],
-                    key_lengths: lengths,
-                },
-            )?;
-            bufs.push(qkv);
-            cpu::bias_add_rows(&mut hs[..m * h], blk.out.b, None)?;
-            gemm::linear(m, h, qd, &o, qd, blk.out.w, &mut hs, h, true)?;
-            bufs.push(o);
-            ffn_residual(blk, &mut hs[..m * h], &mut a[..m * h], m, h, ffn, &mut bufs)?;
+            full_block(&pass, blk, &mut a, &mut hs, &mut bufs)?;
         } else {
-            // K and V for every position; everything else at the last valid position only.
-            let wd = 2 * kvd;
-            let mut kv = take(m * wd)?;
-            fill_bias(&mut kv, wd, 0, blk.k.b);
-            fill_bias(&mut kv, wd, kvd, blk.v.b);
-            gemm::linear(m, kvd, h, &a, h, blk.k.w, &mut kv, wd, true)?;
-            gemm::linear(m, kvd, h, &a, h, blk.v.w, &mut kv[kvd..], wd, true)?;
-            let mut al = take(b * h)?;
-            let mut hl = take(b * h)?;
-            for bi in 0..b {
-                let src = (bi * t + len_of(bi) - 1) * h;
-                al[bi * h..(bi + 1) * h].copy_from_slice(&a[src..src + h]);
-                hl[bi * h..(bi + 1) * h].copy_from_slice(&hs[src..src + h]);
-            }
-            let mut q = take(b * qd)?;
-            fill_bias(&mut q, qd, 0, blk.q.b);
-            gemm::linear(b, qd, h, &al, h, blk.q.w, &mut q, qd, true)?;
-            if let Some(r) = rope {
-                rotary(&mut kv, wd, 0, nkv, d, r, |row| row % t)?;
-                rotary(&mut q, qd, 0, nh, d, r, |bi| len_of(bi) - 1)?;
-            }
-            let offsets: Vec<usize> = (0..b).map(|bi| len_of(bi) - 1).collect();
-            let mut o = take(b * qd)?;
-            let ql = HeadLayout {
-                offset: 0,
-                batch: qd,
-                head: d,
-                row: qd,
-            };
-            let kl = |off: usize| HeadLayout {
-                offset: off,
-                batch: t * wd,
-                head: d,
-                row: wd,
-            };
-            let adims = AttentionDims {
-                batch: b,
-                num_heads: nh,
-                num_kv_heads: nkv,
-                q_len: 1,
-                k_len: t,
-                head_dim: d,
-            };
-            cpu::attention_cpu_strided(
-                &q,
-                ql,
-                &kv,
-                kl(0),
-                &kv,
-                kl(kvd),
-                &mut o,
-                ql,
-                adims,
-                scale,
-                CausalMask {
-                    q_offsets: &offsets,
-                    key_lengths: lengths,
-                },
-            )?;
-            cpu::bias_add_rows(&mut hl, blk.out.b, None)?;
-            gemm::linear(b, h, qd, &o, qd, blk.out.w, &mut hl, h, true)?;
-            let mut al2 = take(b * h)?;
-            ffn_residual(blk, &mut hl, &mut al2, b, h, ffn, &mut bufs)?;
-            bufs.extend([kv, al, q, o, al2]);
-            hs[..b * h].copy_from_slice(&hl);
-            bufs.push(hl);
+            last_block(&pass, blk, &a, &mut hs, &mut bufs)?;
             rows_now = b;
         }
     }
@@ -446,7 +352,170 @@ pub fn forward(
         EPS,
         &mut fin,
     )?;
-    let result = match out {
+    let result = output_rows(&pass, out, &fin, rows_now);
+    bufs.extend([hs, a, fin]);
+    give(bufs);
+    Ok(result)
+}
+
+/// What every block of one [`forward`] call shares.
+struct Pass<'a> {
+    dims: EngineDims,
+    rope: Option<RopeRef<'a>>,
+    mask: &'a Mask,
+    b: usize,
+    t: usize,
+    scale: f32,
+}
+
+/// One block over all `M = B*T` rows: attention (q, k, v from the `qkv` buffer through strides)
+/// and the FFN, both added to `hs: [M, H]` in place; `a: [M, H]` holds `attn_norm(hs)`.
+fn full_block(
+    p: &Pass<'_>,
+    blk: &BlockRef<'_>,
+    a: &mut [f32],
+    hs: &mut [f32],
+    bufs: &mut Vec<Vec<f32>>,
+) -> Result<()> {
+    let EngineDims {
+        hidden: h,
+        heads: nh,
+        kv_heads: nkv,
+        head_dim: d,
+        ffn,
+        ..
+    } = p.dims;
+    let (b, t) = (p.b, p.t);
+    let (qd, kvd, m) = (nh * d, nkv * d, b * t);
+    let wd = qd + 2 * kvd;
+    let qkv = qkv_projection(blk, a, m, p.dims, p.rope, |row| row % t)?;
+    let mut o = take(m * qd)?;
+    let lay = |off: usize| HeadLayout {
+        offset: off,
+        batch: t * wd,
+        head: d,
+        row: wd,
+    };
+    let adims = AttentionDims {
+        batch: b,
+        num_heads: nh,
+        num_kv_heads: nkv,
+        q_len: t,
+        k_len: t,
+        head_dim: d,
+    };
+    cpu::attention_cpu_strided(
+        &qkv,
+        lay(0),
+        &qkv,
+        lay(qd),
+        &qkv,
+        lay(qd + kvd),
+        &mut o,
+        HeadLayout::btnd(nh, t, d),
+        adims,
+        p.scale,
+        p.mask,
+    )?;
+    bufs.push(qkv);
+    cpu::bias_add_rows(&mut hs[..m * h], blk.out.b, None)?;
+    gemm::linear(m, h, qd, &o, qd, blk.out.w, hs, h, true)?;
+    bufs.push(o);
+    ffn_residual(blk, &mut hs[..m * h], &mut a[..m * h], m, h, ffn, bufs)
+}
+
+/// The last block under `last_timestep` output: K and V for every position, everything else at
+/// the last valid position of each sequence only; leaves `[B, H]` in `hs[..B*H]`.
+fn last_block(
+    p: &Pass<'_>,
+    blk: &BlockRef<'_>,
+    a: &[f32],
+    hs: &mut [f32],
+    bufs: &mut Vec<Vec<f32>>,
+) -> Result<()> {
+    let EngineDims {
+        hidden: h,
+        heads: nh,
+        kv_heads: nkv,
+        head_dim: d,
+        ffn,
+        ..
+    } = p.dims;
+    let (b, t, mask) = (p.b, p.t, p.mask);
+    let (qd, kvd, m) = (nh * d, nkv * d, b * t);
+    let len_of = |bi: usize| mask.key_len(bi);
+    let wd = 2 * kvd;
+    let mut kv = take(m * wd)?;
+    fill_bias(&mut kv, wd, 0, blk.k.b);
+    fill_bias(&mut kv, wd, kvd, blk.v.b);
+    gemm::linear(m, kvd, h, a, h, blk.k.w, &mut kv, wd, true)?;
+    gemm::linear(m, kvd, h, a, h, blk.v.w, &mut kv[kvd..], wd, true)?;
+    let mut al = take(b * h)?;
+    let mut hl = take(b * h)?;
+    for bi in 0..b {
+        let src = (bi * t + len_of(bi) - 1) * h;
+        al[bi * h..(bi + 1) * h].copy_from_slice(&a[src..src + h]);
+        hl[bi * h..(bi + 1) * h].copy_from_slice(&hs[src..src + h]);
+    }
+    let mut q = take(b * qd)?;
+    fill_bias(&mut q, qd, 0, blk.q.b);
+    gemm::linear(b, qd, h, &al, h, blk.q.w, &mut q, qd, true)?;
+    if let Some(r) = p.rope {
+        rotary(&mut kv, wd, 0, nkv, d, r, |row| row % t)?;
+        rotary(&mut q, qd, 0, nh, d, r, |bi| len_of(bi) - 1)?;
+    }
+    let offsets: Vec<usize> = (0..b).map(|bi| len_of(bi) - 1).collect();
+    let mut o = take(b * qd)?;
+    let ql = HeadLayout {
+        offset: 0,
+        batch: qd,
+        head: d,
+        row: qd,
+    };
+    let kl = |off: usize| HeadLayout {
+        offset: off,
+        batch: t * wd,
+        head: d,
+        row: wd,
+    };
+    let adims = AttentionDims {
+        batch: b,
+        num_heads: nh,
+        num_kv_heads: nkv,
+        q_len: 1,
+        k_len: t,
+        head_dim: d,
+    };
+    cpu::attention_cpu_strided(
+        &q,
+        ql,
+        &kv,
+        kl(0),
+        &kv,
+        kl(kvd),
+        &mut o,
+        ql,
+        adims,
+        p.scale,
+        &mask.with_offsets(&offsets),
+    )?;
+    cpu::bias_add_rows(&mut hl, blk.out.b, None)?;
+    gemm::linear(b, h, qd, &o, qd, blk.out.w, &mut hl, h, true)?;
+    let mut al2 = take(b * h)?;
+    ffn_residual(blk, &mut hl, &mut al2, b, h, ffn, bufs)?;
+    bufs.extend([kv, al, q, o, al2]);
+    hs[..b * h].copy_from_slice(&hl);
+    bufs.push(hl);
+    Ok(())
+}
+
+/// The output mode over the final hidden states `fin` (`rows_now` rows: `B*T`, or `B` after a
+/// last-position block): `[B, H]` or `[B, T, H]` (padded positions 0).
+fn output_rows(p: &Pass<'_>, out: EngineOutput, fin: &[f32], rows_now: usize) -> Vec<f32> {
+    let (b, t, h) = (p.b, p.t, p.dims.hidden);
+    let m = b * t;
+    let len_of = |bi: usize| p.mask.key_len(bi);
+    match out {
         EngineOutput::Last if rows_now == b => fin[..b * h].to_vec(),
         EngineOutput::Last => {
             let mut y = vec![0f32; b * h];
@@ -458,10 +527,8 @@ pub fn forward(
         }
         EngineOutput::All => {
             let mut y = fin[..m * h].to_vec();
-            if let Some(ls) = lengths {
-                for (bi, &l) in ls.iter().enumerate() {
-                    y[(bi * t + l) * h..(bi + 1) * t * h].fill(0.0);
-                }
+            for bi in 0..b {
+                y[(bi * t + len_of(bi)) * h..(bi + 1) * t * h].fill(0.0);
             }
             y
         }
@@ -485,10 +552,7 @@ pub fn forward(
             }
             y
         }
-    };
-    bufs.extend([hs, a, fin]);
-    give(bufs);
-    Ok(result)
+    }
 }
 
 /// A KV cache held by the engine: per layer, K (after rotary) and V as `[B, NKV, C, D]` f32
@@ -625,10 +689,7 @@ pub fn cached_step(
             HeadLayout::btnd(nh, t, d),
             adims,
             scale,
-            CausalMask {
-                q_offsets: cached,
-                key_lengths: Some(&totals),
-            },
+            &Mask::rows(cached, &totals),
         )?;
         bufs.push(qkv);
         cpu::bias_add_rows(&mut hs, blk.out.b, None)?;

@@ -1,18 +1,14 @@
 //! candle-level wrappers of the fused CPU kernels ([`super::cpu`]) for the inference path.
 //!
 //! Every function here works on f32 tensors on the CPU device and never builds an autograd
-//! graph; callers check [`fused_ok`] first and otherwise use the differentiable candle ops
-//! (training, other devices, dtypes, or [`super::reference_kernels`] forced on).
+//! graph; [`crate::compute::Fused`] calls them (the engine a model chose, for calls that build
+//! no graph).
 
-use candle_core::{CpuStorage, DType, InplaceOp1, Layout, Storage, Tensor};
+use candle_core::{CpuStorage, InplaceOp1, Layout, Storage, Tensor};
 
-use super::cpu::{self, AttentionDims, CausalMask, HeadLayout};
+use super::cpu::{self, AttentionDims, HeadLayout};
 use crate::error::{Error, Result};
-
-/// Whether the fused kernels apply to `t`: f32 on the CPU and the reference path not forced.
-pub fn fused_ok(t: &Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == DType::F32 && !super::reference_kernels()
-}
+use crate::mask::Mask;
 
 /// Runs `f` on the contiguous f32 values of each tensor in `ts` (all f32, contiguous, CPU: the
 /// model's parameters), all borrowed at once.
@@ -271,9 +267,8 @@ fn head_layout(t: &Tensor, what: &str) -> Result<HeadLayout> {
 
 /// Fused causal grouped-query attention on tensors (inference): `q: [B, NH, Tq, D]`,
 /// `k, v: [B, NKV, Tk, D]` (any strides with a contiguous last axis, e.g. narrowed KV-cache
-/// views or transposed projections; others are copied), query `i` of sequence `b` at absolute
-/// position `q_offsets[b] + i` (`q_offsets`: 1 or `B` values) reading keys
-/// `j <= q_offsets[b] + i` with `j < key_lengths[b]`. Returns `o: [B, NH, Tq, D]`, or
+/// views or transposed projections; others are copied), query `i` of sequence `b` reading the
+/// keys [`Mask::keys_for`]`(b, i)`. Returns `o: [B, NH, Tq, D]`, or
 /// `[B, Tq, NH*D]` (heads concatenated, ready for `out_proj`) when `merge_heads`.
 ///
 /// # Errors
@@ -283,8 +278,7 @@ pub fn attention(
     k: &Tensor,
     v: &Tensor,
     scale: f64,
-    q_offsets: &[usize],
-    key_lengths: Option<&[usize]>,
+    mask: &Mask,
     merge_heads: bool,
 ) -> Result<Tensor> {
     let (b, nh, tq, d) = q.dims4()?;
@@ -339,10 +333,7 @@ pub fn attention(
                     ol,
                     dims,
                     scale as f32,
-                    CausalMask {
-                        q_offsets,
-                        key_lengths,
-                    },
+                    mask,
                 )
             })
         })

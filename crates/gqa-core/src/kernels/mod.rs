@@ -1,15 +1,17 @@
-//! Attention and layer kernels behind one small interface, so faster ones (fused CPU, CUDA) can
-//! be added and checked against [`reference`].
+//! The kernels behind the compute seam ([`crate::compute`]), which is the only caller that
+//! chooses among them:
 //!
 //! - [`reference`]: differentiable candle ops (training, every device).
 //! - [`cpu`]: fused f32 slice kernels (inference on the CPU; also compiled for wasm32).
-//! - [`fused`]: candle-level wrappers of [`cpu`] used by the inference path.
-//! - [`engine`]: the fused inference engine; [`training`] (with [`backward`]): the fused training
-//!   step (forward with saved activations, backward, on the same GEMM).
+//! - [`fused`]: candle-level wrappers of [`cpu`] (the layer ops of [`crate::compute::Fused`]).
+//! - [`engine`]: the fused whole-model forward and cached step; [`training`] (with
+//!   [`backward`]): the fused training step (forward with saved activations, backward, on the
+//!   same GEMM).
 //!
-//! The inference path uses the fused kernels unless [`reference_kernels`] is true: set the
-//! environment variable `GQA_REFERENCE_KERNELS=1` (read once) or call
-//! [`set_reference_kernels`] (benchmarks and equivalence tests compare the two).
+//! A model is built on the fused kernels unless [`reference_kernels`] is true when it is built
+//! ([`crate::compute::Engine::select`]): set the environment variable
+//! `GQA_REFERENCE_KERNELS=1` (read once) or call [`set_reference_kernels`]; to compare the two
+//! on the same weights, use [`crate::GqaModel::with_engine`].
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;

@@ -7,40 +7,32 @@
 use candle_core::{Tensor, D};
 
 use crate::error::{Error, Result};
+use crate::mask::Mask;
 
 /// `softmax(q k^T * scale + bias) v` per head.
 ///
 /// - `q: [B, NH, Tq, D]` (contiguous or not), `k, v: [B, NKV, Tk, D]`, `NKV` divides `NH`.
-/// - `bias: [MB, Tq, Tk]` additive mask (0 or `-inf`), `MB` = 1 or B; every row must keep at
-///   least one key (the causal masks of [`crate::attention::AttnMask`] always keep key 0).
+/// - `mask`: which keys each query row reads ([`Mask`]; its dense additive bias `[MB, Tq, Tk]`
+///   is built here, the one place it exists); every row must keep at least one key.
 /// - `scale`: usually `1/sqrt(D)`.
 ///
 /// Returns `o: [B, NH, Tq, D]` (contiguous). Softmax subtracts the (detached) row maximum.
 ///
 /// # Errors
 /// [`Error::Internal`] on inconsistent shapes; [`Error::Backend`] from candle.
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, scale: f64) -> Result<Tensor> {
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Mask, scale: f64) -> Result<Tensor> {
     let (b, nh, tq, d) = q.dims4()?;
     let (bk, nkv, tk, dk) = k.dims4()?;
-    let (mb, mq, mk) = bias.dims3()?;
-    if bk != b
-        || dk != d
-        || nkv == 0
-        || nh % nkv != 0
-        || v.dims() != k.dims()
-        || mq != tq
-        || mk != tk
-        || (mb != 1 && mb != b)
-    {
+    if bk != b || dk != d || nkv == 0 || nh % nkv != 0 || v.dims() != k.dims() {
         return Err(Error::Internal(format!(
-            "attention shapes: q {:?}, k {:?}, v {:?}, bias {:?}",
+            "attention shapes: q {:?}, k {:?}, v {:?}",
             q.dims(),
             k.dims(),
             v.dims(),
-            bias.dims()
         )));
     }
-    let p = attention_probs(q, &k.contiguous()?, Some(bias), scale)?;
+    mask.check(b, tk)?;
+    let p = attention_probs(q, &k.contiguous()?, mask, scale)?;
     Ok(p.matmul(&v.contiguous()?)?.reshape((b, nh, tq, d))?)
 }
 
@@ -49,7 +41,8 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, scale: f64) 
 /// strided cache views) and [`crate::inspect::attention_maps`] share.
 ///
 /// Shapes: `q: [B, NH, Tq, D]`, `k: [B, NKV, Tk, D]` (used as given: a strided view whose last
-/// two dims are dense multiplies in place), `bias: [MB, Tq, Tk]` (`MB` = 1 or B) or none.
+/// two dims are dense multiplies in place), `mask` read as its dense bias `[MB, Tq, Tk]`
+/// (`MB` = 1 or B; not added when it masks nothing).
 /// Returns `p: [B, NKV, G*Tq, Tk]` with `G = NH/NKV`: row `(j*Tq + t)` of KV head `kv` is query
 /// head `kv*G + j` at position `t` (query head `i` reads KV head `i / G`; Ainslie et al., 2023),
 /// so `p.matmul(v)` is `[B, NKV, G*Tq, D]` = `[B, NH, Tq, D]` and `p` reshaped is
@@ -57,18 +50,14 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, scale: f64) 
 ///
 /// # Errors
 /// [`Error::Backend`] from candle on shapes that do not fit.
-pub fn attention_probs(
-    q: &Tensor,
-    k: &Tensor,
-    bias: Option<&Tensor>,
-    scale: f64,
-) -> Result<Tensor> {
+pub fn attention_probs(q: &Tensor, k: &Tensor, mask: &Mask, scale: f64) -> Result<Tensor> {
     let (b, nh, tq, d) = q.dims4()?;
     let (_, nkv, tk, _) = k.dims4()?;
+    let bias = mask.dense_bias(b, tq, tk, q.device())?;
     let g = nh / nkv;
     let q = q.affine(scale, 0.0)?.reshape((b, nkv, g * tq, d))?;
     let mut s = q.matmul(&k.t()?)?;
-    if let Some(bias) = bias {
+    if let Some(bias) = &bias {
         let mb = bias.dim(0)?;
         s = s
             .reshape((b, nkv, g, tq, tk))?

@@ -27,6 +27,7 @@ use super::{cpu, gemm};
 use crate::dropout::Dropout;
 use crate::error::{Error, Result};
 use crate::layout::BlockModule;
+use crate::mask::Mask;
 use crate::train::loss::{check_targets, label_weight_total, smoothed_targets};
 
 /// LayerNorm epsilon (PyTorch / Axon default).
@@ -253,7 +254,8 @@ pub fn train_step(
         "training activations",
         &[nl.max(1), m, 6 * h + wd + 2 * qd + 2 * ffn],
     )?;
-    let len_of = |bi: usize| lengths.map_or(t, |l| l[bi]);
+    let mask = Mask::padded(t, lengths);
+    let len_of = |bi: usize| mask.key_len(bi);
     let scale = 1.0 / (d as f32).sqrt();
     let sh = AttnShape {
         batch: b,
@@ -261,7 +263,7 @@ pub fn train_step(
         heads: nh,
         kv_heads: nkv,
         head_dim: d,
-        lengths,
+        mask: &mask,
         last_only: false,
     };
     if ws.layers.len() < nl {

@@ -49,6 +49,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{GqaConfig, OutputMode};
 use crate::error::{Error, Result};
+use crate::mask::Mask;
 use crate::model::GqaModel;
 use crate::rope::RopeScaling;
 use crate::train::{Head, HeadConfig, TaskModel};
@@ -277,7 +278,8 @@ fn value_info(name: &str, elem_type: i32, dims: Vec<Dimension>, doc: &str) -> Va
 struct Common {
     /// `[batch, seq, 1]` bool: position `< lengths[b]`.
     valid3: String,
-    /// `[batch, 1, seq, seq]` f32: 0 where key `j <= i` and `j < lengths[b]`, else -1e9.
+    /// `[batch, 1, seq, seq]` f32: 0 where [`Mask`] lets row `i` read key `j` (`j <= i`,
+    /// `j < lengths[b]`), else -1e9.
     mask: String,
     /// Rotary tables `[seq, D]`: `[cos, cos]` and `[-sin, sin]` (with the attention factor).
     rotary: Option<(String, String)>,
@@ -374,6 +376,17 @@ impl Builder<'_> {
         let valid = g.op("Less", &[&pos_row, &len_col], vec![], Some("valid")); // [B, T]
         let valid3 = g.op("Unsqueeze", &[&valid, &ax2], vec![], Some("valid_3d")); // [B, T, 1]
         let causal = g.op("LessOrEqual", &[&pos_row, &pos_col], vec![], Some("causal")); // [T, T]: j <= i
+                                                                                         // The rule of [`Mask`]: offset 0 (no cache in the graph), key lengths from `lengths`.
+        let causal = match Mask::padded(0, None).window() {
+            None => causal,
+            Some(w) => {
+                // Sliding window: i - j < W.
+                let back = g.op("Sub", &[&pos_col, &pos_row], vec![], Some("key_distance"));
+                let wt = g.i64("const.window", &[], &[w as i64]);
+                let near = g.op("Less", &[&back, &wt], vec![], Some("in_window"));
+                g.op("And", &[&causal, &near], vec![], Some("causal_window"))
+            }
+        };
         let key_valid = g.op("Unsqueeze", &[&valid, &ax1], vec![], Some("key_valid")); // [B, 1, T]
         let allowed = g.op("And", &[&causal, &key_valid], vec![], Some("allowed")); // [B, T, T]
         let f0 = g.f32("const.zero_f32", &[], &[0.0]);

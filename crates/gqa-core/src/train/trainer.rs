@@ -6,16 +6,15 @@ use rand::{seq::SliceRandom, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::config::OutputMode;
+use crate::compute::{StepOutcome, TrainBatch, TrainState};
 use crate::dropout::Dropout;
 use crate::error::{Error, Result};
-use crate::kernels::engine::EngineOutput;
 use crate::kernels::engine::LinearRef;
 use crate::kernels::training::{train_step, Objective, StepLoss, TrainWorkspace};
 
 use super::head::{HeadConfig, RegressionLoss};
 use super::loss::{correct_count, cross_entropy_smoothed, huber, mse, scalar, targets};
-use super::optim::{clip_coefficient, clip_grad_norm, global_norm, AdamW, AdamWConfig, FusedAdamW};
+use super::optim::AdamWConfig;
 use super::schedule::WarmupCosine;
 use super::task::TaskModel;
 
@@ -387,8 +386,8 @@ pub struct StepReport {
 pub struct Trainer {
     opts: FitOptions,
     data: TrainData,
-    opt: Optimiser,
-    vars: Vec<candle_core::Var>,
+    /// Optimiser state of the model's engine ([`crate::compute`]).
+    state: TrainState,
     schedule: WarmupCosine,
     order: Vec<usize>,
     shuffle_rng: ChaCha8Rng,
@@ -396,9 +395,6 @@ pub struct Trainer {
     global_step: usize,
     /// Gradients and AdamW moments (3 x the parameters) under the memory budget.
     _memory: crate::memory::Reservation,
-    /// The fused training workspace (kept between steps) under the memory budget: the largest
-    /// step's working set so far ([`crate::memory::WorkPath::FusedTraining`]).
-    workspace_memory: Option<crate::memory::Reservation>,
 }
 
 impl Trainer {
@@ -475,19 +471,7 @@ impl Trainer {
             eps: opts.eps,
             weight_decay: opts.weight_decay,
         };
-        let opt = if task.model.engine_applies() {
-            let sizes: Vec<usize> = vars.iter().map(|v| v.elem_count()).collect();
-            Optimiser::Fused(Box::new(FusedState {
-                opt: FusedAdamW::new(&sizes, acfg)?,
-                grads: sizes
-                    .iter()
-                    .map(|&n| crate::memory::try_zeroed_f32("gradients", n))
-                    .collect::<Result<_>>()?,
-                ws: TrainWorkspace::default(),
-            }))
-        } else {
-            Optimiser::Candle(AdamW::new(vars.clone(), acfg)?)
-        };
+        let state = task.model.engine().train_state(task, acfg)?;
         let total = steps_per_epoch * opts.epochs;
         let warmup = (opts.warmup_ratio * total as f64).round() as usize;
         let schedule = WarmupCosine {
@@ -505,13 +489,11 @@ impl Trainer {
             shuffle_rng: ChaCha8Rng::seed_from_u64(opts.seed),
             opts,
             data,
-            opt,
-            vars,
+            state,
             schedule,
             dropout,
             global_step: 0,
             _memory: memory,
-            workspace_memory: None,
         })
     }
 
@@ -561,63 +543,23 @@ impl Trainer {
         let hi = (lo + self.opts.batch_size).min(self.data.n);
         let idx = self.order[lo..hi].to_vec();
         let lr = self.schedule.lr(self.global_step);
-        let (loss_value, correct, grad_norm, lengths) = match &mut self.opt {
-            Optimiser::Fused(st) => {
-                let (x, tb, lengths, labels) = self.data.batch_values(&idx);
-                // The workspace grows to this step's working set and stays: reserve the growth
-                // before the step allocates it.
-                let need = crate::memory::working_set(
-                    task.model
-                        .work_dims(idx.len(), tb, tb, task.head("training")?.cfg.out_dim()),
-                    crate::memory::WorkPath::FusedTraining,
-                );
-                if self
-                    .workspace_memory
-                    .as_ref()
-                    .is_none_or(|r| r.bytes() < need)
-                {
-                    self.workspace_memory = None;
-                    self.workspace_memory =
-                        Some(crate::memory::reserve("training activations", need)?);
-                }
-                let sl = fused_gradients_smoothed(
-                    task,
-                    &x,
-                    tb,
-                    &lengths,
-                    &labels,
-                    Some(&mut self.dropout),
-                    &mut st.grads,
-                    &mut st.ws,
-                    self.opts.label_smoothing,
-                )?;
-                check_loss(sl.loss, self.global_step)?;
-                let (norm, scale) = match self.opts.clip_norm {
-                    Some(c) => {
-                        let norm = global_norm(&st.grads);
-                        let coef = clip_coefficient(norm, c);
-                        (Some(norm), (coef < 1.0).then_some(coef as f32))
-                    }
-                    None => (None, None),
-                };
-                st.opt.step(&self.vars, &st.grads, scale, lr)?;
-                (sl.loss, sl.correct, norm, lengths)
-            }
-            Optimiser::Candle(opt) => {
-                let (x, lengths, labels) = self.data.batch(&idx, task.model.device())?;
-                let out = task.head_forward(&x, Some(&lengths), Some(&mut self.dropout))?;
-                let (loss, correct) = batch_loss(task, &out, &labels, self.opts.label_smoothing)?;
-                let loss_value = scalar(&loss)?;
-                check_loss(loss_value, self.global_step)?;
-                let mut grads = loss.backward()?;
-                let grad_norm = match self.opts.clip_norm {
-                    Some(c) => Some(clip_grad_norm(&self.vars, &mut grads, c)?),
-                    None => None,
-                };
-                opt.step(&grads, lr)?;
-                (loss_value, correct, grad_norm, lengths)
-            }
+        let (x, tb, lengths, labels) = self.data.batch_values(&idx);
+        let batch = TrainBatch {
+            x,
+            t: tb,
+            lengths: &lengths,
+            labels: &labels,
+            label_smoothing: self.opts.label_smoothing,
+            clip_norm: self.opts.clip_norm,
+            lr,
         };
+        let StepOutcome {
+            loss: loss_value,
+            correct,
+            grad_norm,
+        } = self
+            .state
+            .step(task, batch, &mut self.dropout, self.global_step)?;
         self.global_step += 1;
         Ok(StepReport {
             epoch,
@@ -634,23 +576,7 @@ impl Trainer {
     }
 }
 
-/// The optimiser of a run: candle's autograd and [`AdamW`] (other devices, reference kernels),
-/// or the fused CPU training step with [`FusedAdamW`].
-#[derive(Debug)]
-enum Optimiser {
-    Candle(AdamW),
-    Fused(Box<FusedState>),
-}
-
-/// Gradient buffers, optimiser state and activation workspace of the fused path.
-#[derive(Debug)]
-struct FusedState {
-    opt: FusedAdamW,
-    grads: Vec<Vec<f32>>,
-    ws: TrainWorkspace,
-}
-
-fn check_loss(loss: f64, step: usize) -> Result<()> {
+pub(crate) fn check_loss(loss: f64, step: usize) -> Result<()> {
     if !loss.is_finite() {
         return Err(Error::Internal(format!(
             "training loss became {loss} at step {step}"
@@ -737,11 +663,7 @@ pub fn fused_gradients_smoothed(
             ))
         }
     };
-    let out = match task.model.config().output_mode {
-        OutputMode::All => EngineOutput::All,
-        OutputMode::LastTimestep => EngineOutput::Last,
-        OutputMode::MeanPool => EngineOutput::Mean,
-    };
+    let out = crate::compute::fused::engine_output(task.model.config().output_mode);
     let vars = task.vars();
     grads.resize_with(vars.len(), Vec::new);
     for (g, (_, v)) in grads.iter_mut().zip(&vars) {
@@ -758,9 +680,9 @@ pub fn fused_gradients_smoothed(
     } else {
         Some(lengths)
     };
-    // Guards on the pool, as in `GqaModel::engine_forward`.
+    // Guards on the pool, as in the fused forward ([`crate::compute::fused`]).
     crate::kernels::threads::install(|| {
-        task.model.with_engine(rot.as_ref(), |dims, w, rope| {
+        crate::compute::fused::with_weights(&task.model, rot.as_ref(), |dims, w, rope| {
             crate::kernels::fused::with_slices(&head_t, |hs| {
                 train_step(
                     dims,
@@ -784,7 +706,7 @@ pub fn fused_gradients_smoothed(
 
 /// Loss of a batch and its correct count (classification), with label smoothing `eps` on a
 /// classification head.
-fn batch_loss(
+pub(crate) fn batch_loss(
     task: &TaskModel,
     out: &Tensor,
     labels: &Labels,
