@@ -11,11 +11,11 @@ import { padBatch } from "../data/batch.js";
 import { loadDataset, SHIPPED_DATASETS } from "../data/datasets.js";
 import { DataFormatError } from "../data/errors.js";
 import { readLabelled, sortClassNames, type RawLabelled, type Task } from "../data/labelled.js";
-import { channelStats, standardize } from "../data/standardize.js";
-import type { HeadOptions } from "../index.js";
+import { channelStats, standardize, type ChannelStats } from "../data/standardize.js";
+import type { GqaOptions, HeadOptions } from "../index.js";
 import { addBackendOption, addModelOptions, intArg, modelOptions, numArg, startBackend, status, type ModelDefaults, type ModelFlags } from "./common.js";
-import { argmaxRows, classificationMetrics, formatMetrics } from "./metrics.js";
-import { buildTaskModel, ensembleOf, probabilitiesForSeries, type Classifier, type StepReport } from "./model-api.js";
+import { argmaxRows, classificationMetrics, formatMetrics, type ClassificationMetrics } from "./metrics.js";
+import { buildTaskModel, ensembleOf, probabilitiesForSeries, type Classifier, type FitConfig, type LabelledData, type StepReport } from "./model-api.js";
 import { MAX_ENSEMBLE_MEMBERS, withCliMetadata, type CliMetadata } from "../model-file.js";
 import { trainingCurveSvg, type CurvePoint } from "./plot.js";
 
@@ -221,20 +221,101 @@ export function regressionMetrics(truth: readonly number[][], pred: readonly num
   return { rmse: Math.sqrt(se / n), mae: ae / n, count: truth.length };
 }
 
+/** Regression metrics of {@link regressionMetrics}, or classification metrics. */
+type SplitMetrics = ReturnType<typeof regressionMetrics> | ClassificationMetrics;
+
+/** The training split after the validation hold-out and standardisation, ready for `fit` and scoring. */
+interface PreparedData {
+  /** Indices into the training split of the cases trained on, ascending. */
+  fitIdx: number[];
+  /** Indices of the held-out validation cases (`--val-split`), ascending; empty without one. */
+  valIdx: number[];
+  /** Per-channel mean/std of the cases trained on. */
+  stats: ChannelStats;
+  /** Regression: per-target mean/std of the cases trained on. */
+  tstats?: { mean: number[]; std: number[] };
+  /** Standardised training series, each `[T_i * C]`, in the split's order. */
+  ztrain: Float32Array[];
+  /** Standardised test series (empty without test data). */
+  ztest: Float32Array[];
+  /** The padded cases trained on `[N, T, C]` with their labels (regression: standardised targets). */
+  fit: LabelledData;
+  /** The padded validation cases, when any. */
+  validation?: LabelledData;
+}
+
+/** What `gqa train` builds and how it trains it: flags with dataset presets applied, model options, head, ensemble size. */
+interface TrainingPlan {
+  /** The flags, `batchSize` and `labelSmoothing` filled in (flag, else the dataset preset, else the default). */
+  flags: TrainFlags & { batchSize: number; labelSmoothing: number };
+  /** Model options (`embedDim` = channels; the preset's output mode unless `--output-mode`). */
+  opts: GqaOptions;
+  head: HeadOptions;
+  /** Ensemble members (1: one model). */
+  n: number;
+  /** `--seed` (default 0); member `j` uses {@link memberSeed}. */
+  seed: number;
+}
+
+/** The trained members with their per-epoch curves, training time (s) and tokens processed. */
+interface TrainedMembers {
+  members: Classifier[];
+  memberHistories: CurvePoint[][];
+  seconds: number;
+  tokens: number;
+}
+
+/** Scores of the trained model: training (fitted cases), validation and test splits. */
+interface RunScores {
+  train: SplitMetrics;
+  val?: SplitMetrics;
+  test?: SplitMetrics;
+}
+
+/** `gqa train`: loads data, trains the model (or ensemble), scores it, writes `--out` and prints a summary. */
 async function runTrain(flags: TrainFlags): Promise<void> {
   const backend = await startBackend(flags);
   const ds = await loadTrainingSet(flags);
-  const { train, test } = ds;
-  const C = ds.channels;
+  const K = checkedOutputCount(ds, flags);
+  const seed = flags.seed ?? 0;
+  const data = prepareData(ds, flags.valSplit, seed);
+  reportData(ds, data, K, flags.valSplit);
+  const plan = trainingPlan(ds, flags, K, seed);
+  const trained = await trainMembers(plan, data, ds.task === "regression");
+  const model = ensembleOf(trained.members);
+  const history = meanHistory(trained.memberHistories);
+  const scores = await scoreRun(model, ds, data, K);
+  if (history.length && scores.test && "accuracy" in scores.test) history[history.length - 1]!.testAccuracy = scores.test.accuracy;
+  const modelPath = await saveRun({ ds, data, plan, trained, model, history, scores, backend, K });
+  printSummary(ds, plan, trained.seconds, backend, scores, modelPath);
+}
+
+/**
+ * Outputs per case `K` (classes, or regression targets), after checking the task's flags.
+ * @throws {DataFormatError} classification data with fewer than 2 classes.
+ * @throws {InvalidArgumentError} `--huber-delta` without `--loss huber`; `--loss` without `--task regression`.
+ */
+function checkedOutputCount(ds: TrainingSet, flags: TrainFlags): number {
   const regression = ds.task === "regression";
   const K = regression ? ds.targetNames.length : ds.classLabels.length;
   if (!regression && K < 2) throw new DataFormatError(ds.files.train, undefined, `classification needs at least 2 classes, found ${K} (${ds.classLabels.join(", ")})`);
   if (flags.huberDelta !== undefined && flags.loss !== "huber") throw new InvalidArgumentError("--huber-delta goes with --loss huber");
   if (flags.loss !== undefined && !regression) throw new InvalidArgumentError("--loss goes with --task regression (classification uses cross-entropy)");
-  const seed = flags.seed ?? 0;
+  return K;
+}
+
+/**
+ * Holds out `valSplit` of the training cases (per class; regression: of all cases, seeded by
+ * `seed`), computes the standardisation statistics on the rest (targets too, for regression),
+ * standardises both splits and pads the fitting and validation batches.
+ */
+function prepareData(ds: TrainingSet, valSplit: number, seed: number): PreparedData {
+  const { train, test } = ds;
+  const C = ds.channels;
+  const regression = ds.task === "regression";
   // Regression: one group, so the hold-out is a seeded fraction of all cases.
   const strata = regression ? train.series.map(() => 0) : (train.y as number[]);
-  const { fit: fitIdx, val: valIdx } = validationSplit(strata, flags.valSplit, seed);
+  const { fit: fitIdx, val: valIdx } = validationSplit(strata, valSplit, seed);
   // Standardisation statistics come from the cases the model trains on (targets too, for regression).
   const stats = channelStats(fitIdx.map((i) => train.series[i]!), C);
   const tstats = regression ? targetStats(fitIdx.map((i) => (train.y as number[][])[i]!)) : undefined;
@@ -243,31 +324,50 @@ async function runTrain(flags: TrainFlags): Promise<void> {
   const ztrain = standardize(train.series, stats);
   const ztest = test ? standardize(test.series, stats) : [];
   const batch = padBatch(fitIdx.map((i) => ztrain[i]!), C);
-  const fitLabels = yOf(fitIdx);
+  const fit: LabelledData = { data: batch.data, dims: batch.dims, lengths: batch.lengths, labels: yOf(fitIdx) };
   const validation = valIdx.length ? (() => {
     const vb = padBatch(valIdx.map((i) => ztrain[i]!), C);
     return { data: vb.data, dims: vb.dims, lengths: vb.lengths, labels: yOf(valIdx) };
   })() : undefined;
-  const longest = Math.max(...train.series.map((s) => s.length / C), ...(test ? test.series.map((s) => s.length / C) : []));
-  const what = regression ? `${K} target${K === 1 ? "" : "s"} (regression)` : `${K} classes`;
-  status(`data: ${ds.name}: ${train.series.length} train / ${test ? test.series.length : "no"} test cases, ${C} channels, ${what}, T <= ${longest}${test ? " (both splits)" : ""}`);
-  if (validation) status(`validation: ${valIdx.length} of the ${train.series.length} training cases held out (--val-split ${flags.valSplit}); training on ${fitIdx.length}`);
+  return { fitIdx, valIdx, stats, ...(tstats && { tstats }), ztrain, ztest, fit, ...(validation && { validation }) };
+}
 
+/** Prints the `data:` status line (and `validation:` with a hold-out): case counts, channels, outputs, longest case. */
+function reportData(ds: TrainingSet, data: PreparedData, K: number, valSplit: number): void {
+  const { train, test } = ds;
+  const C = ds.channels;
+  const longest = Math.max(...train.series.map((s) => s.length / C), ...(test ? test.series.map((s) => s.length / C) : []));
+  const what = ds.task === "regression" ? `${K} target${K === 1 ? "" : "s"} (regression)` : `${K} classes`;
+  status(`data: ${ds.name}: ${train.series.length} train / ${test ? test.series.length : "no"} test cases, ${C} channels, ${what}, T <= ${longest}${test ? " (both splits)" : ""}`);
+  if (data.validation) status(`validation: ${data.valIdx.length} of the ${train.series.length} training cases held out (--val-split ${valSplit}); training on ${data.fitIdx.length}`);
+}
+
+/**
+ * Resolves what to train: batch size, label smoothing, output mode and ensemble size from the flags,
+ * else the shipped dataset's preset ({@link DATASET_PRESETS}), else the defaults; the model options
+ * and the head (`K` classes, or `K` regression targets with `--loss`/`--huber-delta`).
+ */
+function trainingPlan(ds: TrainingSet, flags: TrainFlags, K: number, seed: number): TrainingPlan {
+  const regression = ds.task === "regression";
   // Presets belong to the shipped datasets, not to a user's file that happens to share the name.
   const preset = (ds.shipped && DATASET_PRESETS[ds.name]) || {};
-  flags = { ...flags, batchSize: flags.batchSize ?? preset.batchSize ?? DEFAULT_BATCH_SIZE, labelSmoothing: flags.labelSmoothing ?? (regression ? 0 : preset.labelSmoothing) ?? 0 };
-  const opts = modelOptions(flags, C, TRAIN_DEFAULTS);
-  if (flags.outputMode === undefined && preset.outputMode) opts.outputMode = preset.outputMode;
+  const resolved = { ...flags, batchSize: flags.batchSize ?? preset.batchSize ?? DEFAULT_BATCH_SIZE, labelSmoothing: flags.labelSmoothing ?? (regression ? 0 : preset.labelSmoothing) ?? 0 };
+  const opts = modelOptions(resolved, ds.channels, TRAIN_DEFAULTS);
+  if (resolved.outputMode === undefined && preset.outputMode) opts.outputMode = preset.outputMode;
   const head: HeadOptions = regression
-    ? { type: "regression", outDim: K, loss: flags.loss ?? "mse", ...(flags.huberDelta !== undefined && { huberDelta: flags.huberDelta }) }
+    ? { type: "regression", outDim: K, loss: resolved.loss ?? "mse", ...(resolved.huberDelta !== undefined && { huberDelta: resolved.huberDelta }) }
     : { type: "classification", numClasses: K };
-  const n = flags.ensemble ?? preset.ensemble ?? 1;
-  const memberSeed = (j: number) => seed * n + j;
-  const batchSize = flags.batchSize!;
-  const stepsPerEpoch = Math.ceil(fitIdx.length / batchSize);
-  const total = stepsPerEpoch * flags.epochs * n;
-  const useBar = flags.progress && process.stderr.isTTY === true;
-  const bar = new SingleBar(
+  return { flags: resolved, opts, head, n: flags.ensemble ?? preset.ensemble ?? 1, seed };
+}
+
+/** Seed of ensemble member `j`: `seed * n + j` (one model: `seed` itself). */
+function memberSeed(plan: TrainingPlan, j: number): number {
+  return plan.seed * plan.n + j;
+}
+
+/** The progress bar of `gqa train` on stderr (member, epoch, step, loss, accuracy, validation, tokens/s, ETA). */
+function progressBar(n: number, regression: boolean): SingleBar {
+  return new SingleBar(
     {
       format: `${n > 1 ? "member {m}/{n} " : ""}epoch {ep}/{epochs} |{bar}| step {s}/{spe} | loss {loss}${regression ? "" : " | acc {acc}"}{val} | {tps} tok/s | ETA {eta_formatted}`,
       stream: process.stderr,
@@ -275,61 +375,35 @@ async function runTrain(flags: TrainFlags): Promise<void> {
       etaBuffer: 50,
     },
   );
+}
+
+/**
+ * Trains the `plan.n` members one after the other (member `j` with its own initialisation, dropout
+ * and batch order from {@link memberSeed}), reporting progress on a bar (a TTY with `--progress`)
+ * or one status line per epoch. On an error the members built so far are disposed.
+ */
+async function trainMembers(plan: TrainingPlan, data: PreparedData, regression: boolean): Promise<TrainedMembers> {
+  const { flags, n } = plan;
+  const stepsPerEpoch = Math.ceil(data.fitIdx.length / flags.batchSize);
+  const useBar = flags.progress && process.stderr.isTTY === true;
+  const bar = progressBar(n, regression);
+  const run: ProgressRun = { ...(useBar && { bar }), t0: performance.now(), tokens: 0, epochs: flags.epochs, stepsPerEpoch, n, regression };
   const members: Classifier[] = [];
   const memberHistories: CurvePoint[][] = [];
-  const t0 = performance.now();
-  let tokensAll = 0;
-  if (useBar) bar.start(total, 0, { m: 1, n, ep: 1, epochs: flags.epochs, s: 0, spe: stepsPerEpoch, loss: "-", acc: "-", val: "", tps: "-" });
+  if (useBar) bar.start(stepsPerEpoch * flags.epochs * n, 0, { m: 1, n, ep: 1, epochs: flags.epochs, s: 0, spe: stepsPerEpoch, loss: "-", acc: "-", val: "", tps: "-" });
   try {
     for (let j = 0; j < n; j++) {
       // Member j: its own weight initialisation, dropout and batch order (seed * n + j; = seed alone).
-      const clf = await buildTaskModel({ ...opts, seed: memberSeed(j) }, head);
+      const clf = await buildTaskModel({ ...plan.opts, seed: memberSeed(plan, j) }, plan.head);
       members.push(clf);
-      if (j === 0) status(`model: ${clf.paramCount.toLocaleString("en-US")} parameters (with head)${n > 1 ? ` per member; an ensemble of ${n} (seeds ${memberSeed(0)}-${memberSeed(n - 1)}), outputs averaged` : ""}`);
+      if (j === 0) status(`model: ${clf.paramCount.toLocaleString("en-US")} parameters (with head)${n > 1 ? ` per member; an ensemble of ${n} (seeds ${memberSeed(plan, 0)}-${memberSeed(plan, n - 1)}), outputs averaged` : ""}`);
       const history: CurvePoint[] = [];
       memberHistories.push(history);
-      const who = n > 1 ? `member ${j + 1}/${n} ` : "";
-      let ep = { loss: 0, correct: 0, count: 0, tokens: 0, start: performance.now() };
-      let epochTps = 0;
-      const onStep = (r: StepReport) => {
-        ep.loss += r.loss * r.count;
-        ep.correct += r.correct;
-        ep.count += r.count;
-        ep.tokens += r.tokens;
-        tokensAll += r.tokens;
-        const secs = (performance.now() - t0) / 1000;
-        if (useBar) {
-          bar.update(j * stepsPerEpoch * flags.epochs + r.globalStep + 1, {
-            m: j + 1,
-            ep: r.epoch + 1,
-            epochs: flags.epochs,
-            s: r.stepInEpoch + 1,
-            spe: r.stepsPerEpoch,
-            loss: (ep.loss / ep.count).toFixed(4),
-            acc: (ep.correct / ep.count).toFixed(3),
-            tps: secs > 0 ? Math.round(tokensAll / secs).toLocaleString("en-US") : "-",
-          });
-        }
-        if (r.stepInEpoch === r.stepsPerEpoch - 1) {
-          const s = (performance.now() - ep.start) / 1000;
-          history.push({ epoch: r.epoch + 1, trainLoss: ep.loss / ep.count, ...(!regression && { trainAccuracy: ep.correct / ep.count }) });
-          epochTps = Math.round(ep.tokens / Math.max(s, 1e-9));
-          ep = { loss: 0, correct: 0, count: 0, tokens: 0, start: performance.now() };
-        }
-      };
-      // After each epoch's validation (when any): record it and print the epoch line.
-      const onEpochEnd = (e: { epoch: number; valLoss?: number; valAccuracy?: number | null }) => {
-        const point = history[history.length - 1]!;
-        if (e.valLoss !== undefined) point.valLoss = e.valLoss;
-        if (e.valAccuracy !== undefined && e.valAccuracy !== null) point.valAccuracy = e.valAccuracy;
-        const val = point.valAccuracy !== undefined ? `, val acc ${point.valAccuracy.toFixed(3)}` : point.valLoss !== undefined ? `, val loss ${point.valLoss.toFixed(4)}` : "";
-        if (useBar) bar.update({ val: val.replace(",", " |") });
-        else status(`${who}epoch ${point.epoch}/${flags.epochs}: loss ${point.trainLoss.toFixed(4)}${point.trainAccuracy !== undefined ? `, acc ${point.trainAccuracy.toFixed(3)}` : ""}${val}, ${epochTps.toLocaleString("en-US")} tok/s`);
-      };
-      await clf.fit(
-        { data: batch.data, dims: batch.dims, lengths: batch.lengths, labels: fitLabels },
-        { epochs: flags.epochs, batchSize, lr: flags.lr, weightDecay: flags.weightDecay, ...(flags.labelSmoothing! > 0 && { labelSmoothing: flags.labelSmoothing }), seed: memberSeed(j), onStep, onEpochEnd, ...(validation && { validation }) },
-      );
+      const { onStep, onEpochEnd } = memberProgress(run, j, history);
+      await clf.fit(data.fit, {
+        epochs: flags.epochs, batchSize: flags.batchSize, lr: flags.lr, weightDecay: flags.weightDecay, ...(flags.labelSmoothing > 0 && { labelSmoothing: flags.labelSmoothing }),
+        seed: memberSeed(plan, j), onStep, onEpochEnd, ...(data.validation && { validation: data.validation }),
+      });
     }
   } catch (e) {
     for (const m of members) m.dispose();
@@ -337,10 +411,73 @@ async function runTrain(flags: TrainFlags): Promise<void> {
   } finally {
     if (useBar) bar.stop();
   }
-  const clf = ensembleOf(members);
-  // The plotted curve: per epoch, the mean over the members (the members' own in metrics.json).
+  return { members, memberHistories, seconds: (performance.now() - run.t0) / 1000, tokens: run.tokens };
+}
+
+/** Progress state shared by every member's callbacks: the bar (absent: status lines), start time (ms), tokens so far. */
+interface ProgressRun {
+  bar?: SingleBar;
+  t0: number;
+  tokens: number;
+  epochs: number;
+  stepsPerEpoch: number;
+  /** Ensemble members. */
+  n: number;
+  regression: boolean;
+}
+
+/**
+ * The `onStep`/`onEpochEnd` callbacks of member `j`: they accumulate each epoch's loss, accuracy
+ * and tokens, append one {@link CurvePoint} per epoch to `history` (validation scores added at the
+ * epoch's end), and update the bar or print the epoch's status line.
+ */
+function memberProgress(run: ProgressRun, j: number, history: CurvePoint[]): Required<Pick<FitConfig, "onStep" | "onEpochEnd">> {
+  const { bar, n, regression } = run;
+  const who = n > 1 ? `member ${j + 1}/${n} ` : "";
+  let ep = { loss: 0, correct: 0, count: 0, tokens: 0, start: performance.now() };
+  let epochTps = 0;
+  const onStep = (r: StepReport) => {
+    ep.loss += r.loss * r.count;
+    ep.correct += r.correct;
+    ep.count += r.count;
+    ep.tokens += r.tokens;
+    run.tokens += r.tokens;
+    const secs = (performance.now() - run.t0) / 1000;
+    if (bar) {
+      bar.update(j * run.stepsPerEpoch * run.epochs + r.globalStep + 1, {
+        m: j + 1,
+        ep: r.epoch + 1,
+        epochs: run.epochs,
+        s: r.stepInEpoch + 1,
+        spe: r.stepsPerEpoch,
+        loss: (ep.loss / ep.count).toFixed(4),
+        acc: (ep.correct / ep.count).toFixed(3),
+        tps: secs > 0 ? Math.round(run.tokens / secs).toLocaleString("en-US") : "-",
+      });
+    }
+    if (r.stepInEpoch === r.stepsPerEpoch - 1) {
+      const s = (performance.now() - ep.start) / 1000;
+      history.push({ epoch: r.epoch + 1, trainLoss: ep.loss / ep.count, ...(!regression && { trainAccuracy: ep.correct / ep.count }) });
+      epochTps = Math.round(ep.tokens / Math.max(s, 1e-9));
+      ep = { loss: 0, correct: 0, count: 0, tokens: 0, start: performance.now() };
+    }
+  };
+  // After each epoch's validation (when any): record it and print the epoch line.
+  const onEpochEnd = (e: { epoch: number; valLoss?: number; valAccuracy?: number | null }) => {
+    const point = history[history.length - 1]!;
+    if (e.valLoss !== undefined) point.valLoss = e.valLoss;
+    if (e.valAccuracy !== undefined && e.valAccuracy !== null) point.valAccuracy = e.valAccuracy;
+    const val = point.valAccuracy !== undefined ? `, val acc ${point.valAccuracy.toFixed(3)}` : point.valLoss !== undefined ? `, val loss ${point.valLoss.toFixed(4)}` : "";
+    if (bar) bar.update({ val: val.replace(",", " |") });
+    else status(`${who}epoch ${point.epoch}/${run.epochs}: loss ${point.trainLoss.toFixed(4)}${point.trainAccuracy !== undefined ? `, acc ${point.trainAccuracy.toFixed(3)}` : ""}${val}, ${epochTps.toLocaleString("en-US")} tok/s`);
+  };
+  return { onStep, onEpochEnd };
+}
+
+/** The plotted curve: per epoch, the mean over the members of each value every member has (the members' own go to metrics.json). */
+function meanHistory(memberHistories: readonly CurvePoint[][]): CurvePoint[] {
   const mean = (xs: (number | undefined)[]) => (xs.every((x) => x !== undefined) ? xs.reduce((a, x) => a! + x!, 0)! / xs.length : undefined);
-  const history: CurvePoint[] = memberHistories[0]!.map((p, e) => {
+  return memberHistories[0]!.map((p, e) => {
     const pts = memberHistories.map((h) => h[e]!);
     const out: CurvePoint = { epoch: p.epoch, trainLoss: mean(pts.map((q) => q.trainLoss))! };
     for (const k of ["trainAccuracy", "valLoss", "valAccuracy"] as const) {
@@ -349,68 +486,115 @@ async function runTrain(flags: TrainFlags): Promise<void> {
     }
     return out;
   });
-  const trainSeconds = (performance.now() - t0) / 1000;
+}
 
-  // Scores in the data's units: class predictions, or outputs mapped back to the targets' scale.
+/**
+ * Scores `model` in the data's units (class predictions, or outputs mapped back to the targets'
+ * scale): on the test split (when given), the cases trained on (without the validation part), and
+ * the validation part (when any).
+ */
+async function scoreRun(model: Classifier, ds: TrainingSet, data: PreparedData, K: number): Promise<RunScores> {
+  const C = ds.channels;
+  const regression = ds.task === "regression";
+  const { tstats } = data;
   const outputs = async (series: Float32Array[]) => {
-    const flat = await probabilitiesForSeries(clf, series, C);
+    const flat = await probabilitiesForSeries(model, series, C);
     return Array.from({ length: series.length }, (_, i) => Array.from(flat.subarray(i * K, (i + 1) * K), (v, j) => (regression ? v * tstats!.std[j]! + tstats!.mean[j]! : v)));
   };
-  const score = async (idx: number[] | undefined, series: Float32Array[], y: number[] | number[][]) => {
+  const score = async (idx: number[] | undefined, series: Float32Array[], y: number[] | number[][]): Promise<SplitMetrics> => {
     const sel = idx ?? series.map((_, i) => i);
     const out = await outputs(sel.map((i) => series[i]!));
     if (regression) return regressionMetrics(sel.map((i) => (y as number[][])[i]!), out);
     return classificationMetrics(sel.map((i) => (y as number[])[i]!), argmaxRows(Float32Array.from(out.flat()), K), K);
   };
-  const testMetrics = test ? await score(undefined, ztest, test.y) : undefined;
-  // Training metrics over the cases trained on (without the validation part).
-  const trainMetrics = await score(fitIdx, ztrain, train.y);
-  const valMetrics = valIdx.length ? await score(valIdx, ztrain, train.y) : undefined;
-  if (history.length && testMetrics && "accuracy" in testMetrics) history[history.length - 1]!.testAccuracy = testMetrics.accuracy;
+  const test = ds.test ? await score(undefined, data.ztest, ds.test.y) : undefined;
+  const train = await score(data.fitIdx, data.ztrain, ds.train.y);
+  const val = data.valIdx.length ? await score(data.valIdx, data.ztrain, ds.train.y) : undefined;
+  return { train, ...(val && { val }), ...(test && { test }) };
+}
 
-  await mkdir(flags.out, { recursive: true });
+/** Everything {@link saveRun} writes about a finished run. */
+interface FinishedRun {
+  ds: TrainingSet;
+  data: PreparedData;
+  plan: TrainingPlan;
+  trained: TrainedMembers;
+  /** The trained model or ensemble; disposed by {@link saveRun}. */
+  model: Classifier;
+  /** Mean curve over the members ({@link meanHistory}). */
+  history: CurvePoint[];
+  scores: RunScores;
+  backend: string;
+  K: number;
+}
+
+/**
+ * Writes the run to `--out` (created if missing), all or nothing: model.safetensors (weights plus
+ * the CLI metadata eval/predict need), metrics.json and training-curve.svg. Disposes the model.
+ * @returns the model file's path.
+ */
+async function saveRun(run: FinishedRun): Promise<string> {
+  const { ds, data, plan, model } = run;
+  const out = plan.flags.out;
+  await mkdir(out, { recursive: true });
   const meta: CliMetadata = {
     version: 1,
     task: ds.task,
     dataset: ds.name,
     classLabels: ds.classLabels,
-    channels: C,
-    standardize: stats,
-    ...(tstats && { targets: { names: ds.targetNames, ...tstats } }),
+    channels: ds.channels,
+    standardize: data.stats,
+    ...(data.tstats && { targets: { names: ds.targetNames, ...data.tstats } }),
   };
-  const modelPath = join(flags.out, "model.safetensors");
-  const modelBytes = withCliMetadata(await clf.save(), meta);
-  const metrics = {
-    dataset: ds.name,
-    task: ds.task,
-    files: ds.files,
-    backend,
-    config: clf.config,
-    head,
-    ...(regression ? { targetNames: ds.targetNames, targetStandardize: tstats } : { numClasses: K, classLabels: ds.classLabels }),
-    paramCount: clf.paramCount,
-    training: { epochs: flags.epochs, batchSize, lr: flags.lr, weightDecay: flags.weightDecay, labelSmoothing: flags.labelSmoothing, seed, ensemble: n, memberSeeds: members.map((_, j) => memberSeed(j)), valSplit: flags.valSplit, trainCount: fitIdx.length, valCount: valIdx.length, seconds: trainSeconds, tokensPerSecond: tokensAll / trainSeconds },
-    history,
-    ...(n > 1 && { memberHistories }),
-    train: "accuracy" in trainMetrics ? { accuracy: trainMetrics.accuracy, count: trainMetrics.count } : trainMetrics,
-    ...(valMetrics && { validation: valMetrics }),
-    ...(testMetrics && { test: testMetrics }),
-  };
-  const curve = trainingCurveSvg(history, `gqa train ${ds.name}`, regression ? `${head.type === "regression" && head.loss === "huber" ? "Huber" : "MSE"} (standardised targets)` : undefined);
-  clf.dispose();
-  await writeOutputs(flags.out, [
+  const modelPath = join(out, "model.safetensors");
+  const modelBytes = withCliMetadata(await model.save(), meta);
+  const metrics = metricsJson(run);
+  const regressionLoss = ds.task === "regression" ? `${plan.head.type === "regression" && plan.head.loss === "huber" ? "Huber" : "MSE"} (standardised targets)` : undefined;
+  const curve = trainingCurveSvg(run.history, `gqa train ${ds.name}`, regressionLoss);
+  model.dispose();
+  await writeOutputs(out, [
     ["model.safetensors", modelBytes],
     ["metrics.json", JSON.stringify(metrics, null, 2) + "\n"],
     ["training-curve.svg", curve],
   ]);
+  return modelPath;
+}
 
-  const fmt = (m: Awaited<ReturnType<typeof score>>) => ("accuracy" in m ? `accuracy: ${(100 * m.accuracy).toFixed(2)}% (${Math.round(m.accuracy * m.count)}/${m.count})` : `RMSE ${fmtNum(m.rmse)}, MAE ${fmtNum(m.mae)} (${m.count} cases)`);
+/** The contents of metrics.json: data, backend, model config, head, training settings and time, curves, scores. */
+function metricsJson(run: FinishedRun): Record<string, unknown> {
+  const { ds, data, plan, trained, model, scores, K } = run;
+  const { flags, n } = plan;
+  const regression = ds.task === "regression";
+  const { train } = scores;
+  return {
+    dataset: ds.name,
+    task: ds.task,
+    files: ds.files,
+    backend: run.backend,
+    config: model.config,
+    head: plan.head,
+    ...(regression ? { targetNames: ds.targetNames, targetStandardize: data.tstats } : { numClasses: K, classLabels: ds.classLabels }),
+    paramCount: model.paramCount,
+    training: { epochs: flags.epochs, batchSize: flags.batchSize, lr: flags.lr, weightDecay: flags.weightDecay, labelSmoothing: flags.labelSmoothing, seed: plan.seed, ensemble: n, memberSeeds: trained.members.map((_, j) => memberSeed(plan, j)), valSplit: flags.valSplit, trainCount: data.fitIdx.length, valCount: data.valIdx.length, seconds: trained.seconds, tokensPerSecond: trained.tokens / trained.seconds },
+    history: run.history,
+    ...(n > 1 && { memberHistories: trained.memberHistories }),
+    train: "accuracy" in train ? { accuracy: train.accuracy, count: train.count } : train,
+    ...(scores.val && { validation: scores.val }),
+    ...(scores.test && { test: scores.test }),
+  };
+}
+
+/** Prints the run's summary on stdout: training time, train/validation/test scores, files written. */
+function printSummary(ds: TrainingSet, plan: TrainingPlan, seconds: number, backend: string, scores: RunScores, modelPath: string): void {
+  const { flags, n } = plan;
+  const { train, val, test } = scores;
+  const fmt = (m: SplitMetrics) => ("accuracy" in m ? `accuracy: ${(100 * m.accuracy).toFixed(2)}% (${Math.round(m.accuracy * m.count)}/${m.count})` : `RMSE ${fmtNum(m.rmse)}, MAE ${fmtNum(m.mae)} (${m.count} cases)`);
   process.stdout.write(
     [
-      `trained ${n > 1 ? `${n} members x ` : ""}${flags.epochs} epochs in ${trainSeconds.toFixed(1)} s on ${backend}`,
-      `train ${fmt(trainMetrics)}`,
-      ...(valMetrics ? [`validation ${fmt(valMetrics)}`] : []),
-      ...(testMetrics ? [regression || !("accuracy" in testMetrics) ? `test ${fmt(testMetrics)}` : `test ${formatMetrics(testMetrics, ds.classLabels)}`] : ["no test data (--test-data): not scored"]),
+      `trained ${n > 1 ? `${n} members x ` : ""}${flags.epochs} epochs in ${seconds.toFixed(1)} s on ${backend}`,
+      `train ${fmt(train)}`,
+      ...(val ? [`validation ${fmt(val)}`] : []),
+      ...(test ? [ds.task === "regression" || !("accuracy" in test) ? `test ${fmt(test)}` : `test ${formatMetrics(test, ds.classLabels)}`] : ["no test data (--test-data): not scored"]),
       `wrote ${modelPath}, ${join(flags.out, "metrics.json")}, ${join(flags.out, "training-curve.svg")}`,
     ].join("\n") + "\n",
   );

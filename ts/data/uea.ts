@@ -101,144 +101,8 @@ function parsePositiveInt(value: string | undefined, tag: string, file: string, 
  */
 export function parseUea(text: string, file = "<input>"): UeaDataset {
   const lines = text.split(/\r?\n/);
-  const header: Header = { classLabels: [] };
-  const seen = new Set<string>();
-  let dataLine = 0; // 1-based line of @data
-  let i = 0;
-  for (; i < lines.length; i++) {
-    const lineNo = i + 1;
-    const raw = lines[i]!.trim();
-    if (raw === "" || raw.startsWith("#")) continue;
-    if (!raw.startsWith("@")) {
-      throw new DataFormatError(file, lineNo, "data before @data (expected a header tag such as @problemName, or @data)");
-    }
-    const parts = raw.split(/\s+/);
-    const tag = parts[0]!;
-    const key = tag.toLowerCase();
-    if (seen.has(key)) throw new DataFormatError(file, lineNo, `duplicate header tag ${tag}`);
-    seen.add(key);
-    const value = parts[1];
-    switch (key) {
-      case "@problemname":
-        if (value === undefined) throw new DataFormatError(file, lineNo, "@problemName needs a name");
-        header.problemName = parts.slice(1).join(" ");
-        break;
-      case "@timestamps":
-        header.timeStamps = parseBool(value, tag, file, lineNo);
-        if (header.timeStamps) throw new DataFormatError(file, lineNo, "@timeStamps true is not supported (only plain value lists)");
-        break;
-      case "@missing":
-        header.missing = parseBool(value, tag, file, lineNo);
-        break;
-      case "@univariate":
-        header.univariate = parseBool(value, tag, file, lineNo);
-        break;
-      case "@dimensions":
-      case "@dimension":
-        header.dimensions = parsePositiveInt(value, tag, file, lineNo);
-        break;
-      case "@equallength":
-        header.equalLength = parseBool(value, tag, file, lineNo);
-        break;
-      case "@serieslength":
-        header.seriesLength = parsePositiveInt(value, tag, file, lineNo);
-        break;
-      case "@classlabel": {
-        header.classLabel = parseBool(value, tag, file, lineNo);
-        const labels = parts.slice(2);
-        if (header.classLabel && labels.length === 0) {
-          throw new DataFormatError(file, lineNo, "@classLabel true must list the class labels");
-        }
-        if (!header.classLabel && labels.length > 0) {
-          throw new DataFormatError(file, lineNo, "@classLabel false must not list labels");
-        }
-        const dup = labels.find((l, j) => labels.indexOf(l) !== j);
-        if (dup !== undefined) throw new DataFormatError(file, lineNo, `class label '${dup}' listed twice in @classLabel`);
-        header.classLabels = labels;
-        break;
-      }
-      case "@targetlabel":
-        throw new DataFormatError(file, lineNo, "@targetLabel (regression data) is not supported; expected @classLabel");
-      case "@data":
-        if (parts.length > 1) throw new DataFormatError(file, lineNo, "@data takes no value");
-        dataLine = lineNo;
-        break;
-      default:
-        throw new DataFormatError(file, lineNo, `unknown header tag ${tag}`);
-    }
-    if (dataLine) {
-      i++;
-      break;
-    }
-  }
-  if (!dataLine) throw new DataFormatError(file, Math.max(1, lines.length), "missing @data (end of file reached in the header)");
-  if (header.classLabel === undefined) throw new DataFormatError(file, dataLine, "missing @classLabel before @data");
-  if (header.univariate === true && header.dimensions !== undefined && header.dimensions !== 1) {
-    throw new DataFormatError(file, dataLine, `@univariate true contradicts @dimensions ${header.dimensions}`);
-  }
-  if (header.seriesLength !== undefined && header.equalLength === false) {
-    // sktime writes @seriesLength only for equal-length data; accept it but do not enforce it.
-    header.seriesLength = undefined;
-  }
-
-  const hasLabels = header.classLabel;
-  const labelIndex = new Map(header.classLabels.map((l, j) => [l, j] as const));
-  let channels = header.dimensions ?? (header.univariate ? 1 : 0); // 0 = infer from the first case
-  const series: Float32Array[] = [];
-  const lengths: number[] = [];
-  const labels: number[] = [];
-  let firstLength = 0;
-
-  for (; i < lines.length; i++) {
-    const lineNo = i + 1;
-    const raw = lines[i]!.trim();
-    if (raw === "" || raw.startsWith("#")) continue;
-    if (raw.startsWith("@")) throw new DataFormatError(file, lineNo, `header tag ${raw.split(/\s+/)[0]} after @data`);
-    const fields = raw.split(":");
-    let label: number | undefined;
-    if (hasLabels) {
-      const l = fields.pop()!.trim();
-      if (fields.length === 0) throw new DataFormatError(file, lineNo, "expected channels and a class label separated by ':', found no ':'");
-      if (l.includes(",")) {
-        throw new DataFormatError(file, lineNo, `expected a class label after the last ':', found a list of values (is the label missing?)`);
-      }
-      const idx = labelIndex.get(l);
-      if (idx === undefined) {
-        throw new DataFormatError(file, lineNo, `class label '${l}' is not one of @classLabel (${header.classLabels.join(" ")})`);
-      }
-      label = idx;
-    }
-    if (channels === 0) channels = fields.length;
-    if (fields.length !== channels) {
-      throw new DataFormatError(file, lineNo, `expected ${channels} channel${channels === 1 ? "" : "s"}, found ${fields.length}`);
-    }
-    const perChannel = fields.map((f) => f.split(","));
-    const len = perChannel[0]!.length;
-    for (let c = 0; c < channels; c++) {
-      const n = perChannel[c]!.length;
-      if (n === 1 && perChannel[c]![0]!.trim() === "") throw new DataFormatError(file, lineNo, `channel ${c + 1} is empty`);
-      if (n !== len) {
-        throw new DataFormatError(file, lineNo, `channel ${c + 1} has ${n} values, channel 1 has ${len} (channels of a case must have equal length)`);
-      }
-    }
-    if (header.equalLength) {
-      const expected = header.seriesLength ?? (firstLength || len);
-      if (len !== expected) {
-        throw new DataFormatError(file, lineNo, `expected series length ${expected} (@equalLength true), found ${len}`);
-      }
-    }
-    if (!firstLength) firstLength = len;
-    const out = new Float32Array(len * channels);
-    for (let c = 0; c < channels; c++) {
-      const vals = perChannel[c]!;
-      for (let t = 0; t < len; t++) {
-        out[t * channels + c] = parseNumber(vals[t]!, file, lineNo, `channel ${c + 1}, step ${t + 1}`);
-      }
-    }
-    series.push(out);
-    lengths.push(len);
-    if (label !== undefined) labels.push(label);
-  }
+  const { header, dataLine, next } = parseHeader(lines, file);
+  const { channels, series, lengths, labels } = parseCases(lines, next, header, file);
   if (series.length === 0) throw new DataFormatError(file, dataLine, "no cases after @data");
 
   const stem = file.replace(/^.*[\\/]/, "").replace(/(_TRAIN|_TEST)?\.ts$/i, "");
@@ -250,6 +114,196 @@ export function parseUea(text: string, file = "<input>"): UeaDataset {
     lengths,
     labels,
   };
+}
+
+/**
+ * Parses the header: every line up to and including `@data` (blank and `#` lines skipped), then
+ * checks the tags against each other. A `@seriesLength` with `@equalLength false` is dropped.
+ *
+ * @returns the header, the 1-based line of `@data` and the 0-based index of the line after it.
+ * @throws {DataFormatError} for a line that is not a tag, a duplicate, unknown or malformed tag,
+ *   no `@data`, no `@classLabel`, or `@univariate true` with `@dimensions` other than 1.
+ */
+function parseHeader(lines: readonly string[], file: string): { header: Header & { classLabel: boolean }; dataLine: number; next: number } {
+  const header: Header = { classLabels: [] };
+  const seen = new Set<string>();
+  let dataLine = 0; // 1-based line of @data
+  let i = 0;
+  for (; i < lines.length && !dataLine; i++) {
+    const lineNo = i + 1;
+    const raw = lines[i]!.trim();
+    if (raw === "" || raw.startsWith("#")) continue;
+    if (!raw.startsWith("@")) {
+      throw new DataFormatError(file, lineNo, "data before @data (expected a header tag such as @problemName, or @data)");
+    }
+    const parts = raw.split(/\s+/);
+    const key = parts[0]!.toLowerCase();
+    if (seen.has(key)) throw new DataFormatError(file, lineNo, `duplicate header tag ${parts[0]!}`);
+    seen.add(key);
+    if (applyHeaderTag(header, parts, file, lineNo)) dataLine = lineNo;
+  }
+  if (!dataLine) throw new DataFormatError(file, Math.max(1, lines.length), "missing @data (end of file reached in the header)");
+  if (header.classLabel === undefined) throw new DataFormatError(file, dataLine, "missing @classLabel before @data");
+  if (header.univariate === true && header.dimensions !== undefined && header.dimensions !== 1) {
+    throw new DataFormatError(file, dataLine, `@univariate true contradicts @dimensions ${header.dimensions}`);
+  }
+  if (header.seriesLength !== undefined && header.equalLength === false) {
+    // sktime writes @seriesLength only for equal-length data; accept it but do not enforce it.
+    header.seriesLength = undefined;
+  }
+  return { header: header as Header & { classLabel: boolean }, dataLine, next: i };
+}
+
+/**
+ * Applies one header tag line (`parts`: the tag, then its whitespace-separated values) to `header`.
+ *
+ * @returns true for `@data` (the header ends there).
+ * @throws {DataFormatError} for an unknown or unsupported tag (`@targetLabel`, `@timeStamps true`)
+ *   or a malformed value.
+ */
+function applyHeaderTag(header: Header, parts: readonly string[], file: string, lineNo: number): boolean {
+  const tag = parts[0]!;
+  const value = parts[1];
+  switch (tag.toLowerCase()) {
+    case "@problemname":
+      if (value === undefined) throw new DataFormatError(file, lineNo, "@problemName needs a name");
+      header.problemName = parts.slice(1).join(" ");
+      break;
+    case "@timestamps":
+      header.timeStamps = parseBool(value, tag, file, lineNo);
+      if (header.timeStamps) throw new DataFormatError(file, lineNo, "@timeStamps true is not supported (only plain value lists)");
+      break;
+    case "@missing":
+      header.missing = parseBool(value, tag, file, lineNo);
+      break;
+    case "@univariate":
+      header.univariate = parseBool(value, tag, file, lineNo);
+      break;
+    case "@dimensions":
+    case "@dimension":
+      header.dimensions = parsePositiveInt(value, tag, file, lineNo);
+      break;
+    case "@equallength":
+      header.equalLength = parseBool(value, tag, file, lineNo);
+      break;
+    case "@serieslength":
+      header.seriesLength = parsePositiveInt(value, tag, file, lineNo);
+      break;
+    case "@classlabel":
+      applyClassLabel(header, parts, file, lineNo);
+      break;
+    case "@targetlabel":
+      throw new DataFormatError(file, lineNo, "@targetLabel (regression data) is not supported; expected @classLabel");
+    case "@data":
+      if (parts.length > 1) throw new DataFormatError(file, lineNo, "@data takes no value");
+      return true;
+    default:
+      throw new DataFormatError(file, lineNo, `unknown header tag ${tag}`);
+  }
+  return false;
+}
+
+/**
+ * `@classLabel true <labels...>` or `@classLabel false`: sets `classLabel` and `classLabels`.
+ * @throws {DataFormatError} for `true` without labels, `false` with labels, or a label listed twice.
+ */
+function applyClassLabel(header: Header, parts: readonly string[], file: string, lineNo: number): void {
+  header.classLabel = parseBool(parts[1], parts[0]!, file, lineNo);
+  const labels = parts.slice(2);
+  if (header.classLabel && labels.length === 0) {
+    throw new DataFormatError(file, lineNo, "@classLabel true must list the class labels");
+  }
+  if (!header.classLabel && labels.length > 0) {
+    throw new DataFormatError(file, lineNo, "@classLabel false must not list labels");
+  }
+  const dup = labels.find((l, j) => labels.indexOf(l) !== j);
+  if (dup !== undefined) throw new DataFormatError(file, lineNo, `class label '${dup}' listed twice in @classLabel`);
+  header.classLabels = labels;
+}
+
+/** The cases of a file: channels `C` (from the header, else the first case) and per case its series `[T_i * C]`, length and label index. */
+interface ParsedCases {
+  channels: number;
+  series: Float32Array[];
+  lengths: number[];
+  labels: number[];
+}
+
+/**
+ * Parses the case lines from `lines[start]` on (blank and `#` lines skipped), one case per line.
+ * @throws {DataFormatError} for a header tag after `@data` or a malformed case (see {@link parseCase}).
+ */
+function parseCases(lines: readonly string[], start: number, header: Header & { classLabel: boolean }, file: string): ParsedCases {
+  const labelIndex = new Map(header.classLabels.map((l, j) => [l, j] as const));
+  const cases: ParsedCases = { channels: header.dimensions ?? (header.univariate ? 1 : 0), series: [], lengths: [], labels: [] }; // channels 0 = infer from the first case
+  for (let i = start; i < lines.length; i++) {
+    const lineNo = i + 1;
+    const raw = lines[i]!.trim();
+    if (raw === "" || raw.startsWith("#")) continue;
+    if (raw.startsWith("@")) throw new DataFormatError(file, lineNo, `header tag ${raw.split(/\s+/)[0]} after @data`);
+    const fields = raw.split(":");
+    const label = header.classLabel ? caseLabel(fields, header.classLabels, labelIndex, file, lineNo) : undefined;
+    if (cases.channels === 0) cases.channels = fields.length;
+    const expectedLength = header.equalLength ? header.seriesLength ?? cases.lengths[0] : undefined;
+    const out = parseCase(fields, cases.channels, expectedLength, file, lineNo);
+    cases.series.push(out);
+    cases.lengths.push(out.length / cases.channels);
+    if (label !== undefined) cases.labels.push(label);
+  }
+  return cases;
+}
+
+/**
+ * Removes the class label (the last `:`-separated field) from `fields` and returns its index in
+ * `@classLabel`'s list.
+ * @throws {DataFormatError} for a line without `:`, a value list where the label should be, or a
+ *   label not in `@classLabel`.
+ */
+function caseLabel(fields: string[], classLabels: readonly string[], labelIndex: ReadonlyMap<string, number>, file: string, lineNo: number): number {
+  const l = fields.pop()!.trim();
+  if (fields.length === 0) throw new DataFormatError(file, lineNo, "expected channels and a class label separated by ':', found no ':'");
+  if (l.includes(",")) {
+    throw new DataFormatError(file, lineNo, `expected a class label after the last ':', found a list of values (is the label missing?)`);
+  }
+  const idx = labelIndex.get(l);
+  if (idx === undefined) {
+    throw new DataFormatError(file, lineNo, `class label '${l}' is not one of @classLabel (${classLabels.join(" ")})`);
+  }
+  return idx;
+}
+
+/**
+ * Parses one case's channels (`fields`, each a comma-separated value list) into a time-major
+ * `[T * C]` array.
+ * @param expectedLength `T` every case must have (`@equalLength true`: `@seriesLength`, else the first case's); undefined: any.
+ * @throws {DataFormatError} for a wrong channel count, an empty channel, channels of different
+ *   lengths, a length other than `expectedLength`, or a value that is not a finite float32.
+ */
+function parseCase(fields: readonly string[], channels: number, expectedLength: number | undefined, file: string, lineNo: number): Float32Array {
+  if (fields.length !== channels) {
+    throw new DataFormatError(file, lineNo, `expected ${channels} channel${channels === 1 ? "" : "s"}, found ${fields.length}`);
+  }
+  const perChannel = fields.map((f) => f.split(","));
+  const len = perChannel[0]!.length;
+  for (let c = 0; c < channels; c++) {
+    const n = perChannel[c]!.length;
+    if (n === 1 && perChannel[c]![0]!.trim() === "") throw new DataFormatError(file, lineNo, `channel ${c + 1} is empty`);
+    if (n !== len) {
+      throw new DataFormatError(file, lineNo, `channel ${c + 1} has ${n} values, channel 1 has ${len} (channels of a case must have equal length)`);
+    }
+  }
+  const expected = expectedLength ?? len;
+  if (len !== expected) {
+    throw new DataFormatError(file, lineNo, `expected series length ${expected} (@equalLength true), found ${len}`);
+  }
+  const out = new Float32Array(len * channels);
+  for (let c = 0; c < channels; c++) {
+    const vals = perChannel[c]!;
+    for (let t = 0; t < len; t++) {
+      out[t * channels + c] = parseNumber(vals[t]!, file, lineNo, `channel ${c + 1}, step ${t + 1}`);
+    }
+  }
+  return out;
 }
 
 /**
