@@ -1,6 +1,6 @@
 /**
  * The one place where the CLI touches the training API (`GQA.build(opts & {head})`, `model.fit`,
- * `model.predict`, `GQA.load`). `train`, `eval` and `predict` use only {@link Classifier} (a model
+ * `model.predict`, `GQA.load`). `train`, `eval` and `predict` use only {@link TaskModel} (a model
  * with a classification or a regression head).
  *
  * - `GQA.build({...opts, head: {type: "classification", numClasses}})` or
@@ -41,7 +41,7 @@ export interface FitConfig {
 }
 
 /** A GQA model with a classification or regression head, as the CLI sees it. */
-export interface Classifier {
+export interface TaskModel {
   /** Backend holding the weights. */
   readonly backend: string;
   /** Every model option, defaults filled in. */
@@ -49,7 +49,7 @@ export interface Classifier {
   /** Exact parameter count (including the head). */
   readonly paramCount: number;
   /** Outputs per case `K`: classes (classification) or targets (regression). */
-  readonly numClasses: number;
+  readonly numOutputs: number;
   /** The head. */
   readonly head: HeadOptions;
   /** Trains in place. */
@@ -61,7 +61,7 @@ export interface Classifier {
   dispose(): void;
 }
 
-function wrap(m: Model, numClasses: number, head: HeadOptions): Classifier {
+function wrap(m: Model, numOutputs: number, head: HeadOptions): TaskModel {
   return {
     head,
     backend: m.backend,
@@ -69,7 +69,7 @@ function wrap(m: Model, numClasses: number, head: HeadOptions): Classifier {
     get paramCount() {
       return m.paramCount;
     },
-    numClasses,
+    numOutputs,
     async fit(train, cfg) {
       const { validation, ...opts } = cfg;
       const data = (d: LabelledData) => ({ x: d.data, dims: d.dims, lengths: d.lengths, labels: d.labels });
@@ -77,8 +77,8 @@ function wrap(m: Model, numClasses: number, head: HeadOptions): Classifier {
     },
     async probabilities(data, dims, lengths) {
       const t = await m.predict(data, dims, { lengths });
-      if (t.dims.length !== 2 || t.dims[0] !== dims[0] || t.dims[1] !== numClasses) {
-        throw new Error(`model.predict returned dims [${t.dims.join(", ")}], expected [${dims[0]}, ${numClasses}]`);
+      if (t.dims.length !== 2 || t.dims[0] !== dims[0] || t.dims[1] !== numOutputs) {
+        throw new Error(`model.predict returned dims [${t.dims.join(", ")}], expected [${dims[0]}, ${numOutputs}]`);
       }
       return t.data;
     },
@@ -87,22 +87,22 @@ function wrap(m: Model, numClasses: number, head: HeadOptions): Classifier {
   };
 }
 
-/** Builds a classifier: the GQA model plus a `numClasses`-way linear head. */
-export async function buildClassifier(opts: GqaOptions, numClasses: number): Promise<Classifier> {
+/** Builds a classifier: the GQA model plus a `numClasses`-way linear classification head. */
+export async function buildClassifier(opts: GqaOptions, numClasses: number): Promise<TaskModel> {
   return buildTaskModel(opts, { type: "classification", numClasses });
 }
 
 /** Builds the GQA model plus `head` (classification or regression). */
-export async function buildTaskModel(opts: GqaOptions, head: HeadOptions): Promise<Classifier> {
+export async function buildTaskModel(opts: GqaOptions, head: HeadOptions): Promise<TaskModel> {
   const m = await GQA.build({ ...opts, head });
   return wrap(m, head.type === "classification" ? head.numClasses : head.outDim, head);
 }
 
 /**
- * Loads a regression model saved by {@link Classifier.save}.
+ * Loads a regression model saved by {@link TaskModel.save}.
  * @throws GqaError `INVALID_INPUT` when the file has no regression head of `outDim` outputs.
  */
-export async function loadRegressor(bytes: Uint8Array, outDim: number, file = "<model>"): Promise<Classifier> {
+export async function loadRegressor(bytes: Uint8Array, outDim: number, file = "<model>"): Promise<TaskModel> {
   const m = await GQA.load(bytes);
   const head = m.head;
   if (head?.type !== "regression" || head.outDim !== outDim) {
@@ -114,11 +114,11 @@ export async function loadRegressor(bytes: Uint8Array, outDim: number, file = "<
 }
 
 /**
- * Loads a classifier saved by {@link Classifier.save} (the head comes from the file's metadata).
+ * Loads a classifier saved by {@link TaskModel.save} (the head comes from the file's metadata).
  * @throws GqaError `INVALID_INPUT` when the file has no classification head of `numClasses`
  *   classes (a model file from another configuration or dataset); load errors of `GQA.load`.
  */
-export async function loadClassifier(bytes: Uint8Array, numClasses: number, file = "<model>"): Promise<Classifier> {
+export async function loadClassifier(bytes: Uint8Array, numClasses: number, file = "<model>"): Promise<TaskModel> {
   const m = await GQA.load(bytes);
   const head = m.head;
   if (head?.type !== "classification" || head.numClasses !== numClasses) {
@@ -130,15 +130,16 @@ export async function loadClassifier(bytes: Uint8Array, numClasses: number, file
 }
 
 /**
- * Class probabilities `[N, K]` for unpadded series (each `[T_i * C]`), run in padded chunks of
+ * Outputs `[N, K]` for unpadded series (each `[T_i * C]`): class probabilities, or regression
+ * outputs (standardised targets) for a regression head; run in padded chunks of
  * `chunk` cases (each chunk padded to its own longest case; padding does not change the result).
  */
-export async function probabilitiesForSeries(clf: Classifier, series: readonly Float32Array[], channels: number, chunk = 128): Promise<Float32Array> {
+export async function probabilitiesForSeries(model: TaskModel, series: readonly Float32Array[], channels: number, chunk = 128): Promise<Float32Array> {
   const { padBatch } = await import("../data/batch.js");
-  const out = new Float32Array(series.length * clf.numClasses);
+  const out = new Float32Array(series.length * model.numOutputs);
   for (let i = 0; i < series.length; i += chunk) {
     const b = padBatch(series.slice(i, i + chunk), channels);
-    out.set(await clf.probabilities(b.data, b.dims, b.lengths), i * clf.numClasses);
+    out.set(await model.probabilities(b.data, b.dims, b.lengths), i * model.numOutputs);
   }
   return out;
 }
@@ -149,20 +150,20 @@ export async function probabilitiesForSeries(clf: Classifier, series: readonly F
  * packs the members into one file ({@link packEnsemble}); `paramCount` counts every member;
  * `config` is member 0's. It cannot be trained as one (train the members).
  */
-export function ensembleOf(members: readonly Classifier[]): Classifier {
+export function ensembleOf(members: readonly TaskModel[]): TaskModel {
   if (members.length === 1) return members[0]!;
   const first = members[0]!;
   return {
     backend: first.backend,
     config: first.config,
     paramCount: members.reduce((a, m) => a + m.paramCount, 0),
-    numClasses: first.numClasses,
+    numOutputs: first.numOutputs,
     head: first.head,
     async fit() {
       throw new GqaError("INVALID_INPUT", "an ensemble is trained member by member");
     },
     async probabilities(data, dims, lengths) {
-      const sum = new Float32Array(dims[0] * first.numClasses);
+      const sum = new Float32Array(dims[0] * first.numOutputs);
       for (const m of members) {
         const p = await m.probabilities(data, dims, lengths);
         for (let i = 0; i < p.length; i++) sum[i]! += p[i]! / members.length;
@@ -185,9 +186,9 @@ export function ensembleOf(members: readonly Classifier[]): Classifier {
  * @throws GqaError `INVALID_INPUT` / load errors as {@link loadClassifier}; DataFormatError for a
  *   malformed ensemble file.
  */
-export async function loadCliModel(bytes: Uint8Array, task: "classification" | "regression", numOutputs: number, file = "<model>"): Promise<Classifier> {
+export async function loadCliModel(bytes: Uint8Array, task: "classification" | "regression", numOutputs: number, file = "<model>"): Promise<TaskModel> {
   const { unpackEnsemble } = await import("../model-file.js");
-  const members: Classifier[] = [];
+  const members: TaskModel[] = [];
   try {
     for (const b of unpackEnsemble(bytes, file)) members.push(task === "regression" ? await loadRegressor(b, numOutputs, file) : await loadClassifier(b, numOutputs, file));
   } catch (e) {

@@ -15,7 +15,7 @@ import { channelStats, standardize, type ChannelStats } from "../data/standardiz
 import type { GqaOptions, HeadOptions } from "../index.js";
 import { addBackendOption, addModelOptions, intArg, modelOptions, numArg, startBackend, status, type ModelDefaults, type ModelFlags } from "./common.js";
 import { argmaxRows, classificationMetrics, formatMetrics, type ClassificationMetrics } from "./metrics.js";
-import { buildTaskModel, ensembleOf, probabilitiesForSeries, type Classifier, type FitConfig, type LabelledData, type StepReport } from "./model-api.js";
+import { buildTaskModel, ensembleOf, probabilitiesForSeries, type FitConfig, type LabelledData, type StepReport, type TaskModel } from "./model-api.js";
 import { MAX_ENSEMBLE_MEMBERS, withCliMetadata, type CliMetadata } from "../model-file.js";
 import { trainingCurveSvg, type CurvePoint } from "./plot.js";
 
@@ -259,7 +259,7 @@ interface TrainingPlan {
 
 /** The trained members with their per-epoch curves, training time (s) and tokens processed. */
 interface TrainedMembers {
-  members: Classifier[];
+  members: TaskModel[];
   memberHistories: CurvePoint[][];
   seconds: number;
   tokens: number;
@@ -388,19 +388,19 @@ async function trainMembers(plan: TrainingPlan, data: PreparedData, regression: 
   const useBar = flags.progress && process.stderr.isTTY === true;
   const bar = progressBar(n, regression);
   const run: ProgressRun = { ...(useBar && { bar }), t0: performance.now(), tokens: 0, epochs: flags.epochs, stepsPerEpoch, n, regression };
-  const members: Classifier[] = [];
+  const members: TaskModel[] = [];
   const memberHistories: CurvePoint[][] = [];
   if (useBar) bar.start(stepsPerEpoch * flags.epochs * n, 0, { m: 1, n, ep: 1, epochs: flags.epochs, s: 0, spe: stepsPerEpoch, loss: "-", acc: "-", val: "", tps: "-" });
   try {
     for (let j = 0; j < n; j++) {
       // Member j: its own weight initialisation, dropout and batch order (seed * n + j; = seed alone).
-      const clf = await buildTaskModel({ ...plan.opts, seed: memberSeed(plan, j) }, plan.head);
-      members.push(clf);
-      if (j === 0) status(`model: ${clf.paramCount.toLocaleString("en-US")} parameters (with head)${n > 1 ? ` per member; an ensemble of ${n} (seeds ${memberSeed(plan, 0)}-${memberSeed(plan, n - 1)}), outputs averaged` : ""}`);
+      const member = await buildTaskModel({ ...plan.opts, seed: memberSeed(plan, j) }, plan.head);
+      members.push(member);
+      if (j === 0) status(`model: ${member.paramCount.toLocaleString("en-US")} parameters (with head)${n > 1 ? ` per member; an ensemble of ${n} (seeds ${memberSeed(plan, 0)}-${memberSeed(plan, n - 1)}), outputs averaged` : ""}`);
       const history: CurvePoint[] = [];
       memberHistories.push(history);
       const { onStep, onEpochEnd } = memberProgress(run, j, history);
-      await clf.fit(data.fit, {
+      await member.fit(data.fit, {
         epochs: flags.epochs, batchSize: flags.batchSize, lr: flags.lr, weightDecay: flags.weightDecay, ...(flags.labelSmoothing > 0 && { labelSmoothing: flags.labelSmoothing }),
         seed: memberSeed(plan, j), onStep, onEpochEnd, ...(data.validation && { validation: data.validation }),
       });
@@ -493,7 +493,7 @@ function meanHistory(memberHistories: readonly CurvePoint[][]): CurvePoint[] {
  * scale): on the test split (when given), the cases trained on (without the validation part), and
  * the validation part (when any).
  */
-async function scoreRun(model: Classifier, ds: TrainingSet, data: PreparedData, K: number): Promise<RunScores> {
+async function scoreRun(model: TaskModel, ds: TrainingSet, data: PreparedData, K: number): Promise<RunScores> {
   const C = ds.channels;
   const regression = ds.task === "regression";
   const { tstats } = data;
@@ -520,7 +520,7 @@ interface FinishedRun {
   plan: TrainingPlan;
   trained: TrainedMembers;
   /** The trained model or ensemble; disposed by {@link saveRun}. */
-  model: Classifier;
+  model: TaskModel;
   /** Mean curve over the members ({@link meanHistory}). */
   history: CurvePoint[];
   scores: RunScores;
