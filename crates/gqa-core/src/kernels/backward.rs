@@ -720,27 +720,8 @@ fn attn_bwd_job_impl<const FMA: bool>(
     let rows = TileRows::new(sh, b, kh);
     for (p0, nr, np) in rows.tiles() {
         sc.rows(d, np);
-        let mut lim = [0usize; R];
-        let mut lse_r = [0f32; R];
-        let mut di = [0f32; R];
-        for r in 0..nr {
-            let (i, h) = rows.row(p0 + r);
-            let row = base + i;
-            lim[r] = rows.end(p0 + r);
-            lse_r[r] = lse[(b * sh.heads + h) * t + i];
-            let q = &qkv[row * wd + h * d..row * wd + (h + 1) * d];
-            let g = &dout[row * qd + h * d..row * qd + (h + 1) * d];
-            let orow = &o[row * qd + h * d..row * qd + (h + 1) * d];
-            sc.qr[r * d..(r + 1) * d].copy_from_slice(q);
-            sc.gr[r * d..(r + 1) * d].copy_from_slice(g);
-            for (a, &v) in sc.qs[r * d..(r + 1) * d].iter_mut().zip(q) {
-                *a = v * scale;
-            }
-            di[r] = g
-                .iter()
-                .zip(orow)
-                .fold(0f32, |s, (&a, &c)| fmadd::<FMA>(a, c, s));
-        }
+        let (lim, lse_r, di) =
+            load_bwd_rows::<FMA>((qkv, o, lse, dout), sh, b, &rows, (p0, nr), scale, sc);
         // P recomputed from the saved log-sum-exp; dS = P (dO V^T - D_i) * scale. Masked keys
         // and the tile's unused rows have P = 0, hence dS = 0.
         for c in 0..np / W {
@@ -764,26 +745,85 @@ fn attn_bwd_job_impl<const FMA: bool>(
             let (i, h) = rows.row(p0 + r);
             dq_row(base + i, h).copy_from_slice(&sc.out[r * d..(r + 1) * d]);
         }
-        for dd in 0..d {
-            for c in 0..np / W {
-                let off = dd * ldt + c * W;
-                let mut ak: Lanes = sc.dkt[off..off + W].try_into().expect("W lanes");
-                let mut av: Lanes = sc.dvt[off..off + W].try_into().expect("W lanes");
-                for r in 0..R {
-                    let dsr: &Lanes = sc.ds[r * np + c * W..r * np + (c + 1) * W]
-                        .try_into()
-                        .expect("W lanes");
-                    let pr: &Lanes = sc.p[r * np + c * W..r * np + (c + 1) * W]
-                        .try_into()
-                        .expect("W lanes");
-                    ak = fma_lanes::<FMA>(sc.qr[r * d + dd], dsr, ak);
-                    av = fma_lanes::<FMA>(sc.gr[r * d + dd], pr, av);
-                }
-                sc.dkt[off..off + W].copy_from_slice(&ak);
-                sc.dvt[off..off + W].copy_from_slice(&av);
+        accumulate_dk_dv::<FMA>(sc, d, ldt, np);
+    }
+    store_dk_dv(sc, dqkv, (base, t, l, wd, d), (kcol, vcol), ldt);
+}
+
+/// Loads tile rows `p0..p0 + nr` (of `rows`) for the backward: `q`, `dO` and `q * scale` into
+/// the scratch, and per row its key limit, saved log-sum-exp and `D_i = dO_i . O_i`.
+#[inline(always)]
+#[allow(clippy::type_complexity)]
+fn load_bwd_rows<const FMA: bool>(
+    (qkv, o, lse, dout): (&[f32], &[f32], &[f32], &[f32]),
+    sh: &AttnShape<'_>,
+    b: usize,
+    rows: &TileRows,
+    (p0, nr): (usize, usize),
+    scale: f32,
+    sc: &mut AttnScratch,
+) -> ([usize; R], [f32; R], [f32; R]) {
+    let (t, d, wd, qd) = (sh.seq, sh.head_dim, sh.wd(), sh.qd());
+    let base = b * t;
+    let mut lim = [0usize; R];
+    let mut lse_r = [0f32; R];
+    let mut di = [0f32; R];
+    for r in 0..nr {
+        let (i, h) = rows.row(p0 + r);
+        let row = base + i;
+        lim[r] = rows.end(p0 + r);
+        lse_r[r] = lse[(b * sh.heads + h) * t + i];
+        let q = &qkv[row * wd + h * d..row * wd + (h + 1) * d];
+        let g = &dout[row * qd + h * d..row * qd + (h + 1) * d];
+        let orow = &o[row * qd + h * d..row * qd + (h + 1) * d];
+        sc.qr[r * d..(r + 1) * d].copy_from_slice(q);
+        sc.gr[r * d..(r + 1) * d].copy_from_slice(g);
+        for (a, &v) in sc.qs[r * d..(r + 1) * d].iter_mut().zip(q) {
+            *a = v * scale;
+        }
+        di[r] = g
+            .iter()
+            .zip(orow)
+            .fold(0f32, |s, (&a, &c)| fmadd::<FMA>(a, c, s));
+    }
+    (lim, lse_r, di)
+}
+
+/// `dK^T += Q^T dS` and `dV^T += dO^T P` for one tile (`np` keys, transposed accumulators of
+/// leading dimension `ldt`).
+#[inline(always)]
+fn accumulate_dk_dv<const FMA: bool>(sc: &mut AttnScratch, d: usize, ldt: usize, np: usize) {
+    for dd in 0..d {
+        for c in 0..np / W {
+            let off = dd * ldt + c * W;
+            let mut ak: Lanes = sc.dkt[off..off + W].try_into().expect("W lanes");
+            let mut av: Lanes = sc.dvt[off..off + W].try_into().expect("W lanes");
+            for r in 0..R {
+                let dsr: &Lanes = sc.ds[r * np + c * W..r * np + (c + 1) * W]
+                    .try_into()
+                    .expect("W lanes");
+                let pr: &Lanes = sc.p[r * np + c * W..r * np + (c + 1) * W]
+                    .try_into()
+                    .expect("W lanes");
+                ak = fma_lanes::<FMA>(sc.qr[r * d + dd], dsr, ak);
+                av = fma_lanes::<FMA>(sc.gr[r * d + dd], pr, av);
             }
+            sc.dkt[off..off + W].copy_from_slice(&ak);
+            sc.dvt[off..off + W].copy_from_slice(&av);
         }
     }
+}
+
+/// Writes the job's dK and dV (transposed accumulators) into `dqkv` rows `base..base + T` at
+/// columns `kcol`/`vcol`; positions `>= l` (padding) get 0.
+#[inline(always)]
+fn store_dk_dv(
+    sc: &AttnScratch,
+    dqkv: OutPtr,
+    (base, t, l, wd, d): (usize, usize, usize, usize, usize),
+    (kcol, vcol): (usize, usize),
+    ldt: usize,
+) {
     for j in 0..t {
         let row = base + j;
         // SAFETY: this job's own dk and dv columns (disjoint ranges), inside the buffer.

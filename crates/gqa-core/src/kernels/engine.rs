@@ -603,26 +603,7 @@ pub fn cached_step(
     let m = b * t;
     let cap = cache.capacity;
     let totals: Vec<usize> = cached.iter().zip(new).map(|(c, n)| c + n).collect();
-    if x.len() != m * e
-        || new.len() != b
-        || cached.len() != b
-        || totals.iter().any(|&l| l > cap)
-        || cache.k.len() != w.blocks.len()
-        || cache.v.len() != w.blocks.len()
-    {
-        return Err(Error::Internal(format!("engine::cached_step: x {} for [{b}, {t}, {e}], new {new:?}, cached {cached:?}, capacity {cap}", x.len())));
-    }
-    let layer_len = b * nkv * cap * d;
-    if cache
-        .k
-        .iter()
-        .chain(cache.v.iter())
-        .any(|c| c.len() != layer_len)
-    {
-        return Err(Error::Internal(
-            "engine::cached_step: cache layer of the wrong size".into(),
-        ));
-    }
+    check_cached_sizes(dims, w, x, (b, t), (new, cached, &totals), &cache)?;
     check_weights(dims, w)?;
     if m == 0 {
         return Ok(Vec::new());
@@ -651,18 +632,7 @@ pub fn cached_step(
         cpu::layer_norm_rows(&hs, blk.attn_norm.g, blk.attn_norm.b, EPS, &mut a)?;
         let qkv = qkv_projection(blk, &a, m, dims, rope, pos)?;
         let (kc, vc) = (&mut cache.k[li], &mut cache.v[li]);
-        for bi in 0..b {
-            for i in 0..new[bi] {
-                let row = &qkv[(bi * t + i) * wd..(bi * t + i + 1) * wd];
-                let p = cached[bi] + i;
-                for kh in 0..nkv {
-                    let dst = ((bi * nkv + kh) * cap + p) * d;
-                    kc[dst..dst + d].copy_from_slice(&row[qd + kh * d..qd + (kh + 1) * d]);
-                    vc[dst..dst + d]
-                        .copy_from_slice(&row[qd + kvd + kh * d..qd + kvd + (kh + 1) * d]);
-                }
-            }
-        }
+        store_kv(&qkv, (kc, vc), dims, (t, cap), new, cached);
         let mut o = take(m * qd)?;
         let ql = HeadLayout {
             offset: 0,
@@ -702,6 +672,70 @@ pub fn cached_step(
     bufs.extend([hs, a]);
     give(bufs);
     Ok(fin)
+}
+
+/// [`cached_step`]'s size checks: `x` is `[B, t, E]`, one `new`/`cached` value per row, every
+/// total within the capacity, one `[B, NKV, C, D]` cache layer per block.
+fn check_cached_sizes(
+    dims: EngineDims,
+    w: &WeightsRef<'_>,
+    x: &[f32],
+    (b, t): (usize, usize),
+    (new, cached, totals): (&[usize], &[usize], &[usize]),
+    cache: &KvCache<'_>,
+) -> Result<()> {
+    let cap = cache.capacity;
+    if x.len() != b * t * dims.embed
+        || new.len() != b
+        || cached.len() != b
+        || totals.iter().any(|&l| l > cap)
+        || cache.k.len() != w.blocks.len()
+        || cache.v.len() != w.blocks.len()
+    {
+        return Err(Error::Internal(format!(
+            "engine::cached_step: x {} for [{b}, {t}, {}], new {new:?}, cached {cached:?}, capacity {cap}",
+            x.len(),
+            dims.embed
+        )));
+    }
+    let layer_len = b * dims.kv_heads * cap * dims.head_dim;
+    if cache
+        .k
+        .iter()
+        .chain(cache.v.iter())
+        .any(|c| c.len() != layer_len)
+    {
+        return Err(Error::Internal(
+            "engine::cached_step: cache layer of the wrong size".into(),
+        ));
+    }
+    check_weights(dims, w)
+}
+
+/// Writes K and V of the new positions (`qkv: [B, t, NH*D + 2*NKV*D]`, row `b`'s first `new[b]`
+/// positions) into one layer's cache `[B, NKV, C, D]` at positions `cached[b]..cached[b]+new[b]`.
+fn store_kv(
+    qkv: &[f32],
+    (kc, vc): (&mut [f32], &mut [f32]),
+    dims: EngineDims,
+    (t, cap): (usize, usize),
+    new: &[usize],
+    cached: &[usize],
+) {
+    let (nkv, d) = (dims.kv_heads, dims.head_dim);
+    let (qd, kvd) = (dims.heads * d, nkv * d);
+    let wd = qd + 2 * kvd;
+    for (bi, (&n, &c)) in new.iter().zip(cached).enumerate() {
+        for i in 0..n {
+            let row = &qkv[(bi * t + i) * wd..(bi * t + i + 1) * wd];
+            let p = c + i;
+            for kh in 0..nkv {
+                let dst = ((bi * nkv + kh) * cap + p) * d;
+                kc[dst..dst + d].copy_from_slice(&row[qd + kh * d..qd + (kh + 1) * d]);
+                vc[dst..dst + d].copy_from_slice(&row[qd + kvd + kh * d..qd + kvd + (kh + 1) * d]);
+            }
+        }
+    }
 }
 
 /// `h += GELU(LayerNorm(h) Wup^T + bup) Wdown^T + bdown` on `rows` rows; `a` is scratch `[rows, H]`.

@@ -98,6 +98,17 @@ pub(super) struct AttnJob {
 /// Query-row groups per tile: K/V blocks are read once per `TILE_GROUPS * ROWS` query rows.
 pub(super) const TILE_GROUPS: usize = 8;
 
+/// One tile of up to `TILE_GROUPS * ROWS` query rows: the scaled queries, each row's key limit
+/// and each group's largest limit.
+struct QTile<const ROWS: usize> {
+    /// `[TILE_GROUPS * ROWS, D]` queries times the scale.
+    q: Vec<f32>,
+    /// End of each row's visible keys.
+    lims: [[usize; ROWS]; TILE_GROUPS],
+    /// The largest limit of each group.
+    glim: [usize; TILE_GROUPS],
+}
+
 #[inline(always)]
 pub(super) fn attn_job_impl<
     const FMA: bool,
@@ -112,33 +123,18 @@ pub(super) fn attn_job_impl<
     o: &mut Vec<f32>,
 ) {
     let AttnJob { b, kvh, i0, i1 } = job;
-    let dims = a.dims;
-    let d = dims.head_dim;
-    let g = dims.num_heads / dims.num_kv_heads;
-    // The end of row i's visible keys ([`Mask::keys_for`]; the window is rejected at entry).
-    let lim = |i: usize| a.mask.keys_for(b, i).end.min(dims.k_len);
+    let d = a.dims.head_dim;
+    let g = a.dims.num_heads / a.dims.num_kv_heads;
     let n_rows = (i1 - i0) * g;
-    let write_row = |row: usize, vals: Option<&[f32]>, inv: f32| {
-        let i = i0 + row / g;
-        let h = kvh * g + row % g;
-        let base = a.ol.at(b, h, i);
-        // SAFETY: (b, h, i) belongs to this job only (jobs split (b, kvh, query range) and h is
-        // in kvh's group), and `attention_cpu_strided` checked the output extent.
-        let dst = unsafe { std::slice::from_raw_parts_mut(a.out.0.add(base), d) };
-        match vals {
-            Some(v) => {
-                for (x, &y) in dst.iter_mut().zip(v) {
-                    *x = y * inv;
-                }
-            }
-            None => dst.fill(0.0),
-        }
-    };
     // K transposed once per job into block panels [nblocks][D][KEY_BLOCK] (each 8 KiB at D = 32,
     // contiguous: no cache-set aliasing from a long row stride), zero padded.
     // With few query rows (a decode step) each block is used once: transpose it on the fly into
     // one L1-resident panel instead (K is then read once, never written back).
-    let max_lim = if n_rows == 0 { 0 } else { lim(i1 - 1) };
+    let max_lim = if n_rows == 0 {
+        0
+    } else {
+        key_lim(a, b, i1 - 1)
+    };
     let on_the_fly = n_rows <= 2 * ROWS;
     let nblocks = if on_the_fly {
         1
@@ -148,54 +144,29 @@ pub(super) fn attn_job_impl<
     let panel = d * KEY_BLOCK;
     kt.clear();
     kt.resize(nblocks * panel, 0.0);
-    for j in 0..if on_the_fly { 0 } else { max_lim } {
-        let src = &a.k[a.kl.at(b, kvh, j)..][..d];
-        let dst = &mut kt[(j / KEY_BLOCK) * panel + j % KEY_BLOCK..];
-        for (dd, &x) in src.iter().enumerate() {
-            dst[dd * KEY_BLOCK] = x;
-        }
+    if !on_the_fly {
+        k_panels(a, b, kvh, max_lim, kt);
     }
     let tile_rows = TILE_GROUPS * ROWS;
     o.clear();
     o.resize(tile_rows * d, 0.0);
-    let mut qloc = vec![0f32; tile_rows * d];
+    let mut tile = QTile::<ROWS> {
+        q: vec![0f32; tile_rows * d],
+        lims: [[0usize; ROWS]; TILE_GROUPS],
+        glim: [0usize; TILE_GROUPS],
+    };
     let mut s = [[0f32; KEY_BLOCK]; ROWS];
     for t0 in (0..n_rows).step_by(tile_rows) {
         let groups = (n_rows - t0).min(tile_rows).div_ceil(ROWS);
-        let mut lims = [[0usize; ROWS]; TILE_GROUPS];
-        let mut glim = [0usize; TILE_GROUPS];
-        for gi in 0..groups {
-            for rr in 0..ROWS {
-                let row = (t0 + gi * ROWS + rr).min(n_rows - 1);
-                let i = i0 + row / g;
-                let h = kvh * g + row % g;
-                let src = &a.q[a.ql.at(b, h, i)..][..d];
-                let q = &mut qloc[(gi * ROWS + rr) * d..(gi * ROWS + rr + 1) * d];
-                for (x, &y) in q.iter_mut().zip(src) {
-                    *x = y * a.scale;
-                }
-                lims[gi][rr] = lim(i);
-            }
-            glim[gi] = lims[gi].iter().copied().max().unwrap_or(0);
-        }
-        let tile_lim = glim[..groups].iter().copied().max().unwrap_or(0);
+        load_q_tile(a, job, t0, groups, &mut tile);
+        let tile_lim = tile.glim[..groups].iter().copied().max().unwrap_or(0);
         let mut m = [[f32::NEG_INFINITY; ROWS]; TILE_GROUPS];
         let mut l = [[0f32; ROWS]; TILE_GROUPS];
         o[..groups * ROWS * d].fill(0.0);
         for j0 in (0..tile_lim).step_by(KEY_BLOCK) {
             let bk = KEY_BLOCK.min(tile_lim - j0);
             if on_the_fly {
-                for j in 0..bk {
-                    let src = &a.k[a.kl.at(b, kvh, j0 + j)..][..d];
-                    for (dd, &x) in src.iter().enumerate() {
-                        kt[dd * KEY_BLOCK + j] = x;
-                    }
-                }
-                if bk < KEY_BLOCK {
-                    for dd in 0..d {
-                        kt[dd * KEY_BLOCK + bk..(dd + 1) * KEY_BLOCK].fill(0.0);
-                    }
-                }
+                k_panel_on_the_fly(a, b, kvh, j0, bk, kt);
             }
             let kp = if on_the_fly {
                 &kt[..panel]
@@ -204,40 +175,15 @@ pub(super) fn attn_job_impl<
             };
             let vb0 = a.vl.at(b, kvh, j0);
             for gi in 0..groups {
-                if glim[gi] <= j0 {
+                if tile.glim[gi] <= j0 {
                     continue; // every row of the group is past its limit
                 }
-                let gbk = bk.min(glim[gi] - j0);
-                let qg = &qloc[gi * ROWS * d..(gi + 1) * ROWS * d];
-                // Scores for the block, KEY_CHUNK keys at a time (accumulators in registers).
-                for c0 in (0..gbk).step_by(KEY_CHUNK) {
-                    #[cfg(target_arch = "x86_64")]
-                    if X512 {
-                        // SAFETY: X512 is only instantiated inside an `avx512f` function
-                        // (detected); `kp` holds D rows of KEY_BLOCK values and
-                        // c0 + 32 <= KEY_BLOCK; `qg` holds ROWS * D values.
-                        unsafe { qk_tile_512::<ROWS>(qg, d, kp, KEY_BLOCK, c0, &mut s, c0) };
-                        continue;
-                    }
-                    let mut acc = [[0f32; KEY_CHUNK]; ROWS];
-                    for dd in 0..d {
-                        let krow: &[f32; KEY_CHUNK] = kp[dd * KEY_BLOCK + c0..][..KEY_CHUNK]
-                            .try_into()
-                            .expect("chunk");
-                        for rr in 0..ROWS {
-                            let qv = qg[rr * d + dd];
-                            for c in 0..KEY_CHUNK {
-                                acc[rr][c] = fmadd::<FMA>(qv, krow[c], acc[rr][c]);
-                            }
-                        }
-                    }
-                    for rr in 0..ROWS {
-                        s[rr][c0..c0 + KEY_CHUNK].copy_from_slice(&acc[rr]);
-                    }
-                }
+                let gbk = bk.min(tile.glim[gi] - j0);
+                let qg = &tile.q[gi * ROWS * d..(gi + 1) * ROWS * d];
+                qk_scores::<FMA, X512, ROWS, KEY_CHUNK>(qg, d, kp, gbk, &mut s);
                 // Online softmax update per row.
                 let alpha =
-                    softmax_block::<FMA, ROWS>(&mut s, &mut m[gi], &mut l[gi], &lims[gi], j0);
+                    softmax_block::<FMA, ROWS>(&mut s, &mut m[gi], &mut l[gi], &tile.lims[gi], j0);
                 let og = &mut o[gi * ROWS * d..(gi + 1) * ROWS * d];
                 for rr in 0..ROWS {
                     if alpha[rr] != 1.0 {
@@ -249,21 +195,160 @@ pub(super) fn attn_job_impl<
                 pv_block::<FMA, X512, ROWS, W>(og, d, &s, gbk, a.v, vb0, a.vl.row);
             }
         }
-        for gi in 0..groups {
+        write_tile::<ROWS>(a, job, t0, groups, o, &tile.lims, &l);
+    }
+}
+
+/// The end of query row `i`'s visible keys in sequence `b` ([`Mask::keys_for`]; a window is
+/// rejected at entry), at most `Tk`.
+#[inline(always)]
+fn key_lim(a: &AttnArgs<'_>, b: usize, i: usize) -> usize {
+    a.mask.keys_for(b, i).end.min(a.dims.k_len)
+}
+
+/// Keys `0..max_lim` of KV head `kvh` transposed into `kt`'s block panels `[nblocks][D][KEY_BLOCK]`.
+#[inline(always)]
+fn k_panels(a: &AttnArgs<'_>, b: usize, kvh: usize, max_lim: usize, kt: &mut [f32]) {
+    let d = a.dims.head_dim;
+    let panel = d * KEY_BLOCK;
+    for j in 0..max_lim {
+        let src = &a.k[a.kl.at(b, kvh, j)..][..d];
+        let dst = &mut kt[(j / KEY_BLOCK) * panel + j % KEY_BLOCK..];
+        for (dd, &x) in src.iter().enumerate() {
+            dst[dd * KEY_BLOCK] = x;
+        }
+    }
+}
+
+/// Keys `j0..j0 + bk` transposed into the one panel `kt[..D * KEY_BLOCK]`, zero padded.
+#[inline(always)]
+fn k_panel_on_the_fly(
+    a: &AttnArgs<'_>,
+    b: usize,
+    kvh: usize,
+    j0: usize,
+    bk: usize,
+    kt: &mut [f32],
+) {
+    let d = a.dims.head_dim;
+    for j in 0..bk {
+        let src = &a.k[a.kl.at(b, kvh, j0 + j)..][..d];
+        for (dd, &x) in src.iter().enumerate() {
+            kt[dd * KEY_BLOCK + j] = x;
+        }
+    }
+    if bk < KEY_BLOCK {
+        for dd in 0..d {
+            kt[dd * KEY_BLOCK + bk..(dd + 1) * KEY_BLOCK].fill(0.0);
+        }
+    }
+}
+
+/// Loads the `groups * ROWS` query rows of the tile starting at job row `t0` (row `r` is query
+/// position `i0 + r / G` of head `kvh * G + r % G`; rows past the job repeat its last row).
+#[inline(always)]
+fn load_q_tile<const ROWS: usize>(
+    a: &AttnArgs<'_>,
+    job: AttnJob,
+    t0: usize,
+    groups: usize,
+    tile: &mut QTile<ROWS>,
+) {
+    let AttnJob { b, kvh, i0, i1 } = job;
+    let d = a.dims.head_dim;
+    let g = a.dims.num_heads / a.dims.num_kv_heads;
+    let n_rows = (i1 - i0) * g;
+    for gi in 0..groups {
+        for rr in 0..ROWS {
+            let row = (t0 + gi * ROWS + rr).min(n_rows - 1);
+            let i = i0 + row / g;
+            let h = kvh * g + row % g;
+            let src = &a.q[a.ql.at(b, h, i)..][..d];
+            let q = &mut tile.q[(gi * ROWS + rr) * d..(gi * ROWS + rr + 1) * d];
+            for (x, &y) in q.iter_mut().zip(src) {
+                *x = y * a.scale;
+            }
+            tile.lims[gi][rr] = key_lim(a, b, i);
+        }
+        tile.glim[gi] = tile.lims[gi].iter().copied().max().unwrap_or(0);
+    }
+}
+
+/// Scores `s[r][c] = q_r . k_c` of one group's `ROWS` rows against the first `gbk` keys of the
+/// panel `kp` (`[D][KEY_BLOCK]`), `KEY_CHUNK` keys at a time with the accumulators in registers.
+#[inline(always)]
+fn qk_scores<const FMA: bool, const X512: bool, const ROWS: usize, const KEY_CHUNK: usize>(
+    qg: &[f32],
+    d: usize,
+    kp: &[f32],
+    gbk: usize,
+    s: &mut [[f32; KEY_BLOCK]; ROWS],
+) {
+    for c0 in (0..gbk).step_by(KEY_CHUNK) {
+        #[cfg(target_arch = "x86_64")]
+        if X512 {
+            // SAFETY: X512 is only instantiated inside an `avx512f` function (detected); `kp`
+            // holds D rows of KEY_BLOCK values and c0 + 32 <= KEY_BLOCK; `qg` holds ROWS * D
+            // values.
+            unsafe { qk_tile_512::<ROWS>(qg, d, kp, KEY_BLOCK, c0, s, c0) };
+            continue;
+        }
+        let mut acc = [[0f32; KEY_CHUNK]; ROWS];
+        for dd in 0..d {
+            let krow: &[f32; KEY_CHUNK] = kp[dd * KEY_BLOCK + c0..][..KEY_CHUNK]
+                .try_into()
+                .expect("chunk");
             for rr in 0..ROWS {
-                let row = t0 + gi * ROWS + rr;
-                if row >= n_rows {
-                    break;
+                let qv = qg[rr * d + dd];
+                for c in 0..KEY_CHUNK {
+                    acc[rr][c] = fmadd::<FMA>(qv, krow[c], acc[rr][c]);
                 }
-                if lims[gi][rr] == 0 {
-                    write_row(row, None, 0.0);
-                } else {
-                    write_row(
-                        row,
-                        Some(&o[(gi * ROWS + rr) * d..(gi * ROWS + rr + 1) * d]),
-                        1.0 / l[gi][rr],
-                    );
-                }
+            }
+        }
+        for rr in 0..ROWS {
+            s[rr][c0..c0 + KEY_CHUNK].copy_from_slice(&acc[rr]);
+        }
+    }
+}
+
+/// Writes the tile's finished rows to the output: `o / l` per row, zeros for a row that sees no
+/// key.
+#[inline(always)]
+fn write_tile<const ROWS: usize>(
+    a: &AttnArgs<'_>,
+    job: AttnJob,
+    t0: usize,
+    groups: usize,
+    o: &[f32],
+    lims: &[[usize; ROWS]; TILE_GROUPS],
+    l: &[[f32; ROWS]; TILE_GROUPS],
+) {
+    let AttnJob { b, kvh, i0, i1 } = job;
+    let d = a.dims.head_dim;
+    let g = a.dims.num_heads / a.dims.num_kv_heads;
+    let n_rows = (i1 - i0) * g;
+    for gi in 0..groups {
+        for rr in 0..ROWS {
+            let row = t0 + gi * ROWS + rr;
+            if row >= n_rows {
+                return;
+            }
+            let i = i0 + row / g;
+            let h = kvh * g + row % g;
+            let base = a.ol.at(b, h, i);
+            // SAFETY: (b, h, i) belongs to this job only (jobs split (b, kvh, query range) and h
+            // is in kvh's group), and `attention_cpu_strided` checked the output extent.
+            let dst = unsafe { std::slice::from_raw_parts_mut(a.out.0.add(base), d) };
+            if lims[gi][rr] == 0 {
+                dst.fill(0.0);
+                continue;
+            }
+            let inv = 1.0 / l[gi][rr];
+            for (x, &y) in dst
+                .iter_mut()
+                .zip(&o[(gi * ROWS + rr) * d..(gi * ROWS + rr + 1) * d])
+            {
+                *x = y * inv;
             }
         }
     }
