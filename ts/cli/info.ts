@@ -48,7 +48,43 @@ export function registerInfo(program: Command): void {
   });
 }
 
+/** `gqa info`: prints the architecture summary, as text or (`--json`) as JSON, on stdout. */
 async function runInfo(flags: InfoFlags): Promise<void> {
+  const info = await resolveInfo(flags);
+  process.stdout.write(flags.json ? infoJson(flags, info) : infoText(flags, info));
+}
+
+/** What `gqa info` reports: the resolved architecture and the counts derived from it. */
+interface ArchInfo {
+  backend: string;
+  /** The `--model` file's summary (members, head), when given. */
+  file?: ReturnType<typeof readModelSummary>;
+  /** The file's options overridden by the flags given. */
+  opts: GqaOptions;
+  defaults: ReturnType<typeof GQA.recommendedDefaults>;
+  a: ResolvedArch;
+  d: ReturnType<typeof derived>;
+  /** `T` of the attention FLOPs: `--seq-len`, else the window size. */
+  seqLen: number;
+  /** Parameter counts: Edifice's approximate formula, the core's exact count, the table's sum. */
+  approx: number;
+  exact: number;
+  tableExact: number;
+  rows: ReturnType<typeof withCounts>;
+  flops: ReturnType<typeof flopsPerToken>;
+  /** KV-cache bytes per token: this model, the core's figure, its MHA and MQA twins. */
+  kv: { model: number; core: number; mha: number; mqa: number };
+  /** `rope`, `yarn (Edifice)`, `<type> (Hugging Face)` or `none`, with a non-default theta. */
+  rotary: string;
+  outputMode: string;
+}
+
+/**
+ * Reads `--model` (when given), starts the backend and resolves the architecture: the file's
+ * options, then the flags given; the core's defaults for the rest.
+ * @throws GqaError `INVALID_OPTION` from `GQA.validate`; DataNotFoundError / DataFormatError for the model file.
+ */
+async function resolveInfo(flags: InfoFlags): Promise<ArchInfo> {
   const file = flags.model === undefined ? undefined : readModelSummary(new Uint8Array(await readFileOrThrow(flags.model)), flags.model);
   const fileOptions = file?.options as GqaOptions | undefined;
   const backend = await startBackend(flags);
@@ -81,26 +117,27 @@ async function runInfo(flags: InfoFlags): Promise<void> {
   const theta = opts.ropeTheta !== undefined && opts.ropeTheta !== 10000 ? `, theta ${opts.ropeTheta}` : "";
   const rotary = (opts.yarn ? "yarn (Edifice)" : opts.ropeScaling ? `${opts.ropeScaling.type} (Hugging Face)` : opts.rope ? "rope" : "none") + (opts.yarn || opts.ropeScaling || opts.rope ? theta : "");
   const outputMode = opts.outputMode ?? "last_timestep";
+  return { backend, ...(file && { file }), opts, defaults, a, d, seqLen, approx, exact, tableExact, rows, flops, kv, rotary, outputMode };
+}
 
-  if (flags.json) {
-    process.stdout.write(
-      JSON.stringify(
-        {
-          backend,
-          ...(file && { file: { path: flags.model, members: file.members, head: file.head } }),
-          config: { ...a, ...d, dropout: opts.dropout ?? defaults.dropout, rotary, outputMode, seed: opts.seed ?? 0 },
-          params: rows.map(({ name, shape, count, init, axonName }) => ({ name, shape, count, init, axonName })),
-          paramCount: { approximate: approx, exact, table: tableExact },
-          flopsPerToken: { seqLen, ...flops },
-          kvCacheBytesPerToken: kv,
-        },
-        null,
-        2,
-      ) + "\n",
-    );
-    return;
-  }
+/** The `--json` summary: backend, file, config, parameter table and counts, FLOPs and KV bytes per token. */
+function infoJson(flags: InfoFlags, info: ArchInfo): string {
+  const { backend, file, opts, defaults, a, d, seqLen, approx, exact, tableExact, rows, flops, kv, rotary, outputMode } = info;
+  const summary = {
+    backend,
+    ...(file && { file: { path: flags.model, members: file.members, head: file.head } }),
+    config: { ...a, ...d, dropout: opts.dropout ?? defaults.dropout, rotary, outputMode, seed: opts.seed ?? 0 },
+    params: rows.map(({ name, shape, count, init, axonName }) => ({ name, shape, count, init, axonName })),
+    paramCount: { approximate: approx, exact, table: tableExact },
+    flopsPerToken: { seqLen, ...flops },
+    kvCacheBytesPerToken: kv,
+  };
+  return JSON.stringify(summary, null, 2) + "\n";
+}
 
+/** The text summary: the model line, the parameter table per layer, counts, FLOPs and KV bytes per token. */
+function infoText(flags: InfoFlags, info: ArchInfo): string {
+  const { file, opts, defaults, a, d, seqLen, approx, exact, tableExact, rows, flops, kv, rotary, outputMode } = info;
   const out: string[] = [];
   if (file) {
     const head = file.head as { type?: string; numClasses?: number; outDim?: number } | null;
@@ -139,5 +176,5 @@ async function runInfo(flags: InfoFlags): Promise<void> {
   out.push(`  MHA twin (${a.numHeads} KV heads):   ${fmtBytes(kv.mha)}  (${(kv.mha / kv.model).toFixed(2)}x)`);
   out.push(`  MQA twin (1 KV head):     ${fmtBytes(kv.mqa)}  (${(kv.mqa / kv.model).toFixed(2)}x)`);
   if (kv.core !== kv.model) out.push(`  (core reports ${fmtInt(kv.core)} B: MISMATCH)`);
-  process.stdout.write(out.join("\n") + "\n");
+  return out.join("\n") + "\n";
 }

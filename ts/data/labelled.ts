@@ -180,6 +180,42 @@ function splitCsv(line: string, sep: string): string[] {
   return out;
 }
 
+/** The columns of a labelled CSV, from its header row. */
+interface CsvColumns {
+  /** Field separator: `,`, else `;`, else tab (the first of them the header contains). */
+  sep: string;
+  /** Column names, trimmed. */
+  header: string[];
+  /** Indices of the label columns, in `--label-column` order (empty for unlabelled data without them). */
+  labelIdx: number[];
+  /** Index of the id column, or -1 (then every row is a single-step case). */
+  idIdx: number;
+  /** Indices of the channel columns: every column but the labels and the id. */
+  chanIdx: number[];
+}
+
+/**
+ * Parses the header row `raw` (1-based line `lineNo`): the separator, the column names, and which
+ * columns hold the labels (`labelCols`), the case id (`idName`) and the channels.
+ * @throws {DataFormatError} a label column missing (unless `unlabelled`), or no channel column left.
+ */
+function parseCsvHeader(raw: string, file: string, lineNo: number, labelCols: readonly string[], idName: string, unlabelled: boolean): CsvColumns {
+  const sep = raw.includes(",") ? "," : raw.includes(";") ? ";" : raw.includes("\t") ? "\t" : ",";
+  const header = splitCsv(raw, sep).map((f) => f.trim());
+  const labelIdx: number[] = [];
+  for (const name of labelCols) {
+    const j = header.indexOf(name);
+    if (j < 0 && !unlabelled) {
+      throw new DataFormatError(file, lineNo, `no label column '${name}' in the header (columns: ${header.join(", ")}); name it with --label-column`);
+    }
+    if (j >= 0) labelIdx.push(j);
+  }
+  const idIdx = header.indexOf(idName);
+  const chanIdx = header.map((_, j) => j).filter((j) => j !== idIdx && !labelIdx.includes(j));
+  if (chanIdx.length === 0) throw new DataFormatError(file, lineNo, `no channel columns: the header has only the label${idIdx >= 0 ? " and id" : ""} column${idIdx >= 0 ? "s" : ""}`);
+  return { sep, header, labelIdx, idIdx, chanIdx };
+}
+
 /**
  * Parses a labelled CSV (see the module doc).
  * @throws {DataFormatError} naming the 1-based line: no header or no data rows, a missing label
@@ -195,12 +231,8 @@ export function parseLabelledCsv(text: string, file: string, opts: LabelledReadO
     throw new DataFormatError(file, undefined, `classification takes one label column, found ${labelCols.length} (${labelCols.join(", ")})`);
   }
   const lines = text.split(/\r?\n/);
-  let sep = ",";
-  let header: string[] | undefined;
+  let cols: CsvColumns | undefined;
   let headerLine = 0;
-  const labelIdx: number[] = [];
-  let idIdx = -1;
-  let chanIdx: number[] = [];
   const series: Float32Array[] = [];
   const where: string[] = [];
   const ids: string[] = [];
@@ -224,23 +256,13 @@ export function parseLabelledCsv(text: string, file: string, opts: LabelledReadO
     const lineNo = i + 1;
     const raw = lines[i]!.replace(/^\uFEFF/, "").trim();
     if (raw === "" || raw.startsWith("#")) continue;
-    if (header === undefined) {
-      sep = raw.includes(",") ? "," : raw.includes(";") ? ";" : raw.includes("\t") ? "\t" : ",";
-      header = splitCsv(raw, sep).map((f) => f.trim());
+    if (cols === undefined) {
+      cols = parseCsvHeader(raw, file, lineNo, labelCols, idName, unlabelled);
       headerLine = lineNo;
-      for (const name of labelCols) {
-        const j = header.indexOf(name);
-        if (j < 0 && !unlabelled) {
-          throw new DataFormatError(file, lineNo, `no label column '${name}' in the header (columns: ${header.join(", ")}); name it with --label-column`);
-        }
-        if (j >= 0) labelIdx.push(j);
-      }
-      idIdx = header.indexOf(idName);
-      chanIdx = header.map((_, j) => j).filter((j) => j !== idIdx && !labelIdx.includes(j));
-      if (chanIdx.length === 0) throw new DataFormatError(file, lineNo, `no channel columns: the header has only the label${idIdx >= 0 ? " and id" : ""} column${idIdx >= 0 ? "s" : ""}`);
       continue;
     }
-    const fields = splitCsv(raw, sep);
+    const { header, labelIdx, idIdx, chanIdx } = cols;
+    const fields = splitCsv(raw, cols.sep);
     if (fields.length !== header.length) {
       throw new DataFormatError(file, lineNo, `ragged row: expected ${header.length} fields (as the header on line ${headerLine}), found ${fields.length}`);
     }
@@ -264,15 +286,15 @@ export function parseLabelledCsv(text: string, file: string, opts: LabelledReadO
     for (const j of chanIdx) curVals.push(parseNumber(fields[j]!, file, lineNo, `column '${header[j]}'`));
   }
   flush();
-  if (header === undefined) throw new DataFormatError(file, 1, "empty file: expected a header row naming the label and channel columns");
+  if (cols === undefined) throw new DataFormatError(file, 1, "empty file: expected a header row naming the label and channel columns");
   if (series.length === 0) throw new DataFormatError(file, headerLine, "no data rows after the header");
   return {
     file,
     format: "csv",
-    channels: chanIdx.length,
+    channels: cols.chanIdx.length,
     series,
     where,
-    ...(idIdx >= 0 && { ids }),
+    ...(cols.idIdx >= 0 && { ids }),
     ...(opts.task === "classification" ? { classNames } : opts.task === "regression" ? { targets, targetNames: labelCols } : {}),
   };
 }
