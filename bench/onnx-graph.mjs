@@ -8,7 +8,7 @@
 // - Operators, opset 17 (https://onnx.ai/onnx/operators/): MatMul, Add, Mul, LayerNormalization
 //   (since 17), Erf, Reshape, Transpose, Unsqueeze (axes as an input since 13), Tile, Softmax (axis
 //   -1), Shape, Gather, Range, Greater, Where, ReduceMean (axes attribute until 18).
-// - Graph shape, as /work/shared/PEERS.md describes the peer: MatMul + Add per linear with the
+// - Graph shape, as the peer is defined for the benchmark: MatMul + Add per linear with the
 //   weight transposed to [in, out]; LayerNormalization axis -1, epsilon 1e-5; exact GELU written
 //   as 0.5*x*(1+Erf(x/sqrt(2))) (onnxruntime fuses it at graphOptimizationLevel 'all'); K and V
 //   repeated to the query heads with Tile (query head i reads KV head floor(i/group), SPEC

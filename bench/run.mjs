@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run bench`: gqa against its peers, in one command and one run (GitHub issue 11).
+// `npm run bench`: gqa against its peers, in one command and one run.
 //
 //   npm run bench                       full run (every workload, threads 1 and 2, 3 rounds)
 //   npm run bench -- --quick            tiny sizes, 1 round: a smoke test of every code path (CI)
@@ -32,8 +32,8 @@
 // when one run takes seconds; the "runs" column), and the table reports the median over rounds.
 //
 // Columns: ms (median over rounds of the per-round median), tokens/s (B*T / time), GFLOP/s from
-// the formula of /work/shared/PEERS.md (printed with each table; it counts the full T x T score
-// and value products, not the causal half, and the same for every implementation), % of the
+// the formula printed with each table (it counts the full T x T score and value products, not
+// the causal half, and the same for every implementation), % of the
 // GEMM peak measured in the same child (numpy sgemm 4096^3, or onnxruntime-node MatMul 2048^3
 // without numpy), the SIMD path that ran, the max abs difference to gqa native, and gqa/peer =
 // gqa time / peer time (median of the per-round ratios; < 1: gqa is faster), for gqa native and

@@ -1,5 +1,5 @@
-// Chooses the main job's recipe by cross-validation on the JapaneseVowels TRAIN split only
-// (issue 17): stratified k-fold (default 5), each fold standardised with its own training part's
+// Chooses the main job's recipe by cross-validation on the JapaneseVowels TRAIN split only:
+// stratified k-fold (default 5), each fold standardised with its own training part's
 // channel statistics, every configuration trained with the same seeds on the same folds; the
 // test split is never read here. Prints mean CV accuracy per configuration and writes the table
 // to scripts/cv-japanese-vowels.json (rows of configurations not rerun are kept). A configuration
@@ -45,7 +45,7 @@ const CONFIGS = {
   "3 layers": { model: { numLayers: 3 } },
   "weight decay 0.05": { fit: { weightDecay: 0.05 } },
   "no rope": { model: { rope: false } },
-  // Second round (issue 17, >= 0.99 target): around the best of the first round (batch 16, 60 epochs).
+  // Second round (>= 0.99 target): around the best of the first round (batch 16, 60 epochs).
   "batch 16, epochs 100": { fit: { batchSize: 16, epochs: 100 } },
   "3 layers, batch 16, epochs 60": { model: { numLayers: 3 }, fit: { batchSize: 16, epochs: 60 } },
   "batch 16, epochs 60, aug x2 scale+jitter": { fit: { batchSize: 16, epochs: 60 }, aug: { copies: 2, scale: 0.1, jitter: 0.05 } },

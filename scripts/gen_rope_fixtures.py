@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Hugging Face rotary-scaling fixtures (issue 16), from transformers + torch (PyPI).
+"""Hugging Face rotary-scaling fixtures, from transformers + torch (PyPI).
 
 Writes into fixtures/hf_rope/:
 

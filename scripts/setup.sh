@@ -183,7 +183,7 @@ fi
 #   pkg-relaxed/, pkg-threads-relaxed/: the same with +relaxed-simd, where the engine has it.
 WASM_RUSTFLAGS='-C target-feature=+simd128 --cfg getrandom_backend="wasm_js"'
 # rustc adds no shared-memory link arguments for +atomics: without them the module would be
-# silently single-threaded (../shared/TOOLCHAIN.md). --max-memory: 4 GiB, the wasm32 maximum.
+# silently single-threaded. --max-memory: 4 GiB, the wasm32 maximum.
 WASM_MT_RUSTFLAGS='-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128 --cfg getrandom_backend="wasm_js"'
 WASM_MT_RUSTFLAGS+=' -C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--max-memory=4294967296'
 WASM_MT_RUSTFLAGS+=' -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size'

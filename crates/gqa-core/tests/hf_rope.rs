@@ -1,5 +1,5 @@
 //! Hugging Face rotary scaling, explicit headDim and attention layers loaded from Hugging Face
-//! checkpoints (issue 16), against fixtures written by `scripts/gen_rope_fixtures.py` with
+//! checkpoints, against fixtures written by `scripts/gen_rope_fixtures.py` with
 //! transformers and torch: inverse frequencies and attention factors from transformers' rope
 //! init functions (1e-6 relative), and the outputs of transformers' LlamaAttention /
 //! Qwen2Attention modules (1e-5 relative to the largest output, about 1e-4 absolute at O(10)).

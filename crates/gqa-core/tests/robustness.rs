@@ -1,4 +1,4 @@
-//! Allocation, budget and validation rules of issue 31: every large buffer is accounted before
+//! Allocation, budget and validation rules: every large buffer is accounted before
 //! it is allocated (heads, headDim-wide activations, loading), huge counts are refused before
 //! anything is built, model building is linear in `numLayers`, rotary options that make
 //! non-finite tables are refused, and loading checks a file's header before allocating.
