@@ -170,6 +170,15 @@ describe("gqa info", () => {
     expect(d.stderr).toMatch(/--backend/);
   });
 
+  it("flags that conflict with the data (checked after reading it) exit 2 and say why", () => {
+    const a = gqa("train", "--data", "japanese-vowels", "--loss", "mse", "--epochs", "1", "--out", join(tmpdir(), "gqa-cli-conflict"));
+    expect(a.code).toBe(2);
+    expect(a.stderr).toMatch(/^error: --loss goes with --task regression/m);
+    const b = gqa("train", "--data", "japanese-vowels", "--huber-delta", "2", "--epochs", "1", "--out", join(tmpdir(), "gqa-cli-conflict"));
+    expect(b.code).toBe(2);
+    expect(b.stderr).toMatch(/^error: --huber-delta goes with --loss huber/m);
+  });
+
   it("every command and option has help text", () => {
     for (const cmd of ["info", "train", "eval", "predict"]) {
       const r = gqa(cmd, "--help");

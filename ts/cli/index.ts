@@ -29,9 +29,18 @@ function packageVersion(): string {
   }
 }
 
+/** Whether commander has written an error of its own to stderr (it does for parse errors). */
+let commanderSpoke = false;
+
 /** Builds the command tree. */
 function buildProgram(): Command {
   const program = new Command("gqa")
+    .configureOutput({
+      writeErr: (s) => {
+        commanderSpoke = true;
+        process.stderr.write(s);
+      },
+    })
     .description("Grouped-query-attention transformers for multichannel time series: inspect, train, evaluate, predict, export data for PyTorch.")
     .version(packageVersion(), "-V, --version", "print the gqa version")
     .helpOption("-h, --help", "show help for a command")
@@ -51,7 +60,12 @@ async function main(argv: string[]): Promise<number> {
     await buildProgram().parseAsync(argv);
     return 0;
   } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : EXIT_BAD_INPUT;
+    if (e instanceof CommanderError) {
+      // Commander prints the errors it finds while parsing; an InvalidArgumentError thrown by a
+      // command's own checks (flags that only conflict once the data is read) is printed here.
+      if (e.exitCode !== 0 && !commanderSpoke) process.stderr.write(`error: ${e.message}\n`);
+      return e.exitCode === 0 ? 0 : EXIT_BAD_INPUT;
+    }
     const { message, exitCode } = describeError(e);
     process.stderr.write(message + "\n");
     if (process.env.GQA_DEBUG && e instanceof Error && e.stack) process.stderr.write(e.stack + "\n");
