@@ -1,4 +1,4 @@
-// `gqa train` on the user's own files (issue 17): CSV and .npy data written here, classification
+// `gqa train` on the user's own files: CSV and .npy data written here, classification
 // and regression; the metrics train reports are checked against values computed here from the
 // saved model's predictions (`gqa predict`), and every bad input names the file and the place.
 // Runs the built CLI (dist/cli/index.js) on the backend named by GQA_BACKEND.

@@ -1,5 +1,5 @@
 /**
- * Structured errors (issue 14), per backend: the core's error codes and field names have one
+ * Structured errors, per backend: the core's error codes and field names have one
  * source (`gqa_core::ERROR_CATALOG`, read through the binding) and the TypeScript table and types
  * must equal it; every error thrown by the binding carries `code` and its fields as properties,
  * which `GqaError` exposes typed.

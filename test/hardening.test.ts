@@ -1,5 +1,5 @@
 /**
- * Hardening (issue 15), per backend: the memory budget (OUT_OF_MEMORY before allocating; the
+ * Hardening, per backend: the memory budget (OUT_OF_MEMORY before allocating; the
  * same request succeeds after a dispose), the NaN/Inf input policy, pathological inputs, and a
  * forced Rust panic (test hook `gqa/testing`) that must come back as GqaError INTERNAL with the
  * backend still working.

@@ -1,6 +1,6 @@
 /**
  * Hugging Face rotary scaling, explicit headDim and attention layers loaded from Hugging Face
- * checkpoints (issue 16), through the TypeScript API on the backend chosen by GQA_BACKEND.
+ * checkpoints, through the TypeScript API on the backend chosen by GQA_BACKEND.
  * References: fixtures/hf_rope, written by scripts/gen_rope_fixtures.py with transformers and
  * torch (their rope init functions and LlamaAttention / Qwen2Attention modules), read here with
  * the independent safetensors reader of the tests.

@@ -1,5 +1,5 @@
 /**
- * ONNX export (issue 18): `model.exportOnnx()` (gqa_core::onnx::export) run in onnxruntime-node
+ * ONNX export: `model.exportOnnx()` (gqa_core::onnx::export) run in onnxruntime-node
  * and onnxruntime-web (independent ONNX implementations) and compared with gqa's own forward /
  * predict on the backend chosen by GQA_BACKEND; the file is checked with the `onnx` package's
  * `onnx.checker.check_model(full_check=True)` through the project's Python (.venv), skipped with

@@ -1,5 +1,5 @@
 /**
- * Options, configs and reports cross the binding boundary as plain objects (issue 14): TS
+ * Options, configs and reports cross the binding boundary as plain objects: TS
  * `coreOptions` copies the options, the binding converts the object field by field (napi-rs
  * `serde-json`, serde-wasm-bindgen) and the core reads it; configs and reports come back as
  * plain objects. These are the cases where JS values and JSON text differ, checked on each backend.

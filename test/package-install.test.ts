@@ -1,4 +1,4 @@
-// The packages as a user gets them (issue 29): `npm run pack` (scripts/pack.mjs) packs the main
+// The packages as a user gets them: `npm run pack` (scripts/pack.mjs) packs the main
 // package `gqa` and the platform package `gqa-linux-x64-gnu` from what the build made; a fresh app
 // in a temporary folder installs the two tarballs offline (no registry, no install script, no
 // build step) and runs a program end to end on both backends: the shipped dataset through
