@@ -252,32 +252,26 @@ impl GqaConfig {
     /// [`Error::InvalidOption`] naming the option, the rule and the value found;
     /// [`Error::OutOfMemory`] when the parameters would not fit in one buffer.
     pub fn validate(&self) -> Result<()> {
-        if self.embed_dim < 1 {
-            return Err(Error::option("embedDim", "an integer >= 1", self.embed_dim));
-        }
-        if self.hidden_size < 1 {
-            return Err(Error::option(
-                "hiddenSize",
-                "an integer >= 1",
-                self.hidden_size,
-            ));
-        }
-        if self.num_heads < 1 {
-            return Err(Error::option("numHeads", "an integer >= 1", self.num_heads));
-        }
-        if self.num_kv_heads < 1 {
-            return Err(Error::option(
-                "numKvHeads",
-                "an integer >= 1",
-                self.num_kv_heads,
-            ));
-        }
-        if self.num_layers < 1 {
-            return Err(Error::option(
-                "numLayers",
-                "an integer >= 1",
-                self.num_layers,
-            ));
+        self.validate_sizes()?;
+        self.validate_scalars()?;
+        self.validate_rotary()?;
+        self.validate_memory()
+    }
+
+    /// Head and layer counts and widths: integers >= 1, `hiddenSize` a multiple of `numHeads`
+    /// (unless `headDim` is given), `numKvHeads` a divisor of `numHeads`.
+    fn validate_sizes(&self) -> Result<()> {
+        let at_least_one = [
+            ("embedDim", self.embed_dim),
+            ("hiddenSize", self.hidden_size),
+            ("numHeads", self.num_heads),
+            ("numKvHeads", self.num_kv_heads),
+            ("numLayers", self.num_layers),
+        ];
+        for (name, value) in at_least_one {
+            if value < 1 {
+                return Err(Error::option(name, "an integer >= 1", value));
+            }
         }
         if self.head_dim == Some(0) {
             return Err(Error::option("headDim", "an integer >= 1", 0));
@@ -299,6 +293,11 @@ impl GqaConfig {
                 self.num_kv_heads,
             ));
         }
+        Ok(())
+    }
+
+    /// Dropout, the yarn parameters, the sequence-length hint and the rotary base.
+    fn validate_scalars(&self) -> Result<()> {
         if !(self.dropout >= 0.0 && self.dropout < 1.0) {
             return Err(Error::option(
                 "dropout",
@@ -334,6 +333,11 @@ impl GqaConfig {
                 self.rope_theta,
             ));
         }
+        Ok(())
+    }
+
+    /// `ropeScaling` (exclusive with `yarn`, its own fields) and an even `headDim` with rotary.
+    fn validate_rotary(&self) -> Result<()> {
         if let Some(s) = &self.rope_scaling {
             if self.yarn {
                 return Err(Error::option(
@@ -368,7 +372,12 @@ impl GqaConfig {
                 format!("{} (headDim={})", self.hidden_size, self.head_dim()),
             ));
         }
-        // Largest single weight and the whole parameter set must be addressable.
+        Ok(())
+    }
+
+    /// The largest single weight and the whole parameter set must be addressable and fit the
+    /// memory budget ([`crate::memory::limit`]); the rotary tables must be finite.
+    fn validate_memory(&self) -> Result<()> {
         check_f32_buffer("ffn_up.weight", &[4, self.hidden_size, self.hidden_size])?;
         check_f32_buffer(
             "input_projection.weight",

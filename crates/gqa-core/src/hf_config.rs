@@ -53,7 +53,7 @@ impl AttentionConfig {
         let scaling = rope.scaling()?;
         let cfg = AttentionConfig {
             hidden_size: hidden,
-            head_dim: Some(head_dim.unwrap_or(if heads > 0 { hidden / heads } else { 0 })),
+            head_dim: Some(head_dim.unwrap_or(hidden.checked_div(heads).unwrap_or(0))),
             num_heads: heads,
             num_kv_heads: kv_heads,
             rope: true,

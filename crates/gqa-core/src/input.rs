@@ -122,10 +122,8 @@ pub(crate) fn check_finite(
     t: usize,
     lengths: Option<&[usize]>,
 ) -> Result<()> {
-    let f = if b * t == 0 {
+    let Some(f) = x.len().checked_div(b * t) else {
         return Ok(());
-    } else {
-        x.len() / (b * t)
     };
     let row_ok = |r: &[f32]| r.iter().fold(true, |ok, v| ok & v.is_finite());
     for bi in 0..b {

@@ -8,6 +8,7 @@
 //! The exact contract is the project's `SPEC.md`; each module cites the section it implements.
 
 #![warn(missing_docs)]
+#![warn(clippy::too_many_lines)]
 
 pub mod attention;
 pub mod block;

@@ -79,6 +79,8 @@ fn cgroup_v1_limit() -> u64 {
 /// `/proc/self/status`); `u64::MAX` when neither is set.
 #[cfg(all(not(target_arch = "wasm32"), target_os = "linux"))]
 fn address_space_left() -> u64 {
+    // `rlim_t` is u64 on 64-bit Linux but `c_ulong` (u32) on 32-bit glibc targets: keep the cast.
+    #[allow(clippy::unnecessary_cast)]
     fn soft(resource: libc::__rlimit_resource_t) -> u64 {
         let mut r = libc::rlimit {
             rlim_cur: 0,

@@ -289,13 +289,7 @@ pub fn hf_inv_freq(
         Some(RopeScaling::Dynamic {
             factor,
             original_max_position_embeddings: orig,
-        }) => {
-            let orig = *orig as f64;
-            let l = (seq_len as f64).max(orig);
-            let base =
-                theta * ((factor * l / orig) - (factor - 1.0)).powf(d as f64 / (d as f64 - 2.0));
-            (hf_default_inv_freq_f32(d, base), 1.0)
-        }
+        }) => (hf_dynamic_inv_freq(d, theta, *factor, *orig, seq_len), 1.0),
         Some(
             s @ RopeScaling::Yarn {
                 factor,
@@ -306,70 +300,127 @@ pub fn hf_inv_freq(
                 ..
             },
         ) => {
-            let beta_fast = beta_fast.filter(|&b| b != 0.0).unwrap_or(32.0);
-            let beta_slow = beta_slow.filter(|&b| b != 0.0).unwrap_or(1.0);
-            let df = d as f64;
-            let corr = |rot: f64| {
-                df * (*orig as f64 / (rot * 2.0 * std::f64::consts::PI)).ln() / (2.0 * theta.ln())
-            };
-            let (mut low, mut high) = (corr(beta_fast), corr(beta_slow));
-            if truncate.unwrap_or(true) {
-                low = low.floor();
-                high = high.ceil();
-            }
-            let low = low.max(0.0);
-            let mut high = high.min(df - 1.0);
-            if low == high {
-                high += 0.001;
-            }
-            let (low32, span32) = (low as f32, (high - low) as f32);
-            let b = f64::from(theta as f32);
-            let f = *factor as f32;
-            let inv = (0..d / 2)
-                .map(|i| {
-                    let pos_freq = b.powf(f64::from((2 * i) as f32 / d as f32)) as f32;
-                    let extra = 1.0f32 / pos_freq;
-                    let inter = 1.0f32 / (f * pos_freq);
-                    let ramp = ((i as f32 - low32) / span32).clamp(0.0, 1.0);
-                    let ext_factor = 1.0f32 - ramp;
-                    inter * (1.0 - ext_factor) + extra * ext_factor
-                })
-                .collect();
-            (inv, s.attention_factor())
+            let (low, high) =
+                hf_yarn_correction_range(d, theta, *orig, *beta_fast, *beta_slow, *truncate);
+            (
+                hf_yarn_inv_freq(d, theta, *factor, low, high),
+                s.attention_factor(),
+            )
         }
         Some(RopeScaling::Llama3 {
             factor,
             low_freq_factor,
             high_freq_factor,
             original_max_position_embeddings: orig,
-        }) => {
-            let origf = *orig as f64;
-            let low_wav = (origf / low_freq_factor) as f32;
-            let high_wav = (origf / high_freq_factor) as f32;
-            let (f, lo, span, o) = (
-                *factor as f32,
-                *low_freq_factor as f32,
-                (high_freq_factor - low_freq_factor) as f32,
-                origf as f32,
-            );
-            let two_pi = (2.0 * std::f64::consts::PI) as f32;
-            let inv = hf_default_inv_freq_f32(d, theta)
-                .into_iter()
-                .map(|x| {
-                    // transformers: `2 * math.pi / inv_freq` is `inv_freq.reciprocal() * (2*pi)`.
-                    let wavelen = (1.0f32 / x) * two_pi;
-                    let scaled = if wavelen > low_wav { x / f } else { x };
-                    if wavelen < high_wav || wavelen > low_wav {
-                        scaled
-                    } else {
-                        let s = ((1.0f32 / wavelen) * o - lo) / span;
-                        (1.0 - s) * scaled / f + s * scaled
-                    }
-                })
-                .collect();
-            (inv, 1.0)
-        }
+        }) => (
+            hf_llama3_inv_freq(
+                d,
+                theta,
+                *factor,
+                *low_freq_factor,
+                *high_freq_factor,
+                *orig,
+            ),
+            1.0,
+        ),
     }
+}
+
+/// transformers' dynamic NTK frequencies `[d/2]` (f32) at sequence length `seq_len`: the
+/// default frequencies of base `theta * (factor*L/orig - (factor-1))^(d/(d-2))` (f64), with
+/// `L = max(seq_len, orig)`.
+fn hf_dynamic_inv_freq(d: usize, theta: f64, factor: f64, orig: usize, seq_len: usize) -> Vec<f32> {
+    let orig = orig as f64;
+    let l = (seq_len as f64).max(orig);
+    let base = theta * ((factor * l / orig) - (factor - 1.0)).powf(d as f64 / (d as f64 - 2.0));
+    hf_default_inv_freq_f32(d, base)
+}
+
+/// yarn's correction range `(low, high)` (dimension indices, f64): where `beta_fast` and
+/// `beta_slow` rotations (defaults 32 and 1, also for 0) fit in `orig` positions, rounded
+/// outwards unless `truncate` is false, clamped to `[0, d-1]`, `high` nudged by 0.001 when
+/// equal to `low`.
+fn hf_yarn_correction_range(
+    d: usize,
+    theta: f64,
+    orig: usize,
+    beta_fast: Option<f64>,
+    beta_slow: Option<f64>,
+    truncate: Option<bool>,
+) -> (f64, f64) {
+    let beta_fast = beta_fast.filter(|&b| b != 0.0).unwrap_or(32.0);
+    let beta_slow = beta_slow.filter(|&b| b != 0.0).unwrap_or(1.0);
+    let df = d as f64;
+    let corr = |rot: f64| {
+        df * (orig as f64 / (rot * 2.0 * std::f64::consts::PI)).ln() / (2.0 * theta.ln())
+    };
+    let (mut low, mut high) = (corr(beta_fast), corr(beta_slow));
+    if truncate.unwrap_or(true) {
+        low = low.floor();
+        high = high.ceil();
+    }
+    let low = low.max(0.0);
+    let mut high = high.min(df - 1.0);
+    if low == high {
+        high += 0.001;
+    }
+    (low, high)
+}
+
+/// yarn's frequencies `[d/2]` (f32): per dimension `i`, a blend of the extrapolated
+/// `1/pos_freq` and the interpolated `1/(factor*pos_freq)` by a linear ramp over the
+/// correction range `[low, high]` (from [`hf_yarn_correction_range`]), in f32 as transformers.
+fn hf_yarn_inv_freq(d: usize, theta: f64, factor: f64, low: f64, high: f64) -> Vec<f32> {
+    let (low32, span32) = (low as f32, (high - low) as f32);
+    let b = f64::from(theta as f32);
+    let f = factor as f32;
+    (0..d / 2)
+        .map(|i| {
+            let pos_freq = b.powf(f64::from((2 * i) as f32 / d as f32)) as f32;
+            let extra = 1.0f32 / pos_freq;
+            let inter = 1.0f32 / (f * pos_freq);
+            let ramp = ((i as f32 - low32) / span32).clamp(0.0, 1.0);
+            let ext_factor = 1.0f32 - ramp;
+            inter * (1.0 - ext_factor) + extra * ext_factor
+        })
+        .collect()
+}
+
+/// Llama 3.1's band-wise frequencies `[d/2]` (f32): default frequencies whose wavelength
+/// exceeds `orig / low_freq_factor` divided by `factor`, those under `orig / high_freq_factor`
+/// kept, and a smooth blend between, in transformers' f32 operation order.
+fn hf_llama3_inv_freq(
+    d: usize,
+    theta: f64,
+    factor: f64,
+    low_freq_factor: f64,
+    high_freq_factor: f64,
+    orig: usize,
+) -> Vec<f32> {
+    let origf = orig as f64;
+    let low_wav = (origf / low_freq_factor) as f32;
+    let high_wav = (origf / high_freq_factor) as f32;
+    let (f, lo, span, o) = (
+        factor as f32,
+        low_freq_factor as f32,
+        (high_freq_factor - low_freq_factor) as f32,
+        origf as f32,
+    );
+    let two_pi = (2.0 * std::f64::consts::PI) as f32;
+    hf_default_inv_freq_f32(d, theta)
+        .into_iter()
+        .map(|x| {
+            // transformers: `2 * math.pi / inv_freq` is `inv_freq.reciprocal() * (2*pi)`.
+            let wavelen = (1.0f32 / x) * two_pi;
+            let scaled = if wavelen > low_wav { x / f } else { x };
+            if wavelen < high_wav || wavelen > low_wav {
+                scaled
+            } else {
+                let s = ((1.0f32 / wavelen) * o - lo) / span;
+                (1.0 - s) * scaled / f + s * scaled
+            }
+        })
+        .collect()
 }
 
 /// Plain RoPE frequencies: `inv_freq[i] = base^(-2i/headDim)`, `i < headDim/2`, in f64, base
@@ -479,7 +530,7 @@ pub(crate) fn check_finite_tables(cfg: &crate::config::GqaConfig) -> Result<()> 
             return Err(Error::option("ropeScaling.attentionFactor", expect, a));
         }
     }
-    if !ok(&plan.inv_freq) || !(af.is_finite() && af != 0.0) {
+    if !(ok(&plan.inv_freq) && af.is_finite() && af != 0.0) {
         if cfg.yarn {
             return Err(Error::option("yarnScale", expect, cfg.yarn_scale));
         }

@@ -240,9 +240,34 @@ fn plan(
     st: &SafeTensors<'_>,
     opts: &LoadOptions,
 ) -> Result<Vec<Planned>> {
-    let (strict, prefix, allow_extra) = (opts.strict, opts.prefix.as_deref(), &opts.allow_extra);
     let names: Vec<&str> = wanted.iter().map(|(n, _)| *n).collect();
     let keys: HashSet<&str> = st.names().into_iter().collect();
+    let (scheme, pre) = choose_scheme(&names, &keys, opts.prefix.as_deref())?;
+    let mut used: HashSet<String> = HashSet::new();
+    let mut planned: Vec<Planned> = Vec::with_capacity(names.len());
+    for &(name, dims) in wanted {
+        let p = plan_one(st, scheme, &pre, name, dims)?;
+        used.insert(p.key.clone());
+        planned.push(p);
+    }
+    if opts.strict {
+        refuse_extra(&keys, &used, &opts.allow_extra)?;
+    }
+    Ok(planned)
+}
+
+/// The naming scheme and key prefix under which the file holds the most of `names`
+/// (canonical parameter names): among `prefix` alone when given, else among every prefix
+/// under which some name occurs (shortest first; canonical before Axon, the first best wins).
+///
+/// # Errors
+/// [`Error::MissingParameter`] (naming the first parameter) when no parameter is found under
+/// any candidate.
+fn choose_scheme(
+    names: &[&str],
+    keys: &HashSet<&str>,
+    prefix: Option<&str>,
+) -> Result<(Scheme, String)> {
     let count = |scheme: Scheme, pre: &str| {
         names
             .iter()
@@ -251,105 +276,135 @@ fn plan(
             })
             .count()
     };
-    // Candidates: the given prefix, or every prefix under which some parameter name occurs.
     let mut best: Option<(Scheme, String, usize)> = None;
     for scheme in [Scheme::Canonical, Scheme::Axon] {
-        let mut prefixes: Vec<String> = Vec::new();
-        match prefix {
-            Some(p) => prefixes.push(p.to_string()),
-            None => {
-                for n in &names {
-                    let Some(k) = scheme_name(scheme, n) else {
-                        continue;
-                    };
-                    for key in &keys {
-                        if let Some(p) = key.strip_suffix(k.as_str()) {
-                            if !prefixes.iter().any(|q| q == p) {
-                                prefixes.push(p.to_string());
-                            }
-                        }
-                    }
-                }
-                prefixes.sort_by_key(|p| p.len());
-            }
-        }
-        for p in prefixes {
+        for p in candidate_prefixes(scheme, names, keys, prefix) {
             let c = count(scheme, &p);
             if best.as_ref().is_none_or(|b| c > b.2) {
                 best = Some((scheme, p, c));
             }
         }
     }
-    let (scheme, pre) = match best {
-        Some((s, p, c)) if c > 0 => (s, p),
+    match best {
+        Some((s, p, c)) if c > 0 => Ok((s, p)),
         _ => {
             let first = names.first().copied().unwrap_or("");
             let pre = prefix.unwrap_or("");
-            return Err(Error::MissingParameter {
+            Err(Error::MissingParameter {
                 name: first.to_string(),
                 looked_for: format!(
                     "`{pre}{first}` or `{pre}{}` (no model parameter found under canonical or Axon names{})",
                     axon_name(first).unwrap_or_default(),
                     if prefix.is_some() { " with the given prefix" } else { " with any prefix" }
                 ),
-            });
+            })
         }
+    }
+}
+
+/// Candidate key prefixes for `scheme`: the given `prefix`, or every distinct prefix `p` such
+/// that some key is `p` + the scheme's name of a parameter, sorted by length.
+fn candidate_prefixes(
+    scheme: Scheme,
+    names: &[&str],
+    keys: &HashSet<&str>,
+    prefix: Option<&str>,
+) -> Vec<String> {
+    let mut prefixes: Vec<String> = Vec::new();
+    match prefix {
+        Some(p) => prefixes.push(p.to_string()),
+        None => {
+            for n in names {
+                let Some(k) = scheme_name(scheme, n) else {
+                    continue;
+                };
+                for key in keys {
+                    if let Some(p) = key.strip_suffix(k.as_str()) {
+                        if !prefixes.iter().any(|q| q == p) {
+                            prefixes.push(p.to_string());
+                        }
+                    }
+                }
+            }
+            prefixes.sort_by_key(|p| p.len());
+        }
+    }
+    prefixes
+}
+
+/// Where parameter `name` of shape `dims` lies in the file under `scheme` and prefix `pre`:
+/// its key, and (Axon kernels, 2-D) whether it is stored transposed `[in, out]`.
+///
+/// # Errors
+/// [`Error::MissingParameter`] (naming the key), [`Error::TensorMismatch`] for a shape other
+/// than the expected one (in the file's layout) or a dtype other than F32, F16 or BF16.
+fn plan_one(
+    st: &SafeTensors<'_>,
+    scheme: Scheme,
+    pre: &str,
+    name: &str,
+    dims: &[usize],
+) -> Result<Planned> {
+    let key = format!(
+        "{pre}{}",
+        scheme_name(scheme, name).unwrap_or_else(|| name.to_string())
+    );
+    let view = st.tensor(&key).map_err(|_| Error::MissingParameter {
+        name: name.to_string(),
+        looked_for: format!("`{key}`"),
+    })?;
+    let want: Vec<usize> = dims.to_vec();
+    let transposed = scheme == Scheme::Axon && want.len() == 2;
+    let want_file: Vec<usize> = if transposed {
+        vec![want[1], want[0]]
+    } else {
+        want.clone()
     };
-    let mut used: HashSet<String> = HashSet::new();
-    let mut planned: Vec<Planned> = Vec::with_capacity(names.len());
-    for &(name, dims) in wanted {
-        let key = format!(
-            "{pre}{}",
-            scheme_name(scheme, name).unwrap_or_else(|| name.to_string())
-        );
-        let view = st.tensor(&key).map_err(|_| Error::MissingParameter {
-            name: name.to_string(),
-            looked_for: format!("`{key}`"),
-        })?;
-        let want: Vec<usize> = dims.to_vec();
-        let transposed = scheme == Scheme::Axon && want.len() == 2;
-        let want_file: Vec<usize> = if transposed {
-            vec![want[1], want[0]]
-        } else {
-            want.clone()
-        };
-        if view.shape() != want_file.as_slice() {
-            return Err(Error::TensorMismatch {
-                name: key,
-                field: "shape".into(),
-                expected: shape_str(&want_file),
-                found: shape_str(view.shape()),
-            });
-        }
-        if !matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16) {
-            return Err(Error::TensorMismatch {
-                name: key,
-                field: "dtype".into(),
-                expected: "F32, F16 or BF16".into(),
-                found: format!("{:?}", view.dtype()),
-            });
-        }
-        used.insert(key.clone());
-        planned.push(Planned {
-            key,
-            transposed,
-            file_shape: want_file,
+    if view.shape() != want_file.as_slice() {
+        return Err(Error::TensorMismatch {
+            name: key,
+            field: "shape".into(),
+            expected: shape_str(&want_file),
+            found: shape_str(view.shape()),
         });
     }
-    if strict {
-        let mut extra: Vec<&str> = keys
-            .iter()
-            .copied()
-            .filter(|k| !used.contains(*k) && !allow_extra.iter().any(|a| a == k))
-            .collect();
-        extra.sort_unstable();
-        if let Some(k) = extra.first() {
-            return Err(Error::UnexpectedParameter {
-                name: k.to_string(),
-            });
-        }
+    if !matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+        return Err(Error::TensorMismatch {
+            name: key,
+            field: "dtype".into(),
+            expected: "F32, F16 or BF16".into(),
+            found: format!("{:?}", view.dtype()),
+        });
     }
-    Ok(planned)
+    Ok(Planned {
+        key,
+        transposed,
+        file_shape: want_file,
+    })
+}
+
+/// Strict loading: refuses the first key (in sorted order) of `keys` that is neither `used`
+/// nor in `allow_extra`.
+///
+/// # Errors
+/// [`Error::UnexpectedParameter`] naming that key.
+fn refuse_extra(
+    keys: &HashSet<&str>,
+    used: &HashSet<String>,
+    allow_extra: &[String],
+) -> Result<()> {
+    let mut extra: Vec<&str> = keys
+        .iter()
+        .copied()
+        .filter(|k| !used.contains(*k) && !allow_extra.iter().any(|a| a == k))
+        .collect();
+    extra.sort_unstable();
+    match extra.first() {
+        Some(k) => Err(Error::UnexpectedParameter {
+            name: k.to_string(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Serialises `params` (canonical names, F32) plus extra tensors and metadata.
@@ -679,36 +734,13 @@ impl GqaAttention {
         strict: bool,
     ) -> Result<Self> {
         let cfg = AttentionConfig::from_hf_config(hf_config)?;
-        let hf: serde_json::Value = serde_json::from_str(hf_config)
-            .map_err(|e| Error::option("hfConfig", "a JSON object", e))?;
-        if let Some(n) = hf
-            .get("num_hidden_layers")
-            .and_then(serde_json::Value::as_u64)
-        {
-            if layer as u64 >= n {
-                return Err(Error::option(
-                    "layer",
-                    format!("a decoder layer index < num_hidden_layers = {n}"),
-                    layer,
-                ));
-            }
-        }
-        let bias_required = hf
-            .get("attention_bias")
-            .and_then(serde_json::Value::as_bool)
-            == Some(true);
+        let bias_required = hf_layer_bias_required(hf_config, layer)?;
         let st = parse(bytes)?;
         let keys: Vec<String> = st.names().into_iter().map(str::to_string).collect();
         let stem = format!("layers.{layer}.self_attn.");
-        let probe = format!("{stem}q_proj.weight");
         let pre = match prefix {
             Some(p) => p.to_string(),
-            None => keys
-                .iter()
-                .filter_map(|k| k.strip_suffix(probe.as_str()))
-                .min_by_key(|p| p.len())
-                .unwrap_or("")
-                .to_string(),
+            None => hf_detect_prefix(&keys, &format!("{stem}q_proj.weight")),
         };
         let layer_obj = GqaAttention::new(cfg)?;
         let mut loaded: Vec<Tensor> = Vec::new();
@@ -722,61 +754,119 @@ impl GqaAttention {
                 .unwrap_or(module);
             let key = format!("{pre}{stem}{hf_module}.{param}");
             let want: Vec<usize> = var.dims().to_vec();
-            let view = match st.tensor(&key) {
-                Ok(v) => v,
-                Err(_) if param == "bias" && !bias_required => {
+            let Ok(view) = st.tensor(&key) else {
+                if param == "bias" && !bias_required {
                     loaded.push(Tensor::zeros(want.as_slice(), DType::F32, var.device())?);
                     continue;
                 }
-                Err(_) => {
-                    return Err(Error::MissingParameter {
-                        name: name.to_string(),
-                        looked_for: format!(
-                            "`{key}`{}",
-                            if param == "bias" {
-                                " (attention_bias is true)"
-                            } else {
-                                ""
-                            }
-                        ),
-                    })
-                }
+                return Err(Error::MissingParameter {
+                    name: name.to_string(),
+                    looked_for: format!(
+                        "`{key}`{}",
+                        if param == "bias" {
+                            " (attention_bias is true)"
+                        } else {
+                            ""
+                        }
+                    ),
+                });
             };
-            if view.shape() != want.as_slice() {
-                return Err(Error::TensorMismatch {
-                    name: key,
-                    field: "shape".into(),
-                    expected: shape_str(&want),
-                    found: shape_str(view.shape()),
-                });
-            }
-            let vals = view_f32(&key, view.dtype(), view.data())?;
-            if let Some((i, v)) = vals.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-                return Err(Error::NonFiniteWeight {
-                    name: key,
-                    index: i,
-                    value: v.to_string(),
-                });
-            }
-            loaded.push(Tensor::from_vec(vals, want, var.device())?);
+            loaded.push(read_hf_tensor(&key, &view, want, var.device())?);
             used.insert(key);
         }
         if strict {
-            let scope = format!("{pre}{stem}");
-            let mut extra: Vec<&String> = keys
-                .iter()
-                .filter(|k| k.starts_with(&scope) && !used.contains(*k))
-                .collect();
-            extra.sort_unstable();
-            if let Some(k) = extra.first() {
-                return Err(Error::UnexpectedParameter {
-                    name: k.to_string(),
-                });
-            }
+            refuse_extra_in_scope(&keys, &format!("{pre}{stem}"), &used)?;
         }
         for ((_, var), t) in layer_obj.params().iter().zip(loaded) {
             var.set(&t)?;
         }
         Ok(layer_obj)
+    }
+}
+
+/// Checks decoder layer `layer` against `num_hidden_layers` of the Hugging Face `config.json`
+/// text `hf_config` (when it has one) and returns its `attention_bias` (true only when it is
+/// the JSON `true`).
+///
+/// # Errors
+/// [`Error::InvalidOption`] naming `hfConfig` for text that is not JSON, `layer` for an index
+/// `>= num_hidden_layers`.
+fn hf_layer_bias_required(hf_config: &str, layer: usize) -> Result<bool> {
+    let hf: serde_json::Value = serde_json::from_str(hf_config)
+        .map_err(|e| Error::option("hfConfig", "a JSON object", e))?;
+    if let Some(n) = hf
+        .get("num_hidden_layers")
+        .and_then(serde_json::Value::as_u64)
+    {
+        if layer as u64 >= n {
+            return Err(Error::option(
+                "layer",
+                format!("a decoder layer index < num_hidden_layers = {n}"),
+                layer,
+            ));
+        }
+    }
+    Ok(hf
+        .get("attention_bias")
+        .and_then(serde_json::Value::as_bool)
+        == Some(true))
+}
+
+/// The shortest prefix `p` with `p + probe` among `keys` (e.g. `model.` for
+/// `model.layers.3.self_attn.q_proj.weight`); `""` when none.
+fn hf_detect_prefix(keys: &[String], probe: &str) -> String {
+    keys.iter()
+        .filter_map(|k| k.strip_suffix(probe))
+        .min_by_key(|p| p.len())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The tensor `key` of `view` as F32 of shape `want` (`[out, in]` or `[out]`) on `device`.
+///
+/// # Errors
+/// [`Error::TensorMismatch`] for another shape or dtype, [`Error::NonFiniteWeight`] naming the
+/// first non-finite value, [`Error::Backend`] creating the tensor.
+fn read_hf_tensor(
+    key: &str,
+    view: &safetensors::tensor::TensorView<'_>,
+    want: Vec<usize>,
+    device: &Device,
+) -> Result<Tensor> {
+    if view.shape() != want.as_slice() {
+        return Err(Error::TensorMismatch {
+            name: key.to_string(),
+            field: "shape".into(),
+            expected: shape_str(&want),
+            found: shape_str(view.shape()),
+        });
+    }
+    let vals = view_f32(key, view.dtype(), view.data())?;
+    if let Some((i, v)) = vals.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(Error::NonFiniteWeight {
+            name: key.to_string(),
+            index: i,
+            value: v.to_string(),
+        });
+    }
+    Ok(Tensor::from_vec(vals, want, device)?)
+}
+
+/// Strict loading of one layer: refuses the first key (in sorted order) under `scope` (e.g.
+/// `model.layers.3.self_attn.`) that was not `used`.
+///
+/// # Errors
+/// [`Error::UnexpectedParameter`] naming that key.
+fn refuse_extra_in_scope(keys: &[String], scope: &str, used: &HashSet<String>) -> Result<()> {
+    let mut extra: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.starts_with(scope) && !used.contains(*k))
+        .collect();
+    extra.sort_unstable();
+    match extra.first() {
+        Some(k) => Err(Error::UnexpectedParameter {
+            name: k.to_string(),
+        }),
+        None => Ok(()),
     }
 }

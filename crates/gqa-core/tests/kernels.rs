@@ -95,102 +95,36 @@ fn check_attention(c: &Case, seed: u64) -> f32 {
     worst
 }
 
+/// A causal self-attention case: `b` rows, `nh` query / `nkv` KV heads, `t` queries over the
+/// same `t` keys, head dim `d`, no offset, no padding.
+fn self_attention(b: usize, nh: usize, nkv: usize, t: usize, d: usize) -> Case {
+    Case {
+        b,
+        nh,
+        nkv,
+        tq: t,
+        tk: t,
+        d,
+        offset: 0,
+        lengths: None,
+    }
+}
+
 #[test]
 fn fused_attention_matches_reference_gqa_mqa_mha() {
     let cases = [
         // GQA 4/2, MQA 4/1, MHA 4/4 at T = 60 (one partial key block).
-        Case {
-            b: 2,
-            nh: 4,
-            nkv: 2,
-            tq: 60,
-            tk: 60,
-            d: 32,
-            offset: 0,
-            lengths: None,
-        },
-        Case {
-            b: 2,
-            nh: 4,
-            nkv: 1,
-            tq: 60,
-            tk: 60,
-            d: 32,
-            offset: 0,
-            lengths: None,
-        },
-        Case {
-            b: 2,
-            nh: 4,
-            nkv: 4,
-            tq: 60,
-            tk: 60,
-            d: 32,
-            offset: 0,
-            lengths: None,
-        },
+        self_attention(2, 4, 2, 60, 32),
+        self_attention(2, 4, 1, 60, 32),
+        self_attention(2, 4, 4, 60, 32),
         // GQA 8/2 (groups of 4 rows) and 6/2 (groups of 3: tiles straddle query positions).
-        Case {
-            b: 1,
-            nh: 8,
-            nkv: 2,
-            tq: 37,
-            tk: 37,
-            d: 16,
-            offset: 0,
-            lengths: None,
-        },
-        Case {
-            b: 1,
-            nh: 6,
-            nkv: 2,
-            tq: 29,
-            tk: 29,
-            d: 24,
-            offset: 0,
-            lengths: None,
-        },
+        self_attention(1, 8, 2, 37, 16),
+        self_attention(1, 6, 2, 29, 24),
         // T = 300: several key blocks, online-softmax rescaling; odd head_dim tail.
-        Case {
-            b: 1,
-            nh: 4,
-            nkv: 2,
-            tq: 300,
-            tk: 300,
-            d: 32,
-            offset: 0,
-            lengths: None,
-        },
-        Case {
-            b: 2,
-            nh: 2,
-            nkv: 1,
-            tq: 300,
-            tk: 300,
-            d: 40,
-            offset: 0,
-            lengths: None,
-        },
-        Case {
-            b: 1,
-            nh: 2,
-            nkv: 2,
-            tq: 300,
-            tk: 300,
-            d: 64,
-            offset: 0,
-            lengths: None,
-        },
-        Case {
-            b: 1,
-            nh: 3,
-            nkv: 1,
-            tq: 130,
-            tk: 130,
-            d: 5,
-            offset: 0,
-            lengths: None,
-        },
+        self_attention(1, 4, 2, 300, 32),
+        self_attention(2, 2, 1, 300, 40),
+        self_attention(1, 2, 2, 300, 64),
+        self_attention(1, 3, 1, 130, 5),
     ];
     for (i, c) in cases.iter().enumerate() {
         let w = check_attention(c, 100 + i as u64);

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use gqa_core::train::{
     evaluate, fused_gradients, loss,
@@ -101,6 +102,23 @@ fn grad_err(got: &[f32], want: &[f32]) -> Result<f64, String> {
     }
 }
 
+/// One fixture under check: its name and tensors, the model's parameters (canonical order) and
+/// torch's loss with the tolerance the losses are held to (`1e-5 * max(1, |loss|)`).
+struct Fixture<'a> {
+    name: &'a str,
+    t: &'a HashMap<String, Tensor>,
+    vars: &'a [(String, Var)],
+    want_loss: f32,
+    loss_tol: f32,
+}
+
+impl Fixture<'_> {
+    /// Torch's gradient of parameter `pname` (`grad.<pname>`), when the fixture has it.
+    fn torch_grad(&self, pname: &str) -> Option<Vec<f32>> {
+        self.t.get(&format!("grad.{pname}")).map(vec_f32)
+    }
+}
+
 /// Compares with the fixture's torch results: the loss and every `grad.*` tensor present, from
 /// candle's autograd AND from the fused CPU training step ([`fused_gradients`]); then one AdamW
 /// step against every `adamw.*` tensor present. Fixtures may leave out `grad.*`/`adamw.*`
@@ -108,6 +126,45 @@ fn grad_err(got: &[f32], want: &[f32]) -> Result<f64, String> {
 fn check_grads_and_adamw(name: &str) -> Checked {
     let (mut task, t) = fixture(name);
     let vars = task.vars();
+    assert_fixture_names_known(name, &vars, &t);
+    let missing_grads = missing_tensors(&vars, &t, "grad.");
+    let missing_adamw = missing_tensors(&vars, &t, "adamw.");
+    assert!(
+        missing_grads.len() < vars.len(),
+        "{name}: no grad.* tensors at all"
+    );
+    let want_loss = vec_f32(&t["expected.loss"])[0];
+    let f = Fixture {
+        name,
+        t: &t,
+        vars: &vars,
+        want_loss,
+        loss_tol: 1e-5 * want_loss.abs().max(1.0),
+    };
+    let (mut grads, candle) = check_candle_gradients(&f, &task);
+    check_fused_gradients(&f, &mut task, &candle, !missing_grads.is_empty());
+
+    // One AdamW step equals torch.optim.AdamW's. It is fed torch's own gradients so that it
+    // tests the optimiser alone (a mathematically zero gradient's rounding noise decides the
+    // sign of Adam's first step, so our float32 gradients would not do). Only parameters with
+    // both a torch gradient and an AdamW result are compared.
+    let compared: Vec<&String> = vars
+        .iter()
+        .map(|(n, _)| n)
+        .filter(|n| !missing_grads.contains(n) && !missing_adamw.contains(n))
+        .collect();
+    if !compared.is_empty() {
+        check_adamw(&f, &mut grads, &compared);
+    }
+    Checked {
+        missing_grads,
+        missing_adamw,
+    }
+}
+
+/// Asserts that every `grad.<name>` / `adamw.<name>` tensor of the fixture `t` names one of the
+/// model's parameters `vars`.
+fn assert_fixture_names_known(name: &str, vars: &[(String, Var)], t: &HashMap<String, Tensor>) {
     for k in t
         .keys()
         .filter_map(|k| k.strip_prefix("grad.").or_else(|| k.strip_prefix("adamw.")))
@@ -117,41 +174,44 @@ fn check_grads_and_adamw(name: &str) -> Checked {
             "{name}: fixture tensor for {k}, which the model does not have"
         );
     }
-    let torch_grad = |pname: &str| t.get(&format!("grad.{pname}")).map(vec_f32);
-    let missing_grads: Vec<String> = vars
-        .iter()
-        .filter(|(n, _)| !t.contains_key(&format!("grad.{n}")))
-        .map(|(n, _)| n.clone())
-        .collect();
-    let missing_adamw: Vec<String> = vars
-        .iter()
-        .filter(|(n, _)| !t.contains_key(&format!("adamw.{n}")))
-        .map(|(n, _)| n.clone())
-        .collect();
-    assert!(
-        missing_grads.len() < vars.len(),
-        "{name}: no grad.* tensors at all"
-    );
-    let want_loss = vec_f32(&t["expected.loss"])[0];
-    let loss_tol = 1e-5 * want_loss.abs().max(1.0);
+}
 
-    // Candle autograd.
-    let loss = fixture_loss(&task, &t);
+/// The parameters of `vars` without a `<prefix><name>` tensor in the fixture `t`, in order.
+fn missing_tensors(
+    vars: &[(String, Var)],
+    t: &HashMap<String, Tensor>,
+    prefix: &str,
+) -> Vec<String> {
+    vars.iter()
+        .filter(|(n, _)| !t.contains_key(&format!("{prefix}{n}")))
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+/// Candle autograd against torch: asserts the loss and every gradient the fixture has (see
+/// [`grad_err`]). Returns the gradient store (for the AdamW check) and each parameter's
+/// gradient as a flat f32 vector (the reference for gradients absent from the fixture).
+fn check_candle_gradients(
+    f: &Fixture<'_>,
+    task: &TaskModel,
+) -> (GradStore, HashMap<String, Vec<f32>>) {
+    let (name, want_loss) = (f.name, f.want_loss);
+    let loss = fixture_loss(task, f.t);
     let got_loss = loss.to_scalar::<f32>().unwrap();
     assert!(
-        (got_loss - want_loss).abs() <= loss_tol,
+        (got_loss - want_loss).abs() <= f.loss_tol,
         "{name}: candle loss {got_loss} vs torch {want_loss}"
     );
-    let mut grads = loss.backward().unwrap();
+    let grads = loss.backward().unwrap();
     let mut candle: HashMap<String, Vec<f32>> = HashMap::new();
     let mut worst = (0.0, String::new());
-    for (pname, var) in &vars {
+    for (pname, var) in f.vars {
         let g = vec_f32(
             grads
                 .get(var.as_tensor())
                 .unwrap_or_else(|| panic!("{name}: no candle gradient for {pname}")),
         );
-        if let Some(want) = torch_grad(pname) {
+        if let Some(want) = f.torch_grad(pname) {
             let e = grad_err(&g, &want).unwrap_or_else(|m| {
                 panic!("{name}: candle gradient of {pname} differs from torch: {m}")
             });
@@ -162,9 +222,13 @@ fn check_grads_and_adamw(name: &str) -> Checked {
         candle.insert(pname.clone(), g);
     }
     eprintln!("{name}: candle loss {got_loss} (torch {want_loss}); worst relative gradient error {:.2e} at {}", worst.0, worst.1);
+    (grads, candle)
+}
 
-    // Fused CPU training step. Its class weights come from the head config; the fixture's head
-    // metadata has none (they are in `input.class_weights`), so put them there.
+/// Puts the fixture's `input.class_weights` (when present) into the task's classification
+/// head config, where the fused training step reads them (the fixture's head metadata has
+/// none). Panics on a regression head.
+fn set_fixture_class_weights(name: &str, task: &mut TaskModel, t: &HashMap<String, Tensor>) {
     if let Some(w) = t.get("input.class_weights").map(vec_f32) {
         let head = task.head.as_mut().unwrap();
         let HeadConfig::Classification { num_classes, .. } = head.cfg else {
@@ -175,6 +239,14 @@ fn check_grads_and_adamw(name: &str) -> Checked {
             class_weights: Some(w),
         };
     }
+}
+
+/// The fixture batch as the fused step takes it: `x` `[B*T*E]` flat, `T`, the lengths
+/// (`T` per row when the fixture has none) and the labels for the task's head.
+fn fused_batch(
+    task: &TaskModel,
+    t: &HashMap<String, Tensor>,
+) -> (Vec<f32>, usize, Vec<usize>, Labels) {
     let dims = t["input.x"].dims().to_vec();
     let (b, tt) = (dims[0], dims[1]);
     let x = vec_f32(&t["input.x"]);
@@ -191,11 +263,28 @@ fn check_grads_and_adamw(name: &str) -> Checked {
         ),
         HeadConfig::Regression { .. } => Labels::Values(vec_f32(&t["input.labels"])),
     };
+    (x, tt, lengths, labels)
+}
+
+/// The fused CPU training step against torch: asserts the loss and every gradient (those
+/// absent from the fixture against `candle`'s instead, which the small fixtures tie to torch).
+/// `some_missing`: whether the fixture lacks some gradients (reported separately).
+fn check_fused_gradients(
+    f: &Fixture<'_>,
+    task: &mut TaskModel,
+    candle: &HashMap<String, Vec<f32>>,
+    some_missing: bool,
+) {
+    let (name, vars, want_loss) = (f.name, f.vars, f.want_loss);
+    // Fused CPU training step. Its class weights come from the head config; the fixture's head
+    // metadata has none (they are in `input.class_weights`), so put them there.
+    set_fixture_class_weights(name, task, f.t);
+    let (x, tt, lengths, labels) = fused_batch(task, f.t);
     let mut fused = Vec::new();
     let mut ws = TrainWorkspace::default();
     let StepLoss {
         loss: fused_loss, ..
-    } = fused_gradients(&task, &x, tt, &lengths, &labels, None, &mut fused, &mut ws)
+    } = fused_gradients(task, &x, tt, &lengths, &labels, None, &mut fused, &mut ws)
         .unwrap_or_else(|e| panic!("{name}: fused_gradients: {e}"));
     assert_eq!(
         fused.len(),
@@ -211,7 +300,7 @@ fn check_grads_and_adamw(name: &str) -> Checked {
             var.elem_count(),
             "{name}: fused gradient of {pname} has the wrong size"
         );
-        let (reference, against) = match torch_grad(pname) {
+        let (reference, against) = match f.torch_grad(pname) {
             Some(want) => (want, "torch"),
             // Not in the fixture (FFN weights of the long fixture): hold the fused path to the
             // candle path instead, which the small fixtures tie to torch.
@@ -226,100 +315,94 @@ fn check_grads_and_adamw(name: &str) -> Checked {
             Err(m) => failures.push(format!("{pname} (vs {against}): {m}")),
         }
     }
-    let absent = if missing_grads.is_empty() {
-        String::new()
-    } else {
+    let absent = if some_missing {
         format!(
             "; {:.2e} at {} vs candle (gradients absent from the fixture)",
             worst_vs_candle.0, worst_vs_candle.1
         )
+    } else {
+        String::new()
     };
     eprintln!("{name}: fused loss {fused_loss} (torch {want_loss}); worst relative gradient error {:.2e} at {} vs torch{absent}", worst.0, worst.1);
     assert!(
-        (fused_loss - f64::from(want_loss)).abs() <= f64::from(loss_tol),
+        (fused_loss - f64::from(want_loss)).abs() <= f64::from(f.loss_tol),
         "{name}: fused loss {fused_loss} vs torch {want_loss}"
     );
     assert!(
         failures.is_empty(),
         "{name}: fused gradients differ: {failures:?}"
     );
+}
 
-    // One AdamW step equals torch.optim.AdamW's. It is fed torch's own gradients so that it
-    // tests the optimiser alone (a mathematically zero gradient's rounding noise decides the
-    // sign of Adam's first step, so our float32 gradients would not do). Only parameters with
-    // both a torch gradient and an AdamW result are compared.
-    let compared: Vec<&String> = vars
+/// The AdamW configuration of the fixtures (scripts/gen_fixtures.py).
+fn fixture_adamw_config() -> AdamWConfig {
+    AdamWConfig {
+        lr: 1e-2,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.01,
+    }
+}
+
+/// One AdamW step (lr 1e-2) on torch's gradients against the fixture's `adamw.*` results for
+/// the `compared` parameters: the fused path's [`FusedAdamW`] on copies of the parameters, then
+/// candle's [`AdamW`] on `grads` (torch's gradients are put there first) stepping the
+/// parameters themselves. Max abs difference 1e-5.
+fn check_adamw(f: &Fixture<'_>, grads: &mut GradStore, compared: &[&String]) {
+    let (t, vars) = (f.t, f.vars);
+    for (pname, var) in vars {
+        if let Some(g) = t.get(&format!("grad.{pname}")) {
+            grads.insert(var.as_tensor(), g.to_dtype(DType::F32).unwrap());
+        }
+    }
+    let cfg = fixture_adamw_config();
+    // The fused path's AdamW (in place, one pass per tensor) on copies of the parameters.
+    let copies: Vec<Var> = vars
         .iter()
-        .map(|(n, _)| n)
-        .filter(|n| !missing_grads.contains(n) && !missing_adamw.contains(n))
+        .map(|(_, v)| Var::from_tensor(&v.as_tensor().copy().unwrap()).unwrap())
         .collect();
-    if !compared.is_empty() {
-        for (pname, var) in &vars {
-            if let Some(g) = t.get(&format!("grad.{pname}")) {
-                grads.insert(var.as_tensor(), g.to_dtype(DType::F32).unwrap());
-            }
-        }
-        let cfg = AdamWConfig {
-            lr: 1e-2,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.01,
-        };
-        // The fused path's AdamW (in place, one pass per tensor) on copies of the parameters.
-        let copies: Vec<Var> = vars
-            .iter()
-            .map(|(_, v)| Var::from_tensor(&v.as_tensor().copy().unwrap()).unwrap())
-            .collect();
-        let tg: Vec<Vec<f32>> = vars
-            .iter()
-            .map(|(n, v)| {
-                t.get(&format!("grad.{n}"))
-                    .map_or_else(|| vec![0.0; v.elem_count()], vec_f32)
-            })
-            .collect();
-        let sizes: Vec<usize> = tg.iter().map(Vec::len).collect();
-        FusedAdamW::new(&sizes, cfg)
-            .unwrap()
-            .step(&copies, &tg, None, 1e-2)
-            .unwrap();
-        for ((pname, _), var) in vars
-            .iter()
-            .zip(&copies)
-            .filter(|((n, _), _)| compared.contains(&n))
-        {
-            let got = vec_f32(var.as_tensor());
-            let want = vec_f32(&t[&format!("adamw.{pname}")]);
-            let max = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            assert!(
-                max <= 1e-5,
-                "{name}: fused AdamW result for {pname} differs from torch by {max:e}"
-            );
-        }
-        let mut opt = AdamW::new(vars.iter().map(|(_, v)| v.clone()).collect(), cfg).unwrap();
-        opt.step(&grads, 1e-2).unwrap();
-        for (pname, var) in vars.iter().filter(|(n, _)| compared.contains(&n)) {
-            let got = vec_f32(var.as_tensor());
-            let want = vec_f32(&t[&format!("adamw.{pname}")]);
-            let max = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            assert!(
-                max <= 1e-5,
-                "{name}: AdamW result for {pname} differs from torch by {max:e}"
-            );
-        }
+    let tg: Vec<Vec<f32>> = vars
+        .iter()
+        .map(|(n, v)| {
+            t.get(&format!("grad.{n}"))
+                .map_or_else(|| vec![0.0; v.elem_count()], vec_f32)
+        })
+        .collect();
+    let sizes: Vec<usize> = tg.iter().map(Vec::len).collect();
+    FusedAdamW::new(&sizes, cfg)
+        .unwrap()
+        .step(&copies, &tg, None, 1e-2)
+        .unwrap();
+    for ((pname, _), var) in vars
+        .iter()
+        .zip(&copies)
+        .filter(|((n, _), _)| compared.contains(&n))
+    {
+        assert_adamw_result(f, "fused AdamW", pname, var);
     }
-    Checked {
-        missing_grads,
-        missing_adamw,
+    let mut opt = AdamW::new(vars.iter().map(|(_, v)| v.clone()).collect(), cfg).unwrap();
+    opt.step(grads, 1e-2).unwrap();
+    for (pname, var) in vars.iter().filter(|(n, _)| compared.contains(&n)) {
+        assert_adamw_result(f, "AdamW", pname, var);
     }
+}
+
+/// Asserts that parameter `pname` after a step (`var`) is within 1e-5 (max abs) of the
+/// fixture's `adamw.<pname>`; `what` names the optimiser in the message.
+fn assert_adamw_result(f: &Fixture<'_>, what: &str, pname: &str, var: &Var) {
+    let name = f.name;
+    let got = vec_f32(var.as_tensor());
+    let want = vec_f32(&f.t[&format!("adamw.{pname}")]);
+    let max = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        max <= 1e-5,
+        "{name}: {what} result for {pname} differs from torch by {max:e}"
+    );
 }
 
 #[test]

@@ -31,117 +31,156 @@ struct Case {
     eps: f64,
 }
 
-fn cases() -> Vec<Case> {
-    let cls = |k: usize, w: Option<Vec<f32>>| HeadConfig::Classification {
+/// Classification head config with `k` classes and optional class weights.
+fn cls(k: usize, w: Option<Vec<f32>>) -> HeadConfig {
+    HeadConfig::Classification {
         num_classes: k,
         class_weights: w,
-    };
+    }
+}
+
+/// The randomised configurations, in a fixed order (a case's seed is derived from its index).
+fn cases() -> Vec<Case> {
     vec![
-        Case {
-            name: "gqa8/2 rope padded cls+weights",
-            embed: 12,
-            hidden: 64,
-            heads: 8,
-            kv: 2,
-            layers: 2,
-            rope: true,
-            yarn: false,
-            mode: OutputMode::LastTimestep,
-            dropout: 0.0,
-            head: cls(9, Some((0..9).map(|i| 0.5 + i as f32 * 0.1).collect())),
-            lengths: vec![29, 7, 18, 1, 29],
-            t: 29,
-            eps: 0.1,
-        },
-        Case {
-            name: "mha mean_pool dropout",
-            embed: 16,
-            hidden: 16,
-            heads: 4,
-            kv: 4,
-            layers: 2,
-            rope: false,
-            yarn: false,
-            mode: OutputMode::MeanPool,
-            dropout: 0.1,
-            head: cls(3, None),
-            lengths: vec![9, 4, 9],
-            t: 9,
-            eps: 0.0,
-        },
-        Case {
-            name: "mqa yarn huber",
-            embed: 5,
-            hidden: 32,
-            heads: 4,
-            kv: 1,
-            layers: 1,
-            rope: false,
-            yarn: true,
-            mode: OutputMode::LastTimestep,
-            dropout: 0.0,
-            head: HeadConfig::Regression {
-                out_dim: 2,
-                loss: RegressionLoss::Huber,
-                huber_delta: 0.05,
-            },
-            lengths: vec![70, 70],
-            t: 70,
-            eps: 0.0,
-        },
-        Case {
-            name: "gqa4/2 mse mean_pool rope dropout padded",
-            embed: 3,
-            hidden: 32,
-            heads: 4,
-            kv: 2,
-            layers: 3,
-            rope: true,
-            yarn: false,
-            mode: OutputMode::MeanPool,
-            dropout: 0.2,
-            head: HeadConfig::Regression {
-                out_dim: 3,
-                loss: RegressionLoss::Mse,
-                huber_delta: 1.0,
-            },
-            lengths: vec![1, 13, 40, 2],
-            t: 40,
-            eps: 0.0,
-        },
-        Case {
-            name: "gqa4/2 last_timestep dropout padded rope",
-            embed: 6,
-            hidden: 32,
-            heads: 4,
-            kv: 2,
-            layers: 2,
-            rope: true,
-            yarn: false,
-            mode: OutputMode::LastTimestep,
-            dropout: 0.15,
-            head: cls(5, None),
-            lengths: vec![17, 3, 1, 12],
-            t: 17,
-            eps: 0.25,
-        },
-        Case {
-            name: "long T=130 gqa8/2 rope",
-            embed: 8,
-            hidden: 64,
-            heads: 8,
-            kv: 2,
-            layers: 1,
-            rope: true,
-            yarn: false,
-            mode: OutputMode::LastTimestep,
-            dropout: 0.0,
-            head: cls(4, None),
-            lengths: vec![130, 65],
-            t: 130,
-            eps: 0.0,
-        },
+        gqa8_2_rope_padded_weighted_cls(),
+        mha_mean_pool_dropout(),
+        mqa_yarn_huber(),
+        gqa4_2_mse_mean_pool_rope_dropout_padded(),
+        gqa4_2_last_timestep_dropout_padded_rope(),
+        long_t130_gqa8_2_rope(),
     ]
+}
+
+/// GQA 8/2 with rotary, padded rows, a class-weighted classification head (9 classes) and
+/// label smoothing 0.1; `last_timestep`.
+fn gqa8_2_rope_padded_weighted_cls() -> Case {
+    Case {
+        name: "gqa8/2 rope padded cls+weights",
+        embed: 12,
+        hidden: 64,
+        heads: 8,
+        kv: 2,
+        layers: 2,
+        rope: true,
+        yarn: false,
+        mode: OutputMode::LastTimestep,
+        dropout: 0.0,
+        head: cls(9, Some((0..9).map(|i| 0.5 + i as f32 * 0.1).collect())),
+        lengths: vec![29, 7, 18, 1, 29],
+        t: 29,
+        eps: 0.1,
+    }
+}
+
+/// MHA 4/4 without rotary, `mean_pool`, dropout 0.1, 3 classes.
+fn mha_mean_pool_dropout() -> Case {
+    Case {
+        name: "mha mean_pool dropout",
+        embed: 16,
+        hidden: 16,
+        heads: 4,
+        kv: 4,
+        layers: 2,
+        rope: false,
+        yarn: false,
+        mode: OutputMode::MeanPool,
+        dropout: 0.1,
+        head: cls(3, None),
+        lengths: vec![9, 4, 9],
+        t: 9,
+        eps: 0.0,
+    }
+}
+
+/// MQA 4/1 with Edifice yarn at T = 70 (beyond `yarnOriginalMaxPosition` 16), a Huber
+/// regression head; `last_timestep`.
+fn mqa_yarn_huber() -> Case {
+    Case {
+        name: "mqa yarn huber",
+        embed: 5,
+        hidden: 32,
+        heads: 4,
+        kv: 1,
+        layers: 1,
+        rope: false,
+        yarn: true,
+        mode: OutputMode::LastTimestep,
+        dropout: 0.0,
+        head: HeadConfig::Regression {
+            out_dim: 2,
+            loss: RegressionLoss::Huber,
+            huber_delta: 0.05,
+        },
+        lengths: vec![70, 70],
+        t: 70,
+        eps: 0.0,
+    }
+}
+
+/// GQA 4/2, 3 layers, rotary, `mean_pool`, dropout 0.2, padded rows (one of length 1), an MSE
+/// regression head.
+fn gqa4_2_mse_mean_pool_rope_dropout_padded() -> Case {
+    Case {
+        name: "gqa4/2 mse mean_pool rope dropout padded",
+        embed: 3,
+        hidden: 32,
+        heads: 4,
+        kv: 2,
+        layers: 3,
+        rope: true,
+        yarn: false,
+        mode: OutputMode::MeanPool,
+        dropout: 0.2,
+        head: HeadConfig::Regression {
+            out_dim: 3,
+            loss: RegressionLoss::Mse,
+            huber_delta: 1.0,
+        },
+        lengths: vec![1, 13, 40, 2],
+        t: 40,
+        eps: 0.0,
+    }
+}
+
+/// GQA 4/2 with rotary, `last_timestep`, dropout 0.15, padded rows, 5 classes, label
+/// smoothing 0.25.
+fn gqa4_2_last_timestep_dropout_padded_rope() -> Case {
+    Case {
+        name: "gqa4/2 last_timestep dropout padded rope",
+        embed: 6,
+        hidden: 32,
+        heads: 4,
+        kv: 2,
+        layers: 2,
+        rope: true,
+        yarn: false,
+        mode: OutputMode::LastTimestep,
+        dropout: 0.15,
+        head: cls(5, None),
+        lengths: vec![17, 3, 1, 12],
+        t: 17,
+        eps: 0.25,
+    }
+}
+
+/// A long sequence: T = 130 (several key blocks), GQA 8/2 with rotary, 4 classes.
+fn long_t130_gqa8_2_rope() -> Case {
+    Case {
+        name: "long T=130 gqa8/2 rope",
+        embed: 8,
+        hidden: 64,
+        heads: 8,
+        kv: 2,
+        layers: 1,
+        rope: true,
+        yarn: false,
+        mode: OutputMode::LastTimestep,
+        dropout: 0.0,
+        head: cls(4, None),
+        lengths: vec![130, 65],
+        t: 130,
+        eps: 0.0,
+    }
 }
 
 fn build(c: &Case, seed: u64) -> TaskModel {

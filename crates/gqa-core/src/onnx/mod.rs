@@ -274,6 +274,9 @@ fn value_info(name: &str, elem_type: i32, dims: Vec<Dimension>, doc: &str) -> Va
     }
 }
 
+/// Name of the shared f32 scalar `0.0` (added by [`Builder::common`]).
+const ZERO_F32: &str = "const.zero_f32";
+
 /// Shared values of the graph (names of computed tensors).
 struct Common {
     /// `[batch, seq, 1]` bool: position `< lengths[b]`.
@@ -283,6 +286,28 @@ struct Common {
     mask: String,
     /// Rotary tables `[seq, D]`: `[cos, cos]` and `[-sin, sin]` (with the attention factor).
     rotary: Option<(String, String)>,
+}
+
+/// Names of the constants every layer shares (see [`Builder::layer_constants`]).
+struct LayerConstants {
+    /// `[0, 0, NH, D]`: `[B, T, NH*D]` -> `[B, T, NH, D]`.
+    shape_q: String,
+    /// `[0, 0, NKV, D]`: `[B, T, NKV*D]` -> `[B, T, NKV, D]`.
+    shape_kv: String,
+    /// `[0, 0, NH*D]`: `[B, T, NH, D]` -> `[B, T, NH*D]`.
+    shape_o: String,
+    /// `[0, NH, D, -1]`: repeated transposed keys `[B, NH, D, T]`.
+    shape_k_rep: String,
+    /// `[0, NH, -1, D]`: repeated values `[B, NH, T, D]`.
+    shape_v_rep: String,
+    /// The attention scale `1/sqrt(D)` (f32 scalar).
+    scale: String,
+    /// `1/sqrt(2)` (f32 scalar), for GELU.
+    inv_sqrt2: String,
+    /// `1.0` (f32 scalar), for GELU.
+    one: String,
+    /// `0.5` (f32 scalar), for GELU.
+    half: String,
 }
 
 struct Builder<'a> {
@@ -389,7 +414,7 @@ impl Builder<'_> {
         };
         let key_valid = g.op("Unsqueeze", &[&valid, &ax1], vec![], Some("key_valid")); // [B, 1, T]
         let allowed = g.op("And", &[&causal, &key_valid], vec![], Some("allowed")); // [B, T, T]
-        let f0 = g.f32("const.zero_f32", &[], &[0.0]);
+        let f0 = g.f32(ZERO_F32, &[], &[0.0]);
         let neg = g.f32("const.mask_fill", &[], &[-1e9]);
         let mask3 = g.op("Where", &[&allowed, &f0, &neg], vec![], Some("mask_3d"));
         let mask = g.op("Unsqueeze", &[&mask3, &ax1], vec![], Some("attention_mask")); // [B, 1, T, T]
@@ -534,14 +559,52 @@ impl Builder<'_> {
         g.op1("Reshape", &[&tiled, shape])
     }
 
+    /// Builds the whole graph (SPEC section 2): the masked input, the optional input projection,
+    /// every block, the final LayerNorm, the output mode and the optional head.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] reading a weight; a missing parameter's error from the store.
     fn build(&mut self, model: &GqaModel, head: Option<&Head>) -> Result<GraphProto> {
+        let c = self.common()?;
+        let k = self.layer_constants();
+        // Padded positions hold anything (NaN included): zero them, as the core does.
+        let mut h = self.g.op(
+            "Where",
+            &[&c.valid3, INPUT, ZERO_F32],
+            vec![],
+            Some("input_masked"),
+        );
+        if self.cfg.has_input_projection() {
+            h = self.linear_param(&h, model, "input_projection")?;
+        }
+        for l in 0..self.cfg.num_layers {
+            let p = format!("blocks.{l}");
+            h = self.attention_block(&h, model, &p, &c, &k)?;
+            h = self.ffn_block(&h, model, &p, &k)?;
+        }
+        let hn = self.layer_norm(&h, model, "final_norm")?;
+        let out_dims = self.output(&hn, &c);
+        let mut outputs = vec![value_info(
+            OUTPUT,
+            proto::FLOAT,
+            out_dims,
+            "the model output (SPEC section 2, the model's outputMode)",
+        )];
+        if let Some(head) = head {
+            outputs.push(self.head(head)?);
+        }
+        Ok(self.graph_proto(outputs))
+    }
+
+    /// The constants every layer shares, added to the graph in this order: the head reshape
+    /// shapes, the attention scale `1/sqrt(D)` and the exact-GELU constants.
+    fn layer_constants(&mut self) -> LayerConstants {
         let cfg = self.cfg;
         let (nh, nkv, d) = (
             cfg.num_heads as i64,
             cfg.num_kv_heads as i64,
             cfg.head_dim() as i64,
         );
-        let c = self.common()?;
         let g = &mut self.g;
         let shape_q = g.i64("const.shape_q", &[4], &[0, 0, nh, d]);
         let shape_kv = g.i64("const.shape_kv", &[4], &[0, 0, nkv, d]);
@@ -556,112 +619,166 @@ impl Builder<'_> {
         let inv_sqrt2 = g.f32("const.inv_sqrt2", &[], &[std::f32::consts::FRAC_1_SQRT_2]);
         let one = g.f32("const.one_f32", &[], &[1.0]);
         let half = g.f32("const.half_f32", &[], &[0.5]);
-        let f0 = "const.zero_f32";
-
-        // Padded positions hold anything (NaN included): zero them, as the core does.
-        let mut h = g.op(
-            "Where",
-            &[&c.valid3, INPUT, f0],
-            vec![],
-            Some("input_masked"),
-        );
-        if cfg.has_input_projection() {
-            h = self.linear_param(&h, model, "input_projection")?;
+        LayerConstants {
+            shape_q,
+            shape_kv,
+            shape_o,
+            shape_k_rep,
+            shape_v_rep,
+            scale,
+            inv_sqrt2,
+            one,
+            half,
         }
-        for l in 0..cfg.num_layers {
-            let p = format!("blocks.{l}");
-            let a = self.layer_norm(&h, model, &format!("{p}.attn_norm"))?;
-            let q = self.linear_param(&a, model, &format!("{p}.attn.q_proj"))?;
-            let k = self.linear_param(&a, model, &format!("{p}.attn.k_proj"))?;
-            let v = self.linear_param(&a, model, &format!("{p}.attn.v_proj"))?;
-            let g = &mut self.g;
-            let q4 = g.op1("Reshape", &[&q, &shape_q]);
-            let mut q = g.op(
+    }
+
+    /// The heads of block `p` from its normed input `a: [B, T, H]`: `q: [B, NH, T, D]`,
+    /// `k_t: [B, NKV, D, T]` (keys transposed for the score product) and `v: [B, NKV, T, D]`,
+    /// with the rotary applied to `q` and `k` when the config has one.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] reading a projection's weights.
+    fn attention_heads(
+        &mut self,
+        a: &str,
+        model: &GqaModel,
+        p: &str,
+        c: &Common,
+        k: &LayerConstants,
+    ) -> Result<(String, String, String)> {
+        let q = self.linear_param(a, model, &format!("{p}.attn.q_proj"))?;
+        let kp = self.linear_param(a, model, &format!("{p}.attn.k_proj"))?;
+        let v = self.linear_param(a, model, &format!("{p}.attn.v_proj"))?;
+        let g = &mut self.g;
+        let q4 = g.op1("Reshape", &[&q, &k.shape_q]);
+        let mut q = g.op(
+            "Transpose",
+            &[&q4],
+            vec![ints("perm", &[0, 2, 1, 3])],
+            Some(&format!("{p}.attn.q")),
+        ); // [B,NH,T,D]
+        let k4 = g.op1("Reshape", &[&kp, &k.shape_kv]);
+        let v4 = g.op1("Reshape", &[&v, &k.shape_kv]);
+        let v = g.op(
+            "Transpose",
+            &[&v4],
+            vec![ints("perm", &[0, 2, 1, 3])],
+            Some(&format!("{p}.attn.v")),
+        ); // [B,NKV,T,D]
+        let k_t = match &c.rotary {
+            None => g.op(
                 "Transpose",
-                &[&q4],
-                vec![ints("perm", &[0, 2, 1, 3])],
-                Some(&format!("{p}.attn.q")),
-            ); // [B,NH,T,D]
-            let k4 = g.op1("Reshape", &[&k, &shape_kv]);
-            let v4 = g.op1("Reshape", &[&v, &shape_kv]);
-            let v = g.op(
-                "Transpose",
-                &[&v4],
-                vec![ints("perm", &[0, 2, 1, 3])],
-                Some(&format!("{p}.attn.v")),
-            ); // [B,NKV,T,D]
-            let k_t = match &c.rotary {
-                None => g.op(
+                &[&k4],
+                vec![ints("perm", &[0, 2, 3, 1])],
+                Some(&format!("{p}.attn.k_t")),
+            ), // [B,NKV,D,T]
+            Some(tables) => {
+                let k = g.op(
                     "Transpose",
                     &[&k4],
-                    vec![ints("perm", &[0, 2, 3, 1])],
+                    vec![ints("perm", &[0, 2, 1, 3])],
+                    Some(&format!("{p}.attn.k")),
+                ); // [B,NKV,T,D]
+                q = self.rope(&q, tables, &format!("{p}.attn.q_rope"));
+                let k = self.rope(&k, tables, &format!("{p}.attn.k_rope"));
+                self.g.op(
+                    "Transpose",
+                    &[&k],
+                    vec![ints("perm", &[0, 1, 3, 2])],
                     Some(&format!("{p}.attn.k_t")),
-                ), // [B,NKV,D,T]
-                Some(tables) => {
-                    let k = g.op(
-                        "Transpose",
-                        &[&k4],
-                        vec![ints("perm", &[0, 2, 1, 3])],
-                        Some(&format!("{p}.attn.k")),
-                    ); // [B,NKV,T,D]
-                    q = self.rope(&q, tables, &format!("{p}.attn.q_rope"));
-                    let k = self.rope(&k, tables, &format!("{p}.attn.k_rope"));
-                    self.g.op(
-                        "Transpose",
-                        &[&k],
-                        vec![ints("perm", &[0, 1, 3, 2])],
-                        Some(&format!("{p}.attn.k_t")),
-                    )
-                }
-            };
-            let k_rep = self.repeat_kv(&k_t, &shape_k_rep);
-            let v_rep = self.repeat_kv(&v, &shape_v_rep);
-            let g = &mut self.g;
-            let qs = g.op1("Mul", &[&q, &scale]);
-            let s = g.op1("MatMul", &[&qs, &k_rep]);
-            let s = g.op(
-                "Add",
-                &[&s, &c.mask],
-                vec![],
-                Some(&format!("{p}.attn.scores")),
-            ); // [B,NH,T,T]
-            let probs = g.op(
-                "Softmax",
-                &[&s],
-                vec![int("axis", -1)],
-                Some(&format!("{p}.attn.probs")),
-            );
-            let o = g.op1("MatMul", &[&probs, &v_rep]); // [B,NH,T,D]
-            let o = g.op("Transpose", &[&o], vec![ints("perm", &[0, 2, 1, 3])], None);
-            let o = g.op1("Reshape", &[&o, &shape_o]); // [B,T,NH*D]
-            let attn = self.linear_param(&o, model, &format!("{p}.attn.out_proj"))?;
-            h = self.g.op(
-                "Add",
-                &[&h, &attn],
-                vec![],
-                Some(&format!("{p}.attn_residual")),
-            );
-            let f = self.layer_norm(&h, model, &format!("{p}.ffn_norm"))?;
-            let u = self.linear_param(&f, model, &format!("{p}.ffn_up"))?;
-            let g = &mut self.g;
-            // exact GELU: 0.5 * u * (1 + erf(u / sqrt(2)))
-            let e = g.op1("Mul", &[&u, &inv_sqrt2]);
-            let e = g.op1("Erf", &[&e]);
-            let e = g.op1("Add", &[&e, &one]);
-            let e = g.op1("Mul", &[&u, &e]);
-            let gelu = g.op("Mul", &[&e, &half], vec![], Some(&format!("{p}.ffn_gelu")));
-            let down = self.linear_param(&gelu, model, &format!("{p}.ffn_down"))?;
-            h = self.g.op(
-                "Add",
-                &[&h, &down],
-                vec![],
-                Some(&format!("{p}.ffn_residual")),
-            );
-        }
-        let hn = self.layer_norm(&h, model, "final_norm")?;
-        let hd = cfg.hidden_size;
+                )
+            }
+        };
+        Ok((q, k_t, v))
+    }
+
+    /// The attention half of block `p` on `h: [B, T, H]`: LayerNorm, scaled dot-product
+    /// attention over the masked scores (query head `i` reading KV head `floor(i / group)`),
+    /// `out_proj`, and the residual. Returns the new `h: [B, T, H]`.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] reading a weight.
+    fn attention_block(
+        &mut self,
+        h: &str,
+        model: &GqaModel,
+        p: &str,
+        c: &Common,
+        k: &LayerConstants,
+    ) -> Result<String> {
+        let a = self.layer_norm(h, model, &format!("{p}.attn_norm"))?;
+        let (q, k_t, v) = self.attention_heads(&a, model, p, c, k)?;
+        let k_rep = self.repeat_kv(&k_t, &k.shape_k_rep);
+        let v_rep = self.repeat_kv(&v, &k.shape_v_rep);
         let g = &mut self.g;
-        let out_dims = match cfg.output_mode {
+        let qs = g.op1("Mul", &[&q, &k.scale]);
+        let s = g.op1("MatMul", &[&qs, &k_rep]);
+        let s = g.op(
+            "Add",
+            &[&s, &c.mask],
+            vec![],
+            Some(&format!("{p}.attn.scores")),
+        ); // [B,NH,T,T]
+        let probs = g.op(
+            "Softmax",
+            &[&s],
+            vec![int("axis", -1)],
+            Some(&format!("{p}.attn.probs")),
+        );
+        let o = g.op1("MatMul", &[&probs, &v_rep]); // [B,NH,T,D]
+        let o = g.op("Transpose", &[&o], vec![ints("perm", &[0, 2, 1, 3])], None);
+        let o = g.op1("Reshape", &[&o, &k.shape_o]); // [B,T,NH*D]
+        let attn = self.linear_param(&o, model, &format!("{p}.attn.out_proj"))?;
+        Ok(self.g.op(
+            "Add",
+            &[h, &attn],
+            vec![],
+            Some(&format!("{p}.attn_residual")),
+        ))
+    }
+
+    /// The feed-forward half of block `p` on `h: [B, T, H]`: LayerNorm, `ffn_up`, exact GELU
+    /// `0.5 * u * (1 + erf(u / sqrt(2)))`, `ffn_down`, and the residual. Returns the new `h`.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] reading a weight.
+    fn ffn_block(
+        &mut self,
+        h: &str,
+        model: &GqaModel,
+        p: &str,
+        k: &LayerConstants,
+    ) -> Result<String> {
+        let f = self.layer_norm(h, model, &format!("{p}.ffn_norm"))?;
+        let u = self.linear_param(&f, model, &format!("{p}.ffn_up"))?;
+        let g = &mut self.g;
+        // exact GELU: 0.5 * u * (1 + erf(u / sqrt(2)))
+        let e = g.op1("Mul", &[&u, &k.inv_sqrt2]);
+        let e = g.op1("Erf", &[&e]);
+        let e = g.op1("Add", &[&e, &k.one]);
+        let e = g.op1("Mul", &[&u, &e]);
+        let gelu = g.op(
+            "Mul",
+            &[&e, &k.half],
+            vec![],
+            Some(&format!("{p}.ffn_gelu")),
+        );
+        let down = self.linear_param(&gelu, model, &format!("{p}.ffn_down"))?;
+        Ok(self.g.op(
+            "Add",
+            &[h, &down],
+            vec![],
+            Some(&format!("{p}.ffn_residual")),
+        ))
+    }
+
+    /// The graph output [`OUTPUT`] of the final hidden states `hn: [B, T, H]` for the config's
+    /// output mode (`last_timestep` and `mean_pool`: `[B, H]`; `all`: `[B, T, H]`, zeros at
+    /// padded positions). Returns its dimensions.
+    fn output(&mut self, hn: &str, c: &Common) -> Vec<Dimension> {
+        let hd = self.cfg.hidden_size;
+        let g = &mut self.g;
+        match self.cfg.output_mode {
             OutputMode::LastTimestep => {
                 // h[b, lengths[b] - 1, :] by GatherElements along the time axis.
                 let last = g.op(
@@ -676,7 +793,7 @@ impl Builder<'_> {
                 let idx = g.op("Expand", &[&idx, &e], vec![], Some("last_index")); // [B, 1, H]
                 let picked = g.op(
                     "GatherElements",
-                    &[&hn, &idx],
+                    &[hn, &idx],
                     vec![int("axis", 1)],
                     Some("last_hidden"),
                 ); // [B, 1, H]
@@ -690,7 +807,7 @@ impl Builder<'_> {
                     vec![int("to", proto::FLOAT as i64)],
                     Some("valid_f32"),
                 ); // [B, T, 1]
-                let masked = g.op1("Mul", &[&hn, &w]);
+                let masked = g.op1("Mul", &[hn, &w]);
                 let sum = g.op(
                     "ReduceSum",
                     &[&masked, "const.axes_1"],
@@ -707,48 +824,53 @@ impl Builder<'_> {
                 vec![dim_param("batch"), dim_value(hd)]
             }
             OutputMode::All => {
-                g.op("Where", &[&c.valid3, &hn, f0], vec![], Some(OUTPUT));
+                g.op("Where", &[&c.valid3, hn, ZERO_F32], vec![], Some(OUTPUT));
                 vec![dim_param("batch"), dim_param("seq"), dim_value(hd)]
             }
-        };
-        let mut outputs = vec![value_info(
-            OUTPUT,
-            proto::FLOAT,
-            out_dims,
-            "the model output (SPEC section 2, the model's outputMode)",
-        )];
-        if let Some(head) = head {
-            let k = head.cfg.out_dim();
-            let (w, bias) = (head.weight.clone(), head.bias.clone());
-            match head.cfg {
-                HeadConfig::Classification { .. } => {
-                    let logits = self.linear(OUTPUT, "head", &w, &bias, Some("logits"))?;
-                    self.g.op(
-                        "Softmax",
-                        &[&logits],
-                        vec![int("axis", -1)],
-                        Some(PROBABILITIES),
-                    );
-                    outputs.push(value_info(
-                        PROBABILITIES,
-                        proto::FLOAT,
-                        vec![dim_param("batch"), dim_value(k)],
-                        "class probabilities: softmax(output head.weight^T + head.bias)",
-                    ));
-                }
-                HeadConfig::Regression { .. } => {
-                    self.linear(OUTPUT, "head", &w, &bias, Some(VALUES))?;
-                    outputs.push(value_info(
-                        VALUES,
-                        proto::FLOAT,
-                        vec![dim_param("batch"), dim_value(k)],
-                        "regression outputs: output head.weight^T + head.bias",
-                    ));
-                }
-            }
         }
+    }
+
+    /// The head on [`OUTPUT`] `[B, H]`: classification -> [`PROBABILITIES`] `[B, K]` (softmax
+    /// of the logits), regression -> [`VALUES`] `[B, K]`. Returns the graph output's info.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] reading the head's weights.
+    fn head(&mut self, head: &Head) -> Result<ValueInfoProto> {
+        let k = head.cfg.out_dim();
+        let (w, bias) = (head.weight.clone(), head.bias.clone());
+        Ok(match head.cfg {
+            HeadConfig::Classification { .. } => {
+                let logits = self.linear(OUTPUT, "head", &w, &bias, Some("logits"))?;
+                self.g.op(
+                    "Softmax",
+                    &[&logits],
+                    vec![int("axis", -1)],
+                    Some(PROBABILITIES),
+                );
+                value_info(
+                    PROBABILITIES,
+                    proto::FLOAT,
+                    vec![dim_param("batch"), dim_value(k)],
+                    "class probabilities: softmax(output head.weight^T + head.bias)",
+                )
+            }
+            HeadConfig::Regression { .. } => {
+                self.linear(OUTPUT, "head", &w, &bias, Some(VALUES))?;
+                value_info(
+                    VALUES,
+                    proto::FLOAT,
+                    vec![dim_param("batch"), dim_value(k)],
+                    "regression outputs: output head.weight^T + head.bias",
+                )
+            }
+        })
+    }
+
+    /// Moves the built nodes and initializers into the graph, with the two inputs ([`INPUT`]
+    /// `[batch, seq, embedDim]` f32, [`LENGTHS`] `[batch]` i64) and `outputs`.
+    fn graph_proto(&mut self, outputs: Vec<ValueInfoProto>) -> GraphProto {
         let g = std::mem::take(&mut self.g);
-        Ok(GraphProto {
+        GraphProto {
             node: g.nodes,
             name: "gqa".into(),
             initializer: g.initializers,
@@ -762,7 +884,7 @@ impl Builder<'_> {
                     vec![
                         dim_param("batch"),
                         dim_param("seq"),
-                        dim_value(cfg.embed_dim),
+                        dim_value(self.cfg.embed_dim),
                     ],
                     "float32 [batch, seq, embedDim], left-aligned sequences",
                 ),
@@ -774,7 +896,7 @@ impl Builder<'_> {
                 ),
             ],
             output: outputs,
-        })
+        }
     }
 }
 

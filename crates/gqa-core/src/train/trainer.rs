@@ -149,11 +149,11 @@ impl TrainData {
             }
             Labels::Values(v) => {
                 // NaN, infinity or a huge target makes the loss non-finite: the caller's input.
-                if let Some((i, y)) = v
-                    .iter()
-                    .enumerate()
-                    .find(|(_, y)| !(y.abs() <= MAX_TARGET_MAGNITUDE))
-                {
+                if let Some((i, y)) = v.iter().enumerate().find(|(_, y)| {
+                    y.abs()
+                        .partial_cmp(&MAX_TARGET_MAGNITUDE)
+                        .is_none_or(std::cmp::Ordering::is_gt)
+                }) {
                     return Err(Error::input(
                         format!("labels[{i}]"),
                         format!(
