@@ -173,6 +173,13 @@ else
     echo "$native_sum" > "$STAMPS/native"
     log "native addon built: $(ls bindings/node/*.node)"
   fi
+  # napi build regenerates bindings/node/index.d.ts, which is committed: ts/backend.ts is typed by
+  # it. A build that changes it changed the binding's surface: the new declarations are to be
+  # reviewed and committed with that change (in a checkout; an unpacked package has no git).
+  if git rev-parse --is-inside-work-tree >/dev/null 2>&1 && ! git diff --quiet -- bindings/node/index.d.ts; then
+    log "ERROR: bindings/node/index.d.ts differs from the committed declarations (git diff bindings/node/index.d.ts): commit them"
+    exit 1
+  fi
 fi
 
 # --- 5. wasm packages (wasm-pack, Debian toolchain) ---------------------------------------------
@@ -238,6 +245,12 @@ else
   step "four wasm modules (single/threaded, with/without relaxed SIMD)" "20 min"
   RELAXED=',+relaxed-simd'
   build_wasm wasm pkg "$WASM_RUSTFLAGS"
+  # ts/backend.ts is typed by a committed copy of the declarations wasm-bindgen generates
+  # (bindings/wasm/gqa_wasm.d.ts): the module just built must declare the same surface.
+  if ! cmp -s bindings/wasm/pkg/gqa_wasm.d.ts bindings/wasm/gqa_wasm.d.ts; then
+    log "ERROR: bindings/wasm/pkg/gqa_wasm.d.ts differs from bindings/wasm/gqa_wasm.d.ts: copy it there and commit it"
+    exit 1
+  fi
   build_wasm wasm-threads pkg-threads "$WASM_MT_RUSTFLAGS" --features threads
   build_wasm wasm-relaxed pkg-relaxed "${WASM_RUSTFLAGS/+simd128/+simd128$RELAXED}"
   build_wasm wasm-threads-relaxed pkg-threads-relaxed "${WASM_MT_RUSTFLAGS/+simd128/+simd128$RELAXED}" --features threads

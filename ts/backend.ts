@@ -23,11 +23,13 @@
  * JS glue `gqa_wasm.js` must sit next to it; a glue that exports `initThreadPool` is run threaded).
  */
 
-import { type CoreValue, freeWasmObject, GqaError, registerTrapInfo } from "./errors.js";
+import { type CoreValue, freeOnce, GqaError, registerTrapInfo } from "./errors.js";
 import type { AttentionConfig, ModelConfig, ParamSpec, RecommendedDefaults, SimdInfo } from "./gqa.js";
 import { adaptSession, type SessionHandle } from "./session.js";
 import type { ErrorCatalogEntry } from "./testing.js";
 import type { EvalResult, HeadOptions, StepReport } from "./train.js";
+import type * as NativeModule from "../bindings/node/index.js";
+import type * as WasmModule from "../bindings/wasm/gqa_wasm.js";
 
 /** A backend name. */
 export type BackendName = "native" | "wasm";
@@ -36,20 +38,66 @@ export type BackendChoice = BackendName | "auto";
 /** The JavaScript host. */
 export type Environment = "node" | "deno" | "browser" | "unknown";
 
-/** Output of a binding's forward: row-major values and their dims. */
-export interface RawTensor {
-  data: Float32Array;
-  dims: number[];
-}
+/**
+ * The napi-rs addon's exports, as `napi build` declares them (`bindings/node/index.d.ts`,
+ * generated and committed; `scripts/setup.sh` fails when a build changes it).
+ */
+export type NativeBinding = typeof NativeModule;
 
 /**
- * A model (or attention layer) living in native or wasm memory. Both bindings expose these
- * methods; `backend.ts` adapts their small differences so `model.ts` sees one shape. Options go
- * in and configs and reports come out as plain objects ({@link CoreValue} in, the core's serde
- * field names out), converted by the bindings themselves (napi-rs `serde-json`,
- * serde-wasm-bindgen): no JSON text crosses.
+ * The wasm-bindgen glue's exports, as wasm-bindgen declares them (`bindings/wasm/gqa_wasm.d.ts`,
+ * a committed copy of the generated `pkg/gqa_wasm.d.ts`; `scripts/setup.sh` and
+ * `test/binding-types.test.ts` check that they are the same).
  */
-export interface ModelHandle {
+export type WasmBinding = typeof WasmModule;
+
+/** The functions both bindings export under the same names, with the same arguments. */
+type BindingFunctions =
+  | "validateConfig"
+  | "outputSize"
+  | "paramCount"
+  | "kvCacheBytesPerToken"
+  | "parameterLayout"
+  | "recommendedDefaults"
+  | "ropeFrequencies"
+  | "version"
+  | "errorCatalog"
+  | "apiFields"
+  | "setThreads"
+  | "threads"
+  | "simdInfo"
+  | "setMemoryLimit"
+  | "memoryUsage"
+  | "takeLastPanic"
+  | "__testPanicSite";
+
+/**
+ * The surface of a binding module this file uses: its functions and the factories of its two
+ * classes, typed by the native declarations. {@link wasmSurface} proves at compile time that the
+ * wasm glue has the same surface, so one adapter serves both and checks for nothing.
+ */
+type BindingModule = Pick<NativeBinding, BindingFunctions> & {
+  Model: Pick<NativeBinding["Model"], "build" | "load">;
+  Attention: Pick<NativeBinding["Attention"], "build" | "load">;
+};
+
+/** A model as both bindings expose it. */
+type RawModel = NativeModule.Model;
+/** An attention layer as both bindings expose it. */
+type RawAttention = NativeModule.Attention;
+/** A trainer as both bindings expose it. */
+type RawTrainer = NativeModule.Trainer;
+
+/** Output of a binding's forward: row-major values and their dims (both bindings' `ForwardOutput`). */
+export type RawTensor = NativeModule.ForwardOutput;
+
+/**
+ * An attention layer (or a model) living in native or wasm memory. Options go in and configs and
+ * reports come out as plain objects ({@link CoreValue} in, the core's serde field names out),
+ * converted by the bindings themselves (napi-rs `serde-json`, serde-wasm-bindgen): no JSON text
+ * crosses.
+ */
+export interface LayerHandle {
   /** Forward pass. `dims = [B, T, E]` (model) or `[B, T, H]` (attention); `lengths` per sequence. */
   forward(data: Float32Array, dims: number[], lengths?: number[]): RawTensor;
   /** Same, off the main thread where the backend can (native); wasm runs it synchronously. */
@@ -64,22 +112,26 @@ export interface ModelHandle {
   weightsDigest(): string;
   /** Frees the backend memory (idempotent). */
   free(): void;
-  /** Models only: head outputs `[B, K]` (class probabilities or regression values). */
-  predict?(data: Float32Array, dims: number[], lengths?: number[]): RawTensor;
-  /** Models only: same, off the main thread on native. */
-  predictAsync?(data: Float32Array, dims: number[], lengths?: number[]): Promise<RawTensor>;
-  /** Models only: the head's options, or null without a head. */
-  headConfig?(): HeadOptions | null;
-  /** Models only: starts a training run (see {@link TrainerHandle}); exactly one of `classes`/`targets`; `fitOptions` = the core's `FitOptions`. */
-  createTrainer?(x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, fitOptions: CoreValue): TrainerHandle;
-  /** Models only: a KV-cache session of `batch` rows and `maxLen` positions (see `ts/session.ts`). */
-  createSession?(batch: number, maxLen: number): SessionHandle;
-  /** Models only: the model (and head) as ONNX bytes (`gqa_core::onnx::export`); `options` = `OnnxOptions`. */
-  exportOnnx?(options: CoreValue): Uint8Array;
-  /** Models only: attention probabilities `[L, B, NH, T, T]` (`gqa_core::inspect::attention_maps`). */
-  attentionMaps?(data: Float32Array, dims: number[], lengths?: number[]): RawTensor;
-  /** Models only: the core's `EvalReport` (`{loss, accuracy, predictions, count}`; `loss` is null for empty data), off the main thread on native. */
-  evaluateAsync?(x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, batchSize: number): Promise<EvalResult>;
+}
+
+/** A model (backbone and optional task head) living in native or wasm memory. */
+export interface ModelHandle extends LayerHandle {
+  /** Head outputs `[B, K]` (class probabilities or regression values). */
+  predict(data: Float32Array, dims: number[], lengths?: number[]): RawTensor;
+  /** Same, off the main thread on native. */
+  predictAsync(data: Float32Array, dims: number[], lengths?: number[]): Promise<RawTensor>;
+  /** The head's options, or null without a head. */
+  headConfig(): HeadOptions | null;
+  /** Starts a training run (see {@link TrainerHandle}); exactly one of `classes`/`targets`; `fitOptions` = the core's `FitOptions`. */
+  createTrainer(x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, fitOptions: CoreValue): TrainerHandle;
+  /** A KV-cache session of `batch` rows and `maxLen` positions (see `ts/session.ts`). */
+  createSession(batch: number, maxLen: number): SessionHandle;
+  /** The model (and head) as ONNX bytes (`gqa_core::onnx::export`); `options` = `OnnxOptions`. */
+  exportOnnx(options: CoreValue): Uint8Array;
+  /** Attention probabilities `[L, B, NH, T, T]` (`gqa_core::inspect::attention_maps`). */
+  attentionMaps(data: Float32Array, dims: number[], lengths?: number[]): RawTensor;
+  /** The core's `EvalReport` (`{loss, accuracy, predictions, count}`; `loss` is null for empty data), off the main thread on native. */
+  evaluateAsync(x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, batchSize: number): Promise<EvalResult>;
 }
 
 /**
@@ -118,7 +170,7 @@ export interface Binding {
   /** Edifice `recommended_defaults/0`. */
   recommendedDefaults(): RecommendedDefaults;
   /** Rotary frequencies of model or attention options at a sequence length. */
-  ropeFrequencies?(options: CoreValue, seqLen: number): { invFreq: number[]; attentionFactor: number };
+  ropeFrequencies(options: CoreValue, seqLen: number): { invFreq: number[]; attentionFactor: number };
   /** The binding crate's version. */
   version(): string;
   /** `gqa_core::ERROR_CATALOG`, `[{code, fields}]`: the codes and field names its errors carry. */
@@ -126,25 +178,25 @@ export interface Binding {
   /** `gqa_core::schema::api_fields`: the serde field names of each boundary struct. */
   apiFields(): Record<string, string[]>;
   /** Sets the compute threads (native: gqa's own pool; wasm: 1 in the single-threaded module). */
-  setThreads?(n: number): void;
+  setThreads(n: number): void;
   /** The compute threads calls use now. */
-  threads?(): number;
+  threads(): number;
   /** SIMD paths `{kernels, gemm}`. */
-  simdInfo?(): SimdInfo;
+  simdInfo(): SimdInfo;
   /** Sets the memory budget in bytes (`undefined`: the default); returns the limit in force (`gqa_core::memory`). */
-  setMemoryLimit?(bytes?: number): number;
+  setMemoryLimit(bytes?: number): number;
   /** `[limit, inUse]` in bytes. */
-  memoryUsage?(): number[];
+  memoryUsage(): number[];
   /** Test hook: arms a forced Rust panic at a site (`forward`, `push`, `step`; `undefined` disarms). */
-  testPanicSite?(site?: string): void;
-  /** Builds a model from options and an optional head (undefined while the core has no model). */
-  buildModel?(options: CoreValue, head?: CoreValue): ModelHandle;
+  testPanicSite(site?: string): void;
+  /** Builds a model from options and an optional head. */
+  buildModel(options: CoreValue, head?: CoreValue): ModelHandle;
   /** Loads a model from safetensors bytes and `LoadOptions`. */
-  loadModel?(bytes: Uint8Array, options: CoreValue): ModelHandle;
+  loadModel(bytes: Uint8Array, options: CoreValue): ModelHandle;
   /** Builds a standalone attention layer from its options. */
-  buildAttention?(options: CoreValue): ModelHandle;
+  buildAttention(options: CoreValue): LayerHandle;
   /** Loads a standalone attention layer from safetensors bytes and load options (`{config?, hfConfig?, layer?, strict?, prefix?}`). */
-  loadAttention?(bytes: Uint8Array, options: CoreValue): ModelHandle;
+  loadAttention(bytes: Uint8Array, options: CoreValue): LayerHandle;
 }
 
 /** The module a backend runs: the native addon, or one of the two wasm modules. */
@@ -176,7 +228,7 @@ export function detectEnvironment(): Environment {
 
 /** Reads an environment variable in Node or Deno (undefined elsewhere or when not permitted). */
 export function envVar(name: string): string | undefined {
-  const g = globalThis as Record<string, any>;
+  const g = globalThis as { process?: { env?: Record<string, string | undefined> }; Deno?: { env?: { get(name: string): string | undefined } } };
   try {
     if (g.process?.env) return g.process.env[name] ?? undefined;
     if (g.Deno?.env) return g.Deno.env.get(name) ?? undefined;
@@ -260,7 +312,8 @@ function reason(e: unknown): string {
 /** Whether Deno has granted the `ffi` permission (needed to load a Node-API addon); false elsewhere. */
 function denoFfiGranted(): boolean {
   try {
-    return (globalThis as any).Deno?.permissions?.querySync?.({ name: "ffi" })?.state === "granted";
+    const deno = (globalThis as { Deno?: { permissions?: { querySync?(d: { name: string }): { state: string } } } }).Deno;
+    return deno?.permissions?.querySync?.({ name: "ffi" })?.state === "granted";
   } catch {
     return false;
   }
@@ -285,13 +338,14 @@ export async function loadNative(): Promise<LoadedBackend> {
         (override ? " (from GQA_NATIVE_PATH)" : " (run `bash scripts/setup.sh` to build the addon)"),
     );
   }
-  let raw: any;
+  let raw: NativeBinding | undefined;
   try {
-    raw = module.createRequire(import.meta.url)(file);
+    raw = module.createRequire(import.meta.url)(file) as NativeBinding | undefined;
   } catch (e) {
+    const proc = (globalThis as { process?: { platform?: string; arch?: string } }).process;
     // napi-rs's "Cannot find native binding" (its first line blames an npm bug): say where the addon comes from.
     const why = !override && reason(e).startsWith("Cannot find native binding")
-      ? `no addon for ${(globalThis as any).process?.platform}-${(globalThis as any).process?.arch}: neither bindings/node/gqa.<triple>.node (a checkout: run \`bash scripts/setup.sh\`) nor the platform package gqa-<triple> (an optional dependency of gqa: reinstall without --omit=optional / --no-optional) is present`
+      ? `no addon for ${proc?.platform}-${proc?.arch}: neither bindings/node/gqa.<triple>.node (a checkout: run \`bash scripts/setup.sh\`) nor the platform package gqa-<triple> (an optional dependency of gqa: reinstall without --omit=optional / --no-optional) is present`
       : reason(e);
     throw new GqaError("BACKEND_LOAD_FAILED", `native backend: cannot load ${file}: ${why}`, { cause: e });
   }
@@ -308,7 +362,7 @@ export async function loadNative(): Promise<LoadedBackend> {
  * which shared memory needs). `false` where `SharedArrayBuffer` is missing.
  */
 export function wasmThreadsAvailable(): boolean {
-  const g = globalThis as any;
+  const g = globalThis as { SharedArrayBuffer?: unknown; Atomics?: unknown; crossOriginIsolated?: boolean; Worker?: unknown };
   if (typeof g.SharedArrayBuffer !== "function" || typeof g.Atomics !== "object") return false;
   const env = detectEnvironment();
   if (env === "node" || env === "deno") return true;
@@ -323,8 +377,8 @@ async function defaultWasmThreads(): Promise<number> {
     const os = await import("node:os");
     return typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length;
   }
-  const n = (globalThis as any).navigator?.hardwareConcurrency;
-  return Number.isInteger(n) && n >= 1 ? Math.min(n, 1024) : 1;
+  const n = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency;
+  return n !== undefined && Number.isInteger(n) && n >= 1 ? Math.min(n, 1024) : 1;
 }
 
 /** The most workers the threaded wasm module's pool holds (rayon-core's limit on 32-bit targets). */
@@ -368,7 +422,8 @@ export async function loadWasm(options: WasmLoadOptions = {}): Promise<LoadedBac
   }
   const hint = override ? " (from GQA_WASM_PATH)" : " (run `bash scripts/setup.sh` to build the wasm packages)";
   let file = binUrl.href;
-  let glue: any;
+  /** The glue; the threaded module's also starts its worker pool. */
+  let glue: WasmBinding & { initThreadPool?: (n: number) => Promise<unknown> };
   try {
     if (env === "node") {
       const { fs, url } = await nodeModules();
@@ -378,8 +433,8 @@ export async function loadWasm(options: WasmLoadOptions = {}): Promise<LoadedBac
       glue.initSync({ module: fs.readFileSync(file) });
     } else if (env === "deno") {
       glue = await import(/* @vite-ignore */ jsUrl.href);
-      const g = globalThis as any;
-      const bytes: Uint8Array = binUrl.protocol === "file:" ? await g.Deno.readFile(binUrl) : new Uint8Array(await (await fetch(binUrl)).arrayBuffer());
+      const deno = (globalThis as unknown as { Deno: { readFile(u: URL): Promise<Uint8Array> } }).Deno;
+      const bytes: Uint8Array = binUrl.protocol === "file:" ? await deno.readFile(binUrl) : new Uint8Array(await (await fetch(binUrl)).arrayBuffer());
       glue.initSync({ module: bytes });
     } else {
       glue = await import(/* @vite-ignore */ jsUrl.href);
@@ -388,11 +443,12 @@ export async function loadWasm(options: WasmLoadOptions = {}): Promise<LoadedBac
   } catch (e) {
     throw new GqaError("BACKEND_LOAD_FAILED", `wasm backend: cannot load ${file}: ${reason(e)}`, { cause: e });
   }
-  const isThreaded = typeof glue.initThreadPool === "function";
-  if (isThreaded && !wasmPools.has(jsUrl.href)) {
+  const initThreadPool = glue.initThreadPool;
+  const isThreaded = typeof initThreadPool === "function";
+  if (initThreadPool && !wasmPools.has(jsUrl.href)) {
     const workers = Math.max(2, wanted);
     try {
-      await glue.initThreadPool(workers);
+      await initThreadPool(workers);
     } catch (e) {
       throw new GqaError(
         "BACKEND_LOAD_FAILED",
@@ -435,152 +491,115 @@ export async function loadBackend(choice?: BackendChoice, wasm: WasmLoadOptions 
 }
 
 // ---------------------------------------------------------------------------------------------
-// Adapter: one for both bindings, parameterised by the only things that differ between them.
+// Adapter: one for both bindings, typed by their generated declarations. Both export the same
+// functions and classes with the same arguments and results (`wasmSurface` checks it), so
+// nothing here depends on the binding but one flag ({@link BindingKind}). What the adapter does
+// is the TypeScript layer's own convenience: `number[]` dims become `Uint32Array`, `free()` runs
+// once and never throws, and the model-only methods get the names `model.ts` uses.
 
-/**
- * What differs between the napi-rs addon and the wasm-bindgen package, and nothing else:
- * - how a returned tensor object is read (napi: plain `{data, dims}`; wasm: a Rust-owned object
- *   whose data is taken out and which must then be freed);
- * - how a call runs without blocking (napi: the binding's `<name>Async` method on the libuv
- *   thread pool; wasm: the synchronous method, optionally after yielding to the event loop);
- * - how an object is freed (wasm: never throwing after a trap, see `freeWasmObject`).
- * @internal
- */
-export interface BindingKind {
-  /** A returned tensor object -> {@link RawTensor}. */
-  tensor(o: any): RawTensor;
-  /** Runs method `name` of `h` off the main thread (native) or in turn (wasm), `yieldFirst`: wasm yields to the event loop first. */
-  call(h: any, name: string, args: unknown[], yieldFirst?: boolean): Promise<any>;
-  /** Frees a binding object; never throws. */
-  free(o: any): void;
+/** Compile-time proof that the wasm glue has the binding surface: names, argument order, types. */
+function wasmSurface(glue: WasmBinding): BindingModule {
+  return glue;
 }
 
-const NATIVE: BindingKind = {
-  tensor: (o) => ({ data: o.data, dims: Array.from(o.dims as ArrayLike<number>) }),
-  call: (h, name, args) => h[`${name}Async`](...args),
-  free: (o) => o.free?.(),
-};
+/**
+ * The one behaviour that differs: wasm has no thread of its own, so its `...Async` methods run
+ * synchronously and settle before they return; between training steps the adapter then yields to
+ * the event loop (`yieldBeforeStep`), so timers, I/O and UI updates run during a fit.
+ * @internal
+ */
+interface BindingKind {
+  yieldBeforeStep: boolean;
+}
 
-const WASM: BindingKind = {
-  tensor: (o) => {
-    try {
-      return { data: o.takeData(), dims: Array.from(o.dims() as ArrayLike<number>) };
-    } finally {
-      o.free();
-    }
-  },
-  call: async (h, name, args, yieldFirst) => {
-    // Yielding lets timers, I/O and UI updates run between training steps.
-    if (yieldFirst) await new Promise((r) => setTimeout(r, 0));
-    return h[name](...args);
-  },
-  free: (o) => freeWasmObject(o),
-};
-
+function toU32(xs: readonly number[]): Uint32Array;
+function toU32(xs: readonly number[] | undefined): Uint32Array | undefined;
 function toU32(xs: readonly number[] | undefined): Uint32Array | undefined {
   return xs === undefined ? undefined : Uint32Array.from(xs);
 }
 
-/** A free that runs once, whatever the caller does. */
-function once(kind: BindingKind, o: any): () => void {
-  let freed = false;
-  return () => {
-    if (!freed) {
-      freed = true;
-      kind.free(o);
-    }
+/** A binding's attention layer (or model) -> {@link LayerHandle}. */
+function wrapLayer(h: RawAttention): LayerHandle {
+  return {
+    forward: (data, dims, lengths) => h.forward(data, toU32(dims), toU32(lengths)),
+    forwardAsync: (data, dims, lengths) => h.forwardAsync(data, toU32(dims), toU32(lengths)),
+    save: () => h.save(),
+    config: () => h.config(),
+    paramCount: () => h.paramCount(),
+    weightsDigest: () => h.weightsDigest(),
+    free: freeOnce(h),
   };
 }
 
-/** A binding module (napi addon or wasm glue) -> {@link Binding}, with `kind` saying how it passes tensors and async work. */
-function adapt(m: any, kind: BindingKind): Binding {
-  const wrap = (h: any): ModelHandle => {
-    const sync = (name: string) => (data: Float32Array, dims: number[], lengths?: number[]) => kind.tensor(h[name](data, toU32(dims), toU32(lengths)));
-    const async = (name: string) => async (data: Float32Array, dims: number[], lengths?: number[]) => kind.tensor(await kind.call(h, name, [data, toU32(dims), toU32(lengths)]));
-    return {
-      ...(typeof h.predict === "function" && {
-        predict: sync("predict"),
-        predictAsync: async("predict"),
-        headConfig: () => h.headConfig() ?? null,
-        createTrainer: (x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, fitOptions: CoreValue): TrainerHandle => {
-          const t = new m.Trainer(h, x, toU32(dims), lengths, classes, targets, fitOptions);
-          return {
-            stepAsync: () => kind.call(t, "step", [], true) as Promise<StepReport>,
-            get stepsPerEpoch() {
-              return t.stepsPerEpoch;
-            },
-            get totalSteps() {
-              return t.totalSteps;
-            },
-            get done() {
-              return t.done;
-            },
-            free: once(kind, t),
-          };
-        },
-        evaluateAsync: (x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, batchSize: number) =>
-          kind.call(h, "evaluate", [x, toU32(dims), lengths, classes, targets, batchSize]) as Promise<EvalResult>,
-      }),
-      ...(typeof h.session === "function" && { createSession: (batch: number, maxLen: number) => adaptSession(h.session(batch, maxLen), kind) }),
-      ...(typeof h.exportOnnx === "function" && { exportOnnx: (options: CoreValue) => h.exportOnnx(options) as Uint8Array }),
-      ...(typeof h.attentionMaps === "function" && { attentionMaps: sync("attentionMaps") }),
-      forward: sync("forward"),
-      forwardAsync: async("forward"),
-      save: () => h.save(),
-      config: () => h.config(),
-      paramCount: () => h.paramCount(),
-      weightsDigest: () => h.weightsDigest(),
-      free: once(kind, h),
-    };
+/** A binding's model -> {@link ModelHandle}. */
+function wrapModel(h: RawModel, kind: BindingKind): ModelHandle {
+  return {
+    ...wrapLayer(h),
+    predict: (data, dims, lengths) => h.predict(data, toU32(dims), toU32(lengths)),
+    predictAsync: (data, dims, lengths) => h.predictAsync(data, toU32(dims), toU32(lengths)),
+    headConfig: () => h.headConfig() ?? null,
+    createTrainer: (x, dims, lengths, classes, targets, fitOptions) => wrapTrainer(h.trainer(x, toU32(dims), lengths, classes, targets, fitOptions), kind),
+    createSession: (batch, maxLen) => adaptSession(h.session(batch, maxLen)),
+    exportOnnx: (options) => h.exportOnnx(options),
+    attentionMaps: (data, dims, lengths) => h.attentionMaps(data, toU32(dims), toU32(lengths)),
+    evaluateAsync: (x, dims, lengths, classes, targets, batchSize) => h.evaluateAsync(x, toU32(dims), lengths, classes, targets, batchSize),
   };
-  return bindingOf(m, wrap);
 }
 
-/** napi-rs addon -> {@link Binding}. */
-function adaptNative(raw: any): Binding {
-  return adapt(raw, NATIVE);
+/** A binding's trainer -> {@link TrainerHandle}. */
+function wrapTrainer(t: RawTrainer, kind: BindingKind): TrainerHandle {
+  return {
+    stepAsync: async () => {
+      if (kind.yieldBeforeStep) await new Promise((r) => setTimeout(r, 0));
+      return t.stepAsync();
+    },
+    get stepsPerEpoch() {
+      return t.stepsPerEpoch;
+    },
+    get totalSteps() {
+      return t.totalSteps;
+    },
+    get done() {
+      return t.done;
+    },
+    free: freeOnce(t),
+  };
 }
 
-/** wasm-bindgen package -> {@link Binding}. */
-function adaptWasm(glue: any): Binding {
-  if (typeof glue.takeLastPanic === "function") registerTrapInfo(() => glue.takeLastPanic() ?? undefined);
-  return adapt(glue, WASM);
-}
-
-/**
- * The functions both bindings export under the same names (option questions, model and attention
- * factories), with each factory's raw handle adapted by the backend's `wrap`.
- */
-function bindingOf(m: any, wrap: (h: any) => ModelHandle): Binding {
-  const b: Binding = {
+/** A binding module (napi addon or wasm glue) -> {@link Binding}. */
+function adapt(m: BindingModule, kind: BindingKind): Binding {
+  // Native: always "" (a panic is caught and thrown as INTERNAL); wasm: the message of a trap.
+  registerTrapInfo(() => m.takeLastPanic() || undefined);
+  return {
     validateConfig: (o) => m.validateConfig(o),
     outputSize: (o) => m.outputSize(o),
     paramCount: (o, e) => m.paramCount(o, e),
     kvCacheBytesPerToken: (o) => m.kvCacheBytesPerToken(o),
     parameterLayout: (o) => m.parameterLayout(o),
     recommendedDefaults: () => m.recommendedDefaults(),
+    ropeFrequencies: (o, n) => m.ropeFrequencies(o, n),
     version: () => m.version(),
     errorCatalog: () => m.errorCatalog(),
     apiFields: () => m.apiFields(),
+    setThreads: (n) => m.setThreads(n),
+    threads: () => m.threads(),
+    simdInfo: () => m.simdInfo(),
+    setMemoryLimit: (n) => m.setMemoryLimit(n),
+    memoryUsage: () => Array.from(m.memoryUsage()),
+    testPanicSite: (s) => m.__testPanicSite(s),
+    buildModel: (o, head) => wrapModel(m.Model.build(o, head), kind),
+    loadModel: (bytes, o) => wrapModel(m.Model.load(bytes, o), kind),
+    buildAttention: (o) => wrapLayer(m.Attention.build(o)),
+    loadAttention: (bytes, o) => wrapLayer(m.Attention.load(bytes, o)),
   };
-  if (typeof m.ropeFrequencies === "function") b.ropeFrequencies = (o, n) => m.ropeFrequencies(o, n);
-  if (typeof m.setThreads === "function") {
-    b.setThreads = (n) => m.setThreads(n);
-    b.threads = () => m.threads();
-    b.simdInfo = () => m.simdInfo();
-  }
-  if (typeof m.setMemoryLimit === "function") {
-    b.setMemoryLimit = (n) => m.setMemoryLimit(n);
-    b.memoryUsage = () => Array.from(m.memoryUsage() as ArrayLike<number>);
-    b.testPanicSite = (s) => m.__testPanicSite(s);
-  }
-  if (m.Model) {
-    b.buildModel = (o, head) => wrap(m.Model.build(o, head));
-    b.loadModel = (bytes, o) => wrap(m.Model.load(bytes, o));
-  }
-  if (m.Attention) {
-    b.buildAttention = (o) => wrap(m.Attention.build(o));
-    b.loadAttention = (bytes, o) => wrap(m.Attention.load(bytes, o));
-  }
-  return b;
+}
+
+/** napi-rs addon -> {@link Binding}. */
+function adaptNative(raw: NativeBinding): Binding {
+  return adapt(raw, { yieldBeforeStep: false });
+}
+
+/** wasm-bindgen glue -> {@link Binding}. */
+function adaptWasm(glue: WasmBinding): Binding {
+  return adapt(wasmSurface(glue), { yieldBeforeStep: true });
 }

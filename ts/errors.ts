@@ -250,6 +250,21 @@ export function freeWasmObject(o: { free(): void }): void {
   }
 }
 
+/**
+ * A free that runs once, whatever the caller does, and never throws ({@link freeWasmObject};
+ * the napi addon's `free` does not throw).
+ * @internal
+ */
+export function freeOnce(o: { free(): void }): () => void {
+  let freed = false;
+  return () => {
+    if (!freed) {
+      freed = true;
+      freeWasmObject(o);
+    }
+  };
+}
+
 /** A JSON value: what crosses into the core as options (see {@link coreOptions}). */
 export type CoreValue = null | boolean | number | string | CoreValue[] | { [key: string]: CoreValue };
 

@@ -244,12 +244,6 @@ function optionsObject(opts: unknown): CoreValue {
   return coreOptions(opts);
 }
 
-function need<K extends keyof Binding>(b: Binding, k: K): NonNullable<Binding[K]> {
-  const f = b[k];
-  if (!f) throw GqaError.internal(`the ${loaded?.name} backend was built without \`${String(k)}\`; rebuild with \`bash scripts/setup.sh\``);
-  return f as NonNullable<Binding[K]>;
-}
-
 /**
  * The member count of an ensemble file (its `gqa_ensemble` metadata), or undefined for any other
  * bytes (a malformed file is left to the core's loader, which names the problem).
@@ -294,7 +288,7 @@ export const GQA = {
       throw GqaError.invalidOption("relaxedSimd", "true or false", JSON.stringify(options.relaxedSimd));
     }
     const apply = (b: LoadedBackend) => {
-      if (threads !== undefined) callBinding(() => need(b.binding, "setThreads")(threads));
+      if (threads !== undefined) callBinding(() => b.binding.setThreads(threads));
       return b.name;
     };
     // A wasm module built the other way than `relaxedSimd` asks for: load that one (a switch, as
@@ -305,7 +299,7 @@ export const GQA = {
     }
     if (loading && options.backend === undefined) return apply(await loading);
     // A relaxedSimd switch keeps the loaded module's thread count unless `threads` says otherwise.
-    const wasmThreads = threads ?? (relaxedMismatch ? (loaded?.binding.threads?.() ?? undefined) : undefined);
+    const wasmThreads = threads ?? (relaxedMismatch ? loaded?.binding.threads() : undefined);
     const p = loadBackend(relaxedMismatch ? "wasm" : options.backend, { threads: wasmThreads, relaxedSimd: options.relaxedSimd });
     loading = p;
     try {
@@ -318,12 +312,12 @@ export const GQA = {
 
   /** The compute threads of the loaded backend (see {@link InitOptions.threads}), or `null` before `init`. */
   get threads(): number | null {
-    return loaded?.binding.threads?.() ?? null;
+    return loaded?.binding.threads() ?? null;
   },
 
   /** The SIMD paths the loaded backend runs on this CPU, or `null` before `init`. */
   get simd(): SimdInfo | null {
-    return loaded?.binding.simdInfo?.() ?? null;
+    return loaded?.binding.simdInfo() ?? null;
   },
 
   /**
@@ -335,7 +329,7 @@ export const GQA = {
    * by every worker thread of the process; each wasm module instance has its own.
    */
   get memory(): { limit: number; inUse: number } | null {
-    const u = callBinding(() => loaded?.binding.memoryUsage?.());
+    const u = callBinding(() => loaded?.binding.memoryUsage());
     return u ? { limit: u[0]!, inUse: u[1]! } : null;
   },
 
@@ -352,7 +346,7 @@ export const GQA = {
     if (bytes !== undefined && bytes !== null && (typeof bytes !== "number" || !Number.isInteger(bytes) || bytes < 1)) {
       throw GqaError.invalidOption("memoryLimit", "a whole number of bytes >= 1 (or null for the default)", typeof bytes === "number" ? String(bytes) : `${JSON.stringify(bytes)} (${typeof bytes})`);
     }
-    return callBinding(() => need(b, "setMemoryLimit")(bytes ?? undefined));
+    return callBinding(() => b.setMemoryLimit(bytes ?? undefined));
   },
 
   /** The backend `init` chose, or `null` before `init`. */
@@ -428,8 +422,7 @@ export const GQA = {
     if (typeof seqLen !== "number" || !Number.isInteger(seqLen) || seqLen < 0 || seqLen > 0xffffffff) {
       throw GqaError.invalidOption("seqLen", "an integer in 0..=4294967295", JSON.stringify(seqLen));
     }
-    const f = need(b, "ropeFrequencies");
-    const r = callBinding(() => f(o, seqLen));
+    const r = callBinding(() => b.ropeFrequencies(o, seqLen));
     return { invFreq: Float32Array.from(r.invFreq), attentionFactor: r.attentionFactor };
   },
 
@@ -450,16 +443,14 @@ export const GQA = {
     // Without a prototype, as coreOptions makes every object (a rest spread would add one).
     const model = ownOptions(Object.entries(all).filter(([k]) => k !== "head"));
     const head = all.head;
-    const f = need(be.binding, "buildModel");
-    return new Model(be.name, callBinding(() => f(model, head)));
+    return new Model(be.name, callBinding(() => be.binding.buildModel(model, head)));
   },
 
   /** Builds a standalone GQA attention layer. */
   async buildGqaAttention(opts: AttentionOptions): Promise<GqaAttention> {
     const be = await ensure();
     const o = optionsObject(opts);
-    const f = need(be.binding, "buildAttention");
-    return new GqaAttention(be.name, callBinding(() => f(o)));
+    return new GqaAttention(be.name, callBinding(() => be.binding.buildAttention(o)));
   },
 
   /**
@@ -477,9 +468,8 @@ export const GQA = {
       throw GqaError.invalidInput("model file", "one model (GQA.loadEnsemble reads an ensemble file)", `an ensemble of ${members} models ('${ENSEMBLE_METADATA_KEY}' metadata, written by gqa train --ensemble)`);
     }
     const o = coreOptions(options);
-    const f = need(be.binding, "loadModel");
     try {
-      return new Model(be.name, callBinding(() => f(bytes, o)));
+      return new Model(be.name, callBinding(() => be.binding.loadModel(bytes, o)));
     } catch (e) {
       throw asModelFileError(e, source);
     }
@@ -525,8 +515,7 @@ export const GQA = {
     const be = await ensure();
     const bytes = await readBytes(source);
     const o = coreOptions(options);
-    const f = need(be.binding, "loadAttention");
-    return new GqaAttention(be.name, callBinding(() => f(bytes, o)));
+    return new GqaAttention(be.name, callBinding(() => be.binding.loadAttention(bytes, o)));
   },
 
   /** Forgets the loaded backend (tests use it to switch backends). Existing models keep working. */

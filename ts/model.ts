@@ -2,7 +2,7 @@
  * `Model` and `GqaAttention`: thin wrappers over a backend handle (native or wasm memory).
  */
 
-import type { BackendName, ModelHandle, RawTensor } from "./backend.js";
+import type { BackendName, LayerHandle, ModelHandle, RawTensor } from "./backend.js";
 import { callBinding, callBindingAsync, coreOptions, GqaError } from "./errors.js";
 import type { AttentionConfig, ModelConfig } from "./gqa.js";
 import { arrayOfCount, checkDimsCount, checkTypedArray } from "./inputs.js";
@@ -48,10 +48,10 @@ function toTensor(raw: RawTensor): Tensor {
 }
 
 /** Shared behaviour of {@link Model} and {@link GqaAttention}. */
-abstract class Layer<Options> {
+abstract class Layer<Options, Handle extends LayerHandle = LayerHandle> {
   /** The backend that holds this layer's weights. */
   readonly backend: BackendName;
-  #handle: ModelHandle | null;
+  #handle: Handle | null;
   #config: Options | undefined;
   /** The last queued mutating call (see {@link Layer.exclusive}); never rejects. */
   #tail: Promise<void> = Promise.resolve();
@@ -59,13 +59,13 @@ abstract class Layer<Options> {
   #queued = 0;
 
   /** @internal use `GQA.build`, `GQA.load` or `GQA.buildGqaAttention`. */
-  constructor(backend: BackendName, handle: ModelHandle) {
+  constructor(backend: BackendName, handle: Handle) {
     this.backend = backend;
     this.#handle = handle;
   }
 
   /** The live handle, or `DISPOSED`. */
-  protected get handle(): ModelHandle {
+  protected get handle(): Handle {
     if (this.#handle === null) {
       throw GqaError.disposed(this instanceof GqaAttention ? "attention layer" : "model");
     }
@@ -187,7 +187,7 @@ abstract class Layer<Options> {
  * The GQA transformer model (SPEC section 2), optionally with a task head (classification or
  * regression) for `fit`, `evaluate` and `predict`. Create with `GQA.build` or `GQA.load`.
  */
-export class Model extends Layer<ModelConfig> {
+export class Model extends Layer<ModelConfig, ModelHandle> {
   /** The task head's options (`GQA.build({..., head})` or the file's `gqa_head` metadata), or null. */
   get head(): HeadOptions | null {
     return headOf(this.handle);
@@ -201,7 +201,7 @@ export class Model extends Layer<ModelConfig> {
    */
   async session(options: SessionOptions): Promise<Session> {
     const h = this.handle;
-    return createSession(this.backend, h.createSession, options);
+    return createSession(this.backend, (batch, maxLen) => h.createSession(batch, maxLen), options);
   }
 
   /**
@@ -218,9 +218,7 @@ export class Model extends Layer<ModelConfig> {
     checkDims(dims, "dims");
     const lengths = lengthsOf(options, dims);
     const h = this.handle;
-    const f = h.attentionMaps;
-    if (!f) throw GqaError.internal(`the ${this.backend} backend was built without \`attentionMaps\`; rebuild with \`bash scripts/setup.sh\``);
-    return toTensor(callBinding(() => f.call(h, data, dims, lengths)));
+    return toTensor(callBinding(() => h.attentionMaps(data, dims, lengths)));
   }
 
   /**
@@ -237,9 +235,7 @@ export class Model extends Layer<ModelConfig> {
    */
   exportOnnx(options: Record<string, never> = {}): Uint8Array {
     const h = this.handle;
-    const f = h.exportOnnx;
-    if (!f) throw new GqaError("INTERNAL", `the ${this.backend} backend was built without \`exportOnnx\`; rebuild with \`bash scripts/setup.sh\``);
-    return callBinding(() => f.call(h, coreOptions(options ?? {}, "onnxOptions")));
+    return callBinding(() => h.exportOnnx(coreOptions(options ?? {}, "onnxOptions")));
   }
 
   /** Whether the model has a task head. */
@@ -267,7 +263,7 @@ export class Model extends Layer<ModelConfig> {
    */
   async fit(data: TrainingData, options: FitOptions = {}): Promise<FitHistory> {
     const h = this.handle;
-    return this.exclusive(prepareFit(h, this.backend, data, options, this.busy));
+    return this.exclusive(prepareFit(h, data, options, this.busy));
   }
 
   /**
@@ -275,7 +271,7 @@ export class Model extends Layer<ModelConfig> {
    * @throws GqaError `INVALID_OPTION` (no head, batchSize), `INVALID_INPUT`, `DISPOSED`
    */
   async evaluate(data: TrainingData, options: EvaluateOptions = {}): Promise<EvalResult> {
-    return evaluateModel(this.handle, this.backend, data, options);
+    return evaluateModel(this.handle, data, options);
   }
 
   /**
@@ -287,7 +283,7 @@ export class Model extends Layer<ModelConfig> {
   async predict(input: Float32Array, dims: number[], options: ForwardOptions = {}): Promise<Tensor> {
     checkData(input);
     checkDims(dims, "dims");
-    return predictModel(this.handle, this.backend, input, dims, lengthsOf(options, dims));
+    return predictModel(this.handle, input, dims, lengthsOf(options, dims));
   }
 }
 

@@ -4,8 +4,9 @@
  * the model's output as a full forward over the prefix would, computing only the new positions.
  */
 
-import type { BackendName, BindingKind, RawTensor } from "./backend.js";
-import { callBinding, callBindingAsync, GqaError } from "./errors.js";
+import type * as NativeModule from "../bindings/node/index.js";
+import type { BackendName, RawTensor } from "./backend.js";
+import { callBinding, callBindingAsync, freeOnce, GqaError } from "./errors.js";
 import { checkCount as checkArrayCount, checkDimsCount, checkTypedArray } from "./inputs.js";
 import { Tensor } from "./tensor.js";
 
@@ -31,6 +32,9 @@ export interface PushOptions {
   allPositions?: boolean;
 }
 
+/** A binding's session, as both bindings declare it (`bindings/node/index.d.ts`; the wasm glue has the same class). */
+type RawSession = NativeModule.Session;
+
 /** A session in native or wasm memory; both bindings are adapted to this shape. @internal */
 export interface SessionHandle {
   push(data: Float32Array, dims: number[], lengths: number[] | undefined, allPositions: boolean): RawTensor;
@@ -44,41 +48,24 @@ export interface SessionHandle {
   free(): void;
 }
 
-/** A binding's `Session` object, as both bindings expose it. */
-interface BindingSession {
-  push(data: Float32Array, dims: Uint32Array | undefined, lengths: Uint32Array | undefined, allPositions: boolean): unknown;
-  lengths(): ArrayLike<number>;
-  readonly capacity: number;
-  readonly batch: number;
-  reset(): void;
-  kvCacheBytes(): number;
-  kvCacheBytesPerToken(): number;
-}
-
 const u32 = (xs: readonly number[] | undefined): Uint32Array | undefined => (xs === undefined ? undefined : Uint32Array.from(xs));
 
-/** A binding's `Session` object -> {@link SessionHandle}, `kind` saying how that binding passes tensors and async work. @internal */
-export function adaptSession(s: BindingSession, kind: BindingKind): SessionHandle {
-  let freed = false;
+/** A binding's `Session` object (both bindings declare the same class) -> {@link SessionHandle}. @internal */
+export function adaptSession(s: RawSession): SessionHandle {
   return {
-    push: (data, dims, lengths, all) => kind.tensor(s.push(data, u32(dims), u32(lengths), all)),
-    pushAsync: async (data, dims, lengths, all) => kind.tensor(await kind.call(s, "push", [data, u32(dims), u32(lengths), all])),
-    lengths: () => Array.from(s.lengths() as ArrayLike<number>),
+    push: (data, dims, lengths, all) => s.push(data, Uint32Array.from(dims), u32(lengths), all),
+    pushAsync: (data, dims, lengths, all) => s.pushAsync(data, Uint32Array.from(dims), u32(lengths), all),
+    lengths: () => Array.from(s.lengths()),
     get capacity() {
-      return s.capacity as number;
+      return s.capacity;
     },
     get batch() {
-      return s.batch as number;
+      return s.batch;
     },
     reset: () => s.reset(),
     kvCacheBytes: () => s.kvCacheBytes(),
     kvCacheBytesPerToken: () => s.kvCacheBytesPerToken(),
-    free: () => {
-      if (!freed) {
-        freed = true;
-        kind.free(s);
-      }
-    },
+    free: freeOnce(s),
   };
 }
 
@@ -123,8 +110,7 @@ function checkPush(chunk: Float32Array, dims: readonly number[], options: PushOp
  * Creates a session on a model handle (used by `Model.session`). @internal
  * @throws GqaError `INVALID_INPUT` (`maxLen`, `batch`), `OUT_OF_MEMORY`, `DISPOSED`
  */
-export function createSession(backend: BackendName, create: ((batch: number, maxLen: number) => SessionHandle) | undefined, options: SessionOptions): Session {
-  if (!create) throw GqaError.internal(`the ${backend} backend was built without sessions; rebuild with \`bash scripts/setup.sh\``);
+export function createSession(backend: BackendName, create: (batch: number, maxLen: number) => SessionHandle, options: SessionOptions): Session {
   if (typeof options !== "object" || options === null) {
     throw GqaError.invalidInput("options", "{maxLen, batch?}", JSON.stringify(options));
   }

@@ -9,7 +9,7 @@
  * options give the same loss curve on a given backend.
  */
 
-import type { BackendName, ModelHandle, TrainerHandle } from "./backend.js";
+import type { ModelHandle, TrainerHandle } from "./backend.js";
 import { callBinding, callBindingAsync, coreOptions, type CoreValue, GqaError } from "./errors.js";
 import { arrayOfCount, checkCount, checkTypedArray, lengthOf } from "./inputs.js";
 import { Tensor } from "./tensor.js";
@@ -158,9 +158,7 @@ function invalidInput(what: string, expected: string, found: string): GqaError {
 
 /** The head options of a model handle, or null. */
 export function headOf(handle: ModelHandle): HeadOptions | null {
-  const f = handle.headConfig;
-  if (!f) return null;
-  return callBinding(() => f.call(handle)) ?? null;
+  return callBinding(() => handle.headConfig()) ?? null;
 }
 
 interface RawData {
@@ -221,12 +219,6 @@ function rawData(data: TrainingData, head: HeadOptions | null, what: string, cop
   return { x: copy ? data.x.slice() : data.x, dims, lengths, classes: flat instanceof Uint32Array ? (copy ? flat.slice() : flat) : Uint32Array.from(flat), targets: undefined };
 }
 
-function need<K extends keyof ModelHandle>(handle: ModelHandle, k: K, backend: BackendName): NonNullable<ModelHandle[K]> {
-  const f = handle[k];
-  if (!f) throw GqaError.internal(`the ${backend} backend was built without training support (\`${String(k)}\`); rebuild with \`bash scripts/setup.sh\``);
-  return (f as (...a: unknown[]) => unknown).bind(handle) as NonNullable<ModelHandle[K]>;
-}
-
 /** The most steps a run may take (the core's `MAX_TOTAL_STEPS`). */
 const MAX_TOTAL_STEPS = 0xffffffff;
 
@@ -250,7 +242,7 @@ function checkEpochsRange(epochs: unknown, batchSize: unknown, n: number): void 
  * and returns the run, which `Model.fit` queues. See {@link FitOptions}.
  * @internal called by `Model.fit`.
  */
-export function prepareFit(handle: ModelHandle, backend: BackendName, data: TrainingData, options: FitOptions = {}, copy = false): () => Promise<FitHistory> {
+export function prepareFit(handle: ModelHandle, data: TrainingData, options: FitOptions = {}, copy = false): () => Promise<FitHistory> {
   if (typeof options !== "object" || options === null) throw GqaError.invalidOption("fit options", "an object", String(options));
   const own = <K extends keyof FitOptions>(k: K): FitOptions[K] => (Object.hasOwn(options, k) ? options[k] : undefined);
   const head = headOf(handle);
@@ -259,8 +251,8 @@ export function prepareFit(handle: ModelHandle, backend: BackendName, data: Trai
   checkEpochsRange(own("epochs"), own("batchSize"), d.dims[0]!);
   const validation = own("validation");
   const val = validation === undefined ? undefined : rawData(validation, head, "validation", copy);
-  const create = need(handle, "createTrainer", backend);
-  const evaluate = need(handle, "evaluateAsync", backend);
+  const create: ModelHandle["createTrainer"] = (...a) => handle.createTrainer(...a);
+  const evaluate: ModelHandle["evaluateAsync"] = (...a) => handle.evaluateAsync(...a);
   const onStep = own("onStep");
   const onEpochEnd = own("onEpochEnd");
   const valBatch = Math.max(1, own("batchSize") ?? 64);
@@ -273,8 +265,8 @@ async function runFit(
   d: RawData,
   val: RawData | undefined,
   core: CoreValue,
-  create: NonNullable<ModelHandle["createTrainer"]>,
-  evaluate: NonNullable<ModelHandle["evaluateAsync"]>,
+  create: ModelHandle["createTrainer"],
+  evaluate: ModelHandle["evaluateAsync"],
   onStep: FitOptions["onStep"],
   onEpochEnd: FitOptions["onEpochEnd"],
   valBatch: number,
@@ -319,21 +311,19 @@ async function runFit(
 }
 
 /** `model.evaluate`. @internal called by `Model.evaluate`. */
-export async function evaluateModel(handle: ModelHandle, backend: BackendName, data: TrainingData, options: EvaluateOptions = {}): Promise<EvalResult> {
+export async function evaluateModel(handle: ModelHandle, data: TrainingData, options: EvaluateOptions = {}): Promise<EvalResult> {
   const d = rawData(data, headOf(handle), "data");
   const batchSize = (typeof options === "object" && options !== null && Object.hasOwn(options, "batchSize") ? options.batchSize : undefined) ?? 64;
   if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 0xffffffff) {
     throw GqaError.invalidOption("batchSize", "an integer >= 1", String(batchSize));
   }
-  const evaluate = need(handle, "evaluateAsync", backend);
-  const r = await callBindingAsync(() => evaluate(d.x, d.dims, d.lengths, d.classes, d.targets, batchSize));
+  const r = await callBindingAsync(() => handle.evaluateAsync(d.x, d.dims, d.lengths, d.classes, d.targets, batchSize));
   if (r.loss === null) r.loss = NaN; // the core's NaN crosses as null, as in JSON (empty data)
   return r;
 }
 
 /** `model.predict`. @internal called by `Model.predict`. */
-export async function predictModel(handle: ModelHandle, backend: BackendName, input: Float32Array, dims: number[], lengths?: number[]): Promise<Tensor> {
-  const predict = need(handle, "predictAsync", backend);
-  const r = await callBindingAsync(() => predict(input, dims, lengths));
+export async function predictModel(handle: ModelHandle, input: Float32Array, dims: number[], lengths?: number[]): Promise<Tensor> {
+  const r = await callBindingAsync(() => handle.predictAsync(input, dims, lengths));
   return new Tensor(r.data, r.dims);
 }

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::error::guard;
 use crate::model::ForwardTask;
-use crate::tensor::{to_output, to_usize, to_usize_opt, ForwardOutput};
+use crate::tensor::{run, spawn, ForwardOutput};
 
 /// A GQA attention layer (`q_proj`, `k_proj`, `v_proj`, `out_proj`) in native memory.
 #[napi]
@@ -59,11 +59,12 @@ impl Attention {
         dims: Uint32Array,
         lengths: Option<Uint32Array>,
     ) -> napi::Result<ForwardOutput> {
-        let (dims, lengths) = (to_usize(&dims), to_usize_opt(&lengths));
-        guard(&env, || {
-            self.get()?.forward_f32(&data, &dims, lengths.as_deref())
-        })
-        .map(to_output)
+        run(
+            &env,
+            self.get(),
+            (&data, &dims, &lengths),
+            GqaAttention::forward_f32,
+        )
     }
 
     /// Forward pass on the libuv thread pool; the inputs are copied before this returns.
@@ -75,12 +76,12 @@ impl Attention {
         dims: Uint32Array,
         lengths: Option<Uint32Array>,
     ) -> napi::Result<AsyncTask<ForwardTask>> {
-        let a = guard(&env, || self.get())?;
-        // Inputs are owned by the call: copied on the JS thread (see `Model::forward_async`).
-        let (data, dims, lengths) = (data.to_vec(), to_usize(&dims), to_usize_opt(&lengths));
-        Ok(ForwardTask::new(move || {
-            a.forward_f32(&data, &dims, lengths.as_deref())
-        }))
+        spawn(
+            &env,
+            self.get(),
+            (&data, &dims, &lengths),
+            GqaAttention::forward_f32,
+        )
     }
 
     /// The weights as safetensors bytes (`gqa_attention_config` metadata).

@@ -11,6 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use gqa_core::ErrorField;
 use napi::{Env, JsValue, Status};
+use napi_derive::napi;
 
 /// Builds the JS error object for `e` (see the module doc). Falls back to a plain
 /// `"<CODE>: <message>"` error if the object cannot be built (a failing JS environment).
@@ -68,4 +69,12 @@ impl TaskError {
             None => err,
         })
     }
+}
+
+/// The message of the last Rust panic not yet reported, as the wasm binding's `takeLastPanic`:
+/// always `""` (none) here, where every panic is caught and thrown as an `INTERNAL` error
+/// carrying its message (see [`catch`]).
+#[napi(js_name = "takeLastPanic")]
+pub fn take_last_panic() -> String {
+    String::new()
 }

@@ -2,13 +2,13 @@
 //! query head, `[L,B,NH,T,T]`, for visualisation.
 
 use gqa_core::inspect::attention_maps;
+use gqa_core::train::TaskModel;
 use napi::bindgen_prelude::{Float32Array, Uint32Array};
 use napi::Env;
 use napi_derive::napi;
 
-use crate::error::guard;
 use crate::model::Model;
-use crate::tensor::{to_output, to_usize, to_usize_opt, ForwardOutput};
+use crate::tensor::{run, ForwardOutput};
 
 #[napi]
 impl Model {
@@ -23,10 +23,11 @@ impl Model {
         dims: Uint32Array,
         lengths: Option<Uint32Array>,
     ) -> napi::Result<ForwardOutput> {
-        let (dims, lengths) = (to_usize(&dims), to_usize_opt(&lengths));
-        guard(&env, || {
-            attention_maps(&self.get()?.model, &data, &dims, lengths.as_deref())
-        })
-        .map(to_output)
+        run(
+            &env,
+            self.get(),
+            (&data, &dims, &lengths),
+            |m: &TaskModel, x, d, l| attention_maps(&m.model, x, d, l),
+        )
     }
 }

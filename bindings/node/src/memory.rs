@@ -1,6 +1,7 @@
 //! The memory budget (mirrors `gqa_core::memory`): one process-wide limit on the bytes live
 //! models, sessions, trainers and running calls hold; shared by every worker thread of the process.
 
+use napi::bindgen_prelude::Float64Array;
 use napi::Env;
 use napi_derive::napi;
 
@@ -16,9 +17,9 @@ pub fn set_memory_limit(env: Env, bytes: Option<f64>) -> napi::Result<f64> {
 
 /// `[limit, inUse]` in bytes (f64; `u64::MAX` reads as 2^64 where no limit applies).
 #[napi(js_name = "memoryUsage")]
-pub fn memory_usage() -> Vec<f64> {
-    vec![
+pub fn memory_usage() -> Float64Array {
+    Float64Array::new(vec![
         gqa_core::memory::limit() as f64,
         gqa_core::memory::in_use() as f64,
-    ]
+    ])
 }

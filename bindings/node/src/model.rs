@@ -14,7 +14,7 @@ use napi_derive::napi;
 use serde_json::Value;
 
 use crate::error::{guard, TaskError};
-use crate::tensor::{to_output, to_usize, to_usize_opt, ForwardOutput};
+use crate::tensor::{run, spawn, to_output, ForwardOutput};
 
 /// A GQA model (a `gqa_core::train::TaskModel`: the backbone plus an optional classification or
 /// regression head) in native memory. Shapes: input `[B,T,E]`, output `[B,H]` or `[B,T,H]`
@@ -69,13 +69,12 @@ impl Model {
         dims: Uint32Array,
         lengths: Option<Uint32Array>,
     ) -> napi::Result<ForwardOutput> {
-        let (dims, lengths) = (to_usize(&dims), to_usize_opt(&lengths));
-        guard(&env, || {
-            self.get()?
-                .model
-                .forward_f32(&data, &dims, lengths.as_deref())
-        })
-        .map(to_output)
+        run(
+            &env,
+            self.get(),
+            (&data, &dims, &lengths),
+            |m: &TaskModel, x, d, l| m.model.forward_f32(x, d, l),
+        )
     }
 
     /// Forward pass on the libuv thread pool (same arguments and result as `forward`).
@@ -89,13 +88,12 @@ impl Model {
         dims: Uint32Array,
         lengths: Option<Uint32Array>,
     ) -> napi::Result<AsyncTask<ForwardTask>> {
-        let m = guard(&env, || self.get())?;
-        // Inputs are owned by the call: copied here, on the JS thread, so the pool never reads
-        // the caller's buffer (which may be resized, detached or rewritten after we return).
-        let (data, dims, lengths) = (data.to_vec(), to_usize(&dims), to_usize_opt(&lengths));
-        Ok(ForwardTask::new(move || {
-            m.model.forward_f32(&data, &dims, lengths.as_deref())
-        }))
+        spawn(
+            &env,
+            self.get(),
+            (&data, &dims, &lengths),
+            |m: &TaskModel, x, d, l| m.model.forward_f32(x, d, l),
+        )
     }
 
     /// Head outputs `[B,K]`: class probabilities (classification) or values (regression), on
@@ -108,11 +106,12 @@ impl Model {
         dims: Uint32Array,
         lengths: Option<Uint32Array>,
     ) -> napi::Result<ForwardOutput> {
-        let (dims, lengths) = (to_usize(&dims), to_usize_opt(&lengths));
-        guard(&env, || {
-            self.get()?.predict_f32(&data, &dims, lengths.as_deref())
-        })
-        .map(to_output)
+        run(
+            &env,
+            self.get(),
+            (&data, &dims, &lengths),
+            TaskModel::predict_f32,
+        )
     }
 
     /// `predict` on the libuv thread pool; the inputs are copied before this returns.
@@ -124,12 +123,12 @@ impl Model {
         dims: Uint32Array,
         lengths: Option<Uint32Array>,
     ) -> napi::Result<AsyncTask<ForwardTask>> {
-        let m = guard(&env, || self.get())?;
-        // Copied on the JS thread, as in `forward_async`.
-        let (data, dims, lengths) = (data.to_vec(), to_usize(&dims), to_usize_opt(&lengths));
-        Ok(ForwardTask::new(move || {
-            m.predict_f32(&data, &dims, lengths.as_deref())
-        }))
+        spawn(
+            &env,
+            self.get(),
+            (&data, &dims, &lengths),
+            TaskModel::predict_f32,
+        )
     }
 
     /// Whether the model has a task head.

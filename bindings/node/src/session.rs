@@ -21,7 +21,7 @@ use napi_derive::napi;
 
 use crate::error::guard;
 use crate::model::{ForwardTask, Model};
-use crate::tensor::{to_output, to_usize, to_usize_opt, ForwardOutput};
+use crate::tensor::{run, spawn, ForwardOutput, Values};
 
 /// What a live session holds: the model it reads and its cache. Both sit behind the one handle,
 /// so `free()` drops this session's reference to the model too (an async push in flight keeps
@@ -40,15 +40,12 @@ fn lock(s: &Mutex<CoreSession>) -> gqa_core::Result<MutexGuard<'_, CoreSession>>
 }
 
 /// One push: `x: [B,t,E]` into the session's cache, output as the core's `Session::push`.
-fn push_shared(
-    model: &TaskModel,
-    s: &Mutex<CoreSession>,
-    data: &[f32],
-    dims: &[usize],
-    lengths: Option<&[usize]>,
+fn push_to(
     all_positions: bool,
-) -> gqa_core::Result<(Vec<f32>, Vec<usize>)> {
-    lock(s)?.push(&model.model, data, dims, lengths, all_positions)
+) -> impl FnOnce(&Live, &[f32], &[usize], Option<&[usize]>) -> Values + Send + 'static {
+    move |live: &Live, data: &[f32], dims: &[usize], lengths: Option<&[usize]>| {
+        lock(&live.cache)?.push(&live.model.model, data, dims, lengths, all_positions)
+    }
 }
 
 /// A batched KV-cache session (`gqa_core::session::Session`): per layer K/V caches
@@ -98,19 +95,12 @@ impl Session {
         lengths: Option<Uint32Array>,
         all_positions: bool,
     ) -> napi::Result<ForwardOutput> {
-        let (dims, lengths) = (to_usize(&dims), to_usize_opt(&lengths));
-        guard(&env, || {
-            let live = self.get()?;
-            push_shared(
-                &live.model,
-                &live.cache,
-                &data,
-                &dims,
-                lengths.as_deref(),
-                all_positions,
-            )
-        })
-        .map(to_output)
+        run(
+            &env,
+            self.get(),
+            (&data, &dims, &lengths),
+            push_to(all_positions),
+        )
     }
 
     /// `push` on the libuv thread pool; the inputs are copied before this returns.
@@ -123,30 +113,22 @@ impl Session {
         lengths: Option<Uint32Array>,
         all_positions: bool,
     ) -> napi::Result<AsyncTask<ForwardTask>> {
-        let live = guard(&env, || self.get())?;
-        // Inputs are owned by the call: copied on the JS thread (see `Model::forward_async`).
-        let (data, dims, lengths) = (data.to_vec(), to_usize(&dims), to_usize_opt(&lengths));
-        Ok(ForwardTask::new(move || {
-            push_shared(
-                &live.model,
-                &live.cache,
-                &data,
-                &dims,
-                lengths.as_deref(),
-                all_positions,
-            )
-        }))
+        spawn(
+            &env,
+            self.get(),
+            (&data, &dims, &lengths),
+            push_to(all_positions),
+        )
     }
 
     /// Cached positions of each row (`B` values).
     #[napi]
-    pub fn lengths(&self, env: Env) -> napi::Result<Vec<u32>> {
+    pub fn lengths(&self, env: Env) -> napi::Result<Uint32Array> {
         guard(&env, || {
-            Ok(lock(&self.get()?.cache)?
-                .lengths()
-                .iter()
-                .map(|&l| l as u32)
-                .collect())
+            let lengths = lock(&self.get()?.cache)?.lengths().to_vec();
+            Ok(Uint32Array::new(
+                lengths.into_iter().map(|l| l as u32).collect(),
+            ))
         })
     }
 

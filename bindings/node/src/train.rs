@@ -1,5 +1,5 @@
 //! Training and evaluation (mirrors `gqa_core::train`): a [`Trainer`] over a model with a head,
-//! stepped on the calling thread or on the libuv thread pool, and [`Model::evaluate`].
+//! stepped on the calling thread or on the libuv thread pool, and [`Model::evaluate_async`].
 //!
 //! Sharing: the trainer holds the model as `Arc<TaskModel>` (the JS `Model` may be freed while
 //! the trainer lives) and its state behind a [`Handle`] of `Mutex<Trainer>`, so an async step owns
@@ -61,38 +61,6 @@ fn step_shared(model: &TaskModel, state: &Mutex<CoreTrainer>) -> gqa_core::Resul
 
 #[napi]
 impl Trainer {
-    /// Starts a run on `model`. `x: [N*T*E]` row-major with `dims = [N,T,E]`, sequences
-    /// left-aligned with `lengths[n]` valid steps (default all `T`); exactly one of `classLabels`
-    /// (`[N]`, for a classification head) or `targets` (`[N*K]`, regression); `fitOptions` =
-    /// the core's `FitOptions` (camelCase). The data is copied.
-    /// Errors: `INVALID_OPTION` (fit options, no head), `INVALID_INPUT` (sizes, lengths, labels), `DISPOSED`.
-    #[napi(constructor)]
-    pub fn new(
-        env: Env,
-        model: &Model,
-        x: Float32Array,
-        dims: Uint32Array,
-        lengths: Option<Uint32Array>,
-        class_labels: Option<Uint32Array>,
-        targets: Option<Float32Array>,
-        fit_options: Value,
-    ) -> napi::Result<Trainer> {
-        guard(&env, || {
-            let m = model.get()?;
-            let t = CoreTrainer::new(
-                &m,
-                train_data(&x, &dims, &lengths, class_labels, targets)?,
-                FitOptions::from_value(fit_options)?,
-            )?;
-            Ok(Trainer {
-                state: Handle::new(Run {
-                    model: m,
-                    trainer: Mutex::new(t),
-                }),
-            })
-        })
-    }
-
     /// Takes the next step on the calling thread; returns the `StepReport` (camelCase).
     /// Errors: `INVALID_INPUT` once the run is done; `INTERNAL` for a non-finite loss.
     #[napi]
@@ -152,11 +120,14 @@ fn lock(state: &Mutex<CoreTrainer>) -> gqa_core::Result<std::sync::MutexGuard<'_
 
 #[napi]
 impl Model {
-    /// Evaluates in eval mode (no dropout) in batches of `batchSize` on the calling thread;
-    /// returns the `EvalReport` (`{loss, accuracy, predictions, count}`). Arguments as
-    /// [`Trainer::new`]. Errors: `INVALID_OPTION` (no head, batchSize 0), `INVALID_INPUT`.
+    /// Starts a training run on this model (which needs a head). `x: [N*T*E]` row-major with
+    /// `dims = [N,T,E]`, sequences left-aligned with `lengths[n]` valid steps (default all `T`);
+    /// exactly one of `classLabels` (`[N]`, for a classification head) or `targets` (`[N*K]`,
+    /// regression); `fitOptions` = the core's `FitOptions` (camelCase). The data is copied.
+    /// Errors: `INVALID_OPTION` (fit options, no head), `INVALID_INPUT` (sizes, lengths, labels), `DISPOSED`.
     #[napi]
-    pub fn evaluate(
+    #[allow(clippy::too_many_arguments)]
+    pub fn trainer(
         &self,
         env: Env,
         x: Float32Array,
@@ -164,19 +135,30 @@ impl Model {
         lengths: Option<Uint32Array>,
         class_labels: Option<Uint32Array>,
         targets: Option<Float32Array>,
-        batch_size: u32,
-    ) -> napi::Result<Value> {
+        fit_options: Value,
+    ) -> napi::Result<Trainer> {
         guard(&env, || {
-            eval_value(
-                &*self.get()?,
+            let m = self.get()?;
+            let t = CoreTrainer::new(
+                &m,
                 train_data(&x, &dims, &lengths, class_labels, targets)?,
-                batch_size,
-            )
+                FitOptions::from_value(fit_options)?,
+            )?;
+            Ok(Trainer {
+                state: Handle::new(Run {
+                    model: m,
+                    trainer: Mutex::new(t),
+                }),
+            })
         })
     }
 
-    /// `evaluate` on the libuv thread pool.
+    /// Evaluates in eval mode (no dropout) in batches of `batchSize` on the libuv thread pool;
+    /// resolves to the `EvalReport` (`{loss, accuracy, predictions, count}`). Arguments as
+    /// [`Model::trainer`]. Errors: `INVALID_OPTION` (no head, batchSize 0), `INVALID_INPUT`.
     #[napi(ts_return_type = "Promise<any>")]
+    // Six JS arguments, the same as the wasm binding's; `&self` and napi's `Env` make eight.
+    #[allow(clippy::too_many_arguments)]
     pub fn evaluate_async(
         &self,
         env: Env,

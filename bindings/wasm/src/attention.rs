@@ -1,10 +1,11 @@
 //! The standalone attention layer (mirrors `gqa_core::attention`). Shapes: `[B,T,H] -> [B,T,H]`.
 
 use gqa_core::{AttentionConfig, GqaAttention};
+use js_sys::Promise;
 use wasm_bindgen::prelude::*;
 
 use crate::error::{wrap, JsResult};
-use crate::tensor::{to_output, to_usize, ForwardOutput};
+use crate::tensor::{run, settle, Lengths, Out};
 use crate::value::{from_js, to_js};
 
 /// A GQA attention layer (`q_proj`, `k_proj`, `v_proj`, `out_proj`) in wasm memory.
@@ -35,18 +36,19 @@ impl Attention {
     }
 
     /// Forward pass. `dims = [B,T,H]`.
-    pub fn forward(
-        &self,
-        data: &[f32],
-        dims: &[u32],
-        lengths: Option<Vec<u32>>,
-    ) -> JsResult<ForwardOutput> {
-        let lengths = lengths.map(|l| to_usize(&l));
-        wrap(
-            self.inner
-                .forward_f32(data, &to_usize(dims), lengths.as_deref()),
+    pub fn forward(&self, data: &[f32], dims: &[u32], lengths: Lengths) -> Out {
+        run(
+            |x, d, l| self.inner.forward_f32(x, d, l),
+            data,
+            dims,
+            lengths,
         )
-        .map(to_output)
+    }
+
+    /// `forward` as a promise (settled before it returns: wasm has no thread of its own).
+    #[wasm_bindgen(js_name = forwardAsync, unchecked_return_type = "Promise<ForwardOutput>")]
+    pub fn forward_async(&self, data: &[f32], dims: &[u32], lengths: Lengths) -> Promise {
+        settle(self.forward(data, dims, lengths))
     }
 
     /// The weights as safetensors bytes.

@@ -45,8 +45,12 @@ pub fn start() {
     }));
 }
 
-/// Takes (and clears) the message of the last panic, if any.
+/// Takes (and clears) the message of the last panic; `""` when there was none.
 #[wasm_bindgen::prelude::wasm_bindgen(js_name = takeLastPanic)]
-pub fn take_last_panic() -> Option<String> {
-    LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()).take()
+pub fn take_last_panic() -> String {
+    LAST_PANIC
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .unwrap_or_default()
 }

@@ -4,9 +4,8 @@
 use gqa_core::inspect::attention_maps;
 use wasm_bindgen::prelude::*;
 
-use crate::error::{wrap, JsResult};
 use crate::model::Model;
-use crate::tensor::{to_output, to_usize, ForwardOutput};
+use crate::tensor::{run, Lengths, Out};
 
 #[wasm_bindgen]
 impl Model {
@@ -14,19 +13,12 @@ impl Model {
     /// `dims = [B,T,E]` with optional `lengths`; rows sum to 1, causal and padded keys are 0.
     /// Errors: `INVALID_INPUT`, `OUT_OF_MEMORY`.
     #[wasm_bindgen(js_name = attentionMaps)]
-    pub fn attention_maps(
-        &self,
-        data: &[f32],
-        dims: &[u32],
-        lengths: Option<Vec<u32>>,
-    ) -> JsResult<ForwardOutput> {
-        let lengths = lengths.map(|l| to_usize(&l));
-        wrap(attention_maps(
-            &self.inner.model,
+    pub fn attention_maps(&self, data: &[f32], dims: &[u32], lengths: Lengths) -> Out {
+        run(
+            |x, d, l| attention_maps(&self.inner.model, x, d, l),
             data,
-            &to_usize(dims),
-            lengths.as_deref(),
-        ))
-        .map(to_output)
+            dims,
+            lengths,
+        )
     }
 }

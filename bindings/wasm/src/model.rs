@@ -7,10 +7,11 @@ use std::rc::Rc;
 
 use gqa_core::train::{HeadConfig, TaskModel};
 use gqa_core::{GqaConfig, LoadOptions, OnnxOptions};
+use js_sys::Promise;
 use wasm_bindgen::prelude::*;
 
 use crate::error::{wrap, JsResult};
-use crate::tensor::{to_output, to_usize, ForwardOutput};
+use crate::tensor::{run, settle, Lengths, Out};
 use crate::value::{from_js, from_js_opt, to_js};
 
 /// A GQA model (backbone plus optional head: a `gqa_core::train::TaskModel`) in wasm memory
@@ -47,35 +48,36 @@ impl Model {
     }
 
     /// Forward pass. `dims = [B,T,E]`; `lengths` one per batch row.
-    pub fn forward(
-        &self,
-        data: &[f32],
-        dims: &[u32],
-        lengths: Option<Vec<u32>>,
-    ) -> JsResult<ForwardOutput> {
-        let lengths = lengths.map(|l| to_usize(&l));
-        wrap(
-            self.inner
-                .model
-                .forward_f32(data, &to_usize(dims), lengths.as_deref()),
+    pub fn forward(&self, data: &[f32], dims: &[u32], lengths: Lengths) -> Out {
+        run(
+            |x, d, l| self.inner.model.forward_f32(x, d, l),
+            data,
+            dims,
+            lengths,
         )
-        .map(to_output)
+    }
+
+    /// `forward` as a promise (settled before it returns: wasm has no thread of its own).
+    #[wasm_bindgen(js_name = forwardAsync, unchecked_return_type = "Promise<ForwardOutput>")]
+    pub fn forward_async(&self, data: &[f32], dims: &[u32], lengths: Lengths) -> Promise {
+        settle(self.forward(data, dims, lengths))
     }
 
     /// Head outputs `[B,K]`: class probabilities (classification) or values (regression).
     /// `dims = [B,T,E]`. Errors: `INVALID_OPTION` (no head), `INVALID_INPUT`.
-    pub fn predict(
-        &self,
-        data: &[f32],
-        dims: &[u32],
-        lengths: Option<Vec<u32>>,
-    ) -> JsResult<ForwardOutput> {
-        let lengths = lengths.map(|l| to_usize(&l));
-        wrap(
-            self.inner
-                .predict_f32(data, &to_usize(dims), lengths.as_deref()),
+    pub fn predict(&self, data: &[f32], dims: &[u32], lengths: Lengths) -> Out {
+        run(
+            |x, d, l| self.inner.predict_f32(x, d, l),
+            data,
+            dims,
+            lengths,
         )
-        .map(to_output)
+    }
+
+    /// `predict` as a promise (settled before it returns).
+    #[wasm_bindgen(js_name = predictAsync, unchecked_return_type = "Promise<ForwardOutput>")]
+    pub fn predict_async(&self, data: &[f32], dims: &[u32], lengths: Lengths) -> Promise {
+        settle(self.predict(data, dims, lengths))
     }
 
     /// Whether the model has a task head.

@@ -8,11 +8,12 @@ use std::rc::Rc;
 
 use gqa_core::session::Session as CoreSession;
 use gqa_core::train::TaskModel;
+use js_sys::Promise;
 use wasm_bindgen::prelude::*;
 
 use crate::error::{wrap, JsResult};
 use crate::model::Model;
-use crate::tensor::{to_output, to_usize, ForwardOutput};
+use crate::tensor::{run, settle, Lengths, Out};
 
 /// A batched KV-cache session (`gqa_core::session::Session`): per layer K/V caches
 /// `[B, NKV, maxLen, D]` f32 in wasm memory, rows with independent lengths (call `free()`).
@@ -39,22 +40,26 @@ impl Session {
     /// row (default `t`). Returns the output mode at each row's newest position (`[B,H]`, or
     /// `[B,t,H]` for `all`), or at every new position (`[B,t,H]`) when `allPositions`.
     /// Errors: `INVALID_INPUT`, `CACHE_FULL` (the session is unchanged).
-    pub fn push(
+    pub fn push(&mut self, data: &[f32], dims: &[u32], lengths: Lengths, all: bool) -> Out {
+        let (model, cache) = (&self.model.model, &mut self.inner);
+        run(
+            |x, d, l| cache.push(model, x, d, l, all),
+            data,
+            dims,
+            lengths,
+        )
+    }
+
+    /// `push` as a promise (settled before it returns: wasm has no thread of its own).
+    #[wasm_bindgen(js_name = pushAsync, unchecked_return_type = "Promise<ForwardOutput>")]
+    pub fn push_async(
         &mut self,
         data: &[f32],
         dims: &[u32],
-        lengths: Option<Vec<u32>>,
-        all_positions: bool,
-    ) -> JsResult<ForwardOutput> {
-        let lengths = lengths.map(|l| to_usize(&l));
-        wrap(self.inner.push(
-            &self.model.model,
-            data,
-            &to_usize(dims),
-            lengths.as_deref(),
-            all_positions,
-        ))
-        .map(to_output)
+        lengths: Lengths,
+        all: bool,
+    ) -> Promise {
+        settle(self.push(data, dims, lengths, all))
     }
 
     /// Cached positions of each row (`B` values).
