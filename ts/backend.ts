@@ -1,3 +1,7 @@
+// wasm-bindgen declares `[Symbol.dispose]()` on each class (bindings/wasm/gqa_wasm.d.ts, which these
+// declarations import): kept in the emitted .d.ts so that a consumer whose `lib` predates
+// `Symbol.dispose` (e.g. target ES2022) still type-checks them.
+/// <reference lib="esnext.disposable" preserve="true" />
 /**
  * Backend choice and loading: environment detection (Node, Deno, browser), the ordered list of
  * backends, loading each binding, and the error when loading fails.
