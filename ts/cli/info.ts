@@ -7,7 +7,7 @@ import { GQA, type GqaOptions } from "../index.js";
 import { readFileOrThrow } from "../data/errors.js";
 import { readModelSummary } from "../model-file.js";
 import { derived, exactParamCount, flopsPerToken, kvBytesPerToken, withCounts, type ResolvedArch } from "./arch.js";
-import { addBackendOption, addModelOptions, fmtBytes, fmtInt, intArg, modelOptions, startBackend, type ModelFlags } from "./common.js";
+import { addBackendOption, addModelOptions, CORE_DEFAULTS, fmtBytes, fmtInt, intArg, modelOptions, startBackend, type ModelFlags } from "./common.js";
 
 interface InfoFlags extends ModelFlags {
   embedDim?: number;
@@ -36,7 +36,7 @@ export function registerInfo(program: Command): void {
     )
     .option("--embed-dim <n>", "input features per time step E (required unless --model gives it)", intArg(1))
     .option("--model <file>", "read the configuration from a saved model file (its gqa_config metadata, as written by gqa train or model.save); model flags given as well override it")
-    .option("--seq-len <n>", "sequence length T for the attention FLOPs; default: the window size (60)", intArg(1))
+    .option("--seq-len <n>", `sequence length T for the attention FLOPs; default: the window size (${CORE_DEFAULTS.windowSize})`, intArg(1))
     .option("--json", "print the summary as JSON instead of text");
   addModelOptions(cmd);
   addBackendOption(cmd);
@@ -78,9 +78,9 @@ async function runInfo(flags: InfoFlags): Promise<void> {
     mha: kvBytesPerToken(a, a.numHeads),
     mqa: kvBytesPerToken(a, 1),
   };
-  const theta = opts.ropeTheta !== undefined && opts.ropeTheta !== 10000 ? `, theta ${opts.ropeTheta}` : "";
+  const theta = opts.ropeTheta !== undefined && opts.ropeTheta !== CORE_DEFAULTS.ropeTheta ? `, theta ${opts.ropeTheta}` : "";
   const rotary = (opts.yarn ? "yarn (Edifice)" : opts.ropeScaling ? `${opts.ropeScaling.type} (Hugging Face)` : opts.rope ? "rope" : "none") + (opts.yarn || opts.ropeScaling || opts.rope ? theta : "");
-  const outputMode = opts.outputMode ?? "last_timestep";
+  const outputMode = opts.outputMode ?? CORE_DEFAULTS.outputMode;
 
   if (flags.json) {
     process.stdout.write(
@@ -88,7 +88,7 @@ async function runInfo(flags: InfoFlags): Promise<void> {
         {
           backend,
           ...(file && { file: { path: flags.model, members: file.members, head: file.head } }),
-          config: { ...a, ...d, dropout: opts.dropout ?? defaults.dropout, rotary, outputMode, seed: opts.seed ?? 0 },
+          config: { ...a, ...d, dropout: opts.dropout ?? defaults.dropout, rotary, outputMode, seed: opts.seed ?? CORE_DEFAULTS.seed },
           params: rows.map(({ name, shape, count, init, axonName }) => ({ name, shape, count, init, axonName })),
           paramCount: { approximate: approx, exact, table: tableExact },
           flopsPerToken: { seqLen, ...flops },
