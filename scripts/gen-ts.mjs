@@ -5,8 +5,8 @@
  * (`cargo run --release -p gqa-core --example gen-schema`):
  *
  *   schema/options.schema.json -> ts/generated/options.ts (OutputMode, RopeScaling,
- *     SharedAttentionOptions, GqaOptions, RecommendedDefaults, OPTION_KEYS, OPTION_DEFAULTS,
- *     OPTION_DESCRIPTIONS)
+ *     SharedAttentionOptions, GqaOptions, RecommendedDefaults, OPTION_KEYS, OptionKey,
+ *     OPTION_DEFAULTS, OPTION_DESCRIPTIONS, DEPRECATED_OPTION_NAMES)
  *   schema/errors.json         -> ts/generated/errors.ts (CoreErrorFields, CORE_ERROR_FIELDS)
  *
  * Deterministic, no dependencies. `node scripts/gen-ts.mjs` writes the files;
@@ -100,7 +100,12 @@ function optionsTs() {
     " * and `AttentionOptions` extend it.\n */\n";
   out += `export interface SharedAttentionOptions {\n${properties(attention, "  ", { names: shared, allOptional: true })}}\n`;
   out += "\n" + doc(model.description, "");
-  out += `export interface GqaOptions extends SharedAttentionOptions {\n${properties(model, "  ", { names: own })}}\n`;
+  // Former option names the core still reads (serde aliases), from the schema's `x-deprecatedNames`.
+  const deprecated = schema["x-deprecatedNames"] ?? [];
+  const old = deprecated
+    .map((d) => `${doc(`@deprecated Use \`${d.use}\`: ${d.reason}`, "  ")}  ${d.name}?: ${tsType(model.properties[d.use])};\n`)
+    .join("");
+  out += `export interface GqaOptions extends SharedAttentionOptions {\n${properties(model, "  ", { names: own })}${old}}\n`;
   const rec = defs.RecommendedDefaults;
   out += "\n" + doc(rec.description, "");
   out += `export interface RecommendedDefaults {\n${properties(rec, "  ", { names: Object.keys(rec.properties) })}}\n`;
@@ -108,8 +113,11 @@ function optionsTs() {
   out += `export const OPTION_KEYS = [${keys.map((k) => JSON.stringify(k)).join(", ")}] as const satisfies readonly (keyof GqaOptions)[];\n`;
   out += "\n/** The core's default of every option that has one (serde's defaults of `GqaConfig`). */\n";
   out += `export const OPTION_DEFAULTS = {\n${defaults.map((k) => `  ${k}: ${JSON.stringify(model.properties[k].default)},\n`).join("")}} as const satisfies { readonly [K in keyof GqaOptions]?: GqaOptions[K] };\n`;
+  out += "\n/** The name of a current model option (not a deprecated one). */\nexport type OptionKey = (typeof OPTION_KEYS)[number];\n";
   out += "\n/** The doc comment of every option in the core (Markdown), e.g. for CLI help. */\n";
-  out += `export const OPTION_DESCRIPTIONS: { readonly [K in keyof GqaOptions]-?: string } = {\n${keys.map((k) => `  ${k}: ${JSON.stringify(docText(model.properties[k].description ?? ""))},\n`).join("")}};\n`;
+  out += `export const OPTION_DESCRIPTIONS: { readonly [K in OptionKey]: string } = {\n${keys.map((k) => `  ${k}: ${JSON.stringify(docText(model.properties[k].description ?? ""))},\n`).join("")}};\n`;
+  out += "\n/** Former option names the core still accepts -> the option they now name (the core's serde aliases). */\n";
+  out += `export const DEPRECATED_OPTION_NAMES = {${deprecated.map((d) => ` ${d.name}: ${JSON.stringify(d.use)} `).join(",")}} as const satisfies Readonly<Record<string, OptionKey>>;\n`;
   return out;
 }
 

@@ -60,7 +60,8 @@ function declares(src: ts.SourceFile, name: string): boolean {
 
 /** Rust type -> [TS file, TS interface, members the TS layer adds itself (callbacks, data)]. */
 const PAIRS: Array<[string, string, string, string[]]> = [
-  ["GqaConfig", "gqa.ts", "GqaOptions", []],
+  // windowSize: the deprecated name of seqLenHint (a serde alias in the core, not a field).
+  ["GqaConfig", "gqa.ts", "GqaOptions", ["windowSize"]],
   ["AttentionConfig", "gqa.ts", "AttentionOptions", []],
   ["LoadOptions", "gqa.ts", "LoadOptions", []],
   ["RecommendedDefaults", "gqa.ts", "RecommendedDefaults", []],

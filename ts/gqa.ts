@@ -8,7 +8,7 @@ import { callBinding, coreOptions, type CoreValue, GqaError, ownOptions } from "
 import { GqaAttention, Model } from "./model.js";
 import { asModelFileError, ENSEMBLE_METADATA_KEY, readMetadata, unpackEnsemble } from "./model-file.js";
 import type { HeadOptions } from "./train.js";
-import type { GqaOptions, OutputMode, RecommendedDefaults, RopeScaling, SharedAttentionOptions } from "./generated/options.js";
+import { DEPRECATED_OPTION_NAMES, type GqaOptions, type OutputMode, type RecommendedDefaults, type RopeScaling, type SharedAttentionOptions } from "./generated/options.js";
 
 // The option types are generated from the core's option structs (schema/options.schema.json by
 // `cargo run --release -p gqa-core --example gen-schema`, then ts/generated/options.ts by
@@ -23,7 +23,7 @@ export interface BuildOptions extends GqaOptions {
 }
 
 /** Every model option with its value (what `model.config` returns); `headDim` and `ropeScaling` only when set. */
-export type ModelConfig = Required<Omit<GqaOptions, "headDim" | "ropeScaling">> & Pick<GqaOptions, "headDim" | "ropeScaling">;
+export type ModelConfig = Required<Omit<GqaOptions, "headDim" | "ropeScaling" | keyof typeof DEPRECATED_OPTION_NAMES>> & Pick<GqaOptions, "headDim" | "ropeScaling">;
 
 /** Options of the standalone attention layer (`GQA.buildGqaAttention`). */
 export interface AttentionOptions extends SharedAttentionOptions {
@@ -141,12 +141,39 @@ async function ensure(): Promise<LoadedBackend> {
   return loaded!;
 }
 
-/** Model or attention options for the core ({@link coreOptions}), refusing a non-object. */
+/** The deprecated option names already warned about (one warning per name and process). */
+const warnedNames = new Set<string>();
+
+/**
+ * `opts` with each deprecated option name (`DEPRECATED_OPTION_NAMES`, generated from the core's
+ * serde aliases: `windowSize` -> `seqLenHint`) renamed to the current one, unless the current one
+ * is given too (the core then rejects the pair with `INVALID_OPTION` naming the old one). `warn`: print a one-time
+ * `console.warn` per name (model files that carry an old name are read without one). Returns
+ * `opts` itself when no old name is present; a non-object is returned unchanged.
+ */
+export function currentOptionNames<T>(opts: T, warn = true): T {
+  if (typeof opts !== "object" || opts === null || Array.isArray(opts)) return opts;
+  let out: Record<string, unknown> | null = null;
+  const given = (k: string) => Object.hasOwn(opts, k) && (opts as Record<string, unknown>)[k] !== undefined;
+  for (const [old, now] of Object.entries(DEPRECATED_OPTION_NAMES)) {
+    if (!given(old) || given(now)) continue;
+    if (warn && !warnedNames.has(old)) {
+      warnedNames.add(old);
+      console.warn(`gqa: \`${old}\` is deprecated: use \`${now}\` (same meaning; the old name will be removed)`);
+    }
+    out ??= { ...(opts as Record<string, unknown>) };
+    out[now] = out[old];
+    delete out[old];
+  }
+  return (out ?? opts) as T;
+}
+
+/** Model or attention options for the core ({@link coreOptions}), refusing a non-object; deprecated names renamed ({@link currentOptionNames}). */
 function optionsObject(opts: unknown): CoreValue {
   if (typeof opts !== "object" || opts === null || Array.isArray(opts)) {
     throw GqaError.invalidOption("options", "an object of options", opts === null ? "null" : Array.isArray(opts) ? "an array" : typeof opts);
   }
-  return coreOptions(opts);
+  return coreOptions(currentOptionNames(opts));
 }
 
 function need<K extends keyof Binding>(b: Binding, k: K): NonNullable<Binding[K]> {
@@ -381,7 +408,8 @@ export const GQA = {
     if (members !== undefined) {
       throw GqaError.invalidInput("model file", "one model (GQA.loadEnsemble reads an ensemble file)", `an ensemble of ${members} models ('${ENSEMBLE_METADATA_KEY}' metadata, written by gqa train --ensemble)`);
     }
-    const o = coreOptions(options);
+    const hasConfig = typeof options === "object" && options !== null && options.config !== undefined;
+    const o = coreOptions(hasConfig ? { ...options, config: currentOptionNames(options.config) } : options);
     const f = need(be.binding, "loadModel");
     try {
       return new Model(be.name, callBinding(() => f(bytes, o)));

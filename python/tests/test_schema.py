@@ -44,6 +44,17 @@ class SchemaTest(unittest.TestCase):
             else:
                 self.assertIsNone(f.default, name)
 
+    def test_the_deprecated_window_size_name_still_reads_as_seq_len_hint(self):
+        config = load_config_module()
+        self.assertEqual(config.GqaConfig.from_dict({"embedDim": 2, "windowSize": 7}).seq_len_hint, 7)
+        self.assertEqual(config.GqaConfig.from_dict({"embedDim": 2, "seqLenHint": 9}).to_dict()["seqLenHint"], 9)
+        with self.assertRaises(config.GqaOptionError):
+            config.GqaConfig.from_dict({"embedDim": 2, "windowSize": 7, "seqLenHint": 9})
+        # The same former names as the core's serde aliases (the schema's x-deprecatedNames).
+        with open(os.path.join(REPO, "schema", "options.schema.json"), encoding="utf-8") as f:
+            deprecated = {d["name"]: d["use"] for d in json.load(f)["x-deprecatedNames"]}
+        self.assertEqual({k: config._camel(v) for k, v in config.DEPRECATED_OPTION_NAMES.items()}, deprecated)
+
 
 if __name__ == "__main__":
     unittest.main()

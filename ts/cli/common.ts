@@ -9,7 +9,7 @@ import { InvalidArgumentError, Option, type Command } from "commander";
 import { GQA, GqaError, type GqaOptions } from "../index.js";
 import { DataFormatError, DataNotFoundError } from "../data/errors.js";
 import { INPUT_ERROR_CODES } from "../errors.js";
-import { OPTION_DEFAULTS, OPTION_DESCRIPTIONS, OPTION_KEYS } from "../generated/options.js";
+import { DEPRECATED_OPTION_NAMES, OPTION_DEFAULTS, OPTION_DESCRIPTIONS, OPTION_KEYS, type OptionKey } from "../generated/options.js";
 
 /** Exit code for bad input: malformed/missing files, invalid options, usage errors. */
 export const EXIT_BAD_INPUT = 2;
@@ -71,7 +71,7 @@ export type ModelDefaults = Pick<Required<GqaOptions>, "hiddenSize" | "numHeads"
  * help: generated from the core's serde defaults (ts/generated/options.ts), not restated here.
  * test/schema.test.ts also checks every value against the defaults the core fills in (`model.config`).
  */
-export const CORE_DEFAULTS = OPTION_DEFAULTS satisfies ModelDefaults & Required<Omit<GqaOptions, "embedDim" | "headDim" | "ropeScaling">>;
+export const CORE_DEFAULTS = OPTION_DEFAULTS satisfies ModelDefaults & Required<Omit<GqaOptions, "embedDim" | "headDim" | "ropeScaling" | keyof typeof DEPRECATED_OPTION_NAMES>>;
 
 /**
  * The help text of the flag of model option `key`, from the option's doc comment in the core
@@ -80,9 +80,9 @@ export const CORE_DEFAULTS = OPTION_DEFAULTS satisfies ModelDefaults & Required<
  * `; default <value>` (from `defaults` when it has `key`, else the core's default; none for
  * switches or options without a default).
  */
-export function optionHelp(key: keyof GqaOptions, extra = "", defaults: Partial<Record<keyof GqaOptions, unknown>> = {}): string {
+export function optionHelp(key: OptionKey, extra = "", defaults: Partial<Record<OptionKey, unknown>> = {}): string {
   const first = OPTION_DESCRIPTIONS[key].replace(/\s+/g, " ").split(/\.(?:\s|$)/)[0]!;
-  const value = key in defaults ? defaults[key] : (OPTION_DEFAULTS as Partial<Record<keyof GqaOptions, unknown>>)[key];
+  const value = key in defaults ? defaults[key] : (OPTION_DEFAULTS as Partial<Record<OptionKey, unknown>>)[key];
   const text = first
     .replace(/`/g, "")
     .replace(/ \(:\w+\)/g, "")
@@ -113,7 +113,9 @@ export function addModelOptions(cmd: Command, defaults: ModelDefaults = CORE_DEF
     .option("--rope-scaling <json>", optionHelp("ropeScaling", '; as JSON, e.g. \'{"type":"yarn","factor":4,"originalMaxPositionEmbeddings":2048}\''), jsonArg)
     .option("--yarn", optionHelp("yarn"))
     .option("--yarn-scale <s>", optionHelp("yarnScale"), numArg(Number.MIN_VALUE))
-    .option("--window-size <n>", optionHelp("windowSize"), intArg(1))
+    .option("--seq-len-hint <n>", optionHelp("seqLenHint"), intArg(1))
+    // Deprecated spelling of --seq-len-hint (the option's former name, windowSize): still read, not shown.
+    .addOption(new Option("--window-size <n>").argParser(intArg(1)).hideHelp())
     .addOption(
       new Option("--output-mode <mode>", optionHelp("outputMode", ": last_timestep or mean_pool (all is for the API only)"))
         .choices(["last_timestep", "mean_pool"]),
@@ -144,6 +146,12 @@ export function modelOptions(flags: ModelFlags, embedDim: number, defaults?: Mod
   for (const k of OPTION_KEYS) {
     if (k !== "embedDim" && given[k] !== undefined) (o as unknown as Record<string, unknown>)[k] = given[k];
   }
+  // A deprecated flag (--window-size) sets its option's current name unless that flag is given too.
+  for (const [old, now] of Object.entries(DEPRECATED_OPTION_NAMES)) {
+    if (given[old] === undefined) continue;
+    status(`warning: ${flagOf(old)} is deprecated: use ${flagOf(now)} (same meaning)`);
+    if (given[now] === undefined) (o as unknown as Record<string, unknown>)[now] = given[old];
+  }
   return o;
 }
 
@@ -172,7 +180,7 @@ export async function startBackend(flags: Pick<ModelFlags, "backend" | "threads"
  * `--num-kv-heads`): every model option (generated from the core's `GqaConfig`), plus the fit
  * options the CLI exposes.
  */
-const FLAG_OPTIONS = new Set<string>([...OPTION_KEYS, "epochs", "batchSize", "lr", "weightDecay", "huberDelta", "labelSmoothing"]);
+const FLAG_OPTIONS = new Set<string>([...OPTION_KEYS, ...Object.keys(DEPRECATED_OPTION_NAMES), "epochs", "batchSize", "lr", "weightDecay", "huberDelta", "labelSmoothing"]);
 
 /** `numKvHeads` -> `--num-kv-heads`. */
 function flagOf(option: string): string {

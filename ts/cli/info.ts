@@ -5,6 +5,7 @@
 import type { Command } from "commander";
 import { GQA, type GqaOptions } from "../index.js";
 import { readFileOrThrow } from "../data/errors.js";
+import { currentOptionNames } from "../gqa.js";
 import { readModelSummary } from "../model-file.js";
 import { derived, exactParamCount, flopsPerToken, kvBytesPerToken, withCounts, type ResolvedArch } from "./arch.js";
 import { addBackendOption, addModelOptions, CORE_DEFAULTS, fmtBytes, fmtInt, intArg, modelOptions, startBackend, type ModelFlags } from "./common.js";
@@ -36,7 +37,7 @@ export function registerInfo(program: Command): void {
     )
     .option("--embed-dim <n>", "input features per time step E (required unless --model gives it)", intArg(1))
     .option("--model <file>", "read the configuration from a saved model file (its gqa_config metadata, as written by gqa train or model.save); model flags given as well override it")
-    .option("--seq-len <n>", `sequence length T for the attention FLOPs; default: the window size (${CORE_DEFAULTS.windowSize})`, intArg(1))
+    .option("--seq-len <n>", `sequence length T for the attention FLOPs; default: the sequence-length hint (--seq-len-hint, ${CORE_DEFAULTS.seqLenHint})`, intArg(1))
     .option("--json", "print the summary as JSON instead of text");
   addModelOptions(cmd);
   addBackendOption(cmd);
@@ -50,7 +51,8 @@ export function registerInfo(program: Command): void {
 
 async function runInfo(flags: InfoFlags): Promise<void> {
   const file = flags.model === undefined ? undefined : readModelSummary(new Uint8Array(await readFileOrThrow(flags.model)), flags.model);
-  const fileOptions = file?.options as GqaOptions | undefined;
+  // A file may carry an option under its former name (windowSize): read it as the current one.
+  const fileOptions = currentOptionNames(file?.options, false) as GqaOptions | undefined;
   const backend = await startBackend(flags);
   const embedDim = flags.embedDim ?? fileOptions!.embedDim;
   // The file's options, then the flags given on the command line (modelOptions sets only those).
@@ -65,7 +67,7 @@ async function runInfo(flags: InfoFlags): Promise<void> {
     numLayers: opts.numLayers ?? defaults.numLayers,
     ...(opts.headDim !== undefined && { headDim: opts.headDim }),
   };
-  const seqLen = flags.seqLen ?? opts.windowSize ?? defaults.windowSize;
+  const seqLen = flags.seqLen ?? opts.seqLenHint ?? defaults.seqLenHint;
   const d = derived(a);
   const approx = GQA.paramCount(opts);
   const exact = GQA.paramCount(opts, { exact: true });

@@ -171,7 +171,13 @@ export interface GqaOptions extends SharedAttentionOptions {
    * `last_timestep`.
    */
   outputMode?: OutputMode;
-  /** Expected sequence length (a sizing hint only; any length >= 1 works), default 60. */
+  /**
+   * Expected sequence length `T` in timesteps (`:window_size`), a sizing hint only: any
+   * length >= 1 works; default 60. Formerly `windowSize`, which is still read (deprecated;
+   * not both names in one object).
+   */
+  seqLenHint?: number;
+  /** @deprecated Use `seqLenHint`: it is a sizing hint for the expected sequence length, not a sliding attention window; options and model files that use the old name still load */
   windowSize?: number;
 }
 
@@ -190,12 +196,12 @@ export interface RecommendedDefaults {
   numKvHeads: number;
   /** Default pre-norm blocks: 4. */
   numLayers: number;
-  /** Default expected sequence length (a sizing hint): 60. */
-  windowSize: number;
+  /** Default expected sequence length `T` (a sizing hint, Edifice's `:window_size`): 60. */
+  seqLenHint: number;
 }
 
 /** Every model option's name (`GqaConfig`'s JSON fields): required first, then by name. */
-export const OPTION_KEYS = ["embedDim", "dropout", "headDim", "hiddenSize", "numHeads", "numKvHeads", "numLayers", "outputMode", "rope", "ropeScaling", "ropeTheta", "seed", "windowSize", "yarn", "yarnOriginalMaxPosition", "yarnScale"] as const satisfies readonly (keyof GqaOptions)[];
+export const OPTION_KEYS = ["embedDim", "dropout", "headDim", "hiddenSize", "numHeads", "numKvHeads", "numLayers", "outputMode", "rope", "ropeScaling", "ropeTheta", "seed", "seqLenHint", "yarn", "yarnOriginalMaxPosition", "yarnScale"] as const satisfies readonly (keyof GqaOptions)[];
 
 /** The core's default of every option that has one (serde's defaults of `GqaConfig`). */
 export const OPTION_DEFAULTS = {
@@ -208,14 +214,17 @@ export const OPTION_DEFAULTS = {
   rope: false,
   ropeTheta: 10000,
   seed: 0,
-  windowSize: 60,
+  seqLenHint: 60,
   yarn: false,
   yarnOriginalMaxPosition: 2048,
   yarnScale: 8,
 } as const satisfies { readonly [K in keyof GqaOptions]?: GqaOptions[K] };
 
+/** The name of a current model option (not a deprecated one). */
+export type OptionKey = (typeof OPTION_KEYS)[number];
+
 /** The doc comment of every option in the core (Markdown), e.g. for CLI help. */
-export const OPTION_DESCRIPTIONS: { readonly [K in keyof GqaOptions]-?: string } = {
+export const OPTION_DESCRIPTIONS: { readonly [K in OptionKey]: string } = {
   embedDim: "Input features per timestep `E` (`:embed_dim`); required, an integer >= 1.",
   dropout: "Dropout probability in `[0, 1)`, used only in training, default 0.1.",
   headDim: "Explicit per-head width `D` (`headDim`, >= 1); default `hiddenSize / numHeads`.\nWith it, `q_proj` is `[numHeads*D, H]`, `k_proj`/`v_proj` `[numKvHeads*D, H]`,\n`out_proj` `[H, numHeads*D]` and the attention scale is `1/sqrt(D)` (as Hugging\nFace's `head_dim`).",
@@ -228,8 +237,11 @@ export const OPTION_DESCRIPTIONS: { readonly [K in keyof GqaOptions]-?: string }
   ropeScaling: "Rotary scaling as Hugging Face transformers defines it (see\n`RopeScaling`); implies rotary; exclusive with `yarn`. Invalid values\nname `ropeScaling.<field>`.",
   ropeTheta: "Rotary base `theta` (`ropeTheta`, finite > 0), default 10000.",
   seed: "Seed of the weight initialisation, default 0. The same seed gives bitwise the same\nweights on every backend (SPEC section 3).",
-  windowSize: "Expected sequence length (a sizing hint only; any length >= 1 works), default 60.",
+  seqLenHint: "Expected sequence length `T` in timesteps (`:window_size`), a sizing hint only: any\nlength >= 1 works; default 60. Formerly `windowSize`, which is still read (deprecated;\nnot both names in one object).",
   yarn: "Rotary frequency scaling that Edifice names YaRN (SPEC section 5; not Hugging Face's\nyarn, see `ropeScaling`); implies rotary; default false.",
   yarnOriginalMaxPosition: "Original context length of the YaRN ramp (>= 1), default 2048.",
   yarnScale: "Scale `s` of Edifice's YaRN (> 0), default 8.",
 };
+
+/** Former option names the core still accepts -> the option they now name (the core's serde aliases). */
+export const DEPRECATED_OPTION_NAMES = { windowSize: "seqLenHint" } as const satisfies Readonly<Record<string, OptionKey>>;

@@ -149,9 +149,11 @@ options_with_attention! {
         #[serde(default = "d_dropout")]
         pub dropout: f64,
         ..attention_options,
-        /// Expected sequence length (a sizing hint only; any length >= 1 works), default 60.
-        #[serde(default = "d_window")]
-        pub window_size: usize,
+        /// Expected sequence length `T` in timesteps (`:window_size`), a sizing hint only: any
+        /// length >= 1 works; default 60. Formerly `windowSize`, which is still read (deprecated;
+        /// not both names in one object).
+        #[serde(default = "d_seq_len_hint", alias = "windowSize")]
+        pub seq_len_hint: usize,
         /// How the final hidden states become the output (see [`OutputMode`]), default
         /// `last_timestep`.
         #[serde(default)]
@@ -183,9 +185,32 @@ pub(crate) fn d_yarn_scale() -> f64 {
 pub(crate) fn d_yarn_orig() -> usize {
     2048
 }
-fn d_window() -> usize {
+fn d_seq_len_hint() -> usize {
     60
 }
+
+/// A former option name the core still reads, deprecated: a `#[serde(alias)]` on the field that
+/// now has another name. Listed in [`DEPRECATED_OPTION_NAMES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeprecatedName {
+    /// The former JSON (camelCase) name, e.g. `windowSize`.
+    pub name: &'static str,
+    /// The option's current JSON name, e.g. `seqLenHint`.
+    pub use_instead: &'static str,
+    /// Why it was renamed (one sentence, for docs and generated TypeScript).
+    pub reason: &'static str,
+}
+
+/// Every deprecated option name of [`GqaConfig`] (and [`RecommendedDefaults`]): each is a serde
+/// alias, so options and saved model files (`gqa_config` metadata) that use it still load; an
+/// object that has both names is rejected with [`Error::InvalidOption`] naming the old one. The
+/// options schema carries this list as `x-deprecatedNames` ([`crate::schema::options_schema`]).
+pub const DEPRECATED_OPTION_NAMES: &[DeprecatedName] = &[DeprecatedName {
+    name: "windowSize",
+    use_instead: "seqLenHint",
+    reason: "it is a sizing hint for the expected sequence length, not a sliding attention \
+             window; options and model files that use the old name still load",
+}];
 
 /// Edifice's `recommended_defaults/0`: the defaults of the main options (SPEC section 1), what
 /// `recommendedDefaults()` returns.
@@ -200,8 +225,9 @@ pub struct RecommendedDefaults {
     pub num_kv_heads: usize,
     /// Default pre-norm blocks: 4.
     pub num_layers: usize,
-    /// Default expected sequence length (a sizing hint): 60.
-    pub window_size: usize,
+    /// Default expected sequence length `T` (a sizing hint, Edifice's `:window_size`): 60.
+    #[serde(alias = "windowSize")]
+    pub seq_len_hint: usize,
     /// Default dropout probability: 0.1.
     pub dropout: f64,
 }
@@ -215,7 +241,7 @@ pub fn recommended_defaults() -> RecommendedDefaults {
         num_heads: d.num_heads,
         num_kv_heads: d.num_kv_heads,
         num_layers: d.num_layers,
-        window_size: d.window_size,
+        seq_len_hint: d.seq_len_hint,
         dropout: d.dropout,
     }
 }
@@ -329,11 +355,11 @@ impl GqaConfig {
                 self.yarn_original_max_position,
             ));
         }
-        if self.window_size < 1 {
+        if self.seq_len_hint < 1 {
             return Err(Error::option(
-                "windowSize",
+                "seqLenHint",
                 "an integer >= 1",
-                self.window_size,
+                self.seq_len_hint,
             ));
         }
         if !(self.rope_theta > 0.0 && self.rope_theta.is_finite()) {
@@ -676,7 +702,31 @@ fn json_option_error(
         ),
         None => ("a valid value".to_string(), msg.clone()),
     };
-    if msg.starts_with("missing field") {
+    if let Some(q) = quoted("duplicate field `") {
+        // serde reports a field given under both its name and a (deprecated) alias by the
+        // field's name; name the old one, as the one to drop.
+        let old = DEPRECATED_OPTION_NAMES
+            .iter()
+            .find(|d| d.use_instead == q)
+            .map(|d| d.name);
+        match old {
+            Some(old) => {
+                let mut at = value;
+                for seg in path.split('.').filter(|s| !s.is_empty()) {
+                    at = at.get(seg).unwrap_or(&serde_json::Value::Null);
+                }
+                let found = at
+                    .get(old)
+                    .map_or("both names".to_string(), |v| v.to_string());
+                Error::option(
+                    &name(nested(old.to_string())),
+                    format!("only one of {q} and {old} (its deprecated name)"),
+                    found,
+                )
+            }
+            None => Error::option(&name(nested(q)), "the option once", "a duplicate"),
+        }
+    } else if msg.starts_with("missing field") {
         Error::option(
             &name(quoted("missing field `").map(nested).unwrap_or(path)),
             "a value (this option is required)",
