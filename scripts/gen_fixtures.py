@@ -305,7 +305,7 @@ def make_input(gen, B, T, E, lengths):
 
 def full_config(**kw):
     cfg = dict(embedDim=None, hiddenSize=16, numHeads=4, numKvHeads=2, numLayers=2, dropout=0.0,
-               rope=False, yarn=False, yarnScale=8.0, yarnOriginalMaxPosition=2048, windowSize=60,
+               rope=False, yarn=False, yarnScale=8.0, yarnOriginalMaxPosition=2048, seqLenHint=60,
                outputMode="last_timestep", seed=0)
     cfg.update(kw)
     assert cfg["embedDim"] is not None

@@ -2,8 +2,10 @@
 # `npm run lint`: every check that needs no test run. Fails on the first finding.
 #   rustfmt (rustfmt.toml) over the workspace and the fuzz crate; biome's linter (biome.json) over
 #   ts/, test/, bench/, scripts/, demo/ and examples/; tsc --noEmit over ts/ and test/
-#   (tsconfig.json); clippy with warnings as errors on every workspace crate and target
-#   (`GQA_LINT_CLIPPY=0` skips it, e.g. before a first build).
+#   (tsconfig.json); ts/generated/ against what scripts/gen-ts.mjs writes from the committed schema/
+#   files (which crates/gqa-core/tests/schema.rs checks against the Rust definitions); clippy with
+#   warnings as errors on every workspace crate and target (`GQA_LINT_CLIPPY=0` skips it, e.g.
+#   before a first build).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$(pwd)/node_modules/.bin:$HOME/.cargo/bin:$PATH"
@@ -16,6 +18,8 @@ if [ "${GQA_LINT_CLIPPY:-1}" = 1 ]; then
   log "cargo clippy --workspace --all-targets -D warnings (release profile: shares the test build)"
   cargo clippy --release --workspace --all-targets --quiet -- -D warnings
 fi
+log "generated TypeScript (ts/generated) up to date with schema/ (node scripts/gen-ts.mjs --check)"
+node scripts/gen-ts.mjs --check
 log "biome lint"
 biome lint --error-on-warnings --reporter=summary
 log "tsc --noEmit (ts/ and test/)"

@@ -8,7 +8,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 
 import { GQA, type GqaOptions, type Model, Tensor } from "gqa";
 import { toGqaError } from "../ts/errors.js";
@@ -92,7 +92,26 @@ describe(`gqa API on backend=${BACKEND}`, () => {
       expect(GQA.outputSize({ embedDim: 3 })).toBe(256);
       // 2 * L * NKV * D * 4 bytes
       expect(GQA.kvCacheBytesPerToken({ embedDim: 3, hiddenSize: 128, numHeads: 8, numKvHeads: 2, numLayers: 6 })).toBe(2 * 6 * 2 * 16 * 4);
-      expect(GQA.recommendedDefaults()).toEqual({ hiddenSize: 256, numHeads: 8, numKvHeads: 2, numLayers: 4, windowSize: 60, dropout: 0.1 });
+      expect(GQA.recommendedDefaults()).toEqual({ hiddenSize: 256, numHeads: 8, numKvHeads: 2, numLayers: 4, seqLenHint: 60, dropout: 0.1 });
+    });
+
+    it("windowSize, the deprecated name of seqLenHint, still works with a one-time warning", async () => {
+      const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+      try {
+        const old = { embedDim: 3, hiddenSize: 8, numHeads: 2, numKvHeads: 1, numLayers: 1, windowSize: 33 };
+        expect(() => GQA.validate(old)).not.toThrow();
+        const m = await GQA.build(old);
+        try {
+          expect(m.config.seqLenHint).toBe(33);
+          expect("windowSize" in m.config).toBe(false);
+        } finally {
+          m.dispose();
+        }
+        expect(warn.mock.calls.filter((c) => String(c[0]).includes("`windowSize` is deprecated")).length).toBe(1);
+        await expectCode(() => GQA.validate({ ...old, seqLenHint: 33 }), "INVALID_OPTION");
+      } finally {
+        warn.mockRestore();
+      }
     });
   });
 
@@ -171,7 +190,7 @@ describe(`gqa API on backend=${BACKEND}`, () => {
       expect(model.backend).toBe(GQA.backend);
       expect(model.config).toEqual({
         embedDim: 6, hiddenSize: 16, numHeads: 4, numKvHeads: 2, numLayers: 2, dropout: 0.1, rope: false, ropeTheta: 10000, yarn: false,
-        yarnScale: 8, yarnOriginalMaxPosition: 2048, windowSize: 60, outputMode: "last_timestep", seed: 7,
+        yarnScale: 8, yarnOriginalMaxPosition: 2048, seqLenHint: 60, outputMode: "last_timestep", seed: 7,
       });
       expect(model.paramCount).toBe(exactCount({ embedDim: 6, hiddenSize: 16, numHeads: 4, numKvHeads: 2, numLayers: 2 }));
       expect(model.weightsDigest()).toMatch(/^[0-9a-f]{16}$/);

@@ -73,6 +73,20 @@ describe("gqa info", () => {
     expect(j.config.group).toBe(4);
   });
 
+  it("--seq-len-hint sets the default --seq-len; --window-size, its deprecated spelling, still works with a warning", () => {
+    const hint = gqa("info", "--embed-dim", "6", "--seq-len-hint", "40", "--json");
+    expect(hint.code).toBe(0);
+    expect(JSON.parse(hint.stdout).flopsPerToken.seqLen).toBe(40);
+    expect(hint.stderr).not.toContain("deprecated");
+    const old = gqa("info", "--embed-dim", "6", "--window-size", "40", "--json");
+    expect(old.code).toBe(0);
+    expect(JSON.parse(old.stdout).flopsPerToken.seqLen).toBe(40);
+    expect(old.stderr).toContain("warning: --window-size is deprecated: use --seq-len-hint");
+    const help = gqa("info", "--help");
+    expect(help.stdout).toContain("--seq-len-hint <n>");
+    expect(help.stdout).not.toContain("--window-size");
+  });
+
   it("--head-dim and --rope-scaling: shapes, counts, FLOPs and KV bytes follow headDim", () => {
     const [E, H, NH, NKV, D, L, T] = [6, 30, 4, 2, 12, 2, 20];
     const r = gqa("info", "--embed-dim", `${E}`, "--hidden-size", `${H}`, "--num-heads", `${NH}`, "--num-kv-heads", `${NKV}`, "--head-dim", `${D}`,

@@ -190,7 +190,7 @@ describe(`properties of invalid calls (${BACKEND})`, () => {
       fc.record({ k: fc.constant("yarnScale"), v: fc.constantFrom<unknown>(0, -1, "8") }),
       fc.record({ k: fc.constant("outputMode"), v: fc.constantFrom<unknown>("last", "ALL", 1, null) }),
       fc.record({ k: fc.constant("rope"), v: fc.constantFrom<unknown>("yes", 1, null) }),
-      fc.record({ k: fc.string({ minLength: 1, maxLength: 12 }).filter((s) => !(s in good) && !["hiddenSize", "rope", "yarn", "yarnScale", "yarnOriginalMaxPosition", "windowSize", "outputMode", "seed", "head", "__proto__"].includes(s)), v: fc.integer() }),
+      fc.record({ k: fc.string({ minLength: 1, maxLength: 12 }).filter((s) => !(s in good) && !["hiddenSize", "rope", "yarn", "yarnScale", "yarnOriginalMaxPosition", "seqLenHint", "windowSize", "outputMode", "seed", "head", "__proto__"].includes(s)), v: fc.integer() }),
     );
     await fc.assert(
       fc.asyncProperty(bad, async ({ k, v }) => {

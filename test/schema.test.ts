@@ -4,6 +4,7 @@
  * must equal the JSON field names serde gives the matching Rust struct (`gqa_core::schema`, read
  * through the loaded binding). A field added, renamed or removed on one side fails here.
  */
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -22,7 +23,9 @@ beforeAll(async () => {
 
 /**
  * Property names and type texts of an interface declared in a ts/ source file, with the members of
- * the interfaces it extends (declared in the same file) first and its own members overriding them.
+ * the interfaces it extends (declared in the same file, else in the generated ts/generated/options.ts)
+ * first and its own members overriding them. An interface the file only imports and re-exports is
+ * looked up in ts/generated/options.ts.
  */
 function members(file: string, name: string): Map<string, string> {
   const path = join(ROOT, "ts", file);
@@ -31,7 +34,11 @@ function members(file: string, name: string): Map<string, string> {
     if (ts.isInterfaceDeclaration(st) && st.name.text === name) {
       const out = new Map<string, string>();
       for (const clause of st.heritageClauses ?? []) {
-        for (const t of clause.types) for (const [k, v] of members(file, t.expression.getText(src))) out.set(k, v);
+        for (const t of clause.types) {
+          const base = t.expression.getText(src);
+          const home = declares(src, base) ? file : GENERATED;
+          for (const [k, v] of members(home, base)) out.set(k, v);
+        }
       }
       for (const m of st.members) {
         if (ts.isPropertySignature(m) && m.name && ts.isIdentifier(m.name)) out.set(m.name.text, m.type?.getText(src) ?? "");
@@ -39,12 +46,22 @@ function members(file: string, name: string): Map<string, string> {
       return out;
     }
   }
+  if (file !== GENERATED) return members(GENERATED, name);
   throw new Error(`interface ${name} not found in ts/${file}`);
+}
+
+/** The generated option types (scripts/gen-ts.mjs, from schema/options.schema.json). */
+const GENERATED = "generated/options.ts";
+
+/** Whether `src` declares interface `name` itself. */
+function declares(src: ts.SourceFile, name: string): boolean {
+  return src.statements.some((st) => ts.isInterfaceDeclaration(st) && st.name.text === name);
 }
 
 /** Rust type -> [TS file, TS interface, members the TS layer adds itself (callbacks, data)]. */
 const PAIRS: Array<[string, string, string, string[]]> = [
-  ["GqaConfig", "gqa.ts", "GqaOptions", []],
+  // windowSize: the deprecated name of seqLenHint (a serde alias in the core, not a field).
+  ["GqaConfig", "gqa.ts", "GqaOptions", ["windowSize"]],
   ["AttentionConfig", "gqa.ts", "AttentionOptions", []],
   ["LoadOptions", "gqa.ts", "LoadOptions", []],
   ["RecommendedDefaults", "gqa.ts", "RecommendedDefaults", []],
@@ -75,7 +92,13 @@ describe(`TypeScript types against the Rust definitions (${BACKEND})`, () => {
     expect(members("train.ts", "FitOptions").get("clipNorm")).toMatch(/\| null/);
   });
 
-  it("the CLI's copy of the defaults (flag help, gqa info) equals what the core fills in", async () => {
+  it("ts/generated is what scripts/gen-ts.mjs writes from the committed schema files", () => {
+    const r = spawnSync(process.execPath, [join(ROOT, "scripts/gen-ts.mjs"), "--check"], { encoding: "utf8" });
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+  });
+
+  it("the CLI's defaults (generated: flag help, gqa info) equal what the core fills in", async () => {
     const m = await GQA.build({ embedDim: 4 });
     try {
       const cfg = m.config as unknown as Record<string, unknown>;

@@ -9,39 +9,16 @@
  * `bindings/wasm/src/error.rs`); {@link toGqaError} is the one place that wraps them.
  */
 
+import { CORE_ERROR_FIELDS, type CoreErrorFields } from "./generated/errors.js";
+
 /**
- * The fields of each error code of the Rust core: one entry per variant of `gqa_core::Error`, in
- * the order of `gqa_core::ERROR_CATALOG` (test/errors.test.ts checks this list against the
- * bindings' `errorCatalog()`, so the two cannot drift apart).
+ * The fields each core code sets, generated from `gqa_core::Error` (schema/errors.json, then
+ * ts/generated/errors.ts): codes, field names, field types and docs have their one home in
+ * crates/gqa-core/src/error.rs; test/errors.test.ts checks the table against the bindings'
+ * `errorCatalog()`.
  */
-export interface CoreErrorFields {
-  /** An option broke its rule (SPEC section 1), e.g. `numHeads: 7` with `numKvHeads: 2`. */
-  INVALID_OPTION: { option: string; expected: string; found: string };
-  /** An input buffer, its dims or per-sequence lengths do not fit the model (`what`: `input`, `dims`, `lengths[2]`, `input[1, 2, 0]`...). */
-  INVALID_INPUT: { what: string; expected: string; found: string };
-  /** A weight tensor has the wrong `shape` or `dtype` (`field`). */
-  TENSOR_MISMATCH: { tensor: string; field: string; expected: string; found: string };
-  /** A model parameter (canonical name) is not in the weight file; `lookedFor`: the keys searched. */
-  MISSING_PARAMETER: { parameter: string; lookedFor: string };
-  /** Strict loading found a tensor that is not a model parameter. */
-  UNEXPECTED_PARAMETER: { tensor: string };
-  /** A weight holds NaN or infinity at flat `index` (`value`: `NaN`, `inf`, `-inf`). */
-  NON_FINITE_WEIGHT: { tensor: string; index: number; value: string };
-  /** The bytes are not a readable safetensors file. */
-  MALFORMED_FILE: { reason: string };
-  /** A file without config metadata was loaded without `config`. */
-  MISSING_CONFIG: { reason: string };
-  /** A buffer would take gqa's memory past its limit (bytes): nothing was allocated. */
-  OUT_OF_MEMORY: { what: string; requested: number; limit: number; inUse: number };
-  /** A KV-cache session has no room for the pushed positions. */
-  CACHE_FULL: { what: string; capacity: number; cached: number; pushed: number };
-  /** A model, session, trainer or attention layer was used after `dispose()`. */
-  DISPOSED: { what: string };
-  /** The tensor backend (candle) failed. */
-  BACKEND: { detail: string };
-  /** A bug: a caught Rust panic, a wasm trap, or a broken invariant. */
-  INTERNAL: { detail: string };
-}
+export type { CoreErrorFields };
+export { CORE_ERROR_FIELDS };
 
 /** Codes produced by the Rust core (`gqa_core::Error::code()`). */
 export type CoreErrorCode = keyof CoreErrorFields;
@@ -62,26 +39,6 @@ export type GqaErrorFields = CoreErrorFields & TsErrorFields;
 
 /** Every error code a gqa call can fail with. */
 export type GqaErrorCode = keyof GqaErrorFields;
-
-/**
- * The field names of each core code, in `gqa_core::ERROR_CATALOG` order (what the bindings set;
- * test/errors.test.ts compares this table with the bindings' `errorCatalog()`).
- */
-export const CORE_ERROR_FIELDS: { readonly [C in CoreErrorCode]: readonly (keyof CoreErrorFields[C])[] } = {
-  INVALID_OPTION: ["option", "expected", "found"],
-  INVALID_INPUT: ["what", "expected", "found"],
-  TENSOR_MISMATCH: ["tensor", "field", "expected", "found"],
-  MISSING_PARAMETER: ["parameter", "lookedFor"],
-  UNEXPECTED_PARAMETER: ["tensor"],
-  NON_FINITE_WEIGHT: ["tensor", "index", "value"],
-  MALFORMED_FILE: ["reason"],
-  MISSING_CONFIG: ["reason"],
-  OUT_OF_MEMORY: ["what", "requested", "limit", "inUse"],
-  CACHE_FULL: ["what", "capacity", "cached", "pushed"],
-  DISPOSED: ["what"],
-  BACKEND: ["detail"],
-  INTERNAL: ["detail"],
-};
 
 /** Codes that mean the caller's input was wrong (options, data, files), not gqa or the machine. */
 export const INPUT_ERROR_CODES: ReadonlySet<GqaErrorCode> = new Set<GqaErrorCode>([

@@ -8,98 +8,13 @@ import { callBinding, coreOptions, type CoreValue, GqaError, ownOptions } from "
 import { GqaAttention, Model } from "./model.js";
 import { asModelFileError, ENSEMBLE_METADATA_KEY, readMetadata, unpackEnsemble } from "./model-file.js";
 import type { HeadOptions } from "./train.js";
+import { DEPRECATED_OPTION_NAMES, type GqaOptions, type OutputMode, type RecommendedDefaults, type RopeScaling, type SharedAttentionOptions } from "./generated/options.js";
 
-/** Output mode: `[B, H]` last (unpadded) position, `[B, T, H]` every position, or `[B, H]` mean. */
-export type OutputMode = "last_timestep" | "all" | "mean_pool";
-
-/**
- * Rotary scaling as Hugging Face transformers defines it (`rope_scaling` / `rope_parameters`,
- * names in camelCase, `type` = `rope_type`; formulas and source: docs/rotary.md and
- * `gqa_core::rope::RopeScaling`, from transformers' `modeling_rope_utils`). Implies rotary;
- * exclusive with Edifice's `yarn: true`. Invalid values throw `INVALID_OPTION` naming
- * `ropeScaling.<field>`.
- */
-export type RopeScaling =
-  /** Every frequency divided by `factor` (> 0). */
-  | { type: "linear"; factor: number }
-  /**
-   * NTK-aware: for a sequence of `L > originalMaxPositionEmbeddings` positions the base becomes
-   * `theta * (factor*L/orig - (factor-1))^(d/(d-2))`, recomputed from the current length (in a
-   * KV-cache session: the longest row after the push; cached keys keep theirs). `orig` is the
-   * Hugging Face config's `max_position_embeddings`.
-   */
-  | { type: "dynamic"; factor: number; originalMaxPositionEmbeddings: number }
-  /**
-   * YaRN (Peng et al., 2023) as transformers computes it: ramp over dimension indices between the
-   * correction dims of `betaFast` (default 32) and `betaSlow` (default 1), rounded outwards when
-   * `truncate` (default true); cos and sin multiplied by the attention factor: `attentionFactor`,
-   * else `m(factor, mscale)/m(factor, mscaleAllDim)` when both are given, else `m(factor, 1)`,
-   * `m(s, k) = s <= 1 ? 1 : 0.1*k*ln(s) + 1`.
-   */
-  | {
-      type: "yarn";
-      factor: number;
-      originalMaxPositionEmbeddings: number;
-      betaFast?: number;
-      betaSlow?: number;
-      attentionFactor?: number;
-      mscale?: number;
-      mscaleAllDim?: number;
-      truncate?: boolean;
-    }
-  /** Llama 3.1: wavelengths above `orig/lowFreqFactor` divided by `factor`, below `orig/highFreqFactor` kept, smoothed between. */
-  | { type: "llama3"; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number };
-
-/**
- * The options a model shares with the standalone attention layer: the same fields as the core's
- * `options_with_attention!` (its attention options), documented once here. {@link GqaOptions} and
- * {@link AttentionOptions} extend it.
- */
-export interface SharedAttentionOptions {
-  /** Model width `H` [`:hidden_size`], default 256; divisible by `numHeads` unless `headDim` is given. */
-  hiddenSize?: number;
-  /**
-   * Per-head width `D` (integer >= 1), default `hiddenSize / numHeads`; `q_proj` is `[numHeads*D, H]`,
-   * `k_proj`/`v_proj` `[numKvHeads*D, H]`, `out_proj` `[H, numHeads*D]`, scale `1/sqrt(D)`; even with rotary.
-   */
-  headDim?: number;
-  /** Query heads `NH` [`:num_heads`], default 8. */
-  numHeads?: number;
-  /** Key/value heads `NKV` [`:num_kv_heads`], default 2; divides `numHeads` (1 = MQA, = numHeads = MHA). */
-  numKvHeads?: number;
-  /** Rotary position embedding on Q and K (half-rotation, base `ropeTheta`), default false. */
-  rope?: boolean;
-  /** Rotary base `theta` (> 0), default 10000. */
-  ropeTheta?: number;
-  /** Hugging Face rotary scaling ({@link RopeScaling}); implies rotary; not with `yarn`. */
-  ropeScaling?: RopeScaling;
-  /** Edifice's YaRN-named frequency scaling (SPEC section 5; not Hugging Face's yarn, see `ropeScaling`); implies rotary. Default false. */
-  yarn?: boolean;
-  /** YaRN scale (> 0), default 8. */
-  yarnScale?: number;
-  /** Original context length of the YaRN ramp (>= 1), default 2048. */
-  yarnOriginalMaxPosition?: number;
-  /** Initialisation seed, default 0: same seed, bitwise the same weights on every backend. */
-  seed?: number;
-}
-
-/**
- * Model options (SPEC section 1; Edifice names in brackets): the shared attention options plus the
- * model's own. Only `embedDim` is required. Validation lives in the core: a bad value throws
- * `GqaError` code `INVALID_OPTION` naming it.
- */
-export interface GqaOptions extends SharedAttentionOptions {
-  /** Input features per timestep `E` [`:embed_dim`]; integer >= 1. */
-  embedDim: number;
-  /** Pre-norm blocks [`:num_layers`], default 4. */
-  numLayers?: number;
-  /** Dropout probability `0 <= p < 1`, default 0.1; active only in training. */
-  dropout?: number;
-  /** Expected sequence length (a sizing hint only), default 60. */
-  windowSize?: number;
-  /** Output mode, default `"last_timestep"`. */
-  outputMode?: OutputMode;
-}
+// The option types are generated from the core's option structs (schema/options.schema.json by
+// `cargo run --release -p gqa-core --example gen-schema`, then ts/generated/options.ts by
+// scripts/gen-ts.mjs): names, types, optionality, defaults and doc comments have their one home in
+// crates/gqa-core/src/config.rs.
+export type { GqaOptions, OutputMode, RecommendedDefaults, RopeScaling, SharedAttentionOptions };
 
 /** Options of {@link GQA.build}: model options plus an optional task head for `fit`/`evaluate`/`predict`. */
 export interface BuildOptions extends GqaOptions {
@@ -108,7 +23,7 @@ export interface BuildOptions extends GqaOptions {
 }
 
 /** Every model option with its value (what `model.config` returns); `headDim` and `ropeScaling` only when set. */
-export type ModelConfig = Required<Omit<GqaOptions, "headDim" | "ropeScaling">> & Pick<GqaOptions, "headDim" | "ropeScaling">;
+export type ModelConfig = Required<Omit<GqaOptions, "headDim" | "ropeScaling" | keyof typeof DEPRECATED_OPTION_NAMES>> & Pick<GqaOptions, "headDim" | "ropeScaling">;
 
 /** Options of the standalone attention layer (`GQA.buildGqaAttention`). */
 export interface AttentionOptions extends SharedAttentionOptions {
@@ -166,16 +81,6 @@ export interface ParamSpec {
   matmul: boolean;
   /** Its name in an Edifice/Axon checkpoint (`gqa_block_1_attn_q_proj.kernel`, `final_norm.gamma`); kernels there are `[in, out]`. */
   axonName: string;
-}
-
-/** Edifice's `recommended_defaults/0`. */
-export interface RecommendedDefaults {
-  hiddenSize: number;
-  numHeads: number;
-  numKvHeads: number;
-  numLayers: number;
-  windowSize: number;
-  dropout: number;
 }
 
 /** Options of {@link GQA.init}. */
@@ -236,12 +141,39 @@ async function ensure(): Promise<LoadedBackend> {
   return loaded!;
 }
 
-/** Model or attention options for the core ({@link coreOptions}), refusing a non-object. */
+/** The deprecated option names already warned about (one warning per name and process). */
+const warnedNames = new Set<string>();
+
+/**
+ * `opts` with each deprecated option name (`DEPRECATED_OPTION_NAMES`, generated from the core's
+ * serde aliases: `windowSize` -> `seqLenHint`) renamed to the current one, unless the current one
+ * is given too (the core then rejects the pair with `INVALID_OPTION` naming the old one). `warn`: print a one-time
+ * `console.warn` per name (model files that carry an old name are read without one). Returns
+ * `opts` itself when no old name is present; a non-object is returned unchanged.
+ */
+export function currentOptionNames<T>(opts: T, warn = true): T {
+  if (typeof opts !== "object" || opts === null || Array.isArray(opts)) return opts;
+  let out: Record<string, unknown> | null = null;
+  const given = (k: string) => Object.hasOwn(opts, k) && (opts as Record<string, unknown>)[k] !== undefined;
+  for (const [old, now] of Object.entries(DEPRECATED_OPTION_NAMES)) {
+    if (!given(old) || given(now)) continue;
+    if (warn && !warnedNames.has(old)) {
+      warnedNames.add(old);
+      console.warn(`gqa: \`${old}\` is deprecated: use \`${now}\` (same meaning; the old name will be removed)`);
+    }
+    out ??= { ...(opts as Record<string, unknown>) };
+    out[now] = out[old];
+    delete out[old];
+  }
+  return (out ?? opts) as T;
+}
+
+/** Model or attention options for the core ({@link coreOptions}), refusing a non-object; deprecated names renamed ({@link currentOptionNames}). */
 function optionsObject(opts: unknown): CoreValue {
   if (typeof opts !== "object" || opts === null || Array.isArray(opts)) {
     throw GqaError.invalidOption("options", "an object of options", opts === null ? "null" : Array.isArray(opts) ? "an array" : typeof opts);
   }
-  return coreOptions(opts);
+  return coreOptions(currentOptionNames(opts));
 }
 
 /**
@@ -467,7 +399,8 @@ export const GQA = {
     if (members !== undefined) {
       throw GqaError.invalidInput("model file", "one model (GQA.loadEnsemble reads an ensemble file)", `an ensemble of ${members} models ('${ENSEMBLE_METADATA_KEY}' metadata, written by gqa train --ensemble)`);
     }
-    const o = coreOptions(options);
+    const hasConfig = typeof options === "object" && options !== null && options.config !== undefined;
+    const o = coreOptions(hasConfig ? { ...options, config: currentOptionNames(options.config) } : options);
     try {
       return new Model(be.name, callBinding(() => be.binding.loadModel(bytes, o)));
     } catch (e) {

@@ -9,6 +9,7 @@ import { InvalidArgumentError, Option, type Command } from "commander";
 import { GQA, GqaError, type GqaOptions } from "../index.js";
 import { DataFormatError, DataNotFoundError } from "../data/errors.js";
 import { INPUT_ERROR_CODES } from "../errors.js";
+import { DEPRECATED_OPTION_NAMES, OPTION_DEFAULTS, OPTION_DESCRIPTIONS, OPTION_KEYS, type OptionKey } from "../generated/options.js";
 
 /** Exit code for bad input: malformed/missing files, invalid options, usage errors. */
 export const EXIT_BAD_INPUT = 2;
@@ -63,71 +64,70 @@ export function addBackendOption(cmd: Command): Command {
 }
 
 /** Defaults shown in the model flags' help (and applied by the command that passes them). */
-export interface ModelDefaults {
-  hiddenSize: number;
-  numHeads: number;
-  numKvHeads: number;
-  numLayers: number;
-  dropout: number;
-  rope: boolean;
-}
+export type ModelDefaults = Pick<Required<GqaOptions>, "hiddenSize" | "numHeads" | "numKvHeads" | "numLayers" | "dropout" | "rope">;
 
 /**
  * The core's defaults (SPEC section 1, `gqa_core::GqaConfig`), used by `gqa info` and in the flags'
- * help. The help is built before a backend is loaded, so this is a copy; test/schema.test.ts
- * checks every value against the defaults the core fills in (`model.config`).
+ * help: generated from the core's serde defaults (ts/generated/options.ts), not restated here.
+ * test/schema.test.ts also checks every value against the defaults the core fills in (`model.config`).
  */
-export const CORE_DEFAULTS = {
-  hiddenSize: 256,
-  numHeads: 8,
-  numKvHeads: 2,
-  numLayers: 4,
-  dropout: 0.1,
-  rope: false,
-  ropeTheta: 10000,
-  yarn: false,
-  yarnScale: 8,
-  yarnOriginalMaxPosition: 2048,
-  windowSize: 60,
-  outputMode: "last_timestep",
-  seed: 0,
-} as const satisfies ModelDefaults & Required<Omit<GqaOptions, "embedDim" | "headDim" | "ropeScaling">>;
+export const CORE_DEFAULTS = OPTION_DEFAULTS satisfies ModelDefaults & Required<Omit<GqaOptions, "embedDim" | "headDim" | "ropeScaling" | keyof typeof DEPRECATED_OPTION_NAMES>>;
+
+/**
+ * The help text of the flag of model option `key`, from the option's doc comment in the core
+ * (`OPTION_DESCRIPTIONS`): its first sentence without Markdown, Edifice name or default, starting
+ * in lower case (unless it starts with an acronym), then `extra` (CLI-specific wording), then
+ * `; default <value>` (from `defaults` when it has `key`, else the core's default; none for
+ * switches or options without a default).
+ */
+export function optionHelp(key: OptionKey, extra = "", defaults: Partial<Record<OptionKey, unknown>> = {}): string {
+  const first = OPTION_DESCRIPTIONS[key].replace(/\s+/g, " ").split(/\.(?:\s|$)/)[0]!;
+  const value = key in defaults ? defaults[key] : (OPTION_DEFAULTS as Partial<Record<OptionKey, unknown>>)[key];
+  const text = first
+    .replace(/`/g, "")
+    .replace(/ \(:\w+\)/g, "")
+    .replace(value === undefined ? /$^/ : /[,;]? default [^,;]+/g, "")
+    .replace(/^[A-Z](?=[a-z])/, (c) => c.toLowerCase());
+  return `${text}${extra}${value === undefined || typeof value === "boolean" ? "" : `; default ${value}`}`;
+}
 
 /**
  * Adds the model-architecture flags shared by `info` and `train`. Values not given are left to
- * `defaults` (the core's defaults unless the command bakes in others, as `train` does; SPEC
- * section 1: hidden 256, heads 8, KV heads 2, layers 4, dropout 0.1, seed 0). When
+ * `defaults` (the core's defaults, {@link CORE_DEFAULTS}, unless the command bakes in others, as
+ * `train` does). Each flag's help is the option's doc comment in the core ({@link optionHelp}). When
  * `defaults.rope` is true, `--no-rope` turns rotary embeddings off. `training`: the command trains
  * (the seed then also drives dropout and the batch order).
  */
 export function addModelOptions(cmd: Command, defaults: ModelDefaults = CORE_DEFAULTS, training = false): Command {
   cmd
-    .option("--hidden-size <n>", `model width H (divisible by --num-heads); default ${defaults.hiddenSize}`, intArg(1))
-    .option("--num-heads <n>", `query heads NH; default ${defaults.numHeads}`, intArg(1))
-    .option("--head-dim <n>", "per-head width D (the hidden size then need not divide by the head count); default hidden size / heads", intArg(1))
-    .option("--num-kv-heads <n>", `key/value heads NKV, dividing --num-heads (1 = MQA, = num-heads = MHA); default ${defaults.numKvHeads}`, intArg(1))
-    .option("--num-layers <n>", `pre-norm transformer blocks; default ${defaults.numLayers}`, intArg(1))
-    .option("--dropout <p>", `dropout probability in [0, 1), used only in training; default ${defaults.dropout}`, numArg(0, 1))
-    .option("--rope", `rotary position embedding on Q and K (half rotation, base theta ${CORE_DEFAULTS.ropeTheta} by default)${defaults.rope ? "; on by default" : ""}`);
+    .option("--hidden-size <n>", optionHelp("hiddenSize", "", defaults), intArg(1))
+    .option("--num-heads <n>", optionHelp("numHeads", "", defaults), intArg(1))
+    .option("--head-dim <n>", optionHelp("headDim"), intArg(1))
+    .option("--num-kv-heads <n>", optionHelp("numKvHeads", "", defaults), intArg(1))
+    .option("--num-layers <n>", optionHelp("numLayers", "", defaults), intArg(1))
+    .option("--dropout <p>", optionHelp("dropout", "", defaults), numArg(0, 1))
+    .option("--rope", optionHelp("rope", defaults.rope ? "; on by default" : ""));
   if (defaults.rope) cmd.option("--no-rope", "no rotary position embedding");
   return cmd
-    .option("--rope-theta <x>", `rotary base theta (> 0); default ${CORE_DEFAULTS.ropeTheta}`, numArg(Number.MIN_VALUE))
-    .option("--rope-scaling <json>", 'Hugging Face rotary scaling as JSON, e.g. \'{"type":"yarn","factor":4,"originalMaxPositionEmbeddings":2048}\' (implies rotary)', jsonArg)
-    .option("--yarn", "Edifice's YaRN-named rotary frequency scaling (implies rotary; not Hugging Face's yarn)")
-    .option("--yarn-scale <s>", `YaRN scale (> 0); default ${CORE_DEFAULTS.yarnScale}`, numArg(Number.MIN_VALUE))
-    .option("--window-size <n>", `expected sequence length (a sizing hint only); default ${CORE_DEFAULTS.windowSize}`, intArg(1))
+    .option("--rope-theta <x>", optionHelp("ropeTheta"), numArg(Number.MIN_VALUE))
+    .option("--rope-scaling <json>", optionHelp("ropeScaling", '; as JSON, e.g. \'{"type":"yarn","factor":4,"originalMaxPositionEmbeddings":2048}\''), jsonArg)
+    .option("--yarn", optionHelp("yarn"))
+    .option("--yarn-scale <s>", optionHelp("yarnScale"), numArg(Number.MIN_VALUE))
+    .option("--seq-len-hint <n>", optionHelp("seqLenHint"), intArg(1))
+    // Deprecated spelling of --seq-len-hint (the option's former name, windowSize): still read, not shown.
+    .addOption(new Option("--window-size <n>").argParser(intArg(1)).hideHelp())
     .addOption(
-      new Option("--output-mode <mode>", `how the sequence becomes one vector: last_timestep, mean_pool (all is for the API only); default ${CORE_DEFAULTS.outputMode}`)
+      new Option("--output-mode <mode>", optionHelp("outputMode", ": last_timestep or mean_pool (all is for the API only)"))
         .choices(["last_timestep", "mean_pool"]),
     )
-    .option("--seed <n>", `${training ? "seed of the weight initialisation, dropout and batch order" : "seed of the weight initialisation"}; default ${CORE_DEFAULTS.seed}`, intArg(0));
+    .option("--seed <n>", optionHelp("seed", training ? ", dropout and batch order" : ""), intArg(0));
 }
 
-/** The raw commander values of {@link addModelOptions}: the model options the CLI exposes (typed by `GqaOptions`), plus the backend. */
-export type ModelFlags = Pick<
-  GqaOptions,
-  "hiddenSize" | "headDim" | "numHeads" | "numKvHeads" | "numLayers" | "dropout" | "rope" | "ropeTheta" | "ropeScaling" | "yarn" | "yarnScale" | "windowSize" | "seed"
-> & {
+/**
+ * The raw commander values of {@link addModelOptions}: the model options the CLI exposes (typed by
+ * `GqaOptions`; `embedDim` comes from the data or `--embed-dim`), plus the backend.
+ */
+export type ModelFlags = Omit<Partial<GqaOptions>, "embedDim" | "outputMode"> & {
   /** A head needs `[B, H]`, so the CLI offers only these two modes. */
   outputMode?: "last_timestep" | "mean_pool";
   backend?: "auto" | "native" | "wasm";
@@ -136,33 +136,22 @@ export type ModelFlags = Pick<
 };
 
 /**
- * Turns the flags into `GqaOptions`: the given ones, else `defaults` when a command bakes some in,
+ * Turns the flags into `GqaOptions`: the given ones (every model option of the core,
+ * `OPTION_KEYS`, that has a value among the flags), else `defaults` when a command bakes some in,
  * else nothing (the core fills in its defaults).
  */
 export function modelOptions(flags: ModelFlags, embedDim: number, defaults?: ModelDefaults): GqaOptions {
-  const o: GqaOptions = { embedDim };
-  if (defaults) {
-    o.hiddenSize = defaults.hiddenSize;
-    o.numHeads = defaults.numHeads;
-    o.numKvHeads = defaults.numKvHeads;
-    o.numLayers = defaults.numLayers;
-    o.dropout = defaults.dropout;
-    o.rope = defaults.rope;
+  const o: GqaOptions = { embedDim, ...defaults };
+  const given = flags as Record<string, unknown>;
+  for (const k of OPTION_KEYS) {
+    if (k !== "embedDim" && given[k] !== undefined) (o as unknown as Record<string, unknown>)[k] = given[k];
   }
-  if (flags.hiddenSize !== undefined) o.hiddenSize = flags.hiddenSize;
-  if (flags.numHeads !== undefined) o.numHeads = flags.numHeads;
-  if (flags.headDim !== undefined) o.headDim = flags.headDim;
-  if (flags.ropeTheta !== undefined) o.ropeTheta = flags.ropeTheta;
-  if (flags.ropeScaling !== undefined) o.ropeScaling = flags.ropeScaling;
-  if (flags.numKvHeads !== undefined) o.numKvHeads = flags.numKvHeads;
-  if (flags.numLayers !== undefined) o.numLayers = flags.numLayers;
-  if (flags.dropout !== undefined) o.dropout = flags.dropout;
-  if (flags.rope !== undefined) o.rope = flags.rope;
-  if (flags.yarn) o.yarn = true;
-  if (flags.yarnScale !== undefined) o.yarnScale = flags.yarnScale;
-  if (flags.windowSize !== undefined) o.windowSize = flags.windowSize;
-  if (flags.outputMode !== undefined) o.outputMode = flags.outputMode;
-  if (flags.seed !== undefined) o.seed = flags.seed;
+  // A deprecated flag (--window-size) sets its option's current name unless that flag is given too.
+  for (const [old, now] of Object.entries(DEPRECATED_OPTION_NAMES)) {
+    if (given[old] === undefined) continue;
+    status(`warning: ${flagOf(old)} is deprecated: use ${flagOf(now)} (same meaning)`);
+    if (given[now] === undefined) (o as unknown as Record<string, unknown>)[now] = given[old];
+  }
   return o;
 }
 
@@ -186,11 +175,12 @@ export async function startBackend(flags: Pick<ModelFlags, "backend" | "threads"
   return name;
 }
 
-/** API options the CLI sets from a flag of the same name in kebab case (`numKvHeads` <- `--num-kv-heads`). */
-const FLAG_OPTIONS = new Set([
-  "embedDim", "hiddenSize", "headDim", "ropeTheta", "numHeads", "numKvHeads", "numLayers", "dropout", "yarnScale", "windowSize", "outputMode", "seed",
-  "epochs", "batchSize", "lr", "weightDecay", "huberDelta", "labelSmoothing",
-]);
+/**
+ * API options the CLI sets from a flag of the same name in kebab case (`numKvHeads` <-
+ * `--num-kv-heads`): every model option (generated from the core's `GqaConfig`), plus the fit
+ * options the CLI exposes.
+ */
+const FLAG_OPTIONS = new Set<string>([...OPTION_KEYS, ...Object.keys(DEPRECATED_OPTION_NAMES), "epochs", "batchSize", "lr", "weightDecay", "huberDelta", "labelSmoothing"]);
 
 /** `numKvHeads` -> `--num-kv-heads`. */
 function flagOf(option: string): string {

@@ -5,9 +5,10 @@
 import type { Command } from "commander";
 import { GQA, type GqaOptions } from "../index.js";
 import { readFileOrThrow } from "../data/errors.js";
+import { currentOptionNames } from "../gqa.js";
 import { readModelSummary } from "../model-file.js";
 import { derived, exactParamCount, flopsPerToken, kvBytesPerToken, withCounts, type ResolvedArch } from "./arch.js";
-import { addBackendOption, addModelOptions, fmtBytes, fmtInt, intArg, modelOptions, startBackend, type ModelFlags } from "./common.js";
+import { addBackendOption, addModelOptions, CORE_DEFAULTS, fmtBytes, fmtInt, intArg, modelOptions, startBackend, type ModelFlags } from "./common.js";
 
 interface InfoFlags extends ModelFlags {
   embedDim?: number;
@@ -36,7 +37,7 @@ export function registerInfo(program: Command): void {
     )
     .option("--embed-dim <n>", "input features per time step E (required unless --model gives it)", intArg(1))
     .option("--model <file>", "read the configuration from a saved model file (its gqa_config metadata, as written by gqa train or model.save); model flags given as well override it")
-    .option("--seq-len <n>", "sequence length T for the attention FLOPs; default: the window size (60)", intArg(1))
+    .option("--seq-len <n>", `sequence length T for the attention FLOPs; default: the sequence-length hint (--seq-len-hint, ${CORE_DEFAULTS.seqLenHint})`, intArg(1))
     .option("--json", "print the summary as JSON instead of text");
   addModelOptions(cmd);
   addBackendOption(cmd);
@@ -64,7 +65,7 @@ interface ArchInfo {
   defaults: ReturnType<typeof GQA.recommendedDefaults>;
   a: ResolvedArch;
   d: ReturnType<typeof derived>;
-  /** `T` of the attention FLOPs: `--seq-len`, else the window size. */
+  /** `T` of the attention FLOPs: `--seq-len`, else the sequence-length hint. */
   seqLen: number;
   /** Parameter counts: Edifice's approximate formula, the core's exact count, the table's sum. */
   approx: number;
@@ -86,7 +87,8 @@ interface ArchInfo {
  */
 async function resolveInfo(flags: InfoFlags): Promise<ArchInfo> {
   const file = flags.model === undefined ? undefined : readModelSummary(new Uint8Array(await readFileOrThrow(flags.model)), flags.model);
-  const fileOptions = file?.options as GqaOptions | undefined;
+  // A file may carry an option under its former name (windowSize): read it as the current one.
+  const fileOptions = currentOptionNames(file?.options, false) as GqaOptions | undefined;
   const backend = await startBackend(flags);
   const embedDim = flags.embedDim ?? fileOptions!.embedDim;
   // The file's options, then the flags given on the command line (modelOptions sets only those).
@@ -101,7 +103,7 @@ async function resolveInfo(flags: InfoFlags): Promise<ArchInfo> {
     numLayers: opts.numLayers ?? defaults.numLayers,
     ...(opts.headDim !== undefined && { headDim: opts.headDim }),
   };
-  const seqLen = flags.seqLen ?? opts.windowSize ?? defaults.windowSize;
+  const seqLen = flags.seqLen ?? opts.seqLenHint ?? defaults.seqLenHint;
   const d = derived(a);
   const approx = GQA.paramCount(opts);
   const exact = GQA.paramCount(opts, { exact: true });
@@ -114,9 +116,9 @@ async function resolveInfo(flags: InfoFlags): Promise<ArchInfo> {
     mha: kvBytesPerToken(a, a.numHeads),
     mqa: kvBytesPerToken(a, 1),
   };
-  const theta = opts.ropeTheta !== undefined && opts.ropeTheta !== 10000 ? `, theta ${opts.ropeTheta}` : "";
+  const theta = opts.ropeTheta !== undefined && opts.ropeTheta !== CORE_DEFAULTS.ropeTheta ? `, theta ${opts.ropeTheta}` : "";
   const rotary = (opts.yarn ? "yarn (Edifice)" : opts.ropeScaling ? `${opts.ropeScaling.type} (Hugging Face)` : opts.rope ? "rope" : "none") + (opts.yarn || opts.ropeScaling || opts.rope ? theta : "");
-  const outputMode = opts.outputMode ?? "last_timestep";
+  const outputMode = opts.outputMode ?? CORE_DEFAULTS.outputMode;
   return { backend, ...(file && { file }), opts, defaults, a, d, seqLen, approx, exact, tableExact, rows, flops, kv, rotary, outputMode };
 }
 
@@ -126,7 +128,7 @@ function infoJson(flags: InfoFlags, info: ArchInfo): string {
   const summary = {
     backend,
     ...(file && { file: { path: flags.model, members: file.members, head: file.head } }),
-    config: { ...a, ...d, dropout: opts.dropout ?? defaults.dropout, rotary, outputMode, seed: opts.seed ?? 0 },
+    config: { ...a, ...d, dropout: opts.dropout ?? defaults.dropout, rotary, outputMode, seed: opts.seed ?? CORE_DEFAULTS.seed },
     params: rows.map(({ name, shape, count, init, axonName }) => ({ name, shape, count, init, axonName })),
     paramCount: { approximate: approx, exact, table: tableExact },
     flopsPerToken: { seqLen, ...flops },

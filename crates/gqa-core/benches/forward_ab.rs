@@ -97,7 +97,7 @@ fn main() {
     long.num_heads = 16;
     long.num_kv_heads = 4;
     long.num_layers = 4;
-    long.window_size = 2048;
+    long.seq_len_hint = 2048;
     case(
         "long_b1_t2048_h512_16x4_l4",
         long,

@@ -32,7 +32,7 @@ fn config() -> GqaConfig {
     c.num_layers = 4;
     c.rope = true;
     c.output_mode = OutputMode::LastTimestep;
-    c.window_size = 8192;
+    c.seq_len_hint = 8192;
     c
 }
 

@@ -23,7 +23,7 @@ crate::config::options_with_attention! {
     /// Options of the attention layer alone (`buildGqaAttention`), TypeScript names, Edifice's
     /// defaults: exactly the model's attention options ([`GqaConfig`] defines the same fields
     /// through the same `options_with_attention!`, so names, defaults and docs cannot drift).
-    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub struct AttentionConfig {
         ..attention_options,

@@ -3,13 +3,14 @@
 //! Source: `Edifice.Attention.GQA.build/1` options (the seed: Edifice's documentation of `Edifice.Attention.GQA`), with the
 //! stricter rules of SPEC section 1 (e.g. `hiddenSize` must divide by `numHeads`).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{check_f32_buffer, Error, Result};
 use crate::rope::{RopePlan, RopeScaling};
 
 /// What the model returns from the final hidden states `h: [B, T, H]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OutputMode {
     /// `h[:, T-1, :]` (or `h[b, L_b-1, :]` with lengths): `[B, H]`. Edifice's default.
@@ -50,8 +51,8 @@ macro_rules! options_with_attention {
         $(#[$m])*
         pub struct $name {
             $( $(#[$hm])* pub $hf: $ht, )*
-            /// Width `H` of the model and of attention input and output (`:hidden_size`), default
-            /// 256; divisible by `num_heads` unless `head_dim` is given.
+            /// Model width `H` (`:hidden_size`), the width of attention input and output,
+            /// default 256; divisible by `numHeads` unless `headDim` is given.
             #[serde(default = "crate::config::d_hidden")]
             pub hidden_size: usize,
             /// Explicit per-head width `D` (`headDim`, >= 1); default `hiddenSize / numHeads`.
@@ -63,32 +64,35 @@ macro_rules! options_with_attention {
             /// Query heads `NH` (`:num_heads`), default 8.
             #[serde(default = "crate::config::d_heads")]
             pub num_heads: usize,
-            /// Key/value heads `NKV` (`:num_kv_heads`), default 2; divides `num_heads`
-            /// (1 = multi-query, `num_heads` = multi-head attention).
+            /// Key/value heads `NKV` (`:num_kv_heads`), default 2; divides `numHeads`
+            /// (1 = multi-query, `numHeads` = multi-head attention).
             #[serde(default = "crate::config::d_kv_heads")]
             pub num_kv_heads: usize,
-            /// Rotary position embedding on Q and K (half-rotation, base `rope_theta`).
+            /// Rotary position embedding on Q and K (half rotation, base `ropeTheta`), default
+            /// false.
             #[serde(default)]
             pub rope: bool,
             /// Rotary base `theta` (`ropeTheta`, finite > 0), default 10000.
             #[serde(default = "crate::config::d_rope_theta")]
             pub rope_theta: f64,
-            /// Hugging Face rotary scaling (`ropeScaling`, see [`crate::rope::RopeScaling`]);
-            /// implies rotary; exclusive with `yarn`.
+            /// Rotary scaling as Hugging Face transformers defines it (see
+            /// [`crate::rope::RopeScaling`]); implies rotary; exclusive with `yarn`. Invalid values
+            /// name `ropeScaling.<field>`.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub rope_scaling: Option<crate::rope::RopeScaling>,
-            /// Edifice's YaRN-named frequency scaling (SPEC section 5); implies rotary.
+            /// Rotary frequency scaling that Edifice names YaRN (SPEC section 5; not Hugging Face's
+            /// yarn, see `ropeScaling`); implies rotary; default false.
             #[serde(default)]
             pub yarn: bool,
-            /// YaRN scale `s` (> 0), default 8.
+            /// Scale `s` of Edifice's YaRN (> 0), default 8.
             #[serde(default = "crate::config::d_yarn_scale")]
             pub yarn_scale: f64,
             /// Original context length of the YaRN ramp (>= 1), default 2048.
             #[serde(default = "crate::config::d_yarn_orig")]
             pub yarn_original_max_position: usize,
             $( $(#[$tm])* pub $tf: $tt, )*
-            /// Initialisation seed, default 0; the same seed gives bitwise the same weights on
-            /// every backend (SPEC section 3).
+            /// Seed of the weight initialisation, default 0. The same seed gives bitwise the same
+            /// weights on every backend (SPEC section 3).
             #[serde(default)]
             pub seed: u64,
         }
@@ -124,28 +128,34 @@ macro_rules! options_with_attention {
 pub(crate) use options_with_attention;
 
 options_with_attention! {
-    /// Every option of the GQA model, with Edifice's defaults.
+    /// Model options (SPEC section 1; Edifice's names in parentheses, Edifice's defaults): the
+    /// options shared with the attention layer plus the model's own. Only `embedDim` is
+    /// required. Validation lives in the core ([`GqaConfig::validate`]): a bad value fails with
+    /// `INVALID_OPTION` naming it.
     ///
     /// Serialises to/from JSON with the TypeScript (camelCase) names; this JSON is what the
     /// bindings pass in and what a saved safetensors file carries in its metadata (key
     /// `gqa_config`). The options shared with the attention layer are defined once, by
     /// `options_with_attention!` (see [`GqaConfig::attention`]).
-    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub struct GqaConfig {
-        /// Input features per timestep `E` (`:embed_dim`). Required, >= 1.
+        /// Input features per timestep `E` (`:embed_dim`); required, an integer >= 1.
         pub embed_dim: usize,
         /// Pre-norm blocks (`:num_layers`), default 4.
         #[serde(default = "d_layers")]
         pub num_layers: usize,
-        /// Dropout probability, default 0.1, `0 <= p < 1`; active only in training.
+        /// Dropout probability in `[0, 1)`, used only in training, default 0.1.
         #[serde(default = "d_dropout")]
         pub dropout: f64,
         ..attention_options,
-        /// Expected sequence length (a sizing hint only; any length >= 1 works), default 60.
-        #[serde(default = "d_window")]
-        pub window_size: usize,
-        /// Output mode, default `last_timestep`.
+        /// Expected sequence length `T` in timesteps (`:window_size`), a sizing hint only: any
+        /// length >= 1 works; default 60. Formerly `windowSize`, which is still read (deprecated;
+        /// not both names in one object).
+        #[serde(default = "d_seq_len_hint", alias = "windowSize")]
+        pub seq_len_hint: usize,
+        /// How the final hidden states become the output (see [`OutputMode`]), default
+        /// `last_timestep`.
         #[serde(default)]
         pub output_mode: OutputMode,
     }
@@ -175,25 +185,50 @@ pub(crate) fn d_yarn_scale() -> f64 {
 pub(crate) fn d_yarn_orig() -> usize {
     2048
 }
-fn d_window() -> usize {
+fn d_seq_len_hint() -> usize {
     60
 }
 
-/// The options of `recommendedDefaults()` (SPEC section 1).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A former option name the core still reads, deprecated: a `#[serde(alias)]` on the field that
+/// now has another name. Listed in [`DEPRECATED_OPTION_NAMES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeprecatedName {
+    /// The former JSON (camelCase) name, e.g. `windowSize`.
+    pub name: &'static str,
+    /// The option's current JSON name, e.g. `seqLenHint`.
+    pub use_instead: &'static str,
+    /// Why it was renamed (one sentence, for docs and generated TypeScript).
+    pub reason: &'static str,
+}
+
+/// Every deprecated option name of [`GqaConfig`] (and [`RecommendedDefaults`]): each is a serde
+/// alias, so options and saved model files (`gqa_config` metadata) that use it still load; an
+/// object that has both names is rejected with [`Error::InvalidOption`] naming the old one. The
+/// options schema carries this list as `x-deprecatedNames` ([`crate::schema::options_schema`]).
+pub const DEPRECATED_OPTION_NAMES: &[DeprecatedName] = &[DeprecatedName {
+    name: "windowSize",
+    use_instead: "seqLenHint",
+    reason: "it is a sizing hint for the expected sequence length, not a sliding attention \
+             window; options and model files that use the old name still load",
+}];
+
+/// Edifice's `recommended_defaults/0`: the defaults of the main options (SPEC section 1), what
+/// `recommendedDefaults()` returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RecommendedDefaults {
-    /// 256
+    /// Default model width `H`: 256.
     pub hidden_size: usize,
-    /// 8
+    /// Default query heads: 8.
     pub num_heads: usize,
-    /// 2
+    /// Default key/value heads: 2.
     pub num_kv_heads: usize,
-    /// 4
+    /// Default pre-norm blocks: 4.
     pub num_layers: usize,
-    /// 60
-    pub window_size: usize,
-    /// 0.1
+    /// Default expected sequence length `T` (a sizing hint, Edifice's `:window_size`): 60.
+    #[serde(alias = "windowSize")]
+    pub seq_len_hint: usize,
+    /// Default dropout probability: 0.1.
     pub dropout: f64,
 }
 
@@ -206,7 +241,7 @@ pub fn recommended_defaults() -> RecommendedDefaults {
         num_heads: d.num_heads,
         num_kv_heads: d.num_kv_heads,
         num_layers: d.num_layers,
-        window_size: d.window_size,
+        seq_len_hint: d.seq_len_hint,
         dropout: d.dropout,
     }
 }
@@ -319,11 +354,11 @@ impl GqaConfig {
                 self.yarn_original_max_position,
             ));
         }
-        if self.window_size < 1 {
+        if self.seq_len_hint < 1 {
             return Err(Error::option(
-                "windowSize",
+                "seqLenHint",
                 "an integer >= 1",
-                self.window_size,
+                self.seq_len_hint,
             ));
         }
         if !(self.rope_theta > 0.0 && self.rope_theta.is_finite()) {
@@ -676,7 +711,31 @@ fn json_option_error(
         ),
         None => ("a valid value".to_string(), msg.clone()),
     };
-    if msg.starts_with("missing field") {
+    if let Some(q) = quoted("duplicate field `") {
+        // serde reports a field given under both its name and a (deprecated) alias by the
+        // field's name; name the old one, as the one to drop.
+        let old = DEPRECATED_OPTION_NAMES
+            .iter()
+            .find(|d| d.use_instead == q)
+            .map(|d| d.name);
+        match old {
+            Some(old) => {
+                let mut at = value;
+                for seg in path.split('.').filter(|s| !s.is_empty()) {
+                    at = at.get(seg).unwrap_or(&serde_json::Value::Null);
+                }
+                let found = at
+                    .get(old)
+                    .map_or("both names".to_string(), |v| v.to_string());
+                Error::option(
+                    &name(nested(old.to_string())),
+                    format!("only one of {q} and {old} (its deprecated name)"),
+                    found,
+                )
+            }
+            None => Error::option(&name(nested(q)), "the option once", "a duplicate"),
+        }
+    } else if msg.starts_with("missing field") {
         Error::option(
             &name(quoted("missing field `").map(nested).unwrap_or(path)),
             "a value (this option is required)",

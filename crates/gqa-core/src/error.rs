@@ -11,7 +11,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// Nothing in the crate panics on user input: bad options, bad shapes, bad files and sizes
 /// that would not fit in memory all come back as one of these variants.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error, schemars::JsonSchema)]
 pub enum Error {
     /// A model option broke its rule (SPEC section 1), e.g. `numHeads=7` with `numKvHeads=2`.
     #[error("invalid option `{option}`: expected {expected}, found {found}")]
@@ -483,13 +483,12 @@ pub fn check_f32_buffer(what: &str, dims: &[usize]) -> Result<usize> {
     Ok((bytes / 4) as usize)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// One value of every variant. The `match` has no wildcard arm, so a new variant does not
-    /// compile until it is added here (and so to the catalog check below).
-    fn samples() -> Vec<Error> {
+impl Error {
+    /// One value of every variant, in [`ERROR_CATALOG`] order (placeholder values). The `match`
+    /// has no wildcard arm, so a new variant does not compile until it is added here; the
+    /// catalog test and the generated error catalog (`schema/errors.json`, see
+    /// [`crate::schema::error_catalog`]) read the field types from these.
+    pub fn samples() -> Vec<Error> {
         let all = vec![
             Error::option("numHeads", "a multiple of numKvHeads", 7),
             Error::input("dims", "[B, T, E]", "[1]"),
@@ -546,10 +545,15 @@ mod tests {
         }
         all
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn catalog_lists_every_variant_with_its_fields() {
-        let all = samples();
+        let all = Error::samples();
         assert_eq!(
             all.len(),
             ERROR_CATALOG.len(),

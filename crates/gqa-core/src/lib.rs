@@ -39,7 +39,10 @@ pub use attention::{AttentionConfig, GqaAttention};
 pub use block::GqaBlock;
 /// The tensor crate the model is built on (re-exported so callers use the same version).
 pub use candle_core;
-pub use config::{recommended_defaults, to_value, GqaConfig, OutputMode, RecommendedDefaults};
+pub use config::{
+    recommended_defaults, to_value, DeprecatedName, GqaConfig, OutputMode, RecommendedDefaults,
+    DEPRECATED_OPTION_NAMES,
+};
 pub use dropout::Dropout;
 pub use error::{error_catalog_value, Error, ErrorField, Result, ERROR_CATALOG};
 pub use mask::Mask;

@@ -51,7 +51,7 @@ pub const ROPE_BASE: f64 = 10000.0;
 /// Edifice's `yarn: true` is a different scaling (SPEC section 5): its ramp runs over
 /// wavelengths between `orig/4` and `orig` (not over dimension indices from `betaFast`/`betaSlow`
 /// rotation counts), it divides by `yarnScale` inside the ramp, and it has no attention factor.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(
     tag = "type",
     rename_all = "lowercase",

@@ -49,7 +49,9 @@ fn each_rule_names_its_option() {
             r#"{"embedDim":4,"yarnOriginalMaxPosition":0}"#,
             "yarnOriginalMaxPosition",
         ),
-        (r#"{"embedDim":4,"windowSize":0}"#, "windowSize"),
+        (r#"{"embedDim":4,"seqLenHint":0}"#, "seqLenHint"),
+        // The deprecated name reads as seqLenHint, and its rule names the current one.
+        (r#"{"embedDim":4,"windowSize":0}"#, "seqLenHint"),
         (
             r#"{"embedDim":4,"hiddenSize":12,"numHeads":4,"numKvHeads":2,"rope":true}"#,
             "hiddenSize",
@@ -140,7 +142,7 @@ fn config_json_round_trip_writes_every_option() {
         "yarn",
         "yarnScale",
         "yarnOriginalMaxPosition",
-        "windowSize",
+        "seqLenHint",
         "outputMode",
         "seed",
     ] {
@@ -322,9 +324,9 @@ fn option_errors_use_javascript_terms() {
         )
     );
     assert_eq!(
-        e(r#"{"embedDim":4,"windowSize":{}}"#),
+        e(r#"{"embedDim":4,"seqLenHint":{}}"#),
         (
-            "windowSize".into(),
+            "seqLenHint".into(),
             "a non-negative integer".into(),
             "an object".into()
         )
@@ -358,4 +360,54 @@ fn option_errors_use_javascript_terms() {
     assert_eq!(js_found("boolean `true`"), "boolean true");
     assert_eq!(js_found("map"), "an object");
     assert_eq!(js_found("7"), "7");
+}
+
+#[test]
+fn window_size_is_the_deprecated_name_of_seq_len_hint() {
+    // Options and saved configs with the former name still load, as the current one.
+    let old = GqaConfig::from_json(r#"{"embedDim":4,"windowSize":33}"#).unwrap();
+    assert_eq!(old.seq_len_hint, 33);
+    assert_eq!(
+        old,
+        GqaConfig::from_json(r#"{"embedDim":4,"seqLenHint":33}"#).unwrap()
+    );
+    // Written back under the current name only.
+    let json = old.to_json();
+    assert!(json.contains(r#""seqLenHint":33"#), "{json}");
+    assert!(!json.contains("windowSize"), "{json}");
+    let defaults: gqa_core::RecommendedDefaults =
+        serde_json::from_str(&serde_json::to_string(&gqa_core::recommended_defaults()).unwrap())
+            .unwrap();
+    assert_eq!(defaults.seq_len_hint, 60);
+    // Both names in one object: rejected, naming the deprecated one.
+    assert_eq!(
+        GqaConfig::from_json(r#"{"embedDim":4,"seqLenHint":33,"windowSize":7}"#).unwrap_err(),
+        Error::InvalidOption {
+            option: "windowSize".into(),
+            expected: "only one of seqLenHint and windowSize (its deprecated name)".into(),
+            found: "7".into(),
+        }
+    );
+    // The same inside load options' `config`.
+    match gqa_core::LoadOptions::from_json(
+        r#"{"config":{"embedDim":4,"windowSize":7,"seqLenHint":7}}"#,
+    ) {
+        Err(Error::InvalidOption { option, .. }) => assert_eq!(option, "config.windowSize"),
+        other => panic!("expected InvalidOption, got {other:?}"),
+    }
+    let load =
+        gqa_core::LoadOptions::from_json(r#"{"config":{"embedDim":4,"windowSize":7}}"#).unwrap();
+    assert_eq!(load.config.unwrap().seq_len_hint, 7);
+    // A wrong type under the old name names the name that was written.
+    match GqaConfig::from_json(r#"{"embedDim":4,"windowSize":"x"}"#) {
+        Err(Error::InvalidOption { option, .. }) => assert_eq!(option, "windowSize"),
+        other => panic!("expected InvalidOption, got {other:?}"),
+    }
+    assert_eq!(
+        gqa_core::DEPRECATED_OPTION_NAMES
+            .iter()
+            .map(|d| (d.name, d.use_instead))
+            .collect::<Vec<_>>(),
+        [("windowSize", "seqLenHint")]
+    );
 }

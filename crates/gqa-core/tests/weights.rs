@@ -499,3 +499,33 @@ fn load_options_json_is_camel_case() {
         LoadOptions::default()
     );
 }
+
+#[test]
+fn files_saved_with_the_former_name_window_size_still_load() {
+    let a = GqaModel::new(cfg()).unwrap();
+    // A `gqa_config` as files written before the rename carry it: `windowSize`, not `seqLenHint`.
+    let mut meta: serde_json::Value = serde_json::from_str(&a.config().to_json()).unwrap();
+    let obj = meta.as_object_mut().unwrap();
+    obj.remove("seqLenHint").unwrap();
+    obj.insert("windowSize".into(), 33.into());
+    let old = write(
+        &entries(&a),
+        Some(HashMap::from([(
+            "gqa_config".to_string(),
+            meta.to_string(),
+        )])),
+    );
+    let b = GqaModel::from_safetensors(&old, &LoadOptions::default()).unwrap();
+    assert_eq!(b.config().seq_len_hint, 33);
+    assert_eq!(values(&a), values(&b));
+    // Saved again under the current name.
+    let again = gqa_core::read_metadata(&b.to_safetensors().unwrap()).unwrap();
+    assert!(again["gqa_config"].contains(r#""seqLenHint":33"#));
+    assert!(!again["gqa_config"].contains("windowSize"));
+    // The committed fixtures are such files (they are not regenerated on purpose).
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
+    let bytes = std::fs::read(root.join("gqa_4_2.safetensors")).unwrap();
+    assert!(gqa_core::read_metadata(&bytes).unwrap()["gqa_config"].contains(r#""windowSize""#));
+    let f = GqaModel::from_safetensors(&bytes, &LoadOptions::default()).unwrap();
+    assert_eq!(f.config().seq_len_hint, 60);
+}

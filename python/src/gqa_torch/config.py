@@ -27,6 +27,11 @@ OUTPUT_MODES = ("last_timestep", "all", "mean_pool")
 #: Hugging Face rotary scaling types accepted in ``ropeScaling`` (SPEC section 5).
 ROPE_SCALING_TYPES = ("linear", "dynamic", "yarn", "llama3")
 
+#: Deprecated option names still read by :meth:`GqaConfig.from_dict` -> the attribute they set (as
+#: the core's serde aliases): ``windowSize`` is ``seqLenHint`` (renamed: it is a sizing hint, not a
+#: sliding attention window).
+DEPRECATED_OPTION_NAMES = {"windowSize": "seq_len_hint"}
+
 # Fields of each ropeScaling type (camelCase, as gqa's JSON): required, optional.
 _ROPE_FIELDS = {
     "linear": (("factor",), ()),
@@ -102,8 +107,9 @@ class GqaConfig:
     yarn_scale: float = 8.0
     #: Edifice yarn original context length (>= 1), default 2048.
     yarn_original_max_position: int = 2048
-    #: Expected sequence length: a sizing hint only (any length works), default 60.
-    window_size: int = 60
+    #: Expected sequence length: a sizing hint only (any length works), default 60 (Edifice's
+    #: ``:window_size``; JSON ``seqLenHint``, formerly ``windowSize``, which :meth:`from_dict` still reads).
+    seq_len_hint: int = 60
     #: ``"last_timestep"`` ([B, H]), ``"all"`` ([B, T, H]) or ``"mean_pool"`` ([B, H]).
     output_mode: str = "last_timestep"
     #: Initialisation seed. gqa's own initialisation from a seed is not reproduced by torch's
@@ -162,7 +168,7 @@ class GqaConfig:
                 raise GqaOptionError(name, "true or false", getattr(self, name))
         self.yarn_scale = _pos("yarnScale", self.yarn_scale)
         self.yarn_original_max_position = _int("yarnOriginalMaxPosition", self.yarn_original_max_position, 1)
-        self.window_size = _int("windowSize", self.window_size, 1)
+        self.seq_len_hint = _int("seqLenHint", self.seq_len_hint, 1)
         self.rope_theta = _pos("ropeTheta", self.rope_theta)
         if self.output_mode not in OUTPUT_MODES:
             raise GqaOptionError("outputMode", " or ".join(f'"{m}"' for m in OUTPUT_MODES), self.output_mode)
@@ -203,6 +209,9 @@ class GqaConfig:
         if not isinstance(d, dict):
             raise GqaOptionError("options", "a JSON object", d)
         names = {_camel(f.name): f.name for f in dataclasses.fields(cls)}
+        names.update(DEPRECATED_OPTION_NAMES)
+        if "seqLenHint" in d and "windowSize" in d:
+            raise GqaOptionError("windowSize", "only one of seqLenHint and windowSize (its deprecated name)", d["windowSize"])
         unknown = [k for k in d if k not in names]
         if unknown:
             raise GqaOptionError(unknown[0], "a known option (see SPEC section 1)", d[unknown[0]])
