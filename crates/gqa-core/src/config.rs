@@ -666,6 +666,27 @@ fn integral_numbers(value: &mut serde_json::Value) {
     }
 }
 
+/// For a field given under both its name `q` and a deprecated alias (serde reports the duplicate
+/// by the field's name): the alias, the one to drop, and the value it was given at `path`.
+fn deprecated_duplicate(
+    value: &serde_json::Value,
+    path: &str,
+    q: &str,
+) -> Option<(&'static str, String)> {
+    let old = DEPRECATED_OPTION_NAMES
+        .iter()
+        .find(|d| d.use_instead == q)?
+        .name;
+    let mut at = value;
+    for seg in path.split('.').filter(|s| !s.is_empty()) {
+        at = at.get(seg).unwrap_or(&serde_json::Value::Null);
+    }
+    let found = at
+        .get(old)
+        .map_or("both names".to_string(), |v| v.to_string());
+    Some((old, found))
+}
+
 /// Maps a serde error on an options JSON to [`Error::InvalidOption`], naming the field.
 fn json_option_error(
     e: &serde_path_to_error::Error<serde_json::Error>,
@@ -712,27 +733,12 @@ fn json_option_error(
         None => ("a valid value".to_string(), msg.clone()),
     };
     if let Some(q) = quoted("duplicate field `") {
-        // serde reports a field given under both its name and a (deprecated) alias by the
-        // field's name; name the old one, as the one to drop.
-        let old = DEPRECATED_OPTION_NAMES
-            .iter()
-            .find(|d| d.use_instead == q)
-            .map(|d| d.name);
-        match old {
-            Some(old) => {
-                let mut at = value;
-                for seg in path.split('.').filter(|s| !s.is_empty()) {
-                    at = at.get(seg).unwrap_or(&serde_json::Value::Null);
-                }
-                let found = at
-                    .get(old)
-                    .map_or("both names".to_string(), |v| v.to_string());
-                Error::option(
-                    &name(nested(old.to_string())),
-                    format!("only one of {q} and {old} (its deprecated name)"),
-                    found,
-                )
-            }
+        match deprecated_duplicate(value, &path, &q) {
+            Some((old, found)) => Error::option(
+                &name(nested(old.to_string())),
+                format!("only one of {q} and {old} (its deprecated name)"),
+                found,
+            ),
             None => Error::option(&name(nested(q)), "the option once", "a duplicate"),
         }
     } else if msg.starts_with("missing field") {
