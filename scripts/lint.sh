@@ -2,7 +2,7 @@
 # `npm run lint`: every check that needs no test run. Fails on the first finding.
 #   rustfmt (rustfmt.toml) over the workspace and the fuzz crate; biome's linter (biome.json) over
 #   ts/, test/, bench/, scripts/, demo/ and examples/; tsc --noEmit over ts/ and test/
-#   (tsconfig.json); ts/generated/ against what scripts/gen-ts.mjs writes from the committed schema/
+#   (tsconfig.json); Rust functions of at most 100 lines (scripts/long-fns.py); ts/generated/ against what scripts/gen-ts.mjs writes from the committed schema/
 #   files (which crates/gqa-core/tests/schema.rs checks against the Rust definitions); clippy with
 #   warnings as errors on every workspace crate and target (`GQA_LINT_CLIPPY=0` skips it, e.g.
 #   before a first build).
@@ -18,6 +18,8 @@ if [ "${GQA_LINT_CLIPPY:-1}" = 1 ]; then
   log "cargo clippy --workspace --all-targets -D warnings (release profile: shares the test build)"
   cargo clippy --release --workspace --all-targets --quiet -- -D warnings
 fi
+log "Rust functions of at most 100 lines, comments and blank lines included (scripts/long-fns.py)"
+python3 scripts/long-fns.py 100 crates bindings
 log "generated TypeScript (ts/generated) up to date with schema/ (node scripts/gen-ts.mjs --check)"
 node scripts/gen-ts.mjs --check
 log "biome lint"

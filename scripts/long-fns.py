@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Lists Rust functions longer than N lines (default 100) under the given roots (default crates/).
 
-Usage: python3 scripts/long-fns.py [N] [root ...]
+Usage: python3 scripts/long-fns.py [N] [root ...]; exits 1 when it lists any (`npm run lint` runs it).
 A function runs from its `fn` line to the line of its matching closing brace (strings, chars
 and comments are skipped when matching braces). Paths under target/ are ignored.
 """
@@ -85,7 +85,8 @@ def main():
     for n, p, line, name in sorted(found, reverse=True):
         print(f"{n:5} {p}:{line} {name}")
     print(f"{len(found)} functions over {limit} lines")
+    return 1 if found else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
