@@ -2,8 +2,9 @@
 # `npm run lint`: every check that needs no test run. Fails on the first finding.
 #   rustfmt (rustfmt.toml) over the workspace and the fuzz crate; biome's linter (biome.json) over
 #   ts/, test/, bench/, scripts/, demo/ and examples/; tsc --noEmit over ts/ and test/
-#   (tsconfig.json); Rust functions of at most 100 lines (scripts/long-fns.py); ts/generated/ against what scripts/gen-ts.mjs writes from the committed schema/
-#   files (which crates/gqa-core/tests/schema.rs checks against the Rust definitions); clippy with
+#   (tsconfig.json); Rust functions of at most 100 lines (scripts/long-fns.py); ts/generated/
+#   against what scripts/gen-ts.mjs writes from the committed schema/ files (which
+#   crates/gqa-core/tests/schema.rs checks against the Rust definitions); clippy with
 #   warnings as errors on every workspace crate and target (`GQA_LINT_CLIPPY=0` skips it, e.g.
 #   before a first build).
 set -euo pipefail
