@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { GQA, type GqaOptions, type Model, Tensor } from "gqa";
 import { toGqaError } from "../ts/errors.js";
 import { maxAbsDiff, randomData, readSafetensors } from "./helpers/safetensors.js";
-import { expectCode, BACKEND, OTHER } from "./helpers/expect.js";
+import { expectCode, BACKEND, NO_WASM, OTHER } from "./helpers/expect.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -159,7 +159,7 @@ describe(`gqa API on backend=${BACKEND}`, () => {
       delete process.env.GQA_WASM_PATH;
     });
 
-    it("auto falls back to wasm when the native addon is missing", async () => {
+    it.skipIf(NO_WASM)("auto falls back to wasm when the native addon is missing", async () => {
       process.env.GQA_NATIVE_PATH = join(ROOT, "no-such-dir", "x.node");
       GQA.reset();
       await GQA.init({ backend: "auto" });
@@ -371,7 +371,7 @@ describe(`gqa API on backend=${BACKEND}`, () => {
     }
   });
 
-  describe(`agreement with the ${OTHER} backend`, () => {
+  describe.skipIf(NO_WASM)(`agreement with the ${OTHER} backend`, () => {
     it("same seed: bitwise-equal weights; forward within 1e-5 (model and attention)", async () => {
       const configs: GqaOptions[] = [
         { ...SMALL, outputMode: "all" },

@@ -10,6 +10,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { readCliMetadata, readMetadata, setMetadata, withCliMetadata, type CliMetadata } from "../ts/model-file.js";
 import { trainingCurveSvg } from "../ts/cli/plot.js";
 import { classificationMetrics } from "../ts/cli/metrics.js";
+import { NO_WASM } from "./helpers/expect.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const cli = join(root, "dist", "cli", "index.js");
@@ -430,7 +431,7 @@ describe("gqa train / eval / predict", () => {
     expect(bad.stderr).toMatch(/expected 6 channels \(the model's\), found 3/);
   });
 
-  it("native and wasm give the same predictions for the saved model", () => {
+  it.skipIf(NO_WASM)("native and wasm give the same predictions for the saved model", () => {
     const model = join(out, "model.safetensors");
     const test = join(root, "data", "BasicMotions", "BasicMotions_TEST.ts");
     const runs = (["native", "wasm"] as const).map((b) => {

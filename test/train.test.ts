@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { GQA, type BuildOptions, type Model, type StepReport } from "gqa";
-import { expectCode, BACKEND, OTHER } from "./helpers/expect.js";
+import { expectCode, BACKEND, NO_WASM, OTHER } from "./helpers/expect.js";
 import { mulberry32 } from "./helpers/random.js";
 
 
@@ -280,7 +280,7 @@ describe(`training on backend=${BACKEND}`, () => {
     reg.dispose();
   });
 
-  it(`the first steps agree with the ${OTHER} backend (same seed: same weights, same batches)`, async () => {
+  it.skipIf(NO_WASM)(`the first steps agree with the ${OTHER} backend (same seed: same weights, same batches)`, async () => {
     const run = async () => {
       const m = await GQA.build(TINY);
       const losses: number[] = [];

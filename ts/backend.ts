@@ -424,7 +424,7 @@ export async function loadWasm(options: WasmLoadOptions = {}): Promise<LoadedBac
     }
     jsUrl = new URL("gqa_wasm.js", binUrl);
   }
-  const hint = override ? " (from GQA_WASM_PATH)" : " (run `bash scripts/setup.sh` to build the wasm packages)";
+  const hint = override ? " (from GQA_WASM_PATH)" : " (in a checkout, `bash scripts/setup.sh --all` builds the wasm packages)";
   let file = binUrl.href;
   /** The glue; the threaded module's also starts its worker pool. */
   let glue: WasmBinding & { initThreadPool?: (n: number) => Promise<unknown> };
