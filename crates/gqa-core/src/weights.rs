@@ -393,13 +393,16 @@ fn refuse_extra(
     used: &HashSet<String>,
     allow_extra: &[String],
 ) -> Result<()> {
-    let mut extra: Vec<&str> = keys
-        .iter()
-        .copied()
-        .filter(|k| !used.contains(*k) && !allow_extra.iter().any(|a| a == k))
-        .collect();
-    extra.sort_unstable();
-    match extra.first() {
+    refuse_first(
+        keys.iter()
+            .copied()
+            .filter(|k| !used.contains(*k) && !allow_extra.iter().any(|a| a == k)),
+    )
+}
+
+/// The first of `extra` in sorted order, as [`Error::UnexpectedParameter`]; `Ok` when empty.
+fn refuse_first<'a>(extra: impl Iterator<Item = &'a str>) -> Result<()> {
+    match extra.min() {
         Some(k) => Err(Error::UnexpectedParameter {
             name: k.to_string(),
         }),
@@ -858,15 +861,9 @@ fn read_hf_tensor(
 /// # Errors
 /// [`Error::UnexpectedParameter`] naming that key.
 fn refuse_extra_in_scope(keys: &[String], scope: &str, used: &HashSet<String>) -> Result<()> {
-    let mut extra: Vec<&String> = keys
-        .iter()
-        .filter(|k| k.starts_with(scope) && !used.contains(*k))
-        .collect();
-    extra.sort_unstable();
-    match extra.first() {
-        Some(k) => Err(Error::UnexpectedParameter {
-            name: k.to_string(),
-        }),
-        None => Ok(()),
-    }
+    refuse_first(
+        keys.iter()
+            .filter(|k| k.starts_with(scope) && !used.contains(*k))
+            .map(String::as_str),
+    )
 }
