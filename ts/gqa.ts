@@ -5,6 +5,7 @@
 
 import { type BackendChoice, type BackendName, type BackendVariant, type Binding, detectEnvironment, loadBackend, type LoadedBackend } from "./backend.js";
 import { callBinding, coreOptions, type CoreValue, GqaError, ownOptions } from "./errors.js";
+import { checkInputBytes, registerBudget } from "./inputs.js";
 import { GqaAttention, Model } from "./model.js";
 import { asModelFileError, ENSEMBLE_METADATA_KEY, readMetadata, unpackEnsemble } from "./model-file.js";
 import type { HeadOptions } from "./train.js";
@@ -220,6 +221,9 @@ export const GQA = {
       throw GqaError.invalidOption("relaxedSimd", "true or false", JSON.stringify(options.relaxedSimd));
     }
     const apply = (b: LoadedBackend) => {
+      // Inputs are checked against this module's budget before a binding copies them (wasm32: at
+      // most 2^31-1 bytes in one buffer; a larger copy would trap in wasm-bindgen's malloc).
+      registerBudget(b.name, () => b.binding.memoryUsage(), b.name === "wasm" ? 2 ** 31 - 1 : Number.MAX_SAFE_INTEGER);
       if (threads !== undefined) callBinding(() => b.binding.setThreads(threads));
       return b.name;
     };
@@ -244,12 +248,12 @@ export const GQA = {
 
   /** The compute threads of the loaded backend (see {@link InitOptions.threads}), or `null` before `init`. */
   get threads(): number | null {
-    return loaded?.binding.threads() ?? null;
+    return callBinding(() => loaded?.binding.threads() ?? null);
   },
 
   /** The SIMD paths the loaded backend runs on this CPU, or `null` before `init`. */
   get simd(): SimdInfo | null {
-    return loaded?.binding.simdInfo() ?? null;
+    return callBinding(() => loaded?.binding.simdInfo() ?? null);
   },
 
   /**
@@ -401,6 +405,7 @@ export const GQA = {
     }
     const hasConfig = typeof options === "object" && options !== null && options.config !== undefined;
     const o = coreOptions(hasConfig ? { ...options, config: currentOptionNames(options.config) } : options);
+    checkInputBytes(bytes, "model file", be.name);
     try {
       return new Model(be.name, callBinding(() => be.binding.loadModel(bytes, o)));
     } catch (e) {

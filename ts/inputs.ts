@@ -10,9 +10,43 @@
  *
  * Each refusal is `INVALID_INPUT` naming the argument, the expected and the found value, the same
  * on every backend.
+ *
+ * - a typed array handed to a binding must fit the backend's memory budget ({@link checkInputBytes}):
+ *   the binding copies it into its own memory before the core sees it (wasm: wasm-bindgen's
+ *   `malloc`, which traps instead of failing when it cannot allocate, e.g. past 2 GiB), so a copy
+ *   that cannot fit is `OUT_OF_MEMORY` naming the argument, before it is handed over.
  */
 
-import { GqaError } from "./errors.js";
+import { callBinding, GqaError } from "./errors.js";
+
+/** Per backend: its budget `[limit, inUse]` (bytes) and the largest single buffer it can allocate. */
+const budgets = new Map<string, { usage: () => ArrayLike<number> | undefined; maxBuffer: number }>();
+
+/**
+ * Registers the budget of a loaded backend for {@link checkInputBytes} (called by `GQA.init`; a
+ * later module of the same backend replaces the earlier one's).
+ * @internal
+ */
+export function registerBudget(backend: string, usage: () => ArrayLike<number> | undefined, maxBuffer: number): void {
+  budgets.set(backend, { usage, maxBuffer });
+}
+
+/**
+ * Checks that `x`'s bytes can be copied into `backend`'s memory: at most its largest single
+ * buffer (wasm32: 2^31-1 bytes) and at most the room left in its budget (`limit - inUse`).
+ * @throws GqaError `OUT_OF_MEMORY` naming `what`, with the bytes requested, the limit and the bytes in use
+ */
+export function checkInputBytes(x: ArrayBufferView, what: string, backend: string): void {
+  const b = budgets.get(backend);
+  const u = b ? callBinding(b.usage) : undefined;
+  if (!b || !u) return;
+  const [limit, inUse] = [u[0] ?? Number.POSITIVE_INFINITY, u[1] ?? 0];
+  const cap = x.byteLength > b.maxBuffer ? b.maxBuffer : x.byteLength > limit - inUse ? limit : null;
+  if (cap === null) return;
+  throw new GqaError("OUT_OF_MEMORY", `out of memory for \`${what}\`: needs ${x.byteLength} bytes, limit is ${cap} bytes with ${inUse} bytes in use`, {
+    fields: { what, requested: x.byteLength, limit: cap, inUse },
+  });
+}
 
 /** Dims arrays longer than this are refused before they are read (every input has 3 dims). */
 const MAX_DIMS = 8;

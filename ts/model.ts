@@ -5,7 +5,7 @@
 import type { BackendName, LayerHandle, ModelHandle, RawTensor } from "./backend.js";
 import { callBinding, callBindingAsync, coreOptions, GqaError } from "./errors.js";
 import type { AttentionConfig, ModelConfig } from "./gqa.js";
-import { arrayOfCount, checkDimsCount, checkTypedArray } from "./inputs.js";
+import { arrayOfCount, checkDimsCount, checkInputBytes, checkTypedArray } from "./inputs.js";
 import { Tensor } from "./tensor.js";
 import { createSession, type Session, type SessionOptions } from "./session.js";
 import { evaluateModel, headOf, prepareFit, predictModel, type EvalResult, type EvaluateOptions, type FitHistory, type FitOptions, type HeadOptions, type TrainingData } from "./train.js";
@@ -19,8 +19,9 @@ export interface ForwardOptions {
   lengths?: ArrayLike<number>;
 }
 
-function checkData(data: Float32Array): void {
+function checkData(data: Float32Array, backend: BackendName): void {
   checkTypedArray(data, "input");
+  checkInputBytes(data, "input", backend);
 }
 
 function checkDims(dims: readonly number[], what: string): void {
@@ -99,7 +100,7 @@ abstract class Layer<Options, Handle extends LayerHandle = LayerHandle> {
    * @throws GqaError `INVALID_INPUT` (dims/length/lengths), `OUT_OF_MEMORY`, `DISPOSED`
    */
   async forward(data: Float32Array, dims: number[], options: ForwardOptions = {}): Promise<Tensor> {
-    checkData(data);
+    checkData(data, this.backend);
     checkDims(dims, "dims");
     const lengths = lengthsOf(options, dims);
     const h = this.handle;
@@ -108,7 +109,7 @@ abstract class Layer<Options, Handle extends LayerHandle = LayerHandle> {
 
   /** Same as {@link forward}, blocking the calling thread. */
   forwardSync(data: Float32Array, dims: number[], options: ForwardOptions = {}): Tensor {
-    checkData(data);
+    checkData(data, this.backend);
     checkDims(dims, "dims");
     const lengths = lengthsOf(options, dims);
     return toTensor(callBinding(() => this.handle.forward(data, dims, lengths)));
@@ -214,7 +215,7 @@ export class Model extends Layer<ModelConfig, ModelHandle> {
    * @throws GqaError `INVALID_INPUT` (dims/length/lengths), `OUT_OF_MEMORY`, `DISPOSED`
    */
   async attentionMaps(data: Float32Array, dims: number[], options: ForwardOptions = {}): Promise<Tensor> {
-    checkData(data);
+    checkData(data, this.backend);
     checkDims(dims, "dims");
     const lengths = lengthsOf(options, dims);
     const h = this.handle;
@@ -263,7 +264,7 @@ export class Model extends Layer<ModelConfig, ModelHandle> {
    */
   async fit(data: TrainingData, options: FitOptions = {}): Promise<FitHistory> {
     const h = this.handle;
-    return this.exclusive(prepareFit(h, data, options, this.busy));
+    return this.exclusive(prepareFit(h, this.backend, data, options, this.busy));
   }
 
   /**
@@ -271,7 +272,7 @@ export class Model extends Layer<ModelConfig, ModelHandle> {
    * @throws GqaError `INVALID_OPTION` (no head, batchSize), `INVALID_INPUT`, `DISPOSED`
    */
   async evaluate(data: TrainingData, options: EvaluateOptions = {}): Promise<EvalResult> {
-    return evaluateModel(this.handle, data, options);
+    return evaluateModel(this.handle, this.backend, data, options);
   }
 
   /**
@@ -281,7 +282,7 @@ export class Model extends Layer<ModelConfig, ModelHandle> {
    * @throws GqaError `INVALID_OPTION` (no head), `INVALID_INPUT`, `DISPOSED`
    */
   async predict(input: Float32Array, dims: number[], options: ForwardOptions = {}): Promise<Tensor> {
-    checkData(input);
+    checkData(input, this.backend);
     checkDims(dims, "dims");
     return predictModel(this.handle, input, dims, lengthsOf(options, dims));
   }

@@ -7,7 +7,7 @@
 import type * as NativeModule from "../bindings/node/index.js";
 import type { BackendName, RawTensor } from "./backend.js";
 import { callBinding, callBindingAsync, freeOnce, GqaError } from "./errors.js";
-import { checkCount as checkArrayCount, checkDimsCount, checkTypedArray } from "./inputs.js";
+import { checkCount as checkArrayCount, checkDimsCount, checkInputBytes, checkTypedArray } from "./inputs.js";
 import { Tensor } from "./tensor.js";
 
 /** Options of `model.session()`. */
@@ -184,6 +184,7 @@ export class Session {
     let args: PushArgs;
     try {
       args = checkPush(chunk, dims, options, this.#pending > 0);
+      checkInputBytes(chunk, "input", this.backend);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -205,6 +206,7 @@ export class Session {
   /** Same as {@link push}, blocking the calling thread (not queued behind pending async pushes). */
   pushSync(chunk: Float32Array, dims: number[], options: PushOptions = {}): Tensor {
     const args = checkPush(chunk, dims, options, false);
+    checkInputBytes(chunk, "input", this.backend);
     const h = this.#h;
     const raw = callBinding(() => h.push(args.chunk, args.dims, args.lengths, args.allPositions));
     return new Tensor(raw.data, raw.dims);

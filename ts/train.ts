@@ -9,9 +9,9 @@
  * options give the same loss curve on a given backend.
  */
 
-import type { ModelHandle, TrainerHandle } from "./backend.js";
+import type { BackendName, ModelHandle, TrainerHandle } from "./backend.js";
 import { callBinding, callBindingAsync, coreOptions, type CoreValue, GqaError } from "./errors.js";
-import { arrayOfCount, checkCount, checkTypedArray, lengthOf } from "./inputs.js";
+import { arrayOfCount, checkCount, checkInputBytes, checkTypedArray, lengthOf } from "./inputs.js";
 import { Tensor } from "./tensor.js";
 
 /** A classification head: `logits = h W^T + b : [B, numClasses]`, softmax cross-entropy. */
@@ -242,15 +242,17 @@ function checkEpochsRange(epochs: unknown, batchSize: unknown, n: number): void 
  * and returns the run, which `Model.fit` queues. See {@link FitOptions}.
  * @internal called by `Model.fit`.
  */
-export function prepareFit(handle: ModelHandle, data: TrainingData, options: FitOptions = {}, copy = false): () => Promise<FitHistory> {
+export function prepareFit(handle: ModelHandle, backend: BackendName, data: TrainingData, options: FitOptions = {}, copy = false): () => Promise<FitHistory> {
   if (typeof options !== "object" || options === null) throw GqaError.invalidOption("fit options", "an object", String(options));
   const own = <K extends keyof FitOptions>(k: K): FitOptions[K] => (Object.hasOwn(options, k) ? options[k] : undefined);
   const head = headOf(handle);
   const d = rawData(data, head, "data", copy);
+  checkInputBytes(data.x, "data.x", backend);
   const core = coreOptions(Object.fromEntries(Object.entries(options).filter(([k, v]) => !CALLBACK_KEYS.has(k) && v !== undefined)));
   checkEpochsRange(own("epochs"), own("batchSize"), d.dims[0]!);
   const validation = own("validation");
   const val = validation === undefined ? undefined : rawData(validation, head, "validation", copy);
+  if (val) checkInputBytes(val.x, "validation.x", backend);
   const create: ModelHandle["createTrainer"] = (...a) => handle.createTrainer(...a);
   const evaluate: ModelHandle["evaluateAsync"] = (...a) => handle.evaluateAsync(...a);
   const onStep = own("onStep");
@@ -311,8 +313,9 @@ async function runFit(
 }
 
 /** `model.evaluate`. @internal called by `Model.evaluate`. */
-export async function evaluateModel(handle: ModelHandle, data: TrainingData, options: EvaluateOptions = {}): Promise<EvalResult> {
+export async function evaluateModel(handle: ModelHandle, backend: BackendName, data: TrainingData, options: EvaluateOptions = {}): Promise<EvalResult> {
   const d = rawData(data, headOf(handle), "data");
+  checkInputBytes(d.x, "data.x", backend);
   const batchSize = (typeof options === "object" && options !== null && Object.hasOwn(options, "batchSize") ? options.batchSize : undefined) ?? 64;
   if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 0xffffffff) {
     throw GqaError.invalidOption("batchSize", "an integer >= 1", String(batchSize));

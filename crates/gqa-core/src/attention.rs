@@ -386,7 +386,11 @@ impl GqaAttention {
             "attention activations",
             &[&[b, t, 3 * h + qkv * d], &[2, b, self.cfg.num_heads, t, t]],
         )?;
-        let x = Tensor::from_slice(data, (b, t, h), &self.device)?;
+        let x = Tensor::from_vec(
+            crate::memory::try_copy_f32("input", data)?,
+            (b, t, h),
+            &self.device,
+        )?;
         let x = zero_padded(&x, lengths)?;
         let mask = Mask::padded(t, lengths);
         let rot = self.rotary(t)?;

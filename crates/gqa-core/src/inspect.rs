@@ -60,7 +60,11 @@ pub fn attention_maps(
     } else {
         None
     };
-    let x = Tensor::from_slice(data, (b, t, cfg.embed_dim), device)?;
+    let x = Tensor::from_vec(
+        crate::memory::try_copy_f32("input", data)?,
+        (b, t, cfg.embed_dim),
+        device,
+    )?;
     let x = zero_padded(&x, lengths)?;
     let mut h = model.project_input(&x, false)?;
     let mask = Mask::padded(t, lengths);

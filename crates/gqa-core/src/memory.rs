@@ -271,6 +271,25 @@ pub fn try_zeroed_f32(what: &str, len: usize) -> Result<Vec<f32>> {
     Ok(unsafe { Vec::from_raw_parts(ptr, len, len) })
 }
 
+/// A copy of `data` for `what` (a call's input, copied into a tensor), allocated fallibly as
+/// [`try_zeroed_f32`]: candle's `Tensor::from_slice` copies infallibly, which on wasm32 traps
+/// (an abort) when the copy does not fit the memory left. Callers reserve the bytes first.
+///
+/// # Errors
+/// As [`try_zeroed_f32`].
+pub fn try_copy_f32(what: &str, data: &[f32]) -> Result<Vec<f32>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(data.len())
+        .map_err(|_| Error::OutOfMemory {
+            what: what.into(),
+            requested: f32_bytes(&[data.len()]),
+            limit: limit(),
+            in_use: in_use(),
+        })?;
+    v.extend_from_slice(data);
+    Ok(v)
+}
+
 /// Resizes `v` to `len` values (new ones zero), growing its allocation fallibly as
 /// [`try_zeroed_f32`].
 ///

@@ -461,7 +461,11 @@ impl GqaModel {
         } else {
             None
         };
-        let x = Tensor::from_slice(data, (b, t, self.cfg.embed_dim), &self.device)?;
+        let x = Tensor::from_vec(
+            crate::memory::try_copy_f32("input", data)?,
+            (b, t, self.cfg.embed_dim),
+            &self.device,
+        )?;
         let y = self
             .engine
             .forward(self, &x, &Mask::padded(t, lengths), None, false)?;

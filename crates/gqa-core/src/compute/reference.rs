@@ -236,7 +236,11 @@ impl Compute for Reference {
     fn push(&self, model: &GqaModel, cache: &mut TensorCache, p: Push<'_>) -> Result<Vec<f32>> {
         let cfg = model.config();
         let (b, t, e) = (p.new.len(), p.t, cfg.embed_dim);
-        let x = Tensor::from_slice(p.x, (b, t, e), model.device())?;
+        let x = Tensor::from_vec(
+            crate::memory::try_copy_f32("input", p.x)?,
+            (b, t, e),
+            model.device(),
+        )?;
         let x = if p.new.iter().any(|&c| c < t) {
             zero_padded(&x, Some(p.new))?
         } else {
