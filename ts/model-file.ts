@@ -12,6 +12,7 @@
  */
 import { DataFormatError } from "./data/errors.js";
 import { GqaError } from "./errors.js";
+import { applyTransform, IDENTITY_SPEC, type InputTransform, type TransformSpec } from "./data/transform.js";
 
 /** What `gqa train` records about the data a model was trained on. */
 export interface CliMetadata {
@@ -32,6 +33,28 @@ export interface CliMetadata {
   channels: number;
   /** Per-channel statistics of the training split, applied as `(x - mean) / std` before the model. */
   standardize: { mean: number[]; std: number[] };
+  /**
+   * Instance normalisation and patch length applied after `standardize` (ts/data/transform.ts);
+   * absent: neither (files written before `--recipe auto`). The model's `embedDim` is
+   * `channels * transform.patch`.
+   */
+  transform?: TransformSpec;
+}
+
+/** The whole input transform of a `gqa train` model file's record (ts/data/transform.ts). */
+export function cliTransform(meta: CliMetadata): InputTransform {
+  return { ...(meta.transform ?? IDENTITY_SPEC), standardize: meta.standardize };
+}
+
+/**
+ * Raw cases (each `[T_i * C]`, time-major, `C = meta.channels`) as the inputs of the model of
+ * `meta`: the record's standardisation, instance normalisation and patching (ts/data/transform.ts).
+ * Pad the result with `padBatch(out, meta.channels * patch)`. Exported as `modelInputs` from `gqa`.
+ * @throws {RangeError} when a case's length is not a multiple of `C`.
+ */
+export function modelInputs(series: readonly Float32Array[], meta: CliMetadata): { series: Float32Array[]; width: number } {
+  const t = cliTransform(meta);
+  return { series: applyTransform(series, t), width: meta.channels * t.patch };
 }
 
 /** The metadata key. */
@@ -113,12 +136,13 @@ export function readCliMetadata(bytes: Uint8Array, file: string): CliMetadata {
     Array.isArray(m.standardize?.std) &&
     m.standardize.mean.length === m.channels &&
     m.standardize.std.length === m.channels &&
+    (m.transform === undefined || (Number.isInteger(m.transform.patch) && m.transform.patch >= 1 && typeof m.transform.instanceNorm === "boolean")) &&
     (m.task !== "regression" ||
       (Array.isArray(m.targets?.names) &&
         m.targets.names.length >= 1 &&
         m.targets.mean?.length === m.targets.names.length &&
         m.targets.std?.length === m.targets.names.length));
-  if (!ok) throw new DataFormatError(file, undefined, `'${CLI_METADATA_KEY}' metadata is malformed (expected version 1 with task, classLabels, channels, standardize.mean/std and, for regression, targets)`);
+  if (!ok) throw new DataFormatError(file, undefined, `'${CLI_METADATA_KEY}' metadata is malformed (expected version 1 with task, classLabels, channels, standardize.mean/std, an optional transform {instanceNorm, patch >= 1} and, for regression, targets)`);
   return m;
 }
 

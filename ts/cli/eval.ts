@@ -8,11 +8,10 @@ import { Option } from "commander";
 import { loadDataset } from "../data/datasets.js";
 import { DataFormatError, readFileOrThrow } from "../data/errors.js";
 import { readLabelled, type RawLabelled } from "../data/labelled.js";
-import { standardize } from "../data/standardize.js";
 import { addBackendOption, startBackend, type ModelFlags } from "./common.js";
 import { argmaxRows, classificationMetrics, formatMetrics } from "./metrics.js";
-import { loadCliModel, probabilitiesForSeries } from "./model-api.js";
-import { readCliMetadata, type CliMetadata } from "../model-file.js";
+import { loadCliModel, modelArgs, probabilitiesForSeries } from "./model-api.js";
+import { modelInputs, readCliMetadata, type CliMetadata } from "../model-file.js";
 import { isOwnFile, regressionMetrics } from "./train.js";
 
 interface EvalFlags {
@@ -76,7 +75,7 @@ async function runEval(flags: EvalFlags): Promise<void> {
   }
   const clf = await loadCliModel(bytes, "classification", meta.classLabels.length, flags.model);
   const K = meta.classLabels.length;
-  const pred = argmaxRows(await probabilitiesForSeries(clf, standardize(split.series, meta.standardize), meta.channels), K);
+  const pred = argmaxRows(await probabilitiesForSeries(clf, ...modelArgs(split.series, meta)), K);
   clf.dispose();
   const m = classificationMetrics(split.labels, pred, K);
   if (flags.json) {
@@ -104,14 +103,14 @@ async function evalOwnFile(flags: EvalFlags, bytes: Uint8Array, meta: CliMetadat
   }
   const name = basename(flags.data);
   const labelsFile = d.format === "npy" ? flags.labels ?? d.file : d.file;
-  const z = standardize(d.series, meta.standardize);
+  const z = modelInputs(d.series, meta);
   if (meta.task === "regression") {
     const t = meta.targets!;
     const k = t.names.length;
     const truth = d.targets!;
     if (truth[0]!.length !== k) throw new DataFormatError(labelsFile, undefined, `${truth[0]!.length} target value${truth[0]!.length === 1 ? "" : "s"} per case, the model predicts ${k} (${t.names.join(", ")})`);
     const reg = await loadCliModel(bytes, "regression", k, flags.model);
-    const out = await probabilitiesForSeries(reg, z, meta.channels);
+    const out = await probabilitiesForSeries(reg, z.series, z.width);
     reg.dispose();
     // The model predicts standardised targets; map back to the training targets' units.
     const pred = truth.map((_, i) => t.names.map((_, j) => out[i * k + j]! * t.std[j]! + t.mean[j]!));
@@ -132,7 +131,7 @@ async function evalOwnFile(flags: EvalFlags, bytes: Uint8Array, meta: CliMetadat
   });
   const K = meta.classLabels.length;
   const clf = await loadCliModel(bytes, "classification", K, flags.model);
-  const pred = argmaxRows(await probabilitiesForSeries(clf, z, meta.channels), K);
+  const pred = argmaxRows(await probabilitiesForSeries(clf, z.series, z.width), K);
   clf.dispose();
   const m = classificationMetrics(truth, pred, K);
   if (flags.json) {

@@ -8,7 +8,7 @@ import { readFileOrThrow } from "../data/errors.js";
 import { GqaError } from "../errors.js";
 import { GQA } from "../index.js";
 import { addBackendOption, fmtBytes, startBackend, status, type ModelFlags } from "./common.js";
-import { ENSEMBLE_METADATA_KEY, readMetadata } from "../model-file.js";
+import { CLI_METADATA_KEY, ENSEMBLE_METADATA_KEY, readCliMetadata, readMetadata } from "../model-file.js";
 
 interface ExportFlags {
   model: string;
@@ -29,7 +29,9 @@ export function registerExport(program: Command): void {
         "unpadded); outputs: `output` and, with a classification head, `probabilities` (a regression",
         "head: `values`). A `gqa train` model expects its inputs standardised per channel as",
         "(x - mean) / std with the statistics in the file's `gqa_cli` metadata (not part of the graph).",
-        "Ensembles (several members in one file) are refused.",
+        "Ensembles (several members in one file) and models trained with patching or instance",
+        "normalisation (`gqa train --recipe auto` may choose them; their transform is not in the graph)",
+        "are refused.",
       ].join(" "),
     )
     .requiredOption("--model <file>", "model.safetensors to export")
@@ -47,6 +49,7 @@ async function runExport(flags: ExportFlags): Promise<void> {
   if (members !== undefined && members !== "1") {
     throw new GqaError("INVALID_OPTION", `invalid option \`model\`: expected a single model, found an ensemble of ${members} members (export each member on its own)`);
   }
+  refuseTransform(bytes, flags.model);
   const model = await GQA.load(bytes);
   try {
     const onnx = model.exportOnnx();
@@ -54,5 +57,21 @@ async function runExport(flags: ExportFlags): Promise<void> {
     status(`wrote ${flags.onnx} (${fmtBytes(onnx.length)}, opset 17)`);
   } finally {
     model.dispose();
+  }
+}
+
+/**
+ * Refuses a `gqa train` model whose inputs are patched or instance-normalised: the exported graph
+ * starts at the model's tokens, so it would silently expect transformed inputs.
+ * @throws {GqaError} `INVALID_OPTION` naming `transform`, expected none, found the recorded one.
+ */
+function refuseTransform(bytes: Uint8Array, file: string): void {
+  if (readMetadata(bytes, file)[CLI_METADATA_KEY] === undefined) return;
+  const t = readCliMetadata(bytes, file).transform;
+  if (t && (t.patch > 1 || t.instanceNorm)) {
+    const found = `patch ${t.patch}${t.instanceNorm ? ", instance normalisation" : ""}`;
+    throw new GqaError("INVALID_OPTION", `invalid option \`transform\`: expected a model without patching or instance normalisation (ONNX export does not include the input transform), found ${found} in ${file}; train with --recipe fixed, or --recipe auto --patch 1 --no-instance-norm`, {
+      fields: { option: "transform", expected: "patch 1, no instance normalisation", found },
+    });
   }
 }

@@ -13,6 +13,7 @@
  */
 import { GQA, type GqaOptions, type HeadOptions, type Model, type StepReport } from "../index.js";
 import { GqaError } from "../errors.js";
+import { modelInputs, type CliMetadata } from "../model-file.js";
 
 export type { StepReport };
 
@@ -142,6 +143,15 @@ export async function probabilitiesForSeries(model: TaskModel, series: readonly 
     out.set(await model.probabilities(b.data, b.dims, b.lengths), i * model.numOutputs);
   }
   return out;
+}
+
+/**
+ * The series and token width {@link probabilitiesForSeries} takes for raw cases of a `gqa train`
+ * model: its record's transform applied (ts/data/transform.ts, via `modelInputs`).
+ */
+export function modelArgs(series: readonly Float32Array[], meta: CliMetadata): [Float32Array[], number] {
+  const z = modelInputs(series, meta);
+  return [z.series, z.width];
 }
 
 /**

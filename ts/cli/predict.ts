@@ -5,9 +5,8 @@ import type { Command } from "commander";
 import { Option } from "commander";
 import { DataFormatError, readFileOrThrow } from "../data/errors.js";
 import { readSeriesInput } from "../data/input.js";
-import { standardize } from "../data/standardize.js";
 import { addBackendOption, startBackend, type ModelFlags } from "./common.js";
-import { loadCliModel, probabilitiesForSeries } from "./model-api.js";
+import { loadCliModel, modelArgs, probabilitiesForSeries } from "./model-api.js";
 import { readCliMetadata } from "../model-file.js";
 
 interface PredictFlags {
@@ -76,7 +75,7 @@ async function runPredict(flags: PredictFlags): Promise<void> {
   if (meta.task === "regression") {
     const names = meta.targets!.names;
     const reg = await loadCliModel(bytes, "regression", names.length, flags.model);
-    const out = await probabilitiesForSeries(reg, standardize(input.series, meta.standardize), meta.channels);
+    const out = await probabilitiesForSeries(reg, ...modelArgs(input.series, meta));
     reg.dispose();
     const k = names.length;
     // The model predicts standardised targets; map back to the training targets' units.
@@ -93,7 +92,7 @@ async function runPredict(flags: PredictFlags): Promise<void> {
   const K = meta.classLabels.length;
   const clf = await loadCliModel(bytes, "classification", K, flags.model);
   // model.predict returns class probabilities (the core's softmax); rows as float64 numbers.
-  const flat = await probabilitiesForSeries(clf, standardize(input.series, meta.standardize), meta.channels);
+  const flat = await probabilitiesForSeries(clf, ...modelArgs(input.series, meta));
   clf.dispose();
   const probs = Array.from({ length: flat.length / K }, (_, i) => Array.from(flat.subarray(i * K, (i + 1) * K)));
   const rows = probs.map((p, i) => {

@@ -18,6 +18,8 @@ import { argmaxRows, classificationMetrics, formatMetrics, type ClassificationMe
 import { buildTaskModel, ensembleOf, probabilitiesForSeries, type FitConfig, type LabelledData, type StepReport, type TaskModel } from "./model-api.js";
 import { MAX_ENSEMBLE_MEMBERS, withCliMetadata, type CliMetadata } from "../model-file.js";
 import { trainingCurveSvg, type CurvePoint } from "./plot.js";
+import { applyTransform, type TransformSpec } from "../data/transform.js";
+import { describe as describeCandidate, recipeTable, searchRecipe, type RecipeResult } from "./recipe.js";
 
 interface TrainFlags extends ModelFlags {
   data: string;
@@ -29,9 +31,18 @@ interface TrainFlags extends ModelFlags {
   task: Task;
   loss?: "mse" | "huber";
   huberDelta?: number;
+  /** `auto` (cross-validated search) or `fixed`; undefined when not given (see {@link recipeOf}). */
+  recipe?: "auto" | "fixed";
+  /** `--recipe auto`: seconds for the search. */
+  budget: number;
+  /** `--recipe auto`: cross-validation folds (= ensemble members of the final model). */
+  folds: number;
+  /** `--recipe auto`: most candidates tried. */
+  maxCandidates: number;
   /** Undefined when not given: the dataset preset's, else 1. */
   ensemble?: number;
-  epochs: number;
+  /** Undefined when not given: 30 (`--recipe fixed`), or from the data's size (`--recipe auto`). */
+  epochs?: number;
   /** Undefined when not given: the dataset preset's, else {@link DEFAULT_BATCH_SIZE}. */
   batchSize?: number;
   lr: number;
@@ -51,6 +62,9 @@ interface TrainFlags extends ModelFlags {
  */
 export const TRAIN_DEFAULTS: ModelDefaults = { hiddenSize: 64, numHeads: 4, numKvHeads: 2, numLayers: 2, dropout: 0.1, rope: true };
 
+/** Epochs of `--recipe fixed` unless `--epochs` is given. */
+export const DEFAULT_EPOCHS = 30;
+
 /** Sequences per step unless `--batch-size` or a dataset preset says otherwise. */
 export const DEFAULT_BATCH_SIZE = 32;
 
@@ -67,6 +81,15 @@ export const DATASET_PRESETS: Readonly<Record<string, { batchSize?: number; outp
   "basic-motions": { batchSize: 8, outputMode: "mean_pool" },
   "japanese-vowels": { ensemble: 15, labelSmoothing: 0.1 },
 };
+
+/** `--budget` default (seconds): the search of `--recipe auto` keeps `gqa train` under about 2 minutes on 2 cores. */
+export const DEFAULT_BUDGET_S = 90;
+
+/** `--folds` default. */
+export const DEFAULT_FOLDS = 5;
+
+/** Flags that set what `--recipe auto` searches, or that only `--recipe fixed` has (camelCase keys). */
+export const FIXED_ONLY_FLAGS = ["batchSize", "lr", "labelSmoothing", "ensemble", "valSplit", "hiddenSize", "numLayers", "outputMode"] as const;
 
 /** Registers `gqa train` on `program`. */
 export function registerTrain(program: Command): void {
@@ -98,7 +121,11 @@ export function registerTrain(program: Command): void {
     .addOption(new Option("--task <task>", "classification (cross-entropy) or regression").choices(["classification", "regression"]).default("classification"))
     .addOption(new Option("--loss <loss>", "regression loss: mse or huber (PyTorch huber_loss); default mse").choices(["mse", "huber"]))
     .option("--huber-delta <x>", "Huber threshold delta (> 0) on standardised targets; default 1", numArg(Number.MIN_VALUE))
-    .option("--epochs <n>", "passes over the training data", intArg(1), 30)
+    .addOption(new Option("--recipe <recipe>", "auto: choose patching, normalisation, pooling, width, depth, lr, label smoothing, epochs and augmentation by k-fold CV on the training split within --budget, and keep the fold models as an ensemble; fixed: train what the flags say. Default: auto, or fixed when a flag that only the fixed recipe takes is given (e.g. --lr, --batch-size, --hidden-size, --ensemble, --val-split)").choices(["auto", "fixed"]))
+    .option("--budget <seconds>", "--recipe auto: seconds for the cross-validated search (the base candidate always runs)", numArg(Number.MIN_VALUE), DEFAULT_BUDGET_S)
+    .option("--folds <k>", "--recipe auto: cross-validation folds, also the final ensemble's members", intArg(2), DEFAULT_FOLDS)
+    .option("--max-candidates <n>", "--recipe auto: most candidates tried", intArg(1), 20)
+    .option("--epochs <n>", "passes over the training data; default 30 (--recipe auto: clamp(ceil(300 / steps per epoch), 30, 150))", intArg(1))
     .option("--batch-size <n>", `sequences per optimisation step; default ${DEFAULT_BATCH_SIZE} (basic-motions: 8)`, intArg(1))
     .option("--lr <x>", "peak learning rate (10% linear warmup, then cosine decay to 0)", numArg(Number.MIN_VALUE), 3e-3)
     .option("--weight-decay <x>", "AdamW decoupled weight decay", numArg(0), 0.01)
@@ -109,8 +136,9 @@ export function registerTrain(program: Command): void {
     .option("--no-progress", "no progress bar (one line per epoch instead)");
   addModelOptions(cmd, TRAIN_DEFAULTS, true);
   addBackendOption(cmd);
-  cmd.action(async (flags: TrainFlags) => {
-    await runTrain(flags);
+  cmd.action(async (flags: TrainFlags, command: Command) => {
+    const given = (k: string) => command.getOptionValueSource(k) === "cli";
+    await runTrain({ ...flags, recipe: recipeOf(flags.recipe, FIXED_ONLY_FLAGS.filter(given)) }, FIXED_ONLY_FLAGS.filter(given));
   });
 }
 
@@ -234,7 +262,11 @@ interface PreparedData {
   stats: ChannelStats;
   /** Regression: per-target mean/std of the cases trained on. */
   tstats?: { mean: number[]; std: number[] };
-  /** Standardised training series, each `[T_i * C]`, in the split's order. */
+  /** Features per token of the model's inputs: `C`, or `C * P` with patches of `P` steps. */
+  width: number;
+  /** Instance normalisation and patching after the standardisation (`--recipe auto`; absent: none). */
+  transform?: TransformSpec;
+  /** Transformed training series (standardised; `--recipe auto`: its whole transform), in the split's order. */
   ztrain: Float32Array[];
   /** Standardised test series (empty without test data). */
   ztest: Float32Array[];
@@ -246,8 +278,8 @@ interface PreparedData {
 
 /** What `gqa train` builds and how it trains it: flags with dataset presets applied, model options, head, ensemble size. */
 interface TrainingPlan {
-  /** The flags, `batchSize` and `labelSmoothing` filled in (flag, else the dataset preset, else the default). */
-  flags: TrainFlags & { batchSize: number; labelSmoothing: number };
+  /** The flags, `epochs`, `batchSize` and `labelSmoothing` filled in (flag, else the dataset preset, else the default). */
+  flags: TrainFlags & { epochs: number; batchSize: number; labelSmoothing: number };
   /** Model options (`embedDim` = channels; the preset's output mode unless `--output-mode`). */
   opts: GqaOptions;
   head: HeadOptions;
@@ -272,12 +304,30 @@ interface RunScores {
   test?: SplitMetrics;
 }
 
+/**
+ * The recipe to run: `--recipe` when given (auto with a flag in {@link FIXED_ONLY_FLAGS} is an
+ * error), else fixed when such a flag is given (it says what to train), else auto.
+ * @throws {InvalidArgumentError} `--recipe auto` with `--lr`, `--batch-size`, ...
+ */
+export function recipeOf(recipe: "auto" | "fixed" | undefined, fixedFlags: readonly string[]): "auto" | "fixed" {
+  const flag = (k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  if (recipe === "auto" && fixedFlags.length) {
+    throw new InvalidArgumentError(`--recipe auto chooses ${fixedFlags.map(flag).join(", ")} itself: expected none of them, found ${fixedFlags.map(flag).join(", ")} (give --recipe fixed to set them)`);
+  }
+  return recipe ?? (fixedFlags.length ? "fixed" : "auto");
+}
+
 /** `gqa train`: loads data, trains the model (or ensemble), scores it, writes `--out` and prints a summary. */
-async function runTrain(flags: TrainFlags): Promise<void> {
+async function runTrain(flags: TrainFlags, fixedFlags: readonly string[]): Promise<void> {
   const backend = await startBackend(flags);
   const ds = await loadTrainingSet(flags);
   const K = checkedOutputCount(ds, flags);
   const seed = flags.seed ?? 0;
+  if (flags.recipe === "auto") {
+    await runAuto(flags, ds, K, backend);
+    return;
+  }
+  if (flags.recipe === "fixed" && fixedFlags.length) status(`recipe: fixed (${fixedFlags.length} training flag${fixedFlags.length > 1 ? "s" : ""} given; --recipe auto would search them)`);
   const data = prepareData(ds, flags.valSplit, seed);
   reportData(ds, data, K, flags.valSplit);
   const plan = trainingPlan(ds, flags, K, seed);
@@ -288,6 +338,69 @@ async function runTrain(flags: TrainFlags): Promise<void> {
   if (history.length && scores.test && "accuracy" in scores.test) history[history.length - 1]!.testAccuracy = scores.test.accuracy;
   const modelPath = await saveRun({ ds, data, plan, trained, model, history, scores, backend, K });
   printSummary(ds, plan, trained.seconds, backend, scores, modelPath);
+}
+
+/**
+ * `gqa train --recipe auto`: searches the recipe by cross-validation on the training split
+ * (ts/cli/recipe.ts), then transforms the training and test splits with the chosen transform,
+ * scores the k fold models as one ensemble, writes `--out` and prints the table and the summary.
+ * @throws {InvalidArgumentError} fewer training cases than `--folds`.
+ */
+async function runAuto(flags: TrainFlags, ds: TrainingSet, K: number, backend: string): Promise<void> {
+  const seed = flags.seed ?? 0;
+  const C = ds.channels;
+  const regression = ds.task === "regression";
+  if (ds.train.series.length < flags.folds) throw new InvalidArgumentError(`--folds: expected at most as many folds as training cases (${ds.train.series.length}), found ${flags.folds}`);
+  const stats = channelStats(ds.train.series, C);
+  const tstats = regression ? targetStats(ds.train.y as number[][]) : undefined;
+  const y = regression ? (ds.train.y as number[][]).map((r) => r.map((v, j) => (v - tstats!.mean[j]!) / tstats!.std[j]!)) : (ds.train.y as number[]);
+  const plan0 = trainingPlan(ds, flags, K, seed);
+  status(`data: ${ds.name}: ${ds.train.series.length} train cases, ${C} channels, ${regression ? `${K} target(s) (regression)` : `${K} classes`}, T <= ${Math.max(...ds.train.series.map((x) => x.length / C))}; recipe auto: ${flags.folds}-fold CV on the training split, budget ${flags.budget} s`);
+  const result = await searchRecipe(
+    { task: ds.task, series: ds.train.series, channels: C, y, outputs: K, stats, ...(tstats && { tstats }) },
+    { budget: flags.budget, folds: flags.folds, seed, maxCandidates: flags.maxCandidates, ...(flags.epochs !== undefined && { epochs: flags.epochs }), opts: plan0.opts, head: plan0.head, weightDecay: flags.weightDecay, progress: flags.progress },
+  );
+  const c = result.chosen;
+  const transform: TransformSpec = { instanceNorm: c.instanceNorm, patch: c.patch };
+  const t = { ...transform, standardize: stats };
+  // The test split is transformed and scored only now, after the choice.
+  const ztrain = applyTransform(ds.train.series, t);
+  const ztest = ds.test ? applyTransform(ds.test.series, t) : [];
+  const width = C * c.patch;
+  const all = ds.train.series.map((_, i) => i);
+  const b = padBatch(ztrain, width);
+  const data: PreparedData = { fitIdx: all, valIdx: [], stats, ...(tstats && { tstats }), width, transform, ztrain, ztest, fit: { data: b.data, dims: b.dims, lengths: b.lengths, labels: y } };
+  const plan: TrainingPlan = {
+    flags: { ...plan0.flags, epochs: c.epochs, batchSize: c.batchSize, lr: c.lr, labelSmoothing: c.labelSmoothing },
+    opts: { ...plan0.opts, embedDim: width, hiddenSize: c.hiddenSize, numLayers: c.numLayers, outputMode: c.outputMode },
+    head: plan0.head,
+    n: flags.folds,
+    seed,
+  };
+  const trained: TrainedMembers = { members: result.models, memberHistories: result.curves, seconds: result.seconds, tokens: 0 };
+  const model = ensembleOf(result.models);
+  const history = meanHistory(result.curves);
+  const scores = await scoreRun(model, ds, data, K);
+  if (history.length && scores.test && "accuracy" in scores.test) history[history.length - 1]!.testAccuracy = scores.test.accuracy;
+  process.stdout.write(`${recipeTable(result)}\nchosen: ${c.name} (${describeCandidate(c)}): ${result.reason}\n`);
+  const modelPath = await saveRun({ ds, data, plan, trained, model, history, scores, backend, K, recipe: result });
+  printSummary(ds, plan, trained.seconds, backend, scores, modelPath);
+}
+
+/** The `recipe` entry of metrics.json: settings, every candidate's CV scores and time, the choice and why. */
+function recipeJson(r: RecipeResult, plan: TrainingPlan): Record<string, unknown> {
+  return {
+    kind: "auto",
+    budgetSeconds: plan.flags.budget,
+    folds: plan.n,
+    metric: r.metric,
+    seconds: r.seconds,
+    foldSizes: r.folds.map((f) => f.length),
+    candidates: r.results.map((x) => ({ name: x.candidate.name, settings: x.candidate, status: x.status, ...(x.score !== undefined && { cvScore: x.score, foldScores: x.foldScores, outOfFold: x.oof }), seconds: x.seconds })),
+    chosen: r.chosen,
+    reason: r.reason,
+    finalModel: `the ${plan.n} fold models of the chosen candidate (each trained on ${plan.n - 1}/${plan.n} of the training split), outputs averaged; no retraining`,
+  };
 }
 
 /**
@@ -329,7 +442,7 @@ function prepareData(ds: TrainingSet, valSplit: number, seed: number): PreparedD
     const vb = padBatch(valIdx.map((i) => ztrain[i]!), C);
     return { data: vb.data, dims: vb.dims, lengths: vb.lengths, labels: yOf(valIdx) };
   })() : undefined;
-  return { fitIdx, valIdx, stats, ...(tstats && { tstats }), ztrain, ztest, fit, ...(validation && { validation }) };
+  return { fitIdx, valIdx, stats, ...(tstats && { tstats }), width: C, ztrain, ztest, fit, ...(validation && { validation }) };
 }
 
 /** Prints the `data:` status line (and `validation:` with a hold-out): case counts, channels, outputs, longest case. */
@@ -351,7 +464,7 @@ function trainingPlan(ds: TrainingSet, flags: TrainFlags, K: number, seed: numbe
   const regression = ds.task === "regression";
   // Presets belong to the shipped datasets, not to a user's file that happens to share the name.
   const preset = (ds.shipped && DATASET_PRESETS[ds.name]) || {};
-  const resolved = { ...flags, batchSize: flags.batchSize ?? preset.batchSize ?? DEFAULT_BATCH_SIZE, labelSmoothing: flags.labelSmoothing ?? (regression ? 0 : preset.labelSmoothing) ?? 0 };
+  const resolved = { ...flags, epochs: flags.epochs ?? DEFAULT_EPOCHS, batchSize: flags.batchSize ?? preset.batchSize ?? DEFAULT_BATCH_SIZE, labelSmoothing: flags.labelSmoothing ?? (regression ? 0 : preset.labelSmoothing) ?? 0 };
   const opts = modelOptions(resolved, ds.channels, TRAIN_DEFAULTS);
   if (resolved.outputMode === undefined && preset.outputMode) opts.outputMode = preset.outputMode;
   const head: HeadOptions = regression
@@ -494,11 +607,10 @@ function meanHistory(memberHistories: readonly CurvePoint[][]): CurvePoint[] {
  * the validation part (when any).
  */
 async function scoreRun(model: TaskModel, ds: TrainingSet, data: PreparedData, K: number): Promise<RunScores> {
-  const C = ds.channels;
   const regression = ds.task === "regression";
   const { tstats } = data;
   const outputs = async (series: Float32Array[]) => {
-    const flat = await probabilitiesForSeries(model, series, C);
+    const flat = await probabilitiesForSeries(model, series, data.width);
     return Array.from({ length: series.length }, (_, i) => Array.from(flat.subarray(i * K, (i + 1) * K), (v, j) => (regression ? v * tstats!.std[j]! + tstats!.mean[j]! : v)));
   };
   const score = async (idx: number[] | undefined, series: Float32Array[], y: number[] | number[][]): Promise<SplitMetrics> => {
@@ -526,6 +638,8 @@ interface FinishedRun {
   scores: RunScores;
   backend: string;
   K: number;
+  /** `--recipe auto`: the search's table and choice. */
+  recipe?: RecipeResult;
 }
 
 /**
@@ -544,6 +658,7 @@ async function saveRun(run: FinishedRun): Promise<string> {
     classLabels: ds.classLabels,
     channels: ds.channels,
     standardize: data.stats,
+    ...(data.transform && { transform: data.transform }),
     ...(data.tstats && { targets: { names: ds.targetNames, ...data.tstats } }),
   };
   const modelPath = join(out, "model.safetensors");
@@ -576,6 +691,7 @@ function metricsJson(run: FinishedRun): Record<string, unknown> {
     ...(regression ? { targetNames: ds.targetNames, targetStandardize: data.tstats } : { numClasses: K, classLabels: ds.classLabels }),
     paramCount: model.paramCount,
     training: { epochs: flags.epochs, batchSize: flags.batchSize, lr: flags.lr, weightDecay: flags.weightDecay, labelSmoothing: flags.labelSmoothing, seed: plan.seed, ensemble: n, memberSeeds: trained.members.map((_, j) => memberSeed(plan, j)), valSplit: flags.valSplit, trainCount: data.fitIdx.length, valCount: data.valIdx.length, seconds: trained.seconds, tokensPerSecond: trained.tokens / trained.seconds },
+    ...(run.recipe && { recipe: recipeJson(run.recipe, plan) }),
     history: run.history,
     ...(n > 1 && { memberHistories: trained.memberHistories }),
     train: "accuracy" in train ? { accuracy: train.accuracy, count: train.count } : train,

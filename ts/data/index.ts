@@ -14,3 +14,4 @@ export { resolveDataset, loadDataset, packageRoot, SHIPPED_DATASETS, type Datase
 export { parseCsv, readCsv, type CsvSeries } from "./csv.js";
 export { parseNpy, readNpy, encodeNpy, type NpyArray, type NpyWritable } from "./npy.js";
 export { readSeriesInput, type SeriesInput, type SeriesInputOptions } from "./input.js";
+export { applyTransform, instanceNormalize, patchSeries, tokenCount, tokenWidth, IDENTITY_SPEC, type InputTransform, type TransformSpec } from "./transform.js";
