@@ -47,7 +47,7 @@ describe("input transform (ts/data/transform.ts)", () => {
     // ceil(3 / 2) = 2 tokens of 2 * 2 features; the fourth step is zero padding.
     expect(w[0]!.length).toBe(8);
     const want = [-k, -k, 0, 0, k, k, 0, 0];
-    Array.from(w[0]!).forEach((v, i) => expect(v).toBeCloseTo(want[i]!, 6));
+    for (const [i, v] of Array.from(w[0]!).entries()) expect(v).toBeCloseTo(want[i]!, 6);
     expect(tokenCount(3, 2)).toBe(2);
   });
 
