@@ -1,12 +1,14 @@
 // `gqa train --recipe auto` end to end on a small synthetic dataset written here (the built CLI,
 // dist/cli/index.js, as a child process): the search never reads the test split, and the input
-// transform recorded in the model file is applied by eval, predict and the TypeScript API alike.
+// transform recorded in the model file is applied by eval, predict, the TypeScript API and the
+// exported ONNX graph alike.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { GQA } from "gqa";
+import * as ort from "onnxruntime-node";
 import { beforeAll, describe, expect, it } from "vitest";
 import { padBatch } from "../ts/data/batch.js";
 import { channelStats } from "../ts/data/standardize.js";
@@ -91,6 +93,30 @@ describe("gqa train --recipe auto", () => {
     expect(JSON.parse(e.stdout).accuracy).toBe(m.test.accuracy);
   });
 
+  it("the auto model's fold members export to ONNX with the transform; their mean equals gqa predict", async () => {
+    const out = join(tmp, "out-clean");
+    const model = join(out, "model.safetensors");
+    const refused = gqa("export", "--model", model, "--onnx", join(tmp, "ens.onnx"));
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/found an ensemble of 2 members \(export each member on its own: --member 0\.\.1\)/);
+    const raw = padBatch(test.series, 1);
+    const mean = new Float32Array(raw.dims[0] * 2);
+    for (const j of [0, 1]) {
+      const f = join(tmp, `member-${j}.onnx`);
+      const r = gqa("export", "--model", model, "--member", String(j), "--onnx", f);
+      expect(r.code, r.stderr).toBe(0);
+      const session = await ort.InferenceSession.create(readFileSync(f));
+      const res = await session.run({ input: new ort.Tensor("float32", raw.data, raw.dims), lengths: new ort.Tensor("int64", BigInt64Array.from(raw.lengths, (l) => BigInt(l)), [raw.dims[0]]) });
+      (res["probabilities"]!.data as Float32Array).forEach((v, i) => {
+        mean[i]! += v / 2;
+      });
+    }
+    const p = gqa("predict", "--model", model, "--input", join(tmp, "clean", "Syn_TEST.ts"));
+    expect(p.code, p.stderr).toBe(0);
+    const rows = JSON.parse(p.stdout).predictions as { probabilities: Record<string, number> }[];
+    expect(Math.max(...rows.map((r, i) => Math.abs(r.probabilities["1"]! - mean[2 * i + 1]!)))).toBeLessThan(1e-4);
+  });
+
   it("--recipe auto refuses what it searches: --lr", () => {
     const r = gqa("train", "--data", join(tmp, "clean"), ...SEARCH, "--lr", "0.01", "--out", join(tmp, "bad"));
     expect(r.code).not.toBe(0);
@@ -99,7 +125,7 @@ describe("gqa train --recipe auto", () => {
 });
 
 describe("a patched, instance-normalised model file", () => {
-  it("eval, predict and the API (modelInputs) agree with in-process predictions; export refuses it naming the transform", async () => {
+  it("eval, predict and the API (modelInputs) agree with in-process predictions; ONNX export carries the transform (onnxruntime-node within 1e-4)", async () => {
     const P = 4;
     const stats = channelStats(train.series, 1);
     const meta: CliMetadata = { version: 1, task: "classification", dataset: "Syn", classLabels: ["0", "1"], channels: 1, standardize: stats, transform: { instanceNorm: true, patch: P } };
@@ -126,9 +152,23 @@ describe("a patched, instance-normalised model file", () => {
     expect(rows.map((r) => r.length)).toEqual(test.series.map((s) => s.length));
     const err = Math.max(...rows.map((r, i) => Math.abs(r.probabilities["1"]! - probs[2 * i + 1]!)));
     expect(err).toBeLessThan(1e-6);
-    const x = gqa("export", "--model", file, "--onnx", join(tmp, "patched.onnx"));
-    expect(x.code).not.toBe(0);
-    expect(x.stderr).toMatch(/invalid option `transform`: expected a model without patching or instance normalisation .* found patch 4, instance normalisation/);
-    expect(existsSync(join(tmp, "patched.onnx"))).toBe(false);
+    // ONNX: the transform is in the graph, whose input is the raw series [B, S, 1] with raw lengths.
+    const onnx = join(tmp, "patched.onnx");
+    const x = gqa("export", "--model", file, "--onnx", onnx);
+    expect(x.code, x.stderr).toBe(0);
+    expect(x.stderr).toMatch(/input: raw series \[batch, steps, 1\], the model file's transform \(standardisation, instance normalisation, patches of 4\) in the graph/);
+    const raw = padBatch(test.series, 1);
+    // Padded steps hold NaN here: the graph must ignore them, as the TypeScript transform never sees them.
+    const xs = Float32Array.from(raw.data, (v, i) => (i % raw.dims[1] < raw.lengths[Math.floor(i / raw.dims[1])]! ? v : Number.NaN));
+    const session = await ort.InferenceSession.create(readFileSync(onnx));
+    const res = await session.run({ input: new ort.Tensor("float32", xs, raw.dims), lengths: new ort.Tensor("int64", BigInt64Array.from(raw.lengths, (l) => BigInt(l)), [raw.dims[0]]) });
+    const op = res["probabilities"]!.data as Float32Array;
+    const onnxErr = Math.max(...Array.from(probs, (v, i) => Math.abs(v - op[i]!)));
+    expect(onnxErr).toBeLessThan(1e-4);
+    const plain = gqa("export", "--model", file, "--onnx", join(tmp, "tokens.onnx"), "--no-transform");
+    expect(plain.code, plain.stderr).toBe(0);
+    const tokens = await ort.InferenceSession.create(readFileSync(join(tmp, "tokens.onnx")));
+    const tr2 = await tokens.run({ input: new ort.Tensor("float32", tb.data, tb.dims), lengths: new ort.Tensor("int64", BigInt64Array.from(tb.lengths, (l) => BigInt(l)), [tb.dims[0]]) });
+    expect(Math.max(...Array.from(probs, (v, i) => Math.abs(v - (tr2["probabilities"]!.data as Float32Array)[i]!)))).toBeLessThan(1e-5);
   });
 });

@@ -10,6 +10,16 @@ import { Tensor } from "./tensor.js";
 import { createSession, type Session, type SessionOptions } from "./session.js";
 import { evaluateModel, headOf, prepareFit, predictModel, type EvalResult, type EvaluateOptions, type FitHistory, type FitOptions, type HeadOptions, type TrainingData } from "./train.js";
 
+/** Options of {@link Model.exportOnnx}. */
+export interface OnnxExportOptions {
+  /**
+   * The input transform of a `gqa train` model computed in the graph before the model
+   * (`gqa_core::onnx::InputTransform`): per-channel `(x - mean) / std`, per-row instance
+   * normalisation when `instanceNorm`, non-overlapping patches of `patch` steps (default 1).
+   */
+  inputTransform?: { mean: number[]; std: number[]; instanceNorm?: boolean; patch?: number };
+}
+
 /** Options of a forward pass. */
 export interface ForwardOptions {
   /**
@@ -230,11 +240,15 @@ export class Model extends Layer<ModelConfig, ModelHandle> {
    * (`[batch, hiddenSize]` for `last_timestep` / `mean_pool`, `[batch, seq, hiddenSize]` for
    * `all`), plus `probabilities` `[batch, numClasses]` (classification head) or `values`
    * `[batch, outDim]` (regression head). Rotary (RoPE, Edifice yarn, Hugging Face scalings) is
-   * computed in the graph, so no maximum length is baked in. `options`: none defined yet (`{}`).
-   * @throws GqaError `INVALID_OPTION` (an unknown option; weights over the 2 GiB protobuf limit),
+   * computed in the graph, so no maximum length is baked in. `options.inputTransform`: the input
+   * transform of a `gqa train` model (`{mean, std, instanceNorm, patch}`, ts/data/transform.ts)
+   * computed in the graph, whose `input` is then the raw series `[batch, steps, C]` with
+   * `lengths` raw steps (`C * patch` must equal `embedDim`).
+   * @throws GqaError `INVALID_OPTION` (an unknown option; an input transform that does not fit the
+   *   model, naming `onnxOptions.inputTransform`; weights over the 2 GiB protobuf limit),
    *   `OUT_OF_MEMORY`, `DISPOSED`
    */
-  exportOnnx(options: Record<string, never> = {}): Uint8Array {
+  exportOnnx(options: OnnxExportOptions = {}): Uint8Array {
     const h = this.handle;
     return callBinding(() => h.exportOnnx(coreOptions(options ?? {}, "onnxOptions")));
   }

@@ -7,12 +7,17 @@ import type { Command } from "commander";
 import { readFileOrThrow } from "../data/errors.js";
 import { GqaError } from "../errors.js";
 import { GQA } from "../index.js";
-import { addBackendOption, fmtBytes, startBackend, status, type ModelFlags } from "./common.js";
-import { CLI_METADATA_KEY, ENSEMBLE_METADATA_KEY, readCliMetadata, readMetadata } from "../model-file.js";
+import { addBackendOption, fmtBytes, intArg, startBackend, status, type ModelFlags } from "./common.js";
+import { CLI_METADATA_KEY, cliTransform, ENSEMBLE_METADATA_KEY, readCliMetadata, readMetadata, unpackEnsemble } from "../model-file.js";
+import type { OnnxExportOptions } from "../model.js";
 
 interface ExportFlags {
   model: string;
   onnx: string;
+  /** `--no-transform` sets it false: the graph then starts at the model's tokens. */
+  transform: boolean;
+  /** `--member j`: member `j` of an ensemble file. */
+  member?: number;
   backend: ModelFlags["backend"];
 }
 
@@ -27,15 +32,18 @@ export function registerExport(program: Command): void {
         "one ONNX file (opset 17, standard operators, weights inlined). Graph inputs: `input` float32",
         "[batch, seq, channels] and `lengths` int64 [batch] (valid positions per row; pass seq when",
         "unpadded); outputs: `output` and, with a classification head, `probabilities` (a regression",
-        "head: `values`). A `gqa train` model expects its inputs standardised per channel as",
-        "(x - mean) / std with the statistics in the file's `gqa_cli` metadata (not part of the graph).",
-        "Ensembles (several members in one file) and models trained with patching or instance",
-        "normalisation (`gqa train --recipe auto` may choose them; their transform is not in the graph)",
-        "are refused.",
+        "head: `values`). For a `gqa train` model file the graph starts with the file's input",
+        "transform (per-channel standardisation, instance normalisation and patching when the model",
+        "has them), so `input` is the raw series [batch, steps, channels] and `lengths` its raw steps;",
+        "--no-transform leaves it out (inputs are then the model's tokens). An ensemble file (several",
+        "members, e.g. from gqa train --recipe auto or --ensemble) needs --member j: one member per",
+        "ONNX file (the ensemble's output is the mean of its members' outputs).",
       ].join(" "),
     )
     .requiredOption("--model <file>", "model.safetensors to export")
-    .requiredOption("--onnx <file>", "the ONNX file to write");
+    .requiredOption("--onnx <file>", "the ONNX file to write")
+    .option("--member <j>", "export member j (from 0) of an ensemble file", intArg(0))
+    .option("--no-transform", "a gqa train model: leave its input transform out of the graph (inputs: the model's tokens)");
   addBackendOption(cmd);
   cmd.action(async (flags: ExportFlags) => {
     await runExport(flags);
@@ -46,32 +54,31 @@ async function runExport(flags: ExportFlags): Promise<void> {
   await startBackend(flags);
   const bytes = new Uint8Array(await readFileOrThrow(flags.model));
   const members = readMetadata(bytes, flags.model)[ENSEMBLE_METADATA_KEY];
-  if (members !== undefined && members !== "1") {
-    throw new GqaError("INVALID_OPTION", `invalid option \`model\`: expected a single model, found an ensemble of ${members} members (export each member on its own)`);
+  if (members !== undefined && members !== "1" && flags.member === undefined) {
+    throw new GqaError("INVALID_OPTION", `invalid option \`model\`: expected a single model, found an ensemble of ${members} members (export each member on its own: --member 0..${Number(members) - 1})`);
   }
-  refuseTransform(bytes, flags.model);
-  const model = await GQA.load(bytes);
+  const all = unpackEnsemble(bytes, flags.model);
+  const j = flags.member ?? 0;
+  if (j >= all.length) throw new GqaError("INVALID_OPTION", `invalid option \`member\`: expected 0..${all.length - 1} (the file's members), found ${j}`, { fields: { option: "member", expected: `0..${all.length - 1}`, found: String(j) } });
+  const inputTransform = exportTransform(bytes, flags.model, flags.transform);
+  const model = await GQA.load(all[j]!);
   try {
-    const onnx = model.exportOnnx();
+    const onnx = model.exportOnnx(inputTransform ? { inputTransform } : {});
     await writeFile(flags.onnx, onnx);
-    status(`wrote ${flags.onnx} (${fmtBytes(onnx.length)}, opset 17)`);
+    const what = inputTransform ? `; input: raw series [batch, steps, ${inputTransform.mean.length}], the model file's transform (standardisation${inputTransform.instanceNorm ? ", instance normalisation" : ""}${inputTransform.patch! > 1 ? `, patches of ${inputTransform.patch}` : ""}) in the graph` : "";
+    status(`wrote ${flags.onnx} (${fmtBytes(onnx.length)}, opset 17${what})`);
   } finally {
     model.dispose();
   }
 }
 
 /**
- * Refuses a `gqa train` model whose inputs are patched or instance-normalised: the exported graph
- * starts at the model's tokens, so it would silently expect transformed inputs.
- * @throws {GqaError} `INVALID_OPTION` naming `transform`, expected none, found the recorded one.
+ * The `inputTransform` export option of a `gqa train` model file (its `gqa_cli` record: the
+ * standardisation, instance normalisation and patch length of ts/data/transform.ts); `undefined`
+ * for a file without the record (from `model.saveFile`) or with `--no-transform`.
  */
-function refuseTransform(bytes: Uint8Array, file: string): void {
-  if (readMetadata(bytes, file)[CLI_METADATA_KEY] === undefined) return;
-  const t = readCliMetadata(bytes, file).transform;
-  if (t && (t.patch > 1 || t.instanceNorm)) {
-    const found = `patch ${t.patch}${t.instanceNorm ? ", instance normalisation" : ""}`;
-    throw new GqaError("INVALID_OPTION", `invalid option \`transform\`: expected a model without patching or instance normalisation (ONNX export does not include the input transform), found ${found} in ${file}; train with --recipe fixed, or --recipe auto --patch 1 --no-instance-norm`, {
-      fields: { option: "transform", expected: "patch 1, no instance normalisation", found },
-    });
-  }
+function exportTransform(bytes: Uint8Array, file: string, withTransform: boolean): OnnxExportOptions["inputTransform"] {
+  if (!withTransform || readMetadata(bytes, file)[CLI_METADATA_KEY] === undefined) return undefined;
+  const t = cliTransform(readCliMetadata(bytes, file));
+  return { mean: t.standardize.mean, std: t.standardize.std, instanceNorm: t.instanceNorm, patch: t.patch };
 }

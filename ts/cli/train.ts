@@ -99,7 +99,12 @@ export function registerTrain(program: Command): void {
     .description(
       [
         "Train a GQA model with a linear classification (or, with --task regression, regression)",
-        "head on a UEA dataset (its train split; accuracy on its test split at the end) or on your",
+        "head. By default (--recipe auto) the recipe is chosen by k-fold cross-validation on the",
+        "training split within --budget seconds (patching, instance normalisation, pooling, width,",
+        "depth, lr, label smoothing, epochs, augmentation) and the fold models are kept as an",
+        "ensemble; the table of candidates goes to stdout and metrics.json. --recipe fixed trains",
+        "what the flags say (the behaviour below). Data:",
+        "a UEA dataset (its train split; accuracy on its test split at the end) or your",
         "own file: CSV (header; one row per time step; a label column, an optional id column",
         "grouping rows into cases, every other column a channel), .npy [B, T, C] with --labels",
         "(text, one label per line, or .npy), or a UEA .ts file; --test-data is then scored once at",

@@ -47,7 +47,7 @@ pub use dropout::Dropout;
 pub use error::{error_catalog_value, Error, ErrorField, Result, ERROR_CATALOG};
 pub use mask::Mask;
 pub use model::GqaModel;
-pub use onnx::OnnxOptions;
+pub use onnx::{InputTransform, OnnxOptions};
 pub use params::ParamStore;
 pub use rope::Rotary;
 pub use session::Session;

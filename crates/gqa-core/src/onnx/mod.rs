@@ -42,6 +42,7 @@
 
 mod graph;
 pub mod proto;
+mod transform;
 
 use candle_core::{DType, Var};
 use prost::Message;
@@ -80,11 +81,81 @@ pub const MAX_FILE_BYTES: u64 = (1 << 31) - 1;
 /// Room kept under [`MAX_FILE_BYTES`] for everything but the weights (nodes, names, constants).
 const GRAPH_SLACK_BYTES: u64 = 1 << 20;
 
-/// Options of [`export`] (JSON: `{}`; none yet, unknown fields are refused so that future ones
-/// are never silently ignored).
+/// Options of [`export`] (JSON: `{}` or `{"inputTransform": {...}}`; unknown fields are refused
+/// so that future ones are never silently ignored).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
-pub struct OnnxOptions {}
+pub struct OnnxOptions {
+    /// The input transform of a `gqa train` model, prepended to the graph (see [`InputTransform`]);
+    /// absent: the graph takes the model's inputs as they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_transform: Option<InputTransform>,
+}
+
+/// The input transform of a `gqa train` model (`ts/data/transform.ts`, one rule for every
+/// consumer), computed in the graph before the model: the graph input `input` is then the raw
+/// series `[batch, steps, C]` with `lengths` raw steps, and, per valid step,
+/// 1. `(x - mean[c]) / std[c]`;
+/// 2. with `instanceNorm`, each channel of each row minus its mean over the row's `lengths[b]`
+///    steps, divided by its population std (std below 1e-8: 1) (`ReduceSum` over masked steps);
+/// 3. with `patch = P > 1`, the steps zero-padded at the end to a multiple of `P` (`Pad`) and
+///    read as tokens of `P * C` features (`Reshape` to `[batch, ceil(steps / P), P * C]`), with
+///    `ceil(lengths / P)` valid tokens.
+///
+/// Positions at or past `lengths[b]` are zeroed before and after each step, as the TypeScript
+/// transform never sees them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InputTransform {
+    /// Per-channel mean `[C]` of the training split.
+    pub mean: Vec<f32>,
+    /// Per-channel std `[C]` of the training split (each finite and > 0).
+    pub std: Vec<f32>,
+    /// Per-row, per-channel normalisation (step 2).
+    #[serde(default)]
+    pub instance_norm: bool,
+    /// Patch length `P >= 1` (1: no patching); `C * P` must equal the model's `embedDim`.
+    #[serde(default = "one_step")]
+    pub patch: usize,
+}
+
+fn one_step() -> usize {
+    1
+}
+
+impl InputTransform {
+    /// Checks the transform against a model of `embed_dim` input features.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] naming `onnxOptions.inputTransform` with the expected and found
+    /// value: empty or unequal `mean`/`std`, a std that is not finite and > 0, a non-finite mean,
+    /// `patch` 0, or `C * patch != embedDim`.
+    pub fn validate(&self, embed_dim: usize) -> Result<()> {
+        let c = self.mean.len();
+        let bad = |expected: String, found: String| {
+            Err(Error::option("onnxOptions.inputTransform", expected, found))
+        };
+        if c == 0 || self.std.len() != c {
+            return bad(
+                "mean and std of the same length >= 1".into(),
+                format!("{} and {}", c, self.std.len()),
+            );
+        }
+        if let Some(v) = self.std.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+            return bad("std values finite and > 0".into(), format!("{v}"));
+        }
+        if let Some(v) = self.mean.iter().find(|v| !v.is_finite()) {
+            return bad("finite mean values".into(), format!("{v}"));
+        }
+        if self.patch == 0 || c * self.patch != embed_dim {
+            return bad(
+                format!("patch >= 1 with channels * patch = embedDim ({embed_dim})"),
+                format!("{c} channels * patch {}", self.patch),
+            );
+        }
+        Ok(())
+    }
+}
 
 impl OnnxOptions {
     /// Parses options JSON (`""` or `{}` = the defaults).
@@ -119,9 +190,14 @@ impl OnnxOptions {
 /// `[batch, hiddenSize]`); [`Error::InvalidOption`] naming `parameters` when the weights exceed
 /// what one protobuf file holds ([`MAX_FILE_BYTES`]); [`Error::OutOfMemory`] (`onnx export`)
 /// when the copy of the weights does not fit under the memory budget ([`crate::memory`]);
-/// [`Error::Backend`] reading the weights.
-pub fn export(model: &GqaModel, head: Option<&Head>, _opts: &OnnxOptions) -> Result<Vec<u8>> {
+/// [`Error::Backend`] reading the weights; [`Error::InvalidOption`] naming
+/// `onnxOptions.inputTransform` for a transform that does not fit the model
+/// ([`InputTransform::validate`]).
+pub fn export(model: &GqaModel, head: Option<&Head>, opts: &OnnxOptions) -> Result<Vec<u8>> {
     let cfg = model.config();
+    if let Some(t) = &opts.input_transform {
+        t.validate(cfg.embed_dim)?;
+    }
     if head.is_some() && cfg.output_mode == OutputMode::All {
         return Err(Error::option(
             "outputMode",
@@ -138,7 +214,13 @@ pub fn export(model: &GqaModel, head: Option<&Head>, _opts: &OnnxOptions) -> Res
     let mut b = Builder {
         g: Graph::default(),
         cfg,
+        input: INPUT.into(),
+        lengths: LENGTHS.into(),
+        raw_channels: opts.input_transform.as_ref().map(|t| t.mean.len()),
     };
+    if let Some(t) = &opts.input_transform {
+        b.input_transform(t);
+    }
     let graph = b.build(model, head)?;
     let mut metadata_props = vec![StringStringEntryProto {
         key: crate::weights::CONFIG_METADATA_KEY.into(),
@@ -313,6 +395,12 @@ struct LayerConstants {
 struct Builder<'a> {
     g: Graph,
     cfg: &'a GqaConfig,
+    /// The model's input tensor: [`INPUT`], or the transform's tokens.
+    input: String,
+    /// The model's valid positions per row: [`LENGTHS`], or the transform's token counts.
+    lengths: String,
+    /// With an input transform, the raw channels `C` of the graph input (else `embedDim`).
+    raw_channels: Option<usize>,
 }
 
 impl Builder<'_> {
@@ -381,7 +469,7 @@ impl Builder<'_> {
     /// Shape values, masks and rotary tables shared by every layer.
     fn common(&mut self) -> Result<Common> {
         let g = &mut self.g;
-        let shape = g.op("Shape", &[INPUT], vec![], Some("input_shape"));
+        let shape = g.op("Shape", &[&self.input], vec![], Some("input_shape"));
         let idx1 = g.i64("const.index_1", &[], &[1]);
         let seq = g.op(
             "Gather",
@@ -397,7 +485,12 @@ impl Builder<'_> {
         let ax2 = g.i64("const.axes_2", &[1], &[2]);
         let pos_row = g.op("Unsqueeze", &[&pos, &ax0], vec![], Some("positions_row")); // [1, T]: key j / position
         let pos_col = g.op("Unsqueeze", &[&pos, &ax1], vec![], Some("positions_col")); // [T, 1]: query i
-        let len_col = g.op("Unsqueeze", &[LENGTHS, &ax1], vec![], Some("lengths_col")); // [B, 1]
+        let len_col = g.op(
+            "Unsqueeze",
+            &[&self.lengths, &ax1],
+            vec![],
+            Some("lengths_col"),
+        ); // [B, 1]
         let valid = g.op("Less", &[&pos_row, &len_col], vec![], Some("valid")); // [B, T]
         let valid3 = g.op("Unsqueeze", &[&valid, &ax2], vec![], Some("valid_3d")); // [B, T, 1]
         let causal = g.op("LessOrEqual", &[&pos_row, &pos_col], vec![], Some("causal")); // [T, T]: j <= i
@@ -570,7 +663,7 @@ impl Builder<'_> {
         // Padded positions hold anything (NaN included): zero them, as the core does.
         let mut h = self.g.op(
             "Where",
-            &[&c.valid3, INPUT, ZERO_F32],
+            &[&c.valid3, &self.input, ZERO_F32],
             vec![],
             Some("input_masked"),
         );
@@ -783,7 +876,7 @@ impl Builder<'_> {
                 // h[b, lengths[b] - 1, :] by GatherElements along the time axis.
                 let last = g.op(
                     "Sub",
-                    &[LENGTHS, "const.one_i64"],
+                    &[&self.lengths, "const.one_i64"],
                     vec![],
                     Some("last_position"),
                 );
@@ -884,9 +977,13 @@ impl Builder<'_> {
                     vec![
                         dim_param("batch"),
                         dim_param("seq"),
-                        dim_value(self.cfg.embed_dim),
+                        dim_value(self.raw_channels.unwrap_or(self.cfg.embed_dim)),
                     ],
-                    "float32 [batch, seq, embedDim], left-aligned sequences",
+                    if self.raw_channels.is_some() {
+                        "float32 [batch, seq, channels], raw left-aligned series (the input transform is in the graph)"
+                    } else {
+                        "float32 [batch, seq, embedDim], left-aligned sequences"
+                    },
                 ),
                 value_info(
                     LENGTHS,
@@ -922,6 +1019,33 @@ mod tests {
         let e = OnnxOptions::from_json(r#"{"opset": 18}"#).unwrap_err();
         assert_eq!(e.code(), "INVALID_OPTION");
         assert!(e.to_string().contains("opset"), "{e}");
+    }
+
+    #[test]
+    fn input_transform_parses_with_defaults_and_is_checked_against_embed_dim() {
+        let o = OnnxOptions::from_json(r#"{"inputTransform": {"mean": [1, 2], "std": [0.5, 4]}}"#)
+            .unwrap();
+        let t = o.input_transform.unwrap();
+        assert_eq!((t.instance_norm, t.patch), (false, 1));
+        assert!(t.validate(2).is_ok());
+        let e = t.validate(4).unwrap_err();
+        assert_eq!(e.code(), "INVALID_OPTION");
+        assert!(e.to_string().contains("onnxOptions.inputTransform"), "{e}");
+        assert!(e.to_string().contains("2 channels * patch 1"), "{e}");
+        let p = InputTransform {
+            patch: 2,
+            ..t.clone()
+        };
+        assert!(p.validate(4).is_ok());
+        let z = InputTransform {
+            std: vec![0.0, 1.0],
+            ..t
+        };
+        assert!(z
+            .validate(2)
+            .unwrap_err()
+            .to_string()
+            .contains("std values finite and > 0"));
     }
 
     #[test]
