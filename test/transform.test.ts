@@ -102,9 +102,9 @@ describe("auto recipe rules (ts/cli/recipe.ts)", () => {
     expect(() => kFolds(2, null, 3, 0)).toThrow(/folds: expected at most as many folds as training cases \(2\), found 3/);
   });
 
-  it("patch lengths from the series length: none for short series, ~64 and ~16 tokens for long ones", () => {
+  it("patch lengths from the series length: ~64 tokens first, no patching up to 256 steps, then ~16 tokens", () => {
     expect(patchCandidates(24, 24)).toEqual([1, 2]);
-    expect(patchCandidates(100, 100)).toEqual([1, 2, 6]);
+    expect(patchCandidates(100, 100)).toEqual([2, 1, 6]);
     expect(patchCandidates(286, 286)).toEqual([4, 18]);
     expect(patchCandidates(2000, 2000)).toEqual([31, 125]);
     expect(patchCandidates(90, 300)).toEqual([1, 6]);

@@ -113,16 +113,18 @@ function median(xs: readonly number[]): number {
 }
 
 /**
- * Patch lengths to try for cases of median length `tMed` and longest `tMax` steps: 1 (no patching)
- * when `tMax <= 256` (attention over single steps is still cheap) or the series are too short for
- * a ~64-token patch; and the patch lengths
- * giving about 64 tokens (PatchTST's 64 patches of a 512-step input) and about 16 tokens.
- * Ordered: the ~64-token length (or 1 for short series) first.
+ * Patch lengths to try for cases of median length `tMed` and longest `tMax` steps, in order: the
+ * patch length giving about 64 tokens (PatchTST's 64 patches of a 512-step input), or 1 when the
+ * series are too short for it; then 1 (no patching) when `tMax <= 256` (attention over single
+ * steps is still affordable); then the length giving about 16 tokens. The first is the base's:
+ * the cheaper one first, so that the base, which always runs, fits the budget.
  */
 export function patchCandidates(tMed: number, tMax: number): number[] {
   const p64 = Math.round(tMed / 64);
-  const out: number[] = tMax <= 256 || p64 < 2 ? [1] : [];
-  for (const p of [p64, Math.round(tMed / 16)]) if (p >= 2 && !out.includes(p)) out.push(p);
+  const out: number[] = [p64 >= 2 ? p64 : 1];
+  if (tMax <= 256 && !out.includes(1)) out.push(1);
+  const p16 = Math.round(tMed / 16);
+  if (p16 >= 2 && !out.includes(p16)) out.push(p16);
   return out;
 }
 
