@@ -7,7 +7,9 @@
  * ({@link baseCandidate}); each stage ({@link STAGES}) tries one change at a time from the best
  * candidate so far, and a change is kept only when it scores strictly better (accuracy up, or
  * RMSE down), so ties keep the earlier, simpler choice. A candidate whose estimated cost no longer
- * fits the budget is skipped (the base always runs). The test split is not an input here.
+ * fits the budget is skipped (the base always runs; its epochs are lowered when one timed epoch
+ * says it would take more than {@link BASE_SHARE} of the budget). The test split is not an input
+ * here.
  *
  * Cross-validation: stratified folds for classification (each class's cases shuffled with the
  * seed and dealt round-robin), plain shuffled folds for regression. Per-channel standardisation
@@ -328,6 +330,31 @@ interface Trained {
   curves: CurvePoint[][];
 }
 
+/** Share of `--budget` the base candidate may take (the rest is for the variants). */
+const BASE_SHARE = 0.4;
+
+/**
+ * Times one epoch of the base on fold 0's training part (a probe model, disposed) and, unless
+ * `--epochs` fixed the epochs, lowers the base's epochs (to at least 5) so that its k fold models
+ * are estimated to take at most {@link BASE_SHARE} of the budget. The probe's time counts against
+ * the budget; the result depends on the machine's speed only when the base would not fit.
+ * @returns the base and the measured seconds per unit of {@link costOf} (for the estimates).
+ */
+async function fitBaseToBudget(base: Candidate, data: RecipeData, s: RecipeSettings, folds: number[][], cache: Map<boolean, Float32Array[]>): Promise<{ base: Candidate; secPerCost: number }> {
+  const one = { ...base, epochs: 1 };
+  const fitIdx = folds.slice(1).flat().sort((a, b) => a - b);
+  const t = performance.now();
+  const probe = await trainFold(one, data, s, normalised(data, base.instanceNorm, cache), fitIdx, folds[0]!, 0);
+  probe.model.dispose();
+  // The probe trained (k-1)/k of the cases once; a candidate trains them k times over its epochs.
+  const secPerCost = (((performance.now() - t) / 1000) * s.folds) / costOf(one, data);
+  const estimate = secPerCost * costOf(base, data);
+  if (s.epochs !== undefined || estimate <= BASE_SHARE * s.budget) return { base, secPerCost };
+  const epochs = Math.max(5, Math.floor((base.epochs * BASE_SHARE * s.budget) / estimate));
+  status(`recipe: the base's ${base.epochs} epochs would take about ${estimate.toFixed(0)} s of the ${s.budget} s budget: ${epochs} epochs`);
+  return { base: { ...base, epochs }, secPerCost };
+}
+
 /** Whether score `a` beats `b` strictly (accuracy: higher; RMSE: lower). */
 function better(a: number, b: number, metric: "accuracy" | "rmse"): boolean {
   return metric === "accuracy" ? a > b + 1e-12 : a < b - 1e-12;
@@ -344,11 +371,11 @@ export async function searchRecipe(data: RecipeData, s: RecipeSettings): Promise
   const cache = new Map<boolean, Float32Array[]>();
   const useBar = s.progress && process.stderr.isTTY === true;
   const p: SearchProgress = { done: 0, t0: performance.now(), budget: s.budget, ...(useBar && { bar: progressBar() }) };
-  const base = baseCandidate(data, s.folds, s.epochs);
   p.bar?.start(s.folds * s.maxCandidates, 0, { cand: "base", fold: "", best: "-" });
+  const { base, secPerCost: probed } = await fitBaseToBudget(baseCandidate(data, s.folds, s.epochs), data, s, folds, cache);
   const results: CandidateResult[] = [];
   let best: Trained | undefined;
-  let secPerCost = 0;
+  let secPerCost = probed;
   try {
     const queue: Candidate[] = [base];
     for (let stage = 0; stage <= STAGES.length; stage++) {
