@@ -12,7 +12,7 @@
  *        [--threads 1] [--out runs/dev-suite] [--table] (--table: print the table, run nothing)
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 
@@ -50,6 +50,12 @@ if (!a.table) {
         const r = spawnSync(process.execPath, args, { encoding: "utf8", timeout: Number(a.timeout) * 1000 });
         const s = ((performance.now() - t0) / 1000).toFixed(1);
         process.stderr.write(`${name} ${recipe} seed ${seed}: exit ${r.status ?? r.signal} in ${s} s${r.status === 0 ? "" : `\n${r.stderr.slice(-800)}`}\n`);
+        // A run that failed or hit --timeout leaves stopped.json (and no metrics.json) for the table.
+        if (r.status !== 0) {
+          mkdirSync(out, { recursive: true });
+          rmSync(join(out, "metrics.json"), { force: true });
+          writeFileSync(join(out, "stopped.json"), JSON.stringify({ exit: r.status ?? r.signal, seconds: Number(s) }) + "\n");
+        } else rmSync(join(out, "stopped.json"), { force: true });
       }
     }
   }
@@ -62,6 +68,9 @@ function runs() {
   for (const name of readdirSync(a.out)) {
     for (const dir of readdirSync(join(a.out, name))) {
       const f = join(a.out, name, dir, "metrics.json");
+      const [recipe0, seed0] = dir.split("-seed");
+      const stopped = join(a.out, name, dir, "stopped.json");
+      if (existsSync(stopped)) rows.push({ name, recipe: recipe0, seed: Number(seed0), stopped: JSON.parse(readFileSync(stopped, "utf8")) });
       if (!existsSync(f)) continue;
       const m = JSON.parse(readFileSync(f, "utf8"));
       const [recipe, seed] = dir.split("-seed");
@@ -87,10 +96,13 @@ const all = runs();
 const lines = ["| dataset | metric | gqa auto: test | gqa auto: CV | gqa auto: s | gqa fixed: test | gqa fixed: s | InceptionTime | HC2 |", "|---|---|---|---|---|---|---|---|---|"];
 for (const name of Object.keys(DATASETS)) {
   const of = (recipe) => all.filter((r) => r.name === name && r.recipe === recipe);
-  const au = of("auto"), fx = of("fixed");
+  const done = (recipe) => of(recipe).filter((r) => !r.stopped);
+  const stop = (recipe) => of(recipe).filter((r) => r.stopped).map((r) => `stopped after ${r.stopped.seconds.toFixed(0)} s (${r.stopped.exit})`);
+  const au = done("auto"), fx = done("fixed");
   if (!au.length && !fx.length) continue;
   const metric = (au[0] ?? fx[0]).metric;
-  lines.push(`| ${name} | ${metric === "rmse" ? "RMSE" : "accuracy"} | ${fmt(au.map((r) => r.test))} | ${fmt(au.filter((r) => r.cv !== undefined).map((r) => r.cv))} | ${fmt(au.map((r) => r.seconds), 0)} | ${fmt(fx.map((r) => r.test))} | ${fmt(fx.map((r) => r.seconds), 0)} | ${pub("InceptionTime", name)} | ${pub("HC2", name)} |`);
+  const fxTest = [fmt(fx.map((r) => r.test)), ...stop("fixed")].filter(Boolean).join("; ");
+  lines.push(`| ${name} | ${metric === "rmse" ? "RMSE" : "accuracy"} | ${fmt(au.map((r) => r.test))} | ${fmt(au.filter((r) => r.cv !== undefined).map((r) => r.cv))} | ${fmt(au.map((r) => r.seconds), 0)} | ${fxTest} | ${fmt(fx.map((r) => r.seconds), 0)} | ${pub("InceptionTime", name)} | ${pub("HC2", name)} |`);
 }
 process.stdout.write(lines.join("\n") + "\n");
 for (const r of all.filter((x) => x.recipe === "auto").sort((x, y) => x.name.localeCompare(y.name) || x.seed - y.seed)) process.stdout.write(`${r.name} seed ${r.seed}: chosen ${r.chosen}\n`);
