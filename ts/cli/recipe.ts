@@ -162,12 +162,14 @@ type Stage = (best: Candidate, data: RecipeData) => Candidate[];
 
 /** The search's stages, in order (each variant named by its change). */
 export const STAGES: readonly Stage[] = [
+  // Instance normalisation first: as cheap as the base, and the largest change on the
+  // development suite (PLAID CV 0.27-0.29 -> 0.62-0.64, Tecator CV RMSE 9.9 -> 2.1-4.4).
+  (b) => [{ ...b, name: b.instanceNorm ? "no instance norm" : "instance norm", instanceNorm: !b.instanceNorm }],
   (b, d) => {
     const steps = d.series.map((s) => s.length / d.channels);
     return patchCandidates(median(steps), Math.max(...steps)).filter((p) => p !== b.patch).map((p) => ({ ...b, name: `patch ${p}`, patch: p }));
   },
   (b) => [{ ...b, name: b.outputMode === "mean_pool" ? "last timestep" : "mean pool", outputMode: b.outputMode === "mean_pool" ? "last_timestep" : "mean_pool" }],
-  (b) => [{ ...b, name: b.instanceNorm ? "no instance norm" : "instance norm", instanceNorm: !b.instanceNorm }],
   (b, d) => (d.task === "classification" ? [{ ...b, name: b.labelSmoothing > 0 ? "no label smoothing" : "label smoothing 0.1", labelSmoothing: b.labelSmoothing > 0 ? 0 : 0.1 }] : []),
   (b) => [{ ...b, name: "hidden 128", hiddenSize: 128 }, { ...b, name: "hidden 32", hiddenSize: 32 }],
   (b) => [{ ...b, name: "1 layer", numLayers: 1 }, { ...b, name: "3 layers", numLayers: 3 }],
