@@ -20,6 +20,7 @@
 import { SingleBar } from "cli-progress";
 import { augmentSeries } from "../data/augment.js";
 import { padBatch } from "../data/batch.js";
+import { xorshift32 } from "../data/random.js";
 import type { ChannelStats } from "../data/standardize.js";
 import { instanceNormalize, patchSeries, tokenCount, type TransformSpec } from "../data/transform.js";
 import { standardize } from "../data/standardize.js";
@@ -192,15 +193,7 @@ export function describe(c: Candidate): string {
 export function kFolds(n: number, labels: readonly number[] | null, k: number, seed: number): number[][] {
   if (!Number.isInteger(k) || k < 2) throw new RangeError(`folds: expected an integer >= 2, found ${k}`);
   if (n < k) throw new RangeError(`folds: expected at most as many folds as training cases (${n}), found ${k}`);
-  let s = (seed ^ 0x2545f491) >>> 0 || 1;
-  const rand = () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
+  const rand = xorshift32(seed, 0x2545f491);
   const groups = labels ? [...new Set(labels)].sort((a, b) => a - b).map((c) => labels.flatMap((l, i) => (l === c ? [i] : []))) : [Array.from({ length: n }, (_, i) => i)];
   const folds: number[][] = Array.from({ length: k }, () => []);
   let next = 0;

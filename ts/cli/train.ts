@@ -8,6 +8,7 @@ import { basename, join } from "node:path";
 import { SingleBar } from "cli-progress";
 import { InvalidArgumentError, Option, type Command } from "commander";
 import { padBatch } from "../data/batch.js";
+import { xorshift32 } from "../data/random.js";
 import { loadDataset, SHIPPED_DATASETS } from "../data/datasets.js";
 import { DataFormatError } from "../data/errors.js";
 import { readLabelled, sortClassNames, type RawLabelled, type Task } from "../data/labelled.js";
@@ -764,15 +765,7 @@ const fmtNum = (v: number) => Number(v.toPrecision(6)).toString();
 export function validationSplit(labels: readonly number[], fraction: number, seed: number): { fit: number[]; val: number[] } {
   const all = labels.map((_, i) => i);
   if (!(fraction > 0)) return { fit: all, val: [] };
-  let s = (seed ^ 0x9e3779b9) >>> 0 || 1;
-  const rand = () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
+  const rand = xorshift32(seed, 0x9e3779b9);
   const val: number[] = [];
   for (const c of [...new Set(labels)].sort((a, b) => a - b)) {
     const idx = all.filter((i) => labels[i] === c);
