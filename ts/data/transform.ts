@@ -23,7 +23,7 @@
  * Stride = `P` rather than PatchTST's overlapping stride `P/2`: half the tokens (attention is
  * quadratic in them), and the simplest transform to export.
  */
-import { MIN_STD, standardize, type ChannelStats } from "./standardize.js";
+import { channelStats, standardize, type ChannelStats } from "./standardize.js";
 
 /** What the model's inputs went through besides the per-channel standardisation. */
 export interface TransformSpec {
@@ -66,24 +66,7 @@ export function checkSpec(spec: TransformSpec): void {
  * @param channels `C`.
  */
 export function instanceNormalize(series: readonly Float32Array[], channels: number): Float32Array[] {
-  return series.map((s) => {
-    const steps = s.length / channels;
-    const mean = new Float64Array(channels);
-    const sq = new Float64Array(channels);
-    for (let j = 0; j < s.length; j++) mean[j % channels]! += s[j]!;
-    for (let c = 0; c < channels; c++) mean[c]! /= steps;
-    for (let j = 0; j < s.length; j++) {
-      const d = s[j]! - mean[j % channels]!;
-      sq[j % channels]! += d * d;
-    }
-    const std = Array.from(sq, (v) => {
-      const sd = Math.sqrt(v / steps);
-      return sd < MIN_STD ? 1 : sd;
-    });
-    const out = new Float32Array(s.length);
-    for (let j = 0; j < s.length; j++) out[j] = (s[j]! - mean[j % channels]!) / std[j % channels]!;
-    return out;
-  });
+  return series.map((s) => (s.length === 0 ? new Float32Array(0) : standardize([s], channelStats([s], channels))[0]!));
 }
 
 /**
