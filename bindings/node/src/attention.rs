@@ -32,7 +32,8 @@ impl Attention {
     #[napi(factory)]
     pub fn build(env: Env, options: Value) -> napi::Result<Attention> {
         guard(&env, || {
-            GqaAttention::new(AttentionConfig::from_value(options)?)
+            GqaAttention::new(AttentionConfig::from_value(options)?)?
+                .placed(&gqa_core::device::current())
         })
         .map(|a| Attention {
             inner: Handle::new(a),
@@ -45,7 +46,10 @@ impl Attention {
     /// `self_attn` of a Hugging Face checkpoint.
     #[napi(factory)]
     pub fn load(env: Env, bytes: Uint8Array, options: Value) -> napi::Result<Attention> {
-        guard(&env, || GqaAttention::load_value(&bytes, options)).map(|a| Attention {
+        guard(&env, || {
+            GqaAttention::load_value(&bytes, options)?.placed(&gqa_core::device::current())
+        })
+        .map(|a| Attention {
             inner: Handle::new(a),
         })
     }

@@ -12,6 +12,7 @@
 
 pub mod attention;
 pub mod config;
+pub mod device;
 pub mod error;
 mod handle;
 pub mod inspect;

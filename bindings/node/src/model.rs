@@ -40,7 +40,8 @@ impl Model {
     pub fn build(env: Env, options: Value, head: Option<Value>) -> napi::Result<Model> {
         guard(&env, || {
             let head = head.map(HeadConfig::from_value).transpose()?;
-            TaskModel::new(GqaConfig::from_value(options)?, head)
+            TaskModel::new(GqaConfig::from_value(options)?, head)?
+                .placed(&gqa_core::device::current())
         })
         .map(|m| Model {
             inner: Handle::new(m),
@@ -53,7 +54,8 @@ impl Model {
     #[napi(factory)]
     pub fn load(env: Env, bytes: Uint8Array, options: Value) -> napi::Result<Model> {
         guard(&env, || {
-            TaskModel::from_safetensors(&bytes, &LoadOptions::from_value(options)?)
+            TaskModel::from_safetensors(&bytes, &LoadOptions::from_value(options)?)?
+                .placed(&gqa_core::device::current())
         })
         .map(|m| Model {
             inner: Handle::new(m),

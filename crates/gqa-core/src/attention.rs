@@ -7,7 +7,7 @@
 //! appends the `k`, `v` of new positions (rotated with `offset` = cache length) to its cache
 //! and calls `attend` with the whole cached K/V and a [`Mask`] with that offset.
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::compute::Engine;
@@ -190,6 +190,24 @@ impl GqaAttention {
             engine: engine.clone(),
             memory: None,
         })
+    }
+
+    /// This layer on `placement` ([`crate::device`]): itself on the CPU in f32, else a copy
+    /// of its weights on that device in that dtype (see [`crate::GqaModel::placed`]).
+    ///
+    /// # Errors
+    /// [`Error::Backend`] from the device (allocation, copy).
+    pub fn placed(&self, placement: &crate::device::Placement) -> Result<Self> {
+        let all_f32 = self.params.iter().all(|(_, v)| v.dtype() == DType::F32);
+        if placement.is_cpu_f32() && self.device.is_cpu() && all_f32 {
+            return Ok(self.clone());
+        }
+        let device = placement.device();
+        let params = self.params.placed(device, placement.dtype())?;
+        let engine = Engine::for_params(device, &params);
+        let mut layer = Self::from_store(self.cfg.clone(), params, device, &engine)?;
+        layer.memory = self.memory.clone();
+        Ok(layer)
     }
 
     /// The projections `q_proj`, `k_proj`, `v_proj`, `out_proj`.

@@ -14,6 +14,7 @@ pub mod attention;
 pub mod block;
 pub mod compute;
 pub mod config;
+pub mod device;
 pub mod dropout;
 pub mod error;
 pub mod hf_config;
@@ -43,6 +44,7 @@ pub use config::{
     recommended_defaults, to_value, DeprecatedName, GqaConfig, OutputMode, RecommendedDefaults,
     DEPRECATED_OPTION_NAMES,
 };
+pub use device::{Placement, PlacementOptions};
 pub use dropout::Dropout;
 pub use error::{error_catalog_value, Error, ErrorField, Result, ERROR_CATALOG};
 pub use mask::Mask;

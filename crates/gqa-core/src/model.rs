@@ -115,6 +115,30 @@ impl GqaModel {
         )
     }
 
+    /// This model on `placement` ([`crate::device`]): itself (shared weights) on the CPU in
+    /// f32, else a copy of its weights on that device in that dtype, computed by the engine
+    /// [`Engine::for_params`] chooses there.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] from the device (allocation, copy).
+    pub fn placed(&self, placement: &crate::device::Placement) -> Result<Self> {
+        let all_f32 = self.params.iter().all(|(_, v)| v.dtype() == DType::F32);
+        if placement.is_cpu_f32() && self.device.is_cpu() && all_f32 {
+            return Ok(self.clone());
+        }
+        let device = placement.device();
+        let params = self.params.placed(device, placement.dtype())?;
+        let engine = Engine::for_params(device, &params);
+        Self::build(
+            self.cfg.clone(),
+            params,
+            device,
+            engine,
+            self._memory.clone(),
+            Default::default(),
+        )
+    }
+
     /// How this model is computed.
     pub fn engine(&self) -> &Engine {
         &self.engine

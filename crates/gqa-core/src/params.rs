@@ -145,12 +145,36 @@ impl ParamStore {
         self.entries.iter().map(|(_, v)| v.elem_count()).sum()
     }
 
-    /// Detached copies of the current values, in canonical order (for saving or comparing).
-    pub fn tensors(&self) -> Vec<(String, Tensor)> {
+    /// Detached copies of the current values as f32 on the CPU, in canonical order (for saving
+    /// or comparing; parameters there already are returned without a copy).
+    ///
+    /// # Errors
+    /// [`Error::Backend`] from the device-to-host copy.
+    pub fn tensors(&self) -> Result<Vec<(String, Tensor)>> {
         self.entries
             .iter()
-            .map(|(s, v)| (s.name.clone(), v.as_detached_tensor()))
+            .map(|(s, v)| {
+                let t = v.as_detached_tensor();
+                Ok((
+                    s.name.clone(),
+                    t.to_device(&Device::Cpu)?.to_dtype(DType::F32)?,
+                ))
+            })
             .collect()
+    }
+
+    /// The same parameters (names, order, values) copied to `device` as `dtype`: new `Var`s, so
+    /// training the copy leaves this store unchanged.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] from the device (allocation, copy).
+    pub fn placed(&self, device: &Device, dtype: DType) -> Result<Self> {
+        let mut store = ParamStore::new();
+        for (spec, v) in &self.entries {
+            let t = v.as_tensor().to_dtype(dtype)?.to_device(device)?;
+            store.push(spec.clone(), Var::from_tensor(&t)?)?;
+        }
+        Ok(store)
     }
 
     /// FNV-1a (64-bit) over the little-endian bytes of every f32 value of every parameter, in
@@ -162,7 +186,11 @@ impl ParamStore {
     pub fn digest(&self) -> Result<u64> {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for (_, v) in &self.entries {
-            let data = v.as_detached_tensor().flatten_all()?.to_vec1::<f32>()?;
+            let data = v
+                .as_detached_tensor()
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
             for x in data {
                 for byte in x.to_bits().to_le_bytes() {
                     h ^= byte as u64;

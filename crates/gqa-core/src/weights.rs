@@ -419,7 +419,7 @@ pub(crate) fn save(
     let mut items: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut seen = HashSet::new();
     let all = params
-        .tensors()
+        .tensors()?
         .into_iter()
         .chain(extra_tensors.iter().cloned());
     for (name, t) in all {

@@ -4,84 +4,19 @@
 //! `input.x` / `input.lengths`, and compared with `expected.out`: max abs error <= 1e-5 (the
 //! reference is float64 from float32-exact inputs; measured errors are about 1e-6).
 
-use std::path::PathBuf;
-
-use gqa_core::{read_tensors, GqaAttention, GqaModel, LoadOptions};
+use gqa_core::{read_tensors, GqaModel, LoadOptions, Placement};
 
 mod common;
+#[path = "common/placement.rs"]
+mod placement;
 use common::max_abs_diff;
+use placement::{check_fixtures, fixture_dir, fixture_kind};
 
 const TOL: f32 = 1e-5;
 
-fn fixture_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
-}
-
-fn fixture_kind(meta: &std::collections::HashMap<String, String>) -> String {
-    let fx: serde_json::Value =
-        serde_json::from_str(meta.get("gqa_fixture").expect("gqa_fixture metadata")).unwrap();
-    fx["kind"].as_str().unwrap().to_string()
-}
-
 #[test]
 fn all_model_and_attention_fixtures_match_the_pytorch_reference() {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(fixture_dir())
-        .expect("fixtures/ exists")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-        .collect();
-    files.sort();
-    let mut checked = 0;
-    let mut report = Vec::new();
-    for path in &files {
-        let bytes = std::fs::read(path).unwrap();
-        let (tensors, meta) = read_tensors(&bytes).unwrap();
-        let kind = fixture_kind(&meta);
-        if kind != "model" && kind != "attention" {
-            continue;
-        }
-        let get = |n: &str| tensors.iter().find(|(k, _)| k == n).map(|(_, t)| t.clone());
-        let x = get("input.x").expect("input.x");
-        let dims = x.dims().to_vec();
-        let data = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let lengths: Option<Vec<usize>> = get("input.lengths").map(|t| {
-            t.to_vec1::<i64>()
-                .unwrap()
-                .into_iter()
-                .map(|l| l as usize)
-                .collect()
-        });
-        let expected = get("expected.out").expect("expected.out");
-        let (out, out_dims) = if kind == "model" {
-            let model = GqaModel::from_safetensors(&bytes, &LoadOptions::default()).unwrap();
-            model.forward_f32(&data, &dims, lengths.as_deref()).unwrap()
-        } else {
-            let layer =
-                GqaAttention::from_safetensors(&bytes, None, &LoadOptions::default()).unwrap();
-            layer.forward_f32(&data, &dims, lengths.as_deref()).unwrap()
-        };
-        assert_eq!(out_dims, expected.dims(), "{}: output dims", path.display());
-        let want = expected.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let err = max_abs_diff(&out, &want);
-        assert!(
-            out.iter().all(|v| v.is_finite()),
-            "{}: non-finite output",
-            path.display()
-        );
-        report.push(format!(
-            "{:<28} {kind:<9} max_abs_err = {err:.3e}",
-            path.file_name().unwrap().to_string_lossy()
-        ));
-        assert!(
-            err <= TOL,
-            "{}: max abs error {err:e} > {TOL:e}",
-            path.display()
-        );
-        checked += 1;
-    }
-    for r in &report {
-        println!("{r}");
-    }
+    let (checked, _) = check_fixtures(&Placement::cpu(), TOL, 0.0);
     assert!(
         checked >= 21,
         "expected at least 21 model/attention fixtures, checked {checked}"

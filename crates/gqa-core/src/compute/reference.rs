@@ -23,7 +23,14 @@ impl LayerOps for Reference {
         let (out, inp) = w.dims2()?;
         let mut dims = x.dims().to_vec();
         let rows: usize = dims[..dims.len() - 1].iter().product();
-        let y = x.reshape((rows, inp))?.matmul(&w.t()?)?.broadcast_add(b)?;
+        // bf16 weights (crate::device::Precision::Bf16): the product in the weights' dtype,
+        // everything around it in f32 (`to_dtype` to the same dtype is free).
+        let y = x
+            .reshape((rows, inp))?
+            .to_dtype(w.dtype())?
+            .matmul(&w.t()?)?
+            .broadcast_add(b)?
+            .to_dtype(x.dtype())?;
         *dims.last_mut().expect("rank >= 1") = out;
         let y = y.reshape(dims)?;
         Ok(match epi {
@@ -38,7 +45,11 @@ impl LayerOps for Reference {
         let xc = x.broadcast_sub(&mean)?;
         let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
         let inv = (var + eps)?.sqrt()?.recip()?;
-        Ok(xc.broadcast_mul(&inv)?.broadcast_mul(g)?.broadcast_add(b)?)
+        let (g, b) = (g.to_dtype(x.dtype())?, b.to_dtype(x.dtype())?);
+        Ok(xc
+            .broadcast_mul(&inv)?
+            .broadcast_mul(&g)?
+            .broadcast_add(&b)?)
     }
 
     fn attention(

@@ -243,6 +243,22 @@ impl Head {
         })
     }
 
+    /// A copy of this head on `device` (f32 there: the head is small and its outputs are what
+    /// callers read).
+    ///
+    /// # Errors
+    /// [`Error::Backend`] from the device.
+    pub fn placed(&self, device: &Device) -> Result<Self> {
+        let copy =
+            |v: &Var| -> Result<Var> { Ok(Var::from_tensor(&v.as_tensor().to_device(device)?)?) };
+        Ok(Head {
+            cfg: self.cfg.clone(),
+            weight: copy(&self.weight)?,
+            bias: copy(&self.bias)?,
+            _memory: self._memory.clone(),
+        })
+    }
+
     /// Applies the head.
     ///
     /// # Shapes

@@ -147,6 +147,20 @@ impl TaskModel {
         }
     }
 
+    /// This model and head on `placement` ([`crate::device`]): the same weights (shared) on the CPU
+    /// in f32, else copies on that device (the backbone in the placement's dtype, the head in f32).
+    ///
+    /// # Errors
+    /// [`Error::Backend`] from the device (allocation, copy).
+    pub fn placed(&self, placement: &crate::device::Placement) -> Result<Self> {
+        let model = self.model.placed(placement)?;
+        let head = match &self.head {
+            None => None,
+            Some(h) => Some(h.placed(placement.device())?),
+        };
+        Ok(TaskModel { model, head })
+    }
+
     /// Exact number of parameters (f32 values): the backbone's and the head's.
     pub fn param_count(&self) -> usize {
         self.vars().iter().map(|(_, v)| v.elem_count()).sum()

@@ -404,9 +404,13 @@ impl Trainer {
     /// Option errors; [`Error::InvalidInput`] naming `labels` when they do not fit the head
     /// (class labels for a regression head, or the wrong `K`); no head; [`Error::OutOfMemory`]
     /// when the gradients and AdamW moments (3 x the parameters, f32) do not fit under the
-    /// memory budget ([`crate::memory`]).
+    /// memory budget ([`crate::memory`]); [`Error::InvalidOption`] naming `dtype` for a model
+    /// placed in bf16 (inference only).
     pub fn new(task: &TaskModel, data: TrainData, opts: FitOptions) -> Result<Self> {
         opts.validate()?;
+        for (_, v) in task.model.params().iter() {
+            crate::device::check_trainable(v.dtype())?;
+        }
         let head = task.head("training")?;
         match (&head.cfg, &data.labels) {
             (HeadConfig::Classification { num_classes, .. }, Labels::Classes(c)) => {
