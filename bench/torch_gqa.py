@@ -35,6 +35,11 @@ Padding (optional per-sequence lengths L_b, SPEC section 2): sequences are left-
 standard PyTorch way, one boolean mask [B, 1, T, T] (True where key j <= query i and j < L_b)
 passed to F.scaled_dot_product_attention as attn_mask instead of is_causal, and last_timestep
 reads h[b, L_b - 1] (mean_pool averages positions < L_b; all zeroes positions >= L_b).
+
+Device: GQA_TORCH_DEVICE (default cpu; `cuda` on a GPU machine, scripts/gpu-check.mjs). On a GPU
+a timed forward is what a caller of gqa's CUDA backend pays too: the host input copied to the
+device, the forward, the output copied back (which waits for the GPU); a training step keeps its
+batch on the device and ends with loss.item() (which waits).
 """
 
 import json
@@ -50,11 +55,13 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python", "src"))
 import gqa_torch  # noqa: E402  (the checkout's twin first, else an installed one)
 
+DEVICE = torch.device(os.environ.get("GQA_TORCH_DEVICE", "cpu"))
+
 
 def load_model(path):
     """(options dict, gqa_torch.TaskModel) from a gqa safetensors file."""
     m = gqa_torch.load(path)
-    return m.cfg.to_dict(), m
+    return m.cfg.to_dict(), m.to(DEVICE)
 
 
 def read_input(path, dims):
@@ -73,7 +80,8 @@ def serve():
             if cmd == "info":
                 cap = torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else "unknown"
                 ans = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_capability": cap,
-                       "mkldnn": torch.backends.mkldnn.is_available()}
+                       "mkldnn": torch.backends.mkldnn.is_available(),
+                       "device": torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else "cpu"}
             elif cmd == "load":
                 cfg, model = load_model(req["model"])
                 models[req["key"]] = {"model": model.eval(), "cfg": cfg}
@@ -85,7 +93,7 @@ def serve():
                 with torch.inference_mode():
                     for _ in range(int(req["reps"])):
                         t0 = time.perf_counter()
-                        y = m(x)
+                        y = m(x.to(DEVICE)).cpu()
                         times.append((time.perf_counter() - t0) * 1e3)
                 if req.get("out"):
                     y.contiguous().numpy().astype(np.float32).tofile(req["out"])
@@ -97,11 +105,11 @@ def serve():
                 net.train()
                 params = [p for p in net.parameters()]
                 opt = torch.optim.AdamW(params, lr=req["lr"], weight_decay=req["weight_decay"])
-                x = read_input(req["input"], req["dims"])
-                y = torch.tensor(req["labels"], dtype=torch.long)
+                x = read_input(req["input"], req["dims"]).to(DEVICE)
+                y = torch.tensor(req["labels"], dtype=torch.long, device=DEVICE)
                 lengths = req.get("lengths")
                 if lengths is not None:
-                    lengths = torch.tensor(lengths, dtype=torch.long)
+                    lengths = torch.tensor(lengths, dtype=torch.long, device=DEVICE)
                     if lengths.shape != (x.shape[0],) or int(lengths.min()) < 1 or int(lengths.max()) > x.shape[1]:
                         raise ValueError(f"lengths must be [B] integers in 1..T, found {req['lengths']}")
                 models[req["key"]] = {"net": net, "opt": opt, "x": x, "y": y, "lengths": lengths, "clip": req["clip"], "params": params}

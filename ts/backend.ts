@@ -6,7 +6,7 @@
  * Backend choice and loading: environment detection (Node, Deno, browser), the ordered list of
  * backends, loading each binding, and the error when loading fails.
  *
- * Two backends implement the same {@link Binding} surface:
+ * Three backends implement the same {@link Binding} surface:
  * - `native`: the napi-rs addon (`bindings/node`), built by `scripts/setup.sh`; Node, and Deno
  *   when the `ffi` permission is granted (`--allow-ffi`; Deno loads Node-API addons);
  * - `wasm`: the wasm-bindgen packages (`--target web`), everywhere, in two variants:
@@ -19,12 +19,17 @@
  *   Deno; not Node 20 without `--experimental-wasm-relaxed-simd`) unless `GQA.init({ relaxedSimd: false })` or
  *   `GQA_WASM_RELAXED_SIMD=0`; results then differ from the plain module's in the last bits.
  *
+ * - `cuda`: the napi-rs addon built with the `cuda` feature (`npm run build:cuda`,
+ *   `bindings/node/gqa-cuda.linux-x64-gnu.node`): models live on an NVIDIA GPU and run candle's
+ *   CUDA ops (docs/cuda.md); only when asked for by name, never by `auto`.
+ *
  * Selection: `GQA.init({ backend })`, else the environment variable `GQA_BACKEND`
- * (`auto` | `native` | `wasm`), else `auto` = native when its addon loads, else wasm.
+ * (`auto` | `native` | `wasm` | `cuda`), else `auto` = native when its addon loads, else wasm.
  * A forced backend that cannot load throws `GqaError("BACKEND_LOAD_FAILED")` naming the file
  * tried and the reason. Overrides for the files (Node/Deno): `GQA_NATIVE_PATH` (path of a `.node`
- * addon, or of the napi-rs loader `index.js`) and `GQA_WASM_PATH` (path of the `.wasm` file; its
- * JS glue `gqa_wasm.js` must sit next to it; a glue that exports `initThreadPool` is run threaded).
+ * addon, or of the napi-rs loader `index.js`), `GQA_CUDA_PATH` (path of the CUDA addon) and
+ * `GQA_WASM_PATH` (path of the `.wasm` file; its JS glue `gqa_wasm.js` must sit next to it; a
+ * glue that exports `initThreadPool` is run threaded).
  */
 
 import { type CoreValue, freeOnce, GqaError, registerTrapInfo } from "./errors.js";
@@ -36,7 +41,7 @@ import type * as NativeModule from "../bindings/node/index.js";
 import type * as WasmModule from "../bindings/wasm/gqa_wasm.js";
 
 /** A backend name. */
-export type BackendName = "native" | "wasm";
+export type BackendName = "native" | "wasm" | "cuda";
 /** What `GQA.init` accepts: a backend name or `"auto"`. */
 export type BackendChoice = BackendName | "auto";
 /** The JavaScript host. */
@@ -203,8 +208,8 @@ export interface Binding {
   loadAttention(bytes: Uint8Array, options: CoreValue): LayerHandle;
 }
 
-/** The module a backend runs: the native addon, or one of the two wasm modules. */
-export type BackendVariant = "native" | "wasm" | "wasm-threads";
+/** The module a backend runs: the native addon, the CUDA addon, or one of the two wasm modules. */
+export type BackendVariant = "native" | "cuda" | "wasm" | "wasm-threads";
 
 /** A loaded backend: its name, its binding and the file it came from. */
 export interface LoadedBackend {
@@ -216,6 +221,8 @@ export interface LoadedBackend {
   binding: Binding;
   /** The addon / wasm file that was loaded (path or URL). */
   file: string;
+  /** Where its models live: `"cpu"`, or the GPU and dtype (`"cuda:0"`, `"cuda:0 bf16"`). */
+  device: string;
 }
 
 /** Detects the JavaScript host. */
@@ -245,10 +252,10 @@ export function envVar(name: string): string | undefined {
 /** Resolves the requested backend from an explicit choice, `GQA_BACKEND`, or `"auto"`. */
 export function requestedBackend(choice?: BackendChoice): BackendChoice {
   const raw = choice ?? (envVar("GQA_BACKEND") as BackendChoice | undefined) ?? "auto";
-  if (raw !== "auto" && raw !== "native" && raw !== "wasm") {
+  if (raw !== "auto" && raw !== "native" && raw !== "wasm" && raw !== "cuda") {
     throw new GqaError(
       "BACKEND_LOAD_FAILED",
-      `unknown backend "${String(raw)}" (from ${choice ? "GQA.init({backend})" : "GQA_BACKEND"}): expected "auto", "native" or "wasm"`,
+      `unknown backend "${String(raw)}" (from ${choice ? "GQA.init({backend})" : "GQA_BACKEND"}): expected "auto", "native", "wasm" or "cuda"`,
     );
   }
   return raw;
@@ -356,7 +363,79 @@ export async function loadNative(): Promise<LoadedBackend> {
   if (typeof raw?.validateConfig !== "function") {
     throw new GqaError("BACKEND_LOAD_FAILED", `native backend: ${file} is not the gqa addon (no validateConfig export)`);
   }
-  return { name: "native", variant: "native", relaxedSimd: false, binding: adaptNative(raw), file };
+  return { name: "native", variant: "native", relaxedSimd: false, binding: adaptNative(raw), file, device: "cpu" };
+}
+
+/** Options of {@link loadCuda}. */
+export interface CudaLoadOptions {
+  /** The CUDA device index (default 0). */
+  device?: number;
+  /** The parameters' dtype: `"f32"` (default; inference and training) or `"bf16"` (inference only). */
+  dtype?: "f32" | "bf16";
+}
+
+/** The CUDA addon's default location (`npm run build:cuda` writes it; never built by `npm test`). */
+const CUDA_ADDON_URL = new URL("../bindings/node/gqa-cuda.linux-x64-gnu.node", import.meta.url);
+
+/** The shared libraries the CUDA addon links ({@link cudaLoadReason} names the missing one). */
+const CUDA_LIBRARIES: [RegExp, string][] = [
+  [/libcuda\.so/, "no NVIDIA driver: libcuda.so.1 cannot be loaded (install the NVIDIA driver, or run on a machine that has one)"],
+  [/lib(cublas|cublasLt|curand|nvrtc)\.so[.\d]*/, "a CUDA 13 runtime library is missing"],
+];
+
+/** Why the CUDA addon failed to load, in the user's terms (which library, what to do). */
+function cudaLoadReason(e: unknown): string {
+  const why = reason(e);
+  for (const [pattern, what] of CUDA_LIBRARIES) {
+    const m = pattern.exec(why);
+    if (m) {
+      return what.startsWith("no NVIDIA")
+        ? `${what}: ${why}`
+        : `${what} (${m[0]}): put the CUDA 13 libraries on LD_LIBRARY_PATH (e.g. pip's nvidia-cublas, nvidia-curand, nvidia-cuda-nvrtc; docs/cuda.md): ${why}`;
+    }
+  }
+  return why;
+}
+
+/**
+ * Loads the CUDA addon (Node; Deno with `--allow-ffi`) and opens the GPU. Each failure is a
+ * `BACKEND_LOAD_FAILED` naming what is missing: the addon file (not built), the NVIDIA driver
+ * (`libcuda.so.1`), a CUDA library, a CUDA build of the addon, or a GPU at the index.
+ */
+export async function loadCuda(options: CudaLoadOptions = {}): Promise<LoadedBackend> {
+  const env = detectEnvironment();
+  if (env !== "node" && env !== "deno") {
+    throw new GqaError("BACKEND_LOAD_FAILED", `cuda backend: needs Node.js or Deno (this host is ${env}); WebGPU is the browser's GPU path`);
+  }
+  if (env === "deno" && !denoFfiGranted()) {
+    throw new GqaError("BACKEND_LOAD_FAILED", "cuda backend: Deno needs the ffi permission to load the Node-API addon (run with --allow-ffi)");
+  }
+  const { fs, url, module, path } = await nodeModules();
+  const override = envVar("GQA_CUDA_PATH");
+  const file = override ? path.resolve(override) : url.fileURLToPath(CUDA_ADDON_URL);
+  if (!fs.existsSync(file)) {
+    throw new GqaError(
+      "BACKEND_LOAD_FAILED",
+      `cuda backend: no CUDA addon at ${file}` + (override ? " (from GQA_CUDA_PATH)" : ": build it with `npm run build:cuda` (docs/cuda.md)"),
+    );
+  }
+  let raw: (NativeBinding & { initDevice?: (o: CoreValue) => string; cudaBuild?: () => boolean }) | undefined;
+  try {
+    raw = module.createRequire(import.meta.url)(file) as typeof raw;
+  } catch (e) {
+    throw new GqaError("BACKEND_LOAD_FAILED", `cuda backend: cannot load ${file}: ${cudaLoadReason(e)}`, { cause: e });
+  }
+  if (typeof raw?.initDevice !== "function" || raw.cudaBuild?.() !== true) {
+    throw new GqaError("BACKEND_LOAD_FAILED", `cuda backend: ${file} is not a CUDA build of the gqa addon (build it with \`npm run build:cuda\`)`);
+  }
+  const ordinal = options.device ?? 0;
+  let device: string;
+  try {
+    device = raw.initDevice({ device: "cuda", ordinal, dtype: options.dtype ?? "f32" });
+  } catch (e) {
+    throw new GqaError("BACKEND_LOAD_FAILED", `cuda backend: no usable CUDA GPU at index ${ordinal}: ${reason(e)}`, { cause: e });
+  }
+  return { name: "cuda", variant: "cuda", relaxedSimd: false, binding: adaptNative(raw), file, device };
 }
 
 /**
@@ -464,7 +543,7 @@ export async function loadWasm(options: WasmLoadOptions = {}): Promise<LoadedBac
   }
   // From the module itself, so that a GQA_WASM_PATH override reports what it really is.
   const relaxedSimd = (glue.simdInfo() as SimdInfo).gemm === "relaxed-simd";
-  return { name: "wasm", variant: isThreaded ? "wasm-threads" : "wasm", relaxedSimd, binding: adaptWasm(glue), file };
+  return { name: "wasm", variant: isThreaded ? "wasm-threads" : "wasm", relaxedSimd, binding: adaptWasm(glue), file, device: "cpu" };
 }
 
 /**
@@ -472,9 +551,10 @@ export async function loadWasm(options: WasmLoadOptions = {}): Promise<LoadedBac
  * granted, so that no permission prompt appears), then wasm; when both fail the
  * error lists each attempt.
  */
-export async function loadBackend(choice?: BackendChoice, wasm: WasmLoadOptions = {}): Promise<LoadedBackend> {
+export async function loadBackend(choice?: BackendChoice, wasm: WasmLoadOptions = {}, cuda: CudaLoadOptions = {}): Promise<LoadedBackend> {
   const req = requestedBackend(choice);
   if (req === "native") return loadNative();
+  if (req === "cuda") return loadCuda(cuda);
   if (req === "wasm") return loadWasm(wasm);
   const failures: string[] = [];
   const env = detectEnvironment();

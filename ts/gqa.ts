@@ -86,8 +86,20 @@ export interface ParamSpec {
 
 /** Options of {@link GQA.init}. */
 export interface InitOptions {
-  /** `"native"`, `"wasm"` or `"auto"` (default: env `GQA_BACKEND`, else `"auto"`). */
+  /**
+   * `"native"`, `"wasm"`, `"cuda"` or `"auto"` (default: env `GQA_BACKEND`, else `"auto"`, which
+   * never picks `"cuda"`). `"cuda"` loads the CUDA addon (`npm run build:cuda`, docs/cuda.md)
+   * and puts every model built or loaded afterwards on the GPU.
+   */
   backend?: BackendChoice;
+  /** `"cuda"` only, read when the backend loads: the CUDA device index (default 0). */
+  device?: number;
+  /**
+   * `"cuda"` only, read when the backend loads: the parameters' dtype, `"f32"` (default) or
+   * `"bf16"` (inference only: matrix products in bf16, the rest in f32; outputs within about
+   * 2e-2 of f32; `fit` refuses with `INVALID_OPTION` naming `dtype`).
+   */
+  dtype?: "f32" | "bf16";
   /**
    * Compute threads (integer >= 1). Native: gqa's own thread pool (a host's global rayon pool
    * is left alone), default env `GQA_THREADS`, else the available cores. Wasm: when the backend
@@ -220,6 +232,12 @@ export const GQA = {
     if (options.relaxedSimd !== undefined && typeof options.relaxedSimd !== "boolean") {
       throw GqaError.invalidOption("relaxedSimd", "true or false", JSON.stringify(options.relaxedSimd));
     }
+    if (options.device !== undefined && (typeof options.device !== "number" || !Number.isInteger(options.device) || options.device < 0 || options.device > 1023)) {
+      throw GqaError.invalidOption("device", "a CUDA device index, an integer in 0..=1023", typeof options.device === "number" ? String(options.device) : `${JSON.stringify(options.device)} (${typeof options.device})`);
+    }
+    if (options.dtype !== undefined && options.dtype !== "f32" && options.dtype !== "bf16") {
+      throw GqaError.invalidOption("dtype", '"f32" or "bf16"', JSON.stringify(options.dtype) ?? String(options.dtype));
+    }
     const apply = (b: LoadedBackend) => {
       // Inputs are checked against this module's budget before a binding copies them (wasm32: at
       // most 2^31-1 bytes in one buffer; a larger copy would trap in wasm-bindgen's malloc).
@@ -236,7 +254,7 @@ export const GQA = {
     if (loading && options.backend === undefined) return apply(await loading);
     // A relaxedSimd switch keeps the loaded module's thread count unless `threads` says otherwise.
     const wasmThreads = threads ?? (relaxedMismatch ? loaded?.binding.threads() : undefined);
-    const p = loadBackend(relaxedMismatch ? "wasm" : options.backend, { threads: wasmThreads, relaxedSimd: options.relaxedSimd });
+    const p = loadBackend(relaxedMismatch ? "wasm" : options.backend, { threads: wasmThreads, relaxedSimd: options.relaxedSimd }, { device: options.device, dtype: options.dtype });
     loading = p;
     try {
       loaded = await p;
@@ -291,11 +309,16 @@ export const GQA = {
   },
 
   /**
-   * The module the backend runs, or `null` before `init`: `"native"`, `"wasm"` (single-threaded)
+   * The module the backend runs, or `null` before `init`: `"native"`, `"cuda"`, `"wasm"` (single-threaded)
    * or `"wasm-threads"` (shared memory and a worker pool of {@link GQA.threads} threads).
    */
   get variant(): BackendVariant | null {
     return loaded?.variant ?? null;
+  },
+
+  /** Where models live, or `null` before `init`: `"cpu"`, or the GPU and dtype (`"cuda:0"`, `"cuda:0 bf16"`). */
+  get device(): string | null {
+    return loaded?.device ?? null;
   },
 
   /** The file the backend was loaded from (addon or `.wasm`), or `null` before `init`. */

@@ -57,8 +57,8 @@ export function jsonArg(v: string): Record<string, unknown> {
 export function addBackendOption(cmd: Command): Command {
   return cmd
     .addOption(
-      new Option("--backend <backend>", "compute backend: native (napi addon), wasm (WebAssembly), or auto (native, else wasm); default: env GQA_BACKEND, else auto")
-        .choices(["auto", "native", "wasm"]),
+      new Option("--backend <backend>", "compute backend: native (napi addon), wasm (WebAssembly), cuda (the CUDA addon, npm run build:cuda), or auto (native, else wasm); default: env GQA_BACKEND, else auto")
+        .choices(["auto", "native", "wasm", "cuda"]),
     )
     .option("--threads <n>", "compute threads (results are bitwise the same for any count); default: env GQA_THREADS, else all available cores", intArg(1));
 }
@@ -130,7 +130,7 @@ export function addModelOptions(cmd: Command, defaults: ModelDefaults = CORE_DEF
 export type ModelFlags = Omit<Partial<GqaOptions>, "embedDim" | "outputMode"> & {
   /** A head needs `[B, H]`, so the CLI offers only these two modes. */
   outputMode?: "last_timestep" | "mean_pool";
-  backend?: "auto" | "native" | "wasm";
+  backend?: "auto" | "native" | "wasm" | "cuda";
   /** `--threads`: compute threads; undefined = `GQA.init`'s default (env `GQA_THREADS`, else all cores). */
   threads?: number;
 };

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Builds the CUDA addon, bindings/node/gqa-cuda.linux-x64-gnu.node (`npm run build:cuda`): the
+# Node binding with gqa-core on candle's CUDA backend (cargo feature `cuda`). Needs no GPU and no
+# CUDA installation; never run by `npm test` or CI. With --tests it also builds the CUDA test
+# executable (crates/gqa-core/tests/cuda.rs, `cargo test --no-run`) and prints its path.
+#
+# - nvcc: NVIDIA's PyPI wheels, CUDA 13.0, installed into .cuda/ (git-ignored). 13.0 because
+#   candle's kernels ship as PTX, which a driver loads only when it knows the PTX version: PTX from
+#   nvcc 13.0 loads on drivers of CUDA 13.0 and later (R580+), PTX from a newer nvcc does not.
+# - sm_90 (H100/H200) by default: CUDA_COMPUTE_CAP=80 (A100), 89 (L4/RTX 40xx) ... to change.
+# - Linking: candle links libcuda, libcublas, libcublasLt, libcurand and libnvrtc. The build links
+#   against stubs that carry only their SONAMEs (.cuda/stubs); the real libraries are loaded when
+#   the addon loads: the driver's libcuda.so.1, and the CUDA 13 libraries from LD_LIBRARY_PATH
+#   (pip's nvidia-cublas, nvidia-curand, nvidia-cuda-nvrtc, which PyTorch's CUDA wheels bring).
+# Time: ~25 min on a bare 2-core machine (candle's CUDA kernels), seconds when nothing changed.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$(pwd)"
+TESTS=0
+for arg in "$@"; do
+  case "$arg" in
+    --tests) TESTS=1 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "scripts/build-cuda.sh: unknown argument '$arg' (expected --tests or nothing)" >&2; exit 2 ;;
+  esac
+done
+log() { printf '[build:cuda] %s\n' "$*"; }
+
+# GQA_CUDA_TOOLCHAIN: where nvcc and the stubs go (default .cuda/ in the checkout).
+TC="${GQA_CUDA_TOOLCHAIN:-$ROOT/.cuda}"
+CU="$TC/py/nvidia/cu13"
+# The wheels' versions must agree with each other (nvcc finds cicc, the headers and libcudart by
+# relative paths) and be a CUDA version cudarc 0.19 knows.
+WHEELS=(nvidia-cuda-nvcc==13.0.88 nvidia-nvvm==13.0.88 nvidia-cuda-crt==13.0.88 nvidia-cuda-runtime==13.0.96 nvidia-cuda-cccl==13.0.85)
+if [ ! -x "$CU/bin/nvcc" ] || [ ! -f "$CU/include/nv/target" ]; then
+  log "installing nvcc 13.0 (PyPI wheels) into .cuda/py"
+  mkdir -p "$TC/wheels"
+  python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$TC/wheels" "${WHEELS[@]}"
+  # The wheels share the nvidia/cu13 tree: unpack them into one prefix.
+  for w in "$TC"/wheels/*.whl; do python3 -m zipfile -e "$w" "$TC/py"; done
+  chmod +x "$CU"/bin/* "$CU"/nvvm/bin/* 2>/dev/null || true
+fi
+"$CU/bin/nvcc" --version | tail -1
+
+# Link stubs: one empty shared library per CUDA library, with the real one's SONAME, so that the
+# addon records a dependency on it (DT_NEEDED) and the loader finds the real one at run time.
+STUBS="$TC/stubs"
+if [ ! -f "$STUBS/libcuda.so" ]; then
+  mkdir -p "$STUBS"
+  echo 'void gqa_cuda_link_stub(void) {}' >"$STUBS/stub.c"
+  for lib in cuda:1 cublas:13 cublasLt:13 curand:10 nvrtc:13; do
+    name=${lib%%:*}; major=${lib##*:}
+    gcc -shared -fPIC -Wl,-soname,"lib$name.so.$major" -o "$STUBS/lib$name.so" "$STUBS/stub.c"
+  done
+fi
+
+export PATH="$CU/bin:$PATH" CUDA_ROOT="$CU" CUDA_PATH="$CU" CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
+export CARGO_TARGET_DIR="$ROOT/target/cuda"
+export RUSTFLAGS="-L native=$STUBS"
+# The stubs define none of the symbols the addon uses, so rustc's `-Wl,--as-needed` would drop
+# them from DT_NEEDED: link through a wrapper of cc without that flag.
+cat >"$TC/cc-keep-needed" <<'SH'
+#!/usr/bin/env bash
+args=(); for a in "$@"; do [ "$a" = "-Wl,--as-needed" ] || args+=("$a"); done
+exec cc "${args[@]}"
+SH
+chmod +x "$TC/cc-keep-needed"
+export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER="$TC/cc-keep-needed"
+log "cargo build --release -p gqa-node --features cuda (sm_$CUDA_COMPUTE_CAP)"
+cargo build --release -p gqa-node --features cuda
+OUT=bindings/node/gqa-cuda.linux-x64-gnu.node
+cp "$CARGO_TARGET_DIR/release/libgqa_node.so" "$OUT"
+missing=$(for l in libcuda.so.1 libcublas.so.13 libcurand.so.10 libnvrtc.so.13; do readelf -d "$OUT" | grep -q "\[$l\]" || echo "$l"; done)
+if [ -n "$missing" ]; then
+  echo "build:cuda: $OUT does not record $missing (linker dropped a stub)" >&2
+  exit 1
+fi
+log "$OUT ($(du -h "$OUT" | cut -f1))"
+
+if [ "$TESTS" = 1 ]; then
+  log "cargo test --release -p gqa-core --features cuda --test cuda --no-run"
+  exe=$(cargo test --release -p gqa-core --features cuda --test cuda --no-run --message-format=json 2>/dev/null \
+    | python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "cuda" and m.get("executable"):
+        print(m["executable"])')
+  [ -n "$exe" ] || { echo "build:cuda: the cuda test executable was not built" >&2; exit 1; }
+  log "test executable: $exe"
+  echo "$exe" >"$CARGO_TARGET_DIR/cuda-test-exe"
+fi
