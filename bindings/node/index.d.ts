@@ -188,6 +188,9 @@ export declare function __testPanicSite(site?: string | undefined | null): void
  */
 export declare function apiFields(): any
 
+/** Whether this addon was built with CUDA (the `cuda` feature). */
+export declare function cudaBuild(): boolean
+
 /**
  * The error codes of the core with the names of their fields,
  * `[{"code": "INVALID_OPTION", "fields": ["option", "expected", "found"]}, ...]`
@@ -203,6 +206,14 @@ export interface ForwardOutput {
   /** Shape, outermost first. */
   dims: Array<number>
 }
+
+/**
+ * Opens a device for the models built and loaded after this call (`{device?: "cpu" | "cuda",
+ * ordinal?, dtype?: "f32" | "bf16"}`) and returns its description (`cpu`, `cuda:0`,
+ * `cuda:0 bf16`). Errors: `INVALID_OPTION` (a bad field), `BACKEND` (the device cannot be
+ * opened: an addon built without CUDA, no GPU at `ordinal`, a driver error).
+ */
+export declare function initDevice(options: any): string
 
 /** KV-cache bytes per cached token (F32), SPEC section 4. Errors as [`validate_config`]. */
 export declare function kvCacheBytesPerToken(options: any): number
