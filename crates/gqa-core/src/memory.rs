@@ -361,6 +361,10 @@ pub enum WorkPath {
     CandleTracked,
     /// The fused training step: every block's saved activations plus the backward's buffers.
     FusedTraining,
+    /// Candle ops on a device other than the CPU (a GPU): the host holds the input copy and the
+    /// output; the working set is the device's, whose allocator reports running out itself
+    /// ([`crate::Error::Backend`]).
+    OffHost,
 }
 
 /// The peak working set in bytes of a call on `d` through `path` (u64, saturating), from the
@@ -385,6 +389,8 @@ pub fn working_set(d: WorkDims, path: WorkPath) -> u64 {
     let width = match d.seq {
         0 => 0,
         _ => match path {
+            // The input copy (E) and the output row (H).
+            WorkPath::OffHost => sum(&[e, h]),
             // hs, a, fin, output copies (4H), qkv, o, FFN, input (E) and its copy.
             WorkPath::Engine => sum(&[mul(4, h), qkv, qd, f, mul(2, e)]),
             // Input and residual stream, then one block: norms and residual adds (8H),

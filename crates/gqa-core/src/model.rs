@@ -429,12 +429,7 @@ impl GqaModel {
         scores: bool,
         track: bool,
     ) -> Result<crate::memory::Reservation> {
-        use crate::memory::WorkPath;
-        let path = match (scores, track) {
-            (false, _) => WorkPath::Engine,
-            (true, false) => WorkPath::Candle,
-            (true, true) => WorkPath::CandleTracked,
-        };
+        let path = self.engine.work_path(scores, track);
         crate::memory::reserve_work("forward activations", self.work_dims(b, t, t, 0), path)
     }
 

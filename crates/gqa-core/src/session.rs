@@ -235,11 +235,9 @@ impl Session {
         let _working = crate::memory::reserve_work(
             "push activations",
             model.work_dims(b, t, lmax, 0),
-            if self.cache.materialises_scores() {
-                crate::memory::WorkPath::Candle
-            } else {
-                crate::memory::WorkPath::Engine
-            },
+            model
+                .engine()
+                .work_path(self.cache.materialises_scores(), false),
         )?;
         if self.cache.materialises_scores() {
             check_f32_buffer("attention scores", &[b, cfg.num_heads, t, lmax])?;

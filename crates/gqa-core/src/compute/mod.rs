@@ -95,6 +95,19 @@ impl Engine {
         graph || matches!(self, Engine::Reference(_))
     }
 
+    /// Which working set a call on this engine holds in host memory ([`crate::memory`]): the
+    /// fused buffers, candle's intermediates (`graph`: with score matrices; `track`: every
+    /// block's, for autograd), or only the input and output when candle runs on a GPU.
+    pub(crate) fn work_path(&self, graph: bool, track: bool) -> crate::memory::WorkPath {
+        use crate::memory::WorkPath;
+        match self {
+            Engine::Reference(d) if !d.is_cpu() => WorkPath::OffHost,
+            _ if !self.materialises_scores(graph) => WorkPath::Engine,
+            _ if track => WorkPath::CandleTracked,
+            _ => WorkPath::Candle,
+        }
+    }
+
     /// Model forward (SPEC section 2) of `x: [B,T,E]` (f32, finite at valid positions) under
     /// `mask` ([`Mask::padded`]); `dropout`/`track`: training (always the reference ops).
     /// Returns `[B,H]` or `[B,T,H]` (`all`).
