@@ -62,17 +62,26 @@ beforeAll(() => {
   if (!existsSync(cli)) throw new Error(`${cli} is missing: run npm run build:ts first`);
 });
 
+/** `gqa train` with {@link SEARCH} on the clean or the poisoned copy: its metrics and model bytes. */
+function autoRun(name: "clean" | "poisoned") {
+  const out = join(tmp, `out-${name}`);
+  const r = gqa("train", "--data", dataset(name, name === "poisoned"), ...SEARCH, "--out", out);
+  expect(r.code, r.stderr).toBe(0);
+  expect(r.stdout).toMatch(/^candidate\s+settings\s+CV accuracy/m);
+  expect(r.stdout).toMatch(/^chosen: /m);
+  const m = JSON.parse(readFileSync(join(out, "metrics.json"), "utf8"));
+  return { m, bytes: readFileSync(join(out, "model.safetensors")) };
+}
+
 describe("gqa train --recipe auto", () => {
+  // The clean run's out-clean/ is what every test below reads, made once before any of them.
+  let cleanRun: ReturnType<typeof autoRun>;
+  beforeAll(() => {
+    cleanRun = autoRun("clean");
+  });
+
   it("the search never reads the test split: poisoned test labels leave the CV table, choice and model bytes unchanged", () => {
-    const runs = (["clean", "poisoned"] as const).map((name) => {
-      const out = join(tmp, `out-${name}`);
-      const r = gqa("train", "--data", dataset(name, name === "poisoned"), ...SEARCH, "--out", out);
-      expect(r.code, r.stderr).toBe(0);
-      expect(r.stdout).toMatch(/^candidate\s+settings\s+CV accuracy/m);
-      expect(r.stdout).toMatch(/^chosen: /m);
-      const m = JSON.parse(readFileSync(join(out, "metrics.json"), "utf8"));
-      return { m, bytes: readFileSync(join(out, "model.safetensors")) };
-    });
+    const runs = [cleanRun, autoRun("poisoned")];
     const table = (m: { recipe: { candidates: { seconds: number }[] } }) => m.recipe.candidates.map(({ seconds: _s, ...c }) => c);
     const [clean, poisoned] = [runs[0]!, runs[1]!];
     expect(clean.m.recipe.candidates.length).toBeGreaterThanOrEqual(3);
