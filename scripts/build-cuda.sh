@@ -8,10 +8,11 @@
 #   candle's kernels ship as PTX, which a driver loads only when it knows the PTX version: PTX from
 #   nvcc 13.0 loads on drivers of CUDA 13.0 and later (R580+), PTX from a newer nvcc does not.
 # - sm_90 (H100/H200) by default: CUDA_COMPUTE_CAP=80 (A100), 89 (L4/RTX 40xx) ... to change.
-# - Linking: candle links libcuda, libcublas, libcublasLt, libcurand and libnvrtc. The build links
-#   against stubs that carry only their SONAMEs (.cuda/stubs); the real libraries are loaded when
+# - Linking: candle links libcuda, libcublas, libcublasLt, libcurand, libnvrtc and libcudart. The
+#   build links against stubs with their SONAMEs (.cuda/stubs); the real libraries are loaded when
 #   the addon loads: the driver's libcuda.so.1, and the CUDA 13 libraries from LD_LIBRARY_PATH
-#   (pip's nvidia-cublas, nvidia-curand, nvidia-cuda-nvrtc, which PyTorch's CUDA wheels bring).
+#   (pip's nvidia-cublas and nvidia-curand, which PyTorch's CUDA wheels bring). The linker keeps
+#   only the libraries the addon calls: libcuda, libcublas, libcurand.
 # Time: ~25 min on a bare 2-core machine (candle's CUDA kernels), seconds when nothing changed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -42,39 +43,38 @@ if [ ! -x "$CU/bin/nvcc" ] || [ ! -f "$CU/include/nv/target" ]; then
 fi
 "$CU/bin/nvcc" --version | tail -1
 
-# Link stubs: one empty shared library per CUDA library, with the real one's SONAME, so that the
-# addon records a dependency on it (DT_NEEDED) and the loader finds the real one at run time.
+# Link stubs: one shared library per CUDA library with the real one's SONAME, defining the
+# functions cudarc declares for it (cudarc's `src/<lib>/sys` bindings), so that the linker records
+# a dependency on it (DT_NEEDED) and the loader binds the real one's functions at load time.
 STUBS="$TC/stubs"
-if [ ! -f "$STUBS/libcuda.so" ]; then
+if [ ! -f "$STUBS/libcudart.so" ]; then
   mkdir -p "$STUBS"
-  echo 'void gqa_cuda_link_stub(void) {}' >"$STUBS/stub.c"
-  for lib in cuda:1 cublas:13 cublasLt:13 curand:10 nvrtc:13; do
-    name=${lib%%:*}; major=${lib##*:}
-    gcc -shared -fPIC -Wl,-soname,"lib$name.so.$major" -o "$STUBS/lib$name.so" "$STUBS/stub.c"
+  cudarc=$(cargo metadata --format-version 1 --features gqa-node/cuda | python3 -c 'import json, os, sys
+m = json.load(sys.stdin)
+print(next(os.path.dirname(p["manifest_path"]) for p in m["packages"] if p["name"] == "cudarc"))')
+  for lib in driver:cuda:1 cublas:cublas:13 cublaslt:cublasLt:13 curand:curand:10 nvrtc:nvrtc:13 runtime:cudart:13; do
+    IFS=: read -r dir name major <<<"$lib"
+    grep -ho 'pub unsafe fn [A-Za-z0-9_]*' "$cudarc/src/$dir/sys/"*.rs | sort -u \
+      | awk '{ print "void " $4 "(void) {}" }' >"$STUBS/lib$name.c"
+    gcc -shared -fPIC -Wl,-soname,"lib$name.so.$major" -o "$STUBS/lib$name.so" "$STUBS/lib$name.c"
   done
 fi
 
 export PATH="$CU/bin:$PATH" CUDA_ROOT="$CU" CUDA_PATH="$CU" CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
 export CARGO_TARGET_DIR="$ROOT/target/cuda"
 export RUSTFLAGS="-L native=$STUBS"
-# The stubs define none of the symbols the addon uses, so rustc's `-Wl,--as-needed` would drop
-# them from DT_NEEDED: link through a wrapper of cc without that flag.
-cat >"$TC/cc-keep-needed" <<'SH'
-#!/usr/bin/env bash
-args=(); for a in "$@"; do [ "$a" = "-Wl,--as-needed" ] || args+=("$a"); done
-exec cc "${args[@]}"
-SH
-chmod +x "$TC/cc-keep-needed"
-export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER="$TC/cc-keep-needed"
 log "cargo build --release -p gqa-node --features cuda (sm_$CUDA_COMPUTE_CAP)"
 cargo build --release -p gqa-node --features cuda
 OUT=bindings/node/gqa-cuda.linux-x64-gnu.node
 cp "$CARGO_TARGET_DIR/release/libgqa_node.so" "$OUT"
-missing=$(for l in libcuda.so.1 libcublas.so.13 libcurand.so.10 libnvrtc.so.13; do readelf -d "$OUT" | grep -q "\[$l\]" || echo "$l"; done)
-if [ -n "$missing" ]; then
-  echo "build:cuda: $OUT does not record $missing (linker dropped a stub)" >&2
-  exit 1
-fi
+# The linker keeps the libraries whose functions the addon calls (cuBLASLt, NVRTC and the runtime
+# are dropped with the kernels that use them); the driver must be among them.
+needed=$(readelf -d "$OUT" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')
+case " $needed" in
+  *" libcuda.so.1 "*) ;;
+  *) echo "build:cuda: $OUT does not record libcuda.so.1 (needs: $needed)" >&2; exit 1 ;;
+esac
+log "$OUT needs: $needed"
 log "$OUT ($(du -h "$OUT" | cut -f1))"
 
 if [ "$TESTS" = 1 ]; then

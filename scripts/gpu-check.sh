@@ -15,7 +15,7 @@
 #
 # What travels (.gpu/, git-ignored, plus dist/ and the CPU addon): the CUDA addon and the CUDA
 # test executable (xz), and a Node binary (xz; the GPU machine's image has Python and PyTorch but
-# no Node). On the GPU machine the CUDA 13 libraries (cublas, curand, nvrtc) come from PyTorch's
+# no Node). On the GPU machine the CUDA 13 libraries (cublas, curand) come from PyTorch's
 # pip wheels, found through python3; libcuda.so.1 from the driver.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

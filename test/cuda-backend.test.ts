@@ -134,7 +134,7 @@ describe.skipIf(!HAS_CUDA_ADDON || !HAS_GCC)("cuda backend on a machine without 
   it("without a CUDA library, names it and LD_LIBRARY_PATH", () => {
     const dir = standIns("libcublas.so.13");
     dirs.push(dir);
-    expect(initInChild(dir)).toMatch(/^BACKEND_LOAD_FAILED .*a CUDA 13 runtime library is missing \(libcublas\.so\.13\): put the CUDA 13 libraries on LD_LIBRARY_PATH/);
+    expect(initInChild(dir)).toMatch(/^BACKEND_LOAD_FAILED .*a CUDA 13 library is missing \(libcublas\.so\.13\): put the CUDA 13 libraries on LD_LIBRARY_PATH/);
   });
 
   it("with a driver and no GPU, says there is no usable GPU at index 0", () => {

@@ -380,7 +380,7 @@ const CUDA_ADDON_URL = new URL("../bindings/node/gqa-cuda.linux-x64-gnu.node", i
 /** The shared libraries the CUDA addon links ({@link cudaLoadReason} names the missing one). */
 const CUDA_LIBRARIES: [RegExp, string][] = [
   [/libcuda\.so/, "no NVIDIA driver: libcuda.so.1 cannot be loaded (install the NVIDIA driver, or run on a machine that has one)"],
-  [/lib(cublas|cublasLt|curand|nvrtc)\.so[.\d]*/, "a CUDA 13 runtime library is missing"],
+  [/lib(cublas|cublasLt|curand|nvrtc)\.so[.\d]*/, "a CUDA 13 library is missing"],
 ];
 
 /** Why the CUDA addon failed to load, in the user's terms (which library, what to do). */
@@ -391,7 +391,7 @@ function cudaLoadReason(e: unknown): string {
     if (m) {
       return what.startsWith("no NVIDIA")
         ? `${what}: ${why}`
-        : `${what} (${m[0]}): put the CUDA 13 libraries on LD_LIBRARY_PATH (e.g. pip's nvidia-cublas, nvidia-curand, nvidia-cuda-nvrtc; docs/cuda.md): ${why}`;
+        : `${what} (${m[0]}): put the CUDA 13 libraries on LD_LIBRARY_PATH (e.g. pip's nvidia-cublas and nvidia-curand; docs/cuda.md): ${why}`;
     }
   }
   return why;
