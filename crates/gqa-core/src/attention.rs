@@ -7,7 +7,7 @@
 //! appends the `k`, `v` of new positions (rotated with `offset` = cache length) to its cache
 //! and calls `attend` with the whole cached K/V and a [`Mask`] with that offset.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::compute::Engine;
@@ -198,14 +198,10 @@ impl GqaAttention {
     /// # Errors
     /// [`Error::Backend`] from the device (allocation, copy).
     pub fn placed(&self, placement: &crate::device::Placement) -> Result<Self> {
-        let all_f32 = self.params.iter().all(|(_, v)| v.dtype() == DType::F32);
-        if placement.is_cpu_f32() && self.device.is_cpu() && all_f32 {
+        let Some((params, engine)) = self.params.for_placement(&self.device, placement)? else {
             return Ok(self.clone());
-        }
-        let device = placement.device();
-        let params = self.params.placed(device, placement.dtype())?;
-        let engine = Engine::for_params(device, &params);
-        let mut layer = Self::from_store(self.cfg.clone(), params, device, &engine)?;
+        };
+        let mut layer = Self::from_store(self.cfg.clone(), params, placement.device(), &engine)?;
         layer.memory = self.memory.clone();
         Ok(layer)
     }

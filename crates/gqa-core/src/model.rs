@@ -122,21 +122,17 @@ impl GqaModel {
     /// # Errors
     /// [`Error::Backend`] from the device (allocation, copy).
     pub fn placed(&self, placement: &crate::device::Placement) -> Result<Self> {
-        let all_f32 = self.params.iter().all(|(_, v)| v.dtype() == DType::F32);
-        if placement.is_cpu_f32() && self.device.is_cpu() && all_f32 {
-            return Ok(self.clone());
+        match self.params.for_placement(&self.device, placement)? {
+            None => Ok(self.clone()),
+            Some((params, engine)) => Self::build(
+                self.cfg.clone(),
+                params,
+                placement.device(),
+                engine,
+                self._memory.clone(),
+                Default::default(),
+            ),
         }
-        let device = placement.device();
-        let params = self.params.placed(device, placement.dtype())?;
-        let engine = Engine::for_params(device, &params);
-        Self::build(
-            self.cfg.clone(),
-            params,
-            device,
-            engine,
-            self._memory.clone(),
-            Default::default(),
-        )
     }
 
     /// How this model is computed.

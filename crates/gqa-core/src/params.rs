@@ -163,6 +163,26 @@ impl ParamStore {
             .collect()
     }
 
+    /// What `placed` of a model or layer on `current` needs: `None` when `placement` is the
+    /// CPU in f32 and these f32 parameters are already there (used as they are), else their
+    /// copies on the placement and the engine that computes them there.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] from the device (allocation, copy).
+    pub(crate) fn for_placement(
+        &self,
+        current: &Device,
+        placement: &crate::device::Placement,
+    ) -> Result<Option<(Self, crate::compute::Engine)>> {
+        let all_f32 = self.iter().all(|(_, v)| v.dtype() == DType::F32);
+        if placement.is_cpu_f32() && current.is_cpu() && all_f32 {
+            return Ok(None);
+        }
+        let params = self.placed(placement.device(), placement.dtype())?;
+        let engine = crate::compute::Engine::for_params(placement.device(), &params);
+        Ok(Some((params, engine)))
+    }
+
     /// The same parameters (names, order, values) copied to `device` as `dtype`: new `Var`s, so
     /// training the copy leaves this store unchanged.
     ///
