@@ -78,7 +78,9 @@ type BindingFunctions =
   | "setMemoryLimit"
   | "memoryUsage"
   | "takeLastPanic"
-  | "__testPanicSite";
+  | "__testPanicSite"
+  | "initDevice"
+  | "cudaBuild";
 
 /**
  * The surface of a binding module this file uses: its functions and the factories of its two
@@ -419,13 +421,13 @@ export async function loadCuda(options: CudaLoadOptions = {}): Promise<LoadedBac
       `cuda backend: no CUDA addon at ${file}` + (override ? " (from GQA_CUDA_PATH)" : ": build it with `npm run build:cuda` (docs/cuda.md)"),
     );
   }
-  let raw: (NativeBinding & { initDevice?: (o: CoreValue) => string; cudaBuild?: () => boolean }) | undefined;
+  let raw: NativeBinding | undefined;
   try {
     raw = module.createRequire(import.meta.url)(file) as typeof raw;
   } catch (e) {
     throw new GqaError("BACKEND_LOAD_FAILED", `cuda backend: cannot load ${file}: ${cudaLoadReason(e)}`, { cause: e });
   }
-  if (typeof raw?.initDevice !== "function" || raw.cudaBuild?.() !== true) {
+  if (typeof raw?.initDevice !== "function" || typeof raw.cudaBuild !== "function" || !raw.cudaBuild()) {
     throw new GqaError("BACKEND_LOAD_FAILED", `cuda backend: ${file} is not a CUDA build of the gqa addon (build it with \`npm run build:cuda\`)`);
   }
   const ordinal = options.device ?? 0;

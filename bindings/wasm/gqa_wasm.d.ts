@@ -243,12 +243,24 @@ export function __testPanicSite(site?: string | null): void;
 export function apiFields(): any;
 
 /**
+ * Whether this module was built with CUDA: never (the CUDA addon is a Node addon).
+ */
+export function cudaBuild(): boolean;
+
+/**
  * The error codes of the core with the names of their fields,
  * `[{"code": "INVALID_OPTION", "fields": ["option", "expected", "found"]}, ...]`
  * (`gqa_core::ERROR_CATALOG`): every error this binding throws carries `code` and those fields as
  * properties. The TypeScript layer's `CORE_ERROR_FIELDS` is checked against it by a test.
  */
 export function errorCatalog(): any;
+
+/**
+ * Opens a device for the models built and loaded after this call (`{device?: "cpu" | "cuda",
+ * ordinal?, dtype?: "f32" | "bf16"}`) and returns its description (`cpu`, `cpu bf16`).
+ * Errors: `INVALID_OPTION` (a bad field), `BACKEND` (`cuda`: this module has no CUDA).
+ */
+export function initDevice(options: any): string;
 
 /**
  * KV-cache bytes per cached token (F32), SPEC section 4.
@@ -370,7 +382,9 @@ export interface InitOutput {
     readonly attention_paramCount: (a: number) => number;
     readonly attention_save: (a: number) => [number, number, number, number];
     readonly attention_weightsDigest: (a: number) => [number, number, number, number];
+    readonly cudaBuild: () => number;
     readonly errorCatalog: () => [number, number, number];
+    readonly initDevice: (a: any) => [number, number, number, number];
     readonly kvCacheBytesPerToken: (a: any) => [number, number, number];
     readonly memoryUsage: () => [number, number];
     readonly model_attentionMaps: (a: number, b: number, c: number, d: number, e: number, f: number, g: number) => [number, number, number];

@@ -21,7 +21,8 @@ impl Attention {
         wrap(
             from_js(options, "attention options")
                 .and_then(AttentionConfig::from_value)
-                .and_then(GqaAttention::new),
+                .and_then(GqaAttention::new)
+                .and_then(|a| a.placed(&gqa_core::device::current())),
         )
         .map(|inner| Attention { inner })
     }
@@ -31,8 +32,12 @@ impl Attention {
     /// file (`q_proj.weight`, ...) or, with `hfConfig` + `layer`, one decoder layer's
     /// `self_attn` of a Hugging Face checkpoint.
     pub fn load(bytes: &[u8], options: JsValue) -> JsResult<Attention> {
-        wrap(from_js(options, "loadOptions").and_then(|o| GqaAttention::load_value(bytes, o)))
-            .map(|inner| Attention { inner })
+        wrap(
+            from_js(options, "loadOptions")
+                .and_then(|o| GqaAttention::load_value(bytes, o))
+                .and_then(|a| a.placed(&gqa_core::device::current())),
+        )
+        .map(|inner| Attention { inner })
     }
 
     /// Forward pass. `dims = [B,T,H]`.

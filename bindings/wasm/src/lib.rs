@@ -14,6 +14,7 @@
 
 pub mod attention;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod inspect;
 pub mod kernels;

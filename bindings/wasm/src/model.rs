@@ -31,7 +31,8 @@ impl Model {
             let head = from_js_opt(head, "head")?
                 .map(HeadConfig::from_value)
                 .transpose()?;
-            TaskModel::new(GqaConfig::from_value(from_js(options, "options")?)?, head)
+            TaskModel::new(GqaConfig::from_value(from_js(options, "options")?)?, head)?
+                .placed(&gqa_core::device::current())
         })();
         wrap(r).map(|m| Model { inner: Rc::new(m) })
     }
@@ -42,7 +43,8 @@ impl Model {
         wrap(
             from_js(options, "loadOptions")
                 .and_then(LoadOptions::from_value)
-                .and_then(|o| TaskModel::from_safetensors(bytes, &o)),
+                .and_then(|o| TaskModel::from_safetensors(bytes, &o))
+                .and_then(|m| m.placed(&gqa_core::device::current())),
         )
         .map(|m| Model { inner: Rc::new(m) })
     }
