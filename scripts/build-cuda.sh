@@ -13,7 +13,9 @@
 #   the addon loads: the driver's libcuda.so.1, and the CUDA 13 libraries from LD_LIBRARY_PATH
 #   (pip's nvidia-cublas and nvidia-curand, which PyTorch's CUDA wheels bring). The linker keeps
 #   only the libraries the addon calls: libcuda, libcublas, libcurand.
-# Time: ~25 min on a bare 2-core machine (candle's CUDA kernels), seconds when nothing changed.
+# Time: ~15 min on a bare 2-core machine (candle's CUDA kernels), as much again for --tests (its
+# dependencies resolve to other features, so candle's kernels build twice); seconds when nothing
+# changed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$(pwd)"

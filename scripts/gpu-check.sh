@@ -82,8 +82,15 @@ if [ "$total" -gt "$LIMIT" ]; then
   echo "gpu-check: $((total / 1048576)) MiB does not fit in 64 MiB" >&2
   exit 1
 fi
-log "dry run of scripts/gpu-check.mjs on the CPU addon (--backend native --quick)"
-node scripts/gpu-check.mjs --backend native --quick --out /tmp/gqa-gpu-dry
+# The dry run's PyTorch peer: the checkout's .venv (`bash scripts/setup.sh --all`), else python3.
+py=${GQA_BENCH_PYTHON:-$([ -x .venv/bin/python ] && echo "$ROOT/.venv/bin/python" || echo python3)}
+if "$py" -c "import torch, safetensors" 2>/dev/null; then
+  log "dry run of scripts/gpu-check.mjs on the CPU addon (--backend native --quick; PyTorch from $py)"
+  GQA_BENCH_PYTHON="$py" node scripts/gpu-check.mjs --backend native --quick --out /tmp/gqa-gpu-dry
+else
+  log "dry run of scripts/gpu-check.mjs on the CPU addon without the bench ($py has no torch: \`bash scripts/setup.sh --all\` installs it)"
+  node scripts/gpu-check.mjs --backend native --quick --no-bench --out /tmp/gqa-gpu-dry
+fi
 gpu_part
 cat <<EOF
 
