@@ -92,10 +92,13 @@ export interface InitOptions {
    * and puts every model built or loaded afterwards on the GPU.
    */
   backend?: BackendChoice;
-  /** `"cuda"` only, read when the backend loads: the CUDA device index (default 0). */
+  /**
+   * `"cuda"` only: the CUDA device index (default 0). A later `GQA.init({ backend: "cuda" })`
+   * naming another `device` or `dtype` opens it for the models built or loaded afterwards.
+   */
   device?: number;
   /**
-   * `"cuda"` only, read when the backend loads: the parameters' dtype, `"f32"` (default) or
+   * `"cuda"` only (see `device`): the parameters' dtype, `"f32"` (default) or
    * `"bf16"` (inference only: matrix products in bf16, the rest in f32; outputs within about
    * 2e-2 of f32; `fit` refuses with `INVALID_OPTION` naming `dtype`).
    */
@@ -248,7 +251,11 @@ export const GQA = {
     // A wasm module built the other way than `relaxedSimd` asks for: load that one (a switch, as
     // for an explicit backend; models already built keep their module).
     const relaxedMismatch = loaded?.name === "wasm" && options.relaxedSimd !== undefined && options.relaxedSimd !== loaded.relaxedSimd;
-    if (loaded && !relaxedMismatch && (options.backend === undefined || options.backend === "auto" || options.backend === loaded.name)) {
+    // The cuda backend asked for another GPU or dtype: open it (later models go there; models
+    // already built stay where they are).
+    const wantDevice = `cuda:${options.device ?? 0}${options.dtype === "bf16" ? " bf16" : ""}`;
+    const cudaMismatch = loaded?.name === "cuda" && options.backend === "cuda" && (options.device !== undefined || options.dtype !== undefined) && wantDevice !== loaded.device;
+    if (loaded && !relaxedMismatch && !cudaMismatch && (options.backend === undefined || options.backend === "auto" || options.backend === loaded.name)) {
       return apply(loaded);
     }
     if (loading && options.backend === undefined) return apply(await loading);
