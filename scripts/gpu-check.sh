@@ -47,15 +47,21 @@ roots = list(nvidia.__path__)
 dirs = [d for r in roots for d in glob.glob(os.path.join(r, "*", "lib")) + glob.glob(os.path.join(r, "cu*", "lib"))]
 print(":".join(sorted(set(dirs))))')
   export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  # Both parts run even when the first fails: one GPU call should bring back everything.
+  local status=0
   log "1/2 Rust CUDA tests (crates/gqa-core/tests/cuda.rs)"
-  GQA_FIXTURES_DIR="$ROOT/fixtures" timeout 240 "$work/cuda-tests" --test-threads=1 --nocapture
+  GQA_FIXTURES_DIR="$ROOT/fixtures" timeout 240 "$work/cuda-tests" --test-threads=1 --nocapture || status=1
   log "2/2 the TypeScript API on the GPU, and the bench against PyTorch"
-  PATH="$work:$PATH" timeout 300 "$work/node" scripts/gpu-check.mjs --backend cuda --out "${OUT:-$work}"
+  PATH="$work:$PATH" timeout 300 "$work/node" scripts/gpu-check.mjs --backend cuda --out "${OUT:-$work}" || status=1
+  log "GPU part $([ $status = 0 ] && echo passed || echo FAILED)"
+  return $status
 }
 
 if [ "${1:-}" = "--run" ]; then
+  # On the device machine $OUT comes back: keep the whole log there too.
+  if [ -n "${OUT:-}" ]; then gpu_part 2>&1 | tee "$OUT/gpu-check.log"; exit "${PIPESTATUS[0]}"; fi
   gpu_part
-  exit 0
+  exit $?
 fi
 [ $# -eq 0 ] || { echo "scripts/gpu-check.sh: unknown argument '$1' (expected --run or nothing)" >&2; exit 2; }
 
