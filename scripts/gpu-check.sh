@@ -45,7 +45,8 @@ gpu_part() {
   libs=$(python3 -c 'import glob, os, nvidia
 roots = list(nvidia.__path__)
 dirs = [d for r in roots for d in glob.glob(os.path.join(r, "*", "lib")) + glob.glob(os.path.join(r, "cu*", "lib"))]
-print(":".join(sorted(set(dirs))))')
+print(":".join(sorted(set(dirs))))' 2>/dev/null || true)
+  [ -n "$libs" ] || log "python3 has no nvidia.* CUDA wheels: the CUDA libraries must be on LD_LIBRARY_PATH already"
   export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   # Both parts run even when the first fails: one GPU call should bring back everything.
   local status=0
