@@ -74,6 +74,13 @@ pub fn check_forward(placement: &Placement, tol: f64) -> f64 {
     worst
 }
 
+/// Positions `from..to` of every row of `x: [B, T, E]`, as `[B, to - from, E]`.
+fn positions(x: &[f32], [b, t, e]: [usize; 3], from: usize, to: usize) -> Vec<f32> {
+    (0..b)
+        .flat_map(|r| x[(r * t + from) * e..(r * t + to) * e].iter().copied())
+        .collect()
+}
+
 /// Sessions on `placement` (prefill of 9 positions, then decode steps of 1, then a chunk of 6)
 /// against the full forward over each prefix on the same placement. Returns the worst error.
 pub fn check_session(placement: &Placement, tol: f64) -> f64 {
@@ -87,16 +94,12 @@ pub fn check_session(placement: &Placement, tol: f64) -> f64 {
     let mut worst = 0f64;
     let mut at = 0;
     for len in [9, 1, 1, 1, 1, 1, 6] {
-        let chunk: Vec<f32> = (0..b)
-            .flat_map(|r| x[(r * t + at) * e..(r * t + at + len) * e].to_vec())
-            .collect();
+        let chunk = positions(&x, [b, t, e], at, at + len);
         let (got, _) = session
             .push(&model, &chunk, &[b, len, e], None, false)
             .unwrap();
         at += len;
-        let prefix: Vec<f32> = (0..b)
-            .flat_map(|r| x[r * t * e..(r * t + at) * e].to_vec())
-            .collect();
+        let prefix = positions(&x, [b, t, e], 0, at);
         let (want, _) = model.forward_f32(&prefix, &[b, at, e], None).unwrap();
         let err = max_rel(&got, &want);
         assert!(
