@@ -64,6 +64,67 @@ impl AttentionConfig {
         cfg.validate()?;
         Ok(cfg)
     }
+
+    /// [`AttentionConfig::from_hf_config`] for decoder layer `layer`, with its sliding window
+    /// as transformers assigns it: `sliding_window` (absent or null: none) on the layers whose
+    /// `layer_types` entry is `"sliding_attention"`; without `layer_types`, Qwen2's rule when
+    /// `use_sliding_window` is present (false: none; true: layers `>= max_window_layers`,
+    /// default 28, as `Qwen2Config` builds `layer_types`), else every layer (Mistral).
+    ///
+    /// # Errors
+    /// As [`AttentionConfig::from_hf_config`]; [`Error::InvalidOption`] naming
+    /// `hfConfig.sliding_window` (not an integer >= 1), `hfConfig.layer_types` (not an array
+    /// of strings) or `hfConfig.max_window_layers`.
+    pub fn from_hf_config_layer(json: &str, layer: usize) -> Result<Self> {
+        let mut cfg = Self::from_hf_config(json)?;
+        let v: Value = serde_json::from_str(json)
+            .map_err(|e| Error::option("hfConfig", "a JSON object (a parsed config.json)", e))?;
+        let o = v.as_object().ok_or_else(|| {
+            Error::option(
+                "hfConfig",
+                "a JSON object (a parsed config.json)",
+                short(&v),
+            )
+        })?;
+        cfg.sliding_window = hf_layer_window(o, layer)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// The sliding window of decoder layer `layer` (see [`AttentionConfig::from_hf_config_layer`]).
+fn hf_layer_window(o: &Obj, layer: usize) -> Result<Option<usize>> {
+    let Some(w) = hf_uint("sliding_window", get(o, "sliding_window"))? else {
+        return Ok(None);
+    };
+    if w == 0 {
+        return Err(Error::option(
+            "hfConfig.sliding_window",
+            "an integer >= 1 (or null)",
+            0,
+        ));
+    }
+    let sliding = if let Some(types) = get(o, "layer_types") {
+        let kind = types
+            .as_array()
+            .and_then(|a| a.get(layer))
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                Error::option(
+                    "hfConfig.layer_types",
+                    format!("an array of strings with an entry for layer {layer}"),
+                    short(types),
+                )
+            })?;
+        kind == "sliding_attention"
+    } else if let Some(u) = get(o, "use_sliding_window") {
+        let max_window_layers =
+            hf_uint("max_window_layers", get(o, "max_window_layers"))?.unwrap_or(28);
+        u.as_bool() == Some(true) && layer >= max_window_layers
+    } else {
+        true
+    };
+    Ok(sliding.then_some(w))
 }
 
 /// A non-null value of `o`.

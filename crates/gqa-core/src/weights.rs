@@ -716,13 +716,15 @@ impl GqaAttention {
     }
 
     /// Loads the self-attention of decoder layer `layer` of a Hugging Face Llama / Mistral /
-    /// Qwen2-style checkpoint: options from [`AttentionConfig::from_hf_config`] of `hf_config`
+    /// Qwen2-style checkpoint: options from [`AttentionConfig::from_hf_config_layer`] of `hf_config`
+    /// (with that layer's sliding window)
     /// (the `config.json` text), weights `{prefix}layers.{layer}.self_attn.{q,k,v,o}_proj.weight`
     /// (`[out, in]`, F32/F16/BF16) and `.bias` when present (zeros when absent; required when
     /// `attention_bias` is true). `o_proj` becomes `out_proj`. The prefix (e.g. `model.`) is
     /// detected when `None`. `strict` rejects other tensors of that layer's `self_attn.` (the
     /// rest of the checkpoint is ignored). The layer's forward then equals transformers'
-    /// attention module at positions `0..T-1` with a causal mask (SPEC section 5; fixtures of
+    /// attention module at positions `0..T-1` with a causal (and sliding-window) mask (SPEC
+    /// sections 5 and 7; fixtures of
     /// `scripts/gen_rope_fixtures.py`).
     ///
     /// # Errors
@@ -736,7 +738,7 @@ impl GqaAttention {
         prefix: Option<&str>,
         strict: bool,
     ) -> Result<Self> {
-        let cfg = AttentionConfig::from_hf_config(hf_config)?;
+        let cfg = AttentionConfig::from_hf_config_layer(hf_config, layer)?;
         let bias_required = hf_layer_bias_required(hf_config, layer)?;
         let st = parse(bytes)?;
         let keys: Vec<String> = st.names().into_iter().map(str::to_string).collect();
