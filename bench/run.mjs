@@ -4,6 +4,7 @@
 //   npm run bench                       full run (every workload, threads 1 and 2, 3 rounds)
 //   npm run bench -- --quick            tiny sizes, 1 round: a smoke test of every code path (CI)
 //   npm run bench -- --workloads a,a-all,b2048,b4096,b16384,decode,train,train-main
+//   npm run bench -- --workloads b4096,w4096,b16384,w16384,b32768,w32768 --impls gqa-native,pytorch
 //                    --threads 1,2  --rounds 3  --reps N (fixed timed runs per round; default adaptive)
 //                    --impls gqa-native,gqa-wasm,ort-node,ort-web,tfjs-wasm,pytorch
 //                    --decode-lengths 2048,8192,32768  --out bench/results/latest.json
@@ -102,7 +103,9 @@ const A = QUICK
 const BOPTS = QUICK
   ? { embedDim: 64, hiddenSize: 64, numHeads: 16, numKvHeads: 4, numLayers: 1 }
   : { embedDim: 512, hiddenSize: 512, numHeads: 16, numKvHeads: 4, numLayers: 1 };
-const bT = (T) => (QUICK ? { 2048: 64, 4096: 128, 16384: 256 }[T] : T);
+const bT = (T) => (QUICK ? { 2048: 64, 4096: 128, 16384: 256, 32768: 512 }[T] : T);
+// Sliding window of the w* workloads (SPEC section 7): 512 keys per query (16 in quick mode).
+const WINDOW = QUICK ? 16 : 512;
 
 const FORWARD = {
   a: { title: "(a) Edifice defaults, last_timestep", B: A.B, T: A.T, opts: { ...A.opts, outputMode: "last_timestep" } },
@@ -110,6 +113,10 @@ const FORWARD = {
   b2048: { title: "(b) long context, T=2048", B: 1, T: bT(2048), opts: { ...BOPTS, outputMode: "all" } },
   b4096: { title: "(b) long context, T=4096", B: 1, T: bT(4096), opts: { ...BOPTS, outputMode: "all" } },
   b16384: { title: "(b) long context, T=16384", B: 1, T: bT(16384), opts: { ...BOPTS, outputMode: "all" } },
+  b32768: { title: "(b) long context, T=32768", B: 1, T: bT(32768), opts: { ...BOPTS, outputMode: "all" } },
+  w4096: { title: `(w) sliding window ${WINDOW}, T=4096 (compare b4096: full causal)`, B: 1, T: bT(4096), opts: { ...BOPTS, outputMode: "all", slidingWindow: WINDOW } },
+  w16384: { title: `(w) sliding window ${WINDOW}, T=16384 (compare b16384)`, B: 1, T: bT(16384), opts: { ...BOPTS, outputMode: "all", slidingWindow: WINDOW } },
+  w32768: { title: `(w) sliding window ${WINDOW}, T=32768 (compare b32768)`, B: 1, T: bT(32768), opts: { ...BOPTS, outputMode: "all", slidingWindow: WINDOW } },
 };
 const DECODE = {
   title: "decode: one KV-cache push at cache length L, (b) model, batch 1",
@@ -136,17 +143,21 @@ const TRAINS = {
 const KNOWN = [...Object.keys(FORWARD), "decode", ...Object.keys(TRAINS)];
 for (const w of WORKLOADS) if (!KNOWN.includes(w)) throw new Error(`unknown workload ${w}; known: ${KNOWN.join(", ")}`);
 
-/** PEERS.md: 2*B*T*((E != H ? E*H : 0) + L*(H*NH*D*2 + 2*H*NKV*D + 8*H*H)) + L*4*B*NH*T*T*D. */
+/**
+ * PEERS.md: 2*B*T*((E != H ? E*H : 0) + L*(H*NH*D*2 + 2*H*NKV*D + 8*H*H)) + L*4*B*NH*T*K*D with
+ * K = T (K = min(T, W) keys per query under a sliding window W).
+ */
 function forwardFlops(o, B, T) {
   const E = o.embedDim, H = o.hiddenSize, NH = o.numHeads, NKV = o.numKvHeads, L = o.numLayers, D = H / NH;
-  return 2 * B * T * ((E !== H ? E * H : 0) + L * (H * NH * D * 2 + 2 * H * NKV * D + 8 * H * H)) + L * 4 * B * NH * T * T * D;
+  const K = o.slidingWindow ? Math.min(T, o.slidingWindow) : T;
+  return 2 * B * T * ((E !== H ? E * H : 0) + L * (H * NH * D * 2 + 2 * H * NKV * D + 8 * H * H)) + L * 4 * B * NH * T * K * D;
 }
 /** The same count for one new position attending to a cache of `len` positions (plus itself). */
 function decodeFlops(o, len) {
   const E = o.embedDim, H = o.hiddenSize, NH = o.numHeads, NKV = o.numKvHeads, L = o.numLayers, D = H / NH;
   return 2 * ((E !== H ? E * H : 0) + L * (H * NH * D * 2 + 2 * H * NKV * D + 8 * H * H)) + L * 4 * NH * (len + 1) * D;
 }
-const FLOPS_TEXT = "GFLOP = [2*B*T*((E!=H ? E*H : 0) + L*(H*NH*D*2 + 2*H*NKV*D + 8*H*H)) + L*4*B*NH*T*T*D] / 1e9 (PEERS.md; full T x T, not the causal half)";
+const FLOPS_TEXT = "GFLOP = [2*B*T*((E!=H ? E*H : 0) + L*(H*NH*D*2 + 2*H*NKV*D + 8*H*H)) + L*4*B*NH*T*K*D] / 1e9 (PEERS.md; K = T: full T x T, not the causal half; K = min(T, W) with a sliding window W)";
 
 // ---------------------------------------------------------------------------------------------
 // small helpers
@@ -446,6 +457,9 @@ async function forwardWorkload(name, w, peers, machine, dir) {
 
   const impls = [];
   const scoresBytes = B * opts.numHeads * T * T * 4;
+  // The bench's own ONNX graph (bench/onnx-graph.mjs) and TensorFlow.js model are causal only;
+  // PyTorch runs the twin, which reads slidingWindow from the file (SDPA with the windowed mask).
+  const noWindow = opts.slidingWindow ? `not run: this peer's graph has no sliding window (causal only; PyTorch runs the windowed mask)` : null;
   const memGuard = (what, factor) => {
     const need = scoresBytes * factor;
     const avail = memAvailable();
@@ -495,7 +509,7 @@ async function forwardWorkload(name, w, peers, machine, dir) {
     const row = newRow("ort-node", `onnxruntime-node ${v?.node ?? v?.common ?? ""}`.trim(), "MLAS (auto)", THREADS);
     const impl = { key: "ort-node", label: row.label, row };
     impls.push(impl);
-    const skip = peers.ortNodeError ?? memGuard("the ONNX graph", 4);
+    const skip = peers.ortNodeError ?? noWindow ?? memGuard("the ONNX graph", 4);
     if (skip) {
       row.status = "failed";
       row.reason = skip;
@@ -510,7 +524,7 @@ async function forwardWorkload(name, w, peers, machine, dir) {
     const row = newRow("ort-web", `onnxruntime-web ${peers.ortWeb?.env?.versions?.web ?? ""} (wasm)`.replace("  ", " "), "wasm simd128", THREADS);
     const impl = { key: "ort-web", label: row.label, row };
     impls.push(impl);
-    const skip = peers.ortWebError ?? (scoresBytes * 2 > 4 * 2 ** 30 ? `not run: the [B,NH,T,T] f32 scores (${fmtBytes(scoresBytes)}, at least two live) exceed wasm32's 4 GiB memory` : null);
+    const skip = peers.ortWebError ?? noWindow ?? (scoresBytes * 2 > 4 * 2 ** 30 ? `not run: the [B,NH,T,T] f32 scores (${fmtBytes(scoresBytes)}, at least two live) exceed wasm32's 4 GiB memory` : null);
     if (skip) {
       row.status = "failed";
       row.reason = skip;
@@ -524,7 +538,7 @@ async function forwardWorkload(name, w, peers, machine, dir) {
     const row = newRow("tfjs-wasm", `TensorFlow.js ${info?.version ?? ""} wasm`, info ? (info.simd ? "wasm simd128" : "wasm scalar") : "", info?.threads ?? 1);
     const impl = { key: "tfjs-wasm", label: row.label, row };
     impls.push(impl);
-    const skip = peers.tfjsError ?? (scoresBytes * 2 > 4 * 2 ** 30 ? `not run: the [B,NH,T,T] f32 scores (${fmtBytes(scoresBytes)}, at least two live) exceed wasm32's 4 GiB memory` : null);
+    const skip = peers.tfjsError ?? noWindow ?? (scoresBytes * 2 > 4 * 2 ** 30 ? `not run: the [B,NH,T,T] f32 scores (${fmtBytes(scoresBytes)}, at least two live) exceed wasm32's 4 GiB memory` : null);
     if (skip) {
       row.status = "failed";
       row.reason = skip;

@@ -107,6 +107,9 @@ class GqaConfig:
     yarn_scale: float = 8.0
     #: Edifice yarn original context length (>= 1), default 2048.
     yarn_original_max_position: int = 2048
+    #: Sliding-window attention ``W`` (>= 1; ``None`` = full causal): query ``p`` reads keys
+    #: ``p - W < j <= p`` at every layer (Hugging Face's ``sliding_window``; SPEC section 7).
+    sliding_window: Optional[int] = None
     #: Expected sequence length: a sizing hint only (any length works), default 60 (Edifice's
     #: ``:window_size``; JSON ``seqLenHint``, formerly ``windowSize``, which :meth:`from_dict` still reads).
     seq_len_hint: int = 60
@@ -169,6 +172,8 @@ class GqaConfig:
         self.yarn_scale = _pos("yarnScale", self.yarn_scale)
         self.yarn_original_max_position = _int("yarnOriginalMaxPosition", self.yarn_original_max_position, 1)
         self.seq_len_hint = _int("seqLenHint", self.seq_len_hint, 1)
+        if self.sliding_window is not None:
+            self.sliding_window = _int("slidingWindow", self.sliding_window, 1)
         self.rope_theta = _pos("ropeTheta", self.rope_theta)
         if self.output_mode not in OUTPUT_MODES:
             raise GqaOptionError("outputMode", " or ".join(f'"{m}"' for m in OUTPUT_MODES), self.output_mode)
@@ -189,11 +194,11 @@ class GqaConfig:
     # -- JSON ---------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         """The options as gqa's JSON object (camelCase; every option written out, ``headDim`` and
-        ``ropeScaling`` only when set), as the Rust core writes ``gqa_config``."""
+        ``ropeScaling`` and ``slidingWindow`` only when set), as the Rust core writes ``gqa_config``."""
         out = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if f.name in ("head_dim", "rope_scaling") and v is None:
+            if f.name in ("head_dim", "rope_scaling", "sliding_window") and v is None:
                 continue
             out[_camel(f.name)] = v
         return out

@@ -176,12 +176,20 @@ class GqaModel(nn.Module):
             raise ValueError(f"x: expected [B, T, {self.cfg.embed_dim}] (embedDim), found {list(x.shape)}")
         lengths = check_lengths(lengths, B, T)
         key_mask = None
+        W = self.cfg.sliding_window
+        pos = torch.arange(T, device=x.device)
+        causal = pos[None, :] <= pos[:, None]  # [T(query), T(key)]
+        if W is not None:
+            causal = causal & (pos[:, None] - pos[None, :] < W)  # SPEC section 7: p - W < j <= p
         if lengths is not None:
-            pos = torch.arange(T, device=x.device)
             valid = pos[None, :] < lengths.to(x.device)[:, None]  # [B, T]
             x = torch.where(valid[:, :, None], x, torch.zeros((), dtype=x.dtype, device=x.device))
-            causal = pos[None, :] <= pos[:, None]  # [T(query), T(key)]
             key_mask = (causal[None] & valid[:, None, :])[:, None]  # [B, 1, T, T]
+            # A padded query row past the window of every valid key reads nothing: let it read
+            # key 0 (its output is never used; this keeps softmax finite).
+            key_mask = key_mask | (~key_mask.any(-1, keepdim=True) & (pos == 0))
+        elif W is not None:
+            key_mask = causal[None, None]  # [1, 1, T, T]
         h = self.input_projection(x) if self.input_projection is not None else x
         for block in self.blocks:
             h = block(h, key_mask)
