@@ -109,10 +109,13 @@ export type RawTensor = NativeModule.ForwardOutput;
  * crosses.
  */
 export interface LayerHandle {
-  /** Forward pass. `dims = [B, T, E]` (model) or `[B, T, H]` (attention); `lengths` per sequence. */
-  forward(data: Float32Array, dims: number[], lengths?: number[]): RawTensor;
+  /**
+   * Forward pass. `dims = [B, T, E]` (model) or `[B, T, H]` (attention); `lengths` per sequence;
+   * `positionOffset`: absolute position of position 0 (rotary).
+   */
+  forward(data: Float32Array, dims: number[], lengths?: number[], positionOffset?: number): RawTensor;
   /** Same, off the main thread where the backend can (native); wasm runs it synchronously. */
-  forwardAsync(data: Float32Array, dims: number[], lengths?: number[]): Promise<RawTensor>;
+  forwardAsync(data: Float32Array, dims: number[], lengths?: number[], positionOffset?: number): Promise<RawTensor>;
   /** safetensors bytes (canonical names, F32, config metadata). */
   save(): Uint8Array;
   /** Every option (TypeScript names), as the core validated them. */
@@ -136,7 +139,7 @@ export interface ModelHandle extends LayerHandle {
   /** Starts a training run (see {@link TrainerHandle}); exactly one of `classes`/`targets`; `fitOptions` = the core's `FitOptions`. */
   createTrainer(x: Float32Array, dims: number[], lengths: Uint32Array | undefined, classes: Uint32Array | undefined, targets: Float32Array | undefined, fitOptions: CoreValue): TrainerHandle;
   /** A KV-cache session of `batch` rows and `maxLen` positions (see `ts/session.ts`). */
-  createSession(batch: number, maxLen: number): SessionHandle;
+  createSession(batch: number, maxLen: number | undefined): SessionHandle;
   /** The model (and head) as ONNX bytes (`gqa_core::onnx::export`); `options` = `OnnxOptions`. */
   exportOnnx(options: CoreValue): Uint8Array;
   /** Attention probabilities `[L, B, NH, T, T]` (`gqa_core::inspect::attention_maps`). */
@@ -607,8 +610,8 @@ function toU32(xs: readonly number[] | undefined): Uint32Array | undefined {
 /** A binding's attention layer (or model) -> {@link LayerHandle}. */
 function wrapLayer(h: RawAttention): LayerHandle {
   return {
-    forward: (data, dims, lengths) => h.forward(data, toU32(dims), toU32(lengths)),
-    forwardAsync: (data, dims, lengths) => h.forwardAsync(data, toU32(dims), toU32(lengths)),
+    forward: (data, dims, lengths, at) => h.forward(data, toU32(dims), toU32(lengths), at),
+    forwardAsync: (data, dims, lengths, at) => h.forwardAsync(data, toU32(dims), toU32(lengths), at),
     save: () => h.save(),
     config: () => h.config(),
     paramCount: () => h.paramCount(),

@@ -27,6 +27,24 @@ export interface ForwardOptions {
    * keys at `j >= L_b` are masked and padded input values do not matter (SPEC section 2).
    */
   lengths?: ArrayLike<number>;
+  /**
+   * Absolute position of the first position (an integer >= 0, default 0): position `t` is
+   * rotated as `positionOffset + t` (rotary only; the causal and sliding-window mask is
+   * relative and does not change). Compare a stream's outputs with a forward over the same
+   * absolute positions.
+   */
+  positionOffset?: number;
+}
+
+/** `options.positionOffset`, checked: an integer in `0..2^53-1` (default 0). */
+function positionOffsetOf(options: ForwardOptions): number | undefined {
+  if (typeof options !== "object" || options === null || !Object.hasOwn(options, "positionOffset")) return undefined;
+  const p = options.positionOffset;
+  if (p === undefined) return undefined;
+  if (typeof p !== "number" || !Number.isSafeInteger(p) || p < 0) {
+    throw GqaError.invalidInput("positionOffset", "an integer in 0..2^53-1", JSON.stringify(p));
+  }
+  return p;
 }
 
 function checkData(data: Float32Array, backend: BackendName): void {
@@ -113,8 +131,9 @@ abstract class Layer<Options, Handle extends LayerHandle = LayerHandle> {
     checkData(data, this.backend);
     checkDims(dims, "dims");
     const lengths = lengthsOf(options, dims);
+    const at = positionOffsetOf(options);
     const h = this.handle;
-    return toTensor(await callBindingAsync(() => h.forwardAsync(data, dims, lengths)));
+    return toTensor(await callBindingAsync(() => h.forwardAsync(data, dims, lengths, at)));
   }
 
   /** Same as {@link forward}, blocking the calling thread. */
@@ -122,7 +141,8 @@ abstract class Layer<Options, Handle extends LayerHandle = LayerHandle> {
     checkData(data, this.backend);
     checkDims(dims, "dims");
     const lengths = lengthsOf(options, dims);
-    return toTensor(callBinding(() => this.handle.forward(data, dims, lengths)));
+    const at = positionOffsetOf(options);
+    return toTensor(callBinding(() => this.handle.forward(data, dims, lengths, at)));
   }
 
   /** The weights as safetensors bytes: canonical names, F32, config in metadata. */

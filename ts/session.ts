@@ -12,8 +12,13 @@ import { Tensor } from "./tensor.js";
 
 /** Options of `model.session()`. */
 export interface SessionOptions {
-  /** Capacity per row in positions (the cache is preallocated for `batch * maxLen` tokens); integer >= 1. */
-  maxLen: number;
+  /**
+   * Most positions per row; integer >= 1. The cache is preallocated for `batch * maxLen` tokens,
+   * or for a model with `slidingWindow: W` at most `batch * (W - 1 + max(W + 1, 64))` (SPEC
+   * section 7). Optional for a sliding-window model only: without it, the session streams
+   * forever at constant memory.
+   */
+  maxLen?: number;
   /** Rows (independent sequences) `B`, default 1. */
   batch?: number;
 }
@@ -41,6 +46,7 @@ export interface SessionHandle {
   pushAsync(data: Float32Array, dims: number[], lengths: number[] | undefined, allPositions: boolean): Promise<RawTensor>;
   lengths(): number[];
   readonly capacity: number;
+  readonly maxLen: number | null | undefined;
   readonly batch: number;
   reset(): void;
   kvCacheBytes(): number;
@@ -56,6 +62,9 @@ export function adaptSession(s: RawSession): SessionHandle {
     push: (data, dims, lengths, all) => s.push(data, Uint32Array.from(dims), u32(lengths), all),
     pushAsync: (data, dims, lengths, all) => s.pushAsync(data, Uint32Array.from(dims), u32(lengths), all),
     lengths: () => Array.from(s.lengths()),
+    get maxLen() {
+      return s.maxLen;
+    },
     get capacity() {
       return s.capacity;
     },
@@ -110,18 +119,21 @@ function checkPush(chunk: Float32Array, dims: readonly number[], options: PushOp
  * Creates a session on a model handle (used by `Model.session`). @internal
  * @throws GqaError `INVALID_INPUT` (`maxLen`, `batch`), `OUT_OF_MEMORY`, `DISPOSED`
  */
-export function createSession(backend: BackendName, create: (batch: number, maxLen: number) => SessionHandle, options: SessionOptions): Session {
+export function createSession(backend: BackendName, create: (batch: number, maxLen: number | undefined) => SessionHandle, options: SessionOptions): Session {
   if (typeof options !== "object" || options === null) {
-    throw GqaError.invalidInput("options", "{maxLen, batch?}", JSON.stringify(options));
+    throw GqaError.invalidInput("options", "{maxLen?, batch?}", JSON.stringify(options));
   }
-  const maxLen = checkCount(options.maxLen, "maxLen", 1);
+  // Absent: the core answers (a sliding-window model streams without one; others name maxLen).
+  const maxLen = options.maxLen === undefined ? undefined : checkCount(options.maxLen, "maxLen", 1);
   const batch = checkCount(options.batch ?? 1, "batch", 0);
   return new Session(backend, callBinding(() => create(batch, maxLen)));
 }
 
 /**
- * A KV-cache session over one model: `B` rows (sequences) of up to `capacity` positions each,
- * with independent lengths. Per layer it caches K (after RoPE/YaRN) and V for the `numKvHeads`
+ * A KV-cache session over one model: `B` rows (sequences) of up to `maxLen` positions each,
+ * with independent lengths. A model with `slidingWindow: W` keeps only what its window reads
+ * (about `W` positions per row, {@link capacity}), so its session may stream without `maxLen`
+ * at constant memory and step time (SPEC section 7). Per layer it caches K (after RoPE/YaRN) and V for the `numKvHeads`
  * KV heads only: `kvCacheBytesPerToken = 2 * numLayers * numKvHeads * headDim * 4` bytes, `numHeads /
  * numKvHeads` times less than multi-head attention; the whole cache (`kvCacheBytes`) is allocated
  * when the session is created.
@@ -212,7 +224,11 @@ export class Session {
     return new Tensor(raw.data, raw.dims);
   }
 
-  /** Cached positions per row (`B` values in `0..=capacity`). */
+  /**
+   * Positions pushed so far per row (`B` values): the next position of row `b` is `lengths[b]`,
+   * its absolute position (rotary angles use it), also after a sliding window has dropped old
+   * keys from the cache.
+   */
   get lengths(): number[] {
     const h = this.#h;
     return callBinding(() => h.lengths());
@@ -229,10 +245,19 @@ export class Session {
     return max;
   }
 
-  /** Capacity per row in positions (`maxLen`). */
+  /**
+   * Cache slots per row: `maxLen`, or for a sliding-window model `min(maxLen, W - 1 + max(W + 1,
+   * 64))` (SPEC section 7).
+   */
   get capacity(): number {
     const h = this.#h;
     return callBinding(() => h.capacity);
+  }
+
+  /** Most positions per row (`maxLen`), `null` for an unbounded sliding-window session. */
+  get maxLen(): number | null {
+    const h = this.#h;
+    return callBinding(() => h.maxLen) ?? null;
   }
 
   /** Rows `B`. */
@@ -241,7 +266,10 @@ export class Session {
     return callBinding(() => h.batch);
   }
 
-  /** Bytes allocated for the K and V caches of all layers: `batch * capacity * kvCacheBytesPerToken`. */
+  /**
+   * Bytes allocated for the K and V caches of all layers: `batch * capacity * kvCacheBytesPerToken`;
+   * constant for a sliding-window session however long it streams.
+   */
   get kvCacheBytes(): number {
     const h = this.#h;
     return callBinding(() => h.kvCacheBytes());

@@ -21,9 +21,9 @@ export declare class Attention {
    */
   static load(bytes: Uint8Array, options: any): Attention
   /** Forward pass on the calling thread. `dims = [B,T,H]`. */
-  forward(data: Float32Array, dims: Uint32Array, lengths?: Uint32Array | undefined | null): ForwardOutput
+  forward(data: Float32Array, dims: Uint32Array, lengths?: Uint32Array | undefined | null, positionOffset?: number | undefined | null): ForwardOutput
   /** Forward pass on the libuv thread pool; the inputs are copied before this returns. */
-  forwardAsync(data: Float32Array, dims: Uint32Array, lengths?: Uint32Array | undefined | null): Promise<ForwardOutput>
+  forwardAsync(data: Float32Array, dims: Uint32Array, lengths?: Uint32Array | undefined | null, positionOffset?: number | undefined | null): Promise<ForwardOutput>
   /** The weights as safetensors bytes (`gqa_attention_config` metadata). */
   save(): Uint8Array
   /** Every option (TypeScript names). */
@@ -60,14 +60,17 @@ export declare class Model {
    * `MISSING_PARAMETER`, `UNEXPECTED_PARAMETER`, `NON_FINITE_WEIGHT`.
    */
   static load(bytes: Uint8Array, options: any): Model
-  /** Forward pass on the calling thread. `dims = [B,T,E]`; `lengths` one per batch row. */
-  forward(data: Float32Array, dims: Uint32Array, lengths?: Uint32Array | undefined | null): ForwardOutput
+  /**
+   * Forward pass on the calling thread. `dims = [B,T,E]`; `lengths` one per batch row;
+   * `positionOffset`: absolute position of position 0 (rotary; an integer, default 0).
+   */
+  forward(data: Float32Array, dims: Uint32Array, lengths?: Uint32Array | undefined | null, positionOffset?: number | undefined | null): ForwardOutput
   /**
    * Forward pass on the libuv thread pool (same arguments and result as `forward`).
    * `data`, `dims` and `lengths` are copied before this returns: the caller may change or
    * shrink its buffers at once.
    */
-  forwardAsync(data: Float32Array, dims: Uint32Array, lengths?: Uint32Array | undefined | null): Promise<ForwardOutput>
+  forwardAsync(data: Float32Array, dims: Uint32Array, lengths?: Uint32Array | undefined | null, positionOffset?: number | undefined | null): Promise<ForwardOutput>
   /**
    * Head outputs `[B,K]`: class probabilities (classification) or values (regression), on
    * the calling thread. `dims = [B,T,E]`. Errors: `INVALID_OPTION` (no head), `INVALID_INPUT`.
@@ -100,10 +103,12 @@ export declare class Model {
   /** Drops this handle's reference to the weights (running async forwards keep theirs). */
   free(): void
   /**
-   * Creates a KV-cache session for `batch` rows of up to `maxLen` positions each.
-   * Errors: `INVALID_INPUT` (`maxLen` 0), `OUT_OF_MEMORY` (cache over the buffer limit), `DISPOSED`.
+   * Creates a KV-cache session for `batch` rows of up to `maxLen` positions each (a
+   * sliding-window model's session may omit it: unbounded, constant memory).
+   * Errors: `INVALID_INPUT` (`maxLen` 0, or absent without `slidingWindow`), `OUT_OF_MEMORY`
+   * (cache over the buffer limit), `DISPOSED`.
    */
-  session(batch: number, maxLen: number): Session
+  session(batch: number, maxLen?: number | undefined | null): Session
   /**
    * Starts a training run on this model (which needs a head). `x: [N*T*E]` row-major with
    * `dims = [N,T,E]`, sequences left-aligned with `lengths[n]` valid steps (default all `T`);
@@ -136,8 +141,13 @@ export declare class Session {
   pushAsync(data: Float32Array, dims: Uint32Array, lengths: Uint32Array | undefined | null, allPositions: boolean): Promise<ForwardOutput>
   /** Cached positions of each row (`B` values). */
   lengths(): Uint32Array
-  /** Capacity per row in positions (`maxLen`). */
+  /** Cache slots per row: `maxLen`, or a sliding-window model's ring slots. */
   get capacity(): number
+  /**
+   * Most positions per row (`maxLen`), `null` for an unbounded sliding-window session (the
+   * wasm binding's getter gives `undefined`: both are typed here).
+   */
+  get maxLen(): number | null | undefined
   /** Number of rows `B`. */
   get batch(): number
   /** Forgets every cached position (the allocation is kept). */

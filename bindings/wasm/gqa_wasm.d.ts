@@ -29,11 +29,11 @@ export class Attention {
     /**
      * `forward` as a promise (settled before it returns: wasm has no thread of its own).
      */
-    forwardAsync(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null): Promise<ForwardOutput>;
+    forwardAsync(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null, position_offset?: number | null): Promise<ForwardOutput>;
     /**
      * Forward pass. `dims = [B,T,H]`.
      */
-    forward(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null): ForwardOutput;
+    forward(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null, position_offset?: number | null): ForwardOutput;
     /**
      * Loads the layer from safetensors bytes and the load options
      * (`{config?, hfConfig?, layer?, strict?, prefix?}`, see `GqaAttention::load_value`): a gqa
@@ -68,7 +68,7 @@ export class Model {
      * `dims = [B,T,E]` with optional `lengths`; rows sum to 1, causal and padded keys are 0.
      * Errors: `INVALID_INPUT`, `OUT_OF_MEMORY`.
      */
-    attentionMaps(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null): ForwardOutput;
+    attentionMaps(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null, position_offset?: number | null): ForwardOutput;
     /**
      * Builds a model from options (weights from `seed`) and an optional head
      * (`{type: "classification", numClasses: C}` or `{type: "regression", outDim: K, ...}`).
@@ -96,11 +96,11 @@ export class Model {
     /**
      * `forward` as a promise (settled before it returns: wasm has no thread of its own).
      */
-    forwardAsync(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null): Promise<ForwardOutput>;
+    forwardAsync(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null, position_offset?: number | null): Promise<ForwardOutput>;
     /**
      * Forward pass. `dims = [B,T,E]`; `lengths` one per batch row.
      */
-    forward(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null): ForwardOutput;
+    forward(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null, position_offset?: number | null): ForwardOutput;
     /**
      * Whether the model has a task head.
      */
@@ -121,22 +121,24 @@ export class Model {
     /**
      * `predict` as a promise (settled before it returns).
      */
-    predictAsync(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null): Promise<ForwardOutput>;
+    predictAsync(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null, position_offset?: number | null): Promise<ForwardOutput>;
     /**
      * Head outputs `[B,K]`: class probabilities (classification) or values (regression).
      * `dims = [B,T,E]`. Errors: `INVALID_OPTION` (no head), `INVALID_INPUT`.
      */
-    predict(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null): ForwardOutput;
+    predict(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null, position_offset?: number | null): ForwardOutput;
     /**
      * The weights as safetensors bytes (canonical names, F32, `gqa_config` metadata; with a
      * head also `head.weight`, `head.bias` and `gqa_head` metadata).
      */
     save(): Uint8Array;
     /**
-     * Creates a KV-cache session for `batch` rows of up to `maxLen` positions each.
-     * Errors: `INVALID_INPUT` (`maxLen` 0), `OUT_OF_MEMORY` (cache over the buffer limit).
+     * Creates a KV-cache session for `batch` rows of up to `maxLen` positions each (a
+     * sliding-window model's session may omit it: unbounded, constant memory).
+     * Errors: `INVALID_INPUT` (`maxLen` 0, or absent without `slidingWindow`), `OUT_OF_MEMORY`
+     * (cache over the buffer limit).
      */
-    session(batch: number, max_len: number): Session;
+    session(batch: number, max_len?: number | null): Session;
     /**
      * Starts a training run on this model (which needs a head). `x: [N*T*E]` row-major with
      * `dims = [N,T,E]`, sequences left-aligned with `lengths[n]` valid steps (default all `T`);
@@ -191,9 +193,13 @@ export class Session {
      */
     readonly batch: number;
     /**
-     * Capacity per row in positions (`maxLen`).
+     * Cache slots per row: `maxLen`, or a sliding-window model's ring slots.
      */
     readonly capacity: number;
+    /**
+     * Most positions per row (`maxLen`), `undefined` for an unbounded sliding-window session.
+     */
+    readonly maxLen: number | undefined;
 }
 
 /**

@@ -71,7 +71,7 @@ export type ModelDefaults = Pick<Required<GqaOptions>, "hiddenSize" | "numHeads"
  * help: generated from the core's serde defaults (ts/generated/options.ts), not restated here.
  * test/schema.test.ts also checks every value against the defaults the core fills in (`model.config`).
  */
-export const CORE_DEFAULTS = OPTION_DEFAULTS satisfies ModelDefaults & Required<Omit<GqaOptions, "embedDim" | "headDim" | "ropeScaling" | keyof typeof DEPRECATED_OPTION_NAMES>>;
+export const CORE_DEFAULTS = OPTION_DEFAULTS satisfies ModelDefaults & Required<Omit<GqaOptions, "embedDim" | "headDim" | "ropeScaling" | "slidingWindow" | keyof typeof DEPRECATED_OPTION_NAMES>>;
 
 /**
  * The help text of the flag of model option `key`, from the option's doc comment in the core
@@ -113,6 +113,7 @@ export function addModelOptions(cmd: Command, defaults: ModelDefaults = CORE_DEF
     .option("--rope-scaling <json>", optionHelp("ropeScaling", '; as JSON, e.g. \'{"type":"yarn","factor":4,"originalMaxPositionEmbeddings":2048}\''), jsonArg)
     .option("--yarn", optionHelp("yarn"))
     .option("--yarn-scale <s>", optionHelp("yarnScale"), numArg(Number.MIN_VALUE))
+    .option("--sliding-window <n>", optionHelp("slidingWindow"), intArg(1))
     .option("--seq-len-hint <n>", optionHelp("seqLenHint"), intArg(1))
     // Deprecated spelling of --seq-len-hint (the option's former name, windowSize): still read, not shown.
     .addOption(new Option("--window-size <n>").argParser(intArg(1)).hideHelp())

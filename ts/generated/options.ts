@@ -138,6 +138,13 @@ export interface SharedAttentionOptions {
    */
   seed?: number;
   /**
+   * Sliding-window attention `W` (`slidingWindow`, >= 1; absent = full causal): query
+   * position `p` reads key `j` when `p - W < j <= p` (W keys, Hugging Face's
+   * `sliding_window` as `transformers.masking_utils.sliding_window_overlay` defines
+   * it; Mistral, Qwen2), at every layer. SPEC section 7.
+   */
+  slidingWindow?: number;
+  /**
    * Rotary frequency scaling that Edifice names YaRN (SPEC section 5; not Hugging Face's
    * yarn, see `ropeScaling`); implies rotary; default false.
    */
@@ -201,7 +208,7 @@ export interface RecommendedDefaults {
 }
 
 /** Every model option's name (`GqaConfig`'s JSON fields): required first, then by name. */
-export const OPTION_KEYS = ["embedDim", "dropout", "headDim", "hiddenSize", "numHeads", "numKvHeads", "numLayers", "outputMode", "rope", "ropeScaling", "ropeTheta", "seed", "seqLenHint", "yarn", "yarnOriginalMaxPosition", "yarnScale"] as const satisfies readonly (keyof GqaOptions)[];
+export const OPTION_KEYS = ["embedDim", "dropout", "headDim", "hiddenSize", "numHeads", "numKvHeads", "numLayers", "outputMode", "rope", "ropeScaling", "ropeTheta", "seed", "seqLenHint", "slidingWindow", "yarn", "yarnOriginalMaxPosition", "yarnScale"] as const satisfies readonly (keyof GqaOptions)[];
 
 /** The core's default of every option that has one (serde's defaults of `GqaConfig`). */
 export const OPTION_DEFAULTS = {
@@ -238,6 +245,7 @@ export const OPTION_DESCRIPTIONS: { readonly [K in OptionKey]: string } = {
   ropeTheta: "Rotary base `theta` (`ropeTheta`, finite > 0), default 10000.",
   seed: "Seed of the weight initialisation, default 0. The same seed gives bitwise the same\nweights on every backend (SPEC section 3).",
   seqLenHint: "Expected sequence length `T` in timesteps (`:window_size`), a sizing hint only: any\nlength >= 1 works; default 60. Formerly `windowSize`, which is still read (deprecated;\nnot both names in one object).",
+  slidingWindow: "Sliding-window attention `W` (`slidingWindow`, >= 1; absent = full causal): query\nposition `p` reads key `j` when `p - W < j <= p` (W keys, Hugging Face's\n`sliding_window` as `transformers.masking_utils.sliding_window_overlay` defines\nit; Mistral, Qwen2), at every layer. SPEC section 7.",
   yarn: "Rotary frequency scaling that Edifice names YaRN (SPEC section 5; not Hugging Face's\nyarn, see `ropeScaling`); implies rotary; default false.",
   yarnOriginalMaxPosition: "Original context length of the YaRN ramp (>= 1), default 2048.",
   yarnScale: "Scale `s` of Edifice's YaRN (> 0), default 8.",

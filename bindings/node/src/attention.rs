@@ -62,12 +62,14 @@ impl Attention {
         data: Float32Array,
         dims: Uint32Array,
         lengths: Option<Uint32Array>,
+        position_offset: Option<f64>,
     ) -> napi::Result<ForwardOutput> {
+        let at = position_offset.map_or(0, |p| p as usize);
         run(
             &env,
             self.get(),
             (&data, &dims, &lengths),
-            GqaAttention::forward_f32,
+            move |a: &GqaAttention, x, d, l| a.forward_f32_at(x, d, l, at),
         )
     }
 
@@ -79,12 +81,14 @@ impl Attention {
         data: Float32Array,
         dims: Uint32Array,
         lengths: Option<Uint32Array>,
+        position_offset: Option<f64>,
     ) -> napi::Result<AsyncTask<ForwardTask>> {
+        let at = position_offset.map_or(0, |p| p as usize);
         spawn(
             &env,
             self.get(),
             (&data, &dims, &lengths),
-            GqaAttention::forward_f32,
+            move |a: &GqaAttention, x, d, l| a.forward_f32_at(x, d, l, at),
         )
     }
 

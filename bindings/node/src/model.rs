@@ -62,7 +62,8 @@ impl Model {
         })
     }
 
-    /// Forward pass on the calling thread. `dims = [B,T,E]`; `lengths` one per batch row.
+    /// Forward pass on the calling thread. `dims = [B,T,E]`; `lengths` one per batch row;
+    /// `positionOffset`: absolute position of position 0 (rotary; an integer, default 0).
     #[napi]
     pub fn forward(
         &self,
@@ -70,12 +71,14 @@ impl Model {
         data: Float32Array,
         dims: Uint32Array,
         lengths: Option<Uint32Array>,
+        position_offset: Option<f64>,
     ) -> napi::Result<ForwardOutput> {
+        let at = position_offset.map_or(0, |p| p as usize);
         run(
             &env,
             self.get(),
             (&data, &dims, &lengths),
-            |m: &TaskModel, x, d, l| m.model.forward_f32(x, d, l),
+            move |m: &TaskModel, x, d, l| m.model.forward_f32_at(x, d, l, at),
         )
     }
 
@@ -89,12 +92,14 @@ impl Model {
         data: Float32Array,
         dims: Uint32Array,
         lengths: Option<Uint32Array>,
+        position_offset: Option<f64>,
     ) -> napi::Result<AsyncTask<ForwardTask>> {
+        let at = position_offset.map_or(0, |p| p as usize);
         spawn(
             &env,
             self.get(),
             (&data, &dims, &lengths),
-            |m: &TaskModel, x, d, l| m.model.forward_f32(x, d, l),
+            move |m: &TaskModel, x, d, l| m.model.forward_f32_at(x, d, l, at),
         )
     }
 

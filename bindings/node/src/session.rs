@@ -63,13 +63,17 @@ impl Session {
 
 #[napi]
 impl Model {
-    /// Creates a KV-cache session for `batch` rows of up to `maxLen` positions each.
-    /// Errors: `INVALID_INPUT` (`maxLen` 0), `OUT_OF_MEMORY` (cache over the buffer limit), `DISPOSED`.
+    /// Creates a KV-cache session for `batch` rows of up to `maxLen` positions each (a
+    /// sliding-window model's session may omit it: unbounded, constant memory).
+    /// Errors: `INVALID_INPUT` (`maxLen` 0, or absent without `slidingWindow`), `OUT_OF_MEMORY`
+    /// (cache over the buffer limit), `DISPOSED`.
     #[napi]
-    pub fn session(&self, env: Env, batch: u32, max_len: u32) -> napi::Result<Session> {
+    pub fn session(&self, env: Env, batch: u32, max_len: Option<u32>) -> napi::Result<Session> {
         guard(&env, || {
             let m = self.get()?;
-            let s = m.model.session(batch as usize, max_len as usize)?;
+            let s = m
+                .model
+                .session_opt(batch as usize, max_len.map(|l| l as usize))?;
             Ok(Session {
                 inner: Handle::new(Live {
                     model: m,
@@ -132,10 +136,19 @@ impl Session {
         })
     }
 
-    /// Capacity per row in positions (`maxLen`).
+    /// Cache slots per row: `maxLen`, or a sliding-window model's ring slots.
     #[napi(getter)]
     pub fn capacity(&self, env: Env) -> napi::Result<u32> {
         guard(&env, || Ok(lock(&self.get()?.cache)?.capacity() as u32))
+    }
+
+    /// Most positions per row (`maxLen`), `null` for an unbounded sliding-window session (the
+    /// wasm binding's getter gives `undefined`: both are typed here).
+    #[napi(getter, ts_return_type = "number | null | undefined")]
+    pub fn max_len(&self, env: Env) -> napi::Result<Option<u32>> {
+        guard(&env, || {
+            Ok(lock(&self.get()?.cache)?.max_len().map(|l| l as u32))
+        })
     }
 
     /// Number of rows `B`.

@@ -40,10 +40,18 @@ impl Attention {
         .map(|inner| Attention { inner })
     }
 
-    /// Forward pass. `dims = [B,T,H]`.
-    pub fn forward(&self, data: &[f32], dims: &[u32], lengths: Lengths) -> Out {
+    /// Forward pass. `dims = [B,T,H]`; `position_offset`: absolute position of position 0
+    /// (rotary; an integer, default 0).
+    pub fn forward(
+        &self,
+        data: &[f32],
+        dims: &[u32],
+        lengths: Lengths,
+        position_offset: Option<f64>,
+    ) -> Out {
+        let at = position_offset.map_or(0, |p| p as usize);
         run(
-            |x, d, l| self.inner.forward_f32(x, d, l),
+            |x, d, l| self.inner.forward_f32_at(x, d, l, at),
             data,
             dims,
             lengths,
@@ -52,8 +60,14 @@ impl Attention {
 
     /// `forward` as a promise (settled before it returns: wasm has no thread of its own).
     #[wasm_bindgen(js_name = forwardAsync, unchecked_return_type = "Promise<ForwardOutput>")]
-    pub fn forward_async(&self, data: &[f32], dims: &[u32], lengths: Lengths) -> Promise {
-        settle(self.forward(data, dims, lengths))
+    pub fn forward_async(
+        &self,
+        data: &[f32],
+        dims: &[u32],
+        lengths: Lengths,
+        position_offset: Option<f64>,
+    ) -> Promise {
+        settle(self.forward(data, dims, lengths, position_offset))
     }
 
     /// The weights as safetensors bytes.

@@ -49,10 +49,18 @@ impl Model {
         .map(|m| Model { inner: Rc::new(m) })
     }
 
-    /// Forward pass. `dims = [B,T,E]`; `lengths` one per batch row.
-    pub fn forward(&self, data: &[f32], dims: &[u32], lengths: Lengths) -> Out {
+    /// Forward pass. `dims = [B,T,E]`; `lengths` one per batch row; `position_offset`: absolute
+    /// position of position 0 (rotary; an integer, default 0).
+    pub fn forward(
+        &self,
+        data: &[f32],
+        dims: &[u32],
+        lengths: Lengths,
+        position_offset: Option<f64>,
+    ) -> Out {
+        let at = position_offset.map_or(0, |p| p as usize);
         run(
-            |x, d, l| self.inner.model.forward_f32(x, d, l),
+            |x, d, l| self.inner.model.forward_f32_at(x, d, l, at),
             data,
             dims,
             lengths,
@@ -61,8 +69,14 @@ impl Model {
 
     /// `forward` as a promise (settled before it returns: wasm has no thread of its own).
     #[wasm_bindgen(js_name = forwardAsync, unchecked_return_type = "Promise<ForwardOutput>")]
-    pub fn forward_async(&self, data: &[f32], dims: &[u32], lengths: Lengths) -> Promise {
-        settle(self.forward(data, dims, lengths))
+    pub fn forward_async(
+        &self,
+        data: &[f32],
+        dims: &[u32],
+        lengths: Lengths,
+        position_offset: Option<f64>,
+    ) -> Promise {
+        settle(self.forward(data, dims, lengths, position_offset))
     }
 
     /// Head outputs `[B,K]`: class probabilities (classification) or values (regression).

@@ -25,12 +25,18 @@ pub struct Session {
 
 #[wasm_bindgen]
 impl Model {
-    /// Creates a KV-cache session for `batch` rows of up to `maxLen` positions each.
-    /// Errors: `INVALID_INPUT` (`maxLen` 0), `OUT_OF_MEMORY` (cache over the buffer limit).
-    pub fn session(&self, batch: u32, max_len: u32) -> JsResult<Session> {
+    /// Creates a KV-cache session for `batch` rows of up to `maxLen` positions each (a
+    /// sliding-window model's session may omit it: unbounded, constant memory).
+    /// Errors: `INVALID_INPUT` (`maxLen` 0, or absent without `slidingWindow`), `OUT_OF_MEMORY`
+    /// (cache over the buffer limit).
+    pub fn session(&self, batch: u32, max_len: Option<u32>) -> JsResult<Session> {
         let model = self.inner.clone();
-        wrap(model.model.session(batch as usize, max_len as usize))
-            .map(|inner| Session { model, inner })
+        wrap(
+            model
+                .model
+                .session_opt(batch as usize, max_len.map(|l| l as usize)),
+        )
+        .map(|inner| Session { model, inner })
     }
 }
 
@@ -67,10 +73,16 @@ impl Session {
         self.inner.lengths().iter().map(|&l| l as u32).collect()
     }
 
-    /// Capacity per row in positions (`maxLen`).
+    /// Cache slots per row: `maxLen`, or a sliding-window model's ring slots.
     #[wasm_bindgen(getter)]
     pub fn capacity(&self) -> u32 {
         self.inner.capacity() as u32
+    }
+
+    /// Most positions per row (`maxLen`), `undefined` for an unbounded sliding-window session.
+    #[wasm_bindgen(getter, js_name = maxLen)]
+    pub fn max_len(&self) -> Option<u32> {
+        self.inner.max_len().map(|l| l as u32)
     }
 
     /// Number of rows `B`.

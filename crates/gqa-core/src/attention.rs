@@ -388,6 +388,21 @@ impl GqaAttention {
         dims: &[usize],
         lengths: Option<&[usize]>,
     ) -> Result<(Vec<f32>, Vec<usize>)> {
+        self.forward_f32_at(data, dims, lengths, 0)
+    }
+
+    /// [`GqaAttention::forward_f32`] with position `t` rotated as absolute position
+    /// `position_offset + t` (`positionOffset`; the mask does not change).
+    ///
+    /// # Errors
+    /// As [`GqaAttention::forward_f32`].
+    pub fn forward_f32_at(
+        &self,
+        data: &[f32],
+        dims: &[usize],
+        lengths: Option<&[usize]>,
+        position_offset: usize,
+    ) -> Result<(Vec<f32>, Vec<usize>)> {
         let h = self.cfg.hidden_size;
         let (b, t) = check_dims(data, dims, h, "hiddenSize", lengths)?;
         if b == 0 {
@@ -406,8 +421,12 @@ impl GqaAttention {
             &self.device,
         )?;
         let x = zero_padded(&x, lengths)?;
-        let mask = Mask::padded(t, lengths);
-        let rot = self.rotary(t)?;
+        let mask = Mask::padded(t, lengths).with_window(self.cfg.sliding_window);
+        let rot = self
+            .rope
+            .as_ref()
+            .map(|p| p.rotary_span(position_offset + t, position_offset, t, &self.device))
+            .transpose()?;
         let mut y = self.forward_t(&x, &mask, rot.as_ref(), false)?;
         if let Some(ls) = lengths {
             y = y.broadcast_mul(&valid_mask(b, t, ls, &self.device)?)?;

@@ -90,6 +90,12 @@ macro_rules! options_with_attention {
             /// Original context length of the YaRN ramp (>= 1), default 2048.
             #[serde(default = "crate::config::d_yarn_orig")]
             pub yarn_original_max_position: usize,
+            /// Sliding-window attention `W` (`slidingWindow`, >= 1; absent = full causal): query
+            /// position `p` reads key `j` when `p - W < j <= p` (W keys, Hugging Face's
+            /// `sliding_window` as `transformers.masking_utils.sliding_window_overlay` defines
+            /// it; Mistral, Qwen2), at every layer. SPEC section 7.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub sliding_window: Option<usize>,
             $( $(#[$tm])* pub $tf: $tt, )*
             /// Seed of the weight initialisation, default 0. The same seed gives bitwise the same
             /// weights on every backend (SPEC section 3).
@@ -111,16 +117,18 @@ macro_rules! options_with_attention {
                     yarn: self.yarn,
                     yarn_scale: self.yarn_scale,
                     yarn_original_max_position: self.yarn_original_max_position,
+                    sliding_window: self.sliding_window,
                     seed: self.seed,
                 }
             }
 
             /// Overwrites the attention options with those of `a` (the other fields are kept).
             pub fn set_attention(&mut self, a: &crate::AttentionConfig) {
-                let crate::AttentionConfig { hidden_size, head_dim, num_heads, num_kv_heads, rope, rope_theta, rope_scaling, yarn, yarn_scale, yarn_original_max_position, seed } = a.clone();
+                let crate::AttentionConfig { hidden_size, head_dim, num_heads, num_kv_heads, rope, rope_theta, rope_scaling, yarn, yarn_scale, yarn_original_max_position, sliding_window, seed } = a.clone();
                 (self.hidden_size, self.head_dim, self.num_heads, self.num_kv_heads) = (hidden_size, head_dim, num_heads, num_kv_heads);
                 (self.rope, self.rope_theta, self.rope_scaling) = (rope, rope_theta, rope_scaling);
                 (self.yarn, self.yarn_scale, self.yarn_original_max_position, self.seed) = (yarn, yarn_scale, yarn_original_max_position, seed);
+                self.sliding_window = sliding_window;
             }
         }
     };
@@ -310,6 +318,13 @@ impl GqaConfig {
         }
         if self.head_dim == Some(0) {
             return Err(Error::option("headDim", "an integer >= 1", 0));
+        }
+        if self.sliding_window == Some(0) {
+            return Err(Error::option(
+                "slidingWindow",
+                "an integer >= 1 (keys per query, Hugging Face's sliding_window)",
+                0,
+            ));
         }
         if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_heads) {
             return Err(Error::option(

@@ -4,7 +4,7 @@
 //! The maps are computed with the reference candle ops (the same formula as
 //! [`crate::kernels::reference::attention`]): `P = softmax(q k^T / sqrt(D) + mask)` per query
 //! head, where query head `i` reads KV head `i / group` (`group = NH / NKV`, SPEC section 2) and
-//! the mask is the causal mask plus the per-sequence key lengths ([`Mask::padded`]). The
+//! the mask is the causal mask plus the per-sequence key lengths ([`crate::mask::Mask::padded`]). The
 //! hidden states between layers come from the model's own inference path, so the maps belong to
 //! exactly the forward pass `GqaModel::forward_f32` runs.
 
@@ -12,7 +12,6 @@ use candle_core::Tensor;
 
 use crate::error::{check_f32_buffer, Result};
 use crate::input::{check_dims, has_padding, zero_padded};
-use crate::mask::Mask;
 use crate::model::GqaModel;
 
 /// Attention probabilities of every layer and query head for a batch `x: [B,T,E]`.
@@ -67,7 +66,7 @@ pub fn attention_maps(
     )?;
     let x = zero_padded(&x, lengths)?;
     let mut h = model.project_input(&x, false)?;
-    let mask = Mask::padded(t, lengths);
+    let mask = model.mask(t, lengths);
     let rot = model.rotary(t)?;
     let scale = 1.0 / (d as f64).sqrt();
     let mut out = Vec::with_capacity(nl * b * nh * t * t);

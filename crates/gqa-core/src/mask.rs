@@ -5,8 +5,11 @@
 //!
 //! - `j <= offset(b) + i` (causal),
 //! - `j < key_len(b)` (per-sequence valid keys: padding via `lengths`, or a row's cache length),
-//! - and, with a sliding `window` `W`, `j > offset(b) + i - W` (reserved: `None` everywhere
-//!   today; the sliding-window work fills it).
+//! - and, with a sliding `window` `W` (the model's `slidingWindow`), `j > p - W` where
+//!   `p = min(offset(b) + i, key_len(b) - 1)`: a valid row reads its last `W` positions
+//!   (Hugging Face's `sliding_window_overlay`: `p - W < j <= p`); a padded row (past the
+//!   sequence's length, whose output nothing reads) reads the last `W` valid keys, so every row
+//!   of a sequence with at least one key reads at least one.
 //!
 //! Readers: the reference attention ([`crate::kernels::reference`], the only place that builds
 //! the dense additive bias with [`Mask::dense_bias`]), the fused forward and decode kernels
@@ -30,7 +33,7 @@ pub struct Mask {
     offsets: Vec<usize>,
     /// Valid keys per sequence: 1 value (shared) or `B` values.
     key_lens: Vec<usize>,
-    /// Sliding window (keys `offset + i - W < j`), reserved: `None` today.
+    /// Sliding window `W` (see the module docs), `None` = full causal.
     window: Option<usize>,
 }
 
@@ -76,6 +79,13 @@ impl Mask {
         }
     }
 
+    /// This mask with a sliding window of `window` keys per query (`None` = full causal; a
+    /// model's `slidingWindow`, so every constructor above composes with it).
+    pub fn with_window(mut self, window: Option<usize>) -> Self {
+        self.window = window;
+        self
+    }
+
     /// The sliding window (`None`: none).
     pub fn window(&self) -> Option<usize> {
         self.window
@@ -102,10 +112,9 @@ impl Mask {
     /// Kernels visit only these (whole key blocks past `end` are skipped).
     #[inline]
     pub fn keys_for(&self, b: usize, q: usize) -> Range<usize> {
-        let causal_end = self.offset(b) + q + 1;
-        let end = causal_end.min(self.key_len(b));
-        let start = self.window.map_or(0, |w| causal_end.saturating_sub(w));
-        start.min(end)..end
+        let end = (self.offset(b) + q + 1).min(self.key_len(b));
+        let start = self.window.map_or(0, |w| end.saturating_sub(w));
+        start..end
     }
 
     /// Whether query row `q` of sequence `b` reads key `k`.
@@ -177,5 +186,42 @@ fn pick(v: &[usize], b: usize) -> usize {
         v[0]
     } else {
         v[b]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Mask;
+
+    /// Hugging Face's rule (`transformers.masking_utils`: `causal_mask_function` and
+    /// `sliding_window_overlay`): query `p` reads key `j` iff `j <= p` and `p - W < j`.
+    fn hf_visible(p: usize, j: usize, w: usize) -> bool {
+        j <= p && (p as i64 - w as i64) < j as i64
+    }
+
+    #[test]
+    fn window_keys_follow_hugging_face_for_valid_rows() {
+        for w in [1usize, 2, 3, 7, 64, 100] {
+            for offset in [0usize, 5] {
+                let t = 40;
+                let m = Mask::causal(offset, offset + t, None).with_window(Some(w));
+                for q in 0..t {
+                    let p = offset + q;
+                    for j in 0..offset + t {
+                        assert_eq!(m.visible(0, q, j), hf_visible(p, j, w), "W {w} p {p} j {j}");
+                    }
+                    assert_eq!(m.keys_for(0, q).len(), w.min(p + 1));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn padded_rows_read_the_last_window_of_valid_keys() {
+        let m = Mask::padded(10, Some(&[4])).with_window(Some(3));
+        assert_eq!(m.keys_for(0, 3), 1..4);
+        assert_eq!(m.keys_for(0, 9), 1..4);
+        let m = Mask::padded(10, None).with_window(None);
+        assert_eq!(m.keys_for(0, 9), 0..10);
     }
 }

@@ -178,6 +178,28 @@ impl GqaModel {
         crate::session::Session::new(self, batch, max_len)
     }
 
+    /// A KV-cache session without a length limit for a sliding-window model
+    /// ([`crate::session::Session::streaming`]); with `max_len`, [`GqaModel::session`].
+    ///
+    /// # Errors
+    /// As [`crate::session::Session::streaming`] / [`crate::session::Session::new`].
+    pub fn session_opt(
+        &self,
+        batch: usize,
+        max_len: Option<usize>,
+    ) -> Result<crate::session::Session> {
+        match max_len {
+            Some(l) => crate::session::Session::new(self, batch, l),
+            None => crate::session::Session::streaming(self, batch),
+        }
+    }
+
+    /// The attention mask of a full pass over `t` positions with optional per-sequence lengths:
+    /// causal, padded ([`Mask::padded`]) and windowed by `slidingWindow`.
+    pub fn mask(&self, t: usize, lengths: Option<&[usize]>) -> Mask {
+        Mask::padded(t, lengths).with_window(self.cfg.sliding_window)
+    }
+
     /// Rotary tables for positions `0..positions` of a sequence of `positions` positions (the
     /// length a `dynamic` ropeScaling sees), or `None` when the config has no rotary.
     ///
@@ -187,6 +209,18 @@ impl GqaModel {
         self.rope
             .as_ref()
             .map(|p| p.rotary(positions, positions, &self.device))
+            .transpose()
+    }
+
+    /// Rotary tables for the `t` positions `first..first + t` (row `i` = position `first + i`;
+    /// a `dynamic` ropeScaling sees the sequence length `first + t`), or `None` without rotary.
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`] / [`Error::Backend`].
+    pub fn rotary_at(&self, first: usize, t: usize) -> Result<Option<Rotary>> {
+        self.rope
+            .as_ref()
+            .map(|p| p.rotary_span(first + t, first, t, &self.device))
             .transpose()
     }
 
@@ -286,18 +320,19 @@ impl GqaModel {
             None
         };
         self.engine
-            .forward(self, &x, &Mask::padded(t, lengths), dropout, track)
+            .forward(self, &x, (&self.mask(t, lengths), 0), dropout, track)
     }
 
     /// The forward on the layers' candle ops (the reference implementation's forward, and any
-    /// forward that builds a graph): `x: [B,T,E]` f32 under `mask` ([`Mask::padded`]).
+    /// forward that builds a graph): `x: [B,T,E]` f32 under `mask` ([`Mask::padded`]), position
+    /// `t` at absolute position `first + t`.
     ///
     /// # Errors
     /// [`Error::OutOfMemory`] for the score buffer; backend errors.
     pub(crate) fn forward_layers(
         &self,
         x: &Tensor,
-        mask: &Mask,
+        (mask, first): (&Mask, usize),
         mut dropout: Option<&mut Dropout>,
         track: bool,
     ) -> Result<Tensor> {
@@ -307,7 +342,7 @@ impl GqaModel {
         let lengths = has_padding(t, Some(&ls)).then_some(ls.as_slice());
         let x = zero_padded(x, lengths)?;
         let mut h = self.project_input(&x, track)?;
-        let rot = self.rotary(t)?;
+        let rot = self.rotary_at(first, t)?;
         for block in &self.blocks {
             h = block.forward(&h, mask, rot.as_ref(), dropout.as_deref_mut(), track)?;
         }
@@ -447,17 +482,36 @@ impl GqaModel {
         dims: &[usize],
         lengths: Option<&[usize]>,
     ) -> Result<(Vec<f32>, Vec<usize>)> {
-        crate::testing::panic_point("forward");
-        let _use = self.read_use();
-        self.forward_f32_in_use(data, dims, lengths)
+        self.forward_f32_at(data, dims, lengths, 0)
     }
 
-    /// [`GqaModel::forward_f32`] for a caller that holds [`GqaModel::read_use`].
+    /// [`GqaModel::forward_f32`] with the sequence starting at absolute position
+    /// `position_offset` (`positionOffset`): position `t` is rotated as position
+    /// `position_offset + t`, so the output equals what a session gives for the same positions
+    /// after `position_offset` earlier ones once they are outside every receptive field (a
+    /// sliding window). The mask is the same (relative positions do not change).
+    ///
+    /// # Errors
+    /// As [`GqaModel::forward_f32`].
+    pub fn forward_f32_at(
+        &self,
+        data: &[f32],
+        dims: &[usize],
+        lengths: Option<&[usize]>,
+        position_offset: usize,
+    ) -> Result<(Vec<f32>, Vec<usize>)> {
+        crate::testing::panic_point("forward");
+        let _use = self.read_use();
+        self.forward_f32_in_use(data, dims, lengths, position_offset)
+    }
+
+    /// [`GqaModel::forward_f32_at`] for a caller that holds [`GqaModel::read_use`].
     pub(crate) fn forward_f32_in_use(
         &self,
         data: &[f32],
         dims: &[usize],
         lengths: Option<&[usize]>,
+        position_offset: usize,
     ) -> Result<(Vec<f32>, Vec<usize>)> {
         let (b, t) = check_dims(data, dims, self.cfg.embed_dim, "embedDim", lengths)?;
         let h = self.cfg.hidden_size;
@@ -481,9 +535,13 @@ impl GqaModel {
             (b, t, self.cfg.embed_dim),
             &self.device,
         )?;
-        let y = self
-            .engine
-            .forward(self, &x, &Mask::padded(t, lengths), None, false)?;
+        let y = self.engine.forward(
+            self,
+            &x,
+            (&self.mask(t, lengths), position_offset),
+            None,
+            false,
+        )?;
         Ok((y.flatten_all()?.to_vec1::<f32>()?, out_dims))
     }
 }

@@ -631,6 +631,22 @@ impl RopePlan {
         Rotary::build(&inv, af, positions, 0, device)
     }
 
+    /// Tables for the `count` positions `first..first + count` (row `i` is position
+    /// `first + i`) of a sequence of `seq_len` positions ([`Rotary::build_span`]).
+    ///
+    /// # Errors
+    /// As [`Rotary::new`].
+    pub fn rotary_span(
+        &self,
+        seq_len: usize,
+        first: usize,
+        count: usize,
+        device: &Device,
+    ) -> Result<Rotary> {
+        let (inv, af) = self.inv_freq(seq_len);
+        Rotary::build_span(&inv, af, first, count, device)
+    }
+
     /// Tables for positions `0..positions` where only rows `from..positions` are filled (the
     /// others are zero and must not be read), at sequence length `seq_len`: what a KV-cache
     /// push needs with `dynamic` scaling (its new positions are all `>= from`).
@@ -646,6 +662,28 @@ impl RopePlan {
     ) -> Result<Rotary> {
         let (inv, af) = self.inv_freq(seq_len);
         Rotary::build(&inv, af, positions, from, device)
+    }
+}
+
+/// Appends `factor * cos(p * f)` and `factor * sin(p * f)` for each position `p` of
+/// `positions` and each inverse frequency `f`: the angle `p * f` is formed in f64 from the exact
+/// position (so it does not lose precision as positions grow; transformers forms it in f32, which
+/// differs by at most `p * f * 2^-24` radians), cos and sin in f64, then rounded to f32 and
+/// multiplied by the factor in f32 (as transformers' `emb.cos() * attention_scaling`).
+fn push_angles(
+    inv_freq: &[f32],
+    factor: f32,
+    positions: std::ops::Range<usize>,
+    cos: &mut Vec<f32>,
+    sin: &mut Vec<f32>,
+) {
+    for p in positions {
+        let pf = p as f64;
+        for &f in inv_freq {
+            let a = pf * f64::from(f);
+            cos.push(a.cos() as f32 * factor);
+            sin.push(a.sin() as f32 * factor);
+        }
     }
 }
 
@@ -668,7 +706,8 @@ impl Rotary {
     }
 
     /// Tables `attention_factor * cos`, `attention_factor * sin` (f32 products, as transformers'
-    /// `emb.cos() * attention_scaling`) for positions `0..positions`, rows below `from` left zero.
+    /// `emb.cos() * attention_scaling`; angles formed in f64 from the exact position) for
+    /// positions `0..positions`, rows below `from` left zero.
     ///
     /// # Errors
     /// As [`Rotary::new`].
@@ -686,18 +725,49 @@ impl Rotary {
         let mut sin = vec![0f32; from * half];
         cos.reserve(n - from * half);
         sin.reserve(n - from * half);
-        for p in from..positions {
-            let pf = p as f32;
-            for &f in inv_freq {
-                let a = (pf * f) as f64;
-                cos.push(a.cos() as f32 * attention_factor);
-                sin.push(a.sin() as f32 * attention_factor);
-            }
-        }
+        push_angles(
+            inv_freq,
+            attention_factor,
+            from..positions,
+            &mut cos,
+            &mut sin,
+        );
         Ok(Rotary {
             cos: Tensor::from_vec(cos, (positions, half), device)?,
             sin: Tensor::from_vec(sin, (positions, half), device)?,
             positions,
+            half,
+        })
+    }
+
+    /// Tables for the `count` positions `first..first + count` (row `i` is position
+    /// `first + i`): what a windowed session or a forward at `positionOffset` reads, however
+    /// large `first` is (angles formed in f64: as exact at position 10^9 as at 10).
+    ///
+    /// # Errors
+    /// As [`Rotary::new`].
+    pub fn build_span(
+        inv_freq: &[f32],
+        attention_factor: f32,
+        first: usize,
+        count: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        let half = inv_freq.len();
+        let n = crate::error::check_f32_buffer("rotary tables", &[count, half])?;
+        let mut cos = Vec::with_capacity(n);
+        let mut sin = Vec::with_capacity(n);
+        push_angles(
+            inv_freq,
+            attention_factor,
+            first..first + count,
+            &mut cos,
+            &mut sin,
+        );
+        Ok(Rotary {
+            cos: Tensor::from_vec(cos, (count, half), device)?,
+            sin: Tensor::from_vec(sin, (count, half), device)?,
+            positions: count,
             half,
         })
     }

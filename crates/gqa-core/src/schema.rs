@@ -46,9 +46,11 @@ pub fn api_fields() -> Vec<(&'static str, Vec<String>)> {
     let mut model: GqaConfig = serde_json::from_str(r#"{"embedDim": 4}"#).expect("defaults");
     model.head_dim = Some(8);
     model.rope_scaling = scaling.clone();
+    model.sliding_window = Some(16);
     let mut attention: AttentionConfig = serde_json::from_str("{}").expect("defaults");
     attention.head_dim = Some(8);
     attention.rope_scaling = scaling;
+    attention.sliding_window = Some(16);
     let load = LoadOptions {
         config: Some(model.clone()),
         strict: true,

@@ -69,6 +69,29 @@ fn cases() -> Vec<Case> {
         t: 61,
         lengths: Some(vec![61, 1, 30]),
     });
+    // Sliding windows: W = 1 (each position reads itself), W inside one 64-key block, W across
+    // blocks with rotary and padding (rows of the first blocks skipped), W >= T (= causal).
+    for (i, (w, t, lengths)) in [
+        (1, 70, None),
+        (5, 130, Some(vec![130, 7])),
+        (70, 200, Some(vec![200, 150])),
+        (300, 130, None),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut cfg = GqaConfig::new(12);
+        cfg.hidden_size = 64;
+        cfg.num_heads = 8;
+        cfg.num_kv_heads = 2;
+        cfg.num_layers = 2;
+        cfg.rope = i % 2 == 0;
+        cfg.sliding_window = Some(w);
+        cfg.output_mode = [OutputMode::All, OutputMode::MeanPool][i % 2];
+        cfg.seed = 40 + i as u64;
+        let b = lengths.as_ref().map_or(2, Vec::len);
+        out.push(Case { cfg, b, t, lengths });
+    }
     out
 }
 

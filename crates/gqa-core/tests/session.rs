@@ -477,3 +477,168 @@ fn session_errors_name_the_input_and_change_nothing() {
         (vec![], vec![0, c.hidden_size])
     );
 }
+
+/// A sliding-window model (W = 1, 5, 16 over T = 64, rotary on) streamed in chunks of 1, W,
+/// W + 1 and longer than W: every push's per-position outputs equal the full windowed forward
+/// over the prefix, on both attention paths.
+#[test]
+fn windowed_pushes_equal_full_windowed_forward_over_prefix() {
+    on_both_kernel_paths(|path| {
+        let (b, t, e) = (2, 64, 6);
+        for w in [1usize, 5, 16] {
+            let mut c = cfg(Rot::Rope, 4, 2, OutputMode::All, e);
+            c.sliding_window = Some(w);
+            let model = GqaModel::new(c.clone()).unwrap();
+            let h = c.hidden_size;
+            let x = pseudo(b * t * e, 9);
+            let refs = prefix_refs(&model, &x, b, t, e);
+            for step in [1, w, w + 1, 23] {
+                let mut s = model.session(b, t).unwrap();
+                let mut start = 0;
+                while start < t {
+                    let end = (start + step).min(t);
+                    let n = end - start;
+                    let chunk = slice(&x, t, e, 0..b, start, end);
+                    let (y, _) = s.push(&model, &chunk, &[b, n, e], None, true).unwrap();
+                    let mut want = Vec::new();
+                    for row in 0..b {
+                        for pos in start..end {
+                            want.extend(expected_position(OutputMode::All, &refs, row, pos, h));
+                        }
+                    }
+                    let err = max_abs(&y, &want);
+                    assert!(
+                        err <= TOL,
+                        "{path}: W {w} chunks of {step}, push {start}..{end}: max abs {err}"
+                    );
+                    start = end;
+                }
+            }
+        }
+    });
+}
+
+/// Position `p` of a deterministic stream of `e` features (any length, no stored input).
+fn stream_row(p: usize, e: usize) -> Vec<f32> {
+    (0..e)
+        .map(|k| ((p as f64 * 0.37 + k as f64 * 1.3).sin() * 1.5) as f32)
+        .collect()
+}
+
+/// A sliding-window model (`all` outputs, rotary) for the streaming tests.
+fn windowed(w: usize, e: usize, layers: usize) -> GqaModel {
+    let mut c = cfg(Rot::Rope, 4, 2, OutputMode::All, e);
+    c.num_layers = layers;
+    c.sliding_window = Some(w);
+    GqaModel::new(c).unwrap()
+}
+
+/// Unbounded windowed sessions (`Session::streaming`) over 400 positions, far past their slots
+/// (the ring moves its last W - 1 keys many times), rows of different speeds (row 1 gets about
+/// half the positions of row 0 per push) and chunks of 1, 7, W + 1 and 150 (several passes):
+/// each row's per-position outputs equal the full windowed forward over that row alone, on both
+/// attention paths; the cache stays the size it was created with.
+#[test]
+fn unbounded_windowed_sessions_equal_the_full_forward_of_each_row() {
+    on_both_kernel_paths(|path| {
+        let (e, t) = (5, 400);
+        for w in [1usize, 5, 70] {
+            let model = windowed(w, e, 2);
+            let h = model.config().hidden_size;
+            let xs: Vec<f32> = (0..t).flat_map(|p| stream_row(p, e)).collect();
+            let (full, _) = model.forward_f32(&xs, &[1, t, e], None).unwrap();
+            for step in [1, 7, w + 1, 150] {
+                let mut s = Session::streaming(&model, 2).unwrap();
+                assert_eq!(s.max_len(), None);
+                let bytes = s.kv_cache_bytes();
+                let mut pos = [0usize; 2];
+                while pos[1] < t {
+                    let n = [step.min(t - pos[0]), (step / 2).max(1).min(t - pos[1])];
+                    let mut chunk = vec![f32::NAN; 2 * step * e];
+                    for (row, &p0) in pos.iter().enumerate() {
+                        for i in 0..n[row] {
+                            let dst = (row * step + i) * e;
+                            chunk[dst..dst + e]
+                                .copy_from_slice(&xs[(p0 + i) * e..(p0 + i + 1) * e]);
+                        }
+                    }
+                    let (y, _) = s
+                        .push(&model, &chunk, &[2, step, e], Some(&n), true)
+                        .unwrap();
+                    for row in 0..2 {
+                        for i in 0..n[row] {
+                            let p = pos[row] + i;
+                            let got = &y[(row * step + i) * h..(row * step + i + 1) * h];
+                            let err = max_abs(got, &full[p * h..(p + 1) * h]);
+                            assert!(
+                                err <= 1e-4,
+                                "{path}: W {w} chunks of {step}, row {row} position {p}: max abs {err}"
+                            );
+                        }
+                        pos[row] += n[row];
+                    }
+                    assert_eq!(s.lengths(), &pos);
+                    assert_eq!(s.kv_cache_bytes(), bytes, "{path}: the cache grew");
+                }
+            }
+        }
+    });
+}
+
+/// A stream of 10^6 positions (tiny model, W = 4, two layers) at constant cache size: its
+/// output at the last position equals a forward over the last `layers * (W - 1) + 1` positions
+/// (the receptive field) at their absolute positions (`forward_f32_at`), and, rotary being
+/// relative, the same window at position 0: rotary angles near 10^6 are as exact as at 0 (an
+/// angle formed in f32 there is off by up to 0.03 rad).
+#[test]
+fn a_million_position_stream_equals_a_forward_at_its_absolute_positions() {
+    let (e, w, layers, n, chunk) = (3, 4, 2, 1_000_000, 4096);
+    let model = windowed(w, e, layers);
+    let h = model.config().hidden_size;
+    let mut s = Session::streaming(&model, 1).unwrap();
+    let bytes = s.kv_cache_bytes();
+    let mut p = 0;
+    let mut last = Vec::new();
+    while p < n {
+        let c = chunk.min(n - p);
+        let x: Vec<f32> = (p..p + c).flat_map(|q| stream_row(q, e)).collect();
+        let (y, _) = s.push(&model, &x, &[1, c, e], None, false).unwrap();
+        last = y[(c - 1) * h..c * h].to_vec();
+        p += c;
+    }
+    assert_eq!(s.lengths(), &[n]);
+    assert_eq!(s.kv_cache_bytes(), bytes);
+    let field = layers * (w - 1) + 1;
+    let x: Vec<f32> = (n - field..n).flat_map(|q| stream_row(q, e)).collect();
+    let (y, _) = model
+        .forward_f32_at(&x, &[1, field, e], None, n - field)
+        .unwrap();
+    let err = max_abs(&last, &y[(field - 1) * h..field * h]);
+    println!(
+        "stream of {n}: last output vs forward at offset {}: max abs {err:.2e}",
+        n - field
+    );
+    assert!(err <= 1e-4, "max abs {err}");
+    let (y0, _) = model.forward_f32(&x, &[1, field, e], None).unwrap();
+    let err0 = max_abs(&last, &y0[(field - 1) * h..field * h]);
+    println!("the same window at position 0: max abs {err0:.2e}");
+    assert!(err0 <= 1e-4, "max abs {err0}");
+}
+
+#[test]
+fn a_session_without_max_len_needs_a_sliding_window() {
+    let model = GqaModel::new(cfg(Rot::Rope, 4, 2, OutputMode::All, 5)).unwrap();
+    let e = Session::streaming(&model, 1).unwrap_err();
+    assert_eq!(e.code(), "INVALID_INPUT");
+    assert!(e.to_string().contains("maxLen"), "{e}");
+    // With a window and maxLen, maxLen still bounds the stream and the slots stop at the ring's.
+    let model = windowed(8, 5, 1);
+    let s = model.session(1, 10).unwrap();
+    assert_eq!((s.capacity(), s.max_len()), (10, Some(10)));
+    let s = model.session(1, 100_000).unwrap();
+    assert_eq!((s.capacity(), s.max_len()), (8 - 1 + 64, Some(100_000)));
+    let mut s = model.session(1, 3).unwrap();
+    let x = vec![0.5f32; 4 * 5];
+    let err = s.push(&model, &x, &[1, 4, 5], None, false).unwrap_err();
+    assert!(matches!(err, Error::CacheFull { .. }), "{err}");
+}

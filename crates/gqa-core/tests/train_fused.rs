@@ -29,6 +29,8 @@ struct Case {
     t: usize,
     /// Label smoothing (classification cases only).
     eps: f64,
+    /// `slidingWindow`.
+    window: Option<usize>,
 }
 
 /// Classification head config with `k` classes and optional class weights.
@@ -48,7 +50,52 @@ fn cases() -> Vec<Case> {
         gqa4_2_mse_mean_pool_rope_dropout_padded(),
         gqa4_2_last_timestep_dropout_padded_rope(),
         long_t130_gqa8_2_rope(),
+        window_w40_t150_mean_pool_padded_rope(),
+        window_w1_t20_last_timestep_padded(),
     ]
+}
+
+/// A sliding window of 40 keys over T = 150 (blocks before each row's window skipped), GQA
+/// 8/2 with rotary, padded rows, `mean_pool`, 3 classes.
+fn window_w40_t150_mean_pool_padded_rope() -> Case {
+    Case {
+        name: "window W=40 T=150 mean_pool padded rope",
+        embed: 6,
+        hidden: 32,
+        heads: 8,
+        kv: 2,
+        layers: 2,
+        rope: true,
+        yarn: false,
+        mode: OutputMode::MeanPool,
+        dropout: 0.0,
+        head: cls(3, None),
+        lengths: vec![150, 97, 2],
+        t: 150,
+        eps: 0.0,
+        window: Some(40),
+    }
+}
+
+/// W = 1 (each position reads only itself), `last_timestep`, padded rows, MQA.
+fn window_w1_t20_last_timestep_padded() -> Case {
+    Case {
+        name: "window W=1 T=20 last_timestep padded mqa",
+        embed: 5,
+        hidden: 16,
+        heads: 4,
+        kv: 1,
+        layers: 2,
+        rope: false,
+        yarn: false,
+        mode: OutputMode::LastTimestep,
+        dropout: 0.0,
+        head: cls(2, None),
+        lengths: vec![20, 11],
+        t: 20,
+        eps: 0.0,
+        window: Some(1),
+    }
 }
 
 /// GQA 8/2 with rotary, padded rows, a class-weighted classification head (9 classes) and
@@ -69,6 +116,7 @@ fn gqa8_2_rope_padded_weighted_cls() -> Case {
         lengths: vec![29, 7, 18, 1, 29],
         t: 29,
         eps: 0.1,
+        window: None,
     }
 }
 
@@ -89,6 +137,7 @@ fn mha_mean_pool_dropout() -> Case {
         lengths: vec![9, 4, 9],
         t: 9,
         eps: 0.0,
+        window: None,
     }
 }
 
@@ -114,6 +163,7 @@ fn mqa_yarn_huber() -> Case {
         lengths: vec![70, 70],
         t: 70,
         eps: 0.0,
+        window: None,
     }
 }
 
@@ -139,6 +189,7 @@ fn gqa4_2_mse_mean_pool_rope_dropout_padded() -> Case {
         lengths: vec![1, 13, 40, 2],
         t: 40,
         eps: 0.0,
+        window: None,
     }
 }
 
@@ -160,6 +211,7 @@ fn gqa4_2_last_timestep_dropout_padded_rope() -> Case {
         lengths: vec![17, 3, 1, 12],
         t: 17,
         eps: 0.25,
+        window: None,
     }
 }
 
@@ -180,6 +232,7 @@ fn long_t130_gqa8_2_rope() -> Case {
         lengths: vec![130, 65],
         t: 130,
         eps: 0.0,
+        window: None,
     }
 }
 
@@ -195,6 +248,7 @@ fn build(c: &Case, seed: u64) -> TaskModel {
     cfg.output_mode = c.mode;
     cfg.dropout = c.dropout;
     cfg.seed = seed;
+    cfg.sliding_window = c.window;
     TaskModel::new(cfg, Some(c.head.clone())).unwrap()
 }
 

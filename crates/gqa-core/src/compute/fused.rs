@@ -125,6 +125,7 @@ pub(crate) fn with_weights<R>(
         kv_heads: cfg.num_kv_heads,
         head_dim: cfg.head_dim(),
         ffn: 4 * cfg.hidden_size,
+        window: cfg.sliding_window,
     };
     let has_input = cfg.has_input_projection();
     fused::with_slices(&tensors, |p| {
@@ -172,6 +173,7 @@ pub(crate) fn with_weights<R>(
 pub struct HostCache {
     k: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
+    batch: usize,
     nkv: usize,
     d: usize,
 }
@@ -183,6 +185,18 @@ impl HostCache {
             .chain(&self.v)
             .map(|c| c.len() as u64 * 4)
             .sum()
+    }
+
+    /// See [`crate::compute::KvCache::shift`].
+    pub(crate) fn shift(&mut self, row: usize, from: usize, keep: usize) {
+        let (nkv, d) = (self.nkv, self.d);
+        for layer in self.k.iter_mut().chain(self.v.iter_mut()) {
+            let cap = layer.len() / (d * nkv).max(1) / self.batch.max(1);
+            for kh in 0..nkv {
+                let base = (row * nkv + kh) * cap * d;
+                layer.copy_within(base + from * d..base + (from + keep) * d, base);
+            }
+        }
     }
 
     pub(crate) fn poison_unused(&mut self, lengths: &[usize], cap: usize) {
@@ -218,11 +232,11 @@ impl Compute for Fused {
     type Cache = HostCache;
     type TrainState = FusedTrain;
 
-    fn forward(&self, model: &GqaModel, x: &Tensor, mask: &Mask) -> Result<Tensor> {
+    fn forward(&self, model: &GqaModel, x: &Tensor, mask: &Mask, first: usize) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let x = x.contiguous()?;
         let out = engine_output(model.config().output_mode);
-        let rot = model.rotary(t)?;
+        let rot = model.rotary_at(first, t)?;
         let y = fused::with_slices(std::slice::from_ref(&x), |xs| {
             // The weights' read guards are taken on the compute pool, never while waiting
             // for it: a training step of this model holds a pool worker while it waits for
@@ -254,6 +268,7 @@ impl Compute for Fused {
         Ok(HostCache {
             k: zeroed()?,
             v: zeroed()?,
+            batch,
             nkv: cfg.num_kv_heads,
             d: cfg.head_dim(),
         })
@@ -271,6 +286,7 @@ impl Compute for Fused {
                     dims,
                     w,
                     rope,
+                    p.rope_rows,
                     p.x,
                     b,
                     p.t,

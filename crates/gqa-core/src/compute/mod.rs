@@ -109,19 +109,20 @@ impl Engine {
     }
 
     /// Model forward (SPEC section 2) of `x: [B,T,E]` (f32, finite at valid positions) under
-    /// `mask` ([`Mask::padded`]); `dropout`/`track`: training (always the reference ops).
-    /// Returns `[B,H]` or `[B,T,H]` (`all`).
+    /// `mask` ([`Mask::padded`]), position `t` of each sequence at absolute position
+    /// `first + t` (rotary; 0 for a plain forward); `dropout`/`track`: training (always the
+    /// reference ops). Returns `[B,H]` or `[B,T,H]` (`all`).
     pub(crate) fn forward(
         &self,
         model: &GqaModel,
         x: &Tensor,
-        mask: &Mask,
+        (mask, first): (&Mask, usize),
         dropout: Option<&mut Dropout>,
         track: bool,
     ) -> Result<Tensor> {
         match self {
-            Engine::Fused if !track && dropout.is_none() => Fused.forward(model, x, mask),
-            _ => Reference.forward_t(model, x, mask, dropout, track),
+            Engine::Fused if !track && dropout.is_none() => Fused.forward(model, x, mask, first),
+            _ => model.forward_layers(x, (mask, first), dropout, track),
         }
     }
 
@@ -167,6 +168,9 @@ pub struct Push<'a> {
     pub capacity: usize,
     /// Rotary tables covering the positions the push reads (`None` without rotary).
     pub rotary: Option<&'a Rotary>,
+    /// Row of `rotary` that holds each row's first new position (`B` values): `cached` when
+    /// the tables start at position 0, `position - first` for tables of a span.
+    pub rope_rows: &'a [usize],
 }
 
 /// One batch of a training step: `x: [B, T, E]` row-major with `lengths` and labels.
@@ -208,11 +212,12 @@ pub trait Compute {
     type TrainState;
 
     /// Inference forward: `x: [B,T,E]` -> `[B,H]` or `[B,T,H]` (`all`), padded positions of
-    /// `mask` ignored (NaN allowed there), padded outputs 0.
+    /// `mask` ignored (NaN allowed there), padded outputs 0; position `t` at absolute position
+    /// `first + t` (rotary).
     ///
     /// # Errors
     /// Backend and memory errors.
-    fn forward(&self, model: &GqaModel, x: &Tensor, mask: &Mask) -> Result<Tensor>;
+    fn forward(&self, model: &GqaModel, x: &Tensor, mask: &Mask, first: usize) -> Result<Tensor>;
 
     /// An empty cache (zeros) for `batch` rows of `capacity` positions.
     ///
@@ -331,6 +336,21 @@ impl KvCache {
         match self {
             KvCache::Reference(c) => c.bytes(),
             KvCache::Fused(c) => c.bytes(),
+        }
+    }
+
+    /// Moves `keep` slots of row `row`, starting at slot `from`, to slots `0..keep` (every layer,
+    /// K and V): a windowed session drops the slots its window has passed.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] from candle.
+    pub(crate) fn shift(&mut self, row: usize, from: usize, keep: usize) -> Result<()> {
+        match self {
+            KvCache::Reference(c) => c.shift(row, from, keep),
+            KvCache::Fused(c) => {
+                c.shift(row, from, keep);
+                Ok(())
+            }
         }
     }
 

@@ -85,21 +85,6 @@ impl LayerOps for Reference {
     }
 }
 
-impl Reference {
-    /// The model forward on candle ops (training with `dropout`/`track`, or inference):
-    /// [`GqaModel::forward_layers`].
-    pub(crate) fn forward_t(
-        &self,
-        model: &GqaModel,
-        x: &Tensor,
-        mask: &Mask,
-        dropout: Option<&mut Dropout>,
-        track: bool,
-    ) -> Result<Tensor> {
-        model.forward_layers(x, mask, dropout, track)
-    }
-}
-
 /// Per layer K (after rotary) and V, `[B, NKV, capacity, D]` f32 tensors on the device.
 #[derive(Debug)]
 pub struct TensorCache {
@@ -114,6 +99,20 @@ impl TensorCache {
             .chain(&self.v)
             .map(|t| t.elem_count() as u64 * 4)
             .sum()
+    }
+
+    /// See [`crate::compute::KvCache::shift`].
+    pub(crate) fn shift(&mut self, row: usize, from: usize, keep: usize) -> Result<()> {
+        if keep == 0 || from == 0 {
+            return Ok(());
+        }
+        for t in self.k.iter().chain(&self.v) {
+            let r = t.narrow(0, row, 1)?;
+            // A deep, contiguous copy first: source and destination may overlap.
+            let src = r.narrow(2, from, keep)?.copy()?.contiguous()?;
+            r.slice_set(&src, 2, 0)?;
+        }
+        Ok(())
     }
 
     pub(crate) fn poison_unused(&mut self, lengths: &[usize], capacity: usize) -> Result<()> {
@@ -136,14 +135,15 @@ impl TensorCache {
     }
 }
 
-/// Per-row rotary tables `[B, 1, t, D/2]` for positions `cached[b] + i` (clamped for the
-/// ignored positions `i >= new[b]`, whose positions may lie past the capacity).
+/// Per-row rotary tables `[B, 1, t, D/2]`: table rows `rope_rows[b] + i` (clamped for the
+/// ignored positions `i >= new[b]`, whose rows may lie past the table).
 fn row_rotary(model: &GqaModel, r: &Rotary, p: &Push<'_>) -> Result<(Tensor, Tensor)> {
     let (b, t) = (p.new.len(), p.t);
     let device = model.device();
     let mut idx = Vec::with_capacity(b * t);
-    for &len in p.cached {
-        idx.extend((0..t).map(|i| (len + i).min(p.capacity - 1) as u32));
+    let last = r.positions().max(1) - 1;
+    for &first in p.rope_rows {
+        idx.extend((0..t).map(|i| (first + i).min(last) as u32));
     }
     let idx = Tensor::from_vec(idx, b * t, device)?;
     let half = model.config().head_dim() / 2;
@@ -171,7 +171,7 @@ fn cached_attention(
         let l = totals[0];
         let kc = cache.k[layer].narrow(2, 0, l)?;
         let vc = cache.v[layer].narrow(2, 0, l)?;
-        let mask = Mask::rows(p.cached, totals);
+        let mask = Mask::rows(p.cached, totals).with_window(cfg.sliding_window);
         return attention_over_cache(q, &kc, &vc, &mask, scale);
     }
     let mut rows = Vec::with_capacity(b);
@@ -187,7 +187,8 @@ fn cached_attention(
         }
         let kc = cache.k[layer].narrow(0, row, 1)?.narrow(2, 0, l)?;
         let vc = cache.v[layer].narrow(0, row, 1)?.narrow(2, 0, l)?;
-        let mask = Mask::rows(&p.cached[row..=row], &totals[row..=row]);
+        let mask =
+            Mask::rows(&p.cached[row..=row], &totals[row..=row]).with_window(cfg.sliding_window);
         rows.push(attention_over_cache(
             &q.narrow(0, row, 1)?,
             &kc,
@@ -227,8 +228,8 @@ impl Compute for Reference {
     type Cache = TensorCache;
     type TrainState = ReferenceTrain;
 
-    fn forward(&self, model: &GqaModel, x: &Tensor, mask: &Mask) -> Result<Tensor> {
-        model.forward_layers(x, mask, None, false)
+    fn forward(&self, model: &GqaModel, x: &Tensor, mask: &Mask, first: usize) -> Result<Tensor> {
+        model.forward_layers(x, (mask, first), None, false)
     }
 
     fn new_cache(&self, model: &GqaModel, batch: usize, capacity: usize) -> Result<TensorCache> {

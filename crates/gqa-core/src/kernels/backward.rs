@@ -351,7 +351,6 @@ impl AttnShape<'_> {
             || o != m * self.qd()
             || lse != m * self.heads
             || self.mask.check(self.batch, self.seq).is_err()
-            || self.mask.window().is_some()
             || (0..self.batch).any(|b| self.mask.offset(b) != 0 || self.len(b) < 1)
         {
             return Err(Error::Internal(format!(
@@ -400,6 +399,8 @@ type Lanes = [f32; W];
 /// [`R`] rows.
 struct TileRows {
     pos: Vec<usize>,
+    /// Start of the visible keys of each position ([`Mask::keys_for`]; 0 without a window).
+    starts: Vec<usize>,
     /// End of the visible keys of each position ([`Mask::keys_for`]).
     ends: Vec<usize>,
     group: usize,
@@ -417,9 +418,11 @@ impl TileRows {
         } else {
             (0..l).collect()
         };
+        let starts = pos.iter().map(|&i| sh.mask.keys_for(b, i).start).collect();
         let ends = pos.iter().map(|&i| sh.mask.keys_for(b, i).end).collect();
         TileRows {
             pos,
+            starts,
             ends,
             group,
             h0: kh * group,
@@ -431,18 +434,21 @@ impl TileRows {
         (self.pos[p / self.group], self.h0 + p % self.group)
     }
 
-    /// The end of row `p`'s visible keys.
-    fn end(&self, p: usize) -> usize {
-        self.ends[p / self.group]
+    /// Row `p`'s visible keys.
+    fn keys(&self, p: usize) -> (usize, usize) {
+        (self.starts[p / self.group], self.ends[p / self.group])
     }
 
-    /// Tiles as `(first row, rows, key span)`: the key span covers the tile's last (largest)
-    /// causal limit, rounded up to whole [`W`]-vectors.
-    fn tiles(&self) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+    /// Tiles as `(first row, rows, first chunk, key span)`: the key span covers the tile's last
+    /// (largest) causal limit, rounded up to whole [`W`]-vectors; chunks before the first
+    /// (before the tile's first, smallest, sliding-window start) are never read, their
+    /// probabilities and score gradients stay 0.
+    fn tiles(&self) -> impl Iterator<Item = (usize, usize, usize, usize)> + '_ {
         let pairs = self.pos.len() * self.group;
         (0..pairs).step_by(R).map(move |p0| {
             let nr = R.min(pairs - p0);
-            (p0, nr, self.end(p0 + nr - 1).next_multiple_of(W))
+            let c0 = self.keys(p0).0 / W;
+            (p0, nr, c0, self.keys(p0 + nr - 1).1.next_multiple_of(W))
         })
     }
 }
@@ -490,12 +496,12 @@ fn tile_chunk<const FMA: bool>(
     acc
 }
 
-/// `out[r * d + dd] = sum_j p[r * np + j] * bt[dd * ldt + j]` over whole chunks (`np` a
-/// multiple of [`W`]).
+/// `out[r * d + dd] = sum_j p[r * np + j] * bt[dd * ldt + j]` over whole chunks `c0..np / W`
+/// (`np` a multiple of [`W`]; `p` is 0 in the chunks before `c0`).
 #[inline(always)]
 fn tile_dots<const FMA: bool>(
     p: &[f32],
-    np: usize,
+    (c0, np): (usize, usize),
     bt: &[f32],
     ldt: usize,
     d: usize,
@@ -503,7 +509,7 @@ fn tile_dots<const FMA: bool>(
 ) {
     for dd in 0..d {
         let mut acc = [[0f32; W]; R];
-        for c in 0..np / W {
+        for c in c0..np / W {
             let kc: &Lanes = bt[dd * ldt + c * W..dd * ldt + (c + 1) * W]
                 .try_into()
                 .expect("W lanes");
@@ -584,22 +590,23 @@ fn attn_fwd_job_impl<const FMA: bool>(
         }
     }
     let rows = TileRows::new(sh, b, kh);
-    for (p0, nr, np) in rows.tiles() {
+    for (p0, nr, c0, np) in rows.tiles() {
         sc.rows(d, np);
-        let mut lim = [0usize; R];
+        let mut lim = [(0usize, 0usize); R];
         for (r, lr) in lim.iter_mut().enumerate().take(nr) {
             let (i, h) = rows.row(p0 + r);
-            *lr = rows.end(p0 + r);
+            *lr = rows.keys(p0 + r);
             let q = &qkv[(base + i) * wd + h * d..(base + i) * wd + (h + 1) * d];
             for (a, &v) in sc.qs[r * d..(r + 1) * d].iter_mut().zip(q) {
                 *a = v * scale;
             }
         }
-        for c in 0..np / W {
+        for c in c0..np / W {
             let acc = tile_chunk::<FMA>(&sc.qs, d, &sc.kt, ldt, c);
             for (r, ar) in acc.iter().enumerate() {
                 for (x, &v) in ar.iter().enumerate() {
-                    sc.p[r * np + c * W + x] = if c * W + x < lim[r] {
+                    let j = c * W + x;
+                    sc.p[r * np + j] = if j >= lim[r].0 && j < lim[r].1 {
                         v
                     } else {
                         f32::NEG_INFINITY
@@ -610,8 +617,8 @@ fn attn_fwd_job_impl<const FMA: bool>(
         let mut sums = [1f32; R];
         let mut maxs = [0f32; R];
         for r in 0..nr {
-            let row = &mut sc.p[r * np..(r + 1) * np];
-            let mx = row[..lim[r]]
+            let row = &mut sc.p[r * np + c0 * W..(r + 1) * np];
+            let mx = row[lim[r].0 - c0 * W..lim[r].1 - c0 * W]
                 .iter()
                 .copied()
                 .fold(f32::NEG_INFINITY, f32::max);
@@ -628,7 +635,7 @@ fn attn_fwd_job_impl<const FMA: bool>(
         for r in nr..R {
             sc.p[r * np..(r + 1) * np].fill(0.0);
         }
-        tile_dots::<FMA>(&sc.p, np, &sc.vt, ldt, d, &mut sc.out);
+        tile_dots::<FMA>(&sc.p, (c0, np), &sc.vt, ldt, d, &mut sc.out);
         for r in 0..nr {
             let (i, h) = rows.row(p0 + r);
             let inv = 1.0 / sums[r];
@@ -718,19 +725,19 @@ fn attn_bwd_job_impl<const FMA: bool>(
         }
     }
     let rows = TileRows::new(sh, b, kh);
-    for (p0, nr, np) in rows.tiles() {
+    for (p0, nr, c0, np) in rows.tiles() {
         sc.rows(d, np);
         let (lim, lse_r, di) =
             load_bwd_rows::<FMA>((qkv, o, lse, dout), sh, b, &rows, (p0, nr), scale, sc);
         // P recomputed from the saved log-sum-exp; dS = P (dO V^T - D_i) * scale. Masked keys
         // and the tile's unused rows have P = 0, hence dS = 0.
-        for c in 0..np / W {
+        for c in c0..np / W {
             let sacc = tile_chunk::<FMA>(&sc.qs, d, &sc.kt, ldt, c);
             let gacc = tile_chunk::<FMA>(&sc.gr, d, &sc.vt, ldt, c);
             for r in 0..R {
                 for x in 0..W {
                     let j = c * W + x;
-                    let p = if r < nr && j < lim[r] {
+                    let p = if r < nr && j >= lim[r].0 && j < lim[r].1 {
                         exp_f32::<FMA>(sacc[r][x] - lse_r[r])
                     } else {
                         0.0
@@ -740,18 +747,19 @@ fn attn_bwd_job_impl<const FMA: bool>(
                 }
             }
         }
-        tile_dots::<FMA>(&sc.ds, np, &sc.kt, ldt, d, &mut sc.out);
+        tile_dots::<FMA>(&sc.ds, (c0, np), &sc.kt, ldt, d, &mut sc.out);
         for r in 0..nr {
             let (i, h) = rows.row(p0 + r);
             dq_row(base + i, h).copy_from_slice(&sc.out[r * d..(r + 1) * d]);
         }
-        accumulate_dk_dv::<FMA>(sc, d, ldt, np);
+        accumulate_dk_dv::<FMA>(sc, d, ldt, (c0, np));
     }
     store_dk_dv(sc, dqkv, (base, t, l, wd, d), (kcol, vcol), ldt);
 }
 
 /// Loads tile rows `p0..p0 + nr` (of `rows`) for the backward: `q`, `dO` and `q * scale` into
-/// the scratch, and per row its key limit, saved log-sum-exp and `D_i = dO_i . O_i`.
+/// the scratch, and per row its visible keys `(start, end)`, saved log-sum-exp and
+/// `D_i = dO_i . O_i`.
 #[inline(always)]
 #[allow(clippy::type_complexity)]
 fn load_bwd_rows<const FMA: bool>(
@@ -762,16 +770,16 @@ fn load_bwd_rows<const FMA: bool>(
     (p0, nr): (usize, usize),
     scale: f32,
     sc: &mut AttnScratch,
-) -> ([usize; R], [f32; R], [f32; R]) {
+) -> ([(usize, usize); R], [f32; R], [f32; R]) {
     let (t, d, wd, qd) = (sh.seq, sh.head_dim, sh.wd(), sh.qd());
     let base = b * t;
-    let mut lim = [0usize; R];
+    let mut lim = [(0usize, 0usize); R];
     let mut lse_r = [0f32; R];
     let mut di = [0f32; R];
     for r in 0..nr {
         let (i, h) = rows.row(p0 + r);
         let row = base + i;
-        lim[r] = rows.end(p0 + r);
+        lim[r] = rows.keys(p0 + r);
         lse_r[r] = lse[(b * sh.heads + h) * t + i];
         let q = &qkv[row * wd + h * d..row * wd + (h + 1) * d];
         let g = &dout[row * qd + h * d..row * qd + (h + 1) * d];
@@ -789,12 +797,17 @@ fn load_bwd_rows<const FMA: bool>(
     (lim, lse_r, di)
 }
 
-/// `dK^T += Q^T dS` and `dV^T += dO^T P` for one tile (`np` keys, transposed accumulators of
-/// leading dimension `ldt`).
+/// `dK^T += Q^T dS` and `dV^T += dO^T P` for one tile (key chunks `c0..np / W`, transposed
+/// accumulators of leading dimension `ldt`).
 #[inline(always)]
-fn accumulate_dk_dv<const FMA: bool>(sc: &mut AttnScratch, d: usize, ldt: usize, np: usize) {
+fn accumulate_dk_dv<const FMA: bool>(
+    sc: &mut AttnScratch,
+    d: usize,
+    ldt: usize,
+    (c0, np): (usize, usize),
+) {
     for dd in 0..d {
-        for c in 0..np / W {
+        for c in c0..np / W {
             let off = dd * ldt + c * W;
             let mut ak: Lanes = sc.dkt[off..off + W].try_into().expect("W lanes");
             let mut av: Lanes = sc.dvt[off..off + W].try_into().expect("W lanes");

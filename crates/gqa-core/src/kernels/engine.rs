@@ -94,6 +94,8 @@ pub struct EngineDims {
     pub head_dim: usize,
     /// `F`.
     pub ffn: usize,
+    /// Sliding window `W` of the attention mask (`slidingWindow`; `None` = full causal).
+    pub window: Option<usize>,
 }
 
 /// Rotary tables `cos, sin: [P, D/2]` (row `p` for position `p`).
@@ -570,11 +572,12 @@ pub struct KvCache<'a> {
 /// One KV-cache step (prefill chunk or decode step, SPEC section 4): `x: [B, t, E]`, row `b`
 /// brings `new[b]` new positions (later ones are ignored) after `cached[b]` cached ones. K and V
 /// of the new positions are written into `cache` at `cached[b]..cached[b]+new[b]`; position `i`
-/// of row `b` attends to keys `0..=cached[b]+i`. Returns the final-LayerNorm hidden states
-/// `[B, t, H]` (rows `i >= new[b]` unspecified).
+/// of row `b` attends to the keys `0..=cached[b]+i` that `dims.window` leaves, and is rotated
+/// with row `rope_rows[b] + i` of `rope`. Returns the final-LayerNorm hidden states `[B, t, H]`
+/// (rows `i >= new[b]` unspecified).
 ///
 /// # Shapes
-/// - `x`: `B*t*E`; `new`, `cached`: `B` values with `cached[b] + new[b] <= C`
+/// - `x`: `B*t*E`; `new`, `cached`, `rope_rows`: `B` values with `cached[b] + new[b] <= C`
 /// - returns `B*t*H` values
 ///
 /// # Errors
@@ -584,6 +587,7 @@ pub fn cached_step(
     dims: EngineDims,
     w: &WeightsRef<'_>,
     rope: Option<RopeRef<'_>>,
+    rope_rows: &[usize],
     x: &[f32],
     b: usize,
     t: usize,
@@ -598,6 +602,7 @@ pub fn cached_step(
         kv_heads: nkv,
         head_dim: d,
         ffn,
+        ..
     } = dims;
     let (qd, kvd) = (nh * d, nkv * d);
     let m = b * t;
@@ -620,7 +625,9 @@ pub fn cached_step(
     bufs.push(xin);
     let mut a = take(m * h)?;
     let wd = qd + 2 * kvd;
-    let pos = |row: usize| (cached[row / t] + row % t).min(cap - 1);
+    // Rows past a row's new positions are ignored: clamp them into the table.
+    let table_rows = rope.map_or(1, |r| r.cos.len() / (d / 2).max(1)).max(1);
+    let pos = |row: usize| (rope_rows[row / t] + row % t).min(table_rows - 1);
     let lmax = totals.iter().copied().max().unwrap_or(0);
     let cl = HeadLayout {
         offset: 0,
@@ -659,7 +666,7 @@ pub fn cached_step(
             HeadLayout::btnd(nh, t, d),
             adims,
             scale,
-            &Mask::rows(cached, &totals),
+            &Mask::rows(cached, &totals).with_window(dims.window),
         )?;
         bufs.push(qkv);
         cpu::bias_add_rows(&mut hs, blk.out.b, None)?;
@@ -766,6 +773,7 @@ fn check_weights(dims: EngineDims, w: &WeightsRef<'_>) -> Result<()> {
         kv_heads: nkv,
         head_dim: d,
         ffn,
+        ..
     } = dims;
     let (qd, kvd) = (nh * d, nkv * d);
     let bad = |what: &str, want: usize, got: usize| {

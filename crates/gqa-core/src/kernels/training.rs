@@ -253,6 +253,7 @@ impl<'a> Geom<'a> {
             kv_heads: nkv,
             head_dim: d,
             ffn,
+            ..
         } = c.dims;
         Geom {
             b,
@@ -324,6 +325,7 @@ fn check_step(
         kv_heads: nkv,
         head_dim: d,
         ffn,
+        ..
     } = dims;
     let (qd, wd) = (nh * d, nh * d + 2 * nkv * d);
     let (m, nl, kout, n_params) = (b * t, w.blocks.len(), head.b.len(), param_count(w));
@@ -385,7 +387,7 @@ pub fn train_step(
     ws: &mut TrainWorkspace,
 ) -> Result<StepLoss> {
     check_step(dims, w, head, x, (b, t), out, grads)?;
-    let mask = Mask::padded(t, lengths);
+    let mask = Mask::padded(t, lengths).with_window(dims.window);
     let last_rows: Vec<usize> = (0..b).map(|bi| bi * t + mask.key_len(bi) - 1).collect();
     ws.prepare(w.blocks.len(), rope);
     let (h, e) = (dims.hidden, dims.embed);

@@ -50,7 +50,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{GqaConfig, OutputMode};
 use crate::error::{Error, Result};
-use crate::mask::Mask;
 use crate::model::GqaModel;
 use crate::rope::RopeScaling;
 use crate::train::{Head, HeadConfig, TaskModel};
@@ -363,7 +362,7 @@ const ZERO_F32: &str = "const.zero_f32";
 struct Common {
     /// `[batch, seq, 1]` bool: position `< lengths[b]`.
     valid3: String,
-    /// `[batch, 1, seq, seq]` f32: 0 where [`Mask`] lets row `i` read key `j` (`j <= i`,
+    /// `[batch, 1, seq, seq]` f32: 0 where [`crate::mask::Mask`] lets row `i` read key `j` (`j <= i`,
     /// `j < lengths[b]`), else -1e9.
     mask: String,
     /// Rotary tables `[seq, D]`: `[cos, cos]` and `[-sin, sin]` (with the attention factor).
@@ -494,8 +493,10 @@ impl Builder<'_> {
         let valid = g.op("Less", &[&pos_row, &len_col], vec![], Some("valid")); // [B, T]
         let valid3 = g.op("Unsqueeze", &[&valid, &ax2], vec![], Some("valid_3d")); // [B, T, 1]
         let causal = g.op("LessOrEqual", &[&pos_row, &pos_col], vec![], Some("causal")); // [T, T]: j <= i
-                                                                                         // The rule of [`Mask`]: offset 0 (no cache in the graph), key lengths from `lengths`.
-        let causal = match Mask::padded(0, None).window() {
+                                                                                         // The rule of [`crate::mask::Mask`]: offset 0 (no cache in the graph), key lengths from `lengths`,
+                                                                                         // the model's sliding window (SPEC section 7). Padded query rows read what this rule
+                                                                                         // leaves (possibly nothing: a uniform row over -1e9); nothing valid reads them.
+        let causal = match self.cfg.sliding_window {
             None => causal,
             Some(w) => {
                 // Sliding window: i - j < W.

@@ -24,6 +24,8 @@
 //! the time of each push, so changing the weights between pushes leaves the cache stale
 //! (call [`Session::reset`]).
 
+mod ring;
+
 use candle_core::Device;
 
 use crate::compute::{KvCache, Push};
@@ -32,8 +34,8 @@ use crate::error::{check_f32_buffer, Error, Result};
 use crate::model::GqaModel;
 use crate::rope::Rotary;
 
-/// A batched KV-cache session: `B` sequences (rows) of up to `capacity` positions each, with
-/// independent lengths.
+/// A batched KV-cache session: `B` sequences (rows) with independent lengths, of up to `maxLen`
+/// positions each (a sliding-window model's session may be unbounded, [`Session::streaming`]).
 ///
 /// Not `Clone`: the cache tensors are written in place (a shallow copy would alias them).
 #[derive(Debug)]
@@ -41,13 +43,22 @@ pub struct Session {
     cfg: GqaConfig,
     device: Device,
     batch: usize,
+    /// Cache slots per row (`maxLen`; for a sliding window, see [`ring`]).
     capacity: usize,
-    /// Cached positions per row.
+    /// Most positions a row may hold in all (`maxLen`), `None` = unbounded.
+    limit: Option<usize>,
+    /// The slot policy of a sliding-window model (`None`: slot = position).
+    ring: Option<ring::Ring>,
+    /// Positions pushed per row so far (absolute: the next position of row `b` is
+    /// `lengths[b]`).
     lengths: Vec<usize>,
+    /// Cache slots in use per row (`lengths` without a sliding window).
+    stored: Vec<usize>,
     /// Per layer K after rotary and V, `[B, NKV, capacity, D]` f32 each, kept by the model's
     /// engine ([`crate::compute`]).
     cache: KvCache,
-    /// Rotary tables for positions `0..capacity` (None without rope/yarn).
+    /// Rotary tables for positions `0..capacity` (None without rope/yarn, and for a sliding
+    /// window, whose pushes build tables of their span).
     rotary: Option<Rotary>,
     /// `[B*H]`: final hidden state (after `final_norm`) at each row's newest position.
     last: Vec<f32>,
@@ -60,16 +71,16 @@ pub struct Session {
 
 impl Session {
     /// Allocates a session for `batch` rows of up to `max_len` positions on `model`'s device:
-    /// per layer K and V caches `[batch, numKvHeads, max_len, headDim]` f32 (zeros) and rotary
-    /// tables for positions `0..max_len`.
+    /// per layer K and V caches `[batch, numKvHeads, C, headDim]` f32 (zeros) with `C = max_len`
+    /// slots (for a sliding-window model `C = min(max_len, W - 1 + max(W + 1, 64))`: memory
+    /// stops growing with `maxLen`, see [`ring`]) and rotary tables for positions `0..C`.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] (`maxLen`) when `max_len = 0`; [`Error::OutOfMemory`] (`kv
-    /// cache`) when `2 * numLayers * batch * numKvHeads * max_len * headDim` f32 values (plus
-    /// the rotary tables) do not fit under the memory budget next to what is in use
+    /// cache`) when `2 * numLayers * batch * numKvHeads * C * headDim` f32 values (plus the
+    /// rotary tables) do not fit under the memory budget next to what is in use
     /// ([`crate::memory`]), checked before anything is allocated; [`Error::Backend`].
     pub fn new(model: &GqaModel, batch: usize, max_len: usize) -> Result<Self> {
-        let cfg = model.config().clone();
         if max_len == 0 {
             return Err(Error::input(
                 "maxLen",
@@ -77,32 +88,66 @@ impl Session {
                 0,
             ));
         }
+        Self::with_limit(model, batch, Some(max_len))
+    }
+
+    /// A session of a sliding-window model without a length limit: it streams forever at
+    /// constant memory (`W - 1 + max(W + 1, 64)` cache slots per row, see [`ring`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] (`maxLen`) when the model has no `slidingWindow` (its cache grows
+    /// with every position: give `maxLen`); as [`Session::new`].
+    pub fn streaming(model: &GqaModel, batch: usize) -> Result<Self> {
+        if model.config().sliding_window.is_none() {
+            return Err(Error::input(
+                "maxLen",
+                "a capacity (only a model with slidingWindow streams without one)",
+                "none",
+            ));
+        }
+        Self::with_limit(model, batch, None)
+    }
+
+    fn with_limit(model: &GqaModel, batch: usize, limit: Option<usize>) -> Result<Self> {
+        let cfg = model.config().clone();
+        let ring = cfg.sliding_window.map(|w| ring::Ring::new(w, limit));
+        let capacity = match (ring, limit) {
+            (Some(r), _) => r.slots,
+            (None, Some(l)) => l,
+            (None, None) => unreachable!("checked by the callers"),
+        };
         let (nkv, d, layers) = (cfg.num_kv_heads, cfg.head_dim(), cfg.num_layers);
-        check_f32_buffer("kv cache", &[2, layers, batch, nkv, max_len, d])?;
+        check_f32_buffer("kv cache", &[2, layers, batch, nkv, capacity, d])?;
         let half = d / 2;
         let memory = crate::memory::reserve_f32(
             "kv cache",
             &[
-                &[2, layers, batch, nkv, max_len, d],
-                &[2, max_len, half],
+                &[2, layers, batch, nkv, capacity, d],
+                &[2, capacity, half],
                 &[3, batch, cfg.hidden_size],
             ],
         )?;
         let device = model.device().clone();
         // Tables at the base frequencies (a `dynamic` ropeScaling recomputes them per push once
         // the sequence outgrows its threshold, see `push`).
-        let rotary = model
-            .rope_plan()
-            .map(|p| p.rotary(0, max_len, &device))
-            .transpose()?;
-        let cache = model.engine().new_cache(model, batch, max_len)?;
+        let rotary = match ring {
+            Some(_) => None,
+            None => model
+                .rope_plan()
+                .map(|p| p.rotary(0, capacity, &device))
+                .transpose()?,
+        };
+        let cache = model.engine().new_cache(model, batch, capacity)?;
         let h = cfg.hidden_size;
         Ok(Session {
             cfg,
             device,
             batch,
-            capacity: max_len,
+            capacity,
+            limit,
+            ring,
             lengths: vec![0; batch],
+            stored: vec![0; batch],
             cache,
             rotary,
             last: vec![0.0; batch * h],
@@ -116,12 +161,19 @@ impl Session {
         self.batch
     }
 
-    /// Capacity per row in positions (`maxLen`).
+    /// Cache slots per row: `maxLen`, or for a sliding-window model the ring's slots (see
+    /// [`Session::new`]).
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
-    /// Cached positions of each row (`B` values in `0..=capacity`).
+    /// Most positions a row may hold (`maxLen`), `None` for an unbounded streaming session.
+    pub fn max_len(&self) -> Option<usize> {
+        self.limit
+    }
+
+    /// Positions pushed so far per row (`B` values; absolute, so the next position of row `b`
+    /// is `lengths()[b]`, also after a sliding window has dropped old positions).
     pub fn lengths(&self) -> &[usize] {
         &self.lengths
     }
@@ -142,7 +194,8 @@ impl Session {
     }
 
     /// Bytes allocated for the K and V caches of all layers (f32 elements of every cache
-    /// tensor times 4) = `B * capacity * kv_cache_bytes_per_token()`.
+    /// tensor times 4) = `B * capacity() * kv_cache_bytes_per_token()`: constant for a
+    /// sliding-window session, however long the stream.
     pub fn kv_cache_bytes(&self) -> u64 {
         self.cache.bytes()
     }
@@ -157,6 +210,7 @@ impl Session {
     /// allocation is kept.
     pub fn reset(&mut self) {
         self.lengths.iter_mut().for_each(|l| *l = 0);
+        self.stored.iter_mut().for_each(|l| *l = 0);
         self.last.iter_mut().for_each(|x| *x = 0.0);
         self.sum.iter_mut().for_each(|x| *x = 0.0);
     }
@@ -168,6 +222,7 @@ impl Session {
     #[doc(hidden)]
     pub fn truncate(&mut self, len: usize) {
         self.lengths.iter_mut().for_each(|l| *l = (*l).min(len));
+        self.stored.iter_mut().for_each(|l| *l = (*l).min(len));
     }
 
     /// Test helper: fills every unused cache slot (positions `>= len_b` of row `b`, every
@@ -177,7 +232,7 @@ impl Session {
     /// [`Error::Backend`] from candle.
     #[doc(hidden)]
     pub fn poison_unused(&mut self) -> Result<()> {
-        self.cache.poison_unused(&self.lengths, self.capacity)
+        self.cache.poison_unused(&self.stored, self.capacity)
     }
 
     /// Pushes a chunk of new positions for every row and returns the model's output after it.
@@ -232,17 +287,22 @@ impl Session {
         let h_dim = cfg.hidden_size;
         // The working set of the path the cache's engine takes (score matrices materialised on
         // the reference path).
+        // One pass computes at most `t_pass` positions over at most `keys` cached keys.
+        let (t_pass, keys) = match &self.ring {
+            Some(r) => (r.passes(t, self.limit)[0].len(), lmax.min(self.capacity)),
+            None => (t, lmax),
+        };
         let _working = crate::memory::reserve_work(
             "push activations",
-            model.work_dims(b, t, lmax, 0),
+            model.work_dims(b, t_pass, keys, 0),
             model
                 .engine()
                 .work_path(self.cache.materialises_scores(), false),
         )?;
         if self.cache.materialises_scores() {
-            check_f32_buffer("attention scores", &[b, cfg.num_heads, t, lmax])?;
+            check_f32_buffer("attention scores", &[b, cfg.num_heads, t_pass, keys])?;
         }
-        check_f32_buffer("ffn activations", &[b, t, 4 * h_dim])?;
+        check_f32_buffer("ffn activations", &[b, t_pass, 4 * h_dim])?;
         let per_position = all_positions || cfg.output_mode == OutputMode::All;
         let out_dims = if per_position {
             vec![b, t, h_dim]
@@ -252,15 +312,39 @@ impl Session {
         if b == 0 {
             return Ok((Vec::new(), out_dims));
         }
+        let hidden = if !ns.iter().any(|&c| c > 0) {
+            Vec::new()
+        } else if self.ring.is_some() {
+            self.compute_windowed(model, chunk, t, &ns, lmax)?
+        } else {
+            self.compute(model, chunk, t, &ns, lmax)?
+        };
+
+        // Outputs on the host (validated above; nothing below can fail).
+        let out = self.outputs(&hidden, t, &ns, &totals, per_position, all_positions);
+        if self.ring.is_none() {
+            self.stored.clone_from(&totals);
+        }
+        self.lengths = totals;
+        Ok((out, out_dims))
+    }
+
+    /// One push into a cache whose slot `s` holds position `s` (no sliding window): the
+    /// engine's final hidden states `[B, t, H]` of the new positions.
+    fn compute(
+        &mut self,
+        model: &GqaModel,
+        chunk: &[f32],
+        t: usize,
+        ns: &[usize],
+        lmax: usize,
+    ) -> Result<Vec<f32>> {
         // Dynamic NTK (transformers' `dynamic_rope_update`): the new positions are rotated with
         // the frequencies of the sequence length after this push, `max(totals)`, once it exceeds
         // the threshold; keys already cached keep theirs. Only the rows the push reads
         // (`min(lengths)..min(max(lengths)+t, capacity)`) are computed.
         let dynamic = match model.rope_plan() {
-            Some(p)
-                if ns.iter().any(|&c| c > 0)
-                    && p.dynamic_threshold().is_some_and(|th| lmax > th) =>
-            {
+            Some(p) if p.dynamic_threshold().is_some_and(|th| lmax > th) => {
                 let from = self.lengths.iter().copied().min().unwrap_or(0);
                 let end = (self.lengths.iter().copied().max().unwrap_or(0) + t).min(self.capacity);
                 Some(p.rotary_rows(lmax, end, from, &self.device)?)
@@ -269,26 +353,105 @@ impl Session {
         };
         // (A cheap clone: candle tensors share their storage.)
         let rot = dynamic.or_else(|| self.rotary.clone());
-        let rot = rot.as_ref();
-        let hidden = if !ns.iter().any(|&c| c > 0) {
-            Vec::new()
-        } else {
-            let p = Push {
-                x: chunk,
-                t,
-                new: &ns,
-                cached: &self.lengths,
-                totals: &totals,
-                capacity: self.capacity,
-                rotary: rot,
-            };
-            self.cache.push(model, p)?
+        let totals: Vec<usize> = self.lengths.iter().zip(ns).map(|(l, n)| l + n).collect();
+        let p = Push {
+            x: chunk,
+            t,
+            new: ns,
+            cached: &self.lengths,
+            totals: &totals,
+            capacity: self.capacity,
+            rotary: rot.as_ref(),
+            rope_rows: &self.lengths,
         };
+        self.cache.push(model, p)
+    }
 
-        // Outputs on the host (validated above; nothing below can fail).
-        let out = self.outputs(&hidden, t, &ns, &totals, per_position, all_positions);
-        self.lengths = totals;
-        Ok((out, out_dims))
+    /// One push of a sliding-window session ([`ring`]): passes of at most the ring's pass
+    /// length, each after making room in the slots, rotary tables of each pass's span of
+    /// absolute positions (dynamic NTK at the push's `max(totals)`, as [`Session::compute`]).
+    /// Returns the final hidden states `[B, t, H]` of the new positions. A backend error in a
+    /// later pass resets the session (its slots no longer match its lengths).
+    fn compute_windowed(
+        &mut self,
+        model: &GqaModel,
+        chunk: &[f32],
+        t: usize,
+        ns: &[usize],
+        lmax: usize,
+    ) -> Result<Vec<f32>> {
+        let ring = self.ring.expect("a windowed session");
+        let (b, e, h) = (self.batch, self.cfg.embed_dim, self.cfg.hidden_size);
+        let mut hidden = crate::memory::try_zeroed_f32("push activations", b * t * h)?;
+        for pass in ring.passes(t, self.limit) {
+            let new = ring::pass_counts(ns, &pass);
+            if !new.iter().any(|&n| n > 0) {
+                continue;
+            }
+            let step = self.windowed_pass(model, &ring, chunk, (t, e), &pass, &new, lmax);
+            let hs = match step {
+                Ok(hs) => hs,
+                Err(err) => {
+                    self.reset();
+                    return Err(err);
+                }
+            };
+            let tp = pass.len();
+            for row in 0..b {
+                let dst = (row * t + pass.start) * h;
+                hidden[dst..dst + tp * h].copy_from_slice(&hs[row * tp * h..(row + 1) * tp * h]);
+            }
+        }
+        Ok(hidden)
+    }
+
+    /// Pass `pass` of a windowed push (`new[b]` positions of row `b`): makes room, pushes, and
+    /// advances the slots in use (not `lengths`: the push does that once all passes ran).
+    #[allow(clippy::too_many_arguments)]
+    fn windowed_pass(
+        &mut self,
+        model: &GqaModel,
+        ring: &ring::Ring,
+        chunk: &[f32],
+        (t, e): (usize, usize),
+        pass: &std::ops::Range<usize>,
+        new: &[usize],
+        lmax: usize,
+    ) -> Result<Vec<f32>> {
+        ring.make_room(&mut self.cache, &mut self.stored, new)?;
+        let tp = pass.len();
+        let x = ring::pass_input(chunk, self.batch, t, e, pass);
+        // Absolute position of each row's first position in this pass, and the tables of the
+        // span the rows with new positions cover (rows without any read nothing).
+        let first: Vec<usize> = self.lengths.iter().map(|l| l + pass.start).collect();
+        let active = || {
+            first
+                .iter()
+                .zip(new)
+                .filter(|(_, &n)| n > 0)
+                .map(|(&f, _)| f)
+        };
+        let lo = active().min().unwrap_or(0);
+        let hi = active().max().unwrap_or(0) + tp;
+        let rot = model
+            .rope_plan()
+            .map(|p| p.rotary_span(lmax, lo, hi - lo, &self.device))
+            .transpose()?;
+        let rope_rows: Vec<usize> = first.iter().map(|f| f.saturating_sub(lo)).collect();
+        let totals: Vec<usize> = self.stored.iter().zip(new).map(|(s, n)| s + n).collect();
+        let p = Push {
+            x: &x,
+            t: tp,
+            new,
+            cached: &self.stored,
+            totals: &totals,
+            capacity: self.capacity,
+            rotary: rot.as_ref(),
+            rope_rows: &rope_rows,
+        };
+        let hs = self.cache.push(model, p)?;
+        self.stored = totals;
+        Ok(hs)
     }
 
     /// Validates a push (see [`Session::push`]'s errors) and returns `t` and the new valid
@@ -369,11 +532,12 @@ impl Session {
             }
         };
         crate::input::check_finite("input", chunk, b, t, Some(&ns))?;
+        let limit = self.limit.unwrap_or(usize::MAX);
         for (row, (&len, &add)) in self.lengths.iter().zip(&ns).enumerate() {
-            if len + add > self.capacity {
+            if len.saturating_add(add) > limit {
                 return Err(Error::CacheFull {
                     what: format!("row {row}"),
-                    capacity: self.capacity,
+                    capacity: limit,
                     cached: len,
                     pushed: add,
                 });

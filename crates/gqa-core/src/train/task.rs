@@ -225,7 +225,7 @@ impl TaskModel {
     ) -> Result<(Vec<f32>, Vec<usize>)> {
         let head = self.head("predict")?;
         let _use = self.model.read_use(); // the head is updated by training steps too
-        let (h, hdims) = self.model.forward_f32_in_use(data, dims, lengths)?;
+        let (h, hdims) = self.model.forward_f32_in_use(data, dims, lengths, 0)?;
         let b = hdims[0];
         let k = head.cfg.out_dim();
         if b == 0 {

@@ -98,13 +98,17 @@ pub(super) struct AttnJob {
 /// Query-row groups per tile: K/V blocks are read once per `TILE_GROUPS * ROWS` query rows.
 pub(super) const TILE_GROUPS: usize = 8;
 
-/// One tile of up to `TILE_GROUPS * ROWS` query rows: the scaled queries, each row's key limit
-/// and each group's largest limit.
+/// One tile of up to `TILE_GROUPS * ROWS` query rows: the scaled queries, each row's visible
+/// keys `starts..lims` and each group's smallest start and largest limit.
 struct QTile<const ROWS: usize> {
     /// `[TILE_GROUPS * ROWS, D]` queries times the scale.
     q: Vec<f32>,
+    /// Start of each row's visible keys (0 without a sliding window).
+    starts: [[usize; ROWS]; TILE_GROUPS],
     /// End of each row's visible keys.
     lims: [[usize; ROWS]; TILE_GROUPS],
+    /// The smallest start of each group.
+    gstart: [usize; TILE_GROUPS],
     /// The largest limit of each group.
     glim: [usize; TILE_GROUPS],
 }
@@ -130,29 +134,36 @@ pub(super) fn attn_job_impl<
     // contiguous: no cache-set aliasing from a long row stride), zero padded.
     // With few query rows (a decode step) each block is used once: transpose it on the fly into
     // one L1-resident panel instead (K is then read once, never written back).
-    let max_lim = if n_rows == 0 {
-        0
+    // Starts and limits grow with the position, so the job's keys are first_block.. max_lim
+    // (blocks wholly before a sliding window are never read: O(T * W) work and panels).
+    let (first_block, max_lim) = if n_rows == 0 {
+        (0, 0)
     } else {
-        key_lim(a, b, i1 - 1)
+        (
+            key_range(a, b, i0).start / KEY_BLOCK,
+            key_range(a, b, i1 - 1).end,
+        )
     };
     let on_the_fly = n_rows <= 2 * ROWS;
     let nblocks = if on_the_fly {
         1
     } else {
-        max_lim.div_ceil(KEY_BLOCK)
+        max_lim.div_ceil(KEY_BLOCK).saturating_sub(first_block)
     };
     let panel = d * KEY_BLOCK;
     kt.clear();
     kt.resize(nblocks * panel, 0.0);
     if !on_the_fly {
-        k_panels(a, b, kvh, max_lim, kt);
+        k_panels(a, b, kvh, first_block * KEY_BLOCK..max_lim, kt);
     }
     let tile_rows = TILE_GROUPS * ROWS;
     o.clear();
     o.resize(tile_rows * d, 0.0);
     let mut tile = QTile::<ROWS> {
         q: vec![0f32; tile_rows * d],
+        starts: [[0usize; ROWS]; TILE_GROUPS],
         lims: [[0usize; ROWS]; TILE_GROUPS],
+        gstart: [0usize; TILE_GROUPS],
         glim: [0usize; TILE_GROUPS],
     };
     let mut s = [[0f32; KEY_BLOCK]; ROWS];
@@ -160,10 +171,12 @@ pub(super) fn attn_job_impl<
         let groups = (n_rows - t0).min(tile_rows).div_ceil(ROWS);
         load_q_tile(a, job, t0, groups, &mut tile);
         let tile_lim = tile.glim[..groups].iter().copied().max().unwrap_or(0);
+        let tile_start = tile.gstart[..groups].iter().copied().min().unwrap_or(0);
         let mut m = [[f32::NEG_INFINITY; ROWS]; TILE_GROUPS];
         let mut l = [[0f32; ROWS]; TILE_GROUPS];
         o[..groups * ROWS * d].fill(0.0);
-        for j0 in (0..tile_lim).step_by(KEY_BLOCK) {
+        let from = (tile_start / KEY_BLOCK).max(first_block) * KEY_BLOCK;
+        for j0 in (from..tile_lim).step_by(KEY_BLOCK) {
             let bk = KEY_BLOCK.min(tile_lim - j0);
             if on_the_fly {
                 k_panel_on_the_fly(a, b, kvh, j0, bk, kt);
@@ -171,19 +184,19 @@ pub(super) fn attn_job_impl<
             let kp = if on_the_fly {
                 &kt[..panel]
             } else {
-                &kt[(j0 / KEY_BLOCK) * panel..][..panel]
+                &kt[(j0 / KEY_BLOCK - first_block) * panel..][..panel]
             };
             let vb0 = a.vl.at(b, kvh, j0);
             for gi in 0..groups {
-                if tile.glim[gi] <= j0 {
-                    continue; // every row of the group is past its limit
+                if tile.glim[gi] <= j0 || tile.gstart[gi] >= j0 + bk {
+                    continue; // no row of the group reads a key of this block
                 }
                 let gbk = bk.min(tile.glim[gi] - j0);
                 let qg = &tile.q[gi * ROWS * d..(gi + 1) * ROWS * d];
                 qk_scores::<FMA, X512, ROWS, KEY_CHUNK>(qg, d, kp, gbk, &mut s);
                 // Online softmax update per row.
-                let alpha =
-                    softmax_block::<FMA, ROWS>(&mut s, &mut m[gi], &mut l[gi], &tile.lims[gi], j0);
+                let keys = (&tile.starts[gi], &tile.lims[gi]);
+                let alpha = softmax_block::<FMA, ROWS>(&mut s, &mut m[gi], &mut l[gi], keys, j0);
                 let og = &mut o[gi * ROWS * d..(gi + 1) * ROWS * d];
                 for rr in 0..ROWS {
                     if alpha[rr] != 1.0 {
@@ -195,25 +208,28 @@ pub(super) fn attn_job_impl<
                 pv_block::<FMA, X512, ROWS, W>(og, d, &s, gbk, a.v, vb0, a.vl.row);
             }
         }
-        write_tile::<ROWS>(a, job, t0, groups, o, &tile.lims, &l);
+        write_tile::<ROWS>(a, job, t0, groups, o, (&tile.starts, &tile.lims), &l);
     }
 }
 
-/// The end of query row `i`'s visible keys in sequence `b` ([`Mask::keys_for`]; a window is
-/// rejected at entry), at most `Tk`.
+/// Query row `i`'s visible keys in sequence `b` ([`Mask::keys_for`]), within `0..Tk`.
 #[inline(always)]
-fn key_lim(a: &AttnArgs<'_>, b: usize, i: usize) -> usize {
-    a.mask.keys_for(b, i).end.min(a.dims.k_len)
+fn key_range(a: &AttnArgs<'_>, b: usize, i: usize) -> std::ops::Range<usize> {
+    let r = a.mask.keys_for(b, i);
+    let end = r.end.min(a.dims.k_len);
+    r.start.min(end)..end
 }
 
-/// Keys `0..max_lim` of KV head `kvh` transposed into `kt`'s block panels `[nblocks][D][KEY_BLOCK]`.
+/// Keys `keys` (starting on a block boundary) of KV head `kvh` transposed into `kt`'s block
+/// panels `[nblocks][D][KEY_BLOCK]`, panel 0 holding the block of `keys.start`.
 #[inline(always)]
-fn k_panels(a: &AttnArgs<'_>, b: usize, kvh: usize, max_lim: usize, kt: &mut [f32]) {
+fn k_panels(a: &AttnArgs<'_>, b: usize, kvh: usize, keys: std::ops::Range<usize>, kt: &mut [f32]) {
     let d = a.dims.head_dim;
     let panel = d * KEY_BLOCK;
-    for j in 0..max_lim {
+    let first = keys.start;
+    for j in keys {
         let src = &a.k[a.kl.at(b, kvh, j)..][..d];
-        let dst = &mut kt[(j / KEY_BLOCK) * panel + j % KEY_BLOCK..];
+        let dst = &mut kt[((j - first) / KEY_BLOCK) * panel + j % KEY_BLOCK..];
         for (dd, &x) in src.iter().enumerate() {
             dst[dd * KEY_BLOCK] = x;
         }
@@ -268,8 +284,10 @@ fn load_q_tile<const ROWS: usize>(
             for (x, &y) in q.iter_mut().zip(src) {
                 *x = y * a.scale;
             }
-            tile.lims[gi][rr] = key_lim(a, b, i);
+            let keys = key_range(a, b, i);
+            (tile.starts[gi][rr], tile.lims[gi][rr]) = (keys.start, keys.end);
         }
+        tile.gstart[gi] = tile.starts[gi].iter().copied().min().unwrap_or(0);
         tile.glim[gi] = tile.lims[gi].iter().copied().max().unwrap_or(0);
     }
 }
@@ -320,7 +338,7 @@ fn write_tile<const ROWS: usize>(
     t0: usize,
     groups: usize,
     o: &[f32],
-    lims: &[[usize; ROWS]; TILE_GROUPS],
+    (starts, lims): (&[[usize; ROWS]; TILE_GROUPS], &[[usize; ROWS]; TILE_GROUPS]),
     l: &[[f32; ROWS]; TILE_GROUPS],
 ) {
     let AttnJob { b, kvh, i0, i1 } = job;
@@ -339,7 +357,7 @@ fn write_tile<const ROWS: usize>(
             // SAFETY: (b, h, i) belongs to this job only (jobs split (b, kvh, query range) and h
             // is in kvh's group), and `attention_cpu_strided` checked the output extent.
             let dst = unsafe { std::slice::from_raw_parts_mut(a.out.0.add(base), d) };
-            if lims[gi][rr] == 0 {
+            if lims[gi][rr] <= starts[gi][rr] {
                 dst.fill(0.0);
                 continue;
             }
@@ -392,8 +410,8 @@ pub(super) fn pv_block<const FMA: bool, const X512: bool, const R: usize, const 
     }
 }
 
-/// The online-softmax update of one key block for `R` query rows: scores `s[r]` past the row's
-/// limit (`lims[r] - j0` valid keys) become `-inf`, the running max `m` and sum `l` are
+/// The online-softmax update of one key block (keys `j0..`) for `R` query rows: scores `s[r]`
+/// outside the row's keys `starts[r]..lims[r]` become `-inf`, the running max `m` and sum `l` are
 /// updated, `s[r]` becomes `exp(s - m_new)`, and the factor `alpha[r] = exp(m_old - m_new)`
 /// for the row's accumulated output is returned (1 when the row has no key in the block).
 #[inline(always)]
@@ -401,17 +419,19 @@ pub(super) fn softmax_block<const FMA: bool, const R: usize>(
     s: &mut [[f32; KEY_BLOCK]; R],
     m: &mut [f32; R],
     l: &mut [f32; R],
-    lims: &[usize; R],
+    (starts, lims): (&[usize; R], &[usize; R]),
     j0: usize,
 ) -> [f32; R] {
     let mut alpha = [1f32; R];
     for rr in 0..R {
         let valid = lims[rr].saturating_sub(j0);
+        let skip = starts[rr].saturating_sub(j0);
         let row = &mut s[rr];
         let mut mx = [f32::NEG_INFINITY; LANES];
         for (ci, chunk) in row.chunks_exact_mut(LANES).enumerate() {
             for ln in 0..LANES {
-                let x = if ci * LANES + ln < valid {
+                let c = ci * LANES + ln;
+                let x = if c < valid && c >= skip {
                     chunk[ln]
                 } else {
                     f32::NEG_INFINITY
@@ -426,7 +446,7 @@ pub(super) fn softmax_block<const FMA: bool, const R: usize>(
         let mrow = m[rr];
         let m_new = if bm > mrow { bm } else { mrow };
         if m_new == f32::NEG_INFINITY {
-            // Row has no key in this block (only possible past its limit): p = 0.
+            // Row has no key in this block (past its limit or before its window): p = 0.
             row.fill(0.0);
             continue;
         }
@@ -586,8 +606,8 @@ pub(super) fn attn_job(a: &AttnArgs<'_>, job: AttnJob, kt: &mut Vec<f32>, o: &mu
 /// Fused causal grouped-query attention `softmax(q k^T * scale + mask) v` over strided head
 /// tensors (see [`HeadLayout`]): `q: [B, NH, Tq, D]`, `k, v: [B, NKV, Tk, D]`, `out: [B, NH, Tq,
 /// D]`, query head `h` reading KV head `h / (NH / NKV)` (SPEC section 2), causal mask and key
-/// lengths as described by [`Mask`] (no sliding window yet). A query row that sees no key at all (key length 0)
-/// gets zeros. Writes every element of `out` that the layout addresses and nothing else.
+/// lengths and sliding window as described by [`Mask`] (key blocks outside a row's keys are
+/// skipped). A query row that sees no key at all (key length 0) gets zeros. Writes every element of `out` that the layout addresses and nothing else.
 ///
 /// Memory: `O(D * Tk)` scratch per worker; the `[Tq, Tk]` scores are never stored.
 ///
@@ -635,9 +655,6 @@ pub fn attention_cpu_strided(
         }
     }
     mask.check(b, tk)?;
-    if mask.window().is_some() {
-        return bad("a sliding window (not implemented by the fused kernels)".into());
-    }
     if b == 0 || nh == 0 || tq == 0 || d == 0 {
         return Ok(());
     }
