@@ -5,7 +5,7 @@
 export { GQA } from "./gqa.js";
 export type { AttentionConfig, AttentionOptions, SharedAttentionOptions, BuildOptions, HfAttentionLoadOptions, HfConfig, RopeFrequencies, RopeScaling, GqaOptions, InitOptions, LoadOptions, ModelConfig, OutputMode, ParamSpec, RecommendedDefaults, SimdInfo } from "./gqa.js";
 export { GqaAttention, Model } from "./model.js";
-export type { ForwardOptions, OnnxExportOptions } from "./model.js";
+export type { ForwardOptions, LengthsOptions, OnnxExportOptions } from "./model.js";
 export { Tensor } from "./tensor.js";
 export { Session } from "./session.js";
 export type { PushOptions, SessionOptions } from "./session.js";

@@ -36,6 +36,16 @@ export interface ForwardOptions {
   positionOffset?: number;
 }
 
+/** Options of calls that read lengths only (`predict`, `attentionMaps`): no `positionOffset`. */
+export type LengthsOptions = Omit<ForwardOptions, "positionOffset">;
+
+/** Rejects `positionOffset` where a call does not take it (a JS caller may pass it anyway). */
+function noPositionOffset(options: LengthsOptions, call: string): void {
+  if (typeof options === "object" && options !== null && (options as ForwardOptions).positionOffset !== undefined) {
+    throw GqaError.invalidInput("positionOffset", `no positionOffset: ${call} runs from position 0 (forward takes it)`, JSON.stringify((options as ForwardOptions).positionOffset));
+  }
+}
+
 /** `options.positionOffset`, checked: an integer in `0..2^53-1` (default 0). */
 function positionOffsetOf(options: ForwardOptions): number | undefined {
   if (typeof options !== "object" || options === null || !Object.hasOwn(options, "positionOffset")) return undefined;
@@ -240,11 +250,12 @@ export class Model extends Layer<ModelConfig, ModelHandle> {
    * input `dims = [B, T, E]` (optional `lengths` as in {@link forward}) -> `Tensor [L, B, NH, T, T]`
    * where `[l, b, i, q, k]` is how much query position `q` of head `i` in layer `l` attends to key
    * `k`. Query head `i` reads KV head `floor(i / (NH / NKV))`. Rows sum to 1; keys `k > q`
-   * (causal) and `k >= lengths[b]` are 0. Computed with the core's reference attention ops
+   * (causal), `k >= lengths[b]` and, with `slidingWindow: W`, `k <= q - W` are 0. Computed with the core's reference attention ops
    * (`gqa_core::inspect::attention_maps`), synchronously on both backends.
    * @throws GqaError `INVALID_INPUT` (dims/length/lengths), `OUT_OF_MEMORY`, `DISPOSED`
    */
-  async attentionMaps(data: Float32Array, dims: number[], options: ForwardOptions = {}): Promise<Tensor> {
+  async attentionMaps(data: Float32Array, dims: number[], options: LengthsOptions = {}): Promise<Tensor> {
+    noPositionOffset(options, "attentionMaps");
     checkData(data, this.backend);
     checkDims(dims, "dims");
     const lengths = lengthsOf(options, dims);
@@ -315,7 +326,8 @@ export class Model extends Layer<ModelConfig, ModelHandle> {
    * thread on native. Inputs are owned by the call, as for {@link forward}.
    * @throws GqaError `INVALID_OPTION` (no head), `INVALID_INPUT`, `DISPOSED`
    */
-  async predict(input: Float32Array, dims: number[], options: ForwardOptions = {}): Promise<Tensor> {
+  async predict(input: Float32Array, dims: number[], options: LengthsOptions = {}): Promise<Tensor> {
+    noPositionOffset(options, "predict");
     checkData(input, this.backend);
     checkDims(dims, "dims");
     return predictModel(this.handle, input, dims, lengthsOf(options, dims));

@@ -44,6 +44,8 @@ type RawSession = NativeModule.Session;
 export interface SessionHandle {
   push(data: Float32Array, dims: number[], lengths: number[] | undefined, allPositions: boolean): RawTensor;
   pushAsync(data: Float32Array, dims: number[], lengths: number[] | undefined, allPositions: boolean): Promise<RawTensor>;
+  pushPredict(data: Float32Array, dims: number[], lengths: number[] | undefined): RawTensor;
+  pushPredictAsync(data: Float32Array, dims: number[], lengths: number[] | undefined): Promise<RawTensor>;
   lengths(): number[];
   readonly capacity: number;
   readonly maxLen: number | null | undefined;
@@ -61,6 +63,8 @@ export function adaptSession(s: RawSession): SessionHandle {
   return {
     push: (data, dims, lengths, all) => s.push(data, Uint32Array.from(dims), u32(lengths), all),
     pushAsync: (data, dims, lengths, all) => s.pushAsync(data, Uint32Array.from(dims), u32(lengths), all),
+    pushPredict: (data, dims, lengths) => s.pushPredict(data, Uint32Array.from(dims), u32(lengths)),
+    pushPredictAsync: (data, dims, lengths) => s.pushPredictAsync(data, Uint32Array.from(dims), u32(lengths)),
     lengths: () => Array.from(s.lengths()),
     get maxLen() {
       return s.maxLen;
@@ -186,11 +190,32 @@ export class Session {
    * this returns (the chunk copied when the push has to wait behind another), so the caller may
    * change or reuse them at once.
    *
-   * @throws GqaError `CACHE_FULL` when a row's cached plus new positions exceed `capacity` (the
-   *   session is left unchanged and usable), `INVALID_INPUT` (dims, chunk size, lengths),
+   * @throws GqaError `CACHE_FULL` when a row's pushed plus new positions exceed `maxLen` (the
+   *   session is left unchanged and usable), `INVALID_INPUT` (dims, chunk size, lengths; `session`
+   *   when an earlier push of a sliding-window session failed part-way: call {@link reset}),
    *   `OUT_OF_MEMORY`, `DISPOSED`
    */
   push(chunk: Float32Array, dims: number[], options: PushOptions = {}): Promise<Tensor> {
+    return this.#queue(chunk, dims, options, (h, a) => h.pushAsync(a.chunk, a.dims, a.lengths, a.allPositions));
+  }
+
+  /**
+   * {@link push} a chunk, then apply the model's task head to each row's output after it: class
+   * PROBABILITIES `[B, C]` (classification head) or values `[B, K]` (regression head), what
+   * `model.predict` gives for each row's whole prefix. With a sliding-window model this is
+   * streaming prediction at constant memory. Queued with the pushes, in call order.
+   * @throws GqaError as {@link push}; `INVALID_OPTION` naming `head` (a model without one) or
+   *   `outputMode` (`all`); `INVALID_INPUT` naming `allPositions` (a head reads one output per row)
+   */
+  predict(chunk: Float32Array, dims: number[], options: Omit<PushOptions, "allPositions"> = {}): Promise<Tensor> {
+    if (typeof options === "object" && options !== null && (options as PushOptions).allPositions !== undefined) {
+      return Promise.reject(GqaError.invalidInput("allPositions", "no allPositions: predict returns one row per sequence", JSON.stringify((options as PushOptions).allPositions)));
+    }
+    return this.#queue(chunk, dims, options, (h, a) => h.pushPredictAsync(a.chunk, a.dims, a.lengths));
+  }
+
+  /** Checks and takes a push's arguments now, then runs `call` in call order (see {@link push}). */
+  #queue(chunk: Float32Array, dims: number[], options: PushOptions, call: (h: SessionHandle, a: PushArgs) => Promise<RawTensor>): Promise<Tensor> {
     // Inputs are owned by the call: checked and taken now (the chunk copied when this push
     // waits behind another), so the caller may reuse its buffers as soon as push returns.
     let args: PushArgs;
@@ -203,7 +228,7 @@ export class Session {
     const run = async (): Promise<Tensor> => {
       try {
         const h = this.#h;
-        const raw = await callBindingAsync(() => h.pushAsync(args.chunk, args.dims, args.lengths, args.allPositions));
+        const raw = await callBindingAsync(() => call(h, args));
         return new Tensor(raw.data, raw.dims);
       } finally {
         this.#pending--;

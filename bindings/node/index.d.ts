@@ -139,7 +139,17 @@ export declare class Session {
   push(data: Float32Array, dims: Uint32Array, lengths: Uint32Array | undefined | null, allPositions: boolean): ForwardOutput
   /** `push` on the libuv thread pool; the inputs are copied before this returns. */
   pushAsync(data: Float32Array, dims: Uint32Array, lengths: Uint32Array | undefined | null, allPositions: boolean): Promise<ForwardOutput>
-  /** Cached positions of each row (`B` values). */
+  /**
+   * `push`, then the model's head on each row's output: `[B,K]` class probabilities or
+   * regression values. Errors: as `push`; `INVALID_OPTION` (no head, `outputMode` all).
+   */
+  pushPredict(data: Float32Array, dims: Uint32Array, lengths?: Uint32Array | undefined | null): ForwardOutput
+  /** `pushPredict` on the libuv thread pool; the inputs are copied before this returns. */
+  pushPredictAsync(data: Float32Array, dims: Uint32Array, lengths?: Uint32Array | undefined | null): Promise<ForwardOutput>
+  /**
+   * Positions pushed so far per row (`B` values; absolute, also after a sliding window
+   * dropped old keys).
+   */
   lengths(): Uint32Array
   /** Cache slots per row: `maxLen`, or a sliding-window model's ring slots. */
   get capacity(): number

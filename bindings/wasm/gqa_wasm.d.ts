@@ -185,6 +185,15 @@ export class Session {
      */
     push(data: Float32Array | number[], dims: Uint32Array | number[], lengths: Uint32Array | number[] | null | undefined, all: boolean): ForwardOutput;
     /**
+     * `push`, then the model's head on each row's output: `[B,K]` class probabilities or
+     * regression values. Errors: as `push`; `INVALID_OPTION` (no head, `outputMode` all).
+     */
+    pushPredict(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null): ForwardOutput;
+    /**
+     * `pushPredict` as a promise (settled before it returns: wasm has no thread of its own).
+     */
+    pushPredictAsync(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null): Promise<ForwardOutput>;
+    /**
      * Forgets every cached position (the allocation is kept).
      */
     reset(): void;

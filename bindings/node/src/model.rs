@@ -73,12 +73,12 @@ impl Model {
         lengths: Option<Uint32Array>,
         position_offset: Option<f64>,
     ) -> napi::Result<ForwardOutput> {
-        let at = position_offset.map_or(0, |p| p as usize);
+        let at = gqa_core::position_offset(position_offset);
         run(
             &env,
             self.get(),
             (&data, &dims, &lengths),
-            move |m: &TaskModel, x, d, l| m.model.forward_f32_at(x, d, l, at),
+            move |m: &TaskModel, x, d, l| m.model.forward_f32_at(x, d, l, at?),
         )
     }
 
@@ -94,12 +94,12 @@ impl Model {
         lengths: Option<Uint32Array>,
         position_offset: Option<f64>,
     ) -> napi::Result<AsyncTask<ForwardTask>> {
-        let at = position_offset.map_or(0, |p| p as usize);
+        let at = gqa_core::position_offset(position_offset);
         spawn(
             &env,
             self.get(),
             (&data, &dims, &lengths),
-            move |m: &TaskModel, x, d, l| m.model.forward_f32_at(x, d, l, at),
+            move |m: &TaskModel, x, d, l| m.model.forward_f32_at(x, d, l, at?),
         )
     }
 

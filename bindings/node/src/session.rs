@@ -48,6 +48,15 @@ fn push_to(
     }
 }
 
+/// One push, then the model's head on each row's output (`TaskModel::push_predict_f32`).
+fn predict_to() -> impl FnOnce(&Live, &[f32], &[usize], Option<&[usize]>) -> Values + Send + 'static
+{
+    move |live: &Live, data: &[f32], dims: &[usize], lengths: Option<&[usize]>| {
+        let mut cache = lock(&live.cache)?;
+        live.model.push_predict_f32(&mut cache, data, dims, lengths)
+    }
+}
+
 /// A batched KV-cache session (`gqa_core::session::Session`): per layer K/V caches
 /// `[B, NKV, maxLen, D]` f32 in native memory, rows with independent lengths.
 #[napi]
@@ -125,7 +134,33 @@ impl Session {
         )
     }
 
-    /// Cached positions of each row (`B` values).
+    /// `push`, then the model's head on each row's output: `[B,K]` class probabilities or
+    /// regression values. Errors: as `push`; `INVALID_OPTION` (no head, `outputMode` all).
+    #[napi]
+    pub fn push_predict(
+        &self,
+        env: Env,
+        data: Float32Array,
+        dims: Uint32Array,
+        lengths: Option<Uint32Array>,
+    ) -> napi::Result<ForwardOutput> {
+        run(&env, self.get(), (&data, &dims, &lengths), predict_to())
+    }
+
+    /// `pushPredict` on the libuv thread pool; the inputs are copied before this returns.
+    #[napi(ts_return_type = "Promise<ForwardOutput>")]
+    pub fn push_predict_async(
+        &self,
+        env: Env,
+        data: Float32Array,
+        dims: Uint32Array,
+        lengths: Option<Uint32Array>,
+    ) -> napi::Result<AsyncTask<ForwardTask>> {
+        spawn(&env, self.get(), (&data, &dims, &lengths), predict_to())
+    }
+
+    /// Positions pushed so far per row (`B` values; absolute, also after a sliding window
+    /// dropped old keys).
     #[napi]
     pub fn lengths(&self, env: Env) -> napi::Result<Uint32Array> {
         guard(&env, || {

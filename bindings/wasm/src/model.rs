@@ -58,9 +58,9 @@ impl Model {
         lengths: Lengths,
         position_offset: Option<f64>,
     ) -> Out {
-        let at = position_offset.map_or(0, |p| p as usize);
+        let at = gqa_core::position_offset(position_offset);
         run(
-            |x, d, l| self.inner.model.forward_f32_at(x, d, l, at),
+            |x, d, l| self.inner.model.forward_f32_at(x, d, l, at?),
             data,
             dims,
             lengths,

@@ -68,7 +68,27 @@ impl Session {
         settle(self.push(data, dims, lengths, all))
     }
 
-    /// Cached positions of each row (`B` values).
+    /// `push`, then the model's head on each row's output: `[B,K]` class probabilities or
+    /// regression values. Errors: as `push`; `INVALID_OPTION` (no head, `outputMode` all).
+    #[wasm_bindgen(js_name = pushPredict)]
+    pub fn push_predict(&mut self, data: &[f32], dims: &[u32], lengths: Lengths) -> Out {
+        let (model, cache) = (&self.model, &mut self.inner);
+        run(
+            |x, d, l| model.push_predict_f32(cache, x, d, l),
+            data,
+            dims,
+            lengths,
+        )
+    }
+
+    /// `pushPredict` as a promise (settled before it returns: wasm has no thread of its own).
+    #[wasm_bindgen(js_name = pushPredictAsync, unchecked_return_type = "Promise<ForwardOutput>")]
+    pub fn push_predict_async(&mut self, data: &[f32], dims: &[u32], lengths: Lengths) -> Promise {
+        settle(self.push_predict(data, dims, lengths))
+    }
+
+    /// Positions pushed so far per row (`B` values; absolute, also after a sliding window
+    /// dropped old keys).
     pub fn lengths(&self) -> Vec<u32> {
         self.inner.lengths().iter().map(|&l| l as u32).collect()
     }

@@ -2,7 +2,8 @@
 //!
 //! `q = a Wq^T + bq: [B,T,qDim]`, `k = a Wk^T + bk`, `v = a Wv^T + bv: [B,T,kvDim]`, heads
 //! `q: [B,NH,T,D]`, `k,v: [B,NKV,T,D]`, optional rotary on q and k, query head `i` reads KV
-//! head `i / group`, causal mask plus per-sequence key lengths, `o Wo^T + bo: [B,T,H]`.
+//! head `i / group`, causal mask plus per-sequence key lengths (and `slidingWindow`, SPEC
+//! section 7), `o Wo^T + bo: [B,T,H]`.
 //! The split [`GqaAttention::qkv`] / [`GqaAttention::attend`] is the KV-cache seam: a session
 //! appends the `k`, `v` of new positions (rotated with `offset` = cache length) to its cache
 //! and calls `attend` with the whole cached K/V and a [`Mask`] with that offset.
@@ -425,7 +426,10 @@ impl GqaAttention {
         let rot = self
             .rope
             .as_ref()
-            .map(|p| p.rotary_span(position_offset + t, position_offset, t, &self.device))
+            .map(|p| {
+                let end = crate::input::end_position(position_offset, t)?;
+                p.rotary_span(end, position_offset, t, &self.device)
+            })
             .transpose()?;
         let mut y = self.forward_t(&x, &mask, rot.as_ref(), false)?;
         if let Some(ls) = lengths {

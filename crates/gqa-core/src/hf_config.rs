@@ -26,7 +26,8 @@ impl AttentionConfig {
     /// [`Error::InvalidOption`] naming `hfConfig.<key>`: not a JSON object, a missing or
     /// non-integer size, an unsupported `rope_type` (`longrope`, ...), `partial_rotary_factor`
     /// other than 1, a missing `max_position_embeddings` where it is needed, then every rule of
-    /// [`AttentionConfig::validate`].
+    /// [`AttentionConfig::validate`]. The window (`sliding_window`) depends on the layer: it is
+    /// read by [`AttentionConfig::from_hf_config_layer`], not here.
     pub fn from_hf_config(json: &str) -> Result<Self> {
         let v: Value = serde_json::from_str(json)
             .map_err(|e| Error::option("hfConfig", "a JSON object (a parsed config.json)", e))?;
@@ -66,10 +67,11 @@ impl AttentionConfig {
     }
 
     /// [`AttentionConfig::from_hf_config`] for decoder layer `layer`, with its sliding window
-    /// as transformers assigns it: `sliding_window` (absent or null: none) on the layers whose
-    /// `layer_types` entry is `"sliding_attention"`; without `layer_types`, Qwen2's rule when
-    /// `use_sliding_window` is present (false: none; true: layers `>= max_window_layers`,
-    /// default 28, as `Qwen2Config` builds `layer_types`), else every layer (Mistral).
+    /// as transformers assigns it: `sliding_window` (absent or null: none), none at all when
+    /// `use_sliding_window` is false (Qwen2), else on the layers whose `layer_types` entry is
+    /// `"sliding_attention"`; without `layer_types`, with `use_sliding_window` true the layers
+    /// `>= max_window_layers` (default 28, as `Qwen2Config` builds `layer_types`), else every
+    /// layer (Mistral).
     ///
     /// # Errors
     /// As [`AttentionConfig::from_hf_config`]; [`Error::InvalidOption`] naming
@@ -104,6 +106,10 @@ fn hf_layer_window(o: &Obj, layer: usize) -> Result<Option<usize>> {
             0,
         ));
     }
+    // Qwen2Config drops the window when use_sliding_window is false, whatever layer_types says.
+    if get(o, "use_sliding_window").is_some_and(|u| u.as_bool() == Some(false)) {
+        return Ok(None);
+    }
     let sliding = if let Some(types) = get(o, "layer_types") {
         let kind = types
             .as_array()
@@ -117,10 +123,10 @@ fn hf_layer_window(o: &Obj, layer: usize) -> Result<Option<usize>> {
                 )
             })?;
         kind == "sliding_attention"
-    } else if let Some(u) = get(o, "use_sliding_window") {
+    } else if get(o, "use_sliding_window").is_some() {
         let max_window_layers =
             hf_uint("max_window_layers", get(o, "max_window_layers"))?.unwrap_or(28);
-        u.as_bool() == Some(true) && layer >= max_window_layers
+        layer >= max_window_layers
     } else {
         true
     };

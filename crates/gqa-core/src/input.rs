@@ -140,3 +140,39 @@ pub(crate) fn check_finite(
     }
     Ok(())
 }
+
+/// A forward's `positionOffset` as the bindings receive it (a JS number, `None` = 0): an integer
+/// in `0..=2^53 - 1` that fits `usize`.
+///
+/// # Errors
+/// [`Error::InvalidInput`] naming `positionOffset` for NaN, a fraction, a negative value or one
+/// too large.
+pub fn position_offset(p: Option<f64>) -> Result<usize> {
+    let Some(p) = p else { return Ok(0) };
+    const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+    if !(p.is_finite() && p.fract() == 0.0 && (0.0..=MAX_SAFE).contains(&p)) {
+        return Err(Error::input("positionOffset", "an integer in 0..2^53-1", p));
+    }
+    usize::try_from(p as u64).map_err(|_| {
+        Error::input(
+            "positionOffset",
+            format!("an integer in 0..={}", usize::MAX),
+            p,
+        )
+    })
+}
+
+/// `first + t`, the sequence length a forward at `positionOffset = first` over `t` positions
+/// reaches.
+///
+/// # Errors
+/// [`Error::InvalidInput`] naming `positionOffset` when it overflows `usize`.
+pub(crate) fn end_position(first: usize, t: usize) -> Result<usize> {
+    first.checked_add(t).ok_or_else(|| {
+        Error::input(
+            "positionOffset",
+            format!("at most {} - T", usize::MAX),
+            first,
+        )
+    })
+}

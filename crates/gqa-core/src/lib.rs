@@ -47,6 +47,7 @@ pub use config::{
 pub use device::{Placement, PlacementOptions};
 pub use dropout::Dropout;
 pub use error::{error_catalog_value, Error, ErrorField, Result, ERROR_CATALOG};
+pub use input::position_offset;
 pub use mask::Mask;
 pub use model::GqaModel;
 pub use onnx::{InputTransform, OnnxOptions};

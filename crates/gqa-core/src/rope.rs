@@ -6,10 +6,12 @@
 //! Precision (what PyTorch references do): plain and Edifice-yarn `inv_freq` are computed in
 //! f64 and rounded to f32; the Hugging Face rope types follow transformers'
 //! `modeling_rope_utils` operation by operation in f32 (exponent `2i/dim` in f32, `base^e` and
-//! the ramps in f32), see [`hf_inv_freq`]. The angle `pos * inv_freq` is an f32 product (as in
-//! Hugging Face's `position_ids.float() * inv_freq` on f32 tensors); `cos`/`sin` of that f32
-//! angle are evaluated in f64 and rounded to f32, then multiplied (f32) by the attention factor
-//! (1 except for yarn).
+//! the ramps in f32), see [`hf_inv_freq`]. The angle `pos * inv_freq` is an f64 product of the
+//! exact position and the f32 frequency (Hugging Face forms `position_ids.float() * inv_freq` in
+//! f32, which differs by at most `pos * inv_freq * 2^-24` radians and loses precision as positions
+//! grow; the ONNX export and the PyTorch twin form it in f64 too); `cos`/`sin` of that angle are
+//! evaluated in f64 and rounded to f32, then multiplied (f32) by the attention factor (1 except
+//! for yarn).
 
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -647,6 +649,21 @@ impl RopePlan {
         Rotary::build_span(&inv, af, first, count, device)
     }
 
+    /// Tables for explicit positions (row `i` is position `positions[i]`) of a sequence of
+    /// `seq_len` positions ([`Rotary::build_at`]): a windowed session's per-row positions.
+    ///
+    /// # Errors
+    /// As [`Rotary::new`].
+    pub fn rotary_positions(
+        &self,
+        seq_len: usize,
+        positions: &[usize],
+        device: &Device,
+    ) -> Result<Rotary> {
+        let (inv, af) = self.inv_freq(seq_len);
+        Rotary::build_at(&inv, af, positions, device)
+    }
+
     /// Tables for positions `0..positions` where only rows `from..positions` are filled (the
     /// others are zero and must not be read), at sequence length `seq_len`: what a KV-cache
     /// push needs with `dynamic` scaling (its new positions are all `>= from`).
@@ -764,6 +781,33 @@ impl Rotary {
             &mut cos,
             &mut sin,
         );
+        Ok(Rotary {
+            cos: Tensor::from_vec(cos, (count, half), device)?,
+            sin: Tensor::from_vec(sin, (count, half), device)?,
+            positions: count,
+            half,
+        })
+    }
+
+    /// Tables for explicit positions: row `i` is position `positions[i]` (angles as
+    /// [`Rotary::build`]).
+    ///
+    /// # Errors
+    /// As [`Rotary::new`].
+    pub fn build_at(
+        inv_freq: &[f32],
+        attention_factor: f32,
+        positions: &[usize],
+        device: &Device,
+    ) -> Result<Self> {
+        let half = inv_freq.len();
+        let count = positions.len();
+        let n = crate::error::check_f32_buffer("rotary tables", &[count, half])?;
+        let mut cos = Vec::with_capacity(n);
+        let mut sin = Vec::with_capacity(n);
+        for &p in positions {
+            push_angles(inv_freq, attention_factor, p..p + 1, &mut cos, &mut sin);
+        }
         Ok(Rotary {
             cos: Tensor::from_vec(cos, (count, half), device)?,
             sin: Tensor::from_vec(sin, (count, half), device)?,

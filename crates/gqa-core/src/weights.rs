@@ -738,8 +738,8 @@ impl GqaAttention {
         prefix: Option<&str>,
         strict: bool,
     ) -> Result<Self> {
-        let cfg = AttentionConfig::from_hf_config_layer(hf_config, layer)?;
         let bias_required = hf_layer_bias_required(hf_config, layer)?;
+        let cfg = AttentionConfig::from_hf_config_layer(hf_config, layer)?;
         let st = parse(bytes)?;
         let keys: Vec<String> = st.names().into_iter().map(str::to_string).collect();
         let stem = format!("layers.{layer}.self_attn.");

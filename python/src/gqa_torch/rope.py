@@ -15,8 +15,9 @@ Frequencies ``inv_freq [D/2]`` (float32), by the same recipe as the Rust core
   ``modeling_rope_utils`` operation by operation in float32, and yarn's attention factor
   (see :func:`hf_inv_freq`).
 
-Tables: the angle ``f32(pos) * inv_freq`` is a float32 product; cos and sin of it are evaluated in
-float64 and rounded to float32, then multiplied (float32) by the attention factor.
+Tables: the angle ``pos * inv_freq`` is a float64 product of the exact position and the float32
+frequency (exact at large positions; transformers forms it in float32); cos and sin of it are
+evaluated in float64 and rounded to float32, then multiplied (float32) by the attention factor.
 """
 
 from __future__ import annotations
@@ -161,7 +162,7 @@ class RopePlan:
         if hit is not None:
             return hit
         inv, af = self.inv_freq_for(seq_len)
-        ang = (np.arange(seq_len, dtype=np.float32)[:, None] * inv[None, :]).astype(np.float32).astype(np.float64)
+        ang = np.arange(seq_len, dtype=np.float64)[:, None] * inv[None, :].astype(np.float64)
         cos = (np.cos(ang).astype(np.float32) * af).astype(np.float32)
         sin = (np.sin(ang).astype(np.float32) * af).astype(np.float32)
         out = (torch.from_numpy(cos).to(device), torch.from_numpy(sin).to(device))

@@ -108,8 +108,8 @@ impl TensorCache {
         }
         for t in self.k.iter().chain(&self.v) {
             let r = t.narrow(0, row, 1)?;
-            // A deep, contiguous copy first: source and destination may overlap.
-            let src = r.narrow(2, from, keep)?.copy()?.contiguous()?;
+            // A contiguous copy of the moved slots first: source and destination may overlap.
+            let src = r.narrow(2, from, keep)?.force_contiguous()?;
             r.slice_set(&src, 2, 0)?;
         }
         Ok(())

@@ -653,7 +653,9 @@ dispatch!(
 
 /// Causal GQA attention (SPEC section 2) on the projection buffer, saving the log-sum-exp of
 /// every query row: `o[r, h*D..] = softmax(scale * q k^T) v` over keys `j <= i`, `j < L_b`
-/// (query head `h` reads KV head `h / (NH/NKV)`), `lse[(b*NH + h)*T + i] = log sum_j exp(s_ij)`.
+/// and, with a sliding window `W`, `j > i - W` (the mask's [`Mask::keys_for`]; key chunks before
+/// a tile's window are skipped) (query head `h` reads KV head `h / (NH/NKV)`),
+/// `lse[(b*NH + h)*T + i] = log sum_j exp(s_ij)`.
 /// Padded query rows (`i >= L_b`) get `o = 0`, `lse = 0`: nothing valid reads them.
 ///
 /// # Shapes

@@ -8,8 +8,9 @@
 //!    them), so q, k and v share one row layout and need no transposes;
 //! 3. rotary in place on the q and k columns (rotate_half, SPEC section 5);
 //! 4. causal GQA attention ([`super::cpu::attention_cpu_strided`], FlashAttention-style online
-//!    softmax, no `[T, T]` scores or mask tensor: the mask is the causal limit plus per-sequence
-//!    key lengths) reading q, k, v from the `qkv` buffer through strides, writing `o: [M, qDim]`;
+//!    softmax, no `[T, T]` scores or mask tensor: the mask is the causal limit, per-sequence key
+//!    lengths and the optional sliding window, [`crate::mask::Mask`]) reading q, k, v from the
+//!    `qkv` buffer through strides, writing `o: [M, qDim]`;
 //! 5. `h += o Wo^T + bo` (bias added to `h`, then the GEMM accumulates onto `h`);
 //! 6. `h += GELU(LayerNorm(h) Wup^T + bup) Wdown^T + bdown` (bias + exact GELU fused in one pass).
 //!
@@ -557,6 +558,28 @@ fn output_rows(p: &Pass<'_>, out: EngineOutput, fin: &[f32], rows_now: usize) ->
     }
 }
 
+/// The rows of the rotary table `rope` (1 without rotary), after checking that `rope_rows` has
+/// one value per row and that each row's new positions `rope_rows[b]..+new[b]` lie inside it.
+///
+/// # Errors
+/// [`Error::Internal`] naming the rows that do not fit.
+fn check_rope_rows(
+    rope: Option<RopeRef<'_>>,
+    rope_rows: &[usize],
+    new: &[usize],
+    d: usize,
+) -> Result<usize> {
+    let table_rows = rope.map_or(1, |r| r.cos.len() / (d / 2).max(1)).max(1);
+    let outside = |(&r0, &n): (&usize, &usize)| n > 0 && r0 + n > table_rows;
+    if rope_rows.len() != new.len() || (rope.is_some() && rope_rows.iter().zip(new).any(outside)) {
+        return Err(Error::Internal(format!(
+            "engine::cached_step: rotary rows {rope_rows:?} for new {new:?} in a table of \
+             {table_rows} rows"
+        )));
+    }
+    Ok(table_rows)
+}
+
 /// A KV cache held by the engine: per layer, K (after rotary) and V as `[B, NKV, C, D]` f32
 /// (`C` = capacity), row-major.
 #[derive(Debug)]
@@ -609,6 +632,7 @@ pub fn cached_step(
     let cap = cache.capacity;
     let totals: Vec<usize> = cached.iter().zip(new).map(|(c, n)| c + n).collect();
     check_cached_sizes(dims, w, x, (b, t), (new, cached, &totals), &cache)?;
+    let table_rows = check_rope_rows(rope, rope_rows, new, d)?;
     check_weights(dims, w)?;
     if m == 0 {
         return Ok(Vec::new());
@@ -625,8 +649,8 @@ pub fn cached_step(
     bufs.push(xin);
     let mut a = take(m * h)?;
     let wd = qd + 2 * kvd;
-    // Rows past a row's new positions are ignored: clamp them into the table.
-    let table_rows = rope.map_or(1, |r| r.cos.len() / (d / 2).max(1)).max(1);
+    // Rows past a row's new positions are ignored: clamp them into the table (the valid ones
+    // were checked to lie inside it).
     let pos = |row: usize| (rope_rows[row / t] + row % t).min(table_rows - 1);
     let lmax = totals.iter().copied().max().unwrap_or(0);
     let cl = HeadLayout {

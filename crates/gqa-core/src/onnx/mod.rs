@@ -24,12 +24,13 @@
 //! `LayerNormalization` (axis -1, epsilon 1e-5); exact GELU is `0.5*x*(1+Erf(x/sqrt(2)))`
 //! (onnxruntime fuses it); heads are `Reshape`/`Transpose`; query head `i` reads KV head
 //! `floor(i / group)` by `Unsqueeze` + `Tile` + `Reshape` of K and V (SPEC section 2); the
-//! attention mask (causal, and keys `j >= lengths[b]`) is computed in the graph from `Shape(input)`
+//! attention mask (causal, keys `j >= lengths[b]`, and with `slidingWindow` keys `i - j >= W`)
+//! is computed in the graph from `Shape(input)`
 //! and `lengths` and added to the scores as 0 / -1e9 (Edifice's fill value) before `Softmax`.
 //!
 //! Rotary embeddings (SPEC section 5, half-rotation "rotate_half" convention) are computed in the
-//! graph for positions `Range(0, seq)`: `angle = float(pos) * inv_freq` (an f32 product, as the
-//! core), `cos`/`sin` of that angle evaluated in double and rounded to float (as
+//! graph for positions `Range(0, seq)`: `angle = double(pos) * double(inv_freq)` (an f64
+//! product, as the core), `cos`/`sin` of that angle evaluated in double and rounded to float (as
 //! [`crate::rope::Rotary`]), times the attention factor (Hugging Face yarn), and applied as
 //! `x * [cos, cos] + [x2, x1] * [-sin, sin]` = `concat(x1 cos - x2 sin, x1 sin + x2 cos)`.
 //! `inv_freq` is a constant for plain RoPE, Edifice yarn and the Hugging Face types linear,
@@ -501,7 +502,7 @@ impl Builder<'_> {
             Some(w) => {
                 // Sliding window: i - j < W.
                 let back = g.op("Sub", &[&pos_col, &pos_row], vec![], Some("key_distance"));
-                let wt = g.i64("const.window", &[], &[w as i64]);
+                let wt = g.i64("const.window", &[], &[i64::try_from(w).unwrap_or(i64::MAX)]);
                 let near = g.op("Less", &[&back, &wt], vec![], Some("in_window"));
                 g.op("And", &[&causal, &near], vec![], Some("causal_window"))
             }
@@ -592,11 +593,22 @@ impl Builder<'_> {
         let (inv, af) = self.inv_freq(plan, seq);
         let g = &mut self.g;
         let to = |t: i32| vec![int("to", t as i64)];
-        let posf = g.op("Cast", &[pos], to(proto::FLOAT), Some("rope.positions_f32"));
+        let posd = g.op(
+            "Cast",
+            &[pos],
+            to(proto::DOUBLE),
+            Some("rope.positions_f64"),
+        );
+        let inv_d = g.op(
+            "Cast",
+            &[&inv],
+            to(proto::DOUBLE),
+            Some("rope.inv_freq_f64"),
+        );
         let ax1 = "const.axes_1";
-        let pcol = g.op1("Unsqueeze", &[&posf, ax1]); // [T, 1]
-        let angle = g.op("Mul", &[&pcol, &inv], vec![], Some("rope.angle")); // [T, D/2], f32 product
-        let angle_d = g.op("Cast", &[&angle], to(proto::DOUBLE), Some("rope.angle_f64"));
+        let pcol = g.op1("Unsqueeze", &[&posd, ax1]); // [T, 1]
+                                                      // [T, D/2]: the angle formed in f64 from the exact position, as the core's tables.
+        let angle_d = g.op("Mul", &[&pcol, &inv_d], vec![], Some("rope.angle_f64"));
         let cos_d = g.op1("Cos", &[&angle_d]);
         let sin_d = g.op1("Sin", &[&angle_d]);
         let mut cos = g.op("Cast", &[&cos_d], to(proto::FLOAT), Some("rope.cos_half"));

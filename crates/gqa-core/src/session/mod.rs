@@ -1,13 +1,15 @@
 //! Streaming inference with a grouped-query KV cache (SPEC section 4): prefill and decode.
 //!
-//! A [`Session`] holds, per layer, K (after rotary) and V of every position pushed so far, for
-//! the `NKV` KV heads only: `[B, NKV, maxLen, D]` f32 each, preallocated, so a cached token
-//! costs `2 * numLayers * numKvHeads * headDim * 4` bytes (`group = NH/NKV` times less than
-//! multi-head attention). [`Session::push`] runs only the new positions of a chunk:
+//! A [`Session`] holds, per layer, K (after rotary) and V of the positions pushed so far that a
+//! later position can still read, for the `NKV` KV heads only: `[B, NKV, C, D]` f32 each,
+//! preallocated (`C = maxLen` slots; with a sliding window, see [`ring`]: constant memory for an
+//! unbounded stream), so a cached token costs `2 * numLayers * numKvHeads * headDim * 4` bytes
+//! (`group = NH/NKV` times less than multi-head attention). [`Session::push`] runs only the new
+//! positions of a chunk:
 //!
-//! - rotary positions continue from each row's cache length (per-row offsets);
-//! - new position `i` of row `b` attends to the cached keys `0..len_b` and the new keys
-//!   `len_b..=len_b+i` (the causal mask of the full sequence, aligned to the cache);
+//! - rotary positions continue from each row's number of positions pushed (absolute, per row);
+//! - new position `i` of row `b` attends to its cached keys and the new keys up to itself (the
+//!   causal, and sliding-window, mask of the full sequence, aligned to the cache's slots);
 //! - cache slots at or beyond a row's length are never read, so stale or NaN values there
 //!   cannot reach an output (a `-inf` score times a NaN value would still give NaN in a
 //!   matmul, hence no masking of unused slots is relied on). The push's
@@ -54,6 +56,9 @@ pub struct Session {
     lengths: Vec<usize>,
     /// Cache slots in use per row (`lengths` without a sliding window).
     stored: Vec<usize>,
+    /// Set when a windowed push failed after some of its passes had run: the cache then holds
+    /// positions `lengths` does not count, so every push fails until [`Session::reset`].
+    broken: bool,
     /// Per layer K after rotary and V, `[B, NKV, capacity, D]` f32 each, kept by the model's
     /// engine ([`crate::compute`]).
     cache: KvCache,
@@ -72,8 +77,9 @@ pub struct Session {
 impl Session {
     /// Allocates a session for `batch` rows of up to `max_len` positions on `model`'s device:
     /// per layer K and V caches `[batch, numKvHeads, C, headDim]` f32 (zeros) with `C = max_len`
-    /// slots (for a sliding-window model `C = min(max_len, W - 1 + max(W + 1, 64))`: memory
-    /// stops growing with `maxLen`, see [`ring`]) and rotary tables for positions `0..C`.
+    /// slots and rotary tables for positions `0..C` (for a sliding-window model
+    /// `C = min(max_len, W - 1 + max(W + 1, 64))`, memory that stops growing with `maxLen`, and
+    /// rotary tables built per push for its positions, see [`ring`]).
     ///
     /// # Errors
     /// [`Error::InvalidInput`] (`maxLen`) when `max_len = 0`; [`Error::OutOfMemory`] (`kv
@@ -148,6 +154,7 @@ impl Session {
             ring,
             lengths: vec![0; batch],
             stored: vec![0; batch],
+            broken: false,
             cache,
             rotary,
             last: vec![0.0; batch * h],
@@ -178,7 +185,7 @@ impl Session {
         &self.lengths
     }
 
-    /// The longest row's cached length (0 for an empty session).
+    /// The longest row's number of positions pushed (0 for an empty session).
     pub fn len(&self) -> usize {
         self.lengths.iter().copied().max().unwrap_or(0)
     }
@@ -211,6 +218,7 @@ impl Session {
     pub fn reset(&mut self) {
         self.lengths.iter_mut().for_each(|l| *l = 0);
         self.stored.iter_mut().for_each(|l| *l = 0);
+        self.broken = false;
         self.last.iter_mut().for_each(|x| *x = 0.0);
         self.sum.iter_mut().for_each(|x| *x = 0.0);
     }
@@ -221,8 +229,12 @@ impl Session {
     /// one new position per row.
     #[doc(hidden)]
     pub fn truncate(&mut self, len: usize) {
-        self.lengths.iter_mut().for_each(|l| *l = (*l).min(len));
-        self.stored.iter_mut().for_each(|l| *l = (*l).min(len));
+        for (l, s) in self.lengths.iter_mut().zip(self.stored.iter_mut()) {
+            // Drop the newest `l - len` positions: the slots of a ring hold the last `s` ones.
+            let drop = l.saturating_sub(len);
+            *l -= drop;
+            *s -= drop.min(*s);
+        }
     }
 
     /// Test helper: fills every unused cache slot (positions `>= len_b` of row `b`, every
@@ -303,6 +315,8 @@ impl Session {
             check_f32_buffer("attention scores", &[b, cfg.num_heads, t_pass, keys])?;
         }
         check_f32_buffer("ffn activations", &[b, t_pass, 4 * h_dim])?;
+        // The push's hidden states and outputs, `[B, t, H]` each, whatever its passes.
+        let _outputs = crate::memory::reserve_f32("push outputs", &[&[2, b, t, h_dim]])?;
         let per_position = all_positions || cfg.output_mode == OutputMode::All;
         let out_dims = if per_position {
             vec![b, t, h_dim]
@@ -368,10 +382,12 @@ impl Session {
     }
 
     /// One push of a sliding-window session ([`ring`]): passes of at most the ring's pass
-    /// length, each after making room in the slots, rotary tables of each pass's span of
-    /// absolute positions (dynamic NTK at the push's `max(totals)`, as [`Session::compute`]).
-    /// Returns the final hidden states `[B, t, H]` of the new positions. A backend error in a
-    /// later pass resets the session (its slots no longer match its lengths).
+    /// length, each after making room in the slots, with rotary tables of each row's absolute
+    /// positions (dynamic NTK at the push's `max(totals)`, as [`Session::compute`]). Returns the
+    /// final hidden states `[B, t, H]` of the new positions. An error in the first pass leaves
+    /// the session as it was (making room keeps slots and positions consistent); an error in a
+    /// later pass marks it broken (its slots hold positions its lengths do not count): every
+    /// push then fails until [`Session::reset`].
     fn compute_windowed(
         &mut self,
         model: &GqaModel,
@@ -382,8 +398,8 @@ impl Session {
     ) -> Result<Vec<f32>> {
         let ring = self.ring.expect("a windowed session");
         let (b, e, h) = (self.batch, self.cfg.embed_dim, self.cfg.hidden_size);
-        let mut hidden = crate::memory::try_zeroed_f32("push activations", b * t * h)?;
-        for pass in ring.passes(t, self.limit) {
+        let mut hidden = crate::memory::try_zeroed_f32("push outputs", b * t * h)?;
+        for (i, pass) in ring.passes(t, self.limit).into_iter().enumerate() {
             let new = ring::pass_counts(ns, &pass);
             if !new.iter().any(|&n| n > 0) {
                 continue;
@@ -392,7 +408,7 @@ impl Session {
             let hs = match step {
                 Ok(hs) => hs,
                 Err(err) => {
-                    self.reset();
+                    self.broken = i > 0;
                     return Err(err);
                 }
             };
@@ -421,23 +437,19 @@ impl Session {
         ring.make_room(&mut self.cache, &mut self.stored, new)?;
         let tp = pass.len();
         let x = ring::pass_input(chunk, self.batch, t, e, pass);
-        // Absolute position of each row's first position in this pass, and the tables of the
-        // span the rows with new positions cover (rows without any read nothing).
-        let first: Vec<usize> = self.lengths.iter().map(|l| l + pass.start).collect();
-        let active = || {
-            first
-                .iter()
-                .zip(new)
-                .filter(|(_, &n)| n > 0)
-                .map(|(&f, _)| f)
-        };
-        let lo = active().min().unwrap_or(0);
-        let hi = active().max().unwrap_or(0) + tp;
+        // Rotary tables of each row's absolute positions in this pass: rows `b*tp..(b+1)*tp`
+        // hold positions `lengths[b] + pass.start + i` (B * tp rows, however far apart the
+        // rows' streams are).
+        let positions: Vec<usize> = self
+            .lengths
+            .iter()
+            .flat_map(|l| (0..tp).map(move |i| l + pass.start + i))
+            .collect();
         let rot = model
             .rope_plan()
-            .map(|p| p.rotary_span(lmax, lo, hi - lo, &self.device))
+            .map(|p| p.rotary_positions(lmax, &positions, &self.device))
             .transpose()?;
-        let rope_rows: Vec<usize> = first.iter().map(|f| f.saturating_sub(lo)).collect();
+        let rope_rows: Vec<usize> = (0..self.batch).map(|row| row * tp).collect();
         let totals: Vec<usize> = self.stored.iter().zip(new).map(|(s, n)| s + n).collect();
         let p = Push {
             x: &x,
@@ -463,6 +475,13 @@ impl Session {
         dims: &[usize],
         row_lengths: Option<&[usize]>,
     ) -> Result<(usize, Vec<usize>)> {
+        if self.broken {
+            return Err(Error::input(
+                "session",
+                "a session whose last push completed (call reset(): a push failed part-way)",
+                "a broken session",
+            ));
+        }
         let cfg = self.cfg.clone();
         let cfg = &cfg;
         if model.config() != cfg || !model.device().same_device(&self.device) {

@@ -33,7 +33,7 @@ impl Ring {
     /// The ring of window `window` for a stream of at most `limit` positions per row (`None`:
     /// unbounded): `C = min(W - 1 + max(W + 1, 64), limit)`.
     pub(super) fn new(window: usize, limit: Option<usize>) -> Self {
-        let slots = window - 1 + (window + 1).max(MIN_PASS);
+        let slots = (window - 1).saturating_add(window.saturating_add(1).max(MIN_PASS));
         Ring {
             window,
             slots: limit.map_or(slots, |l| l.min(slots)),

@@ -6,6 +6,7 @@ use crate::config::{GqaConfig, OutputMode};
 use crate::dropout::Dropout;
 use crate::error::{Error, Result};
 use crate::model::GqaModel;
+use crate::session::Session;
 use crate::weights::{read_f32_tensor, LoadOptions};
 
 use super::head::{Head, HeadConfig, HEAD_BIAS, HEAD_METADATA_KEY, HEAD_WEIGHT};
@@ -226,16 +227,58 @@ impl TaskModel {
         let head = self.head("predict")?;
         let _use = self.model.read_use(); // the head is updated by training steps too
         let (h, hdims) = self.model.forward_f32_in_use(data, dims, lengths, 0)?;
-        let b = hdims[0];
-        let k = head.cfg.out_dim();
-        if b == 0 {
-            return Ok((Vec::new(), vec![0, k]));
-        }
-        let h = Tensor::from_vec(h, (b, hdims[1]), self.model.device())?;
-        let mut y = head.forward(&h)?;
-        if matches!(head.cfg, HeadConfig::Classification { .. }) {
-            y = super::loss::log_softmax(&y)?.exp()?;
-        }
-        Ok((y.flatten_all()?.to_vec1()?, vec![b, k]))
+        predict_hidden(head, self.model.device(), h, &hdims)
     }
+
+    /// Predictions after pushing a chunk into a KV-cache `session` of this model's backbone
+    /// ([`Session::push`]): the head on each row's output after the push (class probabilities
+    /// for classification, values for regression), what [`TaskModel::predict_f32`] gives for
+    /// the whole prefix of each row.
+    ///
+    /// # Shapes
+    /// `data: [B*t*E]` with `dims = [B, t, E]` -> data of `[B, K]`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] naming `head` (no head) or `outputMode` (`all`: a head reads
+    /// `[B, H]`), checked before the session changes; the errors of [`Session::push`].
+    pub fn push_predict_f32(
+        &self,
+        session: &mut Session,
+        data: &[f32],
+        dims: &[usize],
+        lengths: Option<&[usize]>,
+    ) -> Result<(Vec<f32>, Vec<usize>)> {
+        let head = self.head("a session prediction")?;
+        if self.model.config().output_mode == OutputMode::All {
+            return Err(Error::option(
+                "outputMode",
+                "last_timestep or mean_pool (a head reads one [B, H] row per sequence)",
+                "all",
+            ));
+        }
+        let (h, hdims) = session.push(&self.model, data, dims, lengths, false)?;
+        let _use = self.model.read_use(); // the head is updated by training steps too
+        predict_hidden(head, self.model.device(), h, &hdims)
+    }
+}
+
+/// The head on backbone outputs `h: [B, H]` (`hdims`): class probabilities (softmax of the
+/// logits) or regression values, `[B, K]`.
+fn predict_hidden(
+    head: &Head,
+    device: &candle_core::Device,
+    h: Vec<f32>,
+    hdims: &[usize],
+) -> Result<(Vec<f32>, Vec<usize>)> {
+    let b = hdims[0];
+    let k = head.cfg.out_dim();
+    if b == 0 {
+        return Ok((Vec::new(), vec![0, k]));
+    }
+    let h = Tensor::from_vec(h, (b, hdims[1]), device)?;
+    let mut y = head.forward(&h)?;
+    if matches!(head.cfg, HeadConfig::Classification { .. }) {
+        y = super::loss::log_softmax(&y)?.exp()?;
+    }
+    Ok((y.flatten_all()?.to_vec1()?, vec![b, k]))
 }

@@ -607,7 +607,8 @@ pub(super) fn attn_job(a: &AttnArgs<'_>, job: AttnJob, kt: &mut Vec<f32>, o: &mu
 /// tensors (see [`HeadLayout`]): `q: [B, NH, Tq, D]`, `k, v: [B, NKV, Tk, D]`, `out: [B, NH, Tq,
 /// D]`, query head `h` reading KV head `h / (NH / NKV)` (SPEC section 2), causal mask and key
 /// lengths and sliding window as described by [`Mask`] (key blocks outside a row's keys are
-/// skipped). A query row that sees no key at all (key length 0) gets zeros. Writes every element of `out` that the layout addresses and nothing else.
+/// skipped). A query row that sees no key at all (key length 0) gets zeros. Writes every
+/// element of `out` that the layout addresses and nothing else.
 ///
 /// Memory: `O(D * Tk)` scratch per worker; the `[Tq, Tk]` scores are never stored.
 ///
