@@ -501,3 +501,37 @@ describe("gqa train / eval / predict", () => {
     expect(c.stderr).toMatch(/error: INVALID_INPUT: .*wrong-head\.safetensors: expected a classification head with 3 classes .*found 4 classes/);
   });
 });
+
+describe("gqa predict --stream", () => {
+  it("one prediction per stdin line, the last equal to predict over the whole series; refusals exit 2", () => {
+    const dir = join(tmp, "stream");
+    // A tiny sliding-window model (the fixed recipe: --hidden-size) on BasicMotions' 6 channels.
+    const r = gqa("train", "--data", "basic-motions", "--hidden-size", "16", "--num-heads", "4", "--num-kv-heads", "2", "--num-layers", "2", "--rope", "--sliding-window", "8", "--epochs", "1", "--seed", "4", "--no-progress", "--out", dir);
+    expect(r.code, r.stderr).toBe(0);
+    const model = join(dir, "model.safetensors");
+    const rows = Array.from({ length: 40 }, (_, p) => Array.from({ length: 6 }, (_, k) => (Math.sin(p * 0.3 + k) * 2).toFixed(4)));
+    const csv = join(tmp, "stream-series.csv");
+    writeFileSync(csv, rows.map((r) => r.join(",")).join("\n") + "\n");
+    const whole = gqa("predict", "--model", model, "--input", csv);
+    expect(whole.code, whole.stderr).toBe(0);
+    const want = JSON.parse(whole.stdout).predictions[0].probabilities as Record<string, number>;
+    // Space-separated lines work as well as commas; blank lines are skipped.
+    const text = rows.map((r, i) => r.join(i % 2 ? " " : ",")).join("\n") + "\n\n";
+    const s = spawnSync(process.execPath, [cli, "predict", "--model", model, "--stream"], { encoding: "utf8", cwd: root, input: text, timeout: 120_000 });
+    expect(s.status, s.stderr).toBe(0);
+    const lines = s.stdout.trim().split("\n").map((l) => JSON.parse(l) as { index: number; label: string; probabilities: Record<string, number> });
+    expect(lines.map((l) => l.index)).toEqual(rows.map((_, i) => i));
+    const last = lines.at(-1)!.probabilities;
+    for (const k of Object.keys(want)) expect(Math.abs(last[k]! - want[k]!), k).toBeLessThanOrEqual(1e-5);
+    // A bad line names it; a model without a window is refused.
+    const bad = spawnSync(process.execPath, [cli, "predict", "--model", model, "--stream"], { encoding: "utf8", cwd: root, input: "1,2,3\n", timeout: 120_000 });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/<stdin>:1: expected 6 values/);
+    const full = join(tmp, "stream-full");
+    expect(gqa("train", "--data", "basic-motions", "--hidden-size", "8", "--num-heads", "2", "--num-kv-heads", "1", "--num-layers", "1", "--epochs", "1", "--no-progress", "--out", full).code).toBe(0);
+    const refused = spawnSync(process.execPath, [cli, "predict", "--model", join(full, "model.safetensors"), "--stream"], { encoding: "utf8", cwd: root, input: rows[0]!.join(",") + "\n", timeout: 120_000 });
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toMatch(/--sliding-window/);
+    expect(gqa("predict", "--model", model).code).toBe(2);
+  }, 300_000);
+});

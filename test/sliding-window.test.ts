@@ -102,6 +102,30 @@ describe(`sliding-window attention (${BACKEND})`, () => {
     model.dispose();
   });
 
+  it("session.predict streams a windowed classifier: each step equals model.predict over the prefix", async () => {
+    const e = 3;
+    const t = 80;
+    const model = await GQA.build({ embedDim: e, hiddenSize: 16, numHeads: 4, numKvHeads: 2, numLayers: 2, rope: true, slidingWindow: 5, seed: 2, head: { type: "classification", numClasses: 4 } });
+    const x = stream(0, t, e);
+    const s = await model.session({});
+    for (let p = 0; p < t; p++) {
+      const y = await s.predict(x.subarray(p * e, (p + 1) * e), [1, 1, e]);
+      expect(y.dims).toEqual([1, 4]);
+      const want = await model.predict(x.subarray(0, (p + 1) * e), [1, p + 1, e]);
+      expect(maxAbsDiff(y.data, want.data), `position ${p}`).toBeLessThanOrEqual(1e-5);
+    }
+    await expectCode(() => s.predict(x.subarray(0, e), [1, 1, e], { allPositions: true } as never), "INVALID_INPUT", /allPositions/);
+    await expectCode(() => model.predict(x.subarray(0, e), [1, 1, e], { positionOffset: 3 } as never), "INVALID_INPUT", /positionOffset/);
+    s.dispose();
+    model.dispose();
+    const bare = await GQA.build({ embedDim: e, hiddenSize: 16, numHeads: 4, numKvHeads: 2, numLayers: 1, slidingWindow: 5 });
+    const s2 = await bare.session({});
+    await expectCode(() => s2.predict(x.subarray(0, e), [1, 1, e]), "INVALID_OPTION", /head/);
+    expect(s2.lengths).toEqual([0]);
+    s2.dispose();
+    bare.dispose();
+  });
+
   it("slidingWindow must be an integer >= 1; a session without maxLen needs a window", async () => {
     await expectCode(() => GQA.build({ embedDim: 3, slidingWindow: 0 }), "INVALID_OPTION", /slidingWindow/);
     await expectCode(() => GQA.build({ embedDim: 3, slidingWindow: 2.5 }), "INVALID_OPTION", /slidingWindow/);

@@ -31,7 +31,8 @@ export class Attention {
      */
     forwardAsync(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null, position_offset?: number | null): Promise<ForwardOutput>;
     /**
-     * Forward pass. `dims = [B,T,H]`.
+     * Forward pass. `dims = [B,T,H]`; `position_offset`: absolute position of position 0
+     * (rotary; an integer, default 0).
      */
     forward(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null, position_offset?: number | null): ForwardOutput;
     /**
@@ -68,7 +69,7 @@ export class Model {
      * `dims = [B,T,E]` with optional `lengths`; rows sum to 1, causal and padded keys are 0.
      * Errors: `INVALID_INPUT`, `OUT_OF_MEMORY`.
      */
-    attentionMaps(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null, position_offset?: number | null): ForwardOutput;
+    attentionMaps(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null): ForwardOutput;
     /**
      * Builds a model from options (weights from `seed`) and an optional head
      * (`{type: "classification", numClasses: C}` or `{type: "regression", outDim: K, ...}`).
@@ -98,7 +99,8 @@ export class Model {
      */
     forwardAsync(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null, position_offset?: number | null): Promise<ForwardOutput>;
     /**
-     * Forward pass. `dims = [B,T,E]`; `lengths` one per batch row.
+     * Forward pass. `dims = [B,T,E]`; `lengths` one per batch row; `position_offset`: absolute
+     * position of position 0 (rotary; an integer, default 0).
      */
     forward(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null, position_offset?: number | null): ForwardOutput;
     /**
@@ -121,12 +123,12 @@ export class Model {
     /**
      * `predict` as a promise (settled before it returns).
      */
-    predictAsync(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null, position_offset?: number | null): Promise<ForwardOutput>;
+    predictAsync(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null): Promise<ForwardOutput>;
     /**
      * Head outputs `[B,K]`: class probabilities (classification) or values (regression).
      * `dims = [B,T,E]`. Errors: `INVALID_OPTION` (no head), `INVALID_INPUT`.
      */
-    predict(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null, position_offset?: number | null): ForwardOutput;
+    predict(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null): ForwardOutput;
     /**
      * The weights as safetensors bytes (canonical names, F32, `gqa_config` metadata; with a
      * head also `head.weight`, `head.bias` and `gqa_head` metadata).
@@ -170,7 +172,8 @@ export class Session {
      */
     kvCacheBytes(): number;
     /**
-     * Cached positions of each row (`B` values).
+     * Positions pushed so far per row (`B` values; absolute, also after a sliding window
+     * dropped old keys).
      */
     lengths(): Uint32Array;
     /**
@@ -178,21 +181,21 @@ export class Session {
      */
     pushAsync(data: Float32Array | number[], dims: Uint32Array | number[], lengths: Uint32Array | number[] | null | undefined, all: boolean): Promise<ForwardOutput>;
     /**
-     * Pushes a chunk `data: [B,t,E]` (`dims = [B,t,E]`); `lengths` = new valid positions per
-     * row (default `t`). Returns the output mode at each row's newest position (`[B,H]`, or
-     * `[B,t,H]` for `all`), or at every new position (`[B,t,H]`) when `allPositions`.
-     * Errors: `INVALID_INPUT`, `CACHE_FULL` (the session is unchanged).
+     * `pushPredict` as a promise (settled before it returns: wasm has no thread of its own).
      */
-    push(data: Float32Array | number[], dims: Uint32Array | number[], lengths: Uint32Array | number[] | null | undefined, all: boolean): ForwardOutput;
+    pushPredictAsync(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null): Promise<ForwardOutput>;
     /**
      * `push`, then the model's head on each row's output: `[B,K]` class probabilities or
      * regression values. Errors: as `push`; `INVALID_OPTION` (no head, `outputMode` all).
      */
     pushPredict(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null): ForwardOutput;
     /**
-     * `pushPredict` as a promise (settled before it returns: wasm has no thread of its own).
+     * Pushes a chunk `data: [B,t,E]` (`dims = [B,t,E]`); `lengths` = new valid positions per
+     * row (default `t`). Returns the output mode at each row's newest position (`[B,H]`, or
+     * `[B,t,H]` for `all`), or at every new position (`[B,t,H]`) when `allPositions`.
+     * Errors: `INVALID_INPUT`, `CACHE_FULL` (the session is unchanged).
      */
-    pushPredictAsync(data: Float32Array | number[], dims: Uint32Array | number[], lengths?: Uint32Array | number[] | null): Promise<ForwardOutput>;
+    push(data: Float32Array | number[], dims: Uint32Array | number[], lengths: Uint32Array | number[] | null | undefined, all: boolean): ForwardOutput;
     /**
      * Forgets every cached position (the allocation is kept).
      */
@@ -391,8 +394,8 @@ export interface InitOutput {
     readonly apiFields: () => [number, number, number];
     readonly attention_build: (a: any) => [number, number, number];
     readonly attention_config: (a: number) => [number, number, number];
-    readonly attention_forward: (a: number, b: number, c: number, d: number, e: number, f: number, g: number) => [number, number, number];
-    readonly attention_forwardAsync: (a: number, b: number, c: number, d: number, e: number, f: number, g: number) => any;
+    readonly attention_forward: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number, i: number) => [number, number, number];
+    readonly attention_forwardAsync: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number, i: number) => any;
     readonly attention_load: (a: number, b: number, c: any) => [number, number, number];
     readonly attention_paramCount: (a: number) => number;
     readonly attention_save: (a: number) => [number, number, number, number];
@@ -407,8 +410,8 @@ export interface InitOutput {
     readonly model_config: (a: number) => [number, number, number];
     readonly model_evaluateAsync: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number, i: number, j: number, k: number, l: number) => any;
     readonly model_exportOnnx: (a: number, b: any) => [number, number, number, number];
-    readonly model_forward: (a: number, b: number, c: number, d: number, e: number, f: number, g: number) => [number, number, number];
-    readonly model_forwardAsync: (a: number, b: number, c: number, d: number, e: number, f: number, g: number) => any;
+    readonly model_forward: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number, i: number) => [number, number, number];
+    readonly model_forwardAsync: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number, i: number) => any;
     readonly model_hasHead: (a: number) => number;
     readonly model_headConfig: (a: number) => [number, number, number];
     readonly model_load: (a: number, b: number, c: any) => [number, number, number];
@@ -429,8 +432,11 @@ export interface InitOutput {
     readonly session_kvCacheBytes: (a: number) => number;
     readonly session_kvCacheBytesPerToken: (a: number) => number;
     readonly session_lengths: (a: number) => [number, number];
+    readonly session_maxLen: (a: number) => number;
     readonly session_push: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number) => [number, number, number];
     readonly session_pushAsync: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number) => any;
+    readonly session_pushPredict: (a: number, b: number, c: number, d: number, e: number, f: number, g: number) => [number, number, number];
+    readonly session_pushPredictAsync: (a: number, b: number, c: number, d: number, e: number, f: number, g: number) => any;
     readonly session_reset: (a: number) => void;
     readonly setMemoryLimit: (a: number, b: number) => [number, number, number];
     readonly setThreads: (a: number) => [number, number];

@@ -8,10 +8,13 @@ import { readSeriesInput } from "../data/input.js";
 import { addBackendOption, startBackend, type ModelFlags } from "./common.js";
 import { loadCliModel, modelArgs, probabilitiesForSeries } from "./model-api.js";
 import { readCliMetadata } from "../model-file.js";
+import { GqaError } from "../errors.js";
+import { runStream } from "./stream.js";
 
 interface PredictFlags {
   model: string;
-  input: string;
+  input?: string;
+  stream?: boolean;
   idColumn?: string;
   labelColumn?: string;
   format: "json" | "csv";
@@ -39,7 +42,8 @@ export function registerPredict(program: Command): void {
       ].join(" ").replace(/ ?\n ?/g, "\n"),
     )
     .requiredOption("--model <file>", "model.safetensors written by gqa train")
-    .requiredOption("--input <file>", "cases to predict for: .csv, .npy or .ts")
+    .option("--input <file>", "cases to predict for: .csv, .npy or .ts (or --stream)")
+    .option("--stream", "read one time step per stdin line (C values, comma or space separated) and write one prediction per line as each arrives, at constant memory (a model trained with --sliding-window)")
     .option("--id-column <name>", "CSV: the column whose value groups consecutive rows into one case; default id")
     .option("--label-column <name>", "CSV: label column(s), comma-separated, left out of the channels when present; default label")
     .addOption(new Option("--format <format>", "output format").choices(["json", "csv"]).default("json"));
@@ -52,8 +56,18 @@ export function registerPredict(program: Command): void {
 const csvField = (s: string) => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
 
 async function runPredict(flags: PredictFlags): Promise<void> {
+  if ((flags.input === undefined) === (flags.stream !== true)) {
+    throw new GqaError("INVALID_INPUT", "predict: give exactly one of --input <file> and --stream");
+  }
   const backend = await startBackend(flags);
-  const input = await readSeriesInput(flags.input, {
+  if (flags.stream === true) {
+    const bytes = new Uint8Array(await readFileOrThrow(flags.model));
+    const meta = readCliMetadata(bytes, flags.model);
+    await runStream(bytes, flags.model, meta, flags.format, { input: process.stdin, write: (l) => process.stdout.write(l + "\n"), name: "<stdin>" });
+    return;
+  }
+  const inputFile = flags.input!;
+  const input = await readSeriesInput(inputFile, {
     ...(flags.idColumn !== undefined && { idColumn: flags.idColumn }),
     ...(flags.labelColumn !== undefined && { labelColumns: flags.labelColumn.split(",").map((c) => c.trim()) }),
   });
@@ -67,7 +81,7 @@ async function runPredict(flags: PredictFlags): Promise<void> {
   const c = input.dims[2];
   if (c !== meta.channels) {
     throw new DataFormatError(
-      flags.input,
+      inputFile,
       input.format === "npy" ? undefined : 1,
       `expected ${meta.channels} channels (the model's), found ${c}${input.format === "csv" ? " columns" : ""}`,
     );
@@ -85,7 +99,7 @@ async function runPredict(flags: PredictFlags): Promise<void> {
       process.stdout.write([head, ...values.map((v, i) => [...caseCsv(i), ...v.map((x) => x.toPrecision(8))].join(","))].join("\n") + "\n");
     } else {
       const predictions = values.map((v, i) => ({ ...caseFields(i), values: Object.fromEntries(names.map((n, j) => [n, v[j]!])) }));
-      process.stdout.write(JSON.stringify({ backend, model: flags.model, input: flags.input, task: "regression", targets: names, predictions }, null, 2) + "\n");
+      process.stdout.write(JSON.stringify({ backend, model: flags.model, input: inputFile, task: "regression", targets: names, predictions }, null, 2) + "\n");
     }
     return;
   }
@@ -107,6 +121,6 @@ async function runPredict(flags: PredictFlags): Promise<void> {
     const lines = rows.map((r, i) => [...caseCsv(i), csvField(r.label), ...probs[i]!.map((v) => v.toPrecision(6))].join(","));
     process.stdout.write([head, ...lines].join("\n") + "\n");
   } else {
-    process.stdout.write(JSON.stringify({ backend, model: flags.model, input: flags.input, classLabels: meta.classLabels, predictions: rows }, null, 2) + "\n");
+    process.stdout.write(JSON.stringify({ backend, model: flags.model, input: inputFile, classLabels: meta.classLabels, predictions: rows }, null, 2) + "\n");
   }
 }

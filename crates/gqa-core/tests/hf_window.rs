@@ -121,6 +121,11 @@ fn hf_config_window_follows_transformers_per_layer_rules() {
     assert_eq!(window(&q(true, Some(2)), 2), Some(32));
     assert_eq!(window(&q(true, None), 27), None);
     assert_eq!(window(&q(true, None), 28), Some(32));
+    // use_sliding_window false wins over layer_types (Qwen2Config drops the window).
+    let both = with(
+        json!({"sliding_window": 8, "use_sliding_window": false, "layer_types": ["sliding_attention"]}),
+    );
+    assert_eq!(window(&both, 0), None);
     // layer_types decides when present.
     let lt =
         with(json!({"sliding_window": 8, "layer_types": ["sliding_attention", "full_attention"]}));

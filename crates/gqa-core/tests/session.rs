@@ -642,3 +642,40 @@ fn a_session_without_max_len_needs_a_sliding_window() {
     let err = s.push(&model, &x, &[1, 4, 5], None, false).unwrap_err();
     assert!(matches!(err, Error::CacheFull { .. }), "{err}");
 }
+
+/// `TaskModel::push_predict_f32` on a windowed classifier's stream equals `predict_f32` over each
+/// prefix (the head on the session's newest output), and refuses a model without a head before
+/// the session changes.
+#[test]
+fn session_predictions_equal_predict_over_the_prefix() {
+    use gqa_core::train::{HeadConfig, TaskModel};
+    let (e, t, w) = (4, 90, 6);
+    let mut c = cfg(Rot::Rope, 4, 2, OutputMode::LastTimestep, e);
+    c.sliding_window = Some(w);
+    let head = HeadConfig::Classification {
+        num_classes: 3,
+        class_weights: None,
+    };
+    let task = TaskModel::new(c.clone(), Some(head)).unwrap();
+    let xs: Vec<f32> = (0..t).flat_map(|p| stream_row(p, e)).collect();
+    let mut s = Session::streaming(&task.model, 1).unwrap();
+    for p in 0..t {
+        let (got, dims) = task
+            .push_predict_f32(&mut s, &xs[p * e..(p + 1) * e], &[1, 1, e], None)
+            .unwrap();
+        assert_eq!(dims, vec![1, 3]);
+        let (want, _) = task
+            .predict_f32(&xs[..(p + 1) * e], &[1, p + 1, e], None)
+            .unwrap();
+        let err = max_abs(&got, &want);
+        assert!(err <= 1e-5, "position {p}: max abs {err}");
+        assert!((got.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+    let bare = TaskModel::new(c, None).unwrap();
+    let mut s = Session::streaming(&bare.model, 1).unwrap();
+    let err = bare
+        .push_predict_f32(&mut s, &xs[..e], &[1, 1, e], None)
+        .unwrap_err();
+    assert_eq!(err.code(), "INVALID_OPTION");
+    assert_eq!(s.lengths(), &[0]);
+}
