@@ -38,6 +38,7 @@ const CASES: Case[] = [
   { name: "no rotary, MHA 4/4, all positions, unpadded", options: { ...BASE, numHeads: 4, numKvHeads: 4, outputMode: "all" }, shapes: [[2, 7]], padded: false },
   { name: "HF dynamic rope (seq past the original length), 8/2, all, padded", options: { ...BASE, numHeads: 8, numKvHeads: 2, ropeScaling: { type: "dynamic", factor: 2, originalMaxPositionEmbeddings: 6 }, outputMode: "all" }, shapes: [[2, 10], [2, 4]], padded: true },
   { name: "HF llama3 rope, headDim 6, classification head (3 classes), padded", options: { ...BASE, numHeads: 4, numKvHeads: 2, headDim: 6, ropeScaling: { type: "llama3", factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 4 }, head: { type: "classification", numClasses: 3 } }, shapes: [[3, 8]], padded: true },
+  { name: "sliding window 3, rope, GQA 8/2, all positions, padded", options: { ...BASE, numHeads: 8, numKvHeads: 2, rope: true, slidingWindow: 3, outputMode: "all" }, shapes: [[3, 11], [1, 2]], padded: true },
   { name: "rope, MQA 4/1, mean_pool, regression head (2 outputs), padded", options: { ...BASE, numHeads: 4, numKvHeads: 1, rope: true, outputMode: "mean_pool", head: { type: "regression", outDim: 2 } }, shapes: [[3, 6], [1, 2]], padded: true },
 ];
 
