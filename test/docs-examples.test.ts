@@ -100,6 +100,14 @@ const RUNS: Record<string, { cwd: "temp" | "checkout"; check: (stdout: string) =
       expect(Number(diff)).toBeLessThanOrEqual(1e-5);
     },
   },
+  "sliding-window.ts": {
+    cwd: "temp",
+    check: (stdout) => {
+      const [, diff] = /^positions 3000, KV cache 32 KiB \(constant\), max \|stream - forward\| (\S+)$/m.exec(stdout) ?? [];
+      expect(diff, stdout).toBeDefined();
+      expect(Number(diff)).toBeLessThanOrEqual(1e-5);
+    },
+  },
   "hf-attention.ts": {
     cwd: "checkout",
     check: (stdout) => expect(stdout.trim()).toBe("4 2 yarn [ 1, 16, 32 ]"),
