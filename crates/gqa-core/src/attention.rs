@@ -426,10 +426,7 @@ impl GqaAttention {
         let rot = self
             .rope
             .as_ref()
-            .map(|p| {
-                let end = crate::input::end_position(position_offset, t)?;
-                p.rotary_span(end, position_offset, t, &self.device)
-            })
+            .map(|p| p.rotary_at(position_offset, t, &self.device))
             .transpose()?;
         let mut y = self.forward_t(&x, &mask, rot.as_ref(), false)?;
         if let Some(ls) = lengths {

@@ -29,15 +29,8 @@ impl AttentionConfig {
     /// [`AttentionConfig::validate`]. The window (`sliding_window`) depends on the layer: it is
     /// read by [`AttentionConfig::from_hf_config_layer`], not here.
     pub fn from_hf_config(json: &str) -> Result<Self> {
-        let v: Value = serde_json::from_str(json)
-            .map_err(|e| Error::option("hfConfig", "a JSON object (a parsed config.json)", e))?;
-        let o = v.as_object().ok_or_else(|| {
-            Error::option(
-                "hfConfig",
-                "a JSON object (a parsed config.json)",
-                short(&v),
-            )
-        })?;
+        let v = config_object(json)?;
+        let o = v.as_object().expect("checked by config_object");
         let uint = |k: &str| hf_uint(k, get(o, k));
         let req = |k: &str| -> Result<usize> {
             uint(k)?.ok_or_else(|| {
@@ -79,19 +72,29 @@ impl AttentionConfig {
     /// of strings) or `hfConfig.max_window_layers`.
     pub fn from_hf_config_layer(json: &str, layer: usize) -> Result<Self> {
         let mut cfg = Self::from_hf_config(json)?;
-        let v: Value = serde_json::from_str(json)
-            .map_err(|e| Error::option("hfConfig", "a JSON object (a parsed config.json)", e))?;
-        let o = v.as_object().ok_or_else(|| {
-            Error::option(
-                "hfConfig",
-                "a JSON object (a parsed config.json)",
-                short(&v),
-            )
-        })?;
+        let v = config_object(json)?;
+        let o = v.as_object().expect("checked by config_object");
         cfg.sliding_window = hf_layer_window(o, layer)?;
         cfg.validate()?;
         Ok(cfg)
     }
+}
+
+/// `config.json` text parsed as a JSON object.
+///
+/// # Errors
+/// [`Error::InvalidOption`] naming `hfConfig` for text that is not JSON or not an object.
+fn config_object(json: &str) -> Result<Value> {
+    let v: Value = serde_json::from_str(json)
+        .map_err(|e| Error::option("hfConfig", "a JSON object (a parsed config.json)", e))?;
+    if !v.is_object() {
+        return Err(Error::option(
+            "hfConfig",
+            "a JSON object (a parsed config.json)",
+            short(&v),
+        ));
+    }
+    Ok(v)
 }
 
 /// The sliding window of decoder layer `layer` (see [`AttentionConfig::from_hf_config_layer`]).

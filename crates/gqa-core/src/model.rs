@@ -220,10 +220,7 @@ impl GqaModel {
     pub fn rotary_at(&self, first: usize, t: usize) -> Result<Option<Rotary>> {
         self.rope
             .as_ref()
-            .map(|p| {
-                let end = crate::input::end_position(first, t)?;
-                p.rotary_span(end, first, t, &self.device)
-            })
+            .map(|p| p.rotary_at(first, t, &self.device))
             .transpose()
     }
 

@@ -649,6 +649,17 @@ impl RopePlan {
         Rotary::build_span(&inv, af, first, count, device)
     }
 
+    /// Tables for the `t` positions `first..first + t` of a sequence that starts at absolute
+    /// position `first` (`positionOffset`; a `dynamic` ropeScaling sees the length `first + t`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming `positionOffset` when `first + t` overflows; as
+    /// [`Rotary::new`].
+    pub fn rotary_at(&self, first: usize, t: usize, device: &Device) -> Result<Rotary> {
+        let end = crate::input::end_position(first, t)?;
+        self.rotary_span(end, first, t, device)
+    }
+
     /// Tables for explicit positions (row `i` is position `positions[i]`) of a sequence of
     /// `seq_len` positions ([`Rotary::build_at`]): a windowed session's per-row positions.
     ///

@@ -36,16 +36,7 @@ fn max_rel(a: &[f32], b: &[f32]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-fn tensor(st: &safetensors::SafeTensors<'_>, name: &str) -> (Vec<f32>, Vec<usize>) {
-    let v = st.tensor(name).unwrap();
-    (
-        v.data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        v.shape().to_vec(),
-    )
-}
+use common::st_f32 as tensor;
 
 #[test]
 fn inv_freq_and_attention_factor_match_transformers() {

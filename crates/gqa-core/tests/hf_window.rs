@@ -20,16 +20,7 @@ fn read_json(name: &str) -> Value {
     serde_json::from_slice(&std::fs::read(dir().join(name)).unwrap()).unwrap()
 }
 
-fn tensor(st: &safetensors::SafeTensors<'_>, name: &str) -> (Vec<f32>, Vec<usize>) {
-    let v = st.tensor(name).unwrap();
-    (
-        v.data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        v.shape().to_vec(),
-    )
-}
+use common::st_f32 as tensor;
 
 fn modules() -> Vec<String> {
     let names: Vec<String> = read_json("index.json")["modules"]

@@ -82,3 +82,18 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
             |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) },
         )
 }
+
+/// Tensor `name` of a fixture file as f32 values (stored little-endian F32) and its shape.
+pub fn st_f32(st: &safetensors::SafeTensors<'_>, name: &str) -> (Vec<f32>, Vec<usize>) {
+    let v = st
+        .tensor(name)
+        .unwrap_or_else(|e| panic!("fixture tensor {name}: {e}"));
+    assert_eq!(v.dtype(), safetensors::Dtype::F32, "fixture tensor {name}");
+    (
+        v.data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        v.shape().to_vec(),
+    )
+}
