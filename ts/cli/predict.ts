@@ -42,8 +42,8 @@ export function registerPredict(program: Command): void {
       ].join(" ").replace(/ ?\n ?/g, "\n"),
     )
     .requiredOption("--model <file>", "model.safetensors written by gqa train")
-    .option("--input <file>", "cases to predict for: .csv, .npy or .ts (or --stream)")
-    .option("--stream", "read one time step per stdin line (C values, comma or space separated) and write one prediction per line as each arrives, at constant memory (a model trained with --sliding-window)")
+    .option("--input <file>", "cases to predict for: .csv, .npy or .ts")
+    .option("--stream", "instead of an input file: one time step per stdin line (C values, comma or space separated) in, one prediction per line out as each arrives, at constant memory; the model needs a sliding window (gqa train's sliding-window flag)")
     .option("--id-column <name>", "CSV: the column whose value groups consecutive rows into one case; default id")
     .option("--label-column <name>", "CSV: label column(s), comma-separated, left out of the channels when present; default label")
     .addOption(new Option("--format <format>", "output format").choices(["json", "csv"]).default("json"));
