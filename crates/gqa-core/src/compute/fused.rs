@@ -173,7 +173,6 @@ pub(crate) fn with_weights<R>(
 pub struct HostCache {
     k: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
-    batch: usize,
     nkv: usize,
     d: usize,
 }
@@ -188,10 +187,9 @@ impl HostCache {
     }
 
     /// See [`crate::compute::KvCache::shift`].
-    pub(crate) fn shift(&mut self, row: usize, from: usize, keep: usize) {
+    pub(crate) fn shift(&mut self, row: usize, from: usize, keep: usize, cap: usize) {
         let (nkv, d) = (self.nkv, self.d);
         for layer in self.k.iter_mut().chain(self.v.iter_mut()) {
-            let cap = layer.len() / (d * nkv).max(1) / self.batch.max(1);
             for kh in 0..nkv {
                 let base = (row * nkv + kh) * cap * d;
                 layer.copy_within(base + from * d..base + (from + keep) * d, base);
@@ -268,7 +266,6 @@ impl Compute for Fused {
         Ok(HostCache {
             k: zeroed()?,
             v: zeroed()?,
-            batch,
             nkv: cfg.num_kv_heads,
             d: cfg.head_dim(),
         })

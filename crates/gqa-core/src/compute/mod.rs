@@ -169,7 +169,7 @@ pub struct Push<'a> {
     /// Rotary tables covering the positions the push reads (`None` without rotary).
     pub rotary: Option<&'a Rotary>,
     /// Row of `rotary` that holds each row's first new position (`B` values): `cached` when
-    /// the tables start at position 0, `position - first` for tables of a span.
+    /// the tables start at position 0; `b * t` for a windowed session's per-row tables.
     pub rope_rows: &'a [usize],
 }
 
@@ -340,15 +340,22 @@ impl KvCache {
     }
 
     /// Moves `keep` slots of row `row`, starting at slot `from`, to slots `0..keep` (every layer,
-    /// K and V): a windowed session drops the slots its window has passed.
+    /// K and V; `capacity` slots per row): a windowed session drops the slots its window has
+    /// passed.
     ///
     /// # Errors
     /// [`Error::Backend`] from candle.
-    pub(crate) fn shift(&mut self, row: usize, from: usize, keep: usize) -> Result<()> {
+    pub(crate) fn shift(
+        &mut self,
+        row: usize,
+        from: usize,
+        keep: usize,
+        capacity: usize,
+    ) -> Result<()> {
         match self {
             KvCache::Reference(c) => c.shift(row, from, keep),
             KvCache::Fused(c) => {
-                c.shift(row, from, keep);
+                c.shift(row, from, keep, capacity);
                 Ok(())
             }
         }

@@ -331,7 +331,7 @@ impl Session {
         } else if self.ring.is_some() {
             self.compute_windowed(model, chunk, t, &ns, lmax)?
         } else {
-            self.compute(model, chunk, t, &ns, lmax)?
+            self.compute(model, chunk, t, &ns, (&totals, lmax))?
         };
 
         // Outputs on the host (validated above; nothing below can fail).
@@ -343,15 +343,15 @@ impl Session {
         Ok((out, out_dims))
     }
 
-    /// One push into a cache whose slot `s` holds position `s` (no sliding window): the
-    /// engine's final hidden states `[B, t, H]` of the new positions.
+    /// One push into a cache whose slot `s` holds position `s` (no sliding window), rows
+    /// reaching `totals` (longest `lmax`): the engine's final hidden states `[B, t, H]` of the new positions.
     fn compute(
         &mut self,
         model: &GqaModel,
         chunk: &[f32],
         t: usize,
         ns: &[usize],
-        lmax: usize,
+        (totals, lmax): (&[usize], usize),
     ) -> Result<Vec<f32>> {
         // Dynamic NTK (transformers' `dynamic_rope_update`): the new positions are rotated with
         // the frequencies of the sequence length after this push, `max(totals)`, once it exceeds
@@ -367,13 +367,12 @@ impl Session {
         };
         // (A cheap clone: candle tensors share their storage.)
         let rot = dynamic.or_else(|| self.rotary.clone());
-        let totals: Vec<usize> = self.lengths.iter().zip(ns).map(|(l, n)| l + n).collect();
         let p = Push {
             x: chunk,
             t,
             new: ns,
             cached: &self.lengths,
-            totals: &totals,
+            totals,
             capacity: self.capacity,
             rotary: rot.as_ref(),
             rope_rows: &self.lengths,

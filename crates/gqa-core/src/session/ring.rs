@@ -73,7 +73,7 @@ impl Ring {
         for (row, (s, &n)) in stored.iter_mut().zip(new).enumerate() {
             if *s + n > self.slots {
                 let keep = (*s).min(self.window - 1);
-                cache.shift(row, *s - keep, keep)?;
+                cache.shift(row, *s - keep, keep, self.slots)?;
                 *s = keep;
             }
         }
